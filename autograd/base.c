@@ -1,0 +1,111 @@
+#include "autograd/vn_base.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+/* OpenBLAS's own thread control; declared here so we do not depend on cblas.h variants. */
+void openblas_set_num_threads(int num_threads);
+
+const char *vn_status_str(int status)
+{
+    switch (status) {
+#define VN_X_CASE(name, value, text) \
+    case value: return text;
+        VN_STATUS_LIST(VN_X_CASE)
+#undef VN_X_CASE
+    default: return "unknown error";
+    }
+}
+
+int vn_error_set(vn_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        err->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int vn_error_prefix(vn_error *err, const char *fmt, ...)
+{
+    if (!err) return 0;
+    char prefix[VN_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    if (n <= 0) return err->code;
+    size_t plen = (size_t)n < sizeof prefix ? (size_t)n : sizeof prefix - 1;
+    size_t cap = sizeof err->msg - 1;
+    if (plen > cap) plen = cap;
+    size_t old = strnlen(err->msg, cap);
+    if (plen + old > cap) old = cap - plen;
+    memmove(err->msg + plen, err->msg, old);
+    memcpy(err->msg, prefix, plen);
+    err->msg[plen + old] = '\0';
+    return err->code;
+}
+
+void vn_error_clear(vn_error *err)
+{
+    if (err) {
+        err->code = 0;
+        err->msg[0] = '\0';
+    }
+}
+
+static void default_log(vn_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    static const char *names[] = {"debug", "info", "warning", "error"};
+    fprintf(stderr, "vanilla: %s: %s\n", names[level < 4 ? level : 3], msg);
+}
+
+/* Configuration, not state: set once by the program, read by every thread. */
+static vn_log_fn log_fn = default_log;
+static void *log_user;
+static vn_log_level log_level = VN_LOG_WARN;
+
+void vn_log_set(vn_log_fn fn, void *user)
+{
+    log_fn = fn ? fn : default_log;
+    log_user = user;
+}
+
+void vn_log_set_level(vn_log_level level) { log_level = level; }
+
+void vn_log(vn_log_level level, const char *fmt, ...)
+{
+    if (level < log_level) return;
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    log_fn(level, buf, log_user);
+}
+
+void vn__assert_fail(const char *file, int line, const char *cond, const char *fmt, ...)
+{
+    fprintf(stderr, "vanilla: internal error at %s:%d: assertion '%s' failed: ", file, line, cond);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+void vn_set_threads(int n)
+{
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int vn_get_threads(void) { return omp_get_max_threads(); }

@@ -1,0 +1,175 @@
+/* Dense ops through OpenBLAS: matmul [M, K] x [K, N] and linear x w^T + b.
+ * Backward is two sgemms (plus a deterministic column sum for the bias); a fresh input
+ * gradient is written by sgemm with beta 0 instead of being zeroed and accumulated. */
+#include "autograd/ops_impl.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#define DENSE_PAR_MIN 32768
+
+/* cblas takes int sizes. */
+static bool blas_dims_ok(vn_ctx *ctx, const char *name, int64_t a, int64_t b, int64_t c)
+{
+    if (a > INT_MAX || b > INT_MAX || c > INT_MAX) {
+        vn_ctx_fail(ctx, VN_ERR_UNSUPPORTED, "%s: sizes %lld x %lld x %lld exceed the BLAS int "
+                    "range", name, (long long)a, (long long)b, (long long)c);
+        return false;
+    }
+    return true;
+}
+
+/* ---- matmul ------------------------------------------------------------------------- */
+
+static void matmul_backward(vn_ctx *ctx, vn_node *node)
+{
+    vn_tensor *a = node->in[0], *b = node->in[1];
+    const int M = (int)a->shape[0], K = (int)a->shape[1], N = (int)b->shape[1];
+    const float *g = node->out->grad;
+    bool fresh;
+    if (vn_tensor_requires_grad(a)) {
+        float *da = vn__grad_uninit(ctx, a, &fresh);
+        if (!da) return;
+        /* dA = G B^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.0f, g, N, b->data, N,
+                    fresh ? 0.0f : 1.0f, da, K);
+    }
+    if (vn_tensor_requires_grad(b)) {
+        float *db = vn__grad_uninit(ctx, b, &fresh);
+        if (!db) return;
+        /* dB = A^T G */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.0f, a->data, K, g, N,
+                    fresh ? 0.0f : 1.0f, db, N);
+    }
+}
+
+vn_tensor *vn_matmul(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
+{
+    vn_tensor *in[2] = {a, b};
+    if (!vn__ok(ctx, 2, in)) return NULL;
+    char s1[96], s2[96];
+    if (a->ndim != 2 || b->ndim != 2 || a->shape[1] != b->shape[0])
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "matmul: needs [M, K] x [K, N], got %s x %s",
+                           vn_shape_str(a->ndim, a->shape, s1, sizeof s1),
+                           vn_shape_str(b->ndim, b->shape, s2, sizeof s2));
+    const int64_t M = a->shape[0], K = a->shape[1], N = b->shape[1];
+    if (M <= 0 || K <= 0 || N <= 0)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "matmul: empty operand (%s x %s)",
+                           vn_shape_str(a->ndim, a->shape, s1, sizeof s1),
+                           vn_shape_str(b->ndim, b->shape, s2, sizeof s2));
+    if (!blas_dims_ok(ctx, "matmul", M, K, N)) return NULL;
+    vn_tensor *y = vn_ctx_tensor(ctx, 2, (int64_t[]){M, N});
+    if (!y) return NULL;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a->data,
+                (int)K, b->data, (int)N, 0.0f, y->data, (int)N);
+    if (vn__needs_grad(ctx, 2, in) &&
+        !vn__record(ctx, VN_OP_MATMUL, y, 2, in, matmul_backward, 0))
+        return NULL;
+    return y;
+}
+
+/* ---- linear ------------------------------------------------------------------------- */
+
+typedef struct linear_state {
+    int64_t rows, in, out;
+} linear_state;
+
+/* db[c] += sum over rows of g[r, c], in fixed chunks of rows added in order (so the bias
+ * gradient does not depend on the thread count). part: nchunks * C doubles of scratch. */
+static void column_sums(const float *g, int64_t R, int64_t C, double *part, float *db)
+{
+    int64_t nch = (R + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK;
+#pragma omp parallel for schedule(static) if (R * C >= DENSE_PAR_MIN)
+    for (int64_t k = 0; k < nch; k++) {
+        double *p = part + k * C;
+        int64_t r1 = (k + 1) * VN_REDUCE_CHUNK < R ? (k + 1) * VN_REDUCE_CHUNK : R;
+        for (int64_t c = 0; c < C; c++) p[c] = 0.0;
+        for (int64_t r = k * VN_REDUCE_CHUNK; r < r1; r++)
+            for (int64_t c = 0; c < C; c++) p[c] += g[r * C + c];
+    }
+    for (int64_t k = 1; k < nch; k++)
+        for (int64_t c = 0; c < C; c++) part[c] += part[k * C + c];
+    for (int64_t c = 0; c < C; c++) db[c] += (float)part[c];
+}
+
+static void linear_backward(vn_ctx *ctx, vn_node *node)
+{
+    const linear_state *st = node->state;
+    vn_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2];
+    const int M = (int)st->rows, NI = (int)st->in, NO = (int)st->out;
+    const float *g = node->out->grad;
+    bool fresh;
+    if (vn_tensor_requires_grad(x)) {
+        float *dx = vn__grad_uninit(ctx, x, &fresh);
+        if (!dx) return;
+        /* dX = G W */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, NI, NO, 1.0f, g, NO, w->data, NI,
+                    fresh ? 0.0f : 1.0f, dx, NI);
+    }
+    if (vn_tensor_requires_grad(w)) {
+        float *dw = vn__grad_uninit(ctx, w, &fresh);
+        if (!dw) return;
+        /* dW = G^T X */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, NO, NI, M, 1.0f, g, NO, x->data, NI,
+                    fresh ? 0.0f : 1.0f, dw, NI);
+    }
+    if (b && vn_tensor_requires_grad(b)) {
+        float *db = vn__grad(ctx, b);
+        if (!db) return;
+        int64_t nch = (st->rows + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK;
+        double *part = vn__pool_alloc(ctx, (size_t)(nch * st->out) * sizeof(double));
+        if (!part) {
+            vn_ctx_fail(ctx, VN_ERR_NOMEM, "linear backward: out of memory");
+            return;
+        }
+        column_sums(g, st->rows, st->out, part, db);
+        vn__pool_free(ctx, part);
+    }
+}
+
+vn_tensor *vn_linear(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b)
+{
+    vn_tensor *in2[2] = {x, w};
+    if (!vn__ok(ctx, 2, in2)) return NULL;
+    char s1[96], s2[96];
+    if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1])
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "linear: input %s does not match weight %s "
+                           "(needs x [..., in] and w [out, in])",
+                           vn_shape_str(x->ndim, x->shape, s1, sizeof s1),
+                           vn_shape_str(w->ndim, w->shape, s2, sizeof s2));
+    const int64_t NI = w->shape[1], NO = w->shape[0];
+    if (x->numel <= 0 || NO <= 0 || NI <= 0)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "linear: empty input %s or weight %s",
+                           vn_shape_str(x->ndim, x->shape, s1, sizeof s1),
+                           vn_shape_str(w->ndim, w->shape, s2, sizeof s2));
+    if (b && b->numel != NO)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "linear: bias has %lld elements but weight has "
+                           "%lld outputs", (long long)b->numel, (long long)NO);
+    const int64_t M = x->numel / NI;
+    if (!blas_dims_ok(ctx, "linear", M, NI, NO)) return NULL;
+    int64_t shape[VN_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = NO;
+    vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, shape);
+    if (!y) return NULL;
+    if (b) {
+#pragma omp parallel for schedule(static) if (M * NO >= DENSE_PAR_MIN)
+        for (int64_t r = 0; r < M; r++) memcpy(y->data + r * NO, b->data, (size_t)NO * sizeof(float));
+    }
+    /* Y = X W^T (+ the bias already in Y) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)NO, (int)NI, 1.0f, x->data,
+                (int)NI, w->data, (int)NI, b ? 1.0f : 0.0f, y->data, (int)NO);
+    vn_tensor *in[3] = {x, w, b};
+    if (vn__needs_grad(ctx, 3, in)) {
+        /* Inputs keep their positions (x, w, b); b may be NULL. */
+        vn_node *node = vn__record(ctx, VN_OP_LINEAR, y, 3, in, linear_backward,
+                                   sizeof(linear_state));
+        if (!node) return NULL;
+        linear_state *st = node->state;
+        st->rows = M;
+        st->in = NI;
+        st->out = NO;
+    }
+    return y;
+}

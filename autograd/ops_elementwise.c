@@ -1,0 +1,220 @@
+/* Element-wise ops: activations, dropout, add, scale, reshape. */
+#include "autograd/ops_impl.h"
+
+#include <string.h>
+
+/* ---- leaky_relu / relu -------------------------------------------------------------- */
+
+typedef struct leaky_state {
+    float slope;
+} leaky_state;
+
+static void leaky_relu_forward(float *restrict y, const float *restrict x, int64_t n, float slope)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
+}
+
+/* PyTorch: grad * (x > 0 ? 1 : slope); relu is slope 0 (threshold_backward gives 0 at 0). */
+static void leaky_relu_backward(float *restrict dx, const float *restrict dy,
+                                const float *restrict x, int64_t n, float slope, bool fresh)
+{
+    if (fresh) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * slope;
+    } else {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : dy[i] * slope;
+    }
+}
+
+static void leaky_relu_bwd(vn_ctx *ctx, vn_node *node)
+{
+    const leaky_state *st = node->state;
+    vn_tensor *x = node->in[0];
+    bool fresh;
+    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    if (!dx) return;
+    leaky_relu_backward(dx, node->out->grad, x->data, x->numel, st->slope, fresh);
+}
+
+static vn_tensor *leaky_common(vn_ctx *ctx, vn_tensor *x, float slope, vn_op op)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
+    if (!y) return NULL;
+    leaky_relu_forward(y->data, x->data, x->numel, slope);
+    if (vn__needs_grad(ctx, 1, &x)) {
+        vn_node *node = vn__record(ctx, op, y, 1, &x, leaky_relu_bwd, sizeof(leaky_state));
+        if (!node) return NULL;
+        ((leaky_state *)node->state)->slope = slope;
+    }
+    return y;
+}
+
+vn_tensor *vn_leaky_relu(vn_ctx *ctx, vn_tensor *x, float slope)
+{
+    return leaky_common(ctx, x, slope, VN_OP_LEAKY_RELU);
+}
+
+vn_tensor *vn_relu(vn_ctx *ctx, vn_tensor *x) { return leaky_common(ctx, x, 0.0f, VN_OP_RELU); }
+
+/* ---- dropout ------------------------------------------------------------------------- */
+
+typedef struct dropout_state {
+    float scale;
+    uint8_t *keep; /* pool buffer, one byte per element */
+} dropout_state;
+
+static void dropout_bwd(vn_ctx *ctx, vn_node *node)
+{
+    const dropout_state *st = node->state;
+    vn_tensor *x = node->in[0];
+    float *dx = vn__grad(ctx, x);
+    if (!dx) return;
+    const float *dy = node->out->grad;
+    for (int64_t i = 0; i < x->numel; i++) dx[i] += st->keep[i] ? dy[i] * st->scale : 0.0f;
+}
+
+vn_tensor *vn_dropout(vn_ctx *ctx, vn_tensor *x, float p, bool training)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    if (!(p >= 0.0f && p < 1.0f))
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "dropout: probability must be in [0, 1), got %g",
+                           (double)p);
+    if (!training || p == 0.0f) return vn_scale(ctx, x, 1.0f);
+    vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
+    if (!y) return NULL;
+    bool rec = vn__needs_grad(ctx, 1, &x);
+    uint8_t *keep = vn__pool_alloc(ctx, (size_t)x->numel);
+    if (!keep) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "dropout: out of memory");
+    float scale = 1.0f / (1.0f - p);
+    vn_rng *rng = vn_ctx_rng(ctx);
+    /* Sequential draws: the mask depends only on the RNG state, never on threads. */
+    for (int64_t i = 0; i < x->numel; i++) {
+        keep[i] = vn_rng_uniform(rng) >= p;
+        y->data[i] = keep[i] ? x->data[i] * scale : 0.0f;
+    }
+    if (rec) {
+        vn_node *node = vn__record(ctx, VN_OP_DROPOUT, y, 1, &x, dropout_bwd, sizeof(dropout_state));
+        if (!node) return NULL;
+        dropout_state *st = node->state;
+        st->scale = scale;
+        st->keep = keep;
+        vn__node_keep(node, keep);
+    } else {
+        vn__pool_free(ctx, keep);
+    }
+    return y;
+}
+
+/* ---- add / scale ----------------------------------------------------------------------- */
+
+static void accumulate(vn_ctx *ctx, vn_tensor *t, const float *restrict g, float s)
+{
+    bool fresh;
+    float *d = vn__grad_uninit(ctx, t, &fresh);
+    if (!d) return;
+    int64_t n = t->numel;
+    if (fresh) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) d[i] = s * g[i];
+    } else {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) d[i] += s * g[i];
+    }
+}
+
+static void add_bwd(vn_ctx *ctx, vn_node *node)
+{
+    for (int i = 0; i < 2; i++)
+        if (vn_tensor_requires_grad(node->in[i])) accumulate(ctx, node->in[i], node->out->grad, 1.0f);
+}
+
+vn_tensor *vn_add(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
+{
+    vn_tensor *in[2] = {a, b};
+    if (!vn__ok(ctx, 2, in)) return NULL;
+    if (!vn_tensor_same_shape(a, b)) {
+        char sa[96], sb[96];
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "add: shapes %s and %s differ",
+                           vn_shape_str(a->ndim, a->shape, sa, sizeof sa),
+                           vn_shape_str(b->ndim, b->shape, sb, sizeof sb));
+    }
+    vn_tensor *y = vn_ctx_tensor(ctx, a->ndim, a->shape);
+    if (!y) return NULL;
+    int64_t n = a->numel;
+    const float *restrict pa = a->data, *restrict pb = b->data;
+    float *restrict py = y->data;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
+    if (vn__needs_grad(ctx, 2, in) && !vn__record(ctx, VN_OP_ADD, y, 2, in, add_bwd, 0)) return NULL;
+    return y;
+}
+
+typedef struct scale_state {
+    float s;
+} scale_state;
+
+static void scale_bwd(vn_ctx *ctx, vn_node *node)
+{
+    const scale_state *st = node->state;
+    accumulate(ctx, node->in[0], node->out->grad, st->s);
+}
+
+vn_tensor *vn_scale(vn_ctx *ctx, vn_tensor *x, float s)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
+    if (!y) return NULL;
+    int64_t n = x->numel;
+    const float *restrict px = x->data;
+    float *restrict py = y->data;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) py[i] = s * px[i];
+    if (vn__needs_grad(ctx, 1, &x)) {
+        vn_node *node = vn__record(ctx, VN_OP_SCALE, y, 1, &x, scale_bwd, sizeof(scale_state));
+        if (!node) return NULL;
+        ((scale_state *)node->state)->s = s;
+    }
+    return y;
+}
+
+/* ---- reshape / flatten: views sharing the input's data ------------------------------ */
+
+static void reshape_bwd(vn_ctx *ctx, vn_node *node)
+{
+    accumulate(ctx, node->in[0], node->out->grad, 1.0f);
+}
+
+vn_tensor *vn_reshape(vn_ctx *ctx, vn_tensor *x, int ndim, const int64_t *shape)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    if (ndim < 1 || ndim > VN_MAX_DIMS)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "reshape: %d dims (1..%d allowed)", ndim, VN_MAX_DIMS);
+    if (vn_shape_numel(ndim, shape) != x->numel) {
+        char sa[96], sb[96];
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "reshape: cannot view %s as %s",
+                           vn_shape_str(x->ndim, x->shape, sa, sizeof sa),
+                           vn_shape_str(ndim, shape, sb, sizeof sb));
+    }
+    vn_tensor *y = vn__arena_alloc(ctx, sizeof *y);
+    if (!y) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "reshape: out of memory");
+    memset(y, 0, sizeof *y);
+    y->ndim = ndim;
+    for (int i = 0; i < ndim; i++) y->shape[i] = shape[i];
+    y->numel = x->numel;
+    y->data = x->data;
+    y->flags = VN_TENSOR_STEP | VN_TENSOR_VIEW;
+    if (vn__needs_grad(ctx, 1, &x) && !vn__record(ctx, VN_OP_RESHAPE, y, 1, &x, reshape_bwd, 0))
+        return NULL;
+    return y;
+}
+
+vn_tensor *vn_flatten(vn_ctx *ctx, vn_tensor *x)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    int64_t shape[2] = {x->ndim ? x->shape[0] : 1, 0};
+    shape[1] = shape[0] ? x->numel / shape[0] : 0;
+    return vn_reshape(ctx, x, 2, shape);
+}

@@ -1,0 +1,53 @@
+/* Private interface between the context (tape, memory) and the op implementations. */
+#ifndef VN_OPS_IMPL_H
+#define VN_OPS_IMPL_H
+
+#include "autograd/vn_ops.h"
+
+#define VN_NODE_MAX_IN 6
+#define VN_NODE_MAX_BUFS 4
+
+typedef void (*vn__backward_fn)(vn_ctx *ctx, vn_node *node);
+
+/* One tape entry. `state` points at the op's own typed struct (allocated with the node);
+ * `bufs` are pool buffers the op saved for backward, released right after it runs. */
+struct vn_node {
+    vn_op op;
+    int n_in;
+    vn_tensor *in[VN_NODE_MAX_IN];
+    vn_tensor *out;
+    void *state;
+    vn__backward_fn backward;
+    int n_bufs;
+    void *bufs[VN_NODE_MAX_BUFS];
+};
+
+/* Step-lifetime scratch from the bump arena, 64-byte aligned, not zeroed. */
+void *vn__arena_alloc(vn_ctx *ctx, size_t bytes);
+/* Pooled step buffer, 64-byte aligned, not zeroed; lives until vn__pool_free or reset. */
+void *vn__pool_alloc(vn_ctx *ctx, size_t bytes);
+void vn__pool_free(vn_ctx *ctx, void *p);
+
+/* True when grad mode is on and any of the given (non-NULL) inputs requires grad. */
+bool vn__needs_grad(vn_ctx *ctx, int n_in, vn_tensor *const *in);
+/* Appends a tape entry for `out` (marking it as requiring grad) with a zeroed state of
+ * state_bytes. Returns NULL (and sets the sticky error) if memory runs out. */
+vn_node *vn__record(vn_ctx *ctx, vn_op op, vn_tensor *out, int n_in, vn_tensor *const *in,
+                    vn__backward_fn backward, size_t state_bytes);
+/* Hands a pool buffer to the node: released after the node's backward (or at reset). */
+void vn__node_keep(vn_node *node, void *pool_buf);
+
+/* The gradient buffer of t for accumulation, allocated and zero-filled on first use. */
+float *vn__grad(vn_ctx *ctx, vn_tensor *t);
+/* As vn__grad, but a buffer allocated now is left uninitialised and *fresh is set to true:
+ * the caller must then write every element instead of accumulating. */
+float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh);
+
+/* Checks shared by every op: returns false (and sets the error) on NULL input or a sticky
+ * error already present. */
+bool vn__ok(vn_ctx *ctx, int n, vn_tensor *const *in);
+
+/* Deterministic chunking for reductions: results do not depend on the thread count. */
+#define VN_REDUCE_CHUNK 256
+
+#endif

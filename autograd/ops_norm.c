@@ -1,0 +1,290 @@
+/* BatchNorm2d on NHWC activations: forward and backward, training and eval.
+ *
+ * x is [N, H, W, C]; every per-channel statistic is a reduction over the R = N*H*W rows.
+ * Reductions split the rows into fixed chunks of VN_REDUCE_CHUNK rows, accumulate each
+ * chunk in double (vectorised along C), and add the chunk partials in chunk order, so the
+ * result is the same bytes for any thread count. Forward reads x twice (statistics, then
+ * normalise) and writes y once; backward reads g and x twice and writes dx once. Only the
+ * per-channel mean and inverse standard deviation are saved: backward recomputes x_hat
+ * from x, which stays alive as the op's input. */
+#include "autograd/ops_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Channels handled per inner block: two double accumulators of this size stay in L1. */
+#define BN_CBLOCK 256
+/* Below this many elements a loop runs on one thread (fork cost exceeds the work). */
+#define BN_PAR_MIN 32768
+
+typedef struct bn_state {
+    int64_t rows, channels;
+    bool training;
+} bn_state;
+
+static int64_t bn_nchunks(int64_t rows) { return (rows + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK; }
+
+/* Per-chunk sums of d = x - shift and d*d for every channel. The shift (the first row)
+ * keeps sum(d*d) from cancelling when the mean is large next to the spread. */
+static void bn_stats_chunk(const float *x, int64_t r0, int64_t r1, int64_t C, const float *shift,
+                           double *ps, double *pq)
+{
+    for (int64_t c0 = 0; c0 < C; c0 += BN_CBLOCK) {
+        int64_t cn = C - c0 < BN_CBLOCK ? C - c0 : BN_CBLOCK;
+        double s[BN_CBLOCK], q[BN_CBLOCK];
+        const float *k = shift + c0;
+        for (int64_t c = 0; c < cn; c++) s[c] = q[c] = 0.0;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *xr = x + r * C + c0;
+            for (int64_t c = 0; c < cn; c++) {
+                double d = (double)xr[c] - (double)k[c];
+                s[c] += d;
+                q[c] += d * d;
+            }
+        }
+        memcpy(ps + c0, s, (size_t)cn * sizeof(double));
+        memcpy(pq + c0, q, (size_t)cn * sizeof(double));
+    }
+}
+
+/* Per-chunk sums of g and g * (x - mean) for every channel (backward). */
+static void bn_grad_chunk(const float *g, const float *x, int64_t r0, int64_t r1, int64_t C,
+                          const float *mean, double *ps, double *pq)
+{
+    for (int64_t c0 = 0; c0 < C; c0 += BN_CBLOCK) {
+        int64_t cn = C - c0 < BN_CBLOCK ? C - c0 : BN_CBLOCK;
+        double s[BN_CBLOCK], q[BN_CBLOCK];
+        const float *m = mean + c0;
+        for (int64_t c = 0; c < cn; c++) s[c] = q[c] = 0.0;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *xr = x + r * C + c0;
+            const float *gr = g + r * C + c0;
+            for (int64_t c = 0; c < cn; c++) {
+                double gv = gr[c];
+                s[c] += gv;
+                q[c] += gv * ((double)xr[c] - (double)m[c]);
+            }
+        }
+        memcpy(ps + c0, s, (size_t)cn * sizeof(double));
+        memcpy(pq + c0, q, (size_t)cn * sizeof(double));
+    }
+}
+
+/* Runs one of the chunk kernels over all rows and adds the partials in chunk order into
+ * sum_a and sum_b ([C] each). `part` is scratch of 2 * nchunks * C doubles. */
+static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, const float *ref,
+                      double *part, double *sum_a, double *sum_b)
+{
+    int64_t nch = bn_nchunks(R);
+    double *pa = part, *pb = part + nch * C;
+#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+    for (int64_t k = 0; k < nch; k++) {
+        int64_t r0 = k * VN_REDUCE_CHUNK;
+        int64_t r1 = r0 + VN_REDUCE_CHUNK < R ? r0 + VN_REDUCE_CHUNK : R;
+        if (g) bn_grad_chunk(g, x, r0, r1, C, ref, pa + k * C, pb + k * C);
+        else bn_stats_chunk(x, r0, r1, C, ref, pa + k * C, pb + k * C);
+    }
+    for (int64_t c = 0; c < C; c++) sum_a[c] = sum_b[c] = 0.0;
+    for (int64_t k = 0; k < nch; k++) {
+        const double *a = pa + k * C, *b = pb + k * C;
+        for (int64_t c = 0; c < C; c++) {
+            sum_a[c] += a[c];
+            sum_b[c] += b[c];
+        }
+    }
+}
+
+/* y = (x - mean) * alpha + beta, per channel. */
+static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float *mean,
+                     const float *alpha, const float *beta)
+{
+#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * alpha[c] + beta[c];
+    }
+}
+
+static void bn_backward(vn_ctx *ctx, vn_node *node)
+{
+    const bn_state *st = node->state;
+    vn_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2];
+    const int64_t R = st->rows, C = st->channels;
+    const float *g = node->out->grad;
+    const float *mean = node->bufs[0];
+    const float *invstd = mean + C;
+
+    bool need_x = vn_tensor_requires_grad(x);
+    bool need_w = w && vn_tensor_requires_grad(w);
+    bool need_b = b && vn_tensor_requires_grad(b);
+    /* Eval-mode dx needs no statistics of g; training dx and both parameter grads do. */
+    bool need_sums = need_w || need_b || (need_x && st->training);
+
+    /* One pool buffer: chunk partials, then the [C] sums and the dx coefficients. */
+    int64_t nch = bn_nchunks(R);
+    size_t bytes = (size_t)(2 * nch * C + 2 * C) * sizeof(double) + (size_t)(3 * C) * sizeof(float);
+    double *part = vn__pool_alloc(ctx, bytes);
+    if (!part) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d backward: out of memory for %zu bytes", bytes);
+        return;
+    }
+    double *sum_g = part + 2 * nch * C, *sum_gx = sum_g + C;
+    float *ca = (float *)(sum_gx + C), *cb = ca + C, *cd = cb + C;
+
+    if (need_sums) bn_reduce(g, x->data, R, C, mean, part, sum_g, sum_gx);
+
+    if (need_w) {
+        float *dw = vn__grad(ctx, w);
+        if (!dw) goto done;
+        for (int64_t c = 0; c < C; c++) dw[c] += (float)(sum_gx[c] * (double)invstd[c]);
+    }
+    if (need_b) {
+        float *db = vn__grad(ctx, b);
+        if (!db) goto done;
+        for (int64_t c = 0; c < C; c++) db[c] += (float)sum_g[c];
+    }
+    if (need_x) {
+        /* dx = k*g + B*(x - mean) + D with k = weight * invstd; in training
+         * B = -k * invstd^2 * sum(g*(x-mean)) / R and D = -k * sum(g) / R, in eval 0. */
+        for (int64_t c = 0; c < C; c++) {
+            double k = (double)invstd[c] * (w ? (double)w->data[c] : 1.0);
+            ca[c] = (float)k;
+            if (st->training) {
+                double is = invstd[c];
+                cb[c] = (float)(-k * is * is * sum_gx[c] / (double)R);
+                cd[c] = (float)(-k * sum_g[c] / (double)R);
+            } else {
+                cb[c] = 0.0f;
+                cd[c] = 0.0f;
+            }
+        }
+        bool fresh;
+        float *dx = vn__grad_uninit(ctx, x, &fresh);
+        if (!dx) goto done;
+        const float *xd = x->data;
+#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = xd + r * C, *gr = g + r * C;
+            float *dr = dx + r * C;
+            if (fresh)
+                for (int64_t c = 0; c < C; c++)
+                    dr[c] = ca[c] * gr[c] + cb[c] * (xr[c] - mean[c]) + cd[c];
+            else
+                for (int64_t c = 0; c < C; c++)
+                    dr[c] += ca[c] * gr[c] + cb[c] * (xr[c] - mean[c]) + cd[c];
+        }
+    }
+done:
+    vn__pool_free(ctx, part);
+}
+
+static vn_tensor *bn_fail_size(vn_ctx *ctx, const char *what, const vn_tensor *t, int64_t C)
+{
+    return vn_ctx_fail(ctx, VN_ERR_SHAPE, "batch_norm2d: %s has %lld elements but input has "
+                       "%lld channels", what, (long long)t->numel, (long long)C);
+}
+
+vn_tensor *vn_batch_norm2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tensor *bias,
+                           vn_tensor *running_mean, vn_tensor *running_var,
+                           int64_t *num_batches_tracked, bool training, float momentum,
+                           float eps)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    char sbuf[96];
+    if (x->ndim != 4)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "batch_norm2d: input must be 4-D [N, H, W, C], "
+                           "got %s", vn_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
+    const int64_t C = x->shape[3];
+    const int64_t R = x->shape[0] * x->shape[1] * x->shape[2];
+    if (C <= 0 || R <= 0)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "batch_norm2d: empty input %s",
+                           vn_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
+    if (weight && weight->numel != C) return bn_fail_size(ctx, "weight", weight, C);
+    if (bias && bias->numel != C) return bn_fail_size(ctx, "bias", bias, C);
+    if (running_mean && running_mean->numel != C)
+        return bn_fail_size(ctx, "running_mean", running_mean, C);
+    if (running_var && running_var->numel != C)
+        return bn_fail_size(ctx, "running_var", running_var, C);
+    if (!running_mean != !running_var)
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "batch_norm2d: running_mean and running_var "
+                           "must both be given or both be NULL");
+    if (!(eps >= 0.0f) || !isfinite(eps))
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "batch_norm2d: eps must be finite and >= 0, "
+                           "got %g", (double)eps);
+    if (training && running_mean && !(momentum >= 0.0f && momentum <= 1.0f))
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "batch_norm2d: momentum must be in [0, 1], "
+                           "got %g", (double)momentum);
+    if (!training && !running_mean)
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "batch_norm2d: eval mode needs running_mean "
+                           "and running_var");
+    if (training && R == 1)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "batch_norm2d: training needs more than one value "
+                           "per channel, got input %s",
+                           vn_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
+
+    vn_tensor *y = vn_ctx_tensor(ctx, 4, x->shape);
+    if (!y) return NULL;
+    /* mean[C], invstd[C], alpha[C], beta[C]: the first two are kept for backward. */
+    float *saved = vn__pool_alloc(ctx, (size_t)(4 * C) * sizeof(float));
+    if (!saved) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d: out of memory");
+    float *mean = saved, *invstd = saved + C, *alpha = saved + 2 * C, *beta = saved + 3 * C;
+
+    if (training) {
+        int64_t nch = bn_nchunks(R);
+        double *part = vn__pool_alloc(ctx, (size_t)(2 * nch * C + 2 * C) * sizeof(double));
+        if (!part) {
+            vn__pool_free(ctx, saved);
+            return vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d: out of memory");
+        }
+        double *sum = part + 2 * nch * C, *sumsq = sum + C;
+        const float *shift = x->data; /* the first row */
+        bn_reduce(NULL, x->data, R, C, shift, part, sum, sumsq);
+        for (int64_t c = 0; c < C; c++) {
+            double md = sum[c] / (double)R;
+            double var = sumsq[c] / (double)R - md * md;
+            if (var < 0.0) var = 0.0;
+            double m = (double)shift[c] + md;
+            mean[c] = (float)m;
+            invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+            if (running_mean) {
+                double unbiased = var * (double)R / (double)(R - 1);
+                running_mean->data[c] = (float)((1.0 - momentum) * running_mean->data[c] +
+                                                (double)momentum * m);
+                running_var->data[c] = (float)((1.0 - momentum) * running_var->data[c] +
+                                               (double)momentum * unbiased);
+            }
+        }
+        vn__pool_free(ctx, part);
+        if (num_batches_tracked) (*num_batches_tracked)++;
+    } else {
+        for (int64_t c = 0; c < C; c++) {
+            mean[c] = running_mean->data[c];
+            invstd[c] = (float)(1.0 / sqrt((double)running_var->data[c] + (double)eps));
+        }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        alpha[c] = weight ? weight->data[c] * invstd[c] : invstd[c];
+        beta[c] = bias ? bias->data[c] : 0.0f;
+    }
+    bn_apply(y->data, x->data, R, C, mean, alpha, beta);
+
+    vn_tensor *in[3] = {x, weight, bias};
+    if (vn__needs_grad(ctx, 3, in)) {
+        /* Inputs keep their positions (x, weight, bias); weight and bias may be NULL. */
+        vn_node *node = vn__record(ctx, VN_OP_BATCH_NORM2D, y, 3, in, bn_backward,
+                                   sizeof(bn_state));
+        if (!node) {
+            vn__pool_free(ctx, saved);
+            return NULL;
+        }
+        bn_state *st = node->state;
+        st->rows = R;
+        st->channels = C;
+        st->training = training;
+        vn__node_keep(node, saved);
+    } else {
+        vn__pool_free(ctx, saved);
+    }
+    return y;
+}

@@ -1,0 +1,260 @@
+/* Pooling on NHWC activations: max (kernel = stride = k), adaptive max, adaptive average
+ * and global average, forward and backward.
+ *
+ * Every kernel walks one image and one block of channels at a time, vectorised along C.
+ * Work is split over (image, channel block) pairs, so the gradient of one input element is
+ * only ever touched by one thread, in a fixed order, even where adaptive windows overlap.
+ * Max pools save nothing for backward: the argmax is recomputed from the input (which
+ * stays alive as the op's input) by the same code that chose it in forward. */
+#include "autograd/ops_impl.h"
+
+#include <string.h>
+
+#define POOL_CBLOCK 256
+#define POOL_PAR_MIN 32768
+
+typedef struct pool_state {
+    int64_t n, h, w, c;   /* input shape */
+    int64_t oh, ow;       /* output spatial size */
+    int k;                /* > 0: fixed kernel = stride k; 0: adaptive windows */
+} pool_state;
+
+/* PyTorch's adaptive window: [floor(i*in/out), ceil((i+1)*in/out)). */
+static inline int64_t ada_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+static inline int64_t ada_end(int64_t i, int64_t in, int64_t out)
+{
+    return ((i + 1) * in + out - 1) / out;
+}
+
+static inline void window(const pool_state *s, int64_t i, int64_t j, int64_t *h0, int64_t *h1,
+                          int64_t *w0, int64_t *w1)
+{
+    if (s->k > 0) {
+        *h0 = i * s->k;
+        *h1 = *h0 + s->k;
+        *w0 = j * s->k;
+        *w1 = *w0 + s->k;
+    } else {
+        *h0 = ada_start(i, s->h, s->oh);
+        *h1 = ada_end(i, s->h, s->oh);
+        *w0 = ada_start(j, s->w, s->ow);
+        *w1 = ada_end(j, s->w, s->ow);
+    }
+}
+
+/* Max of one window for channels [c0, c0 + cn) of an image, with the winning position in
+ * row-major window order. Like PyTorch's CPU kernel, a later element wins when it is
+ * greater or NaN, so ties go to the first maximum and NaN propagates. */
+static void window_max(const float *img, const pool_state *s, int64_t h0, int64_t h1,
+                       int64_t w0, int64_t w1, int64_t c0, int64_t cn, float *m, int32_t *idx)
+{
+    const int64_t W = s->w, C = s->c;
+    const float *first = img + (h0 * W + w0) * C + c0;
+    for (int64_t c = 0; c < cn; c++) {
+        m[c] = first[c];
+        idx[c] = 0;
+    }
+    int32_t p = 0;
+    for (int64_t h = h0; h < h1; h++)
+        for (int64_t w = w0; w < w1; w++, p++) {
+            if (p == 0) continue;
+            const float *xr = img + (h * W + w) * C + c0;
+            for (int64_t c = 0; c < cn; c++) {
+                float v = xr[c];
+                bool take = v > m[c] || v != v;
+                m[c] = take ? v : m[c];
+                idx[c] = take ? p : idx[c];
+            }
+        }
+}
+
+static void max_forward(const pool_state *s, const float *x, float *y)
+{
+    const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
+    const int64_t img_in = s->h * s->w * s->c, img_out = s->oh * s->ow * s->c;
+#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+    for (int64_t t = 0; t < s->n * nblk; t++) {
+        int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
+        int64_t cn = s->c - c0 < POOL_CBLOCK ? s->c - c0 : POOL_CBLOCK;
+        int32_t idx[POOL_CBLOCK];
+        for (int64_t i = 0; i < s->oh; i++)
+            for (int64_t j = 0; j < s->ow; j++) {
+                int64_t h0, h1, w0, w1;
+                window(s, i, j, &h0, &h1, &w0, &w1);
+                window_max(x + n * img_in, s, h0, h1, w0, w1, c0, cn,
+                           y + n * img_out + (i * s->ow + j) * s->c + c0, idx);
+            }
+    }
+}
+
+static void avg_forward(const pool_state *s, const float *x, float *y)
+{
+    const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
+    const int64_t W = s->w, C = s->c;
+    const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
+#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+    for (int64_t t = 0; t < s->n * nblk; t++) {
+        int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
+        int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
+        double acc[POOL_CBLOCK];
+        for (int64_t i = 0; i < s->oh; i++)
+            for (int64_t j = 0; j < s->ow; j++) {
+                int64_t h0, h1, w0, w1;
+                window(s, i, j, &h0, &h1, &w0, &w1);
+                for (int64_t c = 0; c < cn; c++) acc[c] = 0.0;
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) {
+                        const float *xr = x + n * img_in + (h * W + w) * C + c0;
+                        for (int64_t c = 0; c < cn; c++) acc[c] += xr[c];
+                    }
+                double inv = 1.0 / (double)((h1 - h0) * (w1 - w0));
+                float *yr = y + n * img_out + (i * s->ow + j) * C + c0;
+                for (int64_t c = 0; c < cn; c++) yr[c] = (float)(acc[c] * inv);
+            }
+    }
+}
+
+/* Zeroes the input rows and columns that no fixed-kernel window covers (floor mode). */
+static void zero_uncovered(const pool_state *s, float *dx_img, int64_t c0, int64_t cn)
+{
+    const int64_t hc = s->oh * s->k, wc = s->ow * s->k;
+    for (int64_t h = 0; h < s->h; h++)
+        for (int64_t w = (h < hc ? wc : 0); w < s->w; w++)
+            memset(dx_img + (h * s->w + w) * s->c + c0, 0, (size_t)cn * sizeof(float));
+}
+
+static void max_backward(vn_ctx *ctx, vn_node *node)
+{
+    const pool_state *s = node->state;
+    vn_tensor *x = node->in[0];
+    if (!vn_tensor_requires_grad(x)) return;
+    bool fresh;
+    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    if (!dx) return;
+    /* Fixed-kernel windows are disjoint: a fresh gradient is written, not accumulated. */
+    const bool assign = fresh && s->k > 0;
+    if (fresh && !assign) memset(dx, 0, (size_t)x->numel * sizeof(float));
+    const float *g = node->out->grad, *xd = x->data;
+    const int64_t W = s->w, C = s->c;
+    const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
+    const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
+#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+    for (int64_t t = 0; t < s->n * nblk; t++) {
+        int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
+        int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
+        float m[POOL_CBLOCK];
+        int32_t idx[POOL_CBLOCK];
+        float *dimg = dx + n * img_in;
+        if (assign) zero_uncovered(s, dimg, c0, cn);
+        for (int64_t i = 0; i < s->oh; i++)
+            for (int64_t j = 0; j < s->ow; j++) {
+                int64_t h0, h1, w0, w1;
+                window(s, i, j, &h0, &h1, &w0, &w1);
+                window_max(xd + n * img_in, s, h0, h1, w0, w1, c0, cn, m, idx);
+                const float *gr = g + n * img_out + (i * s->ow + j) * C + c0;
+                int32_t p = 0;
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++, p++) {
+                        float *dr = dimg + (h * W + w) * C + c0;
+                        if (assign)
+                            for (int64_t c = 0; c < cn; c++) dr[c] = idx[c] == p ? gr[c] : 0.0f;
+                        else
+                            for (int64_t c = 0; c < cn; c++) dr[c] += idx[c] == p ? gr[c] : 0.0f;
+                    }
+            }
+    }
+}
+
+static void avg_backward(vn_ctx *ctx, vn_node *node)
+{
+    const pool_state *s = node->state;
+    vn_tensor *x = node->in[0];
+    if (!vn_tensor_requires_grad(x)) return;
+    bool fresh;
+    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    if (!dx) return;
+    if (fresh) memset(dx, 0, (size_t)x->numel * sizeof(float));
+    const float *g = node->out->grad;
+    const int64_t W = s->w, C = s->c;
+    const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
+    const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
+#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+    for (int64_t t = 0; t < s->n * nblk; t++) {
+        int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
+        int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
+        float gs[POOL_CBLOCK];
+        for (int64_t i = 0; i < s->oh; i++)
+            for (int64_t j = 0; j < s->ow; j++) {
+                int64_t h0, h1, w0, w1;
+                window(s, i, j, &h0, &h1, &w0, &w1);
+                const float area = (float)((h1 - h0) * (w1 - w0));
+                const float *gr = g + n * img_out + (i * s->ow + j) * C + c0;
+                for (int64_t c = 0; c < cn; c++) gs[c] = gr[c] / area;
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) {
+                        float *dr = dx + n * img_in + (h * W + w) * C + c0;
+                        for (int64_t c = 0; c < cn; c++) dr[c] += gs[c];
+                    }
+            }
+    }
+}
+
+/* Shared front end: validates, makes the output, runs forward, records the node.
+ * k > 0: fixed kernel = stride k; k == 0: adaptive windows to oh x ow. */
+static vn_tensor *pool_op(vn_ctx *ctx, const char *name, vn_op op, vn_tensor *x, int k,
+                          int64_t oh, int64_t ow, bool is_max)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    char sbuf[96];
+    if (x->ndim != 4)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "%s: input must be 4-D [N, H, W, C], got %s", name,
+                           vn_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
+    if (x->numel <= 0)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "%s: empty input %s", name,
+                           vn_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
+    pool_state s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], oh, ow, k};
+    if (k > 0) {
+        s.oh = s.h / k;
+        s.ow = s.w / k;
+        if (s.oh == 0 || s.ow == 0)
+            return vn_ctx_fail(ctx, VN_ERR_SHAPE, "%s: kernel %d is larger than the input's "
+                               "spatial size %lldx%lld", name, k, (long long)s.h, (long long)s.w);
+    } else if (oh <= 0 || ow <= 0) {
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "%s: output size must be positive, got %lldx%lld",
+                           name, (long long)oh, (long long)ow);
+    }
+    vn_tensor *y = vn_ctx_tensor4(ctx, s.n, s.oh, s.ow, s.c);
+    if (!y) return NULL;
+    if (is_max) max_forward(&s, x->data, y->data);
+    else avg_forward(&s, x->data, y->data);
+    if (vn__needs_grad(ctx, 1, &x)) {
+        vn_node *node = vn__record(ctx, op, y, 1, &x, is_max ? max_backward : avg_backward,
+                                   sizeof(pool_state));
+        if (!node) return NULL;
+        *(pool_state *)node->state = s;
+    }
+    return y;
+}
+
+vn_tensor *vn_max_pool2d(vn_ctx *ctx, vn_tensor *x, int k)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    if (k <= 0)
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "max_pool2d: kernel size must be > 0, got %d", k);
+    return pool_op(ctx, "max_pool2d", VN_OP_MAX_POOL2D, x, k, 0, 0, true);
+}
+
+vn_tensor *vn_adaptive_max_pool2d(vn_ctx *ctx, vn_tensor *x, int oh, int ow)
+{
+    return pool_op(ctx, "adaptive_max_pool2d", VN_OP_ADAPTIVE_MAX_POOL2D, x, 0, oh, ow, true);
+}
+
+vn_tensor *vn_adaptive_avg_pool2d(vn_ctx *ctx, vn_tensor *x, int oh, int ow)
+{
+    return pool_op(ctx, "adaptive_avg_pool2d", VN_OP_ADAPTIVE_AVG_POOL2D, x, 0, oh, ow, false);
+}
+
+vn_tensor *vn_global_avg_pool(vn_ctx *ctx, vn_tensor *x)
+{
+    return pool_op(ctx, "global_avg_pool", VN_OP_ADAPTIVE_AVG_POOL2D, x, 0, 1, 1, false);
+}

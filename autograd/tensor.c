@@ -1,0 +1,127 @@
+#include "autograd/vn_tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t vn_shape_numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+static void *alloc_aligned(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
+    return p;
+}
+
+vn_tensor *vn_tensor_new(int ndim, const int64_t *shape, bool requires_grad)
+{
+    VN_ASSERT(ndim >= 0 && ndim <= VN_MAX_DIMS, "tensors have at most %d dims, got %d",
+              VN_MAX_DIMS, ndim);
+    for (int i = 0; i < ndim; i++)
+        VN_ASSERT(shape[i] >= 0, "negative dimension %lld", (long long)shape[i]);
+    vn_tensor *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->numel = vn_shape_numel(ndim, shape);
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    t->data = alloc_aligned(bytes);
+    if (!t->data) {
+        free(t);
+        return NULL;
+    }
+    memset(t->data, 0, bytes);
+    if (requires_grad) {
+        t->flags |= VN_TENSOR_REQUIRES_GRAD;
+        t->grad = alloc_aligned(bytes);
+        if (!t->grad) {
+            free(t->data);
+            free(t);
+            return NULL;
+        }
+        memset(t->grad, 0, bytes);
+    }
+    return t;
+}
+
+vn_tensor *vn_tensor_new4(int64_t d0, int64_t d1, int64_t d2, int64_t d3, bool requires_grad)
+{
+    int64_t s[4] = {d0, d1, d2, d3};
+    return vn_tensor_new(4, s, requires_grad);
+}
+
+void vn_tensor_free(vn_tensor *t)
+{
+    if (!t) return;
+    VN_ASSERT(!(t->flags & VN_TENSOR_STEP), "step tensors are released by vn_ctx_reset, "
+              "not vn_tensor_free");
+    if (!(t->flags & VN_TENSOR_VIEW)) free(t->data);
+    free(t->grad);
+    free(t);
+}
+
+int vn_tensor_zero_grad(vn_tensor *t)
+{
+    VN_ASSERT(!(t->flags & VN_TENSOR_STEP), "zero_grad is for model-lifetime tensors");
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    if (!t->grad) {
+        t->grad = alloc_aligned(bytes);
+        if (!t->grad) return VN_ERR_NOMEM;
+    }
+    memset(t->grad, 0, bytes);
+    return VN_OK;
+}
+
+bool vn_tensor_same_shape(const vn_tensor *a, const vn_tensor *b)
+{
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
+{
+    size_t pos = 0;
+    pos += (size_t)snprintf(buf + pos, len - pos, "[");
+    for (int i = 0; i < ndim && pos < len; i++)
+        pos += (size_t)snprintf(buf + pos, len - pos, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (pos < len) snprintf(buf + pos, len - pos, "]");
+    return buf;
+}
+
+void vn_tensor_fill(vn_tensor *t, float v)
+{
+    for (int64_t i = 0; i < t->numel; i++) t->data[i] = v;
+}
+
+void vn_tensor_copy_data(vn_tensor *dst, const vn_tensor *src)
+{
+    VN_ASSERT(dst->numel == src->numel, "copy between tensors of %lld and %lld elements",
+              (long long)dst->numel, (long long)src->numel);
+    memcpy(dst->data, src->data, (size_t)src->numel * sizeof(float));
+}
+
+void vn_oihw_to_ohwi(float *dst, const float *src, int64_t o, int64_t i, int64_t kh, int64_t kw)
+{
+    for (int64_t a = 0; a < o; a++)
+        for (int64_t c = 0; c < i; c++)
+            for (int64_t y = 0; y < kh; y++)
+                for (int64_t x = 0; x < kw; x++)
+                    dst[((a * kh + y) * kw + x) * i + c] = src[((a * i + c) * kh + y) * kw + x];
+}
+
+void vn_ohwi_to_oihw(float *dst, const float *src, int64_t o, int64_t i, int64_t kh, int64_t kw)
+{
+    for (int64_t a = 0; a < o; a++)
+        for (int64_t c = 0; c < i; c++)
+            for (int64_t y = 0; y < kh; y++)
+                for (int64_t x = 0; x < kw; x++)
+                    dst[((a * i + c) * kh + y) * kw + x] = src[((a * kh + y) * kw + x) * i + c];
+}

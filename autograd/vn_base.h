@@ -1,0 +1,82 @@
+/* Status codes, error messages and logging shared by every layer of the library. */
+#ifndef VN_BASE_H
+#define VN_BASE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Every fallible library function returns one of these (0 ok, negative on failure). */
+#define VN_STATUS_LIST(X)                                              \
+    X(VN_OK, 0, "ok")                                                  \
+    X(VN_ERR_INVALID, -1, "invalid argument")                          \
+    X(VN_ERR_SHAPE, -2, "shape mismatch")                              \
+    X(VN_ERR_NOMEM, -3, "out of memory")                               \
+    X(VN_ERR_IO, -4, "I/O error")                                      \
+    X(VN_ERR_FORMAT, -5, "corrupt or unsupported file format")         \
+    X(VN_ERR_STATE, -6, "operation not allowed in the current state")  \
+    X(VN_ERR_NUMERIC, -7, "non-finite value")                          \
+    X(VN_ERR_UNSUPPORTED, -8, "unsupported")                           \
+    X(VN_ERR_NOT_FOUND, -9, "not found")                               \
+    X(VN_ERR_INTERRUPTED, -10, "interrupted")
+
+typedef enum vn_status {
+#define VN_X_ENUM(name, value, text) name = value,
+    VN_STATUS_LIST(VN_X_ENUM)
+#undef VN_X_ENUM
+} vn_status;
+
+/* Short English text of a status code ("shape mismatch"). */
+const char *vn_status_str(int status);
+
+/* A message for the caller: what failed and why, naming files and keys where known.
+ * Functions take a `vn_error *err` that may be NULL when the caller only wants the code. */
+#define VN_ERROR_MSG_MAX 1024
+typedef struct vn_error {
+    int code;
+    char msg[VN_ERROR_MSG_MAX];
+} vn_error;
+
+/* Fills *err (when not NULL) and returns code, so callers can `return vn_error_set(...)`. */
+int vn_error_set(vn_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prepends context ("loading model.safetensors: ") to an existing message. */
+int vn_error_prefix(vn_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vn_error_clear(vn_error *err);
+
+/* Logging through one function that callers can redirect. */
+typedef enum vn_log_level {
+    VN_LOG_DEBUG = 0,
+    VN_LOG_INFO = 1,
+    VN_LOG_WARN = 2,
+    VN_LOG_ERROR = 3,
+    VN_LOG_QUIET = 4
+} vn_log_level;
+
+typedef void (*vn_log_fn)(vn_log_level level, const char *msg, void *user);
+/* Default: messages at or above VN_LOG_WARN go to stderr. */
+void vn_log_set(vn_log_fn fn, void *user);
+void vn_log_set_level(vn_log_level level);
+void vn_log(vn_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Asserts are for programmer mistakes only: the message says what to fix. */
+#define VN_ASSERT(cond, ...)                                                         \
+    do {                                                                             \
+        if (!(cond)) vn__assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);        \
+    } while (0)
+_Noreturn void vn__assert_fail(const char *file, int line, const char *cond, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Threads used by our OpenMP loops and by OpenBLAS (one shared pool). 0 = all cores. */
+void vn_set_threads(int n);
+int vn_get_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

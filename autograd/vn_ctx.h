@@ -1,0 +1,72 @@
+/* The execution context: step memory, the tape, grad mode and a sticky error.
+ *
+ * Ops take a context and return a new step tensor, or NULL on error. Errors are sticky:
+ * once an op fails, the context keeps the first message and later ops given a NULL input
+ * return NULL too, so a forward pass can be written straight and checked once at the end
+ * with vn_ctx_status / vn_ctx_error.
+ *
+ * Memory: tensor headers, tape nodes and op state come from a bump arena; tensor data and
+ * gradients come from a pool that recycles buffers by size. vn_ctx_reset releases both in
+ * one call; after the first step of a fixed-shape training loop, a step makes no malloc. */
+#ifndef VN_CTX_H
+#define VN_CTX_H
+
+#include "autograd/vn_tensor.h"
+#include "autograd/vn_rng.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vn_ctx vn_ctx;
+typedef struct vn_node vn_node;
+
+typedef struct vn_mem_stats {
+    size_t pool_in_use;    /* bytes of step buffers currently handed out */
+    size_t pool_peak;      /* high-water mark of pool_in_use since creation or last clear */
+    size_t pool_cached;    /* bytes held in free lists */
+    size_t arena_bytes;    /* bytes reserved by the bump arena */
+    uint64_t system_allocs;/* malloc calls made by pool and arena since creation */
+} vn_mem_stats;
+
+vn_ctx *vn_ctx_create(void);
+void vn_ctx_destroy(vn_ctx *ctx);
+
+/* Releases every step tensor, the tape and op state. Model-lifetime tensors are untouched,
+ * but their `node` link is cleared. Also clears a sticky error. */
+void vn_ctx_reset(vn_ctx *ctx);
+/* Returns cached pool memory to the system (after a shape change, for instance). */
+void vn_ctx_trim(vn_ctx *ctx);
+
+/* Grad mode: when off, ops record nothing (inference and evaluation). Returns old value. */
+bool vn_ctx_set_grad(vn_ctx *ctx, bool enabled);
+bool vn_ctx_grad_enabled(const vn_ctx *ctx);
+
+/* The RNG used by stochastic ops (dropout). Owned by the context, saved by checkpoints. */
+vn_rng *vn_ctx_rng(vn_ctx *ctx);
+
+int vn_ctx_status(const vn_ctx *ctx);
+const char *vn_ctx_error(const vn_ctx *ctx);
+/* Records an error (first one wins) and returns NULL for convenience in ops. */
+vn_tensor *vn_ctx_fail(vn_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void vn_ctx_mem_stats(const vn_ctx *ctx, vn_mem_stats *out);
+void vn_ctx_clear_peak(vn_ctx *ctx);
+
+/* A step tensor with uninitialised data. */
+vn_tensor *vn_ctx_tensor(vn_ctx *ctx, int ndim, const int64_t *shape);
+vn_tensor *vn_ctx_tensor4(vn_ctx *ctx, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+
+/* Backward from a scalar (numel 1) tensor: seeds its gradient with 1 and walks the tape in
+ * reverse, accumulating into every tensor that requires grad. Each entry's saved state and
+ * each intermediate gradient is released as soon as it has been used. The tape is consumed:
+ * call vn_ctx_reset before the next forward. */
+int vn_backward(vn_ctx *ctx, vn_tensor *loss);
+/* As vn_backward, but seeds with a given gradient of loss's shape (for tests). */
+int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

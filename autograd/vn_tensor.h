@@ -1,0 +1,66 @@
+/* float32 tensors up to 4-D. Activations are NHWC: shape = {N, H, W, C}.
+ * Two lifetimes:
+ *  - model lifetime: vn_tensor_new / vn_tensor_free (parameters, buffers, user inputs);
+ *    a tensor created with requires_grad owns a zeroed gradient buffer of the same size;
+ *  - step lifetime: tensors made by ops inside a vn_ctx (see vn_ctx.h), released in one
+ *    call by vn_ctx_reset after each step. */
+#ifndef VN_TENSOR_H
+#define VN_TENSOR_H
+
+#include "autograd/vn_base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VN_MAX_DIMS 4
+
+enum {
+    VN_TENSOR_REQUIRES_GRAD = 1u << 0,
+    VN_TENSOR_PARAM = 1u << 1,      /* a trainable parameter (leaf) */
+    VN_TENSOR_STEP = 1u << 2,       /* data and grad live in a context's step pool */
+    VN_TENSOR_VIEW = 1u << 3,       /* data belongs to another tensor */
+    VN_TENSOR_OHWI = 1u << 4,       /* conv weight kept as [O, KH, KW, I/g]; files use OIHW */
+    VN_TENSOR_NO_DECAY = 1u << 5    /* exempt from weight decay (1-D params, biases) */
+};
+
+struct vn_node;
+
+typedef struct vn_tensor {
+    int ndim;
+    int64_t shape[VN_MAX_DIMS];
+    int64_t numel;
+    float *data;
+    float *grad; /* NULL until a gradient exists */
+    uint32_t flags;
+    const char *name;       /* optional, not owned */
+    struct vn_node *node;   /* the tape entry that produced it (NULL for leaves) */
+} vn_tensor;
+
+/* Model-lifetime tensor, data zero-filled; returns NULL on allocation failure. */
+vn_tensor *vn_tensor_new(int ndim, const int64_t *shape, bool requires_grad);
+vn_tensor *vn_tensor_new4(int64_t d0, int64_t d1, int64_t d2, int64_t d3, bool requires_grad);
+void vn_tensor_free(vn_tensor *t);
+
+static inline bool vn_tensor_requires_grad(const vn_tensor *t)
+{
+    return t && (t->flags & VN_TENSOR_REQUIRES_GRAD);
+}
+/* Sets the gradient of a model-lifetime tensor to zero (allocating it if needed). */
+int vn_tensor_zero_grad(vn_tensor *t);
+/* Element count of a shape. */
+int64_t vn_shape_numel(int ndim, const int64_t *shape);
+bool vn_tensor_same_shape(const vn_tensor *a, const vn_tensor *b);
+/* "[8, 56, 56, 512]" into buf; returns buf. */
+const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
+void vn_tensor_fill(vn_tensor *t, float v);
+void vn_tensor_copy_data(vn_tensor *dst, const vn_tensor *src);
+
+/* Layout conversion of conv weights between file order (OIHW) and kernel order (OHWI). */
+void vn_oihw_to_ohwi(float *dst, const float *src, int64_t o, int64_t i, int64_t kh, int64_t kw);
+void vn_ohwi_to_oihw(float *dst, const float *src, int64_t o, int64_t i, int64_t kh, int64_t kw);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

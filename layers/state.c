@@ -1,0 +1,175 @@
+/* The named state list and its safetensors I/O. */
+#include "layers/vn_layers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void vn_state_list_init(vn_state_list *l) { memset(l, 0, sizeof *l); }
+
+void vn_state_list_free(vn_state_list *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->items[i].name);
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+int vn_state_add(vn_state_list *l, const char *prefix, const char *name, vn_state_kind kind,
+                 vn_tensor *t, int64_t *count)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        vn_state_entry *ni = realloc(l->items, (size_t)cap * sizeof *ni);
+        if (!ni) return VN_ERR_NOMEM;
+        l->items = ni;
+        l->cap = cap;
+    }
+    size_t len = strlen(prefix) + strlen(name) + 1;
+    char *full = malloc(len);
+    if (!full) return VN_ERR_NOMEM;
+    snprintf(full, len, "%s%s", prefix, name);
+    vn_state_entry *e = &l->items[l->n++];
+    e->name = full;
+    e->kind = kind;
+    e->tensor = t;
+    e->count = count;
+    if (t) {
+        t->name = full;
+        if (kind == VN_STATE_PARAM) {
+            t->flags |= VN_TENSOR_PARAM;
+            if (t->ndim <= 1) t->flags |= VN_TENSOR_NO_DECAY;
+        }
+    }
+    return VN_OK;
+}
+
+const vn_state_entry *vn_state_find(const vn_state_list *l, const char *name)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].name, name) == 0) return &l->items[i];
+    return NULL;
+}
+
+int64_t vn_state_numel(const vn_state_list *l, vn_state_kind kind)
+{
+    int64_t n = 0;
+    for (int i = 0; i < l->n; i++)
+        if (l->items[i].kind == kind) n += kind == VN_STATE_COUNT ? 1 : l->items[i].tensor->numel;
+    return n;
+}
+
+/* File shape of a float tensor: OHWI [o, kh, kw, i] is stored as OIHW [o, i, kh, kw]. */
+static void file_shape(const vn_tensor *t, int64_t *shape)
+{
+    for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
+    if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4) {
+        shape[1] = t->shape[3];
+        shape[2] = t->shape[1];
+        shape[3] = t->shape[2];
+    }
+}
+
+int vn_state_to_writer(const vn_state_list *l, const char *prefix, vn_st_writer *w, vn_error *err)
+{
+    char name[512];
+    for (int i = 0; i < l->n; i++) {
+        const vn_state_entry *e = &l->items[i];
+        snprintf(name, sizeof name, "%s%s", prefix, e->name);
+        int rc;
+        if (e->kind == VN_STATE_COUNT) {
+            rc = vn_st_add(w, name, VN_DTYPE_I64, 0, NULL, e->count, err);
+        } else {
+            const vn_tensor *t = e->tensor;
+            int64_t shape[VN_MAX_DIMS];
+            file_shape(t, shape);
+            if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4) {
+                float *tmp = malloc((size_t)t->numel * sizeof *tmp);
+                if (!tmp) return vn_error_set(err, VN_ERR_NOMEM, "out of memory writing %s", name);
+                vn_ohwi_to_oihw(tmp, t->data, t->shape[0], t->shape[3], t->shape[1], t->shape[2]);
+                rc = vn_st_add(w, name, VN_DTYPE_F32, t->ndim, shape, tmp, err);
+                free(tmp);
+            } else {
+                rc = vn_st_add(w, name, VN_DTYPE_F32, t->ndim, shape, t->data, err);
+            }
+        }
+        if (rc != VN_OK) return rc;
+    }
+    return VN_OK;
+}
+
+int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_file *f,
+                       bool strict, vn_error *err)
+{
+    char name[512], want[128], got[128];
+    size_t plen = strlen(prefix);
+    /* Check everything first, so a mismatch leaves the model untouched. */
+    for (int i = 0; i < l->n; i++) {
+        const vn_state_entry *e = &l->items[i];
+        snprintf(name, sizeof name, "%s%s", prefix, e->name);
+        const vn_st_entry *fe = vn_st_find(f, name);
+        if (!fe)
+            return vn_error_set(err, VN_ERR_NOT_FOUND, "%s: missing tensor '%s'", vn_st_path(f), name);
+        if (e->kind == VN_STATE_COUNT) {
+            if (fe->dtype != VN_DTYPE_I64 || fe->numel != 1)
+                return vn_error_set(err, VN_ERR_FORMAT, "%s: '%s' should be an I64 scalar, found %s %s",
+                                    vn_st_path(f), name, vn_dtype_name(fe->dtype),
+                                    vn_shape_str(fe->ndim, fe->shape, got, sizeof got));
+            continue;
+        }
+        int64_t shape[VN_MAX_DIMS];
+        file_shape(e->tensor, shape);
+        bool same = fe->ndim == e->tensor->ndim;
+        for (int d = 0; same && d < fe->ndim; d++) same = fe->shape[d] == shape[d];
+        if (fe->dtype != VN_DTYPE_F32 || !same)
+            return vn_error_set(err, VN_ERR_SHAPE, "%s: '%s' has %s %s, the model expects F32 %s",
+                                vn_st_path(f), name, vn_dtype_name(fe->dtype),
+                                vn_shape_str(fe->ndim, fe->shape, got, sizeof got),
+                                vn_shape_str(e->tensor->ndim, shape, want, sizeof want));
+    }
+    if (strict) {
+        for (int i = 0; i < vn_st_count(f); i++) {
+            const char *fname = vn_st_at(f, i)->name;
+            if (strncmp(fname, prefix, plen) != 0) continue;
+            if (!vn_state_find(l, fname + plen))
+                return vn_error_set(err, VN_ERR_FORMAT, "%s: unexpected tensor '%s' (not part of "
+                                    "this model)", vn_st_path(f), fname);
+        }
+    }
+    for (int i = 0; i < l->n; i++) {
+        const vn_state_entry *e = &l->items[i];
+        snprintf(name, sizeof name, "%s%s", prefix, e->name);
+        const vn_st_entry *fe = vn_st_find(f, name);
+        if (e->kind == VN_STATE_COUNT) {
+            memcpy(e->count, fe->data, sizeof(int64_t));
+            continue;
+        }
+        vn_tensor *t = e->tensor;
+        if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4) {
+            float *tmp = malloc(fe->nbytes ? fe->nbytes : 1);
+            if (!tmp) return vn_error_set(err, VN_ERR_NOMEM, "out of memory reading %s", name);
+            memcpy(tmp, fe->data, fe->nbytes);
+            vn_oihw_to_ohwi(t->data, tmp, t->shape[0], t->shape[3], t->shape[1], t->shape[2]);
+            free(tmp);
+        } else {
+            memcpy(t->data, fe->data, fe->nbytes);
+        }
+    }
+    return VN_OK;
+}
+
+int vn_state_copy(const vn_state_list *dst, const vn_state_list *src, vn_error *err)
+{
+    if (dst->n != src->n)
+        return vn_error_set(err, VN_ERR_SHAPE, "state lists differ: %d and %d entries", dst->n, src->n);
+    for (int i = 0; i < dst->n; i++) {
+        const vn_state_entry *d = &dst->items[i], *s = &src->items[i];
+        if (strcmp(d->name, s->name) != 0 || d->kind != s->kind ||
+            (d->tensor && !vn_tensor_same_shape(d->tensor, s->tensor)))
+            return vn_error_set(err, VN_ERR_SHAPE, "state lists differ at '%s' / '%s'", d->name, s->name);
+    }
+    for (int i = 0; i < dst->n; i++) {
+        if (dst->items[i].kind == VN_STATE_COUNT) *dst->items[i].count = *src->items[i].count;
+        else vn_tensor_copy_data(dst->items[i].tensor, src->items[i].tensor);
+    }
+    return VN_OK;
+}

@@ -1,0 +1,86 @@
+/* Gradient norms and clipping (see vn_grad.h). */
+#include "optim/vn_grad.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim/optim_impl.h"
+
+double vn__sumsq_seq(const float *x, int64_t n)
+{
+    /* Eight independent accumulators in a fixed pattern: vectorisable, and the order of
+     * additions depends only on n. */
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int k = 0; k < 8; k++) {
+            double v = (double)x[i + k];
+            acc[k] += v * v;
+        }
+    }
+    double tail = 0.0;
+    for (; i < n; i++) {
+        double v = (double)x[i];
+        tail += v * v;
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
+           tail;
+}
+
+double vn_sumsq_f32(const float *x, int64_t n)
+{
+    int nchunks;
+    int64_t chunk;
+    vn__chunking(n, &nchunks, &chunk);
+    if (nchunks == 1) return vn__sumsq_seq(x, n);
+    double part[VN__MAX_CHUNKS];
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < nchunks; c++) {
+        int64_t lo = (int64_t)c * chunk;
+        int64_t len = n - lo < chunk ? n - lo : chunk;
+        part[c] = vn__sumsq_seq(x + lo, len);
+    }
+    double s = 0.0;
+    for (int c = 0; c < nchunks; c++) s += part[c];
+    return s;
+}
+
+double vn_norm_f32(const float *x, int64_t n) { return sqrt(vn_sumsq_f32(x, n)); }
+
+double vn_grad_norm(vn_tensor *const *params, int n)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (!params[i] || !params[i]->grad) continue;
+        s += vn_sumsq_f32(params[i]->grad, params[i]->numel);
+    }
+    return sqrt(s);
+}
+
+static void scale_f32(float *x, int64_t n, float s)
+{
+    int nchunks;
+    int64_t chunk;
+    vn__chunking(n, &nchunks, &chunk);
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int c = 0; c < nchunks; c++) {
+        int64_t lo = (int64_t)c * chunk;
+        int64_t hi = n - lo < chunk ? n : lo + chunk;
+        for (int64_t i = lo; i < hi; i++) x[i] *= s;
+    }
+}
+
+double vn_clip_grad_norm(vn_tensor *const *params, int n, double max_norm)
+{
+    double total = vn_grad_norm(params, n);
+    if (!isfinite(total)) return total;
+    /* torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, in float32. */
+    float coef = (float)max_norm / ((float)total + 1e-6f);
+    if (!(coef < 1.0f)) return total;
+    for (int i = 0; i < n; i++) {
+        if (!params[i] || !params[i]->grad) continue;
+        scale_f32(params[i]->grad, params[i]->numel, coef);
+    }
+    return total;
+}

@@ -1,0 +1,284 @@
+/* The update kernels of SGD, AdamW and LAMB.
+ *
+ * Each kernel repeats PyTorch's float32 operation order for the reference implementation
+ * (torch 1.13 _single_tensor_sgd / _single_tensor_adamw, timm 0.6.12 Lamb.step): products
+ * with python scalars use the scalar rounded to float, `a.add_(b, alpha=s)` is fmaf(s, b, a)
+ * (ATen's vectorised add is a fused multiply-add), `addcmul` is a + (s * b) * c and `addcdiv`
+ * a + (s * b) / c. Norms are accumulated in double in a fixed chunk order (optim_impl.h).
+ * Large tensors are split into chunks processed by OpenMP threads; every element's update is
+ * independent, so results do not depend on the thread count. */
+#include <math.h>
+#include <string.h>
+
+#include "optim/optim_impl.h"
+#include "optim/optim_private.h"
+#include "optim/vn_grad.h"
+
+static void chunk_bounds(int c, int64_t chunk, int64_t n, int64_t *lo, int64_t *hi)
+{
+    *lo = (int64_t)c * chunk;
+    *hi = n - *lo < chunk ? n : *lo + chunk;
+}
+
+/* ---------------------------------------------------------------------------------- SGD */
+
+typedef struct sgd_args {
+    float wd, momentum, damp1, neg_lr;
+    bool has_wd, has_momentum, nesterov, first;
+} sgd_args;
+
+static void sgd_range(float *restrict p, const float *restrict g, float *restrict buf,
+                      const sgd_args *a, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        float d = g[i];
+        if (a->has_wd) d = fmaf(a->wd, p[i], d);
+        if (a->has_momentum) {
+            /* torch clones d_p into a fresh buffer on the first step. */
+            float b = a->first ? d : fmaf(a->damp1, d, buf[i] * a->momentum);
+            buf[i] = b;
+            d = a->nesterov ? fmaf(a->momentum, b, d) : b;
+        }
+        p[i] = fmaf(a->neg_lr, d, p[i]);
+    }
+}
+
+static void sgd_param(vn_optim *opt, vn__optim_param *prm)
+{
+    const vn_optim_config *c = &opt->cfg;
+    double wd = prm->decay ? opt->weight_decay : 0.0;
+    double lr = opt->lr * prm->lr_scale;
+    sgd_args a = {
+        .wd = (float)wd, .momentum = (float)c->momentum, .damp1 = (float)(1.0 - c->dampening),
+        .neg_lr = (float)(-lr), .has_wd = wd != 0.0, .has_momentum = c->momentum != 0.0,
+        .nesterov = c->nesterov, .first = opt->step == 1,
+    };
+    int64_t n = prm->t->numel;
+    int nchunks;
+    int64_t chunk;
+    vn__chunking(n, &nchunks, &chunk);
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int k = 0; k < nchunks; k++) {
+        int64_t lo, hi;
+        chunk_bounds(k, chunk, n, &lo, &hi);
+        sgd_range(prm->t->data, prm->t->grad, prm->buf0, &a, lo, hi);
+    }
+}
+
+/* -------------------------------------------------------------------------------- AdamW */
+
+typedef struct adamw_args {
+    float decay_mul, beta1, c1, beta2, c2, bc2_sqrt, eps, neg_step;
+} adamw_args;
+
+static void adamw_range(float *restrict p, const float *restrict g, float *restrict m,
+                        float *restrict v, const adamw_args *a, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        float gi = g[i];
+        float pi = p[i] * a->decay_mul;
+        float mi = fmaf(a->c1, gi, m[i] * a->beta1);
+        float vi = v[i] * a->beta2 + (a->c2 * gi) * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrtf(vi) / a->bc2_sqrt + a->eps;
+        p[i] = pi + (a->neg_step * mi) / denom;
+    }
+}
+
+static void adamw_param(vn_optim *opt, vn__optim_param *prm)
+{
+    const vn_optim_config *c = &opt->cfg;
+    double wd = prm->decay ? opt->weight_decay : 0.0;
+    double lr = opt->lr * prm->lr_scale;
+    double step = (double)opt->step;
+    double bc1 = 1.0 - pow(c->beta1, step);
+    double bc2 = 1.0 - pow(c->beta2, step);
+    adamw_args a = {
+        .decay_mul = (float)(1.0 - lr * wd), .beta1 = (float)c->beta1,
+        .c1 = (float)(1.0 - c->beta1), .beta2 = (float)c->beta2, .c2 = (float)(1.0 - c->beta2),
+        .bc2_sqrt = (float)sqrt(bc2), .eps = (float)c->eps, .neg_step = (float)(-(lr / bc1)),
+    };
+    int64_t n = prm->t->numel;
+    int nchunks;
+    int64_t chunk;
+    vn__chunking(n, &nchunks, &chunk);
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int k = 0; k < nchunks; k++) {
+        int64_t lo, hi;
+        chunk_bounds(k, chunk, n, &lo, &hi);
+        adamw_range(prm->t->data, prm->t->grad, prm->buf0, prm->buf1, &a, lo, hi);
+    }
+}
+
+/* --------------------------------------------------------------------------------- LAMB */
+
+typedef struct lamb_args {
+    float clip, beta1, beta3, beta2, c2, bc1, bc2_sqrt, eps, wd, neg_lr;
+    bool has_wd;
+} lamb_args;
+
+/* The update direction of one element from the new moments (timm: (m / bc1) / denom, plus
+ * wd * p where weight decay applies). Used twice per element when the trust ratio needs the
+ * update's norm first; both uses give bit-identical results. */
+static inline float lamb_update(float m, float v, float p, const lamb_args *a)
+{
+    float denom = sqrtf(v) / a->bc2_sqrt + a->eps;
+    float u = (m / a->bc1) / denom;
+    if (a->has_wd) u = fmaf(a->wd, p, u);
+    return u;
+}
+
+/* New moments; returns sum(p^2) and sum(update^2) of the range in double when wanted. */
+static void lamb_moments_range(const float *restrict p, const float *restrict g,
+                               float *restrict m, float *restrict v, const lamb_args *a,
+                               int64_t lo, int64_t hi, double *wsq, double *usq)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        float gi = g[i] / a->clip;
+        float mi = fmaf(a->beta3, gi, m[i] * a->beta1);
+        float vi = v[i] * a->beta2 + (a->c2 * gi) * gi;
+        m[i] = mi;
+        v[i] = vi;
+    }
+    if (!wsq) return;
+    *wsq = vn__sumsq_seq(p + lo, hi - lo);
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = lo;
+    for (; i + 8 <= hi; i += 8) {
+        for (int k = 0; k < 8; k++) {
+            double u = (double)lamb_update(m[i + k], v[i + k], p[i + k], a);
+            acc[k] += u * u;
+        }
+    }
+    double tail = 0.0;
+    for (; i < hi; i++) {
+        double u = (double)lamb_update(m[i], v[i], p[i], a);
+        tail += u * u;
+    }
+    *usq = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
+           tail;
+}
+
+static void lamb_apply_range(float *restrict p, const float *restrict m,
+                             const float *restrict v, const lamb_args *a, float trust,
+                             bool use_trust, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        float u = lamb_update(m[i], v[i], p[i], a);
+        if (use_trust) u *= trust;
+        p[i] = fmaf(a->neg_lr, u, p[i]);
+    }
+}
+
+static void lamb_param(vn_optim *opt, vn__optim_param *prm, float clip)
+{
+    const vn_optim_config *c = &opt->cfg;
+    double wd = prm->decay ? opt->weight_decay : 0.0;
+    double lr = opt->lr * prm->lr_scale;
+    double bc1 = 1.0, bc2 = 1.0;
+    if (c->bias_correction) {
+        bc1 = 1.0 - pow(c->beta1, (double)opt->step);
+        bc2 = 1.0 - pow(c->beta2, (double)opt->step);
+    }
+    lamb_args a = {
+        .clip = clip, .beta1 = (float)c->beta1,
+        .beta3 = c->grad_averaging ? (float)(1.0 - c->beta1) : 1.0f, .beta2 = (float)c->beta2,
+        .c2 = (float)(1.0 - c->beta2), .bc1 = (float)bc1, .bc2_sqrt = (float)sqrt(bc2),
+        .eps = (float)c->eps, .wd = (float)wd, .neg_lr = (float)(-lr), .has_wd = wd != 0.0,
+    };
+    bool use_trust = wd != 0.0 || c->always_adapt;
+    int64_t n = prm->t->numel;
+    float *p = prm->t->data;
+    int nchunks;
+    int64_t chunk;
+    vn__chunking(n, &nchunks, &chunk);
+    double wpart[VN__MAX_CHUNKS], upart[VN__MAX_CHUNKS];
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int k = 0; k < nchunks; k++) {
+        int64_t lo, hi;
+        chunk_bounds(k, chunk, n, &lo, &hi);
+        lamb_moments_range(p, prm->t->grad, prm->buf0, prm->buf1, &a, lo, hi,
+                           use_trust ? &wpart[k] : NULL, use_trust ? &upart[k] : NULL);
+    }
+    float trust = 1.0f;
+    if (use_trust) {
+        double wsq = 0.0, usq = 0.0;
+        for (int k = 0; k < nchunks; k++) {
+            wsq += wpart[k];
+            usq += upart[k];
+        }
+        /* timm: trust = |p| / |update| in float32, 1 where either norm is 0. */
+        float w_norm = (float)sqrt(wsq), u_norm = (float)sqrt(usq);
+        if (w_norm > 0.0f && u_norm > 0.0f) trust = w_norm / u_norm;
+        if (c->trust_clip && trust > 1.0f) trust = 1.0f;
+    }
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int k = 0; k < nchunks; k++) {
+        int64_t lo, hi;
+        chunk_bounds(k, chunk, n, &lo, &hi);
+        lamb_apply_range(p, prm->buf0, prm->buf1, &a, trust, use_trust, lo, hi);
+    }
+}
+
+/* ----------------------------------------------------------------------------- dispatch */
+
+int vn_optim_step(vn_optim *opt, vn_error *err)
+{
+    for (int i = 0; i < opt->n; i++)
+        if (!opt->p[i].t->grad)
+            return vn_error_set(err, VN_ERR_STATE,
+                                "optimizer step: parameter '%s' has no gradient buffer "
+                                "(run backward or vn_optim_zero_grad first)", opt->p[i].name);
+    /* The global gradient norm, in parameter order: LAMB clips with it, and a non-finite
+     * value stops the step before anything changes. */
+    double sumsq = 0.0;
+    int first_bad = -1;
+    for (int i = 0; i < opt->n; i++) {
+        double s = vn_sumsq_f32(opt->p[i].t->grad, opt->p[i].t->numel);
+        if (!isfinite(s) && first_bad < 0) first_bad = i;
+        sumsq += s;
+    }
+    double norm = sqrt(sumsq);
+    if (!isfinite(norm)) {
+        opt->last_grad_norm = norm;
+        if (first_bad >= 0)
+            return vn_error_set(err, VN_ERR_NUMERIC,
+                                "optimizer step skipped: gradient of '%s' is not finite",
+                                opt->p[first_bad].name);
+        return vn_error_set(err, VN_ERR_NUMERIC,
+                            "optimizer step skipped: gradient norm overflows");
+    }
+    opt->last_grad_norm = norm;
+    opt->step++;
+    switch (opt->cfg.kind) {
+    case VN_OPTIM_SGD:
+        for (int i = 0; i < opt->n; i++) sgd_param(opt, &opt->p[i]);
+        break;
+    case VN_OPTIM_ADAMW:
+        for (int i = 0; i < opt->n; i++) adamw_param(opt, &opt->p[i]);
+        break;
+    case VN_OPTIM_LAMB: {
+        /* timm 0.6.12: clip = global_norm / max_grad_norm where the norm exceeds it, in
+         * float32; each gradient is divided by it. */
+        float clip = 1.0f;
+        double max_norm = opt->cfg.max_grad_norm;
+        if (max_norm > 0.0 && (float)norm > (float)max_norm)
+            clip = (float)norm / (float)max_norm;
+        for (int i = 0; i < opt->n; i++) lamb_param(opt, &opt->p[i], clip);
+        break;
+    }
+    }
+    return VN_OK;
+}
+
+int vn_optim_zero_grad(vn_optim *opt)
+{
+    int rc = VN_OK;
+    for (int i = 0; i < opt->n; i++) {
+        vn_tensor *t = opt->p[i].t;
+        if (t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+        else if (vn_tensor_zero_grad(t) != VN_OK) rc = VN_ERR_NOMEM;
+    }
+    return rc;
+}

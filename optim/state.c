@@ -1,0 +1,78 @@
+/* Named state entries (see vn_state.h) and small string helpers of the optim layer. */
+#include "optim/vn_state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim/optim_impl.h"
+
+const char *vn_state_dtype_name(vn_state_dtype dt)
+{
+    switch (dt) {
+    case VN_STATE_F32: return "F32";
+    case VN_STATE_I64: return "I64";
+    }
+    return "?";
+}
+
+size_t vn_state_dtype_size(vn_state_dtype dt) { return dt == VN_STATE_I64 ? 8 : 4; }
+
+size_t vn_state_entry_nbytes(const vn_state_entry *e)
+{
+    return (size_t)e->numel * vn_state_dtype_size(e->dtype);
+}
+
+static void shape_text(int ndim, const int64_t *shape, char *buf, size_t len)
+{
+    size_t used = 0;
+    used += (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < ndim && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? ", " : "",
+                                 (long long)shape[i]);
+    if (used < len) snprintf(buf + used, len - used, "]");
+}
+
+int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
+                        const int64_t *shape, const void *data, size_t nbytes, vn_error *err)
+{
+    if (!e || !e->data) return vn_error_set(err, VN_ERR_INVALID, "state entry without data");
+    if (dtype != e->dtype)
+        return vn_error_set(err, VN_ERR_FORMAT, "state '%s': saved as %s, expected %s",
+                            e->name, vn_state_dtype_name(dtype), vn_state_dtype_name(e->dtype));
+    if (ndim < 0 || (ndim > 0 && !shape))
+        return vn_error_set(err, VN_ERR_INVALID, "state '%s': invalid saved shape", e->name);
+    bool same = true;
+    if (e->ndim == 0) {
+        /* A scalar may be saved as [] or [1]. */
+        same = ndim == 0 || (ndim == 1 && shape[0] == 1);
+    } else {
+        same = ndim == e->ndim;
+        for (int i = 0; same && i < ndim; i++) same = shape[i] == e->shape[i];
+    }
+    if (!same) {
+        char want[96], got[96];
+        shape_text(e->ndim, e->shape, want, sizeof want);
+        shape_text(ndim, shape, got, sizeof got);
+        return vn_error_set(err, VN_ERR_SHAPE, "state '%s': saved shape %s, expected %s",
+                            e->name, got, want);
+    }
+    size_t want_bytes = vn_state_entry_nbytes(e);
+    if (nbytes != want_bytes || (nbytes && !data))
+        return vn_error_set(err, VN_ERR_FORMAT, "state '%s': %zu bytes of data, expected %zu",
+                            e->name, nbytes, want_bytes);
+    if (nbytes) memcpy(e->data, data, nbytes);
+    return VN_OK;
+}
+
+char *vn__concat(const char *a, const char *b, const char *c)
+{
+    size_t la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
+    char *s = malloc(la + lb + lc + 1);
+    if (!s) return NULL;
+    if (la) memcpy(s, a, la);
+    if (lb) memcpy(s + la, b, lb);
+    if (lc) memcpy(s + la + lb, c, lc);
+    s[la + lb + lc] = '\0';
+    return s;
+}
