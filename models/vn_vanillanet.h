@@ -3,6 +3,8 @@
 #ifndef VN_VANILLANET_H
 #define VN_VANILLANET_H
 
+#include <stdio.h>
+
 #include "layers/vn_layers.h"
 
 #ifdef __cplusplus
@@ -115,6 +117,32 @@ int vn_vanillanet_open(const char *path, vn_vanillanet **out, vn_error *err);
 char *vn_vanillanet_config_json(const vn_vanillanet_config *c, bool deploy);
 int vn_vanillanet_config_from_json(const char *text, const char *label, vn_vanillanet_config *c,
                                    bool *deploy, vn_error *err);
+
+/* ---- model report (`vanilla info`) ---------------------------------------------------- */
+
+typedef struct vn_report_row {
+    char name[48];      /* "stem1.0", "stages.2.act", "cls.2" */
+    char what[48];      /* "conv 4x4/4", "batchnorm", "maxpool 2", ... */
+    int64_t out[4];     /* N=1, H, W, C */
+    int64_t params;     /* trainable parameters */
+    int64_t macs;       /* multiply-adds */
+} vn_report_row;
+
+typedef struct vn_report {
+    vn_report_row *rows;
+    int n;
+    int64_t total_params, total_macs;
+} vn_report;
+
+/* Per-layer output shapes (batch 1), parameters and multiply-adds for an input of h x w, in
+ * train or deploy form, computed from the configuration alone (nothing is allocated).
+ * Convolutions count Ho*Wo*Cout*(Cin/groups)*KH*KW; BatchNorm, pooling and activations
+ * count no multiply-adds. Fails when the input is too small for the network. */
+int vn_vanillanet_report(const vn_vanillanet_config *cfg, bool deploy, int h, int w,
+                         vn_report *out, vn_error *err);
+void vn_report_free(vn_report *r);
+/* Prints the report as an aligned table. */
+void vn_report_print(const vn_report *r, FILE *fp);
 
 #ifdef __cplusplus
 }

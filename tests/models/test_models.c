@@ -509,6 +509,84 @@ START_TEST(test_weight_file_roundtrip_and_mismatch)
 }
 END_TEST
 
+/* ---- model report ------------------------------------------------------------------------ */
+
+/* Multiply-adds of a deploy VanillaNet written straight from the architecture (stem conv +
+ * activation, per stage a 1x1 conv at the input resolution and an activation after pooling,
+ * the classifier), independently of the report's layer walk. */
+static int64_t deploy_macs(const vn_vanillanet_config *c, int64_t h)
+{
+    int64_t k2 = (2 * c->act_num + 1) * (2 * c->act_num + 1);
+    h = c->ada_pool_enabled ? (h + 2 - 4) / 3 + 1 : (h - 4) / 4 + 1;
+    int64_t macs = h * h * c->dims[0] * (16 * c->in_chans + k2);
+    for (int i = 0; i < c->n_stages; i++) {
+        macs += h * h * c->dims[i] * c->dims[i + 1];
+        if (c->strides[i] > 1) h = c->ada_pool_enabled ? c->ada_pool[i] : h / c->strides[i];
+        macs += h * h * c->dims[i + 1] * k2;
+    }
+    return macs + (int64_t)c->dims[c->n_stages] * c->num_classes;
+}
+
+START_TEST(test_report_counts)
+{
+    for (const char *const *name = vn_vanillanet_variant_names(); *name; name++) {
+        vn_vanillanet_config c;
+        ck_assert_int_eq(vn_vanillanet_variant(*name, &c, NULL), VN_OK);
+        for (int deploy = 0; deploy < 2; deploy++) {
+            vn_report r;
+            vn_error err = {0};
+            ck_assert_msg(vn_vanillanet_report(&c, deploy, 224, 224, &r, &err) == VN_OK, "%s", err.msg);
+            ck_assert_int_eq(r.total_params, vn_vanillanet_count_params(&c, deploy));
+            if (deploy) {
+                ck_assert_int_eq(r.total_macs, deploy_macs(&c, 224));
+                ck_assert_int_eq(r.rows[r.n - 1].out[3], 1000);
+            } else {
+                /* Training form adds conv1 per block, stem2 and cls2: strictly more work. */
+                vn_report d;
+                ck_assert_int_eq(vn_vanillanet_report(&c, true, 224, 224, &d, NULL), VN_OK);
+                ck_assert_int_gt(r.total_macs, d.total_macs);
+                vn_report_free(&d);
+            }
+            vn_report_free(&r);
+        }
+    }
+    /* The paper: VanillaNet-5 is 5.2 GFLOPs (multiply-adds) at 224x224. */
+    vn_vanillanet_config c;
+    vn_vanillanet_variant("vanillanet_5", &c, NULL);
+    vn_report r;
+    ck_assert_int_eq(vn_vanillanet_report(&c, true, 224, 224, &r, NULL), VN_OK);
+    ck_assert_msg(r.total_macs > 5.15e9 && r.total_macs < 5.25e9, "vanillanet_5: %lld MACs",
+                  (long long)r.total_macs);
+    vn_report_free(&r);
+    /* Shapes agree with a real forward of a small network (with shortcuts). */
+    c = small_cfg();
+    c.shortcut = VN_SHORTCUT_IDENTITY;
+    ck_assert_int_eq(vn_vanillanet_report(&c, false, 32, 32, &r, NULL), VN_OK);
+    vn_vanillanet *m = NULL;
+    ck_assert_int_eq(vn_vanillanet_create(&c, false, &m, NULL), VN_OK);
+    ck_assert_int_eq(r.total_params, vn_state_numel(&m->state, VN_STATE_PARAM));
+    vn_ctx *ctx = vn_ctx_create();
+    vn_tensor *x = vn_tensor_new4(1, 32, 32, 3, false), *feats[4];
+    int ch[4];
+    ck_assert_int_eq(vn_vanillanet_forward_features(ctx, m, x, feats, ch), VN_OK);
+    int stage = 0;
+    for (int i = 0; i < r.n; i++) {
+        const char *nm = r.rows[i].name;
+        bool is_act = strcmp(nm, "stem2.2") == 0 ||
+                      (strncmp(nm, "stages.", 7) == 0 && strstr(nm, ".act"));
+        if (!is_act) continue;
+        for (int d = 1; d < 4; d++) ck_assert_int_eq(r.rows[i].out[d], feats[stage]->shape[d]);
+        stage++;
+    }
+    ck_assert_int_eq(stage, 4);
+    vn_report_free(&r);
+    ck_assert_int_ne(vn_vanillanet_report(&c, false, 2, 2, &r, NULL), VN_OK);
+    vn_tensor_free(x);
+    vn_ctx_destroy(ctx);
+    vn_vanillanet_destroy(m);
+}
+END_TEST
+
 static Suite *models_suite(void)
 {
     Suite *s = suite_create("models");
@@ -525,6 +603,7 @@ static Suite *models_suite(void)
     tcase_add_test(tc, test_backbone_and_shortcut);
     tcase_add_test(tc, test_bad_configs_and_inputs);
     tcase_add_test(tc, test_weight_file_roundtrip_and_mismatch);
+    tcase_add_test(tc, test_report_counts);
     suite_add_tcase(s, tc);
     return s;
 }
