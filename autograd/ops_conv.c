@@ -11,17 +11,14 @@
  *    matrix stays bounded.
  * Temporaries come from the context pool; nothing but the inputs themselves is needed by
  * backward, so nothing is saved: the im2col matrix is recomputed instead of kept. */
-#include "autograd/ops_impl.h"
+#include "autograd/ops_conv.h"
 
 #include <cblas.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Column matrices above this size are processed in slabs of output rows. */
 #define CONV_COL_BYTES_MAX ((size_t)64 << 20)
-/* Below this many floats touched, a loop runs on one thread: a parallel region costs more. */
-#define CONV_PAR_MIN 32768
 
 typedef enum conv_kind {
     CONV_KIND_1X1,
@@ -30,39 +27,10 @@ typedef enum conv_kind {
     CONV_KIND_GENERAL
 } conv_kind;
 
-/* Sizes of one conv2d call: input [n, h, w, cin], weight [cout, kh, kw, cin/groups],
- * output [n, ho, wo, cout]. */
-typedef struct conv_geom {
-    int64_t n, h, w, cin, cout, kh, kw, ho, wo;
-    int64_t sh, sw, ph, pw;
-    int groups;
-} conv_geom;
-
 typedef struct conv_state {
-    conv_geom g;
+    vn__conv_geom g;
     conv_kind kind;
 } conv_state;
-
-static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-/* fmaf is one instruction (and vectorises) where the target has FMA; C11 mode keeps GCC
- * from contracting a * b + c on its own. */
-#ifdef __FMA__
-#define CONV_FMA(a, b, c) fmaf((a), (b), (c))
-#else
-#define CONV_FMA(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* Output positions o in [*lo, *hi) whose input position o*s - p + k lies in [0, in). */
-static inline void tap_range(int64_t k, int64_t s, int64_t p, int64_t in, int64_t out,
-                             int64_t *lo, int64_t *hi)
-{
-    int64_t a = p - k, z = in - 1 + p - k;
-    int64_t l = a <= 0 ? 0 : ceil_div(a, s);
-    int64_t h = z < 0 ? 0 : z / s + 1;
-    *lo = l;
-    *hi = h < out ? h : out;
-}
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
@@ -70,7 +38,7 @@ static inline void tap_range(int64_t k, int64_t s, int64_t p, int64_t in, int64_
  * clears C in a separate pass when beta = 0, so this costs no more than no bias at all. */
 static void fill_bias_rows(float *restrict y, const float *restrict b, int64_t rows, int64_t c)
 {
-#pragma omp parallel for schedule(static) if (rows * c > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * c > VN_CONV_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) memcpy(y + r * c, b, (size_t)c * sizeof(float));
 }
 
@@ -79,13 +47,13 @@ static int colsum_add(vn_ctx *ctx, float *restrict out, const float *restrict a,
 {
     /* Fixed chunks of rows summed separately, then the chunk sums added in chunk order:
      * the result does not depend on the number of threads. */
-    int64_t n_chunks = ceil_div(rows, VN_REDUCE_CHUNK);
+    int64_t n_chunks = vn__ceil_div(rows, VN_REDUCE_CHUNK);
     float *part = vn__pool_alloc(ctx, (size_t)(n_chunks * c) * sizeof(float));
     if (!part) {
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory for the bias gradient");
         return VN_ERR_NOMEM;
     }
-#pragma omp parallel for schedule(static) if (rows * c > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * c > VN_CONV_PAR_MIN)
     for (int64_t ch = 0; ch < n_chunks; ch++) {
         float *restrict p = part + ch * c;
         int64_t r1 = (ch + 1) * VN_REDUCE_CHUNK < rows ? (ch + 1) * VN_REDUCE_CHUNK : rows;
@@ -96,7 +64,7 @@ static int colsum_add(vn_ctx *ctx, float *restrict out, const float *restrict a,
         }
     }
     const int64_t blk = 256;
-#pragma omp parallel for schedule(static) if (n_chunks * c > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n_chunks * c > VN_CONV_PAR_MIN)
     for (int64_t j0 = 0; j0 < c; j0 += blk) {
         int64_t nj = c - j0 < blk ? c - j0 : blk;
         float acc[256];
@@ -111,7 +79,7 @@ static int colsum_add(vn_ctx *ctx, float *restrict out, const float *restrict a,
     return VN_OK;
 }
 
-static void *conv_scratch(vn_ctx *ctx, size_t bytes, const char *what)
+void *vn__conv_scratch(vn_ctx *ctx, size_t bytes, const char *what)
 {
     void *p = vn__pool_alloc(ctx, bytes);
     if (!p) vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory for the %s (%zu bytes)", what,
@@ -122,7 +90,7 @@ static void *conv_scratch(vn_ctx *ctx, size_t bytes, const char *what)
 /* ---- 1x1, stride 1, pad 0, groups 1 ---------------------------------------------------- */
 
 static void conv1x1_forward(float *y, const float *x, const float *w, const float *b,
-                            const conv_geom *g)
+                            const vn__conv_geom *g)
 {
     int64_t m = g->n * g->h * g->w;
     if (b) fill_bias_rows(y, b, m, g->cout);
@@ -133,7 +101,7 @@ static void conv1x1_forward(float *y, const float *x, const float *w, const floa
 /* dx (+)= dy * W; dw (+)= dy^T * x. beta 0 where the gradient buffer is fresh. */
 static void conv1x1_backward(float *dx, bool dx_fresh, float *dw, bool dw_fresh,
                              const float *dy, const float *x, const float *w,
-                             const conv_geom *g)
+                             const vn__conv_geom *g)
 {
     int64_t m = g->n * g->h * g->w;
     if (dx)
@@ -150,10 +118,10 @@ static void conv1x1_backward(float *dx, bool dx_fresh, float *dw, bool dw_fresh,
 
 /* p [N*Ho*Wo, KH*KW*Cin] in (kh, kw, cin) order: each kernel row of a window is one
  * contiguous run of KW*Cin floats in NHWC. Rows/columns past Ho*KH / Wo*KW are dropped. */
-static void patch_gather(float *restrict p, const float *restrict x, const conv_geom *g)
+static void patch_gather(float *restrict p, const float *restrict x, const vn__conv_geom *g)
 {
     int64_t k = g->kh * g->kw * g->cin, run = g->kw * g->cin, rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (rows * g->wo * k > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_CONV_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -167,10 +135,10 @@ static void patch_gather(float *restrict p, const float *restrict x, const conv_
 }
 
 /* dx += depth-to-space(dp). Windows do not overlap, so rows are independent. */
-static void patch_scatter_add(float *restrict dx, const float *restrict dp, const conv_geom *g)
+static void patch_scatter_add(float *restrict dx, const float *restrict dp, const vn__conv_geom *g)
 {
     int64_t k = g->kh * g->kw * g->cin, run = g->kw * g->cin, rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (rows * g->wo * k > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_CONV_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -185,10 +153,10 @@ static void patch_scatter_add(float *restrict dx, const float *restrict dp, cons
 }
 
 static int patch_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
-                         const conv_geom *g)
+                         const vn__conv_geom *g)
 {
     int64_t m = g->n * g->ho * g->wo, k = g->kh * g->kw * g->cin;
-    float *p = conv_scratch(ctx, (size_t)(m * k) * sizeof(float), "patch matrix");
+    float *p = vn__conv_scratch(ctx, (size_t)(m * k) * sizeof(float), "patch matrix");
     if (!p) return VN_ERR_NOMEM;
     patch_gather(p, x, g);
     if (b) fill_bias_rows(y, b, m, g->cout);
@@ -199,10 +167,10 @@ static int patch_forward(vn_ctx *ctx, float *y, const float *x, const float *w, 
 }
 
 static int patch_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, bool dw_fresh,
-                          const float *dy, const float *x, const float *w, const conv_geom *g)
+                          const float *dy, const float *x, const float *w, const vn__conv_geom *g)
 {
     int64_t m = g->n * g->ho * g->wo, k = g->kh * g->kw * g->cin;
-    float *p = conv_scratch(ctx, (size_t)(m * k) * sizeof(float), "patch matrix");
+    float *p = vn__conv_scratch(ctx, (size_t)(m * k) * sizeof(float), "patch matrix");
     if (!p) return VN_ERR_NOMEM;
     if (dw) {
         patch_gather(p, x, g);
@@ -221,150 +189,15 @@ static int patch_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, bool
     return VN_OK;
 }
 
-/* ---- depthwise: groups == Cin == Cout --------------------------------------------------- */
-
-/* Work split for the weight gradient: output rows in at most DW_CHUNKS fixed chunks (a
- * function of the shape only), each summed into its own partial, then added in order. */
-#define DW_CHUNKS 16
-
-/* wt[k][c] = w[c][k]: each tap's weights become one contiguous vector along C. */
-static void dw_transpose(float *restrict wt, const float *restrict w, int64_t c, int64_t kk)
-{
-    for (int64_t ch = 0; ch < c; ch++)
-        for (int64_t k = 0; k < kk; k++) wt[k * c + ch] = w[ch * kk + k];
-}
-
-/* y[i] += x[i] * w[i] over one pixel's channels. */
-static inline void dw_fma(float *restrict y, const float *restrict x, const float *restrict w,
-                          int64_t c)
-{
-    for (int64_t i = 0; i < c; i++) y[i] = CONV_FMA(x[i], w[i], y[i]);
-}
-
-static int dw_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
-                      const conv_geom *g)
-{
-    int64_t c = g->cin, kk = g->kh * g->kw, rows = g->n * g->ho;
-    float *wt = conv_scratch(ctx, (size_t)(kk * c) * sizeof(float), "depthwise weights");
-    if (!wt) return VN_ERR_NOMEM;
-    dw_transpose(wt, w, c, kk);
-#pragma omp parallel for schedule(static) if (rows * g->wo * c * kk > CONV_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t n = r / g->ho, ho = r % g->ho;
-        float *yrow = y + r * g->wo * c;
-        for (int64_t wo = 0; wo < g->wo; wo++) {
-            if (b) memcpy(yrow + wo * c, b, (size_t)c * sizeof(float));
-            else memset(yrow + wo * c, 0, (size_t)c * sizeof(float));
-        }
-        for (int64_t i = 0; i < g->kh; i++) {
-            int64_t hi = ho * g->sh - g->ph + i;
-            if (hi < 0 || hi >= g->h) continue;
-            const float *xrow = x + (n * g->h + hi) * g->w * c;
-            for (int64_t j = 0; j < g->kw; j++) {
-                const float *wk = wt + (i * g->kw + j) * c;
-                int64_t lo, hi_end;
-                tap_range(j, g->sw, g->pw, g->w, g->wo, &lo, &hi_end);
-                for (int64_t wo = lo; wo < hi_end; wo++)
-                    dw_fma(yrow + wo * c, xrow + (wo * g->sw - g->pw + j) * c, wk, c);
-            }
-        }
-    }
-    vn__pool_free(ctx, wt);
-    return VN_OK;
-}
-
-/* dx (+)= sum over taps of dy * w, gathered per input row (n, hi): no two threads write the
- * same row. A fresh dx is cleared row by row while the row is in cache. */
-static int dw_backward_dx(vn_ctx *ctx, float *dx, bool fresh, const float *dy, const float *w,
-                          const conv_geom *g)
-{
-    int64_t c = g->cin, kk = g->kh * g->kw, rows = g->n * g->h;
-    float *wt = conv_scratch(ctx, (size_t)(kk * c) * sizeof(float), "depthwise weights");
-    if (!wt) return VN_ERR_NOMEM;
-    dw_transpose(wt, w, c, kk);
-#pragma omp parallel for schedule(static) if (rows * g->w * c * kk > CONV_PAR_MIN)
-    for (int64_t t = 0; t < rows; t++) {
-        int64_t n = t / g->h, hi = t % g->h;
-        float *dxrow = dx + t * g->w * c;
-        if (fresh) memset(dxrow, 0, (size_t)(g->w * c) * sizeof(float));
-        for (int64_t i = 0; i < g->kh; i++) {
-            int64_t num = hi + g->ph - i;
-            if (num < 0 || num % g->sh) continue;
-            int64_t ho = num / g->sh;
-            if (ho >= g->ho) continue;
-            const float *dyrow = dy + (n * g->ho + ho) * g->wo * c;
-            for (int64_t j = 0; j < g->kw; j++) {
-                const float *wk = wt + (i * g->kw + j) * c;
-                int64_t lo, hi_end;
-                tap_range(j, g->sw, g->pw, g->w, g->wo, &lo, &hi_end);
-                for (int64_t wo = lo; wo < hi_end; wo++)
-                    dw_fma(dxrow + (wo * g->sw - g->pw + j) * c, dyrow + wo * c, wk, c);
-            }
-        }
-    }
-    vn__pool_free(ctx, wt);
-    return VN_OK;
-}
-
-/* dw[c][k] += sum over (n, ho, wo) of dy[n, ho, wo, c] * x[n, hi, wi, c]. Deterministic:
- * the chunks of output rows depend on the shape only, and their partial sums are added in
- * chunk order, so the bytes do not depend on the number of threads. */
-static int dw_backward_dw(vn_ctx *ctx, float *dw, const float *dy, const float *x,
-                          const conv_geom *g)
-{
-    int64_t c = g->cin, kk = g->kh * g->kw, rows = g->n * g->ho;
-    int64_t chunk_rows = ceil_div(rows, DW_CHUNKS), n_chunks = ceil_div(rows, chunk_rows);
-    float *part = conv_scratch(ctx, (size_t)(n_chunks * kk * c) * sizeof(float),
-                               "depthwise weight-gradient partial sums");
-    if (!part) return VN_ERR_NOMEM;
-#pragma omp parallel for schedule(static) if (rows * g->wo * c * kk > CONV_PAR_MIN)
-    for (int64_t ch = 0; ch < n_chunks; ch++) {
-        float *pp = part + ch * kk * c;
-        memset(pp, 0, (size_t)(kk * c) * sizeof(float));
-        int64_t r1 = (ch + 1) * chunk_rows < rows ? (ch + 1) * chunk_rows : rows;
-        for (int64_t r = ch * chunk_rows; r < r1; r++) {
-            int64_t n = r / g->ho, ho = r % g->ho;
-            const float *dyrow = dy + r * g->wo * c;
-            for (int64_t i = 0; i < g->kh; i++) {
-                int64_t hi = ho * g->sh - g->ph + i;
-                if (hi < 0 || hi >= g->h) continue;
-                const float *xrow = x + (n * g->h + hi) * g->w * c;
-                for (int64_t j = 0; j < g->kw; j++) {
-                    float *pk = pp + (i * g->kw + j) * c;
-                    int64_t lo, hi_end;
-                    tap_range(j, g->sw, g->pw, g->w, g->wo, &lo, &hi_end);
-                    for (int64_t wo = lo; wo < hi_end; wo++)
-                        dw_fma(pk, dyrow + wo * c, xrow + (wo * g->sw - g->pw + j) * c, c);
-                }
-            }
-        }
-    }
-    /* Chunk partials summed in chunk order into the first, then transposed into OHWI. */
-    int64_t total = kk * c;
-#pragma omp parallel for schedule(static) if (n_chunks * total > CONV_PAR_MIN)
-    for (int64_t e0 = 0; e0 < total; e0 += 1024) {
-        int64_t e1 = e0 + 1024 < total ? e0 + 1024 : total;
-        for (int64_t ch = 1; ch < n_chunks; ch++) {
-            const float *restrict src = part + ch * total;
-            float *restrict dst = part;
-            for (int64_t e = e0; e < e1; e++) dst[e] += src[e];
-        }
-    }
-    for (int64_t ch = 0; ch < c; ch++)
-        for (int64_t k = 0; k < kk; k++) dw[ch * kk + k] += part[k * c + ch];
-    vn__pool_free(ctx, part);
-    return VN_OK;
-}
-
 /* ---- general: im2col + sgemm per group ------------------------------------------------ */
 
 /* col [(r - r0)*Wo + wo, (kh, kw, c)] for output rows r in [r0, r0 + nr) and the channels
  * of group grp; taps in the padding are zero. */
-static void im2col(float *restrict col, const float *restrict x, const conv_geom *g, int grp,
+static void im2col(float *restrict col, const float *restrict x, const vn__conv_geom *g, int grp,
                    int64_t r0, int64_t nr)
 {
     int64_t cg = g->cin / g->groups, k = g->kh * g->kw * cg;
-#pragma omp parallel for schedule(static) if (nr * g->wo * k > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_CONV_PAR_MIN)
     for (int64_t r = r0; r < r0 + nr; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -387,13 +220,13 @@ static void im2col(float *restrict col, const float *restrict x, const conv_geom
 
 /* dx += col2im(dcol) for the output rows [r0, r0 + nr). Gather form, parallel over the input
  * rows (n, hi): each thread writes only its own rows, so there are no races. */
-static void col2im_add(float *restrict dx, const float *restrict dcol, const conv_geom *g,
+static void col2im_add(float *restrict dx, const float *restrict dcol, const vn__conv_geom *g,
                        int grp, int64_t r0, int64_t nr)
 {
     int64_t cg = g->cin / g->groups, k = g->kh * g->kw * cg;
     int64_t n0 = r0 / g->ho, n1 = (r0 + nr - 1) / g->ho;
     int64_t t0 = n0 * g->h, t1 = (n1 + 1) * g->h;
-#pragma omp parallel for schedule(static) if (nr * g->wo * k > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_CONV_PAR_MIN)
     for (int64_t t = t0; t < t1; t++) {
         int64_t n = t / g->h, hi = t % g->h;
         float *dxrow = dx + t * g->w * g->cin + grp * cg;
@@ -407,7 +240,7 @@ static void col2im_add(float *restrict dx, const float *restrict dcol, const con
             const float *crow = dcol + (r - r0) * g->wo * k;
             for (int64_t j = 0; j < g->kw; j++) {
                 int64_t lo, hi_end;
-                tap_range(j, g->sw, g->pw, g->w, g->wo, &lo, &hi_end);
+                vn__conv_tap_range(j, g->sw, g->pw, g->w, g->wo, &lo, &hi_end);
                 for (int64_t wo = lo; wo < hi_end; wo++) {
                     float *restrict d = dxrow + (wo * g->sw - g->pw + j) * g->cin;
                     const float *restrict s = crow + wo * k + (i * g->kw + j) * cg;
@@ -419,7 +252,7 @@ static void col2im_add(float *restrict dx, const float *restrict dcol, const con
 }
 
 /* Output rows per slab so that `bufs` column matrices stay under CONV_COL_BYTES_MAX. */
-static int64_t general_slab_rows(const conv_geom *g, int bufs)
+static int64_t general_slab_rows(const vn__conv_geom *g, int bufs)
 {
     int64_t k = g->kh * g->kw * (g->cin / g->groups);
     int64_t row_bytes = g->wo * k * (int64_t)sizeof(float) * bufs;
@@ -430,11 +263,11 @@ static int64_t general_slab_rows(const conv_geom *g, int bufs)
 }
 
 static int general_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
-                           const conv_geom *g)
+                           const vn__conv_geom *g)
 {
     int64_t cg = g->cin / g->groups, og = g->cout / g->groups, k = g->kh * g->kw * cg;
     int64_t rows = g->n * g->ho, slab = general_slab_rows(g, 1);
-    float *col = conv_scratch(ctx, (size_t)(slab * g->wo * k) * sizeof(float), "im2col matrix");
+    float *col = vn__conv_scratch(ctx, (size_t)(slab * g->wo * k) * sizeof(float), "im2col matrix");
     if (!col) return VN_ERR_NOMEM;
     if (b) fill_bias_rows(y, b, rows * g->wo, g->cout);
     for (int64_t r0 = 0; r0 < rows; r0 += slab) {
@@ -452,13 +285,13 @@ static int general_forward(vn_ctx *ctx, float *y, const float *x, const float *w
 
 /* dx and dw accumulate (+=) into zero-initialised or existing gradients. */
 static int general_backward(vn_ctx *ctx, float *dx, float *dw, const float *dy, const float *x,
-                            const float *w, const conv_geom *g)
+                            const float *w, const vn__conv_geom *g)
 {
     int64_t cg = g->cin / g->groups, og = g->cout / g->groups, k = g->kh * g->kw * cg;
     int64_t rows = g->n * g->ho, slab = general_slab_rows(g, (dx ? 1 : 0) + (dw ? 1 : 0));
     size_t bytes = (size_t)(slab * g->wo * k) * sizeof(float);
-    float *col = dw ? conv_scratch(ctx, bytes, "im2col matrix") : NULL;
-    float *dcol = dx ? conv_scratch(ctx, bytes, "im2col gradient") : NULL;
+    float *col = dw ? vn__conv_scratch(ctx, bytes, "im2col matrix") : NULL;
+    float *dcol = dx ? vn__conv_scratch(ctx, bytes, "im2col gradient") : NULL;
     if ((dw && !col) || (dx && !dcol)) {
         vn__pool_free(ctx, col);
         vn__pool_free(ctx, dcol);
@@ -491,7 +324,7 @@ static int general_backward(vn_ctx *ctx, float *dx, float *dw, const float *dy, 
 static void conv_backward(vn_ctx *ctx, vn_node *node)
 {
     const conv_state *st = node->state;
-    const conv_geom *g = &st->g;
+    const vn__conv_geom *g = &st->g;
     vn_tensor *x = node->in[0], *w = node->in[1], *b = node->n_in > 2 ? node->in[2] : NULL;
     const float *dy = node->out->grad;
     bool need_dx = vn_tensor_requires_grad(x), need_dw = vn_tensor_requires_grad(w);
@@ -521,8 +354,8 @@ static void conv_backward(vn_ctx *ctx, vn_node *node)
         if (dx || dw) rc = patch_backward(ctx, dx, dx_fresh, dw, dw_fresh, dy, x->data, w->data, g);
         break;
     case CONV_KIND_DEPTHWISE:
-        if (dx) rc = dw_backward_dx(ctx, dx, dx_fresh, dy, w->data, g);
-        if (rc == VN_OK && dw) rc = dw_backward_dw(ctx, dw, dy, x->data, g);
+        if (dx) rc = vn__dw_backward_dx(ctx, dx, dx_fresh, dy, w->data, g);
+        if (rc == VN_OK && dw) rc = vn__dw_backward_dw(ctx, dw, dy, x->data, g);
         break;
     case CONV_KIND_GENERAL:
         if (dx || dw) rc = general_backward(ctx, dx, dw, dy, x->data, w->data, g);
@@ -550,7 +383,7 @@ static bool conv_fail(vn_ctx *ctx, int code, const char *fmt, ...)
 
 /* Checks shapes and parameters; fills g. Returns false with the context error set. */
 static bool conv_check(vn_ctx *ctx, const vn_tensor *x, const vn_tensor *w, const vn_tensor *b,
-                       vn_conv_params p, conv_geom *g)
+                       vn_conv_params p, vn__conv_geom *g)
 {
     char xs[96], ws[96], bs[96];
     vn_shape_str(x->ndim, x->shape, xs, sizeof xs);
@@ -618,7 +451,7 @@ static bool conv_check(vn_ctx *ctx, const vn_tensor *x, const vn_tensor *w, cons
     return true;
 }
 
-static conv_kind conv_pick(const conv_geom *g)
+static conv_kind conv_pick(const vn__conv_geom *g)
 {
     bool no_pad = g->ph == 0 && g->pw == 0;
     if (g->groups == 1 && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && no_pad)
@@ -632,7 +465,7 @@ vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_c
 {
     vn_tensor *in[3] = {x, w, b};
     if (!vn__ok(ctx, 2, in)) return NULL;
-    conv_geom g;
+    vn__conv_geom g;
     if (!conv_check(ctx, x, w, b, p, &g)) return NULL;
     conv_kind kind = conv_pick(&g);
 
@@ -643,7 +476,7 @@ vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_c
     switch (kind) {
     case CONV_KIND_1X1: conv1x1_forward(y->data, x->data, w->data, bd, &g); break;
     case CONV_KIND_PATCH: rc = patch_forward(ctx, y->data, x->data, w->data, bd, &g); break;
-    case CONV_KIND_DEPTHWISE: rc = dw_forward(ctx, y->data, x->data, w->data, bd, &g); break;
+    case CONV_KIND_DEPTHWISE: rc = vn__dw_forward(ctx, y->data, x->data, w->data, bd, &g); break;
     case CONV_KIND_GENERAL: rc = general_forward(ctx, y->data, x->data, w->data, bd, &g); break;
     }
     if (rc != VN_OK) return NULL;

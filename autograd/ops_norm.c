@@ -25,7 +25,10 @@ typedef struct bn_state {
 static int64_t bn_nchunks(int64_t rows) { return (rows + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK; }
 
 /* Per-chunk sums of d = x - shift and d*d for every channel. The shift (the first row)
- * keeps sum(d*d) from cancelling when the mean is large next to the spread. */
+ * keeps sum(d*d) from cancelling when the mean is large next to the spread. Four rows at
+ * a time are summed in float (8-wide vectors, a 4-term sum, so little rounding) and that
+ * sum is added into double accumulators: as fast as a plain float sum, about twice the
+ * speed of converting every element to double. */
 static void bn_stats_chunk(const float *x, int64_t r0, int64_t r1, int64_t C, const float *shift,
                            double *ps, double *pq)
 {
@@ -34,12 +37,21 @@ static void bn_stats_chunk(const float *x, int64_t r0, int64_t r1, int64_t C, co
         double s[BN_CBLOCK], q[BN_CBLOCK];
         const float *k = shift + c0;
         for (int64_t c = 0; c < cn; c++) s[c] = q[c] = 0.0;
-        for (int64_t r = r0; r < r1; r++) {
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            const float *x0 = x + r * C + c0, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+            for (int64_t c = 0; c < cn; c++) {
+                float d0 = x0[c] - k[c], d1 = x1[c] - k[c], d2 = x2[c] - k[c], d3 = x3[c] - k[c];
+                s[c] += (double)((d0 + d1) + (d2 + d3));
+                q[c] += (double)((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3));
+            }
+        }
+        for (; r < r1; r++) {
             const float *xr = x + r * C + c0;
             for (int64_t c = 0; c < cn; c++) {
-                double d = (double)xr[c] - (double)k[c];
-                s[c] += d;
-                q[c] += d * d;
+                float d = xr[c] - k[c];
+                s[c] += (double)d;
+                q[c] += (double)(d * d);
             }
         }
         memcpy(ps + c0, s, (size_t)cn * sizeof(double));
@@ -47,7 +59,8 @@ static void bn_stats_chunk(const float *x, int64_t r0, int64_t r1, int64_t C, co
     }
 }
 
-/* Per-chunk sums of g and g * (x - mean) for every channel (backward). */
+/* Per-chunk sums of g and g * (x - mean) for every channel (backward), four rows at a
+ * time as above. */
 static void bn_grad_chunk(const float *g, const float *x, int64_t r0, int64_t r1, int64_t C,
                           const float *mean, double *ps, double *pq)
 {
@@ -56,13 +69,22 @@ static void bn_grad_chunk(const float *g, const float *x, int64_t r0, int64_t r1
         double s[BN_CBLOCK], q[BN_CBLOCK];
         const float *m = mean + c0;
         for (int64_t c = 0; c < cn; c++) s[c] = q[c] = 0.0;
-        for (int64_t r = r0; r < r1; r++) {
-            const float *xr = x + r * C + c0;
-            const float *gr = g + r * C + c0;
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            const float *x0 = x + r * C + c0, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+            const float *g0 = g + r * C + c0, *g1 = g0 + C, *g2 = g1 + C, *g3 = g2 + C;
             for (int64_t c = 0; c < cn; c++) {
-                double gv = gr[c];
-                s[c] += gv;
-                q[c] += gv * ((double)xr[c] - (double)m[c]);
+                float p0 = g0[c] * (x0[c] - m[c]), p1 = g1[c] * (x1[c] - m[c]);
+                float p2 = g2[c] * (x2[c] - m[c]), p3 = g3[c] * (x3[c] - m[c]);
+                s[c] += (double)((g0[c] + g1[c]) + (g2[c] + g3[c]));
+                q[c] += (double)((p0 + p1) + (p2 + p3));
+            }
+        }
+        for (; r < r1; r++) {
+            const float *xr = x + r * C + c0, *gr = g + r * C + c0;
+            for (int64_t c = 0; c < cn; c++) {
+                s[c] += (double)gr[c];
+                q[c] += (double)(gr[c] * (xr[c] - m[c]));
             }
         }
         memcpy(ps + c0, s, (size_t)cn * sizeof(double));
@@ -122,7 +144,7 @@ static void bn_backward(vn_ctx *ctx, vn_node *node)
     bool need_sums = need_w || need_b || (need_x && st->training);
 
     /* One pool buffer: chunk partials, then the [C] sums and the dx coefficients. */
-    int64_t nch = bn_nchunks(R);
+    int64_t nch = need_sums ? bn_nchunks(R) : 0;
     size_t bytes = (size_t)(2 * nch * C + 2 * C) * sizeof(double) + (size_t)(3 * C) * sizeof(float);
     double *part = vn__pool_alloc(ctx, bytes);
     if (!part) {

@@ -42,28 +42,35 @@ static inline void window(const pool_state *s, int64_t i, int64_t j, int64_t *h0
     }
 }
 
-/* Max of one window for channels [c0, c0 + cn) of an image, with the winning position in
- * row-major window order. Like PyTorch's CPU kernel, a later element wins when it is
- * greater or NaN, so ties go to the first maximum and NaN propagates. */
+/* Max of one window for channels [c0, c0 + cn) of an image, and (when idx is not NULL)
+ * the winning position in row-major window order. Like PyTorch's CPU kernel, a later
+ * element wins when it is greater or NaN, so ties go to the first maximum and NaN
+ * propagates. Forward passes idx = NULL: the positions are only needed in backward. */
 static void window_max(const float *img, const pool_state *s, int64_t h0, int64_t h1,
                        int64_t w0, int64_t w1, int64_t c0, int64_t cn, float *m, int32_t *idx)
 {
     const int64_t W = s->w, C = s->c;
     const float *first = img + (h0 * W + w0) * C + c0;
-    for (int64_t c = 0; c < cn; c++) {
-        m[c] = first[c];
-        idx[c] = 0;
-    }
+    for (int64_t c = 0; c < cn; c++) m[c] = first[c];
+    if (idx)
+        for (int64_t c = 0; c < cn; c++) idx[c] = 0;
     int32_t p = 0;
     for (int64_t h = h0; h < h1; h++)
         for (int64_t w = w0; w < w1; w++, p++) {
             if (p == 0) continue;
             const float *xr = img + (h * W + w) * C + c0;
-            for (int64_t c = 0; c < cn; c++) {
-                float v = xr[c];
-                bool take = v > m[c] || v != v;
-                m[c] = take ? v : m[c];
-                idx[c] = take ? p : idx[c];
+            if (idx) {
+                for (int64_t c = 0; c < cn; c++) {
+                    float v = xr[c];
+                    bool take = v > m[c] || v != v;
+                    m[c] = take ? v : m[c];
+                    idx[c] = take ? p : idx[c];
+                }
+            } else {
+                for (int64_t c = 0; c < cn; c++) {
+                    float v = xr[c];
+                    m[c] = (v > m[c] || v != v) ? v : m[c];
+                }
             }
         }
 }
@@ -76,14 +83,29 @@ static void max_forward(const pool_state *s, const float *x, float *y)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = s->c - c0 < POOL_CBLOCK ? s->c - c0 : POOL_CBLOCK;
-        int32_t idx[POOL_CBLOCK];
         for (int64_t i = 0; i < s->oh; i++)
             for (int64_t j = 0; j < s->ow; j++) {
                 int64_t h0, h1, w0, w1;
                 window(s, i, j, &h0, &h1, &w0, &w1);
                 window_max(x + n * img_in, s, h0, h1, w0, w1, c0, cn,
-                           y + n * img_out + (i * s->ow + j) * s->c + c0, idx);
+                           y + n * img_out + (i * s->ow + j) * s->c + c0, NULL);
             }
+    }
+}
+
+/* acc[c] += sum of `count` consecutive rows (stride C) for channels [0, cn) from `rows`.
+ * Four rows are summed in float, then added in double: a plain float sum's speed with
+ * double accumulation over large windows (global pooling of a 56x56 map). */
+static void add_rows(double *acc, const float *rows, int64_t count, int64_t C, int64_t cn)
+{
+    int64_t r = 0;
+    for (; r + 4 <= count; r += 4) {
+        const float *x0 = rows + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        for (int64_t c = 0; c < cn; c++) acc[c] += (double)((x0[c] + x1[c]) + (x2[c] + x3[c]));
+    }
+    for (; r < count; r++) {
+        const float *xr = rows + r * C;
+        for (int64_t c = 0; c < cn; c++) acc[c] += (double)xr[c];
     }
 }
 
@@ -102,11 +124,11 @@ static void avg_forward(const pool_state *s, const float *x, float *y)
                 int64_t h0, h1, w0, w1;
                 window(s, i, j, &h0, &h1, &w0, &w1);
                 for (int64_t c = 0; c < cn; c++) acc[c] = 0.0;
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t w = w0; w < w1; w++) {
-                        const float *xr = x + n * img_in + (h * W + w) * C + c0;
-                        for (int64_t c = 0; c < cn; c++) acc[c] += xr[c];
-                    }
+                if (w0 == 0 && w1 == W) /* whole rows: one contiguous run */
+                    add_rows(acc, x + n * img_in + h0 * W * C + c0, (h1 - h0) * W, C, cn);
+                else
+                    for (int64_t h = h0; h < h1; h++)
+                        add_rows(acc, x + n * img_in + (h * W + w0) * C + c0, w1 - w0, C, cn);
                 double inv = 1.0 / (double)((h1 - h0) * (w1 - w0));
                 float *yr = y + n * img_out + (i * s->ow + j) * C + c0;
                 for (int64_t c = 0; c < cn; c++) yr[c] = (float)(acc[c] * inv);

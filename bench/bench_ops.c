@@ -1,13 +1,20 @@
 /* Op benchmark: the machine's ceilings (OpenBLAS sgemm, memcpy) and the hot ops of
  * VanillaNet measured against them.
  *
- *   bench_ops [reps]      (default 5 timed repetitions after one warm-up; median reported)
+ *   bench_ops [reps] [ceil] [conv1x1] [depthwise] [bn]
  *
- * Compute-bound ops are reported in GFLOPS and as a fraction of the measured sgemm rate;
- * memory-bound ops in GB/s of the bytes they must read and write at least, and as a
- * fraction of memcpy bandwidth (counted the same way: bytes read + bytes written).
- * Backward figures time the op's own backward kernel (the tape entry's function), called
- * on a gradient of the output, so that seeding the gradient is not counted. */
+ * reps (default 5) timed runs after one warm-up; medians are reported. Naming sections runs
+ * only those. Compute-bound ops are reported in GFLOPS and memory-bound ops in GB/s of the
+ * bytes they must at least read and write (memcpy counted the same way: read + written).
+ *
+ * The machine may be shared, so each op is compared with a baseline timed in alternation
+ * with it, rep by rep: sgemm of the op's own shape for a 1x1 conv, a memcpy of one
+ * activation for memory-bound ops. The ratios printed are against those baselines; the
+ * ceilings printed first are for reference.
+ *
+ * Backward figures time the op's own backward kernel (the tape entry's function) on a
+ * gradient of the output, so that seeding the gradient is not counted; the input is a step
+ * tensor that requires grad, as an activation is, so its gradient buffer is fresh. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,7 +24,7 @@
 
 #include "autograd/ops_impl.h"
 
-#define MB (1024.0 * 1024.0)
+#define MAX_REPS 64
 
 static double now_s(void)
 {
@@ -32,10 +39,12 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n)
+static double median(const double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    double s[MAX_REPS];
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
 static void fill(float *x, int64_t n, float scale)
@@ -58,65 +67,99 @@ static float *alloc_floats(int64_t n)
     return p;
 }
 
-/* ---- ceilings ---------------------------------------------------------------------------- */
+/* ---- baselines ---------------------------------------------------------------------------- */
 
-static double bench_sgemm(int reps, int m, int n, int k)
+typedef struct sgemm_job {
+    int m, n, k;
+    float *a, *b, *c;
+} sgemm_job;
+
+static sgemm_job sgemm_job_new(int m, int n, int k)
 {
-    float *a = alloc_floats((int64_t)m * k), *b = alloc_floats((int64_t)n * k);
-    float *c = alloc_floats((int64_t)m * n);
-    double t[64];
-    for (int r = -1; r < reps; r++) {
-        double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c,
-                    n);
-        if (r >= 0) t[r] = now_s() - t0;
-    }
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * m * n * k / median(t, reps) / 1e9;
+    sgemm_job j = {m, n, k, alloc_floats((int64_t)m * k), alloc_floats((int64_t)n * k),
+                   alloc_floats((int64_t)m * n)};
+    return j;
 }
 
-static double bench_memcpy(int reps)
+static void sgemm_job_free(sgemm_job *j)
 {
-    size_t bytes = (size_t)256 << 20;
-    float *a = alloc_floats((int64_t)(bytes / 4)), *b = alloc_floats((int64_t)(bytes / 4));
-    double t[64];
-    for (int r = -1; r < reps; r++) {
-        double t0 = now_s();
-        /* Split across the threads, as our loops are. */
+    free(j->a);
+    free(j->b);
+    free(j->c);
+}
+
+/* C[m, n] = A[m, k] * B[n, k]^T, as a 1x1 conv forward calls it. Returns seconds. */
+static double sgemm_run(void *arg)
+{
+    sgemm_job *j = arg;
+    double t0 = now_s();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->m, j->n, j->k, 1.0f, j->a, j->k,
+                j->b, j->k, 0.0f, j->c, j->n);
+    return now_s() - t0;
+}
+
+typedef struct copy_job {
+    size_t bytes;
+    char *src, *dst;
+} copy_job;
+
+static copy_job copy_job_new(size_t bytes)
+{
+    copy_job j = {bytes, (char *)alloc_floats((int64_t)(bytes / 4)),
+                  (char *)alloc_floats((int64_t)(bytes / 4))};
+    return j;
+}
+
+static void copy_job_free(copy_job *j)
+{
+    free(j->src);
+    free(j->dst);
+}
+
+/* memcpy split across the threads, as our loops are. Returns seconds. */
+static double copy_run(void *arg)
+{
+    copy_job *j = arg;
+    double t0 = now_s();
 #pragma omp parallel
-        {
-            int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            size_t chunk = (bytes / (size_t)nt) & ~(size_t)63;
-            size_t off = (size_t)id * chunk, len = id == nt - 1 ? bytes - off : chunk;
-            memcpy((char *)b + off, (const char *)a + off, len);
-        }
-        if (r >= 0) t[r] = now_s() - t0;
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        size_t chunk = (j->bytes / (size_t)nt) & ~(size_t)63;
+        size_t off = (size_t)id * chunk, len = id == nt - 1 ? j->bytes - off : chunk;
+        memcpy(j->dst + off, j->src + off, len);
     }
-    free(a);
-    free(b);
-    return 2.0 * (double)bytes / median(t, reps) / 1e9;
+    return now_s() - t0;
 }
 
-/* ---- op timing ----------------------------------------------------------------------------- */
+typedef double (*run_fn)(void *arg);
+
+static double median_of(int reps, run_fn fn, void *arg)
+{
+    double t[MAX_REPS];
+    fn(arg);
+    for (int r = 0; r < reps; r++) t[r] = fn(arg);
+    return median(t, reps);
+}
+
+/* ---- op timing ------------------------------------------------------------------------------ */
 
 typedef vn_tensor *(*op_fn)(vn_ctx *ctx, vn_tensor *const *in, void *user);
 
 typedef struct op_times {
-    double fwd, bwd; /* median seconds; bwd < 0 when it failed */
+    double fwd, bwd;          /* median seconds; < 0 when the op failed */
+    double base_fwd, base_bwd; /* median seconds of the baseline next to each */
 } op_times;
 
 /* Times the forward (grad mode off) and the backward kernel of the tape entry recorded by a
- * forward with grad on. in[0] is copied into a step tensor that requires grad each time, as
- * an activation would be, so its gradient buffer is fresh as in a real step. */
+ * forward with grad on, each right after a run of the baseline. */
 static op_times time_op(int reps, vn_ctx *ctx, op_fn fn, vn_tensor *const *in, int n_in,
-                        void *user, const char *name)
+                        void *user, run_fn base, void *base_arg, const char *name)
 {
-    op_times res = {-1, -1};
-    double tf[64], tb[64];
+    op_times res = {-1, -1, -1, -1};
+    double tf[MAX_REPS], tb[MAX_REPS], bf[MAX_REPS], bb[MAX_REPS];
     vn_tensor *args[8];
     for (int r = -1; r < reps; r++) {
+        double b0 = base(base_arg);
         vn_ctx_reset(ctx);
         vn_ctx_set_grad(ctx, false);
         double t0 = now_s();
@@ -127,7 +170,10 @@ static op_times time_op(int reps, vn_ctx *ctx, op_fn fn, vn_tensor *const *in, i
             fprintf(stderr, "%s: forward failed: %s\n", name, vn_ctx_error(ctx));
             return res;
         }
-        if (r >= 0) tf[r] = t1 - t0;
+        if (r >= 0) {
+            tf[r] = t1 - t0;
+            bf[r] = b0;
+        }
 
         vn_ctx_reset(ctx);
         vn_tensor *x = vn_ctx_tensor(ctx, in[0]->ndim, in[0]->shape);
@@ -145,6 +191,7 @@ static op_times time_op(int reps, vn_ctx *ctx, op_fn fn, vn_tensor *const *in, i
         float *g = vn__grad_uninit(ctx, y, &fresh);
         if (!g) return res;
         fill(g, y->numel, 1.0f);
+        double b1 = base(base_arg);
         t0 = now_s();
         y->node->backward(ctx, y->node);
         t1 = now_s();
@@ -152,11 +199,16 @@ static op_times time_op(int reps, vn_ctx *ctx, op_fn fn, vn_tensor *const *in, i
             fprintf(stderr, "%s: backward failed: %s\n", name, vn_ctx_error(ctx));
             return res;
         }
-        if (r >= 0) tb[r] = t1 - t0;
+        if (r >= 0) {
+            tb[r] = t1 - t0;
+            bb[r] = b1;
+        }
     }
     vn_ctx_reset(ctx);
     res.fwd = median(tf, reps);
     res.bwd = median(tb, reps);
+    res.base_fwd = median(bf, reps);
+    res.base_bwd = median(bb, reps);
     return res;
 }
 
@@ -176,90 +228,103 @@ static vn_tensor *run_bn(vn_ctx *ctx, vn_tensor *const *in, void *user)
     return vn_batch_norm2d(ctx, in[0], in[1], in[2], in[3], in[4], NULL, true, 0.1f, 1e-6f);
 }
 
-static vn_tensor *param(int64_t d0, int64_t d1, int64_t d2, int64_t d3, int ndim, float scale)
+static vn_tensor *param(int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3, float scale)
 {
     int64_t s[4] = {d0, d1, d2, d3};
     vn_tensor *t = vn_tensor_new(ndim, s, true);
-    if (!t) {
+    if (!t || vn_tensor_zero_grad(t) != VN_OK) {
         fprintf(stderr, "bench_ops: out of memory\n");
         exit(1);
     }
     fill(t->data, t->numel, scale);
-    if (vn_tensor_zero_grad(t) != VN_OK) exit(1);
     return t;
 }
 
-static void bench_conv1x1(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t cin, int64_t cout,
-                          double sgemm_peak)
+static void bench_conv1x1(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t cin,
+                          int64_t cout)
 {
-    vn_tensor *x = param(n, hw, hw, cin, 4, 2.0f);
-    vn_tensor *w = param(cout, 1, 1, cin, 4, 0.1f);
-    vn_tensor *b = param(cout, 0, 0, 0, 1, 0.1f);
+    vn_tensor *x = param(4, n, hw, hw, cin, 2.0f);
+    vn_tensor *w = param(4, cout, 1, 1, cin, 0.1f);
+    vn_tensor *b = param(1, cout, 0, 0, 0, 0.1f);
     vn_tensor *in[3] = {x, w, b};
     conv_args a = {VN_CONV(1, 0, 1)};
     char name[128];
     snprintf(name, sizeof name, "conv1x1 [%lld,%lld,%lld,%lld]->%lld", (long long)n,
              (long long)hw, (long long)hw, (long long)cin, (long long)cout);
-    op_times t = time_op(reps, ctx, run_conv, in, 3, &a, name);
-    double flops = 2.0 * (double)(n * hw * hw) * (double)cin * (double)cout;
-    if (t.fwd > 0)
-        printf("%-44s forward  %8.2f ms %7.1f GFLOPS  %5.1f%% of sgemm\n", name, 1e3 * t.fwd,
-               flops / t.fwd / 1e9, 100.0 * flops / t.fwd / 1e9 / sgemm_peak);
-    if (t.bwd > 0)
-        printf("%-44s backward %8.2f ms %7.1f GFLOPS  %5.1f%% of sgemm (dx, dw, db)\n", name,
-               1e3 * t.bwd, 2 * flops / t.bwd / 1e9, 100.0 * 2 * flops / t.bwd / 1e9 / sgemm_peak);
+    int64_t m = n * hw * hw;
+    sgemm_job job = sgemm_job_new((int)m, (int)cout, (int)cin);
+    op_times t = time_op(reps, ctx, run_conv, in, 3, &a, sgemm_run, &job, name);
+    sgemm_job_free(&job);
+    double flops = 2.0 * (double)m * (double)cin * (double)cout;
+    if (t.fwd > 0) {
+        double rate = flops / t.fwd / 1e9, base = flops / t.base_fwd / 1e9;
+        printf("%-40s forward  %8.2f ms %7.1f GFLOPS = %5.1f%% of sgemm %dx%dx%d next to it "
+               "(%.1f GFLOPS)\n", name, 1e3 * t.fwd, rate, 100 * rate / base, (int)m, (int)cout,
+               (int)cin, base);
+    }
+    if (t.bwd > 0) {
+        double rate = 2 * flops / t.bwd / 1e9, base = flops / t.base_bwd / 1e9;
+        printf("%-40s backward %8.2f ms %7.1f GFLOPS = %5.1f%% of sgemm %dx%dx%d next to it "
+               "(%.1f GFLOPS; dx, dw and db)\n", name, 1e3 * t.bwd, rate, 100 * rate / base,
+               (int)m, (int)cout, (int)cin, base);
+    }
     vn_tensor_free(x);
     vn_tensor_free(w);
     vn_tensor_free(b);
 }
 
-static void report_bw(const char *name, const char *dir, double sec, double bytes, double memcpy_bw,
-                      const char *what)
+static void report_bw(const char *name, const char *dir, double sec, double base_sec,
+                      double bytes, double act_bytes, const char *what)
 {
     if (sec <= 0) return;
-    printf("%-44s %-8s %8.2f ms %7.2f GB/s   %5.1f%% of memcpy (%s)\n", name, dir, 1e3 * sec,
-           bytes / sec / 1e9, 100.0 * bytes / sec / 1e9 / memcpy_bw, what);
+    double rate = bytes / sec / 1e9, base = 2 * act_bytes / base_sec / 1e9;
+    printf("%-40s %-8s %8.2f ms %7.2f GB/s = %5.1f%% of memcpy next to it (%.2f GB/s); %s\n",
+           name, dir, 1e3 * sec, rate, 100 * rate / base, base, what);
 }
 
-static void bench_depthwise(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t c, int k,
-                            double memcpy_bw)
+static void bench_depthwise(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t c, int k)
 {
-    vn_tensor *x = param(n, hw, hw, c, 4, 2.0f);
-    vn_tensor *w = param(c, k, k, 1, 4, 0.1f);
+    vn_tensor *x = param(4, n, hw, hw, c, 2.0f);
+    vn_tensor *w = param(4, c, k, k, 1, 0.1f);
     vn_tensor *in[3] = {x, w, NULL};
     conv_args a = {VN_CONV(1, k / 2, (int)c)};
     char name[128];
     snprintf(name, sizeof name, "depthwise %dx%d [%lld,%lld,%lld,%lld]", k, k, (long long)n,
              (long long)hw, (long long)hw, (long long)c);
-    op_times t = time_op(reps, ctx, run_conv, in, 3, &a, name);
     double act = (double)x->numel * sizeof(float);
-    report_bw(name, "forward", t.fwd, 2 * act, memcpy_bw, "read x, write y");
-    report_bw(name, "backward", t.bwd, 3 * act, memcpy_bw, "read dy and x, write dx");
+    copy_job job = copy_job_new((size_t)act);
+    op_times t = time_op(reps, ctx, run_conv, in, 3, &a, copy_run, &job, name);
+    copy_job_free(&job);
+    report_bw(name, "forward", t.fwd, t.base_fwd, 2 * act, act, "read x, write y");
+    report_bw(name, "backward", t.bwd, t.base_bwd, 3 * act, act,
+              "read dy and x, write dx (and dw)");
     double macs = (double)x->numel * k * k;
-    if (t.fwd > 0)
-        printf("%-44s forward  %7.1f GFLOPS; backward %7.1f GFLOPS (dx and dw)\n", name,
+    if (t.fwd > 0 && t.bwd > 0)
+        printf("%-40s forward  %7.1f GFLOPS; backward %7.1f GFLOPS (dx and dw)\n", name,
                2 * macs / t.fwd / 1e9, 4 * macs / t.bwd / 1e9);
     vn_tensor_free(x);
     vn_tensor_free(w);
 }
 
-static void bench_batch_norm(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t c,
-                             double memcpy_bw)
+static void bench_batch_norm(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t c)
 {
-    vn_tensor *x = param(n, hw, hw, c, 4, 2.0f);
-    vn_tensor *gamma = param(c, 0, 0, 0, 1, 1.0f);
-    vn_tensor *beta = param(c, 0, 0, 0, 1, 1.0f);
+    vn_tensor *x = param(4, n, hw, hw, c, 2.0f);
+    vn_tensor *gamma = param(1, c, 0, 0, 0, 1.0f);
+    vn_tensor *beta = param(1, c, 0, 0, 0, 1.0f);
     int64_t cs[1] = {c};
     vn_tensor *rm = vn_tensor_new(1, cs, false), *rv = vn_tensor_new(1, cs, false);
+    if (!rm || !rv) exit(1);
     vn_tensor_fill(rv, 1.0f);
     vn_tensor *in[5] = {x, gamma, beta, rm, rv};
     char name[128];
     snprintf(name, sizeof name, "batch_norm2d train [%lld,%lld,%lld,%lld]", (long long)n,
              (long long)hw, (long long)hw, (long long)c);
-    op_times t = time_op(reps, ctx, run_bn, in, 5, NULL, name);
     double act = (double)x->numel * sizeof(float);
-    report_bw(name, "forward", t.fwd, 2 * act, memcpy_bw, "read x, write y");
-    report_bw(name, "backward", t.bwd, 3 * act, memcpy_bw, "read dy and x, write dx");
+    copy_job job = copy_job_new((size_t)act);
+    op_times t = time_op(reps, ctx, run_bn, in, 5, NULL, copy_run, &job, name);
+    copy_job_free(&job);
+    report_bw(name, "forward", t.fwd, t.base_fwd, 2 * act, act, "read x, write y");
+    report_bw(name, "backward", t.bwd, t.base_bwd, 3 * act, act, "read dy and x, write dx");
     vn_tensor_free(x);
     vn_tensor_free(gamma);
     vn_tensor_free(beta);
@@ -283,35 +348,43 @@ int main(int argc, char **argv)
     int reps = 5;
     for (int i = 1; i < argc; i++)
         if (argv[i][0] >= '0' && argv[i][0] <= '9') reps = atoi(argv[i]);
-    if (reps < 1 || reps > 64) {
-        fprintf(stderr, "usage: bench_ops [reps 1..64] [ceil] [conv1x1] [depthwise] [bn]\n");
+    if (reps < 1 || reps > MAX_REPS) {
+        fprintf(stderr, "usage: bench_ops [reps 1..%d] [ceil] [conv1x1] [depthwise] [bn]\n",
+                MAX_REPS);
         return 2;
     }
     vn_set_threads(0);
-    printf("bench_ops: %d threads, median of %d runs after one warm-up\n", vn_get_threads(), reps);
+    printf("bench_ops: %d threads, median of %d runs after one warm-up\n", vn_get_threads(),
+           reps);
 
-    double peak = bench_sgemm(reps, 4096, 1024, 1024);
-    printf("%-44s %7.1f GFLOPS\n", "sgemm 4096x1024x1024 (NT)", peak);
-    double peak_1x1 = bench_sgemm(reps, 8 * 56 * 56, 1024, 512);
-    printf("%-44s %7.1f GFLOPS\n", "sgemm 25088x1024x512 (NT, 1x1 conv shape)", peak_1x1);
-    double bw = bench_memcpy(reps);
-    printf("%-44s %7.2f GB/s (bytes read + written, 256 MB buffers)\n", "memcpy", bw);
-    /* The ratio below is against the larger of the two sgemm rates. */
-    double sg = peak > peak_1x1 ? peak : peak_1x1;
+    if (want(argc, argv, "ceil")) {
+        sgemm_job j = sgemm_job_new(4096, 1024, 1024);
+        printf("%-40s          %7.1f GFLOPS\n", "sgemm 4096x1024x1024 (NT)",
+               2.0 * 4096 * 1024 * 1024 / median_of(reps, sgemm_run, &j) / 1e9);
+        sgemm_job_free(&j);
+        j = sgemm_job_new(8 * 56 * 56, 1024, 512);
+        printf("%-40s          %7.1f GFLOPS\n", "sgemm 25088x1024x512 (NT, 1x1 shape)",
+               2.0 * 25088 * 1024 * 512 / median_of(reps, sgemm_run, &j) / 1e9);
+        sgemm_job_free(&j);
+        copy_job c = copy_job_new((size_t)256 << 20);
+        printf("%-40s          %7.2f GB/s (bytes read + written, 256 MB)\n", "memcpy",
+               2.0 * (double)c.bytes / median_of(reps, copy_run, &c) / 1e9);
+        copy_job_free(&c);
+    }
 
     vn_ctx *ctx = vn_ctx_create();
     if (!ctx) return 1;
     if (want(argc, argv, "conv1x1")) {
-        bench_conv1x1(reps, ctx, 8, 56, 512, 1024, sg);
-        bench_conv1x1(reps, ctx, 128, 8, 64, 128, sg);
+        bench_conv1x1(reps, ctx, 8, 56, 512, 1024);
+        bench_conv1x1(reps, ctx, 128, 8, 64, 128);
         vn_ctx_trim(ctx);
     }
     if (want(argc, argv, "depthwise")) {
-        bench_depthwise(reps, ctx, 8, 56, 512, 7, bw);
+        bench_depthwise(reps, ctx, 8, 56, 512, 7);
         vn_ctx_trim(ctx);
     }
     /* BatchNorm2d is written in autograd/ops_norm.c. */
-    if (want(argc, argv, "bn")) bench_batch_norm(reps, ctx, 8, 56, 512, bw);
+    if (want(argc, argv, "bn")) bench_batch_norm(reps, ctx, 8, 56, 512);
     vn_ctx_destroy(ctx);
     return 0;
 }

@@ -58,6 +58,9 @@ static int header(vn_decoder *dec, const uint8_t *buf, size_t len, vn_image_info
     if (tjDecompressHeader3(dec->tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0)
         return vn_error_set(err, VN_ERR_FORMAT, "corrupt JPEG header: %s",
                             tjGetErrorStr2(dec->tj));
+    if (w <= 0 || h <= 0)
+        return vn_error_set(err, VN_ERR_FORMAT,
+                            "corrupt JPEG header: no frame size found (truncated file?)");
     bool adobe, progressive;
     scan_markers(buf, len, &adobe, &progressive);
     info->format = VN_IMAGE_JPEG;

@@ -86,9 +86,12 @@ static int png_run(png_ctx *ctx, int channels, int64_t max_pixels, vn_image *img
     if (info->bit_depth == 16) png_set_strip_16(png); /* high byte, as PIL for RGB;16B */
     if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (ct == PNG_COLOR_TYPE_GRAY && info->bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (ct & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    /* Alpha is dropped, including the alpha that palette expansion makes from tRNS. */
+    if ((ct & PNG_COLOR_MASK_ALPHA) ||
+        (ct == PNG_COLOR_TYPE_PALETTE && png_get_valid(png, pi, PNG_INFO_tRNS)))
+        png_set_strip_alpha(png);
     if (gray_src && channels == 3) png_set_gray_to_rgb(png);
-    /* tRNS is deliberately not expanded: PIL's convert("RGB") ignores transparency too. */
+    /* tRNS is otherwise not expanded: PIL's convert("RGB") ignores transparency too. */
     png_set_interlace_handling(png);
     png_read_update_info(png, pi);
 
@@ -146,7 +149,7 @@ static void on_write_error(png_structp png, png_const_charp msg)
 
 /* The setjmp frame is in its own function so the FILE* and row buffer passed in are not
  * locals modified after setjmp. */
-static int png_write_rows(FILE *f, png_bytep *rows, int width, int height, int channels,
+static int write_png_rows(FILE *f, png_bytep *rows, int width, int height, int channels,
                           int level, png_wctx *ctx)
 {
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, ctx, on_write_error,
@@ -191,7 +194,7 @@ int vn_png_write(const char *path, const uint8_t *pixels, int width, int height,
         return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     }
     png_wctx ctx = {.msg = ""};
-    int bad = png_write_rows(f, rows, width, height, channels, compression_level, &ctx);
+    int bad = write_png_rows(f, rows, width, height, channels, compression_level, &ctx);
     free(rows);
     int close_bad = fclose(f) != 0;
     if (bad) return vn_error_set(err, VN_ERR_IO, "%s: writing PNG failed: %s", path, ctx.msg);

@@ -89,6 +89,10 @@ typedef enum vn_mnist_kind {
 /* The ten folder-safe class names of a kind. */
 const char *const *vn_mnist_class_names(vn_mnist_kind kind);
 
+/* Reads and checks the header of an IDX file of unsigned bytes with ndim (1..3) dimensions
+ * (magic 00 00 08 ndim), gzip or plain; dims receives the sizes. */
+int vn_idx_read_header(const char *path, int ndim, uint32_t *dims, vn_error *err);
+
 /* Converts one IDX pair (images idx3 ubyte N x H x W, labels idx1 ubyte N) into
  * <split_dir>/<class name>/<index, 5+ digits>.png (gray, zlib level `compression_level`).
  * Validates magic numbers, dimensions, counts and label range, naming the file. threads <= 0:

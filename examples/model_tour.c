@@ -51,7 +51,7 @@ int main(int argc, char **argv)
             printf("step %2d  act_learn %.2f  loss %.4f\n", step, (double)m->act_learn,
                    (double)loss->data[0]);
         for (int i = 0; i < m->state.n; i++) { /* plain SGD, lr 0.05 */
-            vn_state_entry *e = &m->state.items[i];
+            vn_state_item *e = &m->state.items[i];
             if (e->kind != VN_STATE_PARAM) continue;
             for (int64_t k = 0; k < e->tensor->numel; k++) {
                 e->tensor->data[k] -= 0.05f * e->tensor->grad[k];

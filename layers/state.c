@@ -19,7 +19,7 @@ int vn_state_add(vn_state_list *l, const char *prefix, const char *name, vn_stat
 {
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 64;
-        vn_state_entry *ni = realloc(l->items, (size_t)cap * sizeof *ni);
+        vn_state_item *ni = realloc(l->items, (size_t)cap * sizeof *ni);
         if (!ni) return VN_ERR_NOMEM;
         l->items = ni;
         l->cap = cap;
@@ -28,7 +28,7 @@ int vn_state_add(vn_state_list *l, const char *prefix, const char *name, vn_stat
     char *full = malloc(len);
     if (!full) return VN_ERR_NOMEM;
     snprintf(full, len, "%s%s", prefix, name);
-    vn_state_entry *e = &l->items[l->n++];
+    vn_state_item *e = &l->items[l->n++];
     e->name = full;
     e->kind = kind;
     e->tensor = t;
@@ -43,7 +43,7 @@ int vn_state_add(vn_state_list *l, const char *prefix, const char *name, vn_stat
     return VN_OK;
 }
 
-const vn_state_entry *vn_state_find(const vn_state_list *l, const char *name)
+const vn_state_item *vn_state_find(const vn_state_list *l, const char *name)
 {
     for (int i = 0; i < l->n; i++)
         if (strcmp(l->items[i].name, name) == 0) return &l->items[i];
@@ -73,7 +73,7 @@ int vn_state_to_writer(const vn_state_list *l, const char *prefix, vn_st_writer 
 {
     char name[512];
     for (int i = 0; i < l->n; i++) {
-        const vn_state_entry *e = &l->items[i];
+        const vn_state_item *e = &l->items[i];
         snprintf(name, sizeof name, "%s%s", prefix, e->name);
         int rc;
         if (e->kind == VN_STATE_COUNT) {
@@ -104,7 +104,7 @@ int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_f
     size_t plen = strlen(prefix);
     /* Check everything first, so a mismatch leaves the model untouched. */
     for (int i = 0; i < l->n; i++) {
-        const vn_state_entry *e = &l->items[i];
+        const vn_state_item *e = &l->items[i];
         snprintf(name, sizeof name, "%s%s", prefix, e->name);
         const vn_st_entry *fe = vn_st_find(f, name);
         if (!fe)
@@ -136,7 +136,7 @@ int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_f
         }
     }
     for (int i = 0; i < l->n; i++) {
-        const vn_state_entry *e = &l->items[i];
+        const vn_state_item *e = &l->items[i];
         snprintf(name, sizeof name, "%s%s", prefix, e->name);
         const vn_st_entry *fe = vn_st_find(f, name);
         if (e->kind == VN_STATE_COUNT) {
@@ -162,7 +162,7 @@ int vn_state_copy(const vn_state_list *dst, const vn_state_list *src, vn_error *
     if (dst->n != src->n)
         return vn_error_set(err, VN_ERR_SHAPE, "state lists differ: %d and %d entries", dst->n, src->n);
     for (int i = 0; i < dst->n; i++) {
-        const vn_state_entry *d = &dst->items[i], *s = &src->items[i];
+        const vn_state_item *d = &dst->items[i], *s = &src->items[i];
         if (strcmp(d->name, s->name) != 0 || d->kind != s->kind ||
             (d->tensor && !vn_tensor_same_shape(d->tensor, s->tensor)))
             return vn_error_set(err, VN_ERR_SHAPE, "state lists differ at '%s' / '%s'", d->name, s->name);

@@ -22,15 +22,15 @@ typedef enum vn_state_kind {
     VN_STATE_COUNT   /* int64 scalar buffer (BN num_batches_tracked, shape []) */
 } vn_state_kind;
 
-typedef struct vn_state_entry {
+typedef struct vn_state_item {
     char *name;          /* owned */
     vn_state_kind kind;
     vn_tensor *tensor;   /* PARAM and BUFFER; OHWI conv weights carry VN_TENSOR_OHWI */
     int64_t *count;      /* COUNT */
-} vn_state_entry;
+} vn_state_item;
 
 typedef struct vn_state_list {
-    vn_state_entry *items;
+    vn_state_item *items;
     int n, cap;
 } vn_state_list;
 
@@ -38,7 +38,7 @@ void vn_state_list_init(vn_state_list *l);
 void vn_state_list_free(vn_state_list *l); /* frees names only; tensors belong to layers */
 int vn_state_add(vn_state_list *l, const char *prefix, const char *name, vn_state_kind kind,
                  vn_tensor *t, int64_t *count);
-const vn_state_entry *vn_state_find(const vn_state_list *l, const char *name);
+const vn_state_item *vn_state_find(const vn_state_list *l, const char *name);
 /* Number of float elements of the entries of one kind. */
 int64_t vn_state_numel(const vn_state_list *l, vn_state_kind kind);
 

@@ -187,7 +187,7 @@ void vn_vanillanet_init(vn_vanillanet *m, uint64_t seed)
     /* Every 4-D weight is a conv (or the activation's depthwise) weight; biases are zero,
      * BN is identity with fresh running statistics. */
     for (int i = 0; i < m->state.n; i++) {
-        vn_state_entry *e = &m->state.items[i];
+        vn_state_item *e = &m->state.items[i];
         size_t len = strlen(e->name);
         if (e->kind == VN_STATE_COUNT) {
             *e->count = 0;

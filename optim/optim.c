@@ -247,10 +247,11 @@ int vn_optim_create(vn_optim **out, const vn_optim_config *cfg, int n_params,
                                     "optimizer: parameter name '%s' appears twice", name);
             }
             if (opt->p[j].t == t) {
+                rc = vn_error_set(err, VN_ERR_INVALID,
+                                  "optimizer: '%s' and '%s' are the same tensor",
+                                  opt->p[j].name, name);
                 vn_optim_destroy(opt);
-                return vn_error_set(err, VN_ERR_INVALID,
-                                    "optimizer: '%s' and '%s' are the same tensor",
-                                    opt->p[j].name, name);
+                return rc;
             }
         }
         vn__optim_param *p = &opt->p[i];

@@ -28,18 +28,19 @@ typedef struct sgd_args {
 } sgd_args;
 
 static void sgd_range(float *restrict p, const float *restrict g, float *restrict buf,
-                      const sgd_args *a, int64_t lo, int64_t hi)
+                      const sgd_args *args, int64_t lo, int64_t hi)
 {
+    const sgd_args a = *args;
     for (int64_t i = lo; i < hi; i++) {
         float d = g[i];
-        if (a->has_wd) d = fmaf(a->wd, p[i], d);
-        if (a->has_momentum) {
+        if (a.has_wd) d = fmaf(a.wd, p[i], d);
+        if (a.has_momentum) {
             /* torch clones d_p into a fresh buffer on the first step. */
-            float b = a->first ? d : fmaf(a->damp1, d, buf[i] * a->momentum);
+            float b = a.first ? d : fmaf(a.damp1, d, buf[i] * a.momentum);
             buf[i] = b;
-            d = a->nesterov ? fmaf(a->momentum, b, d) : b;
+            d = a.nesterov ? fmaf(a.momentum, b, d) : b;
         }
-        p[i] = fmaf(a->neg_lr, d, p[i]);
+        p[i] = fmaf(a.neg_lr, d, p[i]);
     }
 }
 
@@ -72,17 +73,18 @@ typedef struct adamw_args {
 } adamw_args;
 
 static void adamw_range(float *restrict p, const float *restrict g, float *restrict m,
-                        float *restrict v, const adamw_args *a, int64_t lo, int64_t hi)
+                        float *restrict v, const adamw_args *args, int64_t lo, int64_t hi)
 {
+    const adamw_args a = *args;
     for (int64_t i = lo; i < hi; i++) {
         float gi = g[i];
-        float pi = p[i] * a->decay_mul;
-        float mi = fmaf(a->c1, gi, m[i] * a->beta1);
-        float vi = v[i] * a->beta2 + (a->c2 * gi) * gi;
+        float pi = p[i] * a.decay_mul;
+        float mi = fmaf(a.c1, gi, m[i] * a.beta1);
+        float vi = v[i] * a.beta2 + (a.c2 * gi) * gi;
         m[i] = mi;
         v[i] = vi;
-        float denom = sqrtf(vi) / a->bc2_sqrt + a->eps;
-        p[i] = pi + (a->neg_step * mi) / denom;
+        float denom = sqrtf(vi) / a.bc2_sqrt + a.eps;
+        p[i] = pi + (a.neg_step * mi) / denom;
     }
 }
 
@@ -129,45 +131,54 @@ static inline float lamb_update(float m, float v, float p, const lamb_args *a)
     return u;
 }
 
-/* New moments; returns sum(p^2) and sum(update^2) of the range in double when wanted. */
+/* New moments of [lo, hi); when wsq is given, also sum(p^2) and sum(update^2) of the range
+ * in double, in the same pass so the moments are read once. Updates go through a small block
+ * in L1 and are summed by vn__sumsq_seq, whose order is fixed by the C source (not by the
+ * vector width, alignment or thread count), so a resumed run reproduces the same norms. */
+#define LAMB_BLOCK 512
+
 static void lamb_moments_range(const float *restrict p, const float *restrict g,
-                               float *restrict m, float *restrict v, const lamb_args *a,
+                               float *restrict m, float *restrict v, const lamb_args *args,
                                int64_t lo, int64_t hi, double *wsq, double *usq)
 {
-    for (int64_t i = lo; i < hi; i++) {
-        float gi = g[i] / a->clip;
-        float mi = fmaf(a->beta3, gi, m[i] * a->beta1);
-        float vi = v[i] * a->beta2 + (a->c2 * gi) * gi;
-        m[i] = mi;
-        v[i] = vi;
-    }
-    if (!wsq) return;
-    *wsq = vn__sumsq_seq(p + lo, hi - lo);
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = lo;
-    for (; i + 8 <= hi; i += 8) {
-        for (int k = 0; k < 8; k++) {
-            double u = (double)lamb_update(m[i + k], v[i + k], p[i + k], a);
-            acc[k] += u * u;
+    const lamb_args a = *args;
+    if (!wsq) {
+        for (int64_t i = lo; i < hi; i++) {
+            float gi = g[i] / a.clip;
+            m[i] = fmaf(a.beta3, gi, m[i] * a.beta1);
+            v[i] = v[i] * a.beta2 + (a.c2 * gi) * gi;
         }
+        return;
     }
-    double tail = 0.0;
-    for (; i < hi; i++) {
-        double u = (double)lamb_update(m[i], v[i], p[i], a);
-        tail += u * u;
+    float ub[LAMB_BLOCK];
+    double sw = 0.0, su = 0.0;
+    for (int64_t b = lo; b < hi; b += LAMB_BLOCK) {
+        int64_t len = hi - b < LAMB_BLOCK ? hi - b : LAMB_BLOCK;
+        for (int64_t j = 0; j < len; j++) {
+            int64_t i = b + j;
+            float gi = g[i] / a.clip;
+            float mi = fmaf(a.beta3, gi, m[i] * a.beta1);
+            float vi = v[i] * a.beta2 + (a.c2 * gi) * gi;
+            m[i] = mi;
+            v[i] = vi;
+            ub[j] = lamb_update(mi, vi, p[i], &a);
+        }
+        sw += vn__sumsq_seq(p + b, len);
+        su += vn__sumsq_seq(ub, len);
     }
-    *usq = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
-           tail;
+    *wsq = sw;
+    *usq = su;
 }
 
 static void lamb_apply_range(float *restrict p, const float *restrict m,
-                             const float *restrict v, const lamb_args *a, float trust,
+                             const float *restrict v, const lamb_args *args, float trust,
                              bool use_trust, int64_t lo, int64_t hi)
 {
+    const lamb_args a = *args;
     for (int64_t i = lo; i < hi; i++) {
-        float u = lamb_update(m[i], v[i], p[i], a);
+        float u = lamb_update(m[i], v[i], p[i], &a);
         if (use_trust) u *= trust;
-        p[i] = fmaf(a->neg_lr, u, p[i]);
+        p[i] = fmaf(a.neg_lr, u, p[i]);
     }
 }
 

@@ -103,13 +103,19 @@ const vn_optim_config *vn_optim_get_config(const vn_optim *opt);
 /* Base lr for the next steps; parameter i uses lr * lr_scale(i). */
 void vn_optim_set_lr(vn_optim *opt, double lr);
 double vn_optim_lr(const vn_optim *opt);
-/* Weight decay for the decay group (parameters in the no-decay group keep 0). */
+/* Weight decay for the decay group (parameters in the no-decay group keep 0). The official
+ * engine sets the scheduled value only on groups whose weight decay is > 0, so a run created
+ * with weight_decay 0 there ignores its weight-decay schedule; here the decay group always
+ * takes the value set (a trainer matching that quirk skips the call when the configured
+ * weight decay is 0). */
 void vn_optim_set_weight_decay(vn_optim *opt, double weight_decay);
 double vn_optim_weight_decay(const vn_optim *opt);
 /* Smallest and largest per-parameter lr (what the official trainer logs as min_lr / lr). */
 void vn_optim_lr_range(const vn_optim *opt, double *min_lr, double *max_lr);
 
-/* One optimizer step from the gradients in params[i]->grad (not zeroed, not modified).
+/* One optimizer step from the gradients in params[i]->grad (not zeroed, not modified:
+ * timm's Lamb divides p.grad in place by its clipping factor, here the division happens on the
+ * fly, with the same result for the parameters and moments).
  * First computes the global gradient norm (double, fixed order); when it is not finite,
  * returns VN_ERR_NUMERIC and changes nothing (no parameter, moment or step count), so the
  * caller can stop or skip. A missing grad buffer is VN_ERR_STATE. */

@@ -322,6 +322,12 @@ static const conv_case big_cases[] = {
     {"big_dw7", 2, 13, 11, 67, 67, 7, 7, 1, 1, 3, 3, 67, true},
     {"big_dw7_spatial1", 4, 1, 1, 96, 96, 7, 7, 1, 1, 3, 3, 96, false},
     {"big_dw5_stride2", 2, 11, 13, 40, 40, 5, 5, 2, 2, 2, 2, 40, true},
+    /* Rows of 8+ pixels take the register-sliding kernels for widths 3, 5 and 7. */
+    {"big_dw3_wide", 2, 9, 19, 24, 24, 3, 3, 1, 1, 1, 1, 24, true},
+    {"big_dw5_wide", 1, 10, 17, 40, 40, 5, 5, 1, 1, 2, 2, 40, false},
+    {"big_dw7_wide", 1, 9, 24, 32, 32, 7, 7, 1, 1, 3, 3, 32, false},
+    /* Padding past kernel - 1: the input gradient takes the gather form. */
+    {"big_dw3_pad3", 1, 5, 6, 8, 8, 3, 3, 1, 1, 3, 3, 8, true},
     {"big_grouped4", 2, 9, 8, 16, 12, 3, 3, 2, 1, 1, 1, 4, true},
     /* A column matrix above the 64 MB slab limit: forward and backward run in slabs. */
     {"big_slabs", 1, 120, 120, 48, 4, 5, 5, 1, 1, 2, 2, 1, true},
@@ -350,6 +356,55 @@ START_TEST(test_double_reference)
     expect_close_d(c->name, "dw", w->grad, r.dw, w->numel, 1e-3, FIX_RTOL);
     if (b) expect_close_d(c->name, "db", b->grad, r.db, c->cout, 1e-3, FIX_RTOL);
     ref_free(&r);
+    free(g);
+    vn_ctx_destroy(ctx);
+    vn_tensor_free(x);
+    vn_tensor_free(w);
+    vn_tensor_free(b);
+}
+END_TEST
+
+/* Outputs of 16 MB and more are written with streaming stores: the same bytes as image by
+ * image (8 MB each, ordinary stores), for y and for a fresh dx. */
+START_TEST(test_depthwise_streaming_same_bytes)
+{
+    const int64_t n = 2, hw = 64, c = 512;
+    vn_tensor *x = vn_tensor_new4(n, hw, hw, c, false);
+    vn_tensor *w = vn_tensor_new4(c, 7, 7, 1, true);
+    int64_t bs[1] = {c};
+    vn_tensor *b = vn_tensor_new(1, bs, false);
+    vn_test_fill_uniform(x->data, x->numel, 21, -1, 1);
+    vn_test_fill_uniform(w->data, w->numel, 22, -0.2f, 0.2f);
+    vn_test_fill_uniform(b->data, b->numel, 23, -1, 1);
+    int64_t img = hw * hw * c;
+    float *g = malloc((size_t)(n * img) * sizeof *g);
+    vn_test_fill_uniform(g, n * img, 24, -1, 1);
+
+    vn_ctx *ctx = vn_ctx_create();
+    vn_tensor *xs = step_leaf(ctx, x);
+    vn_tensor *y = vn_conv2d(ctx, xs, w, b, VN_CONV(1, 3, (int)c));
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(vn_backward_with(ctx, y, g), VN_OK);
+    float *y_all = malloc((size_t)(n * img) * sizeof *y_all);
+    float *dx_all = malloc((size_t)(n * img) * sizeof *dx_all);
+    memcpy(y_all, y->data, (size_t)(n * img) * sizeof(float));
+    memcpy(dx_all, xs->grad, (size_t)(n * img) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        vn_ctx_reset(ctx);
+        vn_tensor *xi = vn_ctx_tensor4(ctx, 1, hw, hw, c);
+        ck_assert_ptr_nonnull(xi);
+        memcpy(xi->data, x->data + i * img, (size_t)img * sizeof(float));
+        xi->flags |= VN_TENSOR_REQUIRES_GRAD;
+        vn_tensor *yi = vn_conv2d(ctx, xi, w, b, VN_CONV(1, 3, (int)c));
+        ck_assert_ptr_nonnull(yi);
+        ck_assert_int_eq(vn_backward_with(ctx, yi, g + i * img), VN_OK);
+        ck_assert_msg(!memcmp(yi->data, y_all + i * img, (size_t)img * sizeof(float)),
+                      "image %lld: y of the batch differs from y of the image alone", (long long)i);
+        ck_assert_msg(!memcmp(xi->grad, dx_all + i * img, (size_t)img * sizeof(float)),
+                      "image %lld: dx of the batch differs from dx of the image alone", (long long)i);
+    }
+    free(y_all);
+    free(dx_all);
     free(g);
     vn_ctx_destroy(ctx);
     vn_tensor_free(x);
@@ -582,6 +637,7 @@ static Suite *conv_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("behaviour");
     tcase_add_test(tc, test_depthwise_deterministic);
+    tcase_add_test(tc, test_depthwise_streaming_same_bytes);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_no_grad_records_nothing);
     tcase_add_test(tc, test_steady_state_memory);

@@ -102,7 +102,7 @@ START_TEST(test_init_is_official_and_reproducible)
     double sum = 0, sq = 0;
     int64_t n = 0;
     for (int i = 0; i < a->state.n; i++) {
-        const vn_state_entry *e = &a->state.items[i];
+        const vn_state_item *e = &a->state.items[i];
         if (e->kind == VN_STATE_COUNT) {
             ck_assert_int_eq(*e->count, 0);
             continue;
@@ -173,7 +173,7 @@ START_TEST(test_block_matches_pytorch)
         snprintf(key, sizeof key, "%s.dx", modes[m]);
         ck_assert(vn_test_close(key, x->grad, vn_test_f32(f, key, x->numel), x->numel, 2e-4, 1e-3));
         for (int i = 0; i < l.n; i++) {
-            const vn_state_entry *e = &l.items[i];
+            const vn_state_item *e = &l.items[i];
             if (e->kind == VN_STATE_PARAM) {
                 snprintf(key, sizeof key, "%s.d.%s", modes[m], e->name);
                 ck_assert(vn_test_close(key, e->tensor->grad, vn_test_f32(f, key, e->tensor->numel),
@@ -261,6 +261,46 @@ START_TEST(test_models_match_pytorch)
     double e = vn_test_rel_err(y->data, vn_test_f32(io, "train_logits_act05", y->numel), y->numel);
     ck_assert_msg(e < 1e-3, "%s train-mode logits: rel err %g", mc->name, e);
 
+    /* One training step: the loss and every parameter gradient as PyTorch computes them. */
+    vn_ctx_reset(ctx);
+    vn_ctx_set_grad(ctx, true);
+    for (int i = 0; i < m->state.n; i++)
+        if (m->state.items[i].kind == VN_STATE_PARAM) vn_tensor_zero_grad(m->state.items[i].tensor);
+    ck_assert_int_eq(vn_vanillanet_load(m, vn_test_fixture_path(path), &err), VN_OK);
+    int32_t labels[8];
+    for (int i = 0; i < (int)x->shape[0]; i++) labels[i] = i % mc->num_classes;
+    vn_tensor *loss = vn_cross_entropy(ctx, vn_vanillanet_forward(ctx, m, x), labels, NULL, 0.1f);
+    ck_assert_msg(loss != NULL, "%s", vn_ctx_error(ctx));
+    const float *want_loss = vn_test_f32(io, "train_loss_act05", 1);
+    ck_assert_msg(fabs(loss->data[0] - want_loss[0]) < 1e-5, "loss %g vs %g", loss->data[0], want_loss[0]);
+    ck_assert_int_eq(vn_backward(ctx, loss), VN_OK);
+    /* Tolerance relative to the largest gradient of the network: float32 through a whole
+     * net, and some gradients are exactly zero in theory (a bias followed by a train-mode
+     * BatchNorm), where both sides hold only rounding noise. */
+    double gscale = 0;
+    for (int i = 0; i < m->state.n; i++) {
+        const vn_state_item *e = &m->state.items[i];
+        if (e->kind != VN_STATE_PARAM) continue;
+        char key[200];
+        snprintf(key, sizeof key, "grad.%s", e->name);
+        const float *g = vn_test_f32(io, key, e->tensor->numel);
+        for (int64_t k = 0; k < e->tensor->numel; k++) gscale = fmax(gscale, fabs(g[k]));
+    }
+    for (int i = 0; i < m->state.n; i++) {
+        const vn_state_item *e = &m->state.items[i];
+        if (e->kind != VN_STATE_PARAM) continue;
+        char key[200];
+        snprintf(key, sizeof key, "grad.%s", e->name);
+        const float *g = vn_test_f32(io, key, e->tensor->numel);
+        vn_tensor *t = e->tensor;
+        float *got = malloc((size_t)t->numel * sizeof *got);
+        if (t->ndim == 4) vn_ohwi_to_oihw(got, t->grad, t->shape[0], t->shape[3], t->shape[1], t->shape[2]);
+        else memcpy(got, t->grad, (size_t)t->numel * sizeof *got);
+        ck_assert_msg(vn_test_close(key, got, g, t->numel, 1e-4 * gscale, 1e-3), "%s: %s", mc->name, key);
+        free(got);
+    }
+    vn_ctx_set_grad(ctx, false);
+
     /* Deploy weights written by PyTorch's merge. */
     vn_vanillanet *d = NULL;
     ck_assert_int_eq(vn_vanillanet_create(&cfg, true, &d, &err), VN_OK);
@@ -306,7 +346,7 @@ static void randomize(vn_vanillanet *m, uint64_t seed)
     vn_rng rng;
     vn_rng_seed(&rng, seed, 99, 0);
     for (int i = 0; i < m->state.n; i++) {
-        vn_state_entry *e = &m->state.items[i];
+        vn_state_item *e = &m->state.items[i];
         if (e->kind == VN_STATE_COUNT) continue;
         vn_tensor *t = e->tensor;
         const char *nm = e->name;

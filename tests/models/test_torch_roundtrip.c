@@ -42,7 +42,7 @@ static int write_case(const char *dir, const rt_case *c, FILE *index, bool first
     vn_rng rng;
     vn_rng_seed(&rng, 5, 0, 0);
     for (int i = 0; i < m->state.n; i++) {
-        vn_state_entry *e = &m->state.items[i];
+        vn_state_item *e = &m->state.items[i];
         if (e->kind == VN_STATE_COUNT) *e->count = 9;
         else if (e->tensor->ndim == 1)
             for (int64_t k = 0; k < e->tensor->numel; k++)

@@ -375,6 +375,86 @@ START_TEST(test_bn_deterministic_threads)
 }
 END_TEST
 
+/* The other fixed-order reductions: linear's bias gradient, the BCE and CE sums, and the
+ * pools' gradients (large enough to run in parallel). sgemm results are not compared:
+ * OpenBLAS's single- and multi-threaded sgemm round differently (seen here). */
+typedef struct misc_run {
+    float db[120], bce, ce;
+    float *dpool;
+} misc_run;
+
+static misc_run misc_run_threads(int threads)
+{
+    vn_set_threads(threads);
+    vn_tensor *x = vn_tensor_new(2, (int64_t[]){600, 64}, false);
+    vn_tensor *w = vn_tensor_new(2, (int64_t[]){120, 64}, false);
+    vn_tensor *b = vn_tensor_new(1, (int64_t[]){120}, true);
+    vn_tensor *img = vn_tensor_new4(2, 30, 31, 40, true);
+    vn_test_fill_uniform(x->data, x->numel, 61, -1, 1);
+    vn_test_fill_uniform(w->data, w->numel, 62, -1, 1);
+    vn_test_fill_uniform(img->data, img->numel, 63, -1, 1);
+    float *t = malloc(600 * 120 * sizeof *t);
+    vn_test_fill_uniform(t, 600 * 120, 64, 0, 1);
+    int32_t labels[600];
+    for (int i = 0; i < 600; i++) labels[i] = (i * 37) % 120;
+    vn_ctx *ctx = vn_ctx_create();
+    misc_run r;
+    /* Linear with a fixed upstream gradient (its forward goes through sgemm). */
+    float *gy = malloc(600 * 120 * sizeof *gy);
+    vn_test_fill_uniform(gy, 600 * 120, 66, -1, 1);
+    vn_tensor *y = vn_linear(ctx, x, w, b);
+    ck_assert_msg(y != NULL, "%s", vn_ctx_error(ctx));
+    ck_assert_int_eq(vn_backward_with(ctx, y, gy), VN_OK);
+    memcpy(r.db, b->grad, sizeof r.db);
+    vn_ctx_reset(ctx);
+    /* The losses on fixed logits (the gradient seeds as they are). */
+    vn_tensor *logits = vn_tensor_new(2, (int64_t[]){600, 120}, true);
+    memcpy(logits->data, gy, 600 * 120 * sizeof *gy);
+    vn_tensor *l = vn_bce_with_logits(ctx, logits, t);
+    ck_assert_msg(l != NULL, "%s", vn_ctx_error(ctx));
+    r.bce = l->data[0];
+    vn_ctx_reset(ctx);
+    l = vn_cross_entropy(ctx, logits, labels, NULL, 0.1f);
+    ck_assert_msg(l != NULL, "%s", vn_ctx_error(ctx));
+    r.ce = l->data[0];
+    vn_ctx_reset(ctx);
+    vn_tensor_free(logits);
+    free(gy);
+    vn_tensor *p = vn_global_avg_pool(ctx, vn_adaptive_avg_pool2d(ctx, vn_adaptive_max_pool2d(
+                                                                      ctx, img, 7, 9), 4, 5));
+    ck_assert_msg(p != NULL, "%s", vn_ctx_error(ctx));
+    float *seed = malloc((size_t)p->numel * sizeof *seed);
+    vn_test_fill_uniform(seed, p->numel, 65, -1, 1);
+    ck_assert_int_eq(vn_backward_with(ctx, p, seed), VN_OK);
+    r.dpool = malloc((size_t)img->numel * sizeof(float));
+    memcpy(r.dpool, img->grad, (size_t)img->numel * sizeof(float));
+    free(seed);
+    free(t);
+    vn_ctx_destroy(ctx);
+    vn_tensor_free(x);
+    vn_tensor_free(w);
+    vn_tensor_free(b);
+    vn_tensor_free(img);
+    return r;
+}
+
+START_TEST(test_misc_deterministic_threads)
+{
+    misc_run a = misc_run_threads(1), b = misc_run_threads(2);
+    ck_assert_msg(memcmp(a.db, b.db, sizeof a.db) == 0, "linear db differs between 1 and 2 threads");
+    ck_assert_msg(memcmp(&a.bce, &b.bce, sizeof a.bce) == 0, "bce differs: %.9g vs %.9g", a.bce,
+                  b.bce);
+    ck_assert_msg(memcmp(&a.ce, &b.ce, sizeof a.ce) == 0, "ce differs: %.9g vs %.9g", a.ce, b.ce);
+    ck_assert_msg(memcmp(a.dpool, b.dpool, 2 * 30 * 31 * 40 * sizeof(float)) == 0,
+                  "pool gradients differ between 1 and 2 threads");
+    bool any = false;
+    for (int i = 0; i < 120; i++) any |= a.db[i] != 0.0f;
+    ck_assert(any && a.bce > 0 && a.ce > 0);
+    free(a.dpool);
+    free(b.dpool);
+}
+END_TEST
+
 /* ---- steady-state memory ------------------------------------------------------------- */
 
 START_TEST(test_steady_state_no_malloc)
@@ -606,6 +686,7 @@ static Suite *ops_suite(void)
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("misc");
     tcase_add_loop_test(tm, test_bn_deterministic_threads, 0, 2);
+    tcase_add_test(tm, test_misc_deterministic_threads);
     tcase_add_test(tm, test_steady_state_no_malloc);
     tcase_add_test(tm, test_no_grad_records_nothing);
     tcase_add_test(tm, test_errors);

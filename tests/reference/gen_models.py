@@ -80,6 +80,18 @@ def model_fixtures():
         m.train()
         with torch.no_grad():
             t["train_logits_act05"] = m(x)
+        # One training step's gradients (train mode, act_learn 0.5, label-smoothed CE).
+        mg = VanillaNet(in_chans=shape[1], num_classes=nc, dims=dims, strides=strides,
+                        act_num=act_num, ada_pool=ada)
+        randomize(mg, 5)
+        mg.change_act(0.5)
+        mg.train()
+        labels = torch.arange(shape[0]) % nc
+        loss = torch.nn.functional.cross_entropy(mg(x), labels, label_smoothing=0.1)
+        loss.backward()
+        t["train_loss_act05"] = loss.detach().reshape(1)
+        for pname, p in mg.named_parameters():
+            t["grad." + pname] = p.grad.clone()
         # The same weights again (the train-mode pass above moved running stats), merged.
         m2 = VanillaNet(in_chans=shape[1], num_classes=nc, dims=dims, strides=strides,
                         act_num=act_num, ada_pool=ada)

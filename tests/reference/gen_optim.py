@@ -8,10 +8,11 @@ Writes tests/reference/fixtures/optim/*.safetensors.
 
 What each file holds (names are the framework's; see tests/optim/test_optim.c):
   <case>.safetensors      one optimizer run of STEPS steps on a small VanillaNet-like parameter
-                          set: "param.<p>" initial values, "grad.<s>.<p>" gradients of step s
-                          (or "grad.<s>.<k>.<p>" micro-batch k of an accumulated step),
+                          set: "param.<p>" initial values, "grad.<s>" gradients of step s
+                          (or "grad.<s>.<k>" micro-batch k of an accumulated step), both
+                          flattened and concatenated in parameter order,
                           "lr"/"wd" (F64 [STEPS]) base lr and weight decay of each step (what the
-                          schedule gave), "expect.<s>.<p>" parameters after step s,
+                          schedule gave), "expect.<s>" parameters after step s,
                           "gnorm" (F64 [STEPS]) global gradient norm seen by each step,
                           "state.<name>" the optimizer state after the last step under the
                           framework's state names; metadata: the hyper-parameters.
@@ -45,13 +46,13 @@ STEPS = 5
 # A small parameter set named and shaped like a VanillaNet state_dict (OIHW shapes; the
 # optimizers are element-wise, so the C side's layout does not matter).
 PARAMS = [
-    ("stem1.0.weight", (8, 3, 4, 4)),
+    ("stem1.0.weight", (8, 3, 2, 2)),
     ("stem1.0.bias", (8,)),
     ("stem1.1.weight", (8,)),
     ("stem1.1.bias", (8,)),
     ("stages.0.conv1.0.weight", (8, 8, 1, 1)),
     ("stages.0.conv1.0.bias", (8,)),
-    ("stages.0.act.weight", (8, 1, 7, 7)),
+    ("stages.0.act.weight", (8, 1, 3, 3)),
     ("stages.1.conv2.0.weight", (16, 8, 1, 1)),
     ("stages.1.conv2.0.bias", (16,)),
     ("cls1.2.weight", (10, 16, 1, 1)),
@@ -221,6 +222,10 @@ def make_grads(gen, scale, zero=()):
     return g
 
 
+def flat(d, names):
+    return torch.cat([d[n].reshape(-1) for n in names]).float().contiguous()
+
+
 def make_optimizer(kind, groups, cfg):
     if kind == "sgd":
         return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"],
@@ -272,7 +277,6 @@ def run_case(name, kind, **over):
 
     # Per-step base lr / wd: constant, or the official schedules over a short run.
     if cfg["sched"] == "cosine":
-        lrs = cosine_scheduler(cfg["lr"], 1e-6, 1, STEPS, warmup_epochs=0, warmup_steps=-1)
         # Warmup over the first 2 of the steps (official: warmup_epochs > 0 with warmup_steps).
         lrs = cosine_scheduler(cfg["lr"], 1e-6, 5, 1, warmup_epochs=1, warmup_steps=2)
         wds = cosine_scheduler(cfg["weight_decay"], 0.5 * cfg["weight_decay"], 5, 1)
@@ -297,8 +301,8 @@ def run_case(name, kind, **over):
         step_zero = zero if s != cfg["zero_grad_step"] else ("*",)
         if K == 1:
             grads = make_grads(gen, cfg["grad_scale"], step_zero)
+            out["grad.%d" % s] = flat(grads, names)
             for n in names:
-                out["grad.%d.%s" % (s, n)] = grads[n]
                 params[n].grad.add_(grads[n])
         else:
             # Micro-batch k contributes the gradient of loss_k / K, as the official engine's
@@ -306,17 +310,17 @@ def run_case(name, kind, **over):
             # accumulates it into .grad with +=.
             for k in range(K):
                 grads = make_grads(gen, cfg["grad_scale"], step_zero)
+                gk = {n: (grads[n] * torch.tensor(1.0 / K, dtype=torch.float32)).contiguous()
+                      for n in names}
+                out["grad.%d.%d" % (s, k)] = flat(gk, names)
                 for n in names:
-                    gk = (grads[n] * torch.tensor(1.0 / K, dtype=torch.float32)).contiguous()
-                    out["grad.%d.%d.%s" % (s, k, n)] = gk
-                    params[n].grad.add_(gk)
+                    params[n].grad.add_(gk[n])
         gnorms.append(float(np.sqrt(sum(float((params[n].grad.double() ** 2).sum())
                                             for n in names))))
         if cfg["clip_grad"] > 0:
             torch.nn.utils.clip_grad_norm_([params[n] for n in names], cfg["clip_grad"])
         opt.step()
-        for n in names:
-            out["expect.%d.%s" % (s, n)] = params[n].detach().clone()
+        out["expect.%d" % s] = flat({n: params[n].detach() for n in names}, names)
 
     out["lr"] = np.asarray(lrs[:STEPS], dtype=np.float64)
     out["wd"] = np.asarray(wds[:STEPS], dtype=np.float64)
@@ -340,13 +344,17 @@ def run_case(name, kind, **over):
 
 
 def gen_cases():
-    # SGD: plain, momentum with L2 weight decay (decay group only), Nesterov, dampening.
+    # SGD: plain, momentum with L2 weight decay (decay group only; an all-zero gradient step
+    # and a parameter that never gets a gradient), Nesterov, dampening.
     run_case("sgd_plain", "sgd", lr=0.1, momentum=0.0, weight_decay=0.0)
-    run_case("sgd_momentum", "sgd", lr=0.05, momentum=0.9, weight_decay=1e-3)
+    run_case("sgd_momentum", "sgd", lr=0.05, momentum=0.9, weight_decay=1e-3,
+             zero_grads="cls2.0.weight", zero_grad_step=3)
     run_case("sgd_nesterov", "sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-3)
     run_case("sgd_dampening", "sgd", lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.0)
-    # AdamW: decoupled decay with groups; without the no-decay filter; lr 0.
-    run_case("adamw", "adamw", lr=1e-2, weight_decay=0.05)
+    # AdamW: decoupled decay with groups (zero weights, zero gradients); without the no-decay
+    # filter; lr 0.
+    run_case("adamw", "adamw", lr=1e-2, weight_decay=0.05, zero_weights=True,
+             zero_grads="stem1.0.bias", zero_grad_step=3)
     run_case("adamw_nofilter", "adamw", lr=5e-3, weight_decay=0.1, beta1=0.8, beta2=0.99,
              eps=1e-6, filter=False)
     run_case("adamw_lr0", "adamw", lr=0.0, weight_decay=0.05)

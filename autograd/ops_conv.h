@@ -1,0 +1,55 @@
+/* Private interface between the conv2d op (ops_conv.c) and its depthwise kernels
+ * (ops_conv_dw.c). */
+#ifndef VN_OPS_CONV_H
+#define VN_OPS_CONV_H
+
+#include "autograd/ops_impl.h"
+
+#include <math.h>
+
+/* Below this many multiply-adds (or floats touched), a loop runs on one thread: starting a
+ * parallel region costs more. */
+#define VN_CONV_PAR_MIN (1 << 18)
+
+/* fmaf is one instruction (and vectorises) where the target has FMA; C11 mode keeps GCC
+ * from contracting a * b + c on its own. */
+#ifdef __FMA__
+#define VN_CONV_FMA(a, b, c) fmaf((a), (b), (c))
+#else
+#define VN_CONV_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* Sizes of one conv2d call: input [n, h, w, cin], weight [cout, kh, kw, cin/groups],
+ * output [n, ho, wo, cout]. */
+typedef struct vn__conv_geom {
+    int64_t n, h, w, cin, cout, kh, kw, ho, wo;
+    int64_t sh, sw, ph, pw;
+    int groups;
+} vn__conv_geom;
+
+static inline int64_t vn__ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Output positions o in [*lo, *hi) whose input position o*s - p + k lies in [0, in). */
+static inline void vn__conv_tap_range(int64_t k, int64_t s, int64_t p, int64_t in, int64_t out,
+                                      int64_t *lo, int64_t *hi)
+{
+    int64_t a = p - k, z = in - 1 + p - k;
+    int64_t l = a <= 0 ? 0 : vn__ceil_div(a, s);
+    int64_t h = z < 0 ? 0 : z / s + 1;
+    *lo = l;
+    *hi = h < out ? h : out;
+}
+
+/* A pool buffer; on failure sets the context error naming `what` and returns NULL. */
+void *vn__conv_scratch(vn_ctx *ctx, size_t bytes, const char *what);
+
+/* Depthwise (groups == cin == cout) kernels; w is OHWI [c, kh, kw, 1], b may be NULL.
+ * Forward writes y. dx is written when fresh, accumulated otherwise; dw accumulates. */
+int vn__dw_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
+                   const vn__conv_geom *g);
+int vn__dw_backward_dx(vn_ctx *ctx, float *dx, bool fresh, const float *dy, const float *w,
+                       const vn__conv_geom *g);
+int vn__dw_backward_dw(vn_ctx *ctx, float *dw, const float *dy, const float *x,
+                       const vn__conv_geom *g);
+
+#endif

@@ -1,0 +1,599 @@
+/* Depthwise conv2d kernels (groups == Cin == Cout) on NHWC activations.
+ *
+ * NHWC keeps the channels of a pixel contiguous, so every tap is a multiply-add of two
+ * vectors along C with a per-channel weight vector. The OHWI weight [C, KH, KW, 1] is
+ * rearranged once per call into channel blocks (see dw_block_weights).
+ *
+ * With AVX2+FMA the work runs per (image, group of 8 blocks of 16 channels). Input rows
+ * are packed, as the output rows first need them, into a ring of the last KH rows per block,
+ * [KH][pw + W + pw][16], with zero columns for the padding. In NHWC the pixels of one
+ * channel block sit a full pixel (often a power of two such as 2 KB) apart, so a window's
+ * pixels would all fall into a couple of L1 sets; packed, the window is contiguous, and with
+ * the zero columns every output pixel has the same taps. Register tiles (8 pixels x 8
+ * channels with a kernel row's weights held in registers for stride 1 and kernel widths
+ * 3, 5, 7; 4 pixels x 16 channels otherwise) accumulate all taps before one store. Channels
+ * past the last full vector of 8, and builds without AVX2, take the plain loops, which
+ * compute the same sums.
+ *
+ * Backward: for stride 1 the input gradient is the forward conv of dy with the flipped
+ * kernel and padding K-1-p, so it reuses the forward kernels; other strides gather per
+ * input row. The weight gradient is a reduction over N*Ho*Wo per channel, done in chunks of
+ * whole images fixed by the shape (never by the thread count) and added in chunk order, so
+ * its bytes do not depend on the number of threads. */
+#include "autograd/ops_conv.h"
+
+#include <omp.h>
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define DW_SIMD 1
+#define DW_VEC 8 /* floats per vector */
+#else
+#define DW_SIMD 0
+#define DW_VEC 1
+#endif
+
+/* Channels per block of the vector kernels (two vectors), and blocks per task. */
+#define DW_BLOCK 16
+#define DW_GROUP 8
+/* Outputs from this size on are written with streaming stores. */
+#define DW_STREAM_BYTES ((int64_t)16 << 20)
+/* Pixels ahead that packing prefetches. */
+#define DW_PREFETCH 4
+/* At most this many chunks of images for the weight gradient. */
+#define DW_CHUNKS 16
+
+/* Channels [0, vec_channels) take the vector kernels, the rest the plain loops. */
+static int64_t vec_channels(int64_t c) { return DW_SIMD ? c - c % DW_VEC : 0; }
+
+/* Width of the channel block that starts at c0: blocks of 16 (the last one may be 8) up to
+ * cv, then one block with the remaining channels. */
+static int64_t block_width(int64_t c0, int64_t cv, int64_t c)
+{
+    return c0 < cv ? (cv - c0 < DW_BLOCK ? cv - c0 : DW_BLOCK) : c - c0;
+}
+
+/* Weights (and weight-gradient partial sums) in channel blocks: the block at c0 of width nb
+ * holds tap k of channel c0 + j at c0*kk + k*nb + j, so each tap's vector is contiguous and
+ * a block's taps are adjacent in memory. flip rotates the kernel by 180 degrees. */
+static void dw_block_weights(float *restrict wt, const float *restrict w, int64_t c, int64_t kk,
+                             int64_t cv, bool flip)
+{
+    for (int64_t c0 = 0; c0 < c; c0 += block_width(c0, cv, c)) {
+        int64_t nb = block_width(c0, cv, c);
+        for (int64_t j = 0; j < nb; j++)
+            for (int64_t k = 0; k < kk; k++)
+                wt[c0 * kk + (flip ? kk - 1 - k : k) * nb + j] = w[(c0 + j) * kk + k];
+    }
+}
+
+/* How an output starts: from the bias (or zero), or from what it already holds. */
+typedef struct dw_init {
+    const float *bias; /* NULL: zero */
+    bool accumulate;   /* y += conv instead of y = conv (+ bias) */
+} dw_init;
+
+/* ---- plain loops (any channel count, any target) ------------------------------------------ */
+
+/* One output row (n, ho), channels [c0, c1); wt is their weight block. */
+static void dw_row_plain(float *restrict yrow, const float *restrict ximg,
+                         const float *restrict wt, dw_init init, const vn__conv_geom *g,
+                         int64_t ho, int64_t c0, int64_t c1)
+{
+    int64_t c = g->cin, nc = c1 - c0;
+    if (nc <= 0) return;
+    if (!init.accumulate)
+        for (int64_t wo = 0; wo < g->wo; wo++) {
+            float *yo = yrow + wo * c + c0;
+            for (int64_t k = 0; k < nc; k++) yo[k] = init.bias ? init.bias[c0 + k] : 0.0f;
+        }
+    for (int64_t i = 0; i < g->kh; i++) {
+        int64_t hi = ho * g->sh - g->ph + i;
+        if (hi < 0 || hi >= g->h) continue;
+        const float *xrow = ximg + hi * g->w * c + c0;
+        for (int64_t j = 0; j < g->kw; j++) {
+            const float *restrict wk = wt + (i * g->kw + j) * nc;
+            int64_t lo, end;
+            vn__conv_tap_range(j, g->sw, g->pw, g->w, g->wo, &lo, &end);
+            for (int64_t wo = lo; wo < end; wo++) {
+                float *restrict yo = yrow + wo * c + c0;
+                const float *restrict xi = xrow + (wo * g->sw - g->pw + j) * c;
+                for (int64_t k = 0; k < nc; k++) yo[k] = VN_CONV_FMA(xi[k], wk[k], yo[k]);
+            }
+        }
+    }
+}
+
+/* pp[k] += dy[n, ho, wo] * x[n, hi, wi] over one output row, channels [c0, c1); pp is their
+ * block of partial sums. */
+static void dw_grad_row_plain(float *pp, const float *dyrow, const float *ximg,
+                              const vn__conv_geom *g, int64_t ho, int64_t c0, int64_t c1)
+{
+    int64_t c = g->cin, nc = c1 - c0;
+    if (nc <= 0) return;
+    for (int64_t i = 0; i < g->kh; i++) {
+        int64_t hi = ho * g->sh - g->ph + i;
+        if (hi < 0 || hi >= g->h) continue;
+        const float *xrow = ximg + hi * g->w * c + c0;
+        for (int64_t j = 0; j < g->kw; j++) {
+            float *restrict pk = pp + (i * g->kw + j) * nc;
+            int64_t lo, end;
+            vn__conv_tap_range(j, g->sw, g->pw, g->w, g->wo, &lo, &end);
+            for (int64_t wo = lo; wo < end; wo++) {
+                const float *restrict d = dyrow + wo * c + c0;
+                const float *restrict xi = xrow + (wo * g->sw - g->pw + j) * c;
+                for (int64_t k = 0; k < nc; k++) pk[k] = VN_CONV_FMA(d[k], xi[k], pk[k]);
+            }
+        }
+    }
+}
+
+/* ---- vector kernels ------------------------------------------------------------------------ */
+
+#if DW_SIMD
+/* Packed rows are pw + w + pw pixels of DW_BLOCK floats; a ring holds the last kh input
+ * rows of each of the DW_GROUP blocks of a task. */
+typedef struct dw_ring {
+    float *p;
+    int64_t prow;    /* floats per packed row */
+    int64_t bstride; /* floats per block: kh rows */
+    int64_t slots;   /* rows in the ring (kh) */
+} dw_ring;
+
+static dw_ring dw_ring_at(float *p, const vn__conv_geom *g)
+{
+    int64_t prow = (g->w + 2 * g->pw) * DW_BLOCK;
+    return (dw_ring){p, prow, g->kh * prow, g->kh};
+}
+
+static int64_t dw_ring_floats(const vn__conv_geom *g)
+{
+    return DW_GROUP * g->kh * (g->w + 2 * g->pw) * DW_BLOCK;
+}
+
+/* Zeroes the padding columns of every row of every block, once per call: packing never
+ * writes them. */
+static void dw_ring_zero(dw_ring r, int64_t w, int64_t pw)
+{
+    for (int64_t k = 0; k < DW_GROUP * r.slots; k++) {
+        float *row = r.p + k * r.prow;
+        memset(row, 0, (size_t)(pw * DW_BLOCK) * sizeof(float));
+        memset(row + (pw + w) * DW_BLOCK, 0, (size_t)(pw * DW_BLOCK) * sizeof(float));
+    }
+}
+
+/* Copies one row of w pixels (pixel stride c; gw channels, a multiple of 8) into the
+ * blocks of dst (bstride floats apart), after pw padding pixels. Each source pixel is read as
+ * one run of gw floats. */
+static void dw_pack_row(float *restrict dst, int64_t bstride, int64_t pw,
+                        const float *restrict src, int64_t w, int64_t c, int64_t gw)
+{
+    for (int64_t px = 0; px < w; px++) {
+        const float *s = src + px * c;
+        float *d = dst + (pw + px) * DW_BLOCK;
+        /* Runs a few pixels ahead: the hardware prefetchers do not follow runs of gw floats
+         * every c floats. */
+        if (px + DW_PREFETCH < w)
+            for (int64_t k = 0; k < gw; k += 16)
+                _mm_prefetch((const char *)(s + DW_PREFETCH * c + k), _MM_HINT_T0);
+        int64_t k = 0;
+        for (; k + 16 <= gw; k += 16, d += bstride) {
+            _mm256_storeu_ps(d, _mm256_loadu_ps(s + k));
+            _mm256_storeu_ps(d + 8, _mm256_loadu_ps(s + k + 8));
+        }
+        if (k < gw) _mm256_storeu_ps(d, _mm256_loadu_ps(s + k));
+    }
+}
+
+/* T output pixels times NV vectors of channels: acc = init; for kernel rows [i0, i1) (input
+ * rows hi0 + i, in the ring) and every kernel column: acc += x * w; then stored. xcol is the
+ * packed column of the first pixel's window; y advances by ys per pixel, w by nb per tap.
+ * Inlined with constant T and NV so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void
+dw_tile(float *y, int64_t ys, const float *xp, dw_ring rg, const float *wt, int64_t nb,
+        dw_init init, int64_t kw, int64_t hi0, int64_t i0, int64_t i1, int64_t xcol, int64_t sw,
+        const int T, const int NV)
+{
+    __m256 acc[4][2];
+    for (int t = 0; t < T; t++)
+        for (int v = 0; v < NV; v++)
+            acc[t][v] = init.accumulate ? _mm256_loadu_ps(y + t * ys + 8 * v)
+                        : init.bias     ? _mm256_loadu_ps(init.bias + 8 * v)
+                                        : _mm256_setzero_ps();
+    for (int64_t i = i0; i < i1; i++) {
+        const float *xr = xp + ((hi0 + i) % rg.slots) * rg.prow + xcol * DW_BLOCK;
+        const float *wr = wt + i * kw * nb;
+        for (int64_t j = 0; j < kw; j++) {
+            __m256 wv[2];
+            for (int v = 0; v < NV; v++) wv[v] = _mm256_loadu_ps(wr + j * nb + 8 * v);
+            for (int t = 0; t < T; t++) {
+                const float *x = xr + (t * sw + j) * DW_BLOCK;
+                for (int v = 0; v < NV; v++)
+                    acc[t][v] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8 * v), wv[v], acc[t][v]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(y + t * ys + 8 * v, acc[t][v]);
+}
+
+/* Stride 1 with a small odd kernel width KW (VanillaNet's 7, and 3, 5): 8 output pixels of
+ * one vector of channels, with a kernel row's KW weight vectors held in registers. Walking
+ * the 8 + KW - 1 input pixels of the row once, each loaded vector feeds every output whose
+ * window holds it: per kernel row 8*KW multiply-adds take 2*KW + 7 loads (the general tile
+ * takes 1.25 loads per multiply-add). Fully unrolled for constant KW (8 accumulators, KW
+ * weights and one input in the 16 registers). voff selects the vector within the block. */
+#define DW_SLIDE_T 8
+static inline __attribute__((always_inline)) void
+dw_slide(float *y, int64_t ys, const float *xp, dw_ring rg, const float *wt, int64_t nb,
+         int64_t voff, dw_init init, int64_t hi0, int64_t i0, int64_t i1, int64_t xcol,
+         const int KW)
+{
+    __m256 acc[DW_SLIDE_T];
+    for (int t = 0; t < DW_SLIDE_T; t++)
+        acc[t] = init.accumulate ? _mm256_loadu_ps(y + t * ys + voff)
+                 : init.bias     ? _mm256_loadu_ps(init.bias + voff)
+                                 : _mm256_setzero_ps();
+    for (int64_t i = i0; i < i1; i++) {
+        const float *xr = xp + ((hi0 + i) % rg.slots) * rg.prow + xcol * DW_BLOCK + voff;
+        const float *wr = wt + i * KW * nb + voff;
+        __m256 wv[9];
+#pragma GCC unroll 9
+        for (int j = 0; j < KW; j++) wv[j] = _mm256_loadu_ps(wr + j * nb);
+#pragma GCC unroll 16
+        for (int q = 0; q < DW_SLIDE_T + KW - 1; q++) {
+            __m256 xv = _mm256_loadu_ps(xr + q * DW_BLOCK);
+#pragma GCC unroll 8
+            for (int t = 0; t < DW_SLIDE_T; t++)
+                if (q - t >= 0 && q - t < KW) acc[t] = _mm256_fmadd_ps(xv, wv[q - t], acc[t]);
+        }
+    }
+    for (int t = 0; t < DW_SLIDE_T; t++) _mm256_storeu_ps(y + t * ys + voff, acc[t]);
+}
+
+/* Copies a staged row (pixel stride DW_BLOCK) to y (pixel stride c, 32-byte aligned) with
+ * streaming stores: each pixel's whole lines at once, so the stores combine into full lines
+ * and y is not first read into the cache. */
+static void dw_stream_out(float *y, int64_t c, const float *stage, int64_t w, int64_t nb)
+{
+    for (int64_t px = 0; px < w; px++) {
+        _mm256_stream_ps(y + px * c, _mm256_loadu_ps(stage + px * DW_BLOCK));
+        if (nb == 16) _mm256_stream_ps(y + px * c + 8, _mm256_loadu_ps(stage + px * DW_BLOCK + 8));
+    }
+}
+
+#define DW_SLIDE(KW)                                                                          \
+    do {                                                                                      \
+        for (int64_t v = 0; v < nb; v += 8)                                                   \
+            dw_slide(yo, ys, xb, rg, wb, nb, v, bi, hi0, i0, i1, wo, KW);                      \
+    } while (0)
+
+#define DW_TILE(T, NV) \
+    dw_tile(yo, ys, xb, rg, wb, nb, bi, g->kw, hi0, i0, i1, wo * g->sw, g->sw, T, NV)
+
+/* Every output row of one image for the channels [c0, c0 + gw) of a group (gw a multiple
+ * of 8, at most DW_GROUP blocks). Input rows are packed into the ring as the rows first
+ * need them. */
+static void dw_group_rows(float *yimg, const float *ximg, const float *wt, dw_init init,
+                          const vn__conv_geom *g, dw_ring rg, float *stage, int64_t c0,
+                          int64_t gw)
+{
+    int64_t c = g->cin, kk = g->kh * g->kw, next = 0;
+    for (int64_t ho = 0; ho < g->ho; ho++) {
+        int64_t hi0 = ho * g->sh - g->ph;
+        int64_t i0 = hi0 < 0 ? -hi0 : 0, i1 = g->h - hi0 < g->kh ? g->h - hi0 : g->kh;
+        if (i1 < i0) i1 = i0;
+        if (next < hi0 + i0) next = hi0 + i0;
+        for (; next < hi0 + i1; next++)
+            dw_pack_row(rg.p + (next % rg.slots) * rg.prow, rg.bstride, g->pw,
+                        ximg + next * g->w * c + c0, g->w, c, gw);
+        for (int64_t b0 = 0; b0 < gw; b0 += DW_BLOCK) {
+            int64_t nb = gw - b0 < DW_BLOCK ? gw - b0 : DW_BLOCK;
+            const float *xb = rg.p + (b0 / DW_BLOCK) * rg.bstride;
+            const float *wb = wt + (c0 + b0) * kk;
+            dw_init bi = {init.bias ? init.bias + c0 + b0 : NULL, init.accumulate};
+            float *yout = yimg + ho * g->wo * c + c0 + b0;
+            float *yrow = stage ? stage : yout;
+            int64_t ys = stage ? DW_BLOCK : c;
+            int64_t wo = 0;
+            if (g->sw == 1 && (g->kw == 3 || g->kw == 5 || g->kw == 7))
+                for (; wo + DW_SLIDE_T <= g->wo; wo += DW_SLIDE_T) {
+                    float *yo = yrow + wo * ys;
+                    switch (g->kw) {
+                    case 3: DW_SLIDE(3); break;
+                    case 5: DW_SLIDE(5); break;
+                    default: DW_SLIDE(7); break;
+                    }
+                }
+            for (; wo + 4 <= g->wo; wo += 4) {
+                float *yo = yrow + wo * ys;
+                if (nb == 16) DW_TILE(4, 2);
+                else DW_TILE(4, 1);
+            }
+            for (; wo + 2 <= g->wo; wo += 2) {
+                float *yo = yrow + wo * ys;
+                if (nb == 16) DW_TILE(2, 2);
+                else DW_TILE(2, 1);
+            }
+            for (; wo < g->wo; wo++) {
+                float *yo = yrow + wo * ys;
+                if (nb == 16) DW_TILE(1, 2);
+                else DW_TILE(1, 1);
+            }
+            if (stage) dw_stream_out(yout, c, stage, g->wo, nb);
+        }
+    }
+}
+#undef DW_TILE
+#undef DW_SLIDE
+
+/* TJ consecutive taps of one kernel row times NV vectors of channels:
+ * pk[jj] += sum over every output pixel wo of dy[wo] * x[wo*sw + j0 + jj] (packed columns,
+ * zero in the padding). Each dy vector is loaded once for the TJ taps, and the sums stay in
+ * registers until the end of the row. */
+static inline __attribute__((always_inline)) void
+dw_grad_taps(float *pk, int64_t nb, const float *dyr, const float *xr, int64_t wo_n, int64_t sw,
+             int64_t j0, const int TJ, const int NV)
+{
+    __m256 acc[4][2];
+    for (int jj = 0; jj < TJ; jj++)
+        for (int v = 0; v < NV; v++) acc[jj][v] = _mm256_setzero_ps();
+    for (int64_t wo = 0; wo < wo_n; wo++) {
+        __m256 d[2];
+        for (int v = 0; v < NV; v++) d[v] = _mm256_loadu_ps(dyr + wo * DW_BLOCK + 8 * v);
+        const float *x = xr + (wo * sw + j0) * DW_BLOCK;
+        for (int jj = 0; jj < TJ; jj++)
+            for (int v = 0; v < NV; v++)
+                acc[jj][v] = _mm256_fmadd_ps(_mm256_loadu_ps(x + jj * DW_BLOCK + 8 * v), d[v],
+                                             acc[jj][v]);
+    }
+    for (int jj = 0; jj < TJ; jj++)
+        for (int v = 0; v < NV; v++) {
+            float *p = pk + jj * nb + 8 * v;
+            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[jj][v]));
+        }
+}
+
+#define DW_GRAD(TJ)                                                                         \
+    do {                                                                                    \
+        if (nb == 16) dw_grad_taps(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 2);                \
+        else dw_grad_taps(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 1);                         \
+    } while (0)
+
+/* pp += the taps of every output row of one image for the channels [c0, c0 + gw) of a
+ * group; pp is the partial sums of channel c0's block. Input rows go through the ring as
+ * for the forward; dyp holds the current dy row packed ([DW_GROUP][wo][DW_BLOCK]). */
+static void dw_grad_group(float *pp, const float *dyimg, const float *ximg,
+                          const vn__conv_geom *g, dw_ring rg, float *dyp, int64_t c0, int64_t gw)
+{
+    int64_t c = g->cin, kk = g->kh * g->kw, next = 0, dstride = g->wo * DW_BLOCK;
+    for (int64_t ho = 0; ho < g->ho; ho++) {
+        int64_t hi0 = ho * g->sh - g->ph;
+        int64_t i0 = hi0 < 0 ? -hi0 : 0, i1 = g->h - hi0 < g->kh ? g->h - hi0 : g->kh;
+        if (i1 < i0) i1 = i0;
+        if (next < hi0 + i0) next = hi0 + i0;
+        for (; next < hi0 + i1; next++)
+            dw_pack_row(rg.p + (next % rg.slots) * rg.prow, rg.bstride, g->pw,
+                        ximg + next * g->w * c + c0, g->w, c, gw);
+        dw_pack_row(dyp, dstride, 0, dyimg + ho * g->wo * c + c0, g->wo, c, gw);
+        for (int64_t b0 = 0; b0 < gw; b0 += DW_BLOCK) {
+            int64_t nb = gw - b0 < DW_BLOCK ? gw - b0 : DW_BLOCK;
+            const float *dyr = dyp + (b0 / DW_BLOCK) * dstride;
+            float *pb = pp + b0 * kk;
+            for (int64_t i = i0; i < i1; i++) {
+                const float *xr = rg.p + (b0 / DW_BLOCK) * rg.bstride +
+                                  ((hi0 + i) % rg.slots) * rg.prow;
+                for (int64_t j0 = 0; j0 < g->kw; j0 += 4) {
+                    float *pk = pb + (i * g->kw + j0) * nb;
+                    switch (g->kw - j0) {
+                    case 1: DW_GRAD(1); break;
+                    case 2: DW_GRAD(2); break;
+                    case 3: DW_GRAD(3); break;
+                    default: DW_GRAD(4); break;
+                    }
+                }
+            }
+        }
+    }
+}
+#undef DW_GRAD
+#endif
+
+/* ---- forward (and stride-1 input gradient) -------------------------------------------------- */
+
+/* y = conv(x, wt) (+ init). */
+static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_init init,
+                   const vn__conv_geom *g)
+{
+    int64_t c = g->cin, cv = vec_channels(c), kk = g->kh * g->kw;
+    int64_t work = g->n * g->ho * g->wo * c * kk;
+#if DW_SIMD
+    if (cv > 0) {
+        int64_t gsize = DW_GROUP * DW_BLOCK, n_grp = vn__ceil_div(cv, gsize);
+        /* Large outputs are written with streaming stores through a staged row: they would
+         * not stay in the cache anyway, and this spares reading them in first. */
+        bool stream = !init.accumulate && c % 8 == 0 && ((uintptr_t)y & 31) == 0 &&
+                      g->n * g->ho * g->wo * c * (int64_t)sizeof(float) >= DW_STREAM_BYTES;
+        int64_t tasks = g->n * n_grp, rslice = dw_ring_floats(g);
+        int64_t slice = rslice + g->wo * DW_BLOCK;
+        int nt = omp_get_max_threads();
+        float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
+                                       "depthwise packing buffers");
+        if (!pack) return VN_ERR_NOMEM;
+#pragma omp parallel if (work > VN_CONV_PAR_MIN)
+        {
+            float *mine = pack + omp_get_thread_num() * slice;
+            dw_ring rg = dw_ring_at(mine, g);
+            dw_ring_zero(rg, g->w, g->pw);
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t n = t / n_grp, c0 = (t % n_grp) * gsize;
+                int64_t gw = cv - c0 < gsize ? cv - c0 : gsize;
+                dw_group_rows(y + n * g->ho * g->wo * c, x + n * g->h * g->w * c, wt, init, g,
+                              rg, stream ? mine + rslice : NULL, c0, gw);
+            }
+            if (stream) _mm_sfence();
+        }
+        vn__pool_free(ctx, pack);
+    }
+#endif
+    if (cv < c) {
+        int64_t rows = g->n * g->ho;
+#pragma omp parallel for schedule(static) if (work > VN_CONV_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t n = r / g->ho, ho = r % g->ho;
+            dw_row_plain(y + r * g->wo * c, x + n * g->h * g->w * c, wt + cv * kk, init, g, ho,
+                         cv, c);
+        }
+    }
+    return VN_OK;
+}
+
+int vn__dw_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
+                   const vn__conv_geom *g)
+{
+    int64_t c = g->cin, kk = g->kh * g->kw;
+    float *wt = vn__conv_scratch(ctx, (size_t)(kk * c) * sizeof(float), "depthwise weights");
+    if (!wt) return VN_ERR_NOMEM;
+    dw_block_weights(wt, w, c, kk, vec_channels(c), false);
+    int rc = dw_conv(ctx, y, x, wt, (dw_init){b, false}, g);
+    vn__pool_free(ctx, wt);
+    return rc;
+}
+
+/* ---- input gradient ------------------------------------------------------------------------- */
+
+/* Any stride: dx[n, hi] gathers dy[n, ho] * w over the taps that reach it, in parallel over
+ * input rows so that no two threads write the same row. wt is one block [kk][c]. */
+static void dw_dx_gather(float *dx, bool fresh, const float *dy, const float *wt,
+                         const vn__conv_geom *g)
+{
+    int64_t c = g->cin, rows = g->n * g->h;
+#pragma omp parallel for schedule(static) \
+    if (rows * g->w * c * g->kh * g->kw > VN_CONV_PAR_MIN)
+    for (int64_t t = 0; t < rows; t++) {
+        int64_t n = t / g->h, hi = t % g->h;
+        float *dxrow = dx + t * g->w * c;
+        if (fresh) memset(dxrow, 0, (size_t)(g->w * c) * sizeof(float));
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t num = hi + g->ph - i;
+            if (num < 0 || num % g->sh) continue;
+            int64_t ho = num / g->sh;
+            if (ho >= g->ho) continue;
+            const float *dyrow = dy + (n * g->ho + ho) * g->wo * c;
+            for (int64_t j = 0; j < g->kw; j++) {
+                const float *restrict wk = wt + (i * g->kw + j) * c;
+                int64_t lo, end;
+                vn__conv_tap_range(j, g->sw, g->pw, g->w, g->wo, &lo, &end);
+                for (int64_t wo = lo; wo < end; wo++) {
+                    float *restrict d = dxrow + (wo * g->sw - g->pw + j) * c;
+                    const float *restrict s = dyrow + wo * c;
+                    for (int64_t k = 0; k < c; k++) d[k] = VN_CONV_FMA(s[k], wk[k], d[k]);
+                }
+            }
+        }
+    }
+}
+
+int vn__dw_backward_dx(vn_ctx *ctx, float *dx, bool fresh, const float *dy, const float *w,
+                       const vn__conv_geom *g)
+{
+    int64_t c = g->cin, kk = g->kh * g->kw;
+    bool as_conv = g->sh == 1 && g->sw == 1 && g->ph <= g->kh - 1 && g->pw <= g->kw - 1;
+    float *wt = vn__conv_scratch(ctx, (size_t)(kk * c) * sizeof(float), "depthwise weights");
+    if (!wt) return VN_ERR_NOMEM;
+    int rc = VN_OK;
+    if (as_conv) {
+        /* dx = conv(dy, rot180(w)) with padding K-1-p: its output is H x W again. */
+        dw_block_weights(wt, w, c, kk, vec_channels(c), true);
+        vn__conv_geom t = *g;
+        t.h = g->ho;
+        t.w = g->wo;
+        t.ho = g->h;
+        t.wo = g->w;
+        t.ph = g->kh - 1 - g->ph;
+        t.pw = g->kw - 1 - g->pw;
+        rc = dw_conv(ctx, dx, dy, wt, (dw_init){NULL, !fresh}, &t);
+    } else {
+        dw_block_weights(wt, w, c, kk, 0, false); /* one block [kk][c] */
+        dw_dx_gather(dx, fresh, dy, wt, g);
+    }
+    vn__pool_free(ctx, wt);
+    return rc;
+}
+
+/* ---- weight gradient ------------------------------------------------------------------------ */
+
+int vn__dw_backward_dw(vn_ctx *ctx, float *dw, const float *dy, const float *x,
+                       const vn__conv_geom *g)
+{
+    /* Chunks are groups of whole images, at most DW_CHUNKS of them, fixed by the shape. */
+    int64_t c = g->cin, kk = g->kh * g->kw, cv = vec_channels(c), total = kk * c;
+    int64_t per_chunk = vn__ceil_div(g->n, DW_CHUNKS), n_chunks = vn__ceil_div(g->n, per_chunk);
+    int64_t work = g->n * g->ho * g->wo * total;
+    float *part = vn__conv_scratch(ctx, (size_t)(n_chunks * total) * sizeof(float),
+                                   "depthwise weight-gradient partial sums");
+    if (!part) return VN_ERR_NOMEM;
+#if DW_SIMD
+    if (cv > 0) {
+        int64_t gsize = DW_GROUP * DW_BLOCK, n_grp = vn__ceil_div(cv, gsize);
+        int64_t tasks = n_chunks * n_grp, xslice = dw_ring_floats(g);
+        int64_t slice = xslice + DW_GROUP * g->wo * DW_BLOCK;
+        int nt = omp_get_max_threads();
+        float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
+                                       "depthwise packing buffers");
+        if (!pack) {
+            vn__pool_free(ctx, part);
+            return VN_ERR_NOMEM;
+        }
+#pragma omp parallel if (work > VN_CONV_PAR_MIN)
+        {
+            float *mine = pack + omp_get_thread_num() * slice;
+            dw_ring rg = dw_ring_at(mine, g);
+            dw_ring_zero(rg, g->w, g->pw);
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < tasks; t++) {
+                int64_t ch = t / n_grp, c0 = (t % n_grp) * gsize;
+                int64_t gw = cv - c0 < gsize ? cv - c0 : gsize;
+                float *pp = part + ch * total + c0 * kk;
+                memset(pp, 0, (size_t)(kk * gw) * sizeof(float));
+                int64_t n1 = (ch + 1) * per_chunk < g->n ? (ch + 1) * per_chunk : g->n;
+                for (int64_t n = ch * per_chunk; n < n1; n++)
+                    dw_grad_group(pp, dy + n * g->ho * g->wo * c, x + n * g->h * g->w * c, g, rg,
+                                  mine + xslice, c0, gw);
+            }
+        }
+        vn__pool_free(ctx, pack);
+    }
+#endif
+    if (cv < c) {
+#pragma omp parallel for schedule(static) if (work > VN_CONV_PAR_MIN)
+        for (int64_t ch = 0; ch < n_chunks; ch++) {
+            float *pp = part + ch * total + cv * kk;
+            memset(pp, 0, (size_t)(kk * (c - cv)) * sizeof(float));
+            int64_t n1 = (ch + 1) * per_chunk < g->n ? (ch + 1) * per_chunk : g->n;
+            for (int64_t n = ch * per_chunk; n < n1; n++)
+                for (int64_t ho = 0; ho < g->ho; ho++)
+                    dw_grad_row_plain(pp, dy + (n * g->ho + ho) * g->wo * c,
+                                      x + n * g->h * g->w * c, g, ho, cv, c);
+        }
+    }
+    /* Chunk partials added in chunk order into the first, then unblocked into OHWI. */
+#pragma omp parallel for schedule(static) if (n_chunks * total > VN_CONV_PAR_MIN)
+    for (int64_t e0 = 0; e0 < total; e0 += 1024) {
+        int64_t e1 = e0 + 1024 < total ? e0 + 1024 : total;
+        for (int64_t ch = 1; ch < n_chunks; ch++) {
+            const float *restrict src = part + ch * total;
+            float *restrict dst = part;
+            for (int64_t e = e0; e < e1; e++) dst[e] += src[e];
+        }
+    }
+    for (int64_t c0 = 0; c0 < c; c0 += block_width(c0, cv, c)) {
+        int64_t nb = block_width(c0, cv, c);
+        for (int64_t j = 0; j < nb; j++)
+            for (int64_t k = 0; k < kk; k++) dw[(c0 + j) * kk + k] += part[c0 * kk + k * nb + j];
+    }
+    vn__pool_free(ctx, part);
+    return VN_OK;
+}

@@ -1,0 +1,306 @@
+/* IDX (MNIST / Fashion-MNIST) files into ImageNet-format PNG folders. */
+#include "data/vn_dataset.h"
+#include "data/vn_image.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+static const char *const digit_names[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+/* Fashion-MNIST's labels, made folder-safe ("T-shirt/top" has a slash). */
+static const char *const fashion_names[10] = {"T-shirt_top", "Trouser", "Pullover", "Dress",
+                                              "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                                              "Ankle_boot"};
+
+const char *const *vn_mnist_class_names(vn_mnist_kind kind)
+{
+    return kind == VN_MNIST_FASHION ? fashion_names : digit_names;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* Reads exactly len bytes; a short read is a truncated file (or a gzip error). */
+static int read_exact(gzFile g, const char *path, void *buf, size_t len, const char *what,
+                      vn_error *err)
+{
+    size_t got = 0;
+    while (got < len) {
+        unsigned chunk = len - got > (1u << 30) ? (1u << 30) : (unsigned)(len - got);
+        int r = gzread(g, (uint8_t *)buf + got, chunk);
+        if (r < 0) {
+            int zerr;
+            const char *m = gzerror(g, &zerr);
+            return vn_error_set(err, VN_ERR_FORMAT, "%s: corrupt gzip data reading %s: %s", path,
+                                what, m);
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    if (got != len)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: truncated: %s needs %zu bytes, file has %zu",
+                            path, what, len, got);
+    return VN_OK;
+}
+
+/* Opens an IDX file and checks its magic: 0x0000 08 <ndim> (unsigned bytes). */
+static int idx_open(const char *path, int ndim, uint32_t *dims, gzFile *out, vn_error *err)
+{
+    gzFile g = gzopen(path, "rb");
+    if (!g) return vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t hdr[16];
+    size_t hlen = 4 + 4 * (size_t)ndim;
+    int rc = read_exact(g, path, hdr, hlen, "the IDX header", err);
+    if (!rc && (hdr[0] != 0 || hdr[1] != 0 || hdr[2] != 0x08 || hdr[3] != ndim))
+        rc = vn_error_set(err, VN_ERR_FORMAT,
+                          "%s: not an IDX file of unsigned bytes with %d dimensions (magic "
+                          "%02x %02x %02x %02x, expected 00 00 08 %02x)",
+                          path, ndim, hdr[0], hdr[1], hdr[2], hdr[3], ndim);
+    for (int i = 0; !rc && i < ndim; i++) dims[i] = be32(hdr + 4 + 4 * i);
+    if (rc) {
+        gzclose(g);
+        return rc;
+    }
+    *out = g;
+    return VN_OK;
+}
+
+int vn_idx_read_header(const char *path, int ndim, uint32_t *dims, vn_error *err)
+{
+    if (ndim < 1 || ndim > 3)
+        return vn_error_set(err, VN_ERR_INVALID, "IDX files here have 1 to 3 dimensions, not %d",
+                            ndim);
+    gzFile g = NULL;
+    int rc = idx_open(path, ndim, dims, &g, err);
+    if (g) gzclose(g);
+    return rc;
+}
+
+static int mkdir_p(const char *path, vn_error *err)
+{
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof tmp, "%s", path);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return vn_error_set(err, VN_ERR_INVALID, "path too long: %s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+            return vn_error_set(err, VN_ERR_IO, "%s: cannot create folder: %s", tmp,
+                                strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot create folder: %s", tmp, strerror(errno));
+    return VN_OK;
+}
+
+typedef struct write_job {
+    const uint8_t *pixels;
+    const uint8_t *labels;
+    int64_t n;
+    int rows, cols, digits, level;
+    const char *dir;
+    const char *const *names;
+    atomic_llong next;
+    atomic_int failed;
+    vn_error err; /* first failure */
+    pthread_mutex_t mu;
+} write_job;
+
+static void *write_worker(void *arg)
+{
+    write_job *j = arg;
+    size_t img = (size_t)j->rows * j->cols;
+    for (;;) {
+        int64_t i = atomic_fetch_add(&j->next, 64);
+        if (i >= j->n || atomic_load(&j->failed)) break;
+        int64_t end = i + 64 < j->n ? i + 64 : j->n;
+        for (; i < end; i++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s/%0*lld.png", j->dir, j->names[j->labels[i]],
+                     j->digits, (long long)i);
+            vn_error e = {0};
+            if (vn_png_write(path, j->pixels + (size_t)i * img, j->cols, j->rows, 1, j->level,
+                             &e)) {
+                pthread_mutex_lock(&j->mu);
+                if (!atomic_load(&j->failed)) j->err = e;
+                atomic_store(&j->failed, 1);
+                pthread_mutex_unlock(&j->mu);
+                return NULL;
+            }
+        }
+    }
+    return NULL;
+}
+
+int vn_import_idx(const char *images_path, const char *labels_path, const char *split_dir,
+                  const char *const *class_names, int n_classes, int compression_level,
+                  int threads, int64_t *n_written, vn_error *err)
+{
+    if (n_written) *n_written = 0;
+    if (n_classes <= 0 || n_classes > 256 || !class_names)
+        return vn_error_set(err, VN_ERR_INVALID, "IDX import needs 1..256 class names");
+    uint32_t idims[3], ldims[1];
+    gzFile gi = NULL, gl = NULL;
+    uint8_t *pixels = NULL, *labels = NULL;
+    int rc = idx_open(images_path, 3, idims, &gi, err);
+    if (!rc) rc = idx_open(labels_path, 1, ldims, &gl, err);
+    if (rc) goto done;
+    if (idims[0] == 0 || idims[1] == 0 || idims[2] == 0 || idims[1] > 4096 || idims[2] > 4096) {
+        rc = vn_error_set(err, VN_ERR_FORMAT,
+                          "%s: implausible dimensions %u x %u x %u (count, rows, columns)",
+                          images_path, idims[0], idims[1], idims[2]);
+        goto done;
+    }
+    if (idims[0] != ldims[0]) {
+        rc = vn_error_set(err, VN_ERR_FORMAT, "%s has %u images but %s has %u labels",
+                          images_path, idims[0], labels_path, ldims[0]);
+        goto done;
+    }
+    int64_t n = idims[0];
+    size_t img = (size_t)idims[1] * idims[2];
+    pixels = malloc(img * (size_t)n);
+    labels = malloc((size_t)n);
+    if (!pixels || !labels) {
+        rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory reading %s", images_path);
+        goto done;
+    }
+    rc = read_exact(gi, images_path, pixels, img * (size_t)n, "the pixel data", err);
+    if (!rc) rc = read_exact(gl, labels_path, labels, (size_t)n, "the labels", err);
+    if (rc) goto done;
+    uint8_t extra;
+    if (gzread(gi, &extra, 1) > 0 || gzread(gl, &extra, 1) > 0)
+        vn_log(VN_LOG_WARN, "%s / %s: data after the last item ignored", images_path,
+               labels_path);
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] >= n_classes) {
+            rc = vn_error_set(err, VN_ERR_FORMAT, "%s: label %u of item %lld is not below %d",
+                              labels_path, labels[i], (long long)i, n_classes);
+            goto done;
+        }
+    rc = mkdir_p(split_dir, err);
+    for (int c = 0; !rc && c < n_classes; c++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", split_dir, class_names[c]);
+        rc = mkdir_p(path, err);
+    }
+    if (rc) goto done;
+    int digits = 5;
+    for (int64_t m = n - 1; m >= 100000; m /= 10) digits++;
+    write_job job = {.pixels = pixels, .labels = labels, .n = n, .rows = (int)idims[1],
+                     .cols = (int)idims[2], .digits = digits, .level = compression_level,
+                     .dir = split_dir, .names = class_names};
+    atomic_init(&job.next, 0);
+    atomic_init(&job.failed, 0);
+    pthread_mutex_init(&job.mu, NULL);
+    if (threads <= 0) threads = 1;
+    if (threads > 64) threads = 64;
+    pthread_t tid[64];
+    int started = 0;
+    for (int t = 1; t < threads; t++)
+        if (pthread_create(&tid[started], NULL, write_worker, &job) == 0) started++;
+    write_worker(&job);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&job.mu);
+    if (atomic_load(&job.failed)) {
+        rc = vn_error_set(err, job.err.code ? job.err.code : VN_ERR_IO, "%s", job.err.msg);
+        goto done;
+    }
+    if (n_written) *n_written = n;
+done:
+    if (gi) gzclose(gi);
+    if (gl) gzclose(gl);
+    free(pixels);
+    free(labels);
+    return rc;
+}
+
+/* The first existing spelling of an IDX file in dir: "train-images-idx3-ubyte[.gz]" or
+ * the original site's "train-images.idx3-ubyte[.gz]". */
+static int find_idx(const char *dir, const char *prefix, const char *what, const char *idx,
+                    char *out, size_t len, vn_error *err)
+{
+    static const char *const forms[4] = {"%s/%s-%s-%s-ubyte.gz", "%s/%s-%s-%s-ubyte",
+                                         "%s/%s-%s.%s-ubyte.gz", "%s/%s-%s.%s-ubyte"};
+    for (int f = 0; f < 4; f++) {
+        struct stat st;
+        snprintf(out, len, forms[f], dir, prefix, what, idx);
+        if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) return VN_OK;
+    }
+    return vn_error_set(err, VN_ERR_NOT_FOUND,
+                        "%s: no %s-%s-%s-ubyte[.gz] (MNIST-style IDX file) found", dir, prefix,
+                        what, idx);
+}
+
+static const char marker_name[] = ".vn_import_done";
+
+static bool read_marker(const char *path, int64_t *n_train, int64_t *n_val)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    long long a = -1, b = -1;
+    char kind[64];
+    int ok = fscanf(f, "vanilla idx import 1\nkind %63s\ntrain %lld\nval %lld", kind, &a, &b);
+    fclose(f);
+    if (ok != 3 || a < 0 || b < 0) return false;
+    *n_train = a;
+    *n_val = b;
+    return true;
+}
+
+int vn_import_mnist(const char *src_dir, const char *out_dir, vn_mnist_kind kind, int threads,
+                    vn_import_result *res, vn_error *err)
+{
+    vn_import_result local;
+    if (!res) res = &local;
+    memset(res, 0, sizeof *res);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char marker[4096], tmp_marker[4200];
+    snprintf(marker, sizeof marker, "%s/%s", out_dir, marker_name);
+    if (read_marker(marker, &res->n_train, &res->n_val)) {
+        res->skipped = true;
+        vn_log(VN_LOG_INFO, "%s: already imported (%lld train, %lld val images); delete %s to "
+                            "import again", out_dir, (long long)res->n_train,
+               (long long)res->n_val, marker);
+        return VN_OK;
+    }
+    char ti[4096], tl[4096], vi[4096], vl[4096];
+    int rc = find_idx(src_dir, "train", "images", "idx3", ti, sizeof ti, err);
+    if (!rc) rc = find_idx(src_dir, "train", "labels", "idx1", tl, sizeof tl, err);
+    if (!rc) rc = find_idx(src_dir, "t10k", "images", "idx3", vi, sizeof vi, err);
+    if (!rc) rc = find_idx(src_dir, "t10k", "labels", "idx1", vl, sizeof vl, err);
+    if (rc) return rc;
+    const char *const *names = vn_mnist_class_names(kind);
+    char split[4096];
+    snprintf(split, sizeof split, "%s/train", out_dir);
+    rc = vn_import_idx(ti, tl, split, names, 10, 1, threads, &res->n_train, err);
+    snprintf(split, sizeof split, "%s/val", out_dir);
+    if (!rc) rc = vn_import_idx(vi, vl, split, names, 10, 1, threads, &res->n_val, err);
+    if (rc) return rc;
+    /* The marker goes last, written to a temporary name and renamed, so that an interrupted
+     * import is redone rather than taken as finished. */
+    snprintf(tmp_marker, sizeof tmp_marker, "%s.tmp", marker);
+    FILE *f = fopen(tmp_marker, "w");
+    if (!f) return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", tmp_marker, strerror(errno));
+    fprintf(f, "vanilla idx import 1\nkind %s\ntrain %lld\nval %lld\n",
+            kind == VN_MNIST_FASHION ? "fashion-mnist" : "mnist", (long long)res->n_train,
+            (long long)res->n_val);
+    if (fclose(f) != 0 || rename(tmp_marker, marker) != 0)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot write the import marker: %s", marker,
+                            strerror(errno));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    res->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    return VN_OK;
+}

@@ -1,0 +1,51 @@
+/* Helpers for the CLI tests (tests/train/test_cli.sh):
+ *   testtool synth ROOT N_TRAIN N_VAL      writes the synthetic dataset
+ *   testtool compare A B NAME TOL          max |A.NAME - B.NAME| <= TOL (safetensors F32)
+ *   testtool corrupt FILE                  flips one byte in the middle of the data */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/vn_safetensors.h"
+#include "synth.h"
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && strcmp(argv[1], "synth") == 0)
+        return vn_synth_dataset(argv[2], atoi(argv[3]), atoi(argv[4]), 1) ? 1 : 0;
+    if (argc == 6 && strcmp(argv[1], "compare") == 0) {
+        vn_st_file *a = NULL, *b = NULL;
+        vn_error err = {0};
+        if (vn_st_open(argv[2], &a, &err) || vn_st_open(argv[3], &b, &err)) {
+            fprintf(stderr, "compare: %s\n", err.msg);
+            return 1;
+        }
+        const vn_st_entry *ea = vn_st_find(a, argv[4]), *eb = vn_st_find(b, argv[4]);
+        if (!ea || !eb || ea->numel != eb->numel || ea->dtype != VN_DTYPE_F32) {
+            fprintf(stderr, "compare: '%s' missing or shapes differ\n", argv[4]);
+            return 1;
+        }
+        double md = 0;
+        const float *pa = ea->data, *pb = eb->data;
+        for (int64_t i = 0; i < ea->numel; i++) md = fmax(md, fabs((double)pa[i] - pb[i]));
+        printf("compare %s: %lld values, max |diff| %.3g\n", argv[4], (long long)ea->numel, md);
+        vn_st_close(a);
+        vn_st_close(b);
+        return md <= atof(argv[5]) ? 0 : 1;
+    }
+    if (argc == 3 && strcmp(argv[1], "corrupt") == 0) {
+        FILE *f = fopen(argv[2], "r+b");
+        if (!f) return 1;
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, len - len / 3, SEEK_SET);
+        int c = fgetc(f);
+        fseek(f, len - len / 3, SEEK_SET);
+        fputc(c ^ 0x5a, f);
+        fclose(f);
+        return 0;
+    }
+    fprintf(stderr, "usage: testtool synth ROOT N_TRAIN N_VAL | compare A B NAME TOL | corrupt FILE\n");
+    return 2;
+}

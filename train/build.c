@@ -1,0 +1,101 @@
+/* Building the trainer's pieces from a configuration. */
+#include "train/vn_trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+int vn_build_model_config(const vn_config *cfg, int n_classes, vn_vanillanet_config *out,
+                          vn_error *err)
+{
+    const vn_config_model *mc = &cfg->model;
+    memset(out, 0, sizeof *out);
+    if (mc->name != VN_CONFIG_MODEL_CUSTOM) {
+        const char *name = vn_config_enum_name("model.name", mc->name);
+        int rc = vn_vanillanet_variant(name ? name : "?", out, err);
+        if (rc != VN_OK) return rc;
+    }
+    if (mc->dims.n || mc->strides.n) {
+        if (mc->dims.n != mc->strides.n + 1)
+            return vn_error_set(err, VN_ERR_INVALID, "model.dims has %d entries and model.strides "
+                                "%d: dims needs one more (the stem width first)", mc->dims.n,
+                                mc->strides.n);
+        if (mc->strides.n > VN_MAX_STAGES)
+            return vn_error_set(err, VN_ERR_INVALID, "model.strides: at most %d stages", VN_MAX_STAGES);
+        out->n_stages = mc->strides.n;
+        for (int i = 0; i < mc->dims.n; i++) out->dims[i] = (int)mc->dims.v[i];
+        for (int i = 0; i < mc->strides.n; i++) out->strides[i] = (int)mc->strides.v[i];
+        out->ada_pool_enabled = false;
+        memset(out->ada_pool, 0, sizeof out->ada_pool);
+    } else if (mc->name == VN_CONFIG_MODEL_CUSTOM) {
+        return vn_error_set(err, VN_ERR_INVALID, "model.name is custom: set model.dims and "
+                            "model.strides");
+    }
+    if (mc->ada_pool.n) {
+        if (mc->ada_pool.n != out->n_stages)
+            return vn_error_set(err, VN_ERR_INVALID, "model.ada_pool has %d entries for %d stages",
+                                mc->ada_pool.n, out->n_stages);
+        out->ada_pool_enabled = true;
+        for (int i = 0; i < mc->ada_pool.n; i++) out->ada_pool[i] = (int)mc->ada_pool.v[i];
+    }
+    out->act_num = (int)mc->act_num;
+    out->in_chans = (int)mc->in_chans;
+    out->num_classes = mc->num_classes > 0 ? (int)mc->num_classes : n_classes;
+    out->drop_rate = (float)mc->drop_rate;
+    out->shortcut = mc->shortcut == VN_CONFIG_SHORTCUT_IDENTITY ? VN_SHORTCUT_IDENTITY : VN_SHORTCUT_NONE;
+    return vn_vanillanet_config_check(out, err);
+}
+
+const char *vn_split_path(const vn_config *cfg, bool train, char *buf, size_t len)
+{
+    const char *sub = train ? cfg->data.train_dir : cfg->data.val_dir;
+    if (sub[0] == '/') snprintf(buf, len, "%s", sub);
+    else snprintf(buf, len, "%s/%s", cfg->data.root, sub);
+    return buf;
+}
+
+void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *lc)
+{
+    const vn_config_data *d = &cfg->data;
+    vn_loader_config_init(lc);
+    lc->input_size = (int)d->input_size;
+    lc->channels = d->grayscale ? 1 : 3;
+    lc->augment = d->augment == VN_CONFIG_AUGMENT_RRC ? VN_AUGMENT_RRC : VN_AUGMENT_NONE;
+    lc->scale[0] = (float)d->scale.v[0], lc->scale[1] = (float)d->scale.v[1];
+    lc->ratio[0] = (float)d->ratio.v[0], lc->ratio[1] = (float)d->ratio.v[1];
+    lc->interpolation = d->interpolation == VN_CONFIG_INTERP_BICUBIC ? VN_INTERP_BICUBIC
+                                                                     : VN_INTERP_BILINEAR;
+    lc->crop_pct = d->crop_pct;
+    lc->hflip = (float)d->hflip;
+    for (int c = 0; c < 3; c++) {
+        lc->mean[c] = (float)d->mean.v[d->mean.n > c ? c : 0];
+        lc->std[c] = (float)d->std.v[d->std.n > c ? c : 0];
+    }
+    lc->mixup_alpha = (float)d->mixup;
+    lc->cutmix_alpha = (float)d->cutmix;
+    lc->mixup_prob = (float)d->mixup_prob;
+    lc->mixup_switch_prob = (float)d->mixup_switch_prob;
+    lc->label_smoothing = (float)d->smoothing;
+    lc->num_classes = (int)cfg->model.num_classes;
+    lc->batch_size = (int)cfg->train.batch_size;
+    lc->drop_last = true;
+    lc->shuffle = cfg->train.shuffle;
+    lc->seed = (uint64_t)cfg->train.seed;
+    lc->workers = (int)d->workers;
+    lc->prefetch = (int)d->prefetch;
+    lc->fail_fast = d->fail_fast;
+    lc->max_bad_fraction = d->max_bad_fraction;
+    if (!train) {
+        vn_loader_config_eval(lc);
+        if (d->eval_batch_size > 0) lc->batch_size = (int)d->eval_batch_size;
+    }
+}
+
+double vn_act_learn_at(const vn_config *cfg, double epoch)
+{
+    double n = (double)cfg->deep_training.decay_epochs;
+    if (n <= 0 || epoch >= n) return 1.0;
+    if (epoch < 0) epoch = 0;
+    if (cfg->deep_training.schedule == VN_CONFIG_DECAY_COSINE) return 0.5 * (1.0 - cos(M_PI * epoch / n));
+    return epoch / n;
+}

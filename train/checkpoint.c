@@ -1,0 +1,379 @@
+/* Checkpoints: one safetensors file holding the model ("model."), the optimizer state
+ * ("optim."), every EMA model ("ema.<i>.") and, in __metadata__, the trainer state, the
+ * effective config and its hash, the class names and the preprocessing, with a CRC-32 of the
+ * data. Written atomically by vn_st_write (temporary file, fsync, rename, folder fsync). */
+#include "train/vn_trainer.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *state_to_json(const vn_train_state *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "epoch", json_integer(s->epoch));
+    json_object_set_new(o, "position", json_integer(s->position));
+    json_object_set_new(o, "step", json_integer(s->step));
+    json_object_set_new(o, "micro_step", json_integer(s->micro_step));
+    json_object_set_new(o, "act_learn", json_real(s->act_learn));
+    json_t *rng = json_array();
+    for (int i = 0; i < 4; i++) {
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016" PRIx64, s->rng.s[i]);
+        json_array_append_new(rng, json_string(hex));
+    }
+    json_object_set_new(o, "rng", rng);
+    json_object_set_new(o, "best_top1", json_real(s->best_top1));
+    json_object_set_new(o, "best_epoch", json_integer(s->best_epoch));
+    json_object_set_new(o, "best_source", json_string(s->best_source));
+    json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
+    json_object_set_new(o, "elapsed", json_real(s->elapsed));
+    json_object_set_new(o, "finished", json_boolean(s->finished));
+    return o;
+}
+
+static int state_from_json(const char *text, const char *path, vn_train_state *s, vn_error *err)
+{
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    memset(s, 0, sizeof *s);
+    int rc = VN_OK;
+    json_t *rng = o ? json_object_get(o, "rng") : NULL;
+    if (!json_is_object(o) || !json_is_integer(json_object_get(o, "epoch")) ||
+        !json_is_integer(json_object_get(o, "step")) || !json_is_array(rng) ||
+        json_array_size(rng) != 4) {
+        rc = vn_error_set(err, VN_ERR_FORMAT, "%s: trainer state in the metadata is missing or "
+                          "malformed", path);
+        goto out;
+    }
+    s->epoch = json_integer_value(json_object_get(o, "epoch"));
+    s->position = json_integer_value(json_object_get(o, "position"));
+    s->step = json_integer_value(json_object_get(o, "step"));
+    s->micro_step = json_integer_value(json_object_get(o, "micro_step"));
+    s->act_learn = json_number_value(json_object_get(o, "act_learn"));
+    for (int i = 0; i < 4; i++) {
+        const char *h = json_string_value(json_array_get(rng, (size_t)i));
+        if (!h || sscanf(h, "%16" SCNx64, &s->rng.s[i]) != 1) {
+            rc = vn_error_set(err, VN_ERR_FORMAT, "%s: bad RNG state in the metadata", path);
+            goto out;
+        }
+    }
+    s->best_top1 = json_number_value(json_object_get(o, "best_top1"));
+    s->best_epoch = json_integer_value(json_object_get(o, "best_epoch"));
+    const char *src = json_string_value(json_object_get(o, "best_source"));
+    snprintf(s->best_source, sizeof s->best_source, "%s", src ? src : "");
+    s->skipped_in_row = json_integer_value(json_object_get(o, "skipped_in_row"));
+    s->elapsed = json_number_value(json_object_get(o, "elapsed"));
+    s->finished = json_is_true(json_object_get(o, "finished"));
+    if (s->epoch < 0 || s->position < 0 || s->step < 0 || s->micro_step < 0)
+        rc = vn_error_set(err, VN_ERR_FORMAT, "%s: negative counters in the trainer state", path);
+out:
+    json_decref(o);
+    return rc;
+}
+
+static char *classes_json(const char *const *names, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_string(names[i]));
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return s;
+}
+
+static char *data_json(const vn_config *cfg)
+{
+    vn_loader_config lc;
+    vn_build_loader_config(cfg, false, &lc);
+    json_t *o = json_object();
+    json_object_set_new(o, "input_size", json_integer(lc.input_size));
+    json_object_set_new(o, "channels", json_integer(lc.channels));
+    json_object_set_new(o, "interpolation", json_string(lc.interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
+    json_object_set_new(o, "crop_pct", json_real(lc.crop_pct));
+    json_t *mean = json_array(), *std = json_array();
+    for (int c = 0; c < 3; c++) {
+        json_array_append_new(mean, json_real(lc.mean[c]));
+        json_array_append_new(std, json_real(lc.std[c]));
+    }
+    json_object_set_new(o, "mean", mean);
+    json_object_set_new(o, "std", std);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+/* Metadata every file we write for a model carries: what it is, how to feed it. */
+int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
+                         const char *const *class_names, int n_classes, vn_error *err)
+{
+    char *model = vn_vanillanet_config_json(&m->cfg, m->deploy);
+    char *classes = class_names ? classes_json(class_names, n_classes) : NULL;
+    char *data = cfg ? data_json(cfg) : NULL;
+    int rc = vn_st_set_meta(w, "format", "pt", err);
+    if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.model", model, err);
+    if (rc == VN_OK && classes) rc = vn_st_set_meta(w, "vanilla.classes", classes, err);
+    if (rc == VN_OK && data) rc = vn_st_set_meta(w, "vanilla.data", data, err);
+    free(model);
+    free(classes);
+    free(data);
+    return rc;
+}
+
+int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
+{
+    vn_st_writer *w = vn_st_writer_new();
+    if (!w) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    int rc = vn_state_to_writer(&p->model->state, "model.", w, err);
+    for (int i = 0; rc == VN_OK && p->optim && i < vn_optim_state_count(p->optim); i++) {
+        vn_state_entry e;
+        rc = vn_optim_state_at(p->optim, i, &e);
+        if (rc == VN_OK)
+            rc = vn_st_add(w, e.name, e.dtype == VN_STATE_I64 ? VN_DTYPE_I64 : VN_DTYPE_F32, e.ndim,
+                           e.shape, e.data, err);
+    }
+    char prefix[32];
+    for (int i = 0; rc == VN_OK && i < p->n_emas; i++) {
+        snprintf(prefix, sizeof prefix, "ema.%d.", i);
+        rc = vn_state_to_writer(&p->emas[i]->state, prefix, w, err);
+    }
+    if (rc == VN_OK) rc = vn__write_model_meta(w, p->model, p->cfg, p->class_names, p->n_classes, err);
+    if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.kind", "checkpoint", err);
+    char num[32];
+    snprintf(num, sizeof num, "%d", p->n_emas);
+    if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.emas", num, err);
+    if (rc == VN_OK && p->state) {
+        json_t *o = state_to_json(p->state);
+        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        rc = vn_st_set_meta(w, "vanilla.trainer", s, err);
+        free(s);
+    }
+    if (rc == VN_OK && p->cfg) {
+        char *yaml = vn_config_to_yaml(p->cfg, 0);
+        char hash[17];
+        vn_config_hash_hex(p->cfg, hash);
+        rc = yaml ? vn_st_set_meta(w, "vanilla.config", yaml, err)
+                  : vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+        if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.config_hash", hash, err);
+        free(yaml);
+    }
+    if (rc == VN_OK) rc = vn_st_write(w, path, VN_ST_CRC32, err);
+    vn_st_writer_free(w);
+    return rc;
+}
+
+int vn_ckpt_load(const char *path, const vn_ckpt_parts *p, vn_error *err)
+{
+    vn_st_file *f = NULL;
+    int rc = vn_st_open(path, &f, err);
+    if (rc != VN_OK) return rc;
+    if (!vn_st_meta(f, "vanilla.kind") || strcmp(vn_st_meta(f, "vanilla.kind"), "checkpoint") != 0) {
+        vn_st_close(f);
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: not a training checkpoint (a weight file?)", path);
+    }
+    const char *ne = vn_st_meta(f, "vanilla.emas");
+    if (!ne || atoi(ne) != p->n_emas) {
+        vn_st_close(f);
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: holds %s EMA models, this run has %d", path,
+                            ne ? ne : "no", p->n_emas);
+    }
+    rc = vn_state_from_file(&p->model->state, "model.", f, true, err);
+    char prefix[32];
+    for (int i = 0; rc == VN_OK && i < p->n_emas; i++) {
+        snprintf(prefix, sizeof prefix, "ema.%d.", i);
+        rc = vn_state_from_file(&p->emas[i]->state, prefix, f, true, err);
+    }
+    for (int i = 0; rc == VN_OK && p->optim && i < vn_optim_state_count(p->optim); i++) {
+        vn_state_entry e;
+        vn_optim_state_at(p->optim, i, &e);
+        const vn_st_entry *fe = vn_st_find(f, e.name);
+        if (!fe) {
+            rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: missing optimizer state '%s' (was the "
+                              "checkpoint written with another optimizer?)", path, e.name);
+            break;
+        }
+        if (fe->dtype != VN_DTYPE_F32 && fe->dtype != VN_DTYPE_I64) {
+            rc = vn_error_set(err, VN_ERR_FORMAT, "%s: '%s' has dtype %s", path, e.name,
+                              vn_dtype_name(fe->dtype));
+            break;
+        }
+        rc = vn_state_entry_load(&e, fe->dtype == VN_DTYPE_I64 ? VN_STATE_I64 : VN_STATE_F32,
+                                 fe->ndim, fe->shape, fe->data, fe->nbytes, err);
+        if (rc != VN_OK) vn_error_prefix(err, "%s: ", path);
+    }
+    if (rc == VN_OK && p->optim) rc = vn_optim_state_loaded(p->optim, err);
+    if (rc == VN_OK && p->state) {
+        const char *st = vn_st_meta(f, "vanilla.trainer");
+        rc = st ? state_from_json(st, path, p->state, err)
+                : vn_error_set(err, VN_ERR_FORMAT, "%s: no trainer state", path);
+    }
+    vn_st_close(f);
+    return rc;
+}
+
+static int data_from_json(const char *text, vn_ckpt_info *info)
+{
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return -1;
+    }
+    info->input_size = (int)json_integer_value(json_object_get(o, "input_size"));
+    info->channels = (int)json_integer_value(json_object_get(o, "channels"));
+    const char *ip = json_string_value(json_object_get(o, "interpolation"));
+    info->interpolation = ip && strcmp(ip, "bicubic") == 0 ? VN_INTERP_BICUBIC : VN_INTERP_BILINEAR;
+    info->crop_pct = json_number_value(json_object_get(o, "crop_pct"));
+    for (int c = 0; c < 3; c++) {
+        info->mean[c] = (float)json_number_value(json_array_get(json_object_get(o, "mean"), (size_t)c));
+        info->std[c] = (float)json_number_value(json_array_get(json_object_get(o, "std"), (size_t)c));
+    }
+    json_decref(o);
+    bool ok = info->input_size > 0 && (info->channels == 1 || info->channels == 3) &&
+              info->crop_pct > 0 && info->std[0] > 0;
+    return ok ? 0 : -1;
+}
+
+static int info_from_file(const vn_st_file *f, const char *path, vn_ckpt_info *info, vn_error *err)
+{
+    memset(info, 0, sizeof *info);
+    const char *kind = vn_st_meta(f, "vanilla.kind");
+    info->is_checkpoint = kind && strcmp(kind, "checkpoint") == 0;
+    const char *model = vn_st_meta(f, "vanilla.model");
+    if (!model)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: no model description in the metadata (not "
+                            "written by vanilla? build the model from a config instead)", path);
+    int rc = vn_vanillanet_config_from_json(model, path, &info->model, &info->deploy, err);
+    if (rc != VN_OK) return rc;
+    const char *ne = vn_st_meta(f, "vanilla.emas");
+    info->n_emas = ne ? atoi(ne) : 0;
+    const char *cy = vn_st_meta(f, "vanilla.config");
+    if (cy) info->config_yaml = strdup(cy);
+    const char *ch = vn_st_meta(f, "vanilla.config_hash");
+    if (ch) snprintf(info->config_hash, sizeof info->config_hash, "%s", ch);
+    const char *cl = vn_st_meta(f, "vanilla.classes");
+    if (cl) {
+        json_error_t je;
+        json_t *a = json_loads(cl, 0, &je);
+        if (json_is_array(a) && json_array_size(a) > 0) {
+            info->n_classes = (int)json_array_size(a);
+            info->class_names = calloc((size_t)info->n_classes, sizeof(char *));
+            for (int i = 0; info->class_names && i < info->n_classes; i++) {
+                const char *s = json_string_value(json_array_get(a, (size_t)i));
+                info->class_names[i] = strdup(s ? s : "?");
+            }
+        }
+        json_decref(a);
+    }
+    const char *dj = vn_st_meta(f, "vanilla.data");
+    info->has_data = dj && data_from_json(dj, info) == 0;
+    const char *st = vn_st_meta(f, "vanilla.trainer");
+    if (info->is_checkpoint && st) return state_from_json(st, path, &info->state, err);
+    return VN_OK;
+}
+
+int vn_ckpt_info_read(const char *path, vn_ckpt_info *info, vn_error *err)
+{
+    vn_st_file *f = NULL;
+    memset(info, 0, sizeof *info);
+    int rc = vn_st_open(path, &f, err);
+    if (rc != VN_OK) return rc;
+    rc = info_from_file(f, path, info, err);
+    vn_st_close(f);
+    if (rc != VN_OK) vn_ckpt_info_free(info);
+    return rc;
+}
+
+void vn_ckpt_info_free(vn_ckpt_info *info)
+{
+    free(info->config_yaml);
+    for (int i = 0; i < info->n_classes && info->class_names; i++) free(info->class_names[i]);
+    free(info->class_names);
+    memset(info, 0, sizeof *info);
+}
+
+int vn_open_model(const char *path, int ema_index, vn_vanillanet **model, vn_ckpt_info *info,
+                  vn_error *err)
+{
+    *model = NULL;
+    vn_st_file *f = NULL;
+    int rc = vn_st_open(path, &f, err);
+    if (rc != VN_OK) return rc;
+    rc = info_from_file(f, path, info, err);
+    char prefix[32] = "";
+    if (rc == VN_OK && info->is_checkpoint) {
+        if (ema_index >= info->n_emas)
+            rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: EMA copy %d requested, the checkpoint "
+                              "holds %d", path, ema_index, info->n_emas);
+        else if (ema_index >= 0) snprintf(prefix, sizeof prefix, "ema.%d.", ema_index);
+        else snprintf(prefix, sizeof prefix, "model.");
+    } else if (rc == VN_OK && ema_index >= 0) {
+        rc = vn_error_set(err, VN_ERR_INVALID, "%s: a weight file has no EMA copies", path);
+    }
+    vn_vanillanet *m = NULL;
+    if (rc == VN_OK) rc = vn_vanillanet_create(&info->model, info->deploy, &m, err);
+    if (rc == VN_OK) rc = vn_state_from_file(&m->state, prefix, f, info->is_checkpoint ? false : true, err);
+    if (rc == VN_OK && info->is_checkpoint) vn_vanillanet_change_act(m, (float)info->state.act_learn);
+    vn_st_close(f);
+    if (rc != VN_OK) {
+        vn_vanillanet_destroy(m);
+        vn_ckpt_info_free(info);
+        return rc;
+    }
+    vn_vanillanet_set_training(m, false);
+    *model = m;
+    return VN_OK;
+}
+
+/* Checkpoint names: ckpt-s<step, 10 digits>.safetensors sort by step. */
+static int is_ckpt_name(const char *n)
+{
+    size_t len = strlen(n);
+    return strncmp(n, "ckpt-", 5) == 0 && len > 17 && strcmp(n + len - 12, ".safetensors") == 0;
+}
+
+static int cmp_desc(const void *a, const void *b) { return strcmp(*(char *const *)b, *(char *const *)a); }
+
+int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *err)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    DIR *d = opendir(dir);
+    if (!d) return vn_error_set(err, VN_ERR_NOT_FOUND, "no checkpoints in %s", run_dir);
+    char **names = NULL;
+    int n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_ckpt_name(de->d_name)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **nn = realloc(names, (size_t)cap * sizeof *nn);
+            if (!nn) break;
+            names = nn;
+        }
+        names[n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_desc);
+    int rc = vn_error_set(err, VN_ERR_NOT_FOUND, "no checkpoints in %s", dir);
+    for (int i = 0; i < n; i++) {
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        vn_st_file *f = NULL;
+        vn_error e2 = {0};
+        if (vn_st_open(p, &f, &e2) == VN_OK) {
+            vn_st_close(f);
+            snprintf(path, len, "%s", p);
+            rc = VN_OK;
+            break;
+        }
+        vn_log(VN_LOG_WARN, "checkpoint %s is unusable (%s); trying the one before", p, e2.msg);
+        rc = vn_error_set(err, VN_ERR_FORMAT, "no valid checkpoint in %s (newest problem: %s)", dir, e2.msg);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return rc;
+}

@@ -1,0 +1,370 @@
+/* vanilla ablate: a grid (or list) of config overrides, one resumable run each, one table. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#include "train/cli/vn_cli.h"
+#include "train/vn_trainer.h"
+
+#define MAX_RUNS 256
+#define MAX_SETS 16
+
+typedef struct abl_run {
+    char name[256];
+    char sets[MAX_SETS][512];
+    int n_sets;
+} abl_run;
+
+typedef struct ablation {
+    char name[128];
+    char common[MAX_SETS][512];
+    int n_common;
+    abl_run runs[MAX_RUNS];
+    int n_runs;
+} ablation;
+
+static const char ablate_help[] =
+    "usage: vanilla ablate BASE.yaml ABLATION.yaml [--set section.key=value]... [--dry-run]\n"
+    "\n"
+    "Runs one training per variant of ABLATION.yaml on top of BASE.yaml, each in its own\n"
+    "folder <output.dir>/<name>/<run>; runs are resumable and finished ones are not redone.\n"
+    "Prints a table (also written as results.md and results.csv) of best and final top-1,\n"
+    "parameters, multiply-adds and time per run.\n"
+    "\n"
+    "ABLATION.yaml:\n"
+    "  name: act_num                  # folder name (default: the file's name)\n"
+    "  set: {train.epochs: 5}         # overrides common to every run (optional)\n"
+    "  grid:                          # every combination of these values, or ...\n"
+    "    model.act_num: [0, 1, 2, 3]\n"
+    "  variants:                      # ... an explicit list of runs\n"
+    "    - {name: deep, set: {deep_training.decay_epochs: 5}}\n"
+    "    - {name: no-deep, set: {deep_training.decay_epochs: 0}}\n";
+
+/* A node's value as override text: scalars as they are, sequences as a flow list. */
+static void node_text(yaml_document_t *doc, yaml_node_t *n, char *buf, size_t len)
+{
+    if (n->type == YAML_SCALAR_NODE) {
+        snprintf(buf, len, "%.*s", (int)n->data.scalar.length, (const char *)n->data.scalar.value);
+        return;
+    }
+    size_t pos = (size_t)snprintf(buf, len, "[");
+    if (n->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+            char item[256];
+            node_text(doc, yaml_document_get_node(doc, *it), item, sizeof item);
+            if (pos < len)
+                pos += (size_t)snprintf(buf + pos, len - pos, "%s%s",
+                                        it == n->data.sequence.items.start ? "" : ", ", item);
+        }
+    }
+    if (pos < len) snprintf(buf + pos, len - pos, "]");
+}
+
+static const char *scalar(yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int map_sets(yaml_document_t *doc, yaml_node_t *m, char (*sets)[512], int *n, const char *path)
+{
+    if (!m || m->type != YAML_MAPPING_NODE) {
+        vn_cli_error("ablate", "%s: 'set' must be a mapping of section.key: value", path);
+        return -1;
+    }
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const char *k = scalar(yaml_document_get_node(doc, p->key));
+        if (!k || *n >= MAX_SETS) {
+            vn_cli_error("ablate", "%s: bad or too many overrides", path);
+            return -1;
+        }
+        char v[400];
+        node_text(doc, yaml_document_get_node(doc, p->value), v, sizeof v);
+        snprintf(sets[(*n)++], 512, "%s=%s", k, v);
+    }
+    return 0;
+}
+
+static void sanitize(char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.' || *s == '='))
+            *s = *s == ',' || *s == ' ' ? '_' : '-';
+}
+
+static int parse_ablation(const char *path, ablation *a)
+{
+    memset(a, 0, sizeof *a);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        vn_cli_error("ablate", "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    int rc = -1;
+    if (!yaml_parser_load(&parser, &doc)) {
+        vn_cli_error("ablate", "%s:%zu:%zu: %s", path, parser.problem_mark.line + 1,
+                     parser.problem_mark.column + 1, parser.problem ? parser.problem : "YAML error");
+        yaml_parser_delete(&parser);
+        fclose(f);
+        return -1;
+    }
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(a->name, sizeof a->name, "%.*s", (int)strcspn(base, "."), base);
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    yaml_node_t *grid = NULL, *variants = NULL;
+    if (!root || root->type != YAML_MAPPING_NODE) {
+        vn_cli_error("ablate", "%s: expected a mapping with 'grid' or 'variants'", path);
+        goto out;
+    }
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = yaml_document_get_node(&doc, p->key), *vn = yaml_document_get_node(&doc, p->value);
+        const char *k = scalar(kn);
+        if (k && strcmp(k, "name") == 0 && scalar(vn)) snprintf(a->name, sizeof a->name, "%s", scalar(vn));
+        else if (k && strcmp(k, "set") == 0) {
+            if (map_sets(&doc, vn, a->common, &a->n_common, path)) goto out;
+        } else if (k && strcmp(k, "grid") == 0) grid = vn;
+        else if (k && strcmp(k, "variants") == 0) variants = vn;
+        else {
+            vn_cli_error("ablate", "%s:%zu: unknown key '%s' (name, set, grid, variants)", path,
+                         kn->start_mark.line + 1, k ? k : "?");
+            goto out;
+        }
+    }
+    if (!!grid == !!variants) {
+        vn_cli_error("ablate", "%s: give exactly one of 'grid' and 'variants'", path);
+        goto out;
+    }
+    if (grid) {
+        if (grid->type != YAML_MAPPING_NODE) {
+            vn_cli_error("ablate", "%s: 'grid' must map section.key to a list of values", path);
+            goto out;
+        }
+        a->n_runs = 1;
+        for (yaml_node_pair_t *p = grid->data.mapping.pairs.start; p < grid->data.mapping.pairs.top; p++) {
+            const char *k = scalar(yaml_document_get_node(&doc, p->key));
+            yaml_node_t *vals = yaml_document_get_node(&doc, p->value);
+            if (!k || vals->type != YAML_SEQUENCE_NODE || vals->data.sequence.items.top == vals->data.sequence.items.start) {
+                vn_cli_error("ablate", "%s:%zu: grid entry %s needs a non-empty list of values", path,
+                             vals->start_mark.line + 1, k ? k : "?");
+                goto out;
+            }
+            int nv = (int)(vals->data.sequence.items.top - vals->data.sequence.items.start);
+            if (a->n_runs * nv > MAX_RUNS) {
+                vn_cli_error("ablate", "%s: more than %d runs", path, MAX_RUNS);
+                goto out;
+            }
+            /* Cartesian product: each existing run forks into nv runs. */
+            int old = a->n_runs;
+            for (int r = old - 1; r >= 0; r--)
+                for (int v = nv - 1; v >= 0; v--) {
+                    abl_run *dst = &a->runs[r * nv + v];
+                    if (dst != &a->runs[r]) *dst = a->runs[r];
+                }
+            for (int r = 0; r < old; r++)
+                for (int v = 0; v < nv; v++) {
+                    abl_run *run = &a->runs[r * nv + v];
+                    char val[400];
+                    node_text(&doc, yaml_document_get_node(&doc, vals->data.sequence.items.start[v]), val, sizeof val);
+                    if (run->n_sets >= MAX_SETS) goto out;
+                    snprintf(run->sets[run->n_sets++], 512, "%s=%s", k, val);
+                    const char *short_key = strrchr(k, '.') ? strrchr(k, '.') + 1 : k;
+                    size_t l = strlen(run->name);
+                    snprintf(run->name + l, sizeof run->name - l, "%s%s=%s", l ? "," : "", short_key, val);
+                }
+            a->n_runs = old * nv;
+        }
+    } else {
+        if (variants->type != YAML_SEQUENCE_NODE) {
+            vn_cli_error("ablate", "%s: 'variants' must be a list of {name, set}", path);
+            goto out;
+        }
+        for (yaml_node_item_t *it = variants->data.sequence.items.start; it < variants->data.sequence.items.top; it++) {
+            yaml_node_t *v = yaml_document_get_node(&doc, *it);
+            if (v->type != YAML_MAPPING_NODE || a->n_runs >= MAX_RUNS) {
+                vn_cli_error("ablate", "%s:%zu: each variant is a mapping {name, set}", path, v->start_mark.line + 1);
+                goto out;
+            }
+            abl_run *run = &a->runs[a->n_runs++];
+            snprintf(run->name, sizeof run->name, "run%d", a->n_runs);
+            for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+                const char *k = scalar(yaml_document_get_node(&doc, p->key));
+                yaml_node_t *val = yaml_document_get_node(&doc, p->value);
+                if (k && strcmp(k, "name") == 0 && scalar(val)) snprintf(run->name, sizeof run->name, "%s", scalar(val));
+                else if (k && strcmp(k, "set") == 0) {
+                    if (map_sets(&doc, val, run->sets, &run->n_sets, path)) goto out;
+                } else {
+                    vn_cli_error("ablate", "%s:%zu: unknown variant key '%s' (name, set)", path,
+                                 val->start_mark.line + 1, k ? k : "?");
+                    goto out;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < a->n_runs; i++) sanitize(a->runs[i].name);
+    sanitize(a->name);
+    rc = 0;
+out:
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    fclose(f);
+    return rc;
+}
+
+typedef struct abl_result {
+    double best, final, seconds;
+    int64_t params, macs;
+    bool done;
+} abl_result;
+
+static bool read_result(const char *dir, abl_result *r)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    json_error_t je;
+    json_t *o = json_load_file(path, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return false;
+    }
+    r->best = json_number_value(json_object_get(o, "best_top1"));
+    r->final = json_number_value(json_object_get(o, "final_top1"));
+    r->seconds = json_number_value(json_object_get(o, "seconds"));
+    r->params = json_integer_value(json_object_get(o, "params"));
+    r->macs = json_integer_value(json_object_get(o, "macs"));
+    r->done = true;
+    json_decref(o);
+    return true;
+}
+
+static void write_result(const char *dir, const abl_result *r)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    json_t *o = json_object();
+    json_object_set_new(o, "best_top1", json_real(r->best));
+    json_object_set_new(o, "final_top1", json_real(r->final));
+    json_object_set_new(o, "seconds", json_real(r->seconds));
+    json_object_set_new(o, "params", json_integer(r->params));
+    json_object_set_new(o, "macs", json_integer(r->macs));
+    json_dump_file(o, path, JSON_INDENT(1));
+    json_decref(o);
+}
+
+int vn_cmd_ablate(int argc, char **argv)
+{
+    const char *files[2] = {NULL, NULL}, *sets[64];
+    int n_files = 0, n_sets = 0;
+    bool dry = false;
+    for (int i = 1; i < argc; i++) {
+        if (vn_cli_is(argv[i], "-h", "--help")) {
+            fputs(ablate_help, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && n_sets < 64) sets[n_sets++] = argv[++i];
+        else if (strcmp(argv[i], "--dry-run") == 0) dry = true;
+        else if (argv[i][0] == '-') {
+            vn_cli_error("ablate", "unknown option %s", argv[i]);
+            return VN_EXIT_USAGE;
+        } else if (n_files < 2) files[n_files++] = argv[i];
+    }
+    if (n_files != 2) {
+        fputs(ablate_help, stderr);
+        return VN_EXIT_USAGE;
+    }
+    static ablation a;
+    if (parse_ablation(files[1], &a)) return VN_EXIT_ERROR;
+    vn_config base;
+    int ec = vn_cli_load_config(&base, files, 1, sets, n_sets, "ablate");
+    if (ec) return ec;
+    char root[1200];
+    snprintf(root, sizeof root, "%s/%s", base.output.dir, a.name);
+    printf("ablation '%s': %d runs under %s\n", a.name, a.n_runs, root);
+    static abl_result results[MAX_RUNS];
+    vn_cli_install_signals();
+    for (int i = 0; i < a.n_runs && !ec; i++) {
+        abl_run *run = &a.runs[i];
+        vn_config cfg = base;
+        vn_error err = {0};
+        for (int s = 0; s < a.n_common && !ec; s++)
+            if (vn_config_set(&cfg, a.common[s], &err) != VN_OK) ec = VN_EXIT_ERROR;
+        for (int s = 0; s < run->n_sets && !ec; s++)
+            if (vn_config_set(&cfg, run->sets[s], &err) != VN_OK) ec = VN_EXIT_ERROR;
+        char dir[1600], set_dir[1700];
+        snprintf(dir, sizeof dir, "%s/%s", root, run->name);
+        snprintf(set_dir, sizeof set_dir, "output.dir=%s", dir);
+        if (!ec && vn_config_set(&cfg, set_dir, &err) != VN_OK) ec = VN_EXIT_ERROR;
+        if (!ec && vn_config_check(&cfg, &err) != VN_OK) ec = VN_EXIT_ERROR;
+        if (ec) {
+            vn_cli_error("ablate", "run %s: %s", run->name, err.msg);
+            break;
+        }
+        printf("\n== [%d/%d] %s ==\n", i + 1, a.n_runs, run->name);
+        for (int s = 0; s < run->n_sets; s++) printf("   --set %s\n", run->sets[s]);
+        if (read_result(dir, &results[i])) {
+            printf("   finished before: best top-1 %.2f%%\n", results[i].best);
+            continue;
+        }
+        if (dry) continue;
+        vn_train_options opt = {"auto", false, &vn_cli_stop, stdout};
+        vn_train_result res;
+        int rc = vn_train(&cfg, &opt, &res, &err);
+        if (rc != VN_OK) {
+            vn_cli_error("ablate", "run %s: %s", run->name, err.msg);
+            ec = rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
+            break;
+        }
+        if (res.outcome == VN_TRAIN_INTERRUPTED) {
+            printf("interrupted; run the same command again to continue\n");
+            return VN_EXIT_INTERRUPTED;
+        }
+        abl_result *r = &results[i];
+        r->best = res.state.best_top1;
+        r->final = res.evaluated ? res.last_eval.top1 : -1;
+        r->seconds = res.state.elapsed;
+        r->params = res.params;
+        vn_vanillanet_config mc;
+        vn_report rep;
+        bool deploy = cfg.model.shortcut == VN_CONFIG_SHORTCUT_NONE;
+        if (vn_build_model_config(&cfg, (int)(cfg.model.num_classes > 0 ? cfg.model.num_classes : 10), &mc, NULL) == VN_OK &&
+            vn_vanillanet_report(&mc, deploy, (int)cfg.data.input_size, (int)cfg.data.input_size, &rep, NULL) == VN_OK) {
+            r->macs = rep.total_macs;
+            if (deploy) r->params = rep.total_params;
+            vn_report_free(&rep);
+        }
+        r->done = true;
+        write_result(dir, r);
+    }
+    if (ec || dry) return ec;
+    char path[1300];
+    snprintf(path, sizeof path, "%s/results.md", root);
+    FILE *md = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/results.csv", root);
+    FILE *csv = fopen(path, "w");
+    FILE *outs[2] = {stdout, md};
+    for (int o = 0; o < 2; o++) {
+        if (!outs[o]) continue;
+        fprintf(outs[o], "\n| run | best top-1 (%%) | final top-1 (%%) | params (deploy) | MACs (deploy) | time (s) |\n");
+        fprintf(outs[o], "|---|---:|---:|---:|---:|---:|\n");
+        for (int i = 0; i < a.n_runs; i++)
+            fprintf(outs[o], "| %s | %.2f | %.2f | %lld | %lld | %.0f |\n", a.runs[i].name, results[i].best,
+                    results[i].final, (long long)results[i].params, (long long)results[i].macs,
+                    results[i].seconds);
+    }
+    if (csv) {
+        fprintf(csv, "run,best_top1,final_top1,params,macs,seconds\n");
+        for (int i = 0; i < a.n_runs; i++)
+            fprintf(csv, "%s,%.4f,%.4f,%lld,%lld,%.1f\n", a.runs[i].name, results[i].best, results[i].final,
+                    (long long)results[i].params, (long long)results[i].macs, results[i].seconds);
+        fclose(csv);
+    }
+    if (md) fclose(md);
+    printf("\ntable: %s/results.md and results.csv\n", root);
+    return 0;
+}

@@ -1,0 +1,377 @@
+/* vanilla eval / export / predict: commands that use a trained model. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/cli/vn_cli.h"
+#include "train/vn_trainer.h"
+
+int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
+                         const char *const *class_names, int n_classes, vn_error *err);
+
+/* Eval-transform settings of a model file: stored preprocessing, else the checkpoint's config. */
+static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loader_config *lc,
+                              vn_config *cfg_out, bool *have_cfg, const char *cmd)
+{
+    *have_cfg = false;
+    vn_loader_config_init(lc);
+    if (info->config_yaml) {
+        vn_error err = {0};
+        if (vn_config_from_text(cfg_out, info->config_yaml, strlen(info->config_yaml), path, &err) == VN_OK) {
+            vn_build_loader_config(cfg_out, false, lc);
+            *have_cfg = true;
+        }
+    }
+    if (info->has_data) {
+        vn_loader_config_eval(lc);
+        lc->input_size = info->input_size;
+        lc->channels = info->channels;
+        lc->interpolation = info->interpolation;
+        lc->crop_pct = info->crop_pct;
+        memcpy(lc->mean, info->mean, sizeof lc->mean);
+        memcpy(lc->std, info->std, sizeof lc->std);
+        return 0;
+    }
+    if (*have_cfg) return 0;
+    vn_cli_error(cmd, "%s does not say how its images were preprocessed (input size, mean, std); "
+                 "it was not written by vanilla export or vanilla train", path);
+    return VN_EXIT_ERROR;
+}
+
+static int write_logits(const char *path, const float *logits, int64_t n, int nc, vn_error *err)
+{
+    vn_st_writer *w = vn_st_writer_new();
+    int64_t shape[2] = {n, nc};
+    int rc = w ? vn_st_add(w, "logits", VN_DTYPE_F32, 2, shape, logits, err) : VN_ERR_NOMEM;
+    if (rc == VN_OK) rc = vn_st_write(w, path, 0, err);
+    vn_st_writer_free(w);
+    return rc;
+}
+
+static const char eval_help[] =
+    "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N] [--batch-size N]\n"
+    "                    [--workers N] [--save-logits FILE]\n"
+    "\n"
+    "Top-1, top-5 and mean cross-entropy of a training checkpoint (its model, or EMA copy N)\n"
+    "or a weight file (training or deploy form) on an image folder with one subfolder per\n"
+    "class. FOLDER defaults to the checkpoint config's data.root/val. Labels follow the class\n"
+    "names stored with the model. --save-logits writes a safetensors file with a tensor\n"
+    "`logits` [N, classes] in the folder's (sorted) order.\n";
+
+int vn_cmd_eval(int argc, char **argv)
+{
+    const char *model_path = NULL, *data = NULL, *logits_path = NULL;
+    int ema = -1, batch = 0, workers = -1;
+    for (int i = 1; i < argc; i++) {
+        if (vn_cli_is(argv[i], "-h", "--help")) {
+            fputs(eval_help, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) data = argv[++i];
+        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--batch-size") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
+        else if (argv[i][0] == '-') {
+            vn_cli_error("eval", "unknown option %s (see vanilla eval --help)", argv[i]);
+            return VN_EXIT_USAGE;
+        } else model_path = argv[i];
+    }
+    if (!model_path) {
+        fputs(eval_help, stderr);
+        return VN_EXIT_USAGE;
+    }
+    vn_error err = {0};
+    vn_ckpt_info info;
+    vn_vanillanet *m = NULL;
+    if (vn_open_model(model_path, ema, &m, &info, &err) != VN_OK) {
+        vn_cli_error("eval", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    vn_loader_config lc;
+    vn_config cfg;
+    bool have_cfg;
+    int ec = eval_loader_config(&info, model_path, &lc, &cfg, &have_cfg, "eval");
+    char split[2100];
+    if (!ec && !data) {
+        if (!have_cfg || !cfg.data.root[0]) {
+            vn_cli_error("eval", "no --data folder given and %s has no data.root", model_path);
+            ec = VN_EXIT_USAGE;
+        } else {
+            data = vn_split_path(&cfg, false, split, sizeof split);
+        }
+    }
+    vn_loader *ld = NULL;
+    vn_ctx *ctx = vn_ctx_create();
+    if (!ec) {
+        lc.root = data;
+        lc.class_names = (const char *const *)info.class_names;
+        lc.n_class_names = info.n_classes;
+        lc.num_classes = m->cfg.num_classes;
+        if (batch > 0) lc.batch_size = batch;
+        if (workers >= 0) lc.workers = workers;
+        lc.seed = 0;
+        if (vn_loader_open(&lc, &ld, &err) != VN_OK) {
+            vn_cli_error("eval", "%s", err.msg);
+            ec = VN_EXIT_ERROR;
+        }
+    }
+    if (!ec && vn_loader_num_classes(ld) != m->cfg.num_classes) {
+        vn_cli_error("eval", "%s has %d classes, the model %d", data, vn_loader_num_classes(ld),
+                     m->cfg.num_classes);
+        ec = VN_EXIT_ERROR;
+    }
+    vn_eval_result res;
+    float *logits = NULL;
+    if (!ec && vn_evaluate(ctx, m, ld, &res, logits_path ? &logits : NULL, &err) != VN_OK) {
+        vn_cli_error("eval", "%s", err.msg);
+        ec = VN_EXIT_ERROR;
+    }
+    if (!ec) {
+        printf("%s%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images)\n", model_path,
+               ema >= 0 ? " (EMA)" : "", data, res.top1, res.top5, res.loss, (long long)res.n);
+        if (logits_path) {
+            if (write_logits(logits_path, logits, res.n, m->cfg.num_classes, &err) != VN_OK) {
+                vn_cli_error("eval", "%s", err.msg);
+                ec = VN_EXIT_ERROR;
+            } else {
+                printf("logits: %s\n", logits_path);
+            }
+        }
+    }
+    free(logits);
+    vn_loader_close(ld);
+    vn_ctx_destroy(ctx);
+    vn_vanillanet_destroy(m);
+    vn_ckpt_info_free(&info);
+    return ec;
+}
+
+static const char export_help[] =
+    "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N] [--force]\n"
+    "\n"
+    "Merges a training checkpoint (its model, or EMA copy N) into the deploy network: every\n"
+    "BatchNorm folded into its conv, conv1 and conv2 of each block, the stem and the\n"
+    "classifier merged into single convs. Runs both graphs (eval mode) on a batch and prints\n"
+    "the largest difference. The merge is exact only at act_learn 1 (deep training finished);\n"
+    "--force merges anyway and says how far off it is. The file loads with\n"
+    "load_state_dict(strict=True) into the official PyTorch VanillaNet(deploy=True).\n";
+
+int vn_cmd_export(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL;
+    int ema = -1;
+    bool force = false;
+    for (int i = 1; i < argc; i++) {
+        if (vn_cli_is(argv[i], "-h", "--help")) {
+            fputs(export_help, stdout);
+            return 0;
+        } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
+        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--force") == 0) force = true;
+        else if (argv[i][0] == '-') {
+            vn_cli_error("export", "unknown option %s (see vanilla export --help)", argv[i]);
+            return VN_EXIT_USAGE;
+        } else in = argv[i];
+    }
+    if (!in || !out) {
+        fputs(export_help, stderr);
+        return VN_EXIT_USAGE;
+    }
+    vn_error err = {0};
+    vn_ckpt_info info;
+    vn_vanillanet *m = NULL;
+    if (vn_open_model(in, ema, &m, &info, &err) != VN_OK) {
+        vn_cli_error("export", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    int ec = 0;
+    if (m->deploy) {
+        vn_cli_error("export", "%s is already in deploy form", in);
+        ec = VN_EXIT_ERROR;
+    } else if (m->act_learn < 1.0f && !force) {
+        vn_cli_error("export", "%s has act_learn %.4g < 1: deep training has not finished, so the "
+                     "leaky ReLU between conv1 and conv2 is not the identity and the merge would "
+                     "change the network's outputs. Train to the end of deep_training.decay_epochs, "
+                     "or pass --force to export an approximate network.", in, (double)m->act_learn);
+        ec = VN_EXIT_ERROR;
+    }
+    int size = info.has_data ? info.input_size : 224;
+    vn_tensor *x = NULL;
+    vn_ctx *ctx = vn_ctx_create();
+    float *ref = NULL;
+    int64_t n = 0;
+    if (!ec) {
+        x = vn_tensor_new4(8, size, size, m->cfg.in_chans, false);
+        vn_rng rng;
+        vn_rng_seed(&rng, 2023, 0, 0);
+        for (int64_t i = 0; i < x->numel; i++) x->data[i] = (float)vn_rng_normal(&rng);
+        vn_ctx_set_grad(ctx, false);
+        vn_vanillanet_set_training(m, false);
+        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
+        if (!y) {
+            vn_cli_error("export", "%s", vn_ctx_error(ctx));
+            ec = VN_EXIT_ERROR;
+        } else {
+            n = y->numel;
+            ref = malloc((size_t)n * sizeof *ref);
+            memcpy(ref, y->data, (size_t)n * sizeof *ref);
+        }
+        vn_ctx_reset(ctx);
+    }
+    if (!ec && vn_vanillanet_switch_to_deploy(m, force, &err) != VN_OK) {
+        vn_cli_error("export", "%s", err.msg);
+        ec = VN_EXIT_ERROR;
+    }
+    if (!ec) {
+        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
+        double md = 0, mr = 0;
+        for (int64_t i = 0; y && i < n; i++) {
+            md = fmax(md, fabs((double)y->data[i] - ref[i]));
+            mr = fmax(mr, fabs((double)ref[i]));
+        }
+        printf("merged %s%s: %lld parameters (training form) -> %lld (deploy form)\n", in,
+               ema >= 0 ? " (EMA)" : "", (long long)vn_vanillanet_count_params(&m->cfg, false),
+               (long long)vn_state_numel(&m->state, VN_STATE_PARAM));
+        printf("largest |difference| of the logits on a random batch of 8 at %dx%d: %.3g "
+               "(relative %.3g)%s\n", size, size, md, mr > 0 ? md / mr : 0.0,
+               force && info.state.act_learn < 1 ? "  (act_learn < 1: the merge is inexact)" : "");
+        vn_st_writer *w = vn_st_writer_new();
+        int rc = vn_state_to_writer(&m->state, "", w, &err);
+        vn_config cfg;
+        bool have_cfg = info.config_yaml &&
+                        vn_config_from_text(&cfg, info.config_yaml, strlen(info.config_yaml), in, NULL) == VN_OK;
+        if (rc == VN_OK)
+            rc = vn__write_model_meta(w, m, have_cfg ? &cfg : NULL, (const char *const *)info.class_names,
+                                      info.n_classes, &err);
+        if (rc == VN_OK && !have_cfg && info.has_data) {
+            char data[512];
+            snprintf(data, sizeof data, "{\"input_size\":%d,\"channels\":%d,\"interpolation\":\"%s\","
+                     "\"crop_pct\":%.17g,\"mean\":[%.9g,%.9g,%.9g],\"std\":[%.9g,%.9g,%.9g]}",
+                     info.input_size, info.channels, info.interpolation ? "bicubic" : "bilinear",
+                     info.crop_pct, (double)info.mean[0], (double)info.mean[1], (double)info.mean[2],
+                     (double)info.std[0], (double)info.std[1], (double)info.std[2]);
+            rc = vn_st_set_meta(w, "vanilla.data", data, &err);
+        }
+        if (rc == VN_OK) rc = vn_st_write(w, out, VN_ST_CRC32, &err);
+        vn_st_writer_free(w);
+        if (rc != VN_OK) {
+            vn_cli_error("export", "%s", err.msg);
+            ec = VN_EXIT_ERROR;
+        } else {
+            printf("deploy weights: %s\n", out);
+        }
+    }
+    free(ref);
+    vn_tensor_free(x);
+    vn_ctx_destroy(ctx);
+    vn_vanillanet_destroy(m);
+    vn_ckpt_info_free(&info);
+    return ec;
+}
+
+static const char predict_help[] =
+    "usage: vanilla predict MODEL.safetensors IMAGE... [--topk K] [--ema N] [--save-logits FILE]\n"
+    "\n"
+    "Classifies image files (PNG or JPEG) with a checkpoint or weight file and prints the top K\n"
+    "classes (default 5) with their probabilities. --save-logits writes a safetensors file with\n"
+    "a tensor `logits` [N, classes] in the order of the arguments (only when every image could\n"
+    "be read).\n";
+
+int vn_cmd_predict(int argc, char **argv)
+{
+    const char *model_path = NULL, *logits_path = NULL;
+    const char **images = calloc((size_t)argc, sizeof *images);
+    int n_images = 0, topk = 5, ema = -1;
+    for (int i = 1; i < argc; i++) {
+        if (vn_cli_is(argv[i], "-h", "--help")) {
+            fputs(predict_help, stdout);
+            free(images);
+            return 0;
+        } else if (strcmp(argv[i], "--topk") == 0 && i + 1 < argc) topk = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
+        else if (argv[i][0] == '-') {
+            vn_cli_error("predict", "unknown option %s (see vanilla predict --help)", argv[i]);
+            free(images);
+            return VN_EXIT_USAGE;
+        } else if (!model_path) model_path = argv[i];
+        else images[n_images++] = argv[i];
+    }
+    if (!model_path || n_images == 0) {
+        fputs(predict_help, stderr);
+        free(images);
+        return VN_EXIT_USAGE;
+    }
+    vn_error err = {0};
+    vn_ckpt_info info;
+    vn_vanillanet *m = NULL;
+    if (vn_open_model(model_path, ema, &m, &info, &err) != VN_OK) {
+        vn_cli_error("predict", "%s", err.msg);
+        free(images);
+        return VN_EXIT_ERROR;
+    }
+    vn_loader_config lc;
+    vn_config cfg;
+    bool have_cfg;
+    int ec = eval_loader_config(&info, model_path, &lc, &cfg, &have_cfg, "predict");
+    int nc = m->cfg.num_classes, s = lc.input_size, ch = lc.channels;
+    if (topk < 1) topk = 1;
+    if (topk > nc) topk = nc;
+    float *logits = calloc((size_t)n_images * (size_t)nc, sizeof *logits);
+    vn_tensor *x = vn_tensor_new4(1, s, s, ch, false);
+    vn_ctx *ctx = vn_ctx_create();
+    vn_ctx_set_grad(ctx, false);
+    int failed = 0;
+    for (int i = 0; !ec && i < n_images; i++) {
+        if (vn_load_eval_image(images[i], &lc, x->data, &err) != VN_OK) {
+            vn_cli_error("predict", "%s", err.msg);
+            failed++;
+            continue;
+        }
+        vn_ctx_reset(ctx);
+        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
+        if (!y) {
+            vn_cli_error("predict", "%s", vn_ctx_error(ctx));
+            ec = VN_EXIT_ERROR;
+            break;
+        }
+        float *row = logits + (int64_t)i * nc;
+        memcpy(row, y->data, (size_t)nc * sizeof *row);
+        double mx = row[0], se = 0;
+        for (int c = 0; c < nc; c++) mx = fmax(mx, row[c]);
+        for (int c = 0; c < nc; c++) se += exp(row[c] - mx);
+        printf("%s:\n", images[i]);
+        bool *used = calloc((size_t)nc, sizeof *used);
+        for (int k = 0; k < topk; k++) {
+            int best = -1;
+            for (int c = 0; c < nc; c++)
+                if (!used[c] && (best < 0 || row[c] > row[best])) best = c;
+            used[best] = true;
+            const char *name = info.class_names && best < info.n_classes ? info.class_names[best] : NULL;
+            printf("  %d. %-24s %6.2f%%  (class %d, logit %.4f)\n", k + 1, name ? name : "?",
+                   100.0 * exp(row[best] - mx) / se, best, (double)row[best]);
+        }
+        free(used);
+    }
+    if (!ec && failed) {
+        vn_cli_error("predict", "%d of %d images could not be read%s", failed, n_images,
+                     logits_path ? "; no logits file written" : "");
+        ec = VN_EXIT_ERROR;
+    }
+    if (!ec && logits_path) {
+        if (write_logits(logits_path, logits, n_images, nc, &err) != VN_OK) {
+            vn_cli_error("predict", "%s", err.msg);
+            ec = VN_EXIT_ERROR;
+        } else {
+            printf("logits: %s\n", logits_path);
+        }
+    }
+    free(logits);
+    free(images);
+    vn_tensor_free(x);
+    vn_ctx_destroy(ctx);
+    vn_vanillanet_destroy(m);
+    vn_ckpt_info_free(&info);
+    return ec;
+}

@@ -1,0 +1,248 @@
+/* vanilla train / config / info */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/cli/vn_cli.h"
+#include "train/vn_trainer.h"
+
+#define MAX_ARGS 64
+
+typedef struct config_args {
+    const char *files[MAX_ARGS];
+    int n_files;
+    const char *sets[MAX_ARGS];
+    int n_sets;
+} config_args;
+
+/* Takes --set k=v / --set=k=v; returns 1 if consumed (advancing *i), -1 on error. */
+static int take_set(config_args *a, int argc, char **argv, int *i, const char *cmd)
+{
+    const char *arg = argv[*i];
+    if (strcmp(arg, "--set") == 0 || strcmp(arg, "-s") == 0) {
+        if (*i + 1 >= argc) {
+            vn_cli_error(cmd, "--set needs section.key=value");
+            return -1;
+        }
+        if (a->n_sets < MAX_ARGS) a->sets[a->n_sets++] = argv[++*i];
+        return 1;
+    }
+    if (strncmp(arg, "--set=", 6) == 0) {
+        if (a->n_sets < MAX_ARGS) a->sets[a->n_sets++] = arg + 6;
+        return 1;
+    }
+    return 0;
+}
+
+static const char train_help[] =
+    "usage: vanilla train CONFIG.yaml... [--set section.key=value]... [--resume auto|CKPT] [--force]\n"
+    "\n"
+    "Trains the model the config describes on data.root/train, evaluating on data.root/val.\n"
+    "Several config files are applied in order; --set overrides any key (see `vanilla config\n"
+    "show CONFIG` for every key, its value and its meaning).\n"
+    "\n"
+    "  --resume auto   continue from the newest valid checkpoint in output.dir (or start\n"
+    "                  fresh if there is none); an unreadable newest checkpoint is reported\n"
+    "                  and the one before it is used\n"
+    "  --resume CKPT   continue from that checkpoint; bit-exact, also mid-epoch\n"
+    "  --force         resume even though the config changed (prints what changed)\n"
+    "\n"
+    "Writes to output.dir: config.yaml, checkpoints/ckpt-s<step>.safetensors (the last\n"
+    "output.keep_last) and checkpoints/best.safetensors, metrics.jsonl, epochs.csv and tb/\n"
+    "(TensorBoard). SIGINT, SIGTERM or SIGUSR1 finish the current step, write a checkpoint and\n"
+    "exit with code 3.\n";
+
+int vn_cmd_train(int argc, char **argv)
+{
+    config_args a = {0};
+    const char *resume = NULL;
+    bool force = false;
+    for (int i = 1; i < argc; i++) {
+        int t = take_set(&a, argc, argv, &i, "train");
+        if (t < 0) return VN_EXIT_USAGE;
+        if (t) continue;
+        if (vn_cli_is(argv[i], "-h", "--help")) {
+            fputs(train_help, stdout);
+            return VN_EXIT_OK;
+        } else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) {
+            resume = argv[++i];
+        } else if (strncmp(argv[i], "--resume=", 9) == 0) {
+            resume = argv[i] + 9;
+        } else if (strcmp(argv[i], "--force") == 0) {
+            force = true;
+        } else if (argv[i][0] == '-') {
+            vn_cli_error("train", "unknown option %s (see vanilla train --help)", argv[i]);
+            return VN_EXIT_USAGE;
+        } else if (a.n_files < MAX_ARGS) {
+            a.files[a.n_files++] = argv[i];
+        }
+    }
+    if (a.n_files == 0) {
+        fputs(train_help, stderr);
+        return VN_EXIT_USAGE;
+    }
+    vn_config cfg;
+    int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "train");
+    if (ec) return ec;
+    if (!cfg.data.root[0]) {
+        vn_cli_error("train", "data.root is not set: point it at a folder with train/ and val/ "
+                     "class folders (in the config or with --set data.root=PATH)");
+        return VN_EXIT_USAGE;
+    }
+    vn_cli_install_signals();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    vn_train_options opt = {resume, force, &vn_cli_stop, stdout};
+    vn_train_result res;
+    vn_error err = {0};
+    int rc = vn_train(&cfg, &opt, &res, &err);
+    if (rc != VN_OK) {
+        vn_cli_error("train", "%s", err.msg);
+        return rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
+    }
+    printf("\n");
+    if (res.outcome == VN_TRAIN_INTERRUPTED) {
+        printf("interrupted at epoch %lld, step %lld; checkpoint %s\n"
+               "resume with: vanilla train %s --resume auto\n",
+               (long long)res.state.epoch, (long long)res.state.step, res.last_ckpt, a.files[0]);
+        return VN_EXIT_INTERRUPTED;
+    }
+    if (res.state.finished && res.seconds < 1e-3 && !res.evaluated)
+        printf("this run had already finished; nothing to do\n");
+    if (res.evaluated)
+        printf("final: top-1 %.2f%%  top-5 %.2f%%  loss %.4f on %lld images\n", res.last_eval.top1,
+               res.last_eval.top5, res.last_eval.loss, (long long)res.last_eval.n);
+    if (res.state.best_top1 >= 0)
+        printf("best:  top-1 %.2f%% (%s, epoch %lld)\n", res.state.best_top1, res.state.best_source,
+               (long long)res.state.best_epoch);
+    printf("time:  %.1f s this session (%.1f s waiting for data), %.1f s in total\n", res.seconds,
+           res.data_wait, res.state.elapsed);
+    printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg.output.dir,
+           res.last_ckpt[0] ? res.last_ckpt : "-");
+    return VN_EXIT_OK;
+}
+
+static const char config_help[] =
+    "usage: vanilla config show [CONFIG.yaml...] [--set section.key=value]... [--no-help]\n"
+    "       vanilla config schema [--markdown]\n"
+    "\n"
+    "show:   prints the effective config (defaults, files, overrides) as YAML with the help\n"
+    "        of each key; the output is itself a valid config file.\n"
+    "schema: every key with its type, default, range and meaning.\n";
+
+int vn_cmd_config(int argc, char **argv)
+{
+    if (argc < 2 || vn_cli_is(argv[1], "-h", "--help")) {
+        fputs(config_help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
+    }
+    if (strcmp(argv[1], "schema") == 0) return vn_config_schema_markdown(stdout) == 0 ? 0 : 1;
+    if (strcmp(argv[1], "show") != 0) {
+        vn_cli_error("config", "unknown subcommand %s (show or schema)", argv[1]);
+        return VN_EXIT_USAGE;
+    }
+    config_args a = {0};
+    unsigned flags = VN_CONFIG_WRITE_HELP | VN_CONFIG_WRITE_ORIGIN;
+    for (int i = 2; i < argc; i++) {
+        int t = take_set(&a, argc, argv, &i, "config");
+        if (t < 0) return VN_EXIT_USAGE;
+        if (t) continue;
+        if (strcmp(argv[i], "--no-help") == 0) flags = 0;
+        else if (vn_cli_is(argv[i], "-h", "--help")) {
+            fputs(config_help, stdout);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            vn_cli_error("config", "unknown option %s", argv[i]);
+            return VN_EXIT_USAGE;
+        } else if (a.n_files < MAX_ARGS) a.files[a.n_files++] = argv[i];
+    }
+    vn_config cfg;
+    int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "config");
+    if (ec) return ec;
+    return vn_config_write_yaml(&cfg, stdout, flags) == 0 ? 0 : 1;
+}
+
+static const char info_help[] =
+    "usage: vanilla info CONFIG.yaml... [--set k=v]... [--input-size N] [--deploy]\n"
+    "       vanilla info MODEL.safetensors [--input-size N]\n"
+    "\n"
+    "Per-layer output shapes, parameters and multiply-adds, with totals for the training and\n"
+    "the deploy form.\n";
+
+static int print_report(const vn_vanillanet_config *mc, bool deploy, int size, const char *cmd)
+{
+    vn_report r;
+    vn_error err = {0};
+    if (vn_vanillanet_report(mc, deploy, size, size, &r, &err) != VN_OK) {
+        vn_cli_error(cmd, "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    printf("%s form, input %dx%dx%d:\n", deploy ? "deploy" : "training", size, size, mc->in_chans);
+    vn_report_print(&r, stdout);
+    vn_report_free(&r);
+    return 0;
+}
+
+int vn_cmd_info(int argc, char **argv)
+{
+    config_args a = {0};
+    int size = 0;
+    bool deploy_only = false;
+    const char *model_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        int t = take_set(&a, argc, argv, &i, "info");
+        if (t < 0) return VN_EXIT_USAGE;
+        if (t) continue;
+        if (vn_cli_is(argv[i], "-h", "--help")) {
+            fputs(info_help, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) {
+            size = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--deploy") == 0) {
+            deploy_only = true;
+        } else if (argv[i][0] == '-') {
+            vn_cli_error("info", "unknown option %s", argv[i]);
+            return VN_EXIT_USAGE;
+        } else if (strstr(argv[i], ".safetensors")) {
+            model_file = argv[i];
+        } else if (a.n_files < MAX_ARGS) {
+            a.files[a.n_files++] = argv[i];
+        }
+    }
+    vn_vanillanet_config mc;
+    vn_error err = {0};
+    bool file_deploy = false;
+    if (model_file) {
+        vn_ckpt_info info;
+        if (vn_ckpt_info_read(model_file, &info, &err) != VN_OK) {
+            vn_cli_error("info", "%s", err.msg);
+            return VN_EXIT_ERROR;
+        }
+        mc = info.model;
+        file_deploy = info.deploy;
+        if (!size) size = info.has_data ? info.input_size : 224;
+        printf("%s: %s%s, %d classes\n", model_file, info.is_checkpoint ? "training checkpoint" : "weights",
+               info.deploy ? " (deploy form)" : "", mc.num_classes);
+        vn_ckpt_info_free(&info);
+    } else {
+        if (a.n_files == 0 && a.n_sets == 0) {
+            fputs(info_help, stderr);
+            return VN_EXIT_USAGE;
+        }
+        vn_config cfg;
+        int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "info");
+        if (ec) return ec;
+        int nc = cfg.model.num_classes > 0 ? (int)cfg.model.num_classes : 1000;
+        if (vn_build_model_config(&cfg, nc, &mc, &err) != VN_OK) {
+            vn_cli_error("info", "%s", err.msg);
+            return VN_EXIT_ERROR;
+        }
+        if (!size) size = (int)cfg.data.input_size;
+    }
+    int rc = 0;
+    if (!deploy_only && !file_deploy) rc = print_report(&mc, false, size, "info");
+    if (rc == 0 && (mc.shortcut == VN_SHORTCUT_NONE)) {
+        if (!deploy_only && !file_deploy) printf("\n");
+        rc = print_report(&mc, true, size, "info");
+    }
+    return rc;
+}

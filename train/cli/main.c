@@ -1,0 +1,106 @@
+/* vanilla: train, evaluate, export and use VanillaNet models. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/cli/vn_cli.h"
+
+volatile sig_atomic_t vn_cli_stop = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    vn_cli_stop = 1;
+}
+
+void vn_cli_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+void vn_cli_error(const char *cmd, const char *fmt, ...)
+{
+    fprintf(stderr, "vanilla %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+bool vn_cli_is(const char *arg, const char *a, const char *b)
+{
+    return (a && strcmp(arg, a) == 0) || (b && strcmp(arg, b) == 0);
+}
+
+int vn_cli_load_config(vn_config *cfg, const char *const *files, int n_files,
+                       const char *const *sets, int n_sets, const char *cmd)
+{
+    vn_error err = {0};
+    vn_config_init(cfg);
+    for (int i = 0; i < n_files; i++)
+        if (vn_config_load_file(cfg, files[i], &err) != VN_OK) {
+            vn_cli_error(cmd, "%s", err.msg);
+            return VN_EXIT_ERROR;
+        }
+    for (int i = 0; i < n_sets; i++)
+        if (vn_config_set(cfg, sets[i], &err) != VN_OK) {
+            vn_cli_error(cmd, "%s", err.msg);
+            return VN_EXIT_USAGE;
+        }
+    if (vn_config_check(cfg, &err) != VN_OK) {
+        vn_cli_error(cmd, "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    return VN_EXIT_OK;
+}
+
+static const char usage[] =
+    "usage: vanilla <command> [options]\n"
+    "\n"
+    "Train VanillaNet models on ImageNet-format image folders, resume, evaluate, export the\n"
+    "merged deploy network (loads into the official PyTorch model) and run ablations.\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG...     train (or resume) a model from YAML config files\n"
+    "  eval MODEL          top-1/top-5/loss of a checkpoint or weight file on a folder\n"
+    "  export CKPT -o OUT  merge a checkpoint into the deploy network (safetensors)\n"
+    "  predict MODEL IMG.. top-k classes of image files\n"
+    "  ablate BASE ABL     run a grid of config overrides and tabulate the results\n"
+    "  info CONFIG|MODEL   per-layer shapes, parameters and multiply-adds\n"
+    "  config show|schema  the effective config with helps, or the reference of every key\n"
+    "  data import|check   import MNIST/Fashion-MNIST into image folders, check a folder\n"
+    "\n"
+    "Run `vanilla <command> --help` for the options of a command.\n"
+    "\n"
+    "exit codes: 0 ok, 1 error, 2 bad command line, 3 interrupted by a signal (a checkpoint\n"
+    "was written: resume with --resume auto), 4 stopped on a non-finite loss or gradient\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || vn_cli_is(argv[1], "-h", "--help") || strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
+    }
+    if (vn_cli_is(argv[1], "--version", NULL)) {
+        printf("vanilla 0.1.0\n");
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"train", vn_cmd_train},   {"eval", vn_cmd_eval},     {"export", vn_cmd_export},
+                {"predict", vn_cmd_predict}, {"ablate", vn_cmd_ablate}, {"info", vn_cmd_info},
+                {"config", vn_cmd_config}, {"data", vn_cmd_data}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "vanilla: unknown command '%s'\n\n%s", argv[1], usage);
+    return VN_EXIT_USAGE;
+}

@@ -1,0 +1,43 @@
+/* The `vanilla` command: shared helpers of the subcommands. */
+#ifndef VN_CLI_H
+#define VN_CLI_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "train/vn_config.h"
+
+/* Exit codes (also in `vanilla --help`). */
+enum {
+    VN_EXIT_OK = 0,
+    VN_EXIT_ERROR = 1,       /* bad input, I/O, failed run: the message says which */
+    VN_EXIT_USAGE = 2,       /* bad command line */
+    VN_EXIT_INTERRUPTED = 3, /* SIGINT/SIGTERM/SIGUSR1: checkpoint written, resume later */
+    VN_EXIT_NONFINITE = 4    /* training stopped on a non-finite loss or gradient */
+};
+
+/* Prints "vanilla <cmd>: <msg>" to stderr. */
+void vn_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Loads CONFIG files and --set overrides into cfg (defaults first), then checks it. */
+int vn_cli_load_config(vn_config *cfg, const char *const *files, int n_files,
+                       const char *const *sets, int n_sets, const char *cmd);
+
+/* True when `arg` is one of the given option spellings. */
+bool vn_cli_is(const char *arg, const char *a, const char *b);
+
+int vn_cmd_train(int argc, char **argv);
+int vn_cmd_config(int argc, char **argv);
+int vn_cmd_info(int argc, char **argv);
+int vn_cmd_eval(int argc, char **argv);
+int vn_cmd_export(int argc, char **argv);
+int vn_cmd_predict(int argc, char **argv);
+int vn_cmd_data(int argc, char **argv);
+int vn_cmd_ablate(int argc, char **argv);
+
+/* Set by the signal handlers of `train` and `ablate`. */
+extern volatile sig_atomic_t vn_cli_stop;
+void vn_cli_install_signals(void);
+
+#endif

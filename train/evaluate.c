@@ -1,0 +1,69 @@
+/* Evaluation: top-1, top-5 and mean cross-entropy over a loader epoch, in eval mode. */
+#include "train/vn_trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *res,
+                float **logits_out, vn_error *err)
+{
+    memset(res, 0, sizeof *res);
+    bool was_training = m->training;
+    vn_vanillanet_set_training(m, false);
+    bool grad = vn_ctx_set_grad(ctx, false);
+    int rc = vn_loader_start_epoch(ld, 0, 0, err);
+    int nc = m->cfg.num_classes;
+    int64_t total = vn_loader_num_samples(ld);
+    float *all = NULL;
+    if (rc == VN_OK && logits_out) {
+        all = malloc((size_t)(total > 0 ? total : 1) * (size_t)nc * sizeof *all);
+        if (!all) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory for logits");
+    }
+    double loss_sum = 0;
+    int64_t top1 = 0, top5 = 0, n = 0;
+    while (rc == VN_OK) {
+        vn_batch b;
+        rc = vn_loader_next(ld, &b, err);
+        if (rc != VN_OK || b.size == 0) break;
+        vn_ctx_reset(ctx);
+        vn_tensor *y = vn_vanillanet_forward(ctx, m, b.images);
+        if (!y) {
+            rc = vn_error_set(err, vn_ctx_status(ctx), "evaluation: %s", vn_ctx_error(ctx));
+            vn_loader_release(ld, &b);
+            break;
+        }
+        for (int i = 0; i < b.size; i++) {
+            const float *row = y->data + (int64_t)i * nc;
+            int label = b.labels[i];
+            /* Rank of the true class: how many logits beat it (ties count for the label). */
+            int above = 0;
+            double mx = row[0];
+            for (int c = 0; c < nc; c++) {
+                if (row[c] > row[label]) above++;
+                if (row[c] > mx) mx = row[c];
+            }
+            top1 += above == 0;
+            top5 += above < 5;
+            double se = 0;
+            for (int c = 0; c < nc; c++) se += exp((double)row[c] - mx);
+            loss_sum += mx + log(se) - row[label];
+            if (all) memcpy(all + b.indices[i] * nc, row, (size_t)nc * sizeof *all);
+        }
+        n += b.size;
+        vn_loader_release(ld, &b);
+    }
+    vn_ctx_reset(ctx);
+    vn_ctx_set_grad(ctx, grad);
+    vn_vanillanet_set_training(m, was_training);
+    if (rc != VN_OK) {
+        free(all);
+        return rc;
+    }
+    res->n = n;
+    res->top1 = n ? 100.0 * (double)top1 / (double)n : 0;
+    res->top5 = n ? 100.0 * (double)top5 / (double)n : 0;
+    res->loss = n ? loss_sum / (double)n : 0;
+    if (logits_out) *logits_out = all;
+    return VN_OK;
+}
