@@ -354,8 +354,7 @@ static void conv_backward(vn_ctx *ctx, vn_node *node)
         if (dx || dw) rc = patch_backward(ctx, dx, dx_fresh, dw, dw_fresh, dy, x->data, w->data, g);
         break;
     case CONV_KIND_DEPTHWISE:
-        if (dx) rc = vn__dw_backward_dx(ctx, dx, dx_fresh, dy, w->data, g);
-        if (rc == VN_OK && dw) rc = vn__dw_backward_dw(ctx, dw, dy, x->data, g);
+        if (dx || dw) rc = vn__dw_backward(ctx, dx, dx_fresh, dw, dy, x->data, w->data, g);
         break;
     case CONV_KIND_GENERAL:
         if (dx || dw) rc = general_backward(ctx, dx, dw, dy, x->data, w->data, g);

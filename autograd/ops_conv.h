@@ -8,7 +8,7 @@
 #include <math.h>
 
 /* Below this many multiply-adds (or floats touched), a loop runs on one thread: starting a
- * parallel region costs more. */
+ * parallel region costs more, and much more when the cores are shared. */
 #define VN_CONV_PAR_MIN (1 << 18)
 
 /* fmaf is one instruction (and vectorises) where the target has FMA; C11 mode keeps GCC
@@ -44,12 +44,11 @@ static inline void vn__conv_tap_range(int64_t k, int64_t s, int64_t p, int64_t i
 void *vn__conv_scratch(vn_ctx *ctx, size_t bytes, const char *what);
 
 /* Depthwise (groups == cin == cout) kernels; w is OHWI [c, kh, kw, 1], b may be NULL.
- * Forward writes y. dx is written when fresh, accumulated otherwise; dw accumulates. */
+ * Forward writes y. Backward: dx (when not NULL) is written when fresh, accumulated
+ * otherwise; dw (when not NULL) accumulates. */
 int vn__dw_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
                    const vn__conv_geom *g);
-int vn__dw_backward_dx(vn_ctx *ctx, float *dx, bool fresh, const float *dy, const float *w,
-                       const vn__conv_geom *g);
-int vn__dw_backward_dw(vn_ctx *ctx, float *dw, const float *dy, const float *x,
-                       const vn__conv_geom *g);
+int vn__dw_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, const float *dy,
+                    const float *x, const float *w, const vn__conv_geom *g);
 
 #endif

@@ -272,57 +272,69 @@ static void dw_stream_out(float *y, int64_t c, const float *stage, int64_t w, in
 #define DW_TILE(T, NV) \
     dw_tile(yo, ys, xb, rg, wb, nb, bi, g->kw, hi0, i0, i1, wo * g->sw, g->sw, T, NV)
 
-/* Every output row of one image for the channels [c0, c0 + gw) of a group (gw a multiple
- * of 8, at most DW_GROUP blocks). Input rows are packed into the ring as the rows first
- * need them. */
-static void dw_group_rows(float *yimg, const float *ximg, const float *wt, dw_init init,
-                          const vn__conv_geom *g, dw_ring rg, float *stage, int64_t c0,
-                          int64_t gw)
+/* Output row ho reads input rows hi0 + i for i in [*i0, *i1). */
+static void dw_row_span(const vn__conv_geom *g, int64_t ho, int64_t *hi0, int64_t *i0,
+                        int64_t *i1)
 {
-    int64_t c = g->cin, kk = g->kh * g->kw, next = 0;
-    for (int64_t ho = 0; ho < g->ho; ho++) {
-        int64_t hi0 = ho * g->sh - g->ph;
-        int64_t i0 = hi0 < 0 ? -hi0 : 0, i1 = g->h - hi0 < g->kh ? g->h - hi0 : g->kh;
-        if (i1 < i0) i1 = i0;
-        if (next < hi0 + i0) next = hi0 + i0;
-        for (; next < hi0 + i1; next++)
-            dw_pack_row(rg.p + (next % rg.slots) * rg.prow, rg.bstride, g->pw,
-                        ximg + next * g->w * c + c0, g->w, c, gw);
-        for (int64_t b0 = 0; b0 < gw; b0 += DW_BLOCK) {
-            int64_t nb = gw - b0 < DW_BLOCK ? gw - b0 : DW_BLOCK;
-            const float *xb = rg.p + (b0 / DW_BLOCK) * rg.bstride;
-            const float *wb = wt + (c0 + b0) * kk;
-            dw_init bi = {init.bias ? init.bias + c0 + b0 : NULL, init.accumulate};
-            float *yout = yimg + ho * g->wo * c + c0 + b0;
-            float *yrow = stage ? stage : yout;
-            int64_t ys = stage ? DW_BLOCK : c;
-            int64_t wo = 0;
-            if (g->sw == 1 && (g->kw == 3 || g->kw == 5 || g->kw == 7))
-                for (; wo + DW_SLIDE_T <= g->wo; wo += DW_SLIDE_T) {
-                    float *yo = yrow + wo * ys;
-                    switch (g->kw) {
-                    case 3: DW_SLIDE(3); break;
-                    case 5: DW_SLIDE(5); break;
-                    default: DW_SLIDE(7); break;
-                    }
+    *hi0 = ho * g->sh - g->ph;
+    *i0 = *hi0 < 0 ? -*hi0 : 0;
+    *i1 = g->h - *hi0 < g->kh ? g->h - *hi0 : g->kh;
+    if (*i1 < *i0) *i1 = *i0;
+}
+
+/* Packs rows [*next, upto) of an image (already offset to the group's first channel) into
+ * the ring, skipping rows below `from`, which no output row needs any more. */
+static void dw_ring_fill(dw_ring rg, int64_t *next, int64_t from, int64_t upto,
+                         const float *img, int64_t w, int64_t pw, int64_t c, int64_t gw)
+{
+    if (*next < from) *next = from;
+    for (; *next < upto; (*next)++)
+        dw_pack_row(rg.p + (*next % rg.slots) * rg.prow, rg.bstride, pw, img + *next * w * c, w,
+                    c, gw);
+}
+
+/* Output row ho of one image for the channels [c0, c0 + gw) of a group (gw a multiple of 8,
+ * at most DW_GROUP blocks), from the input rows in the ring. With a stage, the row goes
+ * through it and out with streaming stores. */
+static void dw_conv_row(float *yimg, const float *wt, dw_init init, const vn__conv_geom *g,
+                        dw_ring rg, float *stage, int64_t c0, int64_t gw, int64_t ho)
+{
+    int64_t c = g->cin, kk = g->kh * g->kw, hi0, i0, i1;
+    dw_row_span(g, ho, &hi0, &i0, &i1);
+    for (int64_t b0 = 0; b0 < gw; b0 += DW_BLOCK) {
+        int64_t nb = gw - b0 < DW_BLOCK ? gw - b0 : DW_BLOCK;
+        const float *xb = rg.p + (b0 / DW_BLOCK) * rg.bstride;
+        const float *wb = wt + (c0 + b0) * kk;
+        dw_init bi = {init.bias ? init.bias + c0 + b0 : NULL, init.accumulate};
+        float *yout = yimg + ho * g->wo * c + c0 + b0;
+        float *yrow = stage ? stage : yout;
+        int64_t ys = stage ? DW_BLOCK : c;
+        int64_t wo = 0;
+        if (g->sw == 1 && (g->kw == 3 || g->kw == 5 || g->kw == 7))
+            for (; wo + DW_SLIDE_T <= g->wo; wo += DW_SLIDE_T) {
+                float *yo = yrow + wo * ys;
+                switch (g->kw) {
+                case 3: DW_SLIDE(3); break;
+                case 5: DW_SLIDE(5); break;
+                default: DW_SLIDE(7); break;
                 }
-            for (; wo + 4 <= g->wo; wo += 4) {
-                float *yo = yrow + wo * ys;
-                if (nb == 16) DW_TILE(4, 2);
-                else DW_TILE(4, 1);
             }
-            for (; wo + 2 <= g->wo; wo += 2) {
-                float *yo = yrow + wo * ys;
-                if (nb == 16) DW_TILE(2, 2);
-                else DW_TILE(2, 1);
-            }
-            for (; wo < g->wo; wo++) {
-                float *yo = yrow + wo * ys;
-                if (nb == 16) DW_TILE(1, 2);
-                else DW_TILE(1, 1);
-            }
-            if (stage) dw_stream_out(yout, c, stage, g->wo, nb);
+        for (; wo + 4 <= g->wo; wo += 4) {
+            float *yo = yrow + wo * ys;
+            if (nb == 16) DW_TILE(4, 2);
+            else DW_TILE(4, 1);
         }
+        for (; wo + 2 <= g->wo; wo += 2) {
+            float *yo = yrow + wo * ys;
+            if (nb == 16) DW_TILE(2, 2);
+            else DW_TILE(2, 1);
+        }
+        for (; wo < g->wo; wo++) {
+            float *yo = yrow + wo * ys;
+            if (nb == 16) DW_TILE(1, 2);
+            else DW_TILE(1, 1);
+        }
+        if (stage) dw_stream_out(yout, c, stage, g->wo, nb);
     }
 }
 #undef DW_TILE
@@ -361,37 +373,28 @@ dw_grad_taps(float *pk, int64_t nb, const float *dyr, const float *xr, int64_t w
         else dw_grad_taps(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 1);                         \
     } while (0)
 
-/* pp += the taps of every output row of one image for the channels [c0, c0 + gw) of a
- * group; pp is the partial sums of channel c0's block. Input rows go through the ring as
- * for the forward; dyp holds the current dy row packed ([DW_GROUP][wo][DW_BLOCK]). */
-static void dw_grad_group(float *pp, const float *dyimg, const float *ximg,
-                          const vn__conv_geom *g, dw_ring rg, float *dyp, int64_t c0, int64_t gw)
+/* pp += the taps of output row ho of one image for the channels [c0, c0 + gw) of a group;
+ * pp is the partial sums of channel c0's block. The input rows are in the ring; dyp is the
+ * dy row packed (block b at dyp + b * dstride, DW_BLOCK floats per pixel). */
+static void dw_grad_row(float *pp, const float *dyp, int64_t dstride, const vn__conv_geom *g,
+                        dw_ring rg, int64_t gw, int64_t ho)
 {
-    int64_t c = g->cin, kk = g->kh * g->kw, next = 0, dstride = g->wo * DW_BLOCK;
-    for (int64_t ho = 0; ho < g->ho; ho++) {
-        int64_t hi0 = ho * g->sh - g->ph;
-        int64_t i0 = hi0 < 0 ? -hi0 : 0, i1 = g->h - hi0 < g->kh ? g->h - hi0 : g->kh;
-        if (i1 < i0) i1 = i0;
-        if (next < hi0 + i0) next = hi0 + i0;
-        for (; next < hi0 + i1; next++)
-            dw_pack_row(rg.p + (next % rg.slots) * rg.prow, rg.bstride, g->pw,
-                        ximg + next * g->w * c + c0, g->w, c, gw);
-        dw_pack_row(dyp, dstride, 0, dyimg + ho * g->wo * c + c0, g->wo, c, gw);
-        for (int64_t b0 = 0; b0 < gw; b0 += DW_BLOCK) {
-            int64_t nb = gw - b0 < DW_BLOCK ? gw - b0 : DW_BLOCK;
-            const float *dyr = dyp + (b0 / DW_BLOCK) * dstride;
-            float *pb = pp + b0 * kk;
-            for (int64_t i = i0; i < i1; i++) {
-                const float *xr = rg.p + (b0 / DW_BLOCK) * rg.bstride +
-                                  ((hi0 + i) % rg.slots) * rg.prow;
-                for (int64_t j0 = 0; j0 < g->kw; j0 += 4) {
-                    float *pk = pb + (i * g->kw + j0) * nb;
-                    switch (g->kw - j0) {
-                    case 1: DW_GRAD(1); break;
-                    case 2: DW_GRAD(2); break;
-                    case 3: DW_GRAD(3); break;
-                    default: DW_GRAD(4); break;
-                    }
+    int64_t kk = g->kh * g->kw, hi0, i0, i1;
+    dw_row_span(g, ho, &hi0, &i0, &i1);
+    for (int64_t b0 = 0; b0 < gw; b0 += DW_BLOCK) {
+        int64_t nb = gw - b0 < DW_BLOCK ? gw - b0 : DW_BLOCK;
+        const float *dyr = dyp + (b0 / DW_BLOCK) * dstride;
+        float *pb = pp + b0 * kk;
+        for (int64_t i = i0; i < i1; i++) {
+            const float *xr =
+                rg.p + (b0 / DW_BLOCK) * rg.bstride + ((hi0 + i) % rg.slots) * rg.prow;
+            for (int64_t j0 = 0; j0 < g->kw; j0 += 4) {
+                float *pk = pb + (i * g->kw + j0) * nb;
+                switch (g->kw - j0) {
+                case 1: DW_GRAD(1); break;
+                case 2: DW_GRAD(2); break;
+                case 3: DW_GRAD(3); break;
+                default: DW_GRAD(4); break;
                 }
             }
         }
@@ -400,53 +403,130 @@ static void dw_grad_group(float *pp, const float *dyimg, const float *ximg,
 #undef DW_GRAD
 #endif
 
-/* ---- forward (and stride-1 input gradient) -------------------------------------------------- */
+/* ---- drivers ------------------------------------------------------------------------------- */
+
+/* Work split shared by the drivers: groups of DW_GROUP blocks over the vector channels,
+ * chunks of whole images for the weight gradient (at most DW_CHUNKS, fixed by the shape). */
+typedef struct dw_plan {
+    int64_t c, cv, kk, total;    /* channels, vector channels, taps, kk * c */
+    int64_t gsize, n_grp;        /* channels per group, groups */
+    int64_t per_chunk, n_chunks; /* images per chunk, chunks */
+} dw_plan;
+
+static dw_plan dw_plan_of(const vn__conv_geom *g)
+{
+    dw_plan p;
+    p.c = g->cin;
+    p.cv = vec_channels(p.c);
+    p.kk = g->kh * g->kw;
+    p.total = p.kk * p.c;
+    p.gsize = DW_GROUP * DW_BLOCK;
+    p.n_grp = vn__ceil_div(p.cv, p.gsize);
+    p.per_chunk = vn__ceil_div(g->n, DW_CHUNKS);
+    p.n_chunks = vn__ceil_div(g->n, p.per_chunk);
+    return p;
+}
+
+/* Large outputs are written with streaming stores through a staged row: they would not stay
+ * in the cache anyway, and this spares reading them in first. */
+static bool dw_stream_ok(const float *y, dw_init init, const vn__conv_geom *g)
+{
+    return DW_SIMD && !init.accumulate && g->cin % 8 == 0 && ((uintptr_t)y & 31) == 0 &&
+           g->n * g->ho * g->wo * g->cin * (int64_t)sizeof(float) >= DW_STREAM_BYTES;
+}
+
+/* The plain loops for channels [cv, c) of a conv, in parallel over output rows. */
+static void dw_conv_tail(float *y, const float *x, const float *wt, dw_init init,
+                         const vn__conv_geom *g, const dw_plan *pl)
+{
+    if (pl->cv == pl->c) return;
+    int64_t rows = g->n * g->ho;
+#pragma omp parallel for schedule(static) if (rows * g->wo * pl->total > VN_CONV_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t n = r / g->ho, ho = r % g->ho;
+        dw_row_plain(y + r * g->wo * pl->c, x + n * g->h * g->w * pl->c, wt + pl->cv * pl->kk,
+                     init, g, ho, pl->cv, pl->c);
+    }
+}
+
+/* The plain loops for channels [cv, c) of the weight gradient, per chunk of images. */
+static void dw_grad_tail(float *part, const float *dy, const float *x, const vn__conv_geom *g,
+                         const dw_plan *pl)
+{
+    if (pl->cv == pl->c) return;
+    int64_t c = pl->c, cv = pl->cv;
+#pragma omp parallel for schedule(static) \
+    if (g->n * g->ho * g->wo * pl->total > VN_CONV_PAR_MIN)
+    for (int64_t ch = 0; ch < pl->n_chunks; ch++) {
+        float *pp = part + ch * pl->total + cv * pl->kk;
+        memset(pp, 0, (size_t)(pl->kk * (c - cv)) * sizeof(float));
+        int64_t n1 = (ch + 1) * pl->per_chunk < g->n ? (ch + 1) * pl->per_chunk : g->n;
+        for (int64_t n = ch * pl->per_chunk; n < n1; n++)
+            for (int64_t ho = 0; ho < g->ho; ho++)
+                dw_grad_row_plain(pp, dy + (n * g->ho + ho) * g->wo * c, x + n * g->h * g->w * c,
+                                  g, ho, cv, c);
+    }
+}
+
+/* dw += the chunk partials, added in chunk order, unblocked into OHWI. */
+static void dw_grad_reduce(float *dw, float *part, const dw_plan *pl)
+{
+    int64_t total = pl->total, n_chunks = pl->n_chunks;
+#pragma omp parallel for schedule(static) if (n_chunks * total > VN_CONV_PAR_MIN)
+    for (int64_t e0 = 0; e0 < total; e0 += 1024) {
+        int64_t e1 = e0 + 1024 < total ? e0 + 1024 : total;
+        for (int64_t ch = 1; ch < n_chunks; ch++) {
+            const float *restrict src = part + ch * total;
+            float *restrict dst = part;
+            for (int64_t e = e0; e < e1; e++) dst[e] += src[e];
+        }
+    }
+    for (int64_t c0 = 0; c0 < pl->c; c0 += block_width(c0, pl->cv, pl->c)) {
+        int64_t nb = block_width(c0, pl->cv, pl->c);
+        for (int64_t j = 0; j < nb; j++)
+            for (int64_t k = 0; k < pl->kk; k++)
+                dw[(c0 + j) * pl->kk + k] += part[c0 * pl->kk + k * nb + j];
+    }
+}
 
 /* y = conv(x, wt) (+ init). */
 static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_init init,
                    const vn__conv_geom *g)
 {
-    int64_t c = g->cin, cv = vec_channels(c), kk = g->kh * g->kw;
-    int64_t work = g->n * g->ho * g->wo * c * kk;
+    dw_plan pl = dw_plan_of(g);
 #if DW_SIMD
-    if (cv > 0) {
-        int64_t gsize = DW_GROUP * DW_BLOCK, n_grp = vn__ceil_div(cv, gsize);
-        /* Large outputs are written with streaming stores through a staged row: they would
-         * not stay in the cache anyway, and this spares reading them in first. */
-        bool stream = !init.accumulate && c % 8 == 0 && ((uintptr_t)y & 31) == 0 &&
-                      g->n * g->ho * g->wo * c * (int64_t)sizeof(float) >= DW_STREAM_BYTES;
-        int64_t tasks = g->n * n_grp, rslice = dw_ring_floats(g);
+    if (pl.cv > 0) {
+        bool stream = dw_stream_ok(y, init, g);
+        int64_t tasks = g->n * pl.n_grp, rslice = dw_ring_floats(g);
         int64_t slice = rslice + g->wo * DW_BLOCK;
         int nt = omp_get_max_threads();
         float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                        "depthwise packing buffers");
         if (!pack) return VN_ERR_NOMEM;
-#pragma omp parallel if (work > VN_CONV_PAR_MIN)
+#pragma omp parallel if (g->n * g->ho * g->wo * pl.total > VN_CONV_PAR_MIN)
         {
             float *mine = pack + omp_get_thread_num() * slice;
             dw_ring rg = dw_ring_at(mine, g);
             dw_ring_zero(rg, g->w, g->pw);
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < tasks; t++) {
-                int64_t n = t / n_grp, c0 = (t % n_grp) * gsize;
-                int64_t gw = cv - c0 < gsize ? cv - c0 : gsize;
-                dw_group_rows(y + n * g->ho * g->wo * c, x + n * g->h * g->w * c, wt, init, g,
-                              rg, stream ? mine + rslice : NULL, c0, gw);
+                int64_t n = t / pl.n_grp, c0 = (t % pl.n_grp) * pl.gsize;
+                int64_t gw = pl.cv - c0 < pl.gsize ? pl.cv - c0 : pl.gsize, next = 0;
+                const float *ximg = x + n * g->h * g->w * pl.c + c0;
+                for (int64_t ho = 0; ho < g->ho; ho++) {
+                    int64_t hi0, i0, i1;
+                    dw_row_span(g, ho, &hi0, &i0, &i1);
+                    dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, pl.c, gw);
+                    dw_conv_row(y + n * g->ho * g->wo * pl.c, wt, init, g, rg,
+                                stream ? mine + rslice : NULL, c0, gw, ho);
+                }
             }
             if (stream) _mm_sfence();
         }
         vn__pool_free(ctx, pack);
     }
 #endif
-    if (cv < c) {
-        int64_t rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (work > VN_CONV_PAR_MIN)
-        for (int64_t r = 0; r < rows; r++) {
-            int64_t n = r / g->ho, ho = r % g->ho;
-            dw_row_plain(y + r * g->wo * c, x + n * g->h * g->w * c, wt + cv * kk, init, g, ho,
-                         cv, c);
-        }
-    }
+    dw_conv_tail(y, x, wt, init, g, &pl);
     return VN_OK;
 }
 
@@ -461,8 +541,6 @@ int vn__dw_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const 
     vn__pool_free(ctx, wt);
     return rc;
 }
-
-/* ---- input gradient ------------------------------------------------------------------------- */
 
 /* Any stride: dx[n, hi] gathers dy[n, ho] * w over the taps that reach it, in parallel over
  * input rows so that no two threads write the same row. wt is one block [kk][c]. */
@@ -496,104 +574,159 @@ static void dw_dx_gather(float *dx, bool fresh, const float *dy, const float *wt
     }
 }
 
-int vn__dw_backward_dx(vn_ctx *ctx, float *dx, bool fresh, const float *dy, const float *w,
-                       const vn__conv_geom *g)
+/* The weight gradient's vector channels into the chunk partials, when dx is not fused. */
+static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x,
+                       const vn__conv_geom *g, const dw_plan *pl)
 {
-    int64_t c = g->cin, kk = g->kh * g->kw;
-    bool as_conv = g->sh == 1 && g->sw == 1 && g->ph <= g->kh - 1 && g->pw <= g->kw - 1;
-    float *wt = vn__conv_scratch(ctx, (size_t)(kk * c) * sizeof(float), "depthwise weights");
-    if (!wt) return VN_ERR_NOMEM;
-    int rc = VN_OK;
-    if (as_conv) {
-        /* dx = conv(dy, rot180(w)) with padding K-1-p: its output is H x W again. */
-        dw_block_weights(wt, w, c, kk, vec_channels(c), true);
-        vn__conv_geom t = *g;
-        t.h = g->ho;
-        t.w = g->wo;
-        t.ho = g->h;
-        t.wo = g->w;
-        t.ph = g->kh - 1 - g->ph;
-        t.pw = g->kw - 1 - g->pw;
-        rc = dw_conv(ctx, dx, dy, wt, (dw_init){NULL, !fresh}, &t);
-    } else {
-        dw_block_weights(wt, w, c, kk, 0, false); /* one block [kk][c] */
-        dw_dx_gather(dx, fresh, dy, wt, g);
-    }
-    vn__pool_free(ctx, wt);
-    return rc;
-}
-
-/* ---- weight gradient ------------------------------------------------------------------------ */
-
-int vn__dw_backward_dw(vn_ctx *ctx, float *dw, const float *dy, const float *x,
-                       const vn__conv_geom *g)
-{
-    /* Chunks are groups of whole images, at most DW_CHUNKS of them, fixed by the shape. */
-    int64_t c = g->cin, kk = g->kh * g->kw, cv = vec_channels(c), total = kk * c;
-    int64_t per_chunk = vn__ceil_div(g->n, DW_CHUNKS), n_chunks = vn__ceil_div(g->n, per_chunk);
-    int64_t work = g->n * g->ho * g->wo * total;
-    float *part = vn__conv_scratch(ctx, (size_t)(n_chunks * total) * sizeof(float),
-                                   "depthwise weight-gradient partial sums");
-    if (!part) return VN_ERR_NOMEM;
 #if DW_SIMD
-    if (cv > 0) {
-        int64_t gsize = DW_GROUP * DW_BLOCK, n_grp = vn__ceil_div(cv, gsize);
-        int64_t tasks = n_chunks * n_grp, xslice = dw_ring_floats(g);
-        int64_t slice = xslice + DW_GROUP * g->wo * DW_BLOCK;
-        int nt = omp_get_max_threads();
-        float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
-                                       "depthwise packing buffers");
-        if (!pack) {
-            vn__pool_free(ctx, part);
-            return VN_ERR_NOMEM;
-        }
-#pragma omp parallel if (work > VN_CONV_PAR_MIN)
-        {
-            float *mine = pack + omp_get_thread_num() * slice;
-            dw_ring rg = dw_ring_at(mine, g);
-            dw_ring_zero(rg, g->w, g->pw);
+    if (pl->cv == 0) return VN_OK;
+    int64_t c = pl->c, kk = pl->kk, tasks = pl->n_chunks * pl->n_grp, xslice = dw_ring_floats(g);
+    int64_t slice = xslice + DW_GROUP * g->wo * DW_BLOCK, dstride = g->wo * DW_BLOCK;
+    int nt = omp_get_max_threads();
+    float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
+                                   "depthwise packing buffers");
+    if (!pack) return VN_ERR_NOMEM;
+#pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_CONV_PAR_MIN)
+    {
+        float *mine = pack + omp_get_thread_num() * slice, *dyp = mine + xslice;
+        dw_ring rg = dw_ring_at(mine, g);
+        dw_ring_zero(rg, g->w, g->pw);
 #pragma omp for schedule(static)
-            for (int64_t t = 0; t < tasks; t++) {
-                int64_t ch = t / n_grp, c0 = (t % n_grp) * gsize;
-                int64_t gw = cv - c0 < gsize ? cv - c0 : gsize;
-                float *pp = part + ch * total + c0 * kk;
-                memset(pp, 0, (size_t)(kk * gw) * sizeof(float));
-                int64_t n1 = (ch + 1) * per_chunk < g->n ? (ch + 1) * per_chunk : g->n;
-                for (int64_t n = ch * per_chunk; n < n1; n++)
-                    dw_grad_group(pp, dy + n * g->ho * g->wo * c, x + n * g->h * g->w * c, g, rg,
-                                  mine + xslice, c0, gw);
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t ch = t / pl->n_grp, c0 = (t % pl->n_grp) * pl->gsize;
+            int64_t gw = pl->cv - c0 < pl->gsize ? pl->cv - c0 : pl->gsize;
+            float *pp = part + ch * pl->total + c0 * kk;
+            memset(pp, 0, (size_t)(kk * gw) * sizeof(float));
+            int64_t n1 = (ch + 1) * pl->per_chunk < g->n ? (ch + 1) * pl->per_chunk : g->n;
+            for (int64_t n = ch * pl->per_chunk; n < n1; n++) {
+                const float *ximg = x + n * g->h * g->w * c + c0;
+                const float *dyimg = dy + n * g->ho * g->wo * c + c0;
+                int64_t next = 0;
+                for (int64_t ho = 0; ho < g->ho; ho++) {
+                    int64_t hi0, i0, i1;
+                    dw_row_span(g, ho, &hi0, &i0, &i1);
+                    dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, c, gw);
+                    dw_pack_row(dyp, dstride, 0, dyimg + ho * g->wo * c, g->wo, c, gw);
+                    dw_grad_row(pp, dyp, dstride, g, rg, gw, ho);
+                }
             }
         }
-        vn__pool_free(ctx, pack);
+    }
+    vn__pool_free(ctx, pack);
+#else
+    (void)ctx, (void)part, (void)dy, (void)x, (void)g, (void)pl;
+#endif
+    return VN_OK;
+}
+
+#if DW_SIMD
+/* Stride 1, both gradients: dx = conv(dy, rot180(w)) over geometry t, and the weight
+ * gradient, in one pass per (chunk of images, group of channels). Each dy row is packed
+ * once, into the dx conv's ring (with its zero columns), and feeds the weight gradient's
+ * row there too, so dy is read from memory once instead of twice. */
+static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const float *wtf,
+                             float *part, const float *dy, const float *x,
+                             const vn__conv_geom *g, const vn__conv_geom *t, const dw_plan *pl)
+{
+    int64_t c = pl->c, kk = pl->kk, tasks = pl->n_chunks * pl->n_grp;
+    int64_t xslice = dw_ring_floats(g), dslice = dw_ring_floats(t);
+    int64_t slice = xslice + dslice + t->wo * DW_BLOCK;
+    bool stream = dw_stream_ok(dx, dx_init, t);
+    int nt = omp_get_max_threads();
+    float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
+                                   "depthwise packing buffers");
+    if (!pack) return VN_ERR_NOMEM;
+#pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_CONV_PAR_MIN)
+    {
+        float *mine = pack + omp_get_thread_num() * slice;
+        dw_ring xr = dw_ring_at(mine, g), dr = dw_ring_at(mine + xslice, t);
+        float *stage = stream ? mine + xslice + dslice : NULL;
+        dw_ring_zero(xr, g->w, g->pw);
+        dw_ring_zero(dr, t->w, t->pw);
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < tasks; k++) {
+            int64_t ch = k / pl->n_grp, c0 = (k % pl->n_grp) * pl->gsize;
+            int64_t gw = pl->cv - c0 < pl->gsize ? pl->cv - c0 : pl->gsize;
+            float *pp = part + ch * pl->total + c0 * kk;
+            memset(pp, 0, (size_t)(kk * gw) * sizeof(float));
+            int64_t n1 = (ch + 1) * pl->per_chunk < g->n ? (ch + 1) * pl->per_chunk : g->n;
+            for (int64_t n = ch * pl->per_chunk; n < n1; n++) {
+                const float *ximg = x + n * g->h * g->w * c + c0;
+                const float *dyimg = dy + n * g->ho * g->wo * c + c0;
+                int64_t next_x = 0, next_dy = 0;
+                for (int64_t hi = 0; hi < t->ho; hi++) {
+                    int64_t h0, i0, i1;
+                    dw_row_span(t, hi, &h0, &i0, &i1);
+                    /* With pad <= kernel - 1, the dx rows need every dy row, in order. */
+                    for (; next_dy < h0 + i1; next_dy++) {
+                        int64_t r = next_dy, s0, j0, j1;
+                        dw_pack_row(dr.p + (r % dr.slots) * dr.prow, dr.bstride, t->pw,
+                                    dyimg + r * g->wo * c, g->wo, c, gw);
+                        dw_row_span(g, r, &s0, &j0, &j1);
+                        dw_ring_fill(xr, &next_x, s0 + j0, s0 + j1, ximg, g->w, g->pw, c, gw);
+                        dw_grad_row(pp, dr.p + (r % dr.slots) * dr.prow + t->pw * DW_BLOCK,
+                                    dr.bstride, g, xr, gw, r);
+                    }
+                    dw_conv_row(dx + n * g->h * g->w * c, wtf, dx_init, t, dr, stage, c0, gw, hi);
+                }
+            }
+        }
+        if (stream) _mm_sfence();
+    }
+    vn__pool_free(ctx, pack);
+    return VN_OK;
+}
+#endif
+
+int vn__dw_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, const float *dy,
+                    const float *x, const float *w, const vn__conv_geom *g)
+{
+    dw_plan pl = dw_plan_of(g);
+    /* For stride 1, dx = conv(dy, rot180(w)) with padding K-1-p: its output is H x W. */
+    bool as_conv = g->sh == 1 && g->sw == 1 && g->ph <= g->kh - 1 && g->pw <= g->kw - 1;
+    vn__conv_geom t = *g;
+    t.h = g->ho;
+    t.w = g->wo;
+    t.ho = g->h;
+    t.wo = g->w;
+    t.ph = g->kh - 1 - g->ph;
+    t.pw = g->kw - 1 - g->pw;
+    dw_init dx_init = {NULL, !dx_fresh};
+
+    float *wt = NULL, *part = NULL;
+    int rc = VN_ERR_NOMEM;
+    if (dx) {
+        wt = vn__conv_scratch(ctx, (size_t)pl.total * sizeof(float), "depthwise weights");
+        if (!wt) goto out;
+        /* The gather form reads the weights as one block [kk][c]. */
+        dw_block_weights(wt, w, pl.c, pl.kk, as_conv ? pl.cv : 0, as_conv);
+    }
+    if (dw) {
+        part = vn__conv_scratch(ctx, (size_t)(pl.n_chunks * pl.total) * sizeof(float),
+                                "depthwise weight-gradient partial sums");
+        if (!part) goto out;
+    }
+    rc = VN_OK;
+#if DW_SIMD
+    if (dx && dw && as_conv && pl.cv > 0) {
+        rc = dw_backward_fused(ctx, dx, dx_init, wt, part, dy, x, g, &t, &pl);
+        if (rc != VN_OK) goto out;
+        dw_conv_tail(dx, dy, wt, dx_init, &t, &pl);
+        dw_grad_tail(part, dy, x, g, &pl);
+        dw_grad_reduce(dw, part, &pl);
+        goto out;
     }
 #endif
-    if (cv < c) {
-#pragma omp parallel for schedule(static) if (work > VN_CONV_PAR_MIN)
-        for (int64_t ch = 0; ch < n_chunks; ch++) {
-            float *pp = part + ch * total + cv * kk;
-            memset(pp, 0, (size_t)(kk * (c - cv)) * sizeof(float));
-            int64_t n1 = (ch + 1) * per_chunk < g->n ? (ch + 1) * per_chunk : g->n;
-            for (int64_t n = ch * per_chunk; n < n1; n++)
-                for (int64_t ho = 0; ho < g->ho; ho++)
-                    dw_grad_row_plain(pp, dy + (n * g->ho + ho) * g->wo * c,
-                                      x + n * g->h * g->w * c, g, ho, cv, c);
-        }
+    if (dx && as_conv) rc = dw_conv(ctx, dx, dy, wt, dx_init, &t);
+    else if (dx) dw_dx_gather(dx, dx_fresh, dy, wt, g);
+    if (rc == VN_OK && dw) {
+        rc = dw_grad_vec(ctx, part, dy, x, g, &pl);
+        if (rc != VN_OK) goto out;
+        dw_grad_tail(part, dy, x, g, &pl);
+        dw_grad_reduce(dw, part, &pl);
     }
-    /* Chunk partials added in chunk order into the first, then unblocked into OHWI. */
-#pragma omp parallel for schedule(static) if (n_chunks * total > VN_CONV_PAR_MIN)
-    for (int64_t e0 = 0; e0 < total; e0 += 1024) {
-        int64_t e1 = e0 + 1024 < total ? e0 + 1024 : total;
-        for (int64_t ch = 1; ch < n_chunks; ch++) {
-            const float *restrict src = part + ch * total;
-            float *restrict dst = part;
-            for (int64_t e = e0; e < e1; e++) dst[e] += src[e];
-        }
-    }
-    for (int64_t c0 = 0; c0 < c; c0 += block_width(c0, cv, c)) {
-        int64_t nb = block_width(c0, cv, c);
-        for (int64_t j = 0; j < nb; j++)
-            for (int64_t k = 0; k < kk; k++) dw[(c0 + j) * kk + k] += part[c0 * kk + k * nb + j];
-    }
+out:
     vn__pool_free(ctx, part);
-    return VN_OK;
+    vn__pool_free(ctx, wt);
+    return rc;
 }

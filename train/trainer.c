@@ -515,6 +515,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     const int64_t epochs = cfg->train.epochs, max_steps = cfg->train.max_steps;
     const int64_t B = cfg->train.batch_size;
     bool stop_run = r->st.finished;
+    res->already_finished = r->st.finished;
     double wait0 = vn_loader_wait_seconds(r->train);
     while (!stop_run && r->st.epoch < epochs) {
         int64_t epoch = r->st.epoch;

@@ -121,6 +121,7 @@ typedef struct vn_train_options {
 
 typedef struct vn_train_result {
     int outcome;                        /* VN_OK or VN_TRAIN_INTERRUPTED */
+    bool already_finished;              /* resumed a run that had finished: nothing done */
     vn_train_state state;
     vn_eval_result last_eval;           /* of the live model */
     double last_ema_top1;               /* of the first EMA copy, when evaluated */

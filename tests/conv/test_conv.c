@@ -467,6 +467,38 @@ START_TEST(test_depthwise_deterministic)
 }
 END_TEST
 
+/* The weight gradient is the same with and without the input gradient (the kernels then
+ * run fused in one pass, or separately): the same sums in the same order. */
+START_TEST(test_depthwise_dw_same_with_or_without_dx)
+{
+    const int64_t n = 2, hw = 12, c = 40;
+    float *dws[2];
+    for (int with_dx = 0; with_dx < 2; with_dx++) {
+        vn_tensor *x = vn_tensor_new4(n, hw, hw, c, with_dx);
+        vn_tensor *w = vn_tensor_new4(c, 7, 7, 1, true);
+        vn_test_fill_uniform(x->data, x->numel, 31, -1, 1);
+        vn_test_fill_uniform(w->data, w->numel, 32, -1, 1);
+        vn_ctx *ctx = vn_ctx_create();
+        vn_tensor *y = vn_conv2d(ctx, x, w, NULL, VN_CONV(1, 3, (int)c));
+        ck_assert_ptr_nonnull(y);
+        float *g = malloc((size_t)y->numel * sizeof *g);
+        vn_test_fill_uniform(g, y->numel, 33, -1, 1);
+        ck_assert_int_eq(vn_backward_with(ctx, y, g), VN_OK);
+        ck_assert((x->grad != NULL) == (with_dx == 1));
+        dws[with_dx] = malloc((size_t)w->numel * sizeof(float));
+        memcpy(dws[with_dx], w->grad, (size_t)w->numel * sizeof(float));
+        free(g);
+        vn_ctx_destroy(ctx);
+        vn_tensor_free(x);
+        vn_tensor_free(w);
+    }
+    ck_assert_msg(!memcmp(dws[0], dws[1], (size_t)(c * 49) * sizeof(float)),
+                  "depthwise dw differs with and without dx");
+    free(dws[0]);
+    free(dws[1]);
+}
+END_TEST
+
 /* ---- errors -------------------------------------------------------------------------------- */
 
 /* Runs conv2d on fresh tensors of the given shapes; expects NULL, `code` and a message
@@ -638,6 +670,7 @@ static Suite *conv_suite(void)
     tc = tcase_create("behaviour");
     tcase_add_test(tc, test_depthwise_deterministic);
     tcase_add_test(tc, test_depthwise_streaming_same_bytes);
+    tcase_add_test(tc, test_depthwise_dw_same_with_or_without_dx);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_no_grad_records_nothing);
     tcase_add_test(tc, test_steady_state_memory);

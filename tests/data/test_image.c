@@ -265,6 +265,15 @@ START_TEST(size_limit_before_decoding)
                      VN_ERR_UNSUPPORTED);
     ck_assert_msg(strstr(err.msg, "48x36"), "message: %s", err.msg);
     ck_assert_int_eq(vn_image_decode_memory(NULL, jpg, jlen, 3, 48 * 36, &img, NULL, &err), VN_OK);
+    /* A file far larger than any image within the limit is refused before it is read. */
+    size_t big = (1u << 20) + 100 * 8 + 1;
+    uint8_t *zeros = calloc(big, 1);
+    snprintf(path, sizeof path, "%s/big.png", dir);
+    dt_write_file(path, zeros, big);
+    ck_assert_int_eq(vn_image_decode_file(NULL, path, 3, 100, &img, NULL, &err), VN_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "too large") && strstr(err.msg, path), "message: %s", err.msg);
+    ck_assert_int_eq(vn_image_decode_file(NULL, path, 3, 0, &img, NULL, &err), VN_ERR_FORMAT);
+    free(zeros);
     vn_image_free(&img);
     free(jpg);
     free(d);

@@ -106,8 +106,9 @@ int vn_cmd_train(int argc, char **argv)
                (long long)res.state.epoch, (long long)res.state.step, res.last_ckpt, a.files[0]);
         return VN_EXIT_INTERRUPTED;
     }
-    if (res.state.finished && res.seconds < 1e-3 && !res.evaluated)
-        printf("this run had already finished; nothing to do\n");
+    if (res.already_finished)
+        printf("this run had already finished (epoch %lld of %lld); nothing to do\n",
+               (long long)res.state.epoch, (long long)cfg.train.epochs);
     if (res.evaluated)
         printf("final: top-1 %.2f%%  top-5 %.2f%%  loss %.4f on %lld images\n", res.last_eval.top1,
                res.last_eval.top5, res.last_eval.loss, (long long)res.last_eval.n);

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# End-to-end tests of the vanilla command on a synthetic image folder: config errors, train,
+# export (and its refusal before deep training ends), eval and predict agreeing on logits,
+# a checkpoint on SIGTERM and resume, ablate, data check, info, --help everywhere.
+# Usage (from meson): test_cli.sh VANILLA TESTTOOL
+set -u
+VANILLA=$(readlink -f "$1")
+TOOL=$(readlink -f "$2")
+T=$(mktemp -d /tmp/vn_cli_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+expect() { # description, command...
+  local d=$1; shift
+  if "$@"; then ok "$d"; else bad "$d"; fi
+}
+contains() { grep -qF -- "$2" "$1"; }
+
+"$TOOL" synth "$T/data" 24 8 || { echo "cannot make the synthetic data"; exit 1; }
+cat >"$T/base.yaml" <<YAML
+model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4}
+data: {root: $T/data, input_size: 16, grayscale: true, mean: [0.3], std: [0.3], augment: none,
+       crop_pct: 1.0, mixup: 0, cutmix: 0}
+optim: {name: adamw, lr: 0.01, weight_decay: 0.01, update_freq: 1, warmup_epochs: 1}
+deep_training: {decay_epochs: 2, update: iteration}
+ema: {decays: [0.9]}
+loss: {bce: false}
+train: {epochs: 8, batch_size: 8, threads: 2, log_every: 1000}
+output: {dir: $T/run, keep_last: 0, tensorboard: true}
+YAML
+
+# --help everywhere, exit 0; no arguments is a usage error (2).
+for c in train eval export predict ablate info config data; do
+  expect "$c --help" "$VANILLA" "$c" --help >/dev/null
+done
+"$VANILLA" >/dev/null 2>&1
+expect "no command: exit 2" [ $? -eq 2 ]
+"$VANILLA" frobnicate >"$T/out" 2>&1
+expect "unknown command: exit 2" [ $? -eq 2 ]
+
+# Config errors name the file, line and key.
+printf 'optim:\n  learning_rate: 0.1\n' >"$T/bad1.yaml"
+"$VANILLA" train "$T/bad1.yaml" >"$T/out" 2>&1
+expect "unknown key: exit 1" [ $? -eq 1 ]
+expect "unknown key: file:line and suggestion" contains "$T/out" "bad1.yaml:2:3: unknown key 'optim.learning_rate' (did you mean 'optim.lr'?)"
+printf 'train:\n  epochs: many\n' >"$T/bad2.yaml"
+"$VANILLA" train "$T/bad2.yaml" >"$T/out" 2>&1
+expect "bad type: message" contains "$T/out" "bad2.yaml:2:11: train.epochs"
+printf 'train:\n  epochs: 0\n' >"$T/bad3.yaml"
+"$VANILLA" train "$T/bad3.yaml" >"$T/out" 2>&1
+expect "out of range: message" contains "$T/out" "out of range"
+printf 'train: [epochs\n' >"$T/bad4.yaml"
+"$VANILLA" train "$T/bad4.yaml" >"$T/out" 2>&1
+expect "bad YAML: names the file" contains "$T/out" "bad4.yaml"
+"$VANILLA" train "$T/base.yaml" --set optim.lr=fast >"$T/out" 2>&1
+expect "bad --set: exit 2" [ $? -eq 2 ]
+"$VANILLA" config show "$T/base.yaml" --set optim.lr=0.02 >"$T/show.yaml"
+expect "config show reflects --set" contains "$T/show.yaml" "lr: 0.02"
+"$VANILLA" config show "$T/show.yaml" --no-help >"$T/show2.yaml"
+expect "config show output is a valid config" contains "$T/show2.yaml" "lr: 0.02"
+
+# Train to the end.
+"$VANILLA" train "$T/base.yaml" >"$T/train.log" 2>&1
+expect "train: exit 0" [ $? -eq 0 ]
+expect "train: prints the final accuracy" contains "$T/train.log" "final: top-1"
+expect "train: writes TensorBoard events" ls "$T"/run/tb/events.out.tfevents.* >/dev/null
+expect "train: writes epochs.csv" [ -s "$T/run/epochs.csv" ]
+"$VANILLA" train "$T/base.yaml" --resume auto >"$T/again.log" 2>&1
+expect "train again: finished run is not redone" contains "$T/again.log" "already finished"
+
+# Export: refused before deep training ends (act_learn < 1), exact after.
+"$VANILLA" export "$T/run/checkpoints/ckpt-s0000000012.safetensors" -o "$T/early.safetensors" >"$T/out" 2>&1
+expect "export at act_learn < 1: exit 1" [ $? -eq 1 ]
+expect "export at act_learn < 1: says why" contains "$T/out" "act_learn"
+expect "export refused: no file" [ ! -e "$T/early.safetensors" ]
+"$VANILLA" export "$T/run/checkpoints/ckpt-s0000000012.safetensors" -o "$T/early.safetensors" --force >"$T/out" 2>&1
+expect "export --force: exit 0" [ $? -eq 0 ]
+"$VANILLA" export "$T/run/checkpoints/best.safetensors" -o "$T/deploy.safetensors" >"$T/export.log" 2>&1
+expect "export: exit 0" [ $? -eq 0 ]
+rel=$(sed -n 's/.*(relative \([0-9.e+-]*\)).*/\1/p' "$T/export.log")
+expect "export: merged graph equals training graph (relative $rel <= 1e-4)" awk -v r="$rel" 'BEGIN{exit !(r != "" && r <= 1e-4)}'
+
+# eval of the checkpoint and of the deploy file agree; eval and predict logits agree.
+"$VANILLA" eval "$T/run/checkpoints/best.safetensors" --data "$T/data/val" >"$T/eval1" 2>&1
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/data/val" --save-logits "$T/eval_logits.safetensors" >"$T/eval2" 2>&1
+expect "eval deploy: exit 0" [ $? -eq 0 ]
+a=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/eval1")
+b=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/eval2")
+expect "deploy top-1 ($b) equals training net's ($a)" [ -n "$a" ] && [ "$a" = "$b" ]
+files=$(cd "$T/data/val" && ls -d */*.png | sort)
+(cd "$T/data/val" && "$VANILLA" predict "$T/deploy.safetensors" $files --topk 2 --save-logits "$T/pred_logits.safetensors") >"$T/pred" 2>&1
+expect "predict: exit 0" [ $? -eq 0 ]
+expect "predict: prints class names" contains "$T/pred" "1. c"
+expect "predict logits equal eval logits" "$TOOL" compare "$T/eval_logits.safetensors" "$T/pred_logits.safetensors" logits 1e-5
+printf 'not an image' >"$T/junk.png"
+"$VANILLA" predict "$T/deploy.safetensors" "$T/junk.png" >"$T/out" 2>&1
+expect "predict on a bad file: exit 1" [ $? -eq 1 ]
+expect "predict on a bad file: names it" contains "$T/out" "junk.png"
+
+# SIGTERM: finish the step, checkpoint, exit 3; then resume.
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 >"$T/sig.log" 2>&1 &
+pid=$!
+for _ in $(seq 200); do
+  ls "$T"/sig/checkpoints/ckpt-*.safetensors >/dev/null 2>&1 && break
+  sleep 0.1
+done
+kill -TERM $pid
+wait $pid
+expect "SIGTERM: exit 3" [ $? -eq 3 ]
+expect "SIGTERM: says how to resume" contains "$T/sig.log" "--resume auto"
+last=$(ls "$T"/sig/checkpoints/ckpt-*.safetensors | sort | tail -1)
+step=$(basename "$last" | sed 's/ckpt-s0*\([0-9]*\).safetensors/\1/')
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 \
+  --set train.max_steps=$((step + 3)) --resume auto >"$T/sig2.log" 2>&1
+expect "resume after SIGTERM: exit 0" [ $? -eq 0 ]
+expect "resume after SIGTERM: continues at step $step" contains "$T/sig2.log" "step $step"
+
+# A corrupt newest checkpoint: resume says so and uses the one before.
+"$TOOL" corrupt "$T/run/checkpoints/ckpt-s0000000096.safetensors"
+"$VANILLA" info "$T/run/checkpoints/ckpt-s0000000096.safetensors" >"$T/out" 2>&1
+expect "corrupt checkpoint: info exit 1" [ $? -eq 1 ]
+expect "corrupt checkpoint: checksum named" contains "$T/out" "checksum mismatch"
+
+# Ablate two tiny variants; a second run redoes nothing.
+printf 'name: tiny\nset: {train.epochs: 2}\ngrid:\n  model.act_num: [1, 2]\n' >"$T/abl.yaml"
+"$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" >"$T/abl.log" 2>&1
+expect "ablate: exit 0" [ $? -eq 0 ]
+expect "ablate: table" contains "$T/abl.log" "| act_num=2 |"
+expect "ablate: results.csv" [ "$(wc -l <"$T/abl/tiny/results.csv")" -eq 3 ]
+"$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" >"$T/abl2.log" 2>&1
+expect "ablate again: finished runs not redone" contains "$T/abl2.log" "finished before"
+
+# data check and info.
+printf 'hello' >"$T/data/val/c0/notes.txt"
+cp "$T/junk.png" "$T/data/val/c1/broken.png"
+"$VANILLA" data check "$T/data/val" >"$T/check" 2>&1
+expect "data check with a broken file: exit 1" [ $? -eq 1 ]
+expect "data check: names the broken file" contains "$T/check" "broken.png"
+"$VANILLA" info "$T/base.yaml" >"$T/info" 2>&1
+expect "info: exit 0" [ $? -eq 0 ]
+expect "info: totals" contains "$T/info" "total"
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
