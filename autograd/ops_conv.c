@@ -6,7 +6,8 @@
  *  - patchify (kernel == stride, pad 0, groups 1): windows do not overlap, so a
  *    space-to-depth copy gives the patch matrix in (kh, kw, cin) order, which is the row
  *    order of an OHWI weight: one sgemm;
- *  - depthwise (groups == Cin == Cout): direct loops vectorised along C (contiguous in NHWC);
+ *  - depthwise (groups == Cin == Cout): direct loops vectorised along C (contiguous in
+ *    NHWC), in ops_conv_dw.c;
  *  - everything else: im2col per group + sgemm, in slabs of output rows so that the column
  *    matrix stays bounded.
  * Temporaries come from the context pool; nothing but the inputs themselves is needed by
@@ -42,11 +43,12 @@ static void fill_bias_rows(float *restrict y, const float *restrict b, int64_t r
     for (int64_t r = 0; r < rows; r++) memcpy(y + r * c, b, (size_t)c * sizeof(float));
 }
 
+/* out[j] += sum over rows of a[r][j] (the bias gradient). Fixed chunks of rows are summed
+ * separately, then the chunk sums added in chunk order: the result does not depend on the
+ * number of threads. */
 static int colsum_add(vn_ctx *ctx, float *restrict out, const float *restrict a, int64_t rows,
-                        int64_t c)
+                      int64_t c)
 {
-    /* Fixed chunks of rows summed separately, then the chunk sums added in chunk order:
-     * the result does not depend on the number of threads. */
     int64_t n_chunks = vn__ceil_div(rows, VN_REDUCE_CHUNK);
     float *part = vn__pool_alloc(ctx, (size_t)(n_chunks * c) * sizeof(float));
     if (!part) {
@@ -144,7 +146,8 @@ static void patch_scatter_add(float *restrict dx, const float *restrict dp, cons
         for (int64_t wo = 0; wo < g->wo; wo++) {
             const float *restrict src = dp + (r * g->wo + wo) * k;
             for (int64_t i = 0; i < g->kh; i++) {
-                float *restrict dst = dx + ((n * g->h + ho * g->kh + i) * g->w + wo * g->kw) * g->cin;
+                float *restrict dst =
+                    dx + ((n * g->h + ho * g->kh + i) * g->w + wo * g->kw) * g->cin;
                 const float *restrict s = src + i * run;
                 for (int64_t j = 0; j < run; j++) dst[j] += s[j];
             }

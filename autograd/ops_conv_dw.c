@@ -4,9 +4,10 @@
  * vectors along C with a per-channel weight vector. The OHWI weight [C, KH, KW, 1] is
  * rearranged once per call into channel blocks (see dw_block_weights).
  *
- * With AVX2+FMA the work runs per (image, group of 8 blocks of 16 channels). Input rows
- * are packed, as the output rows first need them, into a ring of the last KH rows per block,
- * [KH][pw + W + pw][16], with zero columns for the padding. In NHWC the pixels of one
+ * With AVX2+FMA the work runs per (image, group of blocks of 16 channels); with enough
+ * images a group spans every channel, so whole rows are read and written in order. Input
+ * rows are packed, as the output rows first need them, into a ring of the last KH rows per
+ * block, [KH][pw + W + pw][16], with zero columns for the padding. In NHWC the pixels of one
  * channel block sit a full pixel (often a power of two such as 2 KB) apart, so a window's
  * pixels would all fall into a couple of L1 sets; packed, the window is contiguous, and with
  * the zero columns every output pixel has the same taps. Register tiles (8 pixels x 8
@@ -15,9 +16,12 @@
  * past the last full vector of 8, and builds without AVX2, take the plain loops, which
  * compute the same sums.
  *
+ * Large outputs leave through a staged row with streaming stores.
+ *
  * Backward: for stride 1 the input gradient is the forward conv of dy with the flipped
- * kernel and padding K-1-p, so it reuses the forward kernels; other strides gather per
- * input row. The weight gradient is a reduction over N*Ho*Wo per channel, done in chunks of
+ * kernel and padding K-1-p, so it reuses the forward kernels, in the same pass as the
+ * weight gradient (each dy row is packed once for both); other strides gather per input
+ * row. The weight gradient is a reduction over N*Ho*Wo per channel, done in chunks of
  * whole images fixed by the shape (never by the thread count) and added in chunk order, so
  * its bytes do not depend on the number of threads. */
 #include "autograd/ops_conv.h"
@@ -34,13 +38,10 @@
 #define DW_VEC 1
 #endif
 
-/* Channels per block of the vector kernels (two vectors), and blocks per task. */
+/* Channels per block of the vector kernels (two vectors). */
 #define DW_BLOCK 16
-#define DW_GROUP 8
 /* Outputs from this size on are written with streaming stores. */
 #define DW_STREAM_BYTES ((int64_t)16 << 20)
-/* Pixels ahead that packing prefetches. */
-#define DW_PREFETCH 4
 /* At most this many chunks of images for the weight gradient. */
 #define DW_CHUNKS 16
 
@@ -133,30 +134,31 @@ static void dw_grad_row_plain(float *pp, const float *dyrow, const float *ximg,
 
 #if DW_SIMD
 /* Packed rows are pw + w + pw pixels of DW_BLOCK floats; a ring holds the last kh input
- * rows of each of the DW_GROUP blocks of a task. */
+ * rows of each of the blocks of a group. */
 typedef struct dw_ring {
     float *p;
     int64_t prow;    /* floats per packed row */
     int64_t bstride; /* floats per block: kh rows */
     int64_t slots;   /* rows in the ring (kh) */
+    int64_t blocks;  /* blocks in the ring */
 } dw_ring;
 
-static dw_ring dw_ring_at(float *p, const vn__conv_geom *g)
+static dw_ring dw_ring_at(float *p, const vn__conv_geom *g, int64_t blocks)
 {
     int64_t prow = (g->w + 2 * g->pw) * DW_BLOCK;
-    return (dw_ring){p, prow, g->kh * prow, g->kh};
+    return (dw_ring){p, prow, g->kh * prow, g->kh, blocks};
 }
 
-static int64_t dw_ring_floats(const vn__conv_geom *g)
+static int64_t dw_ring_floats(const vn__conv_geom *g, int64_t blocks)
 {
-    return DW_GROUP * g->kh * (g->w + 2 * g->pw) * DW_BLOCK;
+    return blocks * g->kh * (g->w + 2 * g->pw) * DW_BLOCK;
 }
 
 /* Zeroes the padding columns of every row of every block, once per call: packing never
  * writes them. */
 static void dw_ring_zero(dw_ring r, int64_t w, int64_t pw)
 {
-    for (int64_t k = 0; k < DW_GROUP * r.slots; k++) {
+    for (int64_t k = 0; k < r.blocks * r.slots; k++) {
         float *row = r.p + k * r.prow;
         memset(row, 0, (size_t)(pw * DW_BLOCK) * sizeof(float));
         memset(row + (pw + w) * DW_BLOCK, 0, (size_t)(pw * DW_BLOCK) * sizeof(float));
@@ -172,11 +174,6 @@ static void dw_pack_row(float *restrict dst, int64_t bstride, int64_t pw,
     for (int64_t px = 0; px < w; px++) {
         const float *s = src + px * c;
         float *d = dst + (pw + px) * DW_BLOCK;
-        /* Runs a few pixels ahead: the hardware prefetchers do not follow runs of gw floats
-         * every c floats. */
-        if (px + DW_PREFETCH < w)
-            for (int64_t k = 0; k < gw; k += 16)
-                _mm_prefetch((const char *)(s + DW_PREFETCH * c + k), _MM_HINT_T0);
         int64_t k = 0;
         for (; k + 16 <= gw; k += 16, d += bstride) {
             _mm256_storeu_ps(d, _mm256_loadu_ps(s + k));
@@ -201,8 +198,9 @@ dw_tile(float *y, int64_t ys, const float *xp, dw_ring rg, const float *wt, int6
             acc[t][v] = init.accumulate ? _mm256_loadu_ps(y + t * ys + 8 * v)
                         : init.bias     ? _mm256_loadu_ps(init.bias + 8 * v)
                                         : _mm256_setzero_ps();
-    for (int64_t i = i0; i < i1; i++) {
-        const float *xr = xp + ((hi0 + i) % rg.slots) * rg.prow + xcol * DW_BLOCK;
+    int64_t slot = i0 < i1 ? (hi0 + i0) % rg.slots : 0;
+    for (int64_t i = i0; i < i1; i++, slot = slot + 1 == rg.slots ? 0 : slot + 1) {
+        const float *xr = xp + slot * rg.prow + xcol * DW_BLOCK;
         const float *wr = wt + i * kw * nb;
         for (int64_t j = 0; j < kw; j++) {
             __m256 wv[2];
@@ -235,8 +233,9 @@ dw_slide(float *y, int64_t ys, const float *xp, dw_ring rg, const float *wt, int
         acc[t] = init.accumulate ? _mm256_loadu_ps(y + t * ys + voff)
                  : init.bias     ? _mm256_loadu_ps(init.bias + voff)
                                  : _mm256_setzero_ps();
-    for (int64_t i = i0; i < i1; i++) {
-        const float *xr = xp + ((hi0 + i) % rg.slots) * rg.prow + xcol * DW_BLOCK + voff;
+    int64_t slot = i0 < i1 ? (hi0 + i0) % rg.slots : 0;
+    for (int64_t i = i0; i < i1; i++, slot = slot + 1 == rg.slots ? 0 : slot + 1) {
+        const float *xr = xp + slot * rg.prow + xcol * DW_BLOCK + voff;
         const float *wr = wt + i * KW * nb + voff;
         __m256 wv[9];
 #pragma GCC unroll 9
@@ -252,15 +251,15 @@ dw_slide(float *y, int64_t ys, const float *xp, dw_ring rg, const float *wt, int
     for (int t = 0; t < DW_SLIDE_T; t++) _mm256_storeu_ps(y + t * ys + voff, acc[t]);
 }
 
-/* Copies a staged row (pixel stride DW_BLOCK) to y (pixel stride c, 32-byte aligned) with
- * streaming stores: each pixel's whole lines at once, so the stores combine into full lines
- * and y is not first read into the cache. */
-static void dw_stream_out(float *y, int64_t c, const float *stage, int64_t w, int64_t nb)
+/* Copies a staged row of a group (w pixels of gw floats) to y (pixel stride c, 32-byte
+ * aligned) with streaming stores: whole lines in order, so the stores combine into full
+ * lines and y is not first read into the cache. With the group spanning every channel the
+ * row is one contiguous run. */
+static void dw_stream_out(float *y, int64_t c, const float *stage, int64_t w, int64_t gw)
 {
-    for (int64_t px = 0; px < w; px++) {
-        _mm256_stream_ps(y + px * c, _mm256_loadu_ps(stage + px * DW_BLOCK));
-        if (nb == 16) _mm256_stream_ps(y + px * c + 8, _mm256_loadu_ps(stage + px * DW_BLOCK + 8));
-    }
+    for (int64_t px = 0; px < w; px++)
+        for (int64_t k = 0; k < gw; k += 8)
+            _mm256_stream_ps(y + px * c + k, _mm256_loadu_ps(stage + px * gw + k));
 }
 
 #define DW_SLIDE(KW)                                                                          \
@@ -293,9 +292,9 @@ static void dw_ring_fill(dw_ring rg, int64_t *next, int64_t from, int64_t upto,
                     c, gw);
 }
 
-/* Output row ho of one image for the channels [c0, c0 + gw) of a group (gw a multiple of 8,
- * at most DW_GROUP blocks), from the input rows in the ring. With a stage, the row goes
- * through it and out with streaming stores. */
+/* Output row ho of one image for the channels [c0, c0 + gw) of a group (gw a multiple of 8),
+ * from the input rows in the ring. With a stage ([wo][gw]), the row goes through it and out
+ * with streaming stores. */
 static void dw_conv_row(float *yimg, const float *wt, dw_init init, const vn__conv_geom *g,
                         dw_ring rg, float *stage, int64_t c0, int64_t gw, int64_t ho)
 {
@@ -306,9 +305,8 @@ static void dw_conv_row(float *yimg, const float *wt, dw_init init, const vn__co
         const float *xb = rg.p + (b0 / DW_BLOCK) * rg.bstride;
         const float *wb = wt + (c0 + b0) * kk;
         dw_init bi = {init.bias ? init.bias + c0 + b0 : NULL, init.accumulate};
-        float *yout = yimg + ho * g->wo * c + c0 + b0;
-        float *yrow = stage ? stage : yout;
-        int64_t ys = stage ? DW_BLOCK : c;
+        float *yrow = stage ? stage + b0 : yimg + ho * g->wo * c + c0 + b0;
+        int64_t ys = stage ? gw : c;
         int64_t wo = 0;
         if (g->sw == 1 && (g->kw == 3 || g->kw == 5 || g->kw == 7))
             for (; wo + DW_SLIDE_T <= g->wo; wo += DW_SLIDE_T) {
@@ -334,8 +332,8 @@ static void dw_conv_row(float *yimg, const float *wt, dw_init init, const vn__co
             if (nb == 16) DW_TILE(1, 2);
             else DW_TILE(1, 1);
         }
-        if (stage) dw_stream_out(yout, c, stage, g->wo, nb);
     }
+    if (stage) dw_stream_out(yimg + ho * g->wo * c + c0, c, stage, g->wo, gw);
 }
 #undef DW_TILE
 #undef DW_SLIDE
@@ -385,9 +383,9 @@ static void dw_grad_row(float *pp, const float *dyp, int64_t dstride, const vn__
         int64_t nb = gw - b0 < DW_BLOCK ? gw - b0 : DW_BLOCK;
         const float *dyr = dyp + (b0 / DW_BLOCK) * dstride;
         float *pb = pp + b0 * kk;
-        for (int64_t i = i0; i < i1; i++) {
-            const float *xr =
-                rg.p + (b0 / DW_BLOCK) * rg.bstride + ((hi0 + i) % rg.slots) * rg.prow;
+        int64_t slot = i0 < i1 ? (hi0 + i0) % rg.slots : 0;
+        for (int64_t i = i0; i < i1; i++, slot = slot + 1 == rg.slots ? 0 : slot + 1) {
+            const float *xr = rg.p + (b0 / DW_BLOCK) * rg.bstride + slot * rg.prow;
             for (int64_t j0 = 0; j0 < g->kw; j0 += 4) {
                 float *pk = pb + (i * g->kw + j0) * nb;
                 switch (g->kw - j0) {
@@ -405,35 +403,46 @@ static void dw_grad_row(float *pp, const float *dyp, int64_t dstride, const vn__
 
 /* ---- drivers ------------------------------------------------------------------------------- */
 
-/* Work split shared by the drivers: groups of DW_GROUP blocks over the vector channels,
- * chunks of whole images for the weight gradient (at most DW_CHUNKS, fixed by the shape). */
+/* Work split shared by the drivers: chunks of whole images for the weight gradient (at most
+ * DW_CHUNKS, fixed by the shape), and groups of channel blocks over the vector channels.
+ * Tasks are (image or chunk, group); groups are as wide as leaves two tasks per thread, so
+ * that with enough images a task spans every channel and reads and writes whole rows. The
+ * grouping depends on the thread count, but no sum does: each channel's weight-gradient sum
+ * runs over its chunk in the same order in any group. */
 typedef struct dw_plan {
     int64_t c, cv, kk, total;    /* channels, vector channels, taps, kk * c */
-    int64_t gsize, n_grp;        /* channels per group, groups */
+    int64_t gsize, n_grp;        /* channels per group (a multiple of DW_BLOCK), groups */
     int64_t per_chunk, n_chunks; /* images per chunk, chunks */
 } dw_plan;
 
-static dw_plan dw_plan_of(const vn__conv_geom *g)
+static dw_plan dw_plan_of(const vn__conv_geom *g, int64_t units)
 {
     dw_plan p;
     p.c = g->cin;
     p.cv = vec_channels(p.c);
     p.kk = g->kh * g->kw;
     p.total = p.kk * p.c;
-    p.gsize = DW_GROUP * DW_BLOCK;
-    p.n_grp = vn__ceil_div(p.cv, p.gsize);
     p.per_chunk = vn__ceil_div(g->n, DW_CHUNKS);
     p.n_chunks = vn__ceil_div(g->n, p.per_chunk);
+    if (units == 0) units = p.n_chunks;
+    int64_t want = vn__ceil_div(2 * (int64_t)omp_get_max_threads(), units);
+    int64_t n_blk = vn__ceil_div(p.cv, DW_BLOCK);
+    if (want > n_blk) want = n_blk;
+    if (want < 1) want = 1;
+    p.gsize = vn__ceil_div(n_blk, want) * DW_BLOCK;
+    p.n_grp = p.cv ? vn__ceil_div(p.cv, p.gsize) : 0;
     return p;
 }
 
+#if DW_SIMD
 /* Large outputs are written with streaming stores through a staged row: they would not stay
  * in the cache anyway, and this spares reading them in first. */
 static bool dw_stream_ok(const float *y, dw_init init, const vn__conv_geom *g)
 {
-    return DW_SIMD && !init.accumulate && g->cin % 8 == 0 && ((uintptr_t)y & 31) == 0 &&
+    return !init.accumulate && g->cin % 8 == 0 && ((uintptr_t)y & 31) == 0 &&
            g->n * g->ho * g->wo * g->cin * (int64_t)sizeof(float) >= DW_STREAM_BYTES;
 }
+#endif
 
 /* The plain loops for channels [cv, c) of a conv, in parallel over output rows. */
 static void dw_conv_tail(float *y, const float *x, const float *wt, dw_init init,
@@ -493,12 +502,12 @@ static void dw_grad_reduce(float *dw, float *part, const dw_plan *pl)
 static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_init init,
                    const vn__conv_geom *g)
 {
-    dw_plan pl = dw_plan_of(g);
+    dw_plan pl = dw_plan_of(g, g->n);
 #if DW_SIMD
     if (pl.cv > 0) {
         bool stream = dw_stream_ok(y, init, g);
-        int64_t tasks = g->n * pl.n_grp, rslice = dw_ring_floats(g);
-        int64_t slice = rslice + g->wo * DW_BLOCK;
+        int64_t nblk = pl.gsize / DW_BLOCK, tasks = g->n * pl.n_grp;
+        int64_t rslice = dw_ring_floats(g, nblk), slice = rslice + g->wo * pl.gsize;
         int nt = omp_get_max_threads();
         float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                        "depthwise packing buffers");
@@ -506,7 +515,7 @@ static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_in
 #pragma omp parallel if (g->n * g->ho * g->wo * pl.total > VN_CONV_PAR_MIN)
         {
             float *mine = pack + omp_get_thread_num() * slice;
-            dw_ring rg = dw_ring_at(mine, g);
+            dw_ring rg = dw_ring_at(mine, g, nblk);
             dw_ring_zero(rg, g->w, g->pw);
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < tasks; t++) {
@@ -525,6 +534,8 @@ static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_in
         }
         vn__pool_free(ctx, pack);
     }
+#else
+    (void)ctx;
 #endif
     dw_conv_tail(y, x, wt, init, g, &pl);
     return VN_OK;
@@ -580,8 +591,9 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
 {
 #if DW_SIMD
     if (pl->cv == 0) return VN_OK;
-    int64_t c = pl->c, kk = pl->kk, tasks = pl->n_chunks * pl->n_grp, xslice = dw_ring_floats(g);
-    int64_t slice = xslice + DW_GROUP * g->wo * DW_BLOCK, dstride = g->wo * DW_BLOCK;
+    int64_t c = pl->c, kk = pl->kk, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
+    int64_t xslice = dw_ring_floats(g, nblk), dstride = g->wo * DW_BLOCK;
+    int64_t slice = xslice + nblk * dstride;
     int nt = omp_get_max_threads();
     float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                    "depthwise packing buffers");
@@ -589,7 +601,7 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
 #pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_CONV_PAR_MIN)
     {
         float *mine = pack + omp_get_thread_num() * slice, *dyp = mine + xslice;
-        dw_ring rg = dw_ring_at(mine, g);
+        dw_ring rg = dw_ring_at(mine, g, nblk);
         dw_ring_zero(rg, g->w, g->pw);
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < tasks; t++) {
@@ -628,9 +640,9 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
                              float *part, const float *dy, const float *x,
                              const vn__conv_geom *g, const vn__conv_geom *t, const dw_plan *pl)
 {
-    int64_t c = pl->c, kk = pl->kk, tasks = pl->n_chunks * pl->n_grp;
-    int64_t xslice = dw_ring_floats(g), dslice = dw_ring_floats(t);
-    int64_t slice = xslice + dslice + t->wo * DW_BLOCK;
+    int64_t c = pl->c, kk = pl->kk, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
+    int64_t xslice = dw_ring_floats(g, nblk), dslice = dw_ring_floats(t, nblk);
+    int64_t slice = xslice + dslice + t->wo * pl->gsize;
     bool stream = dw_stream_ok(dx, dx_init, t);
     int nt = omp_get_max_threads();
     float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
@@ -639,7 +651,7 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
 #pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_CONV_PAR_MIN)
     {
         float *mine = pack + omp_get_thread_num() * slice;
-        dw_ring xr = dw_ring_at(mine, g), dr = dw_ring_at(mine + xslice, t);
+        dw_ring xr = dw_ring_at(mine, g, nblk), dr = dw_ring_at(mine + xslice, t, nblk);
         float *stage = stream ? mine + xslice + dslice : NULL;
         dw_ring_zero(xr, g->w, g->pw);
         dw_ring_zero(dr, t->w, t->pw);
@@ -681,7 +693,7 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
 int vn__dw_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, const float *dy,
                     const float *x, const float *w, const vn__conv_geom *g)
 {
-    dw_plan pl = dw_plan_of(g);
+    dw_plan pl = dw_plan_of(g, 0);
     /* For stride 1, dx = conv(dy, rot180(w)) with padding K-1-p: its output is H x W. */
     bool as_conv = g->sh == 1 && g->sw == 1 && g->ph <= g->kh - 1 && g->pw <= g->kw - 1;
     vn__conv_geom t = *g;

@@ -164,7 +164,8 @@ static void stages(const char *root, int n)
         tr += c - b;
         tn += d - c;
     }
-    printf("  one thread, wall time per image: decode %.3f ms, crop+resize %.3f ms, flip+normalize %.3f ms\n",
+    printf("  one thread, wall time per image: decode %.3f ms, crop+resize %.3f ms, "
+           "flip+normalize %.3f ms\n",
            1e3 * td / m, 1e3 * tr / m, 1e3 * tn / m);
     free(pix);
     free(out);
@@ -186,7 +187,8 @@ static int time_import(const char *out)
         return 1;
     }
     if (res.skipped)
-        printf("import: %s already imported (remove %s/.vn_import_done to time it again)\n", out, out);
+        printf("import: %s already imported (remove %s/.vn_import_done to time it again)\n",
+               out, out);
     else
         printf("import of Fashion-MNIST (%lld + %lld PNGs, %d threads) into %s: %.2f s\n",
                (long long)res.n_train, (long long)res.n_val, threads, out, res.seconds);

@@ -97,7 +97,8 @@ static int list_dir(const char *path, entry **out, int64_t *n_out, vn_error *err
     *out = NULL;
     *n_out = 0;
     DIR *d = opendir(path);
-    if (!d) return vn_error_set(err, VN_ERR_IO, "%s: cannot open folder: %s", path, strerror(errno));
+    if (!d)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot open folder: %s", path, strerror(errno));
     int dfd = dirfd(d);
     entry *e = NULL;
     int64_t n = 0, cap = 0;
@@ -345,7 +346,10 @@ int64_t vn_dataset_class_count(const vn_dataset *ds, int label)
 {
     return label >= 0 && label < ds->n_classes ? ds->class_counts[label] : 0;
 }
-const char *vn_dataset_relpath(const vn_dataset *ds, int64_t i) { return strlist_at(&ds->files, i); }
+const char *vn_dataset_relpath(const vn_dataset *ds, int64_t i)
+{
+    return strlist_at(&ds->files, i);
+}
 
 const char *vn_dataset_path(const vn_dataset *ds, int64_t i, char *buf, size_t len)
 {

@@ -293,7 +293,9 @@ int vn_import_mnist(const char *src_dir, const char *out_dir, vn_mnist_kind kind
      * import is redone rather than taken as finished. */
     snprintf(tmp_marker, sizeof tmp_marker, "%s.tmp", marker);
     FILE *f = fopen(tmp_marker, "w");
-    if (!f) return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", tmp_marker, strerror(errno));
+    if (!f)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", tmp_marker,
+                            strerror(errno));
     fprintf(f, "vanilla idx import 1\nkind %s\ntrain %lld\nval %lld\n",
             kind == VN_MNIST_FASHION ? "fashion-mnist" : "mnist", (long long)res->n_train,
             (long long)res->n_val);

@@ -120,8 +120,11 @@ int vn_read_file(const char *path, uint8_t **data, size_t *len, vn_error *err)
     return VN_OK;
 }
 
-/* Reads into the decoder's reusable buffer, so the hot loop does not allocate. */
-static int read_into(vn_decoder *dec, const char *path, size_t *len, vn_error *err)
+/* Reads into the decoder's reusable buffer, so the hot loop does not allocate. A file larger
+ * than any image within the pixel limit could be (8 bytes a pixel: 16-bit RGBA, stored) is
+ * refused before it is read. */
+static int read_into(vn_decoder *dec, const char *path, int64_t max_pixels, size_t *len,
+                     vn_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return vn_error_set(err, VN_ERR_IO, "cannot open: %s", strerror(errno));
@@ -131,6 +134,13 @@ static int read_into(vn_decoder *dec, const char *path, size_t *len, vn_error *e
         return vn_error_set(err, VN_ERR_IO, "not a regular file");
     }
     size_t n = (size_t)st.st_size;
+    if (max_pixels <= 0) max_pixels = VN_IMAGE_DEFAULT_MAX_PIXELS;
+    if ((uint64_t)n > (uint64_t)max_pixels * 8u + (1u << 20)) {
+        fclose(f);
+        return vn_error_set(err, VN_ERR_UNSUPPORTED,
+                            "file of %zu bytes is too large for an image within the limit of "
+                            "%lld pixels (max_image_pixels)", n, (long long)max_pixels);
+    }
     int rc = vn__grow(&dec->file, &dec->file_cap, n + 1, err);
     if (rc) {
         fclose(f);
@@ -204,7 +214,7 @@ int vn_image_decode_file(vn_decoder *dec, const char *path, int channels, int64_
         dec = tmp;
     }
     size_t len = 0;
-    rc = read_into(dec, path, &len, err);
+    rc = read_into(dec, path, max_pixels, &len, err);
     if (!rc) rc = vn_image_decode_memory(dec, dec->file, len, channels, max_pixels, img, info, err);
     if (rc) vn_error_prefix(err, "%s: ", path);
     vn_decoder_destroy(tmp);

@@ -123,7 +123,7 @@ void vn_loader_config_init(vn_loader_config *c)
     c->drop_last = true;
     c->shuffle = true;
     c->workers = 2;
-    c->prefetch = 2;
+    c->prefetch = 3;
     c->max_bad_fraction = 0.01;
 }
 
@@ -455,8 +455,9 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
     *out = ld;
     return VN_OK;
 nomem:
-    rc = vn_error_set(err, VN_ERR_NOMEM, "data loader: out of memory for %d batches of %d x %dx%dx%d",
-                      ld->depth, ld->B, ld->S, ld->S, ld->C);
+    rc = vn_error_set(err, VN_ERR_NOMEM,
+                      "data loader: out of memory for %d batches of %d x %dx%dx%d", ld->depth,
+                      ld->B, ld->S, ld->S, ld->C);
 fail_early:
     loader_free(ld);
     return rc;

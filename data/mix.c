@@ -27,7 +27,8 @@ static double log_gamma_variate(vn_rng *rng, double a)
         if (v <= 0.0) continue;
         v = v * v * v;
         double u = vn_rng_uniform_double(rng);
-        if (u < 1.0 - 0.0331 * x * x * x * x || (u > 0 && log(u) < 0.5 * x * x + d * (1.0 - v + log(v))))
+        if (u < 1.0 - 0.0331 * x * x * x * x ||
+            (u > 0 && log(u) < 0.5 * x * x + d * (1.0 - v + log(v))))
             return log(d * v) + boost;
     }
 }

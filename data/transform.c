@@ -50,7 +50,10 @@ static double rng_uniform(void *user, double lo, double hi)
     return lo + (hi - lo) * vn_rng_uniform_double(user);
 }
 
-static int64_t rng_randint(void *user, int64_t n) { return (int64_t)vn_rng_below(user, (uint64_t)n); }
+static int64_t rng_randint(void *user, int64_t n)
+{
+    return (int64_t)vn_rng_below(user, (uint64_t)n);
+}
 
 vn_box vn_rrc_box_rng(int width, int height, const float scale[2], const float ratio[2],
                       vn_rng *rng)

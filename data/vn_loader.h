@@ -13,14 +13,18 @@
  * Bad files (unreadable, corrupt, truncated, not an image, too large): the slot of a bad
  * sample at position p is filled by the next readable sample of the permutation (positions
  * p+1, p+2, ..., wrapping around), with augmentation draws from vn_rng(seed'', epoch, p) so
- * that the stand-in is not a pixel copy of that sample's own appearance. Whether a file is
- * bad does not depend on timing, so neither does the result. Each bad file is reported once
- * through vn_log(VN_LOG_WARN, "<path>: <reason> ...") when the first batch that met it is
- * handed out, and counted. With fail_fast, vn_loader_next returns an error naming the file
- * instead. When the bad files seen exceed max_bad_fraction of the dataset, vn_loader_next
- * returns an error saying so (counts, threshold, the last file and its reason); bad files
- * are counted in batch order, so the batch that trips the limit is deterministic too.
+ * that the stand-in is not a pixel copy of the same file at its own position. (Files are
+ * not probed at open: that would read every file of ImageNet before training.) Whether a
+ * file is bad does not depend on timing, so neither does the result. Each bad file is
+ * reported once through vn_log(VN_LOG_WARN, "<path>: <reason> ...") when the first batch
+ * that met it is handed out, and counted. With fail_fast, vn_loader_next returns an error
+ * naming the file instead. When the bad files seen exceed max_bad_fraction of the dataset,
+ * vn_loader_next returns an error saying so (counts, threshold, the last file and its
+ * reason); bad files are counted in batch order, so the batch that trips the limit is
+ * deterministic too.
  * Files without an image extension (stray text files) are not samples at all.
+ *
+ * One thread consumes a loader (next / release / start_epoch); the workers are internal.
  *
  * Usage:
  *     vn_loader_config cfg;
@@ -82,8 +86,9 @@ typedef struct vn_loader_config {
     bool drop_last;       /* training: drop the last partial batch */
     bool shuffle;         /* permute per epoch (else dataset order) */
     uint64_t seed;
-    int workers;          /* decoding threads; 0 decodes inside vn_loader_next */
-    int prefetch;         /* batches prepared ahead (>= 1) */
+    int workers;          /* decoding threads (pthreads); 0 decodes inside vn_loader_next */
+    int prefetch;         /* batch buffers (>= 1), including those the caller holds: workers
+                             run up to prefetch - held batches ahead */
 
     bool fail_fast;       /* the first bad file stops the run */
     double max_bad_fraction; /* stop when more than this share of files is bad (0.01) */
@@ -92,7 +97,7 @@ typedef struct vn_loader_config {
 
 /* ImageNet training defaults: 224, RGB, RRC (0.08-1, 3/4-4/3), bilinear, crop_pct 0.875,
  * hflip 0.5, ImageNet mean/std, no mixup (switch 0.5, prob 1, smoothing 0.1 when enabled),
- * batch 64, drop_last, shuffle, seed 0, 2 workers, prefetch 4, max_bad_fraction 0.01. */
+ * batch 64, drop_last, shuffle, seed 0, 2 workers, prefetch 3, max_bad_fraction 0.01. */
 void vn_loader_config_init(vn_loader_config *cfg);
 /* The matching evaluation settings of a training config: no augmentation, no flip, no
  * mixing, no shuffle, everything kept. */

@@ -357,7 +357,7 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
         names[n++] = strdup(de->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_desc);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_desc);
     int rc = vn_error_set(err, VN_ERR_NOT_FOUND, "no checkpoints in %s", dir);
     for (int i = 0; i < n; i++) {
         char p[2048];

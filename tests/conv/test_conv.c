@@ -203,9 +203,9 @@ START_TEST(test_partial_requires_grad)
             ck_assert((x->grad != NULL) == (which == 0));
             ck_assert((w->grad != NULL) == (which == 1));
             ck_assert((b->grad != NULL) == (which == 2));
-            if (which == 0) expect_close("dx", c, x->grad, vn_test_f32(f, "dx", x->numel), x->numel, 1);
-            if (which == 1) expect_close("dw", c, w->grad, vn_test_f32(f, "dw", w->numel), w->numel, 1);
-            if (which == 2) expect_close("db", c, b->grad, vn_test_f32(f, "db", b->numel), b->numel, 1);
+            vn_tensor *t = which == 0 ? x : which == 1 ? w : b;
+            const char *name = which == 0 ? "dx" : which == 1 ? "dw" : "db";
+            expect_close(name, c, t->grad, vn_test_f32(f, name, t->numel), t->numel, 1);
             vn_ctx_destroy(ctx);
             vn_tensor_free(x);
             vn_tensor_free(w);
@@ -401,7 +401,8 @@ START_TEST(test_depthwise_streaming_same_bytes)
         ck_assert_msg(!memcmp(yi->data, y_all + i * img, (size_t)img * sizeof(float)),
                       "image %lld: y of the batch differs from y of the image alone", (long long)i);
         ck_assert_msg(!memcmp(xi->grad, dx_all + i * img, (size_t)img * sizeof(float)),
-                      "image %lld: dx of the batch differs from dx of the image alone", (long long)i);
+                      "image %lld: dx of the batch differs from dx of the image alone",
+                      (long long)i);
     }
     free(y_all);
     free(dx_all);

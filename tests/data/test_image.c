@@ -125,7 +125,8 @@ START_TEST(png_16bit)
                     for (int c = 0; c < 3; c++) ck_assert_int_eq(img.data[3 * p + c], raw[2 * p]);
                 } else {
                     uint32_t r = raw[6 * p], g = raw[6 * p + 2], b = raw[6 * p + 4];
-                    ck_assert_int_eq(img.data[p], (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16);
+                    ck_assert_int_eq(img.data[p],
+                                     (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16);
                 }
             }
             vn_image_free(&img);
@@ -162,7 +163,8 @@ START_TEST(png_low_bit_depths)
     vn_image img = {0};
     vn_image_info info;
     vn_error err = {0};
-    ck_assert_msg(vn_image_decode_file(NULL, path, 3, 0, &img, &info, &err) == VN_OK, "%s", err.msg);
+    ck_assert_msg(vn_image_decode_file(NULL, path, 3, 0, &img, &info, &err) == VN_OK, "%s",
+                  err.msg);
     ck_assert(info.palette);
     for (int p = 0; p < w * h; p++)
         for (int c = 0; c < 3; c++) ck_assert_int_eq(img.data[3 * p + c], pal[3 * idx[p] + c]);
@@ -170,7 +172,8 @@ START_TEST(png_low_bit_depths)
     uint8_t rows1[2 * 3] = {0xA5, 0x80, 0xFF, 0x00, 0x0F, 0x80};
     snprintf(path, sizeof path, "%s/gray1.png", dir);
     dt_write_png_raw(path, w, h, PNG_COLOR_TYPE_GRAY, 1, rows1, NULL, 0, NULL, 0, 0);
-    ck_assert_msg(vn_image_decode_file(NULL, path, 1, 0, &img, &info, &err) == VN_OK, "%s", err.msg);
+    ck_assert_msg(vn_image_decode_file(NULL, path, 1, 0, &img, &info, &err) == VN_OK, "%s",
+                  err.msg);
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             int bit = (rows1[y * 2 + x / 8] >> (7 - x % 8)) & 1;
@@ -270,7 +273,8 @@ START_TEST(size_limit_before_decoding)
     uint8_t *zeros = calloc(big, 1);
     snprintf(path, sizeof path, "%s/big.png", dir);
     dt_write_file(path, zeros, big);
-    ck_assert_int_eq(vn_image_decode_file(NULL, path, 3, 100, &img, NULL, &err), VN_ERR_UNSUPPORTED);
+    ck_assert_int_eq(vn_image_decode_file(NULL, path, 3, 100, &img, NULL, &err),
+                     VN_ERR_UNSUPPORTED);
     ck_assert_msg(strstr(err.msg, "too large") && strstr(err.msg, path), "message: %s", err.msg);
     ck_assert_int_eq(vn_image_decode_file(NULL, path, 3, 0, &img, NULL, &err), VN_ERR_FORMAT);
     free(zeros);

@@ -573,7 +573,8 @@ START_TEST(mixing_in_the_loader)
             ck_assert_ptr_nonnull(bm.soft_targets);
             for (int i = 0; i < B; i++) {
                 ck_assert_int_eq(ba.indices[i], bm.indices[i]);
-                const float *x = ba.images->data + i * img, *y = ba.images->data + (B - 1 - i) * img;
+                const float *x = ba.images->data + i * img;
+                const float *y = ba.images->data + (B - 1 - i) * img;
                 const float *got = bm.images->data + i * img;
                 for (int h = 0; h < S; h++)
                     for (int w = 0; w < S; w++)
