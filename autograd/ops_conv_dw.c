@@ -365,6 +365,41 @@ dw_grad_taps(float *pk, int64_t nb, const float *dyr, const float *xr, int64_t w
         }
 }
 
+/* Stride 1 with kernel width KW in {3, 5, 7}: all KW taps of one kernel row for one vector
+ * of channels. The KW input pixels under the current output pixel stay in registers as a
+ * window that moves one pixel per step, so each step loads one dy and one new x vector for
+ * KW multiply-adds. The sums run over wo in the same order as in dw_grad_taps, so the
+ * result is the same to the bit. voff selects the vector within the block. */
+static inline __attribute__((always_inline)) void
+dw_grad_slide(float *pk, int64_t nb, const float *dyr, const float *xr, int64_t wo_n,
+              int64_t voff, const int KW)
+{
+    __m256 acc[7], xw[7];
+    for (int k = 0; k < KW; k++) acc[k] = _mm256_setzero_ps();
+    /* xw[(s + k) % KW] holds x[wo + s + k] during step s of a round of KW pixels. */
+    for (int k = 0; k < KW - 1; k++) xw[k] = _mm256_loadu_ps(xr + k * DW_BLOCK + voff);
+    int64_t wo = 0;
+    for (; wo + KW <= wo_n; wo += KW) {
+#pragma GCC unroll 7
+        for (int st = 0; st < KW; st++) {
+            xw[(st + KW - 1) % KW] = _mm256_loadu_ps(xr + (wo + st + KW - 1) * DW_BLOCK + voff);
+            __m256 d = _mm256_loadu_ps(dyr + (wo + st) * DW_BLOCK + voff);
+#pragma GCC unroll 7
+            for (int k = 0; k < KW; k++) acc[k] = _mm256_fmadd_ps(xw[(st + k) % KW], d, acc[k]);
+        }
+    }
+    for (; wo < wo_n; wo++) {
+        __m256 d = _mm256_loadu_ps(dyr + wo * DW_BLOCK + voff);
+#pragma GCC unroll 7
+        for (int k = 0; k < KW; k++)
+            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (wo + k) * DW_BLOCK + voff), d, acc[k]);
+    }
+    for (int k = 0; k < KW; k++) {
+        float *p = pk + k * nb + voff;
+        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[k]));
+    }
+}
+
 #define DW_GRAD(TJ)                                                                         \
     do {                                                                                    \
         if (nb == 16) dw_grad_taps(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 2);                \
@@ -386,6 +421,15 @@ static void dw_grad_row(float *pp, const float *dyp, int64_t dstride, const vn__
         int64_t slot = i0 < i1 ? (hi0 + i0) % rg.slots : 0;
         for (int64_t i = i0; i < i1; i++, slot = slot + 1 == rg.slots ? 0 : slot + 1) {
             const float *xr = rg.p + (b0 / DW_BLOCK) * rg.bstride + slot * rg.prow;
+            if (g->sw == 1 && (g->kw == 3 || g->kw == 5 || g->kw == 7)) {
+                float *pk = pb + i * g->kw * nb;
+                for (int64_t v = 0; v < nb; v += 8) {
+                    if (g->kw == 3) dw_grad_slide(pk, nb, dyr, xr, g->wo, v, 3);
+                    else if (g->kw == 5) dw_grad_slide(pk, nb, dyr, xr, g->wo, v, 5);
+                    else dw_grad_slide(pk, nb, dyr, xr, g->wo, v, 7);
+                }
+                continue;
+            }
             for (int64_t j0 = 0; j0 < g->kw; j0 += 4) {
                 float *pk = pb + (i * g->kw + j0) * nb;
                 switch (g->kw - j0) {

@@ -2,7 +2,7 @@
 # End-to-end tests of the vanilla command on a synthetic image folder: config errors, train,
 # export (and its refusal before deep training ends), eval and predict agreeing on logits,
 # a checkpoint on SIGTERM and resume, ablate, data check, info, --help everywhere.
-# Usage (from meson): test_cli.sh VANILLA TESTTOOL
+# Usage (from meson): test_cli.sh VANILLA TESTTOOL [README.md]
 set -u
 VANILLA=$(readlink -f "$1")
 TOOL=$(readlink -f "$2")
@@ -141,6 +141,13 @@ expect "data check: names the broken file" contains "$T/check" "broken.png"
 "$VANILLA" info "$T/base.yaml" >"$T/info" 2>&1
 expect "info: exit 0" [ $? -eq 0 ]
 expect "info: totals" contains "$T/info" "total"
+
+# The README's config reference is the schema's own output (no drift).
+if [ $# -ge 3 ]; then
+  "$VANILLA" config schema >"$T/schema.md"
+  awk '/<!-- schema:end -->/{p=0} p{print} /<!-- schema:begin -->/{p=1}' "$3" >"$T/readme_schema.md"
+  expect "README config reference matches the schema (scripts/update_readme_schema.sh)" cmp -s "$T/schema.md" "$T/readme_schema.md"
+fi
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
