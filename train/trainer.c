@@ -465,7 +465,8 @@ static int train_step(run *r, double *loss_out, int *images, vn_error *err)
             else if (rc != VN_OK) return vn_error_set(err, rc, "%s", e2.msg);
         }
     }
-    vn_optim_zero_grad(r->optim);
+    if (vn_optim_zero_grad(r->optim) != VN_OK)
+        return vn_error_set(err, VN_ERR_NOMEM, "out of memory for gradient buffers");
     if (bad) return VN_ERR_NUMERIC;
     for (int e = 0; e < r->n_emas; e++) vn_ema_update(r->ema_upd[e]);
     r->st.step++;

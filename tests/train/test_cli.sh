@@ -17,6 +17,7 @@ expect() { # description, command...
   if "$@"; then ok "$d"; else bad "$d"; fi
 }
 contains() { grep -qF -- "$2" "$1"; }
+quiet() { "$@" >/dev/null 2>&1; }
 
 "$TOOL" synth "$T/data" 24 8 || { echo "cannot make the synthetic data"; exit 1; }
 cat >"$T/base.yaml" <<YAML
@@ -33,7 +34,7 @@ YAML
 
 # --help everywhere, exit 0; no arguments is a usage error (2).
 for c in train eval export predict ablate info config data; do
-  expect "$c --help" "$VANILLA" "$c" --help >/dev/null
+  expect "$c --help" quiet "$VANILLA" "$c" --help
 done
 "$VANILLA" >/dev/null 2>&1
 expect "no command: exit 2" [ $? -eq 2 ]
@@ -65,7 +66,7 @@ expect "config show output is a valid config" contains "$T/show2.yaml" "lr: 0.02
 "$VANILLA" train "$T/base.yaml" >"$T/train.log" 2>&1
 expect "train: exit 0" [ $? -eq 0 ]
 expect "train: prints the final accuracy" contains "$T/train.log" "final: top-1"
-expect "train: writes TensorBoard events" ls "$T"/run/tb/events.out.tfevents.* >/dev/null
+expect "train: writes TensorBoard events" quiet ls "$T"/run/tb/events.out.tfevents.*
 expect "train: writes epochs.csv" [ -s "$T/run/epochs.csv" ]
 "$VANILLA" train "$T/base.yaml" --resume auto >"$T/again.log" 2>&1
 expect "train again: finished run is not redone" contains "$T/again.log" "already finished"
@@ -116,6 +117,19 @@ step=$(basename "$last" | sed 's/ckpt-s0*\([0-9]*\).safetensors/\1/')
   --set train.max_steps=$((step + 3)) --resume auto >"$T/sig2.log" 2>&1
 expect "resume after SIGTERM: exit 0" [ $? -eq 0 ]
 expect "resume after SIGTERM: continues at step $step" contains "$T/sig2.log" "step $step"
+
+# A non-finite loss stops the run (exit 4) with a clear message; the checkpoints written before
+# it stay intact. With nonfinite: skip, bad steps are skipped up to max_skip in a row.
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/nan" --set optim.name=sgd --set optim.lr=1e30 \
+  --set optim.warmup_epochs=0 --set output.save_every_steps=1 >"$T/nan.log" 2>&1
+expect "non-finite loss: exit 4" [ $? -eq 4 ]
+expect "non-finite loss: says so" contains "$T/nan.log" "non-finite loss or gradient"
+good=$(ls "$T"/nan/checkpoints/ckpt-*.safetensors 2>/dev/null | sort | tail -1)
+expect "non-finite loss: the last checkpoint ($(basename "$good")) is intact" quiet "$VANILLA" info "$good"
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/nan2" --set optim.name=sgd --set optim.lr=1e30 \
+  --set optim.warmup_epochs=0 --set train.nonfinite=skip --set train.max_skip=3 >"$T/nan2.log" 2>&1
+expect "non-finite with skip: exit 4 after max_skip" [ $? -eq 4 ]
+expect "non-finite with skip: steps were skipped" contains "$T/nan2.log" "step skipped (3 in a row)"
 
 # A corrupt newest checkpoint: resume says so and uses the one before.
 "$TOOL" corrupt "$T/run/checkpoints/ckpt-s0000000096.safetensors"
