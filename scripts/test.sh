@@ -42,6 +42,23 @@ run_suite() { # build-dir, meson setup options...
 
 echo "== release build (build/) =="
 run_suite build --buildtype=release
+
+# The installed library is usable on its own: headers, pkg-config file, shared library.
+echo "== install check (meson install into a staging folder, build a program against it) =="
+stage=$(mktemp -d)
+if DESTDIR="$stage" meson install -C build >/dev/null 2>&1 && (
+     pcdir=$(dirname "$(find "$stage" -name vanilla.pc | head -1)")
+     export PKG_CONFIG_SYSROOT_DIR="$stage" PKG_CONFIG_PATH="$pcdir"
+     printf '#include "models/vn_vanillanet.h"\nint main(void){vn_vanillanet_config c;\nreturn vn_vanillanet_variant("vanillanet_5",&c,0)!=0 || vn_vanillanet_count_params(&c,1)!=15523304;}\n' >"$stage/use.c"
+     cc "$stage/use.c" $(pkg-config --cflags --libs vanilla) -o "$stage/use" &&
+       LD_LIBRARY_PATH="$(dirname "$(find "$stage" -name 'libvanilla.so' | head -1)")" "$stage/use"); then
+  echo "install check: OK"
+  passed=$((passed + 1))
+else
+  echo "install check: FAIL"
+  failed=$((failed + 1))
+fi
+rm -rf "$stage"
 if ((asan)); then
   echo "== ASan + UBSan build (build-asan/) =="
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

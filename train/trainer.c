@@ -304,14 +304,15 @@ static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *e
         vn_eval_result ee;
         rc = vn_evaluate(r->ctx, r->emas[e], r->val, &ee, NULL, err);
         if (rc != VN_OK) return rc;
-        char k1[32], k5[32];
+        char k1[32], k5[32], kl[32];
         snprintf(k1, sizeof k1, "ema%d_top1", e);
         snprintf(k5, sizeof k5, "ema%d_top5", e);
-        const char *en[2] = {k1, k5};
-        double evals[2] = {ee.top1, ee.top5};
-        vn_metrics_log(r->metrics, VN_METRICS_EVAL, r->st.epoch, r->st.step, en, evals, 2, NULL);
-        vn_progress_message(r->progress, "eval epoch %lld: EMA %g top-1 %.2f%%  top-5 %.2f%%",
-                            (long long)r->st.epoch, r->cfg->ema.decays.v[e], ee.top1, ee.top5);
+        snprintf(kl, sizeof kl, "ema%d_loss", e);
+        const char *en[3] = {k1, k5, kl};
+        double evals[3] = {ee.top1, ee.top5, ee.loss};
+        vn_metrics_log(r->metrics, VN_METRICS_EVAL, r->st.epoch, r->st.step, en, evals, 3, NULL);
+        vn_progress_message(r->progress, "eval epoch %lld: EMA %g top-1 %.2f%%  top-5 %.2f%%  loss %.4f",
+                            (long long)r->st.epoch, r->cfg->ema.decays.v[e], ee.top1, ee.top5, ee.loss);
         if (e == 0) res->last_ema_top1 = ee.top1;
         if (ee.top1 > best && e < 8) {
             best = ee.top1;
