@@ -17,6 +17,8 @@
 # --rounds R       run each pair R times, alternating ours / PyTorch, and report medians
 # --channels-last  also run PyTorch with channels_last tensors, as extra rows
 # --logs DIR       where the full output of each run goes (default DIR/compare-logs)
+# --run-timeout S  stop with an error when one run takes longer (default 600 s; a busy machine
+#                  can make PyTorch's vanillanet_5 training steps take minutes each)
 #
 # Columns: ratio = ours / PyTorch images/s from the median steps (above 1: ours faster);
 # ratio of fastest steps = the same from each side's fastest step (less hurt by a transient
@@ -34,6 +36,7 @@ THREADS=$(nproc)
 ROUNDS=1
 CL=0
 LOGS=
+RUN_TIMEOUT=600
 PY=/usr/bin/python3 # Debian's python3-torch; the python3 on PATH may lack torch
 
 while [ $# -gt 0 ]; do
@@ -46,7 +49,8 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift 2 ;;
         --channels-last) CL=1; shift ;;
         --logs) LOGS=$2; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --run-timeout) RUN_TIMEOUT=$2; shift 2 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -124,8 +128,14 @@ run_one() {
         torch_cl) cmd=("$PY" bench/torch_baseline.py $args --channels-last) ;;
     esac
     { echo "# load average before: $(loadavg)"; echo "# ${cmd[*]}"; } >"$log"
-    if ! "${cmd[@]}" >>"$log" 2>&1; then
-        echo "compare.sh: $who $c failed, see $log" >&2
+    local rc=0
+    timeout "$RUN_TIMEOUT" "${cmd[@]}" >>"$log" 2>&1 || rc=$?
+    if [ $rc -eq 124 ]; then
+        echo "compare.sh: $who $c took over $RUN_TIMEOUT s (load $(loadavg)); the machine is" \
+             "probably busy: rerun later or raise --run-timeout; output so far in $log" >&2
+        return 1
+    elif [ $rc -ne 0 ]; then
+        echo "compare.sh: $who $c failed (exit $rc), see $log" >&2
         tail -5 "$log" >&2
         return 1
     fi
@@ -201,7 +211,7 @@ for c in v5_train fmnist_train; do
              "PyTorch $(fmt "${R[$c.torch.gflops]}" 1) GFLOPS"
     fi
 done
-echo "(target: training-step utilisation >= 55% for vanillanet_5)"
+case " ${CASES[*]} " in *_train*) echo "(target: training-step utilisation >= 55% for vanillanet_5)" ;; esac
 echo "(FLOPs: 2 x conv multiply-adds x batch, x3 for a training step; see bench/bench_train.c)"
 echo "load average at the end: $(loadavg); $((T1 - T0)) s; logs in $LOGS"
 echo "reproduce: bench/compare.sh --build $BUILD$([ $QUICK -eq 1 ] && echo ' --quick')$(for c in "${CASES[@]}"; do [ ${#CASES[@]} -lt 4 ] && printf ' --case %s' "$c"; done) --threads $THREADS --rounds $ROUNDS$([ $CL -eq 1 ] && echo ' --channels-last')"
