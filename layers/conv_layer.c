@@ -47,16 +47,19 @@ vn_tensor *vn_conv2d_layer_forward(vn_ctx *ctx, const vn_conv2d_layer *c, vn_ten
     return vn_conv2d(ctx, x, c->weight, c->bias, c->p);
 }
 
-void vn_conv2d_layer_reset(vn_conv2d_layer *c, vn_rng *rng, double std)
+void vn_trunc_normal_ohwi(vn_tensor *w, vn_rng *rng, double std)
 {
-    /* Draw in PyTorch's OIHW order so a given stream means the same weights in both. */
-    int64_t o = c->weight->shape[0], kh = c->weight->shape[1], kw = c->weight->shape[2],
-            i = c->weight->shape[3];
+    int64_t o = w->shape[0], kh = w->shape[1], kw = w->shape[2], i = w->shape[3];
     for (int64_t a = 0; a < o; a++)
         for (int64_t ci = 0; ci < i; ci++)
             for (int64_t y = 0; y < kh; y++)
                 for (int64_t x = 0; x < kw; x++)
-                    c->weight->data[((a * kh + y) * kw + x) * i + ci] =
+                    w->data[((a * kh + y) * kw + x) * i + ci] =
                         (float)vn_rng_trunc_normal(rng, 0.0, std, -2.0, 2.0);
+}
+
+void vn_conv2d_layer_reset(vn_conv2d_layer *c, vn_rng *rng, double std)
+{
+    vn_trunc_normal_ohwi(c->weight, rng, std);
     if (c->bias) vn_tensor_fill(c->bias, 0.0f);
 }

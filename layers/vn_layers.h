@@ -67,6 +67,9 @@ int vn_conv2d_layer_init(vn_conv2d_layer *c, int in_ch, int out_ch, int kh, int 
 void vn_conv2d_layer_free(vn_conv2d_layer *c);
 int vn_conv2d_layer_register(vn_conv2d_layer *c, vn_state_list *l, const char *prefix);
 vn_tensor *vn_conv2d_layer_forward(vn_ctx *ctx, const vn_conv2d_layer *c, vn_tensor *x);
+/* Fills an OHWI weight with trunc_normal(0, std) truncated at +-2 (absolute, as timm),
+ * drawing in PyTorch's OIHW order so a given stream means the same weights in both. */
+void vn_trunc_normal_ohwi(vn_tensor *w, vn_rng *rng, double std);
 /* timm trunc_normal_(std) truncated at +-2 (absolute) for the weight, zero bias. */
 void vn_conv2d_layer_reset(vn_conv2d_layer *c, vn_rng *rng, double std);
 

@@ -192,14 +192,7 @@ void vn_vanillanet_init(vn_vanillanet *m, uint64_t seed)
         if (e->kind == VN_STATE_COUNT) {
             *e->count = 0;
         } else if (e->tensor->ndim == 4) {
-            vn_tensor *t = e->tensor;
-            int64_t o = t->shape[0], kh = t->shape[1], kw = t->shape[2], ci = t->shape[3];
-            for (int64_t a = 0; a < o; a++)
-                for (int64_t c = 0; c < ci; c++)
-                    for (int64_t y = 0; y < kh; y++)
-                        for (int64_t x = 0; x < kw; x++)
-                            t->data[((a * kh + y) * kw + x) * ci + c] =
-                                (float)vn_rng_trunc_normal(&rng, 0.0, 0.02, -2.0, 2.0);
+            vn_trunc_normal_ohwi(e->tensor, &rng, 0.02);
         } else {
             /* 1-D: BN weight and running_var start at 1, everything else at 0. */
             bool one = len >= 7 && (strcmp(e->name + len - 7, ".weight") == 0 ||
