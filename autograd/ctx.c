@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- bump arena: tensor headers, tape nodes, op state ------------------------------ */
 
@@ -22,29 +23,45 @@ typedef struct arena {
     size_t reserved;
 } arena;
 
-/* ---- buffer pool: step data and gradients, recycled by exact (rounded) size --------- */
+/* ---- buffer pool: step data and gradients ---------------------------------------------
+ *
+ * Blocks are carved from large chunks of address space (mmap; pages cost memory only once
+ * touched) by best fit: the smallest free block that holds the request, the lowest address
+ * on ties, splitting off the rest. Freed blocks merge with free neighbours. Reusing small
+ * holes before touching fresh pages keeps the resident memory close to the peak of bytes in
+ * use, whatever the mix of sizes (a size-class cache would hold the peak of every size). */
+
+typedef struct pool_chunk pool_chunk;
 
 typedef struct pool_block {
-    struct pool_block *prev, *next; /* in-use list, or free list (next only) */
-    size_t size;                    /* usable bytes, multiple of 64 */
+    struct pool_block *phys_prev, *phys_next; /* address-order neighbours in the chunk */
+    struct pool_block *free_prev, *free_next; /* free list links (free blocks only) */
+    size_t size;                              /* usable bytes after the header, multiple of 64 */
     uint64_t magic;
-    unsigned char pad[32];
+    pool_chunk *chunk;
+    uint64_t pad;
 } pool_block;
 _Static_assert(sizeof(pool_block) == 64, "pool header must keep 64-byte alignment");
 
+struct pool_chunk {
+    pool_chunk *next;
+    size_t bytes;   /* mapped bytes, including this header */
+    size_t touched; /* bytes from the chunk start handed out since the last trim (resident) */
+    size_t touched_max; /* the same since the chunk was mapped (sanitizer shadow to clear) */
+    _Alignas(64) unsigned char mem[];
+};
+
 #define POOL_MAGIC_USED 0x5553454456424c4bull
 #define POOL_MAGIC_FREE 0x4652454556424c4bull
-
-typedef struct pool_bucket {
-    size_t size;
-    pool_block *free;
-} pool_bucket;
+/* Address space reserved per chunk; only touched pages become resident. */
+#define POOL_CHUNK_BYTES ((size_t)1 << 36)
+/* A free remainder smaller than this stays with the allocated block. */
+#define POOL_SPLIT_MIN 256
 
 typedef struct pool {
-    pool_block in_use; /* sentinel of a circular list */
-    pool_bucket *buckets;
-    int n_buckets, cap_buckets;
-    size_t in_use_bytes, peak_bytes, cached_bytes;
+    pool_chunk *chunks;
+    pool_block *free; /* unordered list of free blocks */
+    size_t in_use_bytes, peak_bytes, free_bytes;
 } pool;
 
 struct vn_ctx {
@@ -113,42 +130,75 @@ static void arena_free(arena *a)
     memset(a, 0, sizeof *a);
 }
 
-static pool_bucket *pool_bucket_for(vn_ctx *ctx, size_t size, bool create)
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POOL_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define POOL_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POOL_POISON(p, n) ((void)(p), (void)(n))
+#define POOL_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+static void free_list_push(pool *p, pool_block *b)
 {
-    pool *p = &ctx->pl;
-    for (int i = 0; i < p->n_buckets; i++)
-        if (p->buckets[i].size == size) return &p->buckets[i];
-    if (!create) return NULL;
-    if (p->n_buckets == p->cap_buckets) {
-        int cap = p->cap_buckets ? 2 * p->cap_buckets : 64;
-        pool_bucket *nb = realloc(p->buckets, (size_t)cap * sizeof *nb);
-        if (!nb) return NULL;
-        ctx->system_allocs++;
-        p->buckets = nb;
-        p->cap_buckets = cap;
+    b->magic = POOL_MAGIC_FREE;
+    b->free_prev = NULL;
+    b->free_next = p->free;
+    if (p->free) p->free->free_prev = b;
+    p->free = b;
+    p->free_bytes += b->size;
+#if defined(__SANITIZE_ADDRESS__)
+    /* Poison what was handed out before; never the untouched top (its shadow is huge). */
+    unsigned char *lo = (unsigned char *)(b + 1), *top = (unsigned char *)b->chunk + b->chunk->touched;
+    if (top > lo) POOL_POISON(lo, (size_t)(top - lo) < b->size ? (size_t)(top - lo) : b->size);
+#endif
+}
+
+static void free_list_remove(pool *p, pool_block *b)
+{
+    if (b->free_prev) b->free_prev->free_next = b->free_next;
+    else p->free = b->free_next;
+    if (b->free_next) b->free_next->free_prev = b->free_prev;
+    p->free_bytes -= b->size;
+}
+
+static pool_chunk *pool_add_chunk(vn_ctx *ctx, size_t need)
+{
+    size_t min = sizeof(pool_chunk) + sizeof(pool_block) + need;
+    min = (min + 4095) & ~(size_t)4095;
+    /* One large reservation keeps a single top-of-pool region: smaller reservations leave
+     * tails that later requests cannot use. Halve it where address space is limited. */
+    size_t bytes = POOL_CHUNK_BYTES > min ? POOL_CHUNK_BYTES : min;
+    void *m = MAP_FAILED;
+    for (;;) {
+        m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+        if (m != MAP_FAILED || bytes == min) break;
+        bytes = bytes / 2 > min ? bytes / 2 : min;
     }
-    pool_bucket *b = &p->buckets[p->n_buckets++];
-    b->size = size;
-    b->free = NULL;
-    return b;
+    if (m == MAP_FAILED) return NULL;
+    ctx->system_allocs++;
+    pool_chunk *c = m;
+    c->bytes = bytes;
+    c->touched = c->touched_max = 0;
+    c->next = ctx->pl.chunks;
+    ctx->pl.chunks = c;
+    pool_block *b = (pool_block *)c->mem;
+    memset(b, 0, sizeof *b);
+    b->size = bytes - sizeof(pool_chunk) - sizeof(pool_block);
+    b->chunk = c;
+    free_list_push(&ctx->pl, b);
+    return c;
 }
 
-static void in_use_link(pool *p, pool_block *b)
+static pool_block *pool_best_fit(pool *p, size_t size)
 {
-    b->prev = &p->in_use;
-    b->next = p->in_use.next;
-    p->in_use.next->prev = b;
-    p->in_use.next = b;
-    b->magic = POOL_MAGIC_USED;
-    p->in_use_bytes += b->size;
-    if (p->in_use_bytes > p->peak_bytes) p->peak_bytes = p->in_use_bytes;
-}
-
-static void in_use_unlink(pool *p, pool_block *b)
-{
-    b->prev->next = b->next;
-    b->next->prev = b->prev;
-    p->in_use_bytes -= b->size;
+    pool_block *best = NULL;
+    for (pool_block *b = p->free; b; b = b->free_next)
+        if (b->size >= size && (!best || b->size < best->size ||
+                                (b->size == best->size && b < best)))
+            best = b;
+    return best;
 }
 
 void *vn__pool_alloc(vn_ctx *ctx, size_t bytes)
@@ -156,30 +206,61 @@ void *vn__pool_alloc(vn_ctx *ctx, size_t bytes)
     pool *p = &ctx->pl;
     size_t size = (bytes + 63) & ~(size_t)63;
     if (size == 0) size = 64;
-    pool_bucket *bk = pool_bucket_for(ctx, size, true);
-    if (!bk) return NULL;
-    pool_block *b = bk->free;
-    if (b) {
-        bk->free = b->next;
-        p->cached_bytes -= size;
-    } else {
-        b = sys_alloc(ctx, sizeof(pool_block) + size);
+    pool_block *b = pool_best_fit(p, size);
+    if (!b) {
+        if (!pool_add_chunk(ctx, size)) return NULL;
+        b = pool_best_fit(p, size);
         if (!b) return NULL;
-        b->size = size;
     }
-    in_use_link(p, b);
+    free_list_remove(p, b);
+    POOL_UNPOISON(b, sizeof *b);
+    size_t end = (size_t)((unsigned char *)(b + 1) + size - (unsigned char *)b->chunk);
+    if (end > b->chunk->touched) b->chunk->touched = end;
+    if (end > b->chunk->touched_max) b->chunk->touched_max = end;
+    if (b->size - size >= sizeof(pool_block) + POOL_SPLIT_MIN) {
+        pool_block *rest = (pool_block *)((unsigned char *)(b + 1) + size);
+        POOL_UNPOISON(rest, sizeof *rest);
+        rest->phys_prev = b;
+        rest->phys_next = b->phys_next;
+        if (b->phys_next) b->phys_next->phys_prev = rest;
+        rest->size = b->size - size - sizeof(pool_block);
+        rest->chunk = b->chunk;
+        b->phys_next = rest;
+        b->size = size;
+        free_list_push(p, rest);
+    }
+    b->magic = POOL_MAGIC_USED;
+    POOL_UNPOISON(b + 1, bytes ? bytes : 1);
+    p->in_use_bytes += b->size;
+    if (p->in_use_bytes > p->peak_bytes) p->peak_bytes = p->in_use_bytes;
     return b + 1;
 }
 
-static void pool_release_block(vn_ctx *ctx, pool_block *b)
+/* Returns a used block to the free list, merging it with free neighbours; returns the free
+ * block that now holds it. */
+static pool_block *pool_release_block(pool *p, pool_block *b)
 {
-    pool *p = &ctx->pl;
-    pool_bucket *bk = pool_bucket_for(ctx, b->size, false);
-    VN_ASSERT(bk, "pool block of unknown size %zu", b->size);
-    b->magic = POOL_MAGIC_FREE;
-    b->next = bk->free;
-    bk->free = b;
-    p->cached_bytes += b->size;
+    p->in_use_bytes -= b->size;
+    pool_block *n = b->phys_next;
+    if (n && n->magic == POOL_MAGIC_FREE) {
+        free_list_remove(p, n);
+        POOL_UNPOISON(n, sizeof *n);
+        b->size += sizeof(pool_block) + n->size;
+        b->phys_next = n->phys_next;
+        if (n->phys_next) n->phys_next->phys_prev = b;
+        n->magic = 0;
+    }
+    pool_block *q = b->phys_prev;
+    if (q && q->magic == POOL_MAGIC_FREE) {
+        free_list_remove(p, q);
+        q->size += sizeof(pool_block) + b->size;
+        q->phys_next = b->phys_next;
+        if (b->phys_next) b->phys_next->phys_prev = q;
+        b->magic = 0;
+        b = q;
+    }
+    free_list_push(p, b);
+    return b;
 }
 
 void vn__pool_free(vn_ctx *ctx, void *ptr)
@@ -188,35 +269,46 @@ void vn__pool_free(vn_ctx *ctx, void *ptr)
     pool_block *b = (pool_block *)ptr - 1;
     VN_ASSERT(b->magic == POOL_MAGIC_USED, "vn__pool_free of a buffer that is not in use "
               "(double free, or not from this context's pool)");
-    in_use_unlink(&ctx->pl, b);
-    pool_release_block(ctx, b);
+    pool_release_block(&ctx->pl, b);
 }
 
 static void pool_release_all(vn_ctx *ctx)
 {
     pool *p = &ctx->pl;
-    pool_block *b = p->in_use.next;
-    while (b != &p->in_use) {
-        pool_block *n = b->next;
-        p->in_use_bytes -= b->size;
-        pool_release_block(ctx, b);
-        b = n;
+    for (pool_chunk *c = p->chunks; c; c = c->next) {
+        for (pool_block *b = (pool_block *)c->mem; b; b = b->phys_next)
+            if (b->magic == POOL_MAGIC_USED) b = pool_release_block(p, b);
     }
-    p->in_use.next = p->in_use.prev = &p->in_use;
 }
 
 void vn_ctx_trim(vn_ctx *ctx)
 {
     pool *p = &ctx->pl;
-    for (int i = 0; i < p->n_buckets; i++) {
-        pool_block *b = p->buckets[i].free;
-        while (b) {
-            pool_block *n = b->next;
-            p->cached_bytes -= b->size;
-            free(b);
-            b = n;
+    pool_chunk **link = &p->chunks;
+    while (*link) {
+        pool_chunk *c = *link;
+        pool_block *first = (pool_block *)c->mem;
+        if (first->magic == POOL_MAGIC_FREE && !first->phys_next) {
+            free_list_remove(p, first);
+            *link = c->next;
+            POOL_UNPOISON(c, c->touched_max);
+            munmap(c, c->bytes);
+            continue;
         }
-        p->buckets[i].free = NULL;
+        /* Give back the pages inside free blocks; they read as zero if touched again. */
+        size_t touched = 0;
+        for (pool_block *b = first; b; b = b->phys_next) {
+            unsigned char *lo = (unsigned char *)(b + 1), *hi = lo + b->size;
+            if (b->magic != POOL_MAGIC_FREE) {
+                touched = (size_t)(hi - (unsigned char *)c);
+                continue;
+            }
+            uintptr_t a0 = ((uintptr_t)lo + 4095) & ~(uintptr_t)4095;
+            uintptr_t a1 = (uintptr_t)hi & ~(uintptr_t)4095;
+            if (a1 > a0) madvise((void *)a0, a1 - a0, MADV_DONTNEED);
+        }
+        c->touched = touched;
+        link = &c->next;
     }
 }
 
@@ -226,7 +318,6 @@ vn_ctx *vn_ctx_create(void)
 {
     vn_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return NULL;
-    ctx->pl.in_use.next = ctx->pl.in_use.prev = &ctx->pl.in_use;
     ctx->grad_enabled = true;
     vn_rng_seed(&ctx->rng, 0, 0, 0);
     return ctx;
@@ -235,9 +326,13 @@ vn_ctx *vn_ctx_create(void)
 void vn_ctx_destroy(vn_ctx *ctx)
 {
     if (!ctx) return;
-    pool_release_all(ctx);
-    vn_ctx_trim(ctx);
-    free(ctx->pl.buckets);
+    pool_chunk *c = ctx->pl.chunks;
+    while (c) {
+        pool_chunk *n = c->next;
+        POOL_UNPOISON(c, c->touched_max);
+        munmap(c, c->bytes);
+        c = n;
+    }
     arena_free(&ctx->ar);
     free(ctx->tape);
     free(ctx);
@@ -283,7 +378,9 @@ void vn_ctx_mem_stats(const vn_ctx *ctx, vn_mem_stats *out)
 {
     out->pool_in_use = ctx->pl.in_use_bytes;
     out->pool_peak = ctx->pl.peak_bytes;
-    out->pool_cached = ctx->pl.cached_bytes;
+    size_t touched = 0;
+    for (const pool_chunk *c = ctx->pl.chunks; c; c = c->next) touched += c->touched;
+    out->pool_cached = touched > ctx->pl.in_use_bytes ? touched - ctx->pl.in_use_bytes : 0;
     out->arena_bytes = ctx->ar.reserved;
     out->system_allocs = ctx->system_allocs;
 }
@@ -321,11 +418,17 @@ vn_tensor *vn_ctx_tensor4(vn_ctx *ctx, int64_t d0, int64_t d1, int64_t d2, int64
 bool vn__ok(vn_ctx *ctx, int n, vn_tensor *const *in)
 {
     if (ctx->status != VN_OK) return false;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (!in[i]) {
             vn_ctx_fail(ctx, VN_ERR_INVALID, "an op was given a NULL input %d", i);
             return false;
         }
+        if (in[i]->flags & VN_TENSOR_RELEASED) {
+            vn_ctx_fail(ctx, VN_ERR_STATE, "an op was given input %d after vn_release: a "
+                        "released tensor cannot be used again", i);
+            return false;
+        }
+    }
     return true;
 }
 
@@ -378,6 +481,97 @@ void vn__node_keep(vn_node *node, void *pool_buf)
     node->bufs[node->n_bufs++] = pool_buf;
 }
 
+void vn__save(vn_node *node, int i)
+{
+    VN_ASSERT(i >= -1 && i < node->n_in, "op %s saves input %d of %d", vn_op_name(node->op), i,
+              node->n_in);
+    unsigned bit = i < 0 ? VN_SAVE_OUT : 1u << i;
+    vn_tensor *t = i < 0 ? node->out : node->in[i];
+    if (!t || (node->saved & bit)) return;
+    node->saved |= bit;
+    if (t->flags & VN_TENSOR_STEP) t->saved_refs++; /* model tensors are never freed */
+}
+
+void vn__set_recompute(vn_node *node, vn__backward_fn fn) { node->recompute = fn; }
+
+static void data_free(vn_ctx *ctx, vn_tensor *t)
+{
+    vn__pool_free(ctx, t->data);
+    t->data = NULL;
+}
+
+/* A released tensor's data goes as soon as nothing needs it. */
+static void maybe_free(vn_ctx *ctx, vn_tensor *t)
+{
+    if ((t->flags & VN_TENSOR_RELEASED) && t->saved_refs == 0 && t->data) data_free(ctx, t);
+}
+
+void vn_release(vn_ctx *ctx, vn_tensor *t)
+{
+    if (!t || !(t->flags & VN_TENSOR_STEP) ||
+        (t->flags & (VN_TENSOR_VIEW | VN_TENSOR_HAS_VIEW | VN_TENSOR_RELEASED)))
+        return;
+    t->flags |= VN_TENSOR_RELEASED;
+    if (!t->data) return;
+    if (t->saved_refs == 0) {
+        data_free(ctx, t);
+    } else if (t->node && t->node->recompute) {
+        data_free(ctx, t);
+        t->flags |= VN_TENSOR_DROPPED;
+    }
+}
+
+/* Recomputes a dropped tensor from its producer's saved inputs, recomputing those that were
+ * dropped too and dropping them again afterwards (only t stays). */
+static bool rematerialize(vn_ctx *ctx, vn_tensor *t)
+{
+    vn_node *n = t->node;
+    VN_ASSERT(n && n->recompute, "a dropped tensor without a recompute function");
+    bool temp[VN_NODE_MAX_IN] = {false};
+    bool ok = true;
+    for (int i = 0; i < n->n_in && ok; i++) {
+        vn_tensor *in = n->in[i];
+        if (!in || in->data || !(n->saved & (1u << i))) continue;
+        if (!(in->flags & VN_TENSOR_DROPPED)) {
+            vn_ctx_fail(ctx, VN_ERR_STATE, "%s: a saved input was freed before backward",
+                        vn_op_name(n->op));
+            ok = false;
+        } else {
+            ok = rematerialize(ctx, in);
+            temp[i] = ok;
+        }
+    }
+    if (ok) {
+        t->data = vn__pool_alloc(ctx, (size_t)t->numel * sizeof(float));
+        if (t->data) {
+            t->flags &= ~(uint32_t)VN_TENSOR_DROPPED;
+            n->recompute(ctx, n);
+        } else {
+            vn_ctx_fail(ctx, VN_ERR_NOMEM, "out of memory recomputing the output of %s",
+                        vn_op_name(n->op));
+            ok = false;
+        }
+    }
+    for (int i = 0; i < n->n_in; i++)
+        if (temp[i] && n->in[i]->data) {
+            data_free(ctx, n->in[i]);
+            n->in[i]->flags |= VN_TENSOR_DROPPED;
+        }
+    return ok && ctx->status == VN_OK;
+}
+
+const float *vn__data(vn_ctx *ctx, vn_tensor *t)
+{
+    if (t->data) return t->data;
+    if (ctx->status != VN_OK) return NULL;
+    if (!(t->flags & VN_TENSOR_DROPPED)) {
+        vn_ctx_fail(ctx, VN_ERR_STATE, "backward needs a tensor whose memory was released "
+                    "(an op did not declare what it saves)");
+        return NULL;
+    }
+    return rematerialize(ctx, t) ? t->data : NULL;
+}
+
 static float *grad_alloc(vn_ctx *ctx, vn_tensor *t, bool zero, bool *fresh)
 {
     *fresh = false;
@@ -413,6 +607,16 @@ static void node_release(vn_ctx *ctx, vn_node *node)
 {
     for (int i = 0; i < node->n_bufs; i++) vn__pool_free(ctx, node->bufs[i]);
     node->n_bufs = 0;
+    for (int i = 0; i < node->n_in; i++)
+        if ((node->saved & (1u << i)) && (node->in[i]->flags & VN_TENSOR_STEP)) {
+            node->in[i]->saved_refs--;
+            maybe_free(ctx, node->in[i]);
+        }
+    if (node->saved & VN_SAVE_OUT) {
+        node->out->saved_refs--;
+        maybe_free(ctx, node->out);
+    }
+    node->saved = 0;
 }
 
 int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad)

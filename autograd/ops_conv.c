@@ -349,18 +349,20 @@ static void conv_backward(vn_ctx *ctx, vn_node *node)
                                              : vn__grad(ctx, w);
         if (!dw) return;
     }
+    const float *xd = vn__data(ctx, x), *wd = vn__data(ctx, w);
+    if (!xd || !wd) return;
     switch (st->kind) {
     case CONV_KIND_1X1:
-        conv1x1_backward(dx, dx_fresh, dw, dw_fresh, dy, x->data, w->data, g);
+        conv1x1_backward(dx, dx_fresh, dw, dw_fresh, dy, xd, wd, g);
         break;
     case CONV_KIND_PATCH:
-        if (dx || dw) rc = patch_backward(ctx, dx, dx_fresh, dw, dw_fresh, dy, x->data, w->data, g);
+        if (dx || dw) rc = patch_backward(ctx, dx, dx_fresh, dw, dw_fresh, dy, xd, wd, g);
         break;
     case CONV_KIND_DEPTHWISE:
-        if (dx || dw) rc = vn__dw_backward(ctx, dx, dx_fresh, dw, dy, x->data, w->data, g);
+        if (dx || dw) rc = vn__dw_backward(ctx, dx, dx_fresh, dw, dy, xd, wd, g);
         break;
     case CONV_KIND_GENERAL:
-        if (dx || dw) rc = general_backward(ctx, dx, dw, dy, x->data, w->data, g);
+        if (dx || dw) rc = general_backward(ctx, dx, dw, dy, xd, wd, g);
         break;
     }
     if (rc != VN_OK || !vn_tensor_requires_grad(b)) return;
@@ -490,6 +492,8 @@ vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_c
         conv_state *st = node->state;
         st->g = g;
         st->kind = kind;
+        vn__save(node, 0);
+        vn__save(node, 1);
     }
     return y;
 }

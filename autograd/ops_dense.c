@@ -27,19 +27,21 @@ static void matmul_backward(vn_ctx *ctx, vn_node *node)
     vn_tensor *a = node->in[0], *b = node->in[1];
     const int M = (int)a->shape[0], K = (int)a->shape[1], N = (int)b->shape[1];
     const float *g = node->out->grad;
+    const float *ad = vn__data(ctx, a), *bd = vn__data(ctx, b);
+    if (!ad || !bd) return;
     bool fresh;
     if (vn_tensor_requires_grad(a)) {
         float *da = vn__grad_uninit(ctx, a, &fresh);
         if (!da) return;
         /* dA = G B^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.0f, g, N, b->data, N,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.0f, g, N, bd, N,
                     fresh ? 0.0f : 1.0f, da, K);
     }
     if (vn_tensor_requires_grad(b)) {
         float *db = vn__grad_uninit(ctx, b, &fresh);
         if (!db) return;
         /* dB = A^T G */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.0f, a->data, K, g, N,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.0f, ad, K, g, N,
                     fresh ? 0.0f : 1.0f, db, N);
     }
 }
@@ -63,9 +65,12 @@ vn_tensor *vn_matmul(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
     if (!y) return NULL;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a->data,
                 (int)K, b->data, (int)N, 0.0f, y->data, (int)N);
-    if (vn__needs_grad(ctx, 2, in) &&
-        !vn__record(ctx, VN_OP_MATMUL, y, 2, in, matmul_backward, 0))
-        return NULL;
+    if (vn__needs_grad(ctx, 2, in)) {
+        vn_node *node = vn__record(ctx, VN_OP_MATMUL, y, 2, in, matmul_backward, 0);
+        if (!node) return NULL;
+        vn__save(node, 0);
+        vn__save(node, 1);
+    }
     return y;
 }
 
@@ -99,19 +104,21 @@ static void linear_backward(vn_ctx *ctx, vn_node *node)
     vn_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2];
     const int M = (int)st->rows, NI = (int)st->in, NO = (int)st->out;
     const float *g = node->out->grad;
+    const float *xd = vn__data(ctx, x), *wd = vn__data(ctx, w);
+    if (!xd || !wd) return;
     bool fresh;
     if (vn_tensor_requires_grad(x)) {
         float *dx = vn__grad_uninit(ctx, x, &fresh);
         if (!dx) return;
         /* dX = G W */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, NI, NO, 1.0f, g, NO, w->data, NI,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, NI, NO, 1.0f, g, NO, wd, NI,
                     fresh ? 0.0f : 1.0f, dx, NI);
     }
     if (vn_tensor_requires_grad(w)) {
         float *dw = vn__grad_uninit(ctx, w, &fresh);
         if (!dw) return;
         /* dW = G^T X */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, NO, NI, M, 1.0f, g, NO, x->data, NI,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, NO, NI, M, 1.0f, g, NO, xd, NI,
                     fresh ? 0.0f : 1.0f, dw, NI);
     }
     if (b && vn_tensor_requires_grad(b)) {
@@ -170,6 +177,8 @@ vn_tensor *vn_linear(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b)
         st->rows = M;
         st->in = NI;
         st->out = NO;
+        vn__save(node, 0);
+        vn__save(node, 1);
     }
     return y;
 }

@@ -28,14 +28,25 @@ static void leaky_relu_backward(float *restrict dx, const float *restrict dy,
     }
 }
 
+/* With slope >= 0 the output has the input's sign (y > 0 exactly when x > 0), so backward
+ * reads the output, which the next op usually keeps anyway; the input may be dropped. */
 static void leaky_relu_bwd(vn_ctx *ctx, vn_node *node)
 {
     const leaky_state *st = node->state;
     vn_tensor *x = node->in[0];
+    const float *sign = vn__data(ctx, st->slope >= 0.0f ? node->out : x);
+    if (!sign) return;
     bool fresh;
     float *dx = vn__grad_uninit(ctx, x, &fresh);
     if (!dx) return;
-    leaky_relu_backward(dx, node->out->grad, x->data, x->numel, st->slope, fresh);
+    leaky_relu_backward(dx, node->out->grad, sign, x->numel, st->slope, fresh);
+}
+
+static void leaky_relu_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const float *xd = vn__data(ctx, node->in[0]);
+    if (xd) leaky_relu_forward(node->out->data, xd, node->out->numel,
+                               ((const leaky_state *)node->state)->slope);
 }
 
 static vn_tensor *leaky_common(vn_ctx *ctx, vn_tensor *x, float slope, vn_op op)
@@ -48,6 +59,9 @@ static vn_tensor *leaky_common(vn_ctx *ctx, vn_tensor *x, float slope, vn_op op)
         vn_node *node = vn__record(ctx, op, y, 1, &x, leaky_relu_bwd, sizeof(leaky_state));
         if (!node) return NULL;
         ((leaky_state *)node->state)->slope = slope;
+        vn__save(node, 0);
+        if (slope >= 0.0f) vn__save(node, -1);
+        vn__set_recompute(node, leaky_relu_recompute);
     }
     return y;
 }
@@ -76,6 +90,15 @@ static void dropout_bwd(vn_ctx *ctx, vn_node *node)
     for (int64_t i = 0; i < x->numel; i++) dx[i] += st->keep[i] ? dy[i] * st->scale : 0.0f;
 }
 
+static void dropout_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const dropout_state *st = node->state;
+    const float *xd = vn__data(ctx, node->in[0]);
+    if (!xd) return;
+    float *y = node->out->data;
+    for (int64_t i = 0; i < node->out->numel; i++) y[i] = st->keep[i] ? xd[i] * st->scale : 0.0f;
+}
+
 vn_tensor *vn_dropout(vn_ctx *ctx, vn_tensor *x, float p, bool training)
 {
     if (!vn__ok(ctx, 1, &x)) return NULL;
@@ -102,6 +125,8 @@ vn_tensor *vn_dropout(vn_ctx *ctx, vn_tensor *x, float p, bool training)
         st->scale = scale;
         st->keep = keep;
         vn__node_keep(node, keep);
+        vn__save(node, 0);
+        vn__set_recompute(node, dropout_recompute);
     } else {
         vn__pool_free(ctx, keep);
     }
@@ -206,6 +231,7 @@ vn_tensor *vn_reshape(vn_ctx *ctx, vn_tensor *x, int ndim, const int64_t *shape)
     y->numel = x->numel;
     y->data = x->data;
     y->flags = VN_TENSOR_STEP | VN_TENSOR_VIEW;
+    if (x->flags & VN_TENSOR_STEP) x->flags |= VN_TENSOR_HAS_VIEW; /* never released now */
     if (vn__needs_grad(ctx, 1, &x) && !vn__record(ctx, VN_OP_RESHAPE, y, 1, &x, reshape_bwd, 0))
         return NULL;
     return y;

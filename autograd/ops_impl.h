@@ -20,7 +20,11 @@ struct vn_node {
     vn__backward_fn backward;
     int n_bufs;
     void *bufs[VN_NODE_MAX_BUFS];
+    unsigned saved;              /* bit i: in[i] is read by backward or recompute; VN_SAVE_OUT */
+    vn__backward_fn recompute;   /* writes out->data from the saved inputs and state, or NULL */
 };
+
+#define VN_SAVE_OUT (1u << 15)
 
 /* Step-lifetime scratch from the bump arena, 64-byte aligned, not zeroed. */
 void *vn__arena_alloc(vn_ctx *ctx, size_t bytes);
@@ -36,6 +40,17 @@ vn_node *vn__record(vn_ctx *ctx, vn_op op, vn_tensor *out, int n_in, vn_tensor *
                     vn__backward_fn backward, size_t state_bytes);
 /* Hands a pool buffer to the node: released after the node's backward (or at reset). */
 void vn__node_keep(vn_node *node, void *pool_buf);
+
+/* Marks in[i] (or the output, with i == -1) as read by the node's backward or recompute: its
+ * data stays available (kept, or recomputed) until the node's backward has run. */
+void vn__save(vn_node *node, int i);
+/* Lets released copies of the node's output be freed in forward and recomputed in backward:
+ * fn must write node->out->data (already allocated) reading only saved inputs (through
+ * vn__data) and the node's state and buffers, and give the same bytes as the forward. */
+void vn__set_recompute(vn_node *node, vn__backward_fn fn);
+/* The data of a saved tensor in backward, recomputing it if it was dropped. NULL (and the
+ * sticky error) if it is not available. */
+const float *vn__data(vn_ctx *ctx, vn_tensor *t);
 
 /* The gradient buffer of t for accumulation, allocated and zero-filled on first use. */
 float *vn__grad(vn_ctx *ctx, vn_tensor *t);

@@ -46,7 +46,8 @@ static void ce_backward(vn_ctx *ctx, vn_node *node)
     const float *targets = node->bufs[1];
     const double scale = (double)node->out->grad[0] / (double)R;
     const double s = st->smoothing, off = s / (double)C;
-    const float *xd = x->data;
+    const float *xd = vn__data(ctx, x);
+    if (!xd) return;
 #pragma omp parallel for schedule(static) if (R * C >= LOSS_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
@@ -144,6 +145,7 @@ vn_tensor *vn_cross_entropy(vn_ctx *ctx, vn_tensor *logits, const int32_t *label
         vn__pool_free(ctx, tcopy);
         return NULL;
     }
+    vn__save(node, 0);
     ce_state *st = node->state;
     st->rows = R;
     st->classes = C;
@@ -163,7 +165,8 @@ static void bce_backward(vn_ctx *ctx, vn_node *node)
     bool fresh;
     float *dx = vn__grad_uninit(ctx, x, &fresh);
     if (!dx) return;
-    const float *t = node->bufs[0], *xd = x->data;
+    const float *t = node->bufs[0], *xd = vn__data(ctx, x);
+    if (!xd) return;
     const int64_t n = x->numel;
     const float scale = (float)((double)node->out->grad[0] / (double)n);
 #pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN)
@@ -216,6 +219,7 @@ vn_tensor *vn_bce_with_logits(vn_ctx *ctx, vn_tensor *logits, const float *targe
             return NULL;
         }
         vn__node_keep(node, tcopy);
+        vn__save(node, 0);
     }
     return out;
 }

@@ -136,6 +136,8 @@ static void bn_backward(vn_ctx *ctx, vn_node *node)
     const float *g = node->out->grad;
     const float *mean = node->bufs[0];
     const float *invstd = mean + C;
+    const float *xd = vn__data(ctx, x);
+    if (!xd) return;
 
     bool need_x = vn_tensor_requires_grad(x);
     bool need_w = w && vn_tensor_requires_grad(w);
@@ -154,7 +156,7 @@ static void bn_backward(vn_ctx *ctx, vn_node *node)
     double *sum_g = part + 2 * nch * C, *sum_gx = sum_g + C;
     float *ca = (float *)(sum_gx + C), *cb = ca + C, *cd = cb + C;
 
-    if (need_sums) bn_reduce(g, x->data, R, C, mean, part, sum_g, sum_gx);
+    if (need_sums) bn_reduce(g, xd, R, C, mean, part, sum_g, sum_gx);
 
     if (need_w) {
         float *dw = vn__grad(ctx, w);
@@ -184,7 +186,6 @@ static void bn_backward(vn_ctx *ctx, vn_node *node)
         bool fresh;
         float *dx = vn__grad_uninit(ctx, x, &fresh);
         if (!dx) goto done;
-        const float *xd = x->data;
 #pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
         for (int64_t r = 0; r < R; r++) {
             const float *xr = xd + r * C, *gr = g + r * C;
@@ -199,6 +200,16 @@ static void bn_backward(vn_ctx *ctx, vn_node *node)
     }
 done:
     vn__pool_free(ctx, part);
+}
+
+/* The output again from the saved input and per-channel coefficients (same bytes). */
+static void bn_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const bn_state *st = node->state;
+    const float *mean = node->bufs[0], *alpha = mean + 2 * st->channels,
+                *beta = mean + 3 * st->channels;
+    const float *xd = vn__data(ctx, node->in[0]);
+    if (xd) bn_apply(node->out->data, xd, st->rows, st->channels, mean, alpha, beta);
 }
 
 static vn_tensor *bn_fail_size(vn_ctx *ctx, const char *what, const vn_tensor *t, int64_t C)
@@ -305,6 +316,8 @@ vn_tensor *vn_batch_norm2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tens
         st->channels = C;
         st->training = training;
         vn__node_keep(node, saved);
+        vn__save(node, 0);
+        vn__set_recompute(node, bn_recompute);
     } else {
         vn__pool_free(ctx, saved);
     }

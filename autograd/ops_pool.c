@@ -4,8 +4,9 @@
  * Every kernel walks one image and one block of channels at a time, vectorised along C.
  * Work is split over (image, channel block) pairs, so the gradient of one input element is
  * only ever touched by one thread, in a fixed order, even where adaptive windows overlap.
- * Max pools save nothing for backward: the argmax is recomputed from the input (which
- * stays alive as the op's input) by the same code that chose it in forward. */
+ * Max pools save only their input for backward: the argmax is recomputed from it by the
+ * same code that chose it in forward (when the input was released and is itself cheap to
+ * recompute, e.g. a BatchNorm output, nothing of it stays in memory between the passes). */
 #include "autograd/ops_impl.h"
 
 #include <string.h>
@@ -156,7 +157,8 @@ static void max_backward(vn_ctx *ctx, vn_node *node)
     /* Fixed-kernel windows are disjoint: a fresh gradient is written, not accumulated. */
     const bool assign = fresh && s->k > 0;
     if (fresh && !assign) memset(dx, 0, (size_t)x->numel * sizeof(float));
-    const float *g = node->out->grad, *xd = x->data;
+    const float *g = node->out->grad, *xd = vn__data(ctx, x);
+    if (!xd) return;
     const int64_t W = s->w, C = s->c;
     const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
@@ -221,6 +223,12 @@ static void avg_backward(vn_ctx *ctx, vn_node *node)
     }
 }
 
+static void max_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const float *xd = vn__data(ctx, node->in[0]);
+    if (xd) max_forward(node->state, xd, node->out->data);
+}
+
 /* Shared front end: validates, makes the output, runs forward, records the node.
  * k > 0: fixed kernel = stride k; k == 0: adaptive windows to oh x ow. */
 static vn_tensor *pool_op(vn_ctx *ctx, const char *name, vn_op op, vn_tensor *x, int k,
@@ -254,6 +262,10 @@ static vn_tensor *pool_op(vn_ctx *ctx, const char *name, vn_op op, vn_tensor *x,
                                    sizeof(pool_state));
         if (!node) return NULL;
         *(pool_state *)node->state = s;
+        if (is_max) { /* the argmax is recomputed from the input */
+            vn__save(node, 0);
+            vn__set_recompute(node, max_recompute);
+        }
     }
     return y;
 }

@@ -24,7 +24,7 @@ typedef struct vn_node vn_node;
 typedef struct vn_mem_stats {
     size_t pool_in_use;    /* bytes of step buffers currently handed out */
     size_t pool_peak;      /* high-water mark of pool_in_use since creation or last clear */
-    size_t pool_cached;    /* bytes held in free lists */
+    size_t pool_cached;    /* bytes touched but not in use (resident, free for reuse) */
     size_t arena_bytes;    /* bytes reserved by the bump arena */
     uint64_t system_allocs;/* malloc calls made by pool and arena since creation */
 } vn_mem_stats;
@@ -57,6 +57,15 @@ void vn_ctx_clear_peak(vn_ctx *ctx);
 /* A step tensor with uninitialised data. */
 vn_tensor *vn_ctx_tensor(vn_ctx *ctx, int ndim, const int64_t *shape);
 vn_tensor *vn_ctx_tensor4(vn_ctx *ctx, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+
+/* Declares that the caller will not read t again (its data, or as an op input). Its memory
+ * goes back to the step pool at once when no tape entry needs it for backward; when one
+ * does, it stays until that entry's backward has run -- or, when the op that made t can
+ * recompute it cheaply from what it saved (BatchNorm, activations, dropout, max-pool), it is
+ * freed now and recomputed during backward. Model forwards call this on every intermediate
+ * to keep training memory down to what backward truly needs. NULL, model-lifetime tensors
+ * and views are ignored. An op later given a released tensor fails with an error. */
+void vn_release(vn_ctx *ctx, vn_tensor *t);
 
 /* Backward from a scalar (numel 1) tensor: seeds its gradient with 1 and walks the tape in
  * reverse, accumulating into every tensor that requires grad. Each entry's saved state and

@@ -21,7 +21,10 @@ enum {
     VN_TENSOR_STEP = 1u << 2,       /* data and grad live in a context's step pool */
     VN_TENSOR_VIEW = 1u << 3,       /* data belongs to another tensor */
     VN_TENSOR_OHWI = 1u << 4,       /* conv weight kept as [O, KH, KW, I/g]; files use OIHW */
-    VN_TENSOR_NO_DECAY = 1u << 5    /* exempt from weight decay (1-D params, biases) */
+    VN_TENSOR_NO_DECAY = 1u << 5,   /* exempt from weight decay (1-D params, biases) */
+    VN_TENSOR_RELEASED = 1u << 6,   /* step tensor given to vn_release: no further reads */
+    VN_TENSOR_DROPPED = 1u << 7,    /* data freed; backward recomputes it when needed */
+    VN_TENSOR_HAS_VIEW = 1u << 8    /* another tensor shares this data (never released) */
 };
 
 struct vn_node;
@@ -35,6 +38,7 @@ typedef struct vn_tensor {
     uint32_t flags;
     const char *name;       /* optional, not owned */
     struct vn_node *node;   /* the tape entry that produced it (NULL for leaves) */
+    int32_t saved_refs;     /* tape entries that still need this data in backward */
 } vn_tensor;
 
 /* Model-lifetime tensor, data zero-filled; returns NULL on allocation failure. */

@@ -206,6 +206,21 @@ void vn_vanillanet_change_act(vn_vanillanet *m, float act_learn) { m->act_learn 
 
 void vn_vanillanet_set_training(vn_vanillanet *m, bool training) { m->training = training; }
 
+/* Returns out after releasing the intermediate it was computed from (see vn_release): a
+ * forward keeps in memory only what backward needs. */
+static vn_tensor *then(vn_ctx *ctx, vn_tensor *consumed, vn_tensor *out)
+{
+    vn_release(ctx, consumed);
+    return out;
+}
+
+static vn_tensor *block_pool(vn_ctx *ctx, const vn_vanilla_block *b, vn_tensor *y)
+{
+    if (b->stride <= 1) return y;
+    return then(ctx, y, b->ada_pool ? vn_adaptive_max_pool2d(ctx, y, b->ada_pool, b->ada_pool)
+                                    : vn_max_pool2d(ctx, y, b->stride));
+}
+
 vn_tensor *vn_vanilla_block_forward(vn_ctx *ctx, vn_vanilla_block *b, vn_tensor *x,
                                     float act_learn, bool training)
 {
@@ -213,23 +228,21 @@ vn_tensor *vn_vanilla_block_forward(vn_ctx *ctx, vn_vanilla_block *b, vn_tensor 
     if (b->conv.weight) {
         y = vn_conv2d_layer_forward(ctx, &b->conv, x);
     } else {
-        y = vn_bn_layer_forward(ctx, &b->bn1, vn_conv2d_layer_forward(ctx, &b->conv1, x), training);
-        y = vn_leaky_relu(ctx, y, act_learn);
-        y = vn_bn_layer_forward(ctx, &b->bn2, vn_conv2d_layer_forward(ctx, &b->conv2, y), training);
+        y = vn_conv2d_layer_forward(ctx, &b->conv1, x);
+        y = then(ctx, y, vn_bn_layer_forward(ctx, &b->bn1, y, training));
+        y = then(ctx, y, vn_leaky_relu(ctx, y, act_learn));
+        y = then(ctx, y, vn_conv2d_layer_forward(ctx, &b->conv2, y));
+        y = then(ctx, y, vn_bn_layer_forward(ctx, &b->bn2, y, training));
     }
-    if (b->stride > 1)
-        y = b->ada_pool ? vn_adaptive_max_pool2d(ctx, y, b->ada_pool, b->ada_pool)
-                        : vn_max_pool2d(ctx, y, b->stride);
+    y = block_pool(ctx, b, y);
     if (b->shortcut_identity) {
-        y = vn_add(ctx, y, x);
+        y = then(ctx, y, vn_add(ctx, y, x));
     } else if (b->shortcut_conv) {
-        vn_tensor *s = vn_conv2d_layer_forward(ctx, &b->shortcut, x);
-        if (b->stride > 1)
-            s = b->ada_pool ? vn_adaptive_max_pool2d(ctx, s, b->ada_pool, b->ada_pool)
-                            : vn_max_pool2d(ctx, s, b->stride);
-        y = vn_add(ctx, y, s);
+        vn_tensor *s = block_pool(ctx, b, vn_conv2d_layer_forward(ctx, &b->shortcut, x));
+        y = then(ctx, y, vn_add(ctx, y, s));
+        vn_release(ctx, s);
     }
-    return vn_series_act_forward(ctx, &b->act, y, training);
+    return then(ctx, y, vn_series_act_forward(ctx, &b->act, y, training));
 }
 
 static vn_tensor *stem_forward(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x)
@@ -242,24 +255,26 @@ static vn_tensor *stem_forward(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x)
     bool tr = m->training;
     vn_tensor *y = vn_conv2d_layer_forward(ctx, &m->stem1, x);
     if (!m->deploy) {
-        y = vn_bn_layer_forward(ctx, &m->stem1_bn, y, tr);
-        y = vn_leaky_relu(ctx, y, m->act_learn);
-        y = vn_bn_layer_forward(ctx, &m->stem2_bn, vn_conv2d_layer_forward(ctx, &m->stem2, y), tr);
+        y = then(ctx, y, vn_bn_layer_forward(ctx, &m->stem1_bn, y, tr));
+        y = then(ctx, y, vn_leaky_relu(ctx, y, m->act_learn));
+        y = then(ctx, y, vn_conv2d_layer_forward(ctx, &m->stem2, y));
+        y = then(ctx, y, vn_bn_layer_forward(ctx, &m->stem2_bn, y, tr));
     }
-    return vn_series_act_forward(ctx, &m->stem_act, y, tr);
+    return then(ctx, y, vn_series_act_forward(ctx, &m->stem_act, y, tr));
 }
 
 vn_tensor *vn_vanillanet_forward(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x)
 {
     vn_tensor *y = stem_forward(ctx, m, x);
-    for (int i = 0; i < m->cfg.n_stages; i++) y = vn_vanilla_block_forward(ctx, &m->stages[i], y, m->act_learn, m->training);
-    y = vn_global_avg_pool(ctx, y);
-    y = vn_dropout(ctx, y, m->cfg.drop_rate, m->training);
-    y = vn_conv2d_layer_forward(ctx, &m->cls1, y);
+    for (int i = 0; i < m->cfg.n_stages; i++)
+        y = then(ctx, y, vn_vanilla_block_forward(ctx, &m->stages[i], y, m->act_learn, m->training));
+    y = then(ctx, y, vn_global_avg_pool(ctx, y));
+    y = then(ctx, y, vn_dropout(ctx, y, m->cfg.drop_rate, m->training));
+    y = then(ctx, y, vn_conv2d_layer_forward(ctx, &m->cls1, y));
     if (!m->deploy) {
-        y = vn_bn_layer_forward(ctx, &m->cls1_bn, y, m->training);
-        y = vn_leaky_relu(ctx, y, m->act_learn);
-        y = vn_conv2d_layer_forward(ctx, &m->cls2, y);
+        y = then(ctx, y, vn_bn_layer_forward(ctx, &m->cls1_bn, y, m->training));
+        y = then(ctx, y, vn_leaky_relu(ctx, y, m->act_learn));
+        y = then(ctx, y, vn_conv2d_layer_forward(ctx, &m->cls2, y));
     }
     return vn_flatten(ctx, y);
 }
