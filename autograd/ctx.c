@@ -598,6 +598,18 @@ float *vn__grad(vn_ctx *ctx, vn_tensor *t)
     return grad_alloc(ctx, t, true, &fresh);
 }
 
+float *vn__grad_steal(vn_ctx *ctx, vn_node *node, vn_tensor *t)
+{
+    (void)ctx;
+    vn_tensor *o = node->out;
+    if (t->grad || !o->grad || t == o || t->numel != o->numel ||
+        !(t->flags & VN_TENSOR_STEP) || !(o->flags & VN_TENSOR_STEP))
+        return NULL;
+    t->grad = o->grad;
+    o->grad = NULL;
+    return t->grad;
+}
+
 float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh)
 {
     return grad_alloc(ctx, t, false, fresh);

@@ -324,6 +324,19 @@ static int general_backward(vn_ctx *ctx, float *dx, float *dw, const float *dy, 
 
 /* ---- the op ------------------------------------------------------------------------------ */
 
+/* Depthwise outputs are cheap to recompute (a few % of a VanillaNet step) next to what they
+ * cost to keep (the input of the BatchNorm that follows): backward rebuilds them. */
+static void conv_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const conv_state *st = node->state;
+    vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
+    const float *xd = vn__data(ctx, node->in[0]), *wd = vn__data(ctx, node->in[1]);
+    if (!xd || !wd) return;
+    if (vn__dw_forward(ctx, node->out->data, xd, wd, b ? b->data : NULL, &st->g) != VN_OK &&
+        vn_ctx_status(ctx) == VN_OK)
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory recomputing a depthwise output");
+}
+
 static void conv_backward(vn_ctx *ctx, vn_node *node)
 {
     const conv_state *st = node->state;
@@ -494,6 +507,7 @@ vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_c
         st->kind = kind;
         vn__save(node, 0);
         vn__save(node, 1);
+        if (kind == CONV_KIND_DEPTHWISE) vn__set_recompute(node, conv_recompute);
     }
     return y;
 }

@@ -16,7 +16,7 @@ static void leaky_relu_forward(float *restrict y, const float *restrict x, int64
 }
 
 /* PyTorch: grad * (x > 0 ? 1 : slope); relu is slope 0 (threshold_backward gives 0 at 0). */
-static void leaky_relu_backward(float *restrict dx, const float *restrict dy,
+static void leaky_relu_backward(float *dx, const float *dy,
                                 const float *restrict x, int64_t n, float slope, bool fresh)
 {
     if (fresh) {
@@ -36,10 +36,12 @@ static void leaky_relu_bwd(vn_ctx *ctx, vn_node *node)
     vn_tensor *x = node->in[0];
     const float *sign = vn__data(ctx, st->slope >= 0.0f ? node->out : x);
     if (!sign) return;
-    bool fresh;
-    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    const float *dy = node->out->grad;
+    bool fresh = true;
+    float *dx = vn__grad_steal(ctx, node, x);
+    if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
     if (!dx) return;
-    leaky_relu_backward(dx, node->out->grad, sign, x->numel, st->slope, fresh);
+    leaky_relu_backward(dx, dy, sign, x->numel, st->slope, fresh);
 }
 
 static void leaky_relu_recompute(vn_ctx *ctx, vn_node *node)

@@ -183,8 +183,9 @@ static void bn_backward(vn_ctx *ctx, vn_node *node)
                 cd[c] = 0.0f;
             }
         }
-        bool fresh;
-        float *dx = vn__grad_uninit(ctx, x, &fresh);
+        bool fresh = true;
+        float *dx = vn__grad_steal(ctx, node, x); /* in place over g: read before written */
+        if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
         if (!dx) goto done;
 #pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
         for (int64_t r = 0; r < R; r++) {

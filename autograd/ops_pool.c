@@ -4,9 +4,9 @@
  * Every kernel walks one image and one block of channels at a time, vectorised along C.
  * Work is split over (image, channel block) pairs, so the gradient of one input element is
  * only ever touched by one thread, in a fixed order, even where adaptive windows overlap.
- * Max pools save only their input for backward: the argmax is recomputed from it by the
- * same code that chose it in forward (when the input was released and is itself cheap to
- * recompute, e.g. a BatchNorm output, nothing of it stays in memory between the passes). */
+ * Max pools save the argmax of every output element (one byte each for windows of up to 256
+ * positions) for backward, so their input need not stay in memory; when it was released, a
+ * dropped output is recomputed from the (recomputed) input. */
 #include "autograd/ops_impl.h"
 
 #include <string.h>
@@ -18,6 +18,7 @@ typedef struct pool_state {
     int64_t n, h, w, c;   /* input shape */
     int64_t oh, ow;       /* output spatial size */
     int k;                /* > 0: fixed kernel = stride k; 0: adaptive windows */
+    int idx_bytes;        /* max pools: 1 (uint8) or 4 (int32) per saved argmax */
 } pool_state;
 
 /* PyTorch's adaptive window: [floor(i*in/out), ceil((i+1)*in/out)). */
@@ -76,7 +77,18 @@ static void window_max(const float *img, const pool_state *s, int64_t h0, int64_
         }
 }
 
-static void max_forward(const pool_state *s, const float *x, float *y)
+/* Stores one window's argmax positions for channels [c0, c0 + cn). */
+static void store_idx(void *dst, int idx_bytes, const int32_t *idx, int64_t cn)
+{
+    if (idx_bytes == 1)
+        for (int64_t c = 0; c < cn; c++) ((uint8_t *)dst)[c] = (uint8_t)idx[c];
+    else
+        memcpy(dst, idx, (size_t)cn * sizeof(int32_t));
+}
+
+/* y = max over each window; when saved is not NULL, also the argmax of every output element
+ * (idx_bytes each, same layout as y) for backward. */
+static void max_forward(const pool_state *s, const float *x, float *y, void *saved)
 {
     const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * s->w * s->c, img_out = s->oh * s->ow * s->c;
@@ -84,12 +96,14 @@ static void max_forward(const pool_state *s, const float *x, float *y)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = s->c - c0 < POOL_CBLOCK ? s->c - c0 : POOL_CBLOCK;
+        int32_t idx[POOL_CBLOCK];
         for (int64_t i = 0; i < s->oh; i++)
             for (int64_t j = 0; j < s->ow; j++) {
                 int64_t h0, h1, w0, w1;
                 window(s, i, j, &h0, &h1, &w0, &w1);
-                window_max(x + n * img_in, s, h0, h1, w0, w1, c0, cn,
-                           y + n * img_out + (i * s->ow + j) * s->c + c0, NULL);
+                int64_t o = n * img_out + (i * s->ow + j) * s->c + c0;
+                window_max(x + n * img_in, s, h0, h1, w0, w1, c0, cn, y + o, saved ? idx : NULL);
+                if (saved) store_idx((char *)saved + o * s->idx_bytes, s->idx_bytes, idx, cn);
             }
     }
 }
@@ -157,8 +171,8 @@ static void max_backward(vn_ctx *ctx, vn_node *node)
     /* Fixed-kernel windows are disjoint: a fresh gradient is written, not accumulated. */
     const bool assign = fresh && s->k > 0;
     if (fresh && !assign) memset(dx, 0, (size_t)x->numel * sizeof(float));
-    const float *g = node->out->grad, *xd = vn__data(ctx, x);
-    if (!xd) return;
+    const float *g = node->out->grad;
+    const char *saved = node->bufs[0];
     const int64_t W = s->w, C = s->c;
     const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
@@ -166,7 +180,6 @@ static void max_backward(vn_ctx *ctx, vn_node *node)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
-        float m[POOL_CBLOCK];
         int32_t idx[POOL_CBLOCK];
         float *dimg = dx + n * img_in;
         if (assign) zero_uncovered(s, dimg, c0, cn);
@@ -174,8 +187,12 @@ static void max_backward(vn_ctx *ctx, vn_node *node)
             for (int64_t j = 0; j < s->ow; j++) {
                 int64_t h0, h1, w0, w1;
                 window(s, i, j, &h0, &h1, &w0, &w1);
-                window_max(xd + n * img_in, s, h0, h1, w0, w1, c0, cn, m, idx);
-                const float *gr = g + n * img_out + (i * s->ow + j) * C + c0;
+                int64_t o = n * img_out + (i * s->ow + j) * C + c0;
+                if (s->idx_bytes == 1)
+                    for (int64_t c = 0; c < cn; c++) idx[c] = ((const uint8_t *)saved)[o + c];
+                else
+                    memcpy(idx, saved + o * 4, (size_t)cn * sizeof(int32_t));
+                const float *gr = g + o;
                 int32_t p = 0;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++, p++) {
@@ -226,7 +243,7 @@ static void avg_backward(vn_ctx *ctx, vn_node *node)
 static void max_recompute(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
-    if (xd) max_forward(node->state, xd, node->out->data);
+    if (xd) max_forward(node->state, xd, node->out->data, NULL);
 }
 
 /* Shared front end: validates, makes the output, runs forward, records the node.
@@ -242,7 +259,7 @@ static vn_tensor *pool_op(vn_ctx *ctx, const char *name, vn_op op, vn_tensor *x,
     if (x->numel <= 0)
         return vn_ctx_fail(ctx, VN_ERR_SHAPE, "%s: empty input %s", name,
                            vn_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
-    pool_state s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], oh, ow, k};
+    pool_state s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], oh, ow, k, 0};
     if (k > 0) {
         s.oh = s.h / k;
         s.ow = s.w / k;
@@ -255,14 +272,33 @@ static vn_tensor *pool_op(vn_ctx *ctx, const char *name, vn_op op, vn_tensor *x,
     }
     vn_tensor *y = vn_ctx_tensor4(ctx, s.n, s.oh, s.ow, s.c);
     if (!y) return NULL;
-    if (is_max) max_forward(&s, x->data, y->data);
+    bool rec = vn__needs_grad(ctx, 1, &x);
+    void *saved = NULL;
+    if (is_max && rec) {
+        /* Window positions are counted in row-major order; one byte holds them up to 256. */
+        int64_t area = 0;
+        for (int64_t i = 0; i < s.oh; i++)
+            for (int64_t j = 0; j < s.ow; j++) {
+                int64_t h0, h1, w0, w1;
+                window(&s, i, j, &h0, &h1, &w0, &w1);
+                if ((h1 - h0) * (w1 - w0) > area) area = (h1 - h0) * (w1 - w0);
+            }
+        s.idx_bytes = area <= 256 ? 1 : 4;
+        saved = vn__pool_alloc(ctx, (size_t)y->numel * (size_t)s.idx_bytes);
+        if (!saved) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "%s: out of memory", name);
+    }
+    if (is_max) max_forward(&s, x->data, y->data, saved);
     else avg_forward(&s, x->data, y->data);
-    if (vn__needs_grad(ctx, 1, &x)) {
+    if (rec) {
         vn_node *node = vn__record(ctx, op, y, 1, &x, is_max ? max_backward : avg_backward,
                                    sizeof(pool_state));
-        if (!node) return NULL;
+        if (!node) {
+            vn__pool_free(ctx, saved);
+            return NULL;
+        }
         *(pool_state *)node->state = s;
-        if (is_max) { /* the argmax is recomputed from the input */
+        if (is_max) { /* backward reads the argmax; recompute reads the input */
+            vn__node_keep(node, saved);
             vn__save(node, 0);
             vn__set_recompute(node, max_recompute);
         }
