@@ -522,7 +522,7 @@ void vn_release(vn_ctx *ctx, vn_tensor *t)
 }
 
 /* Recomputes a dropped tensor from its producer's saved inputs, recomputing those that were
- * dropped too and dropping them again afterwards (only t stays). */
+ * dropped too. */
 static bool rematerialize(vn_ctx *ctx, vn_tensor *t)
 {
     vn_node *n = t->node;
@@ -552,8 +552,11 @@ static bool rematerialize(vn_ctx *ctx, vn_tensor *t)
             ok = false;
         }
     }
+    /* A recomputed input no larger than t stays for its other readers (a relu output both
+     * rebuilds a depthwise output and is read by that conv's backward next); larger ones
+     * (a BatchNorm output before a max-pool) are dropped again at once. */
     for (int i = 0; i < n->n_in; i++)
-        if (temp[i] && n->in[i]->data) {
+        if (temp[i] && n->in[i]->data && n->in[i]->numel > t->numel) {
             data_free(ctx, n->in[i]);
             n->in[i]->flags |= VN_TENSOR_DROPPED;
         }
