@@ -494,6 +494,11 @@ void vn__save(vn_node *node, int i)
 
 void vn__set_recompute(vn_node *node, vn__backward_fn fn) { node->recompute = fn; }
 
+bool vn__cheap_to_save(const vn_tensor *t)
+{
+    return !(t->flags & VN_TENSOR_STEP) || (t->node && t->node->recompute);
+}
+
 static void data_free(vn_ctx *ctx, vn_tensor *t)
 {
     vn__pool_free(ctx, t->data);

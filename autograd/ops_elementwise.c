@@ -61,9 +61,13 @@ static vn_tensor *leaky_common(vn_ctx *ctx, vn_tensor *x, float slope, vn_op op)
         vn_node *node = vn__record(ctx, op, y, 1, &x, leaky_relu_bwd, sizeof(leaky_state));
         if (!node) return NULL;
         ((leaky_state *)node->state)->slope = slope;
-        vn__save(node, 0);
-        if (slope >= 0.0f) vn__save(node, -1);
-        vn__set_recompute(node, leaky_relu_recompute);
+        if (slope < 0.0f) { /* backward reads the input */
+            vn__save(node, 0);
+        } else {            /* backward reads the output, recompute the input */
+            vn__save(node, -1);
+            if (vn__cheap_to_save(x)) vn__save(node, 0);
+        }
+        if (node->saved & 1u) vn__set_recompute(node, leaky_relu_recompute);
     }
     return y;
 }
@@ -127,8 +131,10 @@ vn_tensor *vn_dropout(vn_ctx *ctx, vn_tensor *x, float p, bool training)
         st->scale = scale;
         st->keep = keep;
         vn__node_keep(node, keep);
-        vn__save(node, 0);
-        vn__set_recompute(node, dropout_recompute);
+        if (vn__cheap_to_save(x)) {
+            vn__save(node, 0);
+            vn__set_recompute(node, dropout_recompute);
+        }
     } else {
         vn__pool_free(ctx, keep);
     }

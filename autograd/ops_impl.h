@@ -48,6 +48,10 @@ void vn__save(vn_node *node, int i);
  * fn must write node->out->data (already allocated) reading only saved inputs (through
  * vn__data) and the node's state and buffers, and give the same bytes as the forward. */
 void vn__set_recompute(vn_node *node, vn__backward_fn fn);
+/* True when saving t costs no memory beyond what exists anyway: t is not a step tensor, or
+ * it is itself recomputable. Ops that read an input only to recompute their output save it
+ * (and enable recompute) only then, so recompute never pins a larger tensor in memory. */
+bool vn__cheap_to_save(const vn_tensor *t);
 /* The data of a saved tensor in backward, recomputing it if it was dropped. NULL (and the
  * sticky error) if it is not available. */
 const float *vn__data(vn_ctx *ctx, vn_tensor *t);

@@ -299,8 +299,10 @@ static vn_tensor *pool_op(vn_ctx *ctx, const char *name, vn_op op, vn_tensor *x,
         *(pool_state *)node->state = s;
         if (is_max) { /* backward reads the argmax; recompute reads the input */
             vn__node_keep(node, saved);
-            vn__save(node, 0);
-            vn__set_recompute(node, max_recompute);
+            if (vn__cheap_to_save(x)) {
+                vn__save(node, 0);
+                vn__set_recompute(node, max_recompute);
+            }
         }
     }
     return y;

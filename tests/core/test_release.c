@@ -258,6 +258,41 @@ START_TEST(test_pool_coalesces)
 }
 END_TEST
 
+/* An op whose input is only needed to recompute its output does not keep a large input
+ * alive for that: max-pool after a plain conv keeps its (4x smaller) output instead. */
+START_TEST(test_recompute_never_pins_a_larger_input)
+{
+    vn_ctx *ctx = vn_ctx_create();
+    vn_tensor *x = vn_tensor_new4(2, 16, 16, 8, false);
+    vn_test_fill_uniform(x->data, x->numel, 8, -1, 1);
+    vn_tensor *w1 = param(8, 1, 1, 8, 9, -0.5f, 0.5f), *w2 = param(4, 1, 1, 8, 10, -0.5f, 0.5f);
+    w1->flags |= VN_TENSOR_OHWI;
+    w2->flags |= VN_TENSOR_OHWI;
+    vn_tensor *c = vn_conv2d(ctx, x, w1, NULL, VN_CONV(1, 0, 1));
+    vn_tensor *p = vn_max_pool2d(ctx, c, 2);
+    vn_release(ctx, c);
+    vn_tensor *y = vn_conv2d(ctx, p, w2, NULL, VN_CONV(1, 0, 1));
+    vn_release(ctx, p);
+    ck_assert_msg(y, "%s", vn_ctx_error(ctx));
+    vn_mem_stats st;
+    vn_ctx_mem_stats(ctx, &st);
+    size_t pb = (size_t)p->numel * sizeof(float), yb = (size_t)y->numel * sizeof(float);
+    /* p (kept for conv2's backward), y, and the one-byte argmax; not the conv output c. */
+    ck_assert_uint_le(st.pool_in_use, pb + yb + (size_t)p->numel + 256);
+    float *seed = malloc((size_t)y->numel * sizeof *seed);
+    vn_test_fill_uniform(seed, y->numel, 11, -1, 1);
+    ck_assert_int_eq(vn_backward_with(ctx, y, seed), VN_OK);
+    double gn = 0;
+    for (int64_t i = 0; i < w1->numel; i++) gn += w1->grad[i] * w1->grad[i];
+    ck_assert_double_gt(gn, 0);
+    free(seed);
+    vn_ctx_destroy(ctx);
+    vn_tensor_free(x);
+    vn_tensor_free(w1);
+    vn_tensor_free(w2);
+}
+END_TEST
+
 /* A VanillaNet block keeps only its two conv outputs, the depthwise output and its result
  * for backward; the gradients equal those of a forward that keeps everything. */
 START_TEST(test_block_keeps_only_what_backward_needs)
@@ -328,6 +363,7 @@ int main(void)
     tcase_add_test(tc, test_release_inference_frees_at_once);
     tcase_add_test(tc, test_pool_coalesces);
     tcase_add_test(tc, test_block_keeps_only_what_backward_needs);
+    tcase_add_test(tc, test_recompute_never_pins_a_larger_input);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
