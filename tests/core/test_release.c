@@ -365,9 +365,5 @@ int main(void)
     tcase_add_test(tc, test_block_keeps_only_what_backward_needs);
     tcase_add_test(tc, test_recompute_never_pins_a_larger_input);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return vn_test_run(s, true);
 }

@@ -1,8 +1,5 @@
-/* nftw */
-#define _XOPEN_SOURCE 700
 #include "data_util.h"
 
-#include <ftw.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,26 +9,6 @@
 #include "data/vn_image.h"
 
 #include <unistd.h>
-
-/* TMPDIR when set; else /dev/shm when writable (the tests create many small files, which
- * can cost milliseconds each on a busy disk); else /tmp. */
-void dt_mkdtemp(char *buf, size_t len)
-{
-    const char *t = getenv("TMPDIR");
-    if (!t || !t[0]) t = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(buf, len, "%s/vn_data_XXXXXX", t);
-    ck_assert_msg(mkdtemp(buf) != NULL, "mkdtemp %s failed", buf);
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(p) == 0 ? 0 : 0;
-}
-
-void dt_rmtree(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 void dt_mkdirs(const char *path)
 {

@@ -7,11 +7,6 @@
 
 #include "vn_test.h"
 
-/* A fresh folder under $TMPDIR (else /dev/shm, else /tmp); fails the test if it cannot be
- * made. */
-void dt_mkdtemp(char *buf, size_t len);
-/* Recursive delete (best effort). */
-void dt_rmtree(const char *path);
 /* mkdir -p of a/b/c, failing the test on error. */
 void dt_mkdirs(const char *path);
 /* Writes bytes to path (fails the test on error). */

@@ -28,7 +28,7 @@ static void touch_png(const char *dir, const char *rel, int64_t index)
 START_TEST(scan_order_like_torchvision)
 {
     char root[4096], path[4200];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     touch_png(root, "bird/b.PNG", 1);
     touch_png(root, "bird/a.jpeg", 2);
     touch_png(root, "bird/sub/z.jpg", 3);
@@ -73,14 +73,14 @@ START_TEST(scan_order_like_torchvision)
     ck_assert_ptr_nonnull(vn_dataset_path(ds, 7, full, sizeof full));
     ck_assert_str_eq(full, strcat(strcpy(path, root), "/cat/only.png"));
     vn_dataset_free(ds);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
 START_TEST(scan_with_class_list)
 {
     char root[4096];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     touch_png(root, "b/1.png", 1);
     touch_png(root, "c/1.png", 2);
     const char *names[] = {"a", "b", "c"};
@@ -99,14 +99,14 @@ START_TEST(scan_with_class_list)
     const char *wrong[] = {"a", "b"};
     ck_assert_int_eq(vn_dataset_scan(root, wrong, 2, &ds, &err), VN_ERR_INVALID);
     ck_assert_msg(strstr(err.msg, "'c'"), "%s", err.msg);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
 START_TEST(scan_errors)
 {
     char root[4096], path[4200];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     vn_dataset *ds = NULL;
     vn_error err = {0};
     dt_mkdirs(strcat(strcpy(path, root), "/a"));
@@ -120,7 +120,7 @@ START_TEST(scan_errors)
     ck_assert_msg(strstr(err.msg, "/nonexistent/folder"), "%s", err.msg);
     ck_assert_int_eq(vn_dataset_scan(path, NULL, 0, &ds, &err), VN_ERR_INVALID);
     ck_assert_ptr_null(ds);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -128,7 +128,7 @@ END_TEST
 START_TEST(check_reports)
 {
     char root[4096], path[4200];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     touch_png(root, "a/1.png", 1);
     touch_png(root, "a/2.png", 2);
     touch_png(root, "b/1.png", 3);
@@ -176,7 +176,7 @@ START_TEST(check_reports)
     ck_assert_msg(strstr(txt, "EMPTY") && strstr(txt, "b/broken.jpg"), "%s", txt);
     free(txt);
     vn_check_report_free(&rep);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -216,8 +216,8 @@ static void make_idx_pair(const char *dir, const char *prefix, int n, bool gz)
 START_TEST(idx_import_tiny)
 {
     char src[4096], out[4096], path[4200];
-    dt_mkdtemp(src, sizeof src);
-    dt_mkdtemp(out, sizeof out);
+    vn_test_mkdtemp(src, sizeof src, "data");
+    vn_test_mkdtemp(out, sizeof out, "data");
     make_idx_pair(src, "train", 12, true);
     make_idx_pair(src, "t10k", 5, false); /* plain files work too */
     vn_import_result res;
@@ -253,16 +253,16 @@ START_TEST(idx_import_tiny)
     ck_assert(res.skipped);
     ck_assert_int_eq(res.n_train, 12);
     ck_assert_int_ne(access(path, F_OK), 0);
-    dt_rmtree(src);
-    dt_rmtree(out);
+    vn_test_rmtree(src);
+    vn_test_rmtree(out);
 }
 END_TEST
 
 START_TEST(idx_import_errors)
 {
     char src[4096], out[4096], ip[4200], lp[4200];
-    dt_mkdtemp(src, sizeof src);
-    dt_mkdtemp(out, sizeof out);
+    vn_test_mkdtemp(src, sizeof src, "data");
+    vn_test_mkdtemp(out, sizeof out, "data");
     snprintf(ip, sizeof ip, "%s/i", src);
     snprintf(lp, sizeof lp, "%s/l", src);
     const char *const *names = vn_mnist_class_names(VN_MNIST_DIGITS);
@@ -300,8 +300,8 @@ START_TEST(idx_import_errors)
     char p[4200];
     snprintf(p, sizeof p, "%s/0", out);
     ck_assert_int_ne(access(p, F_OK), 0);
-    dt_rmtree(src);
-    dt_rmtree(out);
+    vn_test_rmtree(src);
+    vn_test_rmtree(out);
 }
 END_TEST
 
@@ -345,9 +345,5 @@ int main(void)
     tcase_add_test(tc, idx_import_errors);
     tcase_add_test(tc, real_fashion_mnist_header);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return vn_test_run(s, true);
 }

@@ -95,7 +95,7 @@ END_TEST
 START_TEST(png_16bit)
 {
     char dir[4096], path[4200];
-    dt_mkdtemp(dir, sizeof dir);
+    vn_test_mkdtemp(dir, sizeof dir, "data");
     const int w = 7, h = 5;
     for (int gray = 0; gray < 2; gray++) {
         for (int inter = 0; inter < 2; inter++) {
@@ -132,7 +132,7 @@ START_TEST(png_16bit)
             vn_image_free(&img);
         }
     }
-    dt_rmtree(dir);
+    vn_test_rmtree(dir);
 }
 END_TEST
 
@@ -140,7 +140,7 @@ END_TEST
 START_TEST(png_low_bit_depths)
 {
     char dir[4096], path[4200];
-    dt_mkdtemp(dir, sizeof dir);
+    vn_test_mkdtemp(dir, sizeof dir, "data");
     const int w = 9, h = 3;
     uint8_t pal[16 * 3], trns[16];
     for (int i = 0; i < 16; i++) {
@@ -180,7 +180,7 @@ START_TEST(png_low_bit_depths)
             ck_assert_int_eq(img.data[y * w + x], bit ? 255 : 0);
         }
     vn_image_free(&img);
-    dt_rmtree(dir);
+    vn_test_rmtree(dir);
 }
 END_TEST
 
@@ -236,7 +236,7 @@ END_TEST
 START_TEST(size_limit_before_decoding)
 {
     char dir[4096], path[4200];
-    dt_mkdtemp(dir, sizeof dir);
+    vn_test_mkdtemp(dir, sizeof dir, "data");
     snprintf(path, sizeof path, "%s/huge.png", dir);
     uint8_t row[3] = {1, 2, 3};
     dt_write_png_raw(path, 1, 1, PNG_COLOR_TYPE_RGB, 8, row, NULL, 0, NULL, 0, 0);
@@ -281,7 +281,7 @@ START_TEST(size_limit_before_decoding)
     vn_image_free(&img);
     free(jpg);
     free(d);
-    dt_rmtree(dir);
+    vn_test_rmtree(dir);
 }
 END_TEST
 
@@ -289,7 +289,7 @@ END_TEST
 START_TEST(format_from_magic)
 {
     char dir[4096], path[4200];
-    dt_mkdtemp(dir, sizeof dir);
+    vn_test_mkdtemp(dir, sizeof dir, "data");
     size_t len;
     uint8_t *png = dt_read_file(vn_test_fixture_path("data/rgba.png"), &len);
     snprintf(path, sizeof path, "%s/really_png.jpg", dir);
@@ -303,7 +303,7 @@ START_TEST(format_from_magic)
     ck_assert_int_eq(vn_image_detect(png, 4), VN_IMAGE_UNKNOWN);
     vn_image_free(&img);
     free(png);
-    dt_rmtree(dir);
+    vn_test_rmtree(dir);
 }
 END_TEST
 
@@ -312,7 +312,7 @@ END_TEST
 START_TEST(writers_round_trip)
 {
     char dir[4096], path[4200];
-    dt_mkdtemp(dir, sizeof dir);
+    vn_test_mkdtemp(dir, sizeof dir, "data");
     uint8_t px[6 * 4 * 4];
     for (int i = 0; i < (int)sizeof px; i++) px[i] = (uint8_t)(i * 13);
     vn_error err = {0};
@@ -346,7 +346,7 @@ START_TEST(writers_round_trip)
         ck_assert_msg(abs(img.data[c] - want[c]) <= 2, "channel %d: got %d want %d", c,
                       img.data[c], want[c]);
     vn_image_free(&img);
-    dt_rmtree(dir);
+    vn_test_rmtree(dir);
 }
 END_TEST
 
@@ -368,9 +368,5 @@ int main(void)
     tcase_add_test(tc, format_from_magic);
     tcase_add_test(tc, writers_round_trip);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return vn_test_run(s, true);
 }

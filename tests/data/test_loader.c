@@ -79,7 +79,7 @@ static int next_ok(vn_loader *ld, vn_batch *b)
 START_TEST(order_is_a_reproducible_permutation)
 {
     char root[4096];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_index_folder(root, 3, 9); /* 27 samples */
     vn_loader_config cfg;
     identity_config(&cfg, root, 4);
@@ -132,7 +132,7 @@ START_TEST(order_is_a_reproducible_permutation)
         vn_loader_release(ld, &b);
     }
     vn_loader_close(ld);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -210,7 +210,7 @@ static void run_epochs(const vn_loader_config *cfg, int epochs, run_out *o)
 START_TEST(same_bytes_for_any_worker_count)
 {
     char root[4096];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_mixed_folder(root);
     vn_loader_config cfg;
     vn_loader_config_init(&cfg);
@@ -247,7 +247,7 @@ START_TEST(same_bytes_for_any_worker_count)
     ck_assert(other.len != ref.len || memcmp(other.bytes, ref.bytes, ref.len) != 0);
     free(other.bytes);
     free(ref.bytes);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -256,7 +256,7 @@ END_TEST
 START_TEST(resume_from_cursor)
 {
     char root[4096];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_mixed_folder(root);
     vn_loader_config cfg;
     vn_loader_config_init(&cfg);
@@ -309,14 +309,14 @@ START_TEST(resume_from_cursor)
     vn_loader_close(ld);
     vn_log_set(NULL, NULL);
     free(all);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
 START_TEST(drop_last_and_partial_batches)
 {
     char root[4096];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_index_folder(root, 1, 23);
     vn_loader_config cfg;
     identity_config(&cfg, root, 5);
@@ -356,7 +356,7 @@ START_TEST(drop_last_and_partial_batches)
     vn_error err = {0};
     ck_assert_int_eq(vn_loader_start_epoch(ld, 0, 24, &err), VN_ERR_INVALID);
     vn_loader_close(ld);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -395,7 +395,7 @@ static void make_awkward_folder(const char *root, char *corrupt, char *truncated
 START_TEST(bad_and_odd_files)
 {
     char root[4096], corrupt[4200], truncated[4200];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_awkward_folder(root, corrupt, truncated);
     vn_loader_config cfg;
     identity_config(&cfg, root, 4);
@@ -461,14 +461,14 @@ START_TEST(bad_and_odd_files)
     }
     ck_assert_int_eq(doubled, 2);
     vn_loader_close(ld);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
 START_TEST(fail_fast_names_the_file)
 {
     char root[4096], corrupt[4200], truncated[4200];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_awkward_folder(root, corrupt, truncated);
     vn_loader_config cfg;
     identity_config(&cfg, root, 4);
@@ -495,14 +495,14 @@ START_TEST(fail_fast_names_the_file)
     ck_assert_int_eq(vn_loader_bad_files(ld), 1);
     vn_loader_close(ld);
     vn_log_set(NULL, NULL);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
 START_TEST(too_many_bad_files_stop_the_run)
 {
     char root[4096], corrupt[4200], truncated[4200];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_awkward_folder(root, corrupt, truncated);
     vn_loader_config cfg;
     identity_config(&cfg, root, 4);
@@ -536,7 +536,7 @@ START_TEST(too_many_bad_files_stop_the_run)
     ck_assert_msg(strstr(err.msg, "1 of 25") && strstr(err.msg, corrupt), "%s", err.msg);
     vn_loader_close(ld);
     vn_log_set(NULL, NULL);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -545,7 +545,7 @@ END_TEST
 START_TEST(mixing_in_the_loader)
 {
     char root[4096];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_index_folder(root, 4, 5);
     vn_loader_config cfg;
     identity_config(&cfg, root, 6);
@@ -618,14 +618,14 @@ START_TEST(mixing_in_the_loader)
     vn_error err = {0};
     ck_assert_int_eq(vn_loader_open(&mixed, &bad, &err), VN_ERR_INVALID);
     ck_assert_msg(strstr(err.msg, "even batch_size"), "%s", err.msg);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
 START_TEST(prefetch_bound_and_wait_time)
 {
     char root[4096];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_index_folder(root, 1, 12);
     vn_loader_config cfg;
     identity_config(&cfg, root, 2);
@@ -668,7 +668,7 @@ START_TEST(prefetch_bound_and_wait_time)
     cfg.crop_pct = 1;
     cfg.root = "/nonexistent";
     ck_assert_int_eq(vn_loader_open(&cfg, &ld, &err), VN_ERR_NOT_FOUND);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -676,7 +676,7 @@ END_TEST
 START_TEST(gray_channel)
 {
     char root[4096];
-    dt_mkdtemp(root, sizeof root);
+    vn_test_mkdtemp(root, sizeof root, "data");
     make_index_folder(root, 1, 3);
     vn_loader_config cfg;
     identity_config(&cfg, root, 3);
@@ -701,7 +701,7 @@ START_TEST(gray_channel)
     vn_image_free(&img);
     vn_loader_release(ld, &b);
     vn_loader_close(ld);
-    dt_rmtree(root);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -720,9 +720,5 @@ int main(void)
     tcase_add_test(tc, prefetch_bound_and_wait_time);
     tcase_add_test(tc, gray_channel);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return vn_test_run(s, true);
 }

@@ -403,9 +403,5 @@ int main(void)
     tcase_add_test(tc, mix_draw_modes);
     tcase_add_test(tc, transform_validates);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return vn_test_run(s, true);
 }

@@ -1,10 +1,9 @@
 /* Helpers shared by the io test files. */
-#define _GNU_SOURCE /* nftw's FTW_DEPTH/FTW_PHYS */
+
 #include "io_util.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,22 +13,11 @@
 
 char tmp_root[4096];
 
-void tmp_setup(void)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(tmp_root, sizeof tmp_root, "%s/vn_io_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_msg(mkdtemp(tmp_root) != NULL, "mkdtemp %s: %s", tmp_root, strerror(errno));
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
+void tmp_setup(void) { vn_test_mkdtemp(tmp_root, sizeof tmp_root, "io"); }
 
 void tmp_teardown(void)
 {
-    if (tmp_root[0]) nftw(tmp_root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    vn_test_rmtree(tmp_root);
     tmp_root[0] = '\0';
 }
 

@@ -497,9 +497,9 @@ END_TEST
 
 START_TEST(test_weight_file_roundtrip_and_mismatch)
 {
-    char dir[] = "/tmp/vn_models_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char path[256];
+    char dir[4096];
+    vn_test_mkdtemp(dir, sizeof dir, "models");
+    char path[4200];
     snprintf(path, sizeof path, "%s/w.safetensors", dir);
     vn_vanillanet_config c = small_cfg();
     vn_vanillanet *a = NULL, *b = NULL;
@@ -650,9 +650,5 @@ static Suite *models_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(models_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return vn_test_run(models_suite(), true);
 }

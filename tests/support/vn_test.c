@@ -1,4 +1,9 @@
+/* nftw's FTW_DEPTH / FTW_PHYS */
+#define _XOPEN_SOURCE 700
 #include "vn_test.h"
+
+#include <ftw.h>
+#include <unistd.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -182,4 +187,34 @@ double vn_test_gradcheck(const char *what, vn_test_fwd_fn fwd, int n_in, vn_tens
     free(r);
     vn_ctx_destroy(ctx);
     return worst;
+}
+
+void vn_test_mkdtemp(char *buf, size_t len, const char *tag)
+{
+    const char *t = getenv("TMPDIR");
+    if (!t || !t[0]) t = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(buf, len, "%s/vn_%s_XXXXXX", t, tag);
+    ck_assert_msg(mkdtemp(buf) != NULL, "mkdtemp %s failed", buf);
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    remove(p);
+    return 0;
+}
+
+void vn_test_rmtree(const char *path)
+{
+    if (path && path[0]) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int vn_test_run(Suite *s, bool fork)
+{
+    SRunner *sr = srunner_create(s);
+    if (!fork) srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -3,6 +3,8 @@
 #define VN_TEST_H
 
 #include <check.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "autograd/vn_ctx.h"
 #include "autograd/vn_ops.h"
@@ -48,5 +50,15 @@ double vn_test_gradcheck(const char *what, vn_test_fwd_fn fwd, int n_in, vn_tens
                       "%s: gradient check failed (max error %g, tolerance %g)", (what),       \
                       vn_gc_err_, (double)(tol));                                             \
     } while (0)
+
+/* A fresh empty folder $TMPDIR/vn_<tag>_XXXXXX (without TMPDIR: /dev/shm when writable, as
+ * the tests make many small files, else /tmp) written into buf; fails the test if it cannot
+ * be made. */
+void vn_test_mkdtemp(char *buf, size_t len, const char *tag);
+/* Recursive delete (best effort). */
+void vn_test_rmtree(const char *path);
+/* Runs every test of s (forking per test unless fork is false), with the verbosity of
+ * CK_VERBOSITY (normal by default); returns the process exit status. */
+int vn_test_run(Suite *s, bool fork);
 
 #endif

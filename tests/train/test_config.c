@@ -1,7 +1,7 @@
 /* The trainer's configuration: defaults, YAML loading with exact values and positions, every
  * error class (message names file, line, column and key), --set, YAML round trip, hash,
  * diff, rules across keys, markdown, saving. */
-#include <check.h>
+#include "vn_test.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,13 +61,9 @@ static void must(int rc, const vn_error *err)
     ck_assert_msg(rc == VN_OK, "unexpected error: %s", err->msg);
 }
 
-static char tmpdir[64];
+static char tmpdir[4096];
 
-static void make_tmpdir(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/vn_config_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
+static void make_tmpdir(void) { vn_test_mkdtemp(tmpdir, sizeof tmpdir, "config"); }
 
 static void write_file(const char *path, const char *text)
 {
@@ -365,7 +361,7 @@ START_TEST(test_full_file)
     snprintf(want, sizeof want, "%s:6:5", path);
     ck_assert_str_eq(vn_config_origin_str(&cfg, idx, buf, sizeof buf), want);
     unlink(path);
-    rmdir(tmpdir);
+    vn_test_rmtree(tmpdir);
 }
 END_TEST
 
@@ -680,7 +676,7 @@ START_TEST(test_save)
     ck_assert_ptr_nonnull(strstr(err.msg, "missing/config.yaml"));
     snprintf(path, sizeof path, "%s/config.yaml", tmpdir);
     unlink(path);
-    rmdir(tmpdir);
+    vn_test_rmtree(tmpdir);
 }
 END_TEST
 
@@ -900,9 +896,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return vn_test_run(config_suite(), true);
 }

@@ -1,11 +1,10 @@
 /* Metrics sinks: CRC-32C, TensorBoard event files (read back by an independent decoder here
  * and by tests/reference/check_tfevents.py), metrics.jsonl, epochs.csv, resume truncation,
  * write errors. The progress display is tested in test_metrics_progress.c. */
-#define _XOPEN_SOURCE 700 /* posix_openpt, grantpt, nftw */
-#include <check.h>
+#define _XOPEN_SOURCE 700 /* posix_openpt, grantpt */
+#include "vn_test.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -24,23 +23,14 @@
 
 static char *make_tmpdir(void)
 {
-    const char *base = getenv("TMPDIR");
-    char tmpl[512];
-    snprintf(tmpl, sizeof tmpl, "%s/vn_metrics_XXXXXX", base && base[0] ? base : "/tmp");
-    char *d = mkdtemp(tmpl);
-    ck_assert_msg(d != NULL, "mkdtemp: %s", strerror(errno));
+    char d[4096];
+    vn_test_mkdtemp(d, sizeof d, "metrics");
     return strdup(d);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 static void rm_rf(char *dir)
 {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    vn_test_rmtree(dir);
     free(dir);
 }
 
@@ -938,9 +928,5 @@ static Suite *metrics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(metrics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return vn_test_run(metrics_suite(), true);
 }

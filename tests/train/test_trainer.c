@@ -10,13 +10,12 @@
 #include "train/vn_trainer.h"
 #include "vn_test.h"
 
-static char root[64];
+static char root[4096];
 
 static void make_data(void)
 {
     if (root[0]) return;
-    snprintf(root, sizeof root, "/tmp/vn_trainer_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
+    vn_test_mkdtemp(root, sizeof root, "trainer");
     ck_assert_int_eq(vn_synth_dataset(root, 24, 8, 1), 0);
 }
 
@@ -231,15 +230,7 @@ static Suite *trainer_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(trainer_suite());
-    srunner_set_fork_status(sr, CK_NOFORK); /* tests share the synthetic folder */
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    if (root[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-    }
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    int rc = vn_test_run(trainer_suite(), false); /* tests share the synthetic folder */
+    vn_test_rmtree(root);
+    return rc;
 }
