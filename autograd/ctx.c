@@ -162,7 +162,8 @@ static void free_list_remove(pool *p, pool_block *b)
     p->free_bytes -= b->size;
 }
 
-static pool_chunk *pool_add_chunk(vn_ctx *ctx, size_t need)
+/* Maps a new chunk holding at least `need` bytes; returns its single (free) block. */
+static pool_block *pool_add_chunk(vn_ctx *ctx, size_t need)
 {
     size_t min = sizeof(pool_chunk) + sizeof(pool_block) + need;
     min = (min + 4095) & ~(size_t)4095;
@@ -188,7 +189,7 @@ static pool_chunk *pool_add_chunk(vn_ctx *ctx, size_t need)
     b->size = bytes - sizeof(pool_chunk) - sizeof(pool_block);
     b->chunk = c;
     free_list_push(&ctx->pl, b);
-    return c;
+    return b;
 }
 
 static pool_block *pool_best_fit(pool *p, size_t size)
@@ -207,11 +208,7 @@ void *vn__pool_alloc(vn_ctx *ctx, size_t bytes)
     size_t size = (bytes + 63) & ~(size_t)63;
     if (size == 0) size = 64;
     pool_block *b = pool_best_fit(p, size);
-    if (!b) {
-        if (!pool_add_chunk(ctx, size)) return NULL;
-        b = pool_best_fit(p, size);
-        if (!b) return NULL;
-    }
+    if (!b && !(b = pool_add_chunk(ctx, size))) return NULL;
     free_list_remove(p, b);
     POOL_UNPOISON(b, sizeof *b);
     size_t end = (size_t)((unsigned char *)(b + 1) + size - (unsigned char *)b->chunk);
@@ -606,9 +603,8 @@ float *vn__grad(vn_ctx *ctx, vn_tensor *t)
     return grad_alloc(ctx, t, true, &fresh);
 }
 
-float *vn__grad_steal(vn_ctx *ctx, vn_node *node, vn_tensor *t)
+float *vn__grad_steal(vn_node *node, vn_tensor *t)
 {
-    (void)ctx;
     vn_tensor *o = node->out;
     if (t->grad || !o->grad || t == o || t->numel != o->numel ||
         !(t->flags & VN_TENSOR_STEP) || !(o->flags & VN_TENSOR_STEP))

@@ -385,32 +385,22 @@ static void conv_backward(vn_ctx *ctx, vn_node *node)
 }
 
 /* vn_ctx_fail for the shape checks, which return bool. */
-static bool conv_fail(vn_ctx *ctx, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static bool conv_fail(vn_ctx *ctx, int code, const char *fmt, ...)
-{
-    char msg[VN_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    vn_ctx_fail(ctx, code, "%s", msg);
-    return false;
-}
+#define conv_fail(ctx, ...) (vn_ctx_fail((ctx), __VA_ARGS__), false)
 
 /* Checks shapes and parameters; fills g. Returns false with the context error set. */
 static bool conv_check(vn_ctx *ctx, const vn_tensor *x, const vn_tensor *w, const vn_tensor *b,
                        vn_conv_params p, vn__conv_geom *g)
 {
     char xs[96], ws[96], bs[96];
-    vn_shape_str(x->ndim, x->shape, xs, sizeof xs);
-    vn_shape_str(w->ndim, w->shape, ws, sizeof ws);
+    /* Shape strings are formatted only on the failing branch, not on every forward. */
+#define XS vn_shape_str(x->ndim, x->shape, xs, sizeof xs)
+#define WS vn_shape_str(w->ndim, w->shape, ws, sizeof ws)
     if (x->ndim != 4)
         return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: input must be 4-D NHWC [N, H, W, C], "
-                         "got %s", xs);
+                         "got %s", XS);
     if (w->ndim != 4)
         return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: weight must be 4-D OHWI [Cout, KH, KW, "
-                         "Cin/groups], got %s", ws);
+                         "Cin/groups], got %s", WS);
     if (p.stride_h < 1 || p.stride_w < 1)
         return conv_fail(ctx, VN_ERR_INVALID, "conv2d: stride must be at least 1, got "
                          "(%d, %d)", p.stride_h, p.stride_w);
@@ -422,9 +412,9 @@ static bool conv_check(vn_ctx *ctx, const vn_tensor *x, const vn_tensor *w, cons
                          p.groups);
     for (int i = 0; i < 4; i++) {
         if (x->shape[i] < 1)
-            return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: input %s is empty", xs);
+            return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: input %s is empty", XS);
         if (w->shape[i] < 1)
-            return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: weight %s is empty", ws);
+            return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: weight %s is empty", WS);
     }
     g->n = x->shape[0];
     g->h = x->shape[1];
@@ -440,32 +430,34 @@ static bool conv_check(vn_ctx *ctx, const vn_tensor *x, const vn_tensor *w, cons
     g->groups = p.groups;
     if (g->cin % p.groups)
         return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: groups %d does not divide the %lld input "
-                         "channels of %s", p.groups, (long long)g->cin, xs);
+                         "channels of %s", p.groups, (long long)g->cin, XS);
     if (g->cout % p.groups)
         return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: groups %d does not divide the %lld output "
-                         "channels of weight %s", p.groups, (long long)g->cout, ws);
+                         "channels of weight %s", p.groups, (long long)g->cout, WS);
     if (w->shape[3] * p.groups != g->cin)
         return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: input has %lld channels but weight %s "
-                         "expects %lld per group with groups %d", (long long)g->cin, ws,
+                         "expects %lld per group with groups %d", (long long)g->cin, WS,
                          (long long)w->shape[3], p.groups);
     int64_t hp = g->h + 2 * (int64_t)g->ph, wp = g->w + 2 * (int64_t)g->pw;
     if (g->kh > hp || g->kw > wp)
         return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: kernel %lldx%lld is larger than the "
                          "padded input %lldx%lld (input %s, padding (%d, %d))",
-                         (long long)g->kh, (long long)g->kw, (long long)hp, (long long)wp, xs,
+                         (long long)g->kh, (long long)g->kw, (long long)hp, (long long)wp, XS,
                          p.pad_h, p.pad_w);
     if (b && (b->ndim != 1 || b->shape[0] != g->cout))
         return conv_fail(ctx, VN_ERR_SHAPE, "conv2d: bias has shape %s, expected [%lld] for "
                          "weight %s", vn_shape_str(b->ndim, b->shape, bs, sizeof bs),
-                         (long long)g->cout, ws);
+                         (long long)g->cout, WS);
     g->ho = (hp - g->kh) / g->sh + 1;
     g->wo = (wp - g->kw) / g->sw + 1;
     /* sgemm takes int sizes; a step this large would not fit in memory anyway. */
     if (g->n * g->ho * g->wo > INT32_MAX || g->n * g->h * g->w > INT32_MAX ||
         g->kh * g->kw * g->cin > INT32_MAX)
         return conv_fail(ctx, VN_ERR_UNSUPPORTED, "conv2d: input %s is too large for 32-bit "
-                         "BLAS sizes", xs);
+                         "BLAS sizes", XS);
     return true;
+#undef XS
+#undef WS
 }
 
 static conv_kind conv_pick(const vn__conv_geom *g)

@@ -38,7 +38,7 @@ static void leaky_relu_bwd(vn_ctx *ctx, vn_node *node)
     if (!sign) return;
     const float *dy = node->out->grad;
     bool fresh = true;
-    float *dx = vn__grad_steal(ctx, node, x);
+    float *dx = vn__grad_steal(node, x);
     if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
     if (!dx) return;
     leaky_relu_backward(dx, dy, sign, x->numel, st->slope, fresh);

@@ -66,7 +66,7 @@ float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh);
  * node's output, hands the output's gradient buffer (freed after this backward anyway) to t
  * and returns it: the kernel then computes dx in place over dy (reading dy[i] before writing
  * dx[i]). Returns NULL when that is not possible; use vn__grad_uninit then. */
-float *vn__grad_steal(vn_ctx *ctx, vn_node *node, vn_tensor *t);
+float *vn__grad_steal(vn_node *node, vn_tensor *t);
 
 /* Checks shared by every op: returns false (and sets the error) on NULL input or a sticky
  * error already present. */

@@ -184,7 +184,7 @@ static void bn_backward(vn_ctx *ctx, vn_node *node)
             }
         }
         bool fresh = true;
-        float *dx = vn__grad_steal(ctx, node, x); /* in place over g: read before written */
+        float *dx = vn__grad_steal(node, x); /* in place over g: read before written */
         if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
         if (!dx) goto done;
 #pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)

@@ -1,6 +1,7 @@
 /* safetensors reading (validate everything, report the first problem) and writing (atomic
  * replace through a temporary file in the same folder). */
 #include "autograd/vn_safetensors.h"
+#include "autograd/vn_tensor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,16 +74,6 @@ static uint32_t crc_update(uint32_t crc, const void *data, size_t len)
     return len ? (uint32_t)crc32_z(crc, data, len) : crc;
 }
 
-/* "[2, 3]" into buf (at most VN_ST_MAX_DIMS dims, so 256 bytes always suffice). */
-static const char *format_shape(char *buf, size_t cap, int ndim, const int64_t *shape)
-{
-    size_t k = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && k < cap; i++)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (k < cap) snprintf(buf + k, cap - k, "]");
-    return buf;
-}
-
 static const char *json_kind(const json_t *v)
 {
     switch (json_typeof(v)) {
@@ -121,18 +112,8 @@ typedef struct st_pending {
     int order;
 } st_pending;
 
-static int fmt_error(vn_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fmt_error(vn_error *err, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = VN_ERR_FORMAT;
-    }
-    return VN_ERR_FORMAT;
-}
+/* Every reader and writer error is a format error. */
+#define fmt_error(err, ...) vn_error_set((err), VN_ERR_FORMAT, __VA_ARGS__)
 
 /* Checks the 8-byte length field against the size of the whole file. */
 static int check_prefix(const char *label, const unsigned char *first8, size_t file_len,
@@ -213,7 +194,7 @@ static int parse_shape(const char *L, const char *name, const json_t *v, vn_st_e
                                            &nbytes)) {
         char sb[256];
         return fmt_error(err, "%s: tensor '%s': shape %s of %s is too large (element count "
-                         "overflows)", L, name, format_shape(sb, sizeof sb, e->ndim, e->shape),
+                         "overflows)", L, name, vn_shape_str(e->ndim, e->shape, sb, sizeof sb),
                          vn_dtype_name(e->dtype));
     }
     e->numel = numel;
@@ -264,7 +245,7 @@ static int parse_entry(const char *L, const char *name, const json_t *v, st_pend
         return fmt_error(err, "%s: tensor '%s': data_offsets [%llu, %llu] do not match shape %s "
                          "of %s (%zu bytes)", L, name, (unsigned long long)p->begin,
                          (unsigned long long)p->end,
-                         format_shape(sb, sizeof sb, p->e.ndim, p->e.shape),
+                         vn_shape_str(p->e.ndim, p->e.shape, sb, sizeof sb),
                          vn_dtype_name(p->e.dtype), p->e.nbytes);
     }
     return VN_OK;
@@ -433,9 +414,7 @@ static int parse_file(vn_st_file *f, const unsigned char *file, size_t len, uint
     qsort(pend, n, sizeof *pend, cmp_pending);
     if ((rc = check_tiling(L, pend, (int)n, data_len, err))) goto done;
 
-    const char *crc_text = NULL;
-    for (int i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta_keys[i], ST_CRC_KEY) == 0) crc_text = f->meta_vals[i];
+    const char *crc_text = vn_st_meta(f, ST_CRC_KEY);
     if (crc_text) {
         uint32_t got = crc_update((uint32_t)crc32(0, NULL, 0), data, (size_t)data_len);
         if (strtoul(crc_text, NULL, 16) != got) {

@@ -212,14 +212,9 @@ static op_times time_op(int reps, vn_ctx *ctx, op_fn fn, vn_tensor *const *in, i
     return res;
 }
 
-typedef struct conv_args {
-    vn_conv_params p;
-} conv_args;
-
 static vn_tensor *run_conv(vn_ctx *ctx, vn_tensor *const *in, void *user)
 {
-    const conv_args *a = user;
-    return vn_conv2d(ctx, in[0], in[1], in[2], a->p);
+    return vn_conv2d(ctx, in[0], in[1], in[2], *(const vn_conv_params *)user);
 }
 
 static vn_tensor *run_bn(vn_ctx *ctx, vn_tensor *const *in, void *user)
@@ -247,7 +242,7 @@ static void bench_conv1x1(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t 
     vn_tensor *w = param(4, cout, 1, 1, cin, 0.1f);
     vn_tensor *b = param(1, cout, 0, 0, 0, 0.1f);
     vn_tensor *in[3] = {x, w, b};
-    conv_args a = {VN_CONV(1, 0, 1)};
+    vn_conv_params a = VN_CONV(1, 0, 1);
     char name[128];
     snprintf(name, sizeof name, "conv1x1 [%lld,%lld,%lld,%lld]->%lld", (long long)n,
              (long long)hw, (long long)hw, (long long)cin, (long long)cout);
@@ -287,7 +282,7 @@ static void bench_depthwise(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_
     vn_tensor *x = param(4, n, hw, hw, c, 2.0f);
     vn_tensor *w = param(4, c, k, k, 1, 0.1f);
     vn_tensor *in[3] = {x, w, NULL};
-    conv_args a = {VN_CONV(1, k / 2, (int)c)};
+    vn_conv_params a = VN_CONV(1, k / 2, (int)c);
     char name[128];
     snprintf(name, sizeof name, "depthwise %dx%d [%lld,%lld,%lld,%lld]", k, k, (long long)n,
              (long long)hw, (long long)hw, (long long)c);

@@ -85,7 +85,6 @@ static double peak_rss_mb(void)
 typedef struct options {
     vn_vanillanet_config cfg;
     char model_name[64]; /* variant name or "custom" */
-    bool custom;
     int batch, size, steps, warmup, threads;
     bool deploy;
     uint64_t seed;
@@ -227,7 +226,6 @@ static int parse_args(int argc, char **argv, options *o)
         c->num_classes = 1000;
         c->act_num = 3;
         c->shortcut = VN_SHORTCUT_NONE;
-        o->custom = true;
         snprintf(o->model_name, sizeof o->model_name, "custom");
     } else {
         if (vn_vanillanet_variant(model, &o->cfg, &err) != VN_OK) {

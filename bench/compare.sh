@@ -10,7 +10,7 @@
 #                    [--rounds R] [--channels-last] [--logs DIR]
 #
 # --build DIR      meson build directory (default build; set up as a release build if missing)
-# --quick          fewer steps (about 3 minutes on 2 cores instead of about 10)
+# --quick          fewer steps (about 80 s on 2 cores; a full run takes about 3.5 minutes)
 # --case NAME      run only these cases (repeatable): v5_train fmnist_train v5_deploy_b8
 #                  v5_deploy_b1 (default: all)
 # --threads T      threads for both (default: all cores)

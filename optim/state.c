@@ -23,16 +23,6 @@ size_t vn_state_entry_nbytes(const vn_state_entry *e)
     return (size_t)e->numel * vn_state_dtype_size(e->dtype);
 }
 
-static void shape_text(int ndim, const int64_t *shape, char *buf, size_t len)
-{
-    size_t used = 0;
-    used += (size_t)snprintf(buf, len, "[");
-    for (int i = 0; i < ndim && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? ", " : "",
-                                 (long long)shape[i]);
-    if (used < len) snprintf(buf + used, len - used, "]");
-}
-
 int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
                         const int64_t *shape, const void *data, size_t nbytes, vn_error *err)
 {
@@ -52,8 +42,8 @@ int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
     }
     if (!same) {
         char want[96], got[96];
-        shape_text(e->ndim, e->shape, want, sizeof want);
-        shape_text(ndim, shape, got, sizeof got);
+        vn_shape_str(e->ndim, e->shape, want, sizeof want);
+        vn_shape_str(ndim, shape, got, sizeof got);
         return vn_error_set(err, VN_ERR_SHAPE, "state '%s': saved shape %s, expected %s",
                             e->name, got, want);
     }

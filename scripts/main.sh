@@ -18,7 +18,7 @@ while (($#)); do
   case "$1" in
     --fresh) fresh=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "main.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -229,7 +229,7 @@ static const vn_config_key schema[] = {
     {KEY(train, threads), .def = "0", RANGE(0, 1024), .flags = VN_CONFIG_NOT_HASHED,
      .aka = "num_threads", .help = "Compute threads; 0: all cores."},
     {KEY(train, log_every), .def = "50", RANGE(1, INF), .flags = VN_CONFIG_NOT_HASHED,
-     .aka = "print_freq log_interval", .help = "Log metrics every this many optimizer steps."},
+     .aka = "print_freq log_interval", .help = "Print a progress line every this many optimizer steps (metrics.jsonl and TensorBoard get every step)."},
     {KEY(train, nonfinite), .def = "stop", .choices = nonfinite_names,
      .flags = VN_CONFIG_NOT_HASHED,
      .help = "On a NaN or Inf loss or gradient: stop with a checkpoint, or skip the step."},

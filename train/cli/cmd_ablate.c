@@ -329,14 +329,18 @@ int vn_cmd_ablate(int argc, char **argv)
         r->final = res.evaluated ? res.last_eval.top1 : -1;
         r->seconds = res.state.elapsed;
         r->params = res.params;
-        vn_vanillanet_config mc;
+        /* The model as trained (its class count comes from the data when the config has 0). */
+        vn_ckpt_info info;
         vn_report rep;
         bool deploy = cfg.model.shortcut == VN_CONFIG_SHORTCUT_NONE;
-        if (vn_build_model_config(&cfg, (int)(cfg.model.num_classes > 0 ? cfg.model.num_classes : 10), &mc, NULL) == VN_OK &&
-            vn_vanillanet_report(&mc, deploy, (int)cfg.data.input_size, (int)cfg.data.input_size, &rep, NULL) == VN_OK) {
-            r->macs = rep.total_macs;
-            if (deploy) r->params = rep.total_params;
-            vn_report_free(&rep);
+        if (vn_ckpt_info_read(res.last_ckpt, &info, NULL) == VN_OK) {
+            if (vn_vanillanet_report(&info.model, deploy, (int)cfg.data.input_size,
+                                     (int)cfg.data.input_size, &rep, NULL) == VN_OK) {
+                r->macs = rep.total_macs;
+                if (deploy) r->params = rep.total_params;
+                vn_report_free(&rep);
+            }
+            vn_ckpt_info_free(&info);
         }
         r->done = true;
         write_result(dir, r);

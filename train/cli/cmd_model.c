@@ -196,6 +196,7 @@ int vn_cmd_export(int argc, char **argv)
                      "or pass --force to export an approximate network.", in, (double)m->act_learn);
         ec = VN_EXIT_ERROR;
     }
+    const float act_learn = m->act_learn; /* before the merge sets it to 1 */
     int size = info.has_data ? info.input_size : 224;
     vn_tensor *x = NULL;
     vn_ctx *ctx = vn_ctx_create();
@@ -235,7 +236,7 @@ int vn_cmd_export(int argc, char **argv)
                (long long)vn_state_numel(&m->state, VN_STATE_PARAM));
         printf("largest |difference| of the logits on a random batch of 8 at %dx%d: %.3g "
                "(relative %.3g)%s\n", size, size, md, mr > 0 ? md / mr : 0.0,
-               force && info.state.act_learn < 1 ? "  (act_learn < 1: the merge is inexact)" : "");
+               act_learn < 1 ? "  (act_learn < 1: the merge is inexact)" : "");
         vn_st_writer *w = vn_st_writer_new();
         int rc = vn_state_to_writer(&m->state, "", w, &err);
         vn_config cfg;

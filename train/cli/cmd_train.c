@@ -124,7 +124,7 @@ int vn_cmd_train(int argc, char **argv)
 
 static const char config_help[] =
     "usage: vanilla config show [CONFIG.yaml...] [--set section.key=value]... [--no-help]\n"
-    "       vanilla config schema [--markdown]\n"
+    "       vanilla config schema\n"
     "\n"
     "show:   prints the effective config (defaults, files, overrides) as YAML with the help\n"
     "        of each key; the output is itself a valid config file.\n"
