@@ -142,6 +142,8 @@ printf 'name: tiny\nset: {train.epochs: 2}\ngrid:\n  model.act_num: [1, 2]\n' >"
 "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" >"$T/abl.log" 2>&1
 expect "ablate: exit 0" [ $? -eq 0 ]
 expect "ablate: table" contains "$T/abl.log" "| act_num=2 |"
+macs=$(awk -F'|' '/^\| act_num=2 \|/ { gsub(/ /, "", $6); print $6; exit }' "$T/abl.log")
+expect "ablate: MACs of the trained model ($macs)" [ "${macs:-0}" -gt 0 ]
 expect "ablate: results.csv" [ "$(wc -l <"$T/abl/tiny/results.csv")" -eq 3 ]
 "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" >"$T/abl2.log" 2>&1
 expect "ablate again: finished runs not redone" contains "$T/abl2.log" "finished before"
