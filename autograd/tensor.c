@@ -4,13 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int64_t vn_shape_numel(int ndim, const int64_t *shape)
-{
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    return n;
-}
-
 static void *alloc_aligned(size_t bytes)
 {
     void *p = NULL;
@@ -86,16 +79,6 @@ bool vn_tensor_same_shape(const vn_tensor *a, const vn_tensor *b)
     return true;
 }
 
-const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
-{
-    size_t pos = 0;
-    pos += (size_t)snprintf(buf + pos, len - pos, "[");
-    for (int i = 0; i < ndim && pos < len; i++)
-        pos += (size_t)snprintf(buf + pos, len - pos, i ? ", %lld" : "%lld", (long long)shape[i]);
-    if (pos < len) snprintf(buf + pos, len - pos, "]");
-    return buf;
-}
-
 void vn_tensor_fill(vn_tensor *t, float v)
 {
     for (int64_t i = 0; i < t->numel; i++) t->data[i] = v;
@@ -106,22 +89,4 @@ void vn_tensor_copy_data(vn_tensor *dst, const vn_tensor *src)
     VN_ASSERT(dst->numel == src->numel, "copy between tensors of %lld and %lld elements",
               (long long)dst->numel, (long long)src->numel);
     memcpy(dst->data, src->data, (size_t)src->numel * sizeof(float));
-}
-
-void vn_oihw_to_ohwi(float *dst, const float *src, int64_t o, int64_t i, int64_t kh, int64_t kw)
-{
-    for (int64_t a = 0; a < o; a++)
-        for (int64_t c = 0; c < i; c++)
-            for (int64_t y = 0; y < kh; y++)
-                for (int64_t x = 0; x < kw; x++)
-                    dst[((a * kh + y) * kw + x) * i + c] = src[((a * i + c) * kh + y) * kw + x];
-}
-
-void vn_ohwi_to_oihw(float *dst, const float *src, int64_t o, int64_t i, int64_t kh, int64_t kw)
-{
-    for (int64_t a = 0; a < o; a++)
-        for (int64_t c = 0; c < i; c++)
-            for (int64_t y = 0; y < kh; y++)
-                for (int64_t x = 0; x < kw; x++)
-                    dst[((a * i + c) * kh + y) * kw + x] = src[((a * kh + y) * kw + x) * i + c];
 }

@@ -12,7 +12,7 @@
 #define VN_CTX_H
 
 #include "autograd/vn_tensor.h"
-#include "autograd/vn_rng.h"
+#include "base/vn_rng.h"
 
 #ifdef __cplusplus
 extern "C" {

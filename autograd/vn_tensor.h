@@ -7,7 +7,8 @@
 #ifndef VN_TENSOR_H
 #define VN_TENSOR_H
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
+#include "io/vn_layout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,17 +53,10 @@ static inline bool vn_tensor_requires_grad(const vn_tensor *t)
 }
 /* Sets the gradient of a model-lifetime tensor to zero (allocating it if needed). */
 int vn_tensor_zero_grad(vn_tensor *t);
-/* Element count of a shape. */
-int64_t vn_shape_numel(int ndim, const int64_t *shape);
 bool vn_tensor_same_shape(const vn_tensor *a, const vn_tensor *b);
-/* "[8, 56, 56, 512]" into buf; returns buf. */
-const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 void vn_tensor_fill(vn_tensor *t, float v);
 void vn_tensor_copy_data(vn_tensor *dst, const vn_tensor *src);
 
-/* Layout conversion of conv weights between file order (OIHW) and kernel order (OHWI). */
-void vn_oihw_to_ohwi(float *dst, const float *src, int64_t o, int64_t i, int64_t kh, int64_t kw);
-void vn_ohwi_to_oihw(float *dst, const float *src, int64_t o, int64_t i, int64_t kh, int64_t kw);
 
 #ifdef __cplusplus
 }

@@ -91,35 +91,6 @@ void vn_rgb_to_gray(uint8_t *dst, const uint8_t *src, int64_t n)
     }
 }
 
-int vn_read_file(const char *path, uint8_t **data, size_t *len, vn_error *err)
-{
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return vn_error_set(err, VN_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
-    }
-    size_t got = n ? fread(buf, 1, n, f) : 0;
-    int bad = got != n || ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return vn_error_set(err, VN_ERR_IO, "%s: read error after %zu of %zu bytes", path, got, n);
-    }
-    *data = buf;
-    *len = n;
-    return VN_OK;
-}
-
 /* Reads into the decoder's reusable buffer, so the hot loop does not allocate. A file larger
  * than any image within the pixel limit could be (8 bytes a pixel: 16-bit RGBA, stored) is
  * refused before it is read. */

@@ -18,7 +18,7 @@
 #ifndef VN_IMAGE_H
 #define VN_IMAGE_H
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,9 +78,6 @@ int vn_image_decode_memory(vn_decoder *dec, const void *buf, size_t len, int cha
 int vn_image_decode_file(vn_decoder *dec, const char *path, int channels, int64_t max_pixels,
                          vn_image *img, vn_image_info *info, vn_error *err);
 void vn_image_free(vn_image *img);
-
-/* Whole file into a malloc'ed buffer (*data, *len); names the path in errors. */
-int vn_read_file(const char *path, uint8_t **data, size_t *len, vn_error *err);
 
 /* PNG writer: 8-bit gray (1), gray+alpha (2), RGB (3) or RGBA (4); zlib level 0..9 (low
  * levels are much faster; 1 suits bulk imports). Written in place (not atomic). */

@@ -10,8 +10,8 @@
 #ifndef VN_TRANSFORM_H
 #define VN_TRANSFORM_H
 
-#include "autograd/vn_base.h"
-#include "autograd/vn_rng.h"
+#include "base/vn_base.h"
+#include "base/vn_rng.h"
 #include "data/vn_image.h"
 
 #ifdef __cplusplus

@@ -8,7 +8,7 @@
 #define VN_LAYERS_H
 
 #include "autograd/vn_ops.h"
-#include "autograd/vn_safetensors.h"
+#include "io/vn_safetensors.h"
 
 #ifdef __cplusplus
 extern "C" {

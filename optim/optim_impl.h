@@ -2,7 +2,7 @@
 #ifndef VN_OPTIM_IMPL_H
 #define VN_OPTIM_IMPL_H
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 /* Work on a tensor of n elements is cut into chunks that depend only on n: at least
  * VN__CHUNK_MIN elements each (so small tensors stay on one thread) and at most

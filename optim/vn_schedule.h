@@ -19,7 +19,7 @@
 #ifndef VN_SCHEDULE_H
 #define VN_SCHEDULE_H
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 #ifdef __cplusplus
 extern "C" {

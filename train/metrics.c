@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "train/sinks_impl.h"
+#include "base/vn_fs.h"
 #include "train/vn_tbwriter.h"
 
 struct vn_metrics {
@@ -401,7 +401,7 @@ static char *join_path(const char *dir, const char *name)
 
 static double metrics_now(const vn_metrics *m)
 {
-    return m->clock ? m->clock(m->clock_user) : vn__sink_wall_time();
+    return m->clock ? m->clock(m->clock_user) : vn_wall_time();
 }
 
 int vn_metrics_open(const char *run_dir, int64_t resume_step, const vn_metrics_opts *opts,
@@ -416,7 +416,7 @@ int vn_metrics_open(const char *run_dir, int64_t resume_step, const vn_metrics_o
         return vn_error_set(err, VN_ERR_INVALID, "vn_metrics_open: bad CSV column list");
     int rc = check_names(opts->csv_columns, opts->n_csv_columns, err);
     if (rc != VN_OK) return vn_error_prefix(err, "epochs.csv columns: ");
-    rc = vn__sink_mkdirs(run_dir, err);
+    rc = vn_mkdirs(run_dir, err);
     if (rc != VN_OK) return vn_error_prefix(err, "run directory: ");
 
     vn_metrics *m = calloc(1, sizeof *m);

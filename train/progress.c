@@ -8,7 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "train/sinks_impl.h"
+#include "base/vn_fs.h"
 
 #define SMOOTHING 0.3        /* weight of the newest step time in the moving average */
 #define REDRAW_INTERVAL 0.1  /* seconds between terminal redraws */
@@ -85,7 +85,7 @@ int vn_progress_format(char *buf, size_t cap, const vn_progress_line *l, int bar
 
 static double now(const vn_progress *p)
 {
-    return p->clock ? p->clock(p->clock_user) : vn__sink_monotonic();
+    return p->clock ? p->clock(p->clock_user) : vn_monotonic();
 }
 
 int vn_progress_create(const vn_progress_opts *opts, vn_progress **out, vn_error *err)

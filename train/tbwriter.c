@@ -11,54 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "train/sinks_impl.h"
+#include "base/vn_fs.h"
 
 /* TensorBoard polls event files; flushing more often than this only costs syscalls. */
 #define TB_FLUSH_INTERVAL_S 2.0
-
-/* ---------------------------------------------------------------- shared sink helpers */
-
-int vn__sink_mkdirs(const char *path, vn_error *err)
-{
-    if (!path || !path[0]) return vn_error_set(err, VN_ERR_INVALID, "empty directory path");
-    size_t n = strlen(path);
-    char *p = malloc(n + 1);
-    if (!p) return vn_error_set(err, VN_ERR_NOMEM, "out of memory creating %s", path);
-    memcpy(p, path, n + 1);
-    /* Create each prefix ending before a '/', then the whole path. */
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0') continue;
-        char saved = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            int e = errno;
-            int rc = vn_error_set(err, VN_ERR_IO, "cannot create directory %s: %s", p,
-                                  strerror(e));
-            free(p);
-            return rc;
-        }
-        p[i] = saved;
-    }
-    free(p);
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return vn_error_set(err, VN_ERR_IO, "%s exists and is not a directory", path);
-    return VN_OK;
-}
-
-double vn__sink_wall_time(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-double vn__sink_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------------------- CRC-32C */
 
@@ -204,7 +160,7 @@ static int tb_write_record(vn_tb_writer *tb, vn_error *err)
         fwrite(tb->buf.data, 1, tb->buf.len, tb->f) != tb->buf.len ||
         fwrite(foot, 1, sizeof foot, tb->f) != sizeof foot)
         return tb_fail(tb, errno ? errno : EIO, "writing", err);
-    if (vn__sink_monotonic() - tb->last_flush >= TB_FLUSH_INTERVAL_S)
+    if (vn_monotonic() - tb->last_flush >= TB_FLUSH_INTERVAL_S)
         return vn_tb_flush(tb, err);
     return VN_OK;
 }
@@ -222,7 +178,7 @@ static void put_event_head(pb_buf *b, int64_t step, double wall_time)
 
 static double resolve_time(double wall_time)
 {
-    return wall_time > 0 ? wall_time : vn__sink_wall_time();
+    return wall_time > 0 ? wall_time : vn_wall_time();
 }
 
 static int tb_write_file_version(vn_tb_writer *tb, vn_error *err)
@@ -232,7 +188,7 @@ static int tb_write_file_version(vn_tb_writer *tb, vn_error *err)
     tb->buf.len = 0;
     if (pb_reserve(&tb->buf, event_head_len(0) + 1 + varint_len(vlen) + vlen) != VN_OK)
         return vn_error_set(err, VN_ERR_NOMEM, "out of memory encoding a TensorBoard event");
-    put_event_head(&tb->buf, 0, vn__sink_wall_time());
+    put_event_head(&tb->buf, 0, vn_wall_time());
     put_byte(&tb->buf, PB_KEY(3, 2));
     put_varint(&tb->buf, vlen);
     put_bytes(&tb->buf, version, vlen);
@@ -252,7 +208,7 @@ static int tb_open_file(const char *path, const char *mode, vn_tb_writer **out, 
     }
     tb->f = f;
     tb->path = p;
-    tb->last_flush = vn__sink_monotonic();
+    tb->last_flush = vn_monotonic();
     int rc = tb_write_file_version(tb, err);
     if (rc == VN_OK) rc = vn_tb_flush(tb, err);
     if (rc != VN_OK) {
@@ -283,7 +239,7 @@ int vn_tb_open(const char *dir, vn_tb_writer **out, vn_error *err)
 {
     if (!dir || !out) return vn_error_set(err, VN_ERR_INVALID, "vn_tb_open: NULL argument");
     *out = NULL;
-    int rc = vn__sink_mkdirs(dir, err);
+    int rc = vn_mkdirs(dir, err);
     if (rc != VN_OK) return vn_error_prefix(err, "TensorBoard log directory: ");
 
     /* TensorBoard's own writers name files this way; the hostname keeps files written by
@@ -384,7 +340,7 @@ int vn_tb_flush(vn_tb_writer *tb, vn_error *err)
     if (tb->failed) return tb_refuse(tb, err);
     errno = 0;
     if (fflush(tb->f) != 0) return tb_fail(tb, errno ? errno : EIO, "flushing", err);
-    tb->last_flush = vn__sink_monotonic();
+    tb->last_flush = vn_monotonic();
     return VN_OK;
 }
 

@@ -15,7 +15,7 @@
 #include "optim/vn_schedule.h"
 #include "train/vn_metrics.h"
 #include "train/vn_progress.h"
-#include "train/sinks_impl.h"
+#include "base/vn_fs.h"
 
 /* Everything a run holds; torn down by run_free in any state. */
 typedef struct run {
@@ -460,12 +460,12 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     r->opt = opt;
     r->out = opt->out ? opt->out : stdout;
     snprintf(r->dir, sizeof r->dir, "%s", cfg->output.dir);
-    double t0 = vn__sink_monotonic(), session0 = t0;
+    double t0 = vn_monotonic(), session0 = t0;
     vn_set_threads((int)cfg->train.threads);
 
     char ckdir[4096];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
-    int rc = vn__sink_mkdirs(ckdir, err);
+    int rc = vn_mkdirs(ckdir, err);
     if (rc == VN_OK) rc = open_data(r, err);
     if (rc == VN_OK) rc = setup_model(r, err);
     if (rc == VN_OK) rc = setup_optim(r, err);
@@ -503,13 +503,13 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         if (rc != VN_OK) goto done;
         if (cfg->deep_training.update == VN_CONFIG_UPDATE_EPOCH) set_act(r, vn_act_learn_at(cfg, (double)epoch));
         vn_progress_begin_epoch(r->progress, epoch, epochs, r->niter_per_ep);
-        double ep_loss = 0, ep_t0 = vn__sink_monotonic();
+        double ep_loss = 0, ep_t0 = vn_monotonic();
         int64_t ep_steps = 0;
         while (r->st.position / B < r->micro_per_ep) {
             int64_t step_in_ep = r->st.position / B / cfg->optim.update_freq;
             if (cfg->deep_training.update == VN_CONFIG_UPDATE_ITERATION)
                 set_act(r, vn_act_learn_at(cfg, (double)epoch + (double)step_in_ep / (double)r->niter_per_ep));
-            double ts = vn__sink_monotonic(), loss = 0;
+            double ts = vn_monotonic(), loss = 0;
             int images = 0;
             rc = train_step(r, &loss, &images, err);
             if (rc == VN_ERR_NUMERIC) {
@@ -529,7 +529,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
             if (rc != VN_OK) goto done;
             r->st.skipped_in_row = 0;
             r->st.rng = *vn_ctx_rng(r->ctx);
-            double dt = vn__sink_monotonic() - ts;
+            double dt = vn_monotonic() - ts;
             double min_lr, max_lr;
             vn_optim_lr_range(r->optim, &min_lr, &max_lr);
             double wait = vn_loader_wait_seconds(r->train) - wait0;
@@ -545,8 +545,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
             bool stop_signal = opt->stop && *opt->stop;
             bool periodic = cfg->output.save_every_steps > 0 && r->st.step % cfg->output.save_every_steps == 0;
             if (stop_signal || (periodic && !at_limit)) {
-                r->st.elapsed += vn__sink_monotonic() - t0;
-                t0 = vn__sink_monotonic();
+                r->st.elapsed += vn_monotonic() - t0;
+                t0 = vn_monotonic();
                 rc = save_checkpoint(r, false, res, err);
                 if (rc != VN_OK) goto done;
             }
@@ -581,12 +581,12 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
             double ev[8] = {ep_steps ? ep_loss / (double)ep_steps : NAN,
                             eval_now ? res->last_eval.top1 : NAN, eval_now ? res->last_eval.top5 : NAN,
                             eval_now ? res->last_eval.loss : NAN, r->st.best_top1, hi, r->st.act_learn,
-                            vn__sink_monotonic() - ep_t0};
+                            vn_monotonic() - ep_t0};
             vn_metrics_log(r->metrics, VN_METRICS_EPOCH, ep_done, r->st.step, en, ev, 8, NULL);
             vn_metrics_flush(r->metrics, NULL);
         }
-        r->st.elapsed += vn__sink_monotonic() - t0;
-        t0 = vn__sink_monotonic();
+        r->st.elapsed += vn_monotonic() - t0;
+        t0 = vn_monotonic();
         if (last) r->st.finished = true;
         bool save = last || is_best ||
                     (cfg->output.save_every > 0 && r->st.epoch % cfg->output.save_every == 0);
@@ -602,14 +602,14 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
          * larger budget resumes from here (max_steps does not change the result). */
         bool is_best = false;
         if (r->val) rc = evaluate_all(r, res, &is_best, err);
-        r->st.elapsed += vn__sink_monotonic() - t0;
-        t0 = vn__sink_monotonic();
+        r->st.elapsed += vn_monotonic() - t0;
+        t0 = vn_monotonic();
         if (rc == VN_OK) rc = save_checkpoint(r, is_best, res, err);
     }
 done:
-    r->st.elapsed += vn__sink_monotonic() - t0;
+    r->st.elapsed += vn_monotonic() - t0;
     res->state = r->st;
-    res->seconds = vn__sink_monotonic() - session0;
+    res->seconds = vn_monotonic() - session0;
     if (r->train) res->data_wait = vn_loader_wait_seconds(r->train);
     run_free(r);
     return rc;

@@ -26,7 +26,7 @@
 
 #include <stdio.h>
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 #ifdef __cplusplus
 extern "C" {

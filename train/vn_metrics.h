@@ -42,7 +42,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 #ifdef __cplusplus
 extern "C" {

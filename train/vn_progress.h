@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 #ifdef __cplusplus
 extern "C" {

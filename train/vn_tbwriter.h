@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 #ifdef __cplusplus
 extern "C" {

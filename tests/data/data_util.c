@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/vn_fs.h"
 #include "data/vn_image.h"
 
 #include <unistd.h>

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "vn_test.h"
-#include "autograd/vn_rng.h"
+#include "base/vn_rng.h"
 
 #define SMOOTH_EPS 1e-2
 #define SMOOTH_TOL 2e-3

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/vn_rng.h"
+#include "base/vn_rng.h"
 
 const char *vn_test_fixture_path(const char *relpath)
 {

@@ -8,7 +8,7 @@
 
 #include "autograd/vn_ctx.h"
 #include "autograd/vn_ops.h"
-#include "autograd/vn_safetensors.h"
+#include "io/vn_safetensors.h"
 
 /* Path of a committed fixture: $VN_FIXTURES/relpath (static buffer, copy if kept). */
 const char *vn_test_fixture_path(const char *relpath);

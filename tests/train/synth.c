@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "autograd/vn_rng.h"
+#include "base/vn_rng.h"
 #include "data/vn_image.h"
 
 static int write_split(const char *root, const char *split, int n, vn_rng *rng)

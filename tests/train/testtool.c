@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/vn_safetensors.h"
+#include "io/vn_safetensors.h"
 #include "synth.h"
 
 int main(int argc, char **argv)

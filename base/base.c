@@ -1,4 +1,4 @@
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,3 +109,20 @@ void vn_set_threads(int n)
 }
 
 int vn_get_threads(void) { return omp_get_max_threads(); }
+
+int64_t vn_shape_numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
+{
+    size_t pos = 0;
+    pos += (size_t)snprintf(buf + pos, len - pos, "[");
+    for (int i = 0; i < ndim && pos < len; i++)
+        pos += (size_t)snprintf(buf + pos, len - pos, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (pos < len) snprintf(buf + pos, len - pos, "]");
+    return buf;
+}

@@ -1,7 +1,6 @@
 /* safetensors reading (validate everything, report the first problem) and writing (atomic
  * replace through a temporary file in the same folder). */
-#include "autograd/vn_safetensors.h"
-#include "autograd/vn_tensor.h"
+#include "io/vn_safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>

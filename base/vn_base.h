@@ -72,6 +72,11 @@ void vn_log(vn_log_level level, const char *fmt, ...) __attribute__((format(prin
 _Noreturn void vn__assert_fail(const char *file, int line, const char *cond, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Element count of a shape. */
+int64_t vn_shape_numel(int ndim, const int64_t *shape);
+/* "[8, 56, 56, 512]" into buf; returns buf. */
+const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
+
 /* Threads used by our OpenMP loops and by OpenBLAS (one shared pool). 0 = all cores. */
 void vn_set_threads(int n);
 int vn_get_threads(void);

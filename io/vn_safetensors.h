@@ -10,7 +10,7 @@
 #ifndef VN_SAFETENSORS_H
 #define VN_SAFETENSORS_H
 
-#include "autograd/vn_base.h"
+#include "base/vn_base.h"
 
 #ifdef __cplusplus
 extern "C" {

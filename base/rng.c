@@ -1,4 +1,4 @@
-#include "autograd/vn_rng.h"
+#include "base/vn_rng.h"
 
 #include <math.h>
 

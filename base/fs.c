@@ -1,0 +1,81 @@
+/* File-system helpers and clocks shared by every floor above base/. */
+#include "base/vn_fs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+
+int vn_mkdirs(const char *path, vn_error *err)
+{
+    if (!path || !path[0]) return vn_error_set(err, VN_ERR_INVALID, "empty directory path");
+    size_t n = strlen(path);
+    char *p = malloc(n + 1);
+    if (!p) return vn_error_set(err, VN_ERR_NOMEM, "out of memory creating %s", path);
+    memcpy(p, path, n + 1);
+    /* Create each prefix ending before a '/', then the whole path. */
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char saved = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            int rc = vn_error_set(err, VN_ERR_IO, "cannot create directory %s: %s", p,
+                                  strerror(e));
+            free(p);
+            return rc;
+        }
+        p[i] = saved;
+    }
+    free(p);
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return vn_error_set(err, VN_ERR_IO, "%s exists and is not a directory", path);
+    return VN_OK;
+}
+
+double vn_wall_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double vn_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int vn_read_file(const char *path, uint8_t **data, size_t *len, vn_error *err)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return vn_error_set(err, VN_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
+    }
+    size_t got = n ? fread(buf, 1, n, f) : 0;
+    int bad = got != n || ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return vn_error_set(err, VN_ERR_IO, "%s: read error after %zu of %zu bytes", path, got, n);
+    }
+    *data = buf;
+    *len = n;
+    return VN_OK;
+}
