@@ -29,7 +29,16 @@ extern "C" {
     X(MATMUL, "matmul")          \
     X(LINEAR, "linear")          \
     X(CROSS_ENTROPY, "cross_entropy") \
-    X(BCE_WITH_LOGITS, "bce_with_logits")
+    X(BCE_WITH_LOGITS, "bce_with_logits") \
+    X(SILU, "silu")              \
+    X(SIGMOID, "sigmoid")        \
+    X(CONCAT, "concat")          \
+    X(SLICE, "slice")            \
+    X(UPSAMPLE_NEAREST, "upsample_nearest") \
+    X(PERMUTE, "permute")        \
+    X(BMM, "bmm")                \
+    X(SOFTMAX, "softmax")        \
+    X(MAX_POOL2D_PAD, "max_pool2d_pad")
 
 typedef enum vn_op {
 #define VN_X_OP(name, text) VN_OP_##name,
@@ -115,6 +124,34 @@ vn_tensor *vn_cross_entropy(vn_ctx *ctx, vn_tensor *logits, const int32_t *label
 /* Binary cross-entropy with logits against targets [N, C] in [0, 1], mean over all
  * N*C elements (BCEWithLogitsLoss, as timm's BinaryCrossEntropy after smoothing). */
 vn_tensor *vn_bce_with_logits(vn_ctx *ctx, vn_tensor *logits, const float *targets);
+
+/* ---- detector ops (YOLO11 neck and head; ops_act.c, ops_shape.c, ops_attn.c,
+ *      ops_maxpool.c) ------------------------------------------------------------------ */
+
+/* x * sigmoid(x) and 1 / (1 + exp(-x)), element-wise. */
+vn_tensor *vn_silu(vn_ctx *ctx, vn_tensor *x);
+vn_tensor *vn_sigmoid(vn_ctx *ctx, vn_tensor *x);
+/* Concatenation of n tensors along the last dim (NHWC channels: torch.cat(dim=1) of NCHW);
+ * every other dim must agree. */
+vn_tensor *vn_concat(vn_ctx *ctx, int n, vn_tensor *const *xs);
+/* Columns [start, start + len) of the last dim (a copy). */
+vn_tensor *vn_slice_last(vn_ctx *ctx, vn_tensor *x, int64_t start, int64_t len);
+/* Splits the last dim into n consecutive pieces of sizes[i] (summing to it): out[0..n-1]
+ * (torch.split / chunk on NCHW channels). Returns the context status. */
+int vn_split(vn_ctx *ctx, vn_tensor *x, int n, const int64_t *sizes, vn_tensor **out);
+/* Nearest-neighbour upsampling of [N, H, W, C] by an integer factor (nn.Upsample(
+ * scale_factor=s, mode="nearest")): [N, H*s, W*s, C]. */
+vn_tensor *vn_upsample_nearest(vn_ctx *ctx, vn_tensor *x, int scale);
+/* y = x.permute(perm) made contiguous; perm has x->ndim entries. */
+vn_tensor *vn_permute(vn_ctx *ctx, vn_tensor *x, const int *perm);
+/* Batched matmul: alpha * op(a[i]) op(b[i]) for each i, with op the transpose when asked:
+ * a [B, M, K] ([B, K, M] with trans_a), b [B, K, N] ([B, N, K] with trans_b) -> [B, M, N]. */
+vn_tensor *vn_bmm(vn_ctx *ctx, vn_tensor *a, vn_tensor *b, bool trans_a, bool trans_b,
+                  float alpha);
+/* Softmax over the last dim. */
+vn_tensor *vn_softmax(vn_ctx *ctx, vn_tensor *x);
+/* nn.MaxPool2d(k, stride, padding) (floor mode, dilation 1; 1 <= k <= 16, pad <= k/2). */
+vn_tensor *vn_max_pool2d_ex(vn_ctx *ctx, vn_tensor *x, int k, int stride, int pad);
 
 #ifdef __cplusplus
 }

@@ -46,6 +46,10 @@ static const conv_case cases[] = {
     {"grouped2", 2, 6, 6, 4, 6, 3, 3, 1, 1, 1, 1, 2, true},
     {"nonsquare3x1", 2, 5, 6, 3, 4, 3, 1, 1, 1, 1, 0, 1, true},
     {"batch1_odd", 1, 7, 5, 3, 2, 5, 3, 2, 1, 2, 1, 1, true},
+    {"yolo3_s1", 2, 8, 8, 6, 10, 3, 3, 1, 1, 1, 1, 1, false},
+    {"yolo3_s2", 2, 8, 8, 6, 12, 3, 3, 2, 2, 1, 1, 1, false},
+    {"yolo3_s2_odd", 1, 9, 7, 5, 4, 3, 3, 2, 2, 1, 1, 1, true},
+    {"yolo_dw3", 2, 6, 6, 24, 24, 3, 3, 1, 1, 1, 1, 24, true},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 

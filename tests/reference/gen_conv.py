@@ -45,6 +45,12 @@ CASES = [
     ("grouped2", (2, 6, 6, 4), 6, (3, 3), (1, 1), (1, 1), 2, True),
     ("nonsquare3x1", (2, 5, 6, 3), 4, (3, 1), (1, 1), (1, 0), 1, True),
     ("batch1_odd", (1, 7, 5, 3), 2, (5, 3), (2, 1), (2, 1), 1, True),
+    # YOLO11's convs (issue 17): 3x3 s1 p1 and 3x3 s2 p1 without bias (BN follows), on even
+    # maps; the head's depthwise 3x3 and C2PSA's positional 3x3 depthwise with bias.
+    ("yolo3_s1", (2, 8, 8, 6), 10, (3, 3), (1, 1), (1, 1), 1, False),
+    ("yolo3_s2", (2, 8, 8, 6), 12, (3, 3), (2, 2), (1, 1), 1, False),
+    ("yolo3_s2_odd", (1, 9, 7, 5), 4, (3, 3), (2, 2), (1, 1), 1, True),
+    ("yolo_dw3", (2, 6, 6, 24), 24, (3, 3), (1, 1), (1, 1), 24, True),
 ]
 
 

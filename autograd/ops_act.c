@@ -1,0 +1,124 @@
+/* Smooth activations of the detector (Ultralytics' Conv = conv + BN + SiLU): SiLU and
+ * sigmoid, element-wise on any shape.
+ *
+ * SiLU backward reads its input (d/dx x*s(x) = s(x) * (1 + x * (1 - s(x)))), so the output
+ * can be dropped and recomputed from it; sigmoid backward reads only its output
+ * (dy * y * (1 - y)), so its input may go. Forward, backward and recompute of each op are
+ * separate functions. */
+#include "autograd/ops_impl.h"
+
+#include <math.h>
+
+#define ACT_PAR_MIN 65536
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* ---- SiLU ------------------------------------------------------------------------------- */
+
+static void silu_kernel(float *restrict y, const float *restrict x, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+}
+
+/* dx (+)= dy * s * (1 + x * (1 - s)); dx may alias dy (in place over the output gradient). */
+static void silu_grad_kernel(float *dx, const float *dy, const float *restrict x, int64_t n,
+                             bool fresh)
+{
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float s = sigmoidf(x[i]);
+        float g = dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
+        dx[i] = fresh ? g : dx[i] + g;
+    }
+}
+
+static void silu_backward(vn_ctx *ctx, vn_node *node)
+{
+    vn_tensor *x = node->in[0];
+    const float *xd = vn__data(ctx, x);
+    if (!xd) return;
+    const float *dy = node->out->grad; /* read before the buffer is handed to x */
+    bool fresh = true;
+    float *dx = vn__grad_steal(node, x);
+    if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
+    if (!dx) return;
+    silu_grad_kernel(dx, dy, xd, x->numel, fresh);
+}
+
+static void silu_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const float *xd = vn__data(ctx, node->in[0]);
+    if (xd) silu_kernel(node->out->data, xd, node->out->numel);
+}
+
+vn_tensor *vn_silu(vn_ctx *ctx, vn_tensor *x)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
+    if (!y) return NULL;
+    silu_kernel(y->data, x->data, x->numel);
+    if (vn__needs_grad(ctx, 1, &x)) {
+        vn_node *node = vn__record(ctx, VN_OP_SILU, y, 1, &x, silu_backward, 0);
+        if (!node) return NULL;
+        vn__save(node, 0);
+        vn__set_recompute(node, silu_recompute);
+    }
+    return y;
+}
+
+/* ---- sigmoid ---------------------------------------------------------------------------- */
+
+static void sigmoid_kernel(float *restrict y, const float *restrict x, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
+}
+
+/* dx (+)= dy * y * (1 - y); dx may alias dy. */
+static void sigmoid_grad_kernel(float *dx, const float *dy, const float *restrict y, int64_t n,
+                                bool fresh)
+{
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float g = dy[i] * (y[i] * (1.0f - y[i]));
+        dx[i] = fresh ? g : dx[i] + g;
+    }
+}
+
+static void sigmoid_backward(vn_ctx *ctx, vn_node *node)
+{
+    vn_tensor *x = node->in[0];
+    const float *yd = vn__data(ctx, node->out);
+    if (!yd) return;
+    const float *dy = node->out->grad; /* read before the buffer is handed to x */
+    bool fresh = true;
+    float *dx = vn__grad_steal(node, x);
+    if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
+    if (!dx) return;
+    sigmoid_grad_kernel(dx, dy, yd, x->numel, fresh);
+}
+
+static void sigmoid_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const float *xd = vn__data(ctx, node->in[0]);
+    if (xd) sigmoid_kernel(node->out->data, xd, node->out->numel);
+}
+
+vn_tensor *vn_sigmoid(vn_ctx *ctx, vn_tensor *x)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
+    if (!y) return NULL;
+    sigmoid_kernel(y->data, x->data, x->numel);
+    if (vn__needs_grad(ctx, 1, &x)) {
+        vn_node *node = vn__record(ctx, VN_OP_SIGMOID, y, 1, &x, sigmoid_backward, 0);
+        if (!node) return NULL;
+        vn__save(node, -1);
+        if (vn__cheap_to_save(x)) {
+            vn__save(node, 0);
+            vn__set_recompute(node, sigmoid_recompute);
+        }
+    }
+    return y;
+}

@@ -1,0 +1,145 @@
+/* Max pooling with any kernel, stride and padding (PyTorch's MaxPool2d with dilation 1 and
+ * floor mode) on NHWC activations; SPPF uses 5x5, stride 1, padding 2.
+ *
+ * Padding never wins: windows are clipped to the input, which equals padding with -inf.
+ * Like PyTorch's CPU kernel, a later element wins when it is greater or NaN, so ties go to
+ * the first maximum in row-major window order and NaN propagates. Forward keeps the argmax
+ * of every output element (its position in the k x k window, one byte while k*k <= 256)
+ * for backward, so the input need not stay in memory; the output is recomputed from the
+ * input only when that input is cheap to keep. Work is split over (image, channel block),
+ * so overlapping windows add into an input gradient from one thread, in a fixed order. */
+#include "autograd/ops_impl.h"
+
+#include <string.h>
+
+#define MP_CBLOCK 256
+#define MP_PAR_MIN 32768
+
+typedef struct maxpool_state {
+    int64_t n, h, w, c, oh, ow;
+    int k, s, p;
+    uint8_t *argmax; /* pool buffer: one byte per output element, or NULL without backward */
+} maxpool_state;
+
+/* One window: m[c] and (when arg is not NULL) its position in the window, for channels
+ * [c0, c0 + cn) of image img. */
+static void mp_window(const maxpool_state *st, const float *img, int64_t i, int64_t j,
+                      int64_t c0, int64_t cn, float *restrict m, uint8_t *restrict arg)
+{
+    int64_t h0 = i * st->s - st->p, w0 = j * st->s - st->p;
+    bool first = true;
+    for (int a = 0; a < st->k; a++) {
+        int64_t hh = h0 + a;
+        if (hh < 0 || hh >= st->h) continue;
+        for (int b = 0; b < st->k; b++) {
+            int64_t ww = w0 + b;
+            if (ww < 0 || ww >= st->w) continue;
+            const float *xr = img + (hh * st->w + ww) * st->c + c0;
+            uint8_t pos = (uint8_t)(a * st->k + b);
+            if (first) {
+                memcpy(m, xr, (size_t)cn * sizeof(float));
+                if (arg) memset(arg, pos, (size_t)cn);
+                first = false;
+                continue;
+            }
+            for (int64_t c = 0; c < cn; c++) {
+                bool take = xr[c] > m[c] || xr[c] != xr[c];
+                m[c] = take ? xr[c] : m[c];
+                if (arg) arg[c] = take ? pos : arg[c];
+            }
+        }
+    }
+}
+
+static void mp_forward(const maxpool_state *st, const float *x, float *y, uint8_t *argmax)
+{
+    const int64_t nblk = (st->c + MP_CBLOCK - 1) / MP_CBLOCK;
+    const int64_t img_in = st->h * st->w * st->c, img_out = st->oh * st->ow * st->c;
+#pragma omp parallel for schedule(static) if (st->n * img_out * st->k * st->k >= MP_PAR_MIN)
+    for (int64_t t = 0; t < st->n * nblk; t++) {
+        int64_t n = t / nblk, c0 = (t % nblk) * MP_CBLOCK;
+        int64_t cn = st->c - c0 < MP_CBLOCK ? st->c - c0 : MP_CBLOCK;
+        for (int64_t i = 0; i < st->oh; i++)
+            for (int64_t j = 0; j < st->ow; j++) {
+                int64_t o = n * img_out + (i * st->ow + j) * st->c + c0;
+                mp_window(st, x + n * img_in, i, j, c0, cn, y + o, argmax ? argmax + o : NULL);
+            }
+    }
+}
+
+/* dx[argmax] += dy, per (image, channel block), outputs in order. */
+static void mp_scatter(const maxpool_state *st, const float *dy, float *dx)
+{
+    const int64_t nblk = (st->c + MP_CBLOCK - 1) / MP_CBLOCK;
+    const int64_t img_in = st->h * st->w * st->c, img_out = st->oh * st->ow * st->c;
+#pragma omp parallel for schedule(static) if (st->n * img_out >= MP_PAR_MIN)
+    for (int64_t t = 0; t < st->n * nblk; t++) {
+        int64_t n = t / nblk, c0 = (t % nblk) * MP_CBLOCK;
+        int64_t cn = st->c - c0 < MP_CBLOCK ? st->c - c0 : MP_CBLOCK;
+        float *dimg = dx + n * img_in;
+        for (int64_t i = 0; i < st->oh; i++)
+            for (int64_t j = 0; j < st->ow; j++) {
+                int64_t o = n * img_out + (i * st->ow + j) * st->c + c0;
+                for (int64_t c = 0; c < cn; c++) {
+                    int pos = st->argmax[o + c];
+                    int64_t hh = i * st->s - st->p + pos / st->k;
+                    int64_t ww = j * st->s - st->p + pos % st->k;
+                    dimg[(hh * st->w + ww) * st->c + c0 + c] += dy[o + c];
+                }
+            }
+    }
+}
+
+static void maxpool_backward(vn_ctx *ctx, vn_node *node)
+{
+    float *dx = vn__grad(ctx, node->in[0]);
+    if (dx) mp_scatter(node->state, node->out->grad, dx);
+}
+
+static void maxpool_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const float *xd = vn__data(ctx, node->in[0]);
+    if (xd) mp_forward(node->state, xd, node->out->data, NULL);
+}
+
+vn_tensor *vn_max_pool2d_ex(vn_ctx *ctx, vn_tensor *x, int k, int stride, int pad)
+{
+    if (!vn__ok(ctx, 1, &x)) return NULL;
+    char s[96];
+    if (x->ndim != 4)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "max_pool2d: needs NHWC [N, H, W, C], got %s",
+                           vn_shape_str(x->ndim, x->shape, s, sizeof s));
+    if (k < 1 || k > 16 || stride < 1 || pad < 0 || 2 * pad > k)
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "max_pool2d: kernel %d, stride %d, padding %d: "
+                           "needs 1 <= kernel <= 16, stride >= 1 and 0 <= padding <= kernel/2",
+                           k, stride, pad);
+    maxpool_state st = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], 0, 0, k, stride,
+                        pad, NULL};
+    st.oh = (st.h + 2 * pad - k) / stride + 1;
+    st.ow = (st.w + 2 * pad - k) / stride + 1;
+    if (st.h + 2 * pad < k || st.w + 2 * pad < k)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "max_pool2d: kernel %d is larger than the padded "
+                           "input %s (padding %d)", k, vn_shape_str(x->ndim, x->shape, s,
+                                                                    sizeof s), pad);
+    vn_tensor *y = vn_ctx_tensor4(ctx, st.n, st.oh, st.ow, st.c);
+    if (!y) return NULL;
+    bool rec = vn__needs_grad(ctx, 1, &x);
+    if (rec && !(st.argmax = vn__pool_alloc(ctx, (size_t)y->numel)))
+        return vn_ctx_fail(ctx, VN_ERR_NOMEM, "max_pool2d: out of memory for the argmax");
+    mp_forward(&st, x->data, y->data, st.argmax);
+    if (rec) {
+        vn_node *node = vn__record(ctx, VN_OP_MAX_POOL2D_PAD, y, 1, &x, maxpool_backward,
+                                   sizeof st);
+        if (!node) {
+            vn__pool_free(ctx, st.argmax);
+            return NULL;
+        }
+        *(maxpool_state *)node->state = st;
+        vn__node_keep(node, st.argmax);
+        if (vn__cheap_to_save(x)) {
+            vn__save(node, 0);
+            vn__set_recompute(node, maxpool_recompute);
+        }
+    }
+    return y;
+}
