@@ -1,0 +1,63 @@
+/* YOLO11 with a VanillaNet backbone (issue 17): VanillaNet's features at strides 8, 16 and
+ * 32 (P3, P4, P5) -> SPPF -> C2PSA on P5 -> the stock YOLO11 neck (C3k2 blocks, nearest 2x
+ * upsampling, channel concat, 3x3 stride-2 convs) -> Detect on strides 8, 16, 32 (box
+ * branch to 4 x reg_max distribution logits, class branch to nc logits).
+ *
+ * Modules, sizes, initialisation and state_dict names follow Ultralytics 8.3 (yolo11.yaml
+ * with its backbone replaced): layer i of the model is "model.{i}.": 0 the VanillaNet
+ * (official names without the classifier), 1 SPPF, 2 C2PSA, 3 Upsample, 4 Concat(P4),
+ * 5 C3k2, 6 Upsample, 7 Concat(P3), 8 C3k2 (P3 out), 9 Conv s2, 10 Concat, 11 C3k2 (P4 out),
+ * 12 Conv s2, 13 Concat, 14 C3k2 (P5 out), 15 Detect. Channels of the neck are Ultralytics'
+ * make_divisible(min(c, max_channels) * width, 8) of yolo11.yaml's, repeats
+ * max(round(n * depth), 1). */
+#ifndef VN_YOLO_H
+#define VN_YOLO_H
+
+#include "models/vn_vanillanet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VN_YOLO_LEVELS 3
+
+typedef struct vn_yolo_config {
+    vn_vanillanet_config backbone; /* num_classes is not used (no classifier) */
+    int nc;                        /* classes */
+    float depth_multiple;          /* yolo11n/s: 0.5; m: 0.5; l/x: 1.0 */
+    float width_multiple;          /* n 0.25, s 0.5, m/l 1.0, x 1.5 */
+    int max_channels;              /* n/s 1024, m/l/x 512 */
+    bool c3k;                      /* Ultralytics' m/l/x scales: every C3k2 uses C3k blocks */
+    int reg_max;                   /* DFL bins, 16 */
+} vn_yolo_config;
+
+/* Defaults: vanillanet_5 backbone, nc 80, yolo11n scaling (0.5, 0.25, 1024), reg_max 16. */
+void vn_yolo_config_default(vn_yolo_config *cfg);
+int vn_yolo_config_check(const vn_yolo_config *cfg, vn_error *err);
+
+typedef struct vn_yolo vn_yolo;
+
+int vn_yolo_create(const vn_yolo_config *cfg, vn_yolo **out, vn_error *err);
+void vn_yolo_destroy(vn_yolo *m);
+/* The backbone as vn_vanillanet_init (trunc-normal 0.02); the rest as PyTorch's Conv2d
+ * default (uniform +-1/sqrt(fan_in)) and Detect's bias_init (box bias 1, class bias
+ * log(5 / nc / (640 / stride)^2)); BN weight 1, bias 0. */
+void vn_yolo_init(vn_yolo *m, uint64_t seed);
+void vn_yolo_set_training(vn_yolo *m, bool training);
+/* act_learn of the VanillaNet backbone (deep training), as vn_vanillanet_change_act. */
+void vn_yolo_change_act(vn_yolo *m, float act_learn);
+const vn_yolo_config *vn_yolo_get_config(const vn_yolo *m);
+/* Every parameter and buffer under its "model.{i}...." name. */
+const vn_state_list *vn_yolo_state(const vn_yolo *m);
+/* Output channels of the neck at P3, P4, P5 (the Detect inputs). */
+void vn_yolo_level_channels(const vn_yolo *m, int ch[VN_YOLO_LEVELS]);
+
+/* x: [N, H, W, in_chans] with H, W multiples of 32 -> out[l]: [N, H / s_l, W / s_l,
+ * 4 reg_max + nc] for strides s = 8, 16, 32 (box distribution logits first, then class
+ * logits: Detect's training output). Returns the context status. */
+int vn_yolo_forward(vn_ctx *ctx, vn_yolo *m, vn_tensor *x, vn_tensor **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
