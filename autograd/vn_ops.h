@@ -38,7 +38,8 @@ extern "C" {
     X(PERMUTE, "permute")        \
     X(BMM, "bmm")                \
     X(SOFTMAX, "softmax")        \
-    X(MAX_POOL2D_PAD, "max_pool2d_pad")
+    X(MAX_POOL2D_PAD, "max_pool2d_pad") \
+    X(DETECT_LOSS, "detect_loss")
 
 typedef enum vn_op {
 #define VN_X_OP(name, text) VN_OP_##name,
@@ -152,6 +153,26 @@ vn_tensor *vn_bmm(vn_ctx *ctx, vn_tensor *a, vn_tensor *b, bool trans_a, bool tr
 vn_tensor *vn_softmax(vn_ctx *ctx, vn_tensor *x);
 /* nn.MaxPool2d(k, stride, padding) (floor mode, dilation 1; 1 <= k <= 16, pad <= k/2). */
 vn_tensor *vn_max_pool2d_ex(vn_ctx *ctx, vn_tensor *x, int k, int stride, int pad);
+
+/* Targets of the detection loss for a batch of N images and A anchors per image (all levels,
+ * each row-major over its grid), as the TaskAlignedAssigner gives them (models/vn_yolo.h). */
+typedef struct vn_detect_targets {
+    int64_t n_anchors;   /* A */
+    int nc, reg_max;
+    const uint8_t *fg;   /* [N * A] foreground anchors */
+    const float *box;    /* [N * A * 4] target box x1, y1, x2, y2 in the anchor's grid units */
+    const float *score;  /* [N * A * nc] target scores (one-hot x normalised alignment) */
+    const float *anchor; /* [A * 2] anchor points (cell centres, grid units) */
+    double score_sum;    /* max(sum of all target scores, 1) */
+    float gain_box, gain_cls, gain_dfl;
+} vn_detect_targets;
+
+/* Ultralytics 8.3's v8DetectionLoss over Detect outputs preds[l] [N, H_l, W_l, 4 reg_max + nc]:
+ * (gain_box * CIoU loss + gain_cls * BCE + gain_dfl * DFL) * N, a [1] tensor; parts (when not
+ * NULL) gets the three gained terms (Ultralytics' loss items). The targets are read during
+ * the call only. */
+vn_tensor *vn_detect_loss(vn_ctx *ctx, int n_levels, vn_tensor *const *preds,
+                          const vn_detect_targets *t, double parts[3]);
 
 #ifdef __cplusplus
 }

@@ -57,6 +57,55 @@ void vn_yolo_level_channels(const vn_yolo *m, int ch[VN_YOLO_LEVELS]);
  * logits: Detect's training output). Returns the context status. */
 int vn_yolo_forward(vn_ctx *ctx, vn_yolo *m, vn_tensor *x, vn_tensor **out);
 
+/* ---- loss (Ultralytics 8.3 v8DetectionLoss with its TaskAlignedAssigner) ---------------- */
+
+/* One ground-truth box of a batch: image index, class, corners in input pixels. */
+typedef struct vn_yolo_gt {
+    int32_t image, cls;
+    float x1, y1, x2, y2;
+} vn_yolo_gt;
+
+typedef struct vn_yolo_loss_params {
+    int topk;            /* 10 */
+    double alpha, beta;  /* 0.5, 6.0 */
+    float box, cls, dfl; /* gains 7.5, 0.5, 1.5 */
+} vn_yolo_loss_params;
+
+void vn_yolo_loss_params_default(vn_yolo_loss_params *p);
+
+/* The assigner's result for a batch: per image and anchor (levels concatenated, row-major),
+ * the foreground flag, the assigned gt (index into the batch's gt list, -1 for background),
+ * the target box in grid units and the target scores; the targets of vn_detect_loss. */
+typedef struct vn_yolo_assignment {
+    int64_t n_images, n_anchors;
+    int nc, reg_max;
+    float *anchor;     /* [A * 2] cell centres in grid units */
+    float *stride;     /* [A] */
+    uint8_t *fg;       /* [N * A] */
+    int32_t *gt_index; /* [N * A] */
+    float *box;        /* [N * A * 4] */
+    float *score;      /* [N * A * nc] */
+    double score_sum;  /* max(sum of target scores, 1) */
+} vn_yolo_assignment;
+
+/* TaskAlignedAssigner(topk, alpha, beta) on the (detached) Detect outputs preds[l] of strides
+ * 8 << l: scores sigmoid(class logits), boxes decoded from the DFL expectation, both in
+ * pixels; a candidate's anchor centre lies inside the gt, its metric is score^alpha *
+ * max(CIoU, 0)^beta; the topk metrics per gt (ties: lower anchor index first), an anchor
+ * claimed by several gts goes to the one of highest CIoU; target scores are one-hot times
+ * the alignment normalised per gt to its best CIoU. Computed in double. Fills *out (free
+ * with vn_yolo_assignment_free). Errors: a gt with a bad image index or class. */
+int vn_yolo_assign(vn_tensor *const *preds, int nc, int reg_max, const vn_yolo_gt *gts,
+                   int64_t n_gt, const vn_yolo_loss_params *p, vn_yolo_assignment *out,
+                   vn_error *err);
+void vn_yolo_assignment_free(vn_yolo_assignment *a);
+
+/* Assignment and loss in one call: the [1] loss tensor (Ultralytics' loss.sum() * batch),
+ * parts = gained box, cls, dfl terms; NULL on error (context error set). */
+vn_tensor *vn_yolo_loss(vn_ctx *ctx, vn_tensor *const *preds, int nc, int reg_max,
+                        const vn_yolo_gt *gts, int64_t n_gt, const vn_yolo_loss_params *p,
+                        double parts[3]);
+
 #ifdef __cplusplus
 }
 #endif
