@@ -225,11 +225,31 @@ static void work_free(tal_work *w)
     free(w->sel);
 }
 
+static int check_preds(vn_tensor *const *preds, int nc, int reg_max, vn_error *err)
+{
+    if (nc < 1 || reg_max < 2 || reg_max > 64)
+        return vn_error_set(err, VN_ERR_INVALID, "detection loss: nc %d (>= 1), reg_max %d "
+                            "(2..64)", nc, reg_max);
+    for (int l = 0; l < VN_YOLO_LEVELS; l++) {
+        const vn_tensor *t = preds[l];
+        if (t->ndim != 4 || t->shape[3] != 4 * reg_max + nc || t->shape[0] != preds[0]->shape[0]) {
+            char s[96];
+            return vn_error_set(err, VN_ERR_SHAPE, "detection loss: level %d has shape %s, "
+                                "expected [N, H, W, %d] (4 x reg_max %d + nc %d)", l,
+                                vn_shape_str(t->ndim, t->shape, s, sizeof s), 4 * reg_max + nc,
+                                reg_max, nc);
+        }
+    }
+    return VN_OK;
+}
+
 int vn_yolo_assign(vn_tensor *const *preds, int nc, int reg_max, const vn_yolo_gt *gts,
                    int64_t n_gt, const vn_yolo_loss_params *p, vn_yolo_assignment *out,
                    vn_error *err)
 {
     memset(out, 0, sizeof *out);
+    int prc = check_preds(preds, nc, reg_max, err);
+    if (prc != VN_OK) return prc;
     if (p->topk < 1 || p->topk > MAX_TOPK)
         return vn_error_set(err, VN_ERR_INVALID, "detection loss: topk %d (1..%d)", p->topk,
                             MAX_TOPK);
