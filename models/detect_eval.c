@@ -165,8 +165,9 @@ static void match_threshold(const det_match *sorted, int n, int n_det, int n_lab
 int vn_det_match(const vn_detection *det, int n_det, const vn_yolo_gt *labels, int n_labels,
                  uint8_t *correct)
 {
+    if (!n_det) return VN_OK;
     memset(correct, 0, (size_t)n_det * VN_DET_IOU_STEPS);
-    if (!n_det || !n_labels) return VN_OK;
+    if (!n_labels) return VN_OK;
     int rc = VN_ERR_NOMEM;
     det_match *all = malloc((size_t)n_det * (size_t)n_labels * sizeof *all);
     det_match *sel = malloc((size_t)n_det * (size_t)n_labels * sizeof *sel);

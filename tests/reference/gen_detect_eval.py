@@ -26,6 +26,13 @@ from st_io import save
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "detect")
 
 
+
+def aligned(tensors):
+    """Entries by decreasing element size (stable), so every entry's data is aligned to its
+    element size in the file (the C tests read them in place)."""
+    size = lambda v: (v.dtype.itemsize if hasattr(v.dtype, "itemsize") else v.element_size())
+    return dict(sorted(tensors.items(), key=lambda kv: -size(kv[1])))
+
 def decode(ps, nc, reg_max):
     boxes, scores = [], []
     for l, p in enumerate(ps):
@@ -195,7 +202,7 @@ def main():
     t = {}
     nms_part(t)
     metrics_part(t)
-    save(os.path.join(OUT, "eval.safetensors"), t,
+    save(os.path.join(OUT, "eval.safetensors"), aligned({k: v.numpy() if hasattr(v, "numpy") else v for k, v in t.items()}),
          {"generator": "tests/reference/gen_detect_eval.py", "torch": torch.__version__,
           "numpy": np.__version__, "nc_nms": 4, "reg_max": 8, "nc_metrics": 5})
 

@@ -40,6 +40,13 @@ CASES = {
 }
 
 
+
+def aligned(tensors):
+    """Entries by decreasing element size (stable), so every entry's data is aligned to its
+    element size in the file (the C tests read them in place)."""
+    size = lambda v: (v.dtype.itemsize if hasattr(v.dtype, "itemsize") else v.element_size())
+    return dict(sorted(tensors.items(), key=lambda kv: -size(kv[1])))
+
 def nhwc(t):
     return t.detach().permute(0, 2, 3, 1).contiguous().float()
 
@@ -98,7 +105,7 @@ def make(name, c, seed):
     meta["generator"] = "tests/reference/gen_yolo.py"
     meta["torch"] = torch.__version__
     meta["n_params"] = str(sum(p.numel() for p in m.parameters()))
-    save(os.path.join(OUT, f"yolo_{name}.safetensors"), t, meta)
+    save(os.path.join(OUT, f"yolo_{name}.safetensors"), aligned(t), meta)
     print(f"{name}: {meta['n_params']} parameters, outputs",
           [tuple(t[f'train.y{l}'].shape) for l in range(3)])
 

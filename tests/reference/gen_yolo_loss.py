@@ -26,6 +26,13 @@ TOPK, ALPHA, BETA, EPS = 10, 0.5, 6.0, 1e-9
 GAINS = (7.5, 0.5, 1.5)
 
 
+
+def aligned(tensors):
+    """Entries by decreasing element size (stable), so every entry's data is aligned to its
+    element size in the file (the C tests read them in place)."""
+    size = lambda v: (v.dtype.itemsize if hasattr(v.dtype, "itemsize") else v.element_size())
+    return dict(sorted(tensors.items(), key=lambda kv: -size(kv[1])))
+
 def anchors_of(shapes, strides):
     pts, st = [], []
     for (h, w), s in zip(shapes, strides):
@@ -162,8 +169,8 @@ def loss_case(name, n_img, nc, reg_max, imgsz, gts, seed):
     meta = {"nc": nc, "reg_max": reg_max, "imgsz": f"{imgsz[0]},{imgsz[1]}",
             "n_fg": int(fg.sum()), "generator": "tests/reference/gen_yolo_loss.py",
             "torch": torch.__version__}
-    save(os.path.join(OUT, f"loss_{name}.safetensors"), {k: v.numpy() if hasattr(v, "numpy")
-                                                          else v for k, v in tensors.items()}, meta)
+    save(os.path.join(OUT, f"loss_{name}.safetensors"),
+         aligned({k: v.numpy() if hasattr(v, "numpy") else v for k, v in tensors.items()}), meta)
     print(f"{name}: {int(fg.sum())} foreground anchors, parts {parts.tolist()}, loss {float(loss)}")
 
 
