@@ -1,0 +1,430 @@
+/* YOLO-format detection datasets: the dataset YAML, the image list and the label files
+ * (see data/vn_detect_data.h). */
+#include "data/vn_detect_data.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <yaml.h>
+
+#include "base/vn_fs.h"
+
+#define REPORT_MAX 256
+
+struct vn_det_dataset {
+    int64_t n, cap;
+    char **images;
+    int64_t *start;
+    int32_t *count;
+    vn_det_box *boxes;
+    int64_t n_boxes, cap_boxes;
+    char **skipped;
+    int64_t n_skipped, cap_skipped;
+};
+
+/* ---- dataset YAML ---------------------------------------------------------------------- */
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+/* dir + "/" + rel unless rel is absolute. */
+static char *join(const char *dir, const char *rel)
+{
+    if (rel[0] == '/' || !dir || !dir[0]) return dup_n(rel, strlen(rel));
+    if (!strcmp(rel, ".")) return dup_n(dir, strlen(dir));
+    size_t a = strlen(dir), b = strlen(rel);
+    char *p = malloc(a + b + 2);
+    if (p) snprintf(p, a + b + 2, "%s/%s", dir, rel);
+    return p;
+}
+
+void vn_det_data_cfg_free(vn_det_data_cfg *c)
+{
+    free(c->root);
+    free(c->train);
+    free(c->val);
+    for (int i = 0; c->names && i < c->nc; i++) free(c->names[i]);
+    free(c->names);
+    memset(c, 0, sizeof *c);
+}
+
+static const char *scalar(yaml_node_t *n) { return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL; }
+
+/* names: a sequence, or a mapping of indices 0..n-1 (any order) to names. */
+static int read_names(yaml_document_t *doc, yaml_node_t *n, const char *path,
+                      vn_det_data_cfg *c, vn_error *err)
+{
+    int count = n->type == YAML_SEQUENCE_NODE ? (int)(n->data.sequence.items.top - n->data.sequence.items.start)
+                : n->type == YAML_MAPPING_NODE ? (int)(n->data.mapping.pairs.top - n->data.mapping.pairs.start)
+                                               : -1;
+    if (count < 1 || count > VN_DET_MAX_CLASSES)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: names must be a list or a mapping of 1 to "
+                            "%d class names", path, (int)n->start_mark.line + 1, VN_DET_MAX_CLASSES);
+    c->names = calloc((size_t)count, sizeof *c->names);
+    if (!c->names) return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
+    c->nc = count;
+    for (int i = 0; i < count; i++) {
+        yaml_node_t *v;
+        long idx = i;
+        if (n->type == YAML_SEQUENCE_NODE) {
+            v = yaml_document_get_node(doc, n->data.sequence.items.start[i]);
+        } else {
+            yaml_node_pair_t *pr = &n->data.mapping.pairs.start[i];
+            const char *k = scalar(yaml_document_get_node(doc, pr->key));
+            char *end;
+            idx = k ? strtol(k, &end, 10) : -1;
+            if (!k || *end || idx < 0 || idx >= count)
+                return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: names: key '%s' is not a class "
+                                    "index 0..%d", path, (int)n->start_mark.line + 1,
+                                    k ? k : "?", count - 1);
+            v = yaml_document_get_node(doc, pr->value);
+        }
+        const char *s = scalar(v);
+        if (!s || c->names[idx])
+            return vn_error_set(err, VN_ERR_FORMAT, "%s: names: class %ld %s", path, idx,
+                                s ? "is named twice" : "is not a plain name");
+        if (!(c->names[idx] = dup_n(s, strlen(s)))) return vn_error_set(err, VN_ERR_NOMEM, "oom");
+    }
+    return VN_OK;
+}
+
+static int read_yaml(yaml_document_t *doc, const char *path, vn_det_data_cfg *c, char **rel_root,
+                     vn_error *err)
+{
+    yaml_node_t *root = yaml_document_get_root_node(doc);
+    if (!root || root->type != YAML_MAPPING_NODE)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: a dataset YAML is a mapping with path, "
+                            "train, val and names", path);
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        const char *k = scalar(yaml_document_get_node(doc, p->key));
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        char **dst = !k ? NULL : !strcmp(k, "path") ? rel_root : !strcmp(k, "train") ? &c->train
+                     : !strcmp(k, "val") ? &c->val : NULL;
+        if (k && !strcmp(k, "names")) {
+            int rc = read_names(doc, v, path, c, err);
+            if (rc != VN_OK) return rc;
+        } else if (dst) {
+            const char *s = scalar(v);
+            if (!s) return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: %s must be a folder name",
+                                        path, (int)v->start_mark.line + 1, k);
+            free(*dst);
+            if (!(*dst = dup_n(s, strlen(s)))) return vn_error_set(err, VN_ERR_NOMEM, "oom");
+        } /* other keys (download, nc, test) are ignored */
+    }
+    if (!c->train || !c->val || !c->names)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: missing %s (a dataset YAML needs train, val "
+                            "and names)", path, !c->train ? "train" : !c->val ? "val" : "names");
+    return VN_OK;
+}
+
+int vn_det_data_cfg_load(const char *path, vn_det_data_cfg *c, vn_error *err)
+{
+    memset(c, 0, sizeof *c);
+    uint8_t *text;
+    size_t len;
+    int rc = vn_read_file(path, &text, &len, err);
+    if (rc != VN_OK) return rc;
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        rc = vn_error_set(err, VN_ERR_FORMAT, "%s:%zu: %s", path, parser.problem_mark.line + 1,
+                          parser.problem ? parser.problem : "YAML syntax error");
+        yaml_parser_delete(&parser);
+        free(text);
+        return rc;
+    }
+    char *rel_root = NULL;
+    rc = read_yaml(&doc, path, c, &rel_root, err);
+    if (rc == VN_OK) {
+        char *dir = dup_n(path, strlen(path)), *slash = dir ? strrchr(dir, '/') : NULL;
+        if (dir) {
+            if (slash) *slash = 0;
+            else strcpy(dir, ".");
+        }
+        c->root = dir ? join(dir, rel_root ? rel_root : ".") : NULL;
+        char *tr = c->root ? join(c->root, c->train) : NULL, *va = c->root ? join(c->root, c->val) : NULL;
+        free(c->train);
+        free(c->val);
+        c->train = tr;
+        c->val = va;
+        free(dir);
+        if (!tr || !va) rc = vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
+    }
+    free(rel_root);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    free(text);
+    if (rc != VN_OK) vn_det_data_cfg_free(c);
+    return rc;
+}
+
+/* ---- image list ---------------------------------------------------------------------------- */
+
+static bool is_image(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot) return false;
+    char ext[8] = {0};
+    for (int i = 0; i < 6 && dot[1 + i]; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+    return !strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg");
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int push_image(vn_det_dataset *ds, char *path)
+{
+    if (ds->n == ds->cap) {
+        int64_t cap = ds->cap ? 2 * ds->cap : 256;
+        char **p = realloc(ds->images, (size_t)cap * sizeof *p);
+        if (!p) return VN_ERR_NOMEM;
+        ds->images = p;
+        ds->cap = cap;
+    }
+    ds->images[ds->n++] = path;
+    return VN_OK;
+}
+
+/* Files and folders of dir in byte order; images appended, folders walked in that order. */
+static int walk(vn_det_dataset *ds, const char *dir, int depth, vn_error *err)
+{
+    if (depth > 32) return vn_error_set(err, VN_ERR_FORMAT, "%s: folders nested too deep", dir);
+    DIR *d = opendir(dir);
+    if (!d) return vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = VN_OK;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **p = realloc(names, cap * sizeof *p);
+            if (!p) { rc = VN_ERR_NOMEM; break; }
+            names = p;
+        }
+        if (!(names[n] = join(dir, e->d_name))) { rc = VN_ERR_NOMEM; break; }
+        n++;
+    }
+    closedir(d);
+    if (rc == VN_OK) qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (rc == VN_OK && stat(names[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            rc = walk(ds, names[i], depth + 1, err);
+        } else if (rc == VN_OK && is_image(names[i])) {
+            rc = push_image(ds, names[i]);
+            if (rc == VN_OK) continue; /* owned by ds now */
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (rc == VN_ERR_NOMEM) return vn_error_set(err, rc, "%s: out of memory listing images", dir);
+    return rc;
+}
+
+/* The label file of an image: its last "images" folder becomes "labels", the extension .txt. */
+static char *label_path(const char *img)
+{
+    size_t len = strlen(img);
+    char *p = malloc(len + 8);
+    if (!p) return NULL;
+    memcpy(p, img, len + 1);
+    char *hit = NULL;
+    for (char *s = strstr(p, "images/"); s; s = strstr(s + 1, "images/"))
+        if (s == p || s[-1] == '/') hit = s;
+    if (hit) memcpy(hit, "labels", 6);
+    char *dot = strrchr(p, '.'), *slash = strrchr(p, '/');
+    if (dot && (!slash || dot > slash)) strcpy(dot, ".txt");
+    else strcat(p, ".txt");
+    return p;
+}
+
+/* ---- labels ------------------------------------------------------------------------------- */
+
+static int push_box(vn_det_dataset *ds, vn_det_box b)
+{
+    if (ds->n_boxes == ds->cap_boxes) {
+        int64_t cap = ds->cap_boxes ? 2 * ds->cap_boxes : 1024;
+        vn_det_box *p = realloc(ds->boxes, (size_t)cap * sizeof *p);
+        if (!p) return VN_ERR_NOMEM;
+        ds->boxes = p;
+        ds->cap_boxes = cap;
+    }
+    ds->boxes[ds->n_boxes++] = b;
+    return VN_OK;
+}
+
+/* Parses one line into b; on a problem writes it to why and returns false. */
+static bool parse_line(char *line, int nc, vn_det_box *b, char *why, size_t why_len)
+{
+    double v[5];
+    int n = 0;
+    for (char *tok = strtok(line, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
+        char *end;
+        errno = 0;
+        double x = strtod(tok, &end);
+        if (n < 5 && (*end || errno || x != x)) {
+            snprintf(why, why_len, "'%s' is not a number", tok);
+            return false;
+        }
+        if (n < 5) v[n] = x;
+        n++;
+    }
+    if (n != 5) {
+        snprintf(why, why_len, "%d fields, expected 5 (class cx cy w h)", n);
+        return false;
+    }
+    if (v[0] != (double)(long)v[0] || v[0] < 0 || v[0] >= nc) {
+        snprintf(why, why_len, "class %g is not one of 0..%d", v[0], nc - 1);
+        return false;
+    }
+    for (int i = 1; i < 5; i++)
+        if (!(v[i] >= 0.0 && v[i] <= 1.0)) {
+            snprintf(why, why_len, "coordinate %g is outside [0, 1] (labels are normalised)", v[i]);
+            return false;
+        }
+    *b = (vn_det_box){(int32_t)v[0], (float)v[1], (float)v[2], (float)v[3], (float)v[4]};
+    return true;
+}
+
+/* Reads the label file of image i; a bad line fills report ("file:line: problem"). */
+static int read_labels(vn_det_dataset *ds, const char *lpath, int nc, char *report, size_t rlen,
+                       vn_error *err)
+{
+    report[0] = 0;
+    FILE *f = fopen(lpath, "r");
+    if (!f) return errno == ENOENT ? VN_OK : vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s",
+                                                          lpath, strerror(errno));
+    char line[1024], why[160];
+    int ln = 0, rc = VN_OK;
+    int64_t first = ds->n_boxes;
+    while (fgets(line, sizeof line, f)) {
+        ln++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            snprintf(report, rlen, "%s:%d: line longer than %zu bytes", lpath, ln, sizeof line - 2);
+            break;
+        }
+        bool blank = true;
+        for (char *c = line; *c; c++) blank &= isspace((unsigned char)*c) != 0;
+        if (blank) continue;
+        vn_det_box b;
+        if (!parse_line(line, nc, &b, why, sizeof why)) {
+            snprintf(report, rlen, "%s:%d: %s", lpath, ln, why);
+            break;
+        }
+        if ((rc = push_box(ds, b)) != VN_OK) break;
+    }
+    fclose(f);
+    if (report[0]) ds->n_boxes = first;
+    if (rc != VN_OK) return vn_error_set(err, rc, "%s: out of memory", lpath);
+    return VN_OK;
+}
+
+static int add_skipped(vn_det_dataset *ds, const char *msg)
+{
+    if (ds->n_skipped == ds->cap_skipped) {
+        int64_t cap = ds->cap_skipped ? 2 * ds->cap_skipped : 16;
+        char **p = realloc(ds->skipped, (size_t)cap * sizeof *p);
+        if (!p) return VN_ERR_NOMEM;
+        ds->skipped = p;
+        ds->cap_skipped = cap;
+    }
+    if (!(ds->skipped[ds->n_skipped] = dup_n(msg, strlen(msg)))) return VN_ERR_NOMEM;
+    ds->n_skipped++;
+    return VN_OK;
+}
+
+void vn_det_dataset_free(vn_det_dataset *ds)
+{
+    if (!ds) return;
+    for (int64_t i = 0; i < ds->n; i++) free(ds->images[i]);
+    for (int64_t i = 0; i < ds->n_skipped; i++) free(ds->skipped[i]);
+    free(ds->images);
+    free(ds->skipped);
+    free(ds->start);
+    free(ds->count);
+    free(ds->boxes);
+    free(ds);
+}
+
+/* Reads every label file; images with a bad one leave the list (compacted in place). */
+static int read_all_labels(vn_det_dataset *ds, int nc, vn_error *err)
+{
+    ds->start = malloc((size_t)(ds->n ? ds->n : 1) * sizeof *ds->start);
+    ds->count = malloc((size_t)(ds->n ? ds->n : 1) * sizeof *ds->count);
+    if (!ds->start || !ds->count) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    int64_t kept = 0;
+    for (int64_t i = 0; i < ds->n; i++) {
+        char *lp = label_path(ds->images[i]), report[REPORT_MAX + PATH_MAX];
+        if (!lp) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+        int64_t first = ds->n_boxes;
+        int rc = read_labels(ds, lp, nc, report, sizeof report, err);
+        free(lp);
+        if (rc != VN_OK) return rc;
+        if (report[0]) {
+            if (add_skipped(ds, report) != VN_OK) return vn_error_set(err, VN_ERR_NOMEM, "oom");
+            free(ds->images[i]);
+            continue;
+        }
+        ds->images[kept] = ds->images[i];
+        ds->start[kept] = first;
+        ds->count[kept] = (int32_t)(ds->n_boxes - first);
+        kept++;
+    }
+    ds->n = kept;
+    return VN_OK;
+}
+
+int vn_det_dataset_scan(const char *images_dir, int nc, double max_bad_fraction,
+                        vn_det_dataset **out, vn_error *err)
+{
+    *out = NULL;
+    vn_det_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    int rc = walk(ds, images_dir, 0, err);
+    int64_t total = ds->n;
+    if (rc == VN_OK && total == 0)
+        rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: no images (.png, .jpg, .jpeg); a YOLO "
+                          "dataset has images/<split>/* and labels/<split>/*.txt", images_dir);
+    if (rc == VN_OK) rc = read_all_labels(ds, nc, err);
+    if (rc == VN_OK && (double)ds->n_skipped > max_bad_fraction * (double)total)
+        rc = vn_error_set(err, VN_ERR_FORMAT, "%s: %lld of %lld images have bad labels (more "
+                          "than max_bad_fraction %g), first: %s", images_dir,
+                          (long long)ds->n_skipped, (long long)total, max_bad_fraction,
+                          ds->skipped[0]);
+    if (rc != VN_OK) {
+        vn_det_dataset_free(ds);
+        return rc;
+    }
+    *out = ds;
+    return VN_OK;
+}
+
+int64_t vn_det_dataset_size(const vn_det_dataset *ds) { return ds->n; }
+const char *vn_det_dataset_image(const vn_det_dataset *ds, int64_t i) { return ds->images[i]; }
+int64_t vn_det_dataset_skipped_count(const vn_det_dataset *ds) { return ds->n_skipped; }
+const char *vn_det_dataset_skipped(const vn_det_dataset *ds, int64_t k) { return ds->skipped[k]; }
+
+const vn_det_box *vn_det_dataset_boxes(const vn_det_dataset *ds, int64_t i, int *n)
+{
+    *n = ds->count[i];
+    return ds->boxes + ds->start[i];
+}

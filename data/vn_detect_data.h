@@ -1,0 +1,89 @@
+/* Detection data in Ultralytics' YOLO layout (issue 17): a dataset YAML like coco128.yaml
+ * (path, train, val, names), images under images/<split>, one labels/<split>/<stem>.txt per
+ * image with lines `class cx cy w h` (normalised to [0, 1]), and the per-sample pipeline:
+ * letterbox to a square imgsz with grey 114, then (training) horizontal flip and HSV jitter
+ * drawn from a per-sample RNG (seed, epoch, index), so a batch does not depend on the number
+ * of workers or on where a run resumed. */
+#ifndef VN_DETECT_DATA_H
+#define VN_DETECT_DATA_H
+
+#include "base/vn_base.h"
+#include "base/vn_rng.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VN_DET_MAX_CLASSES 1000
+
+/* A dataset YAML. Relative paths are resolved against the YAML's folder (path) and path
+ * (train, val). names: a list, or a mapping of 0..nc-1 to names. */
+typedef struct vn_det_data_cfg {
+    char *root;           /* path, absolute or relative to the working folder */
+    char *train, *val;    /* image folders */
+    int nc;
+    char **names;         /* nc names */
+} vn_det_data_cfg;
+
+int vn_det_data_cfg_load(const char *yaml_path, vn_det_data_cfg *cfg, vn_error *err);
+void vn_det_data_cfg_free(vn_det_data_cfg *cfg);
+
+/* One labelled box, normalised centre and size. */
+typedef struct vn_det_box {
+    int32_t cls;
+    float cx, cy, w, h;
+} vn_det_box;
+
+typedef struct vn_det_dataset vn_det_dataset;
+
+/* Lists the images under images_dir (.png, .jpg, .jpeg, any case; folders in sorted order,
+ * recursively) and reads each label file: the image path with its last "images" folder
+ * replaced by "labels" and the extension by .txt. A missing or empty label file is an image
+ * without boxes. A bad line (not 5 fields, a number that does not parse, a class outside
+ * 0..nc-1, a coordinate outside [0, 1]) skips its image and is
+ * reported as "file:line: problem"; more skipped images than max_bad_fraction of the set is
+ * an error that names the first ones. Duplicate lines are kept (Ultralytics drops them). */
+int vn_det_dataset_scan(const char *images_dir, int nc, double max_bad_fraction,
+                        vn_det_dataset **out, vn_error *err);
+void vn_det_dataset_free(vn_det_dataset *ds);
+int64_t vn_det_dataset_size(const vn_det_dataset *ds);
+const char *vn_det_dataset_image(const vn_det_dataset *ds, int64_t i);
+/* Boxes of image i (*n of them). */
+const vn_det_box *vn_det_dataset_boxes(const vn_det_dataset *ds, int64_t i, int *n);
+int64_t vn_det_dataset_skipped_count(const vn_det_dataset *ds);
+/* "file:line: problem" of skipped image k. */
+const char *vn_det_dataset_skipped(const vn_det_dataset *ds, int64_t k);
+
+/* Training augmentation (Ultralytics' defaults: fliplr 0.5, hsv_h 0.015, hsv_s 0.7,
+ * hsv_v 0.4); all 0 for evaluation. */
+typedef struct vn_det_augment {
+    float fliplr, hsv_h, hsv_s, hsv_v;
+} vn_det_augment;
+
+void vn_det_augment_default(vn_det_augment *a);
+
+/* A loaded sample: imgsz x imgsz x 3 bytes (RGB, HWC) and its boxes in pixels of that
+ * canvas (x1, y1, x2, y2). */
+typedef struct vn_det_sample {
+    int imgsz;
+    uint8_t *pix;
+    int n_boxes, cap_boxes;
+    int32_t *cls;
+    float *xyxy;
+} vn_det_sample;
+
+void vn_det_sample_free(vn_det_sample *s);
+
+/* Image i: decoded (RGB), resized so that its longer side is imgsz (Ultralytics' load_image:
+ * ceil(side * r); Pillow-style bilinear), centred on an imgsz x imgsz canvas of grey 114
+ * (LetterBox: top = round(dh - 0.1), left = round(dw - 0.1)); then, with aug, HSV jitter
+ * (gains r = 1 + U(-1, 1) * (h, s, v) on OpenCV's 8-bit HSV: hue (x r_h) mod 180, saturation
+ * and value clipped at 255) and a horizontal flip with probability fliplr, in that order,
+ * drawing from a vn_rng seeded by (seed, epoch, i). */
+int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_det_augment *aug,
+                       uint64_t seed, int64_t epoch, vn_det_sample *out, vn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

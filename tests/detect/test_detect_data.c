@@ -1,0 +1,223 @@
+/* YOLO-format detection data (data/vn_detect_data.h): the dataset YAML, image and label
+ * listing, bad label lines reported with file and line, the bad-fraction rule, letterbox
+ * geometry, and per-sample augmentation that depends only on (seed, epoch, index). */
+#include "vn_test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/vn_detect_data.h"
+#include "data/vn_image.h"
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A w x h RGB image whose pixel (x, y) is (x, y, 200). */
+static void write_png(const char *path, int w, int h)
+{
+    uint8_t *p = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            p[(y * w + x) * 3] = (uint8_t)(x * 4);
+            p[(y * w + x) * 3 + 1] = (uint8_t)(y * 4);
+            p[(y * w + x) * 3 + 2] = 200;
+        }
+    ck_assert_int_eq(vn_png_write(path, p, w, h, 3, 1, NULL), VN_OK);
+    free(p);
+}
+
+/* root/{data.yaml, images/train/{a,b}.png, images/train/sub/c.png, labels/train/...}. */
+static void make_dataset(const char *root)
+{
+    char p[512];
+    const char *dirs[] = {"images", "images/train", "images/train/sub", "labels", "labels/train",
+                          "labels/train/sub"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+        ck_assert_int_eq(mkdir(p, 0755), 0);
+    }
+    snprintf(p, sizeof p, "%s/images/train/a.png", root);
+    write_png(p, 40, 20);
+    snprintf(p, sizeof p, "%s/images/train/b.png", root);
+    write_png(p, 16, 32);
+    snprintf(p, sizeof p, "%s/images/train/sub/c.png", root);
+    write_png(p, 8, 8);
+    snprintf(p, sizeof p, "%s/labels/train/a.txt", root);
+    write_text(p, "0 0.5 0.5 0.5 0.5\n\n2 0.25 0.75 0.1 0.2\n");
+    snprintf(p, sizeof p, "%s/labels/train/sub/c.txt", root);
+    write_text(p, "1 0.5 0.5 0.2 0.2\n9 0.5 0.5 0.2 0.2\n");
+    snprintf(p, sizeof p, "%s/data.yaml", root);
+    write_text(p, "path: .\ntrain: images/train\nval: images/train\nnames:\n  0: shirt\n"
+                  "  2: bag\n  1: shoe\n");
+}
+
+START_TEST(test_yaml_scan_and_labels)
+{
+    char root[256], p[512];
+    vn_test_mkdtemp(root, sizeof root, "detdata");
+    make_dataset(root);
+    snprintf(p, sizeof p, "%s/data.yaml", root);
+    vn_det_data_cfg cfg;
+    vn_error err = {0};
+    ck_assert_msg(vn_det_data_cfg_load(p, &cfg, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(cfg.nc, 3);
+    ck_assert_str_eq(cfg.names[0], "shirt");
+    ck_assert_str_eq(cfg.names[1], "shoe");
+    ck_assert_str_eq(cfg.names[2], "bag");
+    ck_assert_msg(strstr(cfg.train, "/images/train") != NULL, "%s", cfg.train);
+
+    vn_det_dataset *ds;
+    ck_assert_msg(vn_det_dataset_scan(cfg.train, cfg.nc, 0.5, &ds, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(vn_det_dataset_size(ds), 2); /* sub/c.png skipped for its bad line */
+    ck_assert_int_eq(vn_det_dataset_skipped_count(ds), 1);
+    const char *why = vn_det_dataset_skipped(ds, 0);
+    ck_assert_msg(strstr(why, "labels/train/sub/c.txt:2: class 9 is not one of 0..2"), "%s", why);
+    ck_assert_msg(strstr(vn_det_dataset_image(ds, 0), "train/a.png"), "%s", vn_det_dataset_image(ds, 0));
+    int n;
+    const vn_det_box *b = vn_det_dataset_boxes(ds, 0, &n);
+    ck_assert_int_eq(n, 2);
+    ck_assert(b[1].cls == 2 && b[1].cx == 0.25f && b[1].h == 0.2f);
+    vn_det_dataset_boxes(ds, 1, &n); /* b.png has no label file: background */
+    ck_assert_int_eq(n, 0);
+    vn_det_dataset_free(ds);
+
+    /* One bad image of three is more than 10%. */
+    ck_assert_int_ne(vn_det_dataset_scan(cfg.train, cfg.nc, 0.1, &ds, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "1 of 3 images have bad labels") && strstr(err.msg, "c.txt:2"),
+                  "%s", err.msg);
+    vn_det_data_cfg_free(&cfg);
+    vn_test_rmtree(root);
+}
+END_TEST
+
+START_TEST(test_bad_lines)
+{
+    static const char *const lines[][2] = {
+        {"0 0.5 0.5 0.5\n", "4 fields, expected 5"},
+        {"0 0.5 0.5 0.5 0.5 0.1\n", "6 fields"},
+        {"0 0.5 x 0.5 0.5\n", "'x' is not a number"},
+        {"0 0.5 1.5 0.5 0.5\n", "coordinate 1.5 is outside [0, 1]"},
+        {"0 -0.1 0.5 0.5 0.5\n", "coordinate -0.1"},
+        {"1.5 0.5 0.5 0.5 0.5\n", "class 1.5"},
+        {"-1 0.5 0.5 0.5 0.5\n", "class -1"},
+    };
+    for (size_t k = 0; k < sizeof lines / sizeof lines[0]; k++) {
+        char root[256], p[512];
+        vn_test_mkdtemp(root, sizeof root, "detbad");
+        make_dataset(root);
+        snprintf(p, sizeof p, "%s/labels/train/a.txt", root);
+        write_text(p, lines[k][0]);
+        snprintf(p, sizeof p, "%s/images/train", root);
+        vn_det_dataset *ds;
+        vn_error err = {0};
+        ck_assert_int_eq(vn_det_dataset_scan(p, 3, 1.0, &ds, &err), VN_OK);
+        ck_assert_int_eq(vn_det_dataset_skipped_count(ds), 2);
+        const char *why = vn_det_dataset_skipped(ds, 0);
+        ck_assert_msg(strstr(why, "a.txt:1: ") && strstr(why, lines[k][1]), "'%s' for '%s'", why,
+                      lines[k][0]);
+        vn_det_dataset_free(ds);
+        vn_test_rmtree(root);
+    }
+}
+END_TEST
+
+START_TEST(test_yaml_errors)
+{
+    char root[256], p[512];
+    vn_test_mkdtemp(root, sizeof root, "detyaml");
+    snprintf(p, sizeof p, "%s/d.yaml", root);
+    vn_det_data_cfg cfg;
+    vn_error err = {0};
+    write_text(p, "train: a\nnames: [x]\n");
+    ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "missing val"), "%s", err.msg);
+    write_text(p, "train: a\nval: b\nnames:\n  0: x\n  5: y\n");
+    ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "key '5' is not a class index"), "%s", err.msg);
+    write_text(p, "train: [a\n");
+    ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "d.yaml:"), "%s", err.msg);
+    write_text(p, "train: a\nval: b\nnames: [x, y]\n");
+    ck_assert_int_eq(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_int_eq(cfg.nc, 2);
+    ck_assert_str_eq(cfg.names[1], "y");
+    vn_det_data_cfg_free(&cfg);
+    vn_test_rmtree(root);
+}
+END_TEST
+
+START_TEST(test_letterbox_and_augment)
+{
+    char root[256], p[512];
+    vn_test_mkdtemp(root, sizeof root, "detaug");
+    make_dataset(root);
+    snprintf(p, sizeof p, "%s/images/train", root);
+    vn_det_dataset *ds;
+    ck_assert_int_eq(vn_det_dataset_scan(p, 3, 1.0, &ds, NULL), VN_OK);
+    vn_det_sample s = {0}, t = {0};
+    vn_error err = {0};
+    /* a.png, 40 x 20 -> 64 x 32 at rows 16..47. */
+    ck_assert_msg(vn_det_load_sample(ds, 0, 64, NULL, 0, 0, &s, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(s.n_boxes, 2);
+    const float want[4] = {16, 24, 48, 40};
+    for (int k = 0; k < 4; k++) ck_assert_float_eq_tol(s.xyxy[k], want[k], 1e-4);
+    for (int x = 0; x < 64 * 3; x++) ck_assert_int_eq(s.pix[15 * 64 * 3 + x], 114);
+    for (int x = 0; x < 64 * 3; x++) ck_assert_int_eq(s.pix[48 * 64 * 3 + x], 114);
+    ck_assert_int_eq(s.pix[16 * 64 * 3 + 2], 200); /* blue channel of the image */
+    /* b.png, 16 x 32 -> 32 x 64 at columns 16..47. */
+    ck_assert_int_eq(vn_det_load_sample(ds, 1, 64, NULL, 0, 0, &t, NULL), VN_OK);
+    ck_assert_int_eq(t.pix[(10 * 64 + 15) * 3], 114);
+    ck_assert_int_eq(t.pix[(10 * 64 + 16) * 3 + 2], 200);
+    ck_assert_int_eq(t.n_boxes, 0);
+
+    /* Flip only: an exact mirror, boxes x -> 64 - x. */
+    vn_det_augment flip = {1.0f, 0, 0, 0};
+    ck_assert_int_eq(vn_det_load_sample(ds, 0, 64, &flip, 7, 3, &t, NULL), VN_OK);
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 64; x++)
+            ck_assert(!memcmp(t.pix + (y * 64 + x) * 3, s.pix + (y * 64 + 63 - x) * 3, 3));
+    ck_assert_float_eq_tol(t.xyxy[0], 64 - want[2], 1e-4);
+    ck_assert_float_eq_tol(t.xyxy[2], 64 - want[0], 1e-4);
+
+    /* Default augmentation: same (seed, epoch, index), same bytes; the flip is drawn per
+     * epoch; HSV keeps grey padding grey. */
+    vn_det_augment aug;
+    vn_det_augment_default(&aug);
+    int flipped = 0;
+    for (int64_t epoch = 0; epoch < 16; epoch++) {
+        ck_assert_int_eq(vn_det_load_sample(ds, 0, 64, &aug, 11, epoch, &s, NULL), VN_OK);
+        ck_assert_int_eq(vn_det_load_sample(ds, 0, 64, &aug, 11, epoch, &t, NULL), VN_OK);
+        ck_assert(!memcmp(s.pix, t.pix, 64 * 64 * 3) && !memcmp(s.xyxy, t.xyxy, 8 * sizeof(float)));
+        flipped += s.xyxy[4] > 32; /* box 1 (x1 12.8) lies left of the centre */
+        const uint8_t *pad = s.pix + 5 * 64 * 3;
+        ck_assert(pad[0] == pad[1] && pad[1] == pad[2]);
+    }
+    ck_assert_msg(flipped > 0 && flipped < 16, "flipped %d of 16 epochs", flipped);
+    vn_det_sample_free(&s);
+    vn_det_sample_free(&t);
+    vn_det_dataset_free(ds);
+    vn_test_rmtree(root);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("detect_data");
+    TCase *tc = tcase_create("data");
+    tcase_add_test(tc, test_yaml_scan_and_labels);
+    tcase_add_test(tc, test_bad_lines);
+    tcase_add_test(tc, test_yaml_errors);
+    tcase_add_test(tc, test_letterbox_and_augment);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return vn_test_run(suite(), true); }
