@@ -83,6 +83,32 @@ void vn_det_sample_free(vn_det_sample *s);
 int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_det_augment *aug,
                        uint64_t seed, int64_t epoch, vn_det_sample *out, vn_error *err);
 
+/* ---- a detection set built from Fashion-MNIST (`vanilla data import --format
+ *      fashion-mnist-detect`) ------------------------------------------------------------ */
+
+typedef struct vn_fmd_config {
+    int canvas;          /* square canvas side in pixels (128) */
+    int64_t n_train;     /* canvases drawn from the training images (8000) */
+    int64_t n_val;       /* canvases drawn from the test images (1000) */
+    int min_items, max_items; /* items per canvas (1..4) */
+    int min_size, max_size;   /* item side after scaling, pixels (24..64) */
+    uint64_t seed;       /* (0) */
+    int threads;         /* (2) */
+} vn_fmd_config;
+
+void vn_fmd_config_default(vn_fmd_config *c);
+
+/* Reads <src_dir>/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz and writes a YOLO dataset:
+ * <out_dir>/images/{train,val}/<index>.png (RGB), labels/{train,val}/<index>.txt and
+ * <out_dir>/data.yaml (names: Fashion-MNIST's ten classes). Each canvas has a smooth random
+ * textured background and min..max items, each a random image of the split scaled to a
+ * random side (bilinear), tinted, alpha-blended by its own intensity at a random place
+ * (overlap with earlier items kept below IoU 0.3 when possible); its box is the exact
+ * extent of its pixels above 10. Canvas k of a split draws from a vn_rng seeded by (seed,
+ * split, k): the output does not depend on the thread count. */
+int vn_import_fashion_mnist_detect(const char *src_dir, const char *out_dir,
+                                   const vn_fmd_config *cfg, int64_t *n_boxes, vn_error *err);
+
 #ifdef __cplusplus
 }
 #endif

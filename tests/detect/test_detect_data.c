@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/vn_fs.h"
 #include "data/vn_detect_data.h"
 #include "data/vn_image.h"
 
@@ -208,6 +209,111 @@ START_TEST(test_letterbox_and_augment)
 }
 END_TEST
 
+/* ---- fashion-mnist-detect --------------------------------------------------------------- */
+
+#include <zlib.h>
+
+/* A gzip IDX file: n items of 28x28 (ndim 3) whose pixels draw a filled square of side
+ * 8 + i % 12, or n labels i % 10 (ndim 1). */
+static void write_idx(const char *path, int ndim, int n)
+{
+    gzFile g = gzopen(path, "wb");
+    ck_assert_ptr_nonnull(g);
+    uint8_t head[16] = {0, 0, 8, (uint8_t)ndim, 0, 0, (uint8_t)(n >> 8), (uint8_t)n};
+    int hl = 8;
+    if (ndim == 3) {
+        uint8_t dims[8] = {0, 0, 0, 28, 0, 0, 0, 28};
+        memcpy(head + 8, dims, 8);
+        hl = 16;
+    }
+    gzwrite(g, head, (unsigned)hl);
+    for (int i = 0; i < n; i++) {
+        if (ndim == 1) {
+            uint8_t l = (uint8_t)(i % 10);
+            gzwrite(g, &l, 1);
+            continue;
+        }
+        uint8_t px[28 * 28] = {0};
+        int side = 8 + i % 12;
+        for (int y = 2; y < 2 + side; y++)
+            for (int x = 3; x < 3 + side; x++) px[y * 28 + x] = 255;
+        gzwrite(g, px, sizeof px);
+    }
+    gzclose(g);
+}
+
+static uint32_t tree_crc(const char *root, int64_t n, const char *split)
+{
+    uLong crc = crc32(0, NULL, 0);
+    for (int64_t k = 0; k < n; k++) {
+        char p[512];
+        for (int kind = 0; kind < 2; kind++) {
+            snprintf(p, sizeof p, kind ? "%s/labels/%s/%06lld.txt" : "%s/images/%s/%06lld.png", root,
+                     split, (long long)k);
+            uint8_t *d;
+            size_t len;
+            ck_assert_int_eq(vn_read_file(p, &d, &len, NULL), VN_OK);
+            crc = crc32(crc, d, (uInt)len);
+            free(d);
+        }
+    }
+    return (uint32_t)crc;
+}
+
+START_TEST(test_fashion_mnist_detect_import)
+{
+    char src[256], out[2][300], p[512];
+    vn_test_mkdtemp(src, sizeof src, "fmdsrc");
+    const char *files[4][2] = {{"train-images-idx3-ubyte.gz", "3"}, {"train-labels-idx1-ubyte.gz", "1"},
+                               {"t10k-images-idx3-ubyte.gz", "3"}, {"t10k-labels-idx1-ubyte.gz", "1"}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, files[i][0]);
+        write_idx(p, atoi(files[i][1]), 50);
+    }
+    vn_fmd_config cfg;
+    vn_fmd_config_default(&cfg);
+    cfg.n_train = 24;
+    cfg.n_val = 6;
+    cfg.canvas = 64;
+    cfg.max_size = 32;
+    uint32_t crc[2];
+    for (int t = 0; t < 2; t++) {
+        snprintf(out[t], sizeof out[t], "%s/out%d", src, t);
+        cfg.threads = 1 + t;
+        int64_t boxes = 0;
+        vn_error err = {0};
+        ck_assert_msg(vn_import_fashion_mnist_detect(src, out[t], &cfg, &boxes, &err) == VN_OK, "%s",
+                      err.msg);
+        ck_assert(boxes >= 24 && boxes <= 30 * 4);
+        crc[t] = tree_crc(out[t], cfg.n_train, "train") ^ tree_crc(out[t], cfg.n_val, "val");
+    }
+    ck_assert_msg(crc[0] == crc[1], "output differs between 1 and 2 threads");
+    /* The result is a valid dataset whose boxes enclose exactly the drawn squares. */
+    snprintf(p, sizeof p, "%s/data.yaml", out[0]);
+    vn_det_data_cfg dc;
+    vn_error err = {0};
+    ck_assert_msg(vn_det_data_cfg_load(p, &dc, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(dc.nc, 10);
+    ck_assert_str_eq(dc.names[9], "Ankle_boot");
+    vn_det_dataset *ds;
+    ck_assert_msg(vn_det_dataset_scan(dc.val, 10, 0.0, &ds, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(vn_det_dataset_size(ds), 6);
+    ck_assert_int_eq(vn_det_dataset_skipped_count(ds), 0);
+    for (int64_t i = 0; i < 6; i++) {
+        int n;
+        const vn_det_box *b = vn_det_dataset_boxes(ds, i, &n);
+        for (int k = 0; k < n; k++) {
+            /* squares stay squares: the item is scaled uniformly */
+            ck_assert_msg(fabsf(b[k].w - b[k].h) <= 1.5f / 64, "box %g x %g", b[k].w, b[k].h);
+            ck_assert(b[k].cx - b[k].w / 2 >= -1e-6 && b[k].cx + b[k].w / 2 <= 1 + 1e-6);
+        }
+    }
+    vn_det_dataset_free(ds);
+    vn_det_data_cfg_free(&dc);
+    vn_test_rmtree(src);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("detect_data");
@@ -216,6 +322,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_bad_lines);
     tcase_add_test(tc, test_yaml_errors);
     tcase_add_test(tc, test_letterbox_and_augment);
+    tcase_add_test(tc, test_fashion_mnist_detect_import);
     suite_add_tcase(s, tc);
     return s;
 }
