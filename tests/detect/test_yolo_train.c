@@ -1,0 +1,142 @@
+/* The detector's pieces composed: forward, assignment and loss, backward and plain SGD with
+ * momentum on two synthetic 64x64 images (squares of two classes on a dark ground).
+ * The assignment is made once, on the first step, and held: with a fresh model the
+ * normalised target scores are tiny, so Ultralytics' loss starts low and grows as the model
+ * learns and the targets sharpen; with the targets fixed the loss must fall, which checks
+ * that the gradients of the whole network point downhill. Then the eval path (decode, NMS,
+ * metrics) runs on the trained outputs; its figures are printed, not asserted. */
+#include "vn_test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/vn_detect_eval.h"
+
+#define STEPS 30
+
+static void make_batch(vn_tensor *x, vn_yolo_gt *gts)
+{
+    const int64_t H = x->shape[1], W = x->shape[2];
+    /* image 0: class 0 square at (8, 8)-(32, 32); class 1 at (36, 30)-(60, 58).
+     * image 1: class 1 square at (4, 36)-(28, 60). */
+    const float boxes[3][6] = {{0, 0, 8, 8, 32, 32}, {0, 1, 36, 30, 60, 58}, {1, 1, 4, 36, 28, 60}};
+    vn_tensor_fill(x, -0.5f);
+    for (int b = 0; b < 3; b++) {
+        const float *q = boxes[b];
+        gts[b] = (vn_yolo_gt){(int32_t)q[0], (int32_t)q[1], q[2], q[3], q[4], q[5]};
+        for (int64_t y = (int64_t)q[3]; y < (int64_t)q[5]; y++)
+            for (int64_t xx = (int64_t)q[2]; xx < (int64_t)q[4]; xx++) {
+                float *px = x->data + (((int64_t)q[0] * H + y) * W + xx) * 3;
+                px[0] = q[1] == 0 ? 1.0f : -0.2f;
+                px[1] = 0.8f;
+                px[2] = q[1] == 0 ? -0.2f : 1.0f;
+            }
+    }
+}
+
+START_TEST(test_overfit_two_images)
+{
+    vn_yolo_config cfg;
+    vn_yolo_config_default(&cfg);
+    vn_vanillanet_config *b = &cfg.backbone;
+    b->n_stages = 3;
+    int dims[4] = {16, 24, 32, 48};
+    for (int i = 0; i < 4; i++) b->dims[i] = dims[i];
+    for (int i = 0; i < 3; i++) b->strides[i] = 2;
+    b->act_num = 1;
+    cfg.nc = 2;
+    cfg.width_multiple = 0.125f;
+    vn_yolo *m;
+    ck_assert_int_eq(vn_yolo_create(&cfg, &m, NULL), VN_OK);
+    vn_yolo_init(m, 3);
+    vn_yolo_change_act(m, 0.0f);
+    const vn_state_list *l = vn_yolo_state(m);
+    float **mom = calloc((size_t)l->n, sizeof *mom);
+    vn_tensor *x = vn_tensor_new4(2, 64, 64, 3, false);
+    vn_yolo_gt gts[3];
+    make_batch(x, gts);
+    vn_yolo_loss_params lp;
+    vn_yolo_loss_params_default(&lp);
+    vn_ctx *ctx = vn_ctx_create();
+    double first = 0, last = 0, parts[3];
+    vn_yolo_assignment as = {0};
+    vn_detect_targets tg;
+    for (int step = 0; step < STEPS; step++) {
+        vn_ctx_reset(ctx);
+        for (int i = 0; i < l->n; i++)
+            if (l->items[i].kind == VN_STATE_PARAM) vn_tensor_zero_grad(l->items[i].tensor);
+        vn_tensor *y[VN_YOLO_LEVELS];
+        ck_assert_msg(vn_yolo_forward(ctx, m, x, y) == VN_OK, "%s", vn_ctx_error(ctx));
+        if (step == 0) {
+            ck_assert_int_eq(vn_yolo_assign(y, cfg.nc, cfg.reg_max, gts, 3, &lp, &as, NULL), VN_OK);
+            tg = (vn_detect_targets){as.n_anchors, cfg.nc, cfg.reg_max, as.fg, as.box, as.score,
+                                     as.anchor, as.score_sum, lp.box, lp.cls, lp.dfl};
+        }
+        vn_tensor *loss = vn_detect_loss(ctx, VN_YOLO_LEVELS, y, &tg, parts);
+        ck_assert_msg(loss != NULL, "%s", vn_ctx_error(ctx));
+        if (step == 0) first = loss->data[0];
+        last = loss->data[0];
+        if (step % 10 == 0 || step == STEPS - 1)
+            fprintf(stderr, "step %2d loss %.4f (box %.4f cls %.4f dfl %.4f)\n", step, last,
+                    parts[0], parts[1], parts[2]);
+        ck_assert_int_eq(vn_backward(ctx, loss), VN_OK);
+        for (int i = 0; i < l->n; i++) { /* SGD, momentum 0.9, lr 0.01 */
+            vn_tensor *t = l->items[i].tensor;
+            if (l->items[i].kind != VN_STATE_PARAM || !t->grad) continue;
+            if (!mom[i]) mom[i] = calloc((size_t)t->numel, sizeof(float));
+            for (int64_t k = 0; k < t->numel; k++) {
+                mom[i][k] = 0.9f * mom[i][k] + t->grad[k];
+                t->data[k] -= 0.01f * mom[i][k];
+            }
+        }
+    }
+    ck_assert_msg(last < 0.7 * first, "loss %.4f -> %.4f (expected a fall of 30%% or more)", first, last);
+    vn_yolo_assignment_free(&as);
+
+    /* Training-mode outputs through decode, NMS and the metrics. */
+    vn_ctx_reset(ctx);
+    vn_ctx_set_grad(ctx, false);
+    vn_tensor *y[VN_YOLO_LEVELS];
+    ck_assert_int_eq(vn_yolo_forward(ctx, m, x, y), VN_OK);
+    int64_t A = 8 * 8 + 4 * 4 + 2 * 2;
+    float *boxes = malloc((size_t)A * 4 * sizeof(float)), *scores = malloc((size_t)A * 2 * sizeof(float));
+    vn_det_stats st;
+    vn_det_stats_init(&st, cfg.nc);
+    vn_nms_params np;
+    vn_nms_params_val(&np);
+    for (int img = 0; img < 2; img++) {
+        vn_yolo_decode(y, cfg.nc, cfg.reg_max, img, boxes, scores);
+        vn_detection *det;
+        int n_det;
+        ck_assert_int_eq(vn_nms(boxes, scores, A, cfg.nc, &np, &det, &n_det, NULL), VN_OK);
+        const vn_yolo_gt *lab = img == 0 ? gts : gts + 2;
+        ck_assert_int_eq(vn_det_stats_add(&st, det, n_det, lab, img == 0 ? 2 : 1, NULL), VN_OK);
+        free(det);
+    }
+    vn_det_metrics mt;
+    ck_assert_int_eq(vn_det_metrics_compute(&st, &mt, NULL), VN_OK);
+    fprintf(stderr, "overfit: P %.3f R %.3f mAP50 %.3f mAP50-95 %.3f\n", mt.mp, mt.mr, mt.map50, mt.map);
+    vn_det_metrics_free(&mt);
+    vn_det_stats_free(&st);
+    free(boxes);
+    free(scores);
+    for (int i = 0; i < l->n; i++) free(mom[i]);
+    free(mom);
+    vn_ctx_destroy(ctx);
+    vn_tensor_free(x);
+    vn_yolo_destroy(m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("yolo_train");
+    TCase *tc = tcase_create("train");
+    tcase_add_test(tc, test_overfit_two_images);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return vn_test_run(suite(), true); }
