@@ -9,7 +9,10 @@
 #include "data/vn_image.h"
 #include "data/vn_transform.h"
 
-void vn_det_augment_default(vn_det_augment *a) { *a = (vn_det_augment){0.5f, 0.015f, 0.7f, 0.4f}; }
+void vn_det_augment_default(vn_det_augment *a)
+{
+    *a = (vn_det_augment){0.5f, 0.015f, 0.7f, 0.4f, 1.0f, 0.5f, 0.1f};
+}
 
 void vn_det_sample_free(vn_det_sample *s)
 {
@@ -110,40 +113,176 @@ static void flip_lr(vn_det_sample *s)
     }
 }
 
-/* Resized image centred on the grey canvas; boxes mapped to canvas pixels. */
-static int letterbox(const vn_image *img, const vn_det_box *boxes, int n, vn_det_sample *s,
-                     vn_error *err)
+/* Image i decoded and resized so that its longer side is size: *pix (malloc'd) w x h x 3. */
+static int load_resized(const vn_det_dataset *ds, int64_t i, int size, uint8_t **pix, int *w,
+                        int *h, vn_error *err)
 {
-    const int size = s->imgsz;
-    double r = (double)size / (img->width > img->height ? img->width : img->height);
-    int w = (int)ceil(img->width * r), h = (int)ceil(img->height * r);
-    w = w > size ? size : w < 1 ? 1 : w;
-    h = h > size ? size : h < 1 ? 1 : h;
-    uint8_t *tmp = malloc((size_t)w * (size_t)h * 3);
-    if (!tmp) return vn_error_set(err, VN_ERR_NOMEM, "letterbox: out of memory");
-    int rc = (w == img->width && h == img->height)
-                 ? (memcpy(tmp, img->data, (size_t)w * h * 3), VN_OK)
-                 : vn_resize(img->data, img->width, img->height, 3, NULL, w, h, NULL,
-                             VN_INTERP_BILINEAR, tmp, NULL, err);
+    *pix = NULL;
+    vn_image img = {0};
+    int rc = vn_image_decode_file(NULL, vn_det_dataset_image(ds, i), 3, 0, &img, NULL, err);
     if (rc == VN_OK) {
-        double dw = (size - w) / 2.0, dh = (size - h) / 2.0;
-        int top = (int)lround(dh - 0.1), left = (int)lround(dw - 0.1);
-        memset(s->pix, 114, (size_t)size * size * 3);
-        for (int y = 0; y < h; y++)
-            memcpy(s->pix + ((size_t)(top + y) * size + left) * 3, tmp + (size_t)y * w * 3,
-                   (size_t)w * 3);
-        for (int i = 0; i < n; i++) {
-            const vn_det_box *b = &boxes[i];
-            float *o = s->xyxy + 4 * i;
-            s->cls[i] = b->cls;
-            o[0] = (float)(w * (b->cx - b->w / 2) + left);
-            o[1] = (float)(h * (b->cy - b->h / 2) + top);
-            o[2] = (float)(w * (b->cx + b->w / 2) + left);
-            o[3] = (float)(h * (b->cy + b->h / 2) + top);
+        double r = (double)size / (img.width > img.height ? img.width : img.height);
+        int nw = (int)ceil(img.width * r), nh = (int)ceil(img.height * r);
+        *w = nw > size ? size : nw < 1 ? 1 : nw;
+        *h = nh > size ? size : nh < 1 ? 1 : nh;
+        *pix = malloc((size_t)*w * (size_t)*h * 3);
+        if (!*pix) rc = vn_error_set(err, VN_ERR_NOMEM, "detection sample: out of memory");
+        else if (*w == img.width && *h == img.height)
+            memcpy(*pix, img.data, (size_t)*w * *h * 3);
+        else
+            rc = vn_resize(img.data, img.width, img.height, 3, NULL, *w, *h, NULL,
+                           VN_INTERP_BILINEAR, *pix, NULL, err);
+    }
+    vn_image_free(&img);
+    if (rc != VN_OK) {
+        free(*pix);
+        *pix = NULL;
+    }
+    return rc;
+}
+
+/* Work canvas before the affine: pixels cw x cw and boxes (cls, x1, y1, x2, y2). */
+typedef struct det_canvas {
+    int cw;
+    uint8_t *pix;
+    int n, cap;
+    int32_t *cls;
+    float *xyxy;
+} det_canvas;
+
+static void canvas_free(det_canvas *c)
+{
+    free(c->pix);
+    free(c->cls);
+    free(c->xyxy);
+}
+
+static int canvas_add_boxes(det_canvas *c, const vn_det_box *b, int n, int w, int h, double dx,
+                            double dy)
+{
+    if (c->n + n > c->cap) {
+        int cap = (c->n + n) * 2;
+        int32_t *k = realloc(c->cls, (size_t)cap * sizeof *k);
+        if (k) c->cls = k;
+        float *x = realloc(c->xyxy, (size_t)cap * 4 * sizeof *x);
+        if (x) c->xyxy = x;
+        if (!k || !x) return VN_ERR_NOMEM;
+        c->cap = cap;
+    }
+    for (int i = 0; i < n; i++) {
+        float *o = c->xyxy + 4 * (c->n + i);
+        c->cls[c->n + i] = b[i].cls;
+        o[0] = (float)(w * (b[i].cx - b[i].w / 2) + dx);
+        o[1] = (float)(h * (b[i].cy - b[i].h / 2) + dy);
+        o[2] = (float)(w * (b[i].cx + b[i].w / 2) + dx);
+        o[3] = (float)(h * (b[i].cy + b[i].h / 2) + dy);
+    }
+    c->n += n;
+    return VN_OK;
+}
+
+/* Copies src rows [y1b, y1b + rows) and columns [x1b, x1b + cols) to the canvas at (x1a, y1a). */
+static void blit(det_canvas *c, const uint8_t *src, int w, int x1a, int y1a, int x1b, int y1b,
+                 int cols, int rows)
+{
+    for (int y = 0; y < rows; y++)
+        memcpy(c->pix + ((size_t)(y1a + y) * c->cw + x1a) * 3,
+               src + ((size_t)(y1b + y) * w + x1b) * 3, (size_t)cols * 3);
+}
+
+/* The letterboxed image: canvas of imgsz. */
+static int make_letterbox(const vn_det_dataset *ds, int64_t i, int size, det_canvas *c, vn_error *err)
+{
+    uint8_t *img;
+    int w, h;
+    int rc = load_resized(ds, i, size, &img, &w, &h, err);
+    if (rc != VN_OK) return rc;
+    int top = (int)lround((size - h) / 2.0 - 0.1), left = (int)lround((size - w) / 2.0 - 0.1);
+    memset(c->pix, 114, (size_t)size * size * 3);
+    blit(c, img, w, left, top, 0, 0, w, h);
+    free(img);
+    int n;
+    const vn_det_box *b = vn_det_dataset_boxes(ds, i, &n);
+    return canvas_add_boxes(c, b, n, w, h, left, top) == VN_OK
+               ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "detection sample: out of memory");
+}
+
+/* Ultralytics' _mosaic4 on a canvas of 2 imgsz: image idx[k] goes to quadrant k around (xc, yc). */
+static int make_mosaic(const vn_det_dataset *ds, const int64_t *idx, int s, int xc, int yc,
+                       det_canvas *c, vn_error *err)
+{
+    memset(c->pix, 114, (size_t)c->cw * c->cw * 3);
+    for (int k = 0; k < 4; k++) {
+        uint8_t *img;
+        int w, h;
+        int rc = load_resized(ds, idx[k], s, &img, &w, &h, err);
+        if (rc != VN_OK) return rc;
+        int x1a, y1a, x2a, y2a, x1b, y1b;
+        if (k == 0) {
+            x1a = xc - w > 0 ? xc - w : 0, y1a = yc - h > 0 ? yc - h : 0, x2a = xc, y2a = yc;
+            x1b = w - (x2a - x1a), y1b = h - (y2a - y1a);
+        } else if (k == 1) {
+            x1a = xc, y1a = yc - h > 0 ? yc - h : 0, x2a = xc + w < 2 * s ? xc + w : 2 * s, y2a = yc;
+            x1b = 0, y1b = h - (y2a - y1a);
+        } else if (k == 2) {
+            x1a = xc - w > 0 ? xc - w : 0, y1a = yc, x2a = xc, y2a = yc + h < 2 * s ? yc + h : 2 * s;
+            x1b = w - (x2a - x1a), y1b = 0;
+        } else {
+            x1a = xc, y1a = yc, x2a = xc + w < 2 * s ? xc + w : 2 * s;
+            y2a = yc + h < 2 * s ? yc + h : 2 * s;
+            x1b = 0, y1b = 0;
+        }
+        blit(c, img, w, x1a, y1a, x1b, y1b, x2a - x1a, y2a - y1a);
+        free(img);
+        int n;
+        const vn_det_box *b = vn_det_dataset_boxes(ds, idx[k], &n);
+        if (canvas_add_boxes(c, b, n, w, h, x1a - x1b, y1a - y1b) != VN_OK)
+            return vn_error_set(err, VN_ERR_NOMEM, "detection sample: out of memory");
+    }
+    for (int i = 0; i < 4 * c->n; i++) /* clip to the mosaic */
+        c->xyxy[i] = c->xyxy[i] < 0 ? 0 : c->xyxy[i] > 2 * s ? (float)(2 * s) : c->xyxy[i];
+    return VN_OK;
+}
+
+/* Random affine (zoom sc about the canvas centre, then shift to (tx, ty)) into the sample;
+ * boxes mapped, clipped and filtered (box_candidates). */
+static void affine(const det_canvas *c, double sc, double tx, double ty, vn_det_sample *s)
+{
+    const int so = s->imgsz, cw = c->cw;
+    const double cx = cw / 2.0, cy = cw / 2.0;
+    for (int y = 0; y < so; y++) {
+        double sy = (y - ty) / sc + cy;
+        for (int x = 0; x < so; x++) {
+            double sx = (x - tx) / sc + cx;
+            uint8_t *o = s->pix + ((size_t)y * so + x) * 3;
+            int x0 = (int)floor(sx), y0 = (int)floor(sy);
+            double fx = sx - x0, fy = sy - y0, acc[3] = {0, 0, 0};
+            for (int k = 0; k < 4; k++) {
+                int xx = x0 + (k & 1), yy = y0 + (k >> 1);
+                double wgt = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
+                const uint8_t *p = (xx >= 0 && xx < cw && yy >= 0 && yy < cw)
+                                       ? c->pix + ((size_t)yy * cw + xx) * 3 : NULL;
+                for (int ch = 0; ch < 3; ch++) acc[ch] += wgt * (p ? p[ch] : 114);
+            }
+            for (int ch = 0; ch < 3; ch++) o[ch] = (uint8_t)lround(acc[ch]);
         }
     }
-    free(tmp);
-    return rc;
+    int kept = 0;
+    for (int i = 0; i < c->n; i++) {
+        const float *b = c->xyxy + 4 * i;
+        double w1 = (b[2] - b[0]) * sc, h1 = (b[3] - b[1]) * sc, o[4];
+        for (int k = 0; k < 4; k++) {
+            double v = sc * (b[k] - (k % 2 ? cy : cx)) + (k % 2 ? ty : tx);
+            o[k] = v < 0 ? 0 : v > so ? so : v;
+        }
+        double w2 = o[2] - o[0], h2 = o[3] - o[1];
+        double ar = fmax(w2 / (h2 + 1e-16), h2 / (w2 + 1e-16));
+        if (!(w2 > 2 && h2 > 2 && w2 * h2 / (w1 * h1 + 1e-16) > 0.1 && ar < 100)) continue;
+        s->cls[kept] = c->cls[i];
+        for (int k = 0; k < 4; k++) s->xyxy[4 * kept + k] = (float)o[k];
+        kept++;
+    }
+    s->n_boxes = kept;
 }
 
 int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_det_augment *aug,
@@ -151,17 +290,37 @@ int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_
 {
     if (imgsz < 32 || imgsz > 8192)
         return vn_error_set(err, VN_ERR_INVALID, "imgsz %d (32..8192)", imgsz);
-    int n;
-    const vn_det_box *boxes = vn_det_dataset_boxes(ds, i, &n);
-    if (sample_reserve(out, imgsz, n) != VN_OK)
-        return vn_error_set(err, VN_ERR_NOMEM, "detection sample: out of memory");
-    vn_image img = {0};
-    int rc = vn_image_decode_file(NULL, vn_det_dataset_image(ds, i), 3, 0, &img, NULL, err);
-    if (rc == VN_OK) rc = letterbox(&img, boxes, n, out, err);
-    vn_image_free(&img);
-    if (rc != VN_OK || !aug) return rc;
     vn_rng rng;
     vn_rng_seed(&rng, seed, (uint64_t)epoch, (uint64_t)i);
+    bool mosaic = aug && aug->mosaic > 0 && vn_rng_uniform_double(&rng) < aug->mosaic;
+    bool warp = aug && (mosaic || aug->scale > 0 || aug->translate > 0);
+    det_canvas c = {mosaic ? 2 * imgsz : imgsz, NULL, 0, 0, NULL, NULL};
+    c.pix = malloc((size_t)c.cw * c.cw * 3);
+    int rc = c.pix ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "detection sample: out of memory");
+    if (rc == VN_OK && mosaic) {
+        int64_t idx[4] = {i, 0, 0, 0}, n = vn_det_dataset_size(ds);
+        for (int k = 1; k < 4; k++) idx[k] = (int64_t)vn_rng_below(&rng, (uint64_t)n);
+        int xc = (int)(imgsz / 2.0 + vn_rng_uniform_double(&rng) * imgsz);
+        int yc = (int)(imgsz / 2.0 + vn_rng_uniform_double(&rng) * imgsz);
+        rc = make_mosaic(ds, idx, imgsz, xc, yc, &c, err);
+    } else if (rc == VN_OK) {
+        rc = make_letterbox(ds, i, imgsz, &c, err);
+    }
+    if (rc == VN_OK && sample_reserve(out, imgsz, c.n) != VN_OK)
+        rc = vn_error_set(err, VN_ERR_NOMEM, "detection sample: out of memory");
+    if (rc == VN_OK && warp) {
+        double sc = 1.0 + (2.0 * vn_rng_uniform_double(&rng) - 1.0) * aug->scale;
+        double tx = (0.5 + (2.0 * vn_rng_uniform_double(&rng) - 1.0) * aug->translate) * imgsz;
+        double ty = (0.5 + (2.0 * vn_rng_uniform_double(&rng) - 1.0) * aug->translate) * imgsz;
+        affine(&c, sc, tx, ty, out);
+    } else if (rc == VN_OK) {
+        memcpy(out->pix, c.pix, (size_t)imgsz * imgsz * 3);
+        memcpy(out->cls, c.cls, (size_t)c.n * sizeof *c.cls);
+        memcpy(out->xyxy, c.xyxy, (size_t)c.n * 4 * sizeof *c.xyxy);
+        out->n_boxes = c.n;
+    }
+    canvas_free(&c);
+    if (rc != VN_OK || !aug) return rc;
     if (aug->hsv_h > 0 || aug->hsv_s > 0 || aug->hsv_v > 0)
         hsv_jitter(out->pix, (int64_t)imgsz * imgsz, aug, &rng);
     if (aug->fliplr > 0 && vn_rng_uniform_double(&rng) < aug->fliplr) flip_lr(out);

@@ -55,9 +55,11 @@ int64_t vn_det_dataset_skipped_count(const vn_det_dataset *ds);
 const char *vn_det_dataset_skipped(const vn_det_dataset *ds, int64_t k);
 
 /* Training augmentation (Ultralytics' defaults: fliplr 0.5, hsv_h 0.015, hsv_s 0.7,
- * hsv_v 0.4); all 0 for evaluation. */
+ * hsv_v 0.4, mosaic 1.0, scale 0.5, translate 0.1); all 0 for evaluation. */
 typedef struct vn_det_augment {
     float fliplr, hsv_h, hsv_s, hsv_v;
+    float mosaic;          /* probability of a 4-image mosaic (0 during close_mosaic epochs) */
+    float scale, translate; /* random affine: zoom 1 +- scale, shift +- translate of imgsz */
 } vn_det_augment;
 
 void vn_det_augment_default(vn_det_augment *a);
@@ -76,10 +78,16 @@ void vn_det_sample_free(vn_det_sample *s);
 
 /* Image i: decoded (RGB), resized so that its longer side is imgsz (Ultralytics' load_image:
  * ceil(side * r); Pillow-style bilinear), centred on an imgsz x imgsz canvas of grey 114
- * (LetterBox: top = round(dh - 0.1), left = round(dw - 0.1)); then, with aug, HSV jitter
- * (gains r = 1 + U(-1, 1) * (h, s, v) on OpenCV's 8-bit HSV: hue (x r_h) mod 180, saturation
- * and value clipped at 255) and a horizontal flip with probability fliplr, in that order,
- * drawing from a vn_rng seeded by (seed, epoch, i). */
+ * (LetterBox: top = round(dh - 0.1), left = round(dw - 0.1)). With aug, drawing from a
+ * vn_rng seeded by (seed, epoch, i), as Ultralytics' v8_transforms: with probability mosaic,
+ * image i and three others drawn uniformly are tiled around a centre U(imgsz/2, 3 imgsz/2)
+ * of a 2 imgsz canvas (_mosaic4) instead of the letterbox; then a random affine (zoom
+ * U(1 - scale, 1 + scale) about the canvas centre, shift U(0.5 +- translate) * imgsz, output
+ * imgsz, bilinear, grey 114 outside; boxes' corners mapped, clipped, and dropped unless wider
+ * and taller than 2 px, keeping > 10% of their scaled area and aspect < 100:
+ * box_candidates); then HSV jitter (gains r = 1 + U(-1, 1) * (h, s, v) on OpenCV's 8-bit
+ * HSV: hue (x r_h) mod 180, saturation and value clipped at 255) and a horizontal flip with
+ * probability fliplr. */
 int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_det_augment *aug,
                        uint64_t seed, int64_t epoch, vn_det_sample *out, vn_error *err);
 

@@ -180,7 +180,7 @@ START_TEST(test_letterbox_and_augment)
     ck_assert_int_eq(t.n_boxes, 0);
 
     /* Flip only: an exact mirror, boxes x -> 64 - x. */
-    vn_det_augment flip = {1.0f, 0, 0, 0};
+    vn_det_augment flip = {1.0f, 0, 0, 0, 0, 0, 0};
     ck_assert_int_eq(vn_det_load_sample(ds, 0, 64, &flip, 7, 3, &t, NULL), VN_OK);
     for (int y = 0; y < 64; y++)
         for (int x = 0; x < 64; x++)
@@ -192,6 +192,7 @@ START_TEST(test_letterbox_and_augment)
      * epoch; HSV keeps grey padding grey. */
     vn_det_augment aug;
     vn_det_augment_default(&aug);
+    aug.mosaic = aug.scale = aug.translate = 0; /* letterbox geometry, flip and HSV only */
     int flipped = 0;
     for (int64_t epoch = 0; epoch < 16; epoch++) {
         ck_assert_int_eq(vn_det_load_sample(ds, 0, 64, &aug, 11, epoch, &s, NULL), VN_OK);
@@ -202,6 +203,26 @@ START_TEST(test_letterbox_and_augment)
         ck_assert(pad[0] == pad[1] && pad[1] == pad[2]);
     }
     ck_assert_msg(flipped > 0 && flipped < 16, "flipped %d of 16 epochs", flipped);
+
+    /* Mosaic and affine (the defaults): reproducible per (seed, epoch, index), boxes inside
+     * the canvas and at least 2 px wide and tall, and some epochs keep boxes. */
+    vn_det_augment_default(&aug);
+    int with_boxes = 0;
+    for (int64_t epoch = 0; epoch < 12; epoch++) {
+        ck_assert_int_eq(vn_det_load_sample(ds, 0, 64, &aug, 5, epoch, &s, NULL), VN_OK);
+        ck_assert_int_eq(vn_det_load_sample(ds, 0, 64, &aug, 5, epoch, &t, NULL), VN_OK);
+        ck_assert(!memcmp(s.pix, t.pix, 64 * 64 * 3) && s.n_boxes == t.n_boxes);
+        with_boxes += s.n_boxes > 0;
+        for (int k = 0; k < s.n_boxes; k++) {
+            const float *b = s.xyxy + 4 * k;
+            ck_assert(b[0] >= 0 && b[1] >= 0 && b[2] <= 64 && b[3] <= 64);
+            ck_assert(b[2] - b[0] > 2 && b[3] - b[1] > 2);
+            ck_assert(s.cls[k] == 0 || s.cls[k] == 2);
+        }
+    }
+    ck_assert_msg(with_boxes > 0, "no mosaic kept a box in 12 epochs");
+    ck_assert_int_eq(vn_det_load_sample(ds, 0, 64, &aug, 5, 100, &t, NULL), VN_OK);
+    ck_assert_msg(memcmp(s.pix, t.pix, 64 * 64 * 3) != 0, "two epochs gave the same mosaic");
     vn_det_sample_free(&s);
     vn_det_sample_free(&t);
     vn_det_dataset_free(ds);
