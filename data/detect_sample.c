@@ -315,8 +315,10 @@ int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_
         affine(&c, sc, tx, ty, out);
     } else if (rc == VN_OK) {
         memcpy(out->pix, c.pix, (size_t)imgsz * imgsz * 3);
-        memcpy(out->cls, c.cls, (size_t)c.n * sizeof *c.cls);
-        memcpy(out->xyxy, c.xyxy, (size_t)c.n * 4 * sizeof *c.xyxy);
+        if (c.n) {
+            memcpy(out->cls, c.cls, (size_t)c.n * sizeof *c.cls);
+            memcpy(out->xyxy, c.xyxy, (size_t)c.n * 4 * sizeof *c.xyxy);
+        }
         out->n_boxes = c.n;
     }
     canvas_free(&c);

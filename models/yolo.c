@@ -211,8 +211,8 @@ void vn_yolo_init(vn_yolo *m, uint64_t seed)
                    strstr(it->name, ".bn.") == NULL) {
             /* Detect's final convs: bias_init below. */
         } else if (it->kind == VN_STATE_PARAM || it->kind == VN_STATE_BUFFER) {
-            bool ones = !strcmp(it->name + len - 7, ".weight") || !strcmp(it->name + len - 12,
-                                                                           ".running_var");
+            bool ones = (len > 7 && !strcmp(it->name + len - 7, ".weight")) ||
+                        (len > 12 && !strcmp(it->name + len - 12, ".running_var"));
             vn_tensor_fill(it->tensor, ones ? 1.0f : 0.0f);
         } else if (it->count) {
             *it->count = 0;
