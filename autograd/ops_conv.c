@@ -326,7 +326,7 @@ static int general_backward(vn_ctx *ctx, float *dx, float *dw, const float *dy, 
 
 /* Depthwise outputs are cheap to recompute (a few % of a VanillaNet step) next to what they
  * cost to keep (the input of the BatchNorm that follows): backward rebuilds them. */
-static void conv_recompute(vn_ctx *ctx, vn_node *node)
+void vn__conv2d_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const conv_state *st = node->state;
     vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
@@ -337,7 +337,7 @@ static void conv_recompute(vn_ctx *ctx, vn_node *node)
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory recomputing a depthwise output");
 }
 
-static void conv_backward(vn_ctx *ctx, vn_node *node)
+void vn__conv2d_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const conv_state *st = node->state;
     const vn__conv_geom *g = &st->g;
@@ -470,36 +470,39 @@ static conv_kind conv_pick(const vn__conv_geom *g)
     return CONV_KIND_GENERAL;
 }
 
+int vn__conv2d_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    const conv_state *st = node->state;
+    const vn__conv_geom *g = &st->g;
+    float *y = node->out->data;
+    const float *x = node->in[0]->data, *w = node->in[1]->data;
+    const float *b = node->n_in > 2 ? node->in[2]->data : NULL;
+    switch (st->kind) {
+    case CONV_KIND_1X1: conv1x1_forward(y, x, w, b, g); return VN_OK;
+    case CONV_KIND_PATCH: return patch_forward(ctx, y, x, w, b, g);
+    case CONV_KIND_DEPTHWISE: return vn__dw_forward(ctx, y, x, w, b, g);
+    case CONV_KIND_GENERAL: return general_forward(ctx, y, x, w, b, g);
+    }
+    return VN_ERR_INVALID;
+}
+
 vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_conv_params p)
 {
     vn_tensor *in[3] = {x, w, b};
     if (!vn__ok(ctx, 2, in)) return NULL;
     vn__conv_geom g;
     if (!conv_check(ctx, x, w, b, p, &g)) return NULL;
-    conv_kind kind = conv_pick(&g);
-
     vn_tensor *y = vn_ctx_tensor4(ctx, g.n, g.ho, g.wo, g.cout);
-    if (!y) return NULL;
-    const float *bd = b ? b->data : NULL;
-    int rc = VN_OK;
-    switch (kind) {
-    case CONV_KIND_1X1: conv1x1_forward(y->data, x->data, w->data, bd, &g); break;
-    case CONV_KIND_PATCH: rc = patch_forward(ctx, y->data, x->data, w->data, bd, &g); break;
-    case CONV_KIND_DEPTHWISE: rc = vn__dw_forward(ctx, y->data, x->data, w->data, bd, &g); break;
-    case CONV_KIND_GENERAL: rc = general_forward(ctx, y->data, x->data, w->data, bd, &g); break;
-    }
-    if (rc != VN_OK) return NULL;
-
-    if (vn__needs_grad(ctx, 3, in)) {
-        vn_node *node = vn__record(ctx, VN_OP_CONV2D, y, b ? 3 : 2, in, conv_backward,
-                                   sizeof(conv_state));
-        if (!node) return NULL;
-        conv_state *st = node->state;
-        st->g = g;
-        st->kind = kind;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_CONV2D, b ? 3 : 2, in, y, sizeof(conv_state))
+                      : NULL;
+    if (!node) return NULL;
+    conv_state *st = node->state;
+    st->g = g;
+    st->kind = conv_pick(&g);
+    if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);
-        if (kind == CONV_KIND_DEPTHWISE) vn__set_recompute(node, conv_recompute);
+        if (st->kind == CONV_KIND_DEPTHWISE) vn__set_recompute(node);
     }
-    return y;
+    return vn__run(ctx, node);
 }

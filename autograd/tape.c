@@ -1,6 +1,7 @@
 /* The tape: recording op applications, saved tensors and their release, recompute of
  * dropped tensors, gradient buffers, and backward. */
 #include "autograd/ctx_impl.h"
+#include "autograd/vn_testing.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,22 +31,11 @@ bool vn__needs_grad(vn_ctx *ctx, int n_in, vn_tensor *const *in)
     return false;
 }
 
-vn_node *vn__record(vn_ctx *ctx, vn_op op, vn_tensor *out, int n_in, vn_tensor *const *in,
-                    vn__backward_fn backward, size_t state_bytes)
+vn_node *vn__node_new(vn_ctx *ctx, vn_op op, int n_in, vn_tensor *const *in, vn_tensor *out,
+                      size_t state_bytes)
 {
     VN_ASSERT(n_in <= VN_NODE_MAX_IN, "op %s has %d inputs, more than VN_NODE_MAX_IN",
               vn_op_name(op), n_in);
-    if (ctx->n_tape == ctx->cap_tape) {
-        int cap = ctx->cap_tape ? 2 * ctx->cap_tape : 256;
-        vn_node **nt = realloc(ctx->tape, (size_t)cap * sizeof *nt);
-        if (!nt) {
-            vn_ctx_fail(ctx, VN_ERR_NOMEM, "out of memory growing the tape");
-            return NULL;
-        }
-        ctx->system_allocs++;
-        ctx->tape = nt;
-        ctx->cap_tape = cap;
-    }
     vn_node *node = vn__arena_alloc(ctx, sizeof *node + state_bytes);
     if (!node) {
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "out of memory recording %s", vn_op_name(op));
@@ -53,15 +43,51 @@ vn_node *vn__record(vn_ctx *ctx, vn_op op, vn_tensor *out, int n_in, vn_tensor *
     }
     memset(node, 0, sizeof *node + state_bytes);
     node->op = op;
+    node->device = out ? out->device : VN_DEVICE_CPU;
     node->n_in = n_in;
-    for (int i = 0; i < n_in; i++) node->in[i] = in[i];
+    for (int i = 0; i < n_in; i++) {
+        node->in[i] = in[i];
+        if (in[i] && in[i]->device != node->device) {
+            vn_ctx_fail(ctx, VN_ERR_INVALID, "%s: input %d is on %s, the output on %s",
+                        vn_op_name(op), i, vn_device_name(in[i]->device),
+                        vn_device_name(node->device));
+            return NULL;
+        }
+    }
     node->out = out;
-    node->backward = backward;
     node->state = state_bytes ? (void *)(node + 1) : NULL;
-    out->node = node;
-    out->flags |= VN_TENSOR_REQUIRES_GRAD;
-    ctx->tape[ctx->n_tape++] = node;
+    node->recording = vn__needs_grad(ctx, n_in, in);
     return node;
+}
+
+static bool tape_push(vn_ctx *ctx, vn_node *node)
+{
+    if (ctx->n_tape == ctx->cap_tape) {
+        int cap = ctx->cap_tape ? 2 * ctx->cap_tape : 256;
+        vn_node **nt = realloc(ctx->tape, (size_t)cap * sizeof *nt);
+        if (!nt) {
+            vn_ctx_fail(ctx, VN_ERR_NOMEM, "out of memory growing the tape");
+            return false;
+        }
+        ctx->system_allocs++;
+        ctx->tape = nt;
+        ctx->cap_tape = cap;
+    }
+    ctx->tape[ctx->n_tape++] = node;
+    node->out->node = node;
+    node->out->flags |= VN_TENSOR_REQUIRES_GRAD;
+    return true;
+}
+
+vn_tensor *vn__run(vn_ctx *ctx, vn_node *node)
+{
+    if (vn__dispatch_forward(ctx, node) != VN_OK) return NULL;
+    if (!node->recording) {
+        for (int i = 0; i < node->n_bufs; i++) vn__pool_free(ctx, node->bufs[i]);
+        node->n_bufs = 0;
+        return node->out;
+    }
+    return tape_push(ctx, node) ? node->out : NULL;
 }
 
 void vn__node_keep(vn_node *node, void *pool_buf)
@@ -82,11 +108,16 @@ void vn__save(vn_node *node, int i)
     if (t->flags & VN_TENSOR_STEP) t->saved_refs++; /* model tensors are never freed */
 }
 
-void vn__set_recompute(vn_node *node, vn__backward_fn fn) { node->recompute = fn; }
+void vn__set_recompute(vn_node *node)
+{
+    VN_ASSERT(vn__has_recompute(node->op, node->device), "%s has no recompute kernel: set the "
+              "last column of its VN_OP_LIST row to 1 and define it", vn_op_name(node->op));
+    node->recomputable = true;
+}
 
 bool vn__cheap_to_save(const vn_tensor *t)
 {
-    return !(t->flags & VN_TENSOR_STEP) || (t->node && t->node->recompute);
+    return !(t->flags & VN_TENSOR_STEP) || (t->node && t->node->recomputable);
 }
 
 static void data_free(vn_ctx *ctx, vn_tensor *t)
@@ -110,7 +141,7 @@ void vn_release(vn_ctx *ctx, vn_tensor *t)
     if (!t->data) return;
     if (t->saved_refs == 0) {
         data_free(ctx, t);
-    } else if (t->node && t->node->recompute) {
+    } else if (t->node && t->node->recomputable) {
         data_free(ctx, t);
         t->flags |= VN_TENSOR_DROPPED;
     }
@@ -121,7 +152,7 @@ void vn_release(vn_ctx *ctx, vn_tensor *t)
 static bool rematerialize(vn_ctx *ctx, vn_tensor *t)
 {
     vn_node *n = t->node;
-    VN_ASSERT(n && n->recompute, "a dropped tensor without a recompute function");
+    VN_ASSERT(n && n->recomputable, "a dropped tensor without a recompute kernel");
     bool temp[VN_NODE_MAX_IN] = {false};
     bool ok = true;
     for (int i = 0; i < n->n_in && ok; i++) {
@@ -140,7 +171,7 @@ static bool rematerialize(vn_ctx *ctx, vn_tensor *t)
         t->data = vn__pool_alloc(ctx, (size_t)t->numel * sizeof(float));
         if (t->data) {
             t->flags &= ~(uint32_t)VN_TENSOR_DROPPED;
-            n->recompute(ctx, n);
+            vn__dispatch_recompute(ctx, n);
         } else {
             vn_ctx_fail(ctx, VN_ERR_NOMEM, "out of memory recomputing the output of %s",
                         vn_op_name(n->op));
@@ -248,7 +279,7 @@ int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad)
     for (int i = ctx->n_tape - 1; i >= 0; i--) {
         vn_node *node = ctx->tape[i];
         vn_tensor *o = node->out;
-        if (o->grad && node->backward) node->backward(ctx, node);
+        if (o->grad) vn__dispatch_backward(ctx, node);
         node_release(ctx, node);
         if (o->grad && (o->flags & VN_TENSOR_STEP)) {
             vn__pool_free(ctx, o->grad);
@@ -269,4 +300,19 @@ int vn_backward(vn_ctx *ctx, vn_tensor *loss)
     }
     const float one = 1.0f;
     return vn_backward_with(ctx, loss, &one);
+}
+
+float *vn_testing_grad(vn_ctx *ctx, vn_tensor *t)
+{
+    bool fresh;
+    return vn__grad_uninit(ctx, t, &fresh);
+}
+
+int vn_testing_node_backward(vn_ctx *ctx, vn_tensor *out)
+{
+    if (!out || !out->node || !out->grad)
+        return vn_ctx_fail(ctx, VN_ERR_STATE, "vn_testing_node_backward needs a recorded "
+                           "output with a gradient"), vn_ctx_status(ctx);
+    vn__dispatch_backward(ctx, out->node);
+    return vn_ctx_status(ctx);
 }
