@@ -276,15 +276,21 @@ static bool is_crc_text(const char *s)
     return true;
 }
 
+/* Bytes in which a header's opening (at least ST_SUM_AT bytes of the file) differs from
+ * ST_SUM_PREFIX. */
+static int sum_prefix_distance(const unsigned char *file)
+{
+    int differ = 0;
+    for (int i = 8; i < ST_SUM_AT; i++) differ += file[i] != (unsigned char)ST_SUM_PREFIX[i - 8];
+    return differ;
+}
+
 /* Whether a file whose first n bytes are at hand opens like a checksummed header, allowing
  * for a few damaged bytes (so that damage to the opening itself is not mistaken for a file
  * without a checksum). */
 static bool sum_expected(const unsigned char *file, size_t n)
 {
-    if (n < ST_SUM_END) return false;
-    int differ = 0;
-    for (int i = 8; i < ST_SUM_AT; i++) differ += file[i] != (unsigned char)ST_SUM_PREFIX[i - 8];
-    return differ <= ST_SUM_NEAR;
+    return n >= ST_SUM_END && sum_prefix_distance(file) <= ST_SUM_NEAR;
 }
 
 /* The CRC-32 of a whole file with its checksum digits read as the placeholder. */
@@ -299,8 +305,7 @@ static uint32_t file_sum(const unsigned char *file, size_t len)
  * is read from it. */
 static int verify_sum(const char *L, const unsigned char *file, size_t len, vn_error *err)
 {
-    int differ = 0;
-    for (int i = 8; i < ST_SUM_AT; i++) differ += file[i] != (unsigned char)ST_SUM_PREFIX[i - 8];
+    int differ = sum_prefix_distance(file);
     if (differ)
         return fmt_error(err, "%s: checksum mismatch: the checksum entry that opens the header is "
                          "damaged (%d bytes differ from what vanilla writes there)", L, differ);
