@@ -405,6 +405,19 @@ END_TEST
 /* ---------------------------------------------------------------------------------------- */
 /* A file written by Python (tests/reference/gen_io.py)                                     */
 
+/* A PyTorch state_dict written without any checksum (tests/reference/gen_models.py) loads
+ * unchecked: the whole-file checksum is only required of files that carry it. */
+START_TEST(test_file_without_checksum)
+{
+    vn_st_file *f = vn_test_fixture("models/small_deploy.safetensors");
+    ck_assert_int_gt(vn_st_count(f), 0);
+    ck_assert_ptr_null(vn_st_meta(f, "file_crc32"));
+    ck_assert_ptr_null(vn_st_meta(f, "crc32"));
+    ck_assert_ptr_nonnull(vn_st_find(f, "stem.0.weight"));
+    vn_st_close(f);
+}
+END_TEST
+
 START_TEST(test_python_fixture)
 {
     vn_st_file *f = vn_test_fixture("io/python_small.safetensors");
@@ -754,6 +767,7 @@ static Suite *io_suite(void)
     tcase_add_test(t, test_empty_file_roundtrip);
     tcase_add_test(t, test_metadata_roundtrip);
     tcase_add_test(t, test_python_fixture);
+    tcase_add_test(t, test_file_without_checksum);
     suite_add_tcase(s, t);
 
     t = tcase_create("crc");
