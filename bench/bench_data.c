@@ -4,8 +4,10 @@
  * stage on one thread.
  *
  *   bench_data [--seconds S] [--import OUT_DIR]
+ *   bench_data --folder [--tree DIR] [--classes N] [--per-class M] [--no-check]
  * --import times the import of Debian's Fashion-MNIST (/usr/share/datasets/fashion-mnist)
- * into OUT_DIR (delete OUT_DIR/.vn_import_done to import again). */
+ * into OUT_DIR (delete OUT_DIR/.vn_import_done to import again). --folder measures an
+ * ImageNet-sized folder (bench_folder.c). */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
 #include <stdio.h>
@@ -195,16 +197,20 @@ static int time_import(const char *out)
     return 0;
 }
 
+int bench_folder_main(int argc, char **argv); /* bench_folder.c */
+
 int main(int argc, char **argv)
 {
     double seconds = 3.0;
+    if (argc > 1 && !strcmp(argv[1], "--folder")) return bench_folder_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
         } else if (!strcmp(argv[i], "--import") && i + 1 < argc) {
             return time_import(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--seconds S] [--import OUT_DIR]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--import OUT_DIR] | --folder ...\n",
+                    argv[0]);
             return 2;
         }
     }

@@ -100,6 +100,35 @@ printf 'not an image' >"$T/junk.png"
 expect "predict on a bad file: exit 1" [ $? -eq 1 ]
 expect "predict on a bad file: names it" contains "$T/out" "junk.png"
 
+# The checksum covers the header too: one changed byte in the stored preprocessing mean or in
+# a tensor name is refused, by name, by every command that reads the file.
+# (The mean sits in a JSON text inside the header's JSON, hence the escaped quote.)
+for what in 'mean:mean\":[' 'name:stem1.0.weigh'; do
+  tag=${what%%:*}
+  cp "$T/run/checkpoints/best.safetensors" "$T/hdr_$tag.safetensors"
+  expect "flip a byte of the header ($tag)" "$TOOL" flip "$T/hdr_$tag.safetensors" "${what#*:}"
+done
+cp "$T/deploy.safetensors" "$T/hdr_deploy.safetensors"
+expect "flip a byte of the header (deploy)" "$TOOL" flip "$T/hdr_deploy.safetensors" 'mean\":['
+refused() { # description, file, command...
+  local d=$1 f=$2; shift 2
+  "$@" >"$T/out" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ] && contains "$T/out" "$f: checksum mismatch"; then ok "$d"
+  else bad "$d (exit $rc: $(head -c 300 "$T/out"))"; fi
+}
+for tag in mean name deploy; do
+  f="$T/hdr_$tag.safetensors"
+  refused "changed header ($tag): info" "$f" "$VANILLA" info "$f"
+  refused "changed header ($tag): eval" "$f" "$VANILLA" eval "$f" --data "$T/data/val"
+  refused "changed header ($tag): predict" "$f" "$VANILLA" predict "$f" "$T/data/val/c0/$(ls "$T/data/val/c0" | head -1)"
+  [ $tag = deploy ] && continue
+  refused "changed header ($tag): export" "$f" "$VANILLA" export "$f" -o "$T/hdr_out.safetensors"
+  refused "changed header ($tag): resume" "$f" "$VANILLA" train "$T/base.yaml" --set output.dir="$T/hdr_run" --resume "$f"
+  refused "changed header ($tag): model.init" "$f" "$VANILLA" train "$T/base.yaml" --set output.dir="$T/hdr_run" --set model.init="$f"
+done
+expect "changed header: nothing exported" [ ! -e "$T/hdr_out.safetensors" ]
+
 # SIGTERM: finish the step, checkpoint, exit 3; then resume.
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 >"$T/sig.log" 2>&1 &
 pid=$!

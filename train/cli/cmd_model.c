@@ -44,7 +44,7 @@ static int write_logits(const char *path, const float *logits, int64_t n, int nc
     vn_st_writer *w = vn_st_writer_new();
     int64_t shape[2] = {n, nc};
     int rc = w ? vn_st_add(w, "logits", VN_DTYPE_F32, 2, shape, logits, err) : VN_ERR_NOMEM;
-    if (rc == VN_OK) rc = vn_st_write(w, path, 0, err);
+    if (rc == VN_OK) rc = vn_st_write(w, path, VN_ST_CRC32, err);
     vn_st_writer_free(w);
     return rc;
 }
