@@ -163,6 +163,9 @@ if [ $# -ge 3 ]; then
   "$VANILLA" config schema >"$T/schema.md"
   awk '/<!-- schema:end -->/{p=0} p{print} /<!-- schema:begin -->/{p=1}' "$3" >"$T/readme_schema.md"
   expect "README config reference matches the schema (scripts/update_readme_schema.sh)" cmp -s "$T/schema.md" "$T/readme_schema.md"
+  "$VANILLA" config official >"$T/official.md"
+  awk '/<!-- official:end -->/{p=0} p{print} /<!-- official:begin -->/{p=1}' "$3" >"$T/readme_official.md"
+  expect "README official flag table matches vanilla config official (scripts/update_readme_schema.sh)" cmp -s "$T/official.md" "$T/readme_official.md"
 fi
 
 echo "cli: $pass passed, $fail failed"
