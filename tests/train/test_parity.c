@@ -11,6 +11,7 @@
 
 #include "../optim/optim_case.h"
 #include "base/vn_fs.h"
+#include "synth.h"
 #include "data/crop_impl.h"
 #include "data/vn_transform.h"
 #include "train/vn_official.h"
@@ -468,6 +469,100 @@ START_TEST(test_real_labels)
 }
 END_TEST
 
+/* ---- a short run: best and best-ema-N, model keys -------------------------------------- */
+
+static void small_run(vn_config *cfg, const char *root, const char *out)
+{
+    vn_config_init(cfg);
+    const char *sets[] = {
+        "model.name=custom", "model.dims=[8,16]", "model.strides=[2]", "model.in_chans=1",
+        "model.num_classes=4", "data.input_size=16", "data.grayscale=true", "data.mean=[0.3]",
+        "data.std=[0.3]", "data.augment=none", "data.mixup=0", "data.cutmix=0",
+        "data.workers=0", "optim.name=sgd", "optim.lr=0.05", "optim.update_freq=1",
+        "optim.warmup_epochs=0", "deep_training.decay_epochs=0", "ema.decays=[0.5, 0.9]",
+        "train.epochs=3", "train.batch_size=8", "train.threads=1", "train.eval_every=1",
+        "output.tensorboard=false"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) set(cfg, sets[i]);
+    char s[1200];
+    snprintf(s, sizeof s, "data.root=%s", root);
+    set(cfg, s);
+    snprintf(s, sizeof s, "output.dir=%s/%s", root, out);
+    set(cfg, s);
+}
+
+static int run_quiet(const vn_config *cfg, vn_train_result *res, vn_error *err)
+{
+    FILE *out = fopen("/dev/null", "w");
+    vn_train_options opt = {NULL, false, NULL, out};
+    int rc = vn_train(cfg, &opt, res, err);
+    fclose(out);
+    return rc;
+}
+
+START_TEST(test_best_files_and_keys)
+{
+    vn_test_mkdtemp(tmp, sizeof tmp, "parity_run");
+    ck_assert_int_eq(vn_synth_dataset(tmp, 8, 4, 3), 0);
+    vn_config cfg;
+    small_run(&cfg, tmp, "run");
+    vn_train_result res;
+    vn_error err = {0};
+    ck_assert_msg(run_quiet(&cfg, &res, &err) == VN_OK, "%s", err.msg);
+    /* Evaluated after epochs 1 and 2 (not 0, as main.py): one best per source. */
+    const vn_train_state *st = &res.state;
+    ck_assert(st->best_model_top1 >= 0 && st->best_ema_top1[0] >= 0 && st->best_ema_top1[1] >= 0);
+    ck_assert(st->best_model_epoch >= 1 && st->best_ema_epoch[0] >= 1);
+    ck_assert_double_eq(st->best_top1, fmax(st->best_model_top1,
+                                            fmax(st->best_ema_top1[0], st->best_ema_top1[1])));
+    ck_assert_double_eq(st->best_ema_top1[2], -1);
+    char path[1200];
+    const char *names[] = {"best.safetensors", "best-ema-0.safetensors", "best-ema-1.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/run/checkpoints/%s", tmp, names[i]);
+        vn_ckpt_info info;
+        ck_assert_msg(vn_ckpt_info_read(path, &info, &err) == VN_OK, "%s", err.msg);
+        /* The file is the checkpoint of the epoch where that source was best. */
+        int64_t at = i == 0 ? st->best_model_epoch : st->best_ema_epoch[i - 1];
+        ck_assert_int_eq(info.state.epoch, at + 1);
+        /* ... and records that best in its trainer state (what a resume continues from). */
+        ck_assert_double_eq(i == 0 ? info.state.best_model_top1 : info.state.best_ema_top1[i - 1],
+                            i == 0 ? st->best_model_top1 : st->best_ema_top1[i - 1]);
+        vn_ckpt_info_free(&info);
+    }
+    /* Keys: model, model_ema (EMA 0), model_ema.N, alternatives. */
+    snprintf(path, sizeof path, "%s/run/checkpoints/best-ema-1.safetensors", tmp);
+    struct { const char *key; int want; } keys[] = {
+        {"model", -1}, {"model_ema", 0}, {"model_ema.1", 1}, {"model_ema.7|model_ema.1", 1},
+        {"model_ema.9|model", -1}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        vn_vanillanet *m = NULL;
+        vn_ckpt_info info;
+        int idx = -5;
+        ck_assert_msg(vn_open_model_key(path, keys[i].key, &m, &info, &idx, &err) == VN_OK, "%s: %s",
+                      keys[i].key, err.msg);
+        ck_assert_int_eq(idx, keys[i].want);
+        vn_vanillanet_destroy(m);
+        vn_ckpt_info_free(&info);
+    }
+    vn_vanillanet *m = NULL;
+    vn_ckpt_info info;
+    ck_assert_int_ne(vn_open_model_key(path, "model_ema.2", &m, &info, NULL, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "model_ema.2") != NULL, "%s", err.msg);
+    ck_assert_int_ne(vn_open_model_key(path, "module", &m, &info, NULL, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "expected model") != NULL, "%s", err.msg);
+    /* model.init_key reaches the trainer: a key the file lacks stops the run, naming it. */
+    vn_config ft;
+    small_run(&ft, tmp, "finetune");
+    char s[1300];
+    snprintf(s, sizeof s, "model.init=%s", path);
+    set(&ft, s);
+    set(&ft, "model.init_key=model_ema.5");
+    ck_assert_int_ne(run_quiet(&ft, &res, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "model_ema.5") != NULL, "%s", err.msg);
+    vn_test_rmtree(tmp);
+}
+END_TEST
+
 /* ---- the flag table against the schema ------------------------------------------------ */
 
 START_TEST(test_official_table_matches_schema)
@@ -523,6 +618,7 @@ static Suite *parity_suite(void)
     tcase_add_test(tc, test_eval_due_is_official);
     tcase_add_test(tc, test_best_per_source);
     tcase_add_test(tc, test_real_labels);
+    tcase_add_test(tc, test_best_files_and_keys);
     tcase_add_test(tc, test_official_table_matches_schema);
     suite_add_tcase(s, tc);
     return s;
