@@ -92,6 +92,7 @@ b=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/eval2")
 expect "deploy top-1 ($b) equals training net's ($a)" [ -n "$a" ] && [ "$a" = "$b" ]
 # The EMA copy by its official key; best-ema-0 is the EMA's own best checkpoint.
 expect "train: best-ema-0.safetensors written" [ -s "$T/run/checkpoints/best-ema-0.safetensors" ]
+expect "train: names the EMA's best checkpoint" contains "$T/train.log" "best-ema-0.safetensors (--key model_ema.0)"
 "$VANILLA" eval "$T/run/checkpoints/best-ema-0.safetensors" --key model_ema --data "$T/data/val" >"$T/eval3" 2>&1
 expect "eval --key model_ema: exit 0" [ $? -eq 0 ]
 expect "eval --key model_ema: the EMA copy" contains "$T/eval3" "(EMA)"

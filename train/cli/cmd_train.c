@@ -116,6 +116,14 @@ int vn_cmd_train(int argc, char **argv)
     if (res.state.best_top1 >= 0)
         printf("best:  top-1 %.2f%% (%s, epoch %lld)\n", res.state.best_top1, res.state.best_source,
                (long long)res.state.best_epoch);
+    if (res.state.best_model_top1 >= 0)
+        printf("       model %.2f%% (epoch %lld): checkpoints/best.safetensors\n",
+               res.state.best_model_top1, (long long)res.state.best_model_epoch);
+    for (int e = 0; e < cfg.ema.decays.n && e < VN_TRAIN_MAX_EMAS; e++)
+        if (res.state.best_ema_top1[e] >= 0)
+            printf("       EMA %g %.2f%% (epoch %lld): checkpoints/best-ema-%d.safetensors "
+                   "(--key model_ema.%d)\n", cfg.ema.decays.v[e], res.state.best_ema_top1[e],
+                   (long long)res.state.best_ema_epoch[e], e, e);
     printf("time:  %.1f s this session (%.1f s waiting for data), %.1f s in total\n", res.seconds,
            res.data_wait, res.state.elapsed);
     printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg.output.dir,
