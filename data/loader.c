@@ -361,7 +361,8 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
         return vn_error_set(err, VN_ERR_INVALID,
                             "data loader: max_bad_fraction must be in [0, 1], got %g",
                             c->max_bad_fraction);
-    if (c->augment != VN_AUGMENT_NONE && c->augment != VN_AUGMENT_RRC)
+    if (c->augment != VN_AUGMENT_NONE && c->augment != VN_AUGMENT_RRC &&
+        c->augment != VN_AUGMENT_RANDOM_CROP)
         return vn_error_set(err, VN_ERR_INVALID, "data loader: unknown augment mode %d",
                             (int)c->augment);
     vn_loader *ld = calloc(1, sizeof *ld);
@@ -382,6 +383,8 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
         vn_error_prefix(err, "data loader: ");
         goto fail_early;
     }
+    ld->tf.eval_resize = c->eval_resize;
+    ld->tf.crop_padding = c->augment == VN_AUGMENT_RANDOM_CROP ? 4 : 0;
     rc = vn_dataset_scan(c->root, c->class_names, c->n_class_names, &ld->ds, err);
     if (rc) goto fail_early;
     ld->n = vn_dataset_size(ld->ds);
@@ -664,6 +667,7 @@ int vn_load_eval_image(const char *path, const vn_loader_config *cfg, float *out
                                cfg->ratio, cfg->interpolation, cfg->crop_pct, 0.0f, cfg->mean,
                                cfg->std, err);
     if (rc) return rc;
+    tf.eval_resize = cfg->eval_resize;
     vn_image img = {0};
     rc = vn_image_decode_file(NULL, path, cfg->channels, cfg->max_image_pixels, &img, NULL, err);
     if (!rc) {

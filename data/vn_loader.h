@@ -54,7 +54,9 @@ extern "C" {
 
 typedef enum vn_augment {
     VN_AUGMENT_NONE = 0, /* eval transform: resize shorter side + center crop */
-    VN_AUGMENT_RRC = 1   /* RandomResizedCrop(scale, ratio) to input_size */
+    VN_AUGMENT_RRC = 1,  /* RandomResizedCrop(scale, ratio) to input_size */
+    VN_AUGMENT_RANDOM_CROP = 2 /* RandomCrop(input_size, padding 4): the official trainer's
+                                  training crop at input sizes <= 32 */
 } vn_augment;
 
 typedef struct vn_loader_config {
@@ -71,6 +73,7 @@ typedef struct vn_loader_config {
     float ratio[2];       /* RRC aspect range, default (3/4, 4/3) */
     vn_interp interpolation;
     double crop_pct;      /* eval: shorter side to floor(input_size / crop_pct); 0.875 */
+    vn_eval_resize eval_resize; /* geometry of the non-random path (eval, augment NONE) */
     float hflip;          /* flip probability (0.5 for training, 0 for eval) */
     float mean[3];
     float std[3];

@@ -65,7 +65,8 @@ typedef struct vn_optim_config {
 } vn_optim_config;
 
 /* Defaults of the official VanillaNet main.py: lr 4e-3, weight decay 0.05, momentum 0.9,
- * dampening 0, nesterov off, betas (0.9, 0.999), eps 1e-8 (--opt_eps, which the official
+ * dampening 0, nesterov off (torch.optim.SGD's default; the official optim_factory's "sgd" is
+ * Nesterov, which the trainer's optim.nesterov turns on), betas (0.9, 0.999), eps 1e-8 (--opt_eps, which the official
  * optim_factory always passes, also to LAMB), bias correction and grad averaging on,
  * max_grad_norm 1.0 (timm Lamb's default), filter_no_decay on, layer decay off (1.0) with
  * 4 layers. */

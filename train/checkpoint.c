@@ -29,10 +29,36 @@ static json_t *state_to_json(const vn_train_state *s)
     json_object_set_new(o, "best_top1", json_real(s->best_top1));
     json_object_set_new(o, "best_epoch", json_integer(s->best_epoch));
     json_object_set_new(o, "best_source", json_string(s->best_source));
+    json_object_set_new(o, "best_model_top1", json_real(s->best_model_top1));
+    json_object_set_new(o, "best_model_epoch", json_integer(s->best_model_epoch));
+    json_t *be = json_array(), *bee = json_array();
+    for (int i = 0; i < VN_TRAIN_MAX_EMAS; i++) {
+        json_array_append_new(be, json_real(s->best_ema_top1[i]));
+        json_array_append_new(bee, json_integer(s->best_ema_epoch[i]));
+    }
+    json_object_set_new(o, "best_ema_top1", be);
+    json_object_set_new(o, "best_ema_epoch", bee);
     json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
     json_object_set_new(o, "elapsed", json_real(s->elapsed));
     json_object_set_new(o, "finished", json_boolean(s->finished));
     return o;
+}
+
+/* The separate bests (absent from files of older builds: then none, except the overall best
+ * when it was the live model's). */
+static void best_from_json(json_t *o, vn_train_state *s)
+{
+    json_t *bm = json_object_get(o, "best_model_top1");
+    bool old = strcmp(s->best_source, "model") == 0;
+    s->best_model_top1 = json_is_number(bm) ? json_number_value(bm) : old ? s->best_top1 : -1;
+    s->best_model_epoch = bm ? json_integer_value(json_object_get(o, "best_model_epoch"))
+                             : old ? s->best_epoch : 0;
+    json_t *be = json_object_get(o, "best_ema_top1"), *bee = json_object_get(o, "best_ema_epoch");
+    for (int i = 0; i < VN_TRAIN_MAX_EMAS; i++) {
+        json_t *v = json_array_get(be, (size_t)i);
+        s->best_ema_top1[i] = json_is_number(v) ? json_number_value(v) : -1;
+        s->best_ema_epoch[i] = json_integer_value(json_array_get(bee, (size_t)i));
+    }
 }
 
 static int state_from_json(const char *text, const char *path, vn_train_state *s, vn_error *err)
@@ -65,6 +91,7 @@ static int state_from_json(const char *text, const char *path, vn_train_state *s
     s->best_epoch = json_integer_value(json_object_get(o, "best_epoch"));
     const char *src = json_string_value(json_object_get(o, "best_source"));
     snprintf(s->best_source, sizeof s->best_source, "%s", src ? src : "");
+    best_from_json(o, s);
     s->skipped_in_row = json_integer_value(json_object_get(o, "skipped_in_row"));
     s->elapsed = json_number_value(json_object_get(o, "elapsed"));
     s->finished = json_is_true(json_object_get(o, "finished"));
@@ -93,6 +120,7 @@ static char *data_json(const vn_config *cfg)
     json_object_set_new(o, "channels", json_integer(lc.channels));
     json_object_set_new(o, "interpolation", json_string(lc.interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
     json_object_set_new(o, "crop_pct", json_real(lc.crop_pct));
+    json_object_set_new(o, "resize", json_string(vn_eval_resize_name(lc.eval_resize)));
     json_t *mean = json_array(), *std = json_array();
     for (int c = 0; c < 3; c++) {
         json_array_append_new(mean, json_real(lc.mean[c]));
@@ -227,6 +255,9 @@ static int data_from_json(const char *text, vn_ckpt_info *info)
     const char *ip = json_string_value(json_object_get(o, "interpolation"));
     info->interpolation = ip && strcmp(ip, "bicubic") == 0 ? VN_INTERP_BICUBIC : VN_INTERP_BILINEAR;
     info->crop_pct = json_number_value(json_object_get(o, "crop_pct"));
+    /* Files of older builds: the timm resize + center crop they were evaluated with. */
+    const char *rs = json_string_value(json_object_get(o, "resize"));
+    info->eval_resize = rs ? vn_eval_resize_parse(rs) : VN_EVAL_RESIZE_CROP;
     for (int c = 0; c < 3; c++) {
         info->mean[c] = (float)json_number_value(json_array_get(json_object_get(o, "mean"), (size_t)c));
         info->std[c] = (float)json_number_value(json_array_get(json_object_get(o, "std"), (size_t)c));
@@ -234,7 +265,7 @@ static int data_from_json(const char *text, vn_ckpt_info *info)
     json_decref(o);
     bool ok = info->input_size > 0 && (info->channels == 1 || info->channels == 3) &&
               info->crop_pct > 0 && info->std[0] > 0;
-    return ok ? 0 : -1;
+    return ok && info->eval_resize >= 0 ? 0 : -1;
 }
 
 static int info_from_file(const vn_st_file *f, const char *path, vn_ckpt_info *info, vn_error *err)

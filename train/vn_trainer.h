@@ -26,6 +26,12 @@ int vn_build_model_config(const vn_config *cfg, int n_classes, vn_vanillanet_con
                           vn_error *err);
 /* Loader settings for the training split (augmenting) or evaluation (eval transform). */
 void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *out);
+/* The official datasets.py geometry when data.eval_mode is official (called by
+ * vn_build_loader_config): at input_size <= 32 no evaluation resize and RandomCrop(pad 4)
+ * instead of RandomResizedCrop; at >= 384 a square evaluation resize without crop. */
+void vn_official_geometry(const vn_config *cfg, vn_loader_config *lc);
+/* Optimizer settings of cfg.optim (SGD: Nesterov unless optim.nesterov is false). */
+void vn_build_optim_config(const vn_config *cfg, vn_optim_config *oc);
 /* "<data.root>/<data.train_dir>" or val_dir into buf. */
 const char *vn_split_path(const vn_config *cfg, bool train, char *buf, size_t len);
 /* The act_learn of deep training at a (fractional) epoch: linear epoch / decay_epochs or
@@ -33,6 +39,8 @@ const char *vn_split_path(const vn_config *cfg, bool train, char *buf, size_t le
 double vn_act_learn_at(const vn_config *cfg, double epoch);
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
+
+#define VN_TRAIN_MAX_EMAS 8 /* the longest ema.decays list */
 
 /* Where a run stands; saved in every checkpoint's metadata. */
 typedef struct vn_train_state {
@@ -45,6 +53,12 @@ typedef struct vn_train_state {
     double best_top1;       /* best evaluation top-1 so far (-1: none) */
     int64_t best_epoch;
     char best_source[32];   /* "model" or "ema0", ... */
+    /* The official trainer's separate bests (checkpoint-best, checkpoint-best-ema): of the
+     * live model and of each EMA copy; -1: not evaluated yet. */
+    double best_model_top1;
+    int64_t best_model_epoch;
+    double best_ema_top1[VN_TRAIN_MAX_EMAS];
+    int64_t best_ema_epoch[VN_TRAIN_MAX_EMAS];
     int64_t skipped_in_row; /* non-finite steps skipped consecutively */
     double elapsed;         /* seconds of training so far (all sessions) */
     bool finished;
@@ -78,7 +92,8 @@ typedef struct vn_ckpt_info {
     int n_classes;
     vn_train_state state;
     bool has_data;               /* preprocessing stored (input_size, mean, std, ...) */
-    int input_size, channels, interpolation;
+    int input_size, channels, interpolation; /* interpolation of the evaluation resize */
+    int eval_resize;             /* vn_eval_resize */
     double crop_pct;
     float mean[3], std[3];
 } vn_ckpt_info;
@@ -95,6 +110,41 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
 int vn_open_model(const char *path, int ema_index, vn_vanillanet **model, vn_ckpt_info *info,
                   vn_error *err);
 
+/* Opens the weights that key names in path (vn_open_model): "model" (the live model, and
+ * the only one of a weight file), "model_ema" (EMA copy 0, the official checkpoints' EMA)
+ * or "model_ema.N"; "a|b|...": the first of them the file holds, as the official
+ * --model_key. *ema_index (may be NULL) receives -1 for the live model. */
+int vn_open_model_key(const char *path, const char *key, vn_vanillanet **model,
+                      vn_ckpt_info *info, int *ema_index, vn_error *err);
+
+/* ---- best checkpoints and when to evaluate (train/best.c) ----------------------------- */
+
+/* Whether to evaluate after epoch `epoch` (0-based) as the official main.py: epoch > 0 and
+ * (epoch % train.eval_every == 0 or epoch >= train.eval_from_epoch when that is > 0); and
+ * always after the last epoch. Never when eval_every is 0. */
+bool vn_eval_due(const vn_config *cfg, int64_t epoch, bool last);
+/* Records top-1 of the live model (source -1) or EMA copy `source` at epoch; true when it
+ * beats that source's best so far (the file vn_best_name names is then to be rewritten). */
+bool vn_best_record(vn_train_state *st, int source, double top1, int64_t epoch);
+/* "best.safetensors" (source -1) or "best-ema-<source>.safetensors". */
+void vn_best_name(int source, char *buf, size_t len);
+/* Makes <dir>/<name> the checkpoint ckpt (a hard link, renamed into place; a copy written
+ * from p where links are not possible). */
+int vn_best_link(const char *ckpt, const char *dir, const char *name, const vn_ckpt_parts *p,
+                 vn_error *err);
+
+/* ---- the loss (train/loss.c) ---------------------------------------------------------- */
+
+/* The official criterion (main.py): while mixup/cutmix is on (soft_targets not NULL), BCE
+ * when loss.bce (or loss.bce_always) else soft-target cross-entropy; otherwise cross-entropy
+ * with label smoothing loss.smoothing, or with loss.bce_always BCE on one-hots smoothed as
+ * timm's BinaryCrossEntropy (built in targets_buf, n * classes floats). */
+vn_tensor *vn_train_loss(vn_ctx *ctx, const vn_config *cfg, vn_tensor *logits,
+                         const int32_t *labels, const float *soft_targets, int n,
+                         float *targets_buf);
+/* "bce", "soft-ce" or "ce" (with smoothing): what vn_train_loss computes. */
+const char *vn_train_loss_name(const vn_config *cfg, bool mixing);
+
 /* ---- evaluation ---------------------------------------------------------------------- */
 
 typedef struct vn_eval_result {
@@ -103,7 +153,7 @@ typedef struct vn_eval_result {
 } vn_eval_result;
 
 /* Eval-mode pass over a whole loader epoch (no grad). logits_out, when not NULL, receives
- * [n, num_classes] in dataset order (malloc'd). */
+ * [dataset size, num_classes] in dataset order (malloc'd; NaN rows for unreadable images). */
 int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *res,
                 float **logits_out, vn_error *err);
 

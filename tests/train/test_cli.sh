@@ -90,6 +90,43 @@ expect "eval deploy: exit 0" [ $? -eq 0 ]
 a=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/eval1")
 b=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/eval2")
 expect "deploy top-1 ($b) equals training net's ($a)" [ -n "$a" ] && [ "$a" = "$b" ]
+# The EMA copy by its official key; best-ema-0 is the EMA's own best checkpoint.
+expect "train: best-ema-0.safetensors written" [ -s "$T/run/checkpoints/best-ema-0.safetensors" ]
+expect "train: names the EMA's best checkpoint" contains "$T/train.log" "best-ema-0.safetensors (--key model_ema.0)"
+"$VANILLA" eval "$T/run/checkpoints/best-ema-0.safetensors" --key model_ema --data "$T/data/val" >"$T/eval3" 2>&1
+expect "eval --key model_ema: exit 0" [ $? -eq 0 ]
+expect "eval --key model_ema: the EMA copy" contains "$T/eval3" "(EMA)"
+"$VANILLA" eval "$T/deploy.safetensors" --key model_ema --data "$T/data/val" >"$T/out" 2>&1
+expect "eval --key model_ema of a weight file: exit 1" [ $? -eq 1 ]
+"$VANILLA" eval "$T/run/checkpoints/best.safetensors" --key model_ema --ema 0 >"$T/out" 2>&1
+expect "eval --key with --ema: exit 2" [ $? -eq 2 ]
+echo '[[0], [1]]' >"$T/real.json"
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/data/val" --real-labels "$T/real.json" >"$T/out" 2>&1
+expect "eval --real-labels on non-ImageNet names: exit 1" [ $? -eq 1 ]
+expect "eval --real-labels: names the file" contains "$T/out" "no ImageNet-ReaL entry"
+# ImageNet-ReaL with each image's own class as its label set equals plain top-1; an image
+# with an empty set is left out.
+n=0; json="["
+for c in 0 1 2 3; do
+  mkdir -p "$T/real/c$c"
+  for f in $(cd "$T/data/val/c$c" && ls | sort | head -2); do
+    n=$((n + 1))
+    cp "$T/data/val/c$c/$f" "$T/real/c$c/$(printf 'ILSVRC2012_val_%08d.JPEG' $n)"
+    json="$json${n:+$([ $n -gt 1 ] && echo ,)}[$c]"
+  done
+done
+echo "$json]" >"$T/real.json"
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/real" --real-labels "$T/real.json" >"$T/out" 2>&1
+expect "eval --real-labels: exit 0" [ $? -eq 0 ]
+a=$(sed -n 's/.* top-1 \([0-9.]*\)%.*images).*/\1/p' "$T/out" | head -1)
+b=$(sed -n 's/^ImageNet-ReaL.*top-1 \([0-9.]*\)%.*/\1/p' "$T/out")
+expect "eval --real-labels: ReaL top-1 ($b) equals top-1 ($a) with the folder labels" [ -n "$a" ] && [ "$a" = "$b" ]
+expect "eval --real-labels: 8 images counted" contains "$T/out" "(8 images with labels, 0 without"
+sed -i 's/^\[\[0\]/[[]/' "$T/real.json"
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/real" --real-labels "$T/real.json" >"$T/out" 2>&1
+expect "eval --real-labels: an empty set is left out" contains "$T/out" "(7 images with labels, 1 without"
+"$VANILLA" config official >"$T/out" 2>&1
+expect "config official: the flag table" contains "$T/out" '| `--test_epoch` | `260` | `train.eval_from_epoch` |'
 files=$(cd "$T/data/val" && ls -d */*.png | sort)
 (cd "$T/data/val" && "$VANILLA" predict "$T/deploy.safetensors" $files --topk 2 --save-logits "$T/pred_logits.safetensors") >"$T/pred" 2>&1
 expect "predict: exit 0" [ $? -eq 0 ]
@@ -192,6 +229,9 @@ if [ $# -ge 3 ]; then
   "$VANILLA" config schema >"$T/schema.md"
   awk '/<!-- schema:end -->/{p=0} p{print} /<!-- schema:begin -->/{p=1}' "$3" >"$T/readme_schema.md"
   expect "README config reference matches the schema (scripts/update_readme_schema.sh)" cmp -s "$T/schema.md" "$T/readme_schema.md"
+  "$VANILLA" config official >"$T/official.md"
+  awk '/<!-- official:end -->/{p=0} p{print} /<!-- official:begin -->/{p=1}' "$3" >"$T/readme_official.md"
+  expect "README official flag table matches vanilla config official (scripts/update_readme_schema.sh)" cmp -s "$T/official.md" "$T/readme_official.md"
 fi
 
 echo "cli: $pass passed, $fail failed"

@@ -264,10 +264,22 @@ static const char *full_example =
     "  save_every: 5\n"
     "  save_every_steps: 500\n"
     "  keep_last: 0\n"
-    "  tensorboard: False\n";
+    "  tensorboard: False\n"
+    "# keys added later, in the flat form\n"
+    "model.init_key: model_ema|model\n"
+    "data.eval_interpolation: bilinear\n"
+    "data.eval_mode: resize-crop\n"
+    "optim.nesterov: false\n"
+    "loss.bce_always: true\n"
+    "train.eval_from_epoch: 7\n";
 
 static void check_full_example(const vn_config *c)
 {
+    ck_assert_str_eq(c->model.init_key, "model_ema|model");
+    ck_assert_int_eq(c->data.eval_interpolation, VN_CONFIG_INTERP_BILINEAR);
+    ck_assert_int_eq(c->data.eval_mode, VN_CONFIG_EVAL_RESIZE_CROP);
+    ck_assert(!c->optim.nesterov && c->loss.bce_always);
+    ck_assert_int_eq(c->train.eval_from_epoch, 7);
     ck_assert_int_eq(c->model.name, VN_CONFIG_MODEL_CUSTOM);
     ck_assert_int_eq(c->model.dims.n, 4);
     ck_assert(c->model.dims.v[0] == 32 && c->model.dims.v[3] == 256);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "train/cli/vn_cli.h"
+#include "train/vn_real_labels.h"
 #include "train/vn_trainer.h"
 
 int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
@@ -29,6 +30,7 @@ static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loa
         lc->channels = info->channels;
         lc->interpolation = info->interpolation;
         lc->crop_pct = info->crop_pct;
+        lc->eval_resize = (vn_eval_resize)info->eval_resize;
         memcpy(lc->mean, info->mean, sizeof lc->mean);
         memcpy(lc->std, info->std, sizeof lc->std);
         return 0;
@@ -37,6 +39,42 @@ static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loa
     vn_cli_error(cmd, "%s does not say how its images were preprocessed (input size, mean, std); "
                  "it was not written by vanilla export or vanilla train", path);
     return VN_EXIT_ERROR;
+}
+
+/* --ema N or --key K (the official --model_key); *ema_used: -1 for the live model. */
+static int open_model(const char *path, int ema, const char *key, vn_vanillanet **m,
+                      vn_ckpt_info *info, int *ema_used, const char *cmd)
+{
+    vn_error err = {0};
+    if (ema >= 0 && key) {
+        vn_cli_error(cmd, "give --ema or --key, not both");
+        return VN_EXIT_USAGE;
+    }
+    *ema_used = ema;
+    int rc = key ? vn_open_model_key(path, key, m, info, ema_used, &err)
+                 : vn_open_model(path, ema, m, info, &err);
+    if (rc == VN_OK) return 0;
+    vn_cli_error(cmd, "%s", err.msg);
+    return VN_EXIT_ERROR;
+}
+
+/* The ImageNet-ReaL line of `vanilla eval --real-labels`. */
+static int print_real(const char *json, vn_loader *ld, const float *logits, int nc)
+{
+    vn_error err = {0};
+    vn_real_labels *rl = NULL;
+    vn_real_result rr;
+    int rc = vn_real_labels_load(json, &rl, &err);
+    if (rc == VN_OK) rc = vn_real_accuracy(rl, vn_loader_dataset(ld), logits, nc, &rr, &err);
+    vn_real_labels_free(rl);
+    if (rc != VN_OK) {
+        vn_cli_error("eval", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    printf("ImageNet-ReaL (%s): top-1 %.2f%%  top-5 %.2f%%  (%lld images with labels, %lld "
+           "without, left out)\n", json, rr.top1, rr.top5, (long long)rr.counted,
+           (long long)rr.skipped);
+    return 0;
 }
 
 static int write_logits(const char *path, const float *logits, int64_t n, int nc, vn_error *err)
@@ -50,18 +88,22 @@ static int write_logits(const char *path, const float *logits, int64_t n, int nc
 }
 
 static const char eval_help[] =
-    "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N] [--batch-size N]\n"
-    "                    [--workers N] [--save-logits FILE]\n"
+    "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N | --key K] [--batch-size N]\n"
+    "                    [--workers N] [--save-logits FILE] [--real-labels real.json]\n"
     "\n"
     "Top-1, top-5 and mean cross-entropy of a training checkpoint (its model, or EMA copy N)\n"
     "or a weight file (training or deploy form) on an image folder with one subfolder per\n"
     "class. FOLDER defaults to the checkpoint config's data.root/val. Labels follow the class\n"
     "names stored with the model. --save-logits writes a safetensors file with a tensor\n"
-    "`logits` [N, classes] in the folder's (sorted) order.\n";
+    "`logits` [N, classes] in the folder's (sorted) order. --key takes model, model_ema (EMA\n"
+    "copy 0, as the official --model_key) or model_ema.N; a|b: the first the file holds.\n"
+    "--real-labels adds ImageNet-ReaL top-1/top-5 (timm's RealLabelsImagenet): real.json\n"
+    "lists the correct classes of ILSVRC2012_val_NNNNNNNN.JPEG in order; images with an empty\n"
+    "list are left out, a prediction is right when it is in the list.\n";
 
 int vn_cmd_eval(int argc, char **argv)
 {
-    const char *model_path = NULL, *data = NULL, *logits_path = NULL;
+    const char *model_path = NULL, *data = NULL, *logits_path = NULL, *key = NULL, *real = NULL;
     int ema = -1, batch = 0, workers = -1;
     for (int i = 1; i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
@@ -72,6 +114,8 @@ int vn_cmd_eval(int argc, char **argv)
         else if (strcmp(argv[i], "--batch-size") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
         else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = atoi(argv[++i]);
         else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
+        else if (strcmp(argv[i], "--real-labels") == 0 && i + 1 < argc) real = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("eval", "unknown option %s (see vanilla eval --help)", argv[i]);
             return VN_EXIT_USAGE;
@@ -84,10 +128,8 @@ int vn_cmd_eval(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(model_path, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("eval", "%s", err.msg);
-        return VN_EXIT_ERROR;
-    }
+    int oc = open_model(model_path, ema, key, &m, &info, &ema, "eval");
+    if (oc) return oc;
     vn_loader_config lc;
     vn_config cfg;
     bool have_cfg;
@@ -123,14 +165,15 @@ int vn_cmd_eval(int argc, char **argv)
     }
     vn_eval_result res;
     float *logits = NULL;
-    if (!ec && vn_evaluate(ctx, m, ld, &res, logits_path ? &logits : NULL, &err) != VN_OK) {
+    if (!ec && vn_evaluate(ctx, m, ld, &res, logits_path || real ? &logits : NULL, &err) != VN_OK) {
         vn_cli_error("eval", "%s", err.msg);
         ec = VN_EXIT_ERROR;
     }
     if (!ec) {
         printf("%s%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images)\n", model_path,
                ema >= 0 ? " (EMA)" : "", data, res.top1, res.top5, res.loss, (long long)res.n);
-        if (logits_path) {
+        if (real) ec = print_real(real, ld, logits, m->cfg.num_classes);
+        if (!ec && logits_path) {
             if (write_logits(logits_path, logits, res.n, m->cfg.num_classes, &err) != VN_OK) {
                 vn_cli_error("eval", "%s", err.msg);
                 ec = VN_EXIT_ERROR;
@@ -148,7 +191,7 @@ int vn_cmd_eval(int argc, char **argv)
 }
 
 static const char export_help[] =
-    "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N] [--force]\n"
+    "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N | --key K] [--force]\n"
     "\n"
     "Merges a training checkpoint (its model, or EMA copy N) into the deploy network: every\n"
     "BatchNorm folded into its conv, conv1 and conv2 of each block, the stem and the\n"
@@ -159,7 +202,7 @@ static const char export_help[] =
 
 int vn_cmd_export(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out = NULL, *key = NULL;
     int ema = -1;
     bool force = false;
     for (int i = 1; i < argc; i++) {
@@ -169,6 +212,7 @@ int vn_cmd_export(int argc, char **argv)
         } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
         else if (strcmp(argv[i], "--force") == 0) force = true;
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("export", "unknown option %s (see vanilla export --help)", argv[i]);
             return VN_EXIT_USAGE;
@@ -181,10 +225,8 @@ int vn_cmd_export(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(in, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("export", "%s", err.msg);
-        return VN_EXIT_ERROR;
-    }
+    int oc = open_model(in, ema, key, &m, &info, &ema, "export");
+    if (oc) return oc;
     int ec = 0;
     if (m->deploy) {
         vn_cli_error("export", "%s is already in deploy form", in);
@@ -248,9 +290,10 @@ int vn_cmd_export(int argc, char **argv)
         if (rc == VN_OK && !have_cfg && info.has_data) {
             char data[512];
             snprintf(data, sizeof data, "{\"input_size\":%d,\"channels\":%d,\"interpolation\":\"%s\","
-                     "\"crop_pct\":%.17g,\"mean\":[%.9g,%.9g,%.9g],\"std\":[%.9g,%.9g,%.9g]}",
+                     "\"crop_pct\":%.17g,\"resize\":\"%s\",\"mean\":[%.9g,%.9g,%.9g],"
+                     "\"std\":[%.9g,%.9g,%.9g]}",
                      info.input_size, info.channels, info.interpolation ? "bicubic" : "bilinear",
-                     info.crop_pct, (double)info.mean[0], (double)info.mean[1], (double)info.mean[2],
+                     info.crop_pct, vn_eval_resize_name((vn_eval_resize)info.eval_resize), (double)info.mean[0], (double)info.mean[1], (double)info.mean[2],
                      (double)info.std[0], (double)info.std[1], (double)info.std[2]);
             rc = vn_st_set_meta(w, "vanilla.data", data, &err);
         }
@@ -272,7 +315,8 @@ int vn_cmd_export(int argc, char **argv)
 }
 
 static const char predict_help[] =
-    "usage: vanilla predict MODEL.safetensors IMAGE... [--topk K] [--ema N] [--save-logits FILE]\n"
+    "usage: vanilla predict MODEL.safetensors IMAGE... [--topk K] [--ema N | --key K]\n"
+    "                       [--save-logits FILE]\n"
     "\n"
     "Classifies image files (PNG or JPEG) with a checkpoint or weight file and prints the top K\n"
     "classes (default 5) with their probabilities. --save-logits writes a safetensors file with\n"
@@ -281,7 +325,7 @@ static const char predict_help[] =
 
 int vn_cmd_predict(int argc, char **argv)
 {
-    const char *model_path = NULL, *logits_path = NULL;
+    const char *model_path = NULL, *logits_path = NULL, *key = NULL;
     const char **images = calloc((size_t)argc, sizeof *images);
     int n_images = 0, topk = 5, ema = -1;
     for (int i = 1; i < argc; i++) {
@@ -292,6 +336,7 @@ int vn_cmd_predict(int argc, char **argv)
         } else if (strcmp(argv[i], "--topk") == 0 && i + 1 < argc) topk = atoi(argv[++i]);
         else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
         else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("predict", "unknown option %s (see vanilla predict --help)", argv[i]);
             free(images);
@@ -307,10 +352,10 @@ int vn_cmd_predict(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(model_path, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("predict", "%s", err.msg);
+    int oc = open_model(model_path, ema, key, &m, &info, &ema, "predict");
+    if (oc) {
         free(images);
-        return VN_EXIT_ERROR;
+        return oc;
     }
     vn_loader_config lc;
     vn_config cfg;

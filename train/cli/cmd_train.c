@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "train/cli/vn_cli.h"
+#include "train/vn_official.h"
 #include "train/vn_trainer.h"
 
 #define MAX_ARGS 64
@@ -115,6 +116,14 @@ int vn_cmd_train(int argc, char **argv)
     if (res.state.best_top1 >= 0)
         printf("best:  top-1 %.2f%% (%s, epoch %lld)\n", res.state.best_top1, res.state.best_source,
                (long long)res.state.best_epoch);
+    if (res.state.best_model_top1 >= 0)
+        printf("       model %.2f%% (epoch %lld): checkpoints/best.safetensors\n",
+               res.state.best_model_top1, (long long)res.state.best_model_epoch);
+    for (int e = 0; e < cfg.ema.decays.n && e < VN_TRAIN_MAX_EMAS; e++)
+        if (res.state.best_ema_top1[e] >= 0)
+            printf("       EMA %g %.2f%% (epoch %lld): checkpoints/best-ema-%d.safetensors "
+                   "(--key model_ema.%d)\n", cfg.ema.decays.v[e], res.state.best_ema_top1[e],
+                   (long long)res.state.best_ema_epoch[e], e, e);
     printf("time:  %.1f s this session (%.1f s waiting for data), %.1f s in total\n", res.seconds,
            res.data_wait, res.state.elapsed);
     printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg.output.dir,
@@ -125,10 +134,13 @@ int vn_cmd_train(int argc, char **argv)
 static const char config_help[] =
     "usage: vanilla config show [CONFIG.yaml...] [--set section.key=value]... [--no-help]\n"
     "       vanilla config schema\n"
+    "       vanilla config official\n"
     "\n"
     "show:   prints the effective config (defaults, files, overrides) as YAML with the help\n"
     "        of each key; the output is itself a valid config file.\n"
-    "schema: every key with its type, default, range and meaning.\n";
+    "schema: every key with its type, default, range and meaning.\n"
+    "official: every flag of the official trainer's main.py, its default, the key or command\n"
+    "        that stands for it here and whether the behaviour is identical, different or absent.\n";
 
 int vn_cmd_config(int argc, char **argv)
 {
@@ -137,8 +149,9 @@ int vn_cmd_config(int argc, char **argv)
         return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
     }
     if (strcmp(argv[1], "schema") == 0) return vn_config_schema_markdown(stdout) == 0 ? 0 : 1;
+    if (strcmp(argv[1], "official") == 0) return vn_official_markdown(stdout) == 0 ? 0 : 1;
     if (strcmp(argv[1], "show") != 0) {
-        vn_cli_error("config", "unknown subcommand %s (show or schema)", argv[1]);
+        vn_cli_error("config", "unknown subcommand %s (show, schema or official)", argv[1]);
         return VN_EXIT_USAGE;
     }
     config_args a = {0};

@@ -75,7 +75,7 @@ static const char usage[] =
     "  predict MODEL IMG.. top-k classes of image files\n"
     "  ablate BASE ABL     run a grid of config overrides and tabulate the results\n"
     "  info CONFIG|MODEL   per-layer shapes, parameters and multiply-adds\n"
-    "  config show|schema  the effective config with helps, or the reference of every key\n"
+    "  config show|schema|official  the effective config, every key, the official flags\n"
     "  data import|check   import MNIST/Fashion-MNIST into image folders, check a folder\n"
     "\n"
     "Run `vanilla <command> --help` for the options of a command.\n"
