@@ -1,4 +1,4 @@
-/* The deploy merge under allocation failure: every allocation of vn_vanillanet_switch_to_deploy
+/* The deploy merge (and model creation) under allocation failure: every allocation of vn_vanillanet_switch_to_deploy
  * is failed in turn (tests/support/vn_failalloc.h; no ck_* call while armed). Each failure
  * must give VN_ERR_NOMEM with a message, leave the training model exactly as it was (same
  * tensors, same bytes, same names) and able to train; once no allocation fails, the merge
@@ -201,11 +201,37 @@ START_TEST(test_merge_sweep)
 }
 END_TEST
 
+/* Building a model from the plan: every failed allocation gives a clean error (the ASan build
+ * checks that nothing leaks). */
+START_TEST(test_create_sweep)
+{
+    vn_vanillanet_config c = small_cfg(false);
+    c.shortcut = VN_SHORTCUT_IDENTITY;
+    long n = 1;
+    for (;; n++) {
+        vn_vanillanet *m = NULL;
+        vn_error err = {0};
+        vn_failalloc_arm(n, false);
+        int rc = vn_vanillanet_create(&c, _i == 1, &m, &err);
+        bool fired = vn_failalloc_disarm();
+        if (!fired) {
+            ck_assert_msg(rc == VN_OK && m, "%s", err.msg);
+            vn_vanillanet_destroy(m);
+            break;
+        }
+        ck_assert_msg(rc == VN_ERR_NOMEM && !m, "allocation %ld: status %d", n, rc);
+        ck_assert_msg(strstr(err.msg, "out of memory"), "allocation %ld: '%s'", n, err.msg);
+    }
+    ck_assert_int_gt(n, 20);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("merge-failalloc");
     TCase *tc = tcase_create("merge");
     tcase_add_loop_test(tc, test_merge_sweep, 0, 2);
+    tcase_add_loop_test(tc, test_create_sweep, 0, 2);
     suite_add_tcase(s, tc);
     return vn_test_run(s, true);
 }
