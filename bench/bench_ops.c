@@ -24,6 +24,7 @@
 
 #include "autograd/vn_ops.h"
 #include "autograd/vn_testing.h"
+#include "layers/vn_layers.h"
 
 #define MAX_REPS 64
 
@@ -220,7 +221,8 @@ static vn_tensor *run_conv(vn_ctx *ctx, vn_tensor *const *in, void *user)
 static vn_tensor *run_bn(vn_ctx *ctx, vn_tensor *const *in, void *user)
 {
     (void)user;
-    return vn_batch_norm2d(ctx, in[0], in[1], in[2], in[3], in[4], NULL, true, 0.1f, 1e-6f);
+    return vn_batch_norm2d(ctx, in[0], in[1], in[2], in[3], in[4], NULL, true, 0.1f,
+                           VN_VANILLANET_BN_EPS);
 }
 
 static vn_tensor *param(int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3, float scale)
