@@ -8,7 +8,7 @@ PACKAGES=(
   gcc libc6-dev pkg-config meson ninja-build
   # libraries the framework links
   libopenblas-openmp-dev libgomp1 zlib1g-dev libpng-dev libturbojpeg0-dev libjansson-dev
-  libyaml-dev check
+  libyaml-dev check libzip-dev
   # reference fixtures, PyTorch round trips and the PyTorch side of the benchmarks
   python3 python3-numpy python3-torch python3-torchvision python3-pil
   # the real data set of the main job

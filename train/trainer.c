@@ -79,19 +79,8 @@ static int setup_model(run *r, vn_error *err)
     rc = vn_vanillanet_create(&mc, false, &r->model, err);
     if (rc != VN_OK) return rc;
     vn_vanillanet_init(r->model, (uint64_t)cfg->train.seed);
-    if (cfg->model.init[0]) {
-        vn_ckpt_info info;
-        vn_vanillanet *src = NULL;
-        rc = vn_open_model(cfg->model.init, -1, &src, &info, err);
-        if (rc == VN_OK) {
-            rc = vn_state_copy(&r->model->state, &src->state, err);
-            if (rc != VN_OK)
-                vn_error_prefix(err, "model.init %s does not fit the configured model: ", cfg->model.init);
-            vn_vanillanet_destroy(src);
-            vn_ckpt_info_free(&info);
-        }
-        if (rc != VN_OK) return rc;
-    }
+    if (cfg->model.init[0] && (rc = vn_model_init_from(r->model, cfg->model.init, err)) != VN_OK)
+        return rc;
     /* Parameters in state_dict order. */
     r->params = calloc((size_t)r->model->state.n, sizeof *r->params);
     if (!r->params) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");

@@ -10,6 +10,46 @@
 int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
                          const char *const *class_names, int n_classes, vn_error *err);
 
+/* --config FILE / --set k=v on the commands that take a model file: they describe a plain
+ * state_dict (no vanilla metadata). Returns 1 when consumed, -1 on error. */
+typedef struct model_cfg_args {
+    const char *files[16], *sets[64];
+    int n_files, n_sets;
+} model_cfg_args;
+
+static int take_model_cfg(model_cfg_args *a, int argc, char **argv, int *i, const char *cmd)
+{
+    bool is_cfg = strcmp(argv[*i], "--config") == 0, is_set = vn_cli_is(argv[*i], "--set", "-s");
+    if (!is_cfg && !is_set) return 0;
+    if (*i + 1 >= argc || (is_cfg && a->n_files == 16) || (is_set && a->n_sets == 64)) {
+        vn_cli_error(cmd, "%s needs a value (at most 16 configs and 64 overrides)", argv[*i]);
+        return -1;
+    }
+    if (is_cfg) a->files[a->n_files++] = argv[++*i];
+    else a->sets[a->n_sets++] = argv[++*i];
+    return 1;
+}
+
+/* Opens a model file; a plain state_dict is read with the config of --config/--set
+ * (defaults: vanillanet_5, ImageNet preprocessing, classes from the file). */
+static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn_vanillanet **m,
+                          vn_ckpt_info *info, const char *cmd)
+{
+    vn_config cfg;
+    int ec = vn_cli_load_config(&cfg, a->files, a->n_files, a->sets, a->n_sets, cmd);
+    if (ec) return ec;
+    vn_error err = {0};
+    if (vn_open_model_cfg(path, ema, &cfg, m, info, &err) != VN_OK) {
+        vn_cli_error(cmd, "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    if (info->plain)
+        fprintf(stderr, "vanilla %s: %s has no vanilla metadata: read as a %s-form state_dict of the "
+                "config's model (%d classes, input %d)\n", cmd, path, info->deploy ? "deploy" : "training",
+                info->model.num_classes, info->input_size);
+    return 0;
+}
+
 /* Eval-transform settings of a model file: stored preprocessing, else the checkpoint's config. */
 static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loader_config *lc,
                               vn_config *cfg_out, bool *have_cfg, const char *cmd)
@@ -49,21 +89,34 @@ static int write_logits(const char *path, const float *logits, int64_t n, int nc
     return rc;
 }
 
+#define MODEL_CFG_HELP                                                                        \
+    "\n"                                                                                      \
+    "A plain state_dict (safetensors with the official names and no vanilla metadata, e.g.\n"   \
+    "from `vanilla import` or PyTorch) is read with the model and preprocessing of --config\n"  \
+    "FILE and --set section.key=value (default vanillanet_5 at 224 with ImageNet mean/std);\n"  \
+    "the training or deploy form comes from its keys, the class count from its classifier\n"   \
+    "unless model.num_classes is set, and classes are named by number.\n"
+
 static const char eval_help[] =
     "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N] [--batch-size N]\n"
-    "                    [--workers N] [--save-logits FILE]\n"
+    "                    [--workers N] [--save-logits FILE] [--config FILE] [--set k=v]\n"
     "\n"
     "Top-1, top-5 and mean cross-entropy of a training checkpoint (its model, or EMA copy N)\n"
     "or a weight file (training or deploy form) on an image folder with one subfolder per\n"
     "class. FOLDER defaults to the checkpoint config's data.root/val. Labels follow the class\n"
     "names stored with the model. --save-logits writes a safetensors file with a tensor\n"
-    "`logits` [N, classes] in the folder's (sorted) order.\n";
+    "`logits` [N, classes] in the folder's (sorted) order.\n"
+    MODEL_CFG_HELP;
 
 int vn_cmd_eval(int argc, char **argv)
 {
     const char *model_path = NULL, *data = NULL, *logits_path = NULL;
     int ema = -1, batch = 0, workers = -1;
+    model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
+        int t = take_model_cfg(&ca, argc, argv, &i, "eval");
+        if (t < 0) return VN_EXIT_USAGE;
+        if (t) continue;
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(eval_help, stdout);
             return 0;
@@ -84,10 +137,8 @@ int vn_cmd_eval(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(model_path, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("eval", "%s", err.msg);
-        return VN_EXIT_ERROR;
-    }
+    int oc = open_model_cli(model_path, ema, &ca, &m, &info, "eval");
+    if (oc) return oc;
     vn_loader_config lc;
     vn_config cfg;
     bool have_cfg;
@@ -149,20 +200,26 @@ int vn_cmd_eval(int argc, char **argv)
 
 static const char export_help[] =
     "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N] [--force]\n"
+    "                      [--config FILE] [--set k=v]\n"
     "\n"
     "Merges a training checkpoint (its model, or EMA copy N) into the deploy network: every\n"
     "BatchNorm folded into its conv, conv1 and conv2 of each block, the stem and the\n"
     "classifier merged into single convs. Runs both graphs (eval mode) on a batch and prints\n"
     "the largest difference. The merge is exact only at act_learn 1 (deep training finished);\n"
     "--force merges anyway and says how far off it is. The file loads with\n"
-    "load_state_dict(strict=True) into the official PyTorch VanillaNet(deploy=True).\n";
+    "load_state_dict(strict=True) into the official PyTorch VanillaNet(deploy=True).\n"
+    MODEL_CFG_HELP;
 
 int vn_cmd_export(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL;
     int ema = -1;
     bool force = false;
+    model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
+        int t = take_model_cfg(&ca, argc, argv, &i, "export");
+        if (t < 0) return VN_EXIT_USAGE;
+        if (t) continue;
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(export_help, stdout);
             return 0;
@@ -181,10 +238,8 @@ int vn_cmd_export(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(in, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("export", "%s", err.msg);
-        return VN_EXIT_ERROR;
-    }
+    int oc = open_model_cli(in, ema, &ca, &m, &info, "export");
+    if (oc) return oc;
     int ec = 0;
     if (m->deploy) {
         vn_cli_error("export", "%s is already in deploy form", in);
@@ -273,18 +328,27 @@ int vn_cmd_export(int argc, char **argv)
 
 static const char predict_help[] =
     "usage: vanilla predict MODEL.safetensors IMAGE... [--topk K] [--ema N] [--save-logits FILE]\n"
+    "                       [--config FILE] [--set k=v]\n"
     "\n"
     "Classifies image files (PNG or JPEG) with a checkpoint or weight file and prints the top K\n"
     "classes (default 5) with their probabilities. --save-logits writes a safetensors file with\n"
     "a tensor `logits` [N, classes] in the order of the arguments (only when every image could\n"
-    "be read).\n";
+    "be read).\n"
+    MODEL_CFG_HELP;
 
 int vn_cmd_predict(int argc, char **argv)
 {
     const char *model_path = NULL, *logits_path = NULL;
     const char **images = calloc((size_t)argc, sizeof *images);
     int n_images = 0, topk = 5, ema = -1;
+    model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
+        int t = take_model_cfg(&ca, argc, argv, &i, "predict");
+        if (t < 0) {
+            free(images);
+            return VN_EXIT_USAGE;
+        }
+        if (t) continue;
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(predict_help, stdout);
             free(images);
@@ -307,10 +371,10 @@ int vn_cmd_predict(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(model_path, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("predict", "%s", err.msg);
+    int oc = open_model_cli(model_path, ema, &ca, &m, &info, "predict");
+    if (oc) {
         free(images);
-        return VN_EXIT_ERROR;
+        return oc;
     }
     vn_loader_config lc;
     vn_config cfg;
