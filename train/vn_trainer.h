@@ -121,6 +121,15 @@ int vn_state_check_all(const vn_vanillanet *m, const vn_st_file *f, const char *
  * initialisation and are named in a warning. Any other mismatch is an error. */
 int vn_model_init_from(vn_vanillanet *m, const char *path, vn_error *err);
 
+/* ---- ONNX (train/export_onnx.c) -------------------------------------------------------- */
+
+/* Writes a deploy-form model as ONNX (see io/vn_onnx.h) for an input_size x input_size input
+ * (<= 0: info's stored input size, else 224); info (may be NULL) gives class names and
+ * preprocessing for metadata_props. AdaptiveMaxPool2d is exported as the MaxPool it equals
+ * at that size and refused where its windows differ. */
+int vn_export_onnx(const vn_vanillanet *m, const vn_ckpt_info *info, int input_size, const char *path,
+                   vn_error *err);
+
 /* ---- .pth import (train/import.c) ------------------------------------------------------ */
 
 typedef struct vn_pth_import_result {

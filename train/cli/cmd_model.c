@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "train/cli/vn_cli.h"
+#include "io/vn_onnx.h"
 #include "train/vn_trainer.h"
 
 int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
@@ -201,6 +202,7 @@ int vn_cmd_eval(int argc, char **argv)
 static const char export_help[] =
     "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N] [--force]\n"
     "                      [--config FILE] [--set k=v]\n"
+    "       vanilla export MODEL.safetensors --format onnx -o MODEL.onnx [--input-size N] ...\n"
     "\n"
     "Merges a training checkpoint (its model, or EMA copy N) into the deploy network: every\n"
     "BatchNorm folded into its conv, conv1 and conv2 of each block, the stem and the\n"
@@ -208,12 +210,30 @@ static const char export_help[] =
     "the largest difference. The merge is exact only at act_learn 1 (deep training finished);\n"
     "--force merges anyway and says how far off it is. The file loads with\n"
     "load_state_dict(strict=True) into the official PyTorch VanillaNet(deploy=True).\n"
+    "\n"
+    "--format onnx writes the deploy network (merged first when given the training form) as\n"
+    "ONNX opset 13: Conv, Relu, MaxPool (AdaptiveMaxPool2d as the MaxPool it equals at the\n"
+    "input size; refused where the windows differ), GlobalAveragePool and Flatten, input\n"
+    "[batch, C, N, N] with a dynamic batch axis (N: --input-size, default the stored input\n"
+    "size), output `logits` [batch, classes], class names and preprocessing in\n"
+    "metadata_props (vanilla.classes, vanilla.preprocessing, vanilla.model).\n"
     MODEL_CFG_HELP;
+
+static int export_onnx_cli(const vn_vanillanet *m, const vn_ckpt_info *info, int size, const char *out)
+{
+    vn_error err = {0};
+    if (vn_export_onnx(m, info, size, out, &err) != VN_OK) {
+        vn_cli_error("export", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    printf("ONNX (opset %d, dynamic batch): %s\n", VN_ONNX_OPSET, out);
+    return 0;
+}
 
 int vn_cmd_export(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL;
-    int ema = -1;
+    const char *in = NULL, *out = NULL, *format = "safetensors";
+    int ema = -1, onnx_size = 0;
     bool force = false;
     model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
@@ -226,12 +246,15 @@ int vn_cmd_export(int argc, char **argv)
         } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
         else if (strcmp(argv[i], "--force") == 0) force = true;
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
+        else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) onnx_size = atoi(argv[++i]);
         else if (argv[i][0] == '-') {
             vn_cli_error("export", "unknown option %s (see vanilla export --help)", argv[i]);
             return VN_EXIT_USAGE;
         } else in = argv[i];
     }
-    if (!in || !out) {
+    bool onnx = strcmp(format, "onnx") == 0;
+    if (!in || !out || (!onnx && strcmp(format, "safetensors") != 0)) {
         fputs(export_help, stderr);
         return VN_EXIT_USAGE;
     }
@@ -241,8 +264,13 @@ int vn_cmd_export(int argc, char **argv)
     int oc = open_model_cli(in, ema, &ca, &m, &info, "export");
     if (oc) return oc;
     int ec = 0;
-    if (m->deploy) {
-        vn_cli_error("export", "%s is already in deploy form", in);
+    if (m->deploy && onnx) {
+        ec = export_onnx_cli(m, &info, onnx_size, out);
+        vn_vanillanet_destroy(m);
+        vn_ckpt_info_free(&info);
+        return ec;
+    } else if (m->deploy) {
+        vn_cli_error("export", "%s is already in deploy form (--format onnx converts it)", in);
         ec = VN_EXIT_ERROR;
     } else if (m->act_learn < 1.0f && !force) {
         vn_cli_error("export", "%s has act_learn %.4g < 1: deep training has not finished, so the "
@@ -292,6 +320,10 @@ int vn_cmd_export(int argc, char **argv)
         printf("largest |difference| of the logits on a random batch of 8 at %dx%d: %.3g "
                "(relative %.3g)%s\n", size, size, md, mr > 0 ? md / mr : 0.0,
                act_learn < 1 ? "  (act_learn < 1: the merge is inexact)" : "");
+        if (onnx) {
+            ec = export_onnx_cli(m, &info, onnx_size, out);
+            goto done;
+        }
         vn_st_writer *w = vn_st_writer_new();
         int rc = vn_state_to_writer(&m->state, "", w, &err);
         vn_config cfg;
@@ -318,6 +350,7 @@ int vn_cmd_export(int argc, char **argv)
             printf("deploy weights: %s\n", out);
         }
     }
+done:
     free(ref);
     vn_tensor_free(x);
     vn_ctx_destroy(ctx);
