@@ -319,12 +319,14 @@ static int rebuild_tensor(unpickler *u, const vn__pk_value *args)
             t->shape[d] < 0 || t->stride[d] < 0 || t->shape[d] > (INT64_C(1) << 40) ||
             t->stride[d] > (INT64_C(1) << 40))
             return fail(u, "tensor with a negative or huge size or stride");
+        /* Bounds before each product: numel <= 2^40, last <= 2^46, no overflow. */
         if (t->shape[d] == 0) numel = 0;
         else if (numel) {
+            if (numel > (INT64_C(1) << 40) / t->shape[d] ||
+                (t->shape[d] > 1 && t->stride[d] > ((INT64_C(1) << 46) - last) / (t->shape[d] - 1)))
+                return fail(u, "tensor too large");
             numel *= t->shape[d];
             last += (t->shape[d] - 1) * t->stride[d];
-            if (numel > (INT64_C(1) << 40) || last > (INT64_C(1) << 46))
-                return fail(u, "tensor too large");
         }
     }
     if (numel > 0 && last >= st->numel) {

@@ -20,6 +20,7 @@ struct vn_pth {
     char label[512];
     char prefix[256]; /* "<archive name>/" */
     zip_t *zip;       /* only while parsing */
+    size_t archive_len;
     record *records;
     int n_records, cap_records;
     vn__pk_arena *arena;
@@ -46,7 +47,8 @@ static int read_entry(vn_pth *p, zip_int64_t idx, const char *name, uint8_t **da
     zip_stat_init(&st);
     if (zip_stat_index(p->zip, (zip_uint64_t)idx, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
         return vn_error_set(err, VN_ERR_FORMAT, "%s: cannot read the size of '%s'", p->label, name);
-    if (st.size > (zip_uint64_t)1 << 40)
+    /* Deflate expands at most ~1032x; a larger claim is a damaged or hostile archive. */
+    if (st.size > (zip_uint64_t)1 << 40 || st.size / 1100 > (zip_uint64_t)p->archive_len)
         return vn_error_set(err, VN_ERR_FORMAT, "%s: '%s' claims %llu bytes", p->label, name,
                             (unsigned long long)st.size);
     *len = (size_t)st.size;
@@ -156,6 +158,7 @@ int vn_pth_read_memory(const void *buf, size_t len, const char *label, vn_pth **
     vn_pth *p = calloc(1, sizeof *p);
     if (!p) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     snprintf(p->label, sizeof p->label, "%s", label);
+    p->archive_len = len;
     int rc = open_zip(p, buf, len, err);
     zip_int64_t idx = -1;
     if (rc == VN_OK) rc = find_pickle(p, &idx, err);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/vn_fs.h"
+#include "io/pickle_impl.h"
 #include "train/vn_trainer.h"
 #include "vn_test.h"
 
@@ -293,6 +294,63 @@ START_TEST(test_finetune_loads_what_fits)
 }
 END_TEST
 
+/* Hand-made pickles through the unpickler alone: refusals name the global or opcode. */
+static int unpickle(const char *bytes, size_t len, vn_error *err)
+{
+    vn__pk_arena *a = NULL;
+    vn__pk_value *root = NULL;
+    int rc = vn__pk_load((const uint8_t *)bytes, len, "t.pkl", NULL, NULL, &a, &root, err);
+    vn__pk_arena_free(a);
+    return rc;
+}
+
+START_TEST(test_unpickler_edges)
+{
+#define PK(lit) lit, sizeof lit - 1
+    static const struct { const char *bytes; size_t len; const char *msg; } bad[] = {
+        {PK("\x80\x02" "cos\nsystem\n" "N\x85R."), "'os.system'"},
+        {PK("\x80\x04\x8c\x08" "builtins" "\x8c\x04" "eval" "\x93."), "'builtins.eval'"},
+        {PK("\x80\x02" "ctorch._utils\n_rebuild_tensor_v2\n" ")R."), "too few arguments"},
+        {PK("\x80\x02h\x05."), "memo fetch of an unset index"},
+        {PK("\x80\x02" "(I1\n."), "opcode 0x49"},
+        {PK("\x80\x02X\xff\x00\x00\x00" "ab."), "longer than the data"},
+        {PK("\x80\x02]K\x01K\x02s."), "SETITEM(S) without a dict"},
+        {PK("\x80\x02" "N"), "no STOP"},
+        {PK("\x80\x02" "NN."), "not one value"},
+        {PK("\x80\x02" "(."), "not one value"},
+        {PK("\x80\x02" "ctorch\nFloatStorage\n)R."), "not callable"},
+        {PK("\x80\x02(X\x07\x00\x00\x00" "storage" "ctorch\nFloatStorage\n" "X\x01\x00\x00\x00" "0"
+            "X\x03\x00\x00\x00" "cpu" "K\x04tQ."), "outside a .pth archive"},
+        {PK("\x03"), "not a pickle of protocol 2 to 5"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        vn_error err = {0};
+        ck_assert_msg(unpickle(bad[i].bytes, bad[i].len, &err) != VN_OK, "case %zu accepted", i);
+        ck_assert_msg(strstr(err.msg, "t.pkl") && strstr(err.msg, bad[i].msg), "case %zu: '%s' lacks '%s'",
+                      i, err.msg, bad[i].msg);
+    }
+    /* What state_dicts use: OrderedDict from pairs, nested dicts, Namespace with BUILD,
+     * LONG1, BINFLOAT, tuples, memo. */
+    static const char good[] =
+        "\x80\x02}q\x00(X\x01\x00\x00\x00" "a" "ccollections\nOrderedDict\n" "]K\x01K\x02\x86" "a" "\x85R"
+        "X\x01\x00\x00\x00" "b" "cargparse\nNamespace\n)\x81}X\x02\x00\x00\x00" "lr"
+        "G?\x50\x62\x4d\xd2\xf1\xa9\xfc" "sb"
+        "X\x01\x00\x00\x00" "c" "\x8a\x02\x00\x80" "X\x01\x00\x00\x00" "d" "h\x00" "u.";
+    vn__pk_arena *a = NULL;
+    vn__pk_value *root = NULL;
+    vn_error err = {0};
+    ck_assert_msg(vn__pk_load((const uint8_t *)good, sizeof good - 1, "good", NULL, NULL, &a, &root, &err) == VN_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(root->kind, VN__PK_DICT);
+    vn__pk_value *od = vn__pk_dict_get(root, "a"), *ns = vn__pk_dict_get(root, "b"), *c = vn__pk_dict_get(root, "c");
+    ck_assert(od && od->kind == VN__PK_DICT && od->n == 2 && od->items[1]->i == 2);
+    ck_assert(ns && ns->kind == VN__PK_OBJECT && fabs(vn__pk_dict_get(ns, "lr")->f - 1e-3) < 1e-12);
+    ck_assert(c && c->kind == VN__PK_INT && c->i == -32768);
+    ck_assert(vn__pk_dict_get(root, "d") == root);
+    vn__pk_arena_free(a);
+}
+END_TEST
+
 static Suite *weights_suite(void)
 {
     Suite *s = suite_create("weights");
@@ -300,6 +358,7 @@ static Suite *weights_suite(void)
     tcase_add_test(tc, test_pth_imports_equal_pytorch);
     tcase_add_test(tc, test_pth_refusals_name_file_and_cause);
     tcase_add_test(tc, test_pth_damage_never_crashes);
+    tcase_add_test(tc, test_unpickler_edges);
     tcase_add_test(tc, test_plain_state_dicts_give_pytorch_logits);
     tcase_add_test(tc, test_mismatches_reported_by_key);
     tcase_add_test(tc, test_finetune_loads_what_fits);
