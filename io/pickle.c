@@ -545,7 +545,7 @@ static int op_stack(unpickler *u, uint8_t op)
     return VN_OK;
 }
 
-static int run(unpickler *u, vn__pk_value **root)
+static int run(unpickler *u, vn__pk_value **root, bool whole)
 {
     if (u->len < 2 || u->buf[0] != 0x80 || u->buf[1] < 2 || u->buf[1] > 5)
         return fail(u, "not a pickle of protocol 2 to 5");
@@ -554,6 +554,7 @@ static int run(unpickler *u, vn__pk_value **root)
         uint8_t op = u->buf[u->pos++];
         if (op == '.') {
             if (u->sp != 1 || u->stack[0]->kind == VN__PK_MARK) return fail(u, "STOP with a stack that is not one value");
+            if (whole && u->pos != u->len) return fail(u, "data after the pickle's STOP");
             *root = u->stack[0];
             return VN_OK;
         }
@@ -565,26 +566,44 @@ static int run(unpickler *u, vn__pk_value **root)
     return fail(u, "truncated (no STOP)");
 }
 
-int vn__pk_load(const uint8_t *buf, size_t len, const char *label, vn__pk_persistent_fn fn,
-                void *user, vn__pk_arena **arena, vn__pk_value **root, vn_error *err)
+static int load(const uint8_t *buf, size_t len, const char *label, vn__pk_persistent_fn fn,
+                void *user, vn__pk_arena **arena, vn__pk_value **root, size_t *used, vn_error *err)
 {
     vn_error local = {0};
     unpickler u = {.buf = buf, .len = len, .label = label, .persistent = fn, .user = user,
                    .err = err ? err : &local};
     u.err->code = 0;
     *root = NULL;
-    *arena = calloc(1, sizeof **arena);
-    if (!*arena) return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", label);
+    bool own = !*arena;
+    if (own && !(*arena = calloc(1, sizeof **arena)))
+        return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", label);
     u.arena = *arena;
-    int rc = run(&u, root);
+    int rc = run(&u, root, used == NULL);
+    if (used) *used = u.pos;
     free(u.stack);
     free(u.memo);
     if (rc != VN_OK) {
-        vn__pk_arena_free(*arena);
-        *arena = NULL;
+        if (own) {
+            vn__pk_arena_free(*arena);
+            *arena = NULL;
+        }
         *root = NULL;
     }
     return rc;
+}
+
+int vn__pk_load(const uint8_t *buf, size_t len, const char *label, vn__pk_persistent_fn fn,
+                void *user, vn__pk_arena **arena, vn__pk_value **root, vn_error *err)
+{
+    *arena = NULL;
+    return load(buf, len, label, fn, user, arena, root, NULL, err);
+}
+
+int vn__pk_load_prefix(const uint8_t *buf, size_t len, const char *label, vn__pk_persistent_fn fn,
+                       void *user, vn__pk_arena **arena, vn__pk_value **root, size_t *used,
+                       vn_error *err)
+{
+    return load(buf, len, label, fn, user, arena, root, used, err);
 }
 
 vn__pk_value *vn__pk_dict_get(const vn__pk_value *d, const char *key)

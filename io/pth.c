@@ -145,20 +145,124 @@ static int open_zip(vn_pth *p, const void *buf, size_t len, vn_error *err)
     return rc;
 }
 
+/* ---- the legacy format (torch.save before 1.6, or _use_new_zipfile_serialization=False):
+ * pickles of the magic number, the protocol version (1001) and system info, the object (its
+ * persistent ids name storages by key), the sorted list of keys, then per key an int64
+ * element count and the raw little-endian data. */
+
+static const uint8_t legacy_magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                       0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
+
+typedef struct pending {
+    vn__pk_value **st;
+    char **keys;
+    int n, cap;
+} pending;
+
+/* Storages are known by key during the object's pickle; their data follows it. */
+static int legacy_storage(void *user, vn_dtype dtype, const char *key, int64_t numel,
+                          vn__pk_value *st, vn_error *err)
+{
+    pending *pd = user;
+    (void)dtype; /* already in st */
+    st->numel = numel;
+    if (pd->n == pd->cap) {
+        int cap = pd->cap ? 2 * pd->cap : 64;
+        vn__pk_value **ns = realloc(pd->st, (size_t)cap * sizeof *ns);
+        if (ns) pd->st = ns;
+        char **nk = ns ? realloc(pd->keys, (size_t)cap * sizeof *nk) : NULL;
+        if (!nk) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+        pd->keys = nk;
+        pd->cap = cap;
+    }
+    if (!(pd->keys[pd->n] = strdup(key))) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    pd->st[pd->n++] = st;
+    return VN_OK;
+}
+
+/* Reads each key's record after the key list and points its storages at the data. */
+static int legacy_records(vn_pth *p, const pending *pd, const vn__pk_value *keys, const uint8_t *b,
+                          size_t len, size_t pos, vn_error *err)
+{
+    if (keys->kind != VN__PK_LIST) return vn_error_set(err, VN_ERR_FORMAT, "%s: no storage key list", p->label);
+    for (int k = 0; k < keys->n; k++) {
+        const vn__pk_value *key = keys->items[k];
+        if (key->kind != VN__PK_STR || len - pos < 8)
+            return vn_error_set(err, VN_ERR_FORMAT, "%s: storage records truncated or malformed", p->label);
+        uint64_t count = 0;
+        for (int i = 7; i >= 0; i--) count = count << 8 | b[pos + (size_t)i];
+        pos += 8;
+        for (int i = 0; i < pd->n; i++) {
+            vn__pk_value *st = pd->st[i];
+            if (strcmp(pd->keys[i], key->s) != 0) continue;
+            size_t es = vn_dtype_size(st->dtype);
+            if (count > (len - pos) / es || (uint64_t)st->numel > count)
+                return vn_error_set(err, VN_ERR_FORMAT, "%s: storage '%s' holds %llu elements in %zu "
+                                    "bytes left, the pickle says %lld: truncated or wrong-shaped",
+                                    p->label, key->s, (unsigned long long)count, len - pos,
+                                    (long long)st->numel);
+            st->data = b + pos;
+        }
+        size_t es = 0;
+        for (int i = 0; i < pd->n && !es; i++)
+            if (strcmp(pd->keys[i], key->s) == 0) es = vn_dtype_size(pd->st[i]->dtype);
+        if (!es) return vn_error_set(err, VN_ERR_FORMAT, "%s: storage '%s' is not used", p->label, key->s);
+        pos += (size_t)count * es;
+    }
+    for (int i = 0; i < pd->n; i++)
+        if (!pd->st[i]->data)
+            return vn_error_set(err, VN_ERR_FORMAT, "%s: storage '%s' has no data record", p->label, pd->keys[i]);
+    return VN_OK;
+}
+
+static int read_legacy(vn_pth *p, const uint8_t *b, size_t len, vn_error *err)
+{
+    /* The storages point into one copy of the file, kept as the only record. */
+    if (!(p->records = calloc(1, sizeof *p->records)) || !(p->records[0].data = malloc(len)) ||
+        !(p->records[0].key = strdup("")))
+        return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    p->n_records = p->cap_records = 1;
+    memcpy(p->records[0].data, b, len);
+    b = p->records[0].data;
+    size_t pos = sizeof legacy_magic, used = 0;
+    vn__pk_value *v = NULL, *keys = NULL;
+    pending pd = {0};
+    int rc = vn__pk_load_prefix(b + pos, len - pos, p->label, NULL, NULL, &p->arena, &v, &used, err);
+    if (rc == VN_OK && (v->kind != VN__PK_INT || v->i != 1001))
+        rc = vn_error_set(err, VN_ERR_UNSUPPORTED, "%s: legacy protocol version is not 1001", p->label);
+    for (int step = 0; rc == VN_OK && step < 3; step++) {
+        pos += used;
+        rc = vn__pk_load_prefix(b + pos, len - pos, p->label, step == 1 ? legacy_storage : NULL, &pd,
+                                &p->arena, step == 1 ? &p->root : step == 2 ? &keys : &v, &used, err);
+        if (rc == VN_OK && step == 0 && vn__pk_dict_get(v, "little_endian") &&
+            !vn__pk_dict_get(v, "little_endian")->i)
+            rc = vn_error_set(err, VN_ERR_UNSUPPORTED, "%s: written on a big-endian machine", p->label);
+    }
+    if (rc == VN_OK) rc = legacy_records(p, &pd, keys, b, len, pos + used, err);
+    for (int i = 0; i < pd.n; i++) free(pd.keys[i]);
+    free(pd.keys);
+    free(pd.st);
+    return rc;
+}
+
 int vn_pth_read_memory(const void *buf, size_t len, const char *label, vn_pth **out, vn_error *err)
 {
     *out = NULL;
     const uint8_t *b = buf;
-    if (len >= 2 && b[0] == 0x80 && b[1] == 0x02)
-        return vn_error_set(err, VN_ERR_UNSUPPORTED, "%s: the legacy torch.save format (PyTorch "
-                            "before 1.6, or _use_new_zipfile_serialization=False) is not read; "
-                            "re-save it with torch.save(torch.load(F), G) in a recent PyTorch", label);
-    if (len < 4 || memcmp(b, "PK\003\004", 4) != 0)
-        return vn_error_set(err, VN_ERR_FORMAT, "%s: not a torch.save file (no zip signature)", label);
+    bool legacy = len >= sizeof legacy_magic && memcmp(b, legacy_magic, sizeof legacy_magic) == 0;
+    if (!legacy && (len < 4 || memcmp(b, "PK\003\004", 4) != 0))
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: not a torch.save file (no zip signature, no "
+                            "legacy magic number)", label);
     vn_pth *p = calloc(1, sizeof *p);
     if (!p) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     snprintf(p->label, sizeof p->label, "%s", label);
     p->archive_len = len;
+    if (legacy) {
+        int rc = read_legacy(p, b, len, err);
+        if (rc != VN_OK) vn_pth_free(p);
+        else *out = p;
+        return rc;
+    }
     int rc = open_zip(p, buf, len, err);
     zip_int64_t idx = -1;
     if (rc == VN_OK) rc = find_pickle(p, &idx, err);

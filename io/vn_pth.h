@@ -1,5 +1,6 @@
 /* PyTorch .pth files read without Python: the zip archive torch.save writes since PyTorch 1.6
  * (<name>/data.pkl, <name>/data/<key> storage records, stored uncompressed) through libzip,
+ * and the legacy format before it (chained pickles, then the storages' raw records),
  * and a restricted unpickler that understands exactly what state_dicts and the official
  * training checkpoints use: dicts and OrderedDicts, torch._utils._rebuild_tensor_v2 and
  * _rebuild_parameter, the typed storages (Float, Half, BFloat16, Double, Long, Int, Short,
@@ -18,9 +19,8 @@ extern "C" {
 
 typedef struct vn_pth vn_pth;
 
-/* Parses a whole file. Errors name the file and the cause ("ckpt.pth: data.pkl at byte 14:
- * the pickle names the global 'posix.system', ..."). The legacy (pre-1.6) non-zip format is
- * refused with a note on how to re-save it. */
+/* Parses a whole file (zip or legacy). Errors name the file and the cause ("ckpt.pth: data.pkl
+ * at byte 14: the pickle names the global 'posix.system', ..."). */
 int vn_pth_read(const char *path, vn_pth **out, vn_error *err);
 /* The same from memory (not copied; only needed during the call); the entry point for
  * fuzzing. label names the buffer in messages. */

@@ -5,7 +5,7 @@ torch.save .pth files in the shapes the official repository produces (a bare sta
 main.py checkpoint {"model", "model_ema", "optimizer", "epoch", "scaler", "args"}, DataParallel
 "module." prefixes, float16, non-contiguous and offset views, float64), plus files that must
 be refused (a pickle naming os.system, a truncated zip, a missing storage record, a storage
-too small for its tensor's shape, the legacy pre-1.6 format), and logits of a batch.
+too small for its tensor's shape), the legacy pre-1.6 format, and logits of a batch.
 
 Run with Debian's python3-torch: /usr/bin/python3 tests/reference/gen_weights.py
 """

@@ -18,7 +18,7 @@ expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
 contains() { grep -qF -- "$2" "$1"; }
 
 expect "import --help" "$VANILLA" import --help >/dev/null
-for f in sd_train sd_deploy ckpt module half views; do
+for f in sd_train sd_deploy ckpt module half views legacy; do
   "$VANILLA" import "$FX/$f.pth" -o "$T/$f.safetensors" >"$T/out" 2>&1
   expect "import $f.pth: exit 0" [ $? -eq 0 ]
 done
@@ -26,8 +26,8 @@ done
 expect "module.pth: prefixes reported" contains "$T/out" "69 'module.' prefixes dropped"
 declare -A cause=([evil]="'posix.system'" [truncated]="not a readable torch.save zip archive"
                   [nostorage]="storage record 'sd_train/data/3' is missing"
-                  [badshape]="truncated or wrong-shaped" [legacy]="legacy torch.save format")
-for f in evil truncated nostorage badshape legacy; do
+                  [badshape]="truncated or wrong-shaped")
+for f in evil truncated nostorage badshape; do
   "$VANILLA" import "$FX/$f.pth" -o "$T/bad.safetensors" >"$T/out" 2>&1
   rc=$?
   expect "import $f.pth: exit 1" [ $rc -eq 1 ]

@@ -18,7 +18,8 @@ static const char import_help[] =
     "model (all mismatches reported by key with both shapes) and the output carries the model,\n"
     "its preprocessing and class numbers, so eval/predict/export/model.init need no config.\n"
     "\n"
-    "Refused: the legacy pre-1.6 format, and any pickle that names a global other than\n"
+    "Both torch.save formats are read (the zip archive, and the legacy one before PyTorch 1.6).\n"
+    "Refused: any pickle that names a global other than\n"
     "OrderedDict, the tensor rebuild functions, the storage types and argparse.Namespace\n"
     "(nothing in the file is ever executed).\n";
 
