@@ -86,9 +86,8 @@ static const vn_config_key schema[] = {
              "change)."},
     {KEY(model, init), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED,
      .official = "--finetune", .aka = "pretrained weights",
-     .help = "Weights to start from (\"\": random init): a weight file, checkpoint or plain "
-             "state_dict (vanilla import); a classifier of another size starts fresh; unused on "
-             "resume."},
+     .help = "Weights to start from (\"\": random); a classifier of another size starts fresh; "
+             "not on resume."},
 
     /* ---- data ---- */
     {KEY(data, root), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED, .official = "--data_path", .aka = "path",
