@@ -134,6 +134,28 @@ def main():
     wrong = VanillaNet(in_chans=3, num_classes=5, dims=(8, 16, 32), strides=(2, 2), act_num=1)
     write_pth("wrong_variant.pth", wrong.state_dict())
     torch.save(sd, os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
+    eval_images(sd)
+
+
+def eval_images(sd):
+    """An image folder (5 classes named a..e, 2 RGB 32x32 PNGs each) and PyTorch's logits on
+    it in sorted order, preprocessed as config.yaml says: input 32 with crop_pct 1 leaves the
+    image as it is, then (x / 255 - 0.5) / 0.25."""
+    from PIL import Image
+    train = VanillaNet(**CFG)
+    train.load_state_dict(sd)
+    train.eval()
+    g = torch.Generator().manual_seed(9)
+    xs = []
+    for c in "abcde":
+        os.makedirs(os.path.join(OUT, "images", c), exist_ok=True)
+        for i in range(2):
+            px = torch.randint(0, 256, (32, 32, 3), generator=g, dtype=torch.uint8)
+            Image.fromarray(px.numpy()).save(os.path.join(OUT, "images", c, f"{i}.png"))
+            xs.append((px.float() / 255 - 0.5) / 0.25)
+    with torch.no_grad():
+        logits = train(torch.stack(xs).permute(0, 3, 1, 2))
+    save(os.path.join(OUT, "expected_eval.safetensors"), {"logits": logits})
 
 
 if __name__ == "__main__":

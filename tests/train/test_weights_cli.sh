@@ -55,6 +55,13 @@ expect "export plain with --config: exit 0" [ $? -eq 0 ]
 expect "export --format onnx of a deploy file: exit 0" [ $? -eq 0 ]
 expect "onnx written" [ -s "$T/m.onnx" ]
 
+# vanilla eval of the plain state_dict equals PyTorch's logits on the same images.
+"$VANILLA" eval "$FX/plain_train.safetensors" --config "$FX/config.yaml" --data "$FX/images" \
+  --save-logits "$T/eval_logits.safetensors" >"$T/out" 2>&1
+expect "eval plain + config: exit 0" [ $? -eq 0 ]
+expect "eval plain: logits equal PyTorch's (1e-5 abs)" "$TOOL" compare "$T/eval_logits.safetensors" \
+  "$FX/expected_eval.safetensors" logits 1e-5
+
 # Fine-tuning from the plain file: 4 synthetic classes instead of 5.
 "$TOOL" synth "$T/data" 16 4 || { echo "cannot make the synthetic data"; exit 1; }
 cat >"$T/ft.yaml" <<YAML

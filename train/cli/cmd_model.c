@@ -157,8 +157,10 @@ int vn_cmd_eval(int argc, char **argv)
     vn_ctx *ctx = vn_ctx_create();
     if (!ec) {
         lc.root = data;
-        lc.class_names = (const char *const *)info.class_names;
-        lc.n_class_names = info.n_classes;
+        /* A plain state_dict has numbers for names: the sorted folders give the order, as
+         * torchvision's ImageFolder does for the official evaluation. */
+        lc.class_names = info.plain ? NULL : (const char *const *)info.class_names;
+        lc.n_class_names = info.plain ? 0 : info.n_classes;
         lc.num_classes = m->cfg.num_classes;
         if (batch > 0) lc.batch_size = batch;
         if (workers >= 0) lc.workers = workers;
