@@ -10,6 +10,8 @@ safetensors state_dict: `vanilla export --format onnx`, then
     GlobalAveragePool, Flatten, Reshape; float64) on PNG images preprocessed as vanilla does
     for an image of the input size with crop_pct 1 ((pixel / 255 - mean) / std) equals the
     logits of `vanilla predict --save-logits` within 1e-5 relative (max |diff| / max |logit|).
+A small ada_pool model checks AdaptiveMaxPool2d's mapping (at 23: 8x8 -> 4x4 -> 2x2) and
+its refusal where the windows differ (at 26: a 9x9 map pooled to 4x4).
 Exit 77 (skipped) without python3-onnx, PIL or numpy.
 """
 import json
@@ -163,6 +165,20 @@ def main():
         ok &= check(vanilla, tmp, "vanillanet_5", sd,
                     ["--set", "model.name=vanillanet_5", "--set", "data.crop_pct=1.0"], 224, 3,
                     [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], n_images=2)
+        # AdaptiveMaxPool2d (ada_pool, stem stride 3 padding 1): exported as the MaxPool it
+        # equals where the map is a multiple of the output size, refused where it is not.
+        sd = deploy_weights([8, 16, 24], [2, 2], 3, 5, 1, seed=4)
+        ada = ["--set", "model.name=custom", "--set", "model.dims=[8,16,24]", "--set",
+               "model.strides=[2,2]", "--set", "model.ada_pool=[4,2]", "--set", "model.act_num=1",
+               "--set", "data.crop_pct=1.0"]
+        ok &= check(vanilla, tmp, "ada_pool", sd, ada + ["--set", "data.input_size=23"], 23, 3,
+                    [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        r = subprocess.run([vanilla, "export", os.path.join(tmp, "ada_pool.safetensors"), "--format",
+                            "onnx", "-o", os.path.join(tmp, "bad.onnx"), "--set", "data.input_size=26"] + ada,
+                           capture_output=True, text=True)
+        refused = r.returncode == 1 and "AdaptiveMaxPool2d(4) of a 9x9 map" in r.stderr
+        print(f"ada_pool at 26 (9x9 map, 4 outputs): {'refused' if refused else 'NOT refused'}")
+        ok &= refused
     sys.exit(0 if ok else 1)
 
 
