@@ -257,11 +257,30 @@ static int load_subset(const vn_vanillanet *m, const vn_st_file *f, const char *
     return rc;
 }
 
+/* vn_st_open, with a pointer to `vanilla import` when the file is a torch.save archive. */
+static int open_weights(const char *path, vn_st_file **f, vn_error *err)
+{
+    int rc = vn_st_open(path, f, err);
+    if (rc == VN_OK) return rc;
+    unsigned char head[2] = {0};
+    FILE *fp = fopen(path, "rb");
+    bool torch = fp && fread(head, 1, 2, fp) == 2 &&
+                 ((head[0] == 'P' && head[1] == 'K') || (head[0] == 0x80 && head[1] == 0x02));
+    if (fp) fclose(fp);
+    if (torch)
+        rc = vn_error_set(err, VN_ERR_FORMAT, "%s is a PyTorch file (torch.save): convert it first "
+                          "with `vanilla import %s -o WEIGHTS.safetensors`", path, path);
+    return rc;
+}
+
 int vn_model_init_from(vn_vanillanet *m, const char *path, vn_error *err)
 {
     vn_st_file *f = NULL;
-    int rc = vn_st_open(path, &f, err);
-    if (rc != VN_OK) return rc;
+    int rc = open_weights(path, &f, err);
+    if (rc != VN_OK) {
+        vn_error_prefix(err, "model.init: ");
+        return rc;
+    }
     char prefix[32];
     bool deploy = false;
     rc = file_layout(f, prefix, sizeof prefix, &deploy, err);

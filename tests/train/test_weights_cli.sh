@@ -81,5 +81,13 @@ sed -i 's/in_chans: 3/in_chans: 1/' "$T/ft.yaml"
 expect "fine-tune with another stem: exit 1" [ $? -eq 1 ]
 expect "fine-tune with another stem: the stem by key" contains "$T/out" "'stem1.0.weight' is F32 [8, 3, 4, 4] in the file, F32 [8, 1, 4, 4] in the model"
 
+# A .pth where safetensors is expected: pointed to vanilla import.
+"$VANILLA" predict "$FX/sd_train.pth" "$FX/images/a/0.png" >"$T/out" 2>&1
+expect "predict a .pth: exit 1" [ $? -eq 1 ]
+expect "predict a .pth: hint" contains "$T/out" "is a PyTorch file (torch.save): convert it first with \`vanilla import"
+"$VANILLA" train "$T/ft.yaml" --set model.in_chans=3 --set model.init="$FX/ckpt.pth" --set output.dir="$T/run3" >"$T/out" 2>&1
+expect "model.init a .pth: exit 1" [ $? -eq 1 ]
+expect "model.init a .pth: hint" contains "$T/out" "model.init: $FX/ckpt.pth is a PyTorch file"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -41,7 +41,16 @@ static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn
     if (ec) return ec;
     vn_error err = {0};
     if (vn_open_model_cfg(path, ema, &cfg, m, info, &err) != VN_OK) {
-        vn_cli_error(cmd, "%s", err.msg);
+        unsigned char head[2] = {0};
+        FILE *fp = fopen(path, "rb");
+        bool torch = fp && fread(head, 1, 2, fp) == 2 && ((head[0] == 'P' && head[1] == 'K') ||
+                                                          (head[0] == 0x80 && head[1] == 0x02));
+        if (fp) fclose(fp);
+        if (torch)
+            vn_cli_error(cmd, "%s is a PyTorch file (torch.save): convert it first with `vanilla "
+                         "import %s -o WEIGHTS.safetensors`", path, path);
+        else
+            vn_cli_error(cmd, "%s", err.msg);
         return VN_EXIT_ERROR;
     }
     if (info->plain)
