@@ -76,6 +76,13 @@ def main():
     with torch.no_grad():
         expected = {"x": nhwc(x), "logits_train": train(x), "logits_ema": ema(x),
                     "logits_deploy": deploy(x)}
+    # The float16 file's model: PyTorch's own float16 -> float32 conversion of the weights.
+    half_model = VanillaNet(**CFG)
+    half_model.load_state_dict(OrderedDict((k, v.half().float() if v.is_floating_point() else v)
+                                           for k, v in train.state_dict().items()))
+    half_model.eval()
+    with torch.no_grad():
+        expected["logits_half"] = half_model(x)
     save(os.path.join(OUT, "expected.safetensors"), expected)
     with open(os.path.join(OUT, "config.yaml"), "w") as f:
         f.write(CONFIG_YAML)

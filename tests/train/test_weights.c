@@ -186,7 +186,8 @@ START_TEST(test_plain_state_dicts_give_pytorch_logits)
     check_logits(vn_test_fixture_path(W("plain_train.safetensors")), "logits_train", false);
     check_logits(vn_test_fixture_path(W("plain_deploy.safetensors")), "logits_deploy", true);
     check_logits(vn_test_fixture_path(W("plain_ema.safetensors")), "logits_ema", false);
-    /* Imported .pth files: the checkpoint's EMA, the float16 file is close (not exact). */
+    /* Imported .pth files: the checkpoint's EMA, the float16 file (against PyTorch's model with
+     * the same float16 weights), the DataParallel one. */
     char dir[256], path[512];
     vn_test_mkdtemp(dir, sizeof dir, "pth");
     snprintf(path, sizeof path, "%s/ema.safetensors", dir);
@@ -195,6 +196,9 @@ START_TEST(test_plain_state_dicts_give_pytorch_logits)
     ck_assert_msg(vn_import_pth(vn_test_fixture_path(W("ckpt.pth")), "model_ema", NULL, path, &res, &err) == VN_OK,
                   "%s", err.msg);
     check_logits(path, "logits_ema", false);
+    snprintf(path, sizeof path, "%s/half.safetensors", dir);
+    ck_assert_int_eq(vn_import_pth(vn_test_fixture_path(W("half.pth")), NULL, NULL, path, &res, &err), VN_OK);
+    check_logits(path, "logits_half", false);
     snprintf(path, sizeof path, "%s/module.safetensors", dir);
     ck_assert_int_eq(vn_import_pth(vn_test_fixture_path(W("module.pth")), NULL, NULL, path, &res, &err), VN_OK);
     check_logits(path, "logits_train", false);
