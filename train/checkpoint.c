@@ -268,15 +268,20 @@ static int data_from_json(const char *text, vn_ckpt_info *info)
     return ok && info->eval_resize >= 0 ? 0 : -1;
 }
 
-static int info_from_file(const vn_st_file *f, const char *path, vn_ckpt_info *info, vn_error *err)
+int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, vn_ckpt_info *info,
+                   vn_error *err);
+
+static int info_from_file(const vn_st_file *f, const char *path, const vn_config *cfg,
+                          vn_ckpt_info *info, vn_error *err)
 {
     memset(info, 0, sizeof *info);
     const char *kind = vn_st_meta(f, "vanilla.kind");
     info->is_checkpoint = kind && strcmp(kind, "checkpoint") == 0;
     const char *model = vn_st_meta(f, "vanilla.model");
+    if (!model && cfg) return vn__plain_info(f, path, cfg, info, err);
     if (!model)
         return vn_error_set(err, VN_ERR_FORMAT, "%s: no model description in the metadata (not "
-                            "written by vanilla? build the model from a config instead)", path);
+                            "written by vanilla? describe the model with --config/--set)", path);
     int rc = vn_vanillanet_config_from_json(model, path, &info->model, &info->deploy, err);
     if (rc != VN_OK) return rc;
     const char *ne = vn_st_meta(f, "vanilla.emas");
@@ -308,11 +313,16 @@ static int info_from_file(const vn_st_file *f, const char *path, vn_ckpt_info *i
 
 int vn_ckpt_info_read(const char *path, vn_ckpt_info *info, vn_error *err)
 {
+    return vn_ckpt_info_read_cfg(path, NULL, info, err);
+}
+
+int vn_ckpt_info_read_cfg(const char *path, const vn_config *cfg, vn_ckpt_info *info, vn_error *err)
+{
     vn_st_file *f = NULL;
     memset(info, 0, sizeof *info);
     int rc = vn_st_open(path, &f, err);
     if (rc != VN_OK) return rc;
-    rc = info_from_file(f, path, info, err);
+    rc = info_from_file(f, path, cfg, info, err);
     vn_st_close(f);
     if (rc != VN_OK) vn_ckpt_info_free(info);
     return rc;
@@ -329,12 +339,19 @@ void vn_ckpt_info_free(vn_ckpt_info *info)
 int vn_open_model(const char *path, int ema_index, vn_vanillanet **model, vn_ckpt_info *info,
                   vn_error *err)
 {
+    return vn_open_model_cfg(path, ema_index, NULL, model, info, err);
+}
+
+int vn_open_model_cfg(const char *path, int ema_index, const vn_config *cfg, vn_vanillanet **model,
+                      vn_ckpt_info *info, vn_error *err)
+{
     *model = NULL;
     vn_st_file *f = NULL;
     int rc = vn_st_open(path, &f, err);
     if (rc != VN_OK) return rc;
-    rc = info_from_file(f, path, info, err);
+    rc = info_from_file(f, path, cfg, info, err);
     char prefix[32] = "";
+    if (rc == VN_OK && info->plain) snprintf(prefix, sizeof prefix, "%s", info->prefix);
     if (rc == VN_OK && info->is_checkpoint) {
         if (ema_index >= info->n_emas)
             rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: EMA copy %d requested, the checkpoint "
@@ -346,6 +363,7 @@ int vn_open_model(const char *path, int ema_index, vn_vanillanet **model, vn_ckp
     }
     vn_vanillanet *m = NULL;
     if (rc == VN_OK) rc = vn_vanillanet_create(&info->model, info->deploy, &m, err);
+    if (rc == VN_OK && info->plain) rc = vn_state_check_all(m, f, prefix, info->deploy, err);
     if (rc == VN_OK) rc = vn_state_from_file(&m->state, prefix, f, info->is_checkpoint ? false : true, err);
     if (rc == VN_OK && info->is_checkpoint) vn_vanillanet_change_act(m, (float)info->state.act_learn);
     vn_st_close(f);

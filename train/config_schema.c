@@ -89,7 +89,8 @@ static const vn_config_key schema[] = {
              "change)."},
     {KEY(model, init), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED,
      .official = "--finetune", .aka = "pretrained weights",
-     .help = "Safetensors weights to start from (\"\": random init); unused on resume."},
+     .help = "Weights to start from (\"\": random); a classifier of another size starts fresh; "
+             "not on resume."},
     {KEY(model, init_key), .def = "model", .flags = VN_CONFIG_NOT_HASHED | VN_CONFIG_NONEMPTY,
      .official = "--model_key",
      .help = "Which weights of a checkpoint model.init takes: model, model_ema (EMA 0), "

@@ -64,6 +64,26 @@ static void run_free(run *r)
     free(r->targets);
 }
 
+
+/* model.init: the default key loads what fits (a plain state_dict, a checkpoint, or a file
+ * with another classifier, which then starts fresh); another key (model_ema, ...) takes that
+ * copy from a vanilla checkpoint that holds it. */
+static int init_weights(vn_vanillanet *model, const vn_config *cfg, vn_error *err)
+{
+    if (strcmp(cfg->model.init_key, "model") == 0)
+        return vn_model_init_from(model, cfg->model.init, err);
+    vn_ckpt_info info;
+    vn_vanillanet *src = NULL;
+    int rc = vn_open_model_key(cfg->model.init, cfg->model.init_key, &src, &info, NULL, err);
+    if (rc != VN_OK) return rc;
+    rc = vn_state_copy(&model->state, &src->state, err);
+    if (rc != VN_OK)
+        vn_error_prefix(err, "model.init %s does not fit the configured model: ", cfg->model.init);
+    vn_vanillanet_destroy(src);
+    vn_ckpt_info_free(&info);
+    return rc;
+}
+
 static int setup_model(run *r, vn_error *err)
 {
     const vn_config *cfg = r->cfg;
@@ -80,19 +100,7 @@ static int setup_model(run *r, vn_error *err)
     rc = vn_vanillanet_create(&mc, false, &r->model, err);
     if (rc != VN_OK) return rc;
     vn_vanillanet_init(r->model, (uint64_t)cfg->train.seed);
-    if (cfg->model.init[0]) {
-        vn_ckpt_info info;
-        vn_vanillanet *src = NULL;
-        rc = vn_open_model_key(cfg->model.init, cfg->model.init_key, &src, &info, NULL, err);
-        if (rc == VN_OK) {
-            rc = vn_state_copy(&r->model->state, &src->state, err);
-            if (rc != VN_OK)
-                vn_error_prefix(err, "model.init %s does not fit the configured model: ", cfg->model.init);
-            vn_vanillanet_destroy(src);
-            vn_ckpt_info_free(&info);
-        }
-        if (rc != VN_OK) return rc;
-    }
+    if (cfg->model.init[0] && (rc = init_weights(r->model, cfg, err)) != VN_OK) return rc;
     /* Parameters in state_dict order. */
     r->params = calloc((size_t)r->model->state.n, sizeof *r->params);
     if (!r->params) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");

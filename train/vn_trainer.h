@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "data/vn_loader.h"
+#include "io/vn_pth.h"
 #include "models/vn_vanillanet.h"
 #include "optim/vn_ema.h"
 #include "optim/vn_optim.h"
@@ -96,9 +97,16 @@ typedef struct vn_ckpt_info {
     int eval_resize;             /* vn_eval_resize */
     double crop_pct;
     float mean[3], std[3];
+    bool plain;                  /* a state_dict without vanilla metadata, read with a config */
+    char prefix[32];             /* plain: where its tensors are ("", "module.", ...) */
 } vn_ckpt_info;
 
 int vn_ckpt_info_read(const char *path, vn_ckpt_info *info, vn_error *err);
+/* As vn_ckpt_info_read, and a plain state_dict (no vanilla metadata, e.g. written by
+ * PyTorch's safetensors) is described by cfg: its model (num_classes 0: the file's), its
+ * preprocessing, numbered class names; training or deploy form from the key set. cfg NULL
+ * refuses plain files. */
+int vn_ckpt_info_read_cfg(const char *path, const vn_config *cfg, vn_ckpt_info *info, vn_error *err);
 void vn_ckpt_info_free(vn_ckpt_info *info);
 
 /* The newest checkpoint of a run directory that opens and verifies; corrupt newer ones are
@@ -109,6 +117,49 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
  * weight file; class names and preprocessing come with it in *info (free it). */
 int vn_open_model(const char *path, int ema_index, vn_vanillanet **model, vn_ckpt_info *info,
                   vn_error *err);
+/* The same, reading plain state_dicts with cfg (see vn_ckpt_info_read_cfg); a mismatch is
+ * reported by key with both shapes (wrong shapes, missing and unexpected tensors, and the
+ * variant the file's widths match). */
+int vn_open_model_cfg(const char *path, int ema_index, const vn_config *cfg, vn_vanillanet **model,
+                      vn_ckpt_info *info, vn_error *err);
+
+/* ---- plain state_dicts and fine-tuning (train/plain_weights.c) -------------------------- */
+
+/* Finds the form (stem1.* training, stem.* deploy) and the key prefix ("", "module.", ...). */
+int vn_plain_detect(const vn_st_file *f, char *prefix, size_t len, bool *deploy, vn_error *err);
+/* Every mismatch between the model and the file's tensors under prefix, in one message (the
+ * first few of each kind; all of them through vn_log when there are more). */
+int vn_state_check_all(const vn_vanillanet *m, const vn_st_file *f, const char *prefix,
+                       bool file_deploy, vn_error *err);
+/* model.init: loads every tensor of a weight file, checkpoint (its model) or plain
+ * state_dict into m; classifier tensors whose shapes differ (another num_classes) keep m's
+ * initialisation and are named in a warning. Any other mismatch is an error. */
+int vn_model_init_from(vn_vanillanet *m, const char *path, vn_error *err);
+
+/* ---- ONNX (train/export_onnx.c) -------------------------------------------------------- */
+
+/* Writes a deploy-form model as ONNX (see io/vn_onnx.h) for an input_size x input_size input
+ * (<= 0: info's stored input size, else 224); info (may be NULL) gives class names and
+ * preprocessing for metadata_props. AdaptiveMaxPool2d is exported as the MaxPool it equals
+ * at that size and refused where its windows differ. */
+int vn_export_onnx(const vn_vanillanet *m, const vn_ckpt_info *info, int input_size, const char *path,
+                   vn_error *err);
+
+/* ---- .pth import (train/import.c) ------------------------------------------------------ */
+
+typedef struct vn_pth_import_result {
+    vn_pth_stats stats;
+    bool checked;      /* compared with the config's model (cfg given) */
+    bool deploy;
+    int num_classes;
+} vn_pth_import_result;
+
+/* Reads a torch.save file, takes its state_dict (key: see vn_pth_state_dict) and writes it
+ * to out as safetensors (F32/I64, official names). With cfg, every tensor is first checked
+ * against cfg's model (all mismatches reported by key) and the file gets vanilla's model
+ * description, preprocessing and numbered class names, so it opens without a config. */
+int vn_import_pth(const char *in, const char *key, const vn_config *cfg, const char *out,
+                  vn_pth_import_result *res, vn_error *err);
 
 /* Opens the weights that key names in path (vn_open_model): "model" (the live model, and
  * the only one of a weight file), "model_ema" (EMA copy 0, the official checkpoints' EMA)

@@ -177,10 +177,10 @@ int vn_cmd_config(int argc, char **argv)
 
 static const char info_help[] =
     "usage: vanilla info CONFIG.yaml... [--set k=v]... [--input-size N] [--deploy]\n"
-    "       vanilla info MODEL.safetensors [--input-size N]\n"
+    "       vanilla info MODEL.safetensors [CONFIG.yaml...] [--set k=v]... [--input-size N]\n"
     "\n"
     "Per-layer output shapes, parameters and multiply-adds, with totals for the training and\n"
-    "the deploy form.\n";
+    "the deploy form. A plain state_dict (no vanilla metadata) is described by the configs.\n";
 
 static int print_report(const vn_vanillanet_config *mc, bool deploy, int size, const char *cmd)
 {
@@ -227,14 +227,18 @@ int vn_cmd_info(int argc, char **argv)
     bool file_deploy = false;
     if (model_file) {
         vn_ckpt_info info;
-        if (vn_ckpt_info_read(model_file, &info, &err) != VN_OK) {
+        vn_config cfg; /* describes a plain state_dict (no vanilla metadata) */
+        int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "info");
+        if (ec) return ec;
+        if (vn_ckpt_info_read_cfg(model_file, &cfg, &info, &err) != VN_OK) {
             vn_cli_error("info", "%s", err.msg);
             return VN_EXIT_ERROR;
         }
         mc = info.model;
         file_deploy = info.deploy;
         if (!size) size = info.has_data ? info.input_size : 224;
-        printf("%s: %s%s, %d classes\n", model_file, info.is_checkpoint ? "training checkpoint" : "weights",
+        printf("%s: %s%s, %d classes\n", model_file, info.is_checkpoint ? "training checkpoint"
+               : info.plain ? "plain state_dict (model from the config)" : "weights",
                info.deploy ? " (deploy form)" : "", mc.num_classes);
         vn_ckpt_info_free(&info);
     } else {
