@@ -39,7 +39,7 @@ typedef struct conv_state {
  * clears C in a separate pass when beta = 0, so this costs no more than no bias at all. */
 static void fill_bias_rows(float *restrict y, const float *restrict b, int64_t rows, int64_t c)
 {
-#pragma omp parallel for schedule(static) if (rows * c > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * c > VN_PAR_MIN_MACS)
     for (int64_t r = 0; r < rows; r++) memcpy(y + r * c, b, (size_t)c * sizeof(float));
 }
 
@@ -49,24 +49,25 @@ static void fill_bias_rows(float *restrict y, const float *restrict b, int64_t r
 static int colsum_add(vn_ctx *ctx, float *restrict out, const float *restrict a, int64_t rows,
                       int64_t c)
 {
-    int64_t n_chunks = vn__ceil_div(rows, VN_REDUCE_CHUNK);
+    int64_t n_chunks = vn_chunk_count(rows, VN_REDUCE_CHUNK);
     float *part = vn__pool_alloc(ctx, (size_t)(n_chunks * c) * sizeof(float));
     if (!part) {
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory for the bias gradient");
         return VN_ERR_NOMEM;
     }
-#pragma omp parallel for schedule(static) if (rows * c > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * c > VN_PAR_MIN_MACS)
     for (int64_t ch = 0; ch < n_chunks; ch++) {
         float *restrict p = part + ch * c;
-        int64_t r1 = (ch + 1) * VN_REDUCE_CHUNK < rows ? (ch + 1) * VN_REDUCE_CHUNK : rows;
+        int64_t r0, r1;
+        vn_chunk_range(ch, rows, VN_REDUCE_CHUNK, &r0, &r1);
         memset(p, 0, (size_t)c * sizeof(float));
-        for (int64_t r = ch * VN_REDUCE_CHUNK; r < r1; r++) {
+        for (int64_t r = r0; r < r1; r++) {
             const float *restrict ar = a + r * c;
             for (int64_t j = 0; j < c; j++) p[j] += ar[j];
         }
     }
     const int64_t blk = 256;
-#pragma omp parallel for schedule(static) if (n_chunks * c > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n_chunks * c > VN_PAR_MIN_MACS)
     for (int64_t j0 = 0; j0 < c; j0 += blk) {
         int64_t nj = c - j0 < blk ? c - j0 : blk;
         float acc[256];
@@ -123,7 +124,7 @@ static void conv1x1_backward(float *dx, bool dx_fresh, float *dw, bool dw_fresh,
 static void patch_gather(float *restrict p, const float *restrict x, const vn__conv_geom *g)
 {
     int64_t k = g->kh * g->kw * g->cin, run = g->kw * g->cin, rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -140,7 +141,7 @@ static void patch_gather(float *restrict p, const float *restrict x, const vn__c
 static void patch_scatter_add(float *restrict dx, const float *restrict dp, const vn__conv_geom *g)
 {
     int64_t k = g->kh * g->kw * g->cin, run = g->kw * g->cin, rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -200,7 +201,7 @@ static void im2col(float *restrict col, const float *restrict x, const vn__conv_
                    int64_t r0, int64_t nr)
 {
     int64_t cg = g->cin / g->groups, k = g->kh * g->kw * cg;
-#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t r = r0; r < r0 + nr; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -229,7 +230,7 @@ static void col2im_add(float *restrict dx, const float *restrict dcol, const vn_
     int64_t cg = g->cin / g->groups, k = g->kh * g->kw * cg;
     int64_t n0 = r0 / g->ho, n1 = (r0 + nr - 1) / g->ho;
     int64_t t0 = n0 * g->h, t1 = (n1 + 1) * g->h;
-#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t t = t0; t < t1; t++) {
         int64_t n = t / g->h, hi = t % g->h;
         float *dxrow = dx + t * g->w * g->cin + grp * cg;

@@ -7,8 +7,6 @@
 #include <limits.h>
 #include <string.h>
 
-#define DENSE_PAR_MIN 32768
-
 /* cblas takes int sizes. */
 static bool blas_dims_ok(vn_ctx *ctx, const char *name, int64_t a, int64_t b, int64_t c)
 {
@@ -91,13 +89,14 @@ typedef struct linear_state {
  * gradient does not depend on the thread count). part: nchunks * C doubles of scratch. */
 static void column_sums(const float *g, int64_t R, int64_t C, double *part, float *db)
 {
-    int64_t nch = (R + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK;
-#pragma omp parallel for schedule(static) if (R * C >= DENSE_PAR_MIN)
+    int64_t nch = vn_chunk_count(R, VN_REDUCE_CHUNK);
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t k = 0; k < nch; k++) {
         double *p = part + k * C;
-        int64_t r1 = (k + 1) * VN_REDUCE_CHUNK < R ? (k + 1) * VN_REDUCE_CHUNK : R;
+        int64_t r0, r1;
+        vn_chunk_range(k, R, VN_REDUCE_CHUNK, &r0, &r1);
         for (int64_t c = 0; c < C; c++) p[c] = 0.0;
-        for (int64_t r = k * VN_REDUCE_CHUNK; r < r1; r++)
+        for (int64_t r = r0; r < r1; r++)
             for (int64_t c = 0; c < C; c++) p[c] += g[r * C + c];
     }
     for (int64_t k = 1; k < nch; k++)
@@ -131,7 +130,7 @@ void vn__linear_backward_cpu(vn_ctx *ctx, vn_node *node)
     if (b && vn_tensor_requires_grad(b)) {
         float *db = vn__grad(ctx, b);
         if (!db) return;
-        int64_t nch = (st->rows + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK;
+        int64_t nch = vn_chunk_count(st->rows, VN_REDUCE_CHUNK);
         double *part = vn__pool_alloc(ctx, (size_t)(nch * st->out) * sizeof(double));
         if (!part) {
             vn_ctx_fail(ctx, VN_ERR_NOMEM, "linear backward: out of memory");
@@ -150,7 +149,7 @@ int vn__linear_forward_cpu(vn_ctx *ctx, vn_node *node)
     const int64_t M = st->rows, NI = st->in, NO = st->out;
     float *y = node->out->data;
     if (b) {
-#pragma omp parallel for schedule(static) if (M * NO >= DENSE_PAR_MIN)
+#pragma omp parallel for schedule(static) if (M * NO >= VN_PAR_MIN)
         for (int64_t r = 0; r < M; r++) memcpy(y + r * NO, b->data, (size_t)NO * sizeof(float));
     }
     /* Y = X W^T (+ the bias already in Y) */

@@ -11,7 +11,7 @@ typedef struct leaky_state {
 
 static void leaky_relu_forward(float *restrict y, const float *restrict x, int64_t n, float slope)
 {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
 }
 
@@ -20,10 +20,10 @@ static void leaky_relu_backward(float *dx, const float *dy,
                                 const float *restrict x, int64_t n, float slope, bool fresh)
 {
     if (fresh) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
         for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * slope;
     } else {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
         for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : dy[i] * slope;
     }
 }
@@ -161,10 +161,10 @@ static void accumulate(vn_ctx *ctx, vn_tensor *t, const float *restrict g, float
     if (!d) return;
     int64_t n = t->numel;
     if (fresh) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
         for (int64_t i = 0; i < n; i++) d[i] = s * g[i];
     } else {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
         for (int64_t i = 0; i < n; i++) d[i] += s * g[i];
     }
 }
@@ -181,7 +181,7 @@ int vn__add_forward_cpu(vn_ctx *ctx, vn_node *node)
     int64_t n = node->out->numel;
     const float *restrict pa = node->in[0]->data, *restrict pb = node->in[1]->data;
     float *restrict py = node->out->data;
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
     for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
     return VN_OK;
 }
@@ -218,7 +218,7 @@ int vn__scale_forward_cpu(vn_ctx *ctx, vn_node *node)
     int64_t n = node->out->numel;
     const float *restrict px = node->in[0]->data;
     float *restrict py = node->out->data;
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
     for (int64_t i = 0; i < n; i++) py[i] = s * px[i];
     return VN_OK;
 }

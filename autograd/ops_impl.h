@@ -3,6 +3,7 @@
 #define VN_OPS_IMPL_H
 
 #include "autograd/vn_ops.h"
+#include "base/vn_parallel.h"
 
 #define VN_NODE_MAX_IN 6
 #define VN_NODE_MAX_BUFS 4
@@ -97,7 +98,5 @@ float *vn__grad_steal(vn_node *node, vn_tensor *t);
  * error already present. */
 bool vn__ok(vn_ctx *ctx, int n, vn_tensor *const *in);
 
-/* Deterministic chunking for reductions: results do not depend on the thread count. */
-#define VN_REDUCE_CHUNK 256
 
 #endif

@@ -9,7 +9,6 @@
 #include <math.h>
 #include <string.h>
 
-#define LOSS_PAR_MIN 16384
 /* Elements per chunk of the BCE sum: fixed, so the sum's order is too. */
 #define BCE_CHUNK 4096
 
@@ -50,7 +49,7 @@ void vn__cross_entropy_backward_cpu(vn_ctx *ctx, vn_node *node)
     const double s = st->smoothing, off = s / (double)C;
     const float *xd = vn__data(ctx, x);
     if (!xd) return;
-#pragma omp parallel for schedule(static) if (R * C >= LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
         float *dr = dx + r * C;
@@ -97,7 +96,7 @@ int vn__cross_entropy_forward_cpu(vn_ctx *ctx, vn_node *node)
     double *lse = rowbuf, *row_loss = rowbuf + R;
     const float *xd = node->in[0]->data;
     const double s = st->smoothing;
-#pragma omp parallel for schedule(static) if (R * C >= LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
         double l = row_lse(xr, C);
@@ -177,7 +176,7 @@ void vn__bce_with_logits_backward_cpu(vn_ctx *ctx, vn_node *node)
     if (!xd) return;
     const int64_t n = x->numel;
     const float scale = (float)((double)node->out->grad[0] / (double)n);
-#pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         /* d/dx = sigmoid(x) - t, with sigmoid written to avoid overflow of exp. */
         float v = xd[i];
@@ -195,18 +194,19 @@ int vn__bce_with_logits_forward_cpu(vn_ctx *ctx, vn_node *node)
     const float *targets = st->targets;
     st->targets = NULL;
     const int64_t n = node->in[0]->numel;
-    const int64_t nch = (n + BCE_CHUNK - 1) / BCE_CHUNK;
+    const int64_t nch = vn_chunk_count(n, BCE_CHUNK);
     double *part = vn__pool_alloc(ctx, (size_t)nch * sizeof(double));
     if (!part) {
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "bce_with_logits: out of memory");
         return VN_ERR_NOMEM;
     }
     const float *xd = node->in[0]->data;
-#pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
     for (int64_t k = 0; k < nch; k++) {
-        int64_t i1 = (k + 1) * BCE_CHUNK < n ? (k + 1) * BCE_CHUNK : n;
+        int64_t i0, i1;
+        vn_chunk_range(k, n, BCE_CHUNK, &i0, &i1);
         double acc = 0.0;
-        for (int64_t i = k * BCE_CHUNK; i < i1; i++) {
+        for (int64_t i = i0; i < i1; i++) {
             double x = xd[i];
             acc += (x > 0.0 ? x : 0.0) - x * (double)targets[i] + log1p(exp(-fabs(x)));
         }

@@ -14,8 +14,6 @@
 
 /* Channels handled per inner block: two double accumulators of this size stay in L1. */
 #define BN_CBLOCK 256
-/* Below this many elements a loop runs on one thread (fork cost exceeds the work). */
-#define BN_PAR_MIN 32768
 
 typedef struct bn_state {
     int64_t rows, channels;
@@ -25,7 +23,7 @@ typedef struct bn_state {
     int64_t *num_batches_tracked;
 } bn_state;
 
-static int64_t bn_nchunks(int64_t rows) { return (rows + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK; }
+static int64_t bn_nchunks(int64_t rows) { return vn_chunk_count(rows, VN_REDUCE_CHUNK); }
 
 /* Per-chunk sums of d = x - shift and d*d for every channel. The shift (the first row)
  * keeps sum(d*d) from cancelling when the mean is large next to the spread. Four rows at
@@ -102,10 +100,10 @@ static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, cons
 {
     int64_t nch = bn_nchunks(R);
     double *pa = part, *pb = part + nch * C;
-#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t k = 0; k < nch; k++) {
-        int64_t r0 = k * VN_REDUCE_CHUNK;
-        int64_t r1 = r0 + VN_REDUCE_CHUNK < R ? r0 + VN_REDUCE_CHUNK : R;
+        int64_t r0, r1;
+        vn_chunk_range(k, R, VN_REDUCE_CHUNK, &r0, &r1);
         if (g) bn_grad_chunk(g, x, r0, r1, C, ref, pa + k * C, pb + k * C);
         else bn_stats_chunk(x, r0, r1, C, ref, pa + k * C, pb + k * C);
     }
@@ -123,7 +121,7 @@ static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, cons
 static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float *mean,
                      const float *alpha, const float *beta)
 {
-#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = x + r * C;
         float *yr = y + r * C;
@@ -190,7 +188,7 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
         float *dx = vn__grad_steal(node, x); /* in place over g: read before written */
         if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
         if (!dx) goto done;
-#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
         for (int64_t r = 0; r < R; r++) {
             const float *xr = xd + r * C, *gr = g + r * C;
             float *dr = dx + r * C;

@@ -12,7 +12,6 @@
 #include <string.h>
 
 #define POOL_CBLOCK 256
-#define POOL_PAR_MIN 32768
 
 typedef struct pool_state {
     int64_t n, h, w, c;   /* input shape */
@@ -92,7 +91,7 @@ static void max_forward(const pool_state *s, const float *x, float *y, void *sav
 {
     const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * s->w * s->c, img_out = s->oh * s->ow * s->c;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = s->c - c0 < POOL_CBLOCK ? s->c - c0 : POOL_CBLOCK;
@@ -129,7 +128,7 @@ static void avg_forward(const pool_state *s, const float *x, float *y)
     const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t W = s->w, C = s->c;
     const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
@@ -176,7 +175,7 @@ void vn__max_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
     const int64_t W = s->w, C = s->c;
     const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
@@ -219,7 +218,7 @@ void vn__avg_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
     const int64_t W = s->w, C = s->c;
     const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;

@@ -11,7 +11,6 @@
 #include <strings.h>
 
 #include "optim/optim_impl.h"
-#include "optim/optim_private.h"
 
 const char *vn_optim_kind_name(vn_optim_kind kind)
 {
