@@ -156,10 +156,10 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
     if (!w) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     int rc = vn_state_to_writer(&p->model->state, "model.", w, err);
     for (int i = 0; rc == VN_OK && p->optim && i < vn_optim_state_count(p->optim); i++) {
-        vn_state_entry e;
+        vn_ckpt_entry e;
         rc = vn_optim_state_at(p->optim, i, &e);
         if (rc == VN_OK)
-            rc = vn_st_add(w, e.name, e.dtype == VN_STATE_I64 ? VN_DTYPE_I64 : VN_DTYPE_F32, e.ndim,
+            rc = vn_st_add(w, e.name, e.dtype, e.ndim,
                            e.shape, e.data, err);
     }
     char prefix[32];
@@ -215,7 +215,7 @@ int vn_ckpt_load(const char *path, const vn_ckpt_parts *p, vn_error *err)
         rc = vn_state_from_file(&p->emas[i]->state, prefix, f, true, err);
     }
     for (int i = 0; rc == VN_OK && p->optim && i < vn_optim_state_count(p->optim); i++) {
-        vn_state_entry e;
+        vn_ckpt_entry e;
         vn_optim_state_at(p->optim, i, &e);
         const vn_st_entry *fe = vn_st_find(f, e.name);
         if (!fe) {
@@ -228,7 +228,7 @@ int vn_ckpt_load(const char *path, const vn_ckpt_parts *p, vn_error *err)
                               vn_dtype_name(fe->dtype));
             break;
         }
-        rc = vn_state_entry_load(&e, fe->dtype == VN_DTYPE_I64 ? VN_STATE_I64 : VN_STATE_F32,
+        rc = vn_ckpt_entry_load(&e, fe->dtype,
                                  fe->ndim, fe->shape, fe->data, fe->nbytes, err);
         if (rc != VN_OK) vn_error_prefix(err, "%s: ", path);
     }
