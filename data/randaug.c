@@ -376,11 +376,10 @@ void vn_erasing_apply(const vn_erasing *e, float *img, int height, int width, in
                       vn_rng *rng)
 {
     if (!(e->prob > 0)) return;
+    VN_ASSERT(e->max_count <= 64, "random erasing: at most 64 boxes (vn_train_aug_init checks)");
     vn_box boxes[64];
-    vn_erasing e2 = *e;
-    if (e2.max_count > 64) e2.max_count = 64;
     vn_erase_draws d = {rng_random, rng_randint, rng};
-    int n = vn_erasing_boxes(&e2, height, width, &d, boxes);
+    int n = vn_erasing_boxes(e, height, width, &d, boxes);
     for (int b = 0; b < n; b++) {
         float color[3] = {0, 0, 0};
         if (e->mode == VN_ERASE_RAND)
@@ -393,4 +392,45 @@ void vn_erasing_apply(const vn_erasing *e, float *img, int height, int width, in
                                                    : color[i % channels];
         }
     }
+}
+
+/* ---- The pipeline's augmentations ------------------------------------------------------ */
+
+int vn_train_aug_init(vn_train_aug *a, const vn_train_aug_config *c, int input_size,
+                      int channels, const float mean[3], vn_interp interp, vn_error *err)
+{
+    memset(a, 0, sizeof *a);
+    if (c->auto_augment && c->auto_augment[0]) {
+        int rc = vn_randaug_parse(c->auto_augment, input_size, channels, mean, interp,
+                                  &a->randaug, err);
+        if (rc) return rc;
+        a->randaug_on = true;
+    }
+    if (!(c->color_jitter >= 0 && c->color_jitter <= 1000))
+        return vn_error_set(err, VN_ERR_INVALID, "data.color_jitter must be >= 0, got %g",
+                            c->color_jitter);
+    if (!a->randaug_on) /* timm: color jitter only when auto_augment is off */
+        a->jitter = (vn_color_jitter){c->color_jitter, c->color_jitter, c->color_jitter};
+    if (!(c->reprob >= 0 && c->reprob <= 1))
+        return vn_error_set(err, VN_ERR_INVALID, "data.reprob must be in [0, 1], got %g",
+                            c->reprob);
+    if (c->remode != VN_ERASE_CONST && c->remode != VN_ERASE_RAND && c->remode != VN_ERASE_PIXEL)
+        return vn_error_set(err, VN_ERR_INVALID, "data.remode: unknown mode %d (const, rand, "
+                            "pixel)", (int)c->remode);
+    if (c->recount < 1 || c->recount > 64)
+        return vn_error_set(err, VN_ERR_INVALID, "data.recount must be in 1..64, got %d",
+                            c->recount);
+    vn_erasing_init(&a->erasing, c->reprob, c->remode, c->recount);
+    return VN_OK;
+}
+
+bool vn_train_aug_active(const vn_train_aug *a)
+{
+    return a->randaug_on || vn_color_jitter_active(&a->jitter) || a->erasing.prob > 0;
+}
+
+void vn_train_aug_pixels(const vn_train_aug *a, vn_pix im, uint8_t *tmp, vn_rng *rng)
+{
+    if (a->randaug_on) vn_randaug_apply(&a->randaug, im, tmp, rng);
+    else if (vn_color_jitter_active(&a->jitter)) vn_color_jitter_apply(&a->jitter, im, rng);
 }

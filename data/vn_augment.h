@@ -196,6 +196,33 @@ int vn_erasing_boxes(const vn_erasing *e, int height, int width, const vn_erase_
 void vn_erasing_apply(const vn_erasing *e, float *img, int height, int width, int channels,
                       vn_rng *rng);
 
+/* ---- The training pipeline's augmentations ------------------------------------------ */
+
+/* What vn_transform_apply does after the crop and flip (timm transforms_imagenet_train):
+ * RandAugment, or color jitter when RandAugment is off; then, after Normalize, random
+ * erasing. */
+typedef struct vn_train_aug {
+    bool randaug_on;
+    vn_randaug randaug;
+    vn_color_jitter jitter;
+    vn_erasing erasing;
+} vn_train_aug;
+
+typedef struct vn_train_aug_config {
+    const char *auto_augment; /* timm RandAugment string; NULL or "": off */
+    float color_jitter;       /* brightness = contrast = saturation; used only without RA */
+    float reprob;             /* random erasing probability, 0: off */
+    vn_erase_mode remode;
+    int recount;              /* most boxes per image (1..64) */
+} vn_train_aug_config;
+
+/* Errors name the config keys (data.auto_augment, data.reprob, data.recount, ...). */
+int vn_train_aug_init(vn_train_aug *a, const vn_train_aug_config *c, int input_size,
+                      int channels, const float mean[3], vn_interp interp, vn_error *err);
+bool vn_train_aug_active(const vn_train_aug *a);
+/* The 8-bit part (RandAugment or color jitter) in place; tmp as for RandAugment. */
+void vn_train_aug_pixels(const vn_train_aug *a, vn_pix im, uint8_t *tmp, vn_rng *rng);
+
 #ifdef __cplusplus
 }
 #endif

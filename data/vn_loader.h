@@ -74,6 +74,14 @@ typedef struct vn_loader_config {
     float hflip;          /* flip probability (0.5 for training, 0 for eval) */
     float mean[3];
     float std[3];
+    /* Training augmentations after crop and flip, in timm's order (data/vn_augment.h);
+     * vn_loader_config_eval turns them off. */
+    const char *auto_augment; /* timm RandAugment string ("rand-m7-mstd0.5-inc1"); NULL or
+                                 "": off. Parsed at open, not kept. */
+    float color_jitter;       /* brightness/contrast/saturation; only without auto_augment */
+    float reprob;             /* random erasing probability; 0: off */
+    int remode;               /* vn_erase_mode (default pixel) */
+    int recount;              /* most erasing boxes per image (default 1) */
 
     float mixup_alpha;    /* 0 disables */
     float cutmix_alpha;   /* 0 disables */

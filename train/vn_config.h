@@ -66,6 +66,7 @@ typedef enum vn_config_model_name {
 
 typedef enum vn_config_shortcut { VN_CONFIG_SHORTCUT_NONE = 0, VN_CONFIG_SHORTCUT_IDENTITY } vn_config_shortcut;
 typedef enum vn_config_augment { VN_CONFIG_AUGMENT_NONE = 0, VN_CONFIG_AUGMENT_RRC } vn_config_augment;
+typedef enum vn_config_remode { VN_CONFIG_REMODE_CONST = 0, VN_CONFIG_REMODE_RAND, VN_CONFIG_REMODE_PIXEL } vn_config_remode;
 typedef enum vn_config_interp { VN_CONFIG_INTERP_BILINEAR = 0, VN_CONFIG_INTERP_BICUBIC } vn_config_interp;
 typedef enum vn_config_optim_name {
     VN_CONFIG_OPTIM_SGD = 0,
@@ -109,6 +110,11 @@ typedef struct vn_config_data {
     int interpolation;        /* vn_config_interp */
     double crop_pct;
     double hflip;
+    char auto_augment[VN_CONFIG_STR_MAX];
+    double color_jitter;
+    double reprob;
+    int remode;               /* vn_config_remode */
+    int64_t recount;
     double mixup;
     double cutmix;
     double mixup_prob;

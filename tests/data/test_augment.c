@@ -8,6 +8,7 @@
 
 #include "data/vn_augment.h"
 #include "data_util.h"
+#include "train/vn_config.h"
 
 static const vn_st_entry *get(const vn_st_file *f, const char *fmt, int k)
 {
@@ -299,6 +300,101 @@ START_TEST(color_jitter_changes_and_repeats)
 }
 END_TEST
 
+/* vn_transform_apply with augmentations = timm's order spelled out by hand from the same
+ * generator: RRC box, flip draw, resize, flip, RandAugment, ToTensor + Normalize, erasing. */
+START_TEST(pipeline_order_is_timms)
+{
+    enum { W = 40, H = 30, S = 24 };
+    vn_image img = {W, H, 3, NULL, 0};
+    img.data = malloc((size_t)W * H * 3);
+    for (int i = 0; i < W * H * 3; i++) img.data[i] = (uint8_t)((i * 7 + (i / (W * 3)) * 13) & 255);
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    const float scale[2] = {0.08f, 1.0f}, ratio[2] = {0.75f, 4.0f / 3.0f};
+    vn_transform t;
+    ck_assert_int_eq(vn_transform_init(&t, S, 3, true, scale, ratio, VN_INTERP_BICUBIC, 0.875,
+                                       0.5f, mean, std, NULL), VN_OK);
+    vn_train_aug aug;
+    vn_train_aug_config ac = {"rand-m9-mstd0.5-inc1", 0.4f, 0.8f, VN_ERASE_PIXEL, 1};
+    ck_assert_int_eq(vn_train_aug_init(&aug, &ac, S, 3, mean, VN_INTERP_BICUBIC, NULL), VN_OK);
+    ck_assert(aug.randaug_on && !vn_color_jitter_active(&aug.jitter)); /* jitter: only without RA */
+    t.aug = &aug;
+    float got[S * S * 3], want[S * S * 3];
+    uint8_t pix[S * S * 3], tmp[S * S * 3];
+    int flips = 0, differ = 0;
+    for (int s = 0; s < 40; s++) {
+        vn_rng r1, r2;
+        vn_rng_seed(&r1, 5, 0, (uint64_t)s);
+        vn_rng_seed(&r2, 5, 0, (uint64_t)s);
+        bool flipped;
+        ck_assert_int_eq(vn_transform_apply(&t, &img, &r1, got, NULL, NULL, &flipped, NULL), VN_OK);
+        vn_box box = vn_rrc_box_rng(W, H, scale, ratio, &r2);
+        bool flip = vn_rng_uniform(&r2) < 0.5f;
+        ck_assert(flip == flipped);
+        ck_assert_int_eq(vn_resize(img.data, W, H, 3, &box, S, S, NULL, VN_INTERP_BICUBIC, pix,
+                                   NULL, NULL), VN_OK);
+        if (flip)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S / 2; x++)
+                    for (int c = 0; c < 3; c++) {
+                        uint8_t *a = pix + (y * S + x) * 3 + c, *b = pix + (y * S + S - 1 - x) * 3 + c;
+                        uint8_t v = *a;
+                        *a = *b;
+                        *b = v;
+                    }
+        vn_randaug_apply(&aug.randaug, (vn_pix){pix, S, S, 3}, tmp, &r2);
+        vn_normalize_u8(&t.norm, pix, S, S, false, want);
+        vn_erasing_apply(&aug.erasing, want, S, S, 3, &r2);
+        ck_assert_msg(!memcmp(got, want, sizeof got), "sample %d differs from timm's order", s);
+        flips += flip;
+        /* Without augmentations the same draws give another result (they did something). */
+        vn_transform plain = t;
+        plain.aug = NULL;
+        vn_rng_seed(&r1, 5, 0, (uint64_t)s);
+        ck_assert_int_eq(vn_transform_apply(&plain, &img, &r1, want, NULL, NULL, NULL, NULL), VN_OK);
+        differ += memcmp(got, want, sizeof got) != 0;
+    }
+    ck_assert(flips > 5 && flips < 35);
+    ck_assert_int_gt(differ, 30);
+    free(img.data);
+}
+END_TEST
+
+/* Bad augmentation settings in a config: each error names its key. */
+START_TEST(config_errors_name_the_key)
+{
+    static const char *bad[][2] = {
+        {"data.reprob=2", "data.reprob"},
+        {"data.remode=blur", "data.remode"},
+        {"data.recount=0", "data.recount"},
+        {"data.color_jitter=-1", "data.color_jitter"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        vn_config cfg;
+        vn_config_init(&cfg);
+        vn_error err = {0};
+        ck_assert_msg(vn_config_set(&cfg, bad[i][0], &err) != VN_OK, "%s accepted", bad[i][0]);
+        ck_assert_msg(strstr(err.msg, bad[i][1]), "%s: %s", bad[i][0], err.msg);
+        printf("  %s -> %s\n", bad[i][0], err.msg);
+    }
+    static const char *bad_aa[] = {"data.auto_augment=rand-m99", "data.auto_augment=rand-m9-x2",
+                                   "data.auto_augment=augmix-m5"};
+    for (size_t i = 0; i < sizeof bad_aa / sizeof bad_aa[0]; i++) {
+        vn_config cfg;
+        vn_config_init(&cfg);
+        vn_error err = {0};
+        ck_assert_int_eq(vn_config_set(&cfg, bad_aa[i], &err), VN_OK);
+        ck_assert_msg(vn_config_check(&cfg, &err) != VN_OK, "%s accepted", bad_aa[i]);
+        ck_assert_msg(strstr(err.msg, "data.auto_augment"), "%s: %s", bad_aa[i], err.msg);
+        printf("  %s -> %s\n", bad_aa[i], err.msg);
+    }
+    vn_config cfg;
+    vn_config_init(&cfg);
+    ck_assert_str_eq(cfg.data.auto_augment, "rand-m7-mstd0.5-inc1"); /* the official recipe */
+    ck_assert(cfg.data.reprob == 0.25 && cfg.data.recount == 1);
+    ck_assert_int_eq(vn_config_check(&cfg, NULL), VN_OK);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("augment");
@@ -311,6 +407,8 @@ int main(void)
     tcase_add_test(tc, randaug_rng_is_deterministic);
     tcase_add_test(tc, erasing_fills_by_mode);
     tcase_add_test(tc, color_jitter_changes_and_repeats);
+    tcase_add_test(tc, pipeline_order_is_timms);
+    tcase_add_test(tc, config_errors_name_the_key);
     suite_add_tcase(s, tc);
     return vn_test_run(s, true);
 }

@@ -23,7 +23,8 @@ quiet() { "$@" >/dev/null 2>&1; }
 cat >"$T/base.yaml" <<YAML
 model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4}
 data: {root: $T/data, input_size: 16, grayscale: true, mean: [0.3], std: [0.3], augment: none,
-       crop_pct: 1.0, mixup: 0, cutmix: 0}
+       crop_pct: 1.0, mixup: 0, cutmix: 0, auto_augment: "", reprob: 0,
+       color_jitter: 0}
 optim: {name: adamw, lr: 0.01, weight_decay: 0.01, update_freq: 1, warmup_epochs: 1}
 deep_training: {decay_epochs: 2, update: iteration}
 ema: {decays: [0.9]}
