@@ -153,6 +153,14 @@ double vn_loader_wait_seconds(const vn_loader *ld);
 /* Distinct bad files reported so far. */
 int64_t vn_loader_bad_files(const vn_loader *ld);
 
+/* `vanilla data preview`: the first n samples of epoch 0 of cfg's training pipeline
+ * (crop, flip, RandAugment / color jitter, erasing; mixup and cutmix are per batch and left
+ * out), un-normalised to 8 bits (round(255 * (x * std + mean)), clipped), as a PNG grid of
+ * ceil(sqrt(n)) columns with 2-pixel white gaps. *shown (may be NULL) receives the number of
+ * tiles (fewer when the folder has fewer images). */
+int vn_loader_preview(const vn_loader_config *cfg, int n, const char *png_path, int *shown,
+                      vn_error *err);
+
 /* One image for prediction: decode + the eval transform of cfg (input_size, channels,
  * interpolation, crop_pct, mean, std; augmentation fields ignored) into
  * input_size * input_size * channels floats (HWC). */

@@ -77,6 +77,7 @@ static const char usage[] =
     "  info CONFIG|MODEL   per-layer shapes, parameters and multiply-adds\n"
     "  config show|schema  the effective config with helps, or the reference of every key\n"
     "  data import|check   import MNIST/Fashion-MNIST into image folders, check a folder\n"
+    "  data preview CONFIG a PNG grid of augmented training samples\n"
     "\n"
     "Run `vanilla <command> --help` for the options of a command.\n"
     "\n"
