@@ -165,11 +165,8 @@ bool vn_ra_op_signed(vn_ra_op op)
 }
 
 /* LEVEL_TO_ARG (lines 263-289); the level is magnitude / _LEVEL_DENOM (10). */
-double vn_ra_level_arg(const vn_randaug *ra, vn_ra_op op, double m, bool neg, int width,
-                       int height)
+double vn_ra_level_arg(const vn_randaug *ra, vn_ra_op op, double m, bool neg)
 {
-    (void)width;
-    (void)height;
     double l = m / 10.0;
     switch (op) {
     case VN_RA_ROTATE: return neg ? -(l * 30.) : l * 30.;
@@ -278,7 +275,7 @@ void vn_randaug_apply_draws(const vn_randaug *ra, vn_pix im, uint8_t *tmp, const
         }
         m = fmax(0., fmin(m, ra->mmax));
         bool neg = vn_ra_op_signed(op) && d->random(d->user) > 0.5;
-        double arg = vn_ra_level_arg(ra, op, m, neg, im.width, im.height);
+        double arg = vn_ra_level_arg(ra, op, m, neg);
         vn_ra_apply_op(ra, op, arg, im, tmp);
     }
 }

@@ -140,8 +140,7 @@ typedef struct vn_ra_draws {
 
 /* The argument timm's level function gives op at magnitude (already clipped); negate is
  * the sign draw's verdict (ignored for ops that have no sign). */
-double vn_ra_level_arg(const vn_randaug *ra, vn_ra_op op, double magnitude, bool negate,
-                       int width, int height);
+double vn_ra_level_arg(const vn_randaug *ra, vn_ra_op op, double magnitude, bool negate);
 /* True when op's level function draws a sign. */
 bool vn_ra_op_signed(vn_ra_op op);
 /* Applies op with its argument to im in place; tmp holds width * height * channels bytes. */

@@ -163,7 +163,7 @@ def gen_ops(images):
     for ii, a in enumerate(images):
         img = pil(a)
         fill = FILL_RGB if img.mode == "RGB" else FILL_GRAY
-        for ang in (-29.3, -1e-3, 0.5, 13.7, 45.0, 181.0):
+        for ang in (-29.3, -1e-3, 0.5, 13.7, 45.0, 90.0, 180.0, -90.0, 181.0, 360.0):
             out = img.rotate(ang, resample=BICUBIC, fillcolor=fill)
             tensors[f"case{k}.out"] = hwc(out)
             tensors[f"case{k}.arg"] = np.array([ang], dtype=np.float64)
