@@ -293,6 +293,18 @@ START_TEST(full_recipe_same_bytes_and_resume)
     run_out plain;
     run_epochs(&cfg, 2, &plain);
     ck_assert(plain.len == ref.len && memcmp(plain.bytes, ref.bytes, ref.len) != 0);
+    /* Color jitter (timm's choice when RandAugment is off): also worker-independent. */
+    cfg.color_jitter = 0.4f;
+    run_out cj0, cj4;
+    cfg.workers = 0;
+    run_epochs(&cfg, 1, &cj0);
+    cfg.workers = 4;
+    run_epochs(&cfg, 1, &cj4);
+    ck_assert(cj0.len == cj4.len && memcmp(cj0.bytes, cj4.bytes, cj0.len) == 0);
+    ck_assert(memcmp(cj0.bytes, plain.bytes, cj0.len) != 0);
+    cfg.color_jitter = 0;
+    free(cj0.bytes);
+    free(cj4.bytes);
     free(plain.bytes);
     free(ref.bytes);
     /* Resume at the cursor of batch 2 with another worker count. */
