@@ -19,7 +19,11 @@ static const char data_help[] =
     "        A finished import is not redone.\n"
     "check:  scans an image folder (or a split of one) and reports images per class,\n"
     "        unreadable files with the reason, and odd formats, without training. Exits 1\n"
-    "        when a file is unreadable.\n";
+    "        when a file is unreadable.\n"
+    "preview: writes a PNG grid of the first N training samples of epoch 0 as the config's\n"
+    "        train pipeline makes them (crop, flip, RandAugment or color jitter, random\n"
+    "        erasing), un-normalised; mixup and cutmix (per batch) are not shown. --seed\n"
+    "        replaces train.seed.\n";
 
 static int preview(const char *const *files, int n_files, const char **sets, int n_sets,
                    const char *seed, int n, const char *out_png)
