@@ -2,6 +2,8 @@
  * batches, in-order hand-out, bad-file replacement and accounting. See vn_loader.h. */
 #include "data/vn_loader.h"
 
+#include "data/vn_augment.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -60,6 +62,7 @@ struct vn_loader {
     char *root;
     vn_dataset *ds;
     vn_transform tf;
+    vn_train_aug aug;
     vn_mix_config mixcfg;
     bool mixing;
     int B, S, C, K;
@@ -116,6 +119,8 @@ void vn_loader_config_init(vn_loader_config *c)
     const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     memcpy(c->mean, mean, sizeof mean);
     memcpy(c->std, std, sizeof std);
+    c->remode = VN_ERASE_PIXEL;
+    c->recount = 1;
     c->mixup_switch_prob = 0.5f;
     c->mixup_prob = 1.0f;
     c->label_smoothing = 0.1f;
@@ -131,6 +136,9 @@ void vn_loader_config_eval(vn_loader_config *c)
 {
     c->augment = VN_AUGMENT_NONE;
     c->hflip = 0;
+    c->auto_augment = NULL;
+    c->color_jitter = 0;
+    c->reprob = 0;
     c->mixup_alpha = 0;
     c->cutmix_alpha = 0;
     c->shuffle = false;
@@ -379,6 +387,14 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
     rc = vn_transform_init(&ld->tf, c->input_size, c->channels, c->augment == VN_AUGMENT_RRC,
                            c->scale, c->ratio, c->interpolation, c->crop_pct, c->hflip, c->mean,
                            c->std, err);
+    if (!rc) {
+        vn_train_aug_config ac = {c->auto_augment, c->color_jitter, c->reprob,
+                                  (vn_erase_mode)c->remode, c->recount};
+        rc = vn_train_aug_init(&ld->aug, &ac, c->input_size, c->channels, c->mean,
+                               c->interpolation, err);
+        ld->cfg.auto_augment = NULL; /* parsed; the caller's string is not kept */
+        if (!rc && vn_train_aug_active(&ld->aug)) ld->tf.aug = &ld->aug;
+    }
     if (rc) {
         vn_error_prefix(err, "data loader: ");
         goto fail_early;

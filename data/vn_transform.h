@@ -95,6 +95,8 @@ void vn_normalizer_init(vn_normalizer *n, int channels, const float mean[3], con
 void vn_normalize_u8(const vn_normalizer *n, const uint8_t *src, int width, int height,
                      bool flip, float *dst);
 
+struct vn_train_aug; /* data/vn_augment.h */
+
 /* The per-sample transform the loader applies (and `predict` uses for one image). */
 typedef struct vn_transform {
     int size;                 /* output is size x size */
@@ -110,6 +112,9 @@ typedef struct vn_transform {
     vn_eval_resize eval_resize; /* geometry when !random_resized_crop && crop_padding == 0 */
     int crop_padding;         /* > 0 (and !random_resized_crop): torchvision RandomCrop(size,
                                  padding) on the image zero-padded on every side */
+    /* Training augmentations after crop and flip (RandAugment or color jitter, then random
+     * erasing after Normalize); NULL: none. Not owned; vn_transform_init sets NULL. */
+    const struct vn_train_aug *aug;
 } vn_transform;
 
 /* torchvision 0.14 RandomCrop(size, padding).get_params on a width x height image: the
@@ -126,8 +131,9 @@ int vn_transform_init(vn_transform *t, int size, int channels, bool random_resiz
                       double crop_pct, float hflip, const float mean[3], const float std[3],
                       vn_error *err);
 /* Writes size * size * channels floats (HWC). The draws come from rng, in this order: the
- * crop (when random_resized_crop or crop_padding > 0), then one uniform for the flip (when hflip > 0); rng may
- * be NULL when neither is needed. The image's channel count must equal t->channels.
+ * crop (when random_resized_crop or crop_padding > 0), then one uniform for the flip (when
+ * hflip > 0), then those of aug (RandAugment or color jitter, then random erasing); rng may
+ * be NULL when none is needed. The image's channel count must equal t->channels.
  * box_out (may be NULL) receives the source rectangle used. */
 int vn_transform_apply(const vn_transform *t, const vn_image *img, vn_rng *rng, float *out,
                        vn_tf_scratch *scratch, vn_box *box_out, bool *flipped, vn_error *err);

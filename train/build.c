@@ -1,5 +1,6 @@
 /* Building the trainer's pieces from a configuration. */
 #include "train/vn_trainer.h"
+#include "data/vn_augment.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -71,6 +72,13 @@ void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *
     lc->crop_pct = d->crop_pct;
     vn_official_geometry(cfg, lc);
     lc->hflip = (float)d->hflip;
+    lc->auto_augment = d->auto_augment;
+    lc->color_jitter = (float)d->color_jitter;
+    lc->reprob = (float)d->reprob;
+    lc->remode = d->remode == VN_CONFIG_REMODE_CONST  ? VN_ERASE_CONST
+                 : d->remode == VN_CONFIG_REMODE_RAND ? VN_ERASE_RAND
+                                                      : VN_ERASE_PIXEL;
+    lc->recount = (int)d->recount;
     for (int c = 0; c < 3; c++) {
         lc->mean[c] = (float)d->mean.v[d->mean.n > c ? c : 0];
         lc->std[c] = (float)d->std.v[d->std.n > c ? c : 0];

@@ -6,8 +6,8 @@
  * 300 epochs, deep training over 100, LAMB lr 3.5e-3 with weight decay 0.35, 5 warmup epochs
  * then cosine to 1e-6 per iteration, drop 0.05, mixup 0.1 / cutmix 1.0, label smoothing 0.1
  * with BCE, EMA 0.99996, bicubic RandomResizedCrop 224, eval crop_pct 0.875. The official
- * effective batch of 1024 (8 GPUs x 128) is batch_size 128 x update_freq 8 here. Not covered
- * (the data layer has no such transforms): RandAugment, color jitter, random erasing. */
+ * effective batch of 1024 (8 GPUs x 128) is batch_size 128 x update_freq 8 here, and
+ * RandAugment rand-m7-mstd0.5-inc1 with random erasing 0.25 (pixel mode) as in main.py. */
 #include <math.h>
 #include <stddef.h>
 
@@ -51,6 +51,9 @@ static const char *const interp_names[] = {
     [VN_CONFIG_INTERP_BILINEAR] = "bilinear", [VN_CONFIG_INTERP_BICUBIC] = "bicubic", NULL};
 static const char *const eval_mode_names[] = {
     [VN_CONFIG_EVAL_OFFICIAL] = "official", [VN_CONFIG_EVAL_RESIZE_CROP] = "resize-crop", NULL};
+static const char *const remode_names[] = {
+    [VN_CONFIG_REMODE_CONST] = "const", [VN_CONFIG_REMODE_RAND] = "rand",
+    [VN_CONFIG_REMODE_PIXEL] = "pixel", NULL};
 static const char *const optim_names[] = {
     [VN_CONFIG_OPTIM_SGD] = "sgd", [VN_CONFIG_OPTIM_ADAMW] = "adamw",
     [VN_CONFIG_OPTIM_LAMB] = "lamb", NULL};
@@ -134,6 +137,22 @@ static const vn_config_key schema[] = {
              "(see data.eval_mode)."},
     {KEY(data, hflip), .def = "0.5", RANGE(0, 1), .aka = "flip",
      .help = "Probability of a horizontal flip in training."},
+    {KEY(data, auto_augment), .def = "rand-m7-mstd0.5-inc1", .official = "--aa",
+     .aka = "aa randaugment rand_augment autoaugment",
+     .help = "timm RandAugment string (rand-m<M>[-n<N>][-mstd<S>][-mmax<X>][-inc1][-w0]) "
+             "after crop and flip; \"\": off."},
+    {KEY(data, color_jitter), .def = "0.4", RANGE(0, 1000), .official = "--color_jitter",
+     .aka = "jitter",
+     .help = "ColorJitter brightness/contrast/saturation; used only when auto_augment is "
+             "\"\" (as timm); 0: off."},
+    {KEY(data, reprob), .def = "0.25", RANGE(0, 1), .official = "--reprob",
+     .aka = "random_erasing erase_prob re_prob",
+     .help = "Random erasing probability (after Normalize); 0: off."},
+    {KEY(data, remode), .def = "pixel", .choices = remode_names, .official = "--remode",
+     .aka = "re_mode",
+     .help = "Random erasing fill: per-pixel N(0,1), one N(0,1) per channel (rand), or 0."},
+    {KEY(data, recount), .def = "1", RANGE(1, 64), .official = "--recount", .aka = "re_count",
+     .help = "Random erasing: up to this many boxes per image (uniform count)."},
     {KEY(data, mixup), .def = "0.1", RANGE(0, INF), .official = "--mixup", .aka = "mixup_alpha",
      .help = "Mixup Beta(alpha, alpha) parameter; 0: off."},
     {KEY(data, cutmix), .def = "1.0", RANGE(0, INF), .official = "--cutmix", .aka = "cutmix_alpha",

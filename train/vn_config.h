@@ -70,6 +70,7 @@ typedef enum vn_config_augment {
     VN_CONFIG_AUGMENT_RRC,
     VN_CONFIG_AUGMENT_RANDOM_CROP
 } vn_config_augment;
+typedef enum vn_config_remode { VN_CONFIG_REMODE_CONST = 0, VN_CONFIG_REMODE_RAND, VN_CONFIG_REMODE_PIXEL } vn_config_remode;
 typedef enum vn_config_interp { VN_CONFIG_INTERP_BILINEAR = 0, VN_CONFIG_INTERP_BICUBIC } vn_config_interp;
 typedef enum vn_config_eval_mode { VN_CONFIG_EVAL_OFFICIAL = 0, VN_CONFIG_EVAL_RESIZE_CROP } vn_config_eval_mode;
 typedef enum vn_config_optim_name {
@@ -117,6 +118,11 @@ typedef struct vn_config_data {
     int eval_mode;            /* vn_config_eval_mode */
     double crop_pct;
     double hflip;
+    char auto_augment[VN_CONFIG_STR_MAX];
+    double color_jitter;
+    double reprob;
+    int remode;               /* vn_config_remode */
+    int64_t recount;
     double mixup;
     double cutmix;
     double mixup_prob;

@@ -18,12 +18,14 @@ expect() { # description, command...
 }
 contains() { grep -qF -- "$2" "$1"; }
 quiet() { "$@" >/dev/null 2>&1; }
+not() { ! "$@"; }
 
 "$TOOL" synth "$T/data" 24 8 || { echo "cannot make the synthetic data"; exit 1; }
 cat >"$T/base.yaml" <<YAML
 model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4}
 data: {root: $T/data, input_size: 16, grayscale: true, mean: [0.3], std: [0.3], augment: none,
-       crop_pct: 1.0, mixup: 0, cutmix: 0}
+       crop_pct: 1.0, mixup: 0, cutmix: 0, auto_augment: "", reprob: 0,
+       color_jitter: 0}
 optim: {name: adamw, lr: 0.01, weight_decay: 0.01, update_freq: 1, warmup_epochs: 1}
 deep_training: {decay_epochs: 2, update: iteration}
 ema: {decays: [0.9]}
@@ -223,6 +225,25 @@ expect "data check: names the broken file" contains "$T/check" "broken.png"
 "$VANILLA" info "$T/base.yaml" >"$T/info" 2>&1
 expect "info: exit 0" [ $? -eq 0 ]
 expect "info: totals" contains "$T/info" "total"
+
+# data preview: a PNG grid of augmented samples (5 tiles of 16 px: 3 x 2 with 2-px gaps),
+# the same bytes for the same seed, others for another; bad augmentation keys are named.
+P="--set data.auto_augment=rand-m9-mstd0.5-inc1 --set data.reprob=0.5 --n 5"
+"$VANILLA" data preview "$T/base.yaml" $P --seed 2 -o "$T/grid.png" >"$T/preview" 2>&1
+expect "data preview: exit 0" [ $? -eq 0 ]
+expect "data preview: reports the tiles" contains "$T/preview" "5 training samples"
+expect "data preview: a 56x38 PNG" [ "$(od -An -tu1 -j16 -N8 "$T/grid.png" 2>/dev/null | tr -s ' ')" = " 0 0 0 56 0 0 0 38" ]
+"$VANILLA" data preview "$T/base.yaml" $P --seed 2 -o "$T/grid2.png" >/dev/null 2>&1
+expect "data preview: same seed, same bytes" cmp -s "$T/grid.png" "$T/grid2.png"
+"$VANILLA" data preview "$T/base.yaml" $P --seed 3 -o "$T/grid3.png" >/dev/null 2>&1
+expect "data preview: another seed, other samples" not cmp -s "$T/grid.png" "$T/grid3.png"
+"$VANILLA" data preview "$T/base.yaml" --set data.auto_augment=rand-m99 -o "$T/g.png" >"$T/preview_bad" 2>&1
+expect "data preview with rand-m99: exit 1" [ $? -eq 1 ]
+expect "data preview with rand-m99: names data.auto_augment" contains "$T/preview_bad" "data.auto_augment"
+"$VANILLA" data preview "$T/base.yaml" --set data.reprob=2 -o "$T/g.png" >"$T/preview_bad" 2>&1
+expect "data preview with reprob 2: names data.reprob" contains "$T/preview_bad" "data.reprob"
+"$VANILLA" data preview "$T/base.yaml" >/dev/null 2>&1
+expect "data preview without -o: usage error" [ $? -eq 2 ]
 
 # The README's config reference is the schema's own output (no drift).
 if [ $# -ge 3 ]; then

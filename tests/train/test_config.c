@@ -209,6 +209,11 @@ static const char *full_example =
     "  interpolation: bilinear\n"
     "  crop_pct: 1.0\n"
     "  hflip: 0\n"
+    "  auto_augment: rand-m9-n3-mstd0.5\n"
+    "  color_jitter: 0.3\n"
+    "  reprob: 0.5\n"
+    "  remode: rand\n"
+    "  recount: 2\n"
     "  mixup: 0.0\n"
     "  cutmix: 0\n"
     "  mixup_prob: 0.5\n"
@@ -339,6 +344,9 @@ static void check_full_example(const vn_config *c)
     ck_assert_int_eq(c->train.log_every, 10);
     ck_assert_int_eq(c->train.nonfinite, VN_CONFIG_NONFINITE_SKIP);
     ck_assert_int_eq(c->train.max_skip, 3);
+    ck_assert_str_eq(c->data.auto_augment, "rand-m9-n3-mstd0.5");
+    ck_assert(c->data.color_jitter == 0.3 && c->data.reprob == 0.5 && c->data.recount == 2);
+    ck_assert_int_eq(c->data.remode, VN_CONFIG_REMODE_RAND);
     ck_assert_str_eq(c->output.dir, "runs/fmnist");
     ck_assert_int_eq(c->output.save_every, 5);
     ck_assert_int_eq(c->output.save_every_steps, 500);
@@ -367,7 +375,7 @@ START_TEST(test_full_file)
     /* Positions are the value's: optim.lr is on line 42, column 7. */
     char buf[256], want[200];
     ck_assert_ptr_nonnull(vn_config_find("optim.lr", &idx));
-    snprintf(want, sizeof want, "%s:42:7", path);
+    snprintf(want, sizeof want, "%s:47:7", path);
     ck_assert_str_eq(vn_config_origin_str(&cfg, idx, buf, sizeof buf), want);
     ck_assert_ptr_nonnull(vn_config_find("model.strides", &idx));
     snprintf(want, sizeof want, "%s:6:5", path);

@@ -27,6 +27,7 @@ static void base_config(vn_config *cfg, const char *out)
         "model.num_classes=4", "model.drop_rate=0.1", "data.input_size=16", "data.grayscale=true",
         "data.mean=[0.3]", "data.std=[0.3]", "data.augment=none", "data.crop_pct=1.0",
         "data.hflip=0.5", "data.mixup=0", "data.cutmix=0", "data.workers=2",
+        "data.auto_augment=", "data.reprob=0", "data.color_jitter=0",
         "optim.name=adamw", "optim.lr=0.01", "optim.weight_decay=0.01", "optim.update_freq=1",
         "optim.warmup_epochs=1", "deep_training.decay_epochs=2", "deep_training.update=iteration",
         "ema.decays=[0.9]", "loss.bce=false", "loss.smoothing=0.1", "train.epochs=8",

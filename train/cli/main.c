@@ -78,6 +78,7 @@ static const char usage[] =
     "  config show|schema|official  the effective config, every key, the official flags\n"
     "  data import|check   import MNIST/Fashion-MNIST into image folders, check a folder\n"
     "  import W.pth -o OUT convert PyTorch weights (torch.save) to safetensors, no Python\n"
+    "  data preview CONFIG a PNG grid of augmented training samples\n"
     "\n"
     "Run `vanilla <command> --help` for the options of a command.\n"
     "\n"
