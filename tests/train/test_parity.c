@@ -12,7 +12,7 @@
 #include "../optim/optim_case.h"
 #include "base/vn_fs.h"
 #include "synth.h"
-#include "data/crop_impl.h"
+#include "data/vn_testing.h"
 #include "data/vn_transform.h"
 #include "train/vn_official.h"
 #include "train/vn_real_labels.h"

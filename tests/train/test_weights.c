@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "base/vn_fs.h"
-#include "io/pickle_impl.h"
+#include "io/vn_testing.h"
 #include "train/vn_trainer.h"
 #include "vn_test.h"
 
