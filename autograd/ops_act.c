@@ -3,8 +3,8 @@
  *
  * SiLU backward reads its input (d/dx x*s(x) = s(x) * (1 + x * (1 - s(x)))), so the output
  * can be dropped and recomputed from it; sigmoid backward reads only its output
- * (dy * y * (1 - y)), so its input may go. Forward, backward and recompute of each op are
- * separate functions. */
+ * (dy * y * (1 - y)), so its input may go. The fronts vn_silu and vn_sigmoid make the node;
+ * the kernels are those of the rows SILU and SIGMOID of VN_OP_LIST. */
 #include "autograd/ops_impl.h"
 
 #include <math.h>
@@ -33,7 +33,7 @@ static void silu_grad_kernel(float *dx, const float *dy, const float *restrict x
     }
 }
 
-static void silu_backward(vn_ctx *ctx, vn_node *node)
+void vn__silu_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     vn_tensor *x = node->in[0];
     const float *xd = vn__data(ctx, x);
@@ -46,25 +46,30 @@ static void silu_backward(vn_ctx *ctx, vn_node *node)
     silu_grad_kernel(dx, dy, xd, x->numel, fresh);
 }
 
-static void silu_recompute(vn_ctx *ctx, vn_node *node)
+void vn__silu_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) silu_kernel(node->out->data, xd, node->out->numel);
+}
+
+int vn__silu_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    silu_kernel(node->out->data, node->in[0]->data, node->out->numel);
+    return VN_OK;
 }
 
 vn_tensor *vn_silu(vn_ctx *ctx, vn_tensor *x)
 {
     if (!vn__ok(ctx, 1, &x)) return NULL;
     vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
-    if (!y) return NULL;
-    silu_kernel(y->data, x->data, x->numel);
-    if (vn__needs_grad(ctx, 1, &x)) {
-        vn_node *node = vn__record(ctx, VN_OP_SILU, y, 1, &x, silu_backward, 0);
-        if (!node) return NULL;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_SILU, 1, &x, y, 0) : NULL;
+    if (!node) return NULL;
+    if (node->recording) {
         vn__save(node, 0);
-        vn__set_recompute(node, silu_recompute);
+        vn__set_recompute(node);
     }
-    return y;
+    return vn__run(ctx, node);
 }
 
 /* ---- sigmoid ---------------------------------------------------------------------------- */
@@ -86,7 +91,7 @@ static void sigmoid_grad_kernel(float *dx, const float *dy, const float *restric
     }
 }
 
-static void sigmoid_backward(vn_ctx *ctx, vn_node *node)
+void vn__sigmoid_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     vn_tensor *x = node->in[0];
     const float *yd = vn__data(ctx, node->out);
@@ -99,26 +104,31 @@ static void sigmoid_backward(vn_ctx *ctx, vn_node *node)
     sigmoid_grad_kernel(dx, dy, yd, x->numel, fresh);
 }
 
-static void sigmoid_recompute(vn_ctx *ctx, vn_node *node)
+void vn__sigmoid_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) sigmoid_kernel(node->out->data, xd, node->out->numel);
+}
+
+int vn__sigmoid_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    sigmoid_kernel(node->out->data, node->in[0]->data, node->out->numel);
+    return VN_OK;
 }
 
 vn_tensor *vn_sigmoid(vn_ctx *ctx, vn_tensor *x)
 {
     if (!vn__ok(ctx, 1, &x)) return NULL;
     vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
-    if (!y) return NULL;
-    sigmoid_kernel(y->data, x->data, x->numel);
-    if (vn__needs_grad(ctx, 1, &x)) {
-        vn_node *node = vn__record(ctx, VN_OP_SIGMOID, y, 1, &x, sigmoid_backward, 0);
-        if (!node) return NULL;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_SIGMOID, 1, &x, y, 0) : NULL;
+    if (!node) return NULL;
+    if (node->recording) {
         vn__save(node, -1);
         if (vn__cheap_to_save(x)) {
             vn__save(node, 0);
-            vn__set_recompute(node, sigmoid_recompute);
+            vn__set_recompute(node);
         }
     }
-    return y;
+    return vn__run(ctx, node);
 }

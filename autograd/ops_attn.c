@@ -3,8 +3,9 @@
  *
  * bmm runs one sgemm per batch entry (the detector's attention has B * heads entries of a
  * few hundred rows), so the result depends only on OpenBLAS and the thread count. Softmax
- * keeps its output for backward (dx = y * (dy - sum(dy * y))), never its input. Forward,
- * backward and recompute of each op are separate functions. */
+ * keeps its output for backward (dx = y * (dy - sum(dy * y))), never its input. The fronts
+ * vn_bmm and vn_softmax make the node; the kernels are those of the rows BMM and SOFTMAX of
+ * VN_OP_LIST. */
 #include "autograd/ops_impl.h"
 
 #include <cblas.h>
@@ -67,7 +68,7 @@ static void bmm_grad_b(const bmm_state *st, const float *g, const float *a, floa
     }
 }
 
-static void bmm_backward(vn_ctx *ctx, vn_node *node)
+void vn__bmm_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const bmm_state *st = node->state;
     vn_tensor *a = node->in[0], *b = node->in[1];
@@ -85,6 +86,13 @@ static void bmm_backward(vn_ctx *ctx, vn_node *node)
         if (!db) return;
         bmm_grad_b(st, g, ad, db, fresh ? 0.0f : 1.0f);
     }
+}
+
+int vn__bmm_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    bmm_kernel(node->state, node->in[0]->data, node->in[1]->data, node->out->data);
+    return VN_OK;
 }
 
 vn_tensor *vn_bmm(vn_ctx *ctx, vn_tensor *a, vn_tensor *b, bool trans_a, bool trans_b,
@@ -109,17 +117,14 @@ vn_tensor *vn_bmm(vn_ctx *ctx, vn_tensor *a, vn_tensor *b, bool trans_a, bool tr
     if (st.m > INT_MAX || st.n > INT_MAX || st.k > INT_MAX)
         return vn_ctx_fail(ctx, VN_ERR_UNSUPPORTED, "bmm: sizes exceed the BLAS int range");
     vn_tensor *y = vn_ctx_tensor(ctx, 3, (int64_t[]){st.batch, st.m, st.n});
-    if (!y) return NULL;
-    bmm_kernel(&st, a->data, b->data, y->data);
-    if (vn__needs_grad(ctx, 2, in)) {
-        vn_node *node = vn__record(ctx, VN_OP_BMM, y, 2, in, bmm_backward, sizeof st);
-        if (!node) return NULL;
-        *(bmm_state *)node->state = st;
-        /* Each gradient reads the other operand. */
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_BMM, 2, in, y, sizeof st) : NULL;
+    if (!node) return NULL;
+    *(bmm_state *)node->state = st;
+    if (node->recording) { /* each gradient reads the other operand */
         if (vn_tensor_requires_grad(b)) vn__save(node, 0);
         if (vn_tensor_requires_grad(a)) vn__save(node, 1);
     }
-    return y;
+    return vn__run(ctx, node);
 }
 
 /* ---- softmax over the last dim -------------------------------------------------------- */
@@ -164,7 +169,7 @@ static void softmax_grad_kernel(float *dx, const float *dy, const float *restric
     }
 }
 
-static void softmax_backward(vn_ctx *ctx, vn_node *node)
+void vn__softmax_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const softmax_state *st = node->state;
     vn_tensor *x = node->in[0];
@@ -178,6 +183,14 @@ static void softmax_backward(vn_ctx *ctx, vn_node *node)
     softmax_grad_kernel(dx, dy, yd, st->rows, st->c, fresh);
 }
 
+int vn__softmax_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    const softmax_state *st = node->state;
+    softmax_kernel(node->out->data, node->in[0]->data, st->rows, st->c);
+    return VN_OK;
+}
+
 vn_tensor *vn_softmax(vn_ctx *ctx, vn_tensor *x)
 {
     if (!vn__ok(ctx, 1, &x)) return NULL;
@@ -188,14 +201,9 @@ vn_tensor *vn_softmax(vn_ctx *ctx, vn_tensor *x)
                            vn_shape_str(x->ndim, x->shape, s, sizeof s));
     }
     vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
-    if (!y) return NULL;
-    softmax_state st = {x->numel / c, c};
-    softmax_kernel(y->data, x->data, st.rows, st.c);
-    if (vn__needs_grad(ctx, 1, &x)) {
-        vn_node *node = vn__record(ctx, VN_OP_SOFTMAX, y, 1, &x, softmax_backward, sizeof st);
-        if (!node) return NULL;
-        *(softmax_state *)node->state = st;
-        vn__save(node, -1);
-    }
-    return y;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_SOFTMAX, 1, &x, y, sizeof(softmax_state)) : NULL;
+    if (!node) return NULL;
+    *(softmax_state *)node->state = (softmax_state){x->numel / c, c};
+    if (node->recording) vn__save(node, -1);
+    return vn__run(ctx, node);
 }

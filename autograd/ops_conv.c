@@ -39,7 +39,7 @@ typedef struct conv_state {
  * clears C in a separate pass when beta = 0, so this costs no more than no bias at all. */
 static void fill_bias_rows(float *restrict y, const float *restrict b, int64_t rows, int64_t c)
 {
-#pragma omp parallel for schedule(static) if (rows * c > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * c > VN_PAR_MIN_MACS)
     for (int64_t r = 0; r < rows; r++) memcpy(y + r * c, b, (size_t)c * sizeof(float));
 }
 
@@ -49,24 +49,25 @@ static void fill_bias_rows(float *restrict y, const float *restrict b, int64_t r
 static int colsum_add(vn_ctx *ctx, float *restrict out, const float *restrict a, int64_t rows,
                       int64_t c)
 {
-    int64_t n_chunks = vn__ceil_div(rows, VN_REDUCE_CHUNK);
+    int64_t n_chunks = vn_chunk_count(rows, VN_REDUCE_CHUNK);
     float *part = vn__pool_alloc(ctx, (size_t)(n_chunks * c) * sizeof(float));
     if (!part) {
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory for the bias gradient");
         return VN_ERR_NOMEM;
     }
-#pragma omp parallel for schedule(static) if (rows * c > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * c > VN_PAR_MIN_MACS)
     for (int64_t ch = 0; ch < n_chunks; ch++) {
         float *restrict p = part + ch * c;
-        int64_t r1 = (ch + 1) * VN_REDUCE_CHUNK < rows ? (ch + 1) * VN_REDUCE_CHUNK : rows;
+        int64_t r0, r1;
+        vn_chunk_range(ch, rows, VN_REDUCE_CHUNK, &r0, &r1);
         memset(p, 0, (size_t)c * sizeof(float));
-        for (int64_t r = ch * VN_REDUCE_CHUNK; r < r1; r++) {
+        for (int64_t r = r0; r < r1; r++) {
             const float *restrict ar = a + r * c;
             for (int64_t j = 0; j < c; j++) p[j] += ar[j];
         }
     }
     const int64_t blk = 256;
-#pragma omp parallel for schedule(static) if (n_chunks * c > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n_chunks * c > VN_PAR_MIN_MACS)
     for (int64_t j0 = 0; j0 < c; j0 += blk) {
         int64_t nj = c - j0 < blk ? c - j0 : blk;
         float acc[256];
@@ -123,7 +124,7 @@ static void conv1x1_backward(float *dx, bool dx_fresh, float *dw, bool dw_fresh,
 static void patch_gather(float *restrict p, const float *restrict x, const vn__conv_geom *g)
 {
     int64_t k = g->kh * g->kw * g->cin, run = g->kw * g->cin, rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -140,7 +141,7 @@ static void patch_gather(float *restrict p, const float *restrict x, const vn__c
 static void patch_scatter_add(float *restrict dx, const float *restrict dp, const vn__conv_geom *g)
 {
     int64_t k = g->kh * g->kw * g->cin, run = g->kw * g->cin, rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -200,7 +201,7 @@ static void im2col(float *restrict col, const float *restrict x, const vn__conv_
                    int64_t r0, int64_t nr)
 {
     int64_t cg = g->cin / g->groups, k = g->kh * g->kw * cg;
-#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t r = r0; r < r0 + nr; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
@@ -229,7 +230,7 @@ static void col2im_add(float *restrict dx, const float *restrict dcol, const vn_
     int64_t cg = g->cin / g->groups, k = g->kh * g->kw * cg;
     int64_t n0 = r0 / g->ho, n1 = (r0 + nr - 1) / g->ho;
     int64_t t0 = n0 * g->h, t1 = (n1 + 1) * g->h;
-#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (nr * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t t = t0; t < t1; t++) {
         int64_t n = t / g->h, hi = t % g->h;
         float *dxrow = dx + t * g->w * g->cin + grp * cg;
@@ -326,7 +327,7 @@ static int general_backward(vn_ctx *ctx, float *dx, float *dw, const float *dy, 
 
 /* Depthwise outputs are cheap to recompute (a few % of a VanillaNet step) next to what they
  * cost to keep (the input of the BatchNorm that follows): backward rebuilds them. */
-static void conv_recompute(vn_ctx *ctx, vn_node *node)
+void vn__conv2d_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const conv_state *st = node->state;
     vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
@@ -337,7 +338,7 @@ static void conv_recompute(vn_ctx *ctx, vn_node *node)
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory recomputing a depthwise output");
 }
 
-static void conv_backward(vn_ctx *ctx, vn_node *node)
+void vn__conv2d_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const conv_state *st = node->state;
     const vn__conv_geom *g = &st->g;
@@ -470,36 +471,39 @@ static conv_kind conv_pick(const vn__conv_geom *g)
     return CONV_KIND_GENERAL;
 }
 
+int vn__conv2d_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    const conv_state *st = node->state;
+    const vn__conv_geom *g = &st->g;
+    float *y = node->out->data;
+    const float *x = node->in[0]->data, *w = node->in[1]->data;
+    const float *b = node->n_in > 2 ? node->in[2]->data : NULL;
+    switch (st->kind) {
+    case CONV_KIND_1X1: conv1x1_forward(y, x, w, b, g); return VN_OK;
+    case CONV_KIND_PATCH: return patch_forward(ctx, y, x, w, b, g);
+    case CONV_KIND_DEPTHWISE: return vn__dw_forward(ctx, y, x, w, b, g);
+    case CONV_KIND_GENERAL: return general_forward(ctx, y, x, w, b, g);
+    }
+    return VN_ERR_INVALID;
+}
+
 vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_conv_params p)
 {
     vn_tensor *in[3] = {x, w, b};
     if (!vn__ok(ctx, 2, in)) return NULL;
     vn__conv_geom g;
     if (!conv_check(ctx, x, w, b, p, &g)) return NULL;
-    conv_kind kind = conv_pick(&g);
-
     vn_tensor *y = vn_ctx_tensor4(ctx, g.n, g.ho, g.wo, g.cout);
-    if (!y) return NULL;
-    const float *bd = b ? b->data : NULL;
-    int rc = VN_OK;
-    switch (kind) {
-    case CONV_KIND_1X1: conv1x1_forward(y->data, x->data, w->data, bd, &g); break;
-    case CONV_KIND_PATCH: rc = patch_forward(ctx, y->data, x->data, w->data, bd, &g); break;
-    case CONV_KIND_DEPTHWISE: rc = vn__dw_forward(ctx, y->data, x->data, w->data, bd, &g); break;
-    case CONV_KIND_GENERAL: rc = general_forward(ctx, y->data, x->data, w->data, bd, &g); break;
-    }
-    if (rc != VN_OK) return NULL;
-
-    if (vn__needs_grad(ctx, 3, in)) {
-        vn_node *node = vn__record(ctx, VN_OP_CONV2D, y, b ? 3 : 2, in, conv_backward,
-                                   sizeof(conv_state));
-        if (!node) return NULL;
-        conv_state *st = node->state;
-        st->g = g;
-        st->kind = kind;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_CONV2D, b ? 3 : 2, in, y, sizeof(conv_state))
+                      : NULL;
+    if (!node) return NULL;
+    conv_state *st = node->state;
+    st->g = g;
+    st->kind = conv_pick(&g);
+    if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);
-        if (kind == CONV_KIND_DEPTHWISE) vn__set_recompute(node, conv_recompute);
+        if (st->kind == CONV_KIND_DEPTHWISE) vn__set_recompute(node);
     }
-    return y;
+    return vn__run(ctx, node);
 }

@@ -7,10 +7,6 @@
 
 #include <math.h>
 
-/* Below this many multiply-adds (or floats touched), a loop runs on one thread: starting a
- * parallel region costs more, and much more when the cores are shared. */
-#define VN_CONV_PAR_MIN (1 << 18)
-
 /* fmaf is one instruction (and vectorises) where the target has FMA; C11 mode keeps GCC
  * from contracting a * b + c on its own. */
 #ifdef __FMA__

@@ -494,7 +494,7 @@ static void dw_conv_tail(float *y, const float *x, const float *wt, dw_init init
 {
     if (pl->cv == pl->c) return;
     int64_t rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (rows * g->wo * pl->total > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (rows * g->wo * pl->total > VN_PAR_MIN_MACS)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         dw_row_plain(y + r * g->wo * pl->c, x + n * g->h * g->w * pl->c, wt + pl->cv * pl->kk,
@@ -509,7 +509,7 @@ static void dw_grad_tail(float *part, const float *dy, const float *x, const vn_
     if (pl->cv == pl->c) return;
     int64_t c = pl->c, cv = pl->cv;
 #pragma omp parallel for schedule(static) \
-    if (g->n * g->ho * g->wo * pl->total > VN_CONV_PAR_MIN)
+    if (g->n * g->ho * g->wo * pl->total > VN_PAR_MIN_MACS)
     for (int64_t ch = 0; ch < pl->n_chunks; ch++) {
         float *pp = part + ch * pl->total + cv * pl->kk;
         memset(pp, 0, (size_t)(pl->kk * (c - cv)) * sizeof(float));
@@ -525,7 +525,7 @@ static void dw_grad_tail(float *part, const float *dy, const float *x, const vn_
 static void dw_grad_reduce(float *dw, float *part, const dw_plan *pl)
 {
     int64_t total = pl->total, n_chunks = pl->n_chunks;
-#pragma omp parallel for schedule(static) if (n_chunks * total > VN_CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n_chunks * total > VN_PAR_MIN_MACS)
     for (int64_t e0 = 0; e0 < total; e0 += 1024) {
         int64_t e1 = e0 + 1024 < total ? e0 + 1024 : total;
         for (int64_t ch = 1; ch < n_chunks; ch++) {
@@ -556,7 +556,7 @@ static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_in
         float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                        "depthwise packing buffers");
         if (!pack) return VN_ERR_NOMEM;
-#pragma omp parallel if (g->n * g->ho * g->wo * pl.total > VN_CONV_PAR_MIN)
+#pragma omp parallel if (g->n * g->ho * g->wo * pl.total > VN_PAR_MIN_MACS)
         {
             float *mine = pack + omp_get_thread_num() * slice;
             dw_ring rg = dw_ring_at(mine, g, nblk);
@@ -604,7 +604,7 @@ static void dw_dx_gather(float *dx, bool fresh, const float *dy, const float *wt
 {
     int64_t c = g->cin, rows = g->n * g->h;
 #pragma omp parallel for schedule(static) \
-    if (rows * g->w * c * g->kh * g->kw > VN_CONV_PAR_MIN)
+    if (rows * g->w * c * g->kh * g->kw > VN_PAR_MIN_MACS)
     for (int64_t t = 0; t < rows; t++) {
         int64_t n = t / g->h, hi = t % g->h;
         float *dxrow = dx + t * g->w * c;
@@ -642,7 +642,7 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
     float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                    "depthwise packing buffers");
     if (!pack) return VN_ERR_NOMEM;
-#pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_CONV_PAR_MIN)
+#pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_PAR_MIN_MACS)
     {
         float *mine = pack + omp_get_thread_num() * slice, *dyp = mine + xslice;
         dw_ring rg = dw_ring_at(mine, g, nblk);
@@ -692,7 +692,7 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
     float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                    "depthwise packing buffers");
     if (!pack) return VN_ERR_NOMEM;
-#pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_CONV_PAR_MIN)
+#pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_PAR_MIN_MACS)
     {
         float *mine = pack + omp_get_thread_num() * slice;
         dw_ring xr = dw_ring_at(mine, g, nblk), dr = dw_ring_at(mine + xslice, t, nblk);

@@ -7,8 +7,6 @@
 #include <limits.h>
 #include <string.h>
 
-#define DENSE_PAR_MIN 32768
-
 /* cblas takes int sizes. */
 static bool blas_dims_ok(vn_ctx *ctx, const char *name, int64_t a, int64_t b, int64_t c)
 {
@@ -22,7 +20,7 @@ static bool blas_dims_ok(vn_ctx *ctx, const char *name, int64_t a, int64_t b, in
 
 /* ---- matmul ------------------------------------------------------------------------- */
 
-static void matmul_backward(vn_ctx *ctx, vn_node *node)
+void vn__matmul_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     vn_tensor *a = node->in[0], *b = node->in[1];
     const int M = (int)a->shape[0], K = (int)a->shape[1], N = (int)b->shape[1];
@@ -46,6 +44,16 @@ static void matmul_backward(vn_ctx *ctx, vn_node *node)
     }
 }
 
+int vn__matmul_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    const vn_tensor *a = node->in[0], *b = node->in[1];
+    const int M = (int)a->shape[0], K = (int)a->shape[1], N = (int)b->shape[1];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a->data, K, b->data, N,
+                0.0f, node->out->data, N);
+    return VN_OK;
+}
+
 vn_tensor *vn_matmul(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
 {
     vn_tensor *in[2] = {a, b};
@@ -62,16 +70,13 @@ vn_tensor *vn_matmul(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
                            vn_shape_str(b->ndim, b->shape, s2, sizeof s2));
     if (!blas_dims_ok(ctx, "matmul", M, K, N)) return NULL;
     vn_tensor *y = vn_ctx_tensor(ctx, 2, (int64_t[]){M, N});
-    if (!y) return NULL;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a->data,
-                (int)K, b->data, (int)N, 0.0f, y->data, (int)N);
-    if (vn__needs_grad(ctx, 2, in)) {
-        vn_node *node = vn__record(ctx, VN_OP_MATMUL, y, 2, in, matmul_backward, 0);
-        if (!node) return NULL;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_MATMUL, 2, in, y, 0) : NULL;
+    if (!node) return NULL;
+    if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);
     }
-    return y;
+    return vn__run(ctx, node);
 }
 
 /* ---- linear ------------------------------------------------------------------------- */
@@ -84,13 +89,14 @@ typedef struct linear_state {
  * gradient does not depend on the thread count). part: nchunks * C doubles of scratch. */
 static void column_sums(const float *g, int64_t R, int64_t C, double *part, float *db)
 {
-    int64_t nch = (R + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK;
-#pragma omp parallel for schedule(static) if (R * C >= DENSE_PAR_MIN)
+    int64_t nch = vn_chunk_count(R, VN_REDUCE_CHUNK);
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t k = 0; k < nch; k++) {
         double *p = part + k * C;
-        int64_t r1 = (k + 1) * VN_REDUCE_CHUNK < R ? (k + 1) * VN_REDUCE_CHUNK : R;
+        int64_t r0, r1;
+        vn_chunk_range(k, R, VN_REDUCE_CHUNK, &r0, &r1);
         for (int64_t c = 0; c < C; c++) p[c] = 0.0;
-        for (int64_t r = k * VN_REDUCE_CHUNK; r < r1; r++)
+        for (int64_t r = r0; r < r1; r++)
             for (int64_t c = 0; c < C; c++) p[c] += g[r * C + c];
     }
     for (int64_t k = 1; k < nch; k++)
@@ -98,7 +104,7 @@ static void column_sums(const float *g, int64_t R, int64_t C, double *part, floa
     for (int64_t c = 0; c < C; c++) db[c] += (float)part[c];
 }
 
-static void linear_backward(vn_ctx *ctx, vn_node *node)
+void vn__linear_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const linear_state *st = node->state;
     vn_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2];
@@ -124,7 +130,7 @@ static void linear_backward(vn_ctx *ctx, vn_node *node)
     if (b && vn_tensor_requires_grad(b)) {
         float *db = vn__grad(ctx, b);
         if (!db) return;
-        int64_t nch = (st->rows + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK;
+        int64_t nch = vn_chunk_count(st->rows, VN_REDUCE_CHUNK);
         double *part = vn__pool_alloc(ctx, (size_t)(nch * st->out) * sizeof(double));
         if (!part) {
             vn_ctx_fail(ctx, VN_ERR_NOMEM, "linear backward: out of memory");
@@ -133,6 +139,23 @@ static void linear_backward(vn_ctx *ctx, vn_node *node)
         column_sums(g, st->rows, st->out, part, db);
         vn__pool_free(ctx, part);
     }
+}
+
+int vn__linear_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    const linear_state *st = node->state;
+    const vn_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2];
+    const int64_t M = st->rows, NI = st->in, NO = st->out;
+    float *y = node->out->data;
+    if (b) {
+#pragma omp parallel for schedule(static) if (M * NO >= VN_PAR_MIN)
+        for (int64_t r = 0; r < M; r++) memcpy(y + r * NO, b->data, (size_t)NO * sizeof(float));
+    }
+    /* Y = X W^T (+ the bias already in Y) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)NO, (int)NI, 1.0f, x->data,
+                (int)NI, w->data, (int)NI, b ? 1.0f : 0.0f, y, (int)NO);
+    return VN_OK;
 }
 
 vn_tensor *vn_linear(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b)
@@ -158,27 +181,18 @@ vn_tensor *vn_linear(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b)
     int64_t shape[VN_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = NO;
-    vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, shape);
-    if (!y) return NULL;
-    if (b) {
-#pragma omp parallel for schedule(static) if (M * NO >= DENSE_PAR_MIN)
-        for (int64_t r = 0; r < M; r++) memcpy(y->data + r * NO, b->data, (size_t)NO * sizeof(float));
-    }
-    /* Y = X W^T (+ the bias already in Y) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)NO, (int)NI, 1.0f, x->data,
-                (int)NI, w->data, (int)NI, b ? 1.0f : 0.0f, y->data, (int)NO);
     vn_tensor *in[3] = {x, w, b};
-    if (vn__needs_grad(ctx, 3, in)) {
-        /* Inputs keep their positions (x, w, b); b may be NULL. */
-        vn_node *node = vn__record(ctx, VN_OP_LINEAR, y, 3, in, linear_backward,
-                                   sizeof(linear_state));
-        if (!node) return NULL;
-        linear_state *st = node->state;
-        st->rows = M;
-        st->in = NI;
-        st->out = NO;
+    vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, shape);
+    /* Inputs keep their positions (x, w, b); b may be NULL. */
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_LINEAR, 3, in, y, sizeof(linear_state)) : NULL;
+    if (!node) return NULL;
+    linear_state *st = node->state;
+    st->rows = M;
+    st->in = NI;
+    st->out = NO;
+    if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);
     }
-    return y;
+    return vn__run(ctx, node);
 }

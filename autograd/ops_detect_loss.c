@@ -12,8 +12,10 @@
  * (gain_box box + gain_cls cls + gain_dfl dfl) * N, as Ultralytics' criterion does.
  * CIoU's alpha is a constant for the gradient (computed under no_grad there).
  *
- * Forward computes the loss and, when recording, d(loss)/d(pred) into a pool buffer per level
- * (in double per anchor, stored as float); backward scales it by the incoming gradient. */
+ * The front vn_detect_loss checks the shapes and makes the node (row DETECT_LOSS of
+ * VN_OP_LIST). Its forward kernel reads the caller's targets, computes the loss and, when
+ * recording, d(loss)/d(pred) into one kept pool buffer holding every level (in double per
+ * anchor, stored as float); backward scales it by the incoming gradient. */
 #include "autograd/ops_impl.h"
 
 #include <math.h>
@@ -25,7 +27,9 @@
 
 typedef struct detect_loss_state {
     int n_levels;
-    float *grad[DL_MAX_LEVELS]; /* pool buffers shaped like the inputs */
+    const vn_detect_targets *targets; /* the caller's, read in forward only */
+    double *parts;                    /* the caller's, written in forward, or NULL */
+    float *grad[DL_MAX_LEVELS];       /* parts of one kept pool buffer, shaped like the inputs */
 } detect_loss_state;
 
 /* CIoU of box b (x1, y1, x2, y2) against target g and its gradient with respect to b,
@@ -160,7 +164,7 @@ static void detect_loss_compute(vn_tensor *const *preds, int n_levels, const vn_
     terms[2] = dfl / S;
 }
 
-static void detect_loss_backward(vn_ctx *ctx, vn_node *node)
+void vn__detect_loss_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const detect_loss_state *st = node->state;
     const float dy = node->out->grad[0];
@@ -205,43 +209,58 @@ static bool detect_loss_check(vn_ctx *ctx, int n_levels, vn_tensor *const *preds
     return true;
 }
 
-vn_tensor *vn_detect_loss(vn_ctx *ctx, int n_levels, vn_tensor *const *preds,
-                          const vn_detect_targets *t, double parts[3])
+/* When recording, keeps one zeroed buffer for the gradients of every level (st->grad). */
+static int detect_loss_grad_bufs(vn_ctx *ctx, vn_node *node, detect_loss_state *st)
 {
-    if (!vn__ok(ctx, n_levels, preds) || !detect_loss_check(ctx, n_levels, preds, t)) return NULL;
-    vn_tensor *y = vn_ctx_tensor(ctx, 1, (int64_t[]){1});
-    if (!y) return NULL;
-    bool rec = vn__needs_grad(ctx, n_levels, preds);
-    float *grads[DL_MAX_LEVELS] = {NULL};
-    for (int l = 0; rec && l < n_levels; l++) {
-        grads[l] = vn__pool_alloc(ctx, (size_t)preds[l]->numel * sizeof(float));
-        if (!grads[l]) {
-            for (int k = 0; k < l; k++) vn__pool_free(ctx, grads[k]);
-            return vn_ctx_fail(ctx, VN_ERR_NOMEM, "detect_loss: out of memory");
-        }
-        memset(grads[l], 0, (size_t)preds[l]->numel * sizeof(float));
+    int64_t total = 0;
+    for (int l = 0; l < st->n_levels; l++) total += node->in[l]->numel;
+    float *buf = vn__pool_alloc(ctx, (size_t)total * sizeof(float));
+    if (!buf) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "detect_loss: out of memory");
+        return VN_ERR_NOMEM;
+    }
+    vn__node_keep(node, buf);
+    memset(buf, 0, (size_t)total * sizeof(float));
+    for (int l = 0; l < st->n_levels; l++) {
+        st->grad[l] = buf;
+        buf += node->in[l]->numel;
+    }
+    return VN_OK;
+}
+
+int vn__detect_loss_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    detect_loss_state *st = node->state;
+    const vn_detect_targets *t = st->targets;
+    double *parts = st->parts;
+    st->targets = NULL;
+    st->parts = NULL;
+    if (node->recording) {
+        int rc = detect_loss_grad_bufs(ctx, node, st);
+        if (rc != VN_OK) return rc;
     }
     double terms[3];
-    detect_loss_compute(preds, n_levels, t, terms, rec ? grads : NULL);
+    detect_loss_compute(node->in, st->n_levels, t, terms, node->recording ? st->grad : NULL);
     double gains[3] = {t->gain_box, t->gain_cls, t->gain_dfl}, total = 0;
     for (int i = 0; i < 3; i++) {
         if (parts) parts[i] = terms[i] * gains[i];
         total += terms[i] * gains[i];
     }
-    y->data[0] = (float)(total * (double)preds[0]->shape[0]);
-    if (rec) {
-        vn_node *node = vn__record(ctx, VN_OP_DETECT_LOSS, y, n_levels, preds,
-                                   detect_loss_backward, sizeof(detect_loss_state));
-        if (!node) {
-            for (int l = 0; l < n_levels; l++) vn__pool_free(ctx, grads[l]);
-            return NULL;
-        }
-        detect_loss_state *st = node->state;
-        st->n_levels = n_levels;
-        for (int l = 0; l < n_levels; l++) {
-            st->grad[l] = grads[l];
-            vn__node_keep(node, grads[l]);
-        }
-    }
-    return y;
+    node->out->data[0] = (float)(total * (double)node->in[0]->shape[0]);
+    return VN_OK;
+}
+
+vn_tensor *vn_detect_loss(vn_ctx *ctx, int n_levels, vn_tensor *const *preds,
+                          const vn_detect_targets *t, double parts[3])
+{
+    if (!vn__ok(ctx, n_levels, preds) || !detect_loss_check(ctx, n_levels, preds, t)) return NULL;
+    vn_tensor *y = vn_ctx_tensor(ctx, 1, (int64_t[]){1});
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_DETECT_LOSS, n_levels, preds, y,
+                                     sizeof(detect_loss_state)) : NULL;
+    if (!node) return NULL;
+    detect_loss_state *st = node->state;
+    st->n_levels = n_levels;
+    st->targets = t;
+    st->parts = parts;
+    return vn__run(ctx, node);
 }

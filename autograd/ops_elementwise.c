@@ -11,7 +11,7 @@ typedef struct leaky_state {
 
 static void leaky_relu_forward(float *restrict y, const float *restrict x, int64_t n, float slope)
 {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
 }
 
@@ -20,17 +20,17 @@ static void leaky_relu_backward(float *dx, const float *dy,
                                 const float *restrict x, int64_t n, float slope, bool fresh)
 {
     if (fresh) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
         for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * slope;
     } else {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
         for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : dy[i] * slope;
     }
 }
 
 /* With slope >= 0 the output has the input's sign (y > 0 exactly when x > 0), so backward
  * reads the output, which the next op usually keeps anyway; the input may be dropped. */
-static void leaky_relu_bwd(vn_ctx *ctx, vn_node *node)
+void vn__leaky_relu_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const leaky_state *st = node->state;
     vn_tensor *x = node->in[0];
@@ -44,7 +44,15 @@ static void leaky_relu_bwd(vn_ctx *ctx, vn_node *node)
     leaky_relu_backward(dx, dy, sign, x->numel, st->slope, fresh);
 }
 
-static void leaky_relu_recompute(vn_ctx *ctx, vn_node *node)
+int vn__leaky_relu_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    leaky_relu_forward(node->out->data, node->in[0]->data, node->out->numel,
+                       ((const leaky_state *)node->state)->slope);
+    return VN_OK;
+}
+
+void vn__leaky_relu_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) leaky_relu_forward(node->out->data, xd, node->out->numel,
@@ -55,21 +63,19 @@ static vn_tensor *leaky_common(vn_ctx *ctx, vn_tensor *x, float slope, vn_op op)
 {
     if (!vn__ok(ctx, 1, &x)) return NULL;
     vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
-    if (!y) return NULL;
-    leaky_relu_forward(y->data, x->data, x->numel, slope);
-    if (vn__needs_grad(ctx, 1, &x)) {
-        vn_node *node = vn__record(ctx, op, y, 1, &x, leaky_relu_bwd, sizeof(leaky_state));
-        if (!node) return NULL;
-        ((leaky_state *)node->state)->slope = slope;
+    vn_node *node = y ? vn__node_new(ctx, op, 1, &x, y, sizeof(leaky_state)) : NULL;
+    if (!node) return NULL;
+    ((leaky_state *)node->state)->slope = slope;
+    if (node->recording) {
         if (slope < 0.0f) { /* backward reads the input */
             vn__save(node, 0);
         } else {            /* backward reads the output, recompute the input */
             vn__save(node, -1);
             if (vn__cheap_to_save(x)) vn__save(node, 0);
         }
-        if (node->saved & 1u) vn__set_recompute(node, leaky_relu_recompute);
+        if (node->saved & 1u) vn__set_recompute(node);
     }
-    return y;
+    return vn__run(ctx, node);
 }
 
 vn_tensor *vn_leaky_relu(vn_ctx *ctx, vn_tensor *x, float slope)
@@ -82,11 +88,11 @@ vn_tensor *vn_relu(vn_ctx *ctx, vn_tensor *x) { return leaky_common(ctx, x, 0.0f
 /* ---- dropout ------------------------------------------------------------------------- */
 
 typedef struct dropout_state {
-    float scale;
+    float p, scale;
     uint8_t *keep; /* pool buffer, one byte per element */
 } dropout_state;
 
-static void dropout_bwd(vn_ctx *ctx, vn_node *node)
+void vn__dropout_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const dropout_state *st = node->state;
     vn_tensor *x = node->in[0];
@@ -96,13 +102,34 @@ static void dropout_bwd(vn_ctx *ctx, vn_node *node)
     for (int64_t i = 0; i < x->numel; i++) dx[i] += st->keep[i] ? dy[i] * st->scale : 0.0f;
 }
 
-static void dropout_recompute(vn_ctx *ctx, vn_node *node)
+void vn__dropout_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const dropout_state *st = node->state;
     const float *xd = vn__data(ctx, node->in[0]);
     if (!xd) return;
     float *y = node->out->data;
     for (int64_t i = 0; i < node->out->numel; i++) y[i] = st->keep[i] ? xd[i] * st->scale : 0.0f;
+}
+
+int vn__dropout_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    dropout_state *st = node->state;
+    const vn_tensor *x = node->in[0];
+    uint8_t *keep = vn__pool_alloc(ctx, (size_t)x->numel);
+    if (!keep) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "dropout: out of memory");
+        return VN_ERR_NOMEM;
+    }
+    vn__node_keep(node, keep);
+    st->keep = keep;
+    vn_rng *rng = vn_ctx_rng(ctx);
+    float *y = node->out->data;
+    /* Sequential draws: the mask depends only on the RNG state, never on threads. */
+    for (int64_t i = 0; i < x->numel; i++) {
+        keep[i] = vn_rng_uniform(rng) >= st->p;
+        y[i] = keep[i] ? x->data[i] * st->scale : 0.0f;
+    }
+    return VN_OK;
 }
 
 vn_tensor *vn_dropout(vn_ctx *ctx, vn_tensor *x, float p, bool training)
@@ -113,32 +140,16 @@ vn_tensor *vn_dropout(vn_ctx *ctx, vn_tensor *x, float p, bool training)
                            (double)p);
     if (!training || p == 0.0f) return vn_scale(ctx, x, 1.0f);
     vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
-    if (!y) return NULL;
-    bool rec = vn__needs_grad(ctx, 1, &x);
-    uint8_t *keep = vn__pool_alloc(ctx, (size_t)x->numel);
-    if (!keep) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "dropout: out of memory");
-    float scale = 1.0f / (1.0f - p);
-    vn_rng *rng = vn_ctx_rng(ctx);
-    /* Sequential draws: the mask depends only on the RNG state, never on threads. */
-    for (int64_t i = 0; i < x->numel; i++) {
-        keep[i] = vn_rng_uniform(rng) >= p;
-        y->data[i] = keep[i] ? x->data[i] * scale : 0.0f;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_DROPOUT, 1, &x, y, sizeof(dropout_state)) : NULL;
+    if (!node) return NULL;
+    dropout_state *st = node->state;
+    st->p = p;
+    st->scale = 1.0f / (1.0f - p);
+    if (node->recording && vn__cheap_to_save(x)) {
+        vn__save(node, 0);
+        vn__set_recompute(node);
     }
-    if (rec) {
-        vn_node *node = vn__record(ctx, VN_OP_DROPOUT, y, 1, &x, dropout_bwd, sizeof(dropout_state));
-        if (!node) return NULL;
-        dropout_state *st = node->state;
-        st->scale = scale;
-        st->keep = keep;
-        vn__node_keep(node, keep);
-        if (vn__cheap_to_save(x)) {
-            vn__save(node, 0);
-            vn__set_recompute(node, dropout_recompute);
-        }
-    } else {
-        vn__pool_free(ctx, keep);
-    }
-    return y;
+    return vn__run(ctx, node);
 }
 
 /* ---- add / scale ----------------------------------------------------------------------- */
@@ -150,18 +161,29 @@ static void accumulate(vn_ctx *ctx, vn_tensor *t, const float *restrict g, float
     if (!d) return;
     int64_t n = t->numel;
     if (fresh) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
         for (int64_t i = 0; i < n; i++) d[i] = s * g[i];
     } else {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
         for (int64_t i = 0; i < n; i++) d[i] += s * g[i];
     }
 }
 
-static void add_bwd(vn_ctx *ctx, vn_node *node)
+void vn__add_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     for (int i = 0; i < 2; i++)
         if (vn_tensor_requires_grad(node->in[i])) accumulate(ctx, node->in[i], node->out->grad, 1.0f);
+}
+
+int vn__add_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    int64_t n = node->out->numel;
+    const float *restrict pa = node->in[0]->data, *restrict pb = node->in[1]->data;
+    float *restrict py = node->out->data;
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
+    return VN_OK;
 }
 
 vn_tensor *vn_add(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
@@ -175,49 +197,55 @@ vn_tensor *vn_add(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
                            vn_shape_str(b->ndim, b->shape, sb, sizeof sb));
     }
     vn_tensor *y = vn_ctx_tensor(ctx, a->ndim, a->shape);
-    if (!y) return NULL;
-    int64_t n = a->numel;
-    const float *restrict pa = a->data, *restrict pb = b->data;
-    float *restrict py = y->data;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) py[i] = pa[i] + pb[i];
-    if (vn__needs_grad(ctx, 2, in) && !vn__record(ctx, VN_OP_ADD, y, 2, in, add_bwd, 0)) return NULL;
-    return y;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_ADD, 2, in, y, 0) : NULL;
+    return node ? vn__run(ctx, node) : NULL;
 }
 
 typedef struct scale_state {
     float s;
 } scale_state;
 
-static void scale_bwd(vn_ctx *ctx, vn_node *node)
+void vn__scale_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const scale_state *st = node->state;
     accumulate(ctx, node->in[0], node->out->grad, st->s);
+}
+
+int vn__scale_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    float s = ((const scale_state *)node->state)->s;
+    int64_t n = node->out->numel;
+    const float *restrict px = node->in[0]->data;
+    float *restrict py = node->out->data;
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) py[i] = s * px[i];
+    return VN_OK;
 }
 
 vn_tensor *vn_scale(vn_ctx *ctx, vn_tensor *x, float s)
 {
     if (!vn__ok(ctx, 1, &x)) return NULL;
     vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, x->shape);
-    if (!y) return NULL;
-    int64_t n = x->numel;
-    const float *restrict px = x->data;
-    float *restrict py = y->data;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) py[i] = s * px[i];
-    if (vn__needs_grad(ctx, 1, &x)) {
-        vn_node *node = vn__record(ctx, VN_OP_SCALE, y, 1, &x, scale_bwd, sizeof(scale_state));
-        if (!node) return NULL;
-        ((scale_state *)node->state)->s = s;
-    }
-    return y;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_SCALE, 1, &x, y, sizeof(scale_state)) : NULL;
+    if (!node) return NULL;
+    ((scale_state *)node->state)->s = s;
+    return vn__run(ctx, node);
 }
 
 /* ---- reshape / flatten: views sharing the input's data ------------------------------ */
 
-static void reshape_bwd(vn_ctx *ctx, vn_node *node)
+void vn__reshape_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     accumulate(ctx, node->in[0], node->out->grad, 1.0f);
+}
+
+/* The output is a view of the input's data: nothing to compute. */
+int vn__reshape_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    (void)node;
+    return VN_OK;
 }
 
 vn_tensor *vn_reshape(vn_ctx *ctx, vn_tensor *x, int ndim, const int64_t *shape)
@@ -239,10 +267,10 @@ vn_tensor *vn_reshape(vn_ctx *ctx, vn_tensor *x, int ndim, const int64_t *shape)
     y->numel = x->numel;
     y->data = x->data;
     y->flags = VN_TENSOR_STEP | VN_TENSOR_VIEW;
+    y->device = x->device;
     if (x->flags & VN_TENSOR_STEP) x->flags |= VN_TENSOR_HAS_VIEW; /* never released now */
-    if (vn__needs_grad(ctx, 1, &x) && !vn__record(ctx, VN_OP_RESHAPE, y, 1, &x, reshape_bwd, 0))
-        return NULL;
-    return y;
+    vn_node *node = vn__node_new(ctx, VN_OP_RESHAPE, 1, &x, y, 0);
+    return node ? vn__run(ctx, node) : NULL;
 }
 
 vn_tensor *vn_flatten(vn_ctx *ctx, vn_tensor *x)

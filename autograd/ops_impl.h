@@ -3,25 +3,40 @@
 #define VN_OPS_IMPL_H
 
 #include "autograd/vn_ops.h"
+#include "base/vn_parallel.h"
 
 #define VN_NODE_MAX_IN 6
 #define VN_NODE_MAX_BUFS 4
 
+/* The kernels of one op on one device (a cell of the op table, autograd/dispatch.c).
+ * forward fills node->out (allocated by the front) from node->in and node->state, and keeps
+ * in node->bufs what backward reads when node->recording; it returns VN_OK or sets the
+ * context error. backward accumulates into the inputs' gradients from node->out->grad.
+ * recompute (optional) rebuilds node->out->data, bit for bit, from the saved inputs. */
+typedef int (*vn__forward_fn)(vn_ctx *ctx, vn_node *node);
 typedef void (*vn__backward_fn)(vn_ctx *ctx, vn_node *node);
 
-/* One tape entry. `state` points at the op's own typed struct (allocated with the node);
- * `bufs` are pool buffers the op saved for backward, released right after it runs. */
+typedef struct vn__op_kernels {
+    vn__forward_fn forward;
+    vn__backward_fn backward;
+    vn__backward_fn recompute;
+} vn__op_kernels;
+
+/* One op application: made by the op's front with vn__node_new, run by vn__run. The state
+ * points at the op's own typed struct (allocated with the node, zeroed); bufs are pool
+ * buffers the forward kept for backward, released right after it runs. */
 struct vn_node {
     vn_op op;
+    vn_device device;
+    bool recording;    /* goes on the tape: forward keeps what backward needs */
+    bool recomputable; /* released copies of out may be rebuilt by the recompute kernel */
     int n_in;
     vn_tensor *in[VN_NODE_MAX_IN];
     vn_tensor *out;
     void *state;
-    vn__backward_fn backward;
     int n_bufs;
     void *bufs[VN_NODE_MAX_BUFS];
-    unsigned saved;              /* bit i: in[i] is read by backward or recompute; VN_SAVE_OUT */
-    vn__backward_fn recompute;   /* writes out->data from the saved inputs and state, or NULL */
+    unsigned saved;    /* bit i: in[i] is read by backward or recompute; VN_SAVE_OUT */
 };
 
 #define VN_SAVE_OUT (1u << 15)
@@ -34,20 +49,31 @@ void vn__pool_free(vn_ctx *ctx, void *p);
 
 /* True when grad mode is on and any of the given (non-NULL) inputs requires grad. */
 bool vn__needs_grad(vn_ctx *ctx, int n_in, vn_tensor *const *in);
-/* Appends a tape entry for `out` (marking it as requiring grad) with a zeroed state of
- * state_bytes. Returns NULL (and sets the sticky error) if memory runs out. */
-vn_node *vn__record(vn_ctx *ctx, vn_op op, vn_tensor *out, int n_in, vn_tensor *const *in,
-                    vn__backward_fn backward, size_t state_bytes);
+/* A node for applying op to in (NULL entries allowed: optional inputs keep their position)
+ * with output out and a zeroed state of state_bytes; node->recording is set when grad mode
+ * is on and an input requires grad. Not on the tape yet. NULL (sticky error) on failure. */
+vn_node *vn__node_new(vn_ctx *ctx, vn_op op, int n_in, vn_tensor *const *in, vn_tensor *out,
+                      size_t state_bytes);
+/* Runs the node's forward kernel for its device and, when recording, puts the node on the
+ * tape (out then requires grad). Returns node->out, or NULL with the sticky error. Buffers
+ * kept by a forward that is not recording are released here. */
+vn_tensor *vn__run(vn_ctx *ctx, vn_node *node);
 /* Hands a pool buffer to the node: released after the node's backward (or at reset). */
 void vn__node_keep(vn_node *node, void *pool_buf);
+
+/* The dispatch functions, one per direction: the kernels of (node->op, node->device). */
+int vn__dispatch_forward(vn_ctx *ctx, vn_node *node);
+void vn__dispatch_backward(vn_ctx *ctx, vn_node *node);
+void vn__dispatch_recompute(vn_ctx *ctx, vn_node *node);
+bool vn__has_recompute(vn_op op, vn_device device);
 
 /* Marks in[i] (or the output, with i == -1) as read by the node's backward or recompute: its
  * data stays available (kept, or recomputed) until the node's backward has run. */
 void vn__save(vn_node *node, int i);
-/* Lets released copies of the node's output be freed in forward and recomputed in backward:
- * fn must write node->out->data (already allocated) reading only saved inputs (through
- * vn__data) and the node's state and buffers, and give the same bytes as the forward. */
-void vn__set_recompute(vn_node *node, vn__backward_fn fn);
+/* Lets released copies of the node's output be freed in forward and rebuilt in backward by
+ * the op's recompute kernel, which reads only saved inputs (through vn__data) and the
+ * node's state and buffers, and gives the same bytes as the forward. */
+void vn__set_recompute(vn_node *node);
 /* True when saving t costs no memory beyond what exists anyway: t is not a step tensor, or
  * it is itself recomputable. Ops that read an input only to recompute their output save it
  * (and enable recompute) only then, so recompute never pins a larger tensor in memory. */
@@ -72,7 +98,5 @@ float *vn__grad_steal(vn_node *node, vn_tensor *t);
  * error already present. */
 bool vn__ok(vn_ctx *ctx, int n, vn_tensor *const *in);
 
-/* Deterministic chunking for reductions: results do not depend on the thread count. */
-#define VN_REDUCE_CHUNK 256
 
 #endif

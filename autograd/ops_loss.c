@@ -9,7 +9,6 @@
 #include <math.h>
 #include <string.h>
 
-#define LOSS_PAR_MIN 16384
 /* Elements per chunk of the BCE sum: fixed, so the sum's order is too. */
 #define BCE_CHUNK 4096
 
@@ -19,6 +18,8 @@ typedef struct ce_state {
     int64_t rows, classes;
     float smoothing;
     bool soft;
+    const int32_t *labels; /* the caller's, read in forward only (backward reads a copy) */
+    const float *targets;
 } ce_state;
 
 /* log(sum exp(x)) of one row, in double. */
@@ -32,7 +33,7 @@ static double row_lse(const float *x, int64_t C)
 }
 
 /* bufs[0]: per-row logsumexp (double); bufs[1]: labels (int32) or targets (float). */
-static void ce_backward(vn_ctx *ctx, vn_node *node)
+void vn__cross_entropy_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const ce_state *st = node->state;
     vn_tensor *x = node->in[0];
@@ -48,7 +49,7 @@ static void ce_backward(vn_ctx *ctx, vn_node *node)
     const double s = st->smoothing, off = s / (double)C;
     const float *xd = vn__data(ctx, x);
     if (!xd) return;
-#pragma omp parallel for schedule(static) if (R * C >= LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
         float *dr = dx + r * C;
@@ -70,6 +71,55 @@ static void ce_backward(vn_ctx *ctx, vn_node *node)
             }
         }
     }
+}
+
+/* Keeps the per-row logsumexp and a copy of the labels or targets for backward. */
+int vn__cross_entropy_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    ce_state *st = node->state;
+    const int64_t R = st->rows, C = st->classes;
+    const int32_t *labels = st->labels;
+    const float *targets = st->targets;
+    size_t tbytes = labels ? (size_t)R * sizeof(int32_t) : (size_t)(R * C) * sizeof(float);
+    /* Per-row logsumexp (kept for backward), then per-row loss. */
+    double *rowbuf = vn__pool_alloc(ctx, (size_t)(2 * R) * sizeof(double));
+    void *tcopy = node->recording ? vn__pool_alloc(ctx, tbytes) : NULL;
+    if (rowbuf) vn__node_keep(node, rowbuf);
+    if (tcopy) vn__node_keep(node, tcopy);
+    if (!rowbuf || (node->recording && !tcopy)) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "cross_entropy: out of memory");
+        return VN_ERR_NOMEM;
+    }
+    if (tcopy) memcpy(tcopy, labels ? (const void *)labels : (const void *)targets, tbytes);
+    st->labels = NULL;
+    st->targets = NULL;
+    double *lse = rowbuf, *row_loss = rowbuf + R;
+    const float *xd = node->in[0]->data;
+    const double s = st->smoothing;
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = xd + r * C;
+        double l = row_lse(xr, C);
+        lse[r] = l;
+        if (targets) {
+            const float *tr = targets + r * C;
+            double acc = 0.0;
+            for (int64_t c = 0; c < C; c++) acc += (double)tr[c] * (l - (double)xr[c]);
+            row_loss[r] = acc;
+        } else {
+            double nll = l - (double)xr[labels[r]];
+            double mean_x = 0.0;
+            if (s != 0.0) {
+                for (int64_t c = 0; c < C; c++) mean_x += xr[c];
+                mean_x /= (double)C;
+            }
+            row_loss[r] = (1.0 - s) * nll + (s != 0.0 ? s * (l - mean_x) : 0.0);
+        }
+    }
+    double total = 0.0;
+    for (int64_t r = 0; r < R; r++) total += row_loss[r];
+    node->out->data[0] = (float)(total / (double)R);
+    return VN_OK;
 }
 
 vn_tensor *vn_cross_entropy(vn_ctx *ctx, vn_tensor *logits, const int32_t *labels,
@@ -95,70 +145,27 @@ vn_tensor *vn_cross_entropy(vn_ctx *ctx, vn_tensor *logits, const int32_t *label
                                    (long long)C);
 
     vn_tensor *out = vn_ctx_tensor(ctx, 1, (int64_t[]){1});
-    if (!out) return NULL;
-    bool record = vn__needs_grad(ctx, 1, &logits);
-    /* Per-row logsumexp (kept for backward when recording), then per-row loss. */
-    double *rowbuf = vn__pool_alloc(ctx, (size_t)(2 * R) * sizeof(double));
-    if (!rowbuf) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "cross_entropy: out of memory");
-    double *lse = rowbuf, *row_loss = rowbuf + R;
-    const float *xd = logits->data;
-    const double s = smoothing;
-#pragma omp parallel for schedule(static) if (R * C >= LOSS_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) {
-        const float *xr = xd + r * C;
-        double l = row_lse(xr, C);
-        lse[r] = l;
-        if (targets) {
-            const float *tr = targets + r * C;
-            double acc = 0.0;
-            for (int64_t c = 0; c < C; c++) acc += (double)tr[c] * (l - (double)xr[c]);
-            row_loss[r] = acc;
-        } else {
-            double nll = l - (double)xr[labels[r]];
-            double mean_x = 0.0;
-            if (s != 0.0) {
-                for (int64_t c = 0; c < C; c++) mean_x += xr[c];
-                mean_x /= (double)C;
-            }
-            row_loss[r] = (1.0 - s) * nll + (s != 0.0 ? s * (l - mean_x) : 0.0);
-        }
-    }
-    double total = 0.0;
-    for (int64_t r = 0; r < R; r++) total += row_loss[r];
-    out->data[0] = (float)(total / (double)R);
-
-    if (!record) {
-        vn__pool_free(ctx, rowbuf);
-        return out;
-    }
-    size_t tbytes = labels ? (size_t)R * sizeof(int32_t) : (size_t)(R * C) * sizeof(float);
-    void *tcopy = vn__pool_alloc(ctx, tbytes);
-    if (!tcopy) {
-        vn__pool_free(ctx, rowbuf);
-        return vn_ctx_fail(ctx, VN_ERR_NOMEM, "cross_entropy: out of memory");
-    }
-    memcpy(tcopy, labels ? (const void *)labels : (const void *)targets, tbytes);
-    vn_node *node = vn__record(ctx, VN_OP_CROSS_ENTROPY, out, 1, &logits, ce_backward,
-                               sizeof(ce_state));
-    if (!node) {
-        vn__pool_free(ctx, rowbuf);
-        vn__pool_free(ctx, tcopy);
-        return NULL;
-    }
-    vn__save(node, 0);
+    vn_node *node = out ? vn__node_new(ctx, VN_OP_CROSS_ENTROPY, 1, &logits, out,
+                                       sizeof(ce_state)) : NULL;
+    if (!node) return NULL;
     ce_state *st = node->state;
     st->rows = R;
     st->classes = C;
     st->smoothing = smoothing;
     st->soft = targets != NULL;
-    vn__node_keep(node, rowbuf);
-    vn__node_keep(node, tcopy);
-    return out;
+    st->labels = labels;
+    st->targets = targets;
+    if (node->recording) vn__save(node, 0);
+    return vn__run(ctx, node);
 }
 
 /* ---- binary cross-entropy with logits ------------------------------------------------ */
 
-static void bce_backward(vn_ctx *ctx, vn_node *node)
+typedef struct bce_state {
+    const float *targets; /* the caller's, read in forward only (backward reads a copy) */
+} bce_state;
+
+void vn__bce_with_logits_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     vn_tensor *x = node->in[0];
     if (!vn_tensor_requires_grad(x)) return;
@@ -169,7 +176,7 @@ static void bce_backward(vn_ctx *ctx, vn_node *node)
     if (!xd) return;
     const int64_t n = x->numel;
     const float scale = (float)((double)node->out->grad[0] / (double)n);
-#pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN)
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
         /* d/dx = sigmoid(x) - t, with sigmoid written to avoid overflow of exp. */
         float v = xd[i];
@@ -180,25 +187,26 @@ static void bce_backward(vn_ctx *ctx, vn_node *node)
     }
 }
 
-vn_tensor *vn_bce_with_logits(vn_ctx *ctx, vn_tensor *logits, const float *targets)
+/* Keeps a copy of the targets for backward. */
+int vn__bce_with_logits_forward_cpu(vn_ctx *ctx, vn_node *node)
 {
-    if (!vn__ok(ctx, 1, &logits)) return NULL;
-    if (!targets)
-        return vn_ctx_fail(ctx, VN_ERR_INVALID, "bce_with_logits: targets are NULL");
-    if (logits->numel <= 0)
-        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "bce_with_logits: empty logits");
-    const int64_t n = logits->numel;
-    const int64_t nch = (n + BCE_CHUNK - 1) / BCE_CHUNK;
-    vn_tensor *out = vn_ctx_tensor(ctx, 1, (int64_t[]){1});
-    if (!out) return NULL;
+    bce_state *st = node->state;
+    const float *targets = st->targets;
+    st->targets = NULL;
+    const int64_t n = node->in[0]->numel;
+    const int64_t nch = vn_chunk_count(n, BCE_CHUNK);
     double *part = vn__pool_alloc(ctx, (size_t)nch * sizeof(double));
-    if (!part) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "bce_with_logits: out of memory");
-    const float *xd = logits->data;
-#pragma omp parallel for schedule(static) if (n >= LOSS_PAR_MIN)
+    if (!part) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "bce_with_logits: out of memory");
+        return VN_ERR_NOMEM;
+    }
+    const float *xd = node->in[0]->data;
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
     for (int64_t k = 0; k < nch; k++) {
-        int64_t i1 = (k + 1) * BCE_CHUNK < n ? (k + 1) * BCE_CHUNK : n;
+        int64_t i0, i1;
+        vn_chunk_range(k, n, BCE_CHUNK, &i0, &i1);
         double acc = 0.0;
-        for (int64_t i = k * BCE_CHUNK; i < i1; i++) {
+        for (int64_t i = i0; i < i1; i++) {
             double x = xd[i];
             acc += (x > 0.0 ? x : 0.0) - x * (double)targets[i] + log1p(exp(-fabs(x)));
         }
@@ -207,19 +215,30 @@ vn_tensor *vn_bce_with_logits(vn_ctx *ctx, vn_tensor *logits, const float *targe
     double total = 0.0;
     for (int64_t k = 0; k < nch; k++) total += part[k];
     vn__pool_free(ctx, part);
-    out->data[0] = (float)(total / (double)n);
-
-    if (vn__needs_grad(ctx, 1, &logits)) {
-        float *tcopy = vn__pool_alloc(ctx, (size_t)n * sizeof(float));
-        if (!tcopy) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "bce_with_logits: out of memory");
-        memcpy(tcopy, targets, (size_t)n * sizeof(float));
-        vn_node *node = vn__record(ctx, VN_OP_BCE_WITH_LOGITS, out, 1, &logits, bce_backward, 0);
-        if (!node) {
-            vn__pool_free(ctx, tcopy);
-            return NULL;
-        }
-        vn__node_keep(node, tcopy);
-        vn__save(node, 0);
+    node->out->data[0] = (float)(total / (double)n);
+    if (!node->recording) return VN_OK;
+    float *tcopy = vn__pool_alloc(ctx, (size_t)n * sizeof(float));
+    if (!tcopy) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "bce_with_logits: out of memory");
+        return VN_ERR_NOMEM;
     }
-    return out;
+    memcpy(tcopy, targets, (size_t)n * sizeof(float));
+    vn__node_keep(node, tcopy);
+    return VN_OK;
+}
+
+vn_tensor *vn_bce_with_logits(vn_ctx *ctx, vn_tensor *logits, const float *targets)
+{
+    if (!vn__ok(ctx, 1, &logits)) return NULL;
+    if (!targets)
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "bce_with_logits: targets are NULL");
+    if (logits->numel <= 0)
+        return vn_ctx_fail(ctx, VN_ERR_SHAPE, "bce_with_logits: empty logits");
+    vn_tensor *out = vn_ctx_tensor(ctx, 1, (int64_t[]){1});
+    vn_node *node = out ? vn__node_new(ctx, VN_OP_BCE_WITH_LOGITS, 1, &logits, out,
+                                       sizeof(bce_state)) : NULL;
+    if (!node) return NULL;
+    ((bce_state *)node->state)->targets = targets;
+    if (node->recording) vn__save(node, 0);
+    return vn__run(ctx, node);
 }

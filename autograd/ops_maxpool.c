@@ -90,16 +90,31 @@ static void mp_scatter(const maxpool_state *st, const float *dy, float *dx)
     }
 }
 
-static void maxpool_backward(vn_ctx *ctx, vn_node *node)
+void vn__max_pool2d_pad_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     float *dx = vn__grad(ctx, node->in[0]);
     if (dx) mp_scatter(node->state, node->out->grad, dx);
 }
 
-static void maxpool_recompute(vn_ctx *ctx, vn_node *node)
+void vn__max_pool2d_pad_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) mp_forward(node->state, xd, node->out->data, NULL);
+}
+
+/* Keeps the argmax for backward when recording. */
+int vn__max_pool2d_pad_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    maxpool_state *st = node->state;
+    if (node->recording) {
+        if (!(st->argmax = vn__pool_alloc(ctx, (size_t)node->out->numel))) {
+            vn_ctx_fail(ctx, VN_ERR_NOMEM, "max_pool2d: out of memory for the argmax");
+            return VN_ERR_NOMEM;
+        }
+        vn__node_keep(node, st->argmax);
+    }
+    mp_forward(st, node->in[0]->data, node->out->data, st->argmax);
+    return VN_OK;
 }
 
 vn_tensor *vn_max_pool2d_ex(vn_ctx *ctx, vn_tensor *x, int k, int stride, int pad)
@@ -122,24 +137,12 @@ vn_tensor *vn_max_pool2d_ex(vn_ctx *ctx, vn_tensor *x, int k, int stride, int pa
                            "input %s (padding %d)", k, vn_shape_str(x->ndim, x->shape, s,
                                                                     sizeof s), pad);
     vn_tensor *y = vn_ctx_tensor4(ctx, st.n, st.oh, st.ow, st.c);
-    if (!y) return NULL;
-    bool rec = vn__needs_grad(ctx, 1, &x);
-    if (rec && !(st.argmax = vn__pool_alloc(ctx, (size_t)y->numel)))
-        return vn_ctx_fail(ctx, VN_ERR_NOMEM, "max_pool2d: out of memory for the argmax");
-    mp_forward(&st, x->data, y->data, st.argmax);
-    if (rec) {
-        vn_node *node = vn__record(ctx, VN_OP_MAX_POOL2D_PAD, y, 1, &x, maxpool_backward,
-                                   sizeof st);
-        if (!node) {
-            vn__pool_free(ctx, st.argmax);
-            return NULL;
-        }
-        *(maxpool_state *)node->state = st;
-        vn__node_keep(node, st.argmax);
-        if (vn__cheap_to_save(x)) {
-            vn__save(node, 0);
-            vn__set_recompute(node, maxpool_recompute);
-        }
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_MAX_POOL2D_PAD, 1, &x, y, sizeof st) : NULL;
+    if (!node) return NULL;
+    *(maxpool_state *)node->state = st;
+    if (node->recording && vn__cheap_to_save(x)) { /* backward reads the argmax only */
+        vn__save(node, 0);
+        vn__set_recompute(node);
     }
-    return y;
+    return vn__run(ctx, node);
 }

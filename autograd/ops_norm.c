@@ -14,15 +14,16 @@
 
 /* Channels handled per inner block: two double accumulators of this size stay in L1. */
 #define BN_CBLOCK 256
-/* Below this many elements a loop runs on one thread (fork cost exceeds the work). */
-#define BN_PAR_MIN 32768
 
 typedef struct bn_state {
     int64_t rows, channels;
     bool training;
+    float momentum, eps;
+    vn_tensor *running_mean, *running_var; /* model buffers updated in training, or NULL */
+    int64_t *num_batches_tracked;
 } bn_state;
 
-static int64_t bn_nchunks(int64_t rows) { return (rows + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK; }
+static int64_t bn_nchunks(int64_t rows) { return vn_chunk_count(rows, VN_REDUCE_CHUNK); }
 
 /* Per-chunk sums of d = x - shift and d*d for every channel. The shift (the first row)
  * keeps sum(d*d) from cancelling when the mean is large next to the spread. Four rows at
@@ -99,10 +100,10 @@ static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, cons
 {
     int64_t nch = bn_nchunks(R);
     double *pa = part, *pb = part + nch * C;
-#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t k = 0; k < nch; k++) {
-        int64_t r0 = k * VN_REDUCE_CHUNK;
-        int64_t r1 = r0 + VN_REDUCE_CHUNK < R ? r0 + VN_REDUCE_CHUNK : R;
+        int64_t r0, r1;
+        vn_chunk_range(k, R, VN_REDUCE_CHUNK, &r0, &r1);
         if (g) bn_grad_chunk(g, x, r0, r1, C, ref, pa + k * C, pb + k * C);
         else bn_stats_chunk(x, r0, r1, C, ref, pa + k * C, pb + k * C);
     }
@@ -120,7 +121,7 @@ static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, cons
 static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float *mean,
                      const float *alpha, const float *beta)
 {
-#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = x + r * C;
         float *yr = y + r * C;
@@ -128,7 +129,7 @@ static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float
     }
 }
 
-static void bn_backward(vn_ctx *ctx, vn_node *node)
+void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const bn_state *st = node->state;
     vn_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2];
@@ -187,7 +188,7 @@ static void bn_backward(vn_ctx *ctx, vn_node *node)
         float *dx = vn__grad_steal(node, x); /* in place over g: read before written */
         if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
         if (!dx) goto done;
-#pragma omp parallel for schedule(static) if (R * C >= BN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
         for (int64_t r = 0; r < R; r++) {
             const float *xr = xd + r * C, *gr = g + r * C;
             float *dr = dx + r * C;
@@ -204,13 +205,74 @@ done:
 }
 
 /* The output again from the saved input and per-channel coefficients (same bytes). */
-static void bn_recompute(vn_ctx *ctx, vn_node *node)
+void vn__batch_norm2d_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const bn_state *st = node->state;
     const float *mean = node->bufs[0], *alpha = mean + 2 * st->channels,
                 *beta = mean + 3 * st->channels;
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) bn_apply(node->out->data, xd, st->rows, st->channels, mean, alpha, beta);
+}
+
+/* Training: batch statistics (and the running statistics updated); eval: the running ones.
+ * Keeps mean, invstd, alpha and beta per channel: backward and recompute read them. */
+int vn__batch_norm2d_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    const bn_state *st = node->state;
+    const vn_tensor *x = node->in[0], *weight = node->in[1], *bias = node->in[2];
+    vn_tensor *running_mean = st->running_mean, *running_var = st->running_var;
+    const int64_t R = st->rows, C = st->channels;
+    const bool training = st->training;
+    const double momentum = st->momentum, eps = st->eps;
+    int64_t *num_batches_tracked = st->num_batches_tracked;
+    /* mean[C], invstd[C], alpha[C], beta[C]: the first two are kept for backward. */
+    float *saved = vn__pool_alloc(ctx, (size_t)(4 * C) * sizeof(float));
+    if (!saved) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d: out of memory");
+        return VN_ERR_NOMEM;
+    }
+    vn__node_keep(node, saved);
+    float *mean = saved, *invstd = saved + C, *alpha = saved + 2 * C, *beta = saved + 3 * C;
+
+    if (training) {
+        int64_t nch = bn_nchunks(R);
+        double *part = vn__pool_alloc(ctx, (size_t)(2 * nch * C + 2 * C) * sizeof(double));
+        if (!part) {
+            vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d: out of memory");
+            return VN_ERR_NOMEM;
+        }
+        double *sum = part + 2 * nch * C, *sumsq = sum + C;
+        const float *shift = x->data; /* the first row */
+        bn_reduce(NULL, x->data, R, C, shift, part, sum, sumsq);
+        for (int64_t c = 0; c < C; c++) {
+            double md = sum[c] / (double)R;
+            double var = sumsq[c] / (double)R - md * md;
+            if (var < 0.0) var = 0.0;
+            double m = (double)shift[c] + md;
+            mean[c] = (float)m;
+            invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+            if (running_mean) {
+                double unbiased = var * (double)R / (double)(R - 1);
+                running_mean->data[c] = (float)((1.0 - momentum) * running_mean->data[c] +
+                                                (double)momentum * m);
+                running_var->data[c] = (float)((1.0 - momentum) * running_var->data[c] +
+                                               (double)momentum * unbiased);
+            }
+        }
+        vn__pool_free(ctx, part);
+        if (num_batches_tracked) (*num_batches_tracked)++;
+    } else {
+        for (int64_t c = 0; c < C; c++) {
+            mean[c] = running_mean->data[c];
+            invstd[c] = (float)(1.0 / sqrt((double)running_var->data[c] + (double)eps));
+        }
+    }
+    for (int64_t c = 0; c < C; c++) {
+        alpha[c] = weight ? weight->data[c] * invstd[c] : invstd[c];
+        beta[c] = bias ? bias->data[c] : 0.0f;
+    }
+    bn_apply(node->out->data, x->data, R, C, mean, alpha, beta);
+    return VN_OK;
 }
 
 static vn_tensor *bn_fail_size(vn_ctx *ctx, const char *what, const vn_tensor *t, int64_t C)
@@ -257,70 +319,23 @@ vn_tensor *vn_batch_norm2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tens
                            "per channel, got input %s",
                            vn_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
 
-    vn_tensor *y = vn_ctx_tensor(ctx, 4, x->shape);
-    if (!y) return NULL;
-    /* mean[C], invstd[C], alpha[C], beta[C]: the first two are kept for backward. */
-    float *saved = vn__pool_alloc(ctx, (size_t)(4 * C) * sizeof(float));
-    if (!saved) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d: out of memory");
-    float *mean = saved, *invstd = saved + C, *alpha = saved + 2 * C, *beta = saved + 3 * C;
-
-    if (training) {
-        int64_t nch = bn_nchunks(R);
-        double *part = vn__pool_alloc(ctx, (size_t)(2 * nch * C + 2 * C) * sizeof(double));
-        if (!part) {
-            vn__pool_free(ctx, saved);
-            return vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d: out of memory");
-        }
-        double *sum = part + 2 * nch * C, *sumsq = sum + C;
-        const float *shift = x->data; /* the first row */
-        bn_reduce(NULL, x->data, R, C, shift, part, sum, sumsq);
-        for (int64_t c = 0; c < C; c++) {
-            double md = sum[c] / (double)R;
-            double var = sumsq[c] / (double)R - md * md;
-            if (var < 0.0) var = 0.0;
-            double m = (double)shift[c] + md;
-            mean[c] = (float)m;
-            invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
-            if (running_mean) {
-                double unbiased = var * (double)R / (double)(R - 1);
-                running_mean->data[c] = (float)((1.0 - momentum) * running_mean->data[c] +
-                                                (double)momentum * m);
-                running_var->data[c] = (float)((1.0 - momentum) * running_var->data[c] +
-                                               (double)momentum * unbiased);
-            }
-        }
-        vn__pool_free(ctx, part);
-        if (num_batches_tracked) (*num_batches_tracked)++;
-    } else {
-        for (int64_t c = 0; c < C; c++) {
-            mean[c] = running_mean->data[c];
-            invstd[c] = (float)(1.0 / sqrt((double)running_var->data[c] + (double)eps));
-        }
-    }
-    for (int64_t c = 0; c < C; c++) {
-        alpha[c] = weight ? weight->data[c] * invstd[c] : invstd[c];
-        beta[c] = bias ? bias->data[c] : 0.0f;
-    }
-    bn_apply(y->data, x->data, R, C, mean, alpha, beta);
-
     vn_tensor *in[3] = {x, weight, bias};
-    if (vn__needs_grad(ctx, 3, in)) {
-        /* Inputs keep their positions (x, weight, bias); weight and bias may be NULL. */
-        vn_node *node = vn__record(ctx, VN_OP_BATCH_NORM2D, y, 3, in, bn_backward,
-                                   sizeof(bn_state));
-        if (!node) {
-            vn__pool_free(ctx, saved);
-            return NULL;
-        }
-        bn_state *st = node->state;
-        st->rows = R;
-        st->channels = C;
-        st->training = training;
-        vn__node_keep(node, saved);
+    vn_tensor *y = vn_ctx_tensor(ctx, 4, x->shape);
+    /* Inputs keep their positions (x, weight, bias); weight and bias may be NULL. */
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_BATCH_NORM2D, 3, in, y, sizeof(bn_state)) : NULL;
+    if (!node) return NULL;
+    bn_state *st = node->state;
+    st->rows = R;
+    st->channels = C;
+    st->training = training;
+    st->momentum = momentum;
+    st->eps = eps;
+    st->running_mean = running_mean;
+    st->running_var = running_var;
+    st->num_batches_tracked = num_batches_tracked;
+    if (node->recording) {
         vn__save(node, 0);
-        vn__set_recompute(node, bn_recompute);
-    } else {
-        vn__pool_free(ctx, saved);
+        vn__set_recompute(node);
     }
-    return y;
+    return vn__run(ctx, node);
 }

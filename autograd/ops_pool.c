@@ -12,7 +12,6 @@
 #include <string.h>
 
 #define POOL_CBLOCK 256
-#define POOL_PAR_MIN 32768
 
 typedef struct pool_state {
     int64_t n, h, w, c;   /* input shape */
@@ -92,7 +91,7 @@ static void max_forward(const pool_state *s, const float *x, float *y, void *sav
 {
     const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * s->w * s->c, img_out = s->oh * s->ow * s->c;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = s->c - c0 < POOL_CBLOCK ? s->c - c0 : POOL_CBLOCK;
@@ -129,7 +128,7 @@ static void avg_forward(const pool_state *s, const float *x, float *y)
     const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t W = s->w, C = s->c;
     const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
@@ -160,7 +159,7 @@ static void zero_uncovered(const pool_state *s, float *dx_img, int64_t c0, int64
             memset(dx_img + (h * s->w + w) * s->c + c0, 0, (size_t)cn * sizeof(float));
 }
 
-static void max_backward(vn_ctx *ctx, vn_node *node)
+void vn__max_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const pool_state *s = node->state;
     vn_tensor *x = node->in[0];
@@ -176,7 +175,7 @@ static void max_backward(vn_ctx *ctx, vn_node *node)
     const int64_t W = s->w, C = s->c;
     const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
@@ -206,7 +205,7 @@ static void max_backward(vn_ctx *ctx, vn_node *node)
     }
 }
 
-static void avg_backward(vn_ctx *ctx, vn_node *node)
+void vn__avg_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const pool_state *s = node->state;
     vn_tensor *x = node->in[0];
@@ -219,7 +218,7 @@ static void avg_backward(vn_ctx *ctx, vn_node *node)
     const int64_t W = s->w, C = s->c;
     const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
     const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
     for (int64_t t = 0; t < s->n * nblk; t++) {
         int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
         int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
@@ -240,13 +239,50 @@ static void avg_backward(vn_ctx *ctx, vn_node *node)
     }
 }
 
-static void max_recompute(vn_ctx *ctx, vn_node *node)
+void vn__max_pool_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) max_forward(node->state, xd, node->out->data, NULL);
 }
 
-/* Shared front end: validates, makes the output, runs forward, records the node.
+/* Backward reads the argmax (when recording), not the input. */
+int vn__max_pool_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    const pool_state *s = node->state;
+    void *saved = NULL;
+    if (node->recording) {
+        saved = vn__pool_alloc(ctx, (size_t)node->out->numel * (size_t)s->idx_bytes);
+        if (!saved) {
+            vn_ctx_fail(ctx, VN_ERR_NOMEM, "%s: out of memory", vn_op_name(node->op));
+            return VN_ERR_NOMEM;
+        }
+        vn__node_keep(node, saved);
+    }
+    max_forward(s, node->in[0]->data, node->out->data, saved);
+    return VN_OK;
+}
+
+int vn__avg_pool_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    avg_forward(node->state, node->in[0]->data, node->out->data);
+    return VN_OK;
+}
+
+/* Window positions are counted in row-major order; one byte holds them up to 256. */
+static int argmax_bytes(const pool_state *s)
+{
+    int64_t area = 0;
+    for (int64_t i = 0; i < s->oh; i++)
+        for (int64_t j = 0; j < s->ow; j++) {
+            int64_t h0, h1, w0, w1;
+            window(s, i, j, &h0, &h1, &w0, &w1);
+            if ((h1 - h0) * (w1 - w0) > area) area = (h1 - h0) * (w1 - w0);
+        }
+    return area <= 256 ? 1 : 4;
+}
+
+/* Shared front end: validates, makes the output and the node, runs it.
  * k > 0: fixed kernel = stride k; k == 0: adaptive windows to oh x ow. */
 static vn_tensor *pool_op(vn_ctx *ctx, const char *name, vn_op op, vn_tensor *x, int k,
                           int64_t oh, int64_t ow, bool is_max)
@@ -271,41 +307,17 @@ static vn_tensor *pool_op(vn_ctx *ctx, const char *name, vn_op op, vn_tensor *x,
                            name, (long long)oh, (long long)ow);
     }
     vn_tensor *y = vn_ctx_tensor4(ctx, s.n, s.oh, s.ow, s.c);
-    if (!y) return NULL;
-    bool rec = vn__needs_grad(ctx, 1, &x);
-    void *saved = NULL;
-    if (is_max && rec) {
-        /* Window positions are counted in row-major order; one byte holds them up to 256. */
-        int64_t area = 0;
-        for (int64_t i = 0; i < s.oh; i++)
-            for (int64_t j = 0; j < s.ow; j++) {
-                int64_t h0, h1, w0, w1;
-                window(&s, i, j, &h0, &h1, &w0, &w1);
-                if ((h1 - h0) * (w1 - w0) > area) area = (h1 - h0) * (w1 - w0);
-            }
-        s.idx_bytes = area <= 256 ? 1 : 4;
-        saved = vn__pool_alloc(ctx, (size_t)y->numel * (size_t)s.idx_bytes);
-        if (!saved) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "%s: out of memory", name);
-    }
-    if (is_max) max_forward(&s, x->data, y->data, saved);
-    else avg_forward(&s, x->data, y->data);
-    if (rec) {
-        vn_node *node = vn__record(ctx, op, y, 1, &x, is_max ? max_backward : avg_backward,
-                                   sizeof(pool_state));
-        if (!node) {
-            vn__pool_free(ctx, saved);
-            return NULL;
-        }
-        *(pool_state *)node->state = s;
-        if (is_max) { /* backward reads the argmax; recompute reads the input */
-            vn__node_keep(node, saved);
-            if (vn__cheap_to_save(x)) {
-                vn__save(node, 0);
-                vn__set_recompute(node, max_recompute);
-            }
+    vn_node *node = y ? vn__node_new(ctx, op, 1, &x, y, sizeof(pool_state)) : NULL;
+    if (!node) return NULL;
+    if (is_max && node->recording) {
+        s.idx_bytes = argmax_bytes(&s);
+        if (vn__cheap_to_save(x)) { /* backward reads the argmax; recompute reads the input */
+            vn__save(node, 0);
+            vn__set_recompute(node);
         }
     }
-    return y;
+    *(pool_state *)node->state = s;
+    return vn__run(ctx, node);
 }
 
 vn_tensor *vn_max_pool2d(vn_ctx *ctx, vn_tensor *x, int k)

@@ -4,8 +4,9 @@
  *
  * None of them reads data in backward: concat, slice and permute move gradient blocks,
  * upsample sums them. Their outputs are copies, so they can be dropped and rebuilt from
- * their inputs in backward when those are cheap to keep (see vn__cheap_to_save). Forward,
- * backward and recompute of each op are separate functions. */
+ * their inputs in backward when those are cheap to keep (see vn__cheap_to_save). The fronts
+ * check shapes and make the node; the kernels are those of the rows CONCAT, SLICE,
+ * UPSAMPLE_NEAREST and PERMUTE of VN_OP_LIST. */
 #include "autograd/ops_impl.h"
 
 #include <string.h>
@@ -20,13 +21,15 @@ static vn_tensor *shape_fail(vn_ctx *ctx, int code, const char *op, const char *
                        vn_shape_str(t->ndim, t->shape, s, sizeof s));
 }
 
-/* Saves every input for recompute when each is cheap to keep, and then enables it. */
-static void save_inputs_for_recompute(vn_node *node, vn__backward_fn fn)
+/* A recording node saves every input for recompute when each is cheap to keep, and then
+ * enables it. */
+static void save_inputs_for_recompute(vn_node *node)
 {
+    if (!node->recording) return;
     for (int i = 0; i < node->n_in; i++)
         if (!vn__cheap_to_save(node->in[i])) return;
     for (int i = 0; i < node->n_in; i++) vn__save(node, i);
-    vn__set_recompute(node, fn);
+    vn__set_recompute(node);
 }
 
 /* dst (+)= src for n floats. */
@@ -58,7 +61,7 @@ static void concat_kernel(float *restrict y, int n, const float *const *xs, cons
     }
 }
 
-static void concat_backward(vn_ctx *ctx, vn_node *node)
+void vn__concat_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const concat_state *st = node->state;
     const float *dy = node->out->grad;
@@ -78,45 +81,44 @@ static void concat_backward(vn_ctx *ctx, vn_node *node)
     }
 }
 
-static void concat_recompute(vn_ctx *ctx, vn_node *node)
+/* Writes node->out from the inputs' data (through vn__data when recomputing). */
+static void concat_run(vn_ctx *ctx, vn_node *node, bool recompute)
 {
     const concat_state *st = node->state;
     const float *xs[VN_NODE_MAX_IN];
     int64_t cs[VN_NODE_MAX_IN];
     for (int i = 0; i < node->n_in; i++) {
-        if (!(xs[i] = vn__data(ctx, node->in[i]))) return;
+        xs[i] = recompute ? vn__data(ctx, node->in[i]) : node->in[i]->data;
+        if (!xs[i]) return;
         cs[i] = node->in[i]->shape[node->in[i]->ndim - 1];
     }
     concat_kernel(node->out->data, node->n_in, xs, cs, st->rows, st->cout);
 }
 
+void vn__concat_recompute_cpu(vn_ctx *ctx, vn_node *node) { concat_run(ctx, node, true); }
+
+int vn__concat_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    concat_run(ctx, node, false);
+    return VN_OK;
+}
+
 /* One concat node of at most VN_NODE_MAX_IN inputs, shapes already checked. */
 static vn_tensor *concat_node(vn_ctx *ctx, int n, vn_tensor *const *xs)
 {
-    const float *data[VN_NODE_MAX_IN];
-    int64_t cs[VN_NODE_MAX_IN], cout = 0;
-    for (int i = 0; i < n; i++) {
-        data[i] = xs[i]->data;
-        cs[i] = xs[i]->shape[xs[i]->ndim - 1];
-        cout += cs[i];
-    }
+    int64_t cout = 0;
+    for (int i = 0; i < n; i++) cout += xs[i]->shape[xs[i]->ndim - 1];
     int64_t shape[VN_MAX_DIMS];
     memcpy(shape, xs[0]->shape, sizeof shape);
     shape[xs[0]->ndim - 1] = cout;
     vn_tensor *y = vn_ctx_tensor(ctx, xs[0]->ndim, shape);
-    if (!y) return NULL;
-    int64_t rows = cout ? y->numel / cout : 0;
-    concat_kernel(y->data, n, data, cs, rows, cout);
-    if (vn__needs_grad(ctx, n, xs)) {
-        vn_node *node = vn__record(ctx, VN_OP_CONCAT, y, n, xs, concat_backward,
-                                   sizeof(concat_state));
-        if (!node) return NULL;
-        concat_state *st = node->state;
-        st->rows = rows;
-        st->cout = cout;
-        save_inputs_for_recompute(node, concat_recompute);
-    }
-    return y;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_CONCAT, n, xs, y, sizeof(concat_state)) : NULL;
+    if (!node) return NULL;
+    concat_state *st = node->state;
+    st->rows = cout ? y->numel / cout : 0;
+    st->cout = cout;
+    save_inputs_for_recompute(node);
+    return vn__run(ctx, node);
 }
 
 vn_tensor *vn_concat(vn_ctx *ctx, int n, vn_tensor *const *xs)
@@ -159,7 +161,7 @@ static void slice_kernel(float *restrict y, const float *restrict x, const slice
 }
 
 /* The other columns of a fresh gradient are zero (another slice may fill them later). */
-static void slice_backward(vn_ctx *ctx, vn_node *node)
+void vn__slice_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const slice_state *st = node->state;
     float *dx = vn__grad(ctx, node->in[0]);
@@ -170,10 +172,17 @@ static void slice_backward(vn_ctx *ctx, vn_node *node)
         copy_or_add(dx + r * st->cin + st->start, dy + r * st->len, st->len, true);
 }
 
-static void slice_recompute(vn_ctx *ctx, vn_node *node)
+void vn__slice_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) slice_kernel(node->out->data, xd, node->state);
+}
+
+int vn__slice_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    slice_kernel(node->out->data, node->in[0]->data, node->state);
+    return VN_OK;
 }
 
 vn_tensor *vn_slice_last(vn_ctx *ctx, vn_tensor *x, int64_t start, int64_t len)
@@ -190,16 +199,11 @@ vn_tensor *vn_slice_last(vn_ctx *ctx, vn_tensor *x, int64_t start, int64_t len)
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = len;
     vn_tensor *y = vn_ctx_tensor(ctx, x->ndim, shape);
-    if (!y) return NULL;
-    slice_state st = {cin ? x->numel / cin : 0, cin, start, len};
-    slice_kernel(y->data, x->data, &st);
-    if (vn__needs_grad(ctx, 1, &x)) {
-        vn_node *node = vn__record(ctx, VN_OP_SLICE, y, 1, &x, slice_backward, sizeof st);
-        if (!node) return NULL;
-        *(slice_state *)node->state = st;
-        save_inputs_for_recompute(node, slice_recompute);
-    }
-    return y;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_SLICE, 1, &x, y, sizeof(slice_state)) : NULL;
+    if (!node) return NULL;
+    *(slice_state *)node->state = (slice_state){cin ? x->numel / cin : 0, cin, start, len};
+    save_inputs_for_recompute(node);
+    return vn__run(ctx, node);
 }
 
 int vn_split(vn_ctx *ctx, vn_tensor *x, int n, const int64_t *sizes, vn_tensor **out)
@@ -241,7 +245,7 @@ static void upsample_kernel(float *restrict y, const float *restrict x, const up
 }
 
 /* dx[n, i, j] (+)= sum over the s x s block of dy. Sums run in a fixed order. */
-static void upsample_backward(vn_ctx *ctx, vn_node *node)
+void vn__upsample_nearest_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const upsample_state *st = node->state;
     bool fresh;
@@ -262,10 +266,17 @@ static void upsample_backward(vn_ctx *ctx, vn_node *node)
         }
 }
 
-static void upsample_recompute(vn_ctx *ctx, vn_node *node)
+void vn__upsample_nearest_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) upsample_kernel(node->out->data, xd, node->state);
+}
+
+int vn__upsample_nearest_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    upsample_kernel(node->out->data, node->in[0]->data, node->state);
+    return VN_OK;
 }
 
 vn_tensor *vn_upsample_nearest(vn_ctx *ctx, vn_tensor *x, int scale)
@@ -278,16 +289,11 @@ vn_tensor *vn_upsample_nearest(vn_ctx *ctx, vn_tensor *x, int scale)
                            "got %d", scale);
     upsample_state st = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], scale};
     vn_tensor *y = vn_ctx_tensor4(ctx, st.n, st.h * scale, st.w * scale, st.c);
-    if (!y) return NULL;
-    upsample_kernel(y->data, x->data, &st);
-    if (vn__needs_grad(ctx, 1, &x)) {
-        vn_node *node = vn__record(ctx, VN_OP_UPSAMPLE_NEAREST, y, 1, &x, upsample_backward,
-                                   sizeof st);
-        if (!node) return NULL;
-        *(upsample_state *)node->state = st;
-        save_inputs_for_recompute(node, upsample_recompute);
-    }
-    return y;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_UPSAMPLE_NEAREST, 1, &x, y, sizeof st) : NULL;
+    if (!node) return NULL;
+    *(upsample_state *)node->state = st;
+    save_inputs_for_recompute(node);
+    return vn__run(ctx, node);
 }
 
 /* ---- permute -------------------------------------------------------------------------- */
@@ -317,17 +323,24 @@ static void permute_kernel(float *restrict dst, const float *restrict src,
             }
 }
 
-static void permute_backward(vn_ctx *ctx, vn_node *node)
+void vn__permute_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     bool fresh;
     float *dx = vn__grad_uninit(ctx, node->in[0], &fresh);
     if (dx) permute_kernel(dx, node->out->grad, node->state, true, !fresh);
 }
 
-static void permute_recompute(vn_ctx *ctx, vn_node *node)
+void vn__permute_recompute_cpu(vn_ctx *ctx, vn_node *node)
 {
     const float *xd = vn__data(ctx, node->in[0]);
     if (xd) permute_kernel(node->out->data, xd, node->state, false, false);
+}
+
+int vn__permute_forward_cpu(vn_ctx *ctx, vn_node *node)
+{
+    (void)ctx;
+    permute_kernel(node->out->data, node->in[0]->data, node->state, false, false);
+    return VN_OK;
 }
 
 vn_tensor *vn_permute(vn_ctx *ctx, vn_tensor *x, const int *perm)
@@ -351,13 +364,9 @@ vn_tensor *vn_permute(vn_ctx *ctx, vn_tensor *x, const int *perm)
     }
     for (int i = 0; i < nd; i++) shape[i] = x->shape[perm[i]];
     vn_tensor *y = vn_ctx_tensor(ctx, nd, shape);
-    if (!y) return NULL;
-    permute_kernel(y->data, x->data, &st, false, false);
-    if (vn__needs_grad(ctx, 1, &x)) {
-        vn_node *node = vn__record(ctx, VN_OP_PERMUTE, y, 1, &x, permute_backward, sizeof st);
-        if (!node) return NULL;
-        *(permute_state *)node->state = st;
-        save_inputs_for_recompute(node, permute_recompute);
-    }
-    return y;
+    vn_node *node = y ? vn__node_new(ctx, VN_OP_PERMUTE, 1, &x, y, sizeof st) : NULL;
+    if (!node) return NULL;
+    *(permute_state *)node->state = st;
+    save_inputs_for_recompute(node);
+    return vn__run(ctx, node);
 }

@@ -13,36 +13,49 @@
 extern "C" {
 #endif
 
-/* The op list: enum, names and dispatch tables are generated from it. */
-#define VN_OP_LIST(X)            \
-    X(CONV2D, "conv2d")          \
-    X(BATCH_NORM2D, "batch_norm2d") \
-    X(LEAKY_RELU, "leaky_relu")  \
-    X(RELU, "relu")              \
-    X(MAX_POOL2D, "max_pool2d")  \
-    X(ADAPTIVE_MAX_POOL2D, "adaptive_max_pool2d") \
-    X(ADAPTIVE_AVG_POOL2D, "adaptive_avg_pool2d") \
-    X(DROPOUT, "dropout")        \
-    X(RESHAPE, "reshape")        \
-    X(ADD, "add")                \
-    X(SCALE, "scale")            \
-    X(MATMUL, "matmul")          \
-    X(LINEAR, "linear")          \
-    X(CROSS_ENTROPY, "cross_entropy") \
-    X(BCE_WITH_LOGITS, "bce_with_logits") \
-    X(SILU, "silu")              \
-    X(SIGMOID, "sigmoid")        \
-    X(CONCAT, "concat")          \
-    X(SLICE, "slice")            \
-    X(UPSAMPLE_NEAREST, "upsample_nearest") \
-    X(PERMUTE, "permute")        \
-    X(BMM, "bmm")                \
-    X(SOFTMAX, "softmax")        \
-    X(MAX_POOL2D_PAD, "max_pool2d_pad") \
-    X(DETECT_LOSS, "detect_loss")
+/* The op table. One row per op: its enum name, its text name, the name its kernels are
+ * defined under, and whether it has a recompute kernel. Each row's kernels are
+ * vn__<kernels>_forward_<device>, vn__<kernels>_backward_<device> and (when the last column
+ * is 1) vn__<kernels>_recompute_<device>; autograd/dispatch.c builds from this list one
+ * table with a column per device, and one dispatch function per direction.
+ *
+ * Adding an op: add a row here; write its public function (the "front": check the inputs,
+ * make the output tensor, fill the op's typed state, say what backward saves) with
+ * vn__node_new and vn__run from autograd/ops_impl.h; write its CPU kernels in the same file
+ * (forward fills node->out from node->in and the state; backward accumulates into the
+ * inputs' gradients; recompute rebuilds node->out bit for bit); add a finite-difference
+ * check and a PyTorch fixture under tests/. A new backend adds a column: the same kernels
+ * with its device suffix and its entry in dispatch.c, never a second path through the
+ * fronts or the layers above. */
+#define VN_OP_LIST(X)                                              \
+    X(CONV2D, "conv2d", conv2d, 1)                                 \
+    X(BATCH_NORM2D, "batch_norm2d", batch_norm2d, 1)               \
+    X(LEAKY_RELU, "leaky_relu", leaky_relu, 1)                     \
+    X(RELU, "relu", leaky_relu, 1)                                 \
+    X(MAX_POOL2D, "max_pool2d", max_pool, 1)                       \
+    X(ADAPTIVE_MAX_POOL2D, "adaptive_max_pool2d", max_pool, 1)     \
+    X(ADAPTIVE_AVG_POOL2D, "adaptive_avg_pool2d", avg_pool, 0)     \
+    X(DROPOUT, "dropout", dropout, 1)                              \
+    X(RESHAPE, "reshape", reshape, 0)                              \
+    X(ADD, "add", add, 0)                                          \
+    X(SCALE, "scale", scale, 0)                                    \
+    X(MATMUL, "matmul", matmul, 0)                                 \
+    X(LINEAR, "linear", linear, 0)                                 \
+    X(CROSS_ENTROPY, "cross_entropy", cross_entropy, 0)            \
+    X(BCE_WITH_LOGITS, "bce_with_logits", bce_with_logits, 0)      \
+    X(SILU, "silu", silu, 1)                                       \
+    X(SIGMOID, "sigmoid", sigmoid, 1)                              \
+    X(CONCAT, "concat", concat, 1)                                 \
+    X(SLICE, "slice", slice, 1)                                    \
+    X(UPSAMPLE_NEAREST, "upsample_nearest", upsample_nearest, 1)   \
+    X(PERMUTE, "permute", permute, 1)                              \
+    X(BMM, "bmm", bmm, 0)                                          \
+    X(SOFTMAX, "softmax", softmax, 0)                              \
+    X(MAX_POOL2D_PAD, "max_pool2d_pad", max_pool2d_pad, 1)         \
+    X(DETECT_LOSS, "detect_loss", detect_loss, 0)
 
 typedef enum vn_op {
-#define VN_X_OP(name, text) VN_OP_##name,
+#define VN_X_OP(name, text, kernels, recompute) VN_OP_##name,
     VN_OP_LIST(VN_X_OP)
 #undef VN_X_OP
     VN_OP_COUNT

@@ -30,6 +30,16 @@ enum {
 
 struct vn_node;
 
+/* Where a tensor's data lives; the op table dispatches on it (autograd/dispatch.c). */
+typedef enum vn_device {
+    VN_DEVICE_CPU = 0,
+    VN_DEVICE_CUDA,
+    VN_DEVICE_COUNT
+} vn_device;
+
+/* "cpu", "cuda". */
+const char *vn_device_name(vn_device d);
+
 typedef struct vn_tensor {
     int ndim;
     int64_t shape[VN_MAX_DIMS];
@@ -40,6 +50,7 @@ typedef struct vn_tensor {
     const char *name;       /* optional, not owned */
     struct vn_node *node;   /* the tape entry that produced it (NULL for leaves) */
     int32_t saved_refs;     /* tape entries that still need this data in backward */
+    vn_device device;       /* VN_DEVICE_CPU for every tensor made today */
 } vn_tensor;
 
 /* Model-lifetime tensor, data zero-filled; returns NULL on allocation failure. */

@@ -1,11 +1,14 @@
 /* Data pipeline throughput: decode + RandomResizedCrop(224) + flip + normalize through the
  * loader, for synthetic 500x375 JPEGs and 28x28 PNGs made in a temporary folder, with 1 and
  * 2 worker threads; images per second and per second per worker core. Also the cost of each
- * stage on one thread.
+ * stage on one thread, and the official recipe's full train pipeline on the JPEGs (bicubic
+ * RRC 224, flip, RandAugment rand-m9-mstd0.5-inc1, normalize, random erasing 0.25 pixel).
  *
  *   bench_data [--seconds S] [--import OUT_DIR]
+ *   bench_data --folder [--tree DIR] [--classes N] [--per-class M] [--no-check]
  * --import times the import of Debian's Fashion-MNIST (/usr/share/datasets/fashion-mnist)
- * into OUT_DIR (delete OUT_DIR/.vn_import_done to import again). */
+ * into OUT_DIR (delete OUT_DIR/.vn_import_done to import again). --folder measures an
+ * ImageNet-sized folder (bench_folder.c). */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
 #include <stdio.h>
@@ -19,6 +22,7 @@
 #include "data/vn_image.h"
 #include "data/vn_loader.h"
 #include "data/vn_transform.h"
+#include "data/vn_augment.h"
 
 static double now_s(void)
 {
@@ -93,10 +97,16 @@ static int make_set(const char *root, bool jpeg, int n, double *avg_bytes)
 /* Runs whole epochs through the loader for at least `seconds`; returns images/s (wall) and
  * images per CPU-second in *per_cpu. */
 static double run_loader(const char *root, int workers, int batch, double seconds, double *wait,
-                         double *per_cpu)
+                         double *per_cpu, bool official)
 {
     vn_loader_config cfg;
     vn_loader_config_init(&cfg);
+    if (official) {
+        cfg.interpolation = VN_INTERP_BICUBIC;
+        cfg.auto_augment = "rand-m9-mstd0.5-inc1";
+        cfg.reprob = 0.25f;
+        cfg.remode = VN_ERASE_PIXEL;
+    }
     cfg.root = root;
     cfg.input_size = 224;
     cfg.batch_size = batch;
@@ -175,6 +185,42 @@ static void stages(const char *root, int n)
     vn_dataset_free(ds);
 }
 
+/* One thread: milliseconds per RandAugment call (m9, mstd 0.5, inc1) on 224x224 crops. */
+static void ra_stage(const char *root, int n)
+{
+    vn_dataset *ds = NULL;
+    vn_error err = {0};
+    if (vn_dataset_scan(root, NULL, 0, &ds, &err)) return;
+    vn_decoder *dec = NULL;
+    vn_decoder_create(&dec, &err);
+    vn_image img = {0};
+    const float mean[3] = {0.485f, 0.456f, 0.406f};
+    vn_randaug ra;
+    vn_randaug_parse("rand-m9-mstd0.5-inc1", 224, 3, mean, VN_INTERP_BICUBIC, &ra, &err);
+    uint8_t *pix = malloc(224 * 224 * 3), *tmp = malloc(224 * 224 * 3);
+    double t = 0;
+    int64_t m = vn_dataset_size(ds) < n ? vn_dataset_size(ds) : n;
+    for (int64_t i = 0; i < m; i++) {
+        char path[4200];
+        vn_dataset_path(ds, i, path, sizeof path);
+        if (vn_image_decode_file(dec, path, 3, 0, &img, NULL, &err)) continue;
+        vn_box box = {0, 0, img.height, img.width};
+        vn_resize(img.data, img.width, img.height, 3, &box, 224, 224, NULL, VN_INTERP_BICUBIC,
+                  pix, NULL, &err);
+        vn_rng rng;
+        vn_rng_seed(&rng, 1, 0, (uint64_t)i);
+        double a = now_s();
+        vn_randaug_apply(&ra, (vn_pix){pix, 224, 224, 3}, tmp, &rng);
+        t += now_s() - a;
+    }
+    printf("  one thread, wall time per image: RandAugment %.3f ms\n", 1e3 * t / m);
+    free(pix);
+    free(tmp);
+    vn_image_free(&img);
+    vn_decoder_destroy(dec);
+    vn_dataset_free(ds);
+}
+
 static int time_import(const char *out)
 {
     const char *src = "/usr/share/datasets/fashion-mnist";
@@ -195,16 +241,20 @@ static int time_import(const char *out)
     return 0;
 }
 
+int bench_folder_main(int argc, char **argv); /* bench_folder.c */
+
 int main(int argc, char **argv)
 {
     double seconds = 3.0;
+    if (argc > 1 && !strcmp(argv[1], "--folder")) return bench_folder_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
         } else if (!strcmp(argv[i], "--import") && i + 1 < argc) {
             return time_import(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--seconds S] [--import OUT_DIR]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--import OUT_DIR] | --folder ...\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -233,11 +283,21 @@ int main(int argc, char **argv)
             stages(sets[s].dir, s == 0 ? 64 : 1024);
             for (int w = 1; w <= 2; w++) {
                 double wait = 0, per_cpu = 0;
-                double ips = run_loader(sets[s].dir, w, 32, seconds, &wait, &per_cpu);
+                double ips = run_loader(sets[s].dir, w, 32, seconds, &wait, &per_cpu, false);
                 printf("  %d worker%s: %8.1f images/s wall, %8.1f images per CPU-second "
                        "(consumer waiting %.0f%% of the time)\n",
                        w, w > 1 ? "s" : " ", ips, per_cpu, 100 * wait);
             }
+        }
+        printf("full official train pipeline on the 500x375 JPEGs: decode, bicubic RRC 224, "
+               "flip, RandAugment rand-m9-mstd0.5-inc1, normalize, random erasing 0.25:\n");
+        ra_stage(jroot, 64);
+        for (int w = 1; w <= 2; w++) {
+            double wait = 0, per_cpu = 0;
+            double ips = run_loader(jroot, w, 32, seconds, &wait, &per_cpu, true);
+            printf("  %d worker%s: %8.1f images/s wall, %8.1f images per CPU-second "
+                   "(consumer waiting %.0f%% of the time)\n",
+                   w, w > 1 ? "s" : " ", ips, per_cpu, 100 * wait);
         }
     }
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);

@@ -77,9 +77,14 @@ static void odd_reason(const char *rel, const vn_image_info *in, char *buf, size
 
 static int push_item(vn_check_item **items, int64_t *n, const char *path, const char *reason)
 {
-    vn_check_item *p = realloc(*items, (size_t)(*n + 1) * sizeof **items);
-    if (!p) return VN_ERR_NOMEM;
-    *items = p;
+    /* Capacity doubles at 16, 32, 64, ... (a folder can have a million odd files). */
+    if (*n == 0 || (*n >= 16 && (*n & (*n - 1)) == 0)) {
+        int64_t cap = *n ? *n * 2 : 16;
+        vn_check_item *p = realloc(*items, (size_t)cap * sizeof **items);
+        if (!p) return VN_ERR_NOMEM;
+        *items = p;
+    }
+    vn_check_item *p = *items;
     p[*n].path = strdup(path);
     p[*n].reason = strdup(reason);
     if (!p[*n].path || !p[*n].reason) {

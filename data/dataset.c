@@ -61,11 +61,6 @@ struct vn_dataset {
     strlist skipped;
 };
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static bool has_image_ext(const char *name)
 {
     const char *dot = strrchr(name, '.');
@@ -73,67 +68,107 @@ static bool has_image_ext(const char *name)
     return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg");
 }
 
-/* Entries of a folder (no "." and ".."), each flagged as folder or regular file after
- * following symlinks. Returned names are malloc'ed, sorted by byte order. */
+/* The entries of one folder (no "." and ".."), each flagged as folder or regular file after
+ * following symlinks, sorted by byte order. The names live in one arena per listing (one
+ * allocation per folder, not one per file: an ImageNet class folder has 1,300 files). */
 typedef struct entry {
-    char *name;
+    const char *name;
     bool is_dir;
     bool is_file;
 } entry;
+
+typedef struct listing {
+    entry *e;
+    int64_t n;
+    char *names;
+} listing;
 
 static int cmp_entry(const void *a, const void *b)
 {
     return strcmp(((const entry *)a)->name, ((const entry *)b)->name);
 }
 
-static void free_entries(entry *e, int64_t n)
+static void listing_free(listing *l)
 {
-    for (int64_t i = 0; i < n; i++) free(e[i].name);
-    free(e);
+    free(l->e);
+    free(l->names);
+    memset(l, 0, sizeof *l);
 }
 
-static int list_dir(const char *path, entry **out, int64_t *n_out, vn_error *err)
+/* Folder or regular file, from the directory entry when it says (no system call), else from
+ * stat, which follows symlinks. False for anything that cannot be stat'ed (a dangling link). */
+static bool entry_kind(int dfd, const struct dirent *de, bool *is_dir, bool *is_file)
 {
-    *out = NULL;
-    *n_out = 0;
+#ifdef DT_DIR
+    if (de->d_type == DT_DIR || de->d_type == DT_REG) {
+        *is_dir = de->d_type == DT_DIR;
+        *is_file = de->d_type == DT_REG;
+        return true;
+    }
+#endif
+    struct stat st;
+    if (fstatat(dfd, de->d_name, &st, 0) != 0) return false;
+    *is_dir = S_ISDIR(st.st_mode);
+    *is_file = S_ISREG(st.st_mode);
+    return true;
+}
+
+/* Appends one entry; its name is kept as an offset into the arena until the listing is
+ * complete (the arena may move while it grows). */
+static bool listing_push(listing *l, int64_t *cap, size_t *len, size_t *names_cap,
+                         const char *name, bool is_dir, bool is_file)
+{
+    size_t k = strlen(name) + 1;
+    if (*len + k > *names_cap) {
+        size_t c = *names_cap ? *names_cap * 2 : 4096;
+        while (c < *len + k) c *= 2;
+        char *p = realloc(l->names, c);
+        if (!p) return false;
+        l->names = p;
+        *names_cap = c;
+    }
+    if (l->n == *cap) {
+        int64_t c = *cap ? *cap * 2 : 64;
+        entry *p = realloc(l->e, (size_t)c * sizeof *p);
+        if (!p) return false;
+        l->e = p;
+        *cap = c;
+    }
+    memcpy(l->names + *len, name, k);
+    l->e[l->n++] = (entry){(const char *)(uintptr_t)*len, is_dir, is_file};
+    *len += k;
+    return true;
+}
+
+static int list_dir(const char *path, listing *out, vn_error *err)
+{
+    memset(out, 0, sizeof *out);
     DIR *d = opendir(path);
     if (!d)
         return vn_error_set(err, VN_ERR_IO, "%s: cannot open folder: %s", path, strerror(errno));
     int dfd = dirfd(d);
-    entry *e = NULL;
-    int64_t n = 0, cap = 0;
+    listing l = {0};
+    int64_t cap = 0;
+    size_t len = 0, names_cap = 0;
     int rc = VN_OK;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        struct stat st;
-        if (fstatat(dfd, de->d_name, &st, 0) != 0) continue; /* dangling link: not a file */
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            entry *p = realloc(e, (size_t)cap * sizeof *e);
-            if (!p) {
-                rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory listing %s", path);
-                break;
-            }
-            e = p;
-        }
-        e[n].name = strdup(de->d_name);
-        if (!e[n].name) {
+        bool is_dir, is_file;
+        if (!entry_kind(dfd, de, &is_dir, &is_file)) continue; /* dangling link: not a file */
+        if (!listing_push(&l, &cap, &len, &names_cap, de->d_name, is_dir, is_file)) {
             rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory listing %s", path);
             break;
         }
-        e[n].is_dir = S_ISDIR(st.st_mode);
-        e[n].is_file = S_ISREG(st.st_mode);
-        n++;
     }
     closedir(d);
     if (rc) {
-        free_entries(e, n);
+        listing_free(&l);
         return rc;
     }
-    if (n > 1) qsort(e, (size_t)n, sizeof *e, cmp_entry);
-    *out = e;
-    *n_out = n;
+    for (int64_t i = 0; i < l.n; i++) l.e[i].name = l.names + (uintptr_t)l.e[i].name;
+    if (l.n > 1) qsort(l.e, (size_t)l.n, sizeof *l.e, cmp_entry);
+    *out = l;
     return VN_OK;
 }
 
@@ -145,31 +180,53 @@ static int join(char *buf, size_t len, const char *a, const char *b, vn_error *e
     return VN_OK;
 }
 
-/* All folders under (and including) rel, relative to root, following symlinks; depth-limited
- * so that a link loop cannot recurse forever. */
-static int collect_dirs(const char *root, const char *rel, int depth, strlist *dirs,
-                        vn_error *err)
+/* The folders of one class: each listed once, kept until the class is done. */
+typedef struct class_walk {
+    strlist rel; /* relative to root, in the order visited */
+    listing *lists;
+    int64_t n, cap;
+} class_walk;
+
+static void class_walk_free(class_walk *w)
+{
+    for (int64_t i = 0; i < w->n; i++) listing_free(&w->lists[i]);
+    free(w->lists);
+    strlist_free(&w->rel);
+}
+
+/* Lists rel (relative to root) and, following symlinks, every folder under it, each exactly
+ * once; depth-limited so that a link loop cannot recurse forever. */
+static int walk_dirs(const char *root, const char *rel, int depth, class_walk *w, vn_error *err)
 {
     if (depth > 64) {
         vn_log(VN_LOG_WARN, "%s/%s: folders nested deeper than 64 levels ignored (link loop?)",
                root, rel);
         return VN_OK;
     }
-    if (strlist_add(dirs, rel)) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     char path[4096];
     int rc = join(path, sizeof path, root, rel, err);
     if (rc) return rc;
-    entry *e;
-    int64_t n;
-    rc = list_dir(path, &e, &n, err);
-    if (rc) return rc;
-    for (int64_t i = 0; i < n && !rc; i++) {
-        if (!e[i].is_dir) continue;
-        char sub[4096];
-        rc = join(sub, sizeof sub, rel, e[i].name, err);
-        if (!rc) rc = collect_dirs(root, sub, depth + 1, dirs, err);
+    if (w->n == w->cap) {
+        int64_t cap = w->cap ? w->cap * 2 : 4;
+        listing *p = realloc(w->lists, (size_t)cap * sizeof *p);
+        if (!p) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+        w->lists = p;
+        w->cap = cap;
     }
-    free_entries(e, n);
+    if (strlist_add(&w->rel, rel)) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    int64_t me = w->n++;
+    rc = list_dir(path, &w->lists[me], err);
+    if (rc) {
+        w->n--;
+        return rc;
+    }
+    for (int64_t i = 0; i < w->lists[me].n && !rc; i++) {
+        const entry *e = &w->lists[me].e[i];
+        if (!e->is_dir) continue;
+        char sub[4096];
+        rc = join(sub, sizeof sub, rel, e->name, err);
+        if (!rc) rc = walk_dirs(root, sub, depth + 1, w, err);
+    }
     return rc;
 }
 
@@ -187,44 +244,54 @@ static int add_label(vn_dataset *ds, int32_t label)
     return VN_OK;
 }
 
+/* The files of one folder's listing: images as samples of `label`, others as skipped. */
+static int add_files(vn_dataset *ds, const char *rel, const listing *l, int32_t label,
+                     vn_error *err)
+{
+    for (int64_t i = 0; i < l->n; i++) {
+        if (!l->e[i].is_file) continue;
+        char path[4096];
+        int rc = join(path, sizeof path, rel, l->e[i].name, err);
+        if (rc) return rc;
+        if (has_image_ext(l->e[i].name)) {
+            if (strlist_add(&ds->files, path) || add_label(ds, label))
+                return vn_error_set(err, VN_ERR_NOMEM, "out of memory scanning %s", ds->root);
+            ds->class_counts[label]++;
+        } else if (strlist_add(&ds->skipped, path)) {
+            return vn_error_set(err, VN_ERR_NOMEM, "out of memory scanning %s", ds->root);
+        }
+    }
+    return VN_OK;
+}
+
+typedef struct walk_order {
+    const char *rel;
+    int64_t k;
+} walk_order;
+
+static int cmp_walk_order(const void *a, const void *b)
+{
+    return strcmp(((const walk_order *)a)->rel, ((const walk_order *)b)->rel);
+}
+
 static int scan_class(vn_dataset *ds, const char *cls, int32_t label, vn_error *err)
 {
-    strlist dirs = {0};
-    int rc = collect_dirs(ds->root, cls, 0, &dirs, err);
+    class_walk w = {0};
+    int rc = walk_dirs(ds->root, cls, 0, &w, err);
     /* os.walk yields (dirpath, ...) tuples; sorted() orders them by dirpath string. */
-    const char **order = NULL;
+    walk_order *order = NULL;
     if (!rc) {
-        order = malloc(sizeof *order * (size_t)dirs.n);
+        order = malloc(sizeof *order * (size_t)(w.n ? w.n : 1));
         if (!order) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     }
     if (!rc) {
-        for (int64_t i = 0; i < dirs.n; i++) order[i] = strlist_at(&dirs, i);
-        qsort(order, (size_t)dirs.n, sizeof *order, cmp_str);
+        for (int64_t i = 0; i < w.n; i++) order[i] = (walk_order){strlist_at(&w.rel, i), i};
+        if (w.n > 1) qsort(order, (size_t)w.n, sizeof *order, cmp_walk_order);
     }
-    for (int64_t d = 0; !rc && d < dirs.n; d++) {
-        char path[4096];
-        rc = join(path, sizeof path, ds->root, order[d], err);
-        entry *e = NULL;
-        int64_t n = 0;
-        if (!rc) rc = list_dir(path, &e, &n, err);
-        for (int64_t i = 0; !rc && i < n; i++) {
-            if (!e[i].is_file) continue;
-            char rel[4096];
-            rc = join(rel, sizeof rel, order[d], e[i].name, err);
-            if (rc) break;
-            if (has_image_ext(e[i].name)) {
-                if (strlist_add(&ds->files, rel) || add_label(ds, label))
-                    rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory scanning %s", ds->root);
-                else
-                    ds->class_counts[label]++;
-            } else if (strlist_add(&ds->skipped, rel)) {
-                rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory scanning %s", ds->root);
-            }
-        }
-        free_entries(e, n);
-    }
+    for (int64_t d = 0; !rc && d < w.n; d++)
+        rc = add_files(ds, order[d].rel, &w.lists[order[d].k], label, err);
     free(order);
-    strlist_free(&dirs);
+    class_walk_free(&w);
     return rc;
 }
 
@@ -258,10 +325,11 @@ int vn_dataset_scan(const char *root, const char *const *class_names, int n_clas
     size_t rl = strlen(ds->root);
     while (rl > 1 && ds->root[rl - 1] == '/') ds->root[--rl] = '\0';
 
-    entry *e = NULL;
-    int64_t n = 0;
-    int rc = list_dir(ds->root, &e, &n, err);
+    listing top = {0};
+    int rc = list_dir(ds->root, &top, err);
     if (rc) goto fail;
+    const entry *e = top.e;
+    int64_t n = top.n;
     /* Folder classes, sorted; hidden folders (".git", ".ipynb_checkpoints") are not classes. */
     int n_dirs = 0;
     for (int64_t i = 0; i < n; i++)
@@ -325,11 +393,11 @@ int vn_dataset_scan(const char *root, const char *const *class_names, int n_clas
     for (int c = 0; c < ds->n_classes; c++)
         if (ds->class_counts[c] == 0)
             vn_log(VN_LOG_WARN, "%s: class '%s' has no images", ds->root, ds->classes[c]);
-    free_entries(e, n);
+    listing_free(&top);
     *out = ds;
     return VN_OK;
 fail:
-    free_entries(e, n);
+    listing_free(&top);
     vn_dataset_free(ds);
     return rc;
 }

@@ -2,6 +2,8 @@
  * batches, in-order hand-out, bad-file replacement and accounting. See vn_loader.h. */
 #include "data/vn_loader.h"
 
+#include "data/vn_augment.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -60,6 +62,7 @@ struct vn_loader {
     char *root;
     vn_dataset *ds;
     vn_transform tf;
+    vn_train_aug aug;
     vn_mix_config mixcfg;
     bool mixing;
     int B, S, C, K;
@@ -116,6 +119,8 @@ void vn_loader_config_init(vn_loader_config *c)
     const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     memcpy(c->mean, mean, sizeof mean);
     memcpy(c->std, std, sizeof std);
+    c->remode = VN_ERASE_PIXEL;
+    c->recount = 1;
     c->mixup_switch_prob = 0.5f;
     c->mixup_prob = 1.0f;
     c->label_smoothing = 0.1f;
@@ -131,6 +136,9 @@ void vn_loader_config_eval(vn_loader_config *c)
 {
     c->augment = VN_AUGMENT_NONE;
     c->hflip = 0;
+    c->auto_augment = NULL;
+    c->color_jitter = 0;
+    c->reprob = 0;
     c->mixup_alpha = 0;
     c->cutmix_alpha = 0;
     c->shuffle = false;
@@ -361,7 +369,8 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
         return vn_error_set(err, VN_ERR_INVALID,
                             "data loader: max_bad_fraction must be in [0, 1], got %g",
                             c->max_bad_fraction);
-    if (c->augment != VN_AUGMENT_NONE && c->augment != VN_AUGMENT_RRC)
+    if (c->augment != VN_AUGMENT_NONE && c->augment != VN_AUGMENT_RRC &&
+        c->augment != VN_AUGMENT_RANDOM_CROP)
         return vn_error_set(err, VN_ERR_INVALID, "data loader: unknown augment mode %d",
                             (int)c->augment);
     vn_loader *ld = calloc(1, sizeof *ld);
@@ -378,10 +387,20 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
     rc = vn_transform_init(&ld->tf, c->input_size, c->channels, c->augment == VN_AUGMENT_RRC,
                            c->scale, c->ratio, c->interpolation, c->crop_pct, c->hflip, c->mean,
                            c->std, err);
+    if (!rc) {
+        vn_train_aug_config ac = {c->auto_augment, c->color_jitter, c->reprob,
+                                  (vn_erase_mode)c->remode, c->recount};
+        rc = vn_train_aug_init(&ld->aug, &ac, c->input_size, c->channels, c->mean,
+                               c->interpolation, err);
+        ld->cfg.auto_augment = NULL; /* parsed; the caller's string is not kept */
+        if (!rc && vn_train_aug_active(&ld->aug)) ld->tf.aug = &ld->aug;
+    }
     if (rc) {
         vn_error_prefix(err, "data loader: ");
         goto fail_early;
     }
+    ld->tf.eval_resize = c->eval_resize;
+    ld->tf.crop_padding = c->augment == VN_AUGMENT_RANDOM_CROP ? 4 : 0;
     rc = vn_dataset_scan(c->root, c->class_names, c->n_class_names, &ld->ds, err);
     if (rc) goto fail_early;
     ld->n = vn_dataset_size(ld->ds);
@@ -664,6 +683,7 @@ int vn_load_eval_image(const char *path, const vn_loader_config *cfg, float *out
                                cfg->ratio, cfg->interpolation, cfg->crop_pct, 0.0f, cfg->mean,
                                cfg->std, err);
     if (rc) return rc;
+    tf.eval_resize = cfg->eval_resize;
     vn_image img = {0};
     rc = vn_image_decode_file(NULL, path, cfg->channels, cfg->max_image_pixels, &img, NULL, err);
     if (!rc) {

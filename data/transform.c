@@ -2,9 +2,13 @@
  * per-sample transform built from them. */
 #include "data/vn_transform.h"
 
+#include "data/vn_augment.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "data/crop_impl.h"
 
 /* Python's round() on a double: halves go to the even neighbour (rint in the default
  * rounding mode does the same). */
@@ -162,47 +166,88 @@ int vn_transform_init(vn_transform *t, int size, int channels, bool random_resiz
     return VN_OK;
 }
 
+static void flip_rows(vn_pix im)
+{
+    const int c = im.channels;
+    for (int y = 0; y < im.height; y++) {
+        uint8_t *row = im.data + (size_t)y * im.width * c;
+        for (int a = 0, b = im.width - 1; a < b; a++, b--)
+            for (int k = 0; k < c; k++) {
+                uint8_t t = row[a * c + k];
+                row[a * c + k] = row[b * c + k];
+                row[b * c + k] = t;
+            }
+    }
+}
+
 int vn_transform_apply(const vn_transform *t, const vn_image *img, vn_rng *rng, float *out,
                        vn_tf_scratch *scratch, vn_box *box_out, bool *flipped, vn_error *err)
 {
     if (img->channels != t->channels)
         return vn_error_set(err, VN_ERR_INVALID, "image has %d channels, transform expects %d",
                             img->channels, t->channels);
-    VN_ASSERT(rng || (!t->random_resized_crop && t->hflip <= 0),
+    const vn_train_aug *aug = t->aug && vn_train_aug_active(t->aug) ? t->aug : NULL;
+    VN_ASSERT(rng || (!t->random_resized_crop && t->crop_padding <= 0 && t->hflip <= 0 && !aug),
               "vn_transform_apply needs a generator for random crops or flips");
     vn_tf_scratch local = {0};
     if (!scratch) scratch = &local;
     const int s = t->size;
-    vn_box src_box, win;
-    int out_w, out_h;
+    vn_box src_box, win = {0, 0, s, s};
+    int out_w = s, out_h = s;
+    bool copy = false; /* the window is copied, not resampled */
+    int rc = VN_OK;
     if (t->random_resized_crop) {
         src_box = vn_rrc_box_rng(img->width, img->height, t->scale, t->ratio, rng);
-        out_w = out_h = s;
-        win = (vn_box){0, 0, s, s};
+    } else if (t->crop_padding > 0) {
+        vn_rrc_draws d = {rng_uniform, rng_randint, rng};
+        copy = true;
+        if (!vn_random_crop_box(img->width, img->height, s, t->crop_padding, &d, &src_box))
+            rc = vn_error_set(err, VN_ERR_INVALID, "transform: random crop of %d px does not fit "
+                              "a %dx%d image padded by %d", s, img->width, img->height,
+                              t->crop_padding);
     } else {
         src_box = (vn_box){0, 0, img->height, img->width};
-        vn_eval_geometry(img->width, img->height, s, t->crop_pct, &out_w, &out_h, &win);
+        copy = t->eval_resize == VN_EVAL_RESIZE_NONE;
+        if (copy && (img->width != s || img->height != s))
+            rc = vn_error_set(err, VN_ERR_INVALID, "transform: image is %dx%d; the official "
+                              "evaluation at input sizes <= 32 does not resize, so it must be "
+                              "%dx%d (data.eval_mode: resize-crop resizes it)", img->width,
+                              img->height, s, s);
+        if (t->eval_resize == VN_EVAL_RESIZE_CROP)
+            vn_eval_geometry(img->width, img->height, s, t->crop_pct, &out_w, &out_h, &win);
     }
     bool flip = false;
     if (t->hflip > 0) flip = vn_rng_uniform(rng) < t->hflip;
     size_t pix = (size_t)s * s * t->channels;
-    int rc = VN_OK;
-    if (scratch->pix_cap < pix) {
-        uint8_t *p = realloc(scratch->pix, pix);
+    size_t need = aug ? 2 * pix : pix; /* RandAugment's copy in the second half */
+    if (!rc && scratch->pix_cap < need) {
+        uint8_t *p = realloc(scratch->pix, need);
         if (!p) rc = vn_error_set(err, VN_ERR_NOMEM, "transform: out of memory");
         else {
             scratch->pix = p;
-            scratch->pix_cap = pix;
+            scratch->pix_cap = need;
         }
     }
     if (!rc && (win.height != s || win.width != s))
         rc = vn_error_set(err, VN_ERR_INVALID,
                           "transform: eval resize gives %dx%d, smaller than the %d crop", out_w,
                           out_h, s);
-    if (!rc)
+    if (!rc && copy)
+        vn__crop_u8(img, &src_box, scratch->pix);
+    else if (!rc)
         rc = vn_resize(img->data, img->width, img->height, img->channels, &src_box, out_w, out_h,
                        &win, t->interp, scratch->pix, scratch, err);
-    if (!rc) vn_normalize_u8(&t->norm, scratch->pix, s, s, flip, out);
+    if (!rc && aug) {
+        /* timm's order: flip, RandAugment (or color jitter) on 8-bit pixels, ToTensor +
+         * Normalize, random erasing. */
+        vn_pix im = {scratch->pix, s, s, t->channels};
+        if (flip) flip_rows(im);
+        vn_train_aug_pixels(aug, im, scratch->pix + pix, rng);
+        vn_normalize_u8(&t->norm, scratch->pix, s, s, false, out);
+        vn_erasing_apply(&aug->erasing, out, s, s, t->channels, rng);
+    } else if (!rc) {
+        vn_normalize_u8(&t->norm, scratch->pix, s, s, flip, out);
+    }
     vn_tf_scratch_free(&local);
     if (box_out) *box_out = src_box;
     if (flipped) *flipped = flip;

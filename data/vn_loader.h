@@ -54,7 +54,9 @@ extern "C" {
 
 typedef enum vn_augment {
     VN_AUGMENT_NONE = 0, /* eval transform: resize shorter side + center crop */
-    VN_AUGMENT_RRC = 1   /* RandomResizedCrop(scale, ratio) to input_size */
+    VN_AUGMENT_RRC = 1,  /* RandomResizedCrop(scale, ratio) to input_size */
+    VN_AUGMENT_RANDOM_CROP = 2 /* RandomCrop(input_size, padding 4): the official trainer's
+                                  training crop at input sizes <= 32 */
 } vn_augment;
 
 typedef struct vn_loader_config {
@@ -71,9 +73,18 @@ typedef struct vn_loader_config {
     float ratio[2];       /* RRC aspect range, default (3/4, 4/3) */
     vn_interp interpolation;
     double crop_pct;      /* eval: shorter side to floor(input_size / crop_pct); 0.875 */
+    vn_eval_resize eval_resize; /* geometry of the non-random path (eval, augment NONE) */
     float hflip;          /* flip probability (0.5 for training, 0 for eval) */
     float mean[3];
     float std[3];
+    /* Training augmentations after crop and flip, in timm's order (data/vn_augment.h);
+     * vn_loader_config_eval turns them off. */
+    const char *auto_augment; /* timm RandAugment string ("rand-m7-mstd0.5-inc1"); NULL or
+                                 "": off. Parsed at open, not kept. */
+    float color_jitter;       /* brightness/contrast/saturation; only without auto_augment */
+    float reprob;             /* random erasing probability; 0: off */
+    int remode;               /* vn_erase_mode (default pixel) */
+    int recount;              /* most erasing boxes per image (default 1) */
 
     float mixup_alpha;    /* 0 disables */
     float cutmix_alpha;   /* 0 disables */
@@ -144,6 +155,14 @@ const vn_dataset *vn_loader_dataset(const vn_loader *ld);
 double vn_loader_wait_seconds(const vn_loader *ld);
 /* Distinct bad files reported so far. */
 int64_t vn_loader_bad_files(const vn_loader *ld);
+
+/* `vanilla data preview`: the first n samples of epoch 0 of cfg's training pipeline
+ * (crop, flip, RandAugment / color jitter, erasing; mixup and cutmix are per batch and left
+ * out), un-normalised to 8 bits (round(255 * (x * std + mean)), clipped), as a PNG grid of
+ * ceil(sqrt(n)) columns with 2-pixel white gaps. *shown (may be NULL) receives the number of
+ * tiles (fewer when the folder has fewer images). */
+int vn_loader_preview(const vn_loader_config *cfg, int n, const char *png_path, int *shown,
+                      vn_error *err);
 
 /* One image for prediction: decode + the eval transform of cfg (input_size, channels,
  * interpolation, crop_pct, mean, std; augmentation fields ignored) into

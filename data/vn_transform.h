@@ -23,6 +23,17 @@ typedef enum vn_interp {
     VN_INTERP_BICUBIC = 1
 } vn_interp;
 
+/* Geometry of the evaluation path (the official datasets.py build_transform). */
+typedef enum vn_eval_resize {
+    VN_EVAL_RESIZE_CROP = 0, /* shorter side to floor(size / crop_pct), center crop (timm) */
+    VN_EVAL_RESIZE_NONE,     /* no resize: the image must be size x size (official, <= 32 px) */
+    VN_EVAL_RESIZE_SQUARE    /* resize to size x size, no crop (official, >= 384 px) */
+} vn_eval_resize;
+
+/* "crop", "none", "square" (names in file metadata); parse returns -1 for anything else. */
+const char *vn_eval_resize_name(vn_eval_resize r);
+int vn_eval_resize_parse(const char *s);
+
 /* A rectangle: top row, left column, height, width (torchvision's i, j, h, w). */
 typedef struct vn_box {
     int top;
@@ -84,6 +95,8 @@ void vn_normalizer_init(vn_normalizer *n, int channels, const float mean[3], con
 void vn_normalize_u8(const vn_normalizer *n, const uint8_t *src, int width, int height,
                      bool flip, float *dst);
 
+struct vn_train_aug; /* data/vn_augment.h */
+
 /* The per-sample transform the loader applies (and `predict` uses for one image). */
 typedef struct vn_transform {
     int size;                 /* output is size x size */
@@ -95,7 +108,22 @@ typedef struct vn_transform {
     double crop_pct;          /* eval path */
     float hflip;              /* probability of a horizontal flip */
     vn_normalizer norm;
+    /* Left by vn_transform_init at VN_EVAL_RESIZE_CROP and 0; set them afterwards. */
+    vn_eval_resize eval_resize; /* geometry when !random_resized_crop && crop_padding == 0 */
+    int crop_padding;         /* > 0 (and !random_resized_crop): torchvision RandomCrop(size,
+                                 padding) on the image zero-padded on every side */
+    /* Training augmentations after crop and flip (RandAugment or color jitter, then random
+     * erasing after Normalize); NULL: none. Not owned; vn_transform_init sets NULL. */
+    const struct vn_train_aug *aug;
 } vn_transform;
+
+/* torchvision 0.14 RandomCrop(size, padding).get_params on a width x height image: the
+ * window of the padded (width + 2 pad) x (height + 2 pad) image, top = randint(H - size + 1)
+ * then left = randint(W - size + 1) (0, 0 when it fits exactly). Returns false when the
+ * padded image is smaller than size (torchvision raises). Box coordinates are in the
+ * unpadded image (top and left may be negative). */
+bool vn_random_crop_box(int width, int height, int size, int pad, const vn_rrc_draws *draws,
+                        vn_box *box);
 
 /* Validates the fields and builds the normaliser from mean/std. */
 int vn_transform_init(vn_transform *t, int size, int channels, bool random_resized_crop,
@@ -103,8 +131,9 @@ int vn_transform_init(vn_transform *t, int size, int channels, bool random_resiz
                       double crop_pct, float hflip, const float mean[3], const float std[3],
                       vn_error *err);
 /* Writes size * size * channels floats (HWC). The draws come from rng, in this order: the
- * crop (when random_resized_crop), then one uniform for the flip (when hflip > 0); rng may
- * be NULL when neither is needed. The image's channel count must equal t->channels.
+ * crop (when random_resized_crop or crop_padding > 0), then one uniform for the flip (when
+ * hflip > 0), then those of aug (RandAugment or color jitter, then random erasing); rng may
+ * be NULL when none is needed. The image's channel count must equal t->channels.
  * box_out (may be NULL) receives the source rectangle used. */
 int vn_transform_apply(const vn_transform *t, const vn_image *img, vn_rng *rng, float *out,
                        vn_tf_scratch *scratch, vn_box *box_out, bool *flipped, vn_error *err);

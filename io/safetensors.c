@@ -20,7 +20,25 @@
 #define ST_DATA_ALIGN 64
 
 #define ST_META_KEY "__metadata__"
+/* Files written before the whole-file checksum: CRC-32 of the data section only. */
 #define ST_CRC_KEY "crc32"
+/* The whole-file checksum. The writer makes it the first metadata entry and the metadata the
+ * first header entry, so the header always opens with ST_SUM_PREFIX followed by 8 lowercase
+ * hex digits and '"'. Its value is the zlib CRC-32 of the whole file (length field, header,
+ * data) as it is with those 8 digits replaced by ST_SUM_PLACEHOLDER: the checksum covers
+ * every byte but itself, and a reader finds it without parsing the header, so a damaged
+ * header is reported as a checksum mismatch rather than as whatever the damage looks like. */
+#define ST_SUM_KEY "file_crc32"
+#define ST_SUM_PREFIX "{\"" ST_META_KEY "\":{\"" ST_SUM_KEY "\":\""
+#define ST_SUM_PLACEHOLDER "00000000"
+enum {
+    ST_SUM_AT = 8 + (int)sizeof ST_SUM_PREFIX - 1, /* file offset of the 8 digits */
+    ST_SUM_END = ST_SUM_AT + 9,                    /* ... and of the byte after the '"' */
+    /* A header opening that differs from ST_SUM_PREFIX in at most this many bytes is a
+     * checksummed file whose opening was damaged; another writer's header (metadata with
+     * other keys, or a tensor name first) differs in many more. */
+    ST_SUM_NEAR = 4,
+};
 
 static const struct {
     const char *name;
@@ -258,7 +276,53 @@ static bool is_crc_text(const char *s)
     return true;
 }
 
-static int check_metadata(const char *L, const json_t *m, vn_error *err)
+/* Bytes in which a header's opening (at least ST_SUM_AT bytes of the file) differs from
+ * ST_SUM_PREFIX. */
+static int sum_prefix_distance(const unsigned char *file)
+{
+    int differ = 0;
+    for (int i = 8; i < ST_SUM_AT; i++) differ += file[i] != (unsigned char)ST_SUM_PREFIX[i - 8];
+    return differ;
+}
+
+/* Whether a file whose first n bytes are at hand opens like a checksummed header, allowing
+ * for a few damaged bytes (so that damage to the opening itself is not mistaken for a file
+ * without a checksum). */
+static bool sum_expected(const unsigned char *file, size_t n)
+{
+    return n >= ST_SUM_END && sum_prefix_distance(file) <= ST_SUM_NEAR;
+}
+
+/* The CRC-32 of a whole file with its checksum digits read as the placeholder. */
+static uint32_t file_sum(const unsigned char *file, size_t len)
+{
+    uint32_t crc = crc_update((uint32_t)crc32(0, NULL, 0), file, ST_SUM_AT);
+    crc = crc_update(crc, ST_SUM_PLACEHOLDER, 8);
+    return crc_update(crc, file + ST_SUM_AT + 8, len - ST_SUM_AT - 8);
+}
+
+/* Checks the whole-file checksum of a file for which sum_expected holds, before anything else
+ * is read from it. */
+static int verify_sum(const char *L, const unsigned char *file, size_t len, vn_error *err)
+{
+    int differ = sum_prefix_distance(file);
+    if (differ)
+        return fmt_error(err, "%s: checksum mismatch: the checksum entry that opens the header is "
+                         "damaged (%d bytes differ from what vanilla writes there)", L, differ);
+    char stored[9];
+    memcpy(stored, file + ST_SUM_AT, 8);
+    stored[8] = '\0';
+    if (!is_crc_text(stored))
+        return fmt_error(err, "%s: checksum mismatch: the stored " ST_SUM_KEY " is not 8 lowercase "
+                         "hex digits (the header is damaged)", L);
+    uint32_t got = file_sum(file, len);
+    if (strtoul(stored, NULL, 16) == got) return VN_OK;
+    return fmt_error(err, "%s: checksum mismatch: the header says " ST_SUM_KEY " %s, the file's %zu "
+                     "bytes give %08lx (changed or damaged since it was written)", L, stored,
+                     len, (unsigned long)got);
+}
+
+static int check_metadata(const char *L, const json_t *m, bool summed, vn_error *err)
 {
     if (!json_is_object(m))
         return fmt_error(err, "%s: " ST_META_KEY " is %s, not an object of strings", L,
@@ -272,6 +336,11 @@ static int check_metadata(const char *L, const json_t *m, vn_error *err)
         if (strcmp(key, ST_CRC_KEY) == 0 && !is_crc_text(json_string_value(x)))
             return fmt_error(err, "%s: " ST_META_KEY " '" ST_CRC_KEY "' is '%s', not 8 lowercase "
                              "hex digits", L, json_string_value(x));
+        if (strcmp(key, ST_SUM_KEY) == 0 && !summed)
+            return fmt_error(err, "%s: " ST_META_KEY " '" ST_SUM_KEY "' is not at the start of the "
+                             "header, where vanilla writes it, so it cannot be checked (was the "
+                             "file rewritten by another tool? remove the key to load it "
+                             "unchecked)", L);
     }
     return VN_OK;
 }
@@ -340,7 +409,7 @@ static char *arena_put(char **cursor, const char *s)
 
 /* Validates the file at `file` (len bytes, length field already checked) and fills f. */
 static int parse_file(vn_st_file *f, const unsigned char *file, size_t len, uint64_t hlen,
-                      vn_error *err)
+                      bool summed, vn_error *err)
 {
     const char *L = f->label;
     const unsigned char *data = file + 8 + hlen;
@@ -392,7 +461,7 @@ static int parse_file(vn_st_file *f, const unsigned char *file, size_t len, uint
     int k = 0;
     json_object_foreach(root, key, v) {
         if (strcmp(key, ST_META_KEY) == 0) {
-            if ((rc = check_metadata(L, v, err))) goto done;
+            if ((rc = check_metadata(L, v, summed, err))) goto done;
             continue;
         }
         pend[k].order = k;
@@ -462,14 +531,33 @@ void vn_st_close(vn_st_file *f)
     free(f);
 }
 
-/* Checks the length field, then reads the file (the bytes after first8 come from fp when it is
- * not NULL, from src + 8 otherwise) into a buffer of its own and validates it. */
-static int load(const char *label, const unsigned char *first8, size_t len, FILE *fp,
-                const unsigned char *src, vn_st_file **out, vn_error *err)
+/* After a checksum mismatch: what the file's structure says is wrong, when it says anything
+ * (a truncated file, a header that no longer parses), appended to the message. */
+static void explain_damage(vn_st_file *f, const unsigned char *file, size_t len, vn_error *err)
+{
+    vn_error why = {0};
+    uint64_t hlen = 0;
+    if (!err || (check_prefix(f->label, file, len, &hlen, &why) == VN_OK &&
+                 parse_file(f, file, len, hlen, true, &why) == VN_OK))
+        return;
+    const char *m = why.msg;
+    size_t ll = strlen(f->label), n = strlen(err->msg);
+    if (strncmp(m, f->label, ll) == 0 && strncmp(m + ll, ": ", 2) == 0) m += ll + 2;
+    snprintf(err->msg + n, sizeof err->msg - n, "; its structure says: %s", m);
+}
+
+/* Reads a file of len bytes whose first n_first bytes are at `first` (the rest comes from fp
+ * when it is not NULL, from first + n_first otherwise) into a buffer of its own, and validates
+ * it: the whole-file checksum first when the file has one, then the length field, then the
+ * header. A file without a checksum is refused on a bad length field before it is read. */
+static int load(const char *label, const unsigned char *first, size_t n_first, size_t len,
+                FILE *fp, vn_st_file **out, vn_error *err)
 {
     uint64_t hlen = 0;
-    int rc = check_prefix(label, first8, len, &hlen, err);
+    bool summed = sum_expected(first, n_first);
+    int rc = summed ? VN_OK : check_prefix(label, first, len, &hlen, err);
     if (rc) return rc;
+    if (summed) hlen = load_le64(first); /* only to align the data; checked below */
     vn_st_file *f = file_new(label, err);
     if (!f) return VN_ERR_NOMEM;
     unsigned char *start = NULL;
@@ -478,16 +566,21 @@ static int load(const char *label, const unsigned char *first8, size_t len, FILE
         rc = vn_error_set(err, VN_ERR_NOMEM, "%s: cannot allocate %zu bytes", label, len);
         goto fail;
     }
-    memcpy(start, first8, 8);
+    memcpy(start, first, n_first);
     if (!fp) {
-        memcpy(start + 8, src + 8, len - 8);
-    } else if (fread(start + 8, 1, len - 8, fp) != len - 8) {
+        memcpy(start + n_first, first + n_first, len - n_first);
+    } else if (fread(start + n_first, 1, len - n_first, fp) != len - n_first) {
         rc = ferror(fp) ? vn_error_set(err, VN_ERR_IO, "%s: read failed: %s", label,
                                        strerror(errno))
                         : vn_error_set(err, VN_ERR_IO, "%s: file shrank while reading", label);
         goto fail;
     }
-    if ((rc = parse_file(f, start, len, hlen, err))) goto fail;
+    if (summed && (rc = verify_sum(label, start, len, err))) {
+        explain_damage(f, start, len, err);
+        goto fail;
+    }
+    if (summed && (rc = check_prefix(label, start, len, &hlen, err))) goto fail;
+    if ((rc = parse_file(f, start, len, hlen, summed, err))) goto fail;
     *out = f;
     return VN_OK;
 fail:
@@ -502,7 +595,7 @@ int vn_st_open_memory(const void *buf, size_t len, const char *label, vn_st_file
     *out = NULL;
     if (!label) label = "<memory>";
     if (!buf && len) return vn_error_set(err, VN_ERR_INVALID, "%s: NULL buffer", label);
-    return load(label, buf, len, NULL, buf, out, err);
+    return load(label, buf, len, len, NULL, out, err);
 }
 
 int vn_st_open(const char *path, vn_st_file **out, vn_error *err)
@@ -514,18 +607,21 @@ int vn_st_open(const char *path, vn_st_file **out, vn_error *err)
     if (!fp) return vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     int rc;
     struct stat st;
-    unsigned char first8[8] = {0};
+    unsigned char first[ST_SUM_END] = {0};
+    size_t n_first = 0;
     if (fstat(fileno(fp), &st) != 0)
         rc = vn_error_set(err, VN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode))
         rc = vn_error_set(err, VN_ERR_IO, "%s: not a regular file", path);
     else if ((uintmax_t)st.st_size > SIZE_MAX - ST_DATA_ALIGN)
         rc = vn_error_set(err, VN_ERR_NOMEM, "%s: file too large to read into memory", path);
-    else if (st.st_size >= 8 && fread(first8, 1, 8, fp) != 8)
+    else if ((n_first = (size_t)st.st_size < sizeof first ? (size_t)st.st_size
+                                                            : sizeof first) > 0 &&
+             fread(first, 1, n_first, fp) != n_first)
         rc = vn_error_set(err, VN_ERR_IO, "%s: read failed: %s", path,
                           ferror(fp) ? strerror(errno) : "file shrank while reading");
     else
-        rc = load(path, first8, (size_t)st.st_size, fp, NULL, out, err);
+        rc = load(path, first, n_first, (size_t)st.st_size, fp, out, err);
     fclose(fp);
     return rc;
 }
@@ -725,9 +821,9 @@ int vn_st_set_meta(vn_st_writer *w, const char *key, const char *value, vn_error
     if (!key || !value)
         return vn_error_set(err, VN_ERR_INVALID, "safetensors writer: NULL metadata key or "
                             "value");
-    if (strcmp(key, ST_CRC_KEY) == 0)
-        return vn_error_set(err, VN_ERR_INVALID, "safetensors writer: metadata key '" ST_CRC_KEY
-                            "' is reserved for the checksum (pass VN_ST_CRC32 instead)");
+    if (strcmp(key, ST_CRC_KEY) == 0 || strcmp(key, ST_SUM_KEY) == 0)
+        return vn_error_set(err, VN_ERR_INVALID, "safetensors writer: metadata key '%s' is "
+                            "reserved for the checksum (pass VN_ST_CRC32 instead)", key);
     if (!valid_utf8(key) || !valid_utf8(value))
         return vn_error_set(err, VN_ERR_INVALID, "safetensors writer: metadata '%s' is not "
                             "valid UTF-8", key);
@@ -765,11 +861,20 @@ nomem:
     return vn_error_set(err, VN_ERR_NOMEM, "safetensors writer: out of memory");
 }
 
-static uint32_t data_crc(const vn_st_writer *w)
+/* Replaces the placeholder digits of a header (length field included) opening with
+ * ST_SUM_PREFIX by the CRC-32 of the file it starts: the header as it is, then the data. */
+static void seal_header(const vn_st_writer *w, unsigned char *head, size_t head_len)
 {
-    uint32_t crc = (uint32_t)crc32(0, NULL, 0);
+    VN_ASSERT(head_len >= ST_SUM_END &&
+              memcmp(head + 8, ST_SUM_PREFIX, ST_SUM_AT - 8) == 0 &&
+              memcmp(head + ST_SUM_AT, ST_SUM_PLACEHOLDER "\"", 9) == 0,
+              "safetensors writer: the checksum must open the header (metadata first, "
+              "checksum first within it, compact JSON)");
+    uint32_t crc = crc_update((uint32_t)crc32(0, NULL, 0), head, head_len);
     for (int i = 0; i < w->n; i++) crc = crc_update(crc, w->e[i].data, w->e[i].nbytes);
-    return crc;
+    char digits[16];
+    snprintf(digits, sizeof digits, "%08lx", (unsigned long)crc);
+    memcpy(head + ST_SUM_AT, digits, 8);
 }
 
 static json_t *entry_json(const st_wentry *e, uint64_t begin)
@@ -804,13 +909,10 @@ static int build_header(const vn_st_writer *w, uint32_t flags, unsigned char **o
     if (ok && (w->n_meta > 0 || (flags & VN_ST_CRC32))) {
         meta = json_object();
         ok = meta && !json_object_set(root, ST_META_KEY, meta);
+        if (flags & VN_ST_CRC32)
+            ok = ok && !json_object_set_new(meta, ST_SUM_KEY, json_string(ST_SUM_PLACEHOLDER));
         for (int i = 0; i < w->n_meta; i++)
             ok = ok && !json_object_set_new(meta, w->meta_keys[i], json_string(w->meta_vals[i]));
-        if (flags & VN_ST_CRC32) {
-            char crc[16];
-            snprintf(crc, sizeof crc, "%08lx", (unsigned long)data_crc(w));
-            ok = ok && !json_object_set_new(meta, ST_CRC_KEY, json_string(crc));
-        }
     }
     uint64_t off = 0;
     for (int i = 0; i < w->n && ok; i++) {
@@ -838,6 +940,7 @@ static int build_header(const vn_st_writer *w, uint32_t flags, unsigned char **o
     memcpy(buf + 8, text, tlen);
     memset(buf + 8 + tlen, ' ', padded - tlen);
     free(text);
+    if (flags & VN_ST_CRC32) seal_header(w, buf, 8 + padded);
     *out = buf;
     *out_len = 8 + padded;
     return VN_OK;

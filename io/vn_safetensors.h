@@ -4,9 +4,23 @@
  *
  * Reading validates everything before handing out a tensor and reports the first problem
  * with the file name. Writing is atomic: a temporary file in the same folder, fsync, rename,
- * fsync of the folder. With VN_ST_CRC32 the writer stores the CRC-32 (zlib) of the data
- * section in __metadata__["crc32"] (8 lowercase hex digits); the reader verifies it when
- * present. */
+ * fsync of the folder.
+ *
+ * Checksum: with VN_ST_CRC32 the writer stores a CRC-32 (zlib) of the whole file, header and
+ * data, in __metadata__["file_crc32"] (8 lowercase hex digits). It is the first entry of the
+ * metadata, which is the first entry of the header, so every such header opens with
+ *     {"__metadata__":{"file_crc32":"xxxxxxxx"
+ * and the CRC is taken over the file's bytes as they are, except that those 8 digits count
+ * as "00000000". In Python:
+ *     b = open(p, "rb").read(); i = 8 + 31
+ *     ok = zlib.crc32(b[:i] + b"00000000" + b[i + 8:]) == int(b[i:i + 8], 16)
+ * Every reader checks it before parsing the header, so a change to any byte (names, shapes,
+ * offsets, metadata, data, the length field) is refused as a checksum mismatch naming the
+ * file. A header whose opening differs from that text in a few bytes counts as a damaged
+ * checksummed one; a "file_crc32" anywhere else is refused (the file was rewritten by another
+ * tool). Files without it (written by PyTorch or others) load unchecked; files written
+ * before it carry __metadata__["crc32"], the CRC-32 of the data section only, which is still
+ * verified. */
 #ifndef VN_SAFETENSORS_H
 #define VN_SAFETENSORS_H
 

@@ -19,7 +19,7 @@ int vn_series_act_init(vn_series_act *a, int dim, int act_num, bool deploy)
         int64_t s[1] = {dim};
         a->bias = vn_tensor_new(1, s, true);
         if (!a->bias) goto fail;
-    } else if (vn_bn_layer_init(&a->bn, dim, 1e-6f) != VN_OK) {
+    } else if (vn_bn_layer_init(&a->bn, dim, VN_VANILLANET_BN_EPS) != VN_OK) {
         goto fail;
     }
     return VN_OK;
@@ -70,4 +70,12 @@ int vn_series_act_to_deploy(vn_series_act *a)
     a->bias = bias;
     a->deploy = true;
     return VN_OK;
+}
+
+void vn_series_act_fold(vn_series_act *dst, const vn_series_act *src)
+{
+    VN_ASSERT(dst->deploy && !src->deploy && dst->dim == src->dim && dst->act_num == src->act_num,
+              "vn_series_act_fold: dst must be the deploy form of src (same dim and act_num)");
+    vn_tensor_copy_data(dst->weight, src->weight);
+    vn_bn_fold(&src->bn, dst->weight->data, dst->weight->numel / dst->dim, NULL, dst->bias->data);
 }

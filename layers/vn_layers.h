@@ -93,7 +93,10 @@ void vn_bn_fold(const vn_bn_layer *bn, float *w, int64_t w_per_out, const float 
 
 /* ---- the series-informed activation ------------------------------------------------------ */
 
-/* relu -> depthwise (2n+1)x(2n+1) conv, padding n, no bias -> BatchNorm2d(eps 1e-6).
+/* The eps of every BatchNorm in VanillaNet (the official nn.BatchNorm2d(dim, eps=1e-6)). */
+#define VN_VANILLANET_BN_EPS 1e-6f
+
+/* relu -> depthwise (2n+1)x(2n+1) conv, padding n, no bias -> BatchNorm2d(VN_VANILLANET_BN_EPS).
  * Deploy: relu -> depthwise conv with bias (BN folded in). */
 typedef struct vn_series_act {
     vn_tensor *weight; /* [C, k, k, 1] OHWI */
@@ -107,8 +110,11 @@ int vn_series_act_init(vn_series_act *a, int dim, int act_num, bool deploy);
 void vn_series_act_free(vn_series_act *a);
 int vn_series_act_register(vn_series_act *a, vn_state_list *l, const char *prefix);
 vn_tensor *vn_series_act_forward(vn_ctx *ctx, vn_series_act *a, vn_tensor *x, bool training);
-/* Folds the BN into the depthwise conv (train -> deploy). */
+/* Folds the BN into the depthwise conv (train -> deploy), in place. */
 int vn_series_act_to_deploy(vn_series_act *a);
+/* Writes the deploy form of a training activation into dst (a deploy activation of the same
+ * dim and act_num); src is not modified and nothing is allocated. */
+void vn_series_act_fold(vn_series_act *dst, const vn_series_act *src);
 
 #ifdef __cplusplus
 }

@@ -1,55 +1,137 @@
-/* switch_to_deploy: fold BatchNorm into convs and merge consecutive linear convs. */
-#include "models/vn_vanillanet.h"
+/* switch_to_deploy: fold BatchNorm into convs and merge consecutive linear convs.
+ *
+ * The merge reads the plan: every deploy spec with state is computed from the training specs
+ * of the same unit (a chain of convs, each optionally followed by a BN, or a training
+ * activation). The deploy model is built beside the training one and takes its place only
+ * when every layer has been computed, so a failure leaves the training model untouched. */
+#include "models/plan.h"
 
 #include <cblas.h>
-#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-int vn__vanillanet_register(vn_vanillanet *m);
-void vn__vanillanet_free_layers(vn_vanillanet *m);
+/* One conv with its BN (if any) folded in: weight [out, per] (OHWI rows) and bias [out]. */
+typedef struct folded {
+    float *w, *b;
+    int64_t out, per;
+} folded;
 
-/* conv + BN -> weight and bias (w is [out, per] with per = kh*kw*in). */
-static void fold(const vn_conv2d_layer *c, const vn_bn_layer *bn, float *w, float *b)
+static void folded_free(folded *f)
 {
-    int64_t per = c->weight->numel / c->out_ch;
-    memcpy(w, c->weight->data, (size_t)c->weight->numel * sizeof *w);
-    vn_bn_fold(bn, w, per, c->bias ? c->bias->data : NULL, b);
+    free(f->w);
+    free(f->b);
+    memset(f, 0, sizeof *f);
 }
 
-/* Second conv (1x1, [o2, o1] with bias b2) after a first conv ([o1, per], bias b1):
- * W = W2 @ W1, b = b2 + W2 @ b1, written into dst (a conv layer of shape [o2, ..., per]). */
-static void merge(vn_conv2d_layer *dst, const float *w2, const float *b2, int64_t o2,
-                  const float *w1, const float *b1, int64_t o1, int64_t per)
+/* The conv of spec i of the training plan, with the BN right after it in its unit folded in. */
+static int fold_conv(folded *f, vn_vanillanet *m, const vn__plan *tp, int i)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)o2, (int)per, (int)o1, 1.0f, w2,
-                (int)o1, w1, (int)per, 0.0f, dst->weight->data, (int)per);
+    const vn__layer_spec *s = &tp->layers[i], *next = i + 1 < tp->n ? &tp->layers[i + 1] : NULL;
+    const vn_conv2d_layer *c = vn__spec_layer(m, NULL, s);
+    const vn_bn_layer *bn = next && next->unit == s->unit && next->kind == VN__LAYER_BN
+                                ? vn__spec_layer(m, NULL, next) : NULL;
+    f->out = c->out_ch;
+    f->per = c->weight->numel / c->out_ch;
+    f->w = malloc((size_t)c->weight->numel * sizeof *f->w);
+    f->b = malloc((size_t)f->out * sizeof *f->b);
+    if (!f->w || !f->b) return VN_ERR_NOMEM;
+    memcpy(f->w, c->weight->data, (size_t)c->weight->numel * sizeof *f->w);
+    if (bn) vn_bn_fold(bn, f->w, f->per, c->bias ? c->bias->data : NULL, f->b);
+    else if (c->bias) memcpy(f->b, c->bias->data, (size_t)f->out * sizeof *f->b);
+    else memset(f->b, 0, (size_t)f->out * sizeof *f->b);
+    return VN_OK;
+}
+
+/* A second 1x1 conv f2 ([o2, o1]) after f1 ([o1, per]): W = W2 @ W1, b = b2 + W2 @ b1. */
+static void compose(vn_conv2d_layer *dst, const folded *f2, const folded *f1)
+{
+    const int64_t o2 = f2->out, o1 = f1->out, per = f1->per;
+    VN_ASSERT(f2->per == o1 && dst->weight->numel == o2 * per, "merged convs do not chain");
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)o2, (int)per, (int)o1, 1.0f, f2->w,
+                (int)o1, f1->w, (int)per, 0.0f, dst->weight->data, (int)per);
     for (int64_t i = 0; i < o2; i++) {
-        double s = b2[i];
-        for (int64_t j = 0; j < o1; j++) s += (double)w2[i * o1 + j] * b1[j];
+        double s = f2->b[i];
+        for (int64_t j = 0; j < o1; j++) s += (double)f2->w[i * o1 + j] * f1->b[j];
         dst->bias->data[i] = (float)s;
     }
 }
 
-typedef struct scratch {
-    float *w1, *b1, *w2, *b2;
-} scratch;
-
-static int scratch_alloc(scratch *s, int64_t w1, int64_t b1, int64_t w2, int64_t b2)
+/* The convs of one unit (one or two, each with its BN) merged into dst. */
+static int merge_convs(vn_conv2d_layer *dst, vn_vanillanet *m, const vn__plan *tp, int unit)
 {
-    s->w1 = malloc((size_t)w1 * sizeof(float));
-    s->b1 = malloc((size_t)b1 * sizeof(float));
-    s->w2 = malloc((size_t)w2 * sizeof(float));
-    s->b2 = malloc((size_t)b2 * sizeof(float));
-    return s->w1 && s->b1 && s->w2 && s->b2 ? VN_OK : VN_ERR_NOMEM;
+    int idx[2], k = 0;
+    for (int i = 0; i < tp->n; i++) {
+        if (tp->layers[i].unit != unit || tp->layers[i].kind != VN__LAYER_CONV) continue;
+        VN_ASSERT(k < 2, "a merge unit has more than two convs: extend merge_convs in deploy.c");
+        idx[k++] = i;
+    }
+    VN_ASSERT(k > 0, "deploy conv without training convs in its unit (see plan.c)");
+    folded f1 = {0}, f2 = {0};
+    int rc = fold_conv(&f1, m, tp, idx[0]);
+    if (rc == VN_OK && k == 2) rc = fold_conv(&f2, m, tp, idx[1]);
+    if (rc == VN_OK && k == 2) {
+        compose(dst, &f2, &f1);
+    } else if (rc == VN_OK) {
+        memcpy(dst->weight->data, f1.w, (size_t)dst->weight->numel * sizeof *f1.w);
+        memcpy(dst->bias->data, f1.b, (size_t)f1.out * sizeof *f1.b);
+    }
+    folded_free(&f1);
+    folded_free(&f2);
+    return rc;
 }
 
-static void scratch_free(scratch *s)
+static const vn__layer_spec *find_in_unit(const vn__plan *p, int unit, vn__layer_kind kind)
 {
-    free(s->w1);
-    free(s->b1);
-    free(s->w2);
-    free(s->b2);
+    for (int i = 0; i < p->n; i++)
+        if (p->layers[i].unit == unit && p->layers[i].kind == kind) return &p->layers[i];
+    return NULL;
+}
+
+/* Computes every layer of the deploy model d from the training model m (m is only read). */
+static int fill_deploy(vn_vanillanet *d, vn_vanillanet *m)
+{
+    vn__plan tp, dp;
+    vn__plan_build(&tp, &m->cfg, false);
+    vn__plan_build(&dp, &m->cfg, true);
+    int rc = VN_OK;
+    for (int i = 0; rc == VN_OK && i < dp.n; i++) {
+        const vn__layer_spec *s = &dp.layers[i];
+        const vn__layer_spec *src = find_in_unit(&tp, s->unit, s->kind);
+        switch (s->kind) {
+        case VN__LAYER_CONV:
+            rc = merge_convs(vn__spec_layer(d, NULL, s), m, &tp, s->unit);
+            break;
+        case VN__LAYER_ACT:
+            VN_ASSERT(src, "deploy activation %s has no training activation in its unit", s->name);
+            vn_series_act_fold(vn__spec_layer(d, NULL, s), vn__spec_layer(m, NULL, src));
+            break;
+        case VN__LAYER_POOL: case VN__LAYER_AVGPOOL: /* no state */
+            break;
+        case VN__LAYER_BN: case VN__LAYER_SHORTCUT: /* never in a deploy plan that merges */
+            VN_ASSERT(false, "no merge rule for deploy layer %s", s->name);
+        }
+    }
+    return rc;
+}
+
+/* m takes over d's layers and state list; nothing here can fail. */
+static void take_over(vn_vanillanet *m, vn_vanillanet *d)
+{
+    vn__vanillanet_free_layers(m);
+    free(m->stages);
+    vn_state_list_free(&m->state);
+    const bool training = m->training;
+    *m = *d;
+    m->training = training;
+    /* BN counters live inside the struct: those that pointed into *d now live in *m. */
+    const uintptr_t lo = (uintptr_t)d, hi = lo + sizeof *d;
+    for (int i = 0; i < m->state.n; i++) {
+        vn_state_item *e = &m->state.items[i];
+        uintptr_t at = (uintptr_t)e->count;
+        if (e->kind == VN_STATE_COUNT && at >= lo && at < hi) e->count = (int64_t *)((char *)m + (at - lo));
+    }
+    free(d);
 }
 
 int vn_vanillanet_switch_to_deploy(vn_vanillanet *m, bool force, vn_error *err)
@@ -62,67 +144,15 @@ int vn_vanillanet_switch_to_deploy(vn_vanillanet *m, bool force, vn_error *err)
         return vn_error_set(err, VN_ERR_STATE, "act_learn is %g, not 1: conv1 and conv2 are separated "
                             "by a leaky ReLU and cannot be merged exactly (finish deep training, or "
                             "force an inexact merge)", (double)m->act_learn);
-
-    const vn_vanillanet_config *c = &m->cfg;
     vn_vanillanet *d = NULL;
-    int rc = vn_vanillanet_create(c, true, &d, err);
-    if (rc != VN_OK) return rc;
-    d->training = m->training;
-    scratch s = {0};
-
-    /* stem: stem2 . stem1 with both BNs folded */
-    int64_t d0 = c->dims[0], per = 16 * (int64_t)c->in_chans;
-    rc = scratch_alloc(&s, d0 * per, d0, d0 * d0, d0);
-    if (rc == VN_OK) {
-        fold(&m->stem1, &m->stem1_bn, s.w1, s.b1);
-        fold(&m->stem2, &m->stem2_bn, s.w2, s.b2);
-        merge(&d->stem1, s.w2, s.b2, d0, s.w1, s.b1, d0, per);
-    }
-    scratch_free(&s);
-    if (rc == VN_OK) rc = vn_series_act_to_deploy(&m->stem_act);
-
-    for (int i = 0; rc == VN_OK && i < c->n_stages; i++) {
-        vn_vanilla_block *b = &m->stages[i];
-        rc = scratch_alloc(&s, (int64_t)b->dim * b->dim, b->dim, (int64_t)b->dim_out * b->dim, b->dim_out);
-        if (rc == VN_OK) {
-            fold(&b->conv1, &b->bn1, s.w1, s.b1);
-            fold(&b->conv2, &b->bn2, s.w2, s.b2);
-            merge(&d->stages[i].conv, s.w2, s.b2, b->dim_out, s.w1, s.b1, b->dim, b->dim);
-            rc = vn_series_act_to_deploy(&b->act);
-        }
-        scratch_free(&s);
-    }
-
-    /* classifier: cls2 . (cls1 conv with BN folded) */
-    int64_t nc = c->num_classes, dl = c->dims[c->n_stages];
-    if (rc == VN_OK) rc = scratch_alloc(&s, nc * dl, nc, 1, 1);
-    if (rc == VN_OK) {
-        fold(&m->cls1, &m->cls1_bn, s.w1, s.b1);
-        merge(&d->cls1, m->cls2.weight->data, m->cls2.bias->data, nc, s.w1, s.b1, nc, dl);
-    }
-    scratch_free(&s);
+    int rc = vn_vanillanet_create(&m->cfg, true, &d, NULL);
+    if (rc == VN_OK) rc = fill_deploy(d, m);
     if (rc != VN_OK) {
         vn_vanillanet_destroy(d);
-        return vn_error_set(err, rc, "out of memory merging the model");
+        return vn_error_set(err, rc, "out of memory merging the model into deploy form (%lld "
+                            "parameters); the training model is unchanged",
+                            (long long)vn_vanillanet_count_params(&m->cfg, true));
     }
-
-    /* Move the folded activations into the deploy model, then take its layers over. */
-    vn_series_act_free(&d->stem_act);
-    d->stem_act = m->stem_act;
-    memset(&m->stem_act, 0, sizeof m->stem_act);
-    for (int i = 0; i < c->n_stages; i++) {
-        vn_series_act_free(&d->stages[i].act);
-        d->stages[i].act = m->stages[i].act;
-        memset(&m->stages[i].act, 0, sizeof m->stages[i].act);
-    }
-    vn__vanillanet_free_layers(m);
-    free(m->stages);
-    vn_state_list_free(&m->state);
-    bool training = m->training;
-    *m = *d;
-    memset(&d->state, 0, sizeof d->state);
-    free(d);
-    m->training = training;
-    m->act_learn = 1.0f;
-    return vn__vanillanet_register(m);
+    take_over(m, d);
+    return VN_OK;
 }

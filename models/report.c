@@ -1,5 +1,5 @@
-/* The model report: shapes, parameters and multiply-adds per layer, from the config alone. */
-#include "models/vn_vanillanet.h"
+/* The model report: shapes, parameters and multiply-adds per layer, from the plan alone. */
+#include "models/plan.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -58,86 +58,88 @@ static void act(builder *b, const char *name, int act_num, bool deploy)
     row(b, name, what, c * k * k + (deploy ? c : 2 * c), b->h * b->w * c * k * k);
 }
 
+/* The block's pooling: by its stride, or adaptive to a fixed size. False when too small. */
+static bool pool(builder *b, const char *name, const vn__layer_spec *s)
+{
+    char what[48];
+    if (s->ada_pool) {
+        b->h = b->w = s->ada_pool;
+        snprintf(what, sizeof what, "adaptive maxpool %d", s->ada_pool);
+    } else {
+        b->h /= s->stride;
+        b->w /= s->stride;
+        snprintf(what, sizeof what, "maxpool %d", s->stride);
+    }
+    if (b->h < 1 || b->w < 1) return false;
+    row(b, name, what, 0, 0);
+    return true;
+}
+
+/* Identity, or a 1x1 conv at the block's input resolution (in) followed by its pooling. */
+static void shortcut(builder *b, const char *name, const vn__layer_spec *s, const int64_t in[3])
+{
+    if (vn__spec_is_identity(s)) {
+        row(b, name, "identity shortcut", 0, 0);
+        return;
+    }
+    int64_t oh = b->h, ow = b->w;
+    b->h = in[0], b->w = in[1], b->c = in[2];
+    conv(b, name, s->out_ch, s->kernel, s->conv.stride_h, s->conv.pad_h, s->conv.groups, s->bias);
+    b->h = oh, b->w = ow;
+}
+
+/* One row per spec; false when the input is too small for it. */
+static bool layer(builder *b, const vn__layer_spec *s, const int64_t in[3])
+{
+    char name[48];
+    if (s->stage >= 0) snprintf(name, sizeof name, "stages.%d.%s", s->stage, s->name);
+    else snprintf(name, sizeof name, "%s", s->name);
+    const vn_conv_params *p = &s->conv;
+    switch (s->kind) {
+    case VN__LAYER_CONV:
+        if (b->h + 2 * p->pad_h < s->kernel || b->w + 2 * p->pad_w < s->kernel) return false;
+        conv(b, name, s->out_ch, s->kernel, p->stride_h, p->pad_h, p->groups, s->bias);
+        return true;
+    case VN__LAYER_BN: bn(b, name); return true;
+    case VN__LAYER_ACT: act(b, name, s->act_num, s->bias); return true;
+    case VN__LAYER_POOL: return pool(b, name, s);
+    case VN__LAYER_SHORTCUT: shortcut(b, name, s, in); return true;
+    case VN__LAYER_AVGPOOL:
+        b->h = b->w = 1;
+        row(b, name, "global avgpool", 0, 0);
+        return true;
+    }
+    return true;
+}
+
 int vn_vanillanet_report(const vn_vanillanet_config *cfg, bool deploy, int h, int w,
                          vn_report *out, vn_error *err)
 {
     memset(out, 0, sizeof *out);
     int rc = vn_vanillanet_config_check(cfg, err);
     if (rc != VN_OK) return rc;
+    vn__plan p;
+    vn__plan_build(&p, cfg, deploy);
     builder b = {out, 0, h, w, cfg->in_chans, 0};
-    int stride = cfg->ada_pool_enabled ? 3 : 4, pad = cfg->ada_pool_enabled ? 1 : 0;
-    char name[48], what[48];
-    if ((int64_t)h + 2 * pad < 4 || (int64_t)w + 2 * pad < 4) goto small;
-    if (deploy) {
-        conv(&b, "stem.0", cfg->dims[0], 4, stride, pad, 1, true);
-        act(&b, "stem.1", cfg->act_num, true);
-    } else {
-        conv(&b, "stem1.0", cfg->dims[0], 4, stride, pad, 1, true);
-        bn(&b, "stem1.1");
-        conv(&b, "stem2.0", cfg->dims[0], 1, 1, 0, 1, true);
-        bn(&b, "stem2.1");
-        act(&b, "stem2.2", cfg->act_num, false);
+    int64_t in[3] = {0}; /* the current block's input shape, for its shortcut */
+    bool fits = true;
+    for (int i = 0, stage = -1; fits && i < p.n; i++) {
+        const vn__layer_spec *s = &p.layers[i];
+        if (s->stage != stage) {
+            stage = s->stage;
+            in[0] = b.h, in[1] = b.w, in[2] = b.c;
+        }
+        fits = layer(&b, s, in);
     }
-    for (int i = 0; i < cfg->n_stages; i++) {
-        int64_t in_c = b.c, in_h = b.h, in_w = b.w;
-        int64_t d = cfg->dims[i], dout = cfg->dims[i + 1];
-        if (deploy) {
-            snprintf(name, sizeof name, "stages.%d.conv", i);
-            conv(&b, name, dout, 1, 1, 0, 1, true);
-        } else {
-            snprintf(name, sizeof name, "stages.%d.conv1.0", i);
-            conv(&b, name, d, 1, 1, 0, 1, true);
-            snprintf(name, sizeof name, "stages.%d.conv1.1", i);
-            bn(&b, name);
-            snprintf(name, sizeof name, "stages.%d.conv2.0", i);
-            conv(&b, name, dout, 1, 1, 0, 1, true);
-            snprintf(name, sizeof name, "stages.%d.conv2.1", i);
-            bn(&b, name);
-        }
-        int s = cfg->strides[i];
-        if (s > 1) {
-            int ap = cfg->ada_pool_enabled ? cfg->ada_pool[i] : 0;
-            if (ap) {
-                b.h = b.w = ap;
-                snprintf(what, sizeof what, "adaptive maxpool %d", ap);
-            } else {
-                b.h /= s;
-                b.w /= s;
-                snprintf(what, sizeof what, "maxpool %d", s);
-            }
-            if (b.h < 1 || b.w < 1) goto small;
-            snprintf(name, sizeof name, "stages.%d.pool", i);
-            row(&b, name, what, 0, 0);
-        }
-        if (cfg->shortcut == VN_SHORTCUT_IDENTITY) {
-            snprintf(name, sizeof name, "stages.%d.shortcut", i);
-            if (in_c == dout && s == 1) {
-                row(&b, name, "identity shortcut", 0, 0);
-            } else { /* 1x1 conv at the input resolution, then the block's pooling */
-                int64_t oh = b.h, ow = b.w;
-                b.h = in_h, b.w = in_w, b.c = in_c;
-                conv(&b, name, dout, 1, 1, 0, 1, true);
-                b.h = oh, b.w = ow;
-            }
-        }
-        snprintf(name, sizeof name, "stages.%d.act", i);
-        act(&b, name, cfg->act_num, deploy);
-    }
-    b.h = b.w = 1;
-    row(&b, deploy ? "cls.0" : "cls1.0", "global avgpool", 0, 0);
-    conv(&b, deploy ? "cls.2" : "cls1.2", cfg->num_classes, 1, 1, 0, 1, true);
-    if (!deploy) {
-        bn(&b, "cls1.3");
-        conv(&b, "cls2.0", cfg->num_classes, 1, 1, 0, 1, true);
+    if (!fits) {
+        vn_report_free(out);
+        return vn_error_set(err, VN_ERR_SHAPE, "input %dx%d is too small for this network", h, w);
     }
     if (b.rc) {
         vn_report_free(out);
         return vn_error_set(err, b.rc, "out of memory building the report");
     }
     return VN_OK;
-small:
-    vn_report_free(out);
-    return vn_error_set(err, VN_ERR_SHAPE, "input %dx%d is too small for this network", h, w);
 }
 
 void vn_report_free(vn_report *r)

@@ -1,52 +1,106 @@
-/* VanillaNet: construction, state names, initialisation and forward. */
-#include "models/vn_vanillanet.h"
+/* VanillaNet: construction and state names (both read from the plan), initialisation and
+ * forward. */
+#include "models/plan.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static vn_conv_params stem_params(const vn_vanillanet_config *c)
+void *vn__spec_layer(vn_vanillanet *m, vn_vanilla_block *b, const vn__layer_spec *s)
 {
-    /* Official: stride 4, padding 0; with ada_pool stride 3, padding 1 (kernel 4). */
-    return c->ada_pool_enabled ? VN_CONV(3, 1, 1) : VN_CONV(4, 0, 1);
+    if (s->stage >= 0 && !b) b = &m->stages[s->stage];
+    switch (s->slot) {
+    case VN__SLOT_STEM1: return &m->stem1;
+    case VN__SLOT_STEM1_BN: return &m->stem1_bn;
+    case VN__SLOT_STEM2: return &m->stem2;
+    case VN__SLOT_STEM2_BN: return &m->stem2_bn;
+    case VN__SLOT_STEM_ACT: return &m->stem_act;
+    case VN__SLOT_CONV1: return &b->conv1;
+    case VN__SLOT_BN1: return &b->bn1;
+    case VN__SLOT_CONV2: return &b->conv2;
+    case VN__SLOT_BN2: return &b->bn2;
+    case VN__SLOT_CONV: return &b->conv;
+    case VN__SLOT_SHORTCUT: return &b->shortcut;
+    case VN__SLOT_ACT: return &b->act;
+    case VN__SLOT_CLS1: return &m->cls1;
+    case VN__SLOT_CLS1_BN: return &m->cls1_bn;
+    case VN__SLOT_CLS2: return &m->cls2;
+    case VN__SLOT_NONE: break;
+    }
+    return NULL;
 }
 
-int vn_vanilla_block_init(vn_vanilla_block *b, int dim, int dim_out, int stride, int ada_pool,
-                          int act_num, vn_shortcut shortcut, bool deploy)
+int vn__spec_alloc(vn_vanillanet *m, vn_vanilla_block *b, const vn__layer_spec *s, bool deploy)
+{
+    void *layer = vn__spec_layer(m, b, s);
+    if (s->kind == VN__LAYER_SHORTCUT) {
+        if (!b) b = &m->stages[s->stage];
+        b->shortcut_identity = vn__spec_is_identity(s);
+        b->shortcut_conv = !b->shortcut_identity;
+    }
+    if (!vn__spec_has_state(s)) return VN_OK;
+    switch (s->kind) {
+    case VN__LAYER_SHORTCUT: /* a 1x1 conv */
+    case VN__LAYER_CONV:
+        return vn_conv2d_layer_init(layer, s->in_ch, s->out_ch, s->kernel, s->kernel, s->conv, s->bias);
+    case VN__LAYER_BN: return vn_bn_layer_init(layer, s->out_ch, VN_VANILLANET_BN_EPS);
+    case VN__LAYER_ACT: return vn_series_act_init(layer, s->out_ch, s->act_num, deploy);
+    case VN__LAYER_POOL: case VN__LAYER_AVGPOOL: break;
+    }
+    return VN_OK;
+}
+
+int vn__spec_register(vn_vanillanet *m, vn_vanilla_block *b, const vn__layer_spec *s,
+                      const char *prefix, vn_state_list *l)
+{
+    if (!vn__spec_has_state(s)) return VN_OK;
+    char p[192];
+    snprintf(p, sizeof p, "%s%s.", prefix, s->name);
+    void *layer = vn__spec_layer(m, b, s);
+    switch (s->kind) {
+    case VN__LAYER_CONV: case VN__LAYER_SHORTCUT: return vn_conv2d_layer_register(layer, l, p);
+    case VN__LAYER_BN: return vn_bn_layer_register(layer, l, p);
+    case VN__LAYER_ACT: return vn_series_act_register(layer, l, p);
+    case VN__LAYER_POOL: case VN__LAYER_AVGPOOL: break;
+    }
+    return VN_OK;
+}
+
+/* Allocates the layers of every spec of p, in the model m or the block b. */
+static int alloc_layers(vn_vanillanet *m, vn_vanilla_block *b, const vn__plan *p)
+{
+    int rc = VN_OK;
+    for (int i = 0; rc == VN_OK && i < p->n; i++) rc = vn__spec_alloc(m, b, &p->layers[i], p->deploy);
+    return rc;
+}
+
+static void block_setup(vn_vanilla_block *b, int dim, int dim_out, int stride, int ada_pool)
 {
     memset(b, 0, sizeof *b);
     b->dim = dim;
     b->dim_out = dim_out;
     b->stride = stride;
     b->ada_pool = ada_pool;
-    int rc;
-    if (deploy) {
-        rc = vn_conv2d_layer_init(&b->conv, b->dim, b->dim_out, 1, 1, VN_CONV(1, 0, 1), true);
-    } else {
-        rc = vn_conv2d_layer_init(&b->conv1, b->dim, b->dim, 1, 1, VN_CONV(1, 0, 1), true);
-        if (rc == VN_OK) rc = vn_bn_layer_init(&b->bn1, b->dim, 1e-6f);
-        if (rc == VN_OK)
-            rc = vn_conv2d_layer_init(&b->conv2, b->dim, b->dim_out, 1, 1, VN_CONV(1, 0, 1), true);
-        if (rc == VN_OK) rc = vn_bn_layer_init(&b->bn2, b->dim_out, 1e-6f);
-    }
-    if (rc == VN_OK && shortcut == VN_SHORTCUT_IDENTITY) {
-        if (b->dim == b->dim_out && b->stride == 1) {
-            b->shortcut_identity = true;
-        } else {
-            b->shortcut_conv = true;
-            rc = vn_conv2d_layer_init(&b->shortcut, b->dim, b->dim_out, 1, 1, VN_CONV(1, 0, 1), true);
-        }
-    }
-    if (rc == VN_OK) rc = vn_series_act_init(&b->act, b->dim_out, act_num, deploy);
-    if (rc != VN_OK) vn_vanilla_block_free(b);
-    return rc;
 }
 
-static int block_init(vn_vanilla_block *b, const vn_vanillanet_config *c, int i, bool deploy)
+/* The plan of one block on its own (names relative to the block). */
+static void block_plan(vn__plan *p, const vn_vanilla_block *b, int act_num, vn_shortcut shortcut,
+                       bool deploy)
 {
-    return vn_vanilla_block_init(b, c->dims[i], c->dims[i + 1], c->strides[i],
-                                 c->ada_pool_enabled ? c->ada_pool[i] : 0, c->act_num,
-                                 c->shortcut, deploy);
+    p->deploy = deploy;
+    p->n = p->units = 0;
+    vn__plan_block(p, 0, b->dim, b->dim_out, b->stride, b->ada_pool, act_num, shortcut);
+}
+
+int vn_vanilla_block_init(vn_vanilla_block *b, int dim, int dim_out, int stride, int ada_pool,
+                          int act_num, vn_shortcut shortcut, bool deploy)
+{
+    block_setup(b, dim, dim_out, stride, ada_pool);
+    vn__plan p;
+    block_plan(&p, b, act_num, shortcut, deploy);
+    int rc = alloc_layers(NULL, b, &p);
+    if (rc != VN_OK) vn_vanilla_block_free(b);
+    return rc;
 }
 
 void vn_vanilla_block_free(vn_vanilla_block *b)
@@ -63,27 +117,12 @@ void vn_vanilla_block_free(vn_vanilla_block *b)
 int vn_vanilla_block_register(vn_vanilla_block *b, vn_state_list *l, const char *prefix,
                               bool deploy)
 {
-    char p[160];
-    int rc;
-    if (deploy) {
-        snprintf(p, sizeof p, "%sconv.", prefix);
-        rc = vn_conv2d_layer_register(&b->conv, l, p);
-    } else {
-        snprintf(p, sizeof p, "%sconv1.0.", prefix);
-        rc = vn_conv2d_layer_register(&b->conv1, l, p);
-        snprintf(p, sizeof p, "%sconv1.1.", prefix);
-        if (rc == VN_OK) rc = vn_bn_layer_register(&b->bn1, l, p);
-        snprintf(p, sizeof p, "%sconv2.0.", prefix);
-        if (rc == VN_OK) rc = vn_conv2d_layer_register(&b->conv2, l, p);
-        snprintf(p, sizeof p, "%sconv2.1.", prefix);
-        if (rc == VN_OK) rc = vn_bn_layer_register(&b->bn2, l, p);
-    }
-    if (rc == VN_OK && b->shortcut_conv) {
-        snprintf(p, sizeof p, "%sshortcut.", prefix);
-        rc = vn_conv2d_layer_register(&b->shortcut, l, p);
-    }
-    snprintf(p, sizeof p, "%sact.", prefix);
-    if (rc == VN_OK) rc = vn_series_act_register(&b->act, l, p);
+    vn__plan p;
+    block_plan(&p, b, b->act.act_num,
+               b->shortcut_identity || b->shortcut_conv ? VN_SHORTCUT_IDENTITY : VN_SHORTCUT_NONE,
+               deploy);
+    int rc = VN_OK;
+    for (int i = 0; rc == VN_OK && i < p.n; i++) rc = vn__spec_register(NULL, b, &p.layers[i], prefix, l);
     return rc;
 }
 
@@ -92,28 +131,16 @@ int vn__vanillanet_register(vn_vanillanet *m)
 {
     vn_state_list_free(&m->state);
     vn_state_list_init(&m->state);
-    vn_state_list *l = &m->state;
-    int rc;
-    char p[128];
-    if (m->deploy) {
-        rc = vn_conv2d_layer_register(&m->stem1, l, "stem.0.");
-        if (rc == VN_OK) rc = vn_series_act_register(&m->stem_act, l, "stem.1.");
-    } else {
-        rc = vn_conv2d_layer_register(&m->stem1, l, "stem1.0.");
-        if (rc == VN_OK) rc = vn_bn_layer_register(&m->stem1_bn, l, "stem1.1.");
-        if (rc == VN_OK) rc = vn_conv2d_layer_register(&m->stem2, l, "stem2.0.");
-        if (rc == VN_OK) rc = vn_bn_layer_register(&m->stem2_bn, l, "stem2.1.");
-        if (rc == VN_OK) rc = vn_series_act_register(&m->stem_act, l, "stem2.2.");
+    vn__plan p;
+    vn__plan_build(&p, &m->cfg, m->deploy);
+    int rc = VN_OK;
+    char prefix[32];
+    for (int i = 0; rc == VN_OK && i < p.n; i++) {
+        const vn__layer_spec *s = &p.layers[i];
+        if (s->stage >= 0) snprintf(prefix, sizeof prefix, "stages.%d.", s->stage);
+        else prefix[0] = '\0';
+        rc = vn__spec_register(m, NULL, s, prefix, &m->state);
     }
-    for (int i = 0; rc == VN_OK && i < m->cfg.n_stages; i++) {
-        snprintf(p, sizeof p, "stages.%d.", i);
-        rc = vn_vanilla_block_register(&m->stages[i], l, p, m->deploy);
-    }
-    if (rc != VN_OK) return rc;
-    if (m->deploy) return vn_conv2d_layer_register(&m->cls1, l, "cls.2.");
-    rc = vn_conv2d_layer_register(&m->cls1, l, "cls1.2.");
-    if (rc == VN_OK) rc = vn_bn_layer_register(&m->cls1_bn, l, "cls1.3.");
-    if (rc == VN_OK) rc = vn_conv2d_layer_register(&m->cls2, l, "cls2.0.");
     return rc;
 }
 
@@ -129,24 +156,14 @@ int vn_vanillanet_create(const vn_vanillanet_config *cfg, bool deploy, vn_vanill
     m->deploy = deploy;
     m->training = true;
     m->act_learn = 1.0f;
-    const int d0 = cfg->dims[0], nc = cfg->num_classes, dl = cfg->dims[cfg->n_stages];
-    rc = vn_conv2d_layer_init(&m->stem1, cfg->in_chans, d0, 4, 4, stem_params(cfg), true);
-    if (rc == VN_OK && !deploy) {
-        rc = vn_bn_layer_init(&m->stem1_bn, d0, 1e-6f);
-        if (rc == VN_OK) rc = vn_conv2d_layer_init(&m->stem2, d0, d0, 1, 1, VN_CONV(1, 0, 1), true);
-        if (rc == VN_OK) rc = vn_bn_layer_init(&m->stem2_bn, d0, 1e-6f);
-    }
-    if (rc == VN_OK) rc = vn_series_act_init(&m->stem_act, d0, cfg->act_num, deploy);
-    if (rc == VN_OK) {
-        m->stages = calloc((size_t)cfg->n_stages, sizeof *m->stages);
-        if (!m->stages) rc = VN_ERR_NOMEM;
-    }
-    for (int i = 0; rc == VN_OK && i < cfg->n_stages; i++) rc = block_init(&m->stages[i], cfg, i, deploy);
-    if (rc == VN_OK) rc = vn_conv2d_layer_init(&m->cls1, dl, nc, 1, 1, VN_CONV(1, 0, 1), true);
-    if (rc == VN_OK && !deploy) {
-        rc = vn_bn_layer_init(&m->cls1_bn, nc, 1e-6f);
-        if (rc == VN_OK) rc = vn_conv2d_layer_init(&m->cls2, nc, nc, 1, 1, VN_CONV(1, 0, 1), true);
-    }
+    m->stages = calloc((size_t)cfg->n_stages, sizeof *m->stages);
+    if (!m->stages) rc = VN_ERR_NOMEM;
+    for (int i = 0; rc == VN_OK && i < cfg->n_stages; i++)
+        block_setup(&m->stages[i], cfg->dims[i], cfg->dims[i + 1], cfg->strides[i],
+                    cfg->ada_pool_enabled ? cfg->ada_pool[i] : 0);
+    vn__plan p;
+    vn__plan_build(&p, cfg, deploy);
+    if (rc == VN_OK) rc = alloc_layers(m, NULL, &p);
     if (rc == VN_OK) rc = vn__vanillanet_register(m);
     if (rc != VN_OK) {
         vn_vanillanet_destroy(m);
@@ -295,20 +312,9 @@ int vn_vanillanet_forward_features(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x,
 
 int64_t vn_vanillanet_count_params(const vn_vanillanet_config *c, bool deploy)
 {
-    int64_t k = 2 * c->act_num + 1, n = 0;
-    int64_t d0 = c->dims[0], nc = c->num_classes, dl = c->dims[c->n_stages];
-    int64_t bn = 2; /* trainable per channel: weight and bias */
-    n += d0 * c->in_chans * 16 + d0;                            /* stem conv 4x4 */
-    n += deploy ? d0 * k * k + d0 : d0 * k * k + bn * d0;       /* stem act */
-    if (!deploy) n += bn * d0 + d0 * d0 + d0 + bn * d0;         /* stem1 BN, stem2 conv + BN */
-    for (int i = 0; i < c->n_stages; i++) {
-        int64_t a = c->dims[i], b = c->dims[i + 1];
-        if (deploy) n += a * b + b;
-        else n += a * a + a + bn * a + a * b + b + bn * b;
-        if (c->shortcut == VN_SHORTCUT_IDENTITY && !(a == b && c->strides[i] == 1)) n += a * b + b;
-        n += deploy ? b * k * k + b : b * k * k + bn * b;
-    }
-    n += dl * nc + nc;
-    if (!deploy) n += bn * nc + nc * nc + nc;
+    vn__plan p;
+    vn__plan_build(&p, c, deploy);
+    int64_t n = 0;
+    for (int i = 0; i < p.n; i++) n += vn__spec_params(&p.layers[i]);
     return n;
 }

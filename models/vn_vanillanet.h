@@ -12,6 +12,8 @@ extern "C" {
 #endif
 
 #define VN_MAX_STAGES 16
+/* The stem's patchify conv is 4x4: stride 4, or stride 3 with padding 1 under ada_pool. */
+#define VN_VANILLANET_STEM_KERNEL 4
 
 typedef enum vn_shortcut {
     VN_SHORTCUT_NONE = 0,
@@ -99,8 +101,11 @@ int vn_vanillanet_forward_features(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x,
                                    vn_tensor **feats, int *channels);
 
 /* Merges BN into convs, conv2 . conv1 in every block, stem1 + stem2 and cls1 + cls2 into
- * single convs, in place. Refused when act_learn != 1 (the merge is then inexact) unless
- * force is set, and always refused with shortcuts. */
+ * single convs. The deploy layers are computed beside the training ones and replace them only
+ * when all are done: on failure (out of memory) the model is unchanged and still trains.
+ * Refused when act_learn != 1 (the merge is then inexact) unless force is set, and always
+ * refused with shortcuts. Tensors of the training form (and optimizers holding them) are
+ * freed on success. */
 int vn_vanillanet_switch_to_deploy(vn_vanillanet *m, bool force, vn_error *err);
 
 /* Parameter count of a configuration without allocating it. */

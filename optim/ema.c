@@ -161,31 +161,30 @@ void vn_ema_update(vn_ema *ema)
 
 int vn_ema_state_count(const vn_ema *ema) { return ema->n + ema->n_counters; }
 
-int vn_ema_state_at(const vn_ema *ema, int i, vn_state_entry *e)
+int vn_ema_state_at(const vn_ema *ema, int i, vn_ckpt_entry *e)
 {
     if (i < 0 || i >= ema->n + ema->n_counters) return VN_ERR_INVALID;
     memset(e, 0, sizeof *e);
     if (i < ema->n) {
         const ema_pair *p = &ema->pairs[i];
         e->name = p->name;
-        e->dtype = VN_STATE_F32;
+        e->dtype = VN_DTYPE_F32;
         e->ndim = p->dst->ndim;
         for (int d = 0; d < p->dst->ndim; d++) e->shape[d] = p->dst->shape[d];
         e->numel = p->dst->numel;
-        e->flags = p->dst->flags;
         e->data = p->dst->data;
         return VN_OK;
     }
     const ema_counter *c = &ema->counters[i - ema->n];
     e->name = c->name;
-    e->dtype = VN_STATE_I64;
+    e->dtype = VN_DTYPE_I64;
     e->ndim = 0;
     e->numel = 1;
     e->data = c->dst;
     return VN_OK;
 }
 
-int vn_ema_state_find(const vn_ema *ema, const char *name, vn_state_entry *out, vn_error *err)
+int vn_ema_state_find(const vn_ema *ema, const char *name, vn_ckpt_entry *out, vn_error *err)
 {
     int n = vn_ema_state_count(ema);
     for (int i = 0; name && i < n; i++) {

@@ -11,7 +11,6 @@
 #include <strings.h>
 
 #include "optim/optim_impl.h"
-#include "optim/optim_private.h"
 
 const char *vn_optim_kind_name(vn_optim_kind kind)
 {
@@ -344,13 +343,13 @@ int vn_optim_param_info_at(const vn_optim *opt, int i, vn_optim_param_info *info
 
 int vn_optim_state_count(const vn_optim *opt) { return opt->n_state; }
 
-int vn_optim_state_at(const vn_optim *opt, int i, vn_state_entry *e)
+int vn_optim_state_at(const vn_optim *opt, int i, vn_ckpt_entry *e)
 {
     if (i < 0 || i >= opt->n_state) return VN_ERR_INVALID;
     memset(e, 0, sizeof *e);
     e->name = opt->state_names[i];
     if (i == 0) {
-        e->dtype = VN_STATE_I64;
+        e->dtype = VN_DTYPE_I64;
         e->ndim = 0;
         e->numel = 1;
         e->data = (void *)&opt->step;
@@ -359,16 +358,15 @@ int vn_optim_state_at(const vn_optim *opt, int i, vn_state_entry *e)
     int nbuf = vn__optim_nbuf(&opt->cfg);
     int pi = (i - 1) / nbuf, b = (i - 1) % nbuf;
     const vn__optim_param *p = &opt->p[pi];
-    e->dtype = VN_STATE_F32;
+    e->dtype = VN_DTYPE_F32;
     e->ndim = p->t->ndim;
     for (int d = 0; d < p->t->ndim; d++) e->shape[d] = p->t->shape[d];
     e->numel = p->t->numel;
-    e->flags = p->t->flags;
     e->data = b == 0 ? p->buf0 : p->buf1;
     return VN_OK;
 }
 
-int vn_optim_state_find(const vn_optim *opt, const char *name, vn_state_entry *out,
+int vn_optim_state_find(const vn_optim *opt, const char *name, vn_ckpt_entry *out,
                         vn_error *err)
 {
     for (int i = 0; name && i < opt->n_state; i++)
@@ -383,7 +381,7 @@ int vn_optim_state_loaded(vn_optim *opt, vn_error *err)
         return vn_error_set(err, VN_ERR_FORMAT, "optimizer state 'optim.step' is negative (%lld)",
                             (long long)opt->step);
     for (int i = 1; i < opt->n_state; i++) {
-        vn_state_entry e;
+        vn_ckpt_entry e;
         vn_optim_state_at(opt, i, &e);
         const float *x = e.data;
         bool second = opt->cfg.kind != VN_OPTIM_SGD && (i - 1) % 2 == 1;

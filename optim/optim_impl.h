@@ -1,8 +1,11 @@
-/* Private helpers shared by the optim/ sources. */
+/* Private to optim/: the optimizer's layout (optim.c sets it up, optim_step.c updates it)
+ * and the helpers shared by the optim/ sources. */
 #ifndef VN_OPTIM_IMPL_H
 #define VN_OPTIM_IMPL_H
 
 #include "base/vn_base.h"
+#include "base/vn_parallel.h"
+#include "optim/vn_optim.h"
 
 /* Work on a tensor of n elements is cut into chunks that depend only on n: at least
  * VN__CHUNK_MIN elements each (so small tensors stay on one thread) and at most
@@ -13,17 +16,7 @@
 
 static inline void vn__chunking(int64_t n, int *nchunks, int64_t *chunk)
 {
-    if (n <= VN__CHUNK_MIN) {
-        *nchunks = 1;
-        *chunk = n;
-        return;
-    }
-    int64_t c = (n + VN__CHUNK_MIN - 1) / VN__CHUNK_MIN;
-    if (c > VN__MAX_CHUNKS) c = VN__MAX_CHUNKS;
-    int64_t len = (n + c - 1) / c;
-    len = (len + 15) & ~(int64_t)15; /* whole vectors per chunk */
-    *nchunks = (int)((n + len - 1) / len);
-    *chunk = len;
+    *nchunks = vn_chunk_split(n, VN__CHUNK_MIN, VN__MAX_CHUNKS, chunk);
 }
 
 /* Sum of squares of x[0..n) in double, sequential within the call (one chunk). */
@@ -31,5 +24,33 @@ double vn__sumsq_seq(const float *x, int64_t n);
 
 /* malloc'd a + b; NULL on allocation failure. */
 char *vn__concat(const char *a, const char *b, const char *c);
+
+/* ---- the optimizer's layout -------------------------------------------------------- */
+
+typedef struct vn__optim_param {
+    vn_tensor *t;
+    char *name;
+    bool decay;
+    int layer_id;
+    double lr_scale;
+    float *buf0; /* SGD momentum_buffer, or exp_avg */
+    float *buf1; /* exp_avg_sq (AdamW, LAMB) */
+} vn__optim_param;
+
+struct vn_optim {
+    vn_optim_config cfg;
+    int n;
+    vn__optim_param *p;
+    float *moments; /* one block holding every buf0/buf1, 64-byte aligned per buffer */
+    double lr;
+    double weight_decay;
+    int64_t step;
+    double last_grad_norm;
+    int n_state;
+    char **state_names; /* [n_state]; entry 0 is "optim.step" */
+};
+
+/* Number of moment buffers per parameter for this configuration (0, 1 or 2). */
+int vn__optim_nbuf(const vn_optim_config *cfg);
 
 #endif

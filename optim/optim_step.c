@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "optim/optim_impl.h"
-#include "optim/optim_private.h"
 #include "optim/vn_grad.h"
 
 static void chunk_bounds(int c, int64_t chunk, int64_t n, int64_t *lo, int64_t *hi)

@@ -17,7 +17,7 @@
 #define VN_EMA_H
 
 #include "autograd/vn_tensor.h"
-#include "optim/vn_state.h"
+#include "optim/vn_ckpt_entry.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,8 +50,8 @@ int64_t vn_ema_blend_i64(int64_t ema, int64_t value, double decay);
 /* Named state: one entry per pair, "<prefix><name>", F32 with the tensor's shape and flags,
  * then one I64 scalar per counter. The data pointers are the EMA model's tensors. */
 int vn_ema_state_count(const vn_ema *ema);
-int vn_ema_state_at(const vn_ema *ema, int i, vn_state_entry *out);
-int vn_ema_state_find(const vn_ema *ema, const char *name, vn_state_entry *out, vn_error *err);
+int vn_ema_state_at(const vn_ema *ema, int i, vn_ckpt_entry *out);
+int vn_ema_state_find(const vn_ema *ema, const char *name, vn_ckpt_entry *out, vn_error *err);
 
 #ifdef __cplusplus
 }

@@ -24,7 +24,7 @@
 #define VN_OPTIM_H
 
 #include "autograd/vn_tensor.h"
-#include "optim/vn_state.h"
+#include "optim/vn_ckpt_entry.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,7 +65,8 @@ typedef struct vn_optim_config {
 } vn_optim_config;
 
 /* Defaults of the official VanillaNet main.py: lr 4e-3, weight decay 0.05, momentum 0.9,
- * dampening 0, nesterov off, betas (0.9, 0.999), eps 1e-8 (--opt_eps, which the official
+ * dampening 0, nesterov off (torch.optim.SGD's default; the official optim_factory's "sgd" is
+ * Nesterov, which the trainer's optim.nesterov turns on), betas (0.9, 0.999), eps 1e-8 (--opt_eps, which the official
  * optim_factory always passes, also to LAMB), bias correction and grad averaging on,
  * max_grad_norm 1.0 (timm Lamb's default), filter_no_decay on, layer decay off (1.0) with
  * 4 layers. */
@@ -146,13 +147,13 @@ int vn_optim_param_info_at(const vn_optim *opt, int i, vn_optim_param_info *info
  *   "optim.step"                     I64 scalar, steps taken
  *   SGD with momentum > 0:  "optim.momentum_buffer.<param>"   F32, the parameter's shape
  *   AdamW and LAMB:         "optim.exp_avg.<param>", "optim.exp_avg_sq.<param>"
- * Moment buffers have the parameter's shape and layout (see vn_state_entry.flags).
- * Restore by loading every entry (vn_state_entry_load), then call vn_optim_state_loaded.
+ * Moment buffers have the parameter's shape and layout (see vn_ckpt_entry.flags).
+ * Restore by loading every entry (vn_ckpt_entry_load), then call vn_optim_state_loaded.
  * The base lr and weight decay are not state: the schedule sets them every iteration. */
 int vn_optim_state_count(const vn_optim *opt);
-int vn_optim_state_at(const vn_optim *opt, int i, vn_state_entry *out);
+int vn_optim_state_at(const vn_optim *opt, int i, vn_ckpt_entry *out);
 /* VN_ERR_NOT_FOUND when no entry has that name. */
-int vn_optim_state_find(const vn_optim *opt, const char *name, vn_state_entry *out,
+int vn_optim_state_find(const vn_optim *opt, const char *name, vn_ckpt_entry *out,
                         vn_error *err);
 /* Checks restored state (step count >= 0, second moments >= 0, all finite); err names the
  * first bad entry. */

@@ -8,7 +8,10 @@ PACKAGES=(
   gcc libc6-dev pkg-config meson ninja-build
   # libraries the framework links
   libopenblas-openmp-dev libgomp1 zlib1g-dev libpng-dev libturbojpeg0-dev libjansson-dev
-  libyaml-dev check
+  libyaml-dev check libzip-dev libprotobuf-c-dev
+  # ONNX export: protoc-c compiles the official onnx.proto that python3-onnx ships; the
+  # ONNX checks of tests/reference use python3-onnx too
+  protobuf-c-compiler python3-onnx
   # reference fixtures, PyTorch round trips and the PyTorch side of the benchmarks
   python3 python3-numpy python3-torch python3-torchvision python3-pil
   # the real data set of the main job

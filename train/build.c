@@ -1,5 +1,6 @@
 /* Building the trainer's pieces from a configuration. */
 #include "train/vn_trainer.h"
+#include "data/vn_augment.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -60,13 +61,24 @@ void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *
     vn_loader_config_init(lc);
     lc->input_size = (int)d->input_size;
     lc->channels = d->grayscale ? 1 : 3;
-    lc->augment = d->augment == VN_CONFIG_AUGMENT_RRC ? VN_AUGMENT_RRC : VN_AUGMENT_NONE;
+    static const vn_augment augments[] = {
+        [VN_CONFIG_AUGMENT_NONE] = VN_AUGMENT_NONE, [VN_CONFIG_AUGMENT_RRC] = VN_AUGMENT_RRC,
+        [VN_CONFIG_AUGMENT_RANDOM_CROP] = VN_AUGMENT_RANDOM_CROP};
+    lc->augment = augments[d->augment];
     lc->scale[0] = (float)d->scale.v[0], lc->scale[1] = (float)d->scale.v[1];
     lc->ratio[0] = (float)d->ratio.v[0], lc->ratio[1] = (float)d->ratio.v[1];
-    lc->interpolation = d->interpolation == VN_CONFIG_INTERP_BICUBIC ? VN_INTERP_BICUBIC
-                                                                     : VN_INTERP_BILINEAR;
+    int interp = train ? d->interpolation : d->eval_interpolation;
+    lc->interpolation = interp == VN_CONFIG_INTERP_BICUBIC ? VN_INTERP_BICUBIC : VN_INTERP_BILINEAR;
     lc->crop_pct = d->crop_pct;
+    vn_official_geometry(cfg, lc);
     lc->hflip = (float)d->hflip;
+    lc->auto_augment = d->auto_augment;
+    lc->color_jitter = (float)d->color_jitter;
+    lc->reprob = (float)d->reprob;
+    lc->remode = d->remode == VN_CONFIG_REMODE_CONST  ? VN_ERASE_CONST
+                 : d->remode == VN_CONFIG_REMODE_RAND ? VN_ERASE_RAND
+                                                      : VN_ERASE_PIXEL;
+    lc->recount = (int)d->recount;
     for (int c = 0; c < 3; c++) {
         lc->mean[c] = (float)d->mean.v[d->mean.n > c ? c : 0];
         lc->std[c] = (float)d->std.v[d->std.n > c ? c : 0];
@@ -89,6 +101,36 @@ void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *
         vn_loader_config_eval(lc);
         if (d->eval_batch_size > 0) lc->batch_size = (int)d->eval_batch_size;
     }
+}
+
+void vn_official_geometry(const vn_config *cfg, vn_loader_config *lc)
+{
+    lc->eval_resize = VN_EVAL_RESIZE_CROP;
+    if (cfg->data.eval_mode != VN_CONFIG_EVAL_OFFICIAL) return;
+    /* datasets.py: resize_im = input_size > 32; "warping" at 384 and more. */
+    if (cfg->data.input_size <= 32) {
+        lc->eval_resize = VN_EVAL_RESIZE_NONE;
+        if (lc->augment == VN_AUGMENT_RRC) lc->augment = VN_AUGMENT_RANDOM_CROP;
+    } else if (cfg->data.input_size >= 384) {
+        lc->eval_resize = VN_EVAL_RESIZE_SQUARE;
+    }
+}
+
+void vn_build_optim_config(const vn_config *cfg, vn_optim_config *oc)
+{
+    const vn_config_optim *o = &cfg->optim;
+    static const vn_optim_kind kinds[] = {VN_OPTIM_SGD, VN_OPTIM_ADAMW, VN_OPTIM_LAMB};
+    vn_optim_config_init(oc, kinds[o->name]);
+    oc->lr = o->lr;
+    oc->weight_decay = o->weight_decay;
+    oc->momentum = o->momentum;
+    /* The official factory's "sgd" is Nesterov; torch refuses Nesterov without momentum. */
+    oc->nesterov = o->name == VN_CONFIG_OPTIM_SGD && o->nesterov && o->momentum > 0;
+    oc->beta1 = o->betas.v[0];
+    oc->beta2 = o->betas.v[1];
+    oc->eps = o->eps;
+    oc->layer_decay = o->layer_decay;
+    oc->layer_decay_num_layers = (int)o->layer_decay_num_layers;
 }
 
 double vn_act_learn_at(const vn_config *cfg, double epoch)

@@ -29,10 +29,36 @@ static json_t *state_to_json(const vn_train_state *s)
     json_object_set_new(o, "best_top1", json_real(s->best_top1));
     json_object_set_new(o, "best_epoch", json_integer(s->best_epoch));
     json_object_set_new(o, "best_source", json_string(s->best_source));
+    json_object_set_new(o, "best_model_top1", json_real(s->best_model_top1));
+    json_object_set_new(o, "best_model_epoch", json_integer(s->best_model_epoch));
+    json_t *be = json_array(), *bee = json_array();
+    for (int i = 0; i < VN_TRAIN_MAX_EMAS; i++) {
+        json_array_append_new(be, json_real(s->best_ema_top1[i]));
+        json_array_append_new(bee, json_integer(s->best_ema_epoch[i]));
+    }
+    json_object_set_new(o, "best_ema_top1", be);
+    json_object_set_new(o, "best_ema_epoch", bee);
     json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
     json_object_set_new(o, "elapsed", json_real(s->elapsed));
     json_object_set_new(o, "finished", json_boolean(s->finished));
     return o;
+}
+
+/* The separate bests (absent from files of older builds: then none, except the overall best
+ * when it was the live model's). */
+static void best_from_json(json_t *o, vn_train_state *s)
+{
+    json_t *bm = json_object_get(o, "best_model_top1");
+    bool old = strcmp(s->best_source, "model") == 0;
+    s->best_model_top1 = json_is_number(bm) ? json_number_value(bm) : old ? s->best_top1 : -1;
+    s->best_model_epoch = bm ? json_integer_value(json_object_get(o, "best_model_epoch"))
+                             : old ? s->best_epoch : 0;
+    json_t *be = json_object_get(o, "best_ema_top1"), *bee = json_object_get(o, "best_ema_epoch");
+    for (int i = 0; i < VN_TRAIN_MAX_EMAS; i++) {
+        json_t *v = json_array_get(be, (size_t)i);
+        s->best_ema_top1[i] = json_is_number(v) ? json_number_value(v) : -1;
+        s->best_ema_epoch[i] = json_integer_value(json_array_get(bee, (size_t)i));
+    }
 }
 
 static int state_from_json(const char *text, const char *path, vn_train_state *s, vn_error *err)
@@ -65,6 +91,7 @@ static int state_from_json(const char *text, const char *path, vn_train_state *s
     s->best_epoch = json_integer_value(json_object_get(o, "best_epoch"));
     const char *src = json_string_value(json_object_get(o, "best_source"));
     snprintf(s->best_source, sizeof s->best_source, "%s", src ? src : "");
+    best_from_json(o, s);
     s->skipped_in_row = json_integer_value(json_object_get(o, "skipped_in_row"));
     s->elapsed = json_number_value(json_object_get(o, "elapsed"));
     s->finished = json_is_true(json_object_get(o, "finished"));
@@ -93,6 +120,7 @@ static char *data_json(const vn_config *cfg)
     json_object_set_new(o, "channels", json_integer(lc.channels));
     json_object_set_new(o, "interpolation", json_string(lc.interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
     json_object_set_new(o, "crop_pct", json_real(lc.crop_pct));
+    json_object_set_new(o, "resize", json_string(vn_eval_resize_name(lc.eval_resize)));
     json_t *mean = json_array(), *std = json_array();
     for (int c = 0; c < 3; c++) {
         json_array_append_new(mean, json_real(lc.mean[c]));
@@ -128,10 +156,10 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
     if (!w) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     int rc = vn_state_to_writer(&p->model->state, "model.", w, err);
     for (int i = 0; rc == VN_OK && p->optim && i < vn_optim_state_count(p->optim); i++) {
-        vn_state_entry e;
+        vn_ckpt_entry e;
         rc = vn_optim_state_at(p->optim, i, &e);
         if (rc == VN_OK)
-            rc = vn_st_add(w, e.name, e.dtype == VN_STATE_I64 ? VN_DTYPE_I64 : VN_DTYPE_F32, e.ndim,
+            rc = vn_st_add(w, e.name, e.dtype, e.ndim,
                            e.shape, e.data, err);
     }
     char prefix[32];
@@ -187,7 +215,7 @@ int vn_ckpt_load(const char *path, const vn_ckpt_parts *p, vn_error *err)
         rc = vn_state_from_file(&p->emas[i]->state, prefix, f, true, err);
     }
     for (int i = 0; rc == VN_OK && p->optim && i < vn_optim_state_count(p->optim); i++) {
-        vn_state_entry e;
+        vn_ckpt_entry e;
         vn_optim_state_at(p->optim, i, &e);
         const vn_st_entry *fe = vn_st_find(f, e.name);
         if (!fe) {
@@ -200,7 +228,7 @@ int vn_ckpt_load(const char *path, const vn_ckpt_parts *p, vn_error *err)
                               vn_dtype_name(fe->dtype));
             break;
         }
-        rc = vn_state_entry_load(&e, fe->dtype == VN_DTYPE_I64 ? VN_STATE_I64 : VN_STATE_F32,
+        rc = vn_ckpt_entry_load(&e, fe->dtype,
                                  fe->ndim, fe->shape, fe->data, fe->nbytes, err);
         if (rc != VN_OK) vn_error_prefix(err, "%s: ", path);
     }
@@ -227,6 +255,9 @@ static int data_from_json(const char *text, vn_ckpt_info *info)
     const char *ip = json_string_value(json_object_get(o, "interpolation"));
     info->interpolation = ip && strcmp(ip, "bicubic") == 0 ? VN_INTERP_BICUBIC : VN_INTERP_BILINEAR;
     info->crop_pct = json_number_value(json_object_get(o, "crop_pct"));
+    /* Files of older builds: the timm resize + center crop they were evaluated with. */
+    const char *rs = json_string_value(json_object_get(o, "resize"));
+    info->eval_resize = rs ? vn_eval_resize_parse(rs) : VN_EVAL_RESIZE_CROP;
     for (int c = 0; c < 3; c++) {
         info->mean[c] = (float)json_number_value(json_array_get(json_object_get(o, "mean"), (size_t)c));
         info->std[c] = (float)json_number_value(json_array_get(json_object_get(o, "std"), (size_t)c));
@@ -234,18 +265,23 @@ static int data_from_json(const char *text, vn_ckpt_info *info)
     json_decref(o);
     bool ok = info->input_size > 0 && (info->channels == 1 || info->channels == 3) &&
               info->crop_pct > 0 && info->std[0] > 0;
-    return ok ? 0 : -1;
+    return ok && info->eval_resize >= 0 ? 0 : -1;
 }
 
-static int info_from_file(const vn_st_file *f, const char *path, vn_ckpt_info *info, vn_error *err)
+int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, vn_ckpt_info *info,
+                   vn_error *err);
+
+static int info_from_file(const vn_st_file *f, const char *path, const vn_config *cfg,
+                          vn_ckpt_info *info, vn_error *err)
 {
     memset(info, 0, sizeof *info);
     const char *kind = vn_st_meta(f, "vanilla.kind");
     info->is_checkpoint = kind && strcmp(kind, "checkpoint") == 0;
     const char *model = vn_st_meta(f, "vanilla.model");
+    if (!model && cfg) return vn__plain_info(f, path, cfg, info, err);
     if (!model)
         return vn_error_set(err, VN_ERR_FORMAT, "%s: no model description in the metadata (not "
-                            "written by vanilla? build the model from a config instead)", path);
+                            "written by vanilla? describe the model with --config/--set)", path);
     int rc = vn_vanillanet_config_from_json(model, path, &info->model, &info->deploy, err);
     if (rc != VN_OK) return rc;
     const char *ne = vn_st_meta(f, "vanilla.emas");
@@ -277,11 +313,16 @@ static int info_from_file(const vn_st_file *f, const char *path, vn_ckpt_info *i
 
 int vn_ckpt_info_read(const char *path, vn_ckpt_info *info, vn_error *err)
 {
+    return vn_ckpt_info_read_cfg(path, NULL, info, err);
+}
+
+int vn_ckpt_info_read_cfg(const char *path, const vn_config *cfg, vn_ckpt_info *info, vn_error *err)
+{
     vn_st_file *f = NULL;
     memset(info, 0, sizeof *info);
     int rc = vn_st_open(path, &f, err);
     if (rc != VN_OK) return rc;
-    rc = info_from_file(f, path, info, err);
+    rc = info_from_file(f, path, cfg, info, err);
     vn_st_close(f);
     if (rc != VN_OK) vn_ckpt_info_free(info);
     return rc;
@@ -298,12 +339,19 @@ void vn_ckpt_info_free(vn_ckpt_info *info)
 int vn_open_model(const char *path, int ema_index, vn_vanillanet **model, vn_ckpt_info *info,
                   vn_error *err)
 {
+    return vn_open_model_cfg(path, ema_index, NULL, model, info, err);
+}
+
+int vn_open_model_cfg(const char *path, int ema_index, const vn_config *cfg, vn_vanillanet **model,
+                      vn_ckpt_info *info, vn_error *err)
+{
     *model = NULL;
     vn_st_file *f = NULL;
     int rc = vn_st_open(path, &f, err);
     if (rc != VN_OK) return rc;
-    rc = info_from_file(f, path, info, err);
+    rc = info_from_file(f, path, cfg, info, err);
     char prefix[32] = "";
+    if (rc == VN_OK && info->plain) snprintf(prefix, sizeof prefix, "%s", info->prefix);
     if (rc == VN_OK && info->is_checkpoint) {
         if (ema_index >= info->n_emas)
             rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: EMA copy %d requested, the checkpoint "
@@ -315,6 +363,7 @@ int vn_open_model(const char *path, int ema_index, vn_vanillanet **model, vn_ckp
     }
     vn_vanillanet *m = NULL;
     if (rc == VN_OK) rc = vn_vanillanet_create(&info->model, info->deploy, &m, err);
+    if (rc == VN_OK && info->plain) rc = vn_state_check_all(m, f, prefix, info->deploy, err);
     if (rc == VN_OK) rc = vn_state_from_file(&m->state, prefix, f, info->is_checkpoint ? false : true, err);
     if (rc == VN_OK && info->is_checkpoint) vn_vanillanet_change_act(m, (float)info->state.act_learn);
     vn_st_close(f);

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "train/config_impl.h"
+#include "data/vn_augment.h"
 
 /* ---- schema look-ups ----------------------------------------------------------------- */
 
@@ -837,6 +838,14 @@ int vn_config_check(const vn_config *cfg, vn_error *err)
     if (d->ratio.v[0] > d->ratio.v[1])
         CHECK_FAIL("data.ratio", NULL, "data.ratio: the lower bound %g exceeds the upper %g",
                    d->ratio.v[0], d->ratio.v[1]);
+    if (d->auto_augment[0]) {
+        vn_randaug ra;
+        vn_error e2 = {0};
+        const float mean[3] = {0.5f, 0.5f, 0.5f}; /* the fill does not matter here */
+        if (vn_randaug_parse(d->auto_augment, (int)d->input_size, channels, mean,
+                             VN_INTERP_BICUBIC, &ra, &e2))
+            CHECK_FAIL("data.auto_augment", NULL, "%s", e2.msg);
+    }
     bool mixing = (d->mixup > 0 || d->cutmix > 0) && d->mixup_prob > 0;
     if (mixing && cfg->train.batch_size % 2 != 0)
         CHECK_FAIL("train.batch_size", "data.mixup",

@@ -6,8 +6,8 @@
  * 300 epochs, deep training over 100, LAMB lr 3.5e-3 with weight decay 0.35, 5 warmup epochs
  * then cosine to 1e-6 per iteration, drop 0.05, mixup 0.1 / cutmix 1.0, label smoothing 0.1
  * with BCE, EMA 0.99996, bicubic RandomResizedCrop 224, eval crop_pct 0.875. The official
- * effective batch of 1024 (8 GPUs x 128) is batch_size 128 x update_freq 8 here. Not covered
- * (the data layer has no such transforms): RandAugment, color jitter, random erasing. */
+ * effective batch of 1024 (8 GPUs x 128) is batch_size 128 x update_freq 8 here, and
+ * RandAugment rand-m7-mstd0.5-inc1 with random erasing 0.25 (pixel mode) as in main.py. */
 #include <math.h>
 #include <stddef.h>
 
@@ -45,9 +45,15 @@ static const char *const model_names[] = {
 static const char *const shortcut_names[] = {
     [VN_CONFIG_SHORTCUT_NONE] = "none", [VN_CONFIG_SHORTCUT_IDENTITY] = "identity", NULL};
 static const char *const augment_names[] = {
-    [VN_CONFIG_AUGMENT_NONE] = "none", [VN_CONFIG_AUGMENT_RRC] = "random-resized-crop", NULL};
+    [VN_CONFIG_AUGMENT_NONE] = "none", [VN_CONFIG_AUGMENT_RRC] = "random-resized-crop",
+    [VN_CONFIG_AUGMENT_RANDOM_CROP] = "random-crop", NULL};
 static const char *const interp_names[] = {
     [VN_CONFIG_INTERP_BILINEAR] = "bilinear", [VN_CONFIG_INTERP_BICUBIC] = "bicubic", NULL};
+static const char *const eval_mode_names[] = {
+    [VN_CONFIG_EVAL_OFFICIAL] = "official", [VN_CONFIG_EVAL_RESIZE_CROP] = "resize-crop", NULL};
+static const char *const remode_names[] = {
+    [VN_CONFIG_REMODE_CONST] = "const", [VN_CONFIG_REMODE_RAND] = "rand",
+    [VN_CONFIG_REMODE_PIXEL] = "pixel", NULL};
 static const char *const optim_names[] = {
     [VN_CONFIG_OPTIM_SGD] = "sgd", [VN_CONFIG_OPTIM_ADAMW] = "adamw",
     [VN_CONFIG_OPTIM_LAMB] = "lamb", NULL};
@@ -86,7 +92,12 @@ static const vn_config_key schema[] = {
              "change)."},
     {KEY(model, init), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED,
      .official = "--finetune", .aka = "pretrained weights",
-     .help = "Safetensors weights to start from (\"\": random init); unused on resume."},
+     .help = "Weights to start from (\"\": random); a classifier of another size starts fresh; "
+             "not on resume."},
+    {KEY(model, init_key), .def = "model", .flags = VN_CONFIG_NOT_HASHED | VN_CONFIG_NONEMPTY,
+     .official = "--model_key",
+     .help = "Which weights of a checkpoint model.init takes: model, model_ema (EMA 0), "
+             "model_ema.N; a|b: first held."},
 
     /* ---- data ---- */
     {KEY(data, root), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED, .official = "--data_path", .aka = "path",
@@ -104,8 +115,8 @@ static const vn_config_key schema[] = {
      .flags = VN_CONFIG_MIN_OPEN,
      .help = "Per-channel divisor applied after the mean; 1 value with grayscale."},
     {KEY(data, augment), .def = "random-resized-crop", .choices = augment_names,
-     .help = "Training crop: RandomResizedCrop, or none (the evaluation resize and center "
-             "crop)."},
+     .help = "Training crop: RandomResizedCrop, random-crop (RandomCrop, 4 px zero padding) "
+             "or none (eval geometry)."},
     {KEY(data, scale), .def = "[0.08, 1.0]", RANGE(0, 1), LEN(2, 2), .flags = VN_CONFIG_MIN_OPEN,
      .help = "RandomResizedCrop area range, as fractions of the image."},
     {KEY(data, ratio), .def = "[0.75, 1.3333333333333333]", RANGE(0, INF), LEN(2, 2),
@@ -113,12 +124,35 @@ static const vn_config_key schema[] = {
      .help = "RandomResizedCrop aspect-ratio (width / height) range."},
     {KEY(data, interpolation), .def = "bicubic", .choices = interp_names,
      .official = "--train_interpolation", .aka = "interp",
-     .help = "Resampling filter of every resize (Pillow's, antialiased)."},
+     .help = "Resampling filter of the training resizes (Pillow's, antialiased)."},
+    {KEY(data, eval_interpolation), .def = "bicubic", .choices = interp_names,
+     .flags = VN_CONFIG_NOT_HASHED,
+     .help = "Resampling filter of the evaluation resize (the official one is always bicubic)."},
+    {KEY(data, eval_mode), .def = "official", .choices = eval_mode_names,
+     .help = "official: datasets.py (<= 32 px: no eval resize, RandomCrop; >= 384: square); "
+             "resize-crop: at all sizes."},
     {KEY(data, crop_pct), .def = "0.875", RANGE(0, 1), .flags = VN_CONFIG_MIN_OPEN,
      .official = "--crop_pct",
-     .help = "Evaluation: shorter side resized to input_size / crop_pct, then center crop."},
+     .help = "Evaluation: shorter side resized to input_size / crop_pct, then center crop "
+             "(see data.eval_mode)."},
     {KEY(data, hflip), .def = "0.5", RANGE(0, 1), .aka = "flip",
      .help = "Probability of a horizontal flip in training."},
+    {KEY(data, auto_augment), .def = "rand-m7-mstd0.5-inc1", .official = "--aa",
+     .aka = "aa randaugment rand_augment autoaugment",
+     .help = "timm RandAugment string (rand-m<M>[-n<N>][-mstd<S>][-mmax<X>][-inc1][-w0]) "
+             "after crop and flip; \"\": off."},
+    {KEY(data, color_jitter), .def = "0.4", RANGE(0, 1000), .official = "--color_jitter",
+     .aka = "jitter",
+     .help = "ColorJitter brightness/contrast/saturation; used only when auto_augment is "
+             "\"\" (as timm); 0: off."},
+    {KEY(data, reprob), .def = "0.25", RANGE(0, 1), .official = "--reprob",
+     .aka = "random_erasing erase_prob re_prob",
+     .help = "Random erasing probability (after Normalize); 0: off."},
+    {KEY(data, remode), .def = "pixel", .choices = remode_names, .official = "--remode",
+     .aka = "re_mode",
+     .help = "Random erasing fill: per-pixel N(0,1), one N(0,1) per channel (rand), or 0."},
+    {KEY(data, recount), .def = "1", RANGE(1, 64), .official = "--recount", .aka = "re_count",
+     .help = "Random erasing: up to this many boxes per image (uniform count)."},
     {KEY(data, mixup), .def = "0.1", RANGE(0, INF), .official = "--mixup", .aka = "mixup_alpha",
      .help = "Mixup Beta(alpha, alpha) parameter; 0: off."},
     {KEY(data, cutmix), .def = "1.0", RANGE(0, INF), .official = "--cutmix", .aka = "cutmix_alpha",
@@ -156,6 +190,9 @@ static const vn_config_key schema[] = {
      .help = "Final weight decay of a cosine schedule; -1: weight_decay throughout."},
     {KEY(optim, momentum), .def = "0.9", RANGE(0, 1), .flags = VN_CONFIG_MAX_OPEN,
      .official = "--momentum", .help = "SGD momentum."},
+    {KEY(optim, nesterov), .def = "true",
+     .help = "SGD: Nesterov momentum (the official --opt sgd); false: heavy-ball (--opt "
+             "momentum)."},
     {KEY(optim, betas), .def = "[0.9, 0.999]", RANGE(0, 1), LEN(2, 2),
      .flags = VN_CONFIG_MAX_OPEN, .official = "--opt_betas",
      .help = "AdamW / LAMB decay rates of the first and second moments."},
@@ -207,7 +244,11 @@ static const vn_config_key schema[] = {
 
     /* ---- loss ---- */
     {KEY(loss, bce), .def = "true", .official = "--bce_loss",
-     .help = "Binary cross-entropy on the (soft) targets instead of softmax cross-entropy."},
+     .help = "With mixup or cutmix on: BCE on the soft targets instead of soft-target "
+             "cross-entropy (official)."},
+    {KEY(loss, bce_always), .def = "false",
+     .help = "BCE on hard targets too (mixup and cutmix off; smoothed by loss.smoothing) "
+             "instead of smoothed CE."},
     {KEY(loss, smoothing), .def = "0.1", RANGE(0, 1), .flags = VN_CONFIG_MAX_OPEN,
      .official = "--smoothing", .aka = "label_smoothing",
      .help = "Label smoothing of hard targets (mixup and cutmix off); see data.smoothing."},
@@ -225,7 +266,13 @@ static const vn_config_key schema[] = {
     {KEY(train, shuffle), .def = "true",
      .help = "Reshuffle the training set at every epoch."},
     {KEY(train, eval_every), .def = "1", RANGE(0, 100000), .flags = VN_CONFIG_NOT_HASHED,
-     .official = "--test_freq", .aka = "eval_freq", .help = "Evaluate every this many epochs; 0: never."},
+     .official = "--test_freq", .aka = "eval_freq",
+     .help = "Evaluate after epoch e (0-based) when e > 0 and e % eval_every == 0, and after the "
+             "last epoch; 0: never."},
+    {KEY(train, eval_from_epoch), .def = "0", RANGE(0, 100000), .flags = VN_CONFIG_NOT_HASHED,
+     .official = "--test_epoch", .aka = "test_epoch",
+     .help = "Also evaluate after every epoch from this one on (official --test_epoch T is T + "
+             "1); 0: off."},
     {KEY(train, threads), .def = "0", RANGE(0, 1024), .flags = VN_CONFIG_NOT_HASHED,
      .aka = "num_threads", .help = "Compute threads; 0: all cores."},
     {KEY(train, log_every), .def = "50", RANGE(1, INF), .flags = VN_CONFIG_NOT_HASHED,

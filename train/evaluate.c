@@ -19,6 +19,8 @@ int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *re
     if (rc == VN_OK && logits_out) {
         all = malloc((size_t)(total > 0 ? total : 1) * (size_t)nc * sizeof *all);
         if (!all) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory for logits");
+        /* Rows of images that could not be read stay NaN. */
+        for (int64_t i = 0; all && i < (total > 0 ? total : 1) * nc; i++) all[i] = NAN;
     }
     double loss_sum = 0;
     int64_t top1 = 0, top5 = 0, n = 0;

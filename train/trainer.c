@@ -42,6 +42,7 @@ typedef struct run {
     const char *const *classes;
     int n_classes;
     bool resumed;
+    unsigned best_mask;       /* bit 0: live model, bit 1 + e: EMA e improved its best */
 } run;
 
 static void run_free(run *r)
@@ -63,6 +64,26 @@ static void run_free(run *r)
     free(r->targets);
 }
 
+
+/* model.init: the default key loads what fits (a plain state_dict, a checkpoint, or a file
+ * with another classifier, which then starts fresh); another key (model_ema, ...) takes that
+ * copy from a vanilla checkpoint that holds it. */
+static int init_weights(vn_vanillanet *model, const vn_config *cfg, vn_error *err)
+{
+    if (strcmp(cfg->model.init_key, "model") == 0)
+        return vn_model_init_from(model, cfg->model.init, err);
+    vn_ckpt_info info;
+    vn_vanillanet *src = NULL;
+    int rc = vn_open_model_key(cfg->model.init, cfg->model.init_key, &src, &info, NULL, err);
+    if (rc != VN_OK) return rc;
+    rc = vn_state_copy(&model->state, &src->state, err);
+    if (rc != VN_OK)
+        vn_error_prefix(err, "model.init %s does not fit the configured model: ", cfg->model.init);
+    vn_vanillanet_destroy(src);
+    vn_ckpt_info_free(&info);
+    return rc;
+}
+
 static int setup_model(run *r, vn_error *err)
 {
     const vn_config *cfg = r->cfg;
@@ -79,19 +100,7 @@ static int setup_model(run *r, vn_error *err)
     rc = vn_vanillanet_create(&mc, false, &r->model, err);
     if (rc != VN_OK) return rc;
     vn_vanillanet_init(r->model, (uint64_t)cfg->train.seed);
-    if (cfg->model.init[0]) {
-        vn_ckpt_info info;
-        vn_vanillanet *src = NULL;
-        rc = vn_open_model(cfg->model.init, -1, &src, &info, err);
-        if (rc == VN_OK) {
-            rc = vn_state_copy(&r->model->state, &src->state, err);
-            if (rc != VN_OK)
-                vn_error_prefix(err, "model.init %s does not fit the configured model: ", cfg->model.init);
-            vn_vanillanet_destroy(src);
-            vn_ckpt_info_free(&info);
-        }
-        if (rc != VN_OK) return rc;
-    }
+    if (cfg->model.init[0] && (rc = init_weights(r->model, cfg, err)) != VN_OK) return rc;
     /* Parameters in state_dict order. */
     r->params = calloc((size_t)r->model->state.n, sizeof *r->params);
     if (!r->params) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
@@ -140,17 +149,8 @@ static int setup_model(run *r, vn_error *err)
 static int setup_optim(run *r, vn_error *err)
 {
     const vn_config_optim *o = &r->cfg->optim;
-    static const vn_optim_kind kinds[] = {VN_OPTIM_SGD, VN_OPTIM_ADAMW, VN_OPTIM_LAMB};
     vn_optim_config oc;
-    vn_optim_config_init(&oc, kinds[o->name]);
-    oc.lr = o->lr;
-    oc.weight_decay = o->weight_decay;
-    oc.momentum = o->momentum;
-    oc.beta1 = o->betas.v[0];
-    oc.beta2 = o->betas.v[1];
-    oc.eps = o->eps;
-    oc.layer_decay = o->layer_decay;
-    oc.layer_decay_num_layers = (int)o->layer_decay_num_layers;
+    vn_build_optim_config(r->cfg, &oc);
     int rc = vn_optim_create(&r->optim, &oc, r->n_params, r->params, NULL, err);
     if (rc != VN_OK) return rc;
     int64_t epochs = r->cfg->train.epochs;
@@ -225,49 +225,33 @@ static int save_checkpoint(run *r, bool is_best, vn_train_result *res, vn_error 
     int rc = vn_ckpt_save(path, &p, err);
     if (rc != VN_OK) return rc;
     snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", path);
-    if (is_best) {
-        char best[4096], tmp[4200];
-        snprintf(best, sizeof best, "%s/checkpoints/best.safetensors", r->dir);
-        snprintf(tmp, sizeof tmp, "%s.tmp.%d", best, (int)getpid());
-        unlink(tmp);
-        if (link(path, tmp) != 0 || rename(tmp, best) != 0) {
-            unlink(tmp);
-            rc = vn_ckpt_save(best, &p, err); /* no hard links here: write it again */
-            if (rc != VN_OK) return rc;
-        }
-        snprintf(res->best_ckpt, sizeof res->best_ckpt, "%s", best);
+    for (int src = -1; is_best && src < r->n_emas; src++) {
+        if (!(r->best_mask & (1u << (src + 1)))) continue;
+        char dir[4096], name[64];
+        snprintf(dir, sizeof dir, "%s/checkpoints", r->dir);
+        vn_best_name(src, name, sizeof name);
+        rc = vn_best_link(path, dir, name, &p, err);
+        if (rc != VN_OK) return rc;
+        if (src < 0) snprintf(res->best_ckpt, sizeof res->best_ckpt, "%s/%s", dir, name);
     }
+    r->best_mask = 0;
     prune_checkpoints(r);
     return VN_OK;
 }
 
-/* BCE targets from hard labels, smoothed as timm's BinaryCrossEntropy. */
-static const float *bce_targets(run *r, const int32_t *labels, int n)
-{
-    int nc = r->n_classes;
-    double s = r->cfg->loss.smoothing;
-    float off = (float)(s / nc), on = (float)(1.0 - s + s / nc);
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < nc; c++) r->targets[(int64_t)i * nc + c] = c == labels[i] ? on : off;
-    return r->targets;
-}
-
 static vn_tensor *loss_of(run *r, vn_tensor *logits, const vn_batch *b)
 {
-    vn_ctx *ctx = r->ctx;
-    if (b->soft_targets)
-        return r->cfg->loss.bce ? vn_bce_with_logits(ctx, logits, b->soft_targets)
-                                : vn_cross_entropy(ctx, logits, NULL, b->soft_targets, 0.0f);
-    if (r->cfg->loss.bce) return vn_bce_with_logits(ctx, logits, bce_targets(r, b->labels, b->size));
-    return vn_cross_entropy(ctx, logits, b->labels, NULL, (float)r->cfg->loss.smoothing);
+    return vn_train_loss(r->ctx, r->cfg, logits, b->labels, b->soft_targets, b->size, r->targets);
 }
 
 static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *err)
 {
     *is_best = false;
+    r->best_mask = 0;
     vn_eval_result ev;
     int rc = vn_evaluate(r->ctx, r->model, r->val, &ev, NULL, err);
     if (rc != VN_OK) return rc;
+    if (vn_best_record(&r->st, -1, ev.top1, r->st.epoch)) r->best_mask |= 1u;
     res->last_eval = ev;
     res->evaluated = true;
     const char *names[4] = {"val_top1", "val_top5", "val_loss", "act_learn"};
@@ -292,6 +276,7 @@ static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *e
         vn_progress_message(r->progress, "eval epoch %lld: EMA %g top-1 %.2f%%  top-5 %.2f%%  loss %.4f",
                             (long long)r->st.epoch, r->cfg->ema.decays.v[e], ee.top1, ee.top5, ee.loss);
         if (e == 0) res->last_ema_top1 = ee.top1;
+        if (vn_best_record(&r->st, e, ee.top1, r->st.epoch)) r->best_mask |= 1u << (e + 1);
         if (ee.top1 > best && e < 8) {
             best = ee.top1;
             src = ema_src[e];
@@ -301,8 +286,8 @@ static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *e
         r->st.best_top1 = best;
         r->st.best_epoch = r->st.epoch;
         snprintf(r->st.best_source, sizeof r->st.best_source, "%s", src);
-        *is_best = true;
     }
+    *is_best = r->best_mask != 0;
     return VN_OK;
 }
 
@@ -475,6 +460,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
 
     memset(&r->st, 0, sizeof r->st);
     r->st.best_top1 = -1;
+    r->st.best_model_top1 = -1;
+    for (int e = 0; e < VN_TRAIN_MAX_EMAS; e++) r->st.best_ema_top1[e] = -1;
     r->st.act_learn = vn_act_learn_at(cfg, 0);
     vn_rng_seed(&r->st.rng, (uint64_t)cfg->train.seed, 0xd509, 0);
     *vn_ctx_rng(r->ctx) = r->st.rng;
@@ -566,8 +553,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         r->st.epoch++;
         r->st.position = 0;
         bool last = r->st.epoch == epochs, is_best = false;
-        bool eval_now = r->val && cfg->train.eval_every > 0 &&
-                        (r->st.epoch % cfg->train.eval_every == 0 || last);
+        bool eval_now = r->val && vn_eval_due(cfg, r->st.epoch - 1, last);
         int64_t ep_done = r->st.epoch - 1;
         r->st.epoch = ep_done; /* evaluations are reported under the epoch they follow */
         if (eval_now) rc = evaluate_all(r, res, &is_best, err);

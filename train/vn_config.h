@@ -65,8 +65,14 @@ typedef enum vn_config_model_name {
 } vn_config_model_name;
 
 typedef enum vn_config_shortcut { VN_CONFIG_SHORTCUT_NONE = 0, VN_CONFIG_SHORTCUT_IDENTITY } vn_config_shortcut;
-typedef enum vn_config_augment { VN_CONFIG_AUGMENT_NONE = 0, VN_CONFIG_AUGMENT_RRC } vn_config_augment;
+typedef enum vn_config_augment {
+    VN_CONFIG_AUGMENT_NONE = 0,
+    VN_CONFIG_AUGMENT_RRC,
+    VN_CONFIG_AUGMENT_RANDOM_CROP
+} vn_config_augment;
+typedef enum vn_config_remode { VN_CONFIG_REMODE_CONST = 0, VN_CONFIG_REMODE_RAND, VN_CONFIG_REMODE_PIXEL } vn_config_remode;
 typedef enum vn_config_interp { VN_CONFIG_INTERP_BILINEAR = 0, VN_CONFIG_INTERP_BICUBIC } vn_config_interp;
+typedef enum vn_config_eval_mode { VN_CONFIG_EVAL_OFFICIAL = 0, VN_CONFIG_EVAL_RESIZE_CROP } vn_config_eval_mode;
 typedef enum vn_config_optim_name {
     VN_CONFIG_OPTIM_SGD = 0,
     VN_CONFIG_OPTIM_ADAMW,
@@ -94,6 +100,7 @@ typedef struct vn_config_model {
     double drop_rate;
     int shortcut;             /* vn_config_shortcut */
     char init[VN_CONFIG_STR_MAX];
+    char init_key[VN_CONFIG_STR_MAX]; /* "model", "model_ema", "model_ema.N", alternatives with '|' */
 } vn_config_model;
 
 typedef struct vn_config_data {
@@ -106,9 +113,16 @@ typedef struct vn_config_data {
     int augment;              /* vn_config_augment */
     vn_config_floats scale;
     vn_config_floats ratio;
-    int interpolation;        /* vn_config_interp */
+    int interpolation;        /* vn_config_interp, training */
+    int eval_interpolation;   /* vn_config_interp */
+    int eval_mode;            /* vn_config_eval_mode */
     double crop_pct;
     double hflip;
+    char auto_augment[VN_CONFIG_STR_MAX];
+    double color_jitter;
+    double reprob;
+    int remode;               /* vn_config_remode */
+    int64_t recount;
     double mixup;
     double cutmix;
     double mixup_prob;
@@ -128,6 +142,7 @@ typedef struct vn_config_optim {
     double weight_decay;
     double weight_decay_end;  /* -1: same as weight_decay */
     double momentum;
+    bool nesterov;
     vn_config_floats betas;
     double eps;
     double clip_grad;         /* 0: off */
@@ -154,7 +169,8 @@ typedef struct vn_config_ema {
 } vn_config_ema;
 
 typedef struct vn_config_loss {
-    bool bce;
+    bool bce;                 /* BCE while mixup/cutmix is on (official --bce_loss) */
+    bool bce_always;          /* also on hard targets */
     double smoothing;
 } vn_config_loss;
 
@@ -165,6 +181,7 @@ typedef struct vn_config_train {
     int64_t seed;
     bool shuffle;
     int64_t eval_every;       /* 0: never */
+    int64_t eval_from_epoch;  /* 0: off */
     int64_t threads;          /* 0: all cores */
     int64_t log_every;
     int nonfinite;            /* vn_config_nonfinite */

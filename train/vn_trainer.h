@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "data/vn_loader.h"
+#include "io/vn_pth.h"
 #include "models/vn_vanillanet.h"
 #include "optim/vn_ema.h"
 #include "optim/vn_optim.h"
@@ -26,6 +27,12 @@ int vn_build_model_config(const vn_config *cfg, int n_classes, vn_vanillanet_con
                           vn_error *err);
 /* Loader settings for the training split (augmenting) or evaluation (eval transform). */
 void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *out);
+/* The official datasets.py geometry when data.eval_mode is official (called by
+ * vn_build_loader_config): at input_size <= 32 no evaluation resize and RandomCrop(pad 4)
+ * instead of RandomResizedCrop; at >= 384 a square evaluation resize without crop. */
+void vn_official_geometry(const vn_config *cfg, vn_loader_config *lc);
+/* Optimizer settings of cfg.optim (SGD: Nesterov unless optim.nesterov is false). */
+void vn_build_optim_config(const vn_config *cfg, vn_optim_config *oc);
 /* "<data.root>/<data.train_dir>" or val_dir into buf. */
 const char *vn_split_path(const vn_config *cfg, bool train, char *buf, size_t len);
 /* The act_learn of deep training at a (fractional) epoch: linear epoch / decay_epochs or
@@ -33,6 +40,8 @@ const char *vn_split_path(const vn_config *cfg, bool train, char *buf, size_t le
 double vn_act_learn_at(const vn_config *cfg, double epoch);
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
+
+#define VN_TRAIN_MAX_EMAS 8 /* the longest ema.decays list */
 
 /* Where a run stands; saved in every checkpoint's metadata. */
 typedef struct vn_train_state {
@@ -45,6 +54,12 @@ typedef struct vn_train_state {
     double best_top1;       /* best evaluation top-1 so far (-1: none) */
     int64_t best_epoch;
     char best_source[32];   /* "model" or "ema0", ... */
+    /* The official trainer's separate bests (checkpoint-best, checkpoint-best-ema): of the
+     * live model and of each EMA copy; -1: not evaluated yet. */
+    double best_model_top1;
+    int64_t best_model_epoch;
+    double best_ema_top1[VN_TRAIN_MAX_EMAS];
+    int64_t best_ema_epoch[VN_TRAIN_MAX_EMAS];
     int64_t skipped_in_row; /* non-finite steps skipped consecutively */
     double elapsed;         /* seconds of training so far (all sessions) */
     bool finished;
@@ -78,12 +93,20 @@ typedef struct vn_ckpt_info {
     int n_classes;
     vn_train_state state;
     bool has_data;               /* preprocessing stored (input_size, mean, std, ...) */
-    int input_size, channels, interpolation;
+    int input_size, channels, interpolation; /* interpolation of the evaluation resize */
+    int eval_resize;             /* vn_eval_resize */
     double crop_pct;
     float mean[3], std[3];
+    bool plain;                  /* a state_dict without vanilla metadata, read with a config */
+    char prefix[32];             /* plain: where its tensors are ("", "module.", ...) */
 } vn_ckpt_info;
 
 int vn_ckpt_info_read(const char *path, vn_ckpt_info *info, vn_error *err);
+/* As vn_ckpt_info_read, and a plain state_dict (no vanilla metadata, e.g. written by
+ * PyTorch's safetensors) is described by cfg: its model (num_classes 0: the file's), its
+ * preprocessing, numbered class names; training or deploy form from the key set. cfg NULL
+ * refuses plain files. */
+int vn_ckpt_info_read_cfg(const char *path, const vn_config *cfg, vn_ckpt_info *info, vn_error *err);
 void vn_ckpt_info_free(vn_ckpt_info *info);
 
 /* The newest checkpoint of a run directory that opens and verifies; corrupt newer ones are
@@ -94,6 +117,84 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
  * weight file; class names and preprocessing come with it in *info (free it). */
 int vn_open_model(const char *path, int ema_index, vn_vanillanet **model, vn_ckpt_info *info,
                   vn_error *err);
+/* The same, reading plain state_dicts with cfg (see vn_ckpt_info_read_cfg); a mismatch is
+ * reported by key with both shapes (wrong shapes, missing and unexpected tensors, and the
+ * variant the file's widths match). */
+int vn_open_model_cfg(const char *path, int ema_index, const vn_config *cfg, vn_vanillanet **model,
+                      vn_ckpt_info *info, vn_error *err);
+
+/* ---- plain state_dicts and fine-tuning (train/plain_weights.c) -------------------------- */
+
+/* Finds the form (stem1.* training, stem.* deploy) and the key prefix ("", "module.", ...). */
+int vn_plain_detect(const vn_st_file *f, char *prefix, size_t len, bool *deploy, vn_error *err);
+/* Every mismatch between the model and the file's tensors under prefix, in one message (the
+ * first few of each kind; all of them through vn_log when there are more). */
+int vn_state_check_all(const vn_vanillanet *m, const vn_st_file *f, const char *prefix,
+                       bool file_deploy, vn_error *err);
+/* model.init: loads every tensor of a weight file, checkpoint (its model) or plain
+ * state_dict into m; classifier tensors whose shapes differ (another num_classes) keep m's
+ * initialisation and are named in a warning. Any other mismatch is an error. */
+int vn_model_init_from(vn_vanillanet *m, const char *path, vn_error *err);
+
+/* ---- ONNX (train/export_onnx.c) -------------------------------------------------------- */
+
+/* Writes a deploy-form model as ONNX (see io/vn_onnx.h) for an input_size x input_size input
+ * (<= 0: info's stored input size, else 224); info (may be NULL) gives class names and
+ * preprocessing for metadata_props. AdaptiveMaxPool2d is exported as the MaxPool it equals
+ * at that size and refused where its windows differ. */
+int vn_export_onnx(const vn_vanillanet *m, const vn_ckpt_info *info, int input_size, const char *path,
+                   vn_error *err);
+
+/* ---- .pth import (train/import.c) ------------------------------------------------------ */
+
+typedef struct vn_pth_import_result {
+    vn_pth_stats stats;
+    bool checked;      /* compared with the config's model (cfg given) */
+    bool deploy;
+    int num_classes;
+} vn_pth_import_result;
+
+/* Reads a torch.save file, takes its state_dict (key: see vn_pth_state_dict) and writes it
+ * to out as safetensors (F32/I64, official names). With cfg, every tensor is first checked
+ * against cfg's model (all mismatches reported by key) and the file gets vanilla's model
+ * description, preprocessing and numbered class names, so it opens without a config. */
+int vn_import_pth(const char *in, const char *key, const vn_config *cfg, const char *out,
+                  vn_pth_import_result *res, vn_error *err);
+
+/* Opens the weights that key names in path (vn_open_model): "model" (the live model, and
+ * the only one of a weight file), "model_ema" (EMA copy 0, the official checkpoints' EMA)
+ * or "model_ema.N"; "a|b|...": the first of them the file holds, as the official
+ * --model_key. *ema_index (may be NULL) receives -1 for the live model. */
+int vn_open_model_key(const char *path, const char *key, vn_vanillanet **model,
+                      vn_ckpt_info *info, int *ema_index, vn_error *err);
+
+/* ---- best checkpoints and when to evaluate (train/best.c) ----------------------------- */
+
+/* Whether to evaluate after epoch `epoch` (0-based) as the official main.py: epoch > 0 and
+ * (epoch % train.eval_every == 0 or epoch >= train.eval_from_epoch when that is > 0); and
+ * always after the last epoch. Never when eval_every is 0. */
+bool vn_eval_due(const vn_config *cfg, int64_t epoch, bool last);
+/* Records top-1 of the live model (source -1) or EMA copy `source` at epoch; true when it
+ * beats that source's best so far (the file vn_best_name names is then to be rewritten). */
+bool vn_best_record(vn_train_state *st, int source, double top1, int64_t epoch);
+/* "best.safetensors" (source -1) or "best-ema-<source>.safetensors". */
+void vn_best_name(int source, char *buf, size_t len);
+/* Makes <dir>/<name> the checkpoint ckpt (a hard link, renamed into place; a copy written
+ * from p where links are not possible). */
+int vn_best_link(const char *ckpt, const char *dir, const char *name, const vn_ckpt_parts *p,
+                 vn_error *err);
+
+/* ---- the loss (train/loss.c) ---------------------------------------------------------- */
+
+/* The official criterion (main.py): while mixup/cutmix is on (soft_targets not NULL), BCE
+ * when loss.bce (or loss.bce_always) else soft-target cross-entropy; otherwise cross-entropy
+ * with label smoothing loss.smoothing, or with loss.bce_always BCE on one-hots smoothed as
+ * timm's BinaryCrossEntropy (built in targets_buf, n * classes floats). */
+vn_tensor *vn_train_loss(vn_ctx *ctx, const vn_config *cfg, vn_tensor *logits,
+                         const int32_t *labels, const float *soft_targets, int n,
+                         float *targets_buf);
+/* "bce", "soft-ce" or "ce" (with smoothing): what vn_train_loss computes. */
+const char *vn_train_loss_name(const vn_config *cfg, bool mixing);
 
 /* ---- evaluation ---------------------------------------------------------------------- */
 
@@ -103,7 +204,7 @@ typedef struct vn_eval_result {
 } vn_eval_result;
 
 /* Eval-mode pass over a whole loader epoch (no grad). logits_out, when not NULL, receives
- * [n, num_classes] in dataset order (malloc'd). */
+ * [dataset size, num_classes] in dataset order (malloc'd; NaN rows for unreadable images). */
 int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *res,
                 float **logits_out, vn_error *err);
 

@@ -77,6 +77,45 @@ START_TEST(scan_order_like_torchvision)
 }
 END_TEST
 
+/* Symbolic links are followed (as os.walk(followlinks=True) and the loader's open do): a
+ * linked file is an image, a linked folder a class or a subfolder, a dangling link nothing.
+ * Each folder is listed once; the directory entry's type is trusted except for links. */
+START_TEST(scan_follows_links)
+{
+    char root[4096], a[4200], b[4200];
+    vn_test_mkdtemp(root, sizeof root, "links");
+    touch_png(root, "cls/a.png", 1);
+    touch_png(root, "elsewhere/deep/x.png", 2);
+    snprintf(a, sizeof a, "%s/cls/a.png", root);
+    snprintf(b, sizeof b, "%s/cls/b.png", root);
+    ck_assert_int_eq(symlink(a, b), 0);
+    snprintf(b, sizeof b, "%s/cls/dangling.png", root);
+    ck_assert_int_eq(symlink("/nonexistent/vn_nothing.png", b), 0);
+    snprintf(a, sizeof a, "%s/elsewhere", root);
+    snprintf(b, sizeof b, "%s/cls/sub", root);
+    ck_assert_int_eq(symlink(a, b), 0);
+    snprintf(a, sizeof a, "%s/cls", root);
+    snprintf(b, sizeof b, "%s/linked", root);
+    ck_assert_int_eq(symlink(a, b), 0);
+    vn_dataset *ds = NULL;
+    vn_error err = {0};
+    ck_assert_msg(vn_dataset_scan(root, NULL, 0, &ds, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(vn_dataset_num_classes(ds), 3);
+    const char *want[] = {"cls/a.png",        "cls/b.png",       "cls/sub/deep/x.png",
+                          "elsewhere/deep/x.png", "linked/a.png", "linked/b.png",
+                          "linked/sub/deep/x.png"};
+    const int labels[] = {0, 0, 0, 1, 2, 2, 2};
+    ck_assert_int_eq(vn_dataset_size(ds), 7);
+    for (int i = 0; i < 7; i++) {
+        ck_assert_str_eq(vn_dataset_relpath(ds, i), want[i]);
+        ck_assert_int_eq(vn_dataset_label(ds, i), labels[i]);
+    }
+    ck_assert_int_eq(vn_dataset_skipped_count(ds), 0);
+    vn_dataset_free(ds);
+    vn_test_rmtree(root);
+}
+END_TEST
+
 START_TEST(scan_with_class_list)
 {
     char root[4096];
@@ -338,6 +377,7 @@ int main(void)
     Suite *s = suite_create("data_dataset");
     TCase *tc = tcase_create("dataset");
     tcase_add_test(tc, scan_order_like_torchvision);
+    tcase_add_test(tc, scan_follows_links);
     tcase_add_test(tc, scan_with_class_list);
     tcase_add_test(tc, scan_errors);
     tcase_add_test(tc, check_reports);

@@ -251,6 +251,101 @@ START_TEST(same_bytes_for_any_worker_count)
 }
 END_TEST
 
+/* The official recipe's full train pipeline (bicubic RRC, flip, RandAugment m9, random
+ * erasing with 2 boxes in pixel mode, mixup + cutmix): the same bytes for 0, 1, 2 and 4
+ * workers, and a mid-epoch resume in a fresh loader gives the uninterrupted batches. */
+START_TEST(full_recipe_same_bytes_and_resume)
+{
+    char root[4096];
+    vn_test_mkdtemp(root, sizeof root, "data");
+    make_mixed_folder(root);
+    vn_loader_config cfg;
+    vn_loader_config_init(&cfg);
+    cfg.root = root;
+    cfg.input_size = 16;
+    cfg.interpolation = VN_INTERP_BICUBIC;
+    cfg.batch_size = 4;
+    cfg.mixup_alpha = 0.1f;
+    cfg.cutmix_alpha = 1.0f;
+    cfg.auto_augment = "rand-m9-mstd0.5-inc1";
+    cfg.reprob = 0.9f;
+    cfg.recount = 2;
+    cfg.seed = 7;
+    cfg.max_bad_fraction = 0.1;
+    dt_log log;
+    dt_capture_warnings(&log);
+    const int workers[4] = {0, 1, 2, 4};
+    run_out ref;
+    cfg.workers = 0;
+    run_epochs(&cfg, 2, &ref);
+    for (int k = 1; k < 4; k++) {
+        cfg.workers = workers[k];
+        run_out o;
+        run_epochs(&cfg, 2, &o);
+        ck_assert_int_eq(o.len, ref.len);
+        ck_assert_msg(memcmp(o.bytes, ref.bytes, ref.len) == 0,
+                      "full recipe: %d workers give different batches than 0", workers[k]);
+        free(o.bytes);
+    }
+    /* The augmentations change the batches. */
+    cfg.auto_augment = "";
+    cfg.reprob = 0;
+    run_out plain;
+    run_epochs(&cfg, 2, &plain);
+    ck_assert(plain.len == ref.len && memcmp(plain.bytes, ref.bytes, ref.len) != 0);
+    /* Color jitter (timm's choice when RandAugment is off): also worker-independent. */
+    cfg.color_jitter = 0.4f;
+    run_out cj0, cj4;
+    cfg.workers = 0;
+    run_epochs(&cfg, 1, &cj0);
+    cfg.workers = 4;
+    run_epochs(&cfg, 1, &cj4);
+    ck_assert(cj0.len == cj4.len && memcmp(cj0.bytes, cj4.bytes, cj0.len) == 0);
+    ck_assert(memcmp(cj0.bytes, plain.bytes, cj0.len) != 0);
+    cfg.color_jitter = 0;
+    free(cj0.bytes);
+    free(cj4.bytes);
+    free(plain.bytes);
+    free(ref.bytes);
+    /* Resume at the cursor of batch 2 with another worker count. */
+    cfg.auto_augment = "rand-m9-mstd0.5-inc1";
+    cfg.reprob = 0.9f;
+    size_t img_bytes = (size_t)4 * 16 * 16 * 3 * sizeof(float);
+    float *all = malloc(img_bytes * 5);
+    int64_t cursor[6];
+    cfg.workers = 2;
+    vn_loader *ld = open_ok(&cfg);
+    start_ok(ld, 1, 0);
+    vn_batch b;
+    int nb = 0;
+    while (next_ok(ld, &b) > 0) {
+        memcpy((char *)all + (size_t)nb * img_bytes, b.images->data, img_bytes);
+        cursor[nb++] = b.next_position;
+        vn_loader_release(ld, &b);
+    }
+    vn_loader_close(ld);
+    ck_assert_int_eq(nb, 5);
+    cfg.workers = 4;
+    ld = open_ok(&cfg);
+    start_ok(ld, 1, cursor[1]);
+    for (int k = 2; k < 5; k++) {
+        ck_assert_int_eq(next_ok(ld, &b), 4);
+        ck_assert_msg(!memcmp(b.images->data, (char *)all + (size_t)k * img_bytes, img_bytes),
+                      "full recipe: batch %d differs after resume", k);
+        vn_loader_release(ld, &b);
+    }
+    vn_loader_close(ld);
+    /* A bad RandAugment string is refused at open, naming the key. */
+    cfg.auto_augment = "rand-m99";
+    vn_error err = {0};
+    ck_assert_int_eq(vn_loader_open(&cfg, &ld, &err), VN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "data.auto_augment"), "%s", err.msg);
+    vn_log_set(NULL, NULL);
+    free(all);
+    vn_test_rmtree(root);
+}
+END_TEST
+
 /* Resume: starting at a saved cursor gives the same batches as the uninterrupted epoch, in
  * a fresh loader or after restarting a loader with work in flight. */
 START_TEST(resume_from_cursor)
@@ -712,6 +807,7 @@ int main(void)
     tcase_add_test(tc, order_is_a_reproducible_permutation);
     tcase_add_test(tc, same_bytes_for_any_worker_count);
     tcase_add_test(tc, resume_from_cursor);
+    tcase_add_test(tc, full_recipe_same_bytes_and_resume);
     tcase_add_test(tc, drop_last_and_partial_batches);
     tcase_add_test(tc, bad_and_odd_files);
     tcase_add_test(tc, fail_fast_names_the_file);

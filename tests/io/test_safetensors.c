@@ -255,8 +255,9 @@ START_TEST(test_metadata_roundtrip)
         vn_st_file *f = NULL;
         ck_assert_msg(vn_st_open_memory(buf, len, "meta", &f, &err) == VN_OK, "%s", err.msg);
         ck_assert_int_eq(vn_st_meta_count(f), 4 + crc);
-        const char *keys[] = {"format", "epoch", "note", "", "crc32"};
-        for (int i = 0; i < 4 + crc; i++) ck_assert_str_eq(vn_st_meta_key(f, i), keys[i]);
+        /* The checksum opens the metadata; the others keep their order. */
+        const char *keys[] = {"file_crc32", "format", "epoch", "note", ""};
+        for (int i = 0; i < 4 + crc; i++) ck_assert_str_eq(vn_st_meta_key(f, i), keys[i + 1 - crc]);
         ck_assert_ptr_null(vn_st_meta_key(f, 4 + crc));
         ck_assert_ptr_null(vn_st_meta_key(f, -1));
         ck_assert_str_eq(vn_st_meta(f, "format"), "pt");
@@ -264,7 +265,8 @@ START_TEST(test_metadata_roundtrip)
         ck_assert_str_eq(vn_st_meta(f, "note"), note);
         ck_assert_str_eq(vn_st_meta(f, ""), "empty key is a valid JSON key");
         ck_assert_ptr_null(vn_st_meta(f, "missing"));
-        if (!crc) ck_assert_ptr_null(vn_st_meta(f, "crc32"));
+        ck_assert_ptr_null(vn_st_meta(f, "crc32"));
+        if (!crc) ck_assert_ptr_null(vn_st_meta(f, "file_crc32"));
         const vn_st_entry *e = vn_st_find(f, "x");
         ck_assert_ptr_nonnull(e);
         float got[2];
@@ -280,6 +282,20 @@ END_TEST
 /* ---------------------------------------------------------------------------------------- */
 /* CRC                                                                                      */
 
+#define SUM_PREFIX "{\"__metadata__\":{\"file_crc32\":\""
+enum { SUM_AT = 8 + sizeof SUM_PREFIX - 1 };
+
+/* The checksum as vn_safetensors.h defines it, computed here on a copy: zlib's CRC-32 of the
+ * whole file with the 8 stored digits read as "00000000". */
+static void expected_sum(const unsigned char *b, size_t len, char out[9])
+{
+    unsigned char *c = malloc(len);
+    memcpy(c, b, len);
+    memcpy(c + SUM_AT, "00000000", 8);
+    snprintf(out, 9, "%08lx", crc32(0, c, (uInt)len));
+    free(c);
+}
+
 START_TEST(test_crc_written_and_verified)
 {
     vn_st_writer *w = spec_writer();
@@ -289,19 +305,23 @@ START_TEST(test_crc_written_and_verified)
     ck_assert_int_eq(vn_st_serialize(w, VN_ST_CRC32, &buf, &len, &err), VN_OK);
     unsigned char *b = buf;
     uint64_t h = le64(b);
-    char want[16];
-    snprintf(want, sizeof want, "%08lx", crc32(0, b + 8 + h, (uInt)(len - 8 - h)));
+    ck_assert_int_eq(memcmp(b + 8, SUM_PREFIX, sizeof SUM_PREFIX - 1), 0);
+    char want[9];
+    expected_sum(b, len, want);
+    ck_assert_int_eq(memcmp(b + SUM_AT, want, 8), 0);
 
     vn_st_file *f = NULL;
     ck_assert_msg(vn_st_open_memory(buf, len, "crc.safetensors", &f, &err) == VN_OK, "%s",
                   err.msg);
-    ck_assert_str_eq(vn_st_meta(f, "crc32"), want);
+    ck_assert_str_eq(vn_st_meta(f, "file_crc32"), want);
+    ck_assert_ptr_null(vn_st_meta(f, "crc32"));
     check_specs(f);
     vn_st_close(f);
 
     /* Any flipped data bit is corruption; the message gives both checksums. */
-    char says[64];
-    snprintf(says, sizeof says, "checksum mismatch: file says %s, data gives ", want);
+    char says[128];
+    snprintf(says, sizeof says, "checksum mismatch: the header says file_crc32 %s, the file's "
+             "%zu bytes give ", want, len);
     for (size_t i = 8 + h; i < len; i++) {
         b[i] ^= 0x10;
         expect_fail(buf, len, "crc.safetensors", VN_ERR_FORMAT, says);
@@ -322,6 +342,11 @@ START_TEST(test_crc_written_and_verified)
     ck_assert_int_eq(vn_st_open(p, &f, &err), VN_ERR_FORMAT);
     ck_assert_ptr_null(f);
     ck_assert_msg(strstr(err.msg, p) && strstr(err.msg, says), "%s", err.msg);
+    /* Truncated on disk: a checksum mismatch, with what the structure says. */
+    write_all(p, disk, flen - 3);
+    ck_assert_int_eq(vn_st_open(p, &f, &err), VN_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, p) && strstr(err.msg, "checksum mismatch") &&
+                  strstr(err.msg, "truncated?"), "%s", err.msg);
     free(disk);
     tmp_teardown();
 
@@ -330,8 +355,10 @@ START_TEST(test_crc_written_and_verified)
 }
 END_TEST
 
-/* Flip every single byte of a small CRC'd file: never a crash; every data flip an error. */
-START_TEST(test_flip_every_byte)
+/* Change every byte of a small checksummed file to each of its 255 other values, the header
+ * (length field, names, shapes, offsets, metadata, padding) as well as the data: every change
+ * is refused as a checksum mismatch naming the file, before the header is parsed. */
+START_TEST(test_change_every_byte)
 {
     vn_st_writer *w = vn_st_writer_new();
     vn_error err = {0};
@@ -340,31 +367,36 @@ START_TEST(test_flip_every_byte)
     int64_t step = 7;
     ck_assert_int_eq(vn_st_add(w, "a", VN_DTYPE_F32, 2, s2, a, &err), VN_OK);
     ck_assert_int_eq(vn_st_add(w, "step", VN_DTYPE_I64, 0, NULL, &step, &err), VN_OK);
-    ck_assert_int_eq(vn_st_set_meta(w, "k", "v", &err), VN_OK);
+    ck_assert_int_eq(vn_st_set_meta(w, "mean", "[0.485,0.456,0.406]", &err), VN_OK);
     void *buf = NULL;
     size_t len = 0;
     ck_assert_int_eq(vn_st_serialize(w, VN_ST_CRC32, &buf, &len, &err), VN_OK);
     unsigned char *b = buf;
-    uint64_t h = le64(b);
-    int errors = 0;
     for (size_t i = 0; i < len; i++) {
-        for (int bit = 0; bit < 8; bit++) {
-            b[i] ^= (unsigned char)(1u << bit);
+        unsigned char orig = b[i];
+        for (int v = 0; v < 256; v++) {
+            if (v == orig) continue;
+            b[i] = (unsigned char)v;
             vn_st_file *f = NULL;
             vn_error e2 = {0};
-            int rc = vn_st_open_memory(buf, len, "flip", &f, &e2);
-            if (rc == VN_OK) {
-                ck_assert_msg(i < 8 + h, "flip of data byte %zu bit %d not detected", i, bit);
-                vn_st_close(f);
-            } else {
-                ck_assert_int_eq(rc, VN_ERR_FORMAT);
-                ck_assert_msg(strncmp(e2.msg, "flip: ", 6) == 0, "%s", e2.msg);
-                errors++;
-            }
-            b[i] ^= (unsigned char)(1u << bit);
+            int rc = vn_st_open_memory(buf, len, "flip.safetensors", &f, &e2);
+            ck_assert_msg(rc == VN_ERR_FORMAT, "byte %zu = 0x%02x accepted", i, v);
+            ck_assert_msg(strncmp(e2.msg, "flip.safetensors: checksum mismatch: ", 37) == 0,
+                          "byte %zu = 0x%02x: %s", i, v, e2.msg);
+            ck_assert_ptr_null(f);
         }
+        b[i] = orig;
     }
-    ck_assert_int_gt(errors, (int)(len - 8 - h) * 8);
+    /* Cut at any length past the checksum: refused the same way. */
+    for (size_t n = SUM_AT + 9; n < len; n++) {
+        unsigned char *cut = malloc(n);
+        memcpy(cut, buf, n);
+        expect_fail(cut, n, "cut.safetensors", VN_ERR_FORMAT, "checksum mismatch");
+        free(cut);
+    }
+    vn_st_file *f = NULL;
+    ck_assert_int_eq(vn_st_open_memory(buf, len, "intact", &f, &err), VN_OK);
+    vn_st_close(f);
     free(buf);
     vn_st_writer_free(w);
 }
@@ -372,6 +404,19 @@ END_TEST
 
 /* ---------------------------------------------------------------------------------------- */
 /* A file written by Python (tests/reference/gen_io.py)                                     */
+
+/* A PyTorch state_dict written without any checksum (tests/reference/gen_models.py) loads
+ * unchecked: the whole-file checksum is only required of files that carry it. */
+START_TEST(test_file_without_checksum)
+{
+    vn_st_file *f = vn_test_fixture("models/small_deploy.safetensors");
+    ck_assert_int_gt(vn_st_count(f), 0);
+    ck_assert_ptr_null(vn_st_meta(f, "file_crc32"));
+    ck_assert_ptr_null(vn_st_meta(f, "crc32"));
+    ck_assert_ptr_nonnull(vn_st_find(f, "stem.0.weight"));
+    vn_st_close(f);
+}
+END_TEST
 
 START_TEST(test_python_fixture)
 {
@@ -606,6 +651,17 @@ static const bad_case bad_cases[] = {
     {"{\"__metadata__\":{\"crc32\":\"0\"}}", 0, "not 8 lowercase hex digits"},
     {"{\"__metadata__\":{\"crc32\":\"12345678\"}}", 0,
      "checksum mismatch: file says 12345678, data gives 00000000"},
+    /* the whole-file checksum: placed as vanilla writes it, or not at all */
+    {"{\"__metadata__\":{\"file_crc32\":\"12345678\"}}", 0,
+     "checksum mismatch: the header says file_crc32 12345678, the file's 50 bytes give fde6bf5e"},
+    {"{\"__metadata__\":{\"file_crc32\":\"1234567X\"}}", 0,
+     "checksum mismatch: the stored file_crc32 is not 8 lowercase hex digits"},
+    {"{\"__metadata__\":{\"file_crc99\":\"12345678\"}}", 0,
+     "checksum mismatch: the checksum entry that opens the header is damaged (2 bytes differ"},
+    {"{\"__metadata__\":{\"k\":\"v\",\"file_crc32\":\"00000000\"}}", 0,
+     "__metadata__ 'file_crc32' is not at the start of the header"},
+    {"{\"__metadata__\" : {\"file_crc32\":\"00000000\"}}", 0,
+     "__metadata__ 'file_crc32' is not at the start of the header"},
     /* tiling of the data section */
     {"{" ENT("a", "F32", "[1]", 4, 8) "}", 8,
      "tensor 'a': data_offsets [4, 8] leave a hole: the first tensor must begin at 0"},
@@ -711,11 +767,12 @@ static Suite *io_suite(void)
     tcase_add_test(t, test_empty_file_roundtrip);
     tcase_add_test(t, test_metadata_roundtrip);
     tcase_add_test(t, test_python_fixture);
+    tcase_add_test(t, test_file_without_checksum);
     suite_add_tcase(s, t);
 
     t = tcase_create("crc");
     tcase_add_test(t, test_crc_written_and_verified);
-    tcase_add_test(t, test_flip_every_byte);
+    tcase_add_test(t, test_change_every_byte);
     suite_add_tcase(s, t);
 
     t = tcase_create("corrupt");

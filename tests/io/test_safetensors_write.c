@@ -40,6 +40,7 @@ START_TEST(test_writer_rejects_each)
     REJECT(vn_st_add(w, "y", VN_DTYPE_F32, 1, s1, NULL, &err), "tensor 'y': NULL data");
     REJECT(vn_st_add(w, "bad\xff", VN_DTYPE_F32, 1, s1, x, &err), "not valid UTF-8");
     REJECT(vn_st_set_meta(w, "crc32", "00000000", &err), "reserved for the checksum");
+    REJECT(vn_st_set_meta(w, "file_crc32", "00000000", &err), "key 'file_crc32' is reserved");
     REJECT(vn_st_set_meta(w, "k", "\xc3", &err), "metadata 'k' is not valid UTF-8");
     REJECT(vn_st_set_meta(w, NULL, "v", &err), "NULL metadata key");
     void *buf = NULL;

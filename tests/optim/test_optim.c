@@ -81,12 +81,12 @@ static double check_state(optim_case *c, vn_optim *opt)
     for (int i = 0; i < vn_st_count(c->f); i++) {
         const vn_st_entry *fe = vn_st_at(c->f, i);
         if (strncmp(fe->name, "state.", 6) != 0) continue;
-        vn_state_entry e;
+        vn_ckpt_entry e;
         vn_error err = {0};
         int rc = vn_optim_state_find(opt, fe->name + 6, &e, &err);
         ck_assert_msg(rc == VN_OK, "%s: %s", c->file, err.msg);
         ck_assert_int_eq(e.numel, fe->numel);
-        if (e.dtype == VN_STATE_I64) {
+        if (e.dtype == VN_DTYPE_I64) {
             ck_assert_int_eq(fe->dtype, VN_DTYPE_I64);
             ck_assert_int_eq(*(const int64_t *)e.data, *(const int64_t *)fe->data);
         } else {
@@ -156,7 +156,7 @@ START_TEST(test_lr0_exact)
             ck_assert_msg(memcmp(p0, c.t[i]->data, (size_t)c.t[i]->numel * 4) == 0,
                           "%s: %s moved with lr 0", c.file, c.names[i]);
         }
-        vn_state_entry e;
+        vn_ckpt_entry e;
         ck_assert_int_eq(vn_optim_state_at(opt, 1, &e), VN_OK);
         ck_assert(vn_norm_f32(e.data, e.numel) > 0.0);
         vn_optim_destroy(opt);
@@ -227,7 +227,7 @@ END_TEST
  * parameters, continue: the result is bit-identical to the uninterrupted run. */
 typedef struct saved_entry {
     char name[300];
-    vn_state_dtype dtype;
+    vn_dtype dtype;
     int ndim;
     int64_t shape[VN_MAX_DIMS];
     size_t nbytes;
@@ -252,13 +252,13 @@ START_TEST(test_restore_bit_exact)
     saved_entry *saved = calloc((size_t)ns, sizeof *saved);
     ck_assert_ptr_nonnull(saved);
     for (int i = 0; i < ns; i++) {
-        vn_state_entry e;
+        vn_ckpt_entry e;
         ck_assert_int_eq(vn_optim_state_at(oa, i, &e), VN_OK);
         snprintf(saved[i].name, sizeof saved[i].name, "%s", e.name);
         saved[i].dtype = e.dtype;
         saved[i].ndim = e.ndim;
         memcpy(saved[i].shape, e.shape, sizeof e.shape);
-        saved[i].nbytes = vn_state_entry_nbytes(&e);
+        saved[i].nbytes = vn_ckpt_entry_nbytes(&e);
         saved[i].data = malloc(saved[i].nbytes);
         memcpy(saved[i].data, e.data, saved[i].nbytes);
     }
@@ -268,10 +268,10 @@ START_TEST(test_restore_bit_exact)
     ck_assert_int_eq(vn_optim_state_count(ob), ns);
     /* Restore by name, in reverse order to show order does not matter. */
     for (int i = ns - 1; i >= 0; i--) {
-        vn_state_entry e;
+        vn_ckpt_entry e;
         vn_error err = {0};
         ck_assert_int_eq(vn_optim_state_find(ob, saved[i].name, &e, &err), VN_OK);
-        int rc = vn_state_entry_load(&e, saved[i].dtype, saved[i].ndim, saved[i].shape,
+        int rc = vn_ckpt_entry_load(&e, saved[i].dtype, saved[i].ndim, saved[i].shape,
                                      saved[i].data, saved[i].nbytes, &err);
         ck_assert_msg(rc == VN_OK, "%s", err.msg);
     }
@@ -287,11 +287,11 @@ START_TEST(test_restore_bit_exact)
         ck_assert_msg(memcmp(a.t[i]->data, b.t[i]->data, (size_t)a.t[i]->numel * 4) == 0,
                       "%s: %s differs after restore", a.file, a.names[i]);
     for (int i = 0; i < ns; i++) {
-        vn_state_entry ea, eb;
+        vn_ckpt_entry ea, eb;
         vn_optim_state_at(oa, i, &ea);
         vn_optim_state_at(ob, i, &eb);
         ck_assert_str_eq(ea.name, eb.name);
-        ck_assert_msg(memcmp(ea.data, eb.data, vn_state_entry_nbytes(&ea)) == 0,
+        ck_assert_msg(memcmp(ea.data, eb.data, vn_ckpt_entry_nbytes(&ea)) == 0,
                       "%s: state %s differs after restore", a.file, ea.name);
     }
     /* And the uninterrupted run still matches torch. */
@@ -310,7 +310,7 @@ START_TEST(test_state_names_and_load_errors)
     optim_case c;
     case_load(&c, "optim/lamb_recipe.safetensors");
     vn_optim *opt = make_opt(&c);
-    vn_state_entry e;
+    vn_ckpt_entry e;
     vn_error err = {0};
     ck_assert_int_eq(vn_optim_state_count(opt), 1 + 2 * c.n);
     ck_assert_int_eq(vn_optim_state_at(opt, 0, &e), VN_OK);
@@ -329,27 +329,27 @@ START_TEST(test_state_names_and_load_errors)
     float *junk = calloc((size_t)e.numel + 8, sizeof(float));
     for (int64_t k = 0; k < e.numel + 8; k++) junk[k] = 7.0f;
     int64_t bad_shape[4] = {16, 10, 1, 1};
-    ck_assert_int_eq(vn_state_entry_load(&e, VN_STATE_F32, 4, bad_shape, junk,
+    ck_assert_int_eq(vn_ckpt_entry_load(&e, VN_DTYPE_F32, 4, bad_shape, junk,
                                          (size_t)e.numel * 4, &err), VN_ERR_SHAPE);
     ck_assert_ptr_nonnull(strstr(err.msg, "optim.exp_avg.cls1.2.weight"));
     ck_assert_ptr_nonnull(strstr(err.msg, "[16, 10, 1, 1]"));
-    ck_assert_int_eq(vn_state_entry_load(&e, VN_STATE_I64, e.ndim, e.shape, junk,
+    ck_assert_int_eq(vn_ckpt_entry_load(&e, VN_DTYPE_I64, e.ndim, e.shape, junk,
                                          (size_t)e.numel * 4, &err), VN_ERR_FORMAT);
-    ck_assert_int_eq(vn_state_entry_load(&e, VN_STATE_F32, e.ndim, e.shape, junk,
+    ck_assert_int_eq(vn_ckpt_entry_load(&e, VN_DTYPE_F32, e.ndim, e.shape, junk,
                                          (size_t)e.numel * 4 - 4, &err), VN_ERR_FORMAT);
     ck_assert(vn_norm_f32(e.data, e.numel) == 0.0);
     /* A scalar saved as [1] is accepted. */
     ck_assert_int_eq(vn_optim_state_find(opt, "optim.step", &e, &err), VN_OK);
     int64_t one = 1, three = 3;
-    ck_assert_int_eq(vn_state_entry_load(&e, VN_STATE_I64, 1, &one, &three, 8, &err), VN_OK);
+    ck_assert_int_eq(vn_ckpt_entry_load(&e, VN_DTYPE_I64, 1, &one, &three, 8, &err), VN_OK);
     ck_assert_int_eq(vn_optim_steps(opt), 3);
     ck_assert_int_eq(vn_optim_state_loaded(opt, &err), VN_OK);
 
     /* Validation after restore: negative steps, negative second moment, NaN. */
     int64_t neg = -1;
-    vn_state_entry_load(&e, VN_STATE_I64, 0, NULL, &neg, 8, &err);
+    vn_ckpt_entry_load(&e, VN_DTYPE_I64, 0, NULL, &neg, 8, &err);
     ck_assert_int_eq(vn_optim_state_loaded(opt, &err), VN_ERR_FORMAT);
-    vn_state_entry_load(&e, VN_STATE_I64, 0, NULL, &three, 8, &err);
+    vn_ckpt_entry_load(&e, VN_DTYPE_I64, 0, NULL, &three, 8, &err);
     ck_assert_int_eq(vn_optim_state_find(opt, "optim.exp_avg_sq.cls2.0.bias", &e, &err), VN_OK);
     ((float *)e.data)[3] = -1.0f;
     ck_assert_int_eq(vn_optim_state_loaded(opt, &err), VN_ERR_FORMAT);
@@ -388,7 +388,7 @@ static void snapshot(optim_case *c, vn_optim *opt, float **params, float **state
     *state = malloc((size_t)c->total * 2 * 4);
     off = 0;
     for (int i = 1; i < vn_optim_state_count(opt); i++) {
-        vn_state_entry e;
+        vn_ckpt_entry e;
         vn_optim_state_at(opt, i, &e);
         memcpy(*state + off, e.data, (size_t)e.numel * 4);
         off += e.numel;

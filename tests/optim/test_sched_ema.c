@@ -354,13 +354,13 @@ START_TEST(test_ema_matches_timm)
 
     /* Named state: the EMA model's tensors under the prefix, then the counter. */
     ck_assert_int_eq(vn_ema_state_count(e[0]), live.n + 1);
-    vn_state_entry st;
+    vn_ckpt_entry st;
     ck_assert_int_eq(vn_ema_state_at(e[0], 0, &st), VN_OK);
     ck_assert_str_eq(st.name, "model_ema.conv.weight");
     ck_assert_ptr_eq(st.data, emas[0].t[0]->data);
     ck_assert_int_eq(vn_ema_state_find(e[0], "model_ema.bn.num_batches_tracked", &st, &err),
                      VN_OK);
-    ck_assert_int_eq(st.dtype, VN_STATE_I64);
+    ck_assert_int_eq(st.dtype, VN_DTYPE_I64);
     ck_assert_ptr_eq(st.data, &emas[0].counter);
     ck_assert_int_eq(vn_ema_state_find(e[0], "bn.weight", &st, &err), VN_ERR_NOT_FOUND);
     ck_assert(vn_ema_decay(e[1]) == strtod(dstr[1], NULL));
@@ -371,7 +371,7 @@ START_TEST(test_ema_matches_timm)
     size_t snap_bytes[17];
     for (int i = 0; i < ns; i++) {
         ck_assert_int_eq(vn_ema_state_at(e[0], i, &st), VN_OK);
-        snap_bytes[i] = vn_state_entry_nbytes(&st);
+        snap_bytes[i] = vn_ckpt_entry_nbytes(&st);
         snap[i] = malloc(snap_bytes[i]);
         memcpy(snap[i], st.data, snap_bytes[i]);
     }
@@ -379,7 +379,7 @@ START_TEST(test_ema_matches_timm)
     vn_ema_update(e[0]);
     for (int i = 0; i < ns; i++) {
         ck_assert_int_eq(vn_ema_state_at(e[0], i, &st), VN_OK);
-        ck_assert_int_eq(vn_state_entry_load(&st, st.dtype, st.ndim, st.shape, snap[i],
+        ck_assert_int_eq(vn_ckpt_entry_load(&st, st.dtype, st.ndim, st.shape, snap[i],
                                              snap_bytes[i], &err), VN_OK);
     }
     ema_model want;

@@ -18,12 +18,14 @@ expect() { # description, command...
 }
 contains() { grep -qF -- "$2" "$1"; }
 quiet() { "$@" >/dev/null 2>&1; }
+not() { ! "$@"; }
 
 "$TOOL" synth "$T/data" 24 8 || { echo "cannot make the synthetic data"; exit 1; }
 cat >"$T/base.yaml" <<YAML
 model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4}
 data: {root: $T/data, input_size: 16, grayscale: true, mean: [0.3], std: [0.3], augment: none,
-       crop_pct: 1.0, mixup: 0, cutmix: 0}
+       crop_pct: 1.0, mixup: 0, cutmix: 0, auto_augment: "", reprob: 0,
+       color_jitter: 0}
 optim: {name: adamw, lr: 0.01, weight_decay: 0.01, update_freq: 1, warmup_epochs: 1}
 deep_training: {decay_epochs: 2, update: iteration}
 ema: {decays: [0.9]}
@@ -90,6 +92,43 @@ expect "eval deploy: exit 0" [ $? -eq 0 ]
 a=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/eval1")
 b=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/eval2")
 expect "deploy top-1 ($b) equals training net's ($a)" [ -n "$a" ] && [ "$a" = "$b" ]
+# The EMA copy by its official key; best-ema-0 is the EMA's own best checkpoint.
+expect "train: best-ema-0.safetensors written" [ -s "$T/run/checkpoints/best-ema-0.safetensors" ]
+expect "train: names the EMA's best checkpoint" contains "$T/train.log" "best-ema-0.safetensors (--key model_ema.0)"
+"$VANILLA" eval "$T/run/checkpoints/best-ema-0.safetensors" --key model_ema --data "$T/data/val" >"$T/eval3" 2>&1
+expect "eval --key model_ema: exit 0" [ $? -eq 0 ]
+expect "eval --key model_ema: the EMA copy" contains "$T/eval3" "(EMA)"
+"$VANILLA" eval "$T/deploy.safetensors" --key model_ema --data "$T/data/val" >"$T/out" 2>&1
+expect "eval --key model_ema of a weight file: exit 1" [ $? -eq 1 ]
+"$VANILLA" eval "$T/run/checkpoints/best.safetensors" --key model_ema --ema 0 >"$T/out" 2>&1
+expect "eval --key with --ema: exit 2" [ $? -eq 2 ]
+echo '[[0], [1]]' >"$T/real.json"
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/data/val" --real-labels "$T/real.json" >"$T/out" 2>&1
+expect "eval --real-labels on non-ImageNet names: exit 1" [ $? -eq 1 ]
+expect "eval --real-labels: names the file" contains "$T/out" "no ImageNet-ReaL entry"
+# ImageNet-ReaL with each image's own class as its label set equals plain top-1; an image
+# with an empty set is left out.
+n=0; json="["
+for c in 0 1 2 3; do
+  mkdir -p "$T/real/c$c"
+  for f in $(cd "$T/data/val/c$c" && ls | sort | head -2); do
+    n=$((n + 1))
+    cp "$T/data/val/c$c/$f" "$T/real/c$c/$(printf 'ILSVRC2012_val_%08d.JPEG' $n)"
+    json="$json${n:+$([ $n -gt 1 ] && echo ,)}[$c]"
+  done
+done
+echo "$json]" >"$T/real.json"
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/real" --real-labels "$T/real.json" >"$T/out" 2>&1
+expect "eval --real-labels: exit 0" [ $? -eq 0 ]
+a=$(sed -n 's/.* top-1 \([0-9.]*\)%.*images).*/\1/p' "$T/out" | head -1)
+b=$(sed -n 's/^ImageNet-ReaL.*top-1 \([0-9.]*\)%.*/\1/p' "$T/out")
+expect "eval --real-labels: ReaL top-1 ($b) equals top-1 ($a) with the folder labels" [ -n "$a" ] && [ "$a" = "$b" ]
+expect "eval --real-labels: 8 images counted" contains "$T/out" "(8 images with labels, 0 without"
+sed -i 's/^\[\[0\]/[[]/' "$T/real.json"
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/real" --real-labels "$T/real.json" >"$T/out" 2>&1
+expect "eval --real-labels: an empty set is left out" contains "$T/out" "(7 images with labels, 1 without"
+"$VANILLA" config official >"$T/out" 2>&1
+expect "config official: the flag table" contains "$T/out" '| `--test_epoch` | `260` | `train.eval_from_epoch` |'
 files=$(cd "$T/data/val" && ls -d */*.png | sort)
 (cd "$T/data/val" && "$VANILLA" predict "$T/deploy.safetensors" $files --topk 2 --save-logits "$T/pred_logits.safetensors") >"$T/pred" 2>&1
 expect "predict: exit 0" [ $? -eq 0 ]
@@ -99,6 +138,35 @@ printf 'not an image' >"$T/junk.png"
 "$VANILLA" predict "$T/deploy.safetensors" "$T/junk.png" >"$T/out" 2>&1
 expect "predict on a bad file: exit 1" [ $? -eq 1 ]
 expect "predict on a bad file: names it" contains "$T/out" "junk.png"
+
+# The checksum covers the header too: one changed byte in the stored preprocessing mean or in
+# a tensor name is refused, by name, by every command that reads the file.
+# (The mean sits in a JSON text inside the header's JSON, hence the escaped quote.)
+for what in 'mean:mean\":[' 'name:stem1.0.weigh'; do
+  tag=${what%%:*}
+  cp "$T/run/checkpoints/best.safetensors" "$T/hdr_$tag.safetensors"
+  expect "flip a byte of the header ($tag)" "$TOOL" flip "$T/hdr_$tag.safetensors" "${what#*:}"
+done
+cp "$T/deploy.safetensors" "$T/hdr_deploy.safetensors"
+expect "flip a byte of the header (deploy)" "$TOOL" flip "$T/hdr_deploy.safetensors" 'mean\":['
+refused() { # description, file, command...
+  local d=$1 f=$2; shift 2
+  "$@" >"$T/out" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ] && contains "$T/out" "$f: checksum mismatch"; then ok "$d"
+  else bad "$d (exit $rc: $(head -c 300 "$T/out"))"; fi
+}
+for tag in mean name deploy; do
+  f="$T/hdr_$tag.safetensors"
+  refused "changed header ($tag): info" "$f" "$VANILLA" info "$f"
+  refused "changed header ($tag): eval" "$f" "$VANILLA" eval "$f" --data "$T/data/val"
+  refused "changed header ($tag): predict" "$f" "$VANILLA" predict "$f" "$T/data/val/c0/$(ls "$T/data/val/c0" | head -1)"
+  [ $tag = deploy ] && continue
+  refused "changed header ($tag): export" "$f" "$VANILLA" export "$f" -o "$T/hdr_out.safetensors"
+  refused "changed header ($tag): resume" "$f" "$VANILLA" train "$T/base.yaml" --set output.dir="$T/hdr_run" --resume "$f"
+  refused "changed header ($tag): model.init" "$f" "$VANILLA" train "$T/base.yaml" --set output.dir="$T/hdr_run" --set model.init="$f"
+done
+expect "changed header: nothing exported" [ ! -e "$T/hdr_out.safetensors" ]
 
 # SIGTERM: finish the step, checkpoint, exit 3; then resume.
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 >"$T/sig.log" 2>&1 &
@@ -158,11 +226,33 @@ expect "data check: names the broken file" contains "$T/check" "broken.png"
 expect "info: exit 0" [ $? -eq 0 ]
 expect "info: totals" contains "$T/info" "total"
 
+# data preview: a PNG grid of augmented samples (5 tiles of 16 px: 3 x 2 with 2-px gaps),
+# the same bytes for the same seed, others for another; bad augmentation keys are named.
+P="--set data.auto_augment=rand-m9-mstd0.5-inc1 --set data.reprob=0.5 --n 5"
+"$VANILLA" data preview "$T/base.yaml" $P --seed 2 -o "$T/grid.png" >"$T/preview" 2>&1
+expect "data preview: exit 0" [ $? -eq 0 ]
+expect "data preview: reports the tiles" contains "$T/preview" "5 training samples"
+expect "data preview: a 56x38 PNG" [ "$(od -An -tu1 -j16 -N8 "$T/grid.png" 2>/dev/null | tr -s ' ')" = " 0 0 0 56 0 0 0 38" ]
+"$VANILLA" data preview "$T/base.yaml" $P --seed 2 -o "$T/grid2.png" >/dev/null 2>&1
+expect "data preview: same seed, same bytes" cmp -s "$T/grid.png" "$T/grid2.png"
+"$VANILLA" data preview "$T/base.yaml" $P --seed 3 -o "$T/grid3.png" >/dev/null 2>&1
+expect "data preview: another seed, other samples" not cmp -s "$T/grid.png" "$T/grid3.png"
+"$VANILLA" data preview "$T/base.yaml" --set data.auto_augment=rand-m99 -o "$T/g.png" >"$T/preview_bad" 2>&1
+expect "data preview with rand-m99: exit 1" [ $? -eq 1 ]
+expect "data preview with rand-m99: names data.auto_augment" contains "$T/preview_bad" "data.auto_augment"
+"$VANILLA" data preview "$T/base.yaml" --set data.reprob=2 -o "$T/g.png" >"$T/preview_bad" 2>&1
+expect "data preview with reprob 2: names data.reprob" contains "$T/preview_bad" "data.reprob"
+"$VANILLA" data preview "$T/base.yaml" >/dev/null 2>&1
+expect "data preview without -o: usage error" [ $? -eq 2 ]
+
 # The README's config reference is the schema's own output (no drift).
 if [ $# -ge 3 ]; then
   "$VANILLA" config schema >"$T/schema.md"
   awk '/<!-- schema:end -->/{p=0} p{print} /<!-- schema:begin -->/{p=1}' "$3" >"$T/readme_schema.md"
   expect "README config reference matches the schema (scripts/update_readme_schema.sh)" cmp -s "$T/schema.md" "$T/readme_schema.md"
+  "$VANILLA" config official >"$T/official.md"
+  awk '/<!-- official:end -->/{p=0} p{print} /<!-- official:begin -->/{p=1}' "$3" >"$T/readme_official.md"
+  expect "README official flag table matches vanilla config official (scripts/update_readme_schema.sh)" cmp -s "$T/official.md" "$T/readme_official.md"
 fi
 
 echo "cli: $pass passed, $fail failed"

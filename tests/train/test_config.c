@@ -209,6 +209,11 @@ static const char *full_example =
     "  interpolation: bilinear\n"
     "  crop_pct: 1.0\n"
     "  hflip: 0\n"
+    "  auto_augment: rand-m9-n3-mstd0.5\n"
+    "  color_jitter: 0.3\n"
+    "  reprob: 0.5\n"
+    "  remode: rand\n"
+    "  recount: 2\n"
     "  mixup: 0.0\n"
     "  cutmix: 0\n"
     "  mixup_prob: 0.5\n"
@@ -264,10 +269,22 @@ static const char *full_example =
     "  save_every: 5\n"
     "  save_every_steps: 500\n"
     "  keep_last: 0\n"
-    "  tensorboard: False\n";
+    "  tensorboard: False\n"
+    "# keys added later, in the flat form\n"
+    "model.init_key: model_ema|model\n"
+    "data.eval_interpolation: bilinear\n"
+    "data.eval_mode: resize-crop\n"
+    "optim.nesterov: false\n"
+    "loss.bce_always: true\n"
+    "train.eval_from_epoch: 7\n";
 
 static void check_full_example(const vn_config *c)
 {
+    ck_assert_str_eq(c->model.init_key, "model_ema|model");
+    ck_assert_int_eq(c->data.eval_interpolation, VN_CONFIG_INTERP_BILINEAR);
+    ck_assert_int_eq(c->data.eval_mode, VN_CONFIG_EVAL_RESIZE_CROP);
+    ck_assert(!c->optim.nesterov && c->loss.bce_always);
+    ck_assert_int_eq(c->train.eval_from_epoch, 7);
     ck_assert_int_eq(c->model.name, VN_CONFIG_MODEL_CUSTOM);
     ck_assert_int_eq(c->model.dims.n, 4);
     ck_assert(c->model.dims.v[0] == 32 && c->model.dims.v[3] == 256);
@@ -327,6 +344,9 @@ static void check_full_example(const vn_config *c)
     ck_assert_int_eq(c->train.log_every, 10);
     ck_assert_int_eq(c->train.nonfinite, VN_CONFIG_NONFINITE_SKIP);
     ck_assert_int_eq(c->train.max_skip, 3);
+    ck_assert_str_eq(c->data.auto_augment, "rand-m9-n3-mstd0.5");
+    ck_assert(c->data.color_jitter == 0.3 && c->data.reprob == 0.5 && c->data.recount == 2);
+    ck_assert_int_eq(c->data.remode, VN_CONFIG_REMODE_RAND);
     ck_assert_str_eq(c->output.dir, "runs/fmnist");
     ck_assert_int_eq(c->output.save_every, 5);
     ck_assert_int_eq(c->output.save_every_steps, 500);
@@ -355,7 +375,7 @@ START_TEST(test_full_file)
     /* Positions are the value's: optim.lr is on line 42, column 7. */
     char buf[256], want[200];
     ck_assert_ptr_nonnull(vn_config_find("optim.lr", &idx));
-    snprintf(want, sizeof want, "%s:42:7", path);
+    snprintf(want, sizeof want, "%s:47:7", path);
     ck_assert_str_eq(vn_config_origin_str(&cfg, idx, buf, sizeof buf), want);
     ck_assert_ptr_nonnull(vn_config_find("model.strides", &idx));
     snprintf(want, sizeof want, "%s:6:5", path);

@@ -27,6 +27,7 @@ static void base_config(vn_config *cfg, const char *out)
         "model.num_classes=4", "model.drop_rate=0.1", "data.input_size=16", "data.grayscale=true",
         "data.mean=[0.3]", "data.std=[0.3]", "data.augment=none", "data.crop_pct=1.0",
         "data.hflip=0.5", "data.mixup=0", "data.cutmix=0", "data.workers=2",
+        "data.auto_augment=", "data.reprob=0", "data.color_jitter=0",
         "optim.name=adamw", "optim.lr=0.01", "optim.weight_decay=0.01", "optim.update_freq=1",
         "optim.warmup_epochs=1", "deep_training.decay_epochs=2", "deep_training.update=iteration",
         "ema.decays=[0.9]", "loss.bce=false", "loss.smoothing=0.1", "train.epochs=8",
@@ -172,6 +173,64 @@ START_TEST(test_corrupt_newest_checkpoint_falls_back)
 }
 END_TEST
 
+/* The whole-file checksum, through the readers of checkpoints: every byte of a real
+ * checkpoint's header (names, shapes, offsets, the stored config and preprocessing) and a
+ * sample of its data bytes, each changed in turn, is refused naming the file. */
+START_TEST(test_checkpoint_header_bytes_are_checked)
+{
+    make_data();
+    vn_config cfg;
+    base_config(&cfg, "checked");
+    vn_error err = {0};
+    ck_assert_int_eq(vn_config_set(&cfg, "train.max_steps=2", &err), VN_OK);
+    vn_train_result r;
+    train(&cfg, NULL, false, &r);
+    FILE *f = fopen(r.last_ckpt, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    size_t len = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *orig = malloc(len);
+    ck_assert_uint_eq(fread(orig, 1, len, f), len);
+    fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | orig[i];
+    ck_assert_uint_gt(hlen, 1000);
+    char bad[4200];
+    snprintf(bad, sizeof bad, "%s/checked/changed.safetensors", root);
+    char want[4300];
+    snprintf(want, sizeof want, "%s: checksum mismatch", bad);
+    size_t n_data = len - 8 - (size_t)hlen, tried = 0;
+    for (size_t i = 0; i < len; i += i < 8 + hlen ? 1 : n_data / 97 + 1) {
+        orig[i] ^= (unsigned char)(1u << (i % 8));
+        f = fopen(bad, "wb");
+        ck_assert_uint_eq(fwrite(orig, 1, len, f), len);
+        fclose(f);
+        orig[i] ^= (unsigned char)(1u << (i % 8));
+        vn_ckpt_info info;
+        vn_vanillanet *m = NULL;
+        vn_error e1 = {0}, e2 = {0};
+        ck_assert_msg(vn_ckpt_info_read(bad, &info, &e1) != VN_OK, "byte %zu accepted", i);
+        ck_assert_msg(strstr(e1.msg, want) == e1.msg, "byte %zu: %s", i, e1.msg);
+        /* The model reader (eval, predict, export, model.init) as well, on a sample. */
+        if (i % 61 == 0 || i >= 8 + hlen) {
+            ck_assert_int_ne(vn_open_model(bad, -1, &m, &info, &e2), VN_OK);
+            ck_assert_msg(strstr(e2.msg, want) == e2.msg, "byte %zu: %s", i, e2.msg);
+        }
+        tried++;
+    }
+    ck_assert_uint_ge(tried, hlen + 8 + 90);
+    /* Unchanged, it loads. */
+    f = fopen(bad, "wb");
+    ck_assert_uint_eq(fwrite(orig, 1, len, f), len);
+    fclose(f);
+    vn_ckpt_info info;
+    ck_assert_msg(vn_ckpt_info_read(bad, &info, &err) == VN_OK, "%s", err.msg);
+    vn_ckpt_info_free(&info);
+    free(orig);
+}
+END_TEST
+
 START_TEST(test_resume_refuses_changed_config)
 {
     make_data();
@@ -222,6 +281,7 @@ static Suite *trainer_suite(void)
     tcase_add_test(tc, test_loss_falls_and_accuracy_rises);
     tcase_add_test(tc, test_resume_is_bit_exact_mid_epoch);
     tcase_add_test(tc, test_corrupt_newest_checkpoint_falls_back);
+    tcase_add_test(tc, test_checkpoint_header_bytes_are_checked);
     tcase_add_test(tc, test_resume_refuses_changed_config);
     tcase_add_test(tc, test_interrupt_flag_writes_checkpoint);
     suite_add_tcase(s, tc);

@@ -1,7 +1,10 @@
 /* Helpers for the CLI tests (tests/train/test_cli.sh):
  *   testtool synth ROOT N_TRAIN N_VAL      writes the synthetic dataset
  *   testtool compare A B NAME TOL          max |A.NAME - B.NAME| <= TOL (safetensors F32)
- *   testtool corrupt FILE                  flips one byte in the middle of the data */
+ *   testtool corrupt FILE                  flips one byte in the middle of the data
+ *   testtool flip FILE TEXT                flips the lowest bit of the byte that follows the
+ *                                          first TEXT in FILE ("\"mean\":[" turns the stored
+ *                                          mean 0.3 into 1.3) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +12,31 @@
 
 #include "io/vn_safetensors.h"
 #include "synth.h"
+
+static int flip_after(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f) return 1;
+    size_t tl = strlen(text), n = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap) buf = realloc(buf, cap *= 2);
+    }
+    long at = -1;
+    for (size_t i = 0; buf && tl && i + tl < n && at < 0; i++)
+        if (memcmp(buf + i, text, tl) == 0) at = (long)(i + tl);
+    int rc = 1;
+    if (at >= 0 && fseek(f, at, SEEK_SET) == 0) {
+        fputc(buf[at] ^ 1, f);
+        rc = 0;
+    } else {
+        fprintf(stderr, "flip: '%s' not found in %s\n", text, path);
+    }
+    free(buf);
+    fclose(f);
+    return rc;
+}
 
 int main(int argc, char **argv)
 {
@@ -46,6 +74,7 @@ int main(int argc, char **argv)
         fclose(f);
         return 0;
     }
-    fprintf(stderr, "usage: testtool synth ROOT N_TRAIN N_VAL | compare A B NAME TOL | corrupt FILE\n");
+    if (argc == 4 && strcmp(argv[1], "flip") == 0) return flip_after(argv[2], argv[3]);
+    fprintf(stderr, "usage: testtool synth ROOT N_TRAIN N_VAL | compare A B NAME TOL | corrupt FILE | flip FILE TEXT\n");
     return 2;
 }

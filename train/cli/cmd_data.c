@@ -1,4 +1,4 @@
-/* vanilla data import / check */
+/* vanilla data import / check / preview */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,12 +6,15 @@
 #include "data/vn_dataset.h"
 #include "base/vn_fs.h"
 #include "data/vn_detect_data.h"
+#include "data/vn_loader.h"
+#include "train/vn_trainer.h"
 #include "train/cli/vn_cli.h"
 
 static const char data_help[] =
     "usage: vanilla data import --format fashion-mnist|mnist|fashion-mnist-detect [SRC_DIR] OUT_DIR\n"
     "                           [--threads N]\n"
     "       vanilla data check FOLDER [--threads N] [--list N]\n"
+    "       vanilla data preview CONFIG.yaml... [--set k=v]... [--n 16] [--seed S] -o GRID.png\n"
     "\n"
     "import: converts MNIST-style IDX files (gzip or plain) into ImageNet-format PNG folders\n"
     "        OUT_DIR/train/<class>/ and OUT_DIR/val/<class>/. SRC_DIR defaults to\n"
@@ -21,7 +24,46 @@ static const char data_help[] =
     "        1000 canvases of 128x128 with 1-4 items each on a textured background.\n"
     "check:  scans an image folder (or a split of one) and reports images per class,\n"
     "        unreadable files with the reason, and odd formats, without training. Exits 1\n"
-    "        when a file is unreadable.\n";
+    "        when a file is unreadable.\n"
+    "preview: writes a PNG grid of the first N training samples of epoch 0 as the config's\n"
+    "        train pipeline makes them (crop, flip, RandAugment or color jitter, random\n"
+    "        erasing), un-normalised; mixup and cutmix (per batch) are not shown. --seed\n"
+    "        replaces train.seed.\n";
+
+static int preview(const char *const *files, int n_files, const char **sets, int n_sets,
+                   const char *seed, int n, const char *out_png)
+{
+    if (!n_files || !out_png) {
+        fputs(data_help, stderr);
+        return VN_EXIT_USAGE;
+    }
+    char seed_set[64];
+    if (seed) {
+        snprintf(seed_set, sizeof seed_set, "train.seed=%s", seed);
+        sets[n_sets++] = seed_set;
+    }
+    vn_config cfg;
+    int ec = vn_cli_load_config(&cfg, files, n_files, sets, n_sets, "data");
+    if (ec) return ec;
+    if (!cfg.data.root[0]) {
+        vn_cli_error("data", "preview needs data.root (in the config or with --set data.root=PATH)");
+        return VN_EXIT_USAGE;
+    }
+    char root[2 * VN_CONFIG_STR_MAX + 2];
+    vn_loader_config lc;
+    vn_build_loader_config(&cfg, true, &lc);
+    lc.root = vn_split_path(&cfg, true, root, sizeof root);
+    vn_error err = {0};
+    int shown = 0;
+    if (vn_loader_preview(&lc, n, out_png, &shown, &err)) {
+        vn_cli_error("data", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    printf("wrote %s: %d training samples of %s (%dx%d, auto_augment \"%s\", reprob %g, "
+           "seed %lld)\n", out_png, shown, lc.root, lc.input_size, lc.input_size,
+           cfg.data.auto_augment, cfg.data.reprob, (long long)cfg.train.seed);
+    return 0;
+}
 
 /* import --format fashion-mnist-detect [SRC_DIR] OUT_DIR */
 static int import_detect(int n_pos, const char *const *pos, int threads)
@@ -55,9 +97,11 @@ int vn_cmd_data(int argc, char **argv)
         fputs(data_help, argc < 2 ? stderr : stdout);
         return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
     }
-    const char *sub = argv[1], *format = "fashion-mnist";
-    const char *pos[2] = {NULL, NULL};
-    int n_pos = 0, threads = 2, list = 20;
+    const char *sub = argv[1], *format = "fashion-mnist", *out_png = NULL, *seed = NULL;
+    const char *pos[VN_CONFIG_MAX_FILES] = {NULL};
+    const char *sets[64];
+    int n_pos = 0, n_sets = 0, threads = 2, list = 20, n_show = 16;
+    int max_pos = strcmp(sub, "preview") == 0 ? VN_CONFIG_MAX_FILES : 2;
     for (int i = 2; i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(data_help, stdout);
@@ -65,10 +109,15 @@ int vn_cmd_data(int argc, char **argv)
         } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--list") == 0 && i + 1 < argc) list = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) n_show = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) seed = argv[++i];
+        else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out_png = argv[++i];
+        else if (vn_cli_is(argv[i], "--set", "-s") && i + 1 < argc && n_sets < 63)
+            sets[n_sets++] = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("data", "unknown option %s (see vanilla data --help)", argv[i]);
             return VN_EXIT_USAGE;
-        } else if (n_pos < 2) pos[n_pos++] = argv[i];
+        } else if (n_pos < max_pos) pos[n_pos++] = argv[i];
         else {
             vn_cli_error("data", "too many arguments");
             return VN_EXIT_USAGE;
@@ -119,6 +168,7 @@ int vn_cmd_data(int argc, char **argv)
         vn_check_report_free(&rep);
         return ec;
     }
-    vn_cli_error("data", "unknown subcommand %s (import or check)", sub);
+    if (strcmp(sub, "preview") == 0) return preview(pos, n_pos, sets, n_sets, seed, n_show, out_png);
+    vn_cli_error("data", "unknown subcommand %s (import, check or preview)", sub);
     return VN_EXIT_USAGE;
 }

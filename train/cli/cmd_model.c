@@ -5,10 +5,61 @@
 #include <string.h>
 
 #include "train/cli/vn_cli.h"
+#include "io/vn_onnx.h"
+#include "train/vn_real_labels.h"
 #include "train/vn_trainer.h"
 
 int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
                          const char *const *class_names, int n_classes, vn_error *err);
+
+/* --config FILE / --set k=v on the commands that take a model file: they describe a plain
+ * state_dict (no vanilla metadata). Returns 1 when consumed, -1 on error. */
+typedef struct model_cfg_args {
+    const char *files[16], *sets[64];
+    int n_files, n_sets;
+} model_cfg_args;
+
+static int take_model_cfg(model_cfg_args *a, int argc, char **argv, int *i, const char *cmd)
+{
+    bool is_cfg = strcmp(argv[*i], "--config") == 0, is_set = vn_cli_is(argv[*i], "--set", "-s");
+    if (!is_cfg && !is_set) return 0;
+    if (*i + 1 >= argc || (is_cfg && a->n_files == 16) || (is_set && a->n_sets == 64)) {
+        vn_cli_error(cmd, "%s needs a value (at most 16 configs and 64 overrides)", argv[*i]);
+        return -1;
+    }
+    if (is_cfg) a->files[a->n_files++] = argv[++*i];
+    else a->sets[a->n_sets++] = argv[++*i];
+    return 1;
+}
+
+/* Opens a model file; a plain state_dict is read with the config of --config/--set
+ * (defaults: vanillanet_5, ImageNet preprocessing, classes from the file). */
+static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn_vanillanet **m,
+                          vn_ckpt_info *info, const char *cmd)
+{
+    vn_config cfg;
+    int ec = vn_cli_load_config(&cfg, a->files, a->n_files, a->sets, a->n_sets, cmd);
+    if (ec) return ec;
+    vn_error err = {0};
+    if (vn_open_model_cfg(path, ema, &cfg, m, info, &err) != VN_OK) {
+        unsigned char head[2] = {0};
+        FILE *fp = fopen(path, "rb");
+        bool torch = fp && fread(head, 1, 2, fp) == 2 && ((head[0] == 'P' && head[1] == 'K') ||
+                                                          (head[0] == 0x80 && head[1] == 0x02));
+        if (fp) fclose(fp);
+        if (torch)
+            vn_cli_error(cmd, "%s is a PyTorch file (torch.save): convert it first with `vanilla "
+                         "import %s -o WEIGHTS.safetensors`", path, path);
+        else
+            vn_cli_error(cmd, "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    if (info->plain)
+        fprintf(stderr, "vanilla %s: %s has no vanilla metadata: read as a %s-form state_dict of the "
+                "config's model (%d classes, input %d)\n", cmd, path, info->deploy ? "deploy" : "training",
+                info->model.num_classes, info->input_size);
+    return 0;
+}
 
 /* Eval-transform settings of a model file: stored preprocessing, else the checkpoint's config. */
 static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loader_config *lc,
@@ -29,6 +80,7 @@ static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loa
         lc->channels = info->channels;
         lc->interpolation = info->interpolation;
         lc->crop_pct = info->crop_pct;
+        lc->eval_resize = (vn_eval_resize)info->eval_resize;
         memcpy(lc->mean, info->mean, sizeof lc->mean);
         memcpy(lc->std, info->std, sizeof lc->std);
         return 0;
@@ -39,31 +91,86 @@ static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loa
     return VN_EXIT_ERROR;
 }
 
+/* --ema N or --key K (the official --model_key); *ema_used: -1 for the live model. A key
+ * other than "model" picks a copy from a vanilla checkpoint; otherwise plain state_dicts are
+ * read with the config of --config/--set. */
+static int open_model(const char *path, int ema, const char *key, const model_cfg_args *a,
+                      vn_vanillanet **m, vn_ckpt_info *info, int *ema_used, const char *cmd)
+{
+    if (ema >= 0 && key) {
+        vn_cli_error(cmd, "give --ema or --key, not both");
+        return VN_EXIT_USAGE;
+    }
+    *ema_used = ema;
+    if (!key || strcmp(key, "model") == 0) return open_model_cli(path, ema, a, m, info, cmd);
+    vn_error err = {0};
+    if (vn_open_model_key(path, key, m, info, ema_used, &err) == VN_OK) return 0;
+    vn_cli_error(cmd, "%s", err.msg);
+    return VN_EXIT_ERROR;
+}
+
+/* The ImageNet-ReaL line of `vanilla eval --real-labels`. */
+static int print_real(const char *json, vn_loader *ld, const float *logits, int nc)
+{
+    vn_error err = {0};
+    vn_real_labels *rl = NULL;
+    vn_real_result rr;
+    int rc = vn_real_labels_load(json, &rl, &err);
+    if (rc == VN_OK) rc = vn_real_accuracy(rl, vn_loader_dataset(ld), logits, nc, &rr, &err);
+    vn_real_labels_free(rl);
+    if (rc != VN_OK) {
+        vn_cli_error("eval", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    printf("ImageNet-ReaL (%s): top-1 %.2f%%  top-5 %.2f%%  (%lld images with labels, %lld "
+           "without, left out)\n", json, rr.top1, rr.top5, (long long)rr.counted,
+           (long long)rr.skipped);
+    return 0;
+}
+
 static int write_logits(const char *path, const float *logits, int64_t n, int nc, vn_error *err)
 {
     vn_st_writer *w = vn_st_writer_new();
     int64_t shape[2] = {n, nc};
     int rc = w ? vn_st_add(w, "logits", VN_DTYPE_F32, 2, shape, logits, err) : VN_ERR_NOMEM;
-    if (rc == VN_OK) rc = vn_st_write(w, path, 0, err);
+    if (rc == VN_OK) rc = vn_st_write(w, path, VN_ST_CRC32, err);
     vn_st_writer_free(w);
     return rc;
 }
 
+#define MODEL_CFG_HELP                                                                        \
+    "\n"                                                                                      \
+    "A plain state_dict (safetensors with the official names and no vanilla metadata, e.g.\n"   \
+    "from `vanilla import` or PyTorch) is read with the model and preprocessing of --config\n"  \
+    "FILE and --set section.key=value (default vanillanet_5 at 224 with ImageNet mean/std);\n"  \
+    "the training or deploy form comes from its keys, the class count from its classifier\n"   \
+    "unless model.num_classes is set, and classes are named by number.\n"
+
 static const char eval_help[] =
-    "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N] [--batch-size N]\n"
-    "                    [--workers N] [--save-logits FILE]\n"
+    "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N | --key K] [--batch-size N]\n"
+    "                    [--workers N] [--save-logits FILE] [--real-labels real.json]\n"
+    "                    [--config FILE] [--set k=v]\n"
     "\n"
     "Top-1, top-5 and mean cross-entropy of a training checkpoint (its model, or EMA copy N)\n"
     "or a weight file (training or deploy form) on an image folder with one subfolder per\n"
     "class. FOLDER defaults to the checkpoint config's data.root/val. Labels follow the class\n"
     "names stored with the model. --save-logits writes a safetensors file with a tensor\n"
-    "`logits` [N, classes] in the folder's (sorted) order.\n";
+    "`logits` [N, classes] in the folder's (sorted) order. --key takes model, model_ema (EMA\n"
+    "copy 0, as the official --model_key) or model_ema.N; a|b: the first the file holds.\n"
+    "--real-labels adds ImageNet-ReaL top-1/top-5 (timm's RealLabelsImagenet): real.json\n"
+    "lists the correct classes of ILSVRC2012_val_NNNNNNNN.JPEG in order; images with an empty\n"
+    "list are left out, a prediction is right when it is in the list.\n"
+    MODEL_CFG_HELP;
 
 int vn_cmd_eval(int argc, char **argv)
 {
-    const char *model_path = NULL, *data = NULL, *logits_path = NULL;
+    const char *model_path = NULL, *data = NULL, *logits_path = NULL, *key = NULL, *real = NULL;
     int ema = -1, batch = 0, workers = -1;
+    model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
+        int t = take_model_cfg(&ca, argc, argv, &i, "eval");
+        if (t < 0) return VN_EXIT_USAGE;
+        if (t) continue;
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(eval_help, stdout);
             return 0;
@@ -72,6 +179,8 @@ int vn_cmd_eval(int argc, char **argv)
         else if (strcmp(argv[i], "--batch-size") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
         else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = atoi(argv[++i]);
         else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
+        else if (strcmp(argv[i], "--real-labels") == 0 && i + 1 < argc) real = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("eval", "unknown option %s (see vanilla eval --help)", argv[i]);
             return VN_EXIT_USAGE;
@@ -84,10 +193,8 @@ int vn_cmd_eval(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(model_path, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("eval", "%s", err.msg);
-        return VN_EXIT_ERROR;
-    }
+    int oc = open_model(model_path, ema, key, &ca, &m, &info, &ema, "eval");
+    if (oc) return oc;
     vn_loader_config lc;
     vn_config cfg;
     bool have_cfg;
@@ -105,8 +212,10 @@ int vn_cmd_eval(int argc, char **argv)
     vn_ctx *ctx = vn_ctx_create();
     if (!ec) {
         lc.root = data;
-        lc.class_names = (const char *const *)info.class_names;
-        lc.n_class_names = info.n_classes;
+        /* A plain state_dict has numbers for names: the sorted folders give the order, as
+         * torchvision's ImageFolder does for the official evaluation. */
+        lc.class_names = info.plain ? NULL : (const char *const *)info.class_names;
+        lc.n_class_names = info.plain ? 0 : info.n_classes;
         lc.num_classes = m->cfg.num_classes;
         if (batch > 0) lc.batch_size = batch;
         if (workers >= 0) lc.workers = workers;
@@ -123,14 +232,15 @@ int vn_cmd_eval(int argc, char **argv)
     }
     vn_eval_result res;
     float *logits = NULL;
-    if (!ec && vn_evaluate(ctx, m, ld, &res, logits_path ? &logits : NULL, &err) != VN_OK) {
+    if (!ec && vn_evaluate(ctx, m, ld, &res, logits_path || real ? &logits : NULL, &err) != VN_OK) {
         vn_cli_error("eval", "%s", err.msg);
         ec = VN_EXIT_ERROR;
     }
     if (!ec) {
         printf("%s%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images)\n", model_path,
                ema >= 0 ? " (EMA)" : "", data, res.top1, res.top5, res.loss, (long long)res.n);
-        if (logits_path) {
+        if (real) ec = print_real(real, ld, logits, m->cfg.num_classes);
+        if (!ec && logits_path) {
             if (write_logits(logits_path, logits, res.n, m->cfg.num_classes, &err) != VN_OK) {
                 vn_cli_error("eval", "%s", err.msg);
                 ec = VN_EXIT_ERROR;
@@ -148,46 +258,78 @@ int vn_cmd_eval(int argc, char **argv)
 }
 
 static const char export_help[] =
-    "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N] [--force]\n"
+    "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N | --key K] [--force]\n"
+    "                      [--config FILE] [--set k=v]\n"
+    "       vanilla export MODEL.safetensors --format onnx -o MODEL.onnx [--input-size N] ...\n"
     "\n"
     "Merges a training checkpoint (its model, or EMA copy N) into the deploy network: every\n"
     "BatchNorm folded into its conv, conv1 and conv2 of each block, the stem and the\n"
     "classifier merged into single convs. Runs both graphs (eval mode) on a batch and prints\n"
     "the largest difference. The merge is exact only at act_learn 1 (deep training finished);\n"
     "--force merges anyway and says how far off it is. The file loads with\n"
-    "load_state_dict(strict=True) into the official PyTorch VanillaNet(deploy=True).\n";
+    "load_state_dict(strict=True) into the official PyTorch VanillaNet(deploy=True).\n"
+    "\n"
+    "--format onnx writes the deploy network (merged first when given the training form) as\n"
+    "ONNX opset 13: Conv, Relu, MaxPool (AdaptiveMaxPool2d as the MaxPool it equals at the\n"
+    "input size; refused where the windows differ), GlobalAveragePool and Flatten, input\n"
+    "[batch, C, N, N] with a dynamic batch axis (N: --input-size, default the stored input\n"
+    "size), output `logits` [batch, classes], class names and preprocessing in\n"
+    "metadata_props (vanilla.classes, vanilla.preprocessing, vanilla.model).\n"
+    MODEL_CFG_HELP;
+
+static int export_onnx_cli(const vn_vanillanet *m, const vn_ckpt_info *info, int size, const char *out)
+{
+    vn_error err = {0};
+    if (vn_export_onnx(m, info, size, out, &err) != VN_OK) {
+        vn_cli_error("export", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    printf("ONNX (opset %d, dynamic batch): %s\n", VN_ONNX_OPSET, out);
+    return 0;
+}
 
 int vn_cmd_export(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL;
-    int ema = -1;
+    const char *in = NULL, *out = NULL, *key = NULL, *format = "safetensors";
+    int ema = -1, onnx_size = 0;
     bool force = false;
+    model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
+        int t = take_model_cfg(&ca, argc, argv, &i, "export");
+        if (t < 0) return VN_EXIT_USAGE;
+        if (t) continue;
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(export_help, stdout);
             return 0;
         } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
         else if (strcmp(argv[i], "--force") == 0) force = true;
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
+        else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) onnx_size = atoi(argv[++i]);
         else if (argv[i][0] == '-') {
             vn_cli_error("export", "unknown option %s (see vanilla export --help)", argv[i]);
             return VN_EXIT_USAGE;
         } else in = argv[i];
     }
-    if (!in || !out) {
+    bool onnx = strcmp(format, "onnx") == 0;
+    if (!in || !out || (!onnx && strcmp(format, "safetensors") != 0)) {
         fputs(export_help, stderr);
         return VN_EXIT_USAGE;
     }
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(in, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("export", "%s", err.msg);
-        return VN_EXIT_ERROR;
-    }
+    int oc = open_model(in, ema, key, &ca, &m, &info, &ema, "export");
+    if (oc) return oc;
     int ec = 0;
-    if (m->deploy) {
-        vn_cli_error("export", "%s is already in deploy form", in);
+    if (m->deploy && onnx) {
+        ec = export_onnx_cli(m, &info, onnx_size, out);
+        vn_vanillanet_destroy(m);
+        vn_ckpt_info_free(&info);
+        return ec;
+    } else if (m->deploy) {
+        vn_cli_error("export", "%s is already in deploy form (--format onnx converts it)", in);
         ec = VN_EXIT_ERROR;
     } else if (m->act_learn < 1.0f && !force) {
         vn_cli_error("export", "%s has act_learn %.4g < 1: deep training has not finished, so the "
@@ -237,6 +379,10 @@ int vn_cmd_export(int argc, char **argv)
         printf("largest |difference| of the logits on a random batch of 8 at %dx%d: %.3g "
                "(relative %.3g)%s\n", size, size, md, mr > 0 ? md / mr : 0.0,
                act_learn < 1 ? "  (act_learn < 1: the merge is inexact)" : "");
+        if (onnx) {
+            ec = export_onnx_cli(m, &info, onnx_size, out);
+            goto done;
+        }
         vn_st_writer *w = vn_st_writer_new();
         int rc = vn_state_to_writer(&m->state, "", w, &err);
         vn_config cfg;
@@ -248,9 +394,10 @@ int vn_cmd_export(int argc, char **argv)
         if (rc == VN_OK && !have_cfg && info.has_data) {
             char data[512];
             snprintf(data, sizeof data, "{\"input_size\":%d,\"channels\":%d,\"interpolation\":\"%s\","
-                     "\"crop_pct\":%.17g,\"mean\":[%.9g,%.9g,%.9g],\"std\":[%.9g,%.9g,%.9g]}",
+                     "\"crop_pct\":%.17g,\"resize\":\"%s\",\"mean\":[%.9g,%.9g,%.9g],"
+                     "\"std\":[%.9g,%.9g,%.9g]}",
                      info.input_size, info.channels, info.interpolation ? "bicubic" : "bilinear",
-                     info.crop_pct, (double)info.mean[0], (double)info.mean[1], (double)info.mean[2],
+                     info.crop_pct, vn_eval_resize_name((vn_eval_resize)info.eval_resize), (double)info.mean[0], (double)info.mean[1], (double)info.mean[2],
                      (double)info.std[0], (double)info.std[1], (double)info.std[2]);
             rc = vn_st_set_meta(w, "vanilla.data", data, &err);
         }
@@ -263,6 +410,7 @@ int vn_cmd_export(int argc, char **argv)
             printf("deploy weights: %s\n", out);
         }
     }
+done:
     free(ref);
     vn_tensor_free(x);
     vn_ctx_destroy(ctx);
@@ -272,19 +420,28 @@ int vn_cmd_export(int argc, char **argv)
 }
 
 static const char predict_help[] =
-    "usage: vanilla predict MODEL.safetensors IMAGE... [--topk K] [--ema N] [--save-logits FILE]\n"
+    "usage: vanilla predict MODEL.safetensors IMAGE... [--topk K] [--ema N | --key K]\n"
+    "                       [--save-logits FILE] [--config FILE] [--set k=v]\n"
     "\n"
     "Classifies image files (PNG or JPEG) with a checkpoint or weight file and prints the top K\n"
     "classes (default 5) with their probabilities. --save-logits writes a safetensors file with\n"
     "a tensor `logits` [N, classes] in the order of the arguments (only when every image could\n"
-    "be read).\n";
+    "be read).\n"
+    MODEL_CFG_HELP;
 
 int vn_cmd_predict(int argc, char **argv)
 {
-    const char *model_path = NULL, *logits_path = NULL;
+    const char *model_path = NULL, *logits_path = NULL, *key = NULL;
     const char **images = calloc((size_t)argc, sizeof *images);
     int n_images = 0, topk = 5, ema = -1;
+    model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
+        int t = take_model_cfg(&ca, argc, argv, &i, "predict");
+        if (t < 0) {
+            free(images);
+            return VN_EXIT_USAGE;
+        }
+        if (t) continue;
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(predict_help, stdout);
             free(images);
@@ -292,6 +449,7 @@ int vn_cmd_predict(int argc, char **argv)
         } else if (strcmp(argv[i], "--topk") == 0 && i + 1 < argc) topk = atoi(argv[++i]);
         else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
         else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("predict", "unknown option %s (see vanilla predict --help)", argv[i]);
             free(images);
@@ -307,10 +465,10 @@ int vn_cmd_predict(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    if (vn_open_model(model_path, ema, &m, &info, &err) != VN_OK) {
-        vn_cli_error("predict", "%s", err.msg);
+    int oc = open_model(model_path, ema, key, &ca, &m, &info, &ema, "predict");
+    if (oc) {
         free(images);
-        return VN_EXIT_ERROR;
+        return oc;
     }
     vn_loader_config lc;
     vn_config cfg;

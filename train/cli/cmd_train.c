@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "train/cli/vn_cli.h"
+#include "train/vn_official.h"
 #include "train/vn_trainer.h"
 
 #define MAX_ARGS 64
@@ -115,6 +116,14 @@ int vn_cmd_train(int argc, char **argv)
     if (res.state.best_top1 >= 0)
         printf("best:  top-1 %.2f%% (%s, epoch %lld)\n", res.state.best_top1, res.state.best_source,
                (long long)res.state.best_epoch);
+    if (res.state.best_model_top1 >= 0)
+        printf("       model %.2f%% (epoch %lld): checkpoints/best.safetensors\n",
+               res.state.best_model_top1, (long long)res.state.best_model_epoch);
+    for (int e = 0; e < cfg.ema.decays.n && e < VN_TRAIN_MAX_EMAS; e++)
+        if (res.state.best_ema_top1[e] >= 0)
+            printf("       EMA %g %.2f%% (epoch %lld): checkpoints/best-ema-%d.safetensors "
+                   "(--key model_ema.%d)\n", cfg.ema.decays.v[e], res.state.best_ema_top1[e],
+                   (long long)res.state.best_ema_epoch[e], e, e);
     printf("time:  %.1f s this session (%.1f s waiting for data), %.1f s in total\n", res.seconds,
            res.data_wait, res.state.elapsed);
     printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg.output.dir,
@@ -125,10 +134,13 @@ int vn_cmd_train(int argc, char **argv)
 static const char config_help[] =
     "usage: vanilla config show [CONFIG.yaml...] [--set section.key=value]... [--no-help]\n"
     "       vanilla config schema\n"
+    "       vanilla config official\n"
     "\n"
     "show:   prints the effective config (defaults, files, overrides) as YAML with the help\n"
     "        of each key; the output is itself a valid config file.\n"
-    "schema: every key with its type, default, range and meaning.\n";
+    "schema: every key with its type, default, range and meaning.\n"
+    "official: every flag of the official trainer's main.py, its default, the key or command\n"
+    "        that stands for it here and whether the behaviour is identical, different or absent.\n";
 
 int vn_cmd_config(int argc, char **argv)
 {
@@ -137,8 +149,9 @@ int vn_cmd_config(int argc, char **argv)
         return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
     }
     if (strcmp(argv[1], "schema") == 0) return vn_config_schema_markdown(stdout) == 0 ? 0 : 1;
+    if (strcmp(argv[1], "official") == 0) return vn_official_markdown(stdout) == 0 ? 0 : 1;
     if (strcmp(argv[1], "show") != 0) {
-        vn_cli_error("config", "unknown subcommand %s (show or schema)", argv[1]);
+        vn_cli_error("config", "unknown subcommand %s (show, schema or official)", argv[1]);
         return VN_EXIT_USAGE;
     }
     config_args a = {0};
@@ -164,10 +177,10 @@ int vn_cmd_config(int argc, char **argv)
 
 static const char info_help[] =
     "usage: vanilla info CONFIG.yaml... [--set k=v]... [--input-size N] [--deploy]\n"
-    "       vanilla info MODEL.safetensors [--input-size N]\n"
+    "       vanilla info MODEL.safetensors [CONFIG.yaml...] [--set k=v]... [--input-size N]\n"
     "\n"
     "Per-layer output shapes, parameters and multiply-adds, with totals for the training and\n"
-    "the deploy form.\n";
+    "the deploy form. A plain state_dict (no vanilla metadata) is described by the configs.\n";
 
 static int print_report(const vn_vanillanet_config *mc, bool deploy, int size, const char *cmd)
 {
@@ -214,14 +227,18 @@ int vn_cmd_info(int argc, char **argv)
     bool file_deploy = false;
     if (model_file) {
         vn_ckpt_info info;
-        if (vn_ckpt_info_read(model_file, &info, &err) != VN_OK) {
+        vn_config cfg; /* describes a plain state_dict (no vanilla metadata) */
+        int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "info");
+        if (ec) return ec;
+        if (vn_ckpt_info_read_cfg(model_file, &cfg, &info, &err) != VN_OK) {
             vn_cli_error("info", "%s", err.msg);
             return VN_EXIT_ERROR;
         }
         mc = info.model;
         file_deploy = info.deploy;
         if (!size) size = info.has_data ? info.input_size : 224;
-        printf("%s: %s%s, %d classes\n", model_file, info.is_checkpoint ? "training checkpoint" : "weights",
+        printf("%s: %s%s, %d classes\n", model_file, info.is_checkpoint ? "training checkpoint"
+               : info.plain ? "plain state_dict (model from the config)" : "weights",
                info.deploy ? " (deploy form)" : "", mc.num_classes);
         vn_ckpt_info_free(&info);
     } else {

@@ -75,8 +75,10 @@ static const char usage[] =
     "  predict MODEL IMG.. top-k classes of image files\n"
     "  ablate BASE ABL     run a grid of config overrides and tabulate the results\n"
     "  info CONFIG|MODEL   per-layer shapes, parameters and multiply-adds\n"
-    "  config show|schema  the effective config with helps, or the reference of every key\n"
+    "  config show|schema|official  the effective config, every key, the official flags\n"
     "  data import|check   import MNIST/Fashion-MNIST into image folders, check a folder\n"
+    "  import W.pth -o OUT convert PyTorch weights (torch.save) to safetensors, no Python\n"
+    "  data preview CONFIG a PNG grid of augmented training samples\n"
     "\n"
     "Run `vanilla <command> --help` for the options of a command.\n"
     "\n"
@@ -98,7 +100,7 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } cmds[] = {{"train", vn_cmd_train},   {"eval", vn_cmd_eval},     {"export", vn_cmd_export},
                 {"predict", vn_cmd_predict}, {"ablate", vn_cmd_ablate}, {"info", vn_cmd_info},
-                {"config", vn_cmd_config}, {"data", vn_cmd_data}};
+                {"config", vn_cmd_config}, {"data", vn_cmd_data}, {"import", vn_cmd_import}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "vanilla: unknown command '%s'\n\n%s", argv[1], usage);

@@ -1,5 +1,5 @@
-/* Named state entries (see vn_state.h) and small string helpers of the optim layer. */
-#include "optim/vn_state.h"
+/* Checkpoint entries (see vn_ckpt_entry.h) and small string helpers of the optim layer. */
+#include "optim/vn_ckpt_entry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,29 +7,18 @@
 
 #include "optim/optim_impl.h"
 
-const char *vn_state_dtype_name(vn_state_dtype dt)
+size_t vn_ckpt_entry_nbytes(const vn_ckpt_entry *e)
 {
-    switch (dt) {
-    case VN_STATE_F32: return "F32";
-    case VN_STATE_I64: return "I64";
-    }
-    return "?";
+    return (size_t)e->numel * vn_dtype_size(e->dtype);
 }
 
-size_t vn_state_dtype_size(vn_state_dtype dt) { return dt == VN_STATE_I64 ? 8 : 4; }
-
-size_t vn_state_entry_nbytes(const vn_state_entry *e)
-{
-    return (size_t)e->numel * vn_state_dtype_size(e->dtype);
-}
-
-int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
+int vn_ckpt_entry_load(const vn_ckpt_entry *e, vn_dtype dtype, int ndim,
                         const int64_t *shape, const void *data, size_t nbytes, vn_error *err)
 {
     if (!e || !e->data) return vn_error_set(err, VN_ERR_INVALID, "state entry without data");
     if (dtype != e->dtype)
         return vn_error_set(err, VN_ERR_FORMAT, "state '%s': saved as %s, expected %s",
-                            e->name, vn_state_dtype_name(dtype), vn_state_dtype_name(e->dtype));
+                            e->name, vn_dtype_name(dtype), vn_dtype_name(e->dtype));
     if (ndim < 0 || (ndim > 0 && !shape))
         return vn_error_set(err, VN_ERR_INVALID, "state '%s': invalid saved shape", e->name);
     bool same = true;
@@ -47,7 +36,7 @@ int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
         return vn_error_set(err, VN_ERR_SHAPE, "state '%s': saved shape %s, expected %s",
                             e->name, got, want);
     }
-    size_t want_bytes = vn_state_entry_nbytes(e);
+    size_t want_bytes = vn_ckpt_entry_nbytes(e);
     if (nbytes != want_bytes || (nbytes && !data))
         return vn_error_set(err, VN_ERR_FORMAT, "state '%s': %zu bytes of data, expected %zu",
                             e->name, nbytes, want_bytes);

@@ -1,0 +1,88 @@
+/* The op table (one row per op of VN_OP_LIST, one column per device) and the dispatch
+ * functions of the three directions: forward, backward and recompute. */
+#include "autograd/ops_impl.h"
+
+static const char *const op_names[] = {
+#define VN_X_NAME(name, text, kernels, recompute) text,
+    VN_OP_LIST(VN_X_NAME)
+#undef VN_X_NAME
+};
+_Static_assert(sizeof op_names / sizeof op_names[0] == VN_OP_COUNT,
+               "every op in VN_OP_LIST needs a name");
+
+const char *vn_op_name(vn_op op)
+{
+    return (unsigned)op < VN_OP_COUNT ? op_names[op] : "unknown-op";
+}
+
+const char *vn_device_name(vn_device d)
+{
+    switch (d) {
+    case VN_DEVICE_CPU: return "cpu";
+    case VN_DEVICE_CUDA: return "cuda";
+    default: return "unknown-device";
+    }
+}
+
+/* The CPU column: every op's kernels, declared from the list and defined in ops_*.c. */
+#define VN_X_DECLARE(name, text, kernels, recompute)                  \
+    int vn__##kernels##_forward_cpu(vn_ctx *ctx, vn_node *node);      \
+    void vn__##kernels##_backward_cpu(vn_ctx *ctx, vn_node *node);    \
+    void vn__##kernels##_recompute_cpu(vn_ctx *ctx, vn_node *node);
+VN_OP_LIST(VN_X_DECLARE)
+#undef VN_X_DECLARE
+
+#define VN_RECOMPUTE_0(kernels, device) NULL
+#define VN_RECOMPUTE_1(kernels, device) vn__##kernels##_recompute_##device
+#define VN_X_CELL(name, text, kernels, recompute)                                          \
+    [VN_OP_##name] = {vn__##kernels##_forward_cpu, vn__##kernels##_backward_cpu,            \
+                      VN_RECOMPUTE_##recompute(kernels, cpu)},
+
+/* A backend that is not built has an empty column: its ops fail with a clear message. */
+static const vn__op_kernels op_table[VN_DEVICE_COUNT][VN_OP_COUNT] = {
+    [VN_DEVICE_CPU] = {VN_OP_LIST(VN_X_CELL)},
+};
+#undef VN_X_CELL
+
+static const vn__op_kernels *cell(vn_op op, vn_device device)
+{
+    if ((unsigned)op >= VN_OP_COUNT || (unsigned)device >= VN_DEVICE_COUNT) return NULL;
+    const vn__op_kernels *k = &op_table[device][op];
+    return k->forward ? k : NULL;
+}
+
+int vn__dispatch_forward(vn_ctx *ctx, vn_node *node)
+{
+    const vn__op_kernels *k = cell(node->op, node->device);
+    if (!k) {
+        vn_ctx_fail(ctx, VN_ERR_UNSUPPORTED, "%s has no kernel for device %s in this build",
+                    vn_op_name(node->op), vn_device_name(node->device));
+        return VN_ERR_UNSUPPORTED;
+    }
+    int rc = k->forward(ctx, node);
+    if (rc != VN_OK && vn_ctx_status(ctx) == VN_OK)
+        vn_ctx_fail(ctx, rc, "%s: %s", vn_op_name(node->op), vn_status_str(rc));
+    return rc != VN_OK ? rc : vn_ctx_status(ctx);
+}
+
+void vn__dispatch_backward(vn_ctx *ctx, vn_node *node)
+{
+    const vn__op_kernels *k = cell(node->op, node->device);
+    VN_ASSERT(k, "a node of %s on %s was recorded without kernels", vn_op_name(node->op),
+              vn_device_name(node->device));
+    k->backward(ctx, node);
+}
+
+void vn__dispatch_recompute(vn_ctx *ctx, vn_node *node)
+{
+    const vn__op_kernels *k = cell(node->op, node->device);
+    VN_ASSERT(k && k->recompute, "%s on %s has no recompute kernel (VN_OP_LIST's last column)",
+              vn_op_name(node->op), vn_device_name(node->device));
+    k->recompute(ctx, node);
+}
+
+bool vn__has_recompute(vn_op op, vn_device device)
+{
+    const vn__op_kernels *k = cell(op, device);
+    return k && k->recompute;
+}

@@ -1,0 +1,22 @@
+/* For tests and benchmarks only: reaching one tape entry without running the whole backward.
+ * Programs outside the library use nothing else of autograd's internals. */
+#ifndef VN_TESTING_H
+#define VN_TESTING_H
+
+#include "autograd/vn_ctx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The gradient buffer of a step tensor, allocated (uninitialised) on first use: the caller
+ * fills it before vn_testing_node_backward. NULL with the context error on failure. */
+float *vn_testing_grad(vn_ctx *ctx, vn_tensor *t);
+/* Runs only the backward kernel of the tape entry that produced out (dispatched on its op
+ * and device), reading out's gradient; the entry stays on the tape. */
+int vn_testing_node_backward(vn_ctx *ctx, vn_tensor *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# End-to-end checks of official weights through the vanilla command (issue 14): vanilla import
+# of the .pth fixtures (good ones convert, bad ones exit 1 naming the file and the cause), a
+# plain PyTorch state_dict opened with --config by info/predict/export, and a fine-tuning run
+# whose model.init is that plain file (another class count: the classifier is re-initialised).
+# Usage (from meson): test_weights_cli.sh VANILLA TESTTOOL FIXTURES
+set -u
+VANILLA=$(readlink -f "$1")
+TOOL=$(readlink -f "$2")
+FX=$(readlink -f "$3")/weights
+T=$(mktemp -d /tmp/vn_wcli_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+contains() { grep -qF -- "$2" "$1"; }
+
+expect "import --help" "$VANILLA" import --help >/dev/null
+for f in sd_train sd_deploy ckpt module half views legacy; do
+  "$VANILLA" import "$FX/$f.pth" -o "$T/$f.safetensors" >"$T/out" 2>&1
+  expect "import $f.pth: exit 0" [ $? -eq 0 ]
+done
+"$VANILLA" import "$FX/module.pth" -o "$T/m.safetensors" >"$T/out" 2>&1
+expect "module.pth: prefixes reported" contains "$T/out" "69 'module.' prefixes dropped"
+declare -A cause=([evil]="'posix.system'" [truncated]="not a readable torch.save zip archive"
+                  [nostorage]="storage record 'sd_train/data/3' is missing"
+                  [badshape]="truncated or wrong-shaped")
+for f in evil truncated nostorage badshape; do
+  "$VANILLA" import "$FX/$f.pth" -o "$T/bad.safetensors" >"$T/out" 2>&1
+  rc=$?
+  expect "import $f.pth: exit 1" [ $rc -eq 1 ]
+  expect "import $f.pth: names the file and the cause" contains "$T/out" "$f.pth: "
+  expect "import $f.pth: cause" contains "$T/out" "${cause[$f]}"
+  expect "import $f.pth: nothing written" [ ! -e "$T/bad.safetensors" ]
+done
+"$VANILLA" import "$FX/wrong_variant.pth" -o "$T/bad.safetensors" --config "$FX/config.yaml" >"$T/out" 2>&1
+expect "wrong variant with --config: exit 1" [ $? -eq 1 ]
+expect "wrong variant: shapes by key" contains "$T/out" "'stages.1.conv2.0.weight' is F32 [32, 16, 1, 1] in the file, F32 [24, 16, 1, 1] in the model"
+"$VANILLA" import "$FX/ckpt.pth" --key model_ema -o "$T/ema.safetensors" --config "$FX/config.yaml" >"$T/out" 2>&1
+expect "import --key model_ema --config: exit 0" [ $? -eq 0 ]
+"$VANILLA" info "$T/ema.safetensors" >"$T/out" 2>&1
+expect "imported with --config: info needs no config" contains "$T/out" "weights, 5 classes"
+
+# A plain state_dict: refused without a config that fits, read with one.
+"$VANILLA" info "$FX/plain_train.safetensors" "$FX/config.yaml" >"$T/out" 2>&1
+expect "info plain + config" contains "$T/out" "plain state_dict (model from the config), 5 classes"
+"$VANILLA" export "$FX/plain_train.safetensors" -o "$T/dep.safetensors" >"$T/out" 2>&1
+expect "export plain without a config: exit 1" [ $? -eq 1 ]
+expect "export plain without a config: variant hint" contains "$T/out" "The file holds 2 stages of widths [8, 16, 24]"
+"$VANILLA" export "$FX/plain_train.safetensors" -o "$T/dep.safetensors" --config "$FX/config.yaml" >"$T/out" 2>&1
+expect "export plain with --config: exit 0" [ $? -eq 0 ]
+"$VANILLA" export "$T/dep.safetensors" --format onnx -o "$T/m.onnx" >"$T/out" 2>&1
+expect "export --format onnx of a deploy file: exit 0" [ $? -eq 0 ]
+expect "onnx written" [ -s "$T/m.onnx" ]
+
+# vanilla eval of the plain state_dict equals PyTorch's logits on the same images.
+"$VANILLA" eval "$FX/plain_train.safetensors" --config "$FX/config.yaml" --data "$FX/images" \
+  --save-logits "$T/eval_logits.safetensors" >"$T/out" 2>&1
+expect "eval plain + config: exit 0" [ $? -eq 0 ]
+expect "eval plain: logits equal PyTorch's (1e-5 abs)" "$TOOL" compare "$T/eval_logits.safetensors" \
+  "$FX/expected_eval.safetensors" logits 1e-5
+
+# Fine-tuning from the plain file: 4 synthetic classes instead of 5.
+"$TOOL" synth "$T/data" 16 4 || { echo "cannot make the synthetic data"; exit 1; }
+cat >"$T/ft.yaml" <<YAML
+model: {name: custom, dims: [8, 16, 24], strides: [2, 2], act_num: 1, in_chans: 3, num_classes: 4,
+        init: $FX/plain_train.safetensors}
+data: {root: $T/data, input_size: 16, augment: none, crop_pct: 1.0, mixup: 0, cutmix: 0}
+optim: {name: adamw, lr: 0.01, warmup_epochs: 0, layer_decay: 0.7}
+deep_training: {decay_epochs: 0}
+train: {epochs: 1, batch_size: 8, threads: 1, log_every: 1000}
+output: {dir: $T/run, keep_last: 1, tensorboard: false}
+YAML
+"$VANILLA" train "$T/ft.yaml" >"$T/out" 2>&1
+expect "fine-tune from a plain state_dict: exit 0" [ $? -eq 0 ]
+expect "fine-tune: classifier keys named" contains "$T/out" "cls2.0.weight (F32 [5, 5, 1, 1] -> F32 [4, 4, 1, 1])"
+sed -i 's/in_chans: 3/in_chans: 1/' "$T/ft.yaml"
+"$VANILLA" train "$T/ft.yaml" --set data.grayscale=true --set "data.mean=[0.5]" --set "data.std=[0.5]" --set output.dir="$T/run2" >"$T/out" 2>&1
+expect "fine-tune with another stem: exit 1" [ $? -eq 1 ]
+expect "fine-tune with another stem: the stem by key" contains "$T/out" "'stem1.0.weight' is F32 [8, 3, 4, 4] in the file, F32 [8, 1, 4, 4] in the model"
+
+# A .pth where safetensors is expected: pointed to vanilla import.
+"$VANILLA" predict "$FX/sd_train.pth" "$FX/images/a/0.png" >"$T/out" 2>&1
+expect "predict a .pth: exit 1" [ $? -eq 1 ]
+expect "predict a .pth: hint" contains "$T/out" "is a PyTorch file (torch.save): convert it first with \`vanilla import"
+"$VANILLA" train "$T/ft.yaml" --set model.in_chans=3 --set model.init="$FX/ckpt.pth" --set output.dir="$T/run3" >"$T/out" 2>&1
+expect "model.init a .pth: exit 1" [ $? -eq 1 ]
+expect "model.init a .pth: hint" contains "$T/out" "model.init: $FX/ckpt.pth is a PyTorch file"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,46 @@
+/* When to evaluate and which checkpoints are the best ones, as the official main.py: an
+ * evaluation after epoch e when e > 0 and e % test_freq == 0 or e > test_epoch, and
+ * `checkpoint-best` for the live model apart from `checkpoint-best-ema` for its EMA copies
+ * (here one best-ema-N per copy). */
+#include "train/vn_trainer.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+bool vn_eval_due(const vn_config *cfg, int64_t epoch, bool last)
+{
+    int64_t every = cfg->train.eval_every, from = cfg->train.eval_from_epoch;
+    if (every <= 0) return false;
+    if (last) return true;
+    if (epoch <= 0) return false;
+    return epoch % every == 0 || (from > 0 && epoch >= from);
+}
+
+bool vn_best_record(vn_train_state *st, int source, double top1, int64_t epoch)
+{
+    if (source >= VN_TRAIN_MAX_EMAS) return false;
+    double *best = source < 0 ? &st->best_model_top1 : &st->best_ema_top1[source];
+    int64_t *at = source < 0 ? &st->best_model_epoch : &st->best_ema_epoch[source];
+    if (!(top1 > *best)) return false;
+    *best = top1;
+    *at = epoch;
+    return true;
+}
+
+void vn_best_name(int source, char *buf, size_t len)
+{
+    if (source < 0) snprintf(buf, len, "best.safetensors");
+    else snprintf(buf, len, "best-ema-%d.safetensors", source);
+}
+
+int vn_best_link(const char *ckpt, const char *dir, const char *name, const vn_ckpt_parts *p,
+                 vn_error *err)
+{
+    char best[4096], tmp[4200];
+    snprintf(best, sizeof best, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", best, (int)getpid());
+    unlink(tmp);
+    if (link(ckpt, tmp) == 0 && rename(tmp, best) == 0) return VN_OK;
+    unlink(tmp);
+    return vn_ckpt_save(best, p, err); /* no hard links here: write it again */
+}

@@ -1,0 +1,139 @@
+/* The deploy VanillaNet as an ONNX graph (io/vn_onnx.h): stem Conv 4x4 -> Relu -> depthwise
+ * Conv (the series activation with its folded BN as bias); per stage Conv 1x1 -> MaxPool (or
+ * AdaptiveMaxPool2d mapped to the MaxPool it equals at the export's input size) -> Relu ->
+ * depthwise Conv; GlobalAveragePool -> Conv 1x1 -> Flatten. Dropout is the identity at
+ * inference and is left out. Class names and preprocessing go in metadata_props. */
+#include "train/vn_trainer.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/vn_layout.h"
+#include "io/vn_onnx.h"
+
+/* An OHWI conv layer as an ONNX Conv (OIHW weights). */
+static int add_conv(vn_onnx *g, const char *name, const vn_tensor *w, const vn_tensor *b, int stride,
+                    int pad, int groups, vn_error *err)
+{
+    int64_t o = w->shape[0], kh = w->shape[1], kw = w->shape[2], i = w->shape[3];
+    float *oihw = malloc((size_t)w->numel * sizeof *oihw);
+    if (!oihw) return vn_error_set(err, VN_ERR_NOMEM, "out of memory exporting '%s'", name);
+    vn_ohwi_to_oihw(oihw, w->data, o, i, kh, kw);
+    int rc = vn_onnx_conv(g, name, oihw, b ? b->data : NULL, (int)o, (int)i, (int)kh, (int)kw,
+                          stride, pad, groups, err);
+    free(oihw);
+    return rc;
+}
+
+/* relu -> depthwise (2n+1)^2 conv with bias. */
+static int add_act(vn_onnx *g, const char *prefix, const vn_series_act *a, vn_error *err)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.relu", prefix);
+    int rc = vn_onnx_relu(g, name, err);
+    snprintf(name, sizeof name, "%s", prefix);
+    if (rc == VN_OK) rc = add_conv(g, name, a->weight, a->bias, 1, a->act_num, a->dim, err);
+    return rc;
+}
+
+static int add_pool(vn_onnx *g, int i, const vn_vanilla_block *b, int *h, int *w, vn_error *err)
+{
+    char name[64];
+    snprintf(name, sizeof name, "stages.%d.pool", i);
+    if (b->stride <= 1) return VN_OK;
+    if (!b->ada_pool) {
+        *h /= b->stride, *w /= b->stride;
+        return vn_onnx_maxpool(g, name, b->stride, b->stride, err);
+    }
+    if (*h != *w || *h % b->ada_pool != 0)
+        return vn_error_set(err, VN_ERR_UNSUPPORTED, "stages.%d: AdaptiveMaxPool2d(%d) of a %dx%d map "
+                            "has windows of different sizes, which no single ONNX MaxPool expresses; "
+                            "export at an input size where the map is a multiple of %d", i,
+                            b->ada_pool, *h, *w, b->ada_pool);
+    int k = *h / b->ada_pool;
+    *h = *w = b->ada_pool;
+    return vn_onnx_maxpool(g, name, k, k, err);
+}
+
+static int add_network(vn_onnx *g, const vn_vanillanet *m, int size, vn_error *err)
+{
+    const vn_conv_params sp = m->stem1.p;
+    int rc = add_conv(g, "stem.0", m->stem1.weight, m->stem1.bias, sp.stride_h, sp.pad_h, 1, err);
+    int h = (size + 2 * sp.pad_h - m->stem1.kh) / sp.stride_h + 1, w = h;
+    if (rc == VN_OK) rc = add_act(g, "stem.1", &m->stem_act, err);
+    char name[64];
+    for (int i = 0; rc == VN_OK && i < m->cfg.n_stages; i++) {
+        const vn_vanilla_block *b = &m->stages[i];
+        snprintf(name, sizeof name, "stages.%d.conv", i);
+        rc = add_conv(g, name, b->conv.weight, b->conv.bias, 1, 0, 1, err);
+        if (rc == VN_OK) rc = add_pool(g, i, b, &h, &w, err);
+        snprintf(name, sizeof name, "stages.%d.act", i);
+        if (rc == VN_OK) rc = add_act(g, name, &b->act, err);
+        if (rc == VN_OK && (h < 1 || w < 1))
+            rc = vn_error_set(err, VN_ERR_SHAPE, "input %d is too small: stage %d's map is empty", size, i);
+    }
+    if (rc == VN_OK) rc = vn_onnx_global_avgpool(g, "cls.0", err);
+    if (rc == VN_OK) rc = add_conv(g, "cls.2", m->cls1.weight, m->cls1.bias, 1, 0, 1, err);
+    if (rc == VN_OK) rc = vn_onnx_flatten(g, "flatten", err);
+    return rc;
+}
+
+static char *meta_json(const vn_ckpt_info *info, int size, int channels)
+{
+    json_t *o = json_object(), *mean = json_array(), *std = json_array();
+    for (int c = 0; c < channels; c++) {
+        json_array_append_new(mean, json_real(info->mean[c]));
+        json_array_append_new(std, json_real(info->std[c]));
+    }
+    json_object_set_new(o, "input_size", json_integer(size));
+    json_object_set_new(o, "channels", json_integer(channels));
+    json_object_set_new(o, "layout", json_string("NCHW, RGB (or gray) scaled to [0, 1], then (x - mean) / std"));
+    json_object_set_new(o, "interpolation", json_string(info->interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
+    json_object_set_new(o, "crop_pct", json_real(info->crop_pct));
+    json_object_set_new(o, "mean", mean);
+    json_object_set_new(o, "std", std);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}
+
+static int add_meta(vn_onnx *g, const vn_vanillanet *m, const vn_ckpt_info *info, int size, vn_error *err)
+{
+    json_t *cl = json_array();
+    for (int i = 0; i < m->cfg.num_classes; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        const char *n = info && info->class_names && i < info->n_classes ? info->class_names[i] : num;
+        json_array_append_new(cl, json_string(n));
+    }
+    char *classes = json_dumps(cl, JSON_COMPACT);
+    json_decref(cl);
+    char *pre = info && info->has_data ? meta_json(info, size, m->cfg.in_chans) : NULL;
+    char *model = vn_vanillanet_config_json(&m->cfg, true);
+    int rc = classes && model ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    if (rc == VN_OK) rc = vn_onnx_meta(g, "vanilla.classes", classes, err);
+    if (rc == VN_OK && pre) rc = vn_onnx_meta(g, "vanilla.preprocessing", pre, err);
+    if (rc == VN_OK) rc = vn_onnx_meta(g, "vanilla.model", model, err);
+    free(classes);
+    free(pre);
+    free(model);
+    return rc;
+}
+
+int vn_export_onnx(const vn_vanillanet *m, const vn_ckpt_info *info, int input_size, const char *path,
+                   vn_error *err)
+{
+    if (!m->deploy)
+        return vn_error_set(err, VN_ERR_INVALID, "ONNX export takes the deploy network (merge first)");
+    if (input_size <= 0) input_size = info && info->has_data ? info->input_size : 224;
+    vn_onnx *g = vn_onnx_new("vanillanet", "input", m->cfg.in_chans, input_size, input_size);
+    if (!g) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    int rc = add_network(g, m, input_size, err);
+    if (rc == VN_OK) rc = add_meta(g, m, info, input_size, err);
+    if (rc == VN_OK) rc = vn_onnx_write(g, path, "logits", m->cfg.num_classes, err);
+    vn_onnx_free(g);
+    if (rc != VN_OK) vn_error_prefix(err, "%s: ", path);
+    return rc;
+}
