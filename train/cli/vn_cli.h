@@ -35,6 +35,7 @@ int vn_cmd_export(int argc, char **argv);
 int vn_cmd_predict(int argc, char **argv);
 int vn_cmd_data(int argc, char **argv);
 int vn_cmd_ablate(int argc, char **argv);
+int vn_cmd_report(int argc, char **argv);
 
 /* Set by the signal handlers of `train` and `ablate`. */
 extern volatile sig_atomic_t vn_cli_stop;
