@@ -148,6 +148,10 @@ static void data_range(const vn_chart *c, double *x0, double *x1, double *y0, do
         if (c->marks[i].y < *y0) *y0 = c->marks[i].y;
         if (c->marks[i].y > *y1) *y1 = c->marks[i].y;
     }
+    if (c->has_x_hint && *x0 <= *x1) {
+        *x0 = fmin(*x0, c->x_min_hint);
+        *x1 = fmax(*x1, c->x_max_hint);
+    }
 }
 
 void vn_chart_layout(const vn_chart *c, int w, int h, double scale, vn_plot *p)
@@ -160,6 +164,12 @@ void vn_chart_layout(const vn_chart *c, int w, int h, double scale, vn_plot *p)
     if (c->y_zero && y0 > 0) y0 = 0;
     if (c->y_zero && y1 < 0) y1 = 0;
     if (x1 <= x0) x0 -= 0.5, x1 += 0.5;
+    if (c->y_min_span > 0 && y1 - y0 < c->y_min_span) {
+        double grow = c->y_min_span - (y1 - y0);
+        bool low_fixed = c->y_zero && y0 == 0;
+        y0 -= low_fixed ? 0 : grow / 2;
+        y1 += low_fixed ? grow : grow / 2;
+    }
     if (y1 <= y0) {
         double d = fabs(y0) > 0 ? fabs(y0) * 0.05 : 0.5;
         y0 -= d, y1 += d;

@@ -161,9 +161,10 @@ static void notes_box(vn_text *t, const vn_run_set *s)
     vn_text_put(t, "</ul></div>");
 }
 
-static void panel(vn_text *t, const vn_chart *c, const char *title, bool full)
+static void panel(vn_text *t, vn_chart *c, const char *title, bool full, bool multi)
 {
     if (c->n_lines == 0) return;
+    for (int i = 0; multi && i < c->n_lines; i++) c->lines[i].label = NULL; /* the page's legend */
     vn_text_printf(t, "<div class=\"panel%s\"><h3>", full ? " full" : "");
     vn_text_escaped(t, title);
     vn_text_put(t, "</h3>");
@@ -189,23 +190,23 @@ static void charts(vn_text *t, const vn__run_view *v, int n, bool multi)
     vn_chart c;
     vn_text_put(t, "<h2>Training</h2><div class=\"grid\">");
     vn__chart_loss(&c, v, n, multi);
-    panel(t, &c, "Training loss", true);
+    panel(t, &c, "Training loss", true, multi);
     static const char *const step_series[][2] = {{"lr", "Learning rate"}, {"act_learn", "act_learn (deep training)"},
                                                  {"wd", "Weight decay"}, {"grad_norm", "Gradient norm"}};
     for (int i = 0; i < 4; i++) {
         vn__chart_step_series(&c, v, n, multi, step_series[i][0]);
-        panel(t, &c, step_series[i][1], false);
+        panel(t, &c, step_series[i][1], false, multi);
     }
     vn_text_put(t, "</div><h2>Evaluation</h2><div class=\"grid\">");
     vn__chart_top1(&c, v, n, multi, labels);
-    panel(t, &c, multi ? "Validation top-1" : "Validation top-1 / top-5", false);
+    panel(t, &c, multi ? "Validation top-1" : "Validation top-1 / top-5", false, multi);
     if (c.n_lines == 0) vn_text_put(t, "<div class=\"panel\"><h3>Validation</h3><p>No evaluation yet.</p></div>");
     vn__chart_eval_loss(&c, v, n, multi, labels);
-    panel(t, &c, "Validation loss", false);
+    panel(t, &c, "Validation loss", false, multi);
     vn_text_put(t, "</div><h2>System</h2><div class=\"grid\">");
     for (int which = 0; which < 3; which++) {
         vn__chart_epoch(&c, v, n, multi, which);
-        panel(t, &c, c.title, false);
+        panel(t, &c, c.title, false, multi);
     }
     vn_text_put(t, "</div>");
 }
@@ -434,9 +435,7 @@ static void ablation_section(vn_text *t, const vn_run_ablation *a)
         vals[i] = a->rows[i].best_top1;
         if (vals[i] > vals[top]) top = i;
     }
-    vn_text_put(t, "<div class=\"grid\"><div class=\"panel\"><h3>Best top-1 per run</h3>");
-    if (names && vals) vn_bars_svg(names, vals, a->n_rows, "%", top, 0x2563eb, W_HALF, t);
-    vn_text_put(t, "</div><div class=\"tbl\"><table><tr><th>run</th><th>best top-1</th><th>final top-1</th>"
+    vn_text_put(t, "<div class=\"tbl\"><table><tr><th>run</th><th>best top-1</th><th>final top-1</th>"
                    "<th>params (deploy)</th><th>MACs (deploy)</th><th>time</th></tr>");
     char a1[64], a2[64];
     for (int i = 0; i < a->n_rows; i++) {
@@ -449,7 +448,9 @@ static void ablation_section(vn_text *t, const vn_run_ablation *a)
         vn_text_printf(t, "<td>%s</td><td>%s</td></tr>", fmt_count(r->macs, a1, sizeof a1),
                        fmt_duration(r->seconds, a2, sizeof a2));
     }
-    vn_text_put(t, "</table></div></div>");
+    vn_text_put(t, "</table></div><div class=\"panel\" style=\"margin-top:14px\"><h3>Best top-1 per run</h3>");
+    if (names && vals) vn_bars_svg(names, vals, a->n_rows, "%", top, 0x2563eb, W_FULL, t);
+    vn_text_put(t, "</div>");
     free(names);
     free(vals);
 }

@@ -176,9 +176,20 @@ void vn__run_view_free(vn__run_view *v)
 
 /* ------------------------------------------------------------------------- charts */
 
+/* Charts against the step share one x range, from 0 to the last step of any run. */
+static void step_axis(vn_chart *c, const vn__run_view *v, int n)
+{
+    c->x_label = "step";
+    c->x_integer = true;
+    c->has_x_hint = true;
+    c->x_min_hint = 0;
+    for (int r = 0; r < n; r++) c->x_max_hint = fmax(c->x_max_hint, (double)v[r].steps);
+}
+
 void vn__chart_loss(vn_chart *c, const vn__run_view *v, int n, bool multi)
 {
     memset(c, 0, sizeof *c);
+    step_axis(c, v, n);
     c->title = "Training loss";
     c->x_label = "step";
     for (int r = 0; r < n; r++) {
@@ -186,7 +197,7 @@ void vn__chart_loss(vn_chart *c, const vn__run_view *v, int n, bool multi)
         if (!s) continue;
         vn_chart_line *l = vn_chart_add(c, s->step, s->value, s->n, multi ? NULL : "per step", v[r].color);
         if (l) l->width = 1, l->opacity = multi ? 0.18f : 0.3f, l->css = "raw";
-        l = vn_chart_add(c, s->step, v[r].loss_smooth, s->n, multi ? NULL : "smoothed", v[r].color);
+        l = vn_chart_add(c, s->step, v[r].loss_smooth, s->n, multi ? v[r].run->name : "smoothed", v[r].color);
         if (l) l->width = 2, l->css = "smooth";
     }
 }
@@ -194,8 +205,8 @@ void vn__chart_loss(vn_chart *c, const vn__run_view *v, int n, bool multi)
 void vn__chart_top1(vn_chart *c, const vn__run_view *v, int n, bool multi, char labels[][96])
 {
     memset(c, 0, sizeof *c);
+    step_axis(c, v, n);
     c->title = "Validation accuracy";
-    c->x_label = "step";
     c->y_unit = "%";
     int nl = 0;
     for (int r = 0; r < n; r++) {
@@ -203,7 +214,7 @@ void vn__chart_top1(vn_chart *c, const vn__run_view *v, int n, bool multi, char 
         const vn_run_series *t1 = vn_run_find(run, VN_RUN_EVAL, "val_top1");
         const vn_run_series *t5 = vn_run_find(run, VN_RUN_EVAL, "val_top5");
         vn_chart_line *l;
-        if (t1 && (l = vn_chart_add(c, t1->step, t1->value, t1->n, multi ? NULL : "top-1", v[r].color)))
+        if (t1 && (l = vn_chart_add(c, t1->step, t1->value, t1->n, multi ? v[r].run->name : "top-1", v[r].color)))
             l->dots = true, l->width = 2, l->css = "top1";
         if (t5 && !multi && (l = vn_chart_add(c, t5->step, t5->value, t5->n, "top-5", v[r].color)))
             l->dashed = true, l->opacity = 0.6f, l->css = "top5";
@@ -229,13 +240,13 @@ void vn__chart_top1(vn_chart *c, const vn__run_view *v, int n, bool multi, char 
 void vn__chart_eval_loss(vn_chart *c, const vn__run_view *v, int n, bool multi, char labels[][96])
 {
     memset(c, 0, sizeof *c);
+    step_axis(c, v, n);
     c->title = "Validation loss";
-    c->x_label = "step";
     int nl = 0;
     for (int r = 0; r < n; r++) {
         const vn_run_series *s = vn_run_find(v[r].run, VN_RUN_EVAL, "val_loss");
         vn_chart_line *l;
-        if (s && (l = vn_chart_add(c, s->step, s->value, s->n, multi ? NULL : "model", v[r].color)))
+        if (s && (l = vn_chart_add(c, s->step, s->value, s->n, multi ? v[r].run->name : "model", v[r].color)))
             l->dots = true, l->width = 2;
         for (int e = 0; e < 8; e++) {
             char name[32];
@@ -252,21 +263,19 @@ void vn__chart_eval_loss(vn_chart *c, const vn__run_view *v, int n, bool multi, 
 
 void vn__chart_step_series(vn_chart *c, const vn__run_view *v, int n, bool multi, const char *name)
 {
-    (void)multi;
     memset(c, 0, sizeof *c);
-    c->x_label = "step";
+    step_axis(c, v, n);
     c->y_zero = strcmp(name, "grad_norm") != 0;
     for (int r = 0; r < n; r++) {
         const vn_run_series *s = vn_run_find(v[r].run, VN_RUN_STEP, name);
         vn_chart_line *l;
-        if (s && (l = vn_chart_add(c, s->step, s->value, s->n, NULL, v[r].color)))
+        if (s && (l = vn_chart_add(c, s->step, s->value, s->n, multi ? v[r].run->name : NULL, v[r].color)))
             l->width = !strcmp(name, "grad_norm") ? 1 : 2, l->css = name;
     }
 }
 
 void vn__chart_epoch(vn_chart *c, const vn__run_view *v, int n, bool multi, int which)
 {
-    (void)multi;
     static const char *const titles[] = {"Throughput (images/s)", "Data wait (% of step time)",
                                          "Peak memory (MiB)"};
     memset(c, 0, sizeof *c);
@@ -275,13 +284,15 @@ void vn__chart_epoch(vn_chart *c, const vn__run_view *v, int n, bool multi, int 
     c->x_integer = true;
     c->y_zero = true;
     c->y_unit = which == 1 ? "%" : NULL;
+    c->y_min_span = which == 1 ? 1.0 : 0; /* a wait share of 0.01% is not drawn as a mountain */
     for (int r = 0; r < n; r++) {
         const vn__epoch_view *e = &v[r].ep;
         const double *y = which == 0 ? e->img_per_s : which == 1 ? e->wait_pct : e->rss_mb;
         bool any = false;
         for (int64_t i = 0; i < e->n; i++) any = any || isfinite(y[i]);
         vn_chart_line *l;
-        if (any && (l = vn_chart_add(c, e->x, y, e->n, NULL, v[r].color))) l->dots = true, l->width = 2;
+        if (any && (l = vn_chart_add(c, e->x, y, e->n, multi ? v[r].run->name : NULL, v[r].color)))
+            l->dots = true, l->width = 2;
     }
 }
 

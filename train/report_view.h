@@ -32,7 +32,9 @@ void vn__run_view_free(vn__run_view *v);
 /* Colour of run i in overlays. */
 uint32_t vn__run_color(int i);
 
-/* Chart builders shared by the page and the PNG files; lines point into the views. */
+/* Chart builders shared by the page and the PNG files; lines point into the views. With
+ * several runs (multi) the lines are labelled with the run names (the page leaves those out
+ * of its charts: it has one legend for all). */
 void vn__chart_loss(vn_chart *c, const vn__run_view *v, int n, bool multi);
 void vn__chart_top1(vn_chart *c, const vn__run_view *v, int n, bool multi, char labels[][96]);
 void vn__chart_step_series(vn_chart *c, const vn__run_view *v, int n, bool multi, const char *name);

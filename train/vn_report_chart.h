@@ -60,6 +60,9 @@ typedef struct vn_chart {
     const char *y_unit;   /* appended to y tick labels ("%"), NULL: none */
     bool y_zero;          /* include 0 in the y range */
     bool x_integer;       /* x ticks at whole numbers only (epochs) */
+    bool has_x_hint;      /* the x range covers [x_min_hint, x_max_hint] too (aligned charts) */
+    double x_min_hint, x_max_hint;
+    double y_min_span;    /* the y range spans at least this much (0: no minimum) */
     vn_chart_line lines[VN_CHART_MAX_LINES];
     int n_lines;
     vn_chart_mark marks[VN_CHART_MAX_MARKS];

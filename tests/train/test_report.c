@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "base/vn_fs.h"
+#include "train/vn_metrics.h"
 #include "train/vn_report_chart.h"
 #include "train/vn_run_report.h"
 
@@ -400,6 +401,44 @@ START_TEST(hundred_thousand_steps_stay_small)
 }
 END_TEST
 
+/* ------------------------------------------------------------- what the trainer writes */
+
+START_TEST(metrics_process_stats_ride_with_epochs_and_evals)
+{
+    char dir[4096];
+    vn_test_mkdtemp(dir, sizeof dir, "report");
+    vn_error err = {0};
+    for (int on = 0; on < 2; on++) {
+        vn_metrics_opts o = {.no_tensorboard = true, .process_stats = on};
+        vn_metrics *m = NULL;
+        ck_assert_int_eq(vn_metrics_open(dir, -1, &o, &m, &err), VN_OK);
+        const char *names[1] = {"loss"};
+        double vals[1] = {1.5};
+        ck_assert_int_eq(vn_metrics_log(m, VN_METRICS_STEP, 0, 1, names, vals, 1, &err), VN_OK);
+        ck_assert_int_eq(vn_metrics_log(m, VN_METRICS_EVAL, 0, 1, names, vals, 1, &err), VN_OK);
+        const char *given[2] = {"train_loss", "peak_rss_mb"};
+        double gv[2] = {1.25, 123};
+        ck_assert_int_eq(vn_metrics_log(m, VN_METRICS_EPOCH, 0, 1, given, gv, 2, &err), VN_OK);
+        ck_assert_int_eq(vn_metrics_close(m, &err), VN_OK);
+        vn_run run;
+        ck_assert_int_eq(vn_run_load(dir, &run, &err), VN_OK);
+        const vn_run_series *ev = vn_run_find(&run, VN_RUN_EVAL, "peak_rss_mb");
+        const vn_run_series *ep = vn_run_find(&run, VN_RUN_EPOCH, "peak_rss_mb");
+        ck_assert_ptr_null(vn_run_find(&run, VN_RUN_STEP, "peak_rss_mb")); /* steps stay small */
+        if (on) {
+            /* This test process holds at least a megabyte; a name given by the caller wins. */
+            ck_assert_msg(ev && ev->value[0] > 1 && ev->value[0] < 1e6, "peak_rss_mb %g", ev ? ev->value[0] : -1);
+            ck_assert(ep && ep->n == 1 && ep->value[0] == 123);
+        } else {
+            ck_assert_ptr_null(ev);
+            ck_assert(ep && ep->value[0] == 123);
+        }
+        vn_run_free(&run);
+    }
+    vn_test_rmtree(dir);
+}
+END_TEST
+
 static Suite *report_suite(void)
 {
     Suite *s = suite_create("report");
@@ -412,6 +451,7 @@ static Suite *report_suite(void)
     tcase_add_test(tc, broken_inputs_get_notes_and_a_page);
     tcase_add_test(tc, ablation_folder_table_bars_and_overlay);
     tcase_add_test(tc, hundred_thousand_steps_stay_small);
+    tcase_add_test(tc, metrics_process_stats_ride_with_epochs_and_evals);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -90,6 +90,18 @@ expect "broken inputs: page lists the partial line" grep -q "ends in the middle 
 "$VANILLA" report "$T/missing" -o "$T/none.html" >"$T/none.out" 2>&1
 expect "nothing readable: exit 1, page still written" [ $? -eq 1 -a -s "$T/none.html" ]
 
+# An ablation folder as `vanilla ablate` leaves it: results table, bar chart, runs overlaid.
+printf 'name: act\nset: {train.epochs: 2}\ngrid:\n  model.act_num: [0, 1]\n' >"$T/abl.yaml"
+"$VANILLA" ablate "$T/run.yaml" "$T/abl.yaml" --set output.dir="$T/ablations" >"$T/abl.out" 2>&1
+expect "ablation ran" [ $? -eq 0 -a -s "$T/ablations/act/results.csv" ]
+"$VANILLA" report "$T/ablations/act" -o "$T/abl.html" >"$T/ablr.out" 2>&1
+expect "ablation report: exit 0, both runs" grep -q "(2 runs" "$T/ablr.out"
+expect "ablation report: bar chart" grep -q "Best top-1 per run" "$T/abl.html"
+expect "ablation report: config differences" grep -q "model.act_num: 0 -&gt; 1" "$T/abl.html"
+browse "$T/ashot" "file://$T/abl.html" --window-size=1280,2000 --screenshot="$T/ashot.png"
+errs=$(console_errors "$T/ashot.err")
+expect "ablation report renders without console errors${errs:+: $errs}" [ -z "$errs" ] && is_png "$T/ashot.png"
+
 # 100,000 logged steps: size and load time.
 mkdir -p "$T/big"
 awk 'BEGIN {
