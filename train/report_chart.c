@@ -192,6 +192,16 @@ void vn_chart_layout(const vn_chart *c, int w, int h, double scale, vn_plot *p)
     if (p->height < 10) p->height = 10;
 }
 
+int vn_plot_y_ticks(const vn_plot *p, double *ticks, int max, double *step)
+{
+    /* The spacing the layout widened the range to, so both ends carry a tick. */
+    *step = p->y_step;
+    int n = 0;
+    for (double k = round(p->y0 / p->y_step); n < max && k * p->y_step <= p->y1 + p->y_step * 1e-9; k++)
+        ticks[n++] = fabs(k) < 1e-9 ? 0 : k * p->y_step;
+    return n;
+}
+
 int vn_chart_x_ticks(const vn_chart *c, const vn_plot *p, double *ticks, int max, double *step)
 {
     int n = vn_nice_ticks(p->x0, p->x1, 6, ticks, max, step);
@@ -271,7 +281,7 @@ static void svg_axes(vn_text *t, const vn_chart *c, const vn_plot *p)
 {
     double ticks[32], step;
     char lab[48];
-    int n = vn_nice_ticks(p->y0, p->y1, 4, ticks, 32, &step);
+    int n = vn_plot_y_ticks(p, ticks, 32, &step);
     vn_text_put(t, "<g class=\"grid\">");
     for (int i = 0; i < n; i++) {
         double y = vn_plot_py(p, ticks[i]);
@@ -348,9 +358,10 @@ static void svg_line(vn_text *t, const vn_chart_line *l, const vn_plot *p, int64
     vn_text_put(t, "\">");
     for (int64_t i = 0; i < l->n; i++) {
         if (!isfinite(l->y[i])) continue;
-        vn_text_printf(t, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.6\"><title>%s%s%g: %.4g</title></circle>",
-                       vn_plot_px(p, l->x[i]), vn_plot_py(p, l->y[i]), l->label ? l->label : "",
-                       l->label ? " at " : "", l->x[i], l->y[i]);
+        vn_text_printf(t, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.6\"><title>", vn_plot_px(p, l->x[i]),
+                       vn_plot_py(p, l->y[i]));
+        vn_text_escaped(t, l->label ? l->label : "");
+        vn_text_printf(t, "%s%g: %.4g</title></circle>", l->label ? " at " : "", l->x[i], l->y[i]);
     }
     vn_text_put(t, "</g>");
 }

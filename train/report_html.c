@@ -28,7 +28,7 @@ static const char page_css[] =
     "header .sub code{color:#d1d5db}"
     "h2{font-size:17px;margin:30px 0 12px;font-weight:600}"
     "h3{font-size:13px;margin:0 0 6px;font-weight:600;color:#374151}"
-    ".cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:12px;margin-top:22px}"
+    ".cards{display:grid;grid-template-columns:repeat(4,1fr);gap:12px;margin-top:22px}"
     ".card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px 14px}"
     ".card .k{color:var(--mute);font-size:12px;text-transform:uppercase;letter-spacing:.04em}"
     ".card .v{font-size:22px;font-weight:600;margin-top:2px;font-variant-numeric:tabular-nums}"
@@ -65,7 +65,7 @@ static const char page_css[] =
     ".chip{background:#fef3c7;color:#92400e;border-radius:999px;padding:2px 10px;font-size:12.5px}"
     "code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12.5px}"
     "footer{color:var(--mute);font-size:12px;padding:26px 0 34px}"
-    "@media(max-width:820px){.grid{grid-template-columns:1fr}}";
+    "@media(max-width:820px){.grid{grid-template-columns:1fr}.cards{grid-template-columns:1fr 1fr}}";
 
 /* ------------------------------------------------------------------------- formats */
 
@@ -130,12 +130,11 @@ static void summary_cards(vn_text *t, const vn__run_view *v)
     card(t, "Images/s", fmt_num(v->img_per_s, "%.0f", a, sizeof a), isfinite(v->wait_pct) ? b : "", false);
     card(t, "Peak memory", fmt_num(v->peak_rss_mb, "%.0f MiB", a, sizeof a), "resident set, whole process",
          false);
-    char p2[32];
-    snprintf(b, sizeof b, "deploy form %s", fmt_count(v->deploy_params, p2, sizeof p2));
-    card(t, "Parameters", fmt_count(v->params, a, sizeof a), v->deploy_params >= 0 ? b : "", false);
-    snprintf(b, sizeof b, "at %dx%d; deploy %s", v->input_size, v->input_size,
-             fmt_count(v->deploy_macs, p2, sizeof p2));
-    card(t, "MACs", fmt_count(v->macs, a, sizeof a), b, false);
+    char p2[32], m1[32], m2[32];
+    snprintf(b, sizeof b, "%s MACs at %dx%d; deploy form %s params, %s MACs",
+             fmt_count(v->macs, m1, sizeof m1), v->input_size, v->input_size,
+             fmt_count(v->deploy_params, p2, sizeof p2), fmt_count(v->deploy_macs, m2, sizeof m2));
+    card(t, "Parameters", fmt_count(v->params, a, sizeof a), v->params >= 0 ? b : "model not known", false);
     vn_text_put(t, "</div>");
 }
 
@@ -186,29 +185,34 @@ static void legend(vn_text *t, const vn__run_view *v, int n)
 
 static void charts(vn_text *t, const vn__run_view *v, int n, bool multi)
 {
-    static char labels[VN_CHART_MAX_LINES + 8][96];
+    char (*labels)[96] = calloc(VN_CHART_LABELS, sizeof *labels);
+    if (!labels) {
+        t->failed = true;
+        return;
+    }
     vn_chart c;
-    vn_text_put(t, "<h2>Training</h2><div class=\"grid\">");
+    vn_text_put(t, "<h2>Loss and accuracy</h2><div class=\"grid\">");
     vn__chart_loss(&c, v, n, multi);
     panel(t, &c, "Training loss", true, multi);
-    static const char *const step_series[][2] = {{"lr", "Learning rate"}, {"act_learn", "act_learn (deep training)"},
-                                                 {"wd", "Weight decay"}, {"grad_norm", "Gradient norm"}};
-    for (int i = 0; i < 4; i++) {
-        vn__chart_step_series(&c, v, n, multi, step_series[i][0]);
-        panel(t, &c, step_series[i][1], false, multi);
-    }
-    vn_text_put(t, "</div><h2>Evaluation</h2><div class=\"grid\">");
     vn__chart_top1(&c, v, n, multi, labels);
     panel(t, &c, multi ? "Validation top-1" : "Validation top-1 / top-5", false, multi);
     if (c.n_lines == 0) vn_text_put(t, "<div class=\"panel\"><h3>Validation</h3><p>No evaluation yet.</p></div>");
     vn__chart_eval_loss(&c, v, n, multi, labels);
     panel(t, &c, "Validation loss", false, multi);
+    static const char *const step_series[][2] = {{"lr", "Learning rate"}, {"act_learn", "act_learn (deep training)"},
+                                                 {"wd", "Weight decay"}, {"grad_norm", "Gradient norm"}};
+    vn_text_put(t, "</div><h2>Schedules and gradients</h2><div class=\"grid\">");
+    for (int i = 0; i < 4; i++) {
+        vn__chart_step_series(&c, v, n, multi, step_series[i][0]);
+        panel(t, &c, step_series[i][1], false, multi);
+    }
     vn_text_put(t, "</div><h2>System</h2><div class=\"grid\">");
     for (int which = 0; which < 3; which++) {
         vn__chart_epoch(&c, v, n, multi, which);
         panel(t, &c, c.title, false, multi);
     }
     vn_text_put(t, "</div>");
+    free(labels);
 }
 
 /* ------------------------------------------------------------------------- tables */
@@ -273,8 +277,13 @@ static void epoch_table(vn_text *t, const vn__run_view *v)
 /* The effective config by section (collapsed), keys that differ from the defaults marked. */
 static void config_section(vn_text *t, const vn_config *cfg)
 {
-    static vn_config def;
-    vn_config_init(&def);
+    vn_config *defaults = malloc(sizeof *defaults);
+    if (!defaults) {
+        t->failed = true;
+        return;
+    }
+    vn_config_init(defaults);
+    const vn_config *def = defaults;
     size_t n;
     const vn_config_key *keys = vn_config_schema(&n);
     char val[600], dval[600];
@@ -282,7 +291,7 @@ static void config_section(vn_text *t, const vn_config *cfg)
     int changed = 0;
     for (size_t i = 0; i < n; i++) {
         vn_config_get(cfg, keys[i].full, val, sizeof val);
-        vn_config_get(&def, keys[i].full, dval, sizeof dval);
+        vn_config_get(def, keys[i].full, dval, sizeof dval);
         if (strcmp(val, dval)) {
             vn_text_put(t, "<span class=\"chip\">");
             vn_text_escaped(t, keys[i].full);
@@ -298,7 +307,7 @@ static void config_section(vn_text *t, const vn_config *cfg)
         int diff = 0;
         for (; j < n && !strcmp(keys[j].section, keys[i].section); j++) {
             vn_config_get(cfg, keys[j].full, val, sizeof val);
-            vn_config_get(&def, keys[j].full, dval, sizeof dval);
+            vn_config_get(def, keys[j].full, dval, sizeof dval);
             diff += strcmp(val, dval) != 0;
         }
         vn_text_printf(t, "<details><summary>%s<span class=\"n\">%zu keys, %d changed</span></summary>"
@@ -306,7 +315,7 @@ static void config_section(vn_text *t, const vn_config *cfg)
                        "<th class=\"l\">meaning</th></tr>", keys[i].section, j - i, diff);
         for (size_t k = i; k < j; k++) {
             vn_config_get(cfg, keys[k].full, val, sizeof val);
-            vn_config_get(&def, keys[k].full, dval, sizeof dval);
+            vn_config_get(def, keys[k].full, dval, sizeof dval);
             bool ch = strcmp(val, dval) != 0;
             vn_text_printf(t, "<tr%s><td><code>%s</code></td><td class=\"val\">", ch ? " class=\"changed\"" : "",
                            keys[k].name);
@@ -320,6 +329,7 @@ static void config_section(vn_text *t, const vn_config *cfg)
         vn_text_put(t, "</table></div></details>");
         i = j;
     }
+    free(defaults);
 }
 
 static void model_section(vn_text *t, const vn__run_view *v)

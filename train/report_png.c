@@ -167,7 +167,7 @@ static void draw_axes(canvas *c, const vn_chart *ch, const vn_plot *p, int s)
 {
     double ticks[32], step;
     char lab[48], full[64];
-    int n = vn_nice_ticks(p->y0, p->y1, 4, ticks, 32, &step);
+    int n = vn_plot_y_ticks(p, ticks, 32, &step);
     for (int i = 0; i < n; i++) {
         int y = (int)lrint(vn_plot_py(p, ticks[i]));
         fill_rect(c, (int)p->left, y, (int)p->width, s, 0xeef0f3);

@@ -306,7 +306,8 @@ int vn_run_report_png(const vn_run_set *s, const char *prefix, FILE *log, vn_err
     if (!v) return vn_error_set(err, VN_ERR_NOMEM, "out of memory drawing charts");
     for (int i = 0; rc == VN_OK && i < n; i++) rc = vn__run_view_init(&v[i], &s->runs[i], vn__run_color(i));
     if (rc != VN_OK) rc = vn_error_set(err, rc, "out of memory drawing charts");
-    static char labels[VN_CHART_MAX_LINES + 8][96];
+    char (*labels)[96] = calloc(VN_CHART_LABELS, sizeof *labels);
+    if (!labels && rc == VN_OK) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory drawing charts");
     static const char *const names[] = {"loss", "top1", "lr", "act_learn", "throughput"};
     for (int k = 0; rc == VN_OK && k < 5; k++) {
         vn_chart c;
@@ -324,5 +325,6 @@ int vn_run_report_png(const vn_run_set *s, const char *prefix, FILE *log, vn_err
     }
     for (int i = 0; i < n; i++) vn__run_view_free(&v[i]);
     free(v);
+    free(labels);
     return rc;
 }

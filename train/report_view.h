@@ -32,6 +32,9 @@ void vn__run_view_free(vn__run_view *v);
 /* Colour of run i in overlays. */
 uint32_t vn__run_color(int i);
 
+/* Rows of the label buffer the top-1 and evaluation-loss charts write into. */
+#define VN_CHART_LABELS (VN_CHART_MAX_LINES + 8)
+
 /* Chart builders shared by the page and the PNG files; lines point into the views. With
  * several runs (multi) the lines are labelled with the run names (the page leaves those out
  * of its charts: it has one legend for all). */

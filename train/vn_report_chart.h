@@ -94,6 +94,8 @@ double vn_plot_y_at(const vn_plot *p, double py);
 /* Ticks at 1, 2 or 5 x 10^k spacing covering [lo, hi] with about `target` of them; writes at
  * most max values into ticks and returns their count; *step receives the spacing. */
 int vn_nice_ticks(double lo, double hi, int target, double *ticks, int max, double *step);
+/* The y ticks of a laid-out plot: every y_step from y0 to y1. */
+int vn_plot_y_ticks(const vn_plot *p, double *ticks, int max, double *step);
 /* The x ticks of a chart (whole numbers when x_integer). */
 int vn_chart_x_ticks(const vn_chart *c, const vn_plot *p, double *ticks, int max, double *step);
 /* A compact tick label: "0.5", "1.2k", "40k", "3e-05". */

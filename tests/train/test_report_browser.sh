@@ -8,11 +8,6 @@
 set -u
 VANILLA=$(readlink -f "$1")
 TOOL=$(readlink -f "$2")
-CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
-if [[ -z "$CHROMIUM" ]]; then
-  echo "SKIP: chromium is not installed (scripts/setup.sh installs it)"
-  exit 77
-fi
 T=$(mktemp -d /tmp/vn_report_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 pass=0
@@ -23,6 +18,21 @@ expect() { # description, command...
   local d=$1; shift
   if "$@"; then ok "$d"; else bad "$d"; fi
 }
+
+# The command line (no browser needed).
+"$VANILLA" report --help >"$T/help" 2>&1
+expect "report --help: exit 0" [ $? -eq 0 ] && expect "report --help: usage" grep -q "usage: vanilla report" "$T/help"
+"$VANILLA" report >/dev/null 2>&1
+expect "report without folders: exit 2" [ $? -eq 2 ]
+"$VANILLA" report --frobnicate x >/dev/null 2>&1
+expect "report with an unknown option: exit 2" [ $? -eq 2 ]
+
+CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+if [[ -z "$CHROMIUM" ]]; then
+  echo "SKIP: chromium is not installed (scripts/setup.sh installs it); $pass passed, $fail failed"
+  [ "$fail" -eq 0 ] && exit 77
+  exit 1
+fi
 calc() { awk "BEGIN { printf \"%.3f\", $1 }" | sed 's/\.000$//'; }
 is_png() { [[ -s "$1" && $(head -c 8 "$1" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]]; }
 
