@@ -481,11 +481,20 @@ static void page_head(vn_text *t, const vn_run_set *s, const char *title)
         vn_text_put(t, "</code>");
     }
     if (s->n_runs > 6) vn_text_printf(t, " and %d more", s->n_runs - 6);
-    char when[64];
-    time_t now = time(NULL);
+    /* The newest record's time, not the clock: the same folders give the same page. */
+    double last = 0;
+    for (int r = 0; r < s->n_runs; r++)
+        for (int k = 0; k < VN_RUN_KINDS; k++)
+            for (int i = 0; i < s->runs[r].n_series[k]; i++) {
+                const vn_run_series *x = &s->runs[r].series[k][i];
+                if (x->n && isfinite(x->time[x->n - 1]) && x->time[x->n - 1] > last) last = x->time[x->n - 1];
+            }
+    char when[64] = "";
+    time_t secs = (time_t)last;
     struct tm tm;
-    strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime_r(&now, &tm));
-    vn_text_printf(t, " &middot; written %s</div></div></header><main class=\"wrap\">", when);
+    if (last > 0 && gmtime_r(&secs, &tm))
+        strftime(when, sizeof when, " &middot; last record %Y-%m-%d %H:%M UTC", &tm);
+    vn_text_printf(t, "%s</div></div></header><main class=\"wrap\">", when);
 }
 
 static void page_body(vn_text *t, const vn_run_set *s, vn__run_view *v)

@@ -257,6 +257,11 @@ START_TEST(loss_path_maps_to_first_and_last_loss)
     ck_assert_ptr_null(strstr(page, "<script"));
     ck_assert_ptr_null(strstr(page, "src=")); /* self-contained: nothing to fetch */
     ck_assert_ptr_null(strstr(page, "href="));
+    /* Deterministic: the same folder gives the same bytes (no clock on the page). */
+    size_t len2;
+    char *again = page_of(&set, &len2);
+    ck_assert(len2 == len && memcmp(page, again, len) == 0);
+    free(again);
     free(page);
     vn_run_set_free(&set);
     vn_test_rmtree(dir);
