@@ -66,10 +66,14 @@ static int slurp(const char *path, char **out, size_t *len, vn_error *err)
                             strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
-    while (buf) {
+    bool nomem = !buf;
+    while (!nomem) {
         if (n + 1 >= cap) {
             char *b = realloc(buf, cap * 2);
-            if (!b) break;
+            if (!b) {
+                nomem = true;
+                break;
+            }
             buf = b;
             cap *= 2;
         }
@@ -79,7 +83,7 @@ static int slurp(const char *path, char **out, size_t *len, vn_error *err)
     }
     bool bad = ferror(f);
     fclose(f);
-    if (!buf || n + 1 > cap) {
+    if (nomem) {
         free(buf);
         return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
     }

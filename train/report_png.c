@@ -1,11 +1,10 @@
 /* Charts as PNG files: the chart geometry of report_chart.c drawn into an RGB raster with
- * anti-aliased lines and a 5x7 pixel font, written with libpng. */
+ * anti-aliased lines and a 5x7 pixel font, written by data/'s PNG writer (libpng). */
 #include "train/vn_report_chart.h"
 
-#include <errno.h>
+#include "data/vn_image.h"
+
 #include <math.h>
-#include <png.h>
-#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +12,7 @@
 /* 5x7 glyphs (descenders in an eighth row), one byte per row, bit 4 = leftmost column; drawn
  * for this project. */
 static const char glyph_chars[] =
-    " 0123456789.-+%()/:_,abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    " 0123456789.-+%()/:_,abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ=[]?!<>*#'&;";
 static const uint8_t glyphs[][8] = {
     {0, 0, 0, 0, 0, 0, 0},
     {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E},
@@ -54,6 +53,13 @@ static const uint8_t glyphs[][8] = {
     {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04},
     {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}, {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11},
     {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}, {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F},
+    /* = [ ] ? ! < > * # ' & ; */
+    {0, 0, 0x1F, 0, 0x1F, 0, 0},                {0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E},
+    {0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E}, {0x0E, 0x11, 0x01, 0x02, 0x04, 0, 0x04},
+    {0x04, 0x04, 0x04, 0x04, 0x04, 0, 0x04},    {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02},
+    {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}, {0, 0x04, 0x15, 0x0E, 0x15, 0x04, 0},
+    {0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A}, {0x04, 0x04, 0x08, 0, 0, 0, 0},
+    {0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D}, {0, 0x0C, 0x0C, 0, 0x0C, 0x04, 0x08},
 };
 _Static_assert(sizeof glyphs / sizeof *glyphs == sizeof glyph_chars - 1, "one glyph per character");
 
@@ -86,7 +92,7 @@ static void draw_text(canvas *c, const char *s, int x, int y, int scale, int ali
     x -= align == 1 ? text_width(s, scale) / 2 : align == 2 ? text_width(s, scale) : 0;
     for (; *s; s++, x += 6 * scale) {
         const char *g = strchr(glyph_chars, *s);
-        if (!g || !*s) continue;
+        if (!g) g = strchr(glyph_chars, '?'); /* a character the font lacks */
         const uint8_t *rows = glyphs[g - glyph_chars];
         for (int r = 0; r < 8; r++)
             for (int b = 0; b < 5; b++)
@@ -217,29 +223,6 @@ static void draw_chart(canvas *c, const vn_chart *ch, const vn_plot *p, int s, i
     }
 }
 
-static int write_png(const canvas *c, const char *path, vn_error *err)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return vn_error_set(err, VN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!png || !info || setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        fclose(f);
-        remove(path);
-        return vn_error_set(err, VN_ERR_IO, "cannot write %s (libpng error)", path);
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < c->h; y++) png_write_row(png, c->rgb + (size_t)y * c->w * 3);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    if (fclose(f) != 0) return vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    return VN_OK;
-}
-
 int vn_chart_png(const vn_chart *ch, int w, int h, const char *path, vn_error *err)
 {
     const int s = 2; /* drawn at twice the size of the page's charts */
@@ -252,7 +235,7 @@ int vn_chart_png(const vn_chart *ch, int w, int h, const char *path, vn_error *e
         rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory drawing %s", path);
     } else {
         draw_chart(&c, ch, &p, s, keep);
-        rc = write_png(&c, path, err);
+        rc = vn_png_write(path, c.rgb, w, h, 3, 6, err);
     }
     free(c.rgb);
     free(c.cover);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "base/vn_fs.h"
+#include "data/vn_image.h"
 #include "train/vn_metrics.h"
 #include "train/vn_report_chart.h"
 #include "train/vn_run_report.h"
@@ -406,6 +407,38 @@ START_TEST(hundred_thousand_steps_stay_small)
 }
 END_TEST
 
+START_TEST(png_draws_where_the_layout_maps)
+{
+    char dir[4096];
+    vn_test_mkdtemp(dir, sizeof dir, "report");
+    double x[11], y[11];
+    for (int i = 0; i <= 10; i++) x[i] = i, y[i] = i;
+    vn_chart c;
+    memset(&c, 0, sizeof c);
+    c.title = "Line [a=b] & more";
+    vn_chart_line *l = vn_chart_add(&c, x, y, 11, "y = x", 0xff0000);
+    ck_assert_ptr_nonnull(l);
+    l->width = 2;
+    const char *path = in_dir(dir, "line.png");
+    vn_error err = {0};
+    ck_assert_int_eq(vn_chart_png(&c, 600, 300, path, &err), VN_OK);
+    vn_image img = {0};
+    ck_assert_msg(vn_image_decode_file(NULL, path, 3, 0, &img, NULL, &err) == VN_OK, "%s", err.msg);
+    ck_assert(img.width == 600 && img.height == 300);
+    vn_plot p;
+    vn_chart_layout(&c, 600, 300, 2, &p);
+    for (int i = 1; i < 10; i++) { /* on the line: red */
+        const uint8_t *px = img.data + ((size_t)lrint(vn_plot_py(&p, i - 0.5)) * 600 + (size_t)lrint(vn_plot_px(&p, i - 0.5))) * 3;
+        ck_assert_msg(px[0] > 200 && px[1] < 110 && px[2] < 110, "(%d,%d,%d) at x=%g", px[0], px[1], px[2], i - 0.5);
+    }
+    /* Off the line, inside the plot: white. */
+    const uint8_t *off = img.data + ((size_t)lrint(vn_plot_py(&p, 8.3)) * 600 + (size_t)lrint(vn_plot_px(&p, 2.1))) * 3;
+    ck_assert(off[0] > 240 && off[1] > 240 && off[2] > 240);
+    vn_image_free(&img);
+    vn_test_rmtree(dir);
+}
+END_TEST
+
 /* ------------------------------------------------------------- what the trainer writes */
 
 START_TEST(metrics_process_stats_ride_with_epochs_and_evals)
@@ -456,6 +489,7 @@ static Suite *report_suite(void)
     tcase_add_test(tc, broken_inputs_get_notes_and_a_page);
     tcase_add_test(tc, ablation_folder_table_bars_and_overlay);
     tcase_add_test(tc, hundred_thousand_steps_stay_small);
+    tcase_add_test(tc, png_draws_where_the_layout_maps);
     tcase_add_test(tc, metrics_process_stats_ride_with_epochs_and_evals);
     suite_add_tcase(s, tc);
     return s;
