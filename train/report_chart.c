@@ -116,9 +116,9 @@ void vn_tick_label(double v, double step, char *buf, size_t len)
     double a = fabs(v);
     if (v == 0) {
         snprintf(buf, len, "0");
-    } else if (a >= 1e6 && step >= 1e5) {
+    } else if (step >= 1e6) { /* the spacing decides, so one axis never mixes 8000 and 10k */
         snprintf(buf, len, "%gM", v / 1e6);
-    } else if (a >= 1e4 && step >= 1e3) {
+    } else if (step >= 1e3) {
         snprintf(buf, len, "%gk", v / 1e3);
     } else if (a < 1e-3) {
         snprintf(buf, len, "%.2g", v);

@@ -224,15 +224,19 @@ static void eval_table(vn_text *t, const vn__run_view *v)
     if (!t1) return;
     const vn_run_series *t5 = vn_run_find(run, VN_RUN_EVAL, "val_top5"), *lo = vn_run_find(run, VN_RUN_EVAL, "val_loss");
     const vn_run_series *ema[8];
-    int n_ema = 0;
+    int n_ema = 0, ema_index[8];
     for (int e = 0; e < 8; e++) {
         char name[32];
         snprintf(name, sizeof name, "ema%d_top1", e);
-        if ((ema[n_ema] = vn_run_find(run, VN_RUN_EVAL, name))) n_ema++;
+        if ((ema[n_ema] = vn_run_find(run, VN_RUN_EVAL, name))) ema_index[n_ema++] = e;
     }
     vn_text_put(t, "<h2>Evaluations</h2><div class=\"tbl\"><table><tr><th>epoch</th><th>step</th><th>top-1</th>"
                    "<th>top-5</th><th>loss</th>");
-    for (int e = 0; e < n_ema; e++) vn_text_printf(t, "<th>EMA %d top-1</th>", e);
+    for (int e = 0; e < n_ema; e++) {
+        char name[48];
+        vn__ema_name(run, ema_index[e], name, sizeof name);
+        vn_text_printf(t, "<th>%s top-1</th>", name);
+    }
     vn_text_put(t, "</tr>");
     char a[64];
     for (int64_t i = 0; i < t1->n; i++) {

@@ -80,7 +80,7 @@ static int epoch_view(vn__run_view *v)
     return VN_OK;
 }
 
-static void ema_name(const vn_run *run, int e, char *buf, size_t len)
+void vn__ema_name(const vn_run *run, int e, char *buf, size_t len)
 {
     if (run->cfg && e < run->cfg->ema.decays.n) snprintf(buf, len, "EMA %g", run->cfg->ema.decays.v[e]);
     else snprintf(buf, len, "EMA %d", e);
@@ -103,7 +103,7 @@ static void summary_evals(vn__run_view *v)
             v->best_step = s->step[i];
             v->best_epoch = s->epoch[i];
             if (e < 0) snprintf(v->best_source, sizeof v->best_source, "model");
-            else ema_name(run, e, v->best_source, sizeof v->best_source);
+            else vn__ema_name(run, e, v->best_source, sizeof v->best_source);
         }
     }
 }
@@ -223,7 +223,7 @@ void vn__chart_top1(vn_chart *c, const vn__run_view *v, int n, bool multi, char 
             snprintf(name, sizeof name, "ema%d_top1", e);
             const vn_run_series *s = vn_run_find(run, VN_RUN_EVAL, name);
             if (!s || nl >= VN_CHART_MAX_LINES) continue;
-            ema_name(run, e, labels[nl], 96);
+            vn__ema_name(run, e, labels[nl], 96);
             strncat(labels[nl], " top-1", 95 - strlen(labels[nl]));
             uint32_t col = multi ? v[r].color : vn__run_color(e + 1);
             if ((l = vn_chart_add(c, s->step, s->value, s->n, multi ? NULL : labels[nl++], col)))
@@ -253,7 +253,7 @@ void vn__chart_eval_loss(vn_chart *c, const vn__run_view *v, int n, bool multi, 
             snprintf(name, sizeof name, "ema%d_loss", e);
             s = vn_run_find(v[r].run, VN_RUN_EVAL, name);
             if (!s || nl >= VN_CHART_MAX_LINES) continue;
-            ema_name(v[r].run, e, labels[nl], 96);
+            vn__ema_name(v[r].run, e, labels[nl], 96);
             uint32_t col = multi ? v[r].color : vn__run_color(e + 1);
             if ((l = vn_chart_add(c, s->step, s->value, s->n, multi ? NULL : labels[nl++], col)))
                 l->dots = true, l->dashed = multi, l->width = 2;

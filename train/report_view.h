@@ -29,6 +29,9 @@ typedef struct vn__run_view {
 int vn__run_view_init(vn__run_view *v, const vn_run *run, uint32_t color);
 void vn__run_view_free(vn__run_view *v);
 
+/* "EMA 0.9999" (the decay from the run's config), else "EMA <e>". */
+void vn__ema_name(const vn_run *run, int e, char *buf, size_t len);
+
 /* Colour of run i in overlays. */
 uint32_t vn__run_color(int i);
 
