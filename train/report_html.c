@@ -264,7 +264,7 @@ static void epoch_table(vn_text *t, const vn__run_view *v)
                    "<th>peak memory</th></tr>");
     char a[64];
     for (int64_t i = 0; i < tl->n; i++) {
-        int64_t e = (int64_t)tl->epoch[i];
+        int64_t e = vn__epoch_index(tl->epoch[i]);
         bool in = e >= 0 && e < v->ep.n;
         vn_text_printf(t, "<tr><td>%lld</td><td>%.0f</td><td>%s</td>", (long long)e + 1, tl->step[i],
                        fmt_num(tl->value[i], "%.4f", a, sizeof a));

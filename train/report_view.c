@@ -9,6 +9,11 @@
 static const uint32_t palette[] = {0x2563eb, 0xea580c, 0x16a34a, 0xdb2777,
                                    0x7c3aed, 0x0891b2, 0xca8a04, 0x4b5563};
 
+int64_t vn__epoch_index(double epoch)
+{
+    return isfinite(epoch) && epoch >= 0 && epoch < 1e7 ? (int64_t)epoch : -1;
+}
+
 uint32_t vn__run_color(int i) { return palette[i % (int)(sizeof palette / sizeof *palette)]; }
 
 /* Largest epoch index in any record, -1 when there is none. */
@@ -34,13 +39,13 @@ static void epoch_steps(vn__run_view *v, const vn_run_series *ips, const vn_run_
     if (!inv) return;
     double *cnt = inv + n, *dw = cnt + n, *dt = dw + n, all_inv = 0, all_cnt = 0, all_w = 0, all_t = 0;
     for (int64_t i = 0; ips && i < ips->n; i++) {
-        int64_t e = (int64_t)ips->epoch[i];
+        int64_t e = vn__epoch_index(ips->epoch[i]);
         if (e < 0 || e >= n || !(ips->value[i] > 0)) continue;
         inv[e] += 1.0 / ips->value[i];
         cnt[e] += 1;
     }
     for (int64_t i = 1; wait && i < wait->n; i++) {
-        int64_t e = (int64_t)wait->epoch[i];
+        int64_t e = vn__epoch_index(wait->epoch[i]);
         double w = wait->value[i] - wait->value[i - 1], t = wait->time[i] - wait->time[i - 1];
         if (e < 0 || e >= n || wait->epoch[i - 1] != wait->epoch[i] || !(w >= 0) || !(t > 0)) continue;
         dw[e] += w;
@@ -71,7 +76,7 @@ static int epoch_view(vn__run_view *v)
     for (int k = VN_RUN_EPOCH; k <= VN_RUN_EVAL; k++) {
         const vn_run_series *s = vn_run_find(run, k, "peak_rss_mb");
         for (int64_t i = 0; s && i < s->n; i++) {
-            int64_t e = (int64_t)s->epoch[i];
+            int64_t e = vn__epoch_index(s->epoch[i]);
             if (e < 0 || e >= n || !isfinite(s->value[i])) continue;
             if (!(v->ep.rss_mb[e] >= s->value[i])) v->ep.rss_mb[e] = s->value[i];
             if (!(v->peak_rss_mb >= s->value[i])) v->peak_rss_mb = s->value[i];
@@ -121,9 +126,9 @@ static void summary_span(vn__run_view *v)
             s1 = fmax(s1, s->step[s->n - 1]);
         }
     v->wall_seconds = t1 > t0 ? t1 - t0 : NAN;
-    v->steps = (int64_t)s1;
+    v->steps = s1 < 1e15 ? (int64_t)s1 : 0;
     const vn_run_series *ep = vn_run_find(run, VN_RUN_EPOCH, "train_loss");
-    v->epochs = ep ? (int64_t)ep->epoch[ep->n - 1] + 1 : 0;
+    v->epochs = ep ? vn__epoch_index(ep->epoch[ep->n - 1]) + 1 : 0;
 }
 
 static void summary_model(vn__run_view *v)

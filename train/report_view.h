@@ -32,6 +32,9 @@ void vn__run_view_free(vn__run_view *v);
 /* "EMA 0.9999" (the decay from the run's config), else "EMA <e>". */
 void vn__ema_name(const vn_run *run, int e, char *buf, size_t len);
 
+/* A record's epoch as an index; -1 when missing (NaN) or absurd. */
+int64_t vn__epoch_index(double epoch);
+
 /* Colour of run i in overlays. */
 uint32_t vn__run_color(int i);
 

@@ -292,7 +292,8 @@ START_TEST(broken_inputs_get_notes_and_a_page)
     ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "nometrics"), &err), VN_OK);
     make_run(in_dir(dir, "cut"), 50, 20, false);
     FILE *f = fopen(in_dir(in_dir(dir, "cut"), "metrics.jsonl"), "ab");
-    fputs("garbage line\n{\"kind\":\"step\",\"epoch\":2,\"step\":51,\"lo", f);
+    fputs("{\"kind\":\"step\",\"step\":51,\"loss\":0.5,\"img_per_s\":9}\n", f); /* no epoch */
+    fputs("garbage line\n{\"kind\":\"step\",\"epoch\":2,\"step\":52,\"lo", f);
     fclose(f);
     ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "cut"), &err), VN_OK);
     ck_assert_int_eq(set.n_runs, 2);
@@ -304,7 +305,7 @@ START_TEST(broken_inputs_get_notes_and_a_page)
     ck_assert_int_eq(nm->bad_lines, 1);
     ck_assert_int_eq(cut->bad_lines, 1);
     ck_assert(cut->partial_last_line);
-    ck_assert_int_eq(vn_run_find(cut, VN_RUN_STEP, "loss")->n, 50);
+    ck_assert_int_eq(vn_run_find(cut, VN_RUN_STEP, "loss")->n, 51);
     size_t len;
     char *page = page_of(&set, &len);
     ck_assert_ptr_nonnull(strstr(page, "Not everything could be read"));
