@@ -471,6 +471,34 @@ static void ablation_section(vn_text *t, const vn_run_ablation *a)
 
 /* --------------------------------------------------------------------------- page */
 
+/* One line on what a run trains: model, data, schedule, optimizer. */
+static void run_facts(vn_text *t, const vn_run *run)
+{
+    const vn_config *c = run->cfg;
+    char model[64], dims[256], opt[64], lr[64];
+    if (!c || vn_config_get(c, "model.name", model, sizeof model) < 0 ||
+        vn_config_get(c, "model.dims", dims, sizeof dims) < 0 || vn_config_get(c, "optim.name", opt, sizeof opt) < 0 ||
+        vn_config_get(c, "optim.lr", lr, sizeof lr) < 0)
+        return;
+    vn_text_put(t, "<div class=\"sub\">");
+    vn_text_escaped(t, model);
+    if (!strcmp(model, "custom")) vn_text_put(t, " VanillaNet");
+    if (c->model.dims.n) {
+        vn_text_put(t, " ");
+        vn_text_escaped(t, dims);
+    }
+    vn_text_printf(t, " &middot; act_num %lld &middot; data <code>", (long long)c->model.act_num);
+    vn_text_escaped(t, c->data.root);
+    vn_text_printf(t, "</code> at %lld px &middot; %lld epochs, batch %lld", (long long)c->data.input_size,
+                   (long long)c->train.epochs, (long long)c->train.batch_size);
+    if (c->optim.update_freq > 1)
+        vn_text_printf(t, " &times; %lld accumulated", (long long)c->optim.update_freq);
+    vn_text_put(t, " &middot; ");
+    vn_text_escaped(t, opt);
+    vn_text_printf(t, " lr %s &middot; deep training over %lld epochs</div>", lr,
+                   (long long)c->deep_training.decay_epochs);
+}
+
 static void page_head(vn_text *t, const vn_run_set *s, const char *title)
 {
     vn_text_put(t, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -498,7 +526,9 @@ static void page_head(vn_text *t, const vn_run_set *s, const char *title)
     struct tm tm;
     if (last > 0 && gmtime_r(&secs, &tm))
         strftime(when, sizeof when, " &middot; last record %Y-%m-%d %H:%M UTC", &tm);
-    vn_text_printf(t, "%s</div></div></header><main class=\"wrap\">", when);
+    vn_text_printf(t, "%s</div>", when);
+    if (s->n_runs == 1) run_facts(t, &s->runs[0]);
+    vn_text_put(t, "</div></header><main class=\"wrap\">");
 }
 
 static void page_body(vn_text *t, const vn_run_set *s, vn__run_view *v)
