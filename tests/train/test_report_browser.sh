@@ -41,7 +41,7 @@ browse() { # out-prefix, url, extra flags...
   local out=$1 url=$2; shift 2
   rm -rf "$T/profile"
   timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
+    --disable-background-networking --disable-component-update --disable-sync --disable-dev-shm-usage \
     --user-data-dir="$T/profile" --enable-logging=stderr --v=0 --hide-scrollbars "$@" "$url" \
     >"$out.out" 2>"$out.err"
 }
