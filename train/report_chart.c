@@ -261,16 +261,29 @@ int64_t vn_decimate_m4(const double *x, const double *y, int64_t n, double x0, d
     return m;
 }
 
-void vn_smooth_ema(const double *y, int64_t n, double span, double *out)
+/* One debiased EMA pass over y in the given direction (dir +1 or -1). */
+static void ema_pass(const double *y, int64_t n, double beta, int dir, double *out)
 {
-    double beta = span > 1 ? 1.0 - 1.0 / span : 0.0, acc = 0, weight = 0;
-    for (int64_t i = 0; i < n; i++) {
+    double acc = 0, weight = 0;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t i = dir > 0 ? k : n - 1 - k;
         if (isfinite(y[i])) {
             acc = beta * acc + (1 - beta) * y[i];
             weight = beta * weight + (1 - beta);
         }
         out[i] = weight > 0 ? acc / weight : NAN;
     }
+}
+
+void vn_smooth_ema(const double *y, int64_t n, double span, double *out)
+{
+    double beta = span > 1 ? 1.0 - 1.0 / span : 0.0;
+    /* Forward, then backward over the result: the lag of the first pass is undone, so the
+     * smoothed line runs through the middle of the raw one on steep stretches too. */
+    ema_pass(y, n, beta, 1, out);
+    ema_pass(out, n, beta, -1, out);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(y[i])) out[i] = NAN;
 }
 
 /* ------------------------------------------------------------------------------ SVG */

@@ -107,8 +107,9 @@ void vn_tick_label(double v, double step, char *buf, size_t len);
 int64_t vn_decimate_m4(const double *x, const double *y, int64_t n, double x0, double x1,
                        int columns, int64_t *keep);
 
-/* Smoothed copy of y (debiased exponential moving average over about `span` points, as
- * TensorBoard's smoothing); non-finite values are skipped. out has n values. */
+/* Smoothed copy of y: a debiased exponential moving average over about `span` points (as
+ * TensorBoard's smoothing) run forward and then backward, so it does not lag behind the
+ * data; non-finite values are skipped (and stay NaN). out has n values and may be y. */
 void vn_smooth_ema(const double *y, int64_t n, double span, double *out);
 
 /* Appends <svg ...>...</svg> of the chart at w x h (viewBox units = pixels; it scales to its
