@@ -47,6 +47,9 @@ $V export "$ckpt" -o "$RUN/deploy.safetensors"
 echo "== evaluating the deploy network =="
 $V eval "$RUN/deploy.safetensors" --data datasets/fashion-mnist/val | tee "$RUN/eval_deploy.txt"
 
+echo "== report =="
+$V report "$RUN" -o "$RUN/report.html"
+
 top1() { sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$1"; }
 a=$(top1 "$RUN/eval_train.txt")
 b=$(top1 "$RUN/eval_deploy.txt")
@@ -60,5 +63,6 @@ time taken:                          $((end - start)) s
 checkpoint:       $ckpt
 deploy weights:   $RUN/deploy.safetensors
 metrics:          $RUN/metrics.jsonl, $RUN/epochs.csv
+report:           $RUN/report.html   (curves, tables, config: open it in a browser)
 TensorBoard logs: $RUN/tb   (tensorboard --logdir $RUN/tb)
 SUMMARY

@@ -16,6 +16,8 @@ PACKAGES=(
   python3 python3-numpy python3-torch python3-torchvision python3-pil
   # the real data set of the main job
   dataset-fashion-mnist
+  # headless browser that renders `vanilla report` pages in the tests
+  chromium
 )
 
 missing=()

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,7 +28,11 @@ struct vn_metrics {
     int n_csv_cols;
     double (*clock)(void *user);
     void *clock_user;
+    bool process_stats;
 };
+
+/* Records with more names than this get no process statistics added. */
+#define VN_METRICS_MAX_AUTO_NAMES 64
 
 static const char *const reserved_names[] = {"kind", "epoch", "step", "time"};
 
@@ -424,6 +429,7 @@ int vn_metrics_open(const char *run_dir, int64_t resume_step, const vn_metrics_o
     m->resume_step = resume_step < 0 ? -1 : resume_step;
     m->clock = opts->clock;
     m->clock_user = opts->clock_user;
+    m->process_stats = opts->process_stats;
     m->jsonl_path = join_path(run_dir, "metrics.jsonl");
     m->csv_path = join_path(run_dir, "epochs.csv");
     if (!m->jsonl_path || !m->csv_path) {
@@ -624,6 +630,24 @@ int vn_metrics_log(vn_metrics *m, vn_metrics_kind kind, int64_t epoch, int64_t s
     int rc = check_names(names, n, err);
     if (rc != VN_OK) return rc;
     double now = metrics_now(m);
+
+    /* Process statistics ride along with the records that mark progress (see the options). */
+    const char *xnames[VN_METRICS_MAX_AUTO_NAMES];
+    double xvalues[VN_METRICS_MAX_AUTO_NAMES];
+    if (m->process_stats && kind != VN_METRICS_STEP && n < VN_METRICS_MAX_AUTO_NAMES) {
+        bool given = false;
+        for (int i = 0; i < n; i++) given = given || !strcmp(names[i], "peak_rss_mb");
+        struct rusage ru;
+        if (!given && getrusage(RUSAGE_SELF, &ru) == 0) {
+            memcpy(xnames, names, (size_t)n * sizeof *names);
+            memcpy(xvalues, values, (size_t)n * sizeof *values);
+            xnames[n] = "peak_rss_mb";
+            xvalues[n] = (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+            names = xnames;
+            values = xvalues;
+            n++;
+        }
+    }
 
     /* Every sink is written even when an earlier one failed; the first error is returned. */
     vn_error e2;

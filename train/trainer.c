@@ -473,7 +473,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     rc = vn_config_save(cfg, cpath, err);
     static const char *const csv_cols[] = {"train_loss", "val_top1", "val_top5", "val_loss",
                                            "best_top1", "lr", "act_learn", "epoch_seconds"};
-    vn_metrics_opts mo = {csv_cols, 8, !cfg->output.tensorboard, NULL, NULL};
+    /* process_stats: peak RSS with every epoch and evaluation, for `vanilla report`. */
+    vn_metrics_opts mo = {csv_cols, 8, !cfg->output.tensorboard, NULL, NULL, true};
     if (rc == VN_OK) rc = vn_metrics_open(r->dir, r->resumed ? r->st.step : -1, &mo, &r->metrics, err);
     vn_progress_opts po = {r->out, (int)cfg->train.log_every, VN_PROGRESS_AUTO, 0, NULL, NULL};
     if (rc == VN_OK) rc = vn_progress_create(&po, &r->progress, err);

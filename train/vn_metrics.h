@@ -68,6 +68,10 @@ typedef struct vn_metrics_opts {
     /* Wall-clock source in seconds since the Unix epoch (tests); NULL: the real clock. */
     double (*clock)(void *user);
     void *clock_user;
+    /* true: every EPOCH and EVAL record of fewer than 64 names also carries peak_rss_mb, the
+     * process's peak resident set size so far in MiB (getrusage), unless the caller gives
+     * that name itself. */
+    bool process_stats;
 } vn_metrics_opts;
 
 typedef struct vn_metrics vn_metrics;

@@ -128,6 +128,7 @@ int vn_cmd_train(int argc, char **argv)
            res.data_wait, res.state.elapsed);
     printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg.output.dir,
            res.last_ckpt[0] ? res.last_ckpt : "-");
+    printf("see:   vanilla report %s -o report.html\n", cfg.output.dir);
     return VN_EXIT_OK;
 }
 

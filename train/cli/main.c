@@ -74,6 +74,7 @@ static const char usage[] =
     "  export CKPT -o OUT  merge a checkpoint into the deploy network (safetensors)\n"
     "  predict MODEL IMG.. top-k classes of image files\n"
     "  ablate BASE ABL     run a grid of config overrides and tabulate the results\n"
+    "  report RUN...       one self-contained HTML page of runs: curves, tables, config\n"
     "  info CONFIG|MODEL   per-layer shapes, parameters and multiply-adds\n"
     "  config show|schema|official  the effective config, every key, the official flags\n"
     "  data import|check   import MNIST/Fashion-MNIST into image folders, check a folder\n"
@@ -100,7 +101,8 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } cmds[] = {{"train", vn_cmd_train},   {"eval", vn_cmd_eval},     {"export", vn_cmd_export},
                 {"predict", vn_cmd_predict}, {"ablate", vn_cmd_ablate}, {"info", vn_cmd_info},
-                {"config", vn_cmd_config}, {"data", vn_cmd_data}, {"import", vn_cmd_import}};
+                {"config", vn_cmd_config}, {"data", vn_cmd_data}, {"import", vn_cmd_import},
+                {"report", vn_cmd_report}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "vanilla: unknown command '%s'\n\n%s", argv[1], usage);

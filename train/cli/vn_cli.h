@@ -36,6 +36,7 @@ int vn_cmd_predict(int argc, char **argv);
 int vn_cmd_data(int argc, char **argv);
 int vn_cmd_ablate(int argc, char **argv);
 int vn_cmd_import(int argc, char **argv);
+int vn_cmd_report(int argc, char **argv);
 
 /* Set by the signal handlers of `train` and `ablate`. */
 extern volatile sig_atomic_t vn_cli_stop;
