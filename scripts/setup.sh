@@ -9,6 +9,8 @@ PACKAGES=(
   # libraries the framework links
   libopenblas-openmp-dev libgomp1 zlib1g-dev libpng-dev libturbojpeg0-dev libjansson-dev
   libyaml-dev check
+  # the libFuzzer targets (scripts/fuzz.sh): clang, its fuzzer/sanitizer runtimes, its OpenMP
+  clang libclang-rt-14-dev libomp-14-dev
   # reference fixtures, PyTorch round trips and the PyTorch side of the benchmarks
   python3 python3-numpy python3-torch python3-torchvision python3-pil
   # the real data set of the main job
