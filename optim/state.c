@@ -23,8 +23,8 @@ size_t vn_state_entry_nbytes(const vn_state_entry *e)
     return (size_t)e->numel * vn_state_dtype_size(e->dtype);
 }
 
-int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
-                        const int64_t *shape, const void *data, size_t nbytes, vn_error *err)
+int vn_state_entry_check(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
+                         const int64_t *shape, const void *data, size_t nbytes, vn_error *err)
 {
     if (!e || !e->data) return vn_error_set(err, VN_ERR_INVALID, "state entry without data");
     if (dtype != e->dtype)
@@ -51,8 +51,15 @@ int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
     if (nbytes != want_bytes || (nbytes && !data))
         return vn_error_set(err, VN_ERR_FORMAT, "state '%s': %zu bytes of data, expected %zu",
                             e->name, nbytes, want_bytes);
-    if (nbytes) memcpy(e->data, data, nbytes);
     return VN_OK;
+}
+
+int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
+                        const int64_t *shape, const void *data, size_t nbytes, vn_error *err)
+{
+    int rc = vn_state_entry_check(e, dtype, ndim, shape, data, nbytes, err);
+    if (rc == VN_OK && nbytes) memcpy(e->data, data, nbytes);
+    return rc;
 }
 
 char *vn__concat(const char *a, const char *b, const char *c)

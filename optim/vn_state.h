@@ -40,6 +40,9 @@ size_t vn_state_entry_nbytes(const vn_state_entry *e);
  * both shapes. */
 int vn_state_entry_load(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
                         const int64_t *shape, const void *data, size_t nbytes, vn_error *err);
+/* The checks of vn_state_entry_load alone; nothing is written. */
+int vn_state_entry_check(const vn_state_entry *e, vn_state_dtype dtype, int ndim,
+                         const int64_t *shape, const void *data, size_t nbytes, vn_error *err);
 
 #ifdef __cplusplus
 }

@@ -165,50 +165,118 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
     return rc;
 }
 
+/* The file's optimizer entries match the optimizer (nothing is written). */
+static int optim_check(const vn_st_file *f, const char *path, vn_optim *opt, vn_error *err)
+{
+    for (int i = 0; i < vn_optim_state_count(opt); i++) {
+        vn_state_entry e;
+        vn_optim_state_at(opt, i, &e);
+        const vn_st_entry *fe = vn_st_find(f, e.name);
+        if (!fe)
+            return vn_error_set(err, VN_ERR_NOT_FOUND, "%s: missing optimizer state '%s' (was the "
+                                "checkpoint written with another optimizer?)", path, e.name);
+        if (fe->dtype != VN_DTYPE_F32 && fe->dtype != VN_DTYPE_I64)
+            return vn_error_set(err, VN_ERR_FORMAT, "%s: '%s' has dtype %s", path, e.name,
+                                vn_dtype_name(fe->dtype));
+        int rc = vn_state_entry_check(&e, fe->dtype == VN_DTYPE_I64 ? VN_STATE_I64 : VN_STATE_F32,
+                                      fe->ndim, fe->shape, fe->data, fe->nbytes, err);
+        if (rc != VN_OK) {
+            vn_error_prefix(err, "%s: ", path);
+            return rc;
+        }
+    }
+    return VN_OK;
+}
+
+/* Copies the optimizer state between the optimizer and a flat buffer (either way). */
+static void optim_swap_copy(vn_optim *opt, uint8_t *buf, bool to_buf)
+{
+    size_t off = 0;
+    for (int i = 0; i < vn_optim_state_count(opt); i++) {
+        vn_state_entry e;
+        vn_optim_state_at(opt, i, &e);
+        size_t n = vn_state_entry_nbytes(&e);
+        if (n) memcpy(to_buf ? buf + off : e.data, to_buf ? e.data : buf + off, n);
+        off += n;
+    }
+}
+
+/* Loads checked optimizer entries and validates the values (vn_optim_state_loaded); when the
+ * values are refused, the optimizer gets its previous state back from a copy taken first. */
+static int optim_apply(const vn_st_file *f, const char *path, vn_optim *opt, vn_error *err)
+{
+    size_t total = 0;
+    for (int i = 0; i < vn_optim_state_count(opt); i++) {
+        vn_state_entry e;
+        vn_optim_state_at(opt, i, &e);
+        total += vn_state_entry_nbytes(&e);
+    }
+    uint8_t *backup = malloc(total ? total : 1);
+    if (!backup)
+        return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory: %zu bytes to load the "
+                            "optimizer state", path, total);
+    optim_swap_copy(opt, backup, true);
+    for (int i = 0; i < vn_optim_state_count(opt); i++) {
+        vn_state_entry e;
+        vn_optim_state_at(opt, i, &e);
+        const vn_st_entry *fe = vn_st_find(f, e.name);
+        if (fe->nbytes) memcpy(e.data, fe->data, fe->nbytes);
+    }
+    int rc = vn_optim_state_loaded(opt, err);
+    if (rc != VN_OK) {
+        vn_error_prefix(err, "%s: ", path);
+        optim_swap_copy(opt, backup, false);
+    }
+    free(backup);
+    return rc;
+}
+
+/* Everything in the file checked against the parts before anything is written. */
+static int ckpt_check(const vn_st_file *f, const char *path, const vn_ckpt_parts *p,
+                      vn_train_state *state, vn_error *err)
+{
+    const char *kind = vn_st_meta(f, "vanilla.kind");
+    if (!kind || strcmp(kind, "checkpoint") != 0)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: not a training checkpoint (a weight file?)",
+                            path);
+    const char *ne = vn_st_meta(f, "vanilla.emas");
+    if (!ne || atoi(ne) != p->n_emas)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: holds %s EMA models, this run has %d", path,
+                            ne ? ne : "no", p->n_emas);
+    int rc = vn_state_check_file(&p->model->state, "model.", f, true, err);
+    char prefix[32];
+    for (int i = 0; rc == VN_OK && i < p->n_emas; i++) {
+        snprintf(prefix, sizeof prefix, "ema.%d.", i);
+        rc = vn_state_check_file(&p->emas[i]->state, prefix, f, true, err);
+    }
+    if (rc == VN_OK && p->optim) rc = optim_check(f, path, p->optim, err);
+    if (rc == VN_OK && p->state) {
+        const char *st = vn_st_meta(f, "vanilla.trainer");
+        rc = st ? state_from_json(st, path, state, err)
+                : vn_error_set(err, VN_ERR_FORMAT, "%s: no trainer state", path);
+    }
+    return rc;
+}
+
+/* All or nothing: every check (and the one allocation) comes before the first write, so a
+ * failed load leaves model, EMAs, optimizer and trainer state as they were. */
 int vn_ckpt_load(const char *path, const vn_ckpt_parts *p, vn_error *err)
 {
     vn_st_file *f = NULL;
     int rc = vn_st_open(path, &f, err);
     if (rc != VN_OK) return rc;
-    if (!vn_st_meta(f, "vanilla.kind") || strcmp(vn_st_meta(f, "vanilla.kind"), "checkpoint") != 0) {
-        vn_st_close(f);
-        return vn_error_set(err, VN_ERR_FORMAT, "%s: not a training checkpoint (a weight file?)", path);
-    }
-    const char *ne = vn_st_meta(f, "vanilla.emas");
-    if (!ne || atoi(ne) != p->n_emas) {
-        vn_st_close(f);
-        return vn_error_set(err, VN_ERR_FORMAT, "%s: holds %s EMA models, this run has %d", path,
-                            ne ? ne : "no", p->n_emas);
-    }
-    rc = vn_state_from_file(&p->model->state, "model.", f, true, err);
-    char prefix[32];
-    for (int i = 0; rc == VN_OK && i < p->n_emas; i++) {
-        snprintf(prefix, sizeof prefix, "ema.%d.", i);
-        rc = vn_state_from_file(&p->emas[i]->state, prefix, f, true, err);
-    }
-    for (int i = 0; rc == VN_OK && p->optim && i < vn_optim_state_count(p->optim); i++) {
-        vn_state_entry e;
-        vn_optim_state_at(p->optim, i, &e);
-        const vn_st_entry *fe = vn_st_find(f, e.name);
-        if (!fe) {
-            rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: missing optimizer state '%s' (was the "
-                              "checkpoint written with another optimizer?)", path, e.name);
-            break;
+    vn_train_state state;
+    rc = ckpt_check(f, path, p, &state, err);
+    if (rc == VN_OK && p->optim) rc = optim_apply(f, path, p->optim, err);
+    if (rc == VN_OK) {
+        /* Checked above: these copies cannot fail. */
+        vn_state_from_file(&p->model->state, "model.", f, true, err);
+        char prefix[32];
+        for (int i = 0; i < p->n_emas; i++) {
+            snprintf(prefix, sizeof prefix, "ema.%d.", i);
+            vn_state_from_file(&p->emas[i]->state, prefix, f, true, err);
         }
-        if (fe->dtype != VN_DTYPE_F32 && fe->dtype != VN_DTYPE_I64) {
-            rc = vn_error_set(err, VN_ERR_FORMAT, "%s: '%s' has dtype %s", path, e.name,
-                              vn_dtype_name(fe->dtype));
-            break;
-        }
-        rc = vn_state_entry_load(&e, fe->dtype == VN_DTYPE_I64 ? VN_STATE_I64 : VN_STATE_F32,
-                                 fe->ndim, fe->shape, fe->data, fe->nbytes, err);
-        if (rc != VN_OK) vn_error_prefix(err, "%s: ", path);
-    }
-    if (rc == VN_OK && p->optim) rc = vn_optim_state_loaded(p->optim, err);
-    if (rc == VN_OK && p->state) {
-        const char *st = vn_st_meta(f, "vanilla.trainer");
-        rc = st ? state_from_json(st, path, p->state, err)
-                : vn_error_set(err, VN_ERR_FORMAT, "%s: no trainer state", path);
+        if (p->state) *p->state = state;
     }
     vn_st_close(f);
     return rc;
