@@ -11,27 +11,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* NULL when out of memory (any jansson call failing). */
 static json_t *state_to_json(const vn_train_state *s)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "epoch", json_integer(s->epoch));
-    json_object_set_new(o, "position", json_integer(s->position));
-    json_object_set_new(o, "step", json_integer(s->step));
-    json_object_set_new(o, "micro_step", json_integer(s->micro_step));
-    json_object_set_new(o, "act_learn", json_real(s->act_learn));
+    int bad = 0;
+    bad |= json_object_set_new(o, "epoch", json_integer(s->epoch));
+    bad |= json_object_set_new(o, "position", json_integer(s->position));
+    bad |= json_object_set_new(o, "step", json_integer(s->step));
+    bad |= json_object_set_new(o, "micro_step", json_integer(s->micro_step));
+    bad |= json_object_set_new(o, "act_learn", json_real(s->act_learn));
     json_t *rng = json_array();
     for (int i = 0; i < 4; i++) {
         char hex[17];
         snprintf(hex, sizeof hex, "%016" PRIx64, s->rng.s[i]);
-        json_array_append_new(rng, json_string(hex));
+        bad |= json_array_append_new(rng, json_string(hex));
     }
-    json_object_set_new(o, "rng", rng);
-    json_object_set_new(o, "best_top1", json_real(s->best_top1));
-    json_object_set_new(o, "best_epoch", json_integer(s->best_epoch));
-    json_object_set_new(o, "best_source", json_string(s->best_source));
-    json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
-    json_object_set_new(o, "elapsed", json_real(s->elapsed));
-    json_object_set_new(o, "finished", json_boolean(s->finished));
+    bad |= json_object_set_new(o, "rng", rng);
+    bad |= json_object_set_new(o, "best_top1", json_real(s->best_top1));
+    bad |= json_object_set_new(o, "best_epoch", json_integer(s->best_epoch));
+    bad |= json_object_set_new(o, "best_source", json_string(s->best_source));
+    bad |= json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
+    bad |= json_object_set_new(o, "elapsed", json_real(s->elapsed));
+    bad |= json_object_set_new(o, "finished", json_boolean(s->finished));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -78,8 +84,9 @@ out:
 static char *classes_json(const char *const *names, int n)
 {
     json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, json_string(names[i]));
-    char *s = json_dumps(a, JSON_COMPACT);
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad |= json_array_append_new(a, json_string(names[i]));
+    char *s = bad ? NULL : vn__json_dumps(a, JSON_COMPACT);
     json_decref(a);
     return s;
 }
@@ -89,18 +96,19 @@ static char *data_json(const vn_config *cfg)
     vn_loader_config lc;
     vn_build_loader_config(cfg, false, &lc);
     json_t *o = json_object();
-    json_object_set_new(o, "input_size", json_integer(lc.input_size));
-    json_object_set_new(o, "channels", json_integer(lc.channels));
-    json_object_set_new(o, "interpolation", json_string(lc.interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
-    json_object_set_new(o, "crop_pct", json_real(lc.crop_pct));
+    int bad = 0;
+    bad |= json_object_set_new(o, "input_size", json_integer(lc.input_size));
+    bad |= json_object_set_new(o, "channels", json_integer(lc.channels));
+    bad |= json_object_set_new(o, "interpolation", json_string(lc.interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
+    bad |= json_object_set_new(o, "crop_pct", json_real(lc.crop_pct));
     json_t *mean = json_array(), *std = json_array();
     for (int c = 0; c < 3; c++) {
-        json_array_append_new(mean, json_real(lc.mean[c]));
-        json_array_append_new(std, json_real(lc.std[c]));
+        bad |= json_array_append_new(mean, json_real(lc.mean[c]));
+        bad |= json_array_append_new(std, json_real(lc.std[c]));
     }
-    json_object_set_new(o, "mean", mean);
-    json_object_set_new(o, "std", std);
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    bad |= json_object_set_new(o, "mean", mean);
+    bad |= json_object_set_new(o, "std", std);
+    char *s = bad ? NULL : vn__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
 }
@@ -112,7 +120,9 @@ int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_confi
     char *model = vn_vanillanet_config_json(&m->cfg, m->deploy);
     char *classes = class_names ? classes_json(class_names, n_classes) : NULL;
     char *data = cfg ? data_json(cfg) : NULL;
-    int rc = vn_st_set_meta(w, "format", "pt", err);
+    int rc = !model || (class_names && !classes) || (cfg && !data)
+                 ? vn_error_set(err, VN_ERR_NOMEM, "out of memory describing the model")
+                 : vn_st_set_meta(w, "format", "pt", err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.model", model, err);
     if (rc == VN_OK && classes) rc = vn_st_set_meta(w, "vanilla.classes", classes, err);
     if (rc == VN_OK && data) rc = vn_st_set_meta(w, "vanilla.data", data, err);
@@ -146,9 +156,10 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.emas", num, err);
     if (rc == VN_OK && p->state) {
         json_t *o = state_to_json(p->state);
-        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char *s = o ? vn__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         json_decref(o);
-        rc = vn_st_set_meta(w, "vanilla.trainer", s, err);
+        rc = s ? vn_st_set_meta(w, "vanilla.trainer", s, err)
+               : vn_error_set(err, VN_ERR_NOMEM, "out of memory writing the trainer state");
         free(s);
     }
     if (rc == VN_OK && p->cfg) {
