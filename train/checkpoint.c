@@ -5,11 +5,15 @@
 #include "train/vn_trainer.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* NULL when out of memory (any jansson call failing). */
 static json_t *state_to_json(const vn_train_state *s)
@@ -455,4 +459,38 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
     return rc;
+}
+
+/* "name.tmp.<pid>" of a process that no longer runs: left by a writer killed mid-write. */
+static bool stale_tmp(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (!t || !t[5]) return false;
+    char *end;
+    long pid = strtol(t + 5, &end, 10);
+    if (*end || pid <= 0 || pid == (long)getpid()) return false;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int vn_ckpt_dir_prepare(const char *dir, vn_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot open the checkpoint folder: %s", dir,
+                            strerror(errno));
+    int removed = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        if (stale_tmp(de->d_name) && unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
+    closedir(d);
+    if (removed)
+        vn_log(VN_LOG_INFO, "%s: removed %d temporary file(s) of interrupted writes", dir, removed);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.vn_write_probe.tmp.%ld", dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot write checkpoints there: %s", dir,
+                            strerror(errno));
+    close(fd);
+    unlink(probe);
+    return VN_OK;
 }

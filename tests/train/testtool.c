@@ -1,7 +1,9 @@
 /* Helpers for the CLI tests (tests/train/test_cli.sh):
  *   testtool synth ROOT N_TRAIN N_VAL      writes the synthetic dataset
  *   testtool compare A B NAME TOL          max |A.NAME - B.NAME| <= TOL (safetensors F32)
- *   testtool corrupt FILE                  flips one byte in the middle of the data */
+ *   testtool corrupt FILE                  flips one byte in the middle of the data
+ *   testtool same A B                      every tensor of A is in B with the same bytes
+ *                                          (and B has no other): 0 same, 1 differ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,24 @@ int main(int argc, char **argv)
         fclose(f);
         return 0;
     }
-    fprintf(stderr, "usage: testtool synth ROOT N_TRAIN N_VAL | compare A B NAME TOL | corrupt FILE\n");
+    if (argc == 4 && strcmp(argv[1], "same") == 0) {
+        vn_st_file *a = NULL, *b = NULL;
+        vn_error err = {0};
+        if (vn_st_open(argv[2], &a, &err) || vn_st_open(argv[3], &b, &err)) {
+            fprintf(stderr, "same: %s\n", err.msg);
+            return 1;
+        }
+        int differ = vn_st_count(a) != vn_st_count(b);
+        for (int i = 0; !differ && i < vn_st_count(a); i++) {
+            const vn_st_entry *ea = vn_st_at(a, i), *eb = vn_st_find(b, ea->name);
+            differ = !eb || ea->nbytes != eb->nbytes || memcmp(ea->data, eb->data, ea->nbytes);
+            if (differ) fprintf(stderr, "same: tensor '%s' differs\n", ea->name);
+        }
+        printf("same: %d tensors %s\n", vn_st_count(a), differ ? "DIFFER" : "identical");
+        vn_st_close(a);
+        vn_st_close(b);
+        return differ;
+    }
+    fprintf(stderr, "usage: testtool synth ROOT N_TRAIN N_VAL | compare A B NAME TOL | corrupt FILE | same A B\n");
     return 2;
 }
