@@ -13,6 +13,7 @@ M="$T/full" R="$T/ro"
 mkdir -p "$M" "$R"
 cleanup() { umount "$M" 2>/dev/null; umount "$R" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
+[[ -n "${VN_KEEP_LOGS:-}" ]] && trap 'cp "$T"/*.log "$VN_KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
@@ -60,8 +61,9 @@ expect "room again: resume finishes" [ $? -eq 0 ]
 expect "room again: resumed from the last checkpoint" contains "$T/resume.log" "$(basename "$last")"
 
 # A read-only output folder: refused before training starts.
+mount -t tmpfs -o size=64k tmpfs "$R"
 mkdir -p "$R/run/checkpoints"
-mount -t tmpfs -o ro,size=64k tmpfs "$R"
+mount -o remount,ro "$R"
 "$VANILLA" train "$T/cfg.yaml" --set output.dir="$R/run" >"$T/ro.log" 2>&1
 expect "read-only folder: exit 1" [ $? -eq 1 ]
 expect "read-only folder: says so" contains "$T/ro.log" "Read-only file system"
