@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    targets: safetensors config png jpeg idx (default all)
 # New inputs go into build-fuzz/corpus/<target> (kept between runs, not committed); crashes
 # into build-fuzz/crashes/<target>/. Prints one line per target (executions, coverage, CPU
-# seconds, crashes) and exits non-zero when any target crashed.
+# seconds of the fuzzer process, crashes) and exits non-zero when any target crashed.
 # Environment: FUZZ_JOBS=N runs N targets at once (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,20 +30,21 @@ run_one() { # target
   mkdir -p "$work" "$crashes"
   local dict=()
   [[ -f tests/fuzz/$t.dict ]] && dict=("-dict=tests/fuzz/$t.dict")
-  local start end rc=0
-  start=$(date +%s.%N)
-  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$dir/tests/fuzz/fuzz_$t" "${dict[@]}" -max_total_time="$seconds" -timeout=20 \
-    -rss_limit_mb=2560 -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes/" \
-    "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
-  end=$(date +%s.%N)
+  local rc=0 cpu TIMEFORMAT='%U %S'
+  cpu=$( { time ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+    UBSAN_OPTIONS=print_stacktrace=1 "$dir/tests/fuzz/fuzz_$t" "${dict[@]}" \
+    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 -max_len=65536 \
+    -print_final_stats=1 -artifact_prefix="$crashes/" "$work" "tests/fuzz/corpus/$t" \
+    >"$log" 2>&1 || echo "rc $?" >"$log.rc"; } 2>&1 )
+  [[ -f "$log.rc" ]] && { rc=$(awk '{print $2}' "$log.rc"); rm -f "$log.rc"; }
   local execs cov ft ncrash
   execs=$(awk '/stat::number_of_executed_units:/{print $2}' "$log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   ncrash=$(find "$crashes" -type f | wc -l)
-  printf 'fuzz %-12s %10s execs  %7.0f s  cov %5s  ft %6s  corpus %5s  crashes %s  rc %s\n' \
-    "$t" "${execs:-?}" "$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')" "${cov:-?}" "${ft:-?}" \
+  printf 'fuzz %-12s %10s execs  %7.0f CPU s  cov %5s  ft %6s  corpus %5s  crashes %s  rc %s\n' \
+    "$t" "${execs:-?}" "$(awk -v c="$cpu" 'BEGIN{split(c, a, " "); print a[1] + a[2]}')" \
+    "${cov:-?}" "${ft:-?}" \
     "$(find "$work" -type f | wc -l)" "$ncrash" "$rc"
   if ((rc != 0 || ncrash != 0)); then
     grep -E 'ERROR|SUMMARY|==[0-9]+==' "$log" | head -20
