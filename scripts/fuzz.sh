@@ -42,7 +42,7 @@ run_one() { # target
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   ncrash=$(find "$crashes" -type f | wc -l)
-  printf 'fuzz %-12s %10s execs  %7.0f CPU s  cov %5s  ft %6s  corpus %5s  crashes %s  rc %s\n' \
+  printf 'fuzz %-12s %10s execs  %7.1f CPU s  cov %5s  ft %6s  corpus %5s  crashes %s  rc %s\n' \
     "$t" "${execs:-?}" "$(awk -v c="$cpu" 'BEGIN{split(c, a, " "); print a[1] + a[2]}')" \
     "${cov:-?}" "${ft:-?}" \
     "$(find "$work" -type f | wc -l)" "$ncrash" "$rc"

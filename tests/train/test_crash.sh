@@ -42,8 +42,9 @@ while ((kills < KILLS || attempt > 0)); do
   attempt=$((attempt + 1))
   # A random instant within the straight run's length: the resume redoes at most one step.
   delay=$(awk -v s="$straight_s" -v r="$RANDOM" 'BEGIN{printf "%.3f", (r / 32768.0) * s * 0.5}')
-  sleep "$delay"
-  if kill -KILL "$pid" 2>/dev/null; then
+  # Once enough kills are done, the run in progress is left to finish.
+  ((kills < KILLS)) && sleep "$delay"
+  if ((kills < KILLS)) && kill -KILL "$pid" 2>/dev/null; then
     wait "$pid" 2>/dev/null
     kills=$((kills + 1))
     # Killed mid-write: a temporary file is there now; the resume must remove it.
