@@ -487,7 +487,8 @@ START_TEST(files_vanish_or_change_mid_run)
             snprintf(gone, sizeof gone, "%s/k0/2.png", root);
             snprintf(changed, sizeof changed, "%s/k2/3.jpg", root);
             ck_assert_int_eq(unlink(gone), 0);
-            dt_write_file(changed, "\xff\xd8\xff\xe0 changed under our feet", 30);
+            static const char junk[] = "\xff\xd8\xff\xe0 changed under our feet";
+            dt_write_file(changed, junk, sizeof junk - 1);
         }
         start_ok(ld, e, 0);
         vn_batch b;
