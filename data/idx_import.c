@@ -53,7 +53,21 @@ static int read_exact(gzFile g, const char *path, void *buf, size_t len, const c
     return VN_OK;
 }
 
-/* Opens an IDX file and checks its magic: 0x0000 08 <ndim> (unsigned bytes). */
+/* Checks the magic of an IDX header of unsigned bytes with ndim dimensions (00 00 08 ndim)
+ * and reads its sizes; hdr holds 4 + 4 * ndim bytes. */
+static int idx_header(const uint8_t *hdr, int ndim, const char *path, uint32_t *dims,
+                      vn_error *err)
+{
+    if (hdr[0] != 0 || hdr[1] != 0 || hdr[2] != 0x08 || hdr[3] != ndim)
+        return vn_error_set(err, VN_ERR_FORMAT,
+                            "%s: not an IDX file of unsigned bytes with %d dimensions (magic "
+                            "%02x %02x %02x %02x, expected 00 00 08 %02x)",
+                            path, ndim, hdr[0], hdr[1], hdr[2], hdr[3], ndim);
+    for (int i = 0; i < ndim; i++) dims[i] = be32(hdr + 4 + 4 * i);
+    return VN_OK;
+}
+
+/* Opens an IDX file and checks its magic. */
 static int idx_open(const char *path, int ndim, uint32_t *dims, gzFile *out, vn_error *err)
 {
     gzFile g = gzopen(path, "rb");
@@ -61,17 +75,78 @@ static int idx_open(const char *path, int ndim, uint32_t *dims, gzFile *out, vn_
     uint8_t hdr[16];
     size_t hlen = 4 + 4 * (size_t)ndim;
     int rc = read_exact(g, path, hdr, hlen, "the IDX header", err);
-    if (!rc && (hdr[0] != 0 || hdr[1] != 0 || hdr[2] != 0x08 || hdr[3] != ndim))
-        rc = vn_error_set(err, VN_ERR_FORMAT,
-                          "%s: not an IDX file of unsigned bytes with %d dimensions (magic "
-                          "%02x %02x %02x %02x, expected 00 00 08 %02x)",
-                          path, ndim, hdr[0], hdr[1], hdr[2], hdr[3], ndim);
-    for (int i = 0; !rc && i < ndim; i++) dims[i] = be32(hdr + 4 + 4 * i);
+    if (!rc) rc = idx_header(hdr, ndim, path, dims, err);
     if (rc) {
         gzclose(g);
         return rc;
     }
     *out = g;
+    return VN_OK;
+}
+
+/* The sizes of an image file and its label file agree and are plausible. */
+static int idx_check_dims(const uint32_t *idims, const uint32_t *ldims, const char *images_path,
+                          const char *labels_path, vn_error *err)
+{
+    if (idims[0] == 0 || idims[1] == 0 || idims[2] == 0 || idims[1] > 4096 || idims[2] > 4096)
+        return vn_error_set(err, VN_ERR_FORMAT,
+                            "%s: implausible dimensions %u x %u x %u (count, rows, columns)",
+                            images_path, idims[0], idims[1], idims[2]);
+    if (idims[0] != ldims[0])
+        return vn_error_set(err, VN_ERR_FORMAT, "%s has %u images but %s has %u labels",
+                            images_path, idims[0], labels_path, ldims[0]);
+    return VN_OK;
+}
+
+static int idx_check_labels(const uint8_t *labels, int64_t n, int n_classes,
+                            const char *labels_path, vn_error *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] >= n_classes)
+            return vn_error_set(err, VN_ERR_FORMAT, "%s: label %u of item %lld is not below %d",
+                                labels_path, labels[i], (long long)i, n_classes);
+    return VN_OK;
+}
+
+/* One IDX file in memory: the header is there and its magic right. */
+static int idx_memory(const uint8_t *buf, size_t len, int ndim, const char *path, uint32_t *dims,
+                      vn_error *err)
+{
+    size_t hlen = 4 + 4 * (size_t)ndim;
+    if (len < hlen)
+        return vn_error_set(err, VN_ERR_FORMAT,
+                            "%s: truncated: the IDX header needs %zu bytes, file has %zu", path,
+                            hlen, len);
+    return idx_header(buf, ndim, path, dims, err);
+}
+
+int vn_idx_parse_memory(const void *images, size_t images_len, const char *images_label,
+                        const void *labels, size_t labels_len, const char *labels_label,
+                        int n_classes, vn_idx_set *set, vn_error *err)
+{
+    memset(set, 0, sizeof *set);
+    if (n_classes <= 0 || n_classes > 256)
+        return vn_error_set(err, VN_ERR_INVALID, "IDX parsing needs 1..256 classes, not %d",
+                            n_classes);
+    uint32_t idims[3], ldims[1];
+    int rc = idx_memory(images, images_len, 3, images_label, idims, err);
+    if (!rc) rc = idx_memory(labels, labels_len, 1, labels_label, ldims, err);
+    if (!rc) rc = idx_check_dims(idims, ldims, images_label, labels_label, err);
+    if (rc) return rc;
+    size_t n = idims[0], img = (size_t)idims[1] * idims[2];
+    if ((images_len - 16) / img < n)
+        return vn_error_set(err, VN_ERR_FORMAT,
+                            "%s: truncated: the pixel data needs %zu bytes, file has %zu",
+                            images_label, img * n, images_len - 16);
+    if (labels_len - 8 < n)
+        return vn_error_set(err, VN_ERR_FORMAT,
+                            "%s: truncated: the labels need %zu bytes, file has %zu",
+                            labels_label, n, labels_len - 8);
+    const uint8_t *lab = (const uint8_t *)labels + 8;
+    rc = idx_check_labels(lab, (int64_t)n, n_classes, labels_label, err);
+    if (rc) return rc;
+    *set = (vn_idx_set){.n = (int64_t)n, .rows = (int)idims[1], .cols = (int)idims[2],
+                        .pixels = (const uint8_t *)images + 16, .labels = lab};
     return VN_OK;
 }
 
@@ -157,23 +232,15 @@ int vn_import_idx(const char *images_path, const char *labels_path, const char *
     int rc = idx_open(images_path, 3, idims, &gi, err);
     if (!rc) rc = idx_open(labels_path, 1, ldims, &gl, err);
     if (rc) goto done;
-    if (idims[0] == 0 || idims[1] == 0 || idims[2] == 0 || idims[1] > 4096 || idims[2] > 4096) {
-        rc = vn_error_set(err, VN_ERR_FORMAT,
-                          "%s: implausible dimensions %u x %u x %u (count, rows, columns)",
-                          images_path, idims[0], idims[1], idims[2]);
-        goto done;
-    }
-    if (idims[0] != ldims[0]) {
-        rc = vn_error_set(err, VN_ERR_FORMAT, "%s has %u images but %s has %u labels",
-                          images_path, idims[0], labels_path, ldims[0]);
-        goto done;
-    }
+    rc = idx_check_dims(idims, ldims, images_path, labels_path, err);
+    if (rc) goto done;
     int64_t n = idims[0];
     size_t img = (size_t)idims[1] * idims[2];
     pixels = malloc(img * (size_t)n);
     labels = malloc((size_t)n);
     if (!pixels || !labels) {
-        rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory reading %s", images_path);
+        rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory: %zu bytes for the images of %s",
+                          img * (size_t)n, images_path);
         goto done;
     }
     rc = read_exact(gi, images_path, pixels, img * (size_t)n, "the pixel data", err);
@@ -183,12 +250,8 @@ int vn_import_idx(const char *images_path, const char *labels_path, const char *
     if (gzread(gi, &extra, 1) > 0 || gzread(gl, &extra, 1) > 0)
         vn_log(VN_LOG_WARN, "%s / %s: data after the last item ignored", images_path,
                labels_path);
-    for (int64_t i = 0; i < n; i++)
-        if (labels[i] >= n_classes) {
-            rc = vn_error_set(err, VN_ERR_FORMAT, "%s: label %u of item %lld is not below %d",
-                              labels_path, labels[i], (long long)i, n_classes);
-            goto done;
-        }
+    rc = idx_check_labels(labels, n, n_classes, labels_path, err);
+    if (rc) goto done;
     rc = mkdir_p(split_dir, err);
     for (int c = 0; !rc && c < n_classes; c++) {
         char path[4096];

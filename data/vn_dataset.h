@@ -101,6 +101,20 @@ int vn_import_idx(const char *images_path, const char *labels_path, const char *
                   const char *const *class_names, int n_classes, int compression_level,
                   int threads, int64_t *n_written, vn_error *err);
 
+/* An IDX pair held in memory (uncompressed), checked like vn_import_idx checks files: magic
+ * numbers, plausible sizes (rows and columns 1..4096), equal counts, data long enough, labels
+ * below n_classes. Labels name the buffers in messages. On success set points into the
+ * buffers (pixels N x rows x cols, labels N); bytes after the last item are ignored. */
+typedef struct vn_idx_set {
+    int64_t n;
+    int rows, cols;
+    const uint8_t *pixels;
+    const uint8_t *labels;
+} vn_idx_set;
+int vn_idx_parse_memory(const void *images, size_t images_len, const char *images_label,
+                        const void *labels, size_t labels_len, const char *labels_label,
+                        int n_classes, vn_idx_set *set, vn_error *err);
+
 typedef struct vn_import_result {
     int64_t n_train;
     int64_t n_val;

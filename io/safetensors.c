@@ -897,6 +897,22 @@ static json_t *entry_json(const st_wentry *e, uint64_t begin)
     return ent;
 }
 
+/* json_dumps without jansson's growing buffer: jansson 2.14 drops bytes from the text when
+ * growing that buffer fails and still reports success (found by the allocation-failure
+ * sweeps). Measured first, then written into one allocation of the exact size. */
+char *vn__json_dumps(const void *o, size_t flags)
+{
+    if (!o) return NULL;
+    size_t n = json_dumpb(o, NULL, 0, flags);
+    char *s = n ? malloc(n + 1) : NULL;
+    if (!s || json_dumpb(o, s, n, flags) != n) {
+        free(s);
+        return NULL;
+    }
+    s[n] = '\0';
+    return s;
+}
+
 /* The length field and the header, padded with spaces to a multiple of 8 bytes:
  * {"__metadata__": {...}, name: {dtype, shape, data_offsets}, ...} in insertion order
  * (metadata first, as the reference implementation writes it). */
@@ -919,7 +935,7 @@ static int build_header(const vn_st_writer *w, uint32_t flags, unsigned char **o
         ok = !json_object_set_new(root, w->e[i].name, entry_json(&w->e[i], off));
         off += w->e[i].nbytes;
     }
-    if (ok) text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (ok) text = vn__json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(meta);
     json_decref(root);
     if (!text) return vn_error_set(err, VN_ERR_NOMEM, "safetensors writer: out of memory");

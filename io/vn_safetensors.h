@@ -99,6 +99,10 @@ int vn_st_write(vn_st_writer *w, const char *path, uint32_t flags, vn_error *err
 /* Serialises to a malloc'd buffer (for tests and in-memory use). */
 int vn_st_serialize(vn_st_writer *w, uint32_t flags, void **buf, size_t *len, vn_error *err);
 
+/* Internal: jansson's json_dumps (o is a json_t), failing (NULL) instead of returning
+ * incomplete text when out of memory. */
+char *vn__json_dumps(const void *o, size_t flags);
+
 #ifdef __cplusplus
 }
 #endif

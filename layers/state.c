@@ -97,12 +97,11 @@ int vn_state_to_writer(const vn_state_list *l, const char *prefix, vn_st_writer 
     return VN_OK;
 }
 
-int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_file *f,
-                       bool strict, vn_error *err)
+int vn_state_check_file(const vn_state_list *l, const char *prefix, const vn_st_file *f,
+                        bool strict, vn_error *err)
 {
     char name[512], want[128], got[128];
     size_t plen = strlen(prefix);
-    /* Check everything first, so a mismatch leaves the model untouched. */
     for (int i = 0; i < l->n; i++) {
         const vn_state_item *e = &l->items[i];
         snprintf(name, sizeof name, "%s%s", prefix, e->name);
@@ -135,6 +134,30 @@ int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_f
                                     "this model)", vn_st_path(f), fname);
         }
     }
+    return VN_OK;
+}
+
+/* dst (OHWI, o x h x w x i) from src (OIHW) held at any alignment in a file buffer; no
+ * temporary, so loading cannot fail half-way. */
+static void ohwi_from_oihw_bytes(float *dst, const uint8_t *src, int64_t o, int64_t i,
+                                 int64_t h, int64_t w)
+{
+    for (int64_t a = 0; a < o; a++)
+        for (int64_t b = 0; b < i; b++)
+            for (int64_t y = 0; y < h; y++)
+                for (int64_t x = 0; x < w; x++)
+                    memcpy(&dst[((a * h + y) * w + x) * i + b],
+                           src + (size_t)(((a * i + b) * h + y) * w + x) * sizeof(float),
+                           sizeof(float));
+}
+
+int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_file *f,
+                       bool strict, vn_error *err)
+{
+    /* Check everything first, so a mismatch leaves the model untouched; copying cannot fail. */
+    int rc = vn_state_check_file(l, prefix, f, strict, err);
+    if (rc != VN_OK) return rc;
+    char name[512];
     for (int i = 0; i < l->n; i++) {
         const vn_state_item *e = &l->items[i];
         snprintf(name, sizeof name, "%s%s", prefix, e->name);
@@ -144,15 +167,11 @@ int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_f
             continue;
         }
         vn_tensor *t = e->tensor;
-        if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4) {
-            float *tmp = malloc(fe->nbytes ? fe->nbytes : 1);
-            if (!tmp) return vn_error_set(err, VN_ERR_NOMEM, "out of memory reading %s", name);
-            memcpy(tmp, fe->data, fe->nbytes);
-            vn_oihw_to_ohwi(t->data, tmp, t->shape[0], t->shape[3], t->shape[1], t->shape[2]);
-            free(tmp);
-        } else {
+        if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4)
+            ohwi_from_oihw_bytes(t->data, fe->data, t->shape[0], t->shape[3], t->shape[1],
+                                 t->shape[2]);
+        else
             memcpy(t->data, fe->data, fe->nbytes);
-        }
     }
     return VN_OK;
 }

@@ -50,6 +50,10 @@ int vn_state_to_writer(const vn_state_list *l, const char *prefix, vn_st_writer 
  * and names the first mismatch; nothing is modified unless everything matches. */
 int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_file *f,
                        bool strict, vn_error *err);
+/* The checks of vn_state_from_file alone (nothing is modified); after it succeeds,
+ * vn_state_from_file with the same arguments cannot fail. */
+int vn_state_check_file(const vn_state_list *l, const char *prefix, const vn_st_file *f,
+                        bool strict, vn_error *err);
 /* Copies values (not gradients) between two lists with the same names and shapes. */
 int vn_state_copy(const vn_state_list *dst, const vn_state_list *src, vn_error *err);
 

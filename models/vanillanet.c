@@ -167,8 +167,9 @@ int vn_vanillanet_create(const vn_vanillanet_config *cfg, bool deploy, vn_vanill
     if (rc == VN_OK) rc = vn__vanillanet_register(m);
     if (rc != VN_OK) {
         vn_vanillanet_destroy(m);
-        return vn_error_set(err, rc, "out of memory building the model (%lld parameters)",
-                            (long long)vn_vanillanet_count_params(cfg, deploy));
+        int64_t n = vn_vanillanet_count_params(cfg, deploy);
+        return vn_error_set(err, rc, "out of memory building the model: %lld parameters "
+                            "need %.1f MB", (long long)n, (double)n * sizeof(float) / 1e6);
     }
     *out = m;
     return VN_OK;

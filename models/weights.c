@@ -8,25 +8,28 @@
 
 #define META_KEY "vanilla.model"
 
+/* NULL when out of memory: every jansson call's failure counts, so that a file is never
+ * written with a silently incomplete description. */
 char *vn_vanillanet_config_json(const vn_vanillanet_config *c, bool deploy)
 {
     json_t *o = json_object(), *dims = json_array(), *strides = json_array();
-    for (int i = 0; i <= c->n_stages; i++) json_array_append_new(dims, json_integer(c->dims[i]));
-    for (int i = 0; i < c->n_stages; i++) json_array_append_new(strides, json_integer(c->strides[i]));
-    json_object_set_new(o, "dims", dims);
-    json_object_set_new(o, "strides", strides);
+    int bad = 0;
+    for (int i = 0; i <= c->n_stages; i++) bad |= json_array_append_new(dims, json_integer(c->dims[i]));
+    for (int i = 0; i < c->n_stages; i++) bad |= json_array_append_new(strides, json_integer(c->strides[i]));
+    bad |= json_object_set_new(o, "dims", dims);
+    bad |= json_object_set_new(o, "strides", strides);
     if (c->ada_pool_enabled) {
         json_t *ap = json_array();
-        for (int i = 0; i < c->n_stages; i++) json_array_append_new(ap, json_integer(c->ada_pool[i]));
-        json_object_set_new(o, "ada_pool", ap);
+        for (int i = 0; i < c->n_stages; i++) bad |= json_array_append_new(ap, json_integer(c->ada_pool[i]));
+        bad |= json_object_set_new(o, "ada_pool", ap);
     }
-    json_object_set_new(o, "act_num", json_integer(c->act_num));
-    json_object_set_new(o, "in_chans", json_integer(c->in_chans));
-    json_object_set_new(o, "num_classes", json_integer(c->num_classes));
-    json_object_set_new(o, "drop_rate", json_real(c->drop_rate));
-    json_object_set_new(o, "shortcut", json_string(c->shortcut == VN_SHORTCUT_NONE ? "none" : "identity"));
-    json_object_set_new(o, "deploy", json_boolean(deploy));
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    bad |= json_object_set_new(o, "act_num", json_integer(c->act_num));
+    bad |= json_object_set_new(o, "in_chans", json_integer(c->in_chans));
+    bad |= json_object_set_new(o, "num_classes", json_integer(c->num_classes));
+    bad |= json_object_set_new(o, "drop_rate", json_real(c->drop_rate));
+    bad |= json_object_set_new(o, "shortcut", json_string(c->shortcut == VN_SHORTCUT_NONE ? "none" : "identity"));
+    bad |= json_object_set_new(o, "deploy", json_boolean(deploy));
+    char *s = bad ? NULL : vn__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
 }
@@ -90,6 +93,7 @@ int vn_vanillanet_save(const vn_vanillanet *m, const char *path, vn_error *err)
     if (!w) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     int rc = vn_state_to_writer(&m->state, "", w, err);
     char *meta = rc == VN_OK ? vn_vanillanet_config_json(&m->cfg, m->deploy) : NULL;
+    if (rc == VN_OK && !meta) rc = vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
     if (rc == VN_OK) rc = vn_st_set_meta(w, META_KEY, meta, err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "format", "pt", err);
     if (rc == VN_OK) rc = vn_st_write(w, path, VN_ST_CRC32, err);

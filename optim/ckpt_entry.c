@@ -12,7 +12,7 @@ size_t vn_ckpt_entry_nbytes(const vn_ckpt_entry *e)
     return (size_t)e->numel * vn_dtype_size(e->dtype);
 }
 
-int vn_ckpt_entry_load(const vn_ckpt_entry *e, vn_dtype dtype, int ndim,
+int vn_ckpt_entry_check(const vn_ckpt_entry *e, vn_dtype dtype, int ndim,
                         const int64_t *shape, const void *data, size_t nbytes, vn_error *err)
 {
     if (!e || !e->data) return vn_error_set(err, VN_ERR_INVALID, "state entry without data");
@@ -40,8 +40,15 @@ int vn_ckpt_entry_load(const vn_ckpt_entry *e, vn_dtype dtype, int ndim,
     if (nbytes != want_bytes || (nbytes && !data))
         return vn_error_set(err, VN_ERR_FORMAT, "state '%s': %zu bytes of data, expected %zu",
                             e->name, nbytes, want_bytes);
-    if (nbytes) memcpy(e->data, data, nbytes);
     return VN_OK;
+}
+
+int vn_ckpt_entry_load(const vn_ckpt_entry *e, vn_dtype dtype, int ndim,
+                       const int64_t *shape, const void *data, size_t nbytes, vn_error *err)
+{
+    int rc = vn_ckpt_entry_check(e, dtype, ndim, shape, data, nbytes, err);
+    if (rc == VN_OK && nbytes) memcpy(e->data, data, nbytes);
+    return rc;
 }
 
 char *vn__concat(const char *a, const char *b, const char *c)

@@ -30,6 +30,9 @@ size_t vn_ckpt_entry_nbytes(const vn_ckpt_entry *e);
  * both shapes. */
 int vn_ckpt_entry_load(const vn_ckpt_entry *e, vn_dtype dtype, int ndim,
                         const int64_t *shape, const void *data, size_t nbytes, vn_error *err);
+/* The checks of vn_ckpt_entry_load alone; nothing is written. */
+int vn_ckpt_entry_check(const vn_ckpt_entry *e, vn_dtype dtype, int ndim,
+                        const int64_t *shape, const void *data, size_t nbytes, vn_error *err);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@ PACKAGES=(
   # ONNX export: protoc-c compiles the official onnx.proto that python3-onnx ships; the
   # ONNX checks of tests/reference use python3-onnx too
   protobuf-c-compiler python3-onnx
+  # the libFuzzer targets (scripts/fuzz.sh): clang, its fuzzer/sanitizer runtimes, its OpenMP
+  clang libclang-rt-14-dev libomp-14-dev
   # reference fixtures, PyTorch round trips and the PyTorch side of the benchmarks
   python3 python3-numpy python3-torch python3-torchvision python3-pil
   # the real data set of the main job

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Sets up (packages), builds and runs the whole test suite: once in the release build and
-# once under AddressSanitizer + UndefinedBehaviorSanitizer. Prints "N passed, M failed".
+# once under AddressSanitizer + UndefinedBehaviorSanitizer, then each libFuzzer target for
+# 20 s (scripts/fuzz.sh; each target counts as one test). Prints "N passed, M failed".
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-asan  release build only (faster, for iterating)
+#   scripts/test.sh --no-fuzz  without the fuzz targets
 #   scripts/test.sh -- ARGS    extra arguments for `meson test` (e.g. a suite: --suite conv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 asan=1
+fuzz=1
 extra=()
 while (($#)); do
   case "$1" in
     --no-asan) asan=0 ;;
+    --no-fuzz) fuzz=0 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -64,6 +68,16 @@ if ((asan)); then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   run_suite build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
+fi
+
+if ((fuzz)); then
+  echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each (build-fuzz/) =="
+  fuzz_log=$(mktemp)
+  scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log" || true
+  fuzz_ok=$(grep -cE '^fuzz .* crashes 0  rc 0$' "$fuzz_log" || true)
+  passed=$((passed + fuzz_ok))
+  failed=$((failed + 5 - fuzz_ok))
+  rm -f "$fuzz_log"
 fi
 
 echo "tests: $passed passed, $failed failed"

@@ -5,42 +5,52 @@
 #include "train/vn_trainer.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+/* NULL when out of memory (any jansson call failing). */
 static json_t *state_to_json(const vn_train_state *s)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "epoch", json_integer(s->epoch));
-    json_object_set_new(o, "position", json_integer(s->position));
-    json_object_set_new(o, "step", json_integer(s->step));
-    json_object_set_new(o, "micro_step", json_integer(s->micro_step));
-    json_object_set_new(o, "act_learn", json_real(s->act_learn));
+    int bad = 0;
+    bad |= json_object_set_new(o, "epoch", json_integer(s->epoch));
+    bad |= json_object_set_new(o, "position", json_integer(s->position));
+    bad |= json_object_set_new(o, "step", json_integer(s->step));
+    bad |= json_object_set_new(o, "micro_step", json_integer(s->micro_step));
+    bad |= json_object_set_new(o, "act_learn", json_real(s->act_learn));
     json_t *rng = json_array();
     for (int i = 0; i < 4; i++) {
         char hex[17];
         snprintf(hex, sizeof hex, "%016" PRIx64, s->rng.s[i]);
-        json_array_append_new(rng, json_string(hex));
+        bad |= json_array_append_new(rng, json_string(hex));
     }
-    json_object_set_new(o, "rng", rng);
-    json_object_set_new(o, "best_top1", json_real(s->best_top1));
-    json_object_set_new(o, "best_epoch", json_integer(s->best_epoch));
-    json_object_set_new(o, "best_source", json_string(s->best_source));
-    json_object_set_new(o, "best_model_top1", json_real(s->best_model_top1));
-    json_object_set_new(o, "best_model_epoch", json_integer(s->best_model_epoch));
+    bad |= json_object_set_new(o, "rng", rng);
+    bad |= json_object_set_new(o, "best_top1", json_real(s->best_top1));
+    bad |= json_object_set_new(o, "best_epoch", json_integer(s->best_epoch));
+    bad |= json_object_set_new(o, "best_source", json_string(s->best_source));
+    bad |= json_object_set_new(o, "best_model_top1", json_real(s->best_model_top1));
+    bad |= json_object_set_new(o, "best_model_epoch", json_integer(s->best_model_epoch));
     json_t *be = json_array(), *bee = json_array();
     for (int i = 0; i < VN_TRAIN_MAX_EMAS; i++) {
-        json_array_append_new(be, json_real(s->best_ema_top1[i]));
-        json_array_append_new(bee, json_integer(s->best_ema_epoch[i]));
+        bad |= json_array_append_new(be, json_real(s->best_ema_top1[i]));
+        bad |= json_array_append_new(bee, json_integer(s->best_ema_epoch[i]));
     }
-    json_object_set_new(o, "best_ema_top1", be);
-    json_object_set_new(o, "best_ema_epoch", bee);
-    json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
-    json_object_set_new(o, "elapsed", json_real(s->elapsed));
-    json_object_set_new(o, "finished", json_boolean(s->finished));
+    bad |= json_object_set_new(o, "best_ema_top1", be);
+    bad |= json_object_set_new(o, "best_ema_epoch", bee);
+    bad |= json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
+    bad |= json_object_set_new(o, "elapsed", json_real(s->elapsed));
+    bad |= json_object_set_new(o, "finished", json_boolean(s->finished));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -105,8 +115,9 @@ out:
 static char *classes_json(const char *const *names, int n)
 {
     json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, json_string(names[i]));
-    char *s = json_dumps(a, JSON_COMPACT);
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad |= json_array_append_new(a, json_string(names[i]));
+    char *s = bad ? NULL : vn__json_dumps(a, JSON_COMPACT);
     json_decref(a);
     return s;
 }
@@ -116,19 +127,20 @@ static char *data_json(const vn_config *cfg)
     vn_loader_config lc;
     vn_build_loader_config(cfg, false, &lc);
     json_t *o = json_object();
-    json_object_set_new(o, "input_size", json_integer(lc.input_size));
-    json_object_set_new(o, "channels", json_integer(lc.channels));
-    json_object_set_new(o, "interpolation", json_string(lc.interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
-    json_object_set_new(o, "crop_pct", json_real(lc.crop_pct));
-    json_object_set_new(o, "resize", json_string(vn_eval_resize_name(lc.eval_resize)));
+    int bad = 0;
+    bad |= json_object_set_new(o, "input_size", json_integer(lc.input_size));
+    bad |= json_object_set_new(o, "channels", json_integer(lc.channels));
+    bad |= json_object_set_new(o, "interpolation", json_string(lc.interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
+    bad |= json_object_set_new(o, "crop_pct", json_real(lc.crop_pct));
+    bad |= json_object_set_new(o, "resize", json_string(vn_eval_resize_name(lc.eval_resize)));
     json_t *mean = json_array(), *std = json_array();
     for (int c = 0; c < 3; c++) {
-        json_array_append_new(mean, json_real(lc.mean[c]));
-        json_array_append_new(std, json_real(lc.std[c]));
+        bad |= json_array_append_new(mean, json_real(lc.mean[c]));
+        bad |= json_array_append_new(std, json_real(lc.std[c]));
     }
-    json_object_set_new(o, "mean", mean);
-    json_object_set_new(o, "std", std);
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    bad |= json_object_set_new(o, "mean", mean);
+    bad |= json_object_set_new(o, "std", std);
+    char *s = bad ? NULL : vn__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
 }
@@ -140,7 +152,9 @@ int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_confi
     char *model = vn_vanillanet_config_json(&m->cfg, m->deploy);
     char *classes = class_names ? classes_json(class_names, n_classes) : NULL;
     char *data = cfg ? data_json(cfg) : NULL;
-    int rc = vn_st_set_meta(w, "format", "pt", err);
+    int rc = !model || (class_names && !classes) || (cfg && !data)
+                 ? vn_error_set(err, VN_ERR_NOMEM, "out of memory describing the model")
+                 : vn_st_set_meta(w, "format", "pt", err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.model", model, err);
     if (rc == VN_OK && classes) rc = vn_st_set_meta(w, "vanilla.classes", classes, err);
     if (rc == VN_OK && data) rc = vn_st_set_meta(w, "vanilla.data", data, err);
@@ -174,9 +188,10 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.emas", num, err);
     if (rc == VN_OK && p->state) {
         json_t *o = state_to_json(p->state);
-        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char *s = o ? vn__json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         json_decref(o);
-        rc = vn_st_set_meta(w, "vanilla.trainer", s, err);
+        rc = s ? vn_st_set_meta(w, "vanilla.trainer", s, err)
+               : vn_error_set(err, VN_ERR_NOMEM, "out of memory writing the trainer state");
         free(s);
     }
     if (rc == VN_OK && p->cfg) {
@@ -193,50 +208,118 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
     return rc;
 }
 
+/* The file's optimizer entries match the optimizer (nothing is written). */
+static int optim_check(const vn_st_file *f, const char *path, vn_optim *opt, vn_error *err)
+{
+    for (int i = 0; i < vn_optim_state_count(opt); i++) {
+        vn_ckpt_entry e;
+        vn_optim_state_at(opt, i, &e);
+        const vn_st_entry *fe = vn_st_find(f, e.name);
+        if (!fe)
+            return vn_error_set(err, VN_ERR_NOT_FOUND, "%s: missing optimizer state '%s' (was the "
+                                "checkpoint written with another optimizer?)", path, e.name);
+        if (fe->dtype != VN_DTYPE_F32 && fe->dtype != VN_DTYPE_I64)
+            return vn_error_set(err, VN_ERR_FORMAT, "%s: '%s' has dtype %s", path, e.name,
+                                vn_dtype_name(fe->dtype));
+        int rc = vn_ckpt_entry_check(&e, fe->dtype == VN_DTYPE_I64 ? VN_DTYPE_I64 : VN_DTYPE_F32,
+                                      fe->ndim, fe->shape, fe->data, fe->nbytes, err);
+        if (rc != VN_OK) {
+            vn_error_prefix(err, "%s: ", path);
+            return rc;
+        }
+    }
+    return VN_OK;
+}
+
+/* Copies the optimizer state between the optimizer and a flat buffer (either way). */
+static void optim_swap_copy(vn_optim *opt, uint8_t *buf, bool to_buf)
+{
+    size_t off = 0;
+    for (int i = 0; i < vn_optim_state_count(opt); i++) {
+        vn_ckpt_entry e;
+        vn_optim_state_at(opt, i, &e);
+        size_t n = vn_ckpt_entry_nbytes(&e);
+        if (n) memcpy(to_buf ? buf + off : e.data, to_buf ? e.data : buf + off, n);
+        off += n;
+    }
+}
+
+/* Loads checked optimizer entries and validates the values (vn_optim_state_loaded); when the
+ * values are refused, the optimizer gets its previous state back from a copy taken first. */
+static int optim_apply(const vn_st_file *f, const char *path, vn_optim *opt, vn_error *err)
+{
+    size_t total = 0;
+    for (int i = 0; i < vn_optim_state_count(opt); i++) {
+        vn_ckpt_entry e;
+        vn_optim_state_at(opt, i, &e);
+        total += vn_ckpt_entry_nbytes(&e);
+    }
+    uint8_t *backup = malloc(total ? total : 1);
+    if (!backup)
+        return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory: %zu bytes to load the "
+                            "optimizer state", path, total);
+    optim_swap_copy(opt, backup, true);
+    for (int i = 0; i < vn_optim_state_count(opt); i++) {
+        vn_ckpt_entry e;
+        vn_optim_state_at(opt, i, &e);
+        const vn_st_entry *fe = vn_st_find(f, e.name);
+        if (fe->nbytes) memcpy(e.data, fe->data, fe->nbytes);
+    }
+    int rc = vn_optim_state_loaded(opt, err);
+    if (rc != VN_OK) {
+        vn_error_prefix(err, "%s: ", path);
+        optim_swap_copy(opt, backup, false);
+    }
+    free(backup);
+    return rc;
+}
+
+/* Everything in the file checked against the parts before anything is written. */
+static int ckpt_check(const vn_st_file *f, const char *path, const vn_ckpt_parts *p,
+                      vn_train_state *state, vn_error *err)
+{
+    const char *kind = vn_st_meta(f, "vanilla.kind");
+    if (!kind || strcmp(kind, "checkpoint") != 0)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: not a training checkpoint (a weight file?)",
+                            path);
+    const char *ne = vn_st_meta(f, "vanilla.emas");
+    if (!ne || atoi(ne) != p->n_emas)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: holds %s EMA models, this run has %d", path,
+                            ne ? ne : "no", p->n_emas);
+    int rc = vn_state_check_file(&p->model->state, "model.", f, true, err);
+    char prefix[32];
+    for (int i = 0; rc == VN_OK && i < p->n_emas; i++) {
+        snprintf(prefix, sizeof prefix, "ema.%d.", i);
+        rc = vn_state_check_file(&p->emas[i]->state, prefix, f, true, err);
+    }
+    if (rc == VN_OK && p->optim) rc = optim_check(f, path, p->optim, err);
+    if (rc == VN_OK && p->state) {
+        const char *st = vn_st_meta(f, "vanilla.trainer");
+        rc = st ? state_from_json(st, path, state, err)
+                : vn_error_set(err, VN_ERR_FORMAT, "%s: no trainer state", path);
+    }
+    return rc;
+}
+
+/* All or nothing: every check (and the one allocation) comes before the first write, so a
+ * failed load leaves model, EMAs, optimizer and trainer state as they were. */
 int vn_ckpt_load(const char *path, const vn_ckpt_parts *p, vn_error *err)
 {
     vn_st_file *f = NULL;
     int rc = vn_st_open(path, &f, err);
     if (rc != VN_OK) return rc;
-    if (!vn_st_meta(f, "vanilla.kind") || strcmp(vn_st_meta(f, "vanilla.kind"), "checkpoint") != 0) {
-        vn_st_close(f);
-        return vn_error_set(err, VN_ERR_FORMAT, "%s: not a training checkpoint (a weight file?)", path);
-    }
-    const char *ne = vn_st_meta(f, "vanilla.emas");
-    if (!ne || atoi(ne) != p->n_emas) {
-        vn_st_close(f);
-        return vn_error_set(err, VN_ERR_FORMAT, "%s: holds %s EMA models, this run has %d", path,
-                            ne ? ne : "no", p->n_emas);
-    }
-    rc = vn_state_from_file(&p->model->state, "model.", f, true, err);
-    char prefix[32];
-    for (int i = 0; rc == VN_OK && i < p->n_emas; i++) {
-        snprintf(prefix, sizeof prefix, "ema.%d.", i);
-        rc = vn_state_from_file(&p->emas[i]->state, prefix, f, true, err);
-    }
-    for (int i = 0; rc == VN_OK && p->optim && i < vn_optim_state_count(p->optim); i++) {
-        vn_ckpt_entry e;
-        vn_optim_state_at(p->optim, i, &e);
-        const vn_st_entry *fe = vn_st_find(f, e.name);
-        if (!fe) {
-            rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: missing optimizer state '%s' (was the "
-                              "checkpoint written with another optimizer?)", path, e.name);
-            break;
+    vn_train_state state;
+    rc = ckpt_check(f, path, p, &state, err);
+    if (rc == VN_OK && p->optim) rc = optim_apply(f, path, p->optim, err);
+    if (rc == VN_OK) {
+        /* Checked above: these copies cannot fail. */
+        vn_state_from_file(&p->model->state, "model.", f, true, err);
+        char prefix[32];
+        for (int i = 0; i < p->n_emas; i++) {
+            snprintf(prefix, sizeof prefix, "ema.%d.", i);
+            vn_state_from_file(&p->emas[i]->state, prefix, f, true, err);
         }
-        if (fe->dtype != VN_DTYPE_F32 && fe->dtype != VN_DTYPE_I64) {
-            rc = vn_error_set(err, VN_ERR_FORMAT, "%s: '%s' has dtype %s", path, e.name,
-                              vn_dtype_name(fe->dtype));
-            break;
-        }
-        rc = vn_ckpt_entry_load(&e, fe->dtype,
-                                 fe->ndim, fe->shape, fe->data, fe->nbytes, err);
-        if (rc != VN_OK) vn_error_prefix(err, "%s: ", path);
-    }
-    if (rc == VN_OK && p->optim) rc = vn_optim_state_loaded(p->optim, err);
-    if (rc == VN_OK && p->state) {
-        const char *st = vn_st_meta(f, "vanilla.trainer");
-        rc = st ? state_from_json(st, path, p->state, err)
-                : vn_error_set(err, VN_ERR_FORMAT, "%s: no trainer state", path);
+        if (p->state) *p->state = state;
     }
     vn_st_close(f);
     return rc;
@@ -425,4 +508,38 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
     return rc;
+}
+
+/* "name.tmp.<pid>" of a process that no longer runs: left by a writer killed mid-write. */
+static bool stale_tmp(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (!t || !t[5]) return false;
+    char *end;
+    long pid = strtol(t + 5, &end, 10);
+    if (*end || pid <= 0 || pid == (long)getpid()) return false;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int vn_ckpt_dir_prepare(const char *dir, vn_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot open the checkpoint folder: %s", dir,
+                            strerror(errno));
+    int removed = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        if (stale_tmp(de->d_name) && unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
+    closedir(d);
+    if (removed)
+        vn_log(VN_LOG_INFO, "%s: removed %d temporary file(s) of interrupted writes", dir, removed);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.vn_write_probe.tmp.%ld", dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot write checkpoints there: %s", dir,
+                            strerror(errno));
+    close(fd);
+    unlink(probe);
+    return VN_OK;
 }

@@ -451,6 +451,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     char ckdir[4096];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
     int rc = vn_mkdirs(ckdir, err);
+    if (rc == VN_OK) rc = vn_ckpt_dir_prepare(ckdir, err);
     if (rc == VN_OK) rc = open_data(r, err);
     if (rc == VN_OK) rc = setup_model(r, err);
     if (rc == VN_OK) rc = setup_optim(r, err);

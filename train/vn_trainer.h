@@ -81,6 +81,11 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err);
 /* Restores into already-built parts (same architecture); checks names and shapes. */
 int vn_ckpt_load(const char *path, const vn_ckpt_parts *p, vn_error *err);
 
+/* Before training writes into a checkpoint folder: removes the temporary files
+ * ("*.tmp.<pid>") that writers killed mid-write left behind (their process is gone), and
+ * refuses a folder that cannot be written (read-only, no permission) with the reason. */
+int vn_ckpt_dir_prepare(const char *dir, vn_error *err);
+
 /* What a checkpoint or weight file says about itself, without building anything. */
 typedef struct vn_ckpt_info {
     bool is_checkpoint;          /* trainer checkpoint (else a weight file) */

@@ -344,6 +344,47 @@ START_TEST(idx_import_errors)
 }
 END_TEST
 
+/* The in-memory IDX parser (the fuzz target's entry point) applies the import's checks;
+ * sizes from the header never overflow a length computation. */
+START_TEST(idx_parse_memory_checks)
+{
+    uint8_t images[16 + 12] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3};
+    uint8_t labels[8 + 2] = {0, 0, 8, 1, 0, 0, 0, 2, 7, 9};
+    for (int i = 0; i < 12; i++) images[16 + i] = (uint8_t)i;
+    vn_idx_set set;
+    vn_error err = {0};
+    ck_assert_int_eq(vn_idx_parse_memory(images, sizeof images, "i", labels, sizeof labels, "l",
+                                         10, &set, &err), VN_OK);
+    ck_assert(set.n == 2 && set.rows == 2 && set.cols == 3 && set.labels[1] == 9);
+    ck_assert_int_eq(set.pixels[11], 11);
+    /* Too few pixels, too few labels, a label out of range, a header alone. */
+    ck_assert_int_eq(vn_idx_parse_memory(images, sizeof images - 1, "i", labels, sizeof labels,
+                                         "l", 10, &set, &err), VN_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "i: truncated: the pixel data needs 12 bytes"), "%s", err.msg);
+    ck_assert_int_eq(vn_idx_parse_memory(images, sizeof images, "i", labels, 9, "l", 10, &set,
+                                         &err), VN_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "l: truncated"), "%s", err.msg);
+    ck_assert_int_eq(vn_idx_parse_memory(images, sizeof images, "i", labels, sizeof labels, "l",
+                                         9, &set, &err), VN_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "label 9 of item 1"), "%s", err.msg);
+    ck_assert_int_eq(vn_idx_parse_memory(images, 10, "i", labels, sizeof labels, "l", 10, &set,
+                                         &err), VN_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "the IDX header needs 16 bytes"), "%s", err.msg);
+    /* 2^32 - 1 images of 4096 x 4096 announced in a 28-byte buffer: truncated, no overflow. */
+    uint8_t huge[16 + 12] = {0, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x10, 0, 0, 0, 0x10, 0};
+    uint8_t hl[8] = {0, 0, 8, 1, 0xff, 0xff, 0xff, 0xff};
+    ck_assert_int_eq(vn_idx_parse_memory(huge, sizeof huge, "i", hl, sizeof hl, "l", 10, &set,
+                                         &err), VN_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "truncated"), "%s", err.msg);
+    ck_assert_ptr_null(set.pixels);
+    /* A labels file given as images: wrong magic. */
+    images[3] = 1;
+    ck_assert_int_eq(vn_idx_parse_memory(images, sizeof images, "i", labels, sizeof labels, "l",
+                                         10, &set, &err), VN_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "expected 00 00 08 03"), "%s", err.msg);
+}
+END_TEST
+
 /* Smoke check on Debian's dataset-fashion-mnist when installed: the real headers parse.
  * (Importing all 70k images takes minutes on a slow disk; bench_data --import times it.) */
 START_TEST(real_fashion_mnist_header)
@@ -383,6 +424,7 @@ int main(void)
     tcase_add_test(tc, check_reports);
     tcase_add_test(tc, idx_import_tiny);
     tcase_add_test(tc, idx_import_errors);
+    tcase_add_test(tc, idx_parse_memory_checks);
     tcase_add_test(tc, real_fashion_mnist_header);
     suite_add_tcase(s, tc);
     return vn_test_run(s, true);

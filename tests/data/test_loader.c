@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data/vn_image.h"
 #include "data/vn_loader.h"
@@ -560,6 +561,47 @@ START_TEST(bad_and_odd_files)
 }
 END_TEST
 
+/* Files that vanish or change after the folder was scanned (issue 18): one deleted and one
+ * overwritten with garbage between epoch 1 and epoch 2 are bad files of epoch 2, reported
+ * with their paths; every other slot is still filled. */
+START_TEST(files_vanish_or_change_mid_run)
+{
+    char root[4096], gone[4200], changed[4200];
+    vn_test_mkdtemp(root, sizeof root, "data");
+    make_mixed_folder(root);
+    vn_loader_config cfg;
+    identity_config(&cfg, root, 4);
+    cfg.input_size = 16;
+    cfg.max_bad_fraction = 0.2;
+    dt_log log;
+    dt_capture_warnings(&log);
+    vn_loader *ld = open_ok(&cfg);
+    int64_t n = vn_loader_num_samples(ld);
+    for (int e = 0; e < 2; e++) {
+        if (e == 1) {
+            snprintf(gone, sizeof gone, "%s/k0/2.png", root);
+            snprintf(changed, sizeof changed, "%s/k2/3.jpg", root);
+            ck_assert_int_eq(unlink(gone), 0);
+            static const char junk[] = "\xff\xd8\xff\xe0 changed under our feet";
+            dt_write_file(changed, junk, sizeof junk - 1);
+        }
+        start_ok(ld, e, 0);
+        vn_batch b;
+        int64_t total = 0;
+        while (next_ok(ld, &b) > 0) {
+            total += b.size;
+            vn_loader_release(ld, &b);
+        }
+        ck_assert_int_eq(total, n);
+    }
+    ck_assert_int_eq(vn_loader_bad_files(ld), 3); /* zz_corrupt.png, then the two */
+    ck_assert_int_eq(log.warnings, 3);
+    vn_log_set(NULL, NULL);
+    vn_loader_close(ld);
+    vn_test_rmtree(root);
+}
+END_TEST
+
 START_TEST(fail_fast_names_the_file)
 {
     char root[4096], corrupt[4200], truncated[4200];
@@ -810,6 +852,7 @@ int main(void)
     tcase_add_test(tc, full_recipe_same_bytes_and_resume);
     tcase_add_test(tc, drop_last_and_partial_batches);
     tcase_add_test(tc, bad_and_odd_files);
+    tcase_add_test(tc, files_vanish_or_change_mid_run);
     tcase_add_test(tc, fail_fast_names_the_file);
     tcase_add_test(tc, too_many_bad_files_stop_the_run);
     tcase_add_test(tc, mixing_in_the_loader);

@@ -2,6 +2,9 @@
 #define _GNU_SOURCE
 #include "vn_failalloc.h"
 
+#include <execinfo.h>
+#include <unistd.h>
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdatomic.h>
@@ -29,6 +32,12 @@ static bool should_fail(void)
     if (at <= 0) return false;
     if (n == at || (n > at && atomic_load(&sticky_mode))) {
         atomic_store(&fired, true);
+        /* VN_FAILALLOC_TRACE=1: where the failing allocation comes from (for debugging). */
+        if (getenv("VN_FAILALLOC_TRACE")) {
+            void *frames[16];
+            backtrace_symbols_fd(frames, backtrace(frames, 16), 2);
+            write(2, "--\n", 3);
+        }
         errno = ENOMEM;
         return true;
     }
@@ -55,7 +64,14 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
     return __real_mmap(addr, len, prot, flags, fd, off);
 }
 
-static void *json_alloc(size_t n) { return __wrap_malloc(n); }
+static atomic_bool json_spared;
+
+void vn_failalloc_spare_json(bool spare) { atomic_store(&json_spared, spare); }
+
+static void *json_alloc(size_t n)
+{
+    return atomic_load(&json_spared) ? __real_malloc(n) : __wrap_malloc(n);
+}
 static void json_release(void *p) { free(p); }
 
 void vn_failalloc_arm(long n, bool sticky)

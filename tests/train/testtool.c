@@ -4,7 +4,9 @@
  *   testtool corrupt FILE                  flips one byte in the middle of the data
  *   testtool flip FILE TEXT                flips the lowest bit of the byte that follows the
  *                                          first TEXT in FILE ("\"mean\":[" turns the stored
- *                                          mean 0.3 into 1.3) */
+ *                                          mean 0.3 into 1.3)
+ *   testtool same A B                      every tensor of A is in B with the same bytes
+ *                                          (and B has no other): 0 same, 1 differ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,24 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc == 4 && strcmp(argv[1], "flip") == 0) return flip_after(argv[2], argv[3]);
-    fprintf(stderr, "usage: testtool synth ROOT N_TRAIN N_VAL | compare A B NAME TOL | corrupt FILE | flip FILE TEXT\n");
+    if (argc == 4 && strcmp(argv[1], "same") == 0) {
+        vn_st_file *a = NULL, *b = NULL;
+        vn_error err = {0};
+        if (vn_st_open(argv[2], &a, &err) || vn_st_open(argv[3], &b, &err)) {
+            fprintf(stderr, "same: %s\n", err.msg);
+            return 1;
+        }
+        int differ = vn_st_count(a) != vn_st_count(b);
+        for (int i = 0; !differ && i < vn_st_count(a); i++) {
+            const vn_st_entry *ea = vn_st_at(a, i), *eb = vn_st_find(b, ea->name);
+            differ = !eb || ea->nbytes != eb->nbytes || memcmp(ea->data, eb->data, ea->nbytes);
+            if (differ) fprintf(stderr, "same: tensor '%s' differs\n", ea->name);
+        }
+        printf("same: %d tensors %s\n", vn_st_count(a), differ ? "DIFFER" : "identical");
+        vn_st_close(a);
+        vn_st_close(b);
+        return differ;
+    }
+    fprintf(stderr, "usage: testtool synth ROOT N_TRAIN N_VAL | compare A B NAME TOL | corrupt FILE | flip FILE TEXT | same A B\n");
     return 2;
 }
