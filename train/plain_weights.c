@@ -3,7 +3,7 @@
  * comes from a config, the training or deploy form from the key set, the class count from the
  * classifier when the config leaves it open. Also the fine-tuning load of model.init, which
  * takes every tensor that fits and leaves a mismatched classifier freshly initialised. */
-#include "train/vn_trainer.h"
+#include "train/train_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
