@@ -111,8 +111,7 @@ static char *classes_json(const char *const *names, int n)
     return s;
 }
 
-/* The preprocessing of cfg's evaluation loader, in the fields a file's vanilla.data gives. */
-static void data_from_config(const vn_config *cfg, vn_ckpt_info *d)
+void vn__data_from_config(const vn_config *cfg, vn_ckpt_info *d)
 {
     vn_loader_config lc;
     vn_build_loader_config(cfg, false, &lc);
@@ -154,7 +153,7 @@ int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_confi
 {
     vn_ckpt_info from_cfg;
     memset(&from_cfg, 0, sizeof from_cfg);
-    if (cfg) data_from_config(cfg, &from_cfg);
+    if (cfg) vn__data_from_config(cfg, &from_cfg);
     if (cfg) data = &from_cfg;
     char *model = vn_vanillanet_config_json(&m->cfg, m->deploy);
     char *classes = class_names ? classes_json(class_names, n_classes) : NULL;

@@ -13,6 +13,10 @@ int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_confi
                          const vn_ckpt_info *data, const char *const *class_names, int n_classes,
                          vn_error *err);
 
+/* The preprocessing of cfg's evaluation loader, in the fields of d that vanilla.data gives
+ * (sets d->has_data). */
+void vn__data_from_config(const vn_config *cfg, vn_ckpt_info *d);
+
 /* Describes a plain state_dict (no vanilla metadata) with cfg's model (train/plain_weights.c). */
 int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, vn_ckpt_info *info,
                    vn_error *err);
