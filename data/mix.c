@@ -120,23 +120,3 @@ void vn_mix_apply(const vn_mix_params *p, float *x, int n, int h, int w, int c)
         }
     }
 }
-
-void vn_mix_targets(const vn_mix_config *c, double lam, const int32_t *labels, int n,
-                    float *targets)
-{
-    const int k = c->num_classes;
-    /* timm mixup_target: off = smoothing / classes, on = 1 - smoothing + off (Python doubles
-     * stored in float32 tensors), y = y1 * lam + y2 * (1 - lam) in float32. */
-    const float off = (float)((double)c->label_smoothing / k);
-    const float on = (float)(1.0 - (double)c->label_smoothing + (double)c->label_smoothing / k);
-    const float l = (float)lam, m = (float)(1.0 - lam);
-    for (int i = 0; i < n; i++) {
-        int32_t a = labels[i], b = labels[n - 1 - i];
-        float *t = targets + (size_t)i * k;
-        for (int j = 0; j < k; j++) {
-            float y1 = j == a ? on : off, y2 = j == b ? on : off;
-            float p1 = y1 * l, p2 = y2 * m;
-            t[j] = p1 + p2;
-        }
-    }
-}

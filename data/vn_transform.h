@@ -166,6 +166,12 @@ void vn_mix_draw(const vn_mix_config *c, vn_rng *rng, int h, int w, vn_mix_param
 void vn_mix_cutmix_box(int h, int w, double lam, int cy, int cx, vn_mix_params *p);
 /* Mixes an NHWC float batch in place. */
 void vn_mix_apply(const vn_mix_params *p, float *x, int n, int h, int w, int c);
+
+/* Training targets, built in one place (data/targets.c) for plain and mixed batches. The
+ * smoothed one-hot of timm: off = smoothing / classes, on = 1 - smoothing + off, computed in
+ * double and stored in float32. */
+void vn_targets_smoothed(double smoothing, const int32_t *labels, int n, int num_classes,
+                         float *targets);
 /* Soft targets [n, num_classes]: smoothed one-hots of labels[i] and labels[n-1-i], weighted
  * lam and 1 - lam, in float32 as timm's mixup_target. */
 void vn_mix_targets(const vn_mix_config *c, double lam, const int32_t *labels, int n,

@@ -2,7 +2,7 @@
  * ("optim."), every EMA model ("ema.<i>.") and, in __metadata__, the trainer state, the
  * effective config and its hash, the class names and the preprocessing, with a CRC-32 of the
  * data. Written atomically by vn_st_write (temporary file, fsync, rename, folder fsync). */
-#include "train/vn_trainer.h"
+#include "train/train_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -122,21 +122,34 @@ static char *classes_json(const char *const *names, int n)
     return s;
 }
 
-static char *data_json(const vn_config *cfg)
+void vn__data_from_config(const vn_config *cfg, vn_ckpt_info *d)
 {
     vn_loader_config lc;
     vn_build_loader_config(cfg, false, &lc);
+    d->input_size = lc.input_size;
+    d->channels = lc.channels;
+    d->interpolation = lc.interpolation;
+    d->crop_pct = lc.crop_pct;
+    d->eval_resize = lc.eval_resize;
+    memcpy(d->mean, lc.mean, sizeof d->mean);
+    memcpy(d->std, lc.std, sizeof d->std);
+    d->has_data = true;
+}
+
+/* vanilla.data, read back by data_from_json. */
+static char *data_json(const vn_ckpt_info *d)
+{
     json_t *o = json_object();
     int bad = 0;
-    bad |= json_object_set_new(o, "input_size", json_integer(lc.input_size));
-    bad |= json_object_set_new(o, "channels", json_integer(lc.channels));
-    bad |= json_object_set_new(o, "interpolation", json_string(lc.interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
-    bad |= json_object_set_new(o, "crop_pct", json_real(lc.crop_pct));
-    bad |= json_object_set_new(o, "resize", json_string(vn_eval_resize_name(lc.eval_resize)));
+    bad |= json_object_set_new(o, "input_size", json_integer(d->input_size));
+    bad |= json_object_set_new(o, "channels", json_integer(d->channels));
+    bad |= json_object_set_new(o, "interpolation", json_string(d->interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
+    bad |= json_object_set_new(o, "crop_pct", json_real(d->crop_pct));
+    bad |= json_object_set_new(o, "resize", json_string(vn_eval_resize_name((vn_eval_resize)d->eval_resize)));
     json_t *mean = json_array(), *std = json_array();
     for (int c = 0; c < 3; c++) {
-        bad |= json_array_append_new(mean, json_real(lc.mean[c]));
-        bad |= json_array_append_new(std, json_real(lc.std[c]));
+        bad |= json_array_append_new(mean, json_real(d->mean[c]));
+        bad |= json_array_append_new(std, json_real(d->std[c]));
     }
     bad |= json_object_set_new(o, "mean", mean);
     bad |= json_object_set_new(o, "std", std);
@@ -147,20 +160,26 @@ static char *data_json(const vn_config *cfg)
 
 /* Metadata every file we write for a model carries: what it is, how to feed it. */
 int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
-                         const char *const *class_names, int n_classes, vn_error *err)
+                         const vn_ckpt_info *data, const char *const *class_names, int n_classes,
+                         vn_error *err)
 {
+    vn_ckpt_info from_cfg;
+    memset(&from_cfg, 0, sizeof from_cfg);
+    if (cfg) vn__data_from_config(cfg, &from_cfg);
+    if (cfg) data = &from_cfg;
     char *model = vn_vanillanet_config_json(&m->cfg, m->deploy);
     char *classes = class_names ? classes_json(class_names, n_classes) : NULL;
-    char *data = cfg ? data_json(cfg) : NULL;
-    int rc = !model || (class_names && !classes) || (cfg && !data)
+    bool want_data = data && data->has_data;
+    char *data_text = want_data ? data_json(data) : NULL;
+    int rc = !model || (class_names && !classes) || (want_data && !data_text)
                  ? vn_error_set(err, VN_ERR_NOMEM, "out of memory describing the model")
                  : vn_st_set_meta(w, "format", "pt", err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.model", model, err);
     if (rc == VN_OK && classes) rc = vn_st_set_meta(w, "vanilla.classes", classes, err);
-    if (rc == VN_OK && data) rc = vn_st_set_meta(w, "vanilla.data", data, err);
+    if (rc == VN_OK && data_text) rc = vn_st_set_meta(w, "vanilla.data", data_text, err);
     free(model);
     free(classes);
-    free(data);
+    free(data_text);
     return rc;
 }
 
@@ -181,7 +200,7 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
         snprintf(prefix, sizeof prefix, "ema.%d.", i);
         rc = vn_state_to_writer(&p->emas[i]->state, prefix, w, err);
     }
-    if (rc == VN_OK) rc = vn__write_model_meta(w, p->model, p->cfg, p->class_names, p->n_classes, err);
+    if (rc == VN_OK) rc = vn__write_model_meta(w, p->model, p->cfg, NULL, p->class_names, p->n_classes, err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.kind", "checkpoint", err);
     char num[32];
     snprintf(num, sizeof num, "%d", p->n_emas);
@@ -351,9 +370,6 @@ static int data_from_json(const char *text, vn_ckpt_info *info)
     return ok && info->eval_resize >= 0 ? 0 : -1;
 }
 
-int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, vn_ckpt_info *info,
-                   vn_error *err);
-
 static int info_from_file(const vn_st_file *f, const char *path, const vn_config *cfg,
                           vn_ckpt_info *info, vn_error *err)
 {
@@ -467,31 +483,58 @@ static int is_ckpt_name(const char *n)
     return strncmp(n, "ckpt-", 5) == 0 && len > 17 && strcmp(n + len - 12, ".safetensors") == 0;
 }
 
-static int cmp_desc(const void *a, const void *b) { return strcmp(*(char *const *)b, *(char *const *)a); }
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void vn__ckpt_list_free(char **names, int n)
+{
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+int vn__ckpt_list(const char *run_dir, char ***names_out, int *n_out, vn_error *err)
+{
+    *names_out = NULL;
+    *n_out = 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    DIR *d = opendir(dir);
+    if (!d) return vn_error_set(err, VN_ERR_NOT_FOUND, "no checkpoints in %s", run_dir);
+    char **names = NULL;
+    int n = 0, cap = 0, rc = VN_OK;
+    struct dirent *de;
+    while (rc == VN_OK && (de = readdir(d))) {
+        if (!is_ckpt_name(de->d_name)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **nn = realloc(names, (size_t)cap * sizeof *nn);
+            if (!nn) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory listing %s", dir);
+            else names = nn;
+        }
+        if (rc == VN_OK && !(names[n++] = strdup(de->d_name)))
+            rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory listing %s", dir);
+    }
+    closedir(d);
+    if (rc != VN_OK) {
+        vn__ckpt_list_free(names, n);
+        return rc;
+    }
+    /* Zero-padded step numbers: name order is age order. */
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_name);
+    *names_out = names;
+    *n_out = n;
+    return VN_OK;
+}
 
 int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *err)
 {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
-    DIR *d = opendir(dir);
-    if (!d) return vn_error_set(err, VN_ERR_NOT_FOUND, "no checkpoints in %s", run_dir);
     char **names = NULL;
-    int n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!is_ckpt_name(de->d_name)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn) break;
-            names = nn;
-        }
-        names[n++] = strdup(de->d_name);
-    }
-    closedir(d);
-    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_desc);
-    int rc = vn_error_set(err, VN_ERR_NOT_FOUND, "no checkpoints in %s", dir);
-    for (int i = 0; i < n; i++) {
+    int n = 0;
+    int rc = vn__ckpt_list(run_dir, &names, &n, err);
+    if (rc != VN_OK) return rc;
+    rc = vn_error_set(err, VN_ERR_NOT_FOUND, "no checkpoints in %s", dir);
+    for (int i = n - 1; i >= 0; i--) {
         char p[2048];
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
         vn_st_file *f = NULL;
@@ -505,8 +548,7 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
         vn_log(VN_LOG_WARN, "checkpoint %s is unusable (%s); trying the one before", p, e2.msg);
         rc = vn_error_set(err, VN_ERR_FORMAT, "no valid checkpoint in %s (newest problem: %s)", dir, e2.msg);
     }
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
+    vn__ckpt_list_free(names, n);
     return rc;
 }
 

@@ -236,7 +236,7 @@ static const vn_config_key schema[] = {
              "(e fractional)."},
 
     /* ---- ema ---- */
-    {KEY(ema, decays), .def = "[0.99996]", RANGE(0, 1), LEN(0, 8),
+    {KEY(ema, decays), .def = "[0.99996]", RANGE(0, 1), LEN(0, VN_CONFIG_MAX_EMAS),
      .flags = VN_CONFIG_MIN_OPEN | VN_CONFIG_MAX_OPEN, .official = "--model_ema_decay", .aka = "model_ema",
      .help = "Decay of each weight EMA updated after every optimizer step; []: none."},
     {KEY(ema, eval), .def = "true", .flags = VN_CONFIG_NOT_HASHED, .official = "--model_ema_eval",

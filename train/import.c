@@ -1,14 +1,10 @@
 /* vanilla import: a PyTorch .pth (torch.save) state_dict into a safetensors weight file,
  * optionally checked against (and described by) a config's model. */
-#include "train/vn_trainer.h"
+#include "train/train_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
-                         const char *const *class_names, int n_classes, vn_error *err);
-int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, vn_ckpt_info *info,
-                   vn_error *err);
 
 /* Checks the imported tensors against cfg's model and adds the model description, the
  * preprocessing and numbered class names to w's metadata. */
@@ -30,7 +26,7 @@ static int check_and_describe(vn_st_writer *w, const char *in, const vn_config *
     if (rc == VN_OK && info.prefix[0])
         rc = vn_error_set(err, VN_ERR_FORMAT, "%s: the state_dict's names start with '%s'", in, info.prefix);
     if (rc == VN_OK)
-        rc = vn__write_model_meta(w, m, cfg, (const char *const *)info.class_names, info.n_classes, err);
+        rc = vn__write_model_meta(w, m, cfg, NULL, (const char *const *)info.class_names, info.n_classes, err);
     if (rc == VN_OK) {
         res->checked = true;
         res->deploy = info.deploy;

@@ -266,6 +266,23 @@ static int dup_into(char ***list, int *n, const char *s)
     return VN_OK;
 }
 
+/* The new run's columns first, then the old ones it does not have; *changed when that
+ * differs from the old header. */
+static int union_header(char ***cols, int *n_cols, char **want, int n_want, bool *changed)
+{
+    char **u = NULL;
+    int n_u = 0, rc = VN_OK;
+    for (int i = 0; rc == VN_OK && i < n_want; i++) rc = dup_into(&u, &n_u, want[i]);
+    for (int i = 0; rc == VN_OK && i < *n_cols; i++)
+        if (find_string(u, n_u, (*cols)[i]) < 0) rc = dup_into(&u, &n_u, (*cols)[i]);
+    if (n_u != *n_cols) *changed = true;
+    for (int i = 0; !*changed && i < n_u; i++) *changed = strcmp(u[i], (*cols)[i]) != 0;
+    free_strings(*cols, *n_cols);
+    *cols = u;
+    *n_cols = n_u;
+    return rc;
+}
+
 /* Filters the rows of an existing epochs.csv by resume step and, when want is given,
  * rewrites it with the columns want ∪ old header. On return m->csv_cols holds the resulting
  * columns (the old header, or want when there is no file). */
@@ -290,21 +307,8 @@ static int prepare_csv(vn_metrics *m, char **want, int n_want, vn_error *err)
     } else if (rc == VN_OK && exists) {
         header_changed = true; /* empty or torn header: the file is started again */
     }
-    if (rc == VN_OK && want) {
-        /* The new run's columns first, then the old ones it does not have. */
-        char **u = NULL;
-        int n_u = 0;
-        for (int i = 0; rc == VN_OK && i < n_want; i++) rc = dup_into(&u, &n_u, want[i]);
-        for (int i = 0; rc == VN_OK && i < n_cols; i++)
-            if (find_string(u, n_u, cols[i]) < 0) rc = dup_into(&u, &n_u, cols[i]);
-        if (n_u != n_cols) header_changed = true;
-        for (int i = 0; !header_changed && i < n_u; i++)
-            header_changed = strcmp(u[i], cols[i]) != 0;
-        free_strings(cols, n_cols);
-        cols = u;
-        n_cols = n_u;
-        if (rc != VN_OK) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    }
+    if (rc == VN_OK && want && union_header(&cols, &n_cols, want, n_want, &header_changed) != VN_OK)
+        rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     if (rc == VN_OK && exists && n_old == 0) {
         /* Without a readable header no row can be interpreted: the file starts again. */
         while (rewrite_next(&rw, &complete)) rw.dropped_bad++;

@@ -3,7 +3,7 @@
  * comes from a config, the training or deploy form from the key set, the class count from the
  * classifier when the config leaves it open. Also the fine-tuning load of model.init, which
  * takes every tensor that fits and leaves a mismatched classifier freshly initialised. */
-#include "train/vn_trainer.h"
+#include "train/train_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,15 +209,10 @@ int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, 
         snprintf(num, sizeof num, "%d", i);
         if (!(info->class_names[i] = strdup(num))) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     }
-    vn_loader_config lc;
-    vn_build_loader_config(cfg, false, &lc);
-    info->has_data = true;
-    info->input_size = lc.input_size;
-    info->channels = lc.channels;
-    info->interpolation = lc.interpolation;
-    info->crop_pct = lc.crop_pct;
-    memcpy(info->mean, lc.mean, sizeof info->mean);
-    memcpy(info->std, lc.std, sizeof info->std);
+    vn__data_from_config(cfg, info);
+    /* Plain files have always been evaluated with the timm resize + center crop, whatever
+     * data.eval_mode says (unlike checkpoints); kept as it was. */
+    info->eval_resize = VN_EVAL_RESIZE_CROP;
     return VN_OK;
 }
 

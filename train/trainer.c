@@ -9,13 +9,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "optim/vn_grad.h"
 #include "optim/vn_schedule.h"
 #include "train/vn_metrics.h"
 #include "train/vn_progress.h"
 #include "base/vn_fs.h"
+#include "train/train_impl.h"
 
 /* Everything a run holds; torn down by run_free in any state. */
 typedef struct run {
@@ -43,7 +43,27 @@ typedef struct run {
     int n_classes;
     bool resumed;
     unsigned best_mask;       /* bit 0: live model, bit 1 + e: EMA e improved its best */
+    double t0;                /* clock of the last addition to st.elapsed */
+    double wait0;             /* the loader's data wait before the loop */
+    bool at_limit;            /* train.max_steps reached */
+    double ep_loss, ep_t0;    /* the current epoch's loss sum and start */
+    int64_t ep_steps;
 } run;
+
+/* The metric columns, named once: per step, per evaluation, per epoch (the epoch row is also
+ * the CSV file's header). */
+static const char *const step_cols[] = {"loss", "lr", "act_learn", "grad_norm", "img_per_s",
+                                        "data_wait_s", "wd"};
+static const char *const eval_cols[] = {"val_top1", "val_top5", "val_loss", "act_learn"};
+static const char *const epoch_cols[] = {"train_loss", "val_top1", "val_top5", "val_loss",
+                                         "best_top1", "lr", "act_learn", "epoch_seconds"};
+#define N_STEP_COLS ((int)(sizeof step_cols / sizeof step_cols[0]))
+#define N_EVAL_COLS ((int)(sizeof eval_cols / sizeof eval_cols[0]))
+#define N_EPOCH_COLS ((int)(sizeof epoch_cols / sizeof epoch_cols[0]))
+
+/* The stream of the run's generator (seeded with train.seed): fixed, so that a seed gives the
+ * same run on every build; changing it changes every run's bytes. */
+#define TRAIN_RNG_STREAM 0xd509
 
 static void run_free(run *r)
 {
@@ -184,37 +204,22 @@ static vn_ckpt_parts parts(run *r)
     return p;
 }
 
-static int prune_checkpoints(run *r)
+/* Keeps the newest output.keep_last checkpoints (the listing resume reads, oldest first). */
+static void prune_checkpoints(run *r)
 {
     int64_t keep = r->cfg->output.keep_last;
-    if (keep <= 0) return 0;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/checkpoints", r->dir);
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    char names[256][256];
+    if (keep <= 0) return;
+    char **names = NULL;
     int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) && n < 256)
-        if (strncmp(de->d_name, "ckpt-", 5) == 0 && strstr(de->d_name, ".safetensors") &&
-            !strstr(de->d_name, ".tmp"))
-            snprintf(names[n++], sizeof names[0], "%s", de->d_name);
-    closedir(d);
-    /* Zero-padded step numbers: name order is age order. */
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            if (strcmp(names[i], names[j]) > 0) {
-                char t[256];
-                memcpy(t, names[i], 256);
-                memcpy(names[i], names[j], 256);
-                memcpy(names[j], t, 256);
-            }
+    vn_error e2 = {0};
+    int rc = vn__ckpt_list(r->dir, &names, &n, &e2);
+    if (rc == VN_ERR_NOMEM) vn_log(VN_LOG_WARN, "checkpoints not pruned: %s", e2.msg);
     for (int i = 0; i < n - keep; i++) {
         char p[4096];
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        snprintf(p, sizeof p, "%s/checkpoints/%s", r->dir, names[i]);
         unlink(p); /* best.safetensors is a separate link and keeps its data */
     }
-    return 0;
+    vn__ckpt_list_free(names, n);
 }
 
 static int save_checkpoint(run *r, bool is_best, vn_train_result *res, vn_error *err)
@@ -244,6 +249,23 @@ static vn_tensor *loss_of(run *r, vn_tensor *logits, const vn_batch *b)
     return vn_train_loss(r->ctx, r->cfg, logits, b->labels, b->soft_targets, b->size, r->targets);
 }
 
+/* Evaluates EMA copy e and logs it (emaE_top1, emaE_top5, emaE_loss). */
+static int evaluate_ema(run *r, int e, vn_eval_result *ee, vn_error *err)
+{
+    int rc = vn_evaluate(r->ctx, r->emas[e], r->val, ee, NULL, err);
+    if (rc != VN_OK) return rc;
+    char k1[32], k5[32], kl[32];
+    snprintf(k1, sizeof k1, "ema%d_top1", e);
+    snprintf(k5, sizeof k5, "ema%d_top5", e);
+    snprintf(kl, sizeof kl, "ema%d_loss", e);
+    const char *en[3] = {k1, k5, kl};
+    double evals[3] = {ee->top1, ee->top5, ee->loss};
+    vn_metrics_log(r->metrics, VN_METRICS_EVAL, r->st.epoch, r->st.step, en, evals, 3, NULL);
+    vn_progress_message(r->progress, "eval epoch %lld: EMA %g top-1 %.2f%%  top-5 %.2f%%  loss %.4f",
+                        (long long)r->st.epoch, r->cfg->ema.decays.v[e], ee->top1, ee->top5, ee->loss);
+    return VN_OK;
+}
+
 static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *err)
 {
     *is_best = false;
@@ -254,38 +276,29 @@ static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *e
     if (vn_best_record(&r->st, -1, ev.top1, r->st.epoch)) r->best_mask |= 1u;
     res->last_eval = ev;
     res->evaluated = true;
-    const char *names[4] = {"val_top1", "val_top5", "val_loss", "act_learn"};
-    double vals[4] = {ev.top1, ev.top5, ev.loss, r->st.act_learn};
-    vn_metrics_log(r->metrics, VN_METRICS_EVAL, r->st.epoch, r->st.step, names, vals, 4, NULL);
+    double vals[N_EVAL_COLS] = {ev.top1, ev.top5, ev.loss, r->st.act_learn};
+    vn_metrics_log(r->metrics, VN_METRICS_EVAL, r->st.epoch, r->st.step, eval_cols, vals,
+                   N_EVAL_COLS, NULL);
     vn_progress_message(r->progress, "eval epoch %lld: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images)",
                         (long long)r->st.epoch, ev.top1, ev.top5, ev.loss, (long long)ev.n);
     double best = ev.top1;
-    const char *src = "model";
-    static const char *ema_src[] = {"ema0", "ema1", "ema2", "ema3", "ema4", "ema5", "ema6", "ema7"};
+    int best_src = -1; /* -1: the live model, e: EMA copy e */
     for (int e = 0; e < r->n_emas && r->cfg->ema.eval; e++) {
         vn_eval_result ee;
-        rc = vn_evaluate(r->ctx, r->emas[e], r->val, &ee, NULL, err);
+        rc = evaluate_ema(r, e, &ee, err);
         if (rc != VN_OK) return rc;
-        char k1[32], k5[32], kl[32];
-        snprintf(k1, sizeof k1, "ema%d_top1", e);
-        snprintf(k5, sizeof k5, "ema%d_top5", e);
-        snprintf(kl, sizeof kl, "ema%d_loss", e);
-        const char *en[3] = {k1, k5, kl};
-        double evals[3] = {ee.top1, ee.top5, ee.loss};
-        vn_metrics_log(r->metrics, VN_METRICS_EVAL, r->st.epoch, r->st.step, en, evals, 3, NULL);
-        vn_progress_message(r->progress, "eval epoch %lld: EMA %g top-1 %.2f%%  top-5 %.2f%%  loss %.4f",
-                            (long long)r->st.epoch, r->cfg->ema.decays.v[e], ee.top1, ee.top5, ee.loss);
         if (e == 0) res->last_ema_top1 = ee.top1;
         if (vn_best_record(&r->st, e, ee.top1, r->st.epoch)) r->best_mask |= 1u << (e + 1);
-        if (ee.top1 > best && e < 8) {
+        if (ee.top1 > best) {
             best = ee.top1;
-            src = ema_src[e];
+            best_src = e;
         }
     }
     if (best > r->st.best_top1) {
         r->st.best_top1 = best;
         r->st.best_epoch = r->st.epoch;
-        snprintf(r->st.best_source, sizeof r->st.best_source, "%s", src);
+        if (best_src < 0) snprintf(r->st.best_source, sizeof r->st.best_source, "model");
+        else snprintf(r->st.best_source, sizeof r->st.best_source, "ema%d", best_src);
     }
     *is_best = r->best_mask != 0;
     return VN_OK;
@@ -437,6 +450,179 @@ static int train_step(run *r, double *loss_out, int *images, vn_error *err)
     return VN_OK;
 }
 
+/* The clock of the run, kept in st.elapsed across sessions. */
+static void add_elapsed(run *r)
+{
+    double now = vn_monotonic();
+    r->st.elapsed += now - r->t0;
+    r->t0 = now;
+}
+
+static void init_state(run *r)
+{
+    memset(&r->st, 0, sizeof r->st);
+    r->st.best_top1 = -1;
+    r->st.best_model_top1 = -1;
+    for (int e = 0; e < VN_TRAIN_MAX_EMAS; e++) r->st.best_ema_top1[e] = -1;
+    r->st.act_learn = vn_act_learn_at(r->cfg, 0);
+    vn_rng_seed(&r->st.rng, (uint64_t)r->cfg->train.seed, TRAIN_RNG_STREAM, 0);
+    *vn_ctx_rng(r->ctx) = r->st.rng;
+    set_act(r, r->st.act_learn);
+}
+
+/* config.yaml, the metrics files and the progress display of the run folder. */
+static int open_outputs(run *r, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    char cpath[4096];
+    snprintf(cpath, sizeof cpath, "%s/config.yaml", r->dir);
+    int rc = vn_config_save(cfg, cpath, err);
+    /* process_stats: peak RSS with every epoch and evaluation, for `vanilla report`. */
+    vn_metrics_opts mo = {epoch_cols, N_EPOCH_COLS, !cfg->output.tensorboard, NULL, NULL, true};
+    if (rc == VN_OK) rc = vn_metrics_open(r->dir, r->resumed ? r->st.step : -1, &mo, &r->metrics, err);
+    vn_progress_opts po = {r->out, (int)cfg->train.log_every, VN_PROGRESS_AUTO, 0, NULL, NULL};
+    if (rc == VN_OK) rc = vn_progress_create(&po, &r->progress, err);
+    return rc;
+}
+
+/* A step skipped for a non-finite value: VN_OK to go on, or the error that stops the run. */
+static int skipped_step(run *r, const vn_train_result *res, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    r->st.skipped_in_row++;
+    if (cfg->train.nonfinite == VN_CONFIG_NONFINITE_STOP || r->st.skipped_in_row > cfg->train.max_skip)
+        return vn_error_set(err, VN_ERR_NUMERIC, "non-finite loss or gradient at epoch %lld, "
+                            "step %lld (lr %.3g); stopped. The last good checkpoint is %s",
+                            (long long)r->st.epoch, (long long)r->st.step, vn_optim_lr(r->optim),
+                            res->last_ckpt[0] ? res->last_ckpt : "(none written yet)");
+    vn_log(VN_LOG_WARN, "non-finite loss or gradient at step %lld: step skipped (%lld in a row)",
+           (long long)r->st.step, (long long)r->st.skipped_in_row);
+    return VN_OK;
+}
+
+static void log_step(run *r, int64_t step_in_ep, double loss, int images, double dt)
+{
+    double min_lr, max_lr;
+    vn_optim_lr_range(r->optim, &min_lr, &max_lr);
+    double wait = vn_loader_wait_seconds(r->train) - r->wait0;
+    double vals[N_STEP_COLS] = {loss, max_lr, r->st.act_learn, vn_optim_last_grad_norm(r->optim),
+                                dt > 0 ? images / dt : 0, wait, vn_optim_weight_decay(r->optim)};
+    vn_metrics_log(r->metrics, VN_METRICS_STEP, r->st.epoch, r->st.step, step_cols, vals,
+                   N_STEP_COLS, NULL);
+    vn_progress_stats ps = {loss, max_lr, r->st.act_learn, images};
+    vn_progress_step(r->progress, step_in_ep + 1, &ps);
+    r->ep_loss += loss;
+    r->ep_steps++;
+}
+
+/* After a step: the periodic or signalled checkpoint, the step limit. */
+static int after_step(run *r, vn_train_result *res, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    r->at_limit = cfg->train.max_steps > 0 && r->st.step >= cfg->train.max_steps;
+    bool stop_signal = r->opt->stop && *r->opt->stop;
+    bool periodic = cfg->output.save_every_steps > 0 && r->st.step % cfg->output.save_every_steps == 0;
+    if (stop_signal || (periodic && !r->at_limit)) {
+        add_elapsed(r);
+        int rc = save_checkpoint(r, false, res, err);
+        if (rc != VN_OK) return rc;
+    }
+    if (stop_signal) {
+        vn_progress_message(r->progress, "stopping on signal: checkpoint written");
+        res->outcome = VN_TRAIN_INTERRUPTED;
+    }
+    return VN_OK;
+}
+
+/* The steps of the current epoch from st.position on; stops early at the step limit or on a
+ * signal (res->outcome). */
+static int train_epoch(run *r, vn_train_result *res, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    const int64_t epoch = r->st.epoch, B = cfg->train.batch_size;
+    while (r->st.position / B < r->micro_per_ep) {
+        int64_t step_in_ep = r->st.position / B / cfg->optim.update_freq;
+        if (cfg->deep_training.update == VN_CONFIG_UPDATE_ITERATION)
+            set_act(r, vn_act_learn_at(cfg, (double)epoch + (double)step_in_ep / (double)r->niter_per_ep));
+        double ts = vn_monotonic(), loss = 0;
+        int images = 0;
+        int rc = train_step(r, &loss, &images, err);
+        if (rc == VN_ERR_NUMERIC) {
+            rc = skipped_step(r, res, err);
+            if (rc != VN_OK) return rc;
+            continue;
+        }
+        if (rc != VN_OK) return rc;
+        r->st.skipped_in_row = 0;
+        r->st.rng = *vn_ctx_rng(r->ctx);
+        log_step(r, step_in_ep, loss, images, vn_monotonic() - ts);
+        rc = after_step(r, res, err);
+        if (rc != VN_OK || res->outcome == VN_TRAIN_INTERRUPTED || r->at_limit) return rc;
+    }
+    return VN_OK;
+}
+
+/* End of an epoch: evaluate (reported under the epoch it follows), log the epoch row,
+ * checkpoint. */
+static int end_epoch(run *r, vn_train_result *res, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    int64_t ep_done = r->st.epoch;
+    r->st.position = 0;
+    bool last = ep_done + 1 == cfg->train.epochs, is_best = false;
+    bool eval_now = r->val && vn_eval_due(cfg, ep_done, last);
+    int rc = eval_now ? evaluate_all(r, res, &is_best, err) : VN_OK;
+    r->st.epoch = ep_done + 1;
+    if (rc != VN_OK) return rc;
+    double lo, hi;
+    vn_optim_lr_range(r->optim, &lo, &hi);
+    double ev[N_EPOCH_COLS] = {r->ep_steps ? r->ep_loss / (double)r->ep_steps : NAN,
+                               eval_now ? res->last_eval.top1 : NAN, eval_now ? res->last_eval.top5 : NAN,
+                               eval_now ? res->last_eval.loss : NAN, r->st.best_top1, hi, r->st.act_learn,
+                               vn_monotonic() - r->ep_t0};
+    vn_metrics_log(r->metrics, VN_METRICS_EPOCH, ep_done, r->st.step, epoch_cols, ev, N_EPOCH_COLS, NULL);
+    vn_metrics_flush(r->metrics, NULL);
+    add_elapsed(r);
+    if (last) r->st.finished = true;
+    bool save = last || is_best || (cfg->output.save_every > 0 && r->st.epoch % cfg->output.save_every == 0);
+    if (save) rc = save_checkpoint(r, is_best, res, err);
+    if (rc == VN_OK && r->opt->stop && *r->opt->stop) res->outcome = VN_TRAIN_INTERRUPTED;
+    return rc;
+}
+
+/* The epochs from where the run stands; at train.max_steps, evaluates where it stopped and
+ * saves (a later run with a larger budget resumes from there: max_steps does not change the
+ * result). */
+static int train_epochs(run *r, vn_train_result *res, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    const int64_t epochs = cfg->train.epochs;
+    int rc = VN_OK;
+    r->wait0 = vn_loader_wait_seconds(r->train);
+    while (!r->st.finished && r->st.epoch < epochs) {
+        int64_t epoch = r->st.epoch;
+        rc = vn_loader_start_epoch(r->train, epoch, r->st.position, err);
+        if (rc != VN_OK) return rc;
+        if (cfg->deep_training.update == VN_CONFIG_UPDATE_EPOCH) set_act(r, vn_act_learn_at(cfg, (double)epoch));
+        vn_progress_begin_epoch(r->progress, epoch, epochs, r->niter_per_ep);
+        r->ep_loss = 0;
+        r->ep_steps = 0;
+        r->ep_t0 = vn_monotonic();
+        rc = train_epoch(r, res, err);
+        if (rc != VN_OK || res->outcome == VN_TRAIN_INTERRUPTED) return rc;
+        vn_progress_end_epoch(r->progress);
+        if (r->at_limit) break;
+        rc = end_epoch(r, res, err);
+        if (rc != VN_OK || res->outcome == VN_TRAIN_INTERRUPTED) return rc;
+    }
+    if (!r->at_limit) return VN_OK;
+    bool is_best = false;
+    if (r->val) rc = evaluate_all(r, res, &is_best, err);
+    add_elapsed(r);
+    if (rc == VN_OK) rc = save_checkpoint(r, is_best, res, err);
+    return rc;
+}
+
 int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res, vn_error *err)
 {
     memset(res, 0, sizeof *res);
@@ -445,7 +631,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     r->opt = opt;
     r->out = opt->out ? opt->out : stdout;
     snprintf(r->dir, sizeof r->dir, "%s", cfg->output.dir);
-    double t0 = vn_monotonic(), session0 = t0;
+    r->t0 = vn_monotonic();
+    double session0 = r->t0;
     vn_set_threads((int)cfg->train.threads);
 
     char ckdir[4096];
@@ -456,146 +643,17 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (rc == VN_OK) rc = setup_model(r, err);
     if (rc == VN_OK) rc = setup_optim(r, err);
     if (rc == VN_OK && !(r->ctx = vn_ctx_create())) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    if (rc != VN_OK) goto done;
-    res->params = vn_state_numel(&r->model->state, VN_STATE_PARAM);
-
-    memset(&r->st, 0, sizeof r->st);
-    r->st.best_top1 = -1;
-    r->st.best_model_top1 = -1;
-    for (int e = 0; e < VN_TRAIN_MAX_EMAS; e++) r->st.best_ema_top1[e] = -1;
-    r->st.act_learn = vn_act_learn_at(cfg, 0);
-    vn_rng_seed(&r->st.rng, (uint64_t)cfg->train.seed, 0xd509, 0);
-    *vn_ctx_rng(r->ctx) = r->st.rng;
-    set_act(r, r->st.act_learn);
-    rc = resume(r, err);
-    if (rc != VN_OK) goto done;
-    char cpath[4096];
-    snprintf(cpath, sizeof cpath, "%s/config.yaml", r->dir);
-    rc = vn_config_save(cfg, cpath, err);
-    static const char *const csv_cols[] = {"train_loss", "val_top1", "val_top5", "val_loss",
-                                           "best_top1", "lr", "act_learn", "epoch_seconds"};
-    /* process_stats: peak RSS with every epoch and evaluation, for `vanilla report`. */
-    vn_metrics_opts mo = {csv_cols, 8, !cfg->output.tensorboard, NULL, NULL, true};
-    if (rc == VN_OK) rc = vn_metrics_open(r->dir, r->resumed ? r->st.step : -1, &mo, &r->metrics, err);
-    vn_progress_opts po = {r->out, (int)cfg->train.log_every, VN_PROGRESS_AUTO, 0, NULL, NULL};
-    if (rc == VN_OK) rc = vn_progress_create(&po, &r->progress, err);
-    if (rc != VN_OK) goto done;
-
-    const int64_t epochs = cfg->train.epochs, max_steps = cfg->train.max_steps;
-    const int64_t B = cfg->train.batch_size;
-    bool stop_run = r->st.finished;
-    res->already_finished = r->st.finished;
-    double wait0 = vn_loader_wait_seconds(r->train);
-    while (!stop_run && r->st.epoch < epochs) {
-        int64_t epoch = r->st.epoch;
-        rc = vn_loader_start_epoch(r->train, epoch, r->st.position, err);
-        if (rc != VN_OK) goto done;
-        if (cfg->deep_training.update == VN_CONFIG_UPDATE_EPOCH) set_act(r, vn_act_learn_at(cfg, (double)epoch));
-        vn_progress_begin_epoch(r->progress, epoch, epochs, r->niter_per_ep);
-        double ep_loss = 0, ep_t0 = vn_monotonic();
-        int64_t ep_steps = 0;
-        while (r->st.position / B < r->micro_per_ep) {
-            int64_t step_in_ep = r->st.position / B / cfg->optim.update_freq;
-            if (cfg->deep_training.update == VN_CONFIG_UPDATE_ITERATION)
-                set_act(r, vn_act_learn_at(cfg, (double)epoch + (double)step_in_ep / (double)r->niter_per_ep));
-            double ts = vn_monotonic(), loss = 0;
-            int images = 0;
-            rc = train_step(r, &loss, &images, err);
-            if (rc == VN_ERR_NUMERIC) {
-                r->st.skipped_in_row++;
-                if (cfg->train.nonfinite == VN_CONFIG_NONFINITE_STOP ||
-                    r->st.skipped_in_row > cfg->train.max_skip) {
-                    rc = vn_error_set(err, VN_ERR_NUMERIC, "non-finite loss or gradient at epoch %lld, "
-                                      "step %lld (lr %.3g); stopped. The last good checkpoint is %s",
-                                      (long long)epoch, (long long)r->st.step, vn_optim_lr(r->optim),
-                                      res->last_ckpt[0] ? res->last_ckpt : "(none written yet)");
-                    goto done;
-                }
-                vn_log(VN_LOG_WARN, "non-finite loss or gradient at step %lld: step skipped (%lld in a row)",
-                       (long long)r->st.step, (long long)r->st.skipped_in_row);
-                continue;
-            }
-            if (rc != VN_OK) goto done;
-            r->st.skipped_in_row = 0;
-            r->st.rng = *vn_ctx_rng(r->ctx);
-            double dt = vn_monotonic() - ts;
-            double min_lr, max_lr;
-            vn_optim_lr_range(r->optim, &min_lr, &max_lr);
-            double wait = vn_loader_wait_seconds(r->train) - wait0;
-            const char *names[7] = {"loss", "lr", "act_learn", "grad_norm", "img_per_s", "data_wait_s", "wd"};
-            double vals[7] = {loss, max_lr, r->st.act_learn, vn_optim_last_grad_norm(r->optim),
-                              dt > 0 ? images / dt : 0, wait, vn_optim_weight_decay(r->optim)};
-            vn_metrics_log(r->metrics, VN_METRICS_STEP, epoch, r->st.step, names, vals, 7, NULL);
-            vn_progress_stats ps = {loss, max_lr, r->st.act_learn, images};
-            vn_progress_step(r->progress, step_in_ep + 1, &ps);
-            ep_loss += loss;
-            ep_steps++;
-            bool at_limit = max_steps > 0 && r->st.step >= max_steps;
-            bool stop_signal = opt->stop && *opt->stop;
-            bool periodic = cfg->output.save_every_steps > 0 && r->st.step % cfg->output.save_every_steps == 0;
-            if (stop_signal || (periodic && !at_limit)) {
-                r->st.elapsed += vn_monotonic() - t0;
-                t0 = vn_monotonic();
-                rc = save_checkpoint(r, false, res, err);
-                if (rc != VN_OK) goto done;
-            }
-            if (stop_signal) {
-                vn_progress_message(r->progress, "stopping on signal: checkpoint written");
-                res->outcome = VN_TRAIN_INTERRUPTED;
-                goto done;
-            }
-            if (at_limit) {
-                stop_run = true;
-                break;
-            }
-        }
-        vn_progress_end_epoch(r->progress);
-        if (stop_run) break;
-        /* End of epoch: evaluate, checkpoint. */
-        r->st.epoch++;
-        r->st.position = 0;
-        bool last = r->st.epoch == epochs, is_best = false;
-        bool eval_now = r->val && vn_eval_due(cfg, r->st.epoch - 1, last);
-        int64_t ep_done = r->st.epoch - 1;
-        r->st.epoch = ep_done; /* evaluations are reported under the epoch they follow */
-        if (eval_now) rc = evaluate_all(r, res, &is_best, err);
-        r->st.epoch = ep_done + 1;
-        if (rc != VN_OK) goto done;
-        {
-            double lo, hi;
-            vn_optim_lr_range(r->optim, &lo, &hi);
-            const char *en[8] = {"train_loss", "val_top1", "val_top5", "val_loss", "best_top1", "lr",
-                                 "act_learn", "epoch_seconds"};
-            double ev[8] = {ep_steps ? ep_loss / (double)ep_steps : NAN,
-                            eval_now ? res->last_eval.top1 : NAN, eval_now ? res->last_eval.top5 : NAN,
-                            eval_now ? res->last_eval.loss : NAN, r->st.best_top1, hi, r->st.act_learn,
-                            vn_monotonic() - ep_t0};
-            vn_metrics_log(r->metrics, VN_METRICS_EPOCH, ep_done, r->st.step, en, ev, 8, NULL);
-            vn_metrics_flush(r->metrics, NULL);
-        }
-        r->st.elapsed += vn_monotonic() - t0;
-        t0 = vn_monotonic();
-        if (last) r->st.finished = true;
-        bool save = last || is_best ||
-                    (cfg->output.save_every > 0 && r->st.epoch % cfg->output.save_every == 0);
-        if (save) rc = save_checkpoint(r, is_best, res, err);
-        if (rc != VN_OK) goto done;
-        if (opt->stop && *opt->stop) {
-            res->outcome = VN_TRAIN_INTERRUPTED;
-            goto done;
-        }
+    if (rc == VN_OK) {
+        res->params = vn_state_numel(&r->model->state, VN_STATE_PARAM);
+        init_state(r);
+        rc = resume(r, err);
     }
-    if (stop_run) {
-        /* train.max_steps reached: evaluate where it stopped and save; a later run with a
-         * larger budget resumes from here (max_steps does not change the result). */
-        bool is_best = false;
-        if (r->val) rc = evaluate_all(r, res, &is_best, err);
-        r->st.elapsed += vn_monotonic() - t0;
-        t0 = vn_monotonic();
-        if (rc == VN_OK) rc = save_checkpoint(r, is_best, res, err);
+    if (rc == VN_OK) rc = open_outputs(r, err);
+    if (rc == VN_OK) {
+        res->already_finished = r->st.finished;
+        rc = train_epochs(r, res, err);
     }
-done:
-    r->st.elapsed += vn_monotonic() - t0;
+    add_elapsed(r);
     res->state = r->st;
     res->seconds = vn_monotonic() - session0;
     if (r->train) res->data_wait = vn_loader_wait_seconds(r->train);

@@ -36,6 +36,7 @@ extern "C" {
 #define VN_CONFIG_STR_MAX 1024  /* capacity of string values (paths), including the NUL */
 #define VN_CONFIG_MAX_KEYS 128  /* capacity of the origin table; the schema is checked to fit */
 #define VN_CONFIG_MAX_FILES 4   /* config files that can be layered onto one config */
+#define VN_CONFIG_MAX_EMAS 8    /* the longest ema.decays list (one best file per copy) */
 
 typedef struct vn_config_ints {
     int n;

@@ -41,7 +41,7 @@ double vn_act_learn_at(const vn_config *cfg, double epoch);
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
-#define VN_TRAIN_MAX_EMAS 8 /* the longest ema.decays list */
+#define VN_TRAIN_MAX_EMAS VN_CONFIG_MAX_EMAS /* the longest ema.decays list */
 
 /* Where a run stands; saved in every checkpoint's metadata. */
 typedef struct vn_train_state {
@@ -149,6 +149,33 @@ int vn_model_init_from(vn_vanillanet *m, const char *path, vn_error *err);
  * at that size and refused where its windows differ. */
 int vn_export_onnx(const vn_vanillanet *m, const vn_ckpt_info *info, int input_size, const char *path,
                    vn_error *err);
+
+/* ---- export (train/export.c) ----------------------------------------------------------- */
+
+typedef struct vn_export_options {
+    const char *source;  /* names the model in messages (its file); NULL: "the model" */
+    bool force;          /* merge even at act_learn < 1 (the result is then approximate) */
+    bool onnx;           /* write ONNX (vn_export_onnx) instead of safetensors */
+    int onnx_input_size; /* <= 0: info's stored input size, else 224 */
+} vn_export_options;
+
+typedef struct vn_export_result {
+    bool merged;           /* the training form was merged (and checked) */
+    float act_learn;       /* the model's act_learn before the merge */
+    int check_size;        /* side of the check batch's images */
+    int64_t params_train;  /* parameters of the training form */
+    int64_t params_deploy; /* parameters of the deploy form */
+    double max_diff;       /* largest |deploy - training| over the check batch's logits */
+    double max_ref;        /* largest |training logit| (max_diff / max_ref: relative) */
+} vn_export_result;
+
+/* Exports m (opened with vn_open_model*, info its description) to path. A training-form
+ * model is merged into the deploy network in place (refused at act_learn < 1 without force),
+ * both forms run on a fixed random batch of 8 and the largest logit difference is recorded,
+ * then the deploy weights are written as safetensors with the model metadata (class names,
+ * preprocessing) or as ONNX. A deploy-form model is written as ONNX only. */
+int vn_export_model(vn_vanillanet *m, const vn_ckpt_info *info, const char *path,
+                    const vn_export_options *opt, vn_export_result *res, vn_error *err);
 
 /* ---- .pth import (train/import.c) ------------------------------------------------------ */
 

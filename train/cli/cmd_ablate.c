@@ -96,6 +96,81 @@ static void sanitize(char *s)
             *s = *s == ',' || *s == ' ' ? '_' : '-';
 }
 
+/* grid: the cartesian product of each key's list of values. */
+static int parse_grid(yaml_document_t *doc, yaml_node_t *grid, ablation *a, const char *path)
+{
+    if (grid->type != YAML_MAPPING_NODE) {
+        vn_cli_error("ablate", "%s: 'grid' must map section.key to a list of values", path);
+        return -1;
+    }
+    a->n_runs = 1;
+    for (yaml_node_pair_t *p = grid->data.mapping.pairs.start; p < grid->data.mapping.pairs.top; p++) {
+        const char *k = scalar(yaml_document_get_node(doc, p->key));
+        yaml_node_t *vals = yaml_document_get_node(doc, p->value);
+        if (!k || vals->type != YAML_SEQUENCE_NODE || vals->data.sequence.items.top == vals->data.sequence.items.start) {
+            vn_cli_error("ablate", "%s:%zu: grid entry %s needs a non-empty list of values", path,
+                         vals->start_mark.line + 1, k ? k : "?");
+            return -1;
+        }
+        int nv = (int)(vals->data.sequence.items.top - vals->data.sequence.items.start);
+        if (a->n_runs * nv > MAX_RUNS) {
+            vn_cli_error("ablate", "%s: more than %d runs", path, MAX_RUNS);
+            return -1;
+        }
+        /* Cartesian product: each existing run forks into nv runs. */
+        int old = a->n_runs;
+        for (int r = old - 1; r >= 0; r--)
+            for (int v = nv - 1; v >= 0; v--) {
+                abl_run *dst = &a->runs[r * nv + v];
+                if (dst != &a->runs[r]) *dst = a->runs[r];
+            }
+        for (int r = 0; r < old; r++)
+            for (int v = 0; v < nv; v++) {
+                abl_run *run = &a->runs[r * nv + v];
+                char val[400];
+                node_text(doc, yaml_document_get_node(doc, vals->data.sequence.items.start[v]), val, sizeof val);
+                if (run->n_sets >= MAX_SETS) return -1;
+                snprintf(run->sets[run->n_sets++], 512, "%s=%s", k, val);
+                const char *short_key = strrchr(k, '.') ? strrchr(k, '.') + 1 : k;
+                size_t l = strlen(run->name);
+                snprintf(run->name + l, sizeof run->name - l, "%s%s=%s", l ? "," : "", short_key, val);
+            }
+        a->n_runs = old * nv;
+    }
+    return 0;
+}
+
+/* variants: a list of {name, set}. */
+static int parse_variants(yaml_document_t *doc, yaml_node_t *variants, ablation *a, const char *path)
+{
+    if (variants->type != YAML_SEQUENCE_NODE) {
+        vn_cli_error("ablate", "%s: 'variants' must be a list of {name, set}", path);
+        return -1;
+    }
+    for (yaml_node_item_t *it = variants->data.sequence.items.start; it < variants->data.sequence.items.top; it++) {
+        yaml_node_t *v = yaml_document_get_node(doc, *it);
+        if (v->type != YAML_MAPPING_NODE || a->n_runs >= MAX_RUNS) {
+            vn_cli_error("ablate", "%s:%zu: each variant is a mapping {name, set}", path, v->start_mark.line + 1);
+            return -1;
+        }
+        abl_run *run = &a->runs[a->n_runs++];
+        snprintf(run->name, sizeof run->name, "run%d", a->n_runs);
+        for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+            const char *k = scalar(yaml_document_get_node(doc, p->key));
+            yaml_node_t *val = yaml_document_get_node(doc, p->value);
+            if (k && strcmp(k, "name") == 0 && scalar(val)) snprintf(run->name, sizeof run->name, "%s", scalar(val));
+            else if (k && strcmp(k, "set") == 0) {
+                if (map_sets(doc, val, run->sets, &run->n_sets, path)) return -1;
+            } else {
+                vn_cli_error("ablate", "%s:%zu: unknown variant key '%s' (name, set)", path,
+                             val->start_mark.line + 1, k ? k : "?");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 static int parse_ablation(const char *path, ablation *a)
 {
     memset(a, 0, sizeof *a);
@@ -142,72 +217,7 @@ static int parse_ablation(const char *path, ablation *a)
         vn_cli_error("ablate", "%s: give exactly one of 'grid' and 'variants'", path);
         goto out;
     }
-    if (grid) {
-        if (grid->type != YAML_MAPPING_NODE) {
-            vn_cli_error("ablate", "%s: 'grid' must map section.key to a list of values", path);
-            goto out;
-        }
-        a->n_runs = 1;
-        for (yaml_node_pair_t *p = grid->data.mapping.pairs.start; p < grid->data.mapping.pairs.top; p++) {
-            const char *k = scalar(yaml_document_get_node(&doc, p->key));
-            yaml_node_t *vals = yaml_document_get_node(&doc, p->value);
-            if (!k || vals->type != YAML_SEQUENCE_NODE || vals->data.sequence.items.top == vals->data.sequence.items.start) {
-                vn_cli_error("ablate", "%s:%zu: grid entry %s needs a non-empty list of values", path,
-                             vals->start_mark.line + 1, k ? k : "?");
-                goto out;
-            }
-            int nv = (int)(vals->data.sequence.items.top - vals->data.sequence.items.start);
-            if (a->n_runs * nv > MAX_RUNS) {
-                vn_cli_error("ablate", "%s: more than %d runs", path, MAX_RUNS);
-                goto out;
-            }
-            /* Cartesian product: each existing run forks into nv runs. */
-            int old = a->n_runs;
-            for (int r = old - 1; r >= 0; r--)
-                for (int v = nv - 1; v >= 0; v--) {
-                    abl_run *dst = &a->runs[r * nv + v];
-                    if (dst != &a->runs[r]) *dst = a->runs[r];
-                }
-            for (int r = 0; r < old; r++)
-                for (int v = 0; v < nv; v++) {
-                    abl_run *run = &a->runs[r * nv + v];
-                    char val[400];
-                    node_text(&doc, yaml_document_get_node(&doc, vals->data.sequence.items.start[v]), val, sizeof val);
-                    if (run->n_sets >= MAX_SETS) goto out;
-                    snprintf(run->sets[run->n_sets++], 512, "%s=%s", k, val);
-                    const char *short_key = strrchr(k, '.') ? strrchr(k, '.') + 1 : k;
-                    size_t l = strlen(run->name);
-                    snprintf(run->name + l, sizeof run->name - l, "%s%s=%s", l ? "," : "", short_key, val);
-                }
-            a->n_runs = old * nv;
-        }
-    } else {
-        if (variants->type != YAML_SEQUENCE_NODE) {
-            vn_cli_error("ablate", "%s: 'variants' must be a list of {name, set}", path);
-            goto out;
-        }
-        for (yaml_node_item_t *it = variants->data.sequence.items.start; it < variants->data.sequence.items.top; it++) {
-            yaml_node_t *v = yaml_document_get_node(&doc, *it);
-            if (v->type != YAML_MAPPING_NODE || a->n_runs >= MAX_RUNS) {
-                vn_cli_error("ablate", "%s:%zu: each variant is a mapping {name, set}", path, v->start_mark.line + 1);
-                goto out;
-            }
-            abl_run *run = &a->runs[a->n_runs++];
-            snprintf(run->name, sizeof run->name, "run%d", a->n_runs);
-            for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-                const char *k = scalar(yaml_document_get_node(&doc, p->key));
-                yaml_node_t *val = yaml_document_get_node(&doc, p->value);
-                if (k && strcmp(k, "name") == 0 && scalar(val)) snprintf(run->name, sizeof run->name, "%s", scalar(val));
-                else if (k && strcmp(k, "set") == 0) {
-                    if (map_sets(&doc, val, run->sets, &run->n_sets, path)) goto out;
-                } else {
-                    vn_cli_error("ablate", "%s:%zu: unknown variant key '%s' (name, set)", path,
-                                 val->start_mark.line + 1, k ? k : "?");
-                    goto out;
-                }
-            }
-        }
-    }
+    if (grid ? parse_grid(&doc, grid, a, path) : parse_variants(&doc, variants, a, path)) goto out;
     for (int i = 0; i < a->n_runs; i++) sanitize(a->runs[i].name);
     sanitize(a->name);
     rc = 0;
@@ -256,6 +266,57 @@ static void write_result(const char *dir, const abl_result *r)
     json_object_set_new(o, "macs", json_integer(r->macs));
     json_dump_file(o, path, JSON_INDENT(1));
     json_decref(o);
+}
+
+/* A finished run's figures; the deploy size from the model as trained (its class count comes
+ * from the data when the config has 0). */
+static void record_result(const vn_config *cfg, const vn_train_result *res, abl_result *r)
+{
+    r->best = res->state.best_top1;
+    r->final = res->evaluated ? res->last_eval.top1 : -1;
+    r->seconds = res->state.elapsed;
+    r->params = res->params;
+    vn_ckpt_info info;
+    vn_report rep;
+    bool deploy = cfg->model.shortcut == VN_CONFIG_SHORTCUT_NONE;
+    if (vn_ckpt_info_read(res->last_ckpt, &info, NULL) == VN_OK) {
+        if (vn_vanillanet_report(&info.model, deploy, (int)cfg->data.input_size,
+                                 (int)cfg->data.input_size, &rep, NULL) == VN_OK) {
+            r->macs = rep.total_macs;
+            if (deploy) r->params = rep.total_params;
+            vn_report_free(&rep);
+        }
+        vn_ckpt_info_free(&info);
+    }
+    r->done = true;
+}
+
+/* results.md (also printed) and results.csv under root. */
+static void write_tables(const char *root, const ablation *ap, const abl_result *results)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/results.md", root);
+    FILE *md = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/results.csv", root);
+    FILE *csv = fopen(path, "w");
+    FILE *outs[2] = {stdout, md};
+    for (int o = 0; o < 2; o++) {
+        if (!outs[o]) continue;
+        fprintf(outs[o], "\n| run | best top-1 (%%) | final top-1 (%%) | params (deploy) | MACs (deploy) | time (s) |\n");
+        fprintf(outs[o], "|---|---:|---:|---:|---:|---:|\n");
+        for (int i = 0; i < ap->n_runs; i++)
+            fprintf(outs[o], "| %s | %.2f | %.2f | %lld | %lld | %.0f |\n", ap->runs[i].name, results[i].best,
+                    results[i].final, (long long)results[i].params, (long long)results[i].macs,
+                    results[i].seconds);
+    }
+    if (csv) {
+        fprintf(csv, "run,best_top1,final_top1,params,macs,seconds\n");
+        for (int i = 0; i < ap->n_runs; i++)
+            fprintf(csv, "%s,%.4f,%.4f,%lld,%lld,%.1f\n", ap->runs[i].name, results[i].best, results[i].final,
+                    (long long)results[i].params, (long long)results[i].macs, results[i].seconds);
+        fclose(csv);
+    }
+    if (md) fclose(md);
 }
 
 int vn_cmd_ablate(int argc, char **argv)
@@ -325,50 +386,11 @@ int vn_cmd_ablate(int argc, char **argv)
             return VN_EXIT_INTERRUPTED;
         }
         abl_result *r = &results[i];
-        r->best = res.state.best_top1;
-        r->final = res.evaluated ? res.last_eval.top1 : -1;
-        r->seconds = res.state.elapsed;
-        r->params = res.params;
-        /* The model as trained (its class count comes from the data when the config has 0). */
-        vn_ckpt_info info;
-        vn_report rep;
-        bool deploy = cfg.model.shortcut == VN_CONFIG_SHORTCUT_NONE;
-        if (vn_ckpt_info_read(res.last_ckpt, &info, NULL) == VN_OK) {
-            if (vn_vanillanet_report(&info.model, deploy, (int)cfg.data.input_size,
-                                     (int)cfg.data.input_size, &rep, NULL) == VN_OK) {
-                r->macs = rep.total_macs;
-                if (deploy) r->params = rep.total_params;
-                vn_report_free(&rep);
-            }
-            vn_ckpt_info_free(&info);
-        }
-        r->done = true;
+        record_result(&cfg, &res, r);
         write_result(dir, r);
     }
     if (ec || dry) return ec;
-    char path[1300];
-    snprintf(path, sizeof path, "%s/results.md", root);
-    FILE *md = fopen(path, "w");
-    snprintf(path, sizeof path, "%s/results.csv", root);
-    FILE *csv = fopen(path, "w");
-    FILE *outs[2] = {stdout, md};
-    for (int o = 0; o < 2; o++) {
-        if (!outs[o]) continue;
-        fprintf(outs[o], "\n| run | best top-1 (%%) | final top-1 (%%) | params (deploy) | MACs (deploy) | time (s) |\n");
-        fprintf(outs[o], "|---|---:|---:|---:|---:|---:|\n");
-        for (int i = 0; i < a.n_runs; i++)
-            fprintf(outs[o], "| %s | %.2f | %.2f | %lld | %lld | %.0f |\n", a.runs[i].name, results[i].best,
-                    results[i].final, (long long)results[i].params, (long long)results[i].macs,
-                    results[i].seconds);
-    }
-    if (csv) {
-        fprintf(csv, "run,best_top1,final_top1,params,macs,seconds\n");
-        for (int i = 0; i < a.n_runs; i++)
-            fprintf(csv, "%s,%.4f,%.4f,%lld,%lld,%.1f\n", a.runs[i].name, results[i].best, results[i].final,
-                    (long long)results[i].params, (long long)results[i].macs, results[i].seconds);
-        fclose(csv);
-    }
-    if (md) fclose(md);
+    write_tables(root, &a, results);
     printf("\ntable: %s/results.md and results.csv\n", root);
     return 0;
 }

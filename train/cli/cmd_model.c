@@ -9,9 +9,6 @@
 #include "train/vn_real_labels.h"
 #include "train/vn_trainer.h"
 
-int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
-                         const char *const *class_names, int n_classes, vn_error *err);
-
 /* --config FILE / --set k=v on the commands that take a model file: they describe a plain
  * state_dict (no vanilla metadata). Returns 1 when consumed, -1 on error. */
 typedef struct model_cfg_args {
@@ -162,6 +159,48 @@ static const char eval_help[] =
     "list are left out, a prediction is right when it is in the list.\n"
     MODEL_CFG_HELP;
 
+/* eval's loader: the model file's preprocessing over --data (or the stored config's
+ * validation folder), with the model's class order. */
+static int open_eval_data(const char *model_path, const vn_ckpt_info *info, const vn_vanillanet *m,
+                          const char **data, char *split, size_t split_len, int batch,
+                          int workers, vn_loader **ld)
+{
+    vn_loader_config lc;
+    vn_config cfg;
+    bool have_cfg;
+    int ec = eval_loader_config(info, model_path, &lc, &cfg, &have_cfg, "eval");
+    if (!ec && !*data) {
+        if (!have_cfg || !cfg.data.root[0]) {
+            vn_cli_error("eval", "no --data folder given and %s has no data.root", model_path);
+            ec = VN_EXIT_USAGE;
+        } else {
+            *data = vn_split_path(&cfg, false, split, split_len);
+        }
+    }
+    if (!ec) {
+        lc.root = *data;
+        /* A plain state_dict has numbers for names: the sorted folders give the order, as
+         * torchvision's ImageFolder does for the official evaluation. */
+        lc.class_names = info->plain ? NULL : (const char *const *)info->class_names;
+        lc.n_class_names = info->plain ? 0 : info->n_classes;
+        lc.num_classes = m->cfg.num_classes;
+        if (batch > 0) lc.batch_size = batch;
+        if (workers >= 0) lc.workers = workers;
+        lc.seed = 0;
+        vn_error err = {0};
+        if (vn_loader_open(&lc, ld, &err) != VN_OK) {
+            vn_cli_error("eval", "%s", err.msg);
+            ec = VN_EXIT_ERROR;
+        }
+    }
+    if (!ec && vn_loader_num_classes(*ld) != m->cfg.num_classes) {
+        vn_cli_error("eval", "%s has %d classes, the model %d", *data, vn_loader_num_classes(*ld),
+                     m->cfg.num_classes);
+        ec = VN_EXIT_ERROR;
+    }
+    return ec;
+}
+
 int vn_cmd_eval(int argc, char **argv)
 {
     const char *model_path = NULL, *data = NULL, *logits_path = NULL, *key = NULL, *real = NULL;
@@ -195,41 +234,10 @@ int vn_cmd_eval(int argc, char **argv)
     vn_vanillanet *m = NULL;
     int oc = open_model(model_path, ema, key, &ca, &m, &info, &ema, "eval");
     if (oc) return oc;
-    vn_loader_config lc;
-    vn_config cfg;
-    bool have_cfg;
-    int ec = eval_loader_config(&info, model_path, &lc, &cfg, &have_cfg, "eval");
-    char split[2100];
-    if (!ec && !data) {
-        if (!have_cfg || !cfg.data.root[0]) {
-            vn_cli_error("eval", "no --data folder given and %s has no data.root", model_path);
-            ec = VN_EXIT_USAGE;
-        } else {
-            data = vn_split_path(&cfg, false, split, sizeof split);
-        }
-    }
     vn_loader *ld = NULL;
     vn_ctx *ctx = vn_ctx_create();
-    if (!ec) {
-        lc.root = data;
-        /* A plain state_dict has numbers for names: the sorted folders give the order, as
-         * torchvision's ImageFolder does for the official evaluation. */
-        lc.class_names = info.plain ? NULL : (const char *const *)info.class_names;
-        lc.n_class_names = info.plain ? 0 : info.n_classes;
-        lc.num_classes = m->cfg.num_classes;
-        if (batch > 0) lc.batch_size = batch;
-        if (workers >= 0) lc.workers = workers;
-        lc.seed = 0;
-        if (vn_loader_open(&lc, &ld, &err) != VN_OK) {
-            vn_cli_error("eval", "%s", err.msg);
-            ec = VN_EXIT_ERROR;
-        }
-    }
-    if (!ec && vn_loader_num_classes(ld) != m->cfg.num_classes) {
-        vn_cli_error("eval", "%s has %d classes, the model %d", data, vn_loader_num_classes(ld),
-                     m->cfg.num_classes);
-        ec = VN_EXIT_ERROR;
-    }
+    char split[2100]; /* holds data when it comes from the stored config */
+    int ec = open_eval_data(model_path, &info, m, &data, split, sizeof split, batch, workers, &ld);
     vn_eval_result res;
     float *logits = NULL;
     if (!ec && vn_evaluate(ctx, m, ld, &res, logits_path || real ? &logits : NULL, &err) != VN_OK) {
@@ -277,15 +285,22 @@ static const char export_help[] =
     "metadata_props (vanilla.classes, vanilla.preprocessing, vanilla.model).\n"
     MODEL_CFG_HELP;
 
-static int export_onnx_cli(const vn_vanillanet *m, const vn_ckpt_info *info, int size, const char *out)
+/* What vn_export_model did, as the command prints it (the merge's figures also when the
+ * writing failed). */
+static void print_export(const char *in, int ema, const char *out, const vn_export_options *o,
+                         const vn_export_result *res, bool written)
 {
-    vn_error err = {0};
-    if (vn_export_onnx(m, info, size, out, &err) != VN_OK) {
-        vn_cli_error("export", "%s", err.msg);
-        return VN_EXIT_ERROR;
+    if (res->merged) {
+        printf("merged %s%s: %lld parameters (training form) -> %lld (deploy form)\n", in,
+               ema >= 0 ? " (EMA)" : "", (long long)res->params_train, (long long)res->params_deploy);
+        printf("largest |difference| of the logits on a random batch of 8 at %dx%d: %.3g "
+               "(relative %.3g)%s\n", res->check_size, res->check_size, res->max_diff,
+               res->max_ref > 0 ? res->max_diff / res->max_ref : 0.0,
+               res->act_learn < 1 ? "  (act_learn < 1: the merge is inexact)" : "");
     }
-    printf("ONNX (opset %d, dynamic batch): %s\n", VN_ONNX_OPSET, out);
-    return 0;
+    if (!written) return;
+    if (o->onnx) printf("ONNX (opset %d, dynamic batch): %s\n", VN_ONNX_OPSET, out);
+    else printf("deploy weights: %s\n", out);
 }
 
 int vn_cmd_export(int argc, char **argv)
@@ -322,101 +337,14 @@ int vn_cmd_export(int argc, char **argv)
     vn_vanillanet *m = NULL;
     int oc = open_model(in, ema, key, &ca, &m, &info, &ema, "export");
     if (oc) return oc;
-    int ec = 0;
-    if (m->deploy && onnx) {
-        ec = export_onnx_cli(m, &info, onnx_size, out);
-        vn_vanillanet_destroy(m);
-        vn_ckpt_info_free(&info);
-        return ec;
-    } else if (m->deploy) {
-        vn_cli_error("export", "%s is already in deploy form (--format onnx converts it)", in);
-        ec = VN_EXIT_ERROR;
-    } else if (m->act_learn < 1.0f && !force) {
-        vn_cli_error("export", "%s has act_learn %.4g < 1: deep training has not finished, so the "
-                     "leaky ReLU between conv1 and conv2 is not the identity and the merge would "
-                     "change the network's outputs. Train to the end of deep_training.decay_epochs, "
-                     "or pass --force to export an approximate network.", in, (double)m->act_learn);
-        ec = VN_EXIT_ERROR;
-    }
-    const float act_learn = m->act_learn; /* before the merge sets it to 1 */
-    int size = info.has_data ? info.input_size : 224;
-    vn_tensor *x = NULL;
-    vn_ctx *ctx = vn_ctx_create();
-    float *ref = NULL;
-    int64_t n = 0;
-    if (!ec) {
-        x = vn_tensor_new4(8, size, size, m->cfg.in_chans, false);
-        vn_rng rng;
-        vn_rng_seed(&rng, 2023, 0, 0);
-        for (int64_t i = 0; i < x->numel; i++) x->data[i] = (float)vn_rng_normal(&rng);
-        vn_ctx_set_grad(ctx, false);
-        vn_vanillanet_set_training(m, false);
-        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
-        if (!y) {
-            vn_cli_error("export", "%s", vn_ctx_error(ctx));
-            ec = VN_EXIT_ERROR;
-        } else {
-            n = y->numel;
-            ref = malloc((size_t)n * sizeof *ref);
-            memcpy(ref, y->data, (size_t)n * sizeof *ref);
-        }
-        vn_ctx_reset(ctx);
-    }
-    if (!ec && vn_vanillanet_switch_to_deploy(m, force, &err) != VN_OK) {
-        vn_cli_error("export", "%s", err.msg);
-        ec = VN_EXIT_ERROR;
-    }
-    if (!ec) {
-        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
-        double md = 0, mr = 0;
-        for (int64_t i = 0; y && i < n; i++) {
-            md = fmax(md, fabs((double)y->data[i] - ref[i]));
-            mr = fmax(mr, fabs((double)ref[i]));
-        }
-        printf("merged %s%s: %lld parameters (training form) -> %lld (deploy form)\n", in,
-               ema >= 0 ? " (EMA)" : "", (long long)vn_vanillanet_count_params(&m->cfg, false),
-               (long long)vn_state_numel(&m->state, VN_STATE_PARAM));
-        printf("largest |difference| of the logits on a random batch of 8 at %dx%d: %.3g "
-               "(relative %.3g)%s\n", size, size, md, mr > 0 ? md / mr : 0.0,
-               act_learn < 1 ? "  (act_learn < 1: the merge is inexact)" : "");
-        if (onnx) {
-            ec = export_onnx_cli(m, &info, onnx_size, out);
-            goto done;
-        }
-        vn_st_writer *w = vn_st_writer_new();
-        int rc = vn_state_to_writer(&m->state, "", w, &err);
-        vn_config cfg;
-        bool have_cfg = info.config_yaml &&
-                        vn_config_from_text(&cfg, info.config_yaml, strlen(info.config_yaml), in, NULL) == VN_OK;
-        if (rc == VN_OK)
-            rc = vn__write_model_meta(w, m, have_cfg ? &cfg : NULL, (const char *const *)info.class_names,
-                                      info.n_classes, &err);
-        if (rc == VN_OK && !have_cfg && info.has_data) {
-            char data[512];
-            snprintf(data, sizeof data, "{\"input_size\":%d,\"channels\":%d,\"interpolation\":\"%s\","
-                     "\"crop_pct\":%.17g,\"resize\":\"%s\",\"mean\":[%.9g,%.9g,%.9g],"
-                     "\"std\":[%.9g,%.9g,%.9g]}",
-                     info.input_size, info.channels, info.interpolation ? "bicubic" : "bilinear",
-                     info.crop_pct, vn_eval_resize_name((vn_eval_resize)info.eval_resize), (double)info.mean[0], (double)info.mean[1], (double)info.mean[2],
-                     (double)info.std[0], (double)info.std[1], (double)info.std[2]);
-            rc = vn_st_set_meta(w, "vanilla.data", data, &err);
-        }
-        if (rc == VN_OK) rc = vn_st_write(w, out, VN_ST_CRC32, &err);
-        vn_st_writer_free(w);
-        if (rc != VN_OK) {
-            vn_cli_error("export", "%s", err.msg);
-            ec = VN_EXIT_ERROR;
-        } else {
-            printf("deploy weights: %s\n", out);
-        }
-    }
-done:
-    free(ref);
-    vn_tensor_free(x);
-    vn_ctx_destroy(ctx);
+    vn_export_options o = {in, force, onnx, onnx_size};
+    vn_export_result res;
+    int rc = vn_export_model(m, &info, out, &o, &res, &err);
+    print_export(in, ema, out, &o, &res, rc == VN_OK);
+    if (rc != VN_OK) vn_cli_error("export", "%s", err.msg);
     vn_vanillanet_destroy(m);
     vn_ckpt_info_free(&info);
-    return ec;
+    return rc == VN_OK ? 0 : VN_EXIT_ERROR;
 }
 
 static const char predict_help[] =
@@ -428,6 +356,59 @@ static const char predict_help[] =
     "a tensor `logits` [N, classes] in the order of the arguments (only when every image could\n"
     "be read).\n"
     MODEL_CFG_HELP;
+
+/* One image's top k classes with their softmax probabilities. */
+static void print_topk(const char *image, const float *row, int nc, int topk, const vn_ckpt_info *info)
+{
+    double mx = row[0], se = 0;
+    for (int c = 0; c < nc; c++) mx = fmax(mx, row[c]);
+    for (int c = 0; c < nc; c++) se += exp(row[c] - mx);
+    printf("%s:\n", image);
+    bool *used = calloc((size_t)nc, sizeof *used);
+    for (int k = 0; used && k < topk; k++) {
+        int best = -1;
+        for (int c = 0; c < nc; c++)
+            if (!used[c] && (best < 0 || row[c] > row[best])) best = c;
+        used[best] = true;
+        const char *name = info->class_names && best < info->n_classes ? info->class_names[best] : NULL;
+        printf("  %d. %-24s %6.2f%%  (class %d, logit %.4f)\n", k + 1, name ? name : "?",
+               100.0 * exp(row[best] - mx) / se, best, (double)row[best]);
+    }
+    free(used);
+}
+
+/* Classifies each image into its row of logits, printing its top k; counts the images that
+ * could not be read. */
+static int predict_images(vn_vanillanet *m, const vn_loader_config *lc, const char **images,
+                          int n_images, int topk, const vn_ckpt_info *info, float *logits,
+                          int *failed)
+{
+    int nc = m->cfg.num_classes, s = lc->input_size, ch = lc->channels, ec = 0;
+    vn_error err = {0};
+    vn_tensor *x = vn_tensor_new4(1, s, s, ch, false);
+    vn_ctx *ctx = vn_ctx_create();
+    vn_ctx_set_grad(ctx, false);
+    for (int i = 0; i < n_images; i++) {
+        if (vn_load_eval_image(images[i], lc, x->data, &err) != VN_OK) {
+            vn_cli_error("predict", "%s", err.msg);
+            (*failed)++;
+            continue;
+        }
+        vn_ctx_reset(ctx);
+        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
+        if (!y) {
+            vn_cli_error("predict", "%s", vn_ctx_error(ctx));
+            ec = VN_EXIT_ERROR;
+            break;
+        }
+        float *row = logits + (int64_t)i * nc;
+        memcpy(row, y->data, (size_t)nc * sizeof *row);
+        print_topk(images[i], row, nc, topk, info);
+    }
+    vn_tensor_free(x);
+    vn_ctx_destroy(ctx);
+    return ec;
+}
 
 int vn_cmd_predict(int argc, char **argv)
 {
@@ -474,45 +455,12 @@ int vn_cmd_predict(int argc, char **argv)
     vn_config cfg;
     bool have_cfg;
     int ec = eval_loader_config(&info, model_path, &lc, &cfg, &have_cfg, "predict");
-    int nc = m->cfg.num_classes, s = lc.input_size, ch = lc.channels;
+    int nc = m->cfg.num_classes;
     if (topk < 1) topk = 1;
     if (topk > nc) topk = nc;
     float *logits = calloc((size_t)n_images * (size_t)nc, sizeof *logits);
-    vn_tensor *x = vn_tensor_new4(1, s, s, ch, false);
-    vn_ctx *ctx = vn_ctx_create();
-    vn_ctx_set_grad(ctx, false);
     int failed = 0;
-    for (int i = 0; !ec && i < n_images; i++) {
-        if (vn_load_eval_image(images[i], &lc, x->data, &err) != VN_OK) {
-            vn_cli_error("predict", "%s", err.msg);
-            failed++;
-            continue;
-        }
-        vn_ctx_reset(ctx);
-        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
-        if (!y) {
-            vn_cli_error("predict", "%s", vn_ctx_error(ctx));
-            ec = VN_EXIT_ERROR;
-            break;
-        }
-        float *row = logits + (int64_t)i * nc;
-        memcpy(row, y->data, (size_t)nc * sizeof *row);
-        double mx = row[0], se = 0;
-        for (int c = 0; c < nc; c++) mx = fmax(mx, row[c]);
-        for (int c = 0; c < nc; c++) se += exp(row[c] - mx);
-        printf("%s:\n", images[i]);
-        bool *used = calloc((size_t)nc, sizeof *used);
-        for (int k = 0; k < topk; k++) {
-            int best = -1;
-            for (int c = 0; c < nc; c++)
-                if (!used[c] && (best < 0 || row[c] > row[best])) best = c;
-            used[best] = true;
-            const char *name = info.class_names && best < info.n_classes ? info.class_names[best] : NULL;
-            printf("  %d. %-24s %6.2f%%  (class %d, logit %.4f)\n", k + 1, name ? name : "?",
-                   100.0 * exp(row[best] - mx) / se, best, (double)row[best]);
-        }
-        free(used);
-    }
+    if (!ec) ec = predict_images(m, &lc, images, n_images, topk, &info, logits, &failed);
     if (!ec && failed) {
         vn_cli_error("predict", "%d of %d images could not be read%s", failed, n_images,
                      logits_path ? "; no logits file written" : "");
@@ -528,8 +476,6 @@ int vn_cmd_predict(int argc, char **argv)
     }
     free(logits);
     free(images);
-    vn_tensor_free(x);
-    vn_ctx_destroy(ctx);
     vn_vanillanet_destroy(m);
     vn_ckpt_info_free(&info);
     return ec;

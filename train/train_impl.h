@@ -1,0 +1,30 @@
+/* Internals shared by the files of train/ (not installed, not for the commands): the one
+ * writer of the model metadata, the description of plain weight files, the checkpoint
+ * listing. */
+#ifndef VN_TRAIN_IMPL_H
+#define VN_TRAIN_IMPL_H
+
+#include "train/vn_trainer.h"
+
+/* The metadata every model file we write carries: "format", vanilla.model, vanilla.classes
+ * (when class_names) and vanilla.data, the preprocessing, taken from cfg or, without one,
+ * from data (when data->has_data). */
+int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
+                         const vn_ckpt_info *data, const char *const *class_names, int n_classes,
+                         vn_error *err);
+
+/* The preprocessing of cfg's evaluation loader, in the fields of d that vanilla.data gives
+ * (sets d->has_data). */
+void vn__data_from_config(const vn_config *cfg, vn_ckpt_info *d);
+
+/* Describes a plain state_dict (no vanilla metadata) with cfg's model (train/plain_weights.c). */
+int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, vn_ckpt_info *info,
+                   vn_error *err);
+
+/* The checkpoint names (ckpt-s<step>.safetensors) of run_dir/checkpoints, oldest first.
+ * VN_ERR_NOT_FOUND without the folder (then *n is 0), VN_ERR_NOMEM; free with
+ * vn__ckpt_list_free. */
+int vn__ckpt_list(const char *run_dir, char ***names, int *n, vn_error *err);
+void vn__ckpt_list_free(char **names, int n);
+
+#endif
