@@ -8,6 +8,7 @@
  * per-channel mean and inverse standard deviation are saved: backward recomputes x_hat
  * from x, which stays alive as the op's input. */
 #include "autograd/ops_impl.h"
+#include "autograd/ops_state.h"
 
 #include <math.h>
 #include <string.h>
@@ -17,13 +18,7 @@
 /* Below this many elements a loop runs on one thread (fork cost exceeds the work). */
 #define BN_PAR_MIN 32768
 
-typedef struct bn_state {
-    int64_t rows, channels;
-    bool training;
-    float momentum, eps;
-    vn_tensor *running_mean, *running_var; /* model buffers updated in training, or NULL */
-    int64_t *num_batches_tracked;
-} bn_state;
+typedef vn__bn_state bn_state;
 
 static int64_t bn_nchunks(int64_t rows) { return (rows + VN_REDUCE_CHUNK - 1) / VN_REDUCE_CHUNK; }
 
