@@ -89,6 +89,25 @@ int vn__dev_add_from_host(vn_device d, float *dst, const float *src, int64_t n, 
     return VN_DEV_CALL(d, vn__cuda_add_from_host(dst, src, n, assign), VN_ERR_UNSUPPORTED);
 }
 
+int vn_device_sync(vn_device d)
+{
+    if (d == VN_DEVICE_CPU) return VN_OK;
+#ifdef VN_HAVE_CUDA
+    if (d == VN_DEVICE_CUDA) return vn__cuda_sync();
+#endif
+    return VN_ERR_UNSUPPORTED;
+}
+
+int vn_device_set_tf32(vn_device d, bool on)
+{
+    if (d == VN_DEVICE_CPU) return on ? VN_ERR_UNSUPPORTED : VN_OK;
+#ifdef VN_HAVE_CUDA
+    if (d == VN_DEVICE_CUDA) return vn__cuda_set_tf32(on);
+#endif
+    (void)on;
+    return VN_ERR_UNSUPPORTED;
+}
+
 /* ---- model tensors on a device ------------------------------------------------------- */
 
 static int move_buffer(float **buf, int64_t numel, vn_device from, vn_device to)

@@ -31,6 +31,8 @@ void vn__dev_pool_clear_peak(vn_ctx *ctx);
 #ifdef VN_HAVE_CUDA
 /* autograd/cuda/cuda_device.c. */
 int vn__cuda_check(char *msg, size_t n);
+int vn__cuda_sync(void);
+int vn__cuda_set_tf32(bool on);
 void *vn__cuda_alloc(size_t bytes);
 void vn__cuda_free(void *p);
 int vn__cuda_zero(void *p, size_t bytes);

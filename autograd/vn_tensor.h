@@ -83,6 +83,12 @@ int vn_tensor_to_device(vn_tensor *t, vn_device d);
 int vn_tensor_read(const vn_tensor *t, float *host);
 int vn_tensor_write(vn_tensor *t, const float *host);
 int vn_tensor_read_grad(const vn_tensor *t, float *host);
+/* Waits until everything queued on device d has run (timing, before reading results by
+ * other means than vn_tensor_read). VN_OK at once for the CPU. */
+int vn_device_sync(vn_device d);
+/* FP32 matrix products and convolutions on d may use TF32 tensor cores (the default for
+ * CUDA; the environment variable VN_CUDA_STRICT_FP32=1 turns it off at start) or not. */
+int vn_device_set_tf32(vn_device d, bool on);
 
 
 #ifdef __cplusplus

@@ -44,6 +44,8 @@ static bool init_backend(void)
     }
     const char *strict = getenv("VN_CUDA_STRICT_FP32");
     g_cuda.tf32 = !(strict && strcmp(strict, "1") == 0);
+    const char *det = getenv("VN_CUDA_DETERMINISTIC");
+    g_cuda.deterministic = det && strcmp(det, "1") == 0;
     (void)cublasSetMathMode(g_cuda.blas, g_cuda.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                      : CUBLAS_DEFAULT_MATH);
     return true;
@@ -64,18 +66,20 @@ int vn__cuda_check(char *msg, size_t n)
     return vn__cuda_get(msg, n) ? VN_OK : VN_ERR_UNSUPPORTED;
 }
 
-void vn_cuda_set_tf32(bool on)
+int vn__cuda_set_tf32(bool on)
 {
     vn__cuda *c = vn__cuda_get(NULL, 0);
-    if (!c) return;
+    if (!c) return VN_ERR_UNSUPPORTED;
     c->tf32 = on;
-    (void)cublasSetMathMode(c->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    return cublasSetMathMode(c->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) ==
+                   CUBLAS_STATUS_SUCCESS ? VN_OK : VN_ERR_IO;
 }
 
-void vn_cuda_set_deterministic(bool on)
+int vn__cuda_sync(void)
 {
     vn__cuda *c = vn__cuda_get(NULL, 0);
-    if (c) c->deterministic = on;
+    if (!c) return VN_ERR_UNSUPPORTED;
+    return cudaStreamSynchronize(c->stream) == cudaSuccess ? VN_OK : VN_ERR_IO;
 }
 
 int vn__cuda_fail(vn_ctx *ctx, const char *what, int cuda_err)
