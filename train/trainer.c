@@ -447,6 +447,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     snprintf(r->dir, sizeof r->dir, "%s", cfg->output.dir);
     double t0 = vn_monotonic(), session0 = t0;
     vn_set_threads((int)cfg->train.threads);
+    if (cfg->train.device != VN_CONFIG_DEVICE_CPU) return vn_train_device_refuse(cfg, err);
 
     char ckdir[4096];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
