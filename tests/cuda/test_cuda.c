@@ -90,7 +90,11 @@ static void compare(const char *what, op_fn fn, const void *user, int n_in,
                     vn_tensor *const *cpu_in, double rel)
 {
     vn_tensor *gpu_in[MAX_IN] = {0};
-    for (int i = 0; i < n_in; i++) gpu_in[i] = to_cuda(cpu_in[i]);
+    for (int i = 0; i < n_in; i++) {
+        /* Inputs are reused across cases: start each from zero gradients on both sides. */
+        if (cpu_in[i] && cpu_in[i]->grad) ck_assert_int_eq(vn_tensor_zero_grad(cpu_in[i]), VN_OK);
+        gpu_in[i] = to_cuda(cpu_in[i]);
+    }
     run_result a = {0}, b = {0};
     run_on(VN_DEVICE_CPU, fn, user, n_in, cpu_in, 99, &a);
     run_on(VN_DEVICE_CUDA, fn, user, n_in, gpu_in, 99, &b);
