@@ -78,7 +78,7 @@ VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 150 "${loader[@]}" "$pkg/bin/
 echo "test_cuda exit status $?"
 
 say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
-VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 200 "${loader[@]}" "$pkg/bin/test_cuda_model"
+VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 300 "${loader[@]}" "$pkg/bin/test_cuda_model"
 echo "test_cuda_model exit status $?"
 
 # H200 SXM dense peaks (NVIDIA datasheet; the sparse figures are twice these): FP32 67

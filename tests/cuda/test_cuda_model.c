@@ -141,7 +141,7 @@ END_TEST
 /* ---- VanillaNet ------------------------------------------------------------------------- */
 
 #define BATCH 4
-#define SIZE 64
+#define SIZE 32
 #define CLASSES 10
 
 typedef struct side {
