@@ -68,6 +68,7 @@ vn_tensor *vn_ctx_tensor(vn_ctx *ctx, int ndim, const int64_t *shape)
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
     t->numel = vn_shape_numel(ndim, shape);
     t->flags = VN_TENSOR_STEP;
+    t->device = ctx->device;
     t->data = vn__pool_alloc(ctx, (size_t)t->numel * sizeof(float));
     if (!t->data) {
         char buf[96];

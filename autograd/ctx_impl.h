@@ -32,6 +32,8 @@ struct vn_ctx {
     char error[VN_ERROR_MSG_MAX];
     vn_rng rng;
     uint64_t system_allocs;
+    vn_device device; /* where step tensors live; not the CPU: the pool is the device's */
+    void *dev;        /* the device backend's per-context state (its step pool) */
 };
 
 /* Hands every pool block back and rewinds the arena (the end of a step). */

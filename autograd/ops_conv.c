@@ -21,17 +21,8 @@
 /* Column matrices above this size are processed in slabs of output rows. */
 #define CONV_COL_BYTES_MAX ((size_t)64 << 20)
 
-typedef enum conv_kind {
-    CONV_KIND_1X1,
-    CONV_KIND_PATCH,
-    CONV_KIND_DEPTHWISE,
-    CONV_KIND_GENERAL
-} conv_kind;
-
-typedef struct conv_state {
-    vn__conv_geom g;
-    conv_kind kind;
-} conv_state;
+typedef vn__conv_kind conv_kind;
+typedef vn__conv_state conv_state;
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
@@ -351,14 +342,14 @@ void vn__conv2d_backward_cpu(vn_ctx *ctx, vn_node *node)
 
     /* Fresh buffers may be written instead of accumulated only where the kernel writes
      * every element; the general and depthwise paths accumulate into zeroed buffers. */
-    bool overwrite_ok = st->kind == CONV_KIND_1X1 || st->kind == CONV_KIND_PATCH ||
-                        st->kind == CONV_KIND_DEPTHWISE;
+    bool overwrite_ok = st->kind == VN__CONV_KIND_1X1 || st->kind == VN__CONV_KIND_PATCH ||
+                        st->kind == VN__CONV_KIND_DEPTHWISE;
     if (need_dx) {
         dx = overwrite_ok ? vn__grad_uninit(ctx, x, &dx_fresh) : vn__grad(ctx, x);
         if (!dx) return;
     }
     if (need_dw) {
-        dw = st->kind == CONV_KIND_DEPTHWISE ? vn__grad(ctx, w)
+        dw = st->kind == VN__CONV_KIND_DEPTHWISE ? vn__grad(ctx, w)
              : overwrite_ok                  ? vn__grad_uninit(ctx, w, &dw_fresh)
                                              : vn__grad(ctx, w);
         if (!dw) return;
@@ -366,16 +357,16 @@ void vn__conv2d_backward_cpu(vn_ctx *ctx, vn_node *node)
     const float *xd = vn__data(ctx, x), *wd = vn__data(ctx, w);
     if (!xd || !wd) return;
     switch (st->kind) {
-    case CONV_KIND_1X1:
+    case VN__CONV_KIND_1X1:
         conv1x1_backward(dx, dx_fresh, dw, dw_fresh, dy, xd, wd, g);
         break;
-    case CONV_KIND_PATCH:
+    case VN__CONV_KIND_PATCH:
         if (dx || dw) rc = patch_backward(ctx, dx, dx_fresh, dw, dw_fresh, dy, xd, wd, g);
         break;
-    case CONV_KIND_DEPTHWISE:
+    case VN__CONV_KIND_DEPTHWISE:
         if (dx || dw) rc = vn__dw_backward(ctx, dx, dx_fresh, dw, dy, xd, wd, g);
         break;
-    case CONV_KIND_GENERAL:
+    case VN__CONV_KIND_GENERAL:
         if (dx || dw) rc = general_backward(ctx, dx, dw, dy, xd, wd, g);
         break;
     }
@@ -465,10 +456,10 @@ static conv_kind conv_pick(const vn__conv_geom *g)
 {
     bool no_pad = g->ph == 0 && g->pw == 0;
     if (g->groups == 1 && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && no_pad)
-        return CONV_KIND_1X1;
-    if (g->groups == 1 && g->kh == g->sh && g->kw == g->sw && no_pad) return CONV_KIND_PATCH;
-    if (g->groups == g->cin && g->cin == g->cout) return CONV_KIND_DEPTHWISE;
-    return CONV_KIND_GENERAL;
+        return VN__CONV_KIND_1X1;
+    if (g->groups == 1 && g->kh == g->sh && g->kw == g->sw && no_pad) return VN__CONV_KIND_PATCH;
+    if (g->groups == g->cin && g->cin == g->cout) return VN__CONV_KIND_DEPTHWISE;
+    return VN__CONV_KIND_GENERAL;
 }
 
 int vn__conv2d_forward_cpu(vn_ctx *ctx, vn_node *node)
@@ -479,10 +470,10 @@ int vn__conv2d_forward_cpu(vn_ctx *ctx, vn_node *node)
     const float *x = node->in[0]->data, *w = node->in[1]->data;
     const float *b = node->n_in > 2 ? node->in[2]->data : NULL;
     switch (st->kind) {
-    case CONV_KIND_1X1: conv1x1_forward(y, x, w, b, g); return VN_OK;
-    case CONV_KIND_PATCH: return patch_forward(ctx, y, x, w, b, g);
-    case CONV_KIND_DEPTHWISE: return vn__dw_forward(ctx, y, x, w, b, g);
-    case CONV_KIND_GENERAL: return general_forward(ctx, y, x, w, b, g);
+    case VN__CONV_KIND_1X1: conv1x1_forward(y, x, w, b, g); return VN_OK;
+    case VN__CONV_KIND_PATCH: return patch_forward(ctx, y, x, w, b, g);
+    case VN__CONV_KIND_DEPTHWISE: return vn__dw_forward(ctx, y, x, w, b, g);
+    case VN__CONV_KIND_GENERAL: return general_forward(ctx, y, x, w, b, g);
     }
     return VN_ERR_INVALID;
 }
@@ -503,7 +494,7 @@ vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_c
     if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);
-        if (st->kind == CONV_KIND_DEPTHWISE) vn__set_recompute(node);
+        if (st->kind == VN__CONV_KIND_DEPTHWISE) vn__set_recompute(node);
     }
     return vn__run(ctx, node);
 }

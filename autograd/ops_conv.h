@@ -4,6 +4,7 @@
 #define VN_OPS_CONV_H
 
 #include "autograd/ops_impl.h"
+#include "autograd/ops_state.h"
 
 #include <math.h>
 
@@ -15,13 +16,6 @@
 #define VN_CONV_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* Sizes of one conv2d call: input [n, h, w, cin], weight [cout, kh, kw, cin/groups],
- * output [n, ho, wo, cout]. */
-typedef struct vn__conv_geom {
-    int64_t n, h, w, cin, cout, kh, kw, ho, wo;
-    int64_t sh, sw, ph, pw;
-    int groups;
-} vn__conv_geom;
 
 static inline int64_t vn__ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

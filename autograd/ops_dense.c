@@ -2,6 +2,7 @@
  * Backward is two sgemms (plus a deterministic column sum for the bias); a fresh input
  * gradient is written by sgemm with beta 0 instead of being zeroed and accumulated. */
 #include "autograd/ops_impl.h"
+#include "autograd/ops_state.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -81,9 +82,7 @@ vn_tensor *vn_matmul(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
 
 /* ---- linear ------------------------------------------------------------------------- */
 
-typedef struct linear_state {
-    int64_t rows, in, out;
-} linear_state;
+typedef vn__linear_state linear_state;
 
 /* db[c] += sum over rows of g[r, c], in fixed chunks of rows added in order (so the bias
  * gradient does not depend on the thread count). part: nchunks * C doubles of scratch. */

@@ -1,13 +1,12 @@
 /* Element-wise ops: activations, dropout, add, scale, reshape. */
 #include "autograd/ops_impl.h"
+#include "autograd/ops_state.h"
 
 #include <string.h>
 
 /* ---- leaky_relu / relu -------------------------------------------------------------- */
 
-typedef struct leaky_state {
-    float slope;
-} leaky_state;
+typedef vn__leaky_state leaky_state;
 
 static void leaky_relu_forward(float *restrict y, const float *restrict x, int64_t n, float slope)
 {
@@ -87,10 +86,7 @@ vn_tensor *vn_relu(vn_ctx *ctx, vn_tensor *x) { return leaky_common(ctx, x, 0.0f
 
 /* ---- dropout ------------------------------------------------------------------------- */
 
-typedef struct dropout_state {
-    float p, scale;
-    uint8_t *keep; /* pool buffer, one byte per element */
-} dropout_state;
+typedef vn__dropout_state dropout_state;
 
 void vn__dropout_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
@@ -201,9 +197,7 @@ vn_tensor *vn_add(vn_ctx *ctx, vn_tensor *a, vn_tensor *b)
     return node ? vn__run(ctx, node) : NULL;
 }
 
-typedef struct scale_state {
-    float s;
-} scale_state;
+typedef vn__scale_state scale_state;
 
 void vn__scale_backward_cpu(vn_ctx *ctx, vn_node *node)
 {

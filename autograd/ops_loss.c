@@ -5,6 +5,7 @@
  * order, so the loss does not depend on the thread count. Labels and targets are copied
  * into step memory: the caller's buffers may be reused before backward runs. */
 #include "autograd/ops_impl.h"
+#include "autograd/ops_state.h"
 
 #include <math.h>
 #include <string.h>
@@ -14,13 +15,7 @@
 
 /* ---- cross-entropy ------------------------------------------------------------------ */
 
-typedef struct ce_state {
-    int64_t rows, classes;
-    float smoothing;
-    bool soft;
-    const int32_t *labels; /* the caller's, read in forward only (backward reads a copy) */
-    const float *targets;
-} ce_state;
+typedef vn__ce_state ce_state;
 
 /* log(sum exp(x)) of one row, in double. */
 static double row_lse(const float *x, int64_t C)
@@ -161,9 +156,7 @@ vn_tensor *vn_cross_entropy(vn_ctx *ctx, vn_tensor *logits, const int32_t *label
 
 /* ---- binary cross-entropy with logits ------------------------------------------------ */
 
-typedef struct bce_state {
-    const float *targets; /* the caller's, read in forward only (backward reads a copy) */
-} bce_state;
+typedef vn__bce_state bce_state;
 
 void vn__bce_with_logits_backward_cpu(vn_ctx *ctx, vn_node *node)
 {

@@ -8,6 +8,7 @@
  * per-channel mean and inverse standard deviation are saved: backward recomputes x_hat
  * from x, which stays alive as the op's input. */
 #include "autograd/ops_impl.h"
+#include "autograd/ops_state.h"
 
 #include <math.h>
 #include <string.h>
@@ -15,13 +16,7 @@
 /* Channels handled per inner block: two double accumulators of this size stay in L1. */
 #define BN_CBLOCK 256
 
-typedef struct bn_state {
-    int64_t rows, channels;
-    bool training;
-    float momentum, eps;
-    vn_tensor *running_mean, *running_var; /* model buffers updated in training, or NULL */
-    int64_t *num_batches_tracked;
-} bn_state;
+typedef vn__bn_state bn_state;
 
 static int64_t bn_nchunks(int64_t rows) { return vn_chunk_count(rows, VN_REDUCE_CHUNK); }
 

@@ -8,17 +8,13 @@
  * positions) for backward, so their input need not stay in memory; when it was released, a
  * dropped output is recomputed from the (recomputed) input. */
 #include "autograd/ops_impl.h"
+#include "autograd/ops_state.h"
 
 #include <string.h>
 
 #define POOL_CBLOCK 256
 
-typedef struct pool_state {
-    int64_t n, h, w, c;   /* input shape */
-    int64_t oh, ow;       /* output spatial size */
-    int k;                /* > 0: fixed kernel = stride k; 0: adaptive windows */
-    int idx_bytes;        /* max pools: 1 (uint8) or 4 (int32) per saved argmax */
-} pool_state;
+typedef vn__pool_state pool_state;
 
 /* PyTorch's adaptive window: [floor(i*in/out), ceil((i+1)*in/out)). */
 static inline int64_t ada_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }

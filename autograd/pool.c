@@ -1,6 +1,7 @@
 /* Step memory of a context: the bump arena (tensor headers, tape nodes, op state) and the
  * best-fit buffer pool (tensor data, gradients, saved buffers). */
 #include "autograd/ctx_impl.h"
+#include "autograd/device_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,7 @@ static pool_block *pool_best_fit(pool *p, size_t size)
 
 void *vn__pool_alloc(vn_ctx *ctx, size_t bytes)
 {
+    if (ctx->device != VN_DEVICE_CPU) return vn__dev_pool_alloc(ctx, bytes);
     pool *p = &ctx->pl;
     size_t size = (bytes + 63) & ~(size_t)63;
     if (size == 0) size = 64;
@@ -237,6 +239,10 @@ static pool_block *pool_release_block(pool *p, pool_block *b)
 void vn__pool_free(vn_ctx *ctx, void *ptr)
 {
     if (!ptr) return;
+    if (ctx->device != VN_DEVICE_CPU) {
+        vn__dev_pool_free(ctx, ptr);
+        return;
+    }
     pool_block *b = (pool_block *)ptr - 1;
     VN_ASSERT(b->magic == POOL_MAGIC_USED, "vn__pool_free of a buffer that is not in use "
               "(double free, or not from this context's pool)");
@@ -254,6 +260,7 @@ static void pool_release_all(vn_ctx *ctx)
 
 void vn_ctx_trim(vn_ctx *ctx)
 {
+    if (ctx->device != VN_DEVICE_CPU) vn__dev_pool_trim(ctx);
     pool *p = &ctx->pl;
     pool_chunk **link = &p->chunks;
     while (*link) {
@@ -285,12 +292,14 @@ void vn_ctx_trim(vn_ctx *ctx)
 
 void vn__mem_reset(vn_ctx *ctx)
 {
+    if (ctx->device != VN_DEVICE_CPU) vn__dev_pool_reset(ctx);
     pool_release_all(ctx);
     arena_reset(&ctx->ar);
 }
 
 void vn__mem_destroy(vn_ctx *ctx)
 {
+    if (ctx->device != VN_DEVICE_CPU) vn__dev_pool_destroy(ctx);
     pool_chunk *c = ctx->pl.chunks;
     while (c) {
         pool_chunk *n = c->next;
@@ -310,6 +319,11 @@ void vn_ctx_mem_stats(const vn_ctx *ctx, vn_mem_stats *out)
     out->pool_cached = touched > ctx->pl.in_use_bytes ? touched - ctx->pl.in_use_bytes : 0;
     out->arena_bytes = ctx->ar.reserved;
     out->system_allocs = ctx->system_allocs;
+    if (ctx->device != VN_DEVICE_CPU) vn__dev_pool_stats(ctx, &out->pool_in_use, &out->pool_peak);
 }
 
-void vn_ctx_clear_peak(vn_ctx *ctx) { ctx->pl.peak_bytes = ctx->pl.in_use_bytes; }
+void vn_ctx_clear_peak(vn_ctx *ctx)
+{
+    if (ctx->device != VN_DEVICE_CPU) vn__dev_pool_clear_peak(ctx);
+    ctx->pl.peak_bytes = ctx->pl.in_use_bytes;
+}

@@ -1,6 +1,7 @@
 /* The tape: recording op applications, saved tensors and their release, recompute of
  * dropped tensors, gradient buffers, and backward. */
 #include "autograd/ctx_impl.h"
+#include "autograd/device_impl.h"
 #include "autograd/vn_testing.h"
 
 #include <stdlib.h>
@@ -213,7 +214,10 @@ static float *grad_alloc(vn_ctx *ctx, vn_tensor *t, bool zero, bool *fresh)
             return NULL;
         }
         *fresh = true;
-        if (zero) memset(t->grad, 0, bytes);
+        if (zero && vn__dev_zero(t->device, t->grad, bytes) != VN_OK) {
+            vn_ctx_fail(ctx, VN_ERR_IO, "zeroing a gradient on %s failed", vn_device_name(t->device));
+            return NULL;
+        }
     } else if (vn_tensor_zero_grad(t) != VN_OK) {
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "out of memory for a gradient");
         return NULL;
@@ -274,7 +278,10 @@ int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad)
     bool fresh;
     float *g = vn__grad_uninit(ctx, out, &fresh);
     if (!g) return ctx->status;
-    for (int64_t i = 0; i < out->numel; i++) g[i] = fresh ? seed_grad[i] : g[i] + seed_grad[i];
+    if (vn__dev_add_from_host(out->device, g, seed_grad, out->numel, fresh) != VN_OK) {
+        vn_ctx_fail(ctx, VN_ERR_IO, "seeding backward on %s failed", vn_device_name(out->device));
+        return ctx->status;
+    }
 
     for (int i = ctx->n_tape - 1; i >= 0; i--) {
         vn_node *node = ctx->tape[i];

@@ -1,4 +1,5 @@
 #include "autograd/vn_tensor.h"
+#include "autograd/device_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,12 @@ void vn_tensor_free(vn_tensor *t)
     if (!t) return;
     VN_ASSERT(!(t->flags & VN_TENSOR_STEP), "step tensors are released by vn_ctx_reset, "
               "not vn_tensor_free");
+    if (t->device != VN_DEVICE_CPU) {
+        if (!(t->flags & VN_TENSOR_VIEW)) vn__dev_free(t->device, t->data);
+        vn__dev_free(t->device, t->grad);
+        free(t);
+        return;
+    }
     if (!(t->flags & VN_TENSOR_VIEW)) free(t->data);
     free(t->grad);
     free(t);
@@ -63,6 +70,11 @@ int vn_tensor_zero_grad(vn_tensor *t)
 {
     VN_ASSERT(!(t->flags & VN_TENSOR_STEP), "zero_grad is for model-lifetime tensors");
     size_t bytes = (size_t)t->numel * sizeof(float);
+    if (t->device != VN_DEVICE_CPU) {
+        if (!t->grad) t->grad = vn__dev_alloc(t->device, bytes);
+        if (!t->grad) return VN_ERR_NOMEM;
+        return vn__dev_zero(t->device, t->grad, bytes);
+    }
     if (!t->grad) {
         t->grad = alloc_aligned(bytes);
         if (!t->grad) return VN_ERR_NOMEM;

@@ -68,6 +68,28 @@ bool vn_tensor_same_shape(const vn_tensor *a, const vn_tensor *b);
 void vn_tensor_fill(vn_tensor *t, float v);
 void vn_tensor_copy_data(vn_tensor *dst, const vn_tensor *src);
 
+/* ---- devices (autograd/device.c) ---- */
+
+/* "cpu" or "cuda" -> the device; VN_ERR_INVALID for anything else. */
+int vn_device_parse(const char *name, vn_device *out);
+/* VN_OK when tensors can be placed on d; otherwise a status and, in msg, why ("this build has
+ * no CUDA backend ...", "no CUDA device visible ..."). msg may be NULL. */
+int vn_device_check(vn_device d, char *msg, size_t n);
+/* Moves a model-lifetime tensor's data (and gradient, when it has one) to device d. On
+ * failure the tensor is unchanged. Step tensors and views are refused (VN_ERR_INVALID). */
+int vn_tensor_to_device(vn_tensor *t, vn_device d);
+/* Copies numel floats of data (or of the gradient) to host memory / from host memory,
+ * whatever the tensor's device. */
+int vn_tensor_read(const vn_tensor *t, float *host);
+int vn_tensor_write(vn_tensor *t, const float *host);
+int vn_tensor_read_grad(const vn_tensor *t, float *host);
+/* Waits until everything queued on device d has run (timing, before reading results by
+ * other means than vn_tensor_read). VN_OK at once for the CPU. */
+int vn_device_sync(vn_device d);
+/* FP32 matrix products and convolutions on d may use TF32 tensor cores (the default for
+ * CUDA; the environment variable VN_CUDA_STRICT_FP32=1 turns it off at start) or not. */
+int vn_device_set_tf32(vn_device d, bool on);
+
 
 #ifdef __cplusplus
 }

@@ -89,6 +89,7 @@ typedef struct options {
     bool deploy;
     uint64_t seed;
     bool sgemm_peak, sgemm_only;
+    vn_device device;
 } options;
 
 static void usage(FILE *fp)
@@ -98,7 +99,7 @@ static void usage(FILE *fp)
             "                   [--in-chans C] [--classes K] [--act-num A] [--drop-rate P]\n"
             "                   [--batch N] [--size S] [--mode train|deploy] [--steps N]\n"
             "                   [--warmup W] [--threads T] [--seed S] [--sgemm-peak]\n"
-            "                   [--sgemm-only]\n"
+            "                   [--sgemm-only] [--device cpu|cuda]\n"
             "defaults: --model vanillanet_5 --batch 8 --size 224 --mode train --steps 5\n"
             "          --warmup 2 --threads 0 (all cores)\n");
 }
@@ -193,6 +194,16 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--steps")) rc = parse_int(a, v, 1, MAX_STEPS, &o->steps);
         else if (!strcmp(a, "--warmup")) rc = parse_int(a, v, 0, MAX_STEPS, &o->warmup);
         else if (!strcmp(a, "--threads")) rc = parse_int(a, v, 0, 1024, &o->threads);
+        else if (!strcmp(a, "--device")) {
+            char why[200];
+            if (vn_device_parse(v, &o->device) != VN_OK) {
+                fprintf(stderr, "bench_train: --device wants cpu or cuda, got '%s'\n", v);
+                rc = -1;
+            } else if (vn_device_check(o->device, why, sizeof why) != VN_OK) {
+                fprintf(stderr, "bench_train: --device %s: %s\n", v, why);
+                rc = -1;
+            }
+        }
         else if (!strcmp(a, "--seed")) {
             rc = parse_int(a, v, 0, 1 << 30, &tmp);
             o->seed = (uint64_t)tmp;
@@ -320,7 +331,7 @@ static int bench_setup(bench *b, vn_error *err)
         vn_vanillanet_set_training(b->m, true);
         vn_vanillanet_change_act(b->m, 0.5f);
     }
-    b->ctx = vn_ctx_create();
+    b->ctx = o->device == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(o->device);
     if (!b->ctx) return vn_error_set(err, VN_ERR_NOMEM, "out of memory for the context");
     if (o->deploy) vn_ctx_set_grad(b->ctx, false);
 
@@ -332,6 +343,12 @@ static int bench_setup(bench *b, vn_error *err)
     for (int64_t i = 0; i < b->x->numel; i++) b->x->data[i] = (float)vn_rng_normal(&rng);
     for (int i = 0; i < o->batch; i++)
         b->labels[i] = (int32_t)vn_rng_below(&rng, (uint64_t)o->cfg.num_classes);
+    if (o->device != VN_DEVICE_CPU) {
+        rc = vn_state_to_device(&b->m->state, o->device, err);
+        if (rc == VN_OK && vn_tensor_to_device(b->x, o->device) != VN_OK)
+            rc = vn_error_set(err, VN_ERR_NOMEM, "the input to %s", vn_device_name(o->device));
+        if (rc != VN_OK) return rc;
+    }
 
     if (!o->deploy) {
         const vn_state_list *sl = &b->m->state;
@@ -371,6 +388,7 @@ static int bench_step(bench *b, vn_error *err)
     if (!logits)
         return vn_error_set(err, vn_ctx_status(b->ctx), "forward: %s", vn_ctx_error(b->ctx));
     if (b->o->deploy) {
+        vn_device_sync(b->o->device);
         vn_ctx_reset(b->ctx);
         b->t_fwd = now_s() - t0;
         b->t_bwd = b->t_opt = 0;
@@ -378,6 +396,7 @@ static int bench_step(bench *b, vn_error *err)
     }
     vn_tensor *loss = vn_cross_entropy(b->ctx, logits, b->labels, NULL, 0.0f);
     if (!loss) return vn_error_set(err, vn_ctx_status(b->ctx), "loss: %s", vn_ctx_error(b->ctx));
+    vn_device_sync(b->o->device); /* so that the phases are the device's too */
     double t1 = now_s();
     vn_mem_stats ms;
     vn_ctx_mem_stats(b->ctx, &ms);
@@ -385,11 +404,13 @@ static int bench_step(bench *b, vn_error *err)
     if (vn_backward(b->ctx, loss) != VN_OK)
         return vn_error_set(err, vn_ctx_status(b->ctx), "backward: %s", vn_ctx_error(b->ctx));
     vn_ctx_reset(b->ctx);
+    vn_device_sync(b->o->device);
     double t2 = now_s();
     int rc = vn_optim_step(b->opt, err);
     if (rc != VN_OK) return rc;
     rc = vn_optim_zero_grad(b->opt);
     if (rc != VN_OK) return vn_error_set(err, rc, "zero_grad: out of memory");
+    vn_device_sync(b->o->device);
     double t3 = now_s();
     b->t_fwd = t1 - t0;
     b->t_bwd = t2 - t1;
@@ -514,6 +535,7 @@ int main(int argc, char **argv)
            b.saved_bytes / 1048576.0, mf * 1e3,
            mb * 1e3, mo * 1e3, cpu_util);
     if (peak > 0) printf(" sgemm_gflops=%.2f", peak);
+    if (o.device != VN_DEVICE_CPU) printf(" device=%s", vn_device_name(o.device));
     printf("\n");
     return 0;
 }

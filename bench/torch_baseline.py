@@ -6,12 +6,14 @@ RESULT line. Run with Debian's /usr/bin/python3 (python3-torch 1.13).
   torch_baseline.py [--model NAME | --dims D0,D1,.. --strides S0,S1,..] [--in-chans C]
                     [--classes K] [--act-num A] [--drop-rate P] [--batch N] [--size S]
                     [--mode train|deploy] [--steps N] [--warmup W] [--threads T]
-                    [--channels-last] [--seed S]
+                    [--channels-last] [--seed S] [--device cpu|cuda] [--bf16] [--no-tf32]
 
 train:  model.train(), change_act(0.5); per step forward, CrossEntropyLoss against random
         labels, backward, SGD(momentum 0.9) step, zero_grad.
 deploy: change_act(1), switch_to_deploy(), eval(), torch.inference_mode(); one forward per step.
 The input is NCHW unless --channels-last (then the model and input use channels_last).
+--device cuda runs on the GPU (phases synchronised; TF32 on for matmuls and convs unless
+--no-tf32); --bf16 wraps forward and loss in torch.autocast(bfloat16), FP32 master weights.
 FLOPs are counted as bench_train counts them (multiply-adds of every conv, depthwise ones
 included, x 2 x batch, x 3 for a training step), computed here from the model's own convs.
 Peak RSS is the process's ru_maxrss: the interpreter and libtorch are part of it, as they
@@ -63,6 +65,9 @@ def parse():
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--no-tf32", action="store_true")
     a = p.parse_args()
     if (a.dims is None) != (a.strides is None):
         p.error("--dims and --strides go together")
@@ -124,8 +129,14 @@ def main():
     else:
         model.train()
         model.change_act(0.5)
-    model = model.to(memory_format=fmt)
-    x = x.contiguous(memory_format=fmt)
+    dev = torch.device(a.device)
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not a.no_tf32
+        torch.backends.cudnn.allow_tf32 = not a.no_tf32
+        torch.backends.cudnn.benchmark = True
+    model = model.to(device=dev, memory_format=fmt)
+    x = x.to(dev).contiguous(memory_format=fmt)
+    labels = labels.to(dev)
     macs = conv_macs(model, x)
     nparams = sum(p.numel() for p in model.parameters())
     flops_step = 2.0 * macs * a.batch * (1 if a.mode == "deploy" else 3)
@@ -141,18 +152,27 @@ def main():
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         crit = nn.CrossEntropyLoss()
 
+    def sync():
+        if a.device == "cuda":
+            torch.cuda.synchronize()
+
     def step():
         t0 = time.perf_counter()
         if a.mode == "deploy":
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(a.device, torch.bfloat16, enabled=a.bf16):
                 model(x)
+            sync()
             return time.perf_counter() - t0, 0.0, 0.0
-        loss = crit(model(x), labels)
+        with torch.autocast(a.device, torch.bfloat16, enabled=a.bf16):
+            loss = crit(model(x), labels)
+        sync()
         t1 = time.perf_counter()
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         opt.step()
         opt.zero_grad()
+        sync()
         t3 = time.perf_counter()
         return t1 - t0, t2 - t1, t3 - t2
 
@@ -195,7 +215,8 @@ def main():
           f"strides={','.join(map(str, a.strides))} batch={a.batch} size={a.size} threads={threads} "
           f"step_ms={med * 1e3:.3f} min_ms={tmin * 1e3:.3f} img_s={img_s:.4f} gflops={gflops:.3f} "
           f"rss_mb={rss:.1f} fwd_ms={mf * 1e3:.3f} bwd_ms={mb * 1e3:.3f} opt_ms={mo * 1e3:.3f} "
-          f"cpu={cpu_util:.2f}")
+          f"cpu={cpu_util:.2f}" + (f" device={a.device}" + (" bf16=1" if a.bf16 else "")
+                                   + (" tf32=0" if a.no_tf32 else "") if a.device != "cpu" else ""))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,10 @@ int vn_state_check_file(const vn_state_list *l, const char *prefix, const vn_st_
                         bool strict, vn_error *err);
 /* Copies values (not gradients) between two lists with the same names and shapes. */
 int vn_state_copy(const vn_state_list *dst, const vn_state_list *src, vn_error *err);
+/* Moves every float tensor of the list (parameters with their gradients, buffers) to device
+ * d (layers/state_device.c); counts stay in host memory. On failure the message names the
+ * tensor; tensors moved before it stay moved. */
+int vn_state_to_device(const vn_state_list *l, vn_device d, vn_error *err);
 
 /* ---- Conv2d ------------------------------------------------------------------------------ */
 

@@ -120,7 +120,16 @@ int vn_ema_add_counter(vn_ema *ema, const char *name, int64_t *dst, const int64_
 
 void vn_ema_copy_from_model(vn_ema *ema)
 {
-    for (int i = 0; i < ema->n; i++) vn_tensor_copy_data(ema->pairs[i].dst, ema->pairs[i].src);
+    for (int i = 0; i < ema->n; i++) {
+        vn_tensor *dst = ema->pairs[i].dst, *src = ema->pairs[i].src;
+        if (dst->device == VN_DEVICE_CPU && src->device == VN_DEVICE_CPU) {
+            vn_tensor_copy_data(dst, src);
+            continue;
+        }
+        float *tmp = malloc((size_t)src->numel * sizeof(float));
+        if (tmp && vn_tensor_read(src, tmp) == VN_OK) (void)vn_tensor_write(dst, tmp);
+        free(tmp);
+    }
     for (int i = 0; i < ema->n_counters; i++) *ema->counters[i].dst = *ema->counters[i].src;
 }
 
@@ -151,9 +160,17 @@ static void blend_f32(float *restrict e, const float *restrict x, int64_t n, flo
 void vn_ema_update(vn_ema *ema)
 {
     float d = (float)ema->decay, c = (float)(1.0 - ema->decay);
-    for (int i = 0; i < ema->n; i++)
+    for (int i = 0; i < ema->n; i++) {
+#ifdef VN_HAVE_CUDA
+        if (ema->pairs[i].dst->device == VN_DEVICE_CUDA) {
+            (void)vn__ema_blend_cuda(ema->pairs[i].dst->data, ema->pairs[i].src->data,
+                                     ema->pairs[i].dst->numel, d, c);
+            continue;
+        }
+#endif
         blend_f32(ema->pairs[i].dst->data, ema->pairs[i].src->data, ema->pairs[i].dst->numel, d,
                   c);
+    }
     for (int i = 0; i < ema->n_counters; i++)
         *ema->counters[i].dst =
             vn_ema_blend_i64(*ema->counters[i].dst, *ema->counters[i].src, ema->decay);

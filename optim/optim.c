@@ -178,6 +178,9 @@ void vn_optim_destroy(vn_optim *opt)
         for (int i = 0; i < opt->n_state; i++) free(opt->state_names[i]);
     free(opt->state_names);
     free(opt->moments);
+#ifdef VN_HAVE_CUDA
+    vn__optim_free_cuda(opt);
+#endif
     free(opt);
 }
 
@@ -287,6 +290,7 @@ int vn_optim_create(vn_optim **out, const vn_optim_config *cfg, int n_params,
         }
         memset(mem, 0, bytes);
         opt->moments = mem;
+        opt->n_moment_floats = total_floats * (size_t)nbuf;
         float *cur = opt->moments;
         /* Buffers laid out parameter by parameter, like the parameters themselves. */
         for (int i = 0; i < n_params; i++) {
@@ -346,6 +350,10 @@ int vn_optim_state_count(const vn_optim *opt) { return opt->n_state; }
 int vn_optim_state_at(const vn_optim *opt, int i, vn_ckpt_entry *e)
 {
     if (i < 0 || i >= opt->n_state) return VN_ERR_INVALID;
+#ifdef VN_HAVE_CUDA
+    /* The moments of device parameters are shown (and may be written) in host memory. */
+    if (opt->dev_moments) vn__optim_moments_to_host((vn_optim *)opt);
+#endif
     memset(e, 0, sizeof *e);
     e->name = opt->state_names[i];
     if (i == 0) {

@@ -235,6 +235,14 @@ static void lamb_param(vn_optim *opt, vn__optim_param *prm, float clip)
 
 int vn_optim_step(vn_optim *opt, vn_error *err)
 {
+    if (opt->n > 0 && opt->p[0].t->device != VN_DEVICE_CPU) {
+#ifdef VN_HAVE_CUDA
+        return vn__optim_step_cuda(opt, err);
+#else
+        return vn_error_set(err, VN_ERR_UNSUPPORTED, "optimizer step: parameters on %s in a "
+                            "build without that backend", vn_device_name(opt->p[0].t->device));
+#endif
+    }
     for (int i = 0; i < opt->n; i++)
         if (!opt->p[i].t->grad)
             return vn_error_set(err, VN_ERR_STATE,
@@ -287,7 +295,7 @@ int vn_optim_zero_grad(vn_optim *opt)
     int rc = VN_OK;
     for (int i = 0; i < opt->n; i++) {
         vn_tensor *t = opt->p[i].t;
-        if (t->grad) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+        if (t->grad && t->device == VN_DEVICE_CPU) memset(t->grad, 0, (size_t)t->numel * sizeof(float));
         else if (vn_tensor_zero_grad(t) != VN_OK) rc = VN_ERR_NOMEM;
     }
     return rc;

@@ -70,6 +70,16 @@ if ((asan)); then
   run_suite build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
 fi
 
+# The CUDA backend compiles wherever the toolkit is (it is off in the default build, see
+# meson_options.txt); its suites run on a GPU and skip, exit 77, without one.
+if [[ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]]; then
+  echo "== CUDA backend build (build-cuda/): compile, CUDA suites =="
+  extra_saved=("${extra[@]}")
+  extra=(--suite cuda)
+  run_suite build-cuda --buildtype=release -Dcuda=enabled
+  extra=("${extra_saved[@]}")
+fi
+
 if ((fuzz)); then
   echo "== fuzz targets, ${FUZZ_SECONDS:-20} s each (build-fuzz/) =="
   fuzz_log=$(mktemp)

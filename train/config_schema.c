@@ -66,6 +66,8 @@ static const char *const update_names[] = {
     [VN_CONFIG_UPDATE_EPOCH] = "epoch", [VN_CONFIG_UPDATE_ITERATION] = "iteration", NULL};
 static const char *const nonfinite_names[] = {
     [VN_CONFIG_NONFINITE_STOP] = "stop", [VN_CONFIG_NONFINITE_SKIP] = "skip", NULL};
+static const char *const device_names[] = {
+    [VN_CONFIG_DEVICE_CPU] = "cpu", [VN_CONFIG_DEVICE_CUDA] = "cuda", NULL};
 
 static const vn_config_key schema[] = {
     /* ---- model ---- */
@@ -282,6 +284,9 @@ static const vn_config_key schema[] = {
      .help = "On a NaN or Inf loss or gradient: stop with a checkpoint, or skip the step."},
     {KEY(train, max_skip), .def = "10", RANGE(1, 1000000), .flags = VN_CONFIG_NOT_HASHED,
      .help = "nonfinite skip: stop after this many consecutive skipped steps."},
+    {KEY(train, device), .def = "cpu", .choices = device_names, .flags = VN_CONFIG_NOT_HASHED,
+     .help = "Where the model trains: cpu, or cuda (a build with the CUDA backend and a "
+             "visible GPU)."},
 
     /* ---- output ---- */
     {KEY(output, dir), .def = "runs/vanilla", .flags = VN_CONFIG_NOT_HASHED | VN_CONFIG_NONEMPTY,

@@ -29,14 +29,29 @@ int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *re
         rc = vn_loader_next(ld, &b, err);
         if (rc != VN_OK || b.size == 0) break;
         vn_ctx_reset(ctx);
-        vn_tensor *y = vn_vanillanet_forward(ctx, m, b.images);
+        vn_tensor *x = b.images;
+        if (vn_ctx_device(ctx) != VN_DEVICE_CPU) { /* the batch to the context's device */
+            x = vn_ctx_tensor(ctx, b.images->ndim, b.images->shape);
+            if (x && vn_tensor_write(x, b.images->data) != VN_OK)
+                x = vn_ctx_fail(ctx, VN_ERR_IO, "copying a batch to %s failed",
+                                vn_device_name(vn_ctx_device(ctx)));
+        }
+        vn_tensor *y = x ? vn_vanillanet_forward(ctx, m, x) : NULL;
+        float *yhost = y && y->device != VN_DEVICE_CPU ? malloc((size_t)y->numel * sizeof(float))
+                                                       : NULL;
+        if (yhost && vn_tensor_read(y, yhost) != VN_OK)
+            y = vn_ctx_fail(ctx, VN_ERR_IO, "reading logits back from the device failed");
+        if (y && y->device != VN_DEVICE_CPU && !yhost)
+            y = vn_ctx_fail(ctx, VN_ERR_NOMEM, "out of memory for logits");
+        const float *ydata = yhost ? yhost : y ? y->data : NULL;
         if (!y) {
+            free(yhost);
             rc = vn_error_set(err, vn_ctx_status(ctx), "evaluation: %s", vn_ctx_error(ctx));
             vn_loader_release(ld, &b);
             break;
         }
         for (int i = 0; i < b.size; i++) {
-            const float *row = y->data + (int64_t)i * nc;
+            const float *row = ydata + (int64_t)i * nc;
             int label = b.labels[i];
             /* Rank of the true class: how many logits beat it (ties count for the label). */
             int above = 0;
@@ -53,6 +68,7 @@ int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *re
             if (all) memcpy(all + b.indices[i] * nc, row, (size_t)nc * sizeof *all);
         }
         n += b.size;
+        free(yhost);
         vn_loader_release(ld, &b);
     }
     vn_ctx_reset(ctx);

@@ -634,6 +634,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     r->t0 = vn_monotonic();
     double session0 = r->t0;
     vn_set_threads((int)cfg->train.threads);
+    if (cfg->train.device != VN_CONFIG_DEVICE_CPU) return vn_train_device_refuse(cfg, err);
 
     char ckdir[4096];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);

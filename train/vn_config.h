@@ -87,6 +87,7 @@ typedef enum vn_config_schedule {
 typedef enum vn_config_decay { VN_CONFIG_DECAY_LINEAR = 0, VN_CONFIG_DECAY_COSINE } vn_config_decay;
 typedef enum vn_config_update { VN_CONFIG_UPDATE_EPOCH = 0, VN_CONFIG_UPDATE_ITERATION } vn_config_update;
 typedef enum vn_config_nonfinite { VN_CONFIG_NONFINITE_STOP = 0, VN_CONFIG_NONFINITE_SKIP } vn_config_nonfinite;
+typedef enum vn_config_device { VN_CONFIG_DEVICE_CPU = 0, VN_CONFIG_DEVICE_CUDA } vn_config_device;
 
 /* Field meanings, ranges and defaults: see the help of each row in config_schema.c, or run
  * `vanilla config show` / vn_config_schema_markdown. */
@@ -187,6 +188,7 @@ typedef struct vn_config_train {
     int64_t log_every;
     int nonfinite;            /* vn_config_nonfinite */
     int64_t max_skip;
+    int device;               /* vn_config_device */
 } vn_config_train;
 
 typedef struct vn_config_output {

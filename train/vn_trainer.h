@@ -266,6 +266,11 @@ typedef struct vn_train_result {
     int64_t params;
 } vn_train_result;
 
+/* train.device other than cpu (train/device.c): the error vn_train returns before touching
+ * anything. Without a usable device the message says why ("this build has no CUDA backend",
+ * "no CUDA device visible"); with one, that the trainer does not run there yet (the backend's
+ * ops, optimizers and EMA exist: autograd/cuda/, optim/optim_cuda.c; issue 16). */
+int vn_train_device_refuse(const vn_config *cfg, vn_error *err);
 int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res,
              vn_error *err);
 

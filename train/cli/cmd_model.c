@@ -146,7 +146,7 @@ static int write_logits(const char *path, const float *logits, int64_t n, int nc
 static const char eval_help[] =
     "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N | --key K] [--batch-size N]\n"
     "                    [--workers N] [--save-logits FILE] [--real-labels real.json]\n"
-    "                    [--config FILE] [--set k=v]\n"
+    "                    [--config FILE] [--set k=v] [--device cpu|cuda]\n"
     "\n"
     "Top-1, top-5 and mean cross-entropy of a training checkpoint (its model, or EMA copy N)\n"
     "or a weight file (training or deploy form) on an image folder with one subfolder per\n"
@@ -157,6 +157,7 @@ static const char eval_help[] =
     "--real-labels adds ImageNet-ReaL top-1/top-5 (timm's RealLabelsImagenet): real.json\n"
     "lists the correct classes of ILSVRC2012_val_NNNNNNNN.JPEG in order; images with an empty\n"
     "list are left out, a prediction is right when it is in the list.\n"
+    "--device cuda evaluates on the GPU (a build with the CUDA backend and a visible device).\n"
     MODEL_CFG_HELP;
 
 /* eval's loader: the model file's preprocessing over --data (or the stored config's
@@ -204,6 +205,7 @@ static int open_eval_data(const char *model_path, const vn_ckpt_info *info, cons
 int vn_cmd_eval(int argc, char **argv)
 {
     const char *model_path = NULL, *data = NULL, *logits_path = NULL, *key = NULL, *real = NULL;
+    const char *device = "cpu";
     int ema = -1, batch = 0, workers = -1;
     model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
@@ -220,6 +222,7 @@ int vn_cmd_eval(int argc, char **argv)
         else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
         else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
         else if (strcmp(argv[i], "--real-labels") == 0 && i + 1 < argc) real = argv[++i];
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("eval", "unknown option %s (see vanilla eval --help)", argv[i]);
             return VN_EXIT_USAGE;
@@ -232,10 +235,25 @@ int vn_cmd_eval(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
+    vn_device dev;
+    char why[200];
+    if (vn_device_parse(device, &dev) != VN_OK) {
+        vn_cli_error("eval", "--device wants cpu or cuda, got '%s'", device);
+        return VN_EXIT_USAGE;
+    }
+    if (vn_device_check(dev, why, sizeof why) != VN_OK) {
+        vn_cli_error("eval", "--device %s: %s", device, why);
+        return VN_EXIT_ERROR;
+    }
     int oc = open_model(model_path, ema, key, &ca, &m, &info, &ema, "eval");
     if (oc) return oc;
+    if (dev != VN_DEVICE_CPU && vn_state_to_device(&m->state, dev, &err) != VN_OK) {
+        vn_cli_error("eval", "%s", err.msg);
+        vn_vanillanet_destroy(m);
+        return VN_EXIT_ERROR;
+    }
     vn_loader *ld = NULL;
-    vn_ctx *ctx = vn_ctx_create();
+    vn_ctx *ctx = dev == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(dev);
     char split[2100]; /* holds data when it comes from the stored config */
     int ec = open_eval_data(model_path, &info, m, &data, split, sizeof split, batch, workers, &ld);
     vn_eval_result res;

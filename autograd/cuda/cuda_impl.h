@@ -1,0 +1,99 @@
+/* Private to the CUDA backend (autograd/cuda/): the process-wide stream and library handles,
+ * error helpers, and the launchers of kernels.cu (plain C signatures, callable from C11). */
+#ifndef VN_CUDA_IMPL_H
+#define VN_CUDA_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef __CUDACC__
+#include "autograd/ops_impl.h"
+#include "autograd/ops_state.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+/* The backend's process-wide state: one device (the current one), one stream on which every
+ * kernel, library call and copy is ordered, and the cuBLAS and cuDNN handles bound to it.
+ * Created on first use; NULL (with the reason in msg) when no device is usable. */
+typedef struct vn__cuda {
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cudnnHandle_t dnn;
+    bool tf32;          /* TF32 tensor cores for FP32 GEMMs and convolutions */
+    bool deterministic; /* deterministic cuDNN algorithms only */
+} vn__cuda;
+
+vn__cuda *vn__cuda_get(char *msg, size_t n);
+
+/* Sets the context error from a CUDA / cuBLAS / cuDNN status; returns the vn status. */
+int vn__cuda_fail(vn_ctx *ctx, const char *what, int cuda_err);
+int vn__cublas_fail(vn_ctx *ctx, const char *what, int blas_status);
+int vn__cudnn_fail(vn_ctx *ctx, const char *what, int dnn_status);
+/* A device scratch buffer from the context's step pool; NULL with the context error set. */
+void *vn__cuda_scratch(vn_ctx *ctx, size_t bytes, const char *what);
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* kernels.cu: each launcher enqueues on `stream` and returns cudaGetLastError(). */
+#ifndef VN__STREAM_DEFINED
+#define VN__STREAM_DEFINED
+typedef struct CUstream_st *vn__stream;
+#endif
+
+int vn__k_leaky_fwd(vn__stream s, float *y, const float *x, int64_t n, float slope);
+int vn__k_leaky_bwd(vn__stream s, float *dx, const float *dy, const float *sign, int64_t n,
+                    float slope, bool assign);
+int vn__k_axpby(vn__stream s, float *y, const float *x, int64_t n, float a, bool assign);
+int vn__k_add2(vn__stream s, float *y, const float *a, const float *b, int64_t n);
+int vn__k_dropout_fwd(vn__stream s, float *y, uint8_t *keep, const float *x, int64_t n, float p,
+                      float scale, uint64_t seed);
+int vn__k_dropout_apply(vn__stream s, float *y, const uint8_t *keep, const float *x, int64_t n,
+                        float scale, bool accumulate);
+int vn__k_bn_stats(vn__stream s, float *mean, float *invstd, double *part, const float *x,
+                   int64_t rows, int64_t c, float eps, int parts);
+int vn__k_bn_running(vn__stream s, float *rmean, float *rvar, const float *mean,
+                     const float *invstd, int64_t rows, int64_t c, float eps, float momentum);
+int vn__k_bn_eval_stats(vn__stream s, float *mean, float *invstd, const float *rmean,
+                        const float *rvar, int64_t c, float eps);
+int vn__k_bn_apply(vn__stream s, float *y, const float *x, const float *mean, const float *invstd,
+                   const float *w, const float *b, int64_t rows, int64_t c);
+int vn__k_bn_grad_sums(vn__stream s, float *sum_dy, float *sum_dy_xhat, double *part,
+                       const float *dy, const float *x, const float *mean, const float *invstd,
+                       int64_t rows, int64_t c, int parts);
+int vn__k_bn_bwd_dx(vn__stream s, float *dx, const float *dy, const float *x, const float *mean,
+                    const float *invstd, const float *w, const float *sum_dy,
+                    const float *sum_dy_xhat, int64_t rows, int64_t c, bool training,
+                    bool assign);
+int vn__k_accumulate(vn__stream s, float *dst, const float *src, int64_t n);
+int vn__k_maxpool_fwd(vn__stream s, float *y, int32_t *arg, const float *x, int64_t n, int64_t h,
+                      int64_t w, int64_t c, int64_t oh, int64_t ow, int k);
+int vn__k_maxpool_bwd(vn__stream s, float *dx, const float *dy, const int32_t *arg, int64_t n,
+                      int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int k);
+int vn__k_avgpool_fwd(vn__stream s, float *y, const float *x, int64_t n, int64_t h, int64_t w,
+                      int64_t c, int64_t oh, int64_t ow);
+int vn__k_avgpool_bwd(vn__stream s, float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
+                      int64_t c, int64_t oh, int64_t ow);
+int vn__k_bias_grad(vn__stream s, float *db, double *part, const float *dy, int64_t rows,
+                    int64_t c, int parts);
+int vn__k_bias_add(vn__stream s, float *y, const float *b, int64_t rows, int64_t c);
+int vn__k_ce_fwd(vn__stream s, float *loss, double *lse, const float *x, const int32_t *labels,
+                 const float *targets, int64_t rows, int64_t c, float smoothing);
+int vn__k_ce_bwd(vn__stream s, float *dx, const float *dloss, const float *x, const double *lse,
+                 const int32_t *labels, const float *targets, int64_t rows, int64_t c,
+                 float smoothing, bool assign);
+int vn__k_bce_fwd(vn__stream s, float *loss, double *part, const float *x, const float *t,
+                  int64_t n);
+int vn__k_bce_bwd(vn__stream s, float *dx, const float *dloss, const float *x, const float *t,
+                  int64_t n, bool assign);
+int vn__k_seed_add(vn__stream s, float *dst, const float *src, int64_t n, bool assign);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

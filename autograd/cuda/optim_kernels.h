@@ -1,0 +1,50 @@
+/* Launchers of the fused optimizer and EMA kernels (autograd/cuda/optim_kernels.cu), for
+ * optim/optim_cuda.c. The argument structs hold the float32 scalars of optim/optim_step.c. */
+#ifndef VN_OPTIM_KERNELS_H
+#define VN_OPTIM_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef VN__STREAM_DEFINED
+#define VN__STREAM_DEFINED
+typedef struct CUstream_st *vn__stream;
+#endif
+
+/* Blocks of the sums of squares: their partials are summed on the host in this order. */
+#define VN__OPT_PARTS 128
+
+typedef struct vn__sgd_args {
+    float wd, momentum, damp1, neg_lr;
+    bool has_wd, has_momentum, nesterov, first;
+} vn__sgd_args;
+
+typedef struct vn__adamw_args {
+    float decay_mul, beta1, c1, beta2, c2, bc2_sqrt, eps, neg_step;
+} vn__adamw_args;
+
+typedef struct vn__lamb_args {
+    float clip, beta1, beta3, beta2, c2, bc1, bc2_sqrt, eps, wd, neg_lr;
+    bool has_wd;
+} vn__lamb_args;
+
+int vn__ok_sumsq(vn__stream s, double *part, const float *x, int64_t n);
+int vn__ok_sgd(vn__stream s, float *p, const float *g, float *buf, const vn__sgd_args *a,
+               int64_t n);
+int vn__ok_adamw(vn__stream s, float *p, const float *g, float *m, float *v,
+                 const vn__adamw_args *a, int64_t n);
+/* With wpart/upart (VN__OPT_PARTS doubles each): also the partial sums of p^2 and update^2. */
+int vn__ok_lamb_moments(vn__stream s, const float *p, const float *g, float *m, float *v,
+                        const vn__lamb_args *a, int64_t n, double *wpart, double *upart);
+int vn__ok_lamb_apply(vn__stream s, float *p, const float *m, const float *v,
+                      const vn__lamb_args *a, float trust, bool use_trust, int64_t n);
+int vn__ok_ema(vn__stream s, float *e, const float *x, int64_t n, float d, float c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,212 @@
+/* Devices for the core: tensors and step memory on a device that is not the CPU. In a build
+ * without a backend for a device, nothing can be placed on it (vn_device_check says why),
+ * so the vn__dev_* functions below are never reached for it. */
+#include "autograd/ctx_impl.h"
+#include "autograd/device_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vn_device_parse(const char *name, vn_device *out)
+{
+    if (name && strcmp(name, "cpu") == 0) *out = VN_DEVICE_CPU;
+    else if (name && strcmp(name, "cuda") == 0) *out = VN_DEVICE_CUDA;
+    else return VN_ERR_INVALID;
+    return VN_OK;
+}
+
+int vn_device_check(vn_device d, char *msg, size_t n)
+{
+    if (msg && n) msg[0] = '\0';
+    if (d == VN_DEVICE_CPU) return VN_OK;
+    if (d != VN_DEVICE_CUDA) {
+        if (msg && n) snprintf(msg, n, "unknown device %d", (int)d);
+        return VN_ERR_INVALID;
+    }
+#ifdef VN_HAVE_CUDA
+    return vn__cuda_check(msg, n);
+#else
+    if (msg && n) snprintf(msg, n, "this build has no CUDA backend (rebuild with -Dcuda=enabled "
+                           "on a machine with nvcc, cuBLAS and cuDNN)");
+    return VN_ERR_UNSUPPORTED;
+#endif
+}
+
+#ifdef VN_HAVE_CUDA
+#define VN_DEV_CALL(d, cuda_call, otherwise) ((d) == VN_DEVICE_CUDA ? (cuda_call) : (otherwise))
+#else
+#define VN_DEV_CALL(d, cuda_call, otherwise) ((void)(d), (void)(cuda_call), (otherwise))
+/* Without a backend, nothing is ever placed on a device; these keep the signatures whole. */
+#define vn__cuda_alloc(bytes) ((void)(bytes), (void *)NULL)
+#define vn__cuda_zero(p, bytes) ((void)(p), (void)(bytes), 0)
+#define vn__cuda_copy(dst, src, bytes) ((void)(dst), (void)(src), (void)(bytes), 0)
+#define vn__cuda_add_from_host(dst, src, n, assign) \
+    ((void)(dst), (void)(src), (void)(n), (void)(assign), 0)
+#endif
+
+void *vn__dev_alloc(vn_device d, size_t bytes)
+{
+    return VN_DEV_CALL(d, vn__cuda_alloc(bytes), NULL);
+}
+
+void vn__dev_free(vn_device d, void *p)
+{
+#ifdef VN_HAVE_CUDA
+    if (d == VN_DEVICE_CUDA) vn__cuda_free(p);
+#else
+    (void)d;
+    (void)p;
+#endif
+}
+
+int vn__dev_zero(vn_device d, void *p, size_t bytes)
+{
+    if (d == VN_DEVICE_CPU) {
+        memset(p, 0, bytes);
+        return VN_OK;
+    }
+    return VN_DEV_CALL(d, vn__cuda_zero(p, bytes), VN_ERR_UNSUPPORTED);
+}
+
+int vn__dev_copy(vn_device dst_dev, void *dst, vn_device src_dev, const void *src, size_t bytes)
+{
+    if (dst_dev == VN_DEVICE_CPU && src_dev == VN_DEVICE_CPU) {
+        memmove(dst, src, bytes);
+        return VN_OK;
+    }
+    /* Unified addressing: one copy call serves every direction. */
+    vn_device d = dst_dev != VN_DEVICE_CPU ? dst_dev : src_dev;
+    return VN_DEV_CALL(d, vn__cuda_copy(dst, src, bytes), VN_ERR_UNSUPPORTED);
+}
+
+int vn__dev_add_from_host(vn_device d, float *dst, const float *src, int64_t n, bool assign)
+{
+    if (d == VN_DEVICE_CPU) {
+        for (int64_t i = 0; i < n; i++) dst[i] = assign ? src[i] : dst[i] + src[i];
+        return VN_OK;
+    }
+    return VN_DEV_CALL(d, vn__cuda_add_from_host(dst, src, n, assign), VN_ERR_UNSUPPORTED);
+}
+
+int vn_device_sync(vn_device d)
+{
+    if (d == VN_DEVICE_CPU) return VN_OK;
+#ifdef VN_HAVE_CUDA
+    if (d == VN_DEVICE_CUDA) return vn__cuda_sync();
+#endif
+    return VN_ERR_UNSUPPORTED;
+}
+
+int vn_device_set_tf32(vn_device d, bool on)
+{
+    if (d == VN_DEVICE_CPU) return on ? VN_ERR_UNSUPPORTED : VN_OK;
+#ifdef VN_HAVE_CUDA
+    if (d == VN_DEVICE_CUDA) return vn__cuda_set_tf32(on);
+#endif
+    (void)on;
+    return VN_ERR_UNSUPPORTED;
+}
+
+/* ---- model tensors on a device ------------------------------------------------------- */
+
+static int move_buffer(float **buf, int64_t numel, vn_device from, vn_device to)
+{
+    if (!*buf) return VN_OK;
+    size_t bytes = (size_t)numel * sizeof(float);
+    float *n = to == VN_DEVICE_CPU ? NULL : vn__dev_alloc(to, bytes);
+    if (to == VN_DEVICE_CPU && posix_memalign((void **)&n, 64, bytes ? (bytes + 63) & ~(size_t)63
+                                                                      : 64) != 0)
+        n = NULL;
+    if (!n) return VN_ERR_NOMEM;
+    int rc = vn__dev_copy(to, n, from, *buf, bytes);
+    if (rc != VN_OK) {
+        if (to == VN_DEVICE_CPU) free(n);
+        else vn__dev_free(to, n);
+        return rc;
+    }
+    if (from == VN_DEVICE_CPU) free(*buf);
+    else vn__dev_free(from, *buf);
+    *buf = n;
+    return VN_OK;
+}
+
+int vn_tensor_to_device(vn_tensor *t, vn_device d)
+{
+    if (!t) return VN_ERR_INVALID;
+    if (t->device == d) return VN_OK;
+    if (t->flags & (VN_TENSOR_STEP | VN_TENSOR_VIEW)) return VN_ERR_INVALID;
+    int rc = vn_device_check(d, NULL, 0);
+    if (rc != VN_OK) return rc;
+    rc = move_buffer(&t->data, t->numel, t->device, d);
+    if (rc == VN_OK) rc = move_buffer(&t->grad, t->numel, t->device, d);
+    if (rc != VN_OK) {
+        /* data may have moved while grad did not: move it back so the tensor is whole. */
+        if (t->data && t->grad) (void)move_buffer(&t->data, t->numel, d, t->device);
+        return rc;
+    }
+    t->device = d;
+    return VN_OK;
+}
+
+int vn_tensor_read(const vn_tensor *t, float *host)
+{
+    return vn__dev_copy(VN_DEVICE_CPU, host, t->device, t->data, (size_t)t->numel * sizeof(float));
+}
+
+int vn_tensor_write(vn_tensor *t, const float *host)
+{
+    return vn__dev_copy(t->device, t->data, VN_DEVICE_CPU, host, (size_t)t->numel * sizeof(float));
+}
+
+int vn_tensor_read_grad(const vn_tensor *t, float *host)
+{
+    if (!t->grad) return VN_ERR_STATE;
+    return vn__dev_copy(VN_DEVICE_CPU, host, t->device, t->grad, (size_t)t->numel * sizeof(float));
+}
+
+/* ---- contexts on a device ------------------------------------------------------------ */
+
+vn_ctx *vn_ctx_create_on(vn_device d)
+{
+    if (vn_device_check(d, NULL, 0) != VN_OK) return NULL;
+    vn_ctx *ctx = vn_ctx_create();
+    if (ctx) ctx->device = d;
+    return ctx;
+}
+
+vn_device vn_ctx_device(const vn_ctx *ctx) { return ctx->device; }
+
+#ifdef VN_HAVE_CUDA
+void *vn__dev_pool_alloc(vn_ctx *ctx, size_t bytes) { return vn__cuda_pool_alloc(ctx, bytes); }
+void vn__dev_pool_free(vn_ctx *ctx, void *p) { vn__cuda_pool_free(ctx, p); }
+void vn__dev_pool_reset(vn_ctx *ctx) { vn__cuda_pool_reset(ctx); }
+void vn__dev_pool_destroy(vn_ctx *ctx) { vn__cuda_pool_destroy(ctx); }
+void vn__dev_pool_trim(vn_ctx *ctx) { vn__cuda_pool_trim(ctx); }
+void vn__dev_pool_stats(const vn_ctx *ctx, size_t *in_use, size_t *peak)
+{
+    vn__cuda_pool_stats(ctx, in_use, peak);
+}
+void vn__dev_pool_clear_peak(vn_ctx *ctx) { vn__cuda_pool_clear_peak(ctx); }
+#else
+void *vn__dev_pool_alloc(vn_ctx *ctx, size_t bytes)
+{
+    (void)ctx;
+    (void)bytes;
+    return NULL;
+}
+void vn__dev_pool_free(vn_ctx *ctx, void *p)
+{
+    (void)ctx;
+    (void)p;
+}
+void vn__dev_pool_reset(vn_ctx *ctx) { (void)ctx; }
+void vn__dev_pool_destroy(vn_ctx *ctx) { (void)ctx; }
+void vn__dev_pool_trim(vn_ctx *ctx) { (void)ctx; }
+void vn__dev_pool_stats(const vn_ctx *ctx, size_t *in_use, size_t *peak)
+{
+    (void)ctx;
+    *in_use = *peak = 0;
+}
+void vn__dev_pool_clear_peak(vn_ctx *ctx) { (void)ctx; }
+#endif

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# One prepared run on the GPU machine (issue 16), at most about 8 minutes: a look at the
+# machine, the CUDA test suites (every op, optimizers, vanillanet_5 against the CPU), then
+# vanillanet_5 training at 224 with batch 128 on the GPU, ours (TF32 and strict FP32) beside
+# PyTorch (TF32, strict FP32, bf16 autocast) with the ratios. Prints everything.
+#
+# The GPU machine may lack meson and our Debian libraries: bench/device_pack.sh builds
+# here and packs the programs and their libraries into build-ship/carry/pkg.tar.xz, which
+# the device tool brings along with carry ["build-ship/carry"]. cuBLAS and cuDNN come from
+# that machine's PyTorch (its nvidia/* wheels). Without the pack, the script builds with
+# meson where meson exists.
+#
+#   bench/device_check.sh [--quick]     (--quick: suites and one short benchmark)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+t_start=$(date +%s)
+say() { printf '\n=== %s (t+%ds)\n' "$*" $(($(date +%s) - t_start)); }
+
+say "the machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -5
+nvidia-smi 2>&1 | head -12
+ldconfig -p 2>/dev/null | grep -E 'cudnn|cublas|cudart' | head -20
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' 2>&1
+command -v nvcc meson ninja cmake 2>&1
+ldd --version 2>&1 | head -1
+nproc; free -g | head -2
+
+# cuBLAS / cuDNN / CUDA runtime of the machine's PyTorch.
+nv_dirs=$(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+dirs = set()
+for sp in site.getsitepackages() + [site.getusersitepackages()]:
+    for pat in ("nvidia/*/lib", "nvidia/*/*/lib", "torch/lib"):
+        for d in glob.glob(os.path.join(sp, pat)):
+            if glob.glob(os.path.join(d, "lib*.so*")):
+                dirs.add(d)
+print(":".join(sorted(dirs)))
+PY
+)
+echo "library folders from PyTorch: ${nv_dirs:-none}"
+
+pkg=""
+if [[ -f build-ship/carry/pkg.tar.xz ]]; then
+  rm -rf /tmp/vn_pkg && mkdir -p /tmp/vn_pkg && tar -C /tmp/vn_pkg -xJf build-ship/carry/pkg.tar.xz
+  pkg=/tmp/vn_pkg/pkg
+  echo "using the programs packed by bench/device_pack.sh"
+elif command -v meson >/dev/null; then
+  say "building here (no pack found)"
+  meson setup build-dev --buildtype=release -Dcuda=enabled >/dev/null && \
+    meson compile -C build-dev >/dev/null || { echo "device_check: build failed"; exit 1; }
+  mkdir -p /tmp/vn_pkg/pkg/bin /tmp/vn_pkg/pkg/lib
+  cp build-dev/tests/cuda/test_cuda build-dev/tests/cuda/test_cuda_model build-dev/bench/bench_train /tmp/vn_pkg/pkg/bin/
+  pkg=/tmp/vn_pkg/pkg
+else
+  echo "device_check: no pack (run bench/device_pack.sh and carry build-ship/carry) and no meson here"
+  exit 1
+fi
+export LD_LIBRARY_PATH="$pkg/lib${nv_dirs:+:$nv_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# Our programs with the machine's loader, or with the packed glibc's when the machine's is
+# older than the one they were built against.
+loader=()
+if ldd "$pkg/bin/test_cuda" 2>&1 | grep -qE "GLIBC|GLIBCXX"; then
+  loader=("$pkg/lib/ld-linux-x86-64.so.2" --library-path "$LD_LIBRARY_PATH")
+  echo "the machine's glibc is older: running through the packed loader"
+else
+  # Without the packed libc (the machine's serves).
+  rm -f "$pkg/lib/libc.so.6" "$pkg/lib/libm.so.6" "$pkg/lib/libdl.so.2" "$pkg/lib/libpthread.so.0" "$pkg/lib/librt.so.1"
+fi
+echo "libraries test_cuda would load:"
+ldd "$pkg/bin/test_cuda" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
+run() { "${loader[@]}" "$@"; }
+
+say "CUDA suite: every op against the CPU (strict FP32, rel 1e-4)"
+VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 150 "${loader[@]}" "$pkg/bin/test_cuda"
+echo "test_cuda exit status $?"
+
+say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
+VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 300 "${loader[@]}" "$pkg/bin/test_cuda_model"
+echo "test_cuda_model exit status $?"
+
+# H200 SXM dense peaks (NVIDIA datasheet; the sparse figures are twice these): FP32 67
+# TFLOPS, TF32 tensor cores 494 TFLOPS, BF16 989 TFLOPS.
+steps=10; warm=3
+((quick)) && steps=3 && warm=1
+common=(--model vanillanet_5 --batch 128 --size 224 --steps $steps --warmup $warm)
+declare -A img
+bench_ours() { # label, env...
+  local label=$1; shift
+  say "ours: vanillanet_5 train 224 batch 128, $label"
+  local out
+  out=$(env "$@" timeout 150 "${loader[@]}" "$pkg/bin/bench_train" --device cuda "${common[@]}" 2>&1)
+  echo "$out" | tail -8
+  img[ours_$label]=$(echo "$out" | sed -n 's/.*RESULT ours.* img_s=\([0-9.]*\).*/\1/p')
+}
+bench_torch() { # label, args...
+  local label=$1; shift
+  say "PyTorch: vanillanet_5 train 224 batch 128, $label"
+  local out
+  out=$(timeout 150 python3 bench/torch_baseline.py --device cuda --threads 8 "${common[@]}" "$@" 2>&1)
+  echo "$out" | tail -6
+  img[torch_$label]=$(echo "$out" | sed -n 's/.*RESULT torch.* img_s=\([0-9.]*\).*/\1/p')
+}
+bench_ours tf32
+bench_torch tf32
+if ((!quick)); then
+  bench_ours fp32 VN_CUDA_STRICT_FP32=1
+  bench_torch fp32 --no-tf32
+  bench_torch bf16 --bf16
+fi
+
+say "summary (images/s; vanillanet_5 training step = 3 x forward FLOPs)"
+for k in "${!img[@]}"; do echo "  $k: ${img[$k]:-failed}"; done | sort
+for p in tf32 fp32; do
+  a=${img[ours_$p]:-}; b=${img[torch_$p]:-}
+  if [[ -n "$a" && -n "$b" ]]; then
+    python3 -c "print('  ratio ours/PyTorch $p: %.3f' % ($a / $b))"
+  fi
+done
+echo "device_check: done in $(($(date +%s) - t_start)) s"

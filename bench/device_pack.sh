@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds here what bench/device_check.sh runs on the GPU machine (which may lack meson and
+# our Debian libraries), and packs it into build-ship/carry/pkg.tar.xz: the CUDA test
+# programs, bench_train, libvanilla.so, the CUDA runtime and every other shared library they
+# load except the GPU driver, cuBLAS and cuDNN (those come from the GPU machine's PyTorch);
+# glibc's loader too, for a machine whose glibc is older than Debian 12's. Prints the size.
+# Pass the path to the device tool as: carry ["build-ship/carry"].
+#
+#   bench/device_pack.sh [--arch SM]     (default 90: H100/H200)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+arch=90
+[[ "${1:-}" == "--arch" ]] && arch=$2
+
+dir=build-ship
+if [[ ! -f $dir/build.ninja ]]; then
+  # Not -march=native: the GPU machine's CPU may differ; x86-64-v3 is AVX2 + FMA, what the
+  # CPU kernels are written for.
+  meson setup $dir --buildtype=release -Dcuda=enabled -Dnative=false -Dgpu_arch="$arch" \
+    -Dc_args=-march=x86-64-v3 >/dev/null
+fi
+meson compile -C $dir vanilla:shared_library test_cuda test_cuda_model \
+  bench_train >/dev/null
+
+stage=$dir/pkg
+rm -rf "$stage" $dir/carry
+mkdir -p "$stage/bin" "$stage/lib" $dir/carry
+cp $dir/tests/cuda/test_cuda $dir/tests/cuda/test_cuda_model $dir/bench/bench_train "$stage/bin/"
+cp $dir/libvanilla.so "$stage/lib/"
+strip --strip-unneeded "$stage"/bin/* "$stage"/lib/libvanilla.so
+# Every library the programs load, but the ones the GPU machine must supply itself.
+skip='libcublas|libcublasLt|libcudnn|libcuda\.so|linux-vdso'
+for f in "$stage"/bin/* "$stage/lib/libvanilla.so"; do
+  ldd "$f" | awk '$3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
+done | sort -u | grep -Ev "$skip" | while read -r lib; do
+  cp -L "$lib" "$stage/lib/"
+done
+tar -C $dir -cJf $dir/carry/pkg.tar.xz pkg
+echo "device_pack: $(du -h $dir/carry/pkg.tar.xz | cut -f1) packed ($(du -sh "$stage" | cut -f1) unpacked)" \
+     "in $dir/carry/pkg.tar.xz:"
+ls "$stage/bin" "$stage/lib" | tr '\n' ' '
+echo

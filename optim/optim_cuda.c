@@ -1,0 +1,205 @@
+/* Optimizer steps and EMA for parameters on a CUDA device: the updates of optim_step.c as
+ * fused kernels (autograd/cuda/optim_kernels.cu), the same scalars computed here in the same
+ * way, the global gradient norm and LAMB's per-parameter norms as fixed-order sums. The
+ * moments live on the device (dev_moments); the state functions see a host copy that is
+ * downloaded when asked for and uploaded again before the next step. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/cuda/cuda_impl.h"
+#include "autograd/cuda/optim_kernels.h"
+#include "optim/optim_impl.h"
+
+static double sum_parts(const double *h)
+{
+    double s = 0.0;
+    for (int k = 0; k < VN__OPT_PARTS; k++) s += h[k];
+    return s;
+}
+
+/* Sum of squares of a device vector, in a fixed order; NAN on a device error. */
+static double dev_sumsq(vn__cuda *c, double *part, const float *x, int64_t n)
+{
+    double h[VN__OPT_PARTS];
+    if (vn__ok_sumsq(c->stream, part, x, n) != 0) return NAN;
+    if (cudaMemcpyAsync(h, part, sizeof h, cudaMemcpyDeviceToHost, c->stream) != cudaSuccess ||
+        cudaStreamSynchronize(c->stream) != cudaSuccess)
+        return NAN;
+    return sum_parts(h);
+}
+
+static int upload_moments(vn_optim *opt, vn_error *err)
+{
+    size_t bytes = opt->n_moment_floats * sizeof(float);
+    if (bytes == 0) return VN_OK;
+    if (!opt->dev_moments) {
+        if (cudaMalloc((void **)&opt->dev_moments, bytes) != cudaSuccess) {
+            opt->dev_moments = NULL;
+            return vn_error_set(err, VN_ERR_NOMEM, "optimizer: no device memory for %zu bytes "
+                                "of moments", bytes);
+        }
+        opt->dev_stale = true;
+    }
+    if (opt->dev_stale &&
+        cudaMemcpy(opt->dev_moments, opt->moments, bytes, cudaMemcpyHostToDevice) != cudaSuccess)
+        return vn_error_set(err, VN_ERR_IO, "optimizer: copying the moments to the device failed");
+    opt->dev_stale = false;
+    return VN_OK;
+}
+
+void vn__optim_moments_to_host(vn_optim *opt)
+{
+    vn__cuda *c = vn__cuda_get(NULL, 0);
+    if (!c || !opt->dev_moments) return;
+    (void)cudaStreamSynchronize(c->stream);
+    (void)cudaMemcpy(opt->moments, opt->dev_moments, opt->n_moment_floats * sizeof(float),
+                     cudaMemcpyDeviceToHost);
+    opt->dev_stale = true;
+}
+
+void vn__optim_free_cuda(vn_optim *opt)
+{
+    if (opt->dev_moments) (void)cudaFree(opt->dev_moments);
+    opt->dev_moments = NULL;
+}
+
+/* The device copy of a host moment buffer. */
+static float *dev_buf(const vn_optim *opt, const float *host)
+{
+    return host ? opt->dev_moments + (host - opt->moments) : NULL;
+}
+
+static int sgd(vn_optim *opt, vn__cuda *c, vn__optim_param *prm)
+{
+    const vn_optim_config *cf = &opt->cfg;
+    double wd = prm->decay ? opt->weight_decay : 0.0;
+    double lr = opt->lr * prm->lr_scale;
+    vn__sgd_args a = {
+        .wd = (float)wd, .momentum = (float)cf->momentum, .damp1 = (float)(1.0 - cf->dampening),
+        .neg_lr = (float)(-lr), .has_wd = wd != 0.0, .has_momentum = cf->momentum != 0.0,
+        .nesterov = cf->nesterov, .first = opt->step == 1,
+    };
+    return vn__ok_sgd(c->stream, prm->t->data, prm->t->grad, dev_buf(opt, prm->buf0), &a,
+                      prm->t->numel);
+}
+
+static int adamw(vn_optim *opt, vn__cuda *c, vn__optim_param *prm)
+{
+    const vn_optim_config *cf = &opt->cfg;
+    double wd = prm->decay ? opt->weight_decay : 0.0;
+    double lr = opt->lr * prm->lr_scale;
+    double step = (double)opt->step;
+    double bc1 = 1.0 - pow(cf->beta1, step), bc2 = 1.0 - pow(cf->beta2, step);
+    vn__adamw_args a = {
+        .decay_mul = (float)(1.0 - lr * wd), .beta1 = (float)cf->beta1,
+        .c1 = (float)(1.0 - cf->beta1), .beta2 = (float)cf->beta2, .c2 = (float)(1.0 - cf->beta2),
+        .bc2_sqrt = (float)sqrt(bc2), .eps = (float)cf->eps, .neg_step = (float)(-(lr / bc1)),
+    };
+    return vn__ok_adamw(c->stream, prm->t->data, prm->t->grad, dev_buf(opt, prm->buf0),
+                        dev_buf(opt, prm->buf1), &a, prm->t->numel);
+}
+
+static int lamb(vn_optim *opt, vn__cuda *c, vn__optim_param *prm, float clip, double *parts)
+{
+    const vn_optim_config *cf = &opt->cfg;
+    double wd = prm->decay ? opt->weight_decay : 0.0;
+    double lr = opt->lr * prm->lr_scale;
+    double bc1 = 1.0, bc2 = 1.0;
+    if (cf->bias_correction) {
+        bc1 = 1.0 - pow(cf->beta1, (double)opt->step);
+        bc2 = 1.0 - pow(cf->beta2, (double)opt->step);
+    }
+    vn__lamb_args a = {
+        .clip = clip, .beta1 = (float)cf->beta1,
+        .beta3 = cf->grad_averaging ? (float)(1.0 - cf->beta1) : 1.0f, .beta2 = (float)cf->beta2,
+        .c2 = (float)(1.0 - cf->beta2), .bc1 = (float)bc1, .bc2_sqrt = (float)sqrt(bc2),
+        .eps = (float)cf->eps, .wd = (float)wd, .neg_lr = (float)(-lr), .has_wd = wd != 0.0,
+    };
+    bool use_trust = wd != 0.0 || cf->always_adapt;
+    float *m = dev_buf(opt, prm->buf0), *v = dev_buf(opt, prm->buf1);
+    int e = vn__ok_lamb_moments(c->stream, prm->t->data, prm->t->grad, m, v, &a, prm->t->numel,
+                                use_trust ? parts : NULL, use_trust ? parts + VN__OPT_PARTS : NULL);
+    if (e) return e;
+    float trust = 1.0f;
+    if (use_trust) {
+        double h[2 * VN__OPT_PARTS];
+        if (cudaMemcpyAsync(h, parts, sizeof h, cudaMemcpyDeviceToHost, c->stream) != cudaSuccess ||
+            cudaStreamSynchronize(c->stream) != cudaSuccess)
+        {
+            int ce = (int)cudaGetLastError();
+            return ce ? ce : (int)cudaErrorUnknown;
+        }
+        float w_norm = (float)sqrt(sum_parts(h)), u_norm = (float)sqrt(sum_parts(h + VN__OPT_PARTS));
+        if (w_norm > 0.0f && u_norm > 0.0f) trust = w_norm / u_norm;
+        if (cf->trust_clip && trust > 1.0f) trust = 1.0f;
+    }
+    return vn__ok_lamb_apply(c->stream, prm->t->data, m, v, &a, trust, use_trust, prm->t->numel);
+}
+
+/* The global gradient norm in parameter order; VN_ERR_NUMERIC (nothing changed) when it is
+ * not finite, as on the CPU. */
+static int grad_norm(vn_optim *opt, vn__cuda *c, double *parts, double *norm, vn_error *err)
+{
+    double sumsq = 0.0;
+    int first_bad = -1;
+    for (int i = 0; i < opt->n; i++) {
+        if (!opt->p[i].t->grad)
+            return vn_error_set(err, VN_ERR_STATE, "optimizer step: parameter '%s' has no "
+                                "gradient buffer (run backward or vn_optim_zero_grad first)",
+                                opt->p[i].name);
+        double s = dev_sumsq(c, parts, opt->p[i].t->grad, opt->p[i].t->numel);
+        if (!isfinite(s) && first_bad < 0) first_bad = i;
+        sumsq += s;
+    }
+    *norm = sqrt(sumsq);
+    opt->last_grad_norm = *norm;
+    if (isfinite(*norm)) return VN_OK;
+    if (first_bad >= 0)
+        return vn_error_set(err, VN_ERR_NUMERIC, "optimizer step skipped: gradient of '%s' is "
+                            "not finite", opt->p[first_bad].name);
+    return vn_error_set(err, VN_ERR_NUMERIC, "optimizer step skipped: gradient norm overflows");
+}
+
+int vn__optim_step_cuda(vn_optim *opt, vn_error *err)
+{
+    char why[160];
+    vn__cuda *c = vn__cuda_get(why, sizeof why);
+    if (!c) return vn_error_set(err, VN_ERR_UNSUPPORTED, "optimizer step: %s", why);
+    double *parts = NULL;
+    if (cudaMalloc((void **)&parts, 2 * VN__OPT_PARTS * sizeof(double)) != cudaSuccess)
+        return vn_error_set(err, VN_ERR_NOMEM, "optimizer step: no device memory");
+    double norm = 0.0;
+    int rc = grad_norm(opt, c, parts, &norm, err);
+    if (rc == VN_OK) rc = upload_moments(opt, err);
+    if (rc != VN_OK) {
+        cudaFree(parts);
+        return rc;
+    }
+    opt->step++;
+    float clip = 1.0f;
+    double max_norm = opt->cfg.max_grad_norm;
+    if (opt->cfg.kind == VN_OPTIM_LAMB && max_norm > 0.0 && (float)norm > (float)max_norm)
+        clip = (float)norm / (float)max_norm;
+    int e = 0;
+    for (int i = 0; i < opt->n && !e; i++) {
+        vn__optim_param *prm = &opt->p[i];
+        switch (opt->cfg.kind) {
+        case VN_OPTIM_SGD: e = sgd(opt, c, prm); break;
+        case VN_OPTIM_ADAMW: e = adamw(opt, c, prm); break;
+        case VN_OPTIM_LAMB: e = lamb(opt, c, prm, clip, parts); break;
+        }
+    }
+    if (!e && cudaStreamSynchronize(c->stream) != cudaSuccess) e = (int)cudaGetLastError();
+    cudaFree(parts);
+    if (e)
+        return vn_error_set(err, VN_ERR_IO, "optimizer step on the device: %s",
+                            cudaGetErrorString((cudaError_t)e));
+    return VN_OK;
+}
+
+int vn__ema_blend_cuda(float *e, const float *x, int64_t n, float d, float c)
+{
+    vn__cuda *cu = vn__cuda_get(NULL, 0);
+    return cu ? vn__ok_ema(cu->stream, e, x, n, d, c) : VN_ERR_UNSUPPORTED;
+}
