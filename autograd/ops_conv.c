@@ -110,41 +110,39 @@ static void conv1x1_backward(float *dx, bool dx_fresh, float *dw, bool dw_fresh,
 
 /* ---- patchify: kernel == stride, pad 0, groups 1 -------------------------------------- */
 
-/* p [N*Ho*Wo, KH*KW*Cin] in (kh, kw, cin) order: each kernel row of a window is one
- * contiguous run of KW*Cin floats in NHWC. Rows/columns past Ho*KH / Wo*KW are dropped. */
-static void patch_gather(float *restrict p, const float *restrict x, const vn__conv_geom *g)
+/* The patch matrix p [N*Ho*Wo, KH*KW*Cin] in (kh, kw, cin) order against the NHWC image x:
+ * each kernel row of a window is one contiguous run of KW*Cin floats. gather copies x into
+ * p (rows/columns past Ho*KH / Wo*KW are dropped); otherwise x += depth-to-space(p), and as
+ * windows do not overlap, rows are independent. */
+static void patch_move(float *p, float *x, const vn__conv_geom *g, bool gather)
 {
     int64_t k = g->kh * g->kw * g->cin, run = g->kw * g->cin, rows = g->n * g->ho;
 #pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_PAR_MIN_MACS)
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         for (int64_t wo = 0; wo < g->wo; wo++) {
-            float *dst = p + (r * g->wo + wo) * k;
+            float *pw = p + (r * g->wo + wo) * k;
             for (int64_t i = 0; i < g->kh; i++) {
-                const float *src = x + ((n * g->h + ho * g->kh + i) * g->w + wo * g->kw) * g->cin;
-                memcpy(dst + i * run, src, (size_t)run * sizeof(float));
+                float *restrict img =
+                    x + ((n * g->h + ho * g->kh + i) * g->w + wo * g->kw) * g->cin;
+                float *restrict pr = pw + i * run;
+                if (gather)
+                    memcpy(pr, img, (size_t)run * sizeof(float));
+                else
+                    for (int64_t j = 0; j < run; j++) img[j] += pr[j];
             }
         }
     }
 }
 
-/* dx += depth-to-space(dp). Windows do not overlap, so rows are independent. */
-static void patch_scatter_add(float *restrict dx, const float *restrict dp, const vn__conv_geom *g)
+static void patch_gather(float *p, const float *x, const vn__conv_geom *g)
 {
-    int64_t k = g->kh * g->kw * g->cin, run = g->kw * g->cin, rows = g->n * g->ho;
-#pragma omp parallel for schedule(static) if (rows * g->wo * k > VN_PAR_MIN_MACS)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t n = r / g->ho, ho = r % g->ho;
-        for (int64_t wo = 0; wo < g->wo; wo++) {
-            const float *restrict src = dp + (r * g->wo + wo) * k;
-            for (int64_t i = 0; i < g->kh; i++) {
-                float *restrict dst =
-                    dx + ((n * g->h + ho * g->kh + i) * g->w + wo * g->kw) * g->cin;
-                const float *restrict s = src + i * run;
-                for (int64_t j = 0; j < run; j++) dst[j] += s[j];
-            }
-        }
-    }
+    patch_move(p, (float *)x, g, true); /* x is only read when gathering */
+}
+
+static void patch_scatter_add(float *dx, const float *dp, const vn__conv_geom *g)
+{
+    patch_move((float *)dp, dx, g, false); /* dp is only read when scattering */
 }
 
 static int patch_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,

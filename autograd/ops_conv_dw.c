@@ -486,6 +486,26 @@ static bool dw_stream_ok(const float *y, dw_init init, const vn__conv_geom *g)
     return !init.accumulate && g->cin % 8 == 0 && ((uintptr_t)y & 31) == 0 &&
            g->n * g->ho * g->wo * g->cin * (int64_t)sizeof(float) >= DW_STREAM_BYTES;
 }
+
+/* Task k of a weight-gradient pass: images [n0, n1) of one chunk and the channel group
+ * [c0, c0 + gw), whose partial sums pp (zeroed here) belong to that chunk. */
+typedef struct dw_task {
+    float *pp;
+    int64_t c0, gw, n0, n1;
+} dw_task;
+
+static dw_task dw_task_at(float *part, const dw_plan *pl, int64_t n_img, int64_t k)
+{
+    dw_task tk;
+    int64_t ch = k / pl->n_grp;
+    tk.c0 = (k % pl->n_grp) * pl->gsize;
+    tk.gw = pl->cv - tk.c0 < pl->gsize ? pl->cv - tk.c0 : pl->gsize;
+    tk.pp = part + ch * pl->total + tk.c0 * pl->kk;
+    memset(tk.pp, 0, (size_t)(pl->kk * tk.gw) * sizeof(float));
+    tk.n0 = ch * pl->per_chunk;
+    tk.n1 = (ch + 1) * pl->per_chunk < n_img ? (ch + 1) * pl->per_chunk : n_img;
+    return tk;
+}
 #endif
 
 /* The plain loops for channels [cv, c) of a conv, in parallel over output rows. */
@@ -635,7 +655,7 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
 {
 #if DW_SIMD
     if (pl->cv == 0) return VN_OK;
-    int64_t c = pl->c, kk = pl->kk, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
+    int64_t c = pl->c, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
     int64_t xslice = dw_ring_floats(g, nblk), dstride = g->wo * DW_BLOCK;
     int64_t slice = xslice + nblk * dstride;
     int nt = omp_get_max_threads();
@@ -649,12 +669,9 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
         dw_ring_zero(rg, g->w, g->pw);
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < tasks; t++) {
-            int64_t ch = t / pl->n_grp, c0 = (t % pl->n_grp) * pl->gsize;
-            int64_t gw = pl->cv - c0 < pl->gsize ? pl->cv - c0 : pl->gsize;
-            float *pp = part + ch * pl->total + c0 * kk;
-            memset(pp, 0, (size_t)(kk * gw) * sizeof(float));
-            int64_t n1 = (ch + 1) * pl->per_chunk < g->n ? (ch + 1) * pl->per_chunk : g->n;
-            for (int64_t n = ch * pl->per_chunk; n < n1; n++) {
+            dw_task tk = dw_task_at(part, pl, g->n, t);
+            int64_t c0 = tk.c0, gw = tk.gw;
+            for (int64_t n = tk.n0; n < tk.n1; n++) {
                 const float *ximg = x + n * g->h * g->w * c + c0;
                 const float *dyimg = dy + n * g->ho * g->wo * c + c0;
                 int64_t next = 0;
@@ -663,7 +680,7 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
                     dw_row_span(g, ho, &hi0, &i0, &i1);
                     dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, c, gw);
                     dw_pack_row(dyp, dstride, 0, dyimg + ho * g->wo * c, g->wo, c, gw);
-                    dw_grad_row(pp, dyp, dstride, g, rg, gw, ho);
+                    dw_grad_row(tk.pp, dyp, dstride, g, rg, gw, ho);
                 }
             }
         }
@@ -684,7 +701,7 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
                              float *part, const float *dy, const float *x,
                              const vn__conv_geom *g, const vn__conv_geom *t, const dw_plan *pl)
 {
-    int64_t c = pl->c, kk = pl->kk, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
+    int64_t c = pl->c, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
     int64_t xslice = dw_ring_floats(g, nblk), dslice = dw_ring_floats(t, nblk);
     int64_t slice = xslice + dslice + t->wo * pl->gsize;
     bool stream = dw_stream_ok(dx, dx_init, t);
@@ -701,12 +718,9 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
         dw_ring_zero(dr, t->w, t->pw);
 #pragma omp for schedule(static)
         for (int64_t k = 0; k < tasks; k++) {
-            int64_t ch = k / pl->n_grp, c0 = (k % pl->n_grp) * pl->gsize;
-            int64_t gw = pl->cv - c0 < pl->gsize ? pl->cv - c0 : pl->gsize;
-            float *pp = part + ch * pl->total + c0 * kk;
-            memset(pp, 0, (size_t)(kk * gw) * sizeof(float));
-            int64_t n1 = (ch + 1) * pl->per_chunk < g->n ? (ch + 1) * pl->per_chunk : g->n;
-            for (int64_t n = ch * pl->per_chunk; n < n1; n++) {
+            dw_task tk = dw_task_at(part, pl, g->n, k);
+            int64_t c0 = tk.c0, gw = tk.gw;
+            for (int64_t n = tk.n0; n < tk.n1; n++) {
                 const float *ximg = x + n * g->h * g->w * c + c0;
                 const float *dyimg = dy + n * g->ho * g->wo * c + c0;
                 int64_t next_x = 0, next_dy = 0;
@@ -720,7 +734,7 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
                                     dyimg + r * g->wo * c, g->wo, c, gw);
                         dw_row_span(g, r, &s0, &j0, &j1);
                         dw_ring_fill(xr, &next_x, s0 + j0, s0 + j1, ximg, g->w, g->pw, c, gw);
-                        dw_grad_row(pp, dr.p + (r % dr.slots) * dr.prow + t->pw * DW_BLOCK,
+                        dw_grad_row(tk.pp, dr.p + (r % dr.slots) * dr.prow + t->pw * DW_BLOCK,
                                     dr.bstride, g, xr, gw, r);
                     }
                     dw_conv_row(dx + n * g->h * g->w * c, wtf, dx_init, t, dr, stage, c0, gw, hi);

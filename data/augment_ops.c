@@ -245,16 +245,29 @@ static inline double cubic(double v1, double v2, double v3, double v4, double d)
     return p1 + d * (p2 + d * (p3 + d * p4));
 }
 
+/* The source pixel (x, y) at or left of/above the point (xin, yin) measured from pixel
+ * centres, and the fractions dx, dy past it; false when the point is outside the image. */
+static bool pixel_origin(vn_pix im, double xin, double yin, int *x, int *y, double *dx,
+                         double *dy)
+{
+    if (xin < 0.0 || xin >= im.width || yin < 0.0 || yin >= im.height) return false;
+    xin -= 0.5;
+    yin -= 0.5;
+    *x = floor_i(xin);
+    *y = floor_i(yin);
+    *dx = xin - *x;
+    *dy = yin - *y;
+    return true;
+}
+
 static inline uint8_t out8(double v) { return v <= 0.0 ? 0 : v >= 255.0 ? 255 : (uint8_t)v; }
 
 /* bicubic_filter8 / bicubic_filter32RGB at source point (xin, yin); false outside. */
 static bool bicubic_at(vn_pix im, double xin, double yin, uint8_t *out)
 {
-    if (xin < 0.0 || xin >= im.width || yin < 0.0 || yin >= im.height) return false;
-    xin -= 0.5;
-    yin -= 0.5;
-    int x = floor_i(xin), y = floor_i(yin);
-    double dx = xin - x, dy = yin - y;
+    int x, y;
+    double dx, dy;
+    if (!pixel_origin(im, xin, yin, &x, &y, &dx, &dy)) return false;
     x--;
     y--;
     const int c = im.channels, W = im.width, H = im.height;
@@ -280,11 +293,9 @@ static bool bicubic_at(vn_pix im, double xin, double yin, uint8_t *out)
 /* bilinear_filter8 / bilinear_filter32RGB (truncation, no clipping needed). */
 static bool bilinear_at(vn_pix im, double xin, double yin, uint8_t *out)
 {
-    if (xin < 0.0 || xin >= im.width || yin < 0.0 || yin >= im.height) return false;
-    xin -= 0.5;
-    yin -= 0.5;
-    int x = floor_i(xin), y = floor_i(yin);
-    double dx = xin - x, dy = yin - y;
+    int x, y;
+    double dx, dy;
+    if (!pixel_origin(im, xin, yin, &x, &y, &dx, &dy)) return false;
     const int c = im.channels, W = im.width, H = im.height;
     int x0 = clampi(x, W) * c, x1 = clampi(x + 1, W) * c;
     for (int b = 0; b < c; b++) {

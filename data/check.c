@@ -1,6 +1,7 @@
 /* Dataset check: decode every image of a folder once and report what would go wrong. */
 #include "data/vn_dataset.h"
 #include "data/vn_image.h"
+#include "data/workers_impl.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -123,14 +124,7 @@ int vn_dataset_check(const char *root, int threads, int64_t max_pixels, vn_check
             rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
             goto done;
         }
-    if (threads <= 0) threads = 1;
-    if (threads > 64) threads = 64;
-    pthread_t tid[64];
-    int started = 0;
-    for (int t = 1; t < threads; t++)
-        if (pthread_create(&tid[started], NULL, check_worker, &job) == 0) started++;
-    check_worker(&job);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    vn__run_job(check_worker, &job, threads);
 
     rep->min_width = rep->min_height = 0;
     for (int64_t i = 0; i < n && !rc; i++) {

@@ -308,6 +308,55 @@ void vn_dataset_free(vn_dataset *ds)
     free(ds);
 }
 
+/* The class table: n_class_names given names, or room for one class per folder. */
+static int init_classes(vn_dataset *ds, const char *const *class_names, int n_class_names,
+                        int n_dirs, vn_error *err)
+{
+    ds->n_classes = n_class_names > 0 ? n_class_names : n_dirs;
+    ds->classes = calloc((size_t)ds->n_classes + 1, sizeof *ds->classes);
+    ds->class_counts = calloc((size_t)ds->n_classes + 1, sizeof *ds->class_counts);
+    if (!ds->classes || !ds->class_counts) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    for (int c = 0; c < n_class_names; c++) {
+        if (!class_names[c] || !class_names[c][0] || strchr(class_names[c], '/'))
+            return vn_error_set(err, VN_ERR_INVALID, "class name %d is empty or has a '/'", c);
+        if (!(ds->classes[c] = strdup(class_names[c])))
+            return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    }
+    return VN_OK;
+}
+
+/* Walks the class folders in sorted order; top-level files are recorded as skipped. */
+static int scan_classes(vn_dataset *ds, const listing *top, const char *const *class_names,
+                        int n_class_names, vn_error *err)
+{
+    const entry *e = top->e;
+    int next = 0;
+    for (int64_t i = 0; i < top->n; i++) {
+        if (!e[i].is_dir || e[i].name[0] == '.') {
+            if (e[i].is_file && strlist_add(&ds->skipped, e[i].name))
+                return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+            continue;
+        }
+        int label = -1;
+        if (n_class_names > 0) {
+            for (int c = 0; c < n_class_names && label < 0; c++)
+                if (!strcmp(ds->classes[c], e[i].name)) label = c;
+            if (label < 0)
+                return vn_error_set(err, VN_ERR_INVALID,
+                                    "%s: folder '%s' is not one of the %d expected classes "
+                                    "(first: '%s')",
+                                    ds->root, e[i].name, n_class_names, class_names[0]);
+        } else {
+            label = next++;
+            if (!(ds->classes[label] = strdup(e[i].name)))
+                return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+        }
+        int rc = scan_class(ds, e[i].name, label, err);
+        if (rc) return rc;
+    }
+    return VN_OK;
+}
+
 int vn_dataset_scan(const char *root, const char *const *class_names, int n_class_names,
                     vn_dataset **out, vn_error *err)
 {
@@ -328,61 +377,13 @@ int vn_dataset_scan(const char *root, const char *const *class_names, int n_clas
     listing top = {0};
     int rc = list_dir(ds->root, &top, err);
     if (rc) goto fail;
-    const entry *e = top.e;
-    int64_t n = top.n;
     /* Folder classes, sorted; hidden folders (".git", ".ipynb_checkpoints") are not classes. */
     int n_dirs = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (e[i].is_dir && e[i].name[0] != '.') n_dirs++;
-    ds->n_classes = n_class_names > 0 ? n_class_names : n_dirs;
-    ds->classes = calloc((size_t)ds->n_classes + 1, sizeof *ds->classes);
-    ds->class_counts = calloc((size_t)ds->n_classes + 1, sizeof *ds->class_counts);
-    if (!ds->classes || !ds->class_counts) {
-        rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    if (n_class_names > 0) {
-        for (int c = 0; c < n_class_names; c++) {
-            if (!class_names[c] || !class_names[c][0] || strchr(class_names[c], '/')) {
-                rc = vn_error_set(err, VN_ERR_INVALID, "class name %d is empty or has a '/'", c);
-                goto fail;
-            }
-            if (!(ds->classes[c] = strdup(class_names[c]))) {
-                rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-                goto fail;
-            }
-        }
-    }
-    int next = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!e[i].is_dir || e[i].name[0] == '.') {
-            if (e[i].is_file && strlist_add(&ds->skipped, e[i].name)) {
-                rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-                goto fail;
-            }
-            continue;
-        }
-        int label = -1;
-        if (n_class_names > 0) {
-            for (int c = 0; c < n_class_names && label < 0; c++)
-                if (!strcmp(ds->classes[c], e[i].name)) label = c;
-            if (label < 0) {
-                rc = vn_error_set(err, VN_ERR_INVALID,
-                                  "%s: folder '%s' is not one of the %d expected classes "
-                                  "(first: '%s')",
-                                  ds->root, e[i].name, n_class_names, class_names[0]);
-                goto fail;
-            }
-        } else {
-            label = next++;
-            if (!(ds->classes[label] = strdup(e[i].name))) {
-                rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-                goto fail;
-            }
-        }
-        rc = scan_class(ds, e[i].name, label, err);
-        if (rc) goto fail;
-    }
+    for (int64_t i = 0; i < top.n; i++)
+        if (top.e[i].is_dir && top.e[i].name[0] != '.') n_dirs++;
+    rc = init_classes(ds, class_names, n_class_names, n_dirs, err);
+    if (!rc) rc = scan_classes(ds, &top, class_names, n_class_names, err);
+    if (rc) goto fail;
     if (ds->files.n == 0) {
         rc = vn_error_set(err, VN_ERR_NOT_FOUND,
                           "%s: no images found (expected %s/<class>/<name>.png|.jpg|.jpeg; %d "

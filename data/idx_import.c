@@ -1,6 +1,7 @@
 /* IDX (MNIST / Fashion-MNIST) files into ImageNet-format PNG folders. */
 #include "data/vn_dataset.h"
 #include "data/vn_image.h"
+#include "data/workers_impl.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -267,14 +268,7 @@ int vn_import_idx(const char *images_path, const char *labels_path, const char *
     atomic_init(&job.next, 0);
     atomic_init(&job.failed, 0);
     pthread_mutex_init(&job.mu, NULL);
-    if (threads <= 0) threads = 1;
-    if (threads > 64) threads = 64;
-    pthread_t tid[64];
-    int started = 0;
-    for (int t = 1; t < threads; t++)
-        if (pthread_create(&tid[started], NULL, write_worker, &job) == 0) started++;
-    write_worker(&job);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    vn__run_job(write_worker, &job, threads);
     pthread_mutex_destroy(&job.mu);
     if (atomic_load(&job.failed)) {
         rc = vn_error_set(err, job.err.code ? job.err.code : VN_ERR_IO, "%s", job.err.msg);

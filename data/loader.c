@@ -351,10 +351,8 @@ static void loader_free(vn_loader *ld)
     free(ld);
 }
 
-int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
+static int loader_check_config(const vn_loader_config *c, vn_error *err)
 {
-    *out = NULL;
-    const vn_loader_config *c = cfg;
     if (!c->root) return vn_error_set(err, VN_ERR_INVALID, "data loader: no root folder given");
     if (c->batch_size <= 0 || c->batch_size > (1 << 20))
         return vn_error_set(err, VN_ERR_INVALID, "data loader: batch_size must be in 1..%d, got %d",
@@ -373,20 +371,15 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
         c->augment != VN_AUGMENT_RANDOM_CROP)
         return vn_error_set(err, VN_ERR_INVALID, "data loader: unknown augment mode %d",
                             (int)c->augment);
-    vn_loader *ld = calloc(1, sizeof *ld);
-    if (!ld) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    ld->cfg = *c;
-    ld->depth = c->prefetch;
-    int rc = VN_OK;
-    if (!(ld->root = strdup(c->root))) {
-        free(ld);
-        return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    }
-    ld->cfg.root = ld->root;
-    ld->cfg.class_names = NULL; /* not kept: the dataset holds its own copy */
-    rc = vn_transform_init(&ld->tf, c->input_size, c->channels, c->augment == VN_AUGMENT_RRC,
-                           c->scale, c->ratio, c->interpolation, c->crop_pct, c->hflip, c->mean,
-                           c->std, err);
+    return VN_OK;
+}
+
+/* The eval transform and the train-time augmentations; errors carry the loader's prefix. */
+static int loader_init_transforms(vn_loader *ld, const vn_loader_config *c, vn_error *err)
+{
+    int rc = vn_transform_init(&ld->tf, c->input_size, c->channels,
+                               c->augment == VN_AUGMENT_RRC, c->scale, c->ratio,
+                               c->interpolation, c->crop_pct, c->hflip, c->mean, c->std, err);
     if (!rc) {
         vn_train_aug_config ac = {c->auto_augment, c->color_jitter, c->reprob,
                                   (vn_erase_mode)c->remode, c->recount};
@@ -397,48 +390,54 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
     }
     if (rc) {
         vn_error_prefix(err, "data loader: ");
-        goto fail_early;
+        return rc;
     }
     ld->tf.eval_resize = c->eval_resize;
     ld->tf.crop_padding = c->augment == VN_AUGMENT_RANDOM_CROP ? 4 : 0;
-    rc = vn_dataset_scan(c->root, c->class_names, c->n_class_names, &ld->ds, err);
-    if (rc) goto fail_early;
+    return VN_OK;
+}
+
+/* Scans the dataset, settles the class count and checks the mixup/cutmix settings. */
+static int loader_scan(vn_loader *ld, const vn_loader_config *c, vn_error *err)
+{
+    int rc = vn_dataset_scan(c->root, c->class_names, c->n_class_names, &ld->ds, err);
+    if (rc) return rc;
     ld->n = vn_dataset_size(ld->ds);
     ld->B = c->batch_size;
     ld->S = c->input_size;
     ld->C = c->channels;
     int found = vn_dataset_num_classes(ld->ds);
     ld->K = c->num_classes > 0 ? c->num_classes : found;
-    if (ld->K < found) {
-        rc = vn_error_set(err, VN_ERR_INVALID,
-                          "data loader: %s has %d classes but num_classes is %d", c->root, found,
-                          c->num_classes);
-        goto fail_early;
-    }
+    if (ld->K < found)
+        return vn_error_set(err, VN_ERR_INVALID,
+                            "data loader: %s has %d classes but num_classes is %d", c->root,
+                            found, c->num_classes);
     ld->mixcfg = (vn_mix_config){c->mixup_alpha, c->cutmix_alpha, c->mixup_switch_prob,
                                  c->mixup_prob, c->label_smoothing, ld->K};
     ld->mixing = vn_mix_active(&ld->mixcfg);
-    if (ld->mixing && (ld->B % 2 != 0 || !c->drop_last)) {
-        rc = vn_error_set(err, VN_ERR_INVALID,
-                          "data loader: mixup/cutmix pairs sample i with sample B-1-i, so it "
-                          "needs an even batch_size (got %d) and drop_last",
-                          ld->B);
-        goto fail_early;
-    }
+    if (ld->mixing && (ld->B % 2 != 0 || !c->drop_last))
+        return vn_error_set(err, VN_ERR_INVALID,
+                            "data loader: mixup/cutmix pairs sample i with sample B-1-i, so it "
+                            "needs an even batch_size (got %d) and drop_last",
+                            ld->B);
     if (ld->mixing && (c->mixup_alpha < 0 || c->cutmix_alpha < 0 || !(c->label_smoothing >= 0) ||
                        c->label_smoothing >= 1 || !(c->mixup_prob >= 0 && c->mixup_prob <= 1) ||
-                       !(c->mixup_switch_prob >= 0 && c->mixup_switch_prob <= 1))) {
-        rc = vn_error_set(err, VN_ERR_INVALID,
-                          "data loader: mixup settings out of range (alphas >= 0, probabilities "
-                          "in [0, 1], label_smoothing in [0, 1))");
-        goto fail_early;
-    }
+                       !(c->mixup_switch_prob >= 0 && c->mixup_switch_prob <= 1)))
+        return vn_error_set(err, VN_ERR_INVALID,
+                            "data loader: mixup settings out of range (alphas >= 0, probabilities "
+                            "in [0, 1], label_smoothing in [0, 1))");
+    return VN_OK;
+}
+
+/* The per-sample bookkeeping and the prefetch slots; false when out of memory. */
+static bool loader_alloc_buffers(vn_loader *ld)
+{
     ld->slots = calloc((size_t)ld->depth, sizeof *ld->slots);
     ld->known_bad = calloc((size_t)ld->n, sizeof *ld->known_bad);
     ld->reason = calloc((size_t)ld->n, sizeof *ld->reason);
     ld->reported = calloc((size_t)ld->n, 1);
     ld->perm = malloc((size_t)ld->n * sizeof *ld->perm);
-    if (!ld->slots || !ld->known_bad || !ld->reason || !ld->reported || !ld->perm) goto nomem;
+    if (!ld->slots || !ld->known_bad || !ld->reason || !ld->reported || !ld->perm) return false;
     for (int i = 0; i < ld->depth; i++) {
         slot *s = &ld->slots[i];
         s->state = SLOT_FREE;
@@ -449,12 +448,14 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
         s->bad = calloc((size_t)ld->B, sizeof *s->bad);
         if (ld->mixing) s->soft = calloc((size_t)ld->B * ld->K, sizeof *s->soft);
         if (!s->images || !s->labels || !s->indices || !s->bad || (ld->mixing && !s->soft))
-            goto nomem;
+            return false;
     }
-    /* Decoders are made here so that a failure is reported by open, not lost in a thread. */
-    rc = worker_ctx_init(&ld->ctx[MAX_WORKERS], err);
-    for (int t = 0; !rc && t < c->workers; t++) rc = worker_ctx_init(&ld->ctx[t], err);
-    if (rc) goto fail_early;
+    return true;
+}
+
+/* Initialises the locks and starts the workers; on failure the loader is closed. */
+static int loader_start_threads(vn_loader *ld, int workers, vn_error *err)
+{
     pthread_mutex_init(&ld->mu, NULL);
     pthread_mutex_init(&ld->bad_mu, NULL);
     pthread_cond_init(&ld->cv_work, NULL);
@@ -463,7 +464,7 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
     ld->fail_code = VN_ERR_STATE;
     snprintf(ld->fail_msg, sizeof ld->fail_msg,
              "data loader: call vn_loader_start_epoch before vn_loader_next");
-    for (int t = 0; t < c->workers; t++) {
+    for (int t = 0; t < workers; t++) {
         ld->args[t] = (worker_arg){ld, &ld->ctx[t]};
         if (pthread_create(&ld->threads[t], NULL, worker_main, &ld->args[t]) != 0) {
             vn_loader_close(ld);
@@ -471,12 +472,42 @@ int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
         }
         ld->n_threads++;
     }
+    return VN_OK;
+}
+
+int vn_loader_open(const vn_loader_config *cfg, vn_loader **out, vn_error *err)
+{
+    *out = NULL;
+    const vn_loader_config *c = cfg;
+    int rc = loader_check_config(c, err);
+    if (rc) return rc;
+    vn_loader *ld = calloc(1, sizeof *ld);
+    if (!ld) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    ld->cfg = *c;
+    ld->depth = c->prefetch;
+    if (!(ld->root = strdup(c->root))) {
+        free(ld);
+        return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    }
+    ld->cfg.root = ld->root;
+    ld->cfg.class_names = NULL; /* not kept: the dataset holds its own copy */
+    rc = loader_init_transforms(ld, c, err);
+    if (!rc) rc = loader_scan(ld, c, err);
+    if (rc) goto fail_early;
+    if (!loader_alloc_buffers(ld)) {
+        rc = vn_error_set(err, VN_ERR_NOMEM,
+                          "data loader: out of memory for %d batches of %d x %dx%dx%d", ld->depth,
+                          ld->B, ld->S, ld->S, ld->C);
+        goto fail_early;
+    }
+    /* Decoders are made here so that a failure is reported by open, not lost in a thread. */
+    rc = worker_ctx_init(&ld->ctx[MAX_WORKERS], err);
+    for (int t = 0; !rc && t < c->workers; t++) rc = worker_ctx_init(&ld->ctx[t], err);
+    if (rc) goto fail_early;
+    rc = loader_start_threads(ld, c->workers, err);
+    if (rc) return rc;
     *out = ld;
     return VN_OK;
-nomem:
-    rc = vn_error_set(err, VN_ERR_NOMEM,
-                      "data loader: out of memory for %d batches of %d x %dx%dx%d", ld->depth,
-                      ld->B, ld->S, ld->S, ld->C);
 fail_early:
     loader_free(ld);
     return rc;

@@ -407,6 +407,64 @@ static char *arena_put(char **cursor, const char *s)
     return d;
 }
 
+/* One arena for every string handed out (names, metadata keys and values) and the entry and
+ * metadata arrays, sized from the header. */
+static int alloc_header(vn_st_file *f, json_t *root, const json_t *meta, size_t n,
+                        st_pending **pend, vn_error *err)
+{
+    size_t str_bytes = 1;
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) str_bytes += strlen(key) + 1;
+    if (meta && json_is_object(meta)) {
+        json_object_foreach((json_t *)meta, key, v)
+            if (json_is_string(v)) str_bytes += strlen(key) + strlen(json_string_value(v)) + 2;
+    }
+    size_t n_meta = meta && json_is_object(meta) ? json_object_size(meta) : 0;
+    f->strings = malloc(str_bytes);
+    *pend = calloc(n ? n : 1, sizeof **pend);
+    f->entries = calloc(n ? n : 1, sizeof *f->entries);
+    f->by_name = calloc(n ? n : 1, sizeof *f->by_name);
+    f->meta_keys = calloc(n_meta ? n_meta : 1, sizeof *f->meta_keys);
+    f->meta_vals = calloc(n_meta ? n_meta : 1, sizeof *f->meta_vals);
+    if (!f->strings || !*pend || !f->entries || !f->by_name || !f->meta_keys || !f->meta_vals)
+        return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory for the header", f->label);
+    return VN_OK;
+}
+
+/* Entries in header order, so the first problem reported is the first in the file; then the
+ * metadata strings. */
+static int read_header_entries(vn_st_file *f, json_t *root, const json_t *meta,
+                               st_pending *pend, bool summed, vn_error *err)
+{
+    const char *L = f->label;
+    char *cursor = f->strings;
+    const char *key;
+    json_t *v;
+    int rc;
+    int k = 0;
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, ST_META_KEY) == 0) {
+            if ((rc = check_metadata(L, v, summed, err))) return rc;
+            continue;
+        }
+        pend[k].order = k;
+        pend[k].e.name = arena_put(&cursor, key);
+        if ((rc = parse_entry(L, key, v, &pend[k], err))) return rc;
+        k++;
+    }
+    if (meta) {
+        const char *mk;
+        json_t *mv;
+        json_object_foreach((json_t *)meta, mk, mv) {
+            f->meta_keys[f->n_meta] = arena_put(&cursor, mk);
+            f->meta_vals[f->n_meta] = arena_put(&cursor, json_string_value(mv));
+            f->n_meta++;
+        }
+    }
+    return VN_OK;
+}
+
 /* Validates the file at `file` (len bytes, length field already checked) and fills f. */
 static int parse_file(vn_st_file *f, const unsigned char *file, size_t len, uint64_t hlen,
                       bool summed, vn_error *err)
@@ -434,50 +492,8 @@ static int parse_file(vn_st_file *f, const unsigned char *file, size_t len, uint
         rc = fmt_error(err, "%s: header has too many entries", L);
         goto done;
     }
-
-    /* One arena for every string handed out: names, metadata keys and values. */
-    size_t str_bytes = 1;
-    const char *key;
-    json_t *v;
-    json_object_foreach(root, key, v) str_bytes += strlen(key) + 1;
-    if (meta && json_is_object(meta)) {
-        json_object_foreach((json_t *)meta, key, v)
-            if (json_is_string(v)) str_bytes += strlen(key) + strlen(json_string_value(v)) + 2;
-    }
-    size_t n_meta = meta && json_is_object(meta) ? json_object_size(meta) : 0;
-    f->strings = malloc(str_bytes);
-    pend = calloc(n ? n : 1, sizeof *pend);
-    f->entries = calloc(n ? n : 1, sizeof *f->entries);
-    f->by_name = calloc(n ? n : 1, sizeof *f->by_name);
-    f->meta_keys = calloc(n_meta ? n_meta : 1, sizeof *f->meta_keys);
-    f->meta_vals = calloc(n_meta ? n_meta : 1, sizeof *f->meta_vals);
-    if (!f->strings || !pend || !f->entries || !f->by_name || !f->meta_keys || !f->meta_vals) {
-        rc = vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory for the header", L);
-        goto done;
-    }
-    char *cursor = f->strings;
-
-    /* Entries in header order, so the first problem reported is the first in the file. */
-    int k = 0;
-    json_object_foreach(root, key, v) {
-        if (strcmp(key, ST_META_KEY) == 0) {
-            if ((rc = check_metadata(L, v, summed, err))) goto done;
-            continue;
-        }
-        pend[k].order = k;
-        pend[k].e.name = arena_put(&cursor, key);
-        if ((rc = parse_entry(L, key, v, &pend[k], err))) goto done;
-        k++;
-    }
-    if (meta) {
-        const char *mk;
-        json_t *mv;
-        json_object_foreach((json_t *)meta, mk, mv) {
-            f->meta_keys[f->n_meta] = arena_put(&cursor, mk);
-            f->meta_vals[f->n_meta] = arena_put(&cursor, json_string_value(mv));
-            f->n_meta++;
-        }
-    }
+    if ((rc = alloc_header(f, root, meta, n, &pend, err))) goto done;
+    if ((rc = read_header_entries(f, root, meta, pend, summed, err))) goto done;
 
     qsort(pend, n, sizeof *pend, cmp_pending);
     if ((rc = check_tiling(L, pend, (int)n, data_len, err))) goto done;

@@ -143,18 +143,26 @@ int64_t vn_ema_blend_i64(int64_t ema, int64_t value, double decay)
     return (int64_t)blended;
 }
 
-static void blend_f32(float *restrict e, const float *restrict x, int64_t n, float d, float c)
+typedef struct blend_args {
+    float *e;
+    const float *x;
+    float d, c;
+} blend_args;
+
+static void blend_range(void *arg, int64_t lo, int64_t hi)
 {
-    int nchunks;
-    int64_t chunk;
-    vn__chunking(n, &nchunks, &chunk);
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (int k = 0; k < nchunks; k++) {
-        int64_t lo = (int64_t)k * chunk;
-        int64_t hi = n - lo < chunk ? n : lo + chunk;
-        /* timm: ema_v * decay + (1. - decay) * model_v, three float32 roundings. */
-        for (int64_t i = lo; i < hi; i++) e[i] = e[i] * d + c * x[i];
-    }
+    const blend_args *a = arg;
+    float *restrict e = a->e;
+    const float *restrict x = a->x;
+    const float d = a->d, c = a->c;
+    /* timm: ema_v * decay + (1. - decay) * model_v, three float32 roundings. */
+    for (int64_t i = lo; i < hi; i++) e[i] = e[i] * d + c * x[i];
+}
+
+static void blend_f32(float *e, const float *x, int64_t n, float d, float c)
+{
+    blend_args a = {e, x, d, c};
+    vn__for_chunks(n, blend_range, &a);
 }
 
 void vn_ema_update(vn_ema *ema)

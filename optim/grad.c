@@ -58,17 +58,36 @@ double vn_grad_norm(vn_tensor *const *params, int n)
     return sqrt(s);
 }
 
-static void scale_f32(float *x, int64_t n, float s)
+void vn__for_chunks(int64_t n, vn__range_fn fn, void *arg)
 {
     int nchunks;
     int64_t chunk;
     vn__chunking(n, &nchunks, &chunk);
 #pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (int c = 0; c < nchunks; c++) {
-        int64_t lo = (int64_t)c * chunk;
-        int64_t hi = n - lo < chunk ? n : lo + chunk;
-        for (int64_t i = lo; i < hi; i++) x[i] *= s;
+    for (int k = 0; k < nchunks; k++) {
+        int64_t lo, hi;
+        vn_chunk_range(k, n, chunk, &lo, &hi);
+        fn(arg, lo, hi);
     }
+}
+
+typedef struct scale_args {
+    float *x;
+    float s;
+} scale_args;
+
+static void scale_range(void *arg, int64_t lo, int64_t hi)
+{
+    const scale_args *a = arg;
+    float *x = a->x;
+    const float s = a->s;
+    for (int64_t i = lo; i < hi; i++) x[i] *= s;
+}
+
+static void scale_f32(float *x, int64_t n, float s)
+{
+    scale_args a = {x, s};
+    vn__for_chunks(n, scale_range, &a);
 }
 
 double vn_clip_grad_norm(vn_tensor *const *params, int n, double max_norm)

@@ -205,6 +205,67 @@ static int build_state_names(vn_optim *opt, int nbuf)
     return VN_OK;
 }
 
+/* Checks parameter i against the ones before it and records it with its decay and lr scale. */
+static int optim_add_param(vn_optim *opt, const vn_optim_config *cfg, int i, vn_tensor *t,
+                           const char *name, vn_error *err)
+{
+    if (!t || !t->data)
+        return vn_error_set(err, VN_ERR_INVALID, "optimizer: parameter %d ('%s') is missing", i,
+                            name ? name : "?");
+    if (!name || !*name)
+        return vn_error_set(err, VN_ERR_INVALID,
+                            "optimizer: parameter %d has no name (names key the state)", i);
+    for (int j = 0; j < i; j++) {
+        if (strcmp(opt->p[j].name, name) == 0)
+            return vn_error_set(err, VN_ERR_INVALID,
+                                "optimizer: parameter name '%s' appears twice", name);
+        if (opt->p[j].t == t)
+            return vn_error_set(err, VN_ERR_INVALID, "optimizer: '%s' and '%s' are the same tensor",
+                                opt->p[j].name, name);
+    }
+    vn__optim_param *p = &opt->p[i];
+    p->t = t;
+    p->name = vn__concat(name, NULL, NULL);
+    if (!p->name) return vn_error_set(err, VN_ERR_NOMEM, "optimizer: out of memory");
+    p->decay = !(cfg->filter_no_decay && vn_param_is_no_decay(name, t));
+    p->layer_id = -1;
+    p->lr_scale = 1.0;
+    if (cfg->layer_decay != 1.0) {
+        int rc = vn_layer_id_vanillanet(name, cfg->layer_decay_num_layers, &p->layer_id, err);
+        if (rc) return rc;
+        p->lr_scale =
+            vn_layer_decay_scale(cfg->layer_decay, cfg->layer_decay_num_layers, p->layer_id);
+    }
+    return VN_OK;
+}
+
+/* One aligned block for all moment buffers, laid out parameter by parameter like the
+ * parameters themselves. */
+static int optim_alloc_moments(vn_optim *opt, int nbuf, size_t total_floats, vn_error *err)
+{
+    if (nbuf <= 0 || total_floats == 0) return VN_OK;
+    size_t bytes = total_floats * (size_t)nbuf * sizeof(float);
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, bytes) != 0) mem = NULL;
+    if (!mem)
+        return vn_error_set(err, VN_ERR_NOMEM,
+                            "optimizer: cannot allocate %zu bytes of moment buffers", bytes);
+    memset(mem, 0, bytes);
+    opt->moments = mem;
+    opt->n_moment_floats = total_floats * (size_t)nbuf;
+    float *cur = opt->moments;
+    /* Buffers laid out parameter by parameter, like the parameters themselves. */
+    for (int i = 0; i < opt->n; i++) {
+        opt->p[i].buf0 = cur;
+        cur += round_floats(opt->p[i].t->numel);
+        if (nbuf > 1) {
+            opt->p[i].buf1 = cur;
+            cur += round_floats(opt->p[i].t->numel);
+        }
+    }
+    return VN_OK;
+}
+
 int vn_optim_create(vn_optim **out, const vn_optim_config *cfg, int n_params,
                     vn_tensor *const *params, const char *const *names, vn_error *err)
 {
@@ -227,80 +288,23 @@ int vn_optim_create(vn_optim **out, const vn_optim_config *cfg, int n_params,
         return vn_error_set(err, VN_ERR_NOMEM, "optimizer: out of memory");
     }
 
-    bool layer_decay = cfg->layer_decay != 1.0;
     size_t total_floats = 0;
     for (int i = 0; i < n_params; i++) {
         vn_tensor *t = params[i];
         const char *name = names ? names[i] : (t ? t->name : NULL);
-        if (!t || !t->data) {
+        rc = optim_add_param(opt, cfg, i, t, name, err);
+        if (rc) {
             vn_optim_destroy(opt);
-            return vn_error_set(err, VN_ERR_INVALID, "optimizer: parameter %d ('%s') is missing",
-                                i, name ? name : "?");
-        }
-        if (!name || !*name) {
-            vn_optim_destroy(opt);
-            return vn_error_set(err, VN_ERR_INVALID,
-                                "optimizer: parameter %d has no name (names key the state)", i);
-        }
-        for (int j = 0; j < i; j++) {
-            if (strcmp(opt->p[j].name, name) == 0) {
-                vn_optim_destroy(opt);
-                return vn_error_set(err, VN_ERR_INVALID,
-                                    "optimizer: parameter name '%s' appears twice", name);
-            }
-            if (opt->p[j].t == t) {
-                rc = vn_error_set(err, VN_ERR_INVALID,
-                                  "optimizer: '%s' and '%s' are the same tensor",
-                                  opt->p[j].name, name);
-                vn_optim_destroy(opt);
-                return rc;
-            }
-        }
-        vn__optim_param *p = &opt->p[i];
-        p->t = t;
-        p->name = vn__concat(name, NULL, NULL);
-        if (!p->name) {
-            vn_optim_destroy(opt);
-            return vn_error_set(err, VN_ERR_NOMEM, "optimizer: out of memory");
-        }
-        p->decay = !(cfg->filter_no_decay && vn_param_is_no_decay(name, t));
-        p->layer_id = -1;
-        p->lr_scale = 1.0;
-        if (layer_decay) {
-            rc = vn_layer_id_vanillanet(name, cfg->layer_decay_num_layers, &p->layer_id, err);
-            if (rc) {
-                vn_optim_destroy(opt);
-                return rc;
-            }
-            p->lr_scale = vn_layer_decay_scale(cfg->layer_decay, cfg->layer_decay_num_layers,
-                                               p->layer_id);
+            return rc;
         }
         total_floats += round_floats(t->numel);
     }
 
     int nbuf = vn__optim_nbuf(cfg);
-    if (nbuf > 0 && total_floats > 0) {
-        size_t bytes = total_floats * (size_t)nbuf * sizeof(float);
-        void *mem = NULL;
-        if (posix_memalign(&mem, 64, bytes) != 0) mem = NULL;
-        if (!mem) {
-            vn_optim_destroy(opt);
-            return vn_error_set(err, VN_ERR_NOMEM,
-                                "optimizer: cannot allocate %zu bytes of moment buffers", bytes);
-        }
-        memset(mem, 0, bytes);
-        opt->moments = mem;
-        opt->n_moment_floats = total_floats * (size_t)nbuf;
-        float *cur = opt->moments;
-        /* Buffers laid out parameter by parameter, like the parameters themselves. */
-        for (int i = 0; i < n_params; i++) {
-            opt->p[i].buf0 = cur;
-            cur += round_floats(opt->p[i].t->numel);
-            if (nbuf > 1) {
-                opt->p[i].buf1 = cur;
-                cur += round_floats(opt->p[i].t->numel);
-            }
-        }
+    rc = optim_alloc_moments(opt, nbuf, total_floats, err);
+    if (rc) {
+        vn_optim_destroy(opt);
+        return rc;
     }
     if (build_state_names(opt, nbuf) != VN_OK) {
         vn_optim_destroy(opt);

@@ -19,6 +19,12 @@ static inline void vn__chunking(int64_t n, int *nchunks, int64_t *chunk)
     *nchunks = vn_chunk_split(n, VN__CHUNK_MIN, VN__MAX_CHUNKS, chunk);
 }
 
+/* Runs fn(arg, lo, hi) over the chunks of n elements, in parallel when there is more than
+ * one. For elementwise updates: each element is written by one call, so the thread count
+ * cannot change a byte. */
+typedef void (*vn__range_fn)(void *arg, int64_t lo, int64_t hi);
+void vn__for_chunks(int64_t n, vn__range_fn fn, void *arg);
+
 /* Sum of squares of x[0..n) in double, sequential within the call (one chunk). */
 double vn__sumsq_seq(const float *x, int64_t n);
 

@@ -43,6 +43,18 @@ static void sgd_range(float *restrict p, const float *restrict g, float *restric
     }
 }
 
+typedef struct sgd_chunk_args {
+    vn__optim_param *prm;
+    const sgd_args *a;
+} sgd_chunk_args;
+
+static void sgd_chunk(void *arg, int64_t lo, int64_t hi)
+{
+    const sgd_chunk_args *ca = arg;
+    vn__optim_param *prm = ca->prm;
+    sgd_range(prm->t->data, prm->t->grad, prm->buf0, ca->a, lo, hi);
+}
+
 static void sgd_param(vn_optim *opt, vn__optim_param *prm)
 {
     const vn_optim_config *c = &opt->cfg;
@@ -53,16 +65,8 @@ static void sgd_param(vn_optim *opt, vn__optim_param *prm)
         .neg_lr = (float)(-lr), .has_wd = wd != 0.0, .has_momentum = c->momentum != 0.0,
         .nesterov = c->nesterov, .first = opt->step == 1,
     };
-    int64_t n = prm->t->numel;
-    int nchunks;
-    int64_t chunk;
-    vn__chunking(n, &nchunks, &chunk);
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (int k = 0; k < nchunks; k++) {
-        int64_t lo, hi;
-        chunk_bounds(k, chunk, n, &lo, &hi);
-        sgd_range(prm->t->data, prm->t->grad, prm->buf0, &a, lo, hi);
-    }
+    sgd_chunk_args ca = {prm, &a};
+    vn__for_chunks(prm->t->numel, sgd_chunk, &ca);
 }
 
 /* -------------------------------------------------------------------------------- AdamW */
@@ -87,6 +91,18 @@ static void adamw_range(float *restrict p, const float *restrict g, float *restr
     }
 }
 
+typedef struct adamw_chunk_args {
+    vn__optim_param *prm;
+    const adamw_args *a;
+} adamw_chunk_args;
+
+static void adamw_chunk(void *arg, int64_t lo, int64_t hi)
+{
+    const adamw_chunk_args *ca = arg;
+    vn__optim_param *prm = ca->prm;
+    adamw_range(prm->t->data, prm->t->grad, prm->buf0, prm->buf1, ca->a, lo, hi);
+}
+
 static void adamw_param(vn_optim *opt, vn__optim_param *prm)
 {
     const vn_optim_config *c = &opt->cfg;
@@ -100,16 +116,8 @@ static void adamw_param(vn_optim *opt, vn__optim_param *prm)
         .c1 = (float)(1.0 - c->beta1), .beta2 = (float)c->beta2, .c2 = (float)(1.0 - c->beta2),
         .bc2_sqrt = (float)sqrt(bc2), .eps = (float)c->eps, .neg_step = (float)(-(lr / bc1)),
     };
-    int64_t n = prm->t->numel;
-    int nchunks;
-    int64_t chunk;
-    vn__chunking(n, &nchunks, &chunk);
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (int k = 0; k < nchunks; k++) {
-        int64_t lo, hi;
-        chunk_bounds(k, chunk, n, &lo, &hi);
-        adamw_range(prm->t->data, prm->t->grad, prm->buf0, prm->buf1, &a, lo, hi);
-    }
+    adamw_chunk_args ca = {prm, &a};
+    vn__for_chunks(prm->t->numel, adamw_chunk, &ca);
 }
 
 /* --------------------------------------------------------------------------------- LAMB */
