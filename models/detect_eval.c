@@ -2,6 +2,7 @@
  * Ties that Ultralytics leaves to an unstable sort (equal scores or confidences) are broken
  * by the earlier candidate here. */
 #include "models/vn_detect_eval.h"
+#include "models/yolo_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,17 +26,7 @@ void vn_yolo_decode(vn_tensor *const *preds, int nc, int reg_max, int64_t img, f
         for (int64_t k = 0; k < h * w; k++, a++) {
             const float *z = preds[l]->data + (img * h * w + k) * ch;
             double d[4];
-            for (int side = 0; side < 4; side++) {
-                const float *zs = z + side * r;
-                double m = zs[0], sum = 0, e = 0;
-                for (int i = 1; i < r; i++) m = zs[i] > m ? zs[i] : m;
-                for (int i = 0; i < r; i++) {
-                    double p = exp(zs[i] - m);
-                    sum += p;
-                    e += p * i;
-                }
-                d[side] = e / sum;
-            }
+            for (int side = 0; side < 4; side++) d[side] = vn__dfl_expect(z + side * r, r);
             double ax = (double)(k % w) + 0.5, ay = (double)(k / w) + 0.5;
             float *b = boxes + a * 4;
             b[0] = (float)((ax - d[0]) * s);

@@ -3,10 +3,23 @@
  * Everything here is plain arithmetic on data (no tape); it runs in double so that the
  * top-k choices do not hinge on float rounding. */
 #include "models/vn_yolo.h"
+#include "models/yolo_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+double vn__dfl_expect(const float *z, int r)
+{
+    double m = z[0], sum = 0, e = 0;
+    for (int i = 1; i < r; i++) m = z[i] > m ? z[i] : m;
+    for (int i = 0; i < r; i++) {
+        double p = exp(z[i] - m);
+        sum += p;
+        e += p * i;
+    }
+    return e / sum;
+}
 
 #define TAL_EPS 1e-9
 #define CIOU_EPS 1e-7
@@ -56,17 +69,7 @@ static void decode_image(vn_tensor *const *preds, const vn_yolo_assignment *as, 
         for (int64_t k = 0; k < hw; k++, a++) {
             const float *z = preds[l]->data + (img * hw + k) * ch;
             double d[4];
-            for (int s = 0; s < 4; s++) {
-                const float *zs = z + s * r;
-                double m = zs[0], sum = 0, e = 0;
-                for (int i = 1; i < r; i++) m = zs[i] > m ? zs[i] : m;
-                for (int i = 0; i < r; i++) {
-                    double p = exp(zs[i] - m);
-                    sum += p;
-                    e += p * i;
-                }
-                d[s] = e / sum;
-            }
+            for (int s = 0; s < 4; s++) d[s] = vn__dfl_expect(z + s * r, r);
             double st = as->stride[a], ax = as->anchor[2 * a], ay = as->anchor[2 * a + 1];
             double *b = boxes + a * 4;
             b[0] = (ax - d[0]) * st;
