@@ -39,9 +39,8 @@ void vn__silu_backward_cpu(vn_ctx *ctx, vn_node *node)
     const float *xd = vn__data(ctx, x);
     if (!xd) return;
     const float *dy = node->out->grad; /* read before the buffer is handed to x */
-    bool fresh = true;
-    float *dx = vn__grad_steal(node, x);
-    if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
+    bool fresh;
+    float *dx = vn__grad_over_out(ctx, node, x, &fresh);
     if (!dx) return;
     silu_grad_kernel(dx, dy, xd, x->numel, fresh);
 }
@@ -97,9 +96,8 @@ void vn__sigmoid_backward_cpu(vn_ctx *ctx, vn_node *node)
     const float *yd = vn__data(ctx, node->out);
     if (!yd) return;
     const float *dy = node->out->grad; /* read before the buffer is handed to x */
-    bool fresh = true;
-    float *dx = vn__grad_steal(node, x);
-    if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
+    bool fresh;
+    float *dx = vn__grad_over_out(ctx, node, x, &fresh);
     if (!dx) return;
     sigmoid_grad_kernel(dx, dy, yd, x->numel, fresh);
 }

@@ -176,9 +176,8 @@ void vn__softmax_backward_cpu(vn_ctx *ctx, vn_node *node)
     const float *yd = vn__data(ctx, node->out);
     if (!yd) return;
     const float *dy = node->out->grad; /* read before the buffer is handed to x */
-    bool fresh = true;
-    float *dx = vn__grad_steal(node, x);
-    if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
+    bool fresh;
+    float *dx = vn__grad_over_out(ctx, node, x, &fresh);
     if (!dx) return;
     softmax_grad_kernel(dx, dy, yd, st->rows, st->c, fresh);
 }

@@ -36,9 +36,8 @@ void vn__leaky_relu_backward_cpu(vn_ctx *ctx, vn_node *node)
     const float *sign = vn__data(ctx, st->slope >= 0.0f ? node->out : x);
     if (!sign) return;
     const float *dy = node->out->grad;
-    bool fresh = true;
-    float *dx = vn__grad_steal(node, x);
-    if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
+    bool fresh;
+    float *dx = vn__grad_over_out(ctx, node, x, &fresh);
     if (!dx) return;
     leaky_relu_backward(dx, dy, sign, x->numel, st->slope, fresh);
 }

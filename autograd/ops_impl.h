@@ -90,9 +90,9 @@ float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh);
 
 /* For element-wise backward kernels: when t has no gradient yet and is the same size as the
  * node's output, hands the output's gradient buffer (freed after this backward anyway) to t
- * and returns it: the kernel then computes dx in place over dy (reading dy[i] before writing
- * dx[i]). Returns NULL when that is not possible; use vn__grad_uninit then. */
-float *vn__grad_steal(vn_node *node, vn_tensor *t);
+ * and sets *fresh: the kernel then computes dx in place over dy (reading dy[i] before writing
+ * dx[i]). Otherwise as vn__grad_uninit. */
+float *vn__grad_over_out(vn_ctx *ctx, vn_node *node, vn_tensor *t, bool *fresh);
 
 /* Checks shared by every op: returns false (and sets the error) on NULL input or a sticky
  * error already present. */

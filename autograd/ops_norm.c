@@ -179,9 +179,8 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
                 cd[c] = 0.0f;
             }
         }
-        bool fresh = true;
-        float *dx = vn__grad_steal(node, x); /* in place over g: read before written */
-        if (!dx) dx = vn__grad_uninit(ctx, x, &fresh);
+        bool fresh;
+        float *dx = vn__grad_over_out(ctx, node, x, &fresh); /* in place over g: read before written */
         if (!dx) goto done;
 #pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
         for (int64_t r = 0; r < R; r++) {

@@ -231,14 +231,15 @@ float *vn__grad(vn_ctx *ctx, vn_tensor *t)
     return grad_alloc(ctx, t, true, &fresh);
 }
 
-float *vn__grad_steal(vn_node *node, vn_tensor *t)
+float *vn__grad_over_out(vn_ctx *ctx, vn_node *node, vn_tensor *t, bool *fresh)
 {
     vn_tensor *o = node->out;
     if (t->grad || !o->grad || t == o || t->numel != o->numel ||
         !(t->flags & VN_TENSOR_STEP) || !(o->flags & VN_TENSOR_STEP))
-        return NULL;
+        return vn__grad_uninit(ctx, t, fresh);
     t->grad = o->grad;
     o->grad = NULL;
+    *fresh = true;
     return t->grad;
 }
 

@@ -34,10 +34,7 @@ static int reduce_parts(int64_t rows)
  * else a fresh or existing one; *assign tells whether to write rather than add. */
 static float *ew_grad(vn_ctx *ctx, vn_node *node, vn_tensor *x, bool *assign)
 {
-    float *dx = vn__grad_steal(node, x);
-    *assign = true;
-    if (!dx) dx = vn__grad_uninit(ctx, x, assign);
-    return dx;
+    return vn__grad_over_out(ctx, node, x, assign);
 }
 
 /* ---- leaky_relu / relu ----------------------------------------------------------------- */
