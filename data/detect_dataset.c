@@ -426,5 +426,5 @@ const char *vn_det_dataset_skipped(const vn_det_dataset *ds, int64_t k) { return
 const vn_det_box *vn_det_dataset_boxes(const vn_det_dataset *ds, int64_t i, int *n)
 {
     *n = ds->count[i];
-    return ds->boxes + ds->start[i];
+    return *n ? ds->boxes + ds->start[i] : NULL; /* no boxes in the whole set: boxes is NULL */
 }

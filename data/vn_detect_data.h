@@ -48,7 +48,7 @@ int vn_det_dataset_scan(const char *images_dir, int nc, double max_bad_fraction,
 void vn_det_dataset_free(vn_det_dataset *ds);
 int64_t vn_det_dataset_size(const vn_det_dataset *ds);
 const char *vn_det_dataset_image(const vn_det_dataset *ds, int64_t i);
-/* Boxes of image i (*n of them). */
+/* Boxes of image i (*n of them; NULL when *n is 0). */
 const vn_det_box *vn_det_dataset_boxes(const vn_det_dataset *ds, int64_t i, int *n);
 int64_t vn_det_dataset_skipped_count(const vn_det_dataset *ds);
 /* "file:line: problem" of skipped image k. */

@@ -130,6 +130,32 @@ START_TEST(test_bad_lines)
 }
 END_TEST
 
+/* Regression (found by tests/fuzz/fuzz_yolo.c): a set in which no image has a box asked for
+ * the boxes of an image at an offset into a NULL array (UBSan: zero offset to null pointer). */
+START_TEST(test_no_boxes_anywhere)
+{
+    char root[256], p[512];
+    vn_test_mkdtemp(root, sizeof root, "detnone");
+    make_dataset(root);
+    snprintf(p, sizeof p, "%s/labels/train/a.txt", root);
+    write_text(p, "\n  \n");
+    snprintf(p, sizeof p, "%s/labels/train/sub/c.txt", root);
+    ck_assert_int_eq(remove(p), 0);
+    snprintf(p, sizeof p, "%s/images/train", root);
+    vn_det_dataset *ds;
+    vn_error err = {0};
+    ck_assert_msg(vn_det_dataset_scan(p, 3, 0.0, &ds, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(vn_det_dataset_size(ds), 3);
+    for (int64_t i = 0; i < 3; i++) {
+        int n = -1;
+        ck_assert_ptr_null(vn_det_dataset_boxes(ds, i, &n));
+        ck_assert_int_eq(n, 0);
+    }
+    vn_det_dataset_free(ds);
+    vn_test_rmtree(root);
+}
+END_TEST
+
 START_TEST(test_yaml_errors)
 {
     char root[256], p[512];
@@ -341,6 +367,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("data");
     tcase_add_test(tc, test_yaml_scan_and_labels);
     tcase_add_test(tc, test_bad_lines);
+    tcase_add_test(tc, test_no_boxes_anywhere);
     tcase_add_test(tc, test_yaml_errors);
     tcase_add_test(tc, test_letterbox_and_augment);
     tcase_add_test(tc, test_fashion_mnist_detect_import);
