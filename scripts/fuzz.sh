@@ -5,7 +5,10 @@
 #   targets: safetensors config png jpeg idx pth yolo (default all)
 # --cpu: SECONDS is CPU time, not wall time: each target runs in segments (new inputs kept in
 # its corpus between them) until its fuzzer processes have used SECONDS of CPU, however busy
-# the machine is (the README's long runs: scripts/fuzz.sh --cpu 1800).
+# the machine is (the README's long runs: scripts/fuzz.sh --cpu 1800). Every run adds its CPU
+# seconds and executions to build-fuzz/ledger/<target> (with the corpus, the campaign so far);
+# with --cpu, the CPU already in the ledger counts, so an interrupted long run resumes where
+# it stopped. FUZZ_LEDGER_RESET=1 starts the ledgers again.
 # New inputs go into build-fuzz/corpus/<target> (kept between runs, not committed); crashes
 # into build-fuzz/crashes/<target>/. Prints one line per target (executions, coverage, CPU
 # seconds of the fuzzer process, crashes) and exits non-zero when any target crashed.
@@ -47,26 +50,38 @@ run_one() { # target
   local t=$1 work="$dir/corpus/$t" crashes="$dir/crashes/$t" log="$dir/fuzz-$t.log"
   mkdir -p "$work" "$crashes"
   : >"$log.all"
-  local rc=0 cpu=0 execs=0 seg segs=0
+  local ledger="$dir/ledger/$t" rc=0 cpu=0 execs=0 seg segs=0 cpu0=0 execs0=0
+  mkdir -p "$dir/ledger"
+  [[ "${FUZZ_LEDGER_RESET:-0}" == 1 ]] && rm -f "$ledger"
+  [[ -f "$ledger" ]] && read -r cpu0 execs0 <"$ledger"
+  if ((cpu_mode)) && awk -v c="$cpu0" -v s="$seconds" 'BEGIN{exit !(c >= s)}'; then
+    printf 'fuzz %-12s ledger already holds %s CPU s (%s execs); nothing to do\n' "$t" "$cpu0" "$execs0"
+    return 0
+  fi
   while :; do
     local left=$seconds
-    ((cpu_mode)) && left=$(awk -v s="$seconds" -v c="$cpu" 'BEGIN{l = s - c; if (l > 600) l = 600; printf "%d", (l < 30 ? 30 : l)}')
+    ((cpu_mode)) && left=$(awk -v s="$seconds" -v c="$cpu0" 'BEGIN{l = s - c; if (l > 600) l = 600; printf "%d", (l < 30 ? 30 : l)}')
     seg=$(fuzz_segment "$t" "$left" "$log")
     cat "$log" >>"$log.all"
     segs=$((segs + 1))
     cpu=$(awk -v c="$cpu" -v s="$seg" 'BEGIN{split(s, a, " "); printf "%.1f", c + a[1] + a[2]}')
-    execs=$((execs + $(awk '/stat::number_of_executed_units:/{print $2}' "$log" | tail -1)))
+    local n
+    n=$(awk '/stat::number_of_executed_units:/{print $2}' "$log" | tail -1)
+    execs=$((execs + ${n:-0}))
+    awk -v a="$cpu0" -v s="$seg" -v e="$execs0" -v n="${n:-0}" \
+      'BEGIN{split(s, x, " "); printf "%.1f %d\n", a + x[1] + x[2], e + n}' >"$ledger"
+    read -r cpu0 execs0 <"$ledger"
     [[ -f "$log.rc" ]] && { rc=$(awk '{print $2}' "$log.rc"); rm -f "$log.rc"; break; }
     ((cpu_mode)) || break
-    awk -v c="$cpu" -v s="$seconds" 'BEGIN{exit !(c >= s)}' && break
+    awk -v c="$cpu0" -v s="$seconds" 'BEGIN{exit !(c >= s)}' && break
   done
   mv "$log.all" "$log"
   local cov ft ncrash
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   ncrash=$(find "$crashes" -type f | wc -l)
-  printf 'fuzz %-12s %10s execs  %7.1f CPU s  cov %5s  ft %6s  corpus %5s  crashes %s  rc %s\n' \
-    "$t" "$execs" "$cpu" "${cov:-?}" "${ft:-?}" \
+  printf 'fuzz %-12s %10s execs  %7.1f CPU s  (ledger %s CPU s, %s execs)  cov %5s  ft %6s  corpus %5s  crashes %s  rc %s\n' \
+    "$t" "$execs" "$cpu" "$cpu0" "$execs0" "${cov:-?}" "${ft:-?}" \
     "$(find "$work" -type f | wc -l)" "$ncrash" "$rc"
   if ((rc != 0 || ncrash != 0)); then
     grep -E 'ERROR|SUMMARY|==[0-9]+==' "$log" | head -20
