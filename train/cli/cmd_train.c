@@ -92,14 +92,32 @@ int vn_cmd_train(int argc, char **argv)
     }
     vn_cli_install_signals();
     setvbuf(stdout, NULL, _IOLBF, 0);
-    vn_train_options opt = {resume, force, &vn_cli_stop, stdout};
     vn_train_result res;
     vn_error err = {0};
-    int rc = vn_train(&cfg, &opt, &res, &err);
+    /* Under mpirun: one rank of a data-parallel job (train/vn_dist.h); else a group of one. */
+    vn_dist *dist = NULL;
+    int rc = vn_dist_create(cfg.train.dist_timeout, &dist, &err);
     if (rc != VN_OK) {
         vn_cli_error("train", "%s", err.msg);
-        return rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
+        return VN_EXIT_ERROR;
     }
+    vn_train_options opt = {resume, force, &vn_cli_stop, stdout, dist};
+    rc = vn_train(&cfg, &opt, &res, &err);
+    if (rc != VN_OK) {
+        int code = rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
+        if (vn_dist_size(dist) > 1) {
+            vn_cli_error("train", "rank %d of %d: %s", vn_dist_rank(dist), vn_dist_size(dist), err.msg);
+            fflush(NULL);
+            vn_dist_abort(dist, code); /* the other ranks may be waiting in a collective */
+        } else {
+            vn_cli_error("train", "%s", err.msg);
+        }
+        vn_dist_destroy(dist);
+        return code;
+    }
+    bool quiet = vn_dist_rank(dist) > 0;
+    vn_dist_destroy(dist);
+    if (quiet) return res.outcome == VN_TRAIN_INTERRUPTED ? VN_EXIT_INTERRUPTED : VN_EXIT_OK;
     printf("\n");
     if (res.outcome == VN_TRAIN_INTERRUPTED) {
         printf("interrupted at epoch %lld, step %lld; checkpoint %s\n"
