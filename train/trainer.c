@@ -754,9 +754,13 @@ static int end_epoch(run *r, vn_train_result *res, vn_error *err)
     vn_metrics_flush(r->metrics, NULL);
     add_elapsed(r);
     if (last) r->st.finished = true;
-    bool save = last || is_best || (cfg->output.save_every > 0 && r->st.epoch % cfg->output.save_every == 0);
+    /* A stop that arrived after the epoch's last step (during evaluation) also checkpoints. */
+    vn_error e2 = {0};
+    bool stop = stop_requested(r, &e2);
+    if (e2.msg[0]) return vn_error_set(err, VN_ERR_IO, "%s", e2.msg);
+    bool save = last || is_best || stop || (cfg->output.save_every > 0 && r->st.epoch % cfg->output.save_every == 0);
     if (save) rc = save_checkpoint(r, is_best, res, err);
-    if (rc == VN_OK && stop_requested(r, err)) res->outcome = VN_TRAIN_INTERRUPTED;
+    if (rc == VN_OK && stop) res->outcome = VN_TRAIN_INTERRUPTED;
     return rc;
 }
 
