@@ -3,7 +3,8 @@
 # `mpirun --oversubscribe --allow-run-as-root -np 2` on a small model and synthetic data:
 #  1. equivalence: 2 ranks x update_freq 1 against 1 process x update_freq 2, SGD and LAMB,
 #     20 steps: every tensor of the checkpoint (model with BN buffers, optimizer, EMA) within
-#     1e-5 of its largest value (testtool close), and the same evaluation;
+#     1e-5 of its largest value (testtool close), and the same evaluation; with a bucket per
+#     tensor (LAMB) every bucket's allreduce starts during backward;
 #  2. sync_bn: 2 ranks x batch 4 against 1 process x batch 8, 10 steps: the model within 1e-4
 #     (rounding of another summation order, amplified by training);
 #  3. SIGUSR1 to mpirun mid-run, then --resume auto: byte-identical to a straight 2-rank run;
@@ -49,10 +50,13 @@ if grep -q "this build has no MPI" "$T/probe.log"; then echo "SKIP: vanilla was 
 grep -q "data-parallel: 2 ranks" "$T/probe.log" || { tail -20 "$T/probe.log"; echo "FAIL - no 2-rank run"; exit 1; }
 
 # 1. Equivalence, SGD and LAMB.
+# SGD with the default bucket (one for this small model), LAMB with a bucket per tensor,
+# started during backward by the tape's hook.
 for opt in sgd lamb; do
+  bucket=$([[ $opt == lamb ]] && echo 0 || echo 25)
   "$VANILLA" train "$T/cfg.yaml" --set optim.name=$opt --set output.dir="$T/one-$opt" >"$T/one-$opt.log" 2>&1
   "${MPIRUN[@]}" "$VANILLA" train "$T/cfg.yaml" --set optim.name=$opt --set optim.update_freq=1 \
-    --set output.dir="$T/two-$opt" >"$T/two-$opt.log" 2>&1
+    --set train.dist_bucket_mb=$bucket --set output.dir="$T/two-$opt" >"$T/two-$opt.log" 2>&1
   check "$opt: 1 process and 2 ranks finish" test -f "$(ck "$T/two-$opt" 20)" -a -f "$(ck "$T/one-$opt" 20)"
   check "$opt: 2 ranks x update_freq 1 = 1 process x update_freq 2 (all tensors, 1e-5)" \
     "$TOOL" close "$(ck "$T/one-$opt" 20)" "$(ck "$T/two-$opt" 20)" 1e-5
@@ -60,6 +64,9 @@ for opt in sgd lamb; do
     test "$(grep '^final:' "$T/one-$opt.log")" = "$(grep '^final:' "$T/two-$opt.log")"
 done
 grep '^final:' "$T/one-sgd.log" "$T/two-sgd.log"
+grep 'buckets started during backward' "$T/two-lamb.log"
+check "lamb, a bucket per tensor: every bucket started during backward" \
+  grep -qE ' ([1-9][0-9]+) of \1 buckets started during backward' "$T/two-lamb.log"
 
 # 2. sync_bn: 2 ranks x batch 4 = 1 process x batch 8. The statistics are combined in another
 # order (per-rank mean and M2 merged, the backward sums added over ranks), so the bytes

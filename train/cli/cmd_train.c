@@ -51,7 +51,11 @@ static const char train_help[] =
     "Writes to output.dir: config.yaml, checkpoints/ckpt-s<step>.safetensors (the last\n"
     "output.keep_last) and checkpoints/best.safetensors, metrics.jsonl, epochs.csv and tb/\n"
     "(TensorBoard). SIGINT, SIGTERM or SIGUSR1 finish the current step, write a checkpoint and\n"
-    "exit with code 3.\n";
+    "exit with code 3.\n"
+    "\n"
+    "Started by mpirun (a build with MPI), every rank trains data-parallel: batch_size and\n"
+    "update_freq are per rank, rank 0 writes output.dir; stop with SIGUSR1 to mpirun (see\n"
+    "README, Many machines).\n";
 
 int vn_cmd_train(int argc, char **argv)
 {
