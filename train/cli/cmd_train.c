@@ -57,6 +57,22 @@ static const char train_help[] =
     "update_freq are per rank, rank 0 writes output.dir; stop with SIGUSR1 to mpirun (see\n"
     "README, Many machines).\n";
 
+/* The exit code of a failed run; with several ranks, prints the rank and ends the whole job
+ * (the other ranks may be waiting for this one in a collective). */
+static int train_failed(vn_dist *dist, int rc, const vn_error *err)
+{
+    int code = rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
+    if (vn_dist_size(dist) > 1) {
+        vn_cli_error("train", "rank %d of %d: %s", vn_dist_rank(dist), vn_dist_size(dist), err->msg);
+        fflush(NULL);
+        vn_dist_abort(dist, code);
+    } else {
+        vn_cli_error("train", "%s", err->msg);
+    }
+    vn_dist_destroy(dist);
+    return code;
+}
+
 int vn_cmd_train(int argc, char **argv)
 {
     config_args a = {0};
@@ -107,18 +123,7 @@ int vn_cmd_train(int argc, char **argv)
     }
     vn_train_options opt = {resume, force, &vn_cli_stop, stdout, dist};
     rc = vn_train(&cfg, &opt, &res, &err);
-    if (rc != VN_OK) {
-        int code = rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
-        if (vn_dist_size(dist) > 1) {
-            vn_cli_error("train", "rank %d of %d: %s", vn_dist_rank(dist), vn_dist_size(dist), err.msg);
-            fflush(NULL);
-            vn_dist_abort(dist, code); /* the other ranks may be waiting in a collective */
-        } else {
-            vn_cli_error("train", "%s", err.msg);
-        }
-        vn_dist_destroy(dist);
-        return code;
-    }
+    if (rc != VN_OK) return train_failed(dist, rc, &err);
     bool quiet = vn_dist_rank(dist) > 0;
     vn_dist_destroy(dist);
     if (quiet) return res.outcome == VN_TRAIN_INTERRUPTED ? VN_EXIT_INTERRUPTED : VN_EXIT_OK;
