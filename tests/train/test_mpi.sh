@@ -23,6 +23,8 @@ trap 'rm -rf "$T"' EXIT
 # Open MPI's own allocations are not ours to check for leaks (ASan build).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
 export OMPI_MCA_rmaps_base_oversubscribe=1
+# Containers often forbid the cross-memory attach of Open MPI's shared-memory transport.
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 MPIRUN=(mpirun --oversubscribe --allow-run-as-root -np 2)
 fail=0
 check() { # message, command...
