@@ -615,6 +615,24 @@ static void init_state(run *r)
     set_act(r, r->st.act_learn);
 }
 
+/* Every rank starts from the same step (they resumed from the same checkpoint: output.dir
+ * must be the same folder for all of them, on a shared file system across machines). */
+static int same_start(run *r, int rc, vn_error *err)
+{
+    rc = vn__dist_agree(r->dist, rc, "resuming", err);
+    if (rc != VN_OK) return rc;
+    double mine = (double)r->st.step, *all = calloc((size_t)r->ranks, sizeof *all);
+    if (!all) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    rc = vn_dist_allgather_f64(r->dist, &mine, 1, all, "the resume check", err);
+    for (int k = 0; rc == VN_OK && k < r->ranks; k++)
+        if (all[k] != all[0])
+            rc = vn_error_set(err, VN_ERR_STATE, "rank %d starts at step %.0f but rank 0 at step %.0f: "
+                              "every rank must see the same output.dir (a shared folder across "
+                              "machines)", k, all[k], all[0]);
+    free(all);
+    return rc;
+}
+
 static void print_dp(run *r)
 {
     const vn_config *cfg = r->cfg;
@@ -836,6 +854,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         init_state(r);
         rc = resume(r, err);
     }
+    if (r->ranks > 1) rc = same_start(r, rc, err);
     if (rc == VN_OK) rc = open_outputs(r, err);
     if (rc == VN_OK) {
         res->already_finished = r->st.finished;

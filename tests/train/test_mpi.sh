@@ -11,7 +11,8 @@
 #  4. SIGKILL of one rank: mpirun exits non-zero within 60 s naming the rank, the last
 #     checkpoint opens;
 #  5. a rank that stops answering (SIGSTOP): the other one gives up after train.dist_timeout
-#     with a message saying so, and the job exits non-zero.
+#     with a message saying so, and the job exits non-zero;
+#  6. ranks that resume from different steps (not the same output.dir) are refused.
 # Skipped (exit 77) without mpirun or in a build without MPI.
 # Usage (from meson): test_mpi.sh VANILLA TESTTOOL
 set -u
@@ -146,6 +147,16 @@ check "a hung rank: the other exits non-zero ($rc) after the 3 s timeout ($dt s)
   awk -v r=$rc -v d="$dt" 'BEGIN{exit !(r != 0 && d >= 3 && d < 60)}'
 check "a hung rank: the message names the waiting rank and the timeout" \
   grep -qE "rank [01] of 2: .*did not complete within 3 s" "$T/hung.log"
+
+# 6. Ranks that would resume from different places (not the same output.dir) are refused.
+mpirun --oversubscribe --allow-run-as-root \
+  -np 1 "$VANILLA" train "$T/cfg.yaml" --set optim.update_freq=1 --set output.dir="$T/two-sgd" --resume auto : \
+  -np 1 "$VANILLA" train "$T/cfg.yaml" --set optim.update_freq=1 --set output.dir="$T/elsewhere" --resume auto \
+  >"$T/apart.log" 2>&1
+rc=$?
+grep "starts at step" "$T/apart.log" | head -1
+check "ranks resuming from different checkpoints: refused (exit $rc), naming the steps" \
+  grep -q "rank 1 starts at step 0 but rank 0 at step 20" "$T/apart.log"
 
 ((fail == 0)) && echo "mpi: all checks passed"
 exit $fail
