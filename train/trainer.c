@@ -637,9 +637,9 @@ static void print_dp(run *r)
 {
     const vn_config *cfg = r->cfg;
     long long B = (long long)cfg->train.batch_size, u = (long long)cfg->optim.update_freq;
-    fprintf(r->out, "data-parallel: %d ranks (%d on this machine), effective batch %lld x %lld x %d = "
-            "%lld, %d gradient buckets of about %g MB, BatchNorm %s\n", r->ranks,
-            vn_dist_local_size(r->dist), B, u, r->ranks, B * u * r->ranks, vn__dp_buckets(r->dp),
+    fprintf(r->out, "data-parallel: %d ranks (%d on this machine, %d threads each), effective batch "
+            "%lld x %lld x %d = %lld, %d gradient buckets of about %g MB, BatchNorm %s\n", r->ranks,
+            vn_dist_local_size(r->dist), vn_get_threads(), B, u, r->ranks, B * u * r->ranks, vn__dp_buckets(r->dp),
             cfg->train.dist_bucket_mb, cfg->model.sync_bn ? "synchronised (sync_bn)" : "per rank");
 }
 
