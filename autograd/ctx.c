@@ -83,3 +83,20 @@ vn_tensor *vn_ctx_tensor4(vn_ctx *ctx, int64_t d0, int64_t d1, int64_t d2, int64
     int64_t s[4] = {d0, d1, d2, d3};
     return vn_ctx_tensor(ctx, 4, s);
 }
+
+void vn_ctx_set_grad_ready(vn_ctx *ctx, vn_grad_ready_fn fn, void *user)
+{
+    ctx->grad_ready = fn;
+    ctx->grad_ready_user = user;
+}
+
+void vn_ctx_set_bn_hooks(vn_ctx *ctx, const vn_bn_hooks *hooks)
+{
+    ctx->has_bn_hooks = hooks != NULL;
+    if (hooks) ctx->bn_hooks = *hooks;
+}
+
+const vn_bn_hooks *vn__ctx_bn_hooks(const vn_ctx *ctx)
+{
+    return ctx->has_bn_hooks ? &ctx->bn_hooks : NULL;
+}

@@ -34,6 +34,10 @@ struct vn_ctx {
     uint64_t system_allocs;
     vn_device device; /* where step tensors live; not the CPU: the pool is the device's */
     void *dev;        /* the device backend's per-context state (its step pool) */
+    vn_grad_ready_fn grad_ready; /* data-parallel hooks (vn_ctx.h) */
+    void *grad_ready_user;
+    vn_bn_hooks bn_hooks;
+    bool has_bn_hooks;
 };
 
 /* Hands every pool block back and rewinds the arena (the end of a step). */

@@ -41,6 +41,9 @@ struct vn_node {
 
 #define VN_SAVE_OUT (1u << 15)
 
+/* The context's BatchNorm hooks (vn_ctx_set_bn_hooks), or NULL. */
+const vn_bn_hooks *vn__ctx_bn_hooks(const vn_ctx *ctx);
+
 /* Step-lifetime scratch from the bump arena, 64-byte aligned, not zeroed. */
 void *vn__arena_alloc(vn_ctx *ctx, size_t bytes);
 /* Pooled step buffer, 64-byte aligned, not zeroed; lives until vn__pool_free or reset. */

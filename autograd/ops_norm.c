@@ -124,6 +124,20 @@ static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float
     }
 }
 
+/* Sync BN backward: glob = [sum_g, sum_gx] added over every rank. */
+static bool bn_sum_ranks(vn_ctx *ctx, const double *sum_g, const double *sum_gx, double *glob,
+                         int64_t C)
+{
+    const vn_bn_hooks *h = vn__ctx_bn_hooks(ctx);
+    memcpy(glob, sum_g, (size_t)C * sizeof(double));
+    memcpy(glob + C, sum_gx, (size_t)C * sizeof(double));
+    if (!h || !h->allreduce || h->allreduce(h->user, glob, 2 * C) != VN_OK) {
+        vn_ctx_fail(ctx, VN_ERR_IO, "batch_norm2d backward: the sync BN sum over ranks failed");
+        return false;
+    }
+    return true;
+}
+
 void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const bn_state *st = node->state;
@@ -143,14 +157,14 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
 
     /* One pool buffer: chunk partials, then the [C] sums and the dx coefficients. */
     int64_t nch = need_sums ? bn_nchunks(R) : 0;
-    size_t bytes = (size_t)(2 * nch * C + 2 * C) * sizeof(double) + (size_t)(3 * C) * sizeof(float);
+    size_t bytes = (size_t)(2 * nch * C + 4 * C) * sizeof(double) + (size_t)(3 * C) * sizeof(float);
     double *part = vn__pool_alloc(ctx, bytes);
     if (!part) {
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d backward: out of memory for %zu bytes", bytes);
         return;
     }
-    double *sum_g = part + 2 * nch * C, *sum_gx = sum_g + C;
-    float *ca = (float *)(sum_gx + C), *cb = ca + C, *cd = cb + C;
+    double *sum_g = part + 2 * nch * C, *sum_gx = sum_g + C, *glob = sum_gx + C;
+    float *ca = (float *)(glob + 2 * C), *cb = ca + C, *cd = cb + C;
 
     if (need_sums) bn_reduce(g, xd, R, C, mean, part, sum_g, sum_gx);
 
@@ -166,14 +180,22 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
     }
     if (need_x) {
         /* dx = k*g + B*(x - mean) + D with k = weight * invstd; in training
-         * B = -k * invstd^2 * sum(g*(x-mean)) / R and D = -k * sum(g) / R, in eval 0. */
+         * B = -k * invstd^2 * sum(g*(x-mean)) / R and D = -k * sum(g) / R, in eval 0.
+         * Sync BN: the sums and R over every rank. */
+        double Rd = (double)R;
+        if (st->training && st->global_rows > 0 && !bn_sum_ranks(ctx, sum_g, sum_gx, glob, C)) goto done;
+        if (st->training && st->global_rows > 0) {
+            sum_g = glob;
+            sum_gx = glob + C;
+            Rd = (double)st->global_rows;
+        }
         for (int64_t c = 0; c < C; c++) {
             double k = (double)invstd[c] * (w ? (double)w->data[c] : 1.0);
             ca[c] = (float)k;
             if (st->training) {
                 double is = invstd[c];
-                cb[c] = (float)(-k * is * is * sum_gx[c] / (double)R);
-                cd[c] = (float)(-k * sum_g[c] / (double)R);
+                cb[c] = (float)(-k * is * is * sum_gx[c] / Rd);
+                cd[c] = (float)(-k * sum_g[c] / Rd);
             } else {
                 cb[c] = 0.0f;
                 cd[c] = 0.0f;
@@ -208,6 +230,53 @@ void vn__batch_norm2d_recompute_cpu(vn_ctx *ctx, vn_node *node)
     if (xd) bn_apply(node->out->data, xd, st->rows, st->channels, mean, alpha, beta);
 }
 
+/* Sync BN forward: replaces the local shifted sums by the statistics of every rank's rows:
+ * sum <- global mean, sumsq <- global biased variance, *rows <- global row count. Each rank
+ * sends (rows, mean, M2) and all combine them in rank order (Chan et al.'s pairwise update),
+ * so every rank computes the same bytes. */
+static bool bn_sync_stats(vn_ctx *ctx, const vn_bn_hooks *h, int64_t R, int64_t C,
+                          const float *shift, double *sum, double *sumsq, int64_t *rows)
+{
+    const int64_t n = 1 + 2 * C, K = h->ranks;
+    double *buf = vn__pool_alloc(ctx, (size_t)(n * (K + 1)) * sizeof(double));
+    if (!buf) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d: out of memory for sync BN");
+        return false;
+    }
+    double *send = buf, *recv = buf + n;
+    send[0] = (double)R;
+    for (int64_t c = 0; c < C; c++) {
+        double d = sum[c] / (double)R;
+        send[1 + c] = (double)shift[c] + d;
+        double m2 = sumsq[c] - d * sum[c];
+        send[1 + C + c] = m2 > 0.0 ? m2 : 0.0;
+    }
+    if (h->allgather(h->user, send, n, recv) != VN_OK) {
+        vn__pool_free(ctx, buf);
+        vn_ctx_fail(ctx, VN_ERR_IO, "batch_norm2d: the sync BN exchange between ranks failed");
+        return false;
+    }
+    double na = recv[0];
+    for (int64_t c = 0; c < C; c++) {
+        sum[c] = recv[1 + c];
+        sumsq[c] = recv[1 + C + c];
+    }
+    for (int64_t k = 1; k < K; k++) {
+        const double *b = recv + k * n;
+        double nb = b[0], nab = na + nb;
+        for (int64_t c = 0; c < C; c++) {
+            double delta = b[1 + c] - sum[c];
+            sum[c] += delta * nb / nab;
+            sumsq[c] += b[1 + C + c] + delta * delta * na * nb / nab;
+        }
+        na = nab;
+    }
+    for (int64_t c = 0; c < C; c++) sumsq[c] /= na;
+    *rows = (int64_t)na;
+    vn__pool_free(ctx, buf);
+    return true;
+}
+
 /* Training: batch statistics (and the running statistics updated); eval: the running ones.
  * Keeps mean, invstd, alpha and beta per channel: backward and recompute read them. */
 int vn__batch_norm2d_forward_cpu(vn_ctx *ctx, vn_node *node)
@@ -229,32 +298,50 @@ int vn__batch_norm2d_forward_cpu(vn_ctx *ctx, vn_node *node)
     float *mean = saved, *invstd = saved + C, *alpha = saved + 2 * C, *beta = saved + 3 * C;
 
     if (training) {
+        const vn_bn_hooks *h = vn__ctx_bn_hooks(ctx);
+        bool sync = h && h->allgather && h->ranks > 1, record = h && h->record && !sync;
         int64_t nch = bn_nchunks(R);
-        double *part = vn__pool_alloc(ctx, (size_t)(2 * nch * C + 2 * C) * sizeof(double));
+        double *part = vn__pool_alloc(ctx, (size_t)(2 * nch * C + 4 * C) * sizeof(double));
         if (!part) {
             vn_ctx_fail(ctx, VN_ERR_NOMEM, "batch_norm2d: out of memory");
             return VN_ERR_NOMEM;
         }
-        double *sum = part + 2 * nch * C, *sumsq = sum + C;
+        double *sum = part + 2 * nch * C, *sumsq = sum + C, *rec_m = sumsq + C, *rec_v = rec_m + C;
         const float *shift = x->data; /* the first row */
         bn_reduce(NULL, x->data, R, C, shift, part, sum, sumsq);
+        int64_t rows = R;
+        if (sync && !bn_sync_stats(ctx, h, R, C, shift, sum, sumsq, &rows)) {
+            vn__pool_free(ctx, part);
+            return vn_ctx_status(ctx);
+        }
+        ((bn_state *)node->state)->global_rows = sync ? rows : 0;
         for (int64_t c = 0; c < C; c++) {
-            double md = sum[c] / (double)R;
-            double var = sumsq[c] / (double)R - md * md;
-            if (var < 0.0) var = 0.0;
-            double m = (double)shift[c] + md;
+            double m, var;
+            if (sync) { /* sum: the global mean, sumsq: the global (biased) variance */
+                m = sum[c];
+                var = sumsq[c];
+            } else {
+                double md = sum[c] / (double)R;
+                var = sumsq[c] / (double)R - md * md;
+                if (var < 0.0) var = 0.0;
+                m = (double)shift[c] + md;
+            }
             mean[c] = (float)m;
             invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
-            if (running_mean) {
-                double unbiased = var * (double)R / (double)(R - 1);
+            double unbiased = var * (double)rows / (double)(rows - 1);
+            rec_m[c] = m;
+            rec_v[c] = unbiased;
+            if (running_mean && !record) {
                 running_mean->data[c] = (float)((1.0 - momentum) * running_mean->data[c] +
                                                 (double)momentum * m);
                 running_var->data[c] = (float)((1.0 - momentum) * running_var->data[c] +
                                                (double)momentum * unbiased);
             }
         }
+        if (running_mean && record)
+            h->record(h->user, running_mean, running_var, num_batches_tracked, momentum, rec_m, rec_v, C);
         vn__pool_free(ctx, part);
-        if (num_batches_tracked) (*num_batches_tracked)++;
+        if (num_batches_tracked && !record) (*num_batches_tracked)++;
     } else {
         for (int64_t c = 0; c < C; c++) {
             mean[c] = running_mean->data[c];

@@ -36,6 +36,7 @@ typedef struct vn__bn_state {
     float momentum, eps;
     vn_tensor *running_mean, *running_var; /* model buffers updated in training, or NULL */
     int64_t *num_batches_tracked;
+    int64_t global_rows; /* sync BN: rows over all ranks (the backward sums over them too); 0: local */
 } vn__bn_state;
 
 typedef struct vn__leaky_state {

@@ -264,6 +264,43 @@ static void node_release(vn_ctx *ctx, vn_node *node)
     node->saved = 0;
 }
 
+/* For the grad-ready hook: for each tape entry, the parameters it is the lowest reader of
+ * (a chain through `next`, heads per entry), found with a pointer set in the arena. */
+typedef struct ready_item {
+    vn_tensor *param;
+    int next;
+} ready_item;
+
+static int *ready_lists(vn_ctx *ctx, ready_item **items_out)
+{
+    int total = 0;
+    for (int i = 0; i < ctx->n_tape; i++) total += ctx->tape[i]->n_in;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)total + 16) cap *= 2;
+    int *head = vn__arena_alloc(ctx, (size_t)ctx->n_tape * sizeof *head);
+    ready_item *items = vn__arena_alloc(ctx, ((size_t)total + 1) * sizeof *items);
+    vn_tensor **set = vn__arena_alloc(ctx, cap * sizeof *set);
+    if (!head || !items || !set) return NULL;
+    memset(set, 0, cap * sizeof *set);
+    int n = 0;
+    for (int i = 0; i < ctx->n_tape; i++) {
+        head[i] = -1;
+        const vn_node *node = ctx->tape[i];
+        for (int j = 0; j < node->n_in; j++) {
+            vn_tensor *p = node->in[j];
+            if (!p || !(p->flags & VN_TENSOR_PARAM) || !vn_tensor_requires_grad(p)) continue;
+            size_t h = ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull & (cap - 1);
+            while (set[h] && set[h] != p) h = (h + 1) & (cap - 1);
+            if (set[h]) continue;
+            set[h] = p;
+            items[n] = (ready_item){p, head[i]};
+            head[i] = n++;
+        }
+    }
+    *items_out = items;
+    return head;
+}
+
 int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad)
 {
     if (ctx->status != VN_OK) return ctx->status;
@@ -284,6 +321,12 @@ int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad)
         return ctx->status;
     }
 
+    ready_item *items = NULL;
+    int *ready = ctx->grad_ready ? ready_lists(ctx, &items) : NULL;
+    if (ctx->grad_ready && !ready) {
+        vn_ctx_fail(ctx, VN_ERR_NOMEM, "backward: out of memory for the gradient-ready lists");
+        return ctx->status;
+    }
     for (int i = ctx->n_tape - 1; i >= 0; i--) {
         vn_node *node = ctx->tape[i];
         vn_tensor *o = node->out;
@@ -294,6 +337,8 @@ int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad)
             o->grad = NULL;
         }
         if (ctx->status != VN_OK) break;
+        for (int k = ready ? ready[i] : -1; k >= 0; k = items[k].next)
+            ctx->grad_ready(ctx->grad_ready_user, items[k].param);
     }
     ctx->n_tape = 0;
     return ctx->status;

@@ -80,6 +80,35 @@ int vn_backward(vn_ctx *ctx, vn_tensor *loss);
 /* As vn_backward, but seeds with a given gradient of loss's shape (for tests). */
 int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad);
 
+/* ---- hooks for data-parallel training (train/vn_dist.h) -------------------------------- */
+
+/* Called during backward once a parameter's gradient (VN_TENSOR_PARAM) is final for this
+ * pass: right after the last tape entry that reads it (lowest on the tape) has run, so a
+ * caller can start reducing it while backward goes on. NULL turns it off. */
+typedef void (*vn_grad_ready_fn)(void *user, vn_tensor *param);
+void vn_ctx_set_grad_ready(vn_ctx *ctx, vn_grad_ready_fn fn, void *user);
+
+/* Training-mode BatchNorm across ranks (the context keeps a copy; NULL: none).
+ *  - allgather (sync BN, with ranks > 1): the forward gathers each rank's row count, mean and
+ *    sum of squared deviations (1 + 2C doubles) and combines them in rank order, so every rank
+ *    normalises with the statistics of the whole batch; the backward sums the two per-channel
+ *    reductions of dx with allreduce (the weight and bias gradients stay local: the gradient
+ *    all-reduce adds them). Running statistics are then updated from the global statistics.
+ *  - record (without sync): instead of updating the running statistics and
+ *    num_batches_tracked, the forward hands the batch mean and unbiased variance (double) to
+ *    record, which replays them in a chosen order later.
+ * A hook that fails returns a status; the op then fails with its message. */
+typedef struct vn_bn_hooks {
+    int ranks;
+    int (*allgather)(void *user, const double *send, int64_t n, double *recv);
+    int (*allreduce)(void *user, double *buf, int64_t n);
+    void (*record)(void *user, vn_tensor *running_mean, vn_tensor *running_var,
+                   int64_t *num_batches_tracked, double momentum, const double *mean,
+                   const double *var_unbiased, int64_t channels);
+    void *user;
+} vn_bn_hooks;
+void vn_ctx_set_bn_hooks(vn_ctx *ctx, const vn_bn_hooks *hooks);
+
 #ifdef __cplusplus
 }
 #endif

@@ -267,6 +267,19 @@ static void finish_batch(vn_loader *ld, slot *s, int64_t epoch)
     vn_mix_targets(&ld->mixcfg, s->mix.lam, s->labels, s->n, s->soft);
 }
 
+/* Shards of the run (data-parallel): every batch, or every shard_count-th from shard_index. */
+static int64_t shard_count(const vn_loader *ld)
+{
+    return ld->cfg.shard_count > 1 ? ld->cfg.shard_count : 1;
+}
+
+/* First position of the run's batch k (k-th batch this loader hands out). */
+static int64_t batch_position(const vn_loader *ld, int64_t k)
+{
+    int64_t K = shard_count(ld), r = K > 1 ? ld->cfg.shard_index : 0;
+    return ld->start + (k * K + r) * ld->B;
+}
+
 /* Claims slot for batch k of the current run if it is free (caller holds mu). */
 static bool claim_slot(vn_loader *ld, int64_t k)
 {
@@ -276,7 +289,7 @@ static bool claim_slot(vn_loader *ld, int64_t k)
     s->state = SLOT_FILLING;
     s->gen = ld->gen;
     s->batch = k;
-    s->position = ld->start + k * ld->B;
+    s->position = batch_position(ld, k);
     int64_t left = ld->end - s->position;
     s->n = (int)(left < ld->B ? left : ld->B);
     s->done = 0;
@@ -301,7 +314,7 @@ static void *worker_main(void *arg)
         int64_t t = ld->next_task++;
         slot *s = &ld->slots[(t / ld->B) % ld->depth];
         uint64_t gen = ld->gen;
-        int64_t epoch = ld->epoch, pos = ld->start + t;
+        int64_t epoch = ld->epoch, pos = batch_position(ld, t / ld->B) + t % ld->B;
         const int64_t *perm = ld->perm;
         ld->active++;
         pthread_mutex_unlock(&ld->mu);
@@ -357,6 +370,9 @@ static int loader_check_config(const vn_loader_config *c, vn_error *err)
     if (c->batch_size <= 0 || c->batch_size > (1 << 20))
         return vn_error_set(err, VN_ERR_INVALID, "data loader: batch_size must be in 1..%d, got %d",
                             1 << 20, c->batch_size);
+    if (c->shard_count > 1 && (c->shard_index < 0 || c->shard_index >= c->shard_count))
+        return vn_error_set(err, VN_ERR_INVALID, "data loader: shard_index %d is not in 0..%d",
+                            c->shard_index, c->shard_count - 1);
     if (c->workers < 0 || c->workers > MAX_WORKERS)
         return vn_error_set(err, VN_ERR_INVALID, "data loader: workers must be in 0..%d, got %d",
                             MAX_WORKERS, c->workers);
@@ -558,8 +574,16 @@ int vn_loader_start_epoch(vn_loader *ld, int64_t epoch, int64_t position, vn_err
     ld->start = position;
     int64_t left = ld->n - position;
     ld->end = ld->cfg.drop_last ? position + left / ld->B * ld->B : ld->n;
-    ld->total_tasks = ld->n_threads > 0 ? ld->end - ld->start : 0;
-    ld->run_batches = (ld->end - ld->start + ld->B - 1) / ld->B;
+    int64_t all = (ld->end - ld->start + ld->B - 1) / ld->B, K = shard_count(ld);
+    int64_t r = K > 1 ? ld->cfg.shard_index : 0;
+    ld->run_batches = all > r ? (all - r + K - 1) / K : 0;
+    /* Samples of this shard: full batches, and the run's last batch may be short. */
+    int64_t samples = 0;
+    if (ld->run_batches > 0) {
+        int64_t last = batch_position(ld, ld->run_batches - 1), left = ld->end - last;
+        samples = (ld->run_batches - 1) * ld->B + (left < ld->B ? left : ld->B);
+    }
+    ld->total_tasks = ld->n_threads > 0 ? samples : 0;
     ld->next_task = 0;
     ld->next_deliver = 0;
     ld->failed = false;

@@ -101,6 +101,13 @@ typedef struct vn_loader_config {
     int prefetch;         /* batch buffers (>= 1), including those the caller holds: workers
                              run up to prefetch - held batches ahead */
 
+    /* Data-parallel sharding by batch: of the batches of B consecutive positions from the
+     * start position (batch g covers start + g*B ...), this loader hands out only those with
+     * g % shard_count == shard_index, in order. shard_count <= 1: every batch. Positions,
+     * augmentation and mixing draws are those of the unsharded order, so a batch is the same
+     * bytes whichever shard takes it. */
+    int shard_index, shard_count;
+
     bool fail_fast;       /* the first bad file stops the run */
     double max_bad_fraction; /* stop when more than this share of files is bad (0.01) */
     int64_t max_image_pixels; /* <= 0: VN_IMAGE_DEFAULT_MAX_PIXELS */

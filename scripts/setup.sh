@@ -9,6 +9,8 @@ PACKAGES=(
   # libraries the framework links
   libopenblas-openmp-dev libgomp1 zlib1g-dev libpng-dev libturbojpeg0-dev libjansson-dev
   libyaml-dev check libzip-dev libprotobuf-c-dev
+  # data-parallel training (mpirun; the mpi test suite)
+  libopenmpi-dev openmpi-bin
   # ONNX export: protoc-c compiles the official onnx.proto that python3-onnx ships; the
   # ONNX checks of tests/reference use python3-onnx too
   protobuf-c-compiler python3-onnx

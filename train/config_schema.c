@@ -92,6 +92,9 @@ static const vn_config_key schema[] = {
     {KEY(model, shortcut), .def = "none", .choices = shortcut_names,
      .help = "Paper ablation: identity shortcut around each block (1x1 conv where shapes "
              "change)."},
+    {KEY(model, sync_bn), .def = "false",
+     .help = "Data-parallel: BatchNorm statistics over the batch of all ranks (SyncBatchNorm); "
+             "false: per rank."},
     {KEY(model, init), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED,
      .official = "--finetune", .aka = "pretrained weights",
      .help = "Weights to start from (\"\": random); a classifier of another size starts fresh; "
@@ -284,6 +287,13 @@ static const vn_config_key schema[] = {
      .help = "On a NaN or Inf loss or gradient: stop with a checkpoint, or skip the step."},
     {KEY(train, max_skip), .def = "10", RANGE(1, 1000000), .flags = VN_CONFIG_NOT_HASHED,
      .help = "nonfinite skip: stop after this many consecutive skipped steps."},
+    {KEY(train, dist_bucket_mb), .def = "25", RANGE(0, 1e6), .flags = VN_CONFIG_NOT_HASHED,
+     .aka = "bucket_cap_mb",
+     .help = "Data-parallel: gradients are reduced in buckets of about this many MB; 0: one "
+             "per tensor."},
+    {KEY(train, dist_timeout), .def = "300", RANGE(0, INF), .flags = VN_CONFIG_NOT_HASHED,
+     .help = "Data-parallel: seconds a rank waits in a collective before the job stops with an "
+             "error; 0: forever."},
     {KEY(train, device), .def = "cpu", .choices = device_names, .flags = VN_CONFIG_NOT_HASHED,
      .help = "Where the model trains: cpu, or cuda (a build with the CUDA backend and a "
              "visible GPU)."},

@@ -16,6 +16,7 @@
 #include "train/vn_progress.h"
 #include "base/vn_fs.h"
 #include "train/train_impl.h"
+#include "train/dist_impl.h"
 
 /* Everything a run holds; torn down by run_free in any state. */
 typedef struct run {
@@ -48,6 +49,16 @@ typedef struct run {
     bool at_limit;            /* train.max_steps reached */
     double ep_loss, ep_t0;    /* the current epoch's loss sum and start */
     int64_t ep_steps;
+    /* Data-parallel (dp not NULL only with more than one rank): this rank and the ranks. */
+    vn_dist *dist;
+    vn__dp *dp;
+    int rank, ranks;
+    bool stop_agreed;         /* a stop every rank agreed on after the last step */
+    FILE *null_out;           /* where ranks other than 0 print (nothing) */
+    double comm_wait;         /* seconds the last step waited on the gradient allreduce */
+    double dp_wait, dp_step_s; /* this session: allreduce waits and step times, summed */
+    int64_t dp_steps;
+    int early_buckets;        /* buckets the last step started during backward */
 } run;
 
 /* The metric columns, named once: per step, per evaluation, per epoch (the epoch row is also
@@ -67,6 +78,8 @@ static const char *const epoch_cols[] = {"train_loss", "val_top1", "val_top5", "
 
 static void run_free(run *r)
 {
+    vn__dp_destroy(r->dp);
+    if (r->null_out) fclose(r->null_out);
     vn_loader_close(r->train);
     vn_loader_close(r->val);
     for (int i = 0; i < r->n_emas; i++) {
@@ -222,7 +235,32 @@ static void prune_checkpoints(run *r)
     vn__ckpt_list_free(names, n);
 }
 
+static int save_checkpoint_rank0(run *r, bool is_best, vn_train_result *res, vn_error *err);
+
+/* Rank 0 writes; every rank waits for it (a rank leaving early would make mpirun end the job
+ * while rank 0 still writes) and learns whether it worked. */
 static int save_checkpoint(run *r, bool is_best, vn_train_result *res, vn_error *err)
+{
+    if (!r->dp) return save_checkpoint_rank0(r, is_best, res, err);
+    int rc = VN_OK;
+    if (r->rank == 0) rc = save_checkpoint_rank0(r, is_best, res, err);
+    else
+        snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s/checkpoints/ckpt-s%010lld.safetensors",
+                 r->dir, (long long)r->st.step);
+    double failed = rc != VN_OK;
+    vn_error e2 = {0};
+    /* Writing a large checkpoint may take longer than a step's collectives. */
+    vn_dist_set_timeout(r->dist, 10 * r->cfg->train.dist_timeout);
+    int arc = vn_dist_allreduce_f64(r->dist, &failed, 1, "the checkpoint agreement", &e2);
+    vn_dist_set_timeout(r->dist, r->cfg->train.dist_timeout);
+    if (rc != VN_OK) return rc;
+    if (arc != VN_OK) return vn_error_set(err, arc, "%s", e2.msg);
+    if (failed > 0) return vn_error_set(err, VN_ERR_IO, "rank 0 could not write the checkpoint of step %lld",
+                                        (long long)r->st.step);
+    return VN_OK;
+}
+
+static int save_checkpoint_rank0(run *r, bool is_best, vn_train_result *res, vn_error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoints/ckpt-s%010lld.safetensors", r->dir, (long long)r->st.step);
@@ -249,10 +287,27 @@ static vn_tensor *loss_of(run *r, vn_tensor *logits, const vn_batch *b)
     return vn_train_loss(r->ctx, r->cfg, logits, b->labels, b->soft_targets, b->size, r->targets);
 }
 
+/* vn_evaluate on this rank's shard of the validation set; with several ranks the counts and
+ * loss sums are added over all of them. */
+static int eval_model(run *r, vn_vanillanet *m, vn_eval_result *ev, vn_error *err)
+{
+    int rc = vn_evaluate(r->ctx, m, r->val, ev, NULL, err);
+    if (rc != VN_OK || !r->dp) return rc;
+    double n = (double)ev->n;
+    double v[4] = {round(ev->top1 * n / 100.0), round(ev->top5 * n / 100.0), ev->loss * n, n};
+    rc = vn_dist_allreduce_f64(r->dist, v, 4, "the evaluation sums", err);
+    if (rc != VN_OK) return rc;
+    ev->n = (int64_t)v[3];
+    ev->top1 = v[3] > 0 ? 100.0 * v[0] / v[3] : 0;
+    ev->top5 = v[3] > 0 ? 100.0 * v[1] / v[3] : 0;
+    ev->loss = v[3] > 0 ? v[2] / v[3] : 0;
+    return VN_OK;
+}
+
 /* Evaluates EMA copy e and logs it (emaE_top1, emaE_top5, emaE_loss). */
 static int evaluate_ema(run *r, int e, vn_eval_result *ee, vn_error *err)
 {
-    int rc = vn_evaluate(r->ctx, r->emas[e], r->val, ee, NULL, err);
+    int rc = eval_model(r, r->emas[e], ee, err);
     if (rc != VN_OK) return rc;
     char k1[32], k5[32], kl[32];
     snprintf(k1, sizeof k1, "ema%d_top1", e);
@@ -271,7 +326,7 @@ static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *e
     *is_best = false;
     r->best_mask = 0;
     vn_eval_result ev;
-    int rc = vn_evaluate(r->ctx, r->model, r->val, &ev, NULL, err);
+    int rc = eval_model(r, r->model, &ev, err);
     if (rc != VN_OK) return rc;
     if (vn_best_record(&r->st, -1, ev.top1, r->st.epoch)) r->best_mask |= 1u;
     res->last_eval = ev;
@@ -310,6 +365,8 @@ static int open_data(run *r, vn_error *err)
     vn_loader_config lc;
     vn_build_loader_config(r->cfg, true, &lc);
     lc.root = vn_split_path(r->cfg, true, path, sizeof path);
+    lc.shard_index = r->rank;
+    lc.shard_count = r->ranks;
     int rc = vn_loader_open(&lc, &r->train, err);
     if (rc != VN_OK) return rc;
     r->classes = vn_loader_class_names(r->train);
@@ -321,6 +378,8 @@ static int open_data(run *r, vn_error *err)
     ec.class_names = r->classes;
     ec.n_class_names = r->n_classes;
     ec.num_classes = r->n_classes;
+    ec.shard_index = r->rank;
+    ec.shard_count = r->ranks;
     if (r->cfg->train.eval_every > 0 && access(vpath, F_OK) == 0) {
         rc = vn_loader_open(&ec, &r->val, err);
         if (rc != VN_OK) return rc;
@@ -328,9 +387,14 @@ static int open_data(run *r, vn_error *err)
         vn_log(VN_LOG_WARN, "no validation folder %s: training without evaluation", vpath);
     }
     int64_t batches = vn_loader_batches_per_epoch(r->train);
-    int64_t uf = r->cfg->optim.update_freq;
+    int64_t uf = r->cfg->optim.update_freq * r->ranks; /* micro-batches per step, all ranks */
     r->niter_per_ep = batches / uf;
     r->micro_per_ep = r->niter_per_ep * uf;
+    if (r->niter_per_ep < 1 && r->ranks > 1)
+        return vn_error_set(err, VN_ERR_INVALID, "%s has %lld images: fewer than one optimizer step "
+                            "(batch_size %lld x update_freq %lld x %d ranks) per epoch", path,
+                            (long long)vn_loader_num_samples(r->train), (long long)r->cfg->train.batch_size,
+                            (long long)r->cfg->optim.update_freq, r->ranks);
     if (r->niter_per_ep < 1)
         return vn_error_set(err, VN_ERR_INVALID, "%s has %lld images: fewer than one optimizer step "
                             "(batch_size %lld x update_freq %lld) per epoch", path,
@@ -390,6 +454,8 @@ static int resume(run *r, vn_error *err)
     return VN_OK;
 }
 
+static int apply_update(run *r, bool bad, vn_error *err);
+
 /* One optimizer step over update_freq micro-batches. Returns VN_OK, an error, or
  * VN_ERR_NUMERIC when the step was skipped for a non-finite value (skip mode). */
 static int train_step(run *r, double *loss_out, int *images, vn_error *err)
@@ -428,6 +494,13 @@ static int train_step(run *r, double *loss_out, int *images, vn_error *err)
         vn_ctx_reset(r->ctx);
     }
     *loss_out = loss_sum / (double)uf;
+    return apply_update(r, bad, err);
+}
+
+/* After the gradients of a step are in: clipping, the optimizer, zeroing, EMA. */
+static int apply_update(run *r, bool bad, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
     int rc = VN_OK;
     if (!bad) {
         double norm = 0;
@@ -450,6 +523,78 @@ static int train_step(run *r, double *loss_out, int *images, vn_error *err)
     return VN_OK;
 }
 
+/* One micro-batch of a data-parallel step: forward, loss scaled by 1 / (update_freq x ranks),
+ * backward (always, even for a non-finite loss: every rank must take part in the same
+ * collectives). *lv receives the unscaled loss. */
+static int dp_micro(run *r, int64_t k, double *lv, int *images, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    const int64_t G = cfg->optim.update_freq * r->ranks;
+    vn_batch b;
+    int rc = vn_loader_next(r->train, &b, err);
+    if (rc != VN_OK) return rc;
+    if (b.size == 0) return vn_error_set(err, VN_ERR_STATE, "the loader ended an epoch early");
+    vn_ctx_reset(r->ctx);
+    /* Dropout masks drawn per global micro-batch, whichever rank takes it. */
+    vn_rng_seed(vn_ctx_rng(r->ctx), (uint64_t)cfg->train.seed, TRAIN_RNG_STREAM + 1,
+                (uint64_t)(r->st.micro_step + k * r->ranks + r->rank));
+    vn__dp_arm(r->dp, k == cfg->optim.update_freq - 1);
+    vn_tensor *logits = vn_vanillanet_forward(r->ctx, r->model, b.images);
+    vn_tensor *loss = loss_of(r, logits, &b);
+    if (loss) loss = vn_scale(r->ctx, loss, vn_accum_loss_scale((int)G));
+    if (loss) {
+        *lv = loss->data[0] * (double)G;
+        vn_backward(r->ctx, loss);
+    }
+    rc = vn_ctx_status(r->ctx);
+    if (rc != VN_OK) {
+        const char *hook = vn__dp_hook_error(r->dp);
+        vn_error_set(err, rc, "%s", hook[0] ? hook : vn_ctx_error(r->ctx));
+    }
+    *images += b.size;
+    vn_loader_release(r->train, &b);
+    vn_ctx_reset(r->ctx);
+    return rc;
+}
+
+/* A data-parallel optimizer step: this rank's micro-batches (global ones rank, rank + K, ...
+ * of the step), the gradient buckets reduced (started during the last backward), the
+ * BatchNorm running statistics replayed in global order, then one small allreduce that
+ * agrees on the loss, the images, a non-finite value and a stop request; the update is then
+ * the same on every rank. */
+static int train_step_dp(run *r, double *loss_out, int *images, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    const int64_t uf = cfg->optim.update_freq, G = uf * r->ranks;
+    double loss_sum = 0;
+    bool bad = false;
+    *images = 0;
+    vn_optim_set_lr(r->optim, vn_schedule_value(&r->lr_sched, r->st.step));
+    vn_optim_set_weight_decay(r->optim, vn_schedule_value(&r->wd_sched, r->st.step));
+    vn__dp_begin_step(r->dp);
+    for (int64_t k = 0; k < uf; k++) {
+        double lv = NAN;
+        int rc = dp_micro(r, k, &lv, images, err);
+        if (rc != VN_OK) return rc;
+        if (!isfinite(lv)) bad = true;
+        loss_sum += lv;
+    }
+    double w0 = vn_dist_wait_seconds(r->dist);
+    int rc = vn__dp_finish_grads(r->dp, &r->early_buckets, err);
+    r->comm_wait = vn_dist_wait_seconds(r->dist) - w0;
+    if (rc == VN_OK) rc = vn__dp_replay_bn(r->dp, (int)uf, err);
+    double v[4] = {bad ? 0 : loss_sum, (double)*images, bad, r->opt->stop && *r->opt->stop};
+    if (rc == VN_OK) rc = vn_dist_allreduce_f64(r->dist, v, 4, "the step agreement", err);
+    if (rc != VN_OK) return rc;
+    bad = v[2] > 0;
+    r->stop_agreed = v[3] > 0;
+    *loss_out = bad ? NAN : v[0] / (double)G;
+    *images = (int)v[1];
+    r->st.position += G * cfg->train.batch_size;
+    r->st.micro_step += G;
+    return apply_update(r, bad, err);
+}
+
 /* The clock of the run, kept in st.elapsed across sessions. */
 static void add_elapsed(run *r)
 {
@@ -470,10 +615,42 @@ static void init_state(run *r)
     set_act(r, r->st.act_learn);
 }
 
+/* Every rank starts from the same step (they resumed from the same checkpoint: output.dir
+ * must be the same folder for all of them, on a shared file system across machines). */
+static int same_start(run *r, int rc, vn_error *err)
+{
+    rc = vn__dist_agree(r->dist, rc, "resuming", err);
+    if (rc != VN_OK) return rc;
+    double mine = (double)r->st.step, *all = calloc((size_t)r->ranks, sizeof *all);
+    if (!all) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    rc = vn_dist_allgather_f64(r->dist, &mine, 1, all, "the resume check", err);
+    for (int k = 0; rc == VN_OK && k < r->ranks; k++)
+        if (all[k] != all[0])
+            rc = vn_error_set(err, VN_ERR_STATE, "rank %d starts at step %.0f but rank 0 at step %.0f: "
+                              "every rank must see the same output.dir (a shared folder across "
+                              "machines)", k, all[k], all[0]);
+    free(all);
+    return rc;
+}
+
+static void print_dp(run *r)
+{
+    const vn_config *cfg = r->cfg;
+    long long B = (long long)cfg->train.batch_size, u = (long long)cfg->optim.update_freq;
+    fprintf(r->out, "data-parallel: %d ranks (%d on this machine, %d threads each), effective batch "
+            "%lld x %lld x %d = %lld, %d gradient buckets of about %g MB, BatchNorm %s\n", r->ranks,
+            vn_dist_local_size(r->dist), vn_get_threads(), B, u, r->ranks, B * u * r->ranks, vn__dp_buckets(r->dp),
+            cfg->train.dist_bucket_mb, cfg->model.sync_bn ? "synchronised (sync_bn)" : "per rank");
+}
+
 /* config.yaml, the metrics files and the progress display of the run folder. */
 static int open_outputs(run *r, vn_error *err)
 {
     const vn_config *cfg = r->cfg;
+    if (r->rank > 0) { /* only rank 0 writes the run folder and prints */
+        vn_progress_opts po = {r->out, (int)cfg->train.log_every, VN_PROGRESS_AUTO, 0, NULL, NULL};
+        return vn_progress_create(&po, &r->progress, err);
+    }
     char cpath[4096];
     snprintf(cpath, sizeof cpath, "%s/config.yaml", r->dir);
     int rc = vn_config_save(cfg, cpath, err);
@@ -520,7 +697,7 @@ static int after_step(run *r, vn_train_result *res, vn_error *err)
 {
     const vn_config *cfg = r->cfg;
     r->at_limit = cfg->train.max_steps > 0 && r->st.step >= cfg->train.max_steps;
-    bool stop_signal = r->opt->stop && *r->opt->stop;
+    bool stop_signal = r->dp ? r->stop_agreed : r->opt->stop && *r->opt->stop;
     bool periodic = cfg->output.save_every_steps > 0 && r->st.step % cfg->output.save_every_steps == 0;
     if (stop_signal || (periodic && !r->at_limit)) {
         add_elapsed(r);
@@ -541,12 +718,12 @@ static int train_epoch(run *r, vn_train_result *res, vn_error *err)
     const vn_config *cfg = r->cfg;
     const int64_t epoch = r->st.epoch, B = cfg->train.batch_size;
     while (r->st.position / B < r->micro_per_ep) {
-        int64_t step_in_ep = r->st.position / B / cfg->optim.update_freq;
+        int64_t step_in_ep = r->st.position / B / (cfg->optim.update_freq * r->ranks);
         if (cfg->deep_training.update == VN_CONFIG_UPDATE_ITERATION)
             set_act(r, vn_act_learn_at(cfg, (double)epoch + (double)step_in_ep / (double)r->niter_per_ep));
         double ts = vn_monotonic(), loss = 0;
         int images = 0;
-        int rc = train_step(r, &loss, &images, err);
+        int rc = r->dp ? train_step_dp(r, &loss, &images, err) : train_step(r, &loss, &images, err);
         if (rc == VN_ERR_NUMERIC) {
             rc = skipped_step(r, res, err);
             if (rc != VN_OK) return rc;
@@ -556,10 +733,21 @@ static int train_epoch(run *r, vn_train_result *res, vn_error *err)
         r->st.skipped_in_row = 0;
         r->st.rng = *vn_ctx_rng(r->ctx);
         log_step(r, step_in_ep, loss, images, vn_monotonic() - ts);
+        r->dp_steps++;
+        r->dp_wait += r->comm_wait;
+        r->dp_step_s += vn_monotonic() - ts;
         rc = after_step(r, res, err);
         if (rc != VN_OK || res->outcome == VN_TRAIN_INTERRUPTED || r->at_limit) return rc;
     }
     return VN_OK;
+}
+
+/* A stop signal here; with several ranks, on any rank (all of them agree). */
+static bool stop_requested(run *r, vn_error *err)
+{
+    double v = r->opt->stop && *r->opt->stop;
+    if (r->dp && vn_dist_allreduce_f64(r->dist, &v, 1, "the stop agreement", err) != VN_OK) return false;
+    return v > 0;
 }
 
 /* End of an epoch: evaluate (reported under the epoch it follows), log the epoch row,
@@ -584,9 +772,13 @@ static int end_epoch(run *r, vn_train_result *res, vn_error *err)
     vn_metrics_flush(r->metrics, NULL);
     add_elapsed(r);
     if (last) r->st.finished = true;
-    bool save = last || is_best || (cfg->output.save_every > 0 && r->st.epoch % cfg->output.save_every == 0);
+    /* A stop that arrived after the epoch's last step (during evaluation) also checkpoints. */
+    vn_error e2 = {0};
+    bool stop = stop_requested(r, &e2);
+    if (e2.msg[0]) return vn_error_set(err, VN_ERR_IO, "%s", e2.msg);
+    bool save = last || is_best || stop || (cfg->output.save_every > 0 && r->st.epoch % cfg->output.save_every == 0);
     if (save) rc = save_checkpoint(r, is_best, res, err);
-    if (rc == VN_OK && r->opt->stop && *r->opt->stop) res->outcome = VN_TRAIN_INTERRUPTED;
+    if (rc == VN_OK && stop) res->outcome = VN_TRAIN_INTERRUPTED;
     return rc;
 }
 
@@ -633,26 +825,46 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     snprintf(r->dir, sizeof r->dir, "%s", cfg->output.dir);
     r->t0 = vn_monotonic();
     double session0 = r->t0;
-    vn_set_threads((int)cfg->train.threads);
-    if (cfg->train.device != VN_CONFIG_DEVICE_CPU) return vn_train_device_refuse(cfg, err);
+    r->dist = opt->dist;
+    r->rank = vn_dist_rank(opt->dist);
+    r->ranks = vn_dist_size(opt->dist);
+    if (r->rank > 0 && !(r->out = r->null_out = fopen("/dev/null", "w")))
+        return vn_error_set(err, VN_ERR_IO, "cannot open /dev/null");
+    vn_set_threads(vn__dist_threads(cfg, opt->dist));
+    if (cfg->train.device != VN_CONFIG_DEVICE_CPU) {
+        run_free(r);
+        return vn_train_device_refuse(cfg, err);
+    }
 
     char ckdir[4096];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
-    int rc = vn_mkdirs(ckdir, err);
-    if (rc == VN_OK) rc = vn_ckpt_dir_prepare(ckdir, err);
+    int rc = r->rank == 0 ? vn_mkdirs(ckdir, err) : VN_OK;
+    if (rc == VN_OK && r->rank == 0) rc = vn_ckpt_dir_prepare(ckdir, err);
+    if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "preparing the run folder", err);
     if (rc == VN_OK) rc = open_data(r, err);
     if (rc == VN_OK) rc = setup_model(r, err);
     if (rc == VN_OK) rc = setup_optim(r, err);
     if (rc == VN_OK && !(r->ctx = vn_ctx_create())) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    if (rc == VN_OK && r->ranks > 1)
+        rc = vn__dp_create(opt->dist, r->ctx, r->params, r->n_params, cfg->train.dist_bucket_mb * 1e6,
+                           cfg->model.sync_bn, &r->dp, err);
+    if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "setting up", err);
     if (rc == VN_OK) {
         res->params = vn_state_numel(&r->model->state, VN_STATE_PARAM);
         init_state(r);
         rc = resume(r, err);
     }
+    if (r->ranks > 1) rc = same_start(r, rc, err);
     if (rc == VN_OK) rc = open_outputs(r, err);
     if (rc == VN_OK) {
         res->already_finished = r->st.finished;
+        if (r->dp) print_dp(r);
         rc = train_epochs(r, res, err);
+        if (r->dp && r->dp_steps > 0)
+            fprintf(r->out, "\ndata-parallel: %lld steps, %.3f s of %.3f s waiting on the gradient "
+                    "allreduce after backward (%.1f%%); %d of %d buckets started during backward "
+                    "in the last step\n", (long long)r->dp_steps, r->dp_wait, r->dp_step_s,
+                    100.0 * r->dp_wait / r->dp_step_s, r->early_buckets, vn__dp_buckets(r->dp));
     }
     add_elapsed(r);
     res->state = r->st;

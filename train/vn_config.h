@@ -103,6 +103,7 @@ typedef struct vn_config_model {
     int shortcut;             /* vn_config_shortcut */
     char init[VN_CONFIG_STR_MAX];
     char init_key[VN_CONFIG_STR_MAX]; /* "model", "model_ema", "model_ema.N", alternatives with '|' */
+    bool sync_bn;             /* data-parallel: BatchNorm statistics over all ranks */
 } vn_config_model;
 
 typedef struct vn_config_data {
@@ -189,6 +190,8 @@ typedef struct vn_config_train {
     int nonfinite;            /* vn_config_nonfinite */
     int64_t max_skip;
     int device;               /* vn_config_device */
+    double dist_bucket_mb;    /* data-parallel: gradient bucket size, MB */
+    double dist_timeout;      /* data-parallel: seconds a collective may wait, 0: forever */
 } vn_config_train;
 
 typedef struct vn_config_output {

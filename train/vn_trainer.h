@@ -14,6 +14,7 @@
 #include "optim/vn_ema.h"
 #include "optim/vn_optim.h"
 #include "train/vn_config.h"
+#include "train/vn_dist.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -250,6 +251,11 @@ typedef struct vn_train_options {
     bool force;                         /* resume even though the config changed */
     volatile sig_atomic_t *stop;        /* set by signal handlers; checked after each step */
     FILE *out;                          /* progress and messages (stdout) */
+    /* Data-parallel group (train/vn_dist.h); NULL or one rank: a single process. With K ranks,
+     * train.batch_size and optim.update_freq are per rank (effective batch batch_size x
+     * update_freq x K), rank r takes the micro-batches r, r + K, ... of each step's global
+     * order, and only rank 0 writes the run folder. */
+    vn_dist *dist;
 } vn_train_options;
 
 typedef struct vn_train_result {

@@ -456,6 +456,73 @@ START_TEST(drop_last_and_partial_batches)
 }
 END_TEST
 
+/* Data-parallel shards: shard r of K hands out exactly the unsharded batches r, r + K, ...
+ * (same positions, samples and bytes), from the start or from a mid-epoch cursor, with or
+ * without workers, the last short batch included. */
+START_TEST(shards_take_every_kth_batch)
+{
+    char root[4096];
+    vn_test_mkdtemp(root, sizeof root, "data");
+    make_index_folder(root, 1, 23);
+    vn_loader_config cfg;
+    identity_config(&cfg, root, 5);
+    cfg.drop_last = false;
+    cfg.shuffle = true;
+    size_t bytes = (size_t)5 * SIDE * SIDE * 3 * sizeof(float);
+    for (int64_t start = 0; start <= 5; start += 5) {
+        vn_loader *ld = open_ok(&cfg);
+        start_ok(ld, 1, start);
+        float *all = malloc(bytes * 5);
+        int64_t pos[5], idx[5][5];
+        int size[5], nb = 0;
+        vn_batch b;
+        while (next_ok(ld, &b) > 0) {
+            memcpy((char *)all + (size_t)nb * bytes, b.images->data, (size_t)b.size * bytes / 5);
+            pos[nb] = b.position;
+            size[nb] = b.size;
+            memcpy(idx[nb], b.indices, (size_t)b.size * sizeof(int64_t));
+            nb++;
+            vn_loader_release(ld, &b);
+        }
+        vn_loader_close(ld);
+        for (int K = 2; K <= 3; K++)
+            for (int r = 0; r < K; r++)
+                for (int workers = 0; workers <= 2; workers += 2) {
+                    vn_loader_config sc = cfg;
+                    sc.shard_count = K;
+                    sc.shard_index = r;
+                    sc.workers = workers;
+                    ld = open_ok(&sc);
+                    start_ok(ld, 1, start);
+                    int g = r, got = 0;
+                    while (next_ok(ld, &b) > 0) {
+                        ck_assert_int_lt(g, nb);
+                        ck_assert_int_eq(b.position, pos[g]);
+                        ck_assert_int_eq(b.size, size[g]);
+                        ck_assert(!memcmp(b.indices, idx[g], (size_t)b.size * sizeof(int64_t)));
+                        ck_assert_msg(!memcmp(b.images->data, (char *)all + (size_t)g * bytes,
+                                              (size_t)b.size * bytes / 5),
+                                      "shard %d/%d batch %d differs", r, K, g);
+                        vn_loader_release(ld, &b);
+                        g += K;
+                        got++;
+                    }
+                    ck_assert_int_eq(got, nb > r ? (nb - r + K - 1) / K : 0);
+                    vn_loader_close(ld);
+                }
+        free(all);
+    }
+    vn_loader_config bad = cfg;
+    bad.shard_count = 2;
+    bad.shard_index = 2;
+    vn_loader *ld = NULL;
+    vn_error err = {0};
+    ck_assert_int_eq(vn_loader_open(&bad, &ld, &err), VN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "shard_index"), "message: %s", err.msg);
+    vn_test_rmtree(root);
+}
+END_TEST
+
 /* The list of awkward files in one folder, handled with nothing else lost. */
 static void make_awkward_folder(const char *root, char *corrupt, char *truncated)
 {
@@ -851,6 +918,7 @@ int main(void)
     tcase_add_test(tc, resume_from_cursor);
     tcase_add_test(tc, full_recipe_same_bytes_and_resume);
     tcase_add_test(tc, drop_last_and_partial_batches);
+    tcase_add_test(tc, shards_take_every_kth_batch);
     tcase_add_test(tc, bad_and_odd_files);
     tcase_add_test(tc, files_vanish_or_change_mid_run);
     tcase_add_test(tc, fail_fast_names_the_file);

@@ -277,11 +277,15 @@ static const char *full_example =
     "data.eval_mode: resize-crop\n"
     "optim.nesterov: false\n"
     "loss.bce_always: true\n"
-    "train.eval_from_epoch: 7\n";
+    "train.eval_from_epoch: 7\n"
+    "model.sync_bn: true\n"
+    "train.dist_bucket_mb: 4.5\n"
+    "train.dist_timeout: 60\n";
 
 static void check_full_example(const vn_config *c)
 {
     ck_assert_str_eq(c->model.init_key, "model_ema|model");
+    ck_assert(c->model.sync_bn && c->train.dist_bucket_mb == 4.5 && c->train.dist_timeout == 60);
     ck_assert_int_eq(c->data.eval_interpolation, VN_CONFIG_INTERP_BILINEAR);
     ck_assert_int_eq(c->data.eval_mode, VN_CONFIG_EVAL_RESIZE_CROP);
     ck_assert(!c->optim.nesterov && c->loss.bce_always);

@@ -493,7 +493,7 @@ static void small_run(vn_config *cfg, const char *root, const char *out)
 static int run_quiet(const vn_config *cfg, vn_train_result *res, vn_error *err)
 {
     FILE *out = fopen("/dev/null", "w");
-    vn_train_options opt = {NULL, false, NULL, out};
+    vn_train_options opt = {NULL, false, NULL, out, NULL};
     int rc = vn_train(cfg, &opt, res, err);
     fclose(out);
     return rc;

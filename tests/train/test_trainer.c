@@ -49,7 +49,7 @@ static FILE *devnull(void) { return fopen("/dev/null", "w"); }
 static int train(const vn_config *cfg, const char *resume, bool force, vn_train_result *res)
 {
     FILE *out = devnull();
-    vn_train_options opt = {resume, force, NULL, out};
+    vn_train_options opt = {resume, force, NULL, out, NULL};
     vn_error err = {0};
     int rc = vn_train(cfg, &opt, res, &err);
     fclose(out);
@@ -242,7 +242,7 @@ START_TEST(test_resume_refuses_changed_config)
     train(&cfg, NULL, false, &r);
     ck_assert_int_eq(vn_config_set(&cfg, "optim.lr=0.02", &err), VN_OK);
     FILE *out = devnull();
-    vn_train_options opt = {"auto", false, NULL, out};
+    vn_train_options opt = {"auto", false, NULL, out, NULL};
     int rc = vn_train(&cfg, &opt, &r, &err);
     fclose(out);
     ck_assert_int_eq(rc, VN_ERR_STATE);
@@ -261,7 +261,7 @@ START_TEST(test_interrupt_flag_writes_checkpoint)
     base_config(&cfg, "interrupt");
     volatile sig_atomic_t stop = 1; /* as if SIGTERM arrived during the first step */
     FILE *out = devnull();
-    vn_train_options opt = {NULL, false, &stop, out};
+    vn_train_options opt = {NULL, false, &stop, out, NULL};
     vn_train_result r;
     vn_error err = {0};
     ck_assert_int_eq(vn_train(&cfg, &opt, &r, &err), VN_OK);

@@ -6,7 +6,13 @@
  *                                          first TEXT in FILE ("\"mean\":[" turns the stored
  *                                          mean 0.3 into 1.3)
  *   testtool same A B                      every tensor of A is in B with the same bytes
- *                                          (and B has no other): 0 same, 1 differ */
+ *                                          (and B has no other): 0 same, 1 differ
+ *   testtool close A B RTOL [PREFIX]       every tensor of A (whose name starts with PREFIX)
+ *                                          is in B: F32 within RTOL x the tensor's largest
+ *                                          |value| (at least 1e-3: tensors below that are
+ *                                          rounding noise, as the biases in front of a
+ *                                          BatchNorm, whose gradient is 0) element by
+ *                                          element; other types equal */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +44,59 @@ static int flip_after(const char *path, const char *text)
     free(buf);
     fclose(f);
     return rc;
+}
+
+/* testtool close: the worst relative difference over the tensors compared. */
+static int close_files(const char *pa, const char *pb, double rtol, const char *prefix)
+{
+    vn_st_file *a = NULL, *b = NULL;
+    vn_error err = {0};
+    if (vn_st_open(pa, &a, &err) || vn_st_open(pb, &b, &err)) {
+        fprintf(stderr, "close: %s\n", err.msg);
+        return 1;
+    }
+    int bad = 0, n = 0;
+    double worst = 0;
+    const char *worst_name = "-";
+    for (int i = 0; i < vn_st_count(a); i++) {
+        const vn_st_entry *ea = vn_st_at(a, i), *eb = vn_st_find(b, ea->name);
+        if (strncmp(ea->name, prefix, strlen(prefix)) != 0) continue;
+        n++;
+        if (!eb || eb->nbytes != ea->nbytes || eb->dtype != ea->dtype) {
+            fprintf(stderr, "close: '%s' missing or of another shape in %s\n", ea->name, pb);
+            bad = 1;
+            continue;
+        }
+        if (ea->dtype != VN_DTYPE_F32) {
+            if (memcmp(ea->data, eb->data, ea->nbytes)) {
+                fprintf(stderr, "close: '%s' differs\n", ea->name);
+                bad = 1;
+            }
+            continue;
+        }
+        const float *x = ea->data, *y = eb->data;
+        double scale = 0, md = 0;
+        for (int64_t k = 0; k < ea->numel; k++) {
+            if (fabs(x[k]) > scale) scale = fabs(x[k]);
+            if (fabs(y[k]) > scale) scale = fabs(y[k]);
+            double d = fabs((double)x[k] - (double)y[k]);
+            if (!(d <= md)) md = d;
+        }
+        double rel = md / (scale > 1e-3 ? scale : 1e-3);
+        if (!(rel <= worst)) {
+            worst = rel;
+            worst_name = ea->name;
+        }
+        if (!(rel <= rtol)) {
+            fprintf(stderr, "close: '%s' differs by %.3g of its largest value %.3g\n", ea->name, rel, scale);
+            bad = 1;
+        }
+    }
+    printf("close: %d tensors, worst relative difference %.3g (%s), tolerance %g: %s\n", n, worst,
+           worst_name, rtol, bad ? "DIFFER" : "ok");
+    vn_st_close(a);
+    vn_st_close(b);
+    return bad || n == 0;
 }
 
 int main(int argc, char **argv)
@@ -95,6 +154,8 @@ int main(int argc, char **argv)
         vn_st_close(b);
         return differ;
     }
+    if ((argc == 5 || argc == 6) && strcmp(argv[1], "close") == 0)
+        return close_files(argv[2], argv[3], atof(argv[4]), argc == 6 ? argv[5] : "");
     fprintf(stderr, "usage: testtool synth ROOT N_TRAIN N_VAL | compare A B NAME TOL | corrupt FILE | flip FILE TEXT | same A B\n");
     return 2;
 }

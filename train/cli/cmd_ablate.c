@@ -373,7 +373,7 @@ int vn_cmd_ablate(int argc, char **argv)
             continue;
         }
         if (dry) continue;
-        vn_train_options opt = {"auto", false, &vn_cli_stop, stdout};
+        vn_train_options opt = {"auto", false, &vn_cli_stop, stdout, NULL};
         vn_train_result res;
         int rc = vn_train(&cfg, &opt, &res, &err);
         if (rc != VN_OK) {

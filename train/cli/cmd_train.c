@@ -51,7 +51,27 @@ static const char train_help[] =
     "Writes to output.dir: config.yaml, checkpoints/ckpt-s<step>.safetensors (the last\n"
     "output.keep_last) and checkpoints/best.safetensors, metrics.jsonl, epochs.csv and tb/\n"
     "(TensorBoard). SIGINT, SIGTERM or SIGUSR1 finish the current step, write a checkpoint and\n"
-    "exit with code 3.\n";
+    "exit with code 3.\n"
+    "\n"
+    "Started by mpirun (a build with MPI), every rank trains data-parallel: batch_size and\n"
+    "update_freq are per rank, rank 0 writes output.dir; stop with SIGUSR1 to mpirun (see\n"
+    "README, Many machines).\n";
+
+/* The exit code of a failed run; with several ranks, prints the rank and ends the whole job
+ * (the other ranks may be waiting for this one in a collective). */
+static int train_failed(vn_dist *dist, int rc, const vn_error *err)
+{
+    int code = rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
+    if (vn_dist_size(dist) > 1) {
+        vn_cli_error("train", "rank %d of %d: %s", vn_dist_rank(dist), vn_dist_size(dist), err->msg);
+        fflush(NULL);
+        vn_dist_abort(dist, code);
+    } else {
+        vn_cli_error("train", "%s", err->msg);
+    }
+    vn_dist_destroy(dist);
+    return code;
+}
 
 int vn_cmd_train(int argc, char **argv)
 {
@@ -92,14 +112,21 @@ int vn_cmd_train(int argc, char **argv)
     }
     vn_cli_install_signals();
     setvbuf(stdout, NULL, _IOLBF, 0);
-    vn_train_options opt = {resume, force, &vn_cli_stop, stdout};
     vn_train_result res;
     vn_error err = {0};
-    int rc = vn_train(&cfg, &opt, &res, &err);
+    /* Under mpirun: one rank of a data-parallel job (train/vn_dist.h); else a group of one. */
+    vn_dist *dist = NULL;
+    int rc = vn_dist_create(cfg.train.dist_timeout, &dist, &err);
     if (rc != VN_OK) {
         vn_cli_error("train", "%s", err.msg);
-        return rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
+        return VN_EXIT_ERROR;
     }
+    vn_train_options opt = {resume, force, &vn_cli_stop, stdout, dist};
+    rc = vn_train(&cfg, &opt, &res, &err);
+    if (rc != VN_OK) return train_failed(dist, rc, &err);
+    bool quiet = vn_dist_rank(dist) > 0;
+    vn_dist_destroy(dist);
+    if (quiet) return res.outcome == VN_TRAIN_INTERRUPTED ? VN_EXIT_INTERRUPTED : VN_EXIT_OK;
     printf("\n");
     if (res.outcome == VN_TRAIN_INTERRUPTED) {
         printf("interrupted at epoch %lld, step %lld; checkpoint %s\n"
