@@ -19,6 +19,13 @@ static void chunk_bounds(int c, int64_t chunk, int64_t n, int64_t *lo, int64_t *
     *hi = n - *lo < chunk ? n : *lo + chunk;
 }
 
+/* What vn__for_chunks hands to a chunk function: the parameter and its optimizer's scalars
+ * (sgd_args or adamw_args). */
+typedef struct chunk_args {
+    vn__optim_param *prm;
+    const void *a;
+} chunk_args;
+
 /* ---------------------------------------------------------------------------------- SGD */
 
 typedef struct sgd_args {
@@ -43,14 +50,9 @@ static void sgd_range(float *restrict p, const float *restrict g, float *restric
     }
 }
 
-typedef struct sgd_chunk_args {
-    vn__optim_param *prm;
-    const sgd_args *a;
-} sgd_chunk_args;
-
 static void sgd_chunk(void *arg, int64_t lo, int64_t hi)
 {
-    const sgd_chunk_args *ca = arg;
+    const chunk_args *ca = arg;
     vn__optim_param *prm = ca->prm;
     sgd_range(prm->t->data, prm->t->grad, prm->buf0, ca->a, lo, hi);
 }
@@ -65,7 +67,7 @@ static void sgd_param(vn_optim *opt, vn__optim_param *prm)
         .neg_lr = (float)(-lr), .has_wd = wd != 0.0, .has_momentum = c->momentum != 0.0,
         .nesterov = c->nesterov, .first = opt->step == 1,
     };
-    sgd_chunk_args ca = {prm, &a};
+    chunk_args ca = {prm, &a};
     vn__for_chunks(prm->t->numel, sgd_chunk, &ca);
 }
 
@@ -91,14 +93,9 @@ static void adamw_range(float *restrict p, const float *restrict g, float *restr
     }
 }
 
-typedef struct adamw_chunk_args {
-    vn__optim_param *prm;
-    const adamw_args *a;
-} adamw_chunk_args;
-
 static void adamw_chunk(void *arg, int64_t lo, int64_t hi)
 {
-    const adamw_chunk_args *ca = arg;
+    const chunk_args *ca = arg;
     vn__optim_param *prm = ca->prm;
     adamw_range(prm->t->data, prm->t->grad, prm->buf0, prm->buf1, ca->a, lo, hi);
 }
@@ -116,7 +113,7 @@ static void adamw_param(vn_optim *opt, vn__optim_param *prm)
         .c1 = (float)(1.0 - c->beta1), .beta2 = (float)c->beta2, .c2 = (float)(1.0 - c->beta2),
         .bc2_sqrt = (float)sqrt(bc2), .eps = (float)c->eps, .neg_step = (float)(-(lr / bc1)),
     };
-    adamw_chunk_args ca = {prm, &a};
+    chunk_args ca = {prm, &a};
     vn__for_chunks(prm->t->numel, adamw_chunk, &ca);
 }
 
