@@ -399,21 +399,31 @@ static int load_checkpoints(vn_run *run)
 
 /* ------------------------------------------------------------------------ run folder */
 
-static int load_config(vn_run *run)
-{
+/* A file of the run folder read whole: its path (for messages) and NUL-terminated text. */
+typedef struct run_file {
     char path[1100];
-    snprintf(path, sizeof path, "%s/config.yaml", run->dir);
     char *text;
     size_t len;
+} run_file;
+
+static int run_file_read(const vn_run *run, const char *name, run_file *f, vn_error *err)
+{
+    snprintf(f->path, sizeof f->path, "%s/%s", run->dir, name);
+    return slurp(f->path, &f->text, &f->len, err);
+}
+
+static int load_config(vn_run *run)
+{
+    run_file f;
     vn_error e = {0};
-    int rc = slurp(path, &text, &len, &e);
+    int rc = run_file_read(run, "config.yaml", &f, &e);
     if (rc == VN_ERR_NOT_FOUND)
         return add_note(&run->notes, &run->n_notes, "no config.yaml: the configuration is not shown");
     if (rc != VN_OK) return add_note(&run->notes, &run->n_notes, "%s", e.msg);
     run->cfg = malloc(sizeof *run->cfg);
     if (!run->cfg) rc = VN_ERR_NOMEM;
-    else rc = vn_config_from_text(run->cfg, text, len, path, &e);
-    free(text);
+    else rc = vn_config_from_text(run->cfg, f.text, f.len, f.path, &e);
+    free(f.text);
     if (rc == VN_ERR_NOMEM) return rc;
     if (rc != VN_OK) {
         free(run->cfg);
@@ -446,15 +456,12 @@ static void load_result(vn_run *run)
 
 static int load_metrics(vn_run *run, vn_error *err)
 {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run->dir);
-    char *text;
-    size_t len;
+    run_file f;
     vn_error e = {0};
-    int rc = slurp(path, &text, &len, &e);
+    int rc = run_file_read(run, "metrics.jsonl", &f, &e);
     if (rc == VN_OK) {
-        rc = vn_run_parse_jsonl(run, text, len, err);
-        free(text);
+        rc = vn_run_parse_jsonl(run, f.text, f.len, err);
+        free(f.text);
         if (rc != VN_OK) return rc;
         if (run->bad_lines)
             add_note(&run->notes, &run->n_notes, "metrics.jsonl: %lld unreadable lines skipped",
@@ -469,10 +476,9 @@ static int load_metrics(vn_run *run, vn_error *err)
     if (rc == VN_ERR_NOMEM) return vn_error_set(err, rc, "%s", e.msg);
     add_note(&run->notes, &run->n_notes, rc == VN_ERR_NOT_FOUND ? "no metrics.jsonl: no per-step "
              "curves (%s)" : "cannot read metrics.jsonl: %s", e.msg);
-    snprintf(path, sizeof path, "%s/epochs.csv", run->dir);
-    if (slurp(path, &text, &len, &e) == VN_OK) {
-        parse_epochs_csv(run, text);
-        free(text);
+    if (run_file_read(run, "epochs.csv", &f, &e) == VN_OK) {
+        parse_epochs_csv(run, f.text);
+        free(f.text);
     }
     return VN_OK;
 }
