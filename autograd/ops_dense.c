@@ -185,10 +185,7 @@ vn_tensor *vn_linear(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b)
     /* Inputs keep their positions (x, w, b); b may be NULL. */
     vn_node *node = y ? vn__node_new(ctx, VN_OP_LINEAR, 3, in, y, sizeof(linear_state)) : NULL;
     if (!node) return NULL;
-    linear_state *st = node->state;
-    st->rows = M;
-    st->in = NI;
-    st->out = NO;
+    *(linear_state *)node->state = (linear_state){.rows = M, .in = NI, .out = NO};
     if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);

@@ -94,6 +94,38 @@ float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh);
  * dx[i]). Otherwise as vn__grad_uninit. */
 float *vn__grad_over_out(vn_ctx *ctx, vn_node *node, vn_tensor *t, bool *fresh);
 
+/* What an element-wise backward of in[0] reads and writes: the data of the saved tensor src
+ * (the input or the output), dy (taken before its buffer may be handed to in[0]) and dx as
+ * vn__grad_over_out gives it. */
+typedef struct vn__ew_grad {
+    const float *src, *dy;
+    float *dx;
+    bool fresh;
+} vn__ew_grad;
+/* Fills *a; false when src's data or dx is not available (the sticky error says why). */
+bool vn__ew_grad_begin(vn_ctx *ctx, vn_node *node, vn_tensor *src, vn__ew_grad *a);
+
+/* NHWC kernels whose threads must each own the input-gradient elements they write (pooling)
+ * split the work over tiles: one image and one block of channels [c0, c0 + cn). */
+typedef struct vn__tile {
+    int64_t n, c0, cn;
+} vn__tile;
+typedef void (*vn__tile_fn)(const void *arg, vn__tile tile);
+
+/* Runs fn(arg, tile) over the n * ceil(c / block) tiles, images outer, on OpenMP threads
+ * when `parallel`. One call per tile: the per-element work stays inside fn. */
+static inline void vn__for_each_tile(int64_t n, int64_t c, int64_t block, bool parallel,
+                                     vn__tile_fn fn, const void *arg)
+{
+    const int64_t nblk = vn_chunk_count(c, block);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t t = 0; t < n * nblk; t++) {
+        vn__tile tile = {t / nblk, (t % nblk) * block, 0};
+        tile.cn = c - tile.c0 < block ? c - tile.c0 : block;
+        fn(arg, tile);
+    }
+}
+
 /* Checks shared by every op: returns false (and sets the error) on NULL input or a sticky
  * error already present. */
 bool vn__ok(vn_ctx *ctx, int n, vn_tensor *const *in);

@@ -3,16 +3,13 @@
 #ifndef VN_OPTIM_KERNELS_H
 #define VN_OPTIM_KERNELS_H
 
+#include "autograd/cuda/cuda_stream.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
-#endif
-
-#ifndef VN__STREAM_DEFINED
-#define VN__STREAM_DEFINED
-typedef struct CUstream_st *vn__stream;
 #endif
 
 /* Blocks of the sums of squares: their partials are summed on the host in this order. */
