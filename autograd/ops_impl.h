@@ -87,6 +87,9 @@ float *vn__grad(vn_ctx *ctx, vn_tensor *t);
 /* As vn__grad, but a buffer allocated now is left uninitialised and *fresh is set to true:
  * the caller must then write every element instead of accumulating. */
 float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh);
+/* For backward kernels: NULL when the input t does not require grad (nothing to do) or its
+ * buffer cannot be had (the sticky error is set), else as vn__grad_uninit. */
+float *vn__input_grad(vn_ctx *ctx, vn_tensor *t, bool *fresh);
 
 /* For element-wise backward kernels: when t has no gradient yet and is the same size as the
  * node's output, hands the output's gradient buffer (freed after this backward anyway) to t

@@ -214,9 +214,8 @@ void vn__max_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const pool_state *s = node->state;
     vn_tensor *x = node->in[0];
-    if (!vn_tensor_requires_grad(x)) return;
     bool fresh;
-    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    float *dx = vn__input_grad(ctx, x, &fresh);
     if (!dx) return;
     /* Fixed-kernel windows are disjoint: a fresh gradient is written, not accumulated. */
     const bool assign = fresh && s->k > 0;
@@ -250,9 +249,8 @@ static void avg_backward_tile(const void *arg, vn__tile b)
 void vn__avg_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     vn_tensor *x = node->in[0];
-    if (!vn_tensor_requires_grad(x)) return;
     bool fresh;
-    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    float *dx = vn__input_grad(ctx, x, &fresh);
     if (!dx) return;
     if (fresh) memset(dx, 0, (size_t)x->numel * sizeof(float));
     pool_io io = {.s = node->state, .dy = node->out->grad, .dx = dx};

@@ -248,6 +248,11 @@ float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh)
     return grad_alloc(ctx, t, false, fresh);
 }
 
+float *vn__input_grad(vn_ctx *ctx, vn_tensor *t, bool *fresh)
+{
+    return vn_tensor_requires_grad(t) ? vn__grad_uninit(ctx, t, fresh) : NULL;
+}
+
 bool vn__ew_grad_begin(vn_ctx *ctx, vn_node *node, vn_tensor *src, vn__ew_grad *a)
 {
     if (!(a->src = vn__data(ctx, src))) return false;

@@ -104,9 +104,8 @@ int vn__add_forward_cuda(vn_ctx *ctx, vn_node *node)
 
 static void accumulate(vn_ctx *ctx, vn_tensor *x, const float *dy, float a)
 {
-    if (!vn_tensor_requires_grad(x)) return;
     bool assign;
-    float *dx = vn__grad_uninit(ctx, x, &assign);
+    float *dx = vn__input_grad(ctx, x, &assign);
     if (!dx) return;
     KCHECK_V(ctx, "backward", vn__k_axpby(S(), dx, dy, x->numel, a, assign));
 }
