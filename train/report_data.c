@@ -436,22 +436,44 @@ static int load_config(vn_run *run)
     return VN_OK;
 }
 
-static void load_result(vn_run *run)
+bool vn_run_result_read(const char *dir, vn_run_result *r)
 {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/result.json", run->dir);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/result.json", dir);
     json_t *o = json_load_file(path, 0, NULL);
-    if (json_is_object(o)) {
-        vn_run_result *r = &run->result;
-        snprintf(r->name, sizeof r->name, "%s", run->name);
+    bool ok = json_is_object(o);
+    if (ok) {
         r->best_top1 = json_number_value(json_object_get(o, "best_top1"));
         r->final_top1 = json_number_value(json_object_get(o, "final_top1"));
         r->seconds = json_number_value(json_object_get(o, "seconds"));
         r->params = json_integer_value(json_object_get(o, "params"));
         r->macs = json_integer_value(json_object_get(o, "macs"));
-        run->has_result = true;
     }
     json_decref(o);
+    return ok;
+}
+
+int vn_run_result_write(const char *dir, const vn_run_result *r, vn_error *err)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    json_t *o = json_object();
+    json_object_set_new(o, "best_top1", json_real(r->best_top1));
+    json_object_set_new(o, "final_top1", json_real(r->final_top1));
+    json_object_set_new(o, "seconds", json_real(r->seconds));
+    json_object_set_new(o, "params", json_integer(r->params));
+    json_object_set_new(o, "macs", json_integer(r->macs));
+    int rc = json_dump_file(o, path, JSON_INDENT(1));
+    json_decref(o);
+    return rc == 0 ? VN_OK : vn_error_set(err, VN_ERR_IO, "cannot write %s", path);
+}
+
+static void load_result(vn_run *run)
+{
+    if (vn_run_result_read(run->dir, &run->result)) {
+        snprintf(run->result.name, sizeof run->result.name, "%s", run->name);
+        run->has_result = true;
+    }
 }
 
 static int load_metrics(vn_run *run, vn_error *err)
