@@ -109,24 +109,29 @@ typedef struct vn__ew_grad {
 bool vn__ew_grad_begin(vn_ctx *ctx, vn_node *node, vn_tensor *src, vn__ew_grad *a);
 
 /* NHWC kernels whose threads must each own the input-gradient elements they write (pooling)
- * split the work over tiles: one image and one block of channels [c0, c0 + cn). */
+ * split the work over tiles: one image and one block of channels [c0, c0 + cn). Tile t of
+ * n images of c channels, images outer: */
 typedef struct vn__tile {
     int64_t n, c0, cn;
 } vn__tile;
-typedef void (*vn__tile_fn)(const void *arg, vn__tile tile);
+static inline vn__tile vn__tile_at(int64_t t, int64_t c, int64_t block)
+{
+    const int64_t nblk = vn_chunk_count(c, block);
+    vn__tile tile = {t / nblk, (t % nblk) * block, 0};
+    tile.cn = c - tile.c0 < block ? c - tile.c0 : block;
+    return tile;
+}
 
-/* Runs fn(arg, tile) over the n * ceil(c / block) tiles, images outer, on OpenMP threads
- * when `parallel`. One call per tile: the per-element work stays inside fn. */
+/* Runs fn(arg, t) for the tiles t of n images of c channels, on OpenMP threads when
+ * `parallel`. fn starts with vn__tile_at(t, c, block), inlined, so that the compiler sees
+ * cn <= block where it vectorises. One call per tile: the per-element work stays in fn. */
+typedef void (*vn__tile_fn)(const void *arg, int64_t t);
 static inline void vn__for_each_tile(int64_t n, int64_t c, int64_t block, bool parallel,
                                      vn__tile_fn fn, const void *arg)
 {
-    const int64_t nblk = vn_chunk_count(c, block);
+    const int64_t tiles = n * vn_chunk_count(c, block);
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t t = 0; t < n * nblk; t++) {
-        vn__tile tile = {t / nblk, (t % nblk) * block, 0};
-        tile.cn = c - tile.c0 < block ? c - tile.c0 : block;
-        fn(arg, tile);
-    }
+    for (int64_t t = 0; t < tiles; t++) fn(arg, t);
 }
 
 /* Checks shared by every op: returns false (and sets the error) on NULL input or a sticky

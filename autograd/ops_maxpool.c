@@ -59,10 +59,11 @@ typedef struct mp_io {
     uint8_t *argmax;
 } mp_io;
 
-static void mp_forward_tile(const void *arg, vn__tile b)
+static void mp_forward_tile(const void *arg, int64_t t)
 {
     const mp_io *io = arg;
     const maxpool_state *st = io->st;
+    const vn__tile b = vn__tile_at(t, st->c, MP_CBLOCK);
     const int64_t img_out = st->oh * st->ow * st->c;
     const float *img = io->x + b.n * st->h * st->w * st->c;
     for (int64_t i = 0; i < st->oh; i++)
@@ -81,10 +82,11 @@ static void mp_forward(const maxpool_state *st, const float *x, float *y, uint8_
 }
 
 /* dx[argmax] += dy for one (image, channel block), outputs in order. */
-static void mp_scatter_tile(const void *arg, vn__tile b)
+static void mp_scatter_tile(const void *arg, int64_t t)
 {
     const mp_io *io = arg;
     const maxpool_state *st = io->st;
+    const vn__tile b = vn__tile_at(t, st->c, MP_CBLOCK);
     const int64_t img_out = st->oh * st->ow * st->c, c0 = b.c0;
     const uint8_t *argmax = io->argmax;
     const float *dy = io->dy;

@@ -101,10 +101,11 @@ static void pool_run(const pool_io *io, vn__tile_fn fn)
 
 /* y = max over each window; when io->idx is not NULL, also the argmax of every output
  * element (idx_bytes each, same layout as y) for backward. */
-static void max_forward_tile(const void *arg, vn__tile b)
+static void max_forward_tile(const void *arg, int64_t t)
 {
     const pool_io *io = arg;
     const pool_state *s = io->s;
+    const vn__tile b = vn__tile_at(t, s->c, POOL_CBLOCK);
     const int64_t img_in = s->h * s->w * s->c, img_out = s->oh * s->ow * s->c;
     int32_t idx[POOL_CBLOCK];
     for (int64_t i = 0; i < s->oh; i++)
@@ -140,10 +141,11 @@ static void add_rows(double *acc, const float *rows, int64_t count, int64_t C, i
     }
 }
 
-static void avg_forward_tile(const void *arg, vn__tile b)
+static void avg_forward_tile(const void *arg, int64_t t)
 {
     const pool_io *io = arg;
     const pool_state *s = io->s;
+    const vn__tile b = vn__tile_at(t, s->c, POOL_CBLOCK);
     const int64_t W = s->w, C = s->c, cn = b.cn;
     const float *img = io->x + b.n * s->h * W * C + b.c0;
     double acc[POOL_CBLOCK];
@@ -178,10 +180,11 @@ static void zero_uncovered(const pool_state *s, float *dx_img, int64_t c0, int64
             memset(dx_img + (h * s->w + w) * s->c + c0, 0, (size_t)cn * sizeof(float));
 }
 
-static void max_backward_tile(const void *arg, vn__tile b)
+static void max_backward_tile(const void *arg, int64_t t)
 {
     const pool_io *io = arg;
     const pool_state *s = io->s;
+    const vn__tile b = vn__tile_at(t, s->c, POOL_CBLOCK);
     const int64_t W = s->w, C = s->c, c0 = b.c0, cn = b.cn;
     const char *saved = io->idx;
     const bool assign = io->assign;
@@ -224,10 +227,11 @@ void vn__max_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
     pool_run(&io, max_backward_tile);
 }
 
-static void avg_backward_tile(const void *arg, vn__tile b)
+static void avg_backward_tile(const void *arg, int64_t t)
 {
     const pool_io *io = arg;
     const pool_state *s = io->s;
+    const vn__tile b = vn__tile_at(t, s->c, POOL_CBLOCK);
     const int64_t W = s->w, C = s->c, cn = b.cn;
     float *dimg = io->dx + b.n * s->h * W * C + b.c0;
     float gs[POOL_CBLOCK];
