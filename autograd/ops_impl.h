@@ -109,8 +109,8 @@ typedef struct vn__ew_grad {
 bool vn__ew_grad_begin(vn_ctx *ctx, vn_node *node, vn_tensor *src, vn__ew_grad *a);
 
 /* NHWC kernels whose threads must each own the input-gradient elements they write (pooling)
- * split the work over tiles: one image and one block of channels [c0, c0 + cn). Tile t of
- * n images of c channels, images outer: */
+ * split the work over tiles: one image and one block of channels [c0, c0 + cn).
+ * vn__tile_at gives tile t of images of c channels, images outer. */
 typedef struct vn__tile {
     int64_t n, c0, cn;
 } vn__tile;
