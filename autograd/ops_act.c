@@ -35,14 +35,9 @@ static void silu_grad_kernel(float *dx, const float *dy, const float *restrict x
 
 void vn__silu_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
-    vn_tensor *x = node->in[0];
-    const float *xd = vn__data(ctx, x);
-    if (!xd) return;
-    const float *dy = node->out->grad; /* read before the buffer is handed to x */
-    bool fresh;
-    float *dx = vn__grad_over_out(ctx, node, x, &fresh);
-    if (!dx) return;
-    silu_grad_kernel(dx, dy, xd, x->numel, fresh);
+    vn__ew_grad a;
+    if (vn__ew_grad_begin(ctx, node, node->in[0], &a))
+        silu_grad_kernel(a.dx, a.dy, a.src, node->in[0]->numel, a.fresh);
 }
 
 void vn__silu_recompute_cpu(vn_ctx *ctx, vn_node *node)
@@ -92,14 +87,9 @@ static void sigmoid_grad_kernel(float *dx, const float *dy, const float *restric
 
 void vn__sigmoid_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
-    vn_tensor *x = node->in[0];
-    const float *yd = vn__data(ctx, node->out);
-    if (!yd) return;
-    const float *dy = node->out->grad; /* read before the buffer is handed to x */
-    bool fresh;
-    float *dx = vn__grad_over_out(ctx, node, x, &fresh);
-    if (!dx) return;
-    sigmoid_grad_kernel(dx, dy, yd, x->numel, fresh);
+    vn__ew_grad a;
+    if (vn__ew_grad_begin(ctx, node, node->out, &a))
+        sigmoid_grad_kernel(a.dx, a.dy, a.src, node->in[0]->numel, a.fresh);
 }
 
 void vn__sigmoid_recompute_cpu(vn_ctx *ctx, vn_node *node)

@@ -172,14 +172,9 @@ static void softmax_grad_kernel(float *dx, const float *dy, const float *restric
 void vn__softmax_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const softmax_state *st = node->state;
-    vn_tensor *x = node->in[0];
-    const float *yd = vn__data(ctx, node->out);
-    if (!yd) return;
-    const float *dy = node->out->grad; /* read before the buffer is handed to x */
-    bool fresh;
-    float *dx = vn__grad_over_out(ctx, node, x, &fresh);
-    if (!dx) return;
-    softmax_grad_kernel(dx, dy, yd, st->rows, st->c, fresh);
+    vn__ew_grad a;
+    if (vn__ew_grad_begin(ctx, node, node->out, &a))
+        softmax_grad_kernel(a.dx, a.dy, a.src, st->rows, st->c, a.fresh);
 }
 
 int vn__softmax_forward_cpu(vn_ctx *ctx, vn_node *node)

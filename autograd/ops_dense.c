@@ -19,6 +19,21 @@ static bool blas_dims_ok(vn_ctx *ctx, const char *name, int64_t a, int64_t b, in
     return true;
 }
 
+/* t's gradient (+)= op(A) op(B), row-major as cblas_sgemm with C = the gradient (ldc): a
+ * fresh buffer is written (beta 0), an existing one added to. Nothing when t needs no
+ * gradient; false when the buffer cannot be had (the sticky error is set). */
+static bool grad_gemm(vn_ctx *ctx, vn_tensor *t, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
+                      int n, int k, const float *a, int lda, const float *b, int ldb, int ldc)
+{
+    if (!vn_tensor_requires_grad(t)) return true;
+    bool fresh;
+    float *d = vn__grad_uninit(ctx, t, &fresh);
+    if (!d) return false;
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, fresh ? 0.0f : 1.0f, d,
+                ldc);
+    return true;
+}
+
 /* ---- matmul ------------------------------------------------------------------------- */
 
 void vn__matmul_backward_cpu(vn_ctx *ctx, vn_node *node)
@@ -28,21 +43,9 @@ void vn__matmul_backward_cpu(vn_ctx *ctx, vn_node *node)
     const float *g = node->out->grad;
     const float *ad = vn__data(ctx, a), *bd = vn__data(ctx, b);
     if (!ad || !bd) return;
-    bool fresh;
-    if (vn_tensor_requires_grad(a)) {
-        float *da = vn__grad_uninit(ctx, a, &fresh);
-        if (!da) return;
-        /* dA = G B^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, N, 1.0f, g, N, bd, N,
-                    fresh ? 0.0f : 1.0f, da, K);
-    }
-    if (vn_tensor_requires_grad(b)) {
-        float *db = vn__grad_uninit(ctx, b, &fresh);
-        if (!db) return;
-        /* dB = A^T G */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, M, 1.0f, ad, K, g, N,
-                    fresh ? 0.0f : 1.0f, db, N);
-    }
+    /* dA = G B^T, dB = A^T G */
+    if (grad_gemm(ctx, a, CblasNoTrans, CblasTrans, M, K, N, g, N, bd, N, K))
+        grad_gemm(ctx, b, CblasTrans, CblasNoTrans, K, N, M, ad, K, g, N, N);
 }
 
 int vn__matmul_forward_cpu(vn_ctx *ctx, vn_node *node)
@@ -111,21 +114,10 @@ void vn__linear_backward_cpu(vn_ctx *ctx, vn_node *node)
     const float *g = node->out->grad;
     const float *xd = vn__data(ctx, x), *wd = vn__data(ctx, w);
     if (!xd || !wd) return;
-    bool fresh;
-    if (vn_tensor_requires_grad(x)) {
-        float *dx = vn__grad_uninit(ctx, x, &fresh);
-        if (!dx) return;
-        /* dX = G W */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, NI, NO, 1.0f, g, NO, wd, NI,
-                    fresh ? 0.0f : 1.0f, dx, NI);
-    }
-    if (vn_tensor_requires_grad(w)) {
-        float *dw = vn__grad_uninit(ctx, w, &fresh);
-        if (!dw) return;
-        /* dW = G^T X */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, NO, NI, M, 1.0f, g, NO, xd, NI,
-                    fresh ? 0.0f : 1.0f, dw, NI);
-    }
+    /* dX = G W, dW = G^T X */
+    if (!grad_gemm(ctx, x, CblasNoTrans, CblasNoTrans, M, NI, NO, g, NO, wd, NI, NI) ||
+        !grad_gemm(ctx, w, CblasTrans, CblasNoTrans, NO, NI, M, g, NO, xd, NI, NI))
+        return;
     if (b && vn_tensor_requires_grad(b)) {
         float *db = vn__grad(ctx, b);
         if (!db) return;
@@ -185,10 +177,7 @@ vn_tensor *vn_linear(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b)
     /* Inputs keep their positions (x, w, b); b may be NULL. */
     vn_node *node = y ? vn__node_new(ctx, VN_OP_LINEAR, 3, in, y, sizeof(linear_state)) : NULL;
     if (!node) return NULL;
-    linear_state *st = node->state;
-    st->rows = M;
-    st->in = NI;
-    st->out = NO;
+    *(linear_state *)node->state = (linear_state){.rows = M, .in = NI, .out = NO};
     if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);

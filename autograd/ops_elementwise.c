@@ -32,14 +32,9 @@ static void leaky_relu_backward(float *dx, const float *dy,
 void vn__leaky_relu_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const leaky_state *st = node->state;
-    vn_tensor *x = node->in[0];
-    const float *sign = vn__data(ctx, st->slope >= 0.0f ? node->out : x);
-    if (!sign) return;
-    const float *dy = node->out->grad;
-    bool fresh;
-    float *dx = vn__grad_over_out(ctx, node, x, &fresh);
-    if (!dx) return;
-    leaky_relu_backward(dx, dy, sign, x->numel, st->slope, fresh);
+    vn__ew_grad a;
+    if (vn__ew_grad_begin(ctx, node, st->slope >= 0.0f ? node->out : node->in[0], &a))
+        leaky_relu_backward(a.dx, a.dy, a.src, node->in[0]->numel, st->slope, a.fresh);
 }
 
 int vn__leaky_relu_forward_cpu(vn_ctx *ctx, vn_node *node)

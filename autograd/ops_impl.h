@@ -90,12 +90,52 @@ float *vn__grad(vn_ctx *ctx, vn_tensor *t);
 /* As vn__grad, but a buffer allocated now is left uninitialised and *fresh is set to true:
  * the caller must then write every element instead of accumulating. */
 float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh);
+/* For backward kernels: NULL when the input t does not require grad (nothing to do) or its
+ * buffer cannot be had (the sticky error is set), else as vn__grad_uninit. */
+float *vn__input_grad(vn_ctx *ctx, vn_tensor *t, bool *fresh);
 
 /* For element-wise backward kernels: when t has no gradient yet and is the same size as the
  * node's output, hands the output's gradient buffer (freed after this backward anyway) to t
  * and sets *fresh: the kernel then computes dx in place over dy (reading dy[i] before writing
  * dx[i]). Otherwise as vn__grad_uninit. */
 float *vn__grad_over_out(vn_ctx *ctx, vn_node *node, vn_tensor *t, bool *fresh);
+
+/* What an element-wise backward of in[0] reads and writes: the data of the saved tensor src
+ * (the input or the output), dy (taken before its buffer may be handed to in[0]) and dx as
+ * vn__grad_over_out gives it. */
+typedef struct vn__ew_grad {
+    const float *src, *dy;
+    float *dx;
+    bool fresh;
+} vn__ew_grad;
+/* Fills *a; false when src's data or dx is not available (the sticky error says why). */
+bool vn__ew_grad_begin(vn_ctx *ctx, vn_node *node, vn_tensor *src, vn__ew_grad *a);
+
+/* NHWC kernels whose threads must each own the input-gradient elements they write (pooling)
+ * split the work over tiles: one image and one block of channels [c0, c0 + cn).
+ * vn__tile_at gives tile t of images of c channels, images outer. */
+typedef struct vn__tile {
+    int64_t n, c0, cn;
+} vn__tile;
+static inline vn__tile vn__tile_at(int64_t t, int64_t c, int64_t block)
+{
+    const int64_t nblk = vn_chunk_count(c, block);
+    vn__tile tile = {t / nblk, (t % nblk) * block, 0};
+    tile.cn = c - tile.c0 < block ? c - tile.c0 : block;
+    return tile;
+}
+
+/* Runs fn(arg, t) for the tiles t of n images of c channels, on OpenMP threads when
+ * `parallel`. fn starts with vn__tile_at(t, c, block), inlined, so that the compiler sees
+ * cn <= block where it vectorises. One call per tile: the per-element work stays in fn. */
+typedef void (*vn__tile_fn)(const void *arg, int64_t t);
+static inline void vn__for_each_tile(int64_t n, int64_t c, int64_t block, bool parallel,
+                                     vn__tile_fn fn, const void *arg)
+{
+    const int64_t tiles = n * vn_chunk_count(c, block);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t t = 0; t < tiles; t++) fn(arg, t);
+}
 
 /* Checks shared by every op: returns false (and sets the error) on NULL input or a sticky
  * error already present. */

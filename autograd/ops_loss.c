@@ -32,9 +32,8 @@ void vn__cross_entropy_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const ce_state *st = node->state;
     vn_tensor *x = node->in[0];
-    if (!vn_tensor_requires_grad(x)) return;
     bool fresh;
-    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    float *dx = vn__input_grad(ctx, x, &fresh);
     if (!dx) return;
     const int64_t R = st->rows, C = st->classes;
     const double *lse = node->bufs[0];
@@ -161,9 +160,8 @@ typedef vn__bce_state bce_state;
 void vn__bce_with_logits_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     vn_tensor *x = node->in[0];
-    if (!vn_tensor_requires_grad(x)) return;
     bool fresh;
-    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    float *dx = vn__input_grad(ctx, x, &fresh);
     if (!dx) return;
     const float *t = node->bufs[0], *xd = vn__data(ctx, x);
     if (!xd) return;

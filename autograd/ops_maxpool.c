@@ -13,7 +13,6 @@
 #include <string.h>
 
 #define MP_CBLOCK 256
-#define MP_PAR_MIN 32768
 
 typedef struct maxpool_state {
     int64_t n, h, w, c, oh, ow;
@@ -51,43 +50,64 @@ static void mp_window(const maxpool_state *st, const float *img, int64_t i, int6
     }
 }
 
-static void mp_forward(const maxpool_state *st, const float *x, float *y, uint8_t *argmax)
+/* The tensors of one kernel, handed to its tile function: forward reads x and writes y (and
+ * the argmax when not NULL); backward (mp_scatter) reads dy and the argmax, adds into dx. */
+typedef struct mp_io {
+    const maxpool_state *st;
+    const float *x, *dy;
+    float *y, *dx;
+    uint8_t *argmax;
+} mp_io;
+
+static void mp_forward_tile(const void *arg, int64_t t)
 {
-    const int64_t nblk = (st->c + MP_CBLOCK - 1) / MP_CBLOCK;
-    const int64_t img_in = st->h * st->w * st->c, img_out = st->oh * st->ow * st->c;
-#pragma omp parallel for schedule(static) if (st->n * img_out * st->k * st->k >= MP_PAR_MIN)
-    for (int64_t t = 0; t < st->n * nblk; t++) {
-        int64_t n = t / nblk, c0 = (t % nblk) * MP_CBLOCK;
-        int64_t cn = st->c - c0 < MP_CBLOCK ? st->c - c0 : MP_CBLOCK;
-        for (int64_t i = 0; i < st->oh; i++)
-            for (int64_t j = 0; j < st->ow; j++) {
-                int64_t o = n * img_out + (i * st->ow + j) * st->c + c0;
-                mp_window(st, x + n * img_in, i, j, c0, cn, y + o, argmax ? argmax + o : NULL);
-            }
-    }
+    const mp_io *io = arg;
+    const maxpool_state *st = io->st;
+    const vn__tile b = vn__tile_at(t, st->c, MP_CBLOCK);
+    const int64_t img_out = st->oh * st->ow * st->c;
+    const float *img = io->x + b.n * st->h * st->w * st->c;
+    for (int64_t i = 0; i < st->oh; i++)
+        for (int64_t j = 0; j < st->ow; j++) {
+            int64_t o = b.n * img_out + (i * st->ow + j) * st->c + b.c0;
+            mp_window(st, img, i, j, b.c0, b.cn, io->y + o, io->argmax ? io->argmax + o : NULL);
+        }
 }
 
-/* dx[argmax] += dy, per (image, channel block), outputs in order. */
+static void mp_forward(const maxpool_state *st, const float *x, float *y, uint8_t *argmax)
+{
+    mp_io io = {.st = st, .x = x, .y = y, .argmax = argmax};
+    vn__for_each_tile(st->n, st->c, MP_CBLOCK,
+                      st->n * st->oh * st->ow * st->c * st->k * st->k >= VN_PAR_MIN,
+                      mp_forward_tile, &io);
+}
+
+/* dx[argmax] += dy for one (image, channel block), outputs in order. */
+static void mp_scatter_tile(const void *arg, int64_t t)
+{
+    const mp_io *io = arg;
+    const maxpool_state *st = io->st;
+    const vn__tile b = vn__tile_at(t, st->c, MP_CBLOCK);
+    const int64_t img_out = st->oh * st->ow * st->c, c0 = b.c0;
+    const uint8_t *argmax = io->argmax;
+    const float *dy = io->dy;
+    float *dimg = io->dx + b.n * st->h * st->w * st->c;
+    for (int64_t i = 0; i < st->oh; i++)
+        for (int64_t j = 0; j < st->ow; j++) {
+            int64_t o = b.n * img_out + (i * st->ow + j) * st->c + c0;
+            for (int64_t c = 0; c < b.cn; c++) {
+                int pos = argmax[o + c];
+                int64_t hh = i * st->s - st->p + pos / st->k;
+                int64_t ww = j * st->s - st->p + pos % st->k;
+                dimg[(hh * st->w + ww) * st->c + c0 + c] += dy[o + c];
+            }
+        }
+}
+
 static void mp_scatter(const maxpool_state *st, const float *dy, float *dx)
 {
-    const int64_t nblk = (st->c + MP_CBLOCK - 1) / MP_CBLOCK;
-    const int64_t img_in = st->h * st->w * st->c, img_out = st->oh * st->ow * st->c;
-#pragma omp parallel for schedule(static) if (st->n * img_out >= MP_PAR_MIN)
-    for (int64_t t = 0; t < st->n * nblk; t++) {
-        int64_t n = t / nblk, c0 = (t % nblk) * MP_CBLOCK;
-        int64_t cn = st->c - c0 < MP_CBLOCK ? st->c - c0 : MP_CBLOCK;
-        float *dimg = dx + n * img_in;
-        for (int64_t i = 0; i < st->oh; i++)
-            for (int64_t j = 0; j < st->ow; j++) {
-                int64_t o = n * img_out + (i * st->ow + j) * st->c + c0;
-                for (int64_t c = 0; c < cn; c++) {
-                    int pos = st->argmax[o + c];
-                    int64_t hh = i * st->s - st->p + pos / st->k;
-                    int64_t ww = j * st->s - st->p + pos % st->k;
-                    dimg[(hh * st->w + ww) * st->c + c0 + c] += dy[o + c];
-                }
-            }
-    }
+    mp_io io = {.st = st, .dy = dy, .dx = dx, .argmax = st->argmax};
+    vn__for_each_tile(st->n, st->c, MP_CBLOCK, st->n * st->oh * st->ow * st->c >= VN_PAR_MIN,
+                      mp_scatter_tile, &io);
 }
 
 void vn__max_pool2d_pad_backward_cpu(vn_ctx *ctx, vn_node *node)

@@ -20,75 +20,75 @@ typedef vn__bn_state bn_state;
 
 static int64_t bn_nchunks(int64_t rows) { return vn_chunk_count(rows, VN_REDUCE_CHUNK); }
 
-/* Per-chunk sums of d = x - shift and d*d for every channel. The shift (the first row)
- * keeps sum(d*d) from cancelling when the mean is large next to the spread. Four rows at
- * a time are summed in float (8-wide vectors, a 4-term sum, so little rounding) and that
- * sum is added into double accumulators: as fast as a plain float sum, about twice the
- * speed of converting every element to double. */
-static void bn_stats_chunk(const float *x, int64_t r0, int64_t r1, int64_t C, const float *shift,
-                           double *ps, double *pq)
+/* Sums over rows [r0, r1) of d = x - shift and d*d for the channels [c0, c0 + cn), added
+ * into s and q. The shift (the first row) keeps sum(d*d) from cancelling when the mean is
+ * large next to the spread. Four rows at a time are summed in float (8-wide vectors, a
+ * 4-term sum, so little rounding) and that sum is added into double accumulators: as fast as
+ * a plain float sum, about twice the speed of converting every element to double. */
+static inline void bn_stats_block(const float *x, int64_t r0, int64_t r1, int64_t C, int64_t c0,
+                                  int64_t cn, const float *k, double *s, double *q)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const float *x0 = x + r * C + c0, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        for (int64_t c = 0; c < cn; c++) {
+            float d0 = x0[c] - k[c], d1 = x1[c] - k[c], d2 = x2[c] - k[c], d3 = x3[c] - k[c];
+            s[c] += (double)((d0 + d1) + (d2 + d3));
+            q[c] += (double)((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3));
+        }
+    }
+    for (; r < r1; r++) {
+        const float *xr = x + r * C + c0;
+        for (int64_t c = 0; c < cn; c++) {
+            float d = xr[c] - k[c];
+            s[c] += (double)d;
+            q[c] += (double)(d * d);
+        }
+    }
+}
+
+/* Sums of g and g * (x - mean) (backward), as above, with m the mean of channel c0 on. */
+static inline void bn_grad_block(const float *g, const float *x, int64_t r0, int64_t r1,
+                                 int64_t C, int64_t c0, int64_t cn, const float *m, double *s,
+                                 double *q)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const float *x0 = x + r * C + c0, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        const float *g0 = g + r * C + c0, *g1 = g0 + C, *g2 = g1 + C, *g3 = g2 + C;
+        for (int64_t c = 0; c < cn; c++) {
+            float p0 = g0[c] * (x0[c] - m[c]), p1 = g1[c] * (x1[c] - m[c]);
+            float p2 = g2[c] * (x2[c] - m[c]), p3 = g3[c] * (x3[c] - m[c]);
+            s[c] += (double)((g0[c] + g1[c]) + (g2[c] + g3[c]));
+            q[c] += (double)((p0 + p1) + (p2 + p3));
+        }
+    }
+    for (; r < r1; r++) {
+        const float *xr = x + r * C + c0, *gr = g + r * C + c0;
+        for (int64_t c = 0; c < cn; c++) {
+            s[c] += (double)gr[c];
+            q[c] += (double)(gr[c] * (xr[c] - m[c]));
+        }
+    }
+}
+
+/* One chunk of rows [r0, r1): its partial sums ps and pq ([C] each) of the statistics (g is
+ * NULL, ref the shift) or of the gradient (ref the mean), a block of channels at a time. */
+static void bn_chunk(const float *g, const float *x, int64_t r0, int64_t r1, int64_t C,
+                     const float *ref, double *ps, double *pq)
 {
     for (int64_t c0 = 0; c0 < C; c0 += BN_CBLOCK) {
         int64_t cn = C - c0 < BN_CBLOCK ? C - c0 : BN_CBLOCK;
         double s[BN_CBLOCK], q[BN_CBLOCK];
-        const float *k = shift + c0;
         for (int64_t c = 0; c < cn; c++) s[c] = q[c] = 0.0;
-        int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) {
-            const float *x0 = x + r * C + c0, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-            for (int64_t c = 0; c < cn; c++) {
-                float d0 = x0[c] - k[c], d1 = x1[c] - k[c], d2 = x2[c] - k[c], d3 = x3[c] - k[c];
-                s[c] += (double)((d0 + d1) + (d2 + d3));
-                q[c] += (double)((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3));
-            }
-        }
-        for (; r < r1; r++) {
-            const float *xr = x + r * C + c0;
-            for (int64_t c = 0; c < cn; c++) {
-                float d = xr[c] - k[c];
-                s[c] += (double)d;
-                q[c] += (double)(d * d);
-            }
-        }
+        if (g) bn_grad_block(g, x, r0, r1, C, c0, cn, ref + c0, s, q);
+        else bn_stats_block(x, r0, r1, C, c0, cn, ref + c0, s, q);
         memcpy(ps + c0, s, (size_t)cn * sizeof(double));
         memcpy(pq + c0, q, (size_t)cn * sizeof(double));
     }
 }
 
-/* Per-chunk sums of g and g * (x - mean) for every channel (backward), four rows at a
- * time as above. */
-static void bn_grad_chunk(const float *g, const float *x, int64_t r0, int64_t r1, int64_t C,
-                          const float *mean, double *ps, double *pq)
-{
-    for (int64_t c0 = 0; c0 < C; c0 += BN_CBLOCK) {
-        int64_t cn = C - c0 < BN_CBLOCK ? C - c0 : BN_CBLOCK;
-        double s[BN_CBLOCK], q[BN_CBLOCK];
-        const float *m = mean + c0;
-        for (int64_t c = 0; c < cn; c++) s[c] = q[c] = 0.0;
-        int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) {
-            const float *x0 = x + r * C + c0, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-            const float *g0 = g + r * C + c0, *g1 = g0 + C, *g2 = g1 + C, *g3 = g2 + C;
-            for (int64_t c = 0; c < cn; c++) {
-                float p0 = g0[c] * (x0[c] - m[c]), p1 = g1[c] * (x1[c] - m[c]);
-                float p2 = g2[c] * (x2[c] - m[c]), p3 = g3[c] * (x3[c] - m[c]);
-                s[c] += (double)((g0[c] + g1[c]) + (g2[c] + g3[c]));
-                q[c] += (double)((p0 + p1) + (p2 + p3));
-            }
-        }
-        for (; r < r1; r++) {
-            const float *xr = x + r * C + c0, *gr = g + r * C + c0;
-            for (int64_t c = 0; c < cn; c++) {
-                s[c] += (double)gr[c];
-                q[c] += (double)(gr[c] * (xr[c] - m[c]));
-            }
-        }
-        memcpy(ps + c0, s, (size_t)cn * sizeof(double));
-        memcpy(pq + c0, q, (size_t)cn * sizeof(double));
-    }
-}
-
-/* Runs one of the chunk kernels over all rows and adds the partials in chunk order into
+/* Runs bn_chunk over all rows and adds the partials in chunk order into
  * sum_a and sum_b ([C] each). `part` is scratch of 2 * nchunks * C doubles. */
 static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, const float *ref,
                       double *part, double *sum_a, double *sum_b)
@@ -99,8 +99,7 @@ static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, cons
     for (int64_t k = 0; k < nch; k++) {
         int64_t r0, r1;
         vn_chunk_range(k, R, VN_REDUCE_CHUNK, &r0, &r1);
-        if (g) bn_grad_chunk(g, x, r0, r1, C, ref, pa + k * C, pb + k * C);
-        else bn_stats_chunk(x, r0, r1, C, ref, pa + k * C, pb + k * C);
+        bn_chunk(g, x, r0, r1, C, ref, pa + k * C, pb + k * C);
     }
     for (int64_t c = 0; c < C; c++) sum_a[c] = sum_b[c] = 0.0;
     for (int64_t k = 0; k < nch; k++) {
@@ -405,15 +404,11 @@ vn_tensor *vn_batch_norm2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tens
     /* Inputs keep their positions (x, weight, bias); weight and bias may be NULL. */
     vn_node *node = y ? vn__node_new(ctx, VN_OP_BATCH_NORM2D, 3, in, y, sizeof(bn_state)) : NULL;
     if (!node) return NULL;
-    bn_state *st = node->state;
-    st->rows = R;
-    st->channels = C;
-    st->training = training;
-    st->momentum = momentum;
-    st->eps = eps;
-    st->running_mean = running_mean;
-    st->running_var = running_var;
-    st->num_batches_tracked = num_batches_tracked;
+    *(bn_state *)node->state = (bn_state){
+        .rows = R, .channels = C, .training = training, .momentum = momentum, .eps = eps,
+        .running_mean = running_mean, .running_var = running_var,
+        .num_batches_tracked = num_batches_tracked,
+    };
     if (node->recording) {
         vn__save(node, 0);
         vn__set_recompute(node);

@@ -81,26 +81,48 @@ static void store_idx(void *dst, int idx_bytes, const int32_t *idx, int64_t cn)
         memcpy(dst, idx, (size_t)cn * sizeof(int32_t));
 }
 
-/* y = max over each window; when saved is not NULL, also the argmax of every output element
- * (idx_bytes each, same layout as y) for backward. */
+/* The tensors of one pooling kernel, handed to its tile function: forward reads x and writes
+ * y (and the argmax into idx when not NULL); backward reads dy (and idx) and writes dx,
+ * assigning instead of accumulating when `assign`. */
+typedef struct pool_io {
+    const pool_state *s;
+    const float *x, *dy;
+    float *y, *dx;
+    void *idx;
+    bool assign;
+} pool_io;
+
+/* Runs one of the tile functions below over every (image, channel block) of the input. */
+static void pool_run(const pool_io *io, vn__tile_fn fn)
+{
+    const pool_state *s = io->s;
+    vn__for_each_tile(s->n, s->c, POOL_CBLOCK, s->n * s->h * s->w * s->c >= VN_PAR_MIN, fn, io);
+}
+
+/* y = max over each window; when io->idx is not NULL, also the argmax of every output
+ * element (idx_bytes each, same layout as y) for backward. */
+static void max_forward_tile(const void *arg, int64_t t)
+{
+    const pool_io *io = arg;
+    const pool_state *s = io->s;
+    const vn__tile b = vn__tile_at(t, s->c, POOL_CBLOCK);
+    const int64_t img_in = s->h * s->w * s->c, img_out = s->oh * s->ow * s->c;
+    int32_t idx[POOL_CBLOCK];
+    for (int64_t i = 0; i < s->oh; i++)
+        for (int64_t j = 0; j < s->ow; j++) {
+            int64_t h0, h1, w0, w1;
+            window(s, i, j, &h0, &h1, &w0, &w1);
+            int64_t o = b.n * img_out + (i * s->ow + j) * s->c + b.c0;
+            window_max(io->x + b.n * img_in, s, h0, h1, w0, w1, b.c0, b.cn, io->y + o,
+                       io->idx ? idx : NULL);
+            if (io->idx) store_idx((char *)io->idx + o * s->idx_bytes, s->idx_bytes, idx, b.cn);
+        }
+}
+
 static void max_forward(const pool_state *s, const float *x, float *y, void *saved)
 {
-    const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
-    const int64_t img_in = s->h * s->w * s->c, img_out = s->oh * s->ow * s->c;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
-    for (int64_t t = 0; t < s->n * nblk; t++) {
-        int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
-        int64_t cn = s->c - c0 < POOL_CBLOCK ? s->c - c0 : POOL_CBLOCK;
-        int32_t idx[POOL_CBLOCK];
-        for (int64_t i = 0; i < s->oh; i++)
-            for (int64_t j = 0; j < s->ow; j++) {
-                int64_t h0, h1, w0, w1;
-                window(s, i, j, &h0, &h1, &w0, &w1);
-                int64_t o = n * img_out + (i * s->ow + j) * s->c + c0;
-                window_max(x + n * img_in, s, h0, h1, w0, w1, c0, cn, y + o, saved ? idx : NULL);
-                if (saved) store_idx((char *)saved + o * s->idx_bytes, s->idx_bytes, idx, cn);
-            }
-    }
+    pool_io io = {.s = s, .x = x, .y = y, .idx = saved};
+    pool_run(&io, max_forward_tile);
 }
 
 /* acc[c] += sum of `count` consecutive rows (stride C) for channels [0, cn) from `rows`.
@@ -119,31 +141,34 @@ static void add_rows(double *acc, const float *rows, int64_t count, int64_t C, i
     }
 }
 
+static void avg_forward_tile(const void *arg, int64_t t)
+{
+    const pool_io *io = arg;
+    const pool_state *s = io->s;
+    const vn__tile b = vn__tile_at(t, s->c, POOL_CBLOCK);
+    const int64_t W = s->w, C = s->c, cn = b.cn;
+    const float *img = io->x + b.n * s->h * W * C + b.c0;
+    double acc[POOL_CBLOCK];
+    for (int64_t i = 0; i < s->oh; i++)
+        for (int64_t j = 0; j < s->ow; j++) {
+            int64_t h0, h1, w0, w1;
+            window(s, i, j, &h0, &h1, &w0, &w1);
+            for (int64_t c = 0; c < cn; c++) acc[c] = 0.0;
+            if (w0 == 0 && w1 == W) /* whole rows: one contiguous run */
+                add_rows(acc, img + h0 * W * C, (h1 - h0) * W, C, cn);
+            else
+                for (int64_t h = h0; h < h1; h++)
+                    add_rows(acc, img + (h * W + w0) * C, w1 - w0, C, cn);
+            double inv = 1.0 / (double)((h1 - h0) * (w1 - w0));
+            float *yr = io->y + b.n * s->oh * s->ow * C + (i * s->ow + j) * C + b.c0;
+            for (int64_t c = 0; c < cn; c++) yr[c] = (float)(acc[c] * inv);
+        }
+}
+
 static void avg_forward(const pool_state *s, const float *x, float *y)
 {
-    const int64_t nblk = (s->c + POOL_CBLOCK - 1) / POOL_CBLOCK;
-    const int64_t W = s->w, C = s->c;
-    const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
-    for (int64_t t = 0; t < s->n * nblk; t++) {
-        int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
-        int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
-        double acc[POOL_CBLOCK];
-        for (int64_t i = 0; i < s->oh; i++)
-            for (int64_t j = 0; j < s->ow; j++) {
-                int64_t h0, h1, w0, w1;
-                window(s, i, j, &h0, &h1, &w0, &w1);
-                for (int64_t c = 0; c < cn; c++) acc[c] = 0.0;
-                if (w0 == 0 && w1 == W) /* whole rows: one contiguous run */
-                    add_rows(acc, x + n * img_in + h0 * W * C + c0, (h1 - h0) * W, C, cn);
-                else
-                    for (int64_t h = h0; h < h1; h++)
-                        add_rows(acc, x + n * img_in + (h * W + w0) * C + c0, w1 - w0, C, cn);
-                double inv = 1.0 / (double)((h1 - h0) * (w1 - w0));
-                float *yr = y + n * img_out + (i * s->ow + j) * C + c0;
-                for (int64_t c = 0; c < cn; c++) yr[c] = (float)(acc[c] * inv);
-            }
-    }
+    pool_io io = {.s = s, .x = x, .y = y};
+    pool_run(&io, avg_forward_tile);
 }
 
 /* Zeroes the input rows and columns that no fixed-kernel window covers (floor mode). */
@@ -155,84 +180,85 @@ static void zero_uncovered(const pool_state *s, float *dx_img, int64_t c0, int64
             memset(dx_img + (h * s->w + w) * s->c + c0, 0, (size_t)cn * sizeof(float));
 }
 
+static void max_backward_tile(const void *arg, int64_t t)
+{
+    const pool_io *io = arg;
+    const pool_state *s = io->s;
+    const vn__tile b = vn__tile_at(t, s->c, POOL_CBLOCK);
+    const int64_t W = s->w, C = s->c, c0 = b.c0, cn = b.cn;
+    const char *saved = io->idx;
+    const bool assign = io->assign;
+    int32_t idx[POOL_CBLOCK];
+    float *dimg = io->dx + b.n * s->h * W * C;
+    if (assign) zero_uncovered(s, dimg, c0, cn);
+    for (int64_t i = 0; i < s->oh; i++)
+        for (int64_t j = 0; j < s->ow; j++) {
+            int64_t h0, h1, w0, w1;
+            window(s, i, j, &h0, &h1, &w0, &w1);
+            int64_t o = b.n * s->oh * s->ow * C + (i * s->ow + j) * C + c0;
+            if (s->idx_bytes == 1)
+                for (int64_t c = 0; c < cn; c++) idx[c] = ((const uint8_t *)saved)[o + c];
+            else
+                memcpy(idx, saved + o * 4, (size_t)cn * sizeof(int32_t));
+            const float *gr = io->dy + o;
+            int32_t p = 0;
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t w = w0; w < w1; w++, p++) {
+                    float *dr = dimg + (h * W + w) * C + c0;
+                    if (assign)
+                        for (int64_t c = 0; c < cn; c++) dr[c] = idx[c] == p ? gr[c] : 0.0f;
+                    else
+                        for (int64_t c = 0; c < cn; c++) dr[c] += idx[c] == p ? gr[c] : 0.0f;
+                }
+        }
+}
+
 void vn__max_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const pool_state *s = node->state;
     vn_tensor *x = node->in[0];
-    if (!vn_tensor_requires_grad(x)) return;
     bool fresh;
-    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    float *dx = vn__input_grad(ctx, x, &fresh);
     if (!dx) return;
     /* Fixed-kernel windows are disjoint: a fresh gradient is written, not accumulated. */
     const bool assign = fresh && s->k > 0;
     if (fresh && !assign) memset(dx, 0, (size_t)x->numel * sizeof(float));
-    const float *g = node->out->grad;
-    const char *saved = node->bufs[0];
-    const int64_t W = s->w, C = s->c;
-    const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
-    const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
-    for (int64_t t = 0; t < s->n * nblk; t++) {
-        int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
-        int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
-        int32_t idx[POOL_CBLOCK];
-        float *dimg = dx + n * img_in;
-        if (assign) zero_uncovered(s, dimg, c0, cn);
-        for (int64_t i = 0; i < s->oh; i++)
-            for (int64_t j = 0; j < s->ow; j++) {
-                int64_t h0, h1, w0, w1;
-                window(s, i, j, &h0, &h1, &w0, &w1);
-                int64_t o = n * img_out + (i * s->ow + j) * C + c0;
-                if (s->idx_bytes == 1)
-                    for (int64_t c = 0; c < cn; c++) idx[c] = ((const uint8_t *)saved)[o + c];
-                else
-                    memcpy(idx, saved + o * 4, (size_t)cn * sizeof(int32_t));
-                const float *gr = g + o;
-                int32_t p = 0;
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t w = w0; w < w1; w++, p++) {
-                        float *dr = dimg + (h * W + w) * C + c0;
-                        if (assign)
-                            for (int64_t c = 0; c < cn; c++) dr[c] = idx[c] == p ? gr[c] : 0.0f;
-                        else
-                            for (int64_t c = 0; c < cn; c++) dr[c] += idx[c] == p ? gr[c] : 0.0f;
-                    }
-            }
-    }
+    pool_io io = {.s = s, .dy = node->out->grad, .dx = dx, .idx = node->bufs[0], .assign = assign};
+    pool_run(&io, max_backward_tile);
+}
+
+static void avg_backward_tile(const void *arg, int64_t t)
+{
+    const pool_io *io = arg;
+    const pool_state *s = io->s;
+    const vn__tile b = vn__tile_at(t, s->c, POOL_CBLOCK);
+    const int64_t W = s->w, C = s->c, cn = b.cn;
+    float *dimg = io->dx + b.n * s->h * W * C + b.c0;
+    float gs[POOL_CBLOCK];
+    for (int64_t i = 0; i < s->oh; i++)
+        for (int64_t j = 0; j < s->ow; j++) {
+            int64_t h0, h1, w0, w1;
+            window(s, i, j, &h0, &h1, &w0, &w1);
+            const float area = (float)((h1 - h0) * (w1 - w0));
+            const float *gr = io->dy + b.n * s->oh * s->ow * C + (i * s->ow + j) * C + b.c0;
+            for (int64_t c = 0; c < cn; c++) gs[c] = gr[c] / area;
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t w = w0; w < w1; w++) {
+                    float *dr = dimg + (h * W + w) * C;
+                    for (int64_t c = 0; c < cn; c++) dr[c] += gs[c];
+                }
+        }
 }
 
 void vn__avg_pool_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
-    const pool_state *s = node->state;
     vn_tensor *x = node->in[0];
-    if (!vn_tensor_requires_grad(x)) return;
     bool fresh;
-    float *dx = vn__grad_uninit(ctx, x, &fresh);
+    float *dx = vn__input_grad(ctx, x, &fresh);
     if (!dx) return;
     if (fresh) memset(dx, 0, (size_t)x->numel * sizeof(float));
-    const float *g = node->out->grad;
-    const int64_t W = s->w, C = s->c;
-    const int64_t nblk = (C + POOL_CBLOCK - 1) / POOL_CBLOCK;
-    const int64_t img_in = s->h * W * C, img_out = s->oh * s->ow * C;
-#pragma omp parallel for schedule(static) if (s->n * img_in >= VN_PAR_MIN)
-    for (int64_t t = 0; t < s->n * nblk; t++) {
-        int64_t n = t / nblk, c0 = (t % nblk) * POOL_CBLOCK;
-        int64_t cn = C - c0 < POOL_CBLOCK ? C - c0 : POOL_CBLOCK;
-        float gs[POOL_CBLOCK];
-        for (int64_t i = 0; i < s->oh; i++)
-            for (int64_t j = 0; j < s->ow; j++) {
-                int64_t h0, h1, w0, w1;
-                window(s, i, j, &h0, &h1, &w0, &w1);
-                const float area = (float)((h1 - h0) * (w1 - w0));
-                const float *gr = g + n * img_out + (i * s->ow + j) * C + c0;
-                for (int64_t c = 0; c < cn; c++) gs[c] = gr[c] / area;
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t w = w0; w < w1; w++) {
-                        float *dr = dx + n * img_in + (h * W + w) * C + c0;
-                        for (int64_t c = 0; c < cn; c++) dr[c] += gs[c];
-                    }
-            }
-    }
+    pool_io io = {.s = node->state, .dy = node->out->grad, .dx = dx};
+    pool_run(&io, avg_backward_tile);
 }
 
 void vn__max_pool_recompute_cpu(vn_ctx *ctx, vn_node *node)

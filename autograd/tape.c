@@ -248,6 +248,19 @@ float *vn__grad_uninit(vn_ctx *ctx, vn_tensor *t, bool *fresh)
     return grad_alloc(ctx, t, false, fresh);
 }
 
+float *vn__input_grad(vn_ctx *ctx, vn_tensor *t, bool *fresh)
+{
+    return vn_tensor_requires_grad(t) ? vn__grad_uninit(ctx, t, fresh) : NULL;
+}
+
+bool vn__ew_grad_begin(vn_ctx *ctx, vn_node *node, vn_tensor *src, vn__ew_grad *a)
+{
+    if (!(a->src = vn__data(ctx, src))) return false;
+    a->dy = node->out->grad;
+    a->dx = vn__grad_over_out(ctx, node, node->in[0], &a->fresh);
+    return a->dx != NULL;
+}
+
 static void node_release(vn_ctx *ctx, vn_node *node)
 {
     for (int i = 0; i < node->n_bufs; i++) vn__pool_free(ctx, node->bufs[i]);

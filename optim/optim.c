@@ -12,27 +12,34 @@
 
 #include "optim/optim_impl.h"
 
-const char *vn_optim_kind_name(vn_optim_kind kind)
+const char *vn__enum_name(const vn__enum_names *e, int v)
 {
-    switch (kind) {
-    case VN_OPTIM_SGD: return "sgd";
-    case VN_OPTIM_ADAMW: return "adamw";
-    case VN_OPTIM_LAMB: return "lamb";
-    }
-    return "?";
+    return v >= 0 && v < e->n ? e->names[v] : "?";
 }
+
+int vn__enum_parse(const vn__enum_names *e, const char *s, int *out, vn_error *err)
+{
+    for (int i = 0; s && i < e->n; i++)
+        if (strcasecmp(s, e->names[i]) == 0) {
+            *out = i;
+            return VN_OK;
+        }
+    return vn_error_set(err, VN_ERR_INVALID, "unknown %s '%s' (expected %s)", e->what,
+                        s ? s : "(null)", e->expected);
+}
+
+static const char *const kind_names[] = {"sgd", "adamw", "lamb"}; /* by vn_optim_kind */
+static const vn__enum_names kinds = {kind_names, VN_OPTIM_LAMB + 1, "optimizer",
+                                     "sgd, adamw or lamb"};
+
+const char *vn_optim_kind_name(vn_optim_kind kind) { return vn__enum_name(&kinds, (int)kind); }
 
 int vn_optim_kind_parse(const char *s, vn_optim_kind *out, vn_error *err)
 {
-    static const vn_optim_kind kinds[] = {VN_OPTIM_SGD, VN_OPTIM_ADAMW, VN_OPTIM_LAMB};
-    for (size_t i = 0; s && i < sizeof kinds / sizeof kinds[0]; i++) {
-        if (strcasecmp(s, vn_optim_kind_name(kinds[i])) == 0) {
-            *out = kinds[i];
-            return VN_OK;
-        }
-    }
-    return vn_error_set(err, VN_ERR_INVALID,
-                        "unknown optimizer '%s' (expected sgd, adamw or lamb)", s ? s : "(null)");
+    int v;
+    int rc = vn__enum_parse(&kinds, s, &v, err);
+    if (rc == VN_OK) *out = (vn_optim_kind)v;
+    return rc;
 }
 
 void vn_optim_config_init(vn_optim_config *cfg, vn_optim_kind kind)

@@ -1,8 +1,8 @@
 /* Optimizer steps and EMA for parameters on a CUDA device: the updates of optim_step.c as
- * fused kernels (autograd/cuda/optim_kernels.cu), the same scalars computed here in the same
- * way, the global gradient norm and LAMB's per-parameter norms as fixed-order sums. The
- * moments live on the device (dev_moments); the state functions see a host copy that is
- * downloaded when asked for and uploaded again before the next step. */
+ * fused kernels (autograd/cuda/optim_kernels.cu) with the same scalars (vn__*_args_of, the
+ * same trust ratio), the global gradient norm and LAMB's per-parameter norms as fixed-order
+ * sums. The moments live on the device (dev_moments); the state functions see a host copy
+ * that is downloaded when asked for and uploaded again before the next step. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,51 +72,22 @@ static float *dev_buf(const vn_optim *opt, const float *host)
 
 static int sgd(vn_optim *opt, vn__cuda *c, vn__optim_param *prm)
 {
-    const vn_optim_config *cf = &opt->cfg;
-    double wd = prm->decay ? opt->weight_decay : 0.0;
-    double lr = opt->lr * prm->lr_scale;
-    vn__sgd_args a = {
-        .wd = (float)wd, .momentum = (float)cf->momentum, .damp1 = (float)(1.0 - cf->dampening),
-        .neg_lr = (float)(-lr), .has_wd = wd != 0.0, .has_momentum = cf->momentum != 0.0,
-        .nesterov = cf->nesterov, .first = opt->step == 1,
-    };
+    vn__sgd_args a = vn__sgd_args_of(opt, prm);
     return vn__ok_sgd(c->stream, prm->t->data, prm->t->grad, dev_buf(opt, prm->buf0), &a,
                       prm->t->numel);
 }
 
 static int adamw(vn_optim *opt, vn__cuda *c, vn__optim_param *prm)
 {
-    const vn_optim_config *cf = &opt->cfg;
-    double wd = prm->decay ? opt->weight_decay : 0.0;
-    double lr = opt->lr * prm->lr_scale;
-    double step = (double)opt->step;
-    double bc1 = 1.0 - pow(cf->beta1, step), bc2 = 1.0 - pow(cf->beta2, step);
-    vn__adamw_args a = {
-        .decay_mul = (float)(1.0 - lr * wd), .beta1 = (float)cf->beta1,
-        .c1 = (float)(1.0 - cf->beta1), .beta2 = (float)cf->beta2, .c2 = (float)(1.0 - cf->beta2),
-        .bc2_sqrt = (float)sqrt(bc2), .eps = (float)cf->eps, .neg_step = (float)(-(lr / bc1)),
-    };
+    vn__adamw_args a = vn__adamw_args_of(opt, prm);
     return vn__ok_adamw(c->stream, prm->t->data, prm->t->grad, dev_buf(opt, prm->buf0),
                         dev_buf(opt, prm->buf1), &a, prm->t->numel);
 }
 
 static int lamb(vn_optim *opt, vn__cuda *c, vn__optim_param *prm, float clip, double *parts)
 {
-    const vn_optim_config *cf = &opt->cfg;
-    double wd = prm->decay ? opt->weight_decay : 0.0;
-    double lr = opt->lr * prm->lr_scale;
-    double bc1 = 1.0, bc2 = 1.0;
-    if (cf->bias_correction) {
-        bc1 = 1.0 - pow(cf->beta1, (double)opt->step);
-        bc2 = 1.0 - pow(cf->beta2, (double)opt->step);
-    }
-    vn__lamb_args a = {
-        .clip = clip, .beta1 = (float)cf->beta1,
-        .beta3 = cf->grad_averaging ? (float)(1.0 - cf->beta1) : 1.0f, .beta2 = (float)cf->beta2,
-        .c2 = (float)(1.0 - cf->beta2), .bc1 = (float)bc1, .bc2_sqrt = (float)sqrt(bc2),
-        .eps = (float)cf->eps, .wd = (float)wd, .neg_lr = (float)(-lr), .has_wd = wd != 0.0,
-    };
-    bool use_trust = wd != 0.0 || cf->always_adapt;
+    vn__lamb_args a = vn__lamb_args_of(opt, prm, clip);
+    bool use_trust = vn__lamb_uses_trust(opt, &a);
     float *m = dev_buf(opt, prm->buf0), *v = dev_buf(opt, prm->buf1);
     int e = vn__ok_lamb_moments(c->stream, prm->t->data, prm->t->grad, m, v, &a, prm->t->numel,
                                 use_trust ? parts : NULL, use_trust ? parts + VN__OPT_PARTS : NULL);
@@ -130,9 +101,7 @@ static int lamb(vn_optim *opt, vn__cuda *c, vn__optim_param *prm, float clip, do
             int ce = (int)cudaGetLastError();
             return ce ? ce : (int)cudaErrorUnknown;
         }
-        float w_norm = (float)sqrt(sum_parts(h)), u_norm = (float)sqrt(sum_parts(h + VN__OPT_PARTS));
-        if (w_norm > 0.0f && u_norm > 0.0f) trust = w_norm / u_norm;
-        if (cf->trust_clip && trust > 1.0f) trust = 1.0f;
+        trust = vn__lamb_trust(&opt->cfg, sum_parts(h), sum_parts(h + VN__OPT_PARTS));
     }
     return vn__ok_lamb_apply(c->stream, prm->t->data, m, v, &a, trust, use_trust, prm->t->numel);
 }

@@ -3,6 +3,7 @@
 #ifndef VN_OPTIM_IMPL_H
 #define VN_OPTIM_IMPL_H
 
+#include "autograd/cuda/vn_optim_args.h"
 #include "base/vn_base.h"
 #include "base/vn_parallel.h"
 #include "optim/vn_optim.h"
@@ -27,6 +28,20 @@ void vn__for_chunks(int64_t n, vn__range_fn fn, void *arg);
 
 /* Sum of squares of x[0..n) in double, sequential within the call (one chunk). */
 double vn__sumsq_seq(const float *x, int64_t n);
+
+/* The names of an enum numbered 0..n-1, for its _name and _parse functions. */
+typedef struct vn__enum_names {
+    const char *const *names;
+    int n;
+    const char *what;     /* "optimizer": for "unknown optimizer 'x'" */
+    const char *expected; /* "sgd, adamw or lamb" */
+} vn__enum_names;
+
+/* The name of v, or "?" when v is out of range. */
+const char *vn__enum_name(const vn__enum_names *e, int v);
+/* *out = the value named s, ignoring case; VN_ERR_INVALID (with the names expected) when s
+ * is NULL or no name. */
+int vn__enum_parse(const vn__enum_names *e, const char *s, int *out, vn_error *err);
 
 /* malloc'd a + b; NULL on allocation failure. */
 char *vn__concat(const char *a, const char *b, const char *c);
@@ -72,6 +87,18 @@ void vn__optim_free_cuda(vn_optim *opt);
 /* EMA on a device: e = e * d + c * x. */
 int vn__ema_blend_cuda(float *e, const float *x, int64_t n, float d, float c);
 #endif
+
+/* The float32 scalars of one parameter's update at the optimizer's current step, computed
+ * once for both the CPU kernels (optim_step.c) and the CUDA ones (optim_cuda.c). */
+vn__sgd_args vn__sgd_args_of(const vn_optim *opt, const vn__optim_param *prm);
+vn__adamw_args vn__adamw_args_of(const vn_optim *opt, const vn__optim_param *prm);
+/* clip: the global gradient-norm clip factor (1 when not clipping). */
+vn__lamb_args vn__lamb_args_of(const vn_optim *opt, const vn__optim_param *prm, float clip);
+/* Whether LAMB scales this update by the trust ratio (weight decay on it, or always_adapt). */
+bool vn__lamb_uses_trust(const vn_optim *opt, const vn__lamb_args *a);
+/* timm's trust ratio |p| / |update| in float32 from the two sums of squares: 1 where either
+ * norm is 0, at most 1 with trust_clip. */
+float vn__lamb_trust(const vn_optim_config *cfg, double wsq, double usq);
 
 /* Number of moment buffers per parameter for this configuration (0, 1 or 2). */
 int vn__optim_nbuf(const vn_optim_config *cfg);

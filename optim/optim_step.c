@@ -19,12 +19,16 @@ static void chunk_bounds(int c, int64_t chunk, int64_t n, int64_t *lo, int64_t *
     *hi = n - *lo < chunk ? n : *lo + chunk;
 }
 
+/* What vn__for_chunks hands to a chunk function: the parameter and its optimizer's scalars
+ * (sgd_args or adamw_args). */
+typedef struct chunk_args {
+    vn__optim_param *prm;
+    const void *a;
+} chunk_args;
+
 /* ---------------------------------------------------------------------------------- SGD */
 
-typedef struct sgd_args {
-    float wd, momentum, damp1, neg_lr;
-    bool has_wd, has_momentum, nesterov, first;
-} sgd_args;
+typedef vn__sgd_args sgd_args;
 
 static void sgd_range(float *restrict p, const float *restrict g, float *restrict buf,
                       const sgd_args *args, int64_t lo, int64_t hi)
@@ -43,37 +47,35 @@ static void sgd_range(float *restrict p, const float *restrict g, float *restric
     }
 }
 
-typedef struct sgd_chunk_args {
-    vn__optim_param *prm;
-    const sgd_args *a;
-} sgd_chunk_args;
-
 static void sgd_chunk(void *arg, int64_t lo, int64_t hi)
 {
-    const sgd_chunk_args *ca = arg;
+    const chunk_args *ca = arg;
     vn__optim_param *prm = ca->prm;
     sgd_range(prm->t->data, prm->t->grad, prm->buf0, ca->a, lo, hi);
 }
 
-static void sgd_param(vn_optim *opt, vn__optim_param *prm)
+vn__sgd_args vn__sgd_args_of(const vn_optim *opt, const vn__optim_param *prm)
 {
     const vn_optim_config *c = &opt->cfg;
     double wd = prm->decay ? opt->weight_decay : 0.0;
     double lr = opt->lr * prm->lr_scale;
-    sgd_args a = {
+    return (vn__sgd_args){
         .wd = (float)wd, .momentum = (float)c->momentum, .damp1 = (float)(1.0 - c->dampening),
         .neg_lr = (float)(-lr), .has_wd = wd != 0.0, .has_momentum = c->momentum != 0.0,
         .nesterov = c->nesterov, .first = opt->step == 1,
     };
-    sgd_chunk_args ca = {prm, &a};
+}
+
+static void sgd_param(vn_optim *opt, vn__optim_param *prm)
+{
+    sgd_args a = vn__sgd_args_of(opt, prm);
+    chunk_args ca = {prm, &a};
     vn__for_chunks(prm->t->numel, sgd_chunk, &ca);
 }
 
 /* -------------------------------------------------------------------------------- AdamW */
 
-typedef struct adamw_args {
-    float decay_mul, beta1, c1, beta2, c2, bc2_sqrt, eps, neg_step;
-} adamw_args;
+typedef vn__adamw_args adamw_args;
 
 static void adamw_range(float *restrict p, const float *restrict g, float *restrict m,
                         float *restrict v, const adamw_args *args, int64_t lo, int64_t hi)
@@ -91,19 +93,14 @@ static void adamw_range(float *restrict p, const float *restrict g, float *restr
     }
 }
 
-typedef struct adamw_chunk_args {
-    vn__optim_param *prm;
-    const adamw_args *a;
-} adamw_chunk_args;
-
 static void adamw_chunk(void *arg, int64_t lo, int64_t hi)
 {
-    const adamw_chunk_args *ca = arg;
+    const chunk_args *ca = arg;
     vn__optim_param *prm = ca->prm;
     adamw_range(prm->t->data, prm->t->grad, prm->buf0, prm->buf1, ca->a, lo, hi);
 }
 
-static void adamw_param(vn_optim *opt, vn__optim_param *prm)
+vn__adamw_args vn__adamw_args_of(const vn_optim *opt, const vn__optim_param *prm)
 {
     const vn_optim_config *c = &opt->cfg;
     double wd = prm->decay ? opt->weight_decay : 0.0;
@@ -111,21 +108,23 @@ static void adamw_param(vn_optim *opt, vn__optim_param *prm)
     double step = (double)opt->step;
     double bc1 = 1.0 - pow(c->beta1, step);
     double bc2 = 1.0 - pow(c->beta2, step);
-    adamw_args a = {
+    return (vn__adamw_args){
         .decay_mul = (float)(1.0 - lr * wd), .beta1 = (float)c->beta1,
         .c1 = (float)(1.0 - c->beta1), .beta2 = (float)c->beta2, .c2 = (float)(1.0 - c->beta2),
         .bc2_sqrt = (float)sqrt(bc2), .eps = (float)c->eps, .neg_step = (float)(-(lr / bc1)),
     };
-    adamw_chunk_args ca = {prm, &a};
+}
+
+static void adamw_param(vn_optim *opt, vn__optim_param *prm)
+{
+    adamw_args a = vn__adamw_args_of(opt, prm);
+    chunk_args ca = {prm, &a};
     vn__for_chunks(prm->t->numel, adamw_chunk, &ca);
 }
 
 /* --------------------------------------------------------------------------------- LAMB */
 
-typedef struct lamb_args {
-    float clip, beta1, beta3, beta2, c2, bc1, bc2_sqrt, eps, wd, neg_lr;
-    bool has_wd;
-} lamb_args;
+typedef vn__lamb_args lamb_args;
 
 /* The update direction of one element from the new moments (timm: (m / bc1) / denom, plus
  * wd * p where weight decay applies). Used twice per element when the trust ratio needs the
@@ -189,7 +188,7 @@ static void lamb_apply_range(float *restrict p, const float *restrict m,
     }
 }
 
-static void lamb_param(vn_optim *opt, vn__optim_param *prm, float clip)
+vn__lamb_args vn__lamb_args_of(const vn_optim *opt, const vn__optim_param *prm, float clip)
 {
     const vn_optim_config *c = &opt->cfg;
     double wd = prm->decay ? opt->weight_decay : 0.0;
@@ -199,13 +198,32 @@ static void lamb_param(vn_optim *opt, vn__optim_param *prm, float clip)
         bc1 = 1.0 - pow(c->beta1, (double)opt->step);
         bc2 = 1.0 - pow(c->beta2, (double)opt->step);
     }
-    lamb_args a = {
+    return (vn__lamb_args){
         .clip = clip, .beta1 = (float)c->beta1,
         .beta3 = c->grad_averaging ? (float)(1.0 - c->beta1) : 1.0f, .beta2 = (float)c->beta2,
         .c2 = (float)(1.0 - c->beta2), .bc1 = (float)bc1, .bc2_sqrt = (float)sqrt(bc2),
         .eps = (float)c->eps, .wd = (float)wd, .neg_lr = (float)(-lr), .has_wd = wd != 0.0,
     };
-    bool use_trust = wd != 0.0 || c->always_adapt;
+}
+
+bool vn__lamb_uses_trust(const vn_optim *opt, const vn__lamb_args *a)
+{
+    return a->has_wd || opt->cfg.always_adapt;
+}
+
+float vn__lamb_trust(const vn_optim_config *cfg, double wsq, double usq)
+{
+    float trust = 1.0f;
+    float w_norm = (float)sqrt(wsq), u_norm = (float)sqrt(usq);
+    if (w_norm > 0.0f && u_norm > 0.0f) trust = w_norm / u_norm;
+    if (cfg->trust_clip && trust > 1.0f) trust = 1.0f;
+    return trust;
+}
+
+static void lamb_param(vn_optim *opt, vn__optim_param *prm, float clip)
+{
+    lamb_args a = vn__lamb_args_of(opt, prm, clip);
+    bool use_trust = vn__lamb_uses_trust(opt, &a);
     int64_t n = prm->t->numel;
     float *p = prm->t->data;
     int nchunks;
@@ -226,10 +244,7 @@ static void lamb_param(vn_optim *opt, vn__optim_param *prm, float clip)
             wsq += wpart[k];
             usq += upart[k];
         }
-        /* timm: trust = |p| / |update| in float32, 1 where either norm is 0. */
-        float w_norm = (float)sqrt(wsq), u_norm = (float)sqrt(usq);
-        if (w_norm > 0.0f && u_norm > 0.0f) trust = w_norm / u_norm;
-        if (c->trust_clip && trust > 1.0f) trust = 1.0f;
+        trust = vn__lamb_trust(&opt->cfg, wsq, usq);
     }
 #pragma omp parallel for schedule(static) if (nchunks > 1)
     for (int k = 0; k < nchunks; k++) {

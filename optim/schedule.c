@@ -2,9 +2,10 @@
  * formulas and operation order as the official numpy code, so they match its arrays. */
 #include "optim/vn_schedule.h"
 
+#include "optim/optim_impl.h"
+
 #include <math.h>
 #include <string.h>
-#include <strings.h>
 
 static void fill(vn_schedule *s, vn_sched_kind kind, double base, int64_t epochs, int64_t niter,
                  int64_t warmup_epochs, int64_t warmup_steps)
@@ -44,28 +45,18 @@ void vn_schedule_constant(vn_schedule *s, double base_value, int64_t epochs,
     fill(s, VN_SCHED_CONSTANT, base_value, epochs, niter_per_ep, warmup_epochs, warmup_steps);
 }
 
-const char *vn_sched_kind_name(vn_sched_kind kind)
-{
-    switch (kind) {
-    case VN_SCHED_COSINE: return "cosine";
-    case VN_SCHED_STEP: return "step";
-    case VN_SCHED_CONSTANT: return "constant";
-    }
-    return "?";
-}
+static const char *const kind_names[] = {"cosine", "step", "constant"}; /* by vn_sched_kind */
+static const vn__enum_names kinds = {kind_names, VN_SCHED_CONSTANT + 1, "schedule",
+                                     "cosine, step or constant"};
+
+const char *vn_sched_kind_name(vn_sched_kind kind) { return vn__enum_name(&kinds, (int)kind); }
 
 int vn_sched_kind_parse(const char *str, vn_sched_kind *out, vn_error *err)
 {
-    static const vn_sched_kind kinds[] = {VN_SCHED_COSINE, VN_SCHED_STEP, VN_SCHED_CONSTANT};
-    for (size_t i = 0; str && i < sizeof kinds / sizeof kinds[0]; i++) {
-        if (strcasecmp(str, vn_sched_kind_name(kinds[i])) == 0) {
-            *out = kinds[i];
-            return VN_OK;
-        }
-    }
-    return vn_error_set(err, VN_ERR_INVALID,
-                        "unknown schedule '%s' (expected cosine, step or constant)",
-                        str ? str : "(null)");
+    int v;
+    int rc = vn__enum_parse(&kinds, str, &v, err);
+    if (rc == VN_OK) *out = (vn_sched_kind)v;
+    return rc;
 }
 
 int64_t vn_schedule_total_iters(const vn_schedule *s) { return s->epochs * s->niter_per_ep; }

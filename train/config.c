@@ -91,6 +91,27 @@ static bool near(size_t d, const char *s)
     return d <= 2 || d * 3 <= len;
 }
 
+/* The nearest of a set of names to a word, offered one at a time (the first of equals). */
+typedef struct nearest {
+    const char *word, *best;
+    size_t d;
+} nearest;
+
+static void nearest_offer(nearest *nb, const char *name)
+{
+    size_t d = edit_distance(nb->word, name);
+    if (d < nb->d) {
+        nb->d = d;
+        nb->best = name;
+    }
+}
+
+/* The nearest name when it is close enough to be a typo of the word, else NULL. */
+static const char *nearest_found(const nearest *nb)
+{
+    return nb->best && near(nb->d, nb->word) ? nb->best : NULL;
+}
+
 static bool aka_has(const char *aka, const char *name)
 {
     if (!aka) return false;
@@ -119,46 +140,25 @@ const char *vn__config_suggest_key(const char *section, const char *name)
             return s[i].full;
     for (size_t i = 0; i < n; i++)
         if (strcmp(s[i].name, name) == 0) return s[i].full;
-    const char *best = NULL;
-    size_t best_d = (size_t)-1;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(full, s[i].full);
-        if (d < best_d) {
-            best_d = d;
-            best = s[i].full;
-        }
-    }
-    return best && near(best_d, full) ? best : NULL;
+    nearest nb = {full, NULL, (size_t)-1};
+    for (size_t i = 0; i < n; i++) nearest_offer(&nb, s[i].full);
+    return nearest_found(&nb);
 }
 
 const char *vn__config_suggest_section(const char *name)
 {
     size_t n;
     const vn_config_key *s = vn_config_schema(&n);
-    const char *best = NULL;
-    size_t best_d = (size_t)-1;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = edit_distance(name, s[i].section);
-        if (d < best_d) {
-            best_d = d;
-            best = s[i].section;
-        }
-    }
-    return best && near(best_d, name) ? best : NULL;
+    nearest nb = {name, NULL, (size_t)-1};
+    for (size_t i = 0; i < n; i++) nearest_offer(&nb, s[i].section);
+    return nearest_found(&nb);
 }
 
 static const char *suggest_choice(const vn_config_key *k, const char *text)
 {
-    const char *best = NULL;
-    size_t best_d = (size_t)-1;
-    for (int i = 0; k->choices[i]; i++) {
-        size_t d = edit_distance(text, k->choices[i]);
-        if (d < best_d) {
-            best_d = d;
-            best = k->choices[i];
-        }
-    }
-    return best && near(best_d, text) ? best : NULL;
+    nearest nb = {text, NULL, (size_t)-1};
+    for (int i = 0; k->choices[i]; i++) nearest_offer(&nb, k->choices[i]);
+    return nearest_found(&nb);
 }
 
 /* ---- formatting ------------------------------------------------------------------------ */
@@ -569,84 +569,107 @@ static int fail(const vn__cfg_where *w, const vn__cfg_scalar *s, const vn_config
     return vn_error_set(err, VN_ERR_INVALID, "%s: %s: %s", where, k->full, why);
 }
 
+/* A list key: a list (or null, the empty list) of the allowed length, each item in range. */
+static int assign_list(vn_config *cfg, const vn_config_key *k, const vn__cfg_value *v,
+                       const vn__cfg_where *w, vn_error *err)
+{
+    const vn__cfg_scalar *s = &v->scalar;
+    char why[700], shown[128];
+    const char *what = k->type == VN_CONFIG_INT_LIST ? "integers" : "numbers";
+    size_t n_items = v->is_list ? v->n_items : 0;
+    if (!v->is_list && !is_null(s)) {
+        show(s, shown, sizeof shown);
+        snprintf(why, sizeof why, "expected a list of %s like [%s], got the single value %s",
+                 what, k->type == VN_CONFIG_INT_LIST ? "1, 2" : "0.5, 1.0", shown);
+        return fail(w, s, k, -1, why, err);
+    }
+    if (n_items < (size_t)k->min_len || n_items > (size_t)k->max_len) {
+        if (k->min_len == k->max_len)
+            snprintf(why, sizeof why, "expected %d %s, got %zu", k->min_len, what, n_items);
+        else
+            snprintf(why, sizeof why, "expected %d to %d %s, got %zu", k->min_len,
+                     k->max_len, what, n_items);
+        return fail(w, s, k, -1, why, err);
+    }
+    elem_kind kind = k->type == VN_CONFIG_INT_LIST ? ELEM_INT : ELEM_FLOAT;
+    elem vals[VN_CONFIG_LIST_MAX];
+    for (size_t i = 0; i < n_items; i++)
+        if (!parse_elem(k, kind, &v->items[i], &vals[i], why, sizeof why))
+            return fail(w, &v->items[i], k, (long)i, why, err);
+    if (k->type == VN_CONFIG_INT_LIST) {
+        vn_config_ints *l = field(cfg, k);
+        l->n = (int)n_items;
+        for (size_t i = 0; i < n_items; i++) l->v[i] = vals[i].i;
+    } else {
+        vn_config_floats *l = field(cfg, k);
+        l->n = (int)n_items;
+        for (size_t i = 0; i < n_items; i++) l->v[i] = vals[i].d;
+    }
+    return VN_OK;
+}
+
+/* A string key: no NUL, valid UTF-8, within the field's size, not empty where required. */
+static int assign_string(vn_config *cfg, const vn_config_key *k, const vn__cfg_scalar *s,
+                         const vn__cfg_where *w, vn_error *err)
+{
+    char why[700];
+    size_t len = is_null(s) ? 0 : s->len;
+    if (memchr(s->text, '\0', len)) return fail(w, s, k, -1, "contains a NUL character", err);
+    if (!valid_utf8((const unsigned char *)s->text, len))
+        return fail(w, s, k, -1, "is not valid UTF-8", err);
+    if (len >= k->size) {
+        snprintf(why, sizeof why, "is %zu bytes long, more than the %zu allowed", len,
+                 k->size - 1);
+        return fail(w, s, k, -1, why, err);
+    }
+    if (len == 0 && (k->flags & VN_CONFIG_NONEMPTY))
+        return fail(w, s, k, -1, "must not be empty", err);
+    char *dst = field(cfg, k);
+    memcpy(dst, s->text, len);
+    dst[len] = '\0';
+    return VN_OK;
+}
+
+/* A bool, integer, float or enum key: one value, parsed and range-checked. */
+static int assign_scalar(vn_config *cfg, const vn_config_key *k, const vn__cfg_scalar *s,
+                         const vn__cfg_where *w, vn_error *err)
+{
+    char why[700];
+    elem_kind kind = k->type == VN_CONFIG_BOOL ? ELEM_BOOL :
+                     k->type == VN_CONFIG_INT ? ELEM_INT :
+                     k->type == VN_CONFIG_FLOAT ? ELEM_FLOAT : ELEM_ENUM;
+    elem e;
+    if (!parse_elem(k, kind, s, &e, why, sizeof why)) return fail(w, s, k, -1, why, err);
+    void *f = field(cfg, k);
+    switch (kind) {
+    case ELEM_BOOL: *(bool *)f = e.b; break;
+    case ELEM_INT: *(int64_t *)f = e.i; break;
+    case ELEM_FLOAT: *(double *)f = e.d; break;
+    case ELEM_ENUM: *(int *)f = e.e; break;
+    }
+    return VN_OK;
+}
+
 int vn__config_assign(vn_config *cfg, size_t index, const vn__cfg_value *v,
                       const vn__cfg_where *w, vn_error *err)
 {
     size_t n_keys;
     const vn_config_key *k = &vn_config_schema(&n_keys)[index];
     const vn__cfg_scalar *s = &v->scalar;
-    char why[700], shown[128];
-    bool list = k->type == VN_CONFIG_INT_LIST || k->type == VN_CONFIG_FLOAT_LIST;
-
-    if (list) {
-        const char *what = k->type == VN_CONFIG_INT_LIST ? "integers" : "numbers";
-        size_t n_items = v->is_list ? v->n_items : 0;
-        if (!v->is_list && !is_null(s)) {
-            show(s, shown, sizeof shown);
-            snprintf(why, sizeof why, "expected a list of %s like [%s], got the single value %s",
-                     what, k->type == VN_CONFIG_INT_LIST ? "1, 2" : "0.5, 1.0", shown);
-            return fail(w, s, k, -1, why, err);
-        }
-        if (n_items < (size_t)k->min_len || n_items > (size_t)k->max_len) {
-            if (k->min_len == k->max_len)
-                snprintf(why, sizeof why, "expected %d %s, got %zu", k->min_len, what, n_items);
-            else
-                snprintf(why, sizeof why, "expected %d to %d %s, got %zu", k->min_len,
-                         k->max_len, what, n_items);
-            return fail(w, s, k, -1, why, err);
-        }
-        elem_kind kind = k->type == VN_CONFIG_INT_LIST ? ELEM_INT : ELEM_FLOAT;
-        elem vals[VN_CONFIG_LIST_MAX];
-        for (size_t i = 0; i < n_items; i++)
-            if (!parse_elem(k, kind, &v->items[i], &vals[i], why, sizeof why))
-                return fail(w, &v->items[i], k, (long)i, why, err);
-        if (k->type == VN_CONFIG_INT_LIST) {
-            vn_config_ints *l = field(cfg, k);
-            l->n = (int)n_items;
-            for (size_t i = 0; i < n_items; i++) l->v[i] = vals[i].i;
-        } else {
-            vn_config_floats *l = field(cfg, k);
-            l->n = (int)n_items;
-            for (size_t i = 0; i < n_items; i++) l->v[i] = vals[i].d;
-        }
+    int rc;
+    if (k->type == VN_CONFIG_INT_LIST || k->type == VN_CONFIG_FLOAT_LIST) {
+        rc = assign_list(cfg, k, v, w, err);
+    } else if (v->is_list) {
+        char desc[512], why[700];
+        vn__config_describe(k, desc, sizeof desc);
+        snprintf(why, sizeof why, "expected one value (%s), got a list", desc);
+        rc = fail(w, s, k, -1, why, err);
+    } else if (k->type == VN_CONFIG_STRING) {
+        rc = assign_string(cfg, k, s, w, err);
     } else {
-        if (v->is_list) {
-            char desc[512];
-            vn__config_describe(k, desc, sizeof desc);
-            snprintf(why, sizeof why, "expected one value (%s), got a list", desc);
-            return fail(w, s, k, -1, why, err);
-        }
-        if (k->type == VN_CONFIG_STRING) {
-            size_t len = is_null(s) ? 0 : s->len;
-            if (memchr(s->text, '\0', len))
-                return fail(w, s, k, -1, "contains a NUL character", err);
-            if (!valid_utf8((const unsigned char *)s->text, len))
-                return fail(w, s, k, -1, "is not valid UTF-8", err);
-            if (len >= k->size) {
-                snprintf(why, sizeof why, "is %zu bytes long, more than the %zu allowed", len,
-                         k->size - 1);
-                return fail(w, s, k, -1, why, err);
-            }
-            if (len == 0 && (k->flags & VN_CONFIG_NONEMPTY))
-                return fail(w, s, k, -1, "must not be empty", err);
-            char *dst = field(cfg, k);
-            memcpy(dst, s->text, len);
-            dst[len] = '\0';
-        } else {
-            elem_kind kind = k->type == VN_CONFIG_BOOL ? ELEM_BOOL :
-                             k->type == VN_CONFIG_INT ? ELEM_INT :
-                             k->type == VN_CONFIG_FLOAT ? ELEM_FLOAT : ELEM_ENUM;
-            elem e;
-            if (!parse_elem(k, kind, s, &e, why, sizeof why)) return fail(w, s, k, -1, why, err);
-            void *f = field(cfg, k);
-            switch (kind) {
-            case ELEM_BOOL: *(bool *)f = e.b; break;
-            case ELEM_INT: *(int64_t *)f = e.i; break;
-            case ELEM_FLOAT: *(double *)f = e.d; break;
-            case ELEM_ENUM: *(int *)f = e.e; break;
-            }
-        }
+        rc = assign_scalar(cfg, k, s, w, err);
     }
+    if (rc != VN_OK) return rc;
     cfg->origin[index].source = w->source;
     cfg->origin[index].line = s->line;
     cfg->origin[index].column = s->col;

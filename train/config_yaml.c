@@ -117,6 +117,35 @@ static int load_key(loader *L, const char *section, const char *name, const yaml
     return rc;
 }
 
+/* One pair of a mapping: its key and value nodes, and the key as text (false when the key is
+ * not a scalar that fits). */
+static bool pair_at(const loader *L, const yaml_node_pair_t *p, const yaml_node_t **k,
+                    const yaml_node_t **v, char *key, size_t len)
+{
+    *k = yaml_document_get_node(L->doc, p->key);
+    *v = yaml_document_get_node(L->doc, p->value);
+    return key_text(*k, key, len);
+}
+
+/* The keys of one section, given as a mapping (or as nothing: "ema:" alone). */
+static int load_section(loader *L, const char *name, const yaml_node_t *v)
+{
+    if (null_scalar(v)) return VN_OK; /* "ema:" with nothing under it */
+    if (v->type != YAML_MAPPING_NODE)
+        return error_at(L, v, "section '%s' must be a mapping of keys (like '  key: value' "
+                              "on the next lines), got %s", name, node_kind(v));
+    for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
+        const yaml_node_t *kk, *vv;
+        char key[256];
+        if (!pair_at(L, q, &kk, &vv, key, sizeof key))
+            return error_at(L, kk, "expected a key name in section '%s', got %s", name,
+                            node_kind(kk));
+        int rc = load_key(L, name, key, kk, vv);
+        if (rc) return rc;
+    }
+    return VN_OK;
+}
+
 static int load_root(loader *L, const yaml_node_t *root)
 {
     if (null_scalar(root)) return VN_OK; /* "---" alone or "~": nothing to set */
@@ -128,10 +157,9 @@ static int load_root(loader *L, const yaml_node_t *root)
     int n_sections = 0;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
-        const yaml_node_t *k = yaml_document_get_node(L->doc, p->key);
-        const yaml_node_t *v = yaml_document_get_node(L->doc, p->value);
+        const yaml_node_t *k, *v;
         char name[256];
-        if (!key_text(k, name, sizeof name))
+        if (!pair_at(L, p, &k, &v, name, sizeof name))
             return error_at(L, k, "expected a section name, got %s", node_kind(k));
         char *dot = strchr(name, '.');
         if (dot) { /* "optim.lr: 0.001" at the top level, as on the command line */
@@ -157,21 +185,8 @@ static int load_root(loader *L, const yaml_node_t *root)
             snprintf(section_name[n_sections], sizeof section_name[0], "%s", name);
             section_line[n_sections++] = line_of(k);
         }
-        if (null_scalar(v)) continue; /* "ema:" with nothing under it */
-        if (v->type != YAML_MAPPING_NODE)
-            return error_at(L, v, "section '%s' must be a mapping of keys (like '  key: value' "
-                                  "on the next lines), got %s", name, node_kind(v));
-        for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top;
-             q++) {
-            const yaml_node_t *kk = yaml_document_get_node(L->doc, q->key);
-            const yaml_node_t *vv = yaml_document_get_node(L->doc, q->value);
-            char key[256];
-            if (!key_text(kk, key, sizeof key))
-                return error_at(L, kk, "expected a key name in section '%s', got %s", name,
-                                node_kind(kk));
-            int rc = load_key(L, name, key, kk, vv);
-            if (rc) return rc;
-        }
+        int rc = load_section(L, name, v);
+        if (rc) return rc;
     }
     return VN_OK;
 }

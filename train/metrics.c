@@ -493,20 +493,35 @@ fail:
     return rc;
 }
 
-int vn_metrics_flush(vn_metrics *m, vn_error *err)
+/* Flushes the JSONL and CSV files, and closes them when `close`; the first failure is
+ * reported. A file left open has its error flag cleared, so the next record is tried again. */
+static int finish_files(vn_metrics *m, bool close, vn_error *err)
 {
-    if (!m) return vn_error_set(err, VN_ERR_INVALID, "vn_metrics_flush: NULL");
     int rc = VN_OK;
     FILE *files[2] = {m->jsonl, m->csv};
     const char *paths[2] = {m->jsonl_path, m->csv_path};
     for (int i = 0; i < 2; i++) {
         if (!files[i]) continue;
         errno = 0;
-        if ((fflush(files[i]) != 0 || ferror(files[i])) && rc == VN_OK)
+        bool bad = fflush(files[i]) != 0 || ferror(files[i]);
+        int e = errno;
+        if (!close) {
+            clearerr(files[i]);
+        } else if (fclose(files[i]) != 0 && !bad) {
+            bad = true;
+            e = errno;
+        }
+        if (bad && rc == VN_OK)
             rc = vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", paths[i],
-                              strerror(errno ? errno : EIO));
-        clearerr(files[i]);
+                              strerror(e ? e : EIO));
     }
+    return rc;
+}
+
+int vn_metrics_flush(vn_metrics *m, vn_error *err)
+{
+    if (!m) return vn_error_set(err, VN_ERR_INVALID, "vn_metrics_flush: NULL");
+    int rc = finish_files(m, false, err);
     if (m->tb) {
         int r = vn_tb_flush(m->tb, rc == VN_OK ? err : NULL);
         if (rc == VN_OK) rc = r;
@@ -517,22 +532,7 @@ int vn_metrics_flush(vn_metrics *m, vn_error *err)
 int vn_metrics_close(vn_metrics *m, vn_error *err)
 {
     if (!m) return VN_OK;
-    int rc = VN_OK;
-    FILE *files[2] = {m->jsonl, m->csv};
-    const char *paths[2] = {m->jsonl_path, m->csv_path};
-    for (int i = 0; i < 2; i++) {
-        if (!files[i]) continue;
-        errno = 0;
-        bool bad = fflush(files[i]) != 0 || ferror(files[i]);
-        int e = errno;
-        if (fclose(files[i]) != 0 && !bad) {
-            bad = true;
-            e = errno;
-        }
-        if (bad && rc == VN_OK)
-            rc = vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", paths[i],
-                              strerror(e ? e : EIO));
-    }
+    int rc = finish_files(m, true, err);
     int r = vn_tb_close(m->tb, rc == VN_OK ? err : NULL);
     if (rc == VN_OK) rc = r;
     free(m->jsonl_path);

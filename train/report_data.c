@@ -399,21 +399,31 @@ static int load_checkpoints(vn_run *run)
 
 /* ------------------------------------------------------------------------ run folder */
 
-static int load_config(vn_run *run)
-{
+/* A file of the run folder read whole: its path (for messages) and NUL-terminated text. */
+typedef struct run_file {
     char path[1100];
-    snprintf(path, sizeof path, "%s/config.yaml", run->dir);
     char *text;
     size_t len;
+} run_file;
+
+static int run_file_read(const vn_run *run, const char *name, run_file *f, vn_error *err)
+{
+    snprintf(f->path, sizeof f->path, "%s/%s", run->dir, name);
+    return slurp(f->path, &f->text, &f->len, err);
+}
+
+static int load_config(vn_run *run)
+{
+    run_file f;
     vn_error e = {0};
-    int rc = slurp(path, &text, &len, &e);
+    int rc = run_file_read(run, "config.yaml", &f, &e);
     if (rc == VN_ERR_NOT_FOUND)
         return add_note(&run->notes, &run->n_notes, "no config.yaml: the configuration is not shown");
     if (rc != VN_OK) return add_note(&run->notes, &run->n_notes, "%s", e.msg);
     run->cfg = malloc(sizeof *run->cfg);
     if (!run->cfg) rc = VN_ERR_NOMEM;
-    else rc = vn_config_from_text(run->cfg, text, len, path, &e);
-    free(text);
+    else rc = vn_config_from_text(run->cfg, f.text, f.len, f.path, &e);
+    free(f.text);
     if (rc == VN_ERR_NOMEM) return rc;
     if (rc != VN_OK) {
         free(run->cfg);
@@ -426,35 +436,54 @@ static int load_config(vn_run *run)
     return VN_OK;
 }
 
-static void load_result(vn_run *run)
+bool vn_run_result_read(const char *dir, vn_run_result *r)
 {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/result.json", run->dir);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/result.json", dir);
     json_t *o = json_load_file(path, 0, NULL);
-    if (json_is_object(o)) {
-        vn_run_result *r = &run->result;
-        snprintf(r->name, sizeof r->name, "%s", run->name);
+    bool ok = json_is_object(o);
+    if (ok) {
         r->best_top1 = json_number_value(json_object_get(o, "best_top1"));
         r->final_top1 = json_number_value(json_object_get(o, "final_top1"));
         r->seconds = json_number_value(json_object_get(o, "seconds"));
         r->params = json_integer_value(json_object_get(o, "params"));
         r->macs = json_integer_value(json_object_get(o, "macs"));
-        run->has_result = true;
     }
     json_decref(o);
+    return ok;
+}
+
+int vn_run_result_write(const char *dir, const vn_run_result *r, vn_error *err)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/result.json", dir);
+    json_t *o = json_object();
+    json_object_set_new(o, "best_top1", json_real(r->best_top1));
+    json_object_set_new(o, "final_top1", json_real(r->final_top1));
+    json_object_set_new(o, "seconds", json_real(r->seconds));
+    json_object_set_new(o, "params", json_integer(r->params));
+    json_object_set_new(o, "macs", json_integer(r->macs));
+    int rc = json_dump_file(o, path, JSON_INDENT(1));
+    json_decref(o);
+    return rc == 0 ? VN_OK : vn_error_set(err, VN_ERR_IO, "cannot write %s", path);
+}
+
+static void load_result(vn_run *run)
+{
+    if (vn_run_result_read(run->dir, &run->result)) {
+        snprintf(run->result.name, sizeof run->result.name, "%s", run->name);
+        run->has_result = true;
+    }
 }
 
 static int load_metrics(vn_run *run, vn_error *err)
 {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run->dir);
-    char *text;
-    size_t len;
+    run_file f;
     vn_error e = {0};
-    int rc = slurp(path, &text, &len, &e);
+    int rc = run_file_read(run, "metrics.jsonl", &f, &e);
     if (rc == VN_OK) {
-        rc = vn_run_parse_jsonl(run, text, len, err);
-        free(text);
+        rc = vn_run_parse_jsonl(run, f.text, f.len, err);
+        free(f.text);
         if (rc != VN_OK) return rc;
         if (run->bad_lines)
             add_note(&run->notes, &run->n_notes, "metrics.jsonl: %lld unreadable lines skipped",
@@ -469,10 +498,9 @@ static int load_metrics(vn_run *run, vn_error *err)
     if (rc == VN_ERR_NOMEM) return vn_error_set(err, rc, "%s", e.msg);
     add_note(&run->notes, &run->n_notes, rc == VN_ERR_NOT_FOUND ? "no metrics.jsonl: no per-step "
              "curves (%s)" : "cannot read metrics.jsonl: %s", e.msg);
-    snprintf(path, sizeof path, "%s/epochs.csv", run->dir);
-    if (slurp(path, &text, &len, &e) == VN_OK) {
-        parse_epochs_csv(run, text);
-        free(text);
+    if (run_file_read(run, "epochs.csv", &f, &e) == VN_OK) {
+        parse_epochs_csv(run, f.text);
+        free(f.text);
     }
     return VN_OK;
 }

@@ -100,6 +100,12 @@ void vn_run_set_free(vn_run_set *s);
  * kind of folder (a note on the set says so), VN_ERR_NOMEM. */
 int vn_run_load_path(vn_run_set *s, const char *path, vn_error *err);
 
+/* result.json of a finished ablation run in dir (written by `vanilla ablate`): read fills the
+ * figures of *r (not its name) and returns false when there is no such file or it is not a
+ * JSON object; write returns VN_ERR_IO when the file cannot be written. */
+bool vn_run_result_read(const char *dir, vn_run_result *r);
+int vn_run_result_write(const char *dir, const vn_run_result *r, vn_error *err);
+
 /* One run folder into *run (vn_run_free it). VN_OK unless out of memory; see run->notes. */
 int vn_run_load(const char *dir, vn_run *run, vn_error *err);
 void vn_run_free(vn_run *run);

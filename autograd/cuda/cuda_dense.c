@@ -150,6 +150,55 @@ static cudnnStatus_t desc_make(conv_desc *d, const vn__conv_geom *g)
     return cudnnSetConvolutionMathType(d->conv, H()->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH);
 }
 
+/* The three passes of a convolution, each with its own ranking of cuDNN's algorithms. */
+typedef enum conv_pass { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_FILTER } conv_pass;
+
+enum { ALGO_RANKED = 8 }; /* how many of the ranked algorithms are considered */
+
+/* One row of a ranking, whichever pass it is for: algo holds that pass's algorithm enum. */
+typedef struct algo_row {
+    int algo;
+    cudnnStatus_t status;
+    cudnnDeterminism_t determinism;
+    size_t memory;
+} algo_row;
+
+/* The first algorithm of cuDNN's ranking for the pass that ran and, in deterministic mode,
+ * is deterministic; CUDNN_STATUS_NOT_SUPPORTED when there is none. */
+static cudnnStatus_t conv_algo(const conv_desc *d, conv_pass pass, algo_row *pick)
+{
+    cudnnConvolutionFwdAlgoPerf_t fw[ALGO_RANKED];
+    cudnnConvolutionBwdDataAlgoPerf_t bd[ALGO_RANKED];
+    cudnnConvolutionBwdFilterAlgoPerf_t bf[ALGO_RANKED];
+    algo_row rank[ALGO_RANKED];
+    int got = 0;
+    cudnnStatus_t st;
+    if (pass == PASS_FORWARD) {
+        st = cudnnGetConvolutionForwardAlgorithm_v7(H()->dnn, d->x, d->w, d->conv, d->y,
+                                                    ALGO_RANKED, &got, fw);
+        for (int i = 0; i < got; i++)
+            rank[i] = (algo_row){(int)fw[i].algo, fw[i].status, fw[i].determinism, fw[i].memory};
+    } else if (pass == PASS_BACKWARD_DATA) {
+        st = cudnnGetConvolutionBackwardDataAlgorithm_v7(H()->dnn, d->w, d->y, d->conv, d->x,
+                                                         ALGO_RANKED, &got, bd);
+        for (int i = 0; i < got; i++)
+            rank[i] = (algo_row){(int)bd[i].algo, bd[i].status, bd[i].determinism, bd[i].memory};
+    } else {
+        st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(H()->dnn, d->x, d->y, d->conv, d->w,
+                                                           ALGO_RANKED, &got, bf);
+        for (int i = 0; i < got; i++)
+            rank[i] = (algo_row){(int)bf[i].algo, bf[i].status, bf[i].determinism, bf[i].memory};
+    }
+    if (st) return st;
+    for (int i = 0; i < got; i++)
+        if (rank[i].status == CUDNN_STATUS_SUCCESS &&
+            (!H()->deterministic || rank[i].determinism == CUDNN_DETERMINISTIC)) {
+            *pick = rank[i];
+            return CUDNN_STATUS_SUCCESS;
+        }
+    return CUDNN_STATUS_NOT_SUPPORTED;
+}
+
 #define DNN_TRY(call) \
     do {              \
         st = (call);  \
@@ -162,22 +211,12 @@ static int conv_fwd_dnn(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
     void *ws = NULL;
     cudnnStatus_t st = desc_make(&d, g);
     if (st) goto out;
-    cudnnConvolutionFwdAlgoPerf_t perf[8];
-    int got = 0;
-    DNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(H()->dnn, d.x, d.w, d.conv, d.y, 8, &got, perf));
-    int pick = 0;
-    while (pick < got && (perf[pick].status != CUDNN_STATUS_SUCCESS ||
-                          (H()->deterministic && perf[pick].determinism != CUDNN_DETERMINISTIC)))
-        pick++;
-    if (pick == got) {
-        st = CUDNN_STATUS_NOT_SUPPORTED;
-        goto out;
-    }
-    size_t bytes = perf[pick].memory;
-    if (bytes && !(ws = vn__cuda_scratch(ctx, bytes, "conv2d workspace"))) goto out;
+    algo_row a;
+    DNN_TRY(conv_algo(&d, PASS_FORWARD, &a));
+    if (a.memory && !(ws = vn__cuda_scratch(ctx, a.memory, "conv2d workspace"))) goto out;
     DNN_TRY(cudnnConvolutionForward(H()->dnn, &one, d.x, node->in[0]->data, d.w, node->in[1]->data,
-                                    d.conv, perf[pick].algo, ws, bytes, &zero, d.y,
-                                    node->out->data));
+                                    d.conv, (cudnnConvolutionFwdAlgo_t)a.algo, ws, a.memory,
+                                    &zero, d.y, node->out->data));
 out:
     vn__pool_free(ctx, ws);
     desc_free(&d);
@@ -214,44 +253,29 @@ static void conv_bwd_dnn(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
     if (!xd || !wd) return;
     conv_desc d;
     void *ws = NULL;
-    size_t bytes = 0;
+    algo_row a;
     cudnnStatus_t st = desc_make(&d, g);
     if (st) goto out;
     if (vn_tensor_requires_grad(x)) {
         bool fresh;
         float *dx = vn__grad_uninit(ctx, x, &fresh);
         if (!dx) goto out;
-        cudnnConvolutionBwdDataAlgoPerf_t perf[8];
-        int got = 0, pick = 0;
-        DNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(H()->dnn, d.w, d.y, d.conv, d.x, 8,
-                                                            &got, perf));
-        while (pick < got && (perf[pick].status != CUDNN_STATUS_SUCCESS ||
-                              (H()->deterministic && perf[pick].determinism != CUDNN_DETERMINISTIC)))
-            pick++;
-        if (pick == got) DNN_TRY(CUDNN_STATUS_NOT_SUPPORTED);
-        bytes = perf[pick].memory;
-        if (bytes && !(ws = vn__cuda_scratch(ctx, bytes, "conv2d workspace"))) goto out;
+        DNN_TRY(conv_algo(&d, PASS_BACKWARD_DATA, &a));
+        if (a.memory && !(ws = vn__cuda_scratch(ctx, a.memory, "conv2d workspace"))) goto out;
         DNN_TRY(cudnnConvolutionBackwardData(H()->dnn, &one, d.w, wd, d.y, dy, d.conv,
-                                             perf[pick].algo, ws, bytes, fresh ? &zero : &one,
-                                             d.x, dx));
+                                             (cudnnConvolutionBwdDataAlgo_t)a.algo, ws, a.memory,
+                                             fresh ? &zero : &one, d.x, dx));
         vn__pool_free(ctx, ws);
         ws = NULL;
     }
     if (vn_tensor_requires_grad(w)) {
         float *dw = vn__grad(ctx, w);
         if (!dw) goto out;
-        cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
-        int got = 0, pick = 0;
-        DNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(H()->dnn, d.x, d.y, d.conv, d.w, 8,
-                                                              &got, perf));
-        while (pick < got && (perf[pick].status != CUDNN_STATUS_SUCCESS ||
-                              (H()->deterministic && perf[pick].determinism != CUDNN_DETERMINISTIC)))
-            pick++;
-        if (pick == got) DNN_TRY(CUDNN_STATUS_NOT_SUPPORTED);
-        bytes = perf[pick].memory;
-        if (bytes && !(ws = vn__cuda_scratch(ctx, bytes, "conv2d workspace"))) goto out;
+        DNN_TRY(conv_algo(&d, PASS_BACKWARD_FILTER, &a));
+        if (a.memory && !(ws = vn__cuda_scratch(ctx, a.memory, "conv2d workspace"))) goto out;
         DNN_TRY(cudnnConvolutionBackwardFilter(H()->dnn, &one, d.x, xd, d.y, dy, d.conv,
-                                               perf[pick].algo, ws, bytes, &one, d.w, dw));
+                                               (cudnnConvolutionBwdFilterAlgo_t)a.algo, ws,
+                                               a.memory, &one, d.w, dw));
     }
 out:
     vn__pool_free(ctx, ws);

@@ -3,6 +3,8 @@
 #ifndef VN_CUDA_IMPL_H
 #define VN_CUDA_IMPL_H
 
+#include "autograd/cuda/cuda_stream.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,10 +43,6 @@ extern "C" {
 #endif
 
 /* kernels.cu: each launcher enqueues on `stream` and returns cudaGetLastError(). */
-#ifndef VN__STREAM_DEFINED
-#define VN__STREAM_DEFINED
-typedef struct CUstream_st *vn__stream;
-#endif
 
 int vn__k_leaky_fwd(vn__stream s, float *y, const float *x, int64_t n, float slope);
 int vn__k_leaky_bwd(vn__stream s, float *dx, const float *dy, const float *sign, int64_t n,

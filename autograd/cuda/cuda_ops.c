@@ -30,13 +30,6 @@ static int reduce_parts(int64_t rows)
     return (int)(p < 1 ? 1 : p > 256 ? 256 : p);
 }
 
-/* dx for an element-wise backward: the output's gradient buffer when it can be taken over,
- * else a fresh or existing one; *assign tells whether to write rather than add. */
-static float *ew_grad(vn_ctx *ctx, vn_node *node, vn_tensor *x, bool *assign)
-{
-    return vn__grad_over_out(ctx, node, x, assign);
-}
-
 /* ---- leaky_relu / relu ----------------------------------------------------------------- */
 
 int vn__leaky_relu_forward_cuda(vn_ctx *ctx, vn_node *node)
@@ -50,15 +43,10 @@ int vn__leaky_relu_forward_cuda(vn_ctx *ctx, vn_node *node)
 void vn__leaky_relu_backward_cuda(vn_ctx *ctx, vn_node *node)
 {
     const vn__leaky_state *st = node->state;
-    vn_tensor *x = node->in[0];
-    const float *sign = vn__data(ctx, st->slope >= 0.0f ? node->out : x);
-    if (!sign) return;
-    const float *dy = node->out->grad;
-    bool assign;
-    float *dx = ew_grad(ctx, node, x, &assign);
-    if (!dx) return;
-    KCHECK_V(ctx, "leaky_relu backward",
-             vn__k_leaky_bwd(S(), dx, dy, sign, x->numel, st->slope, assign));
+    vn__ew_grad a;
+    if (!vn__ew_grad_begin(ctx, node, st->slope >= 0.0f ? node->out : node->in[0], &a)) return;
+    KCHECK_V(ctx, "leaky_relu backward", vn__k_leaky_bwd(S(), a.dx, a.dy, a.src, node->in[0]->numel,
+                                                         st->slope, a.fresh));
 }
 
 void vn__leaky_relu_recompute_cuda(vn_ctx *ctx, vn_node *node)
@@ -116,9 +104,8 @@ int vn__add_forward_cuda(vn_ctx *ctx, vn_node *node)
 
 static void accumulate(vn_ctx *ctx, vn_tensor *x, const float *dy, float a)
 {
-    if (!vn_tensor_requires_grad(x)) return;
     bool assign;
-    float *dx = vn__grad_uninit(ctx, x, &assign);
+    float *dx = vn__input_grad(ctx, x, &assign);
     if (!dx) return;
     KCHECK_V(ctx, "backward", vn__k_axpby(S(), dx, dy, x->numel, a, assign));
 }
@@ -318,14 +305,21 @@ int vn__cross_entropy_forward_cuda(vn_ctx *ctx, vn_node *node)
     return VN_OK;
 }
 
+/* The start of a loss backward: the logits' data (*xd) and gradient buffer, written rather
+ * than added when *assign; NULL when x needs no gradient or either is not available. */
+static float *loss_grad(vn_ctx *ctx, vn_tensor *x, const float **xd, bool *assign)
+{
+    if (!vn_tensor_requires_grad(x)) return NULL;
+    *xd = vn__data(ctx, x);
+    return *xd ? vn__grad_uninit(ctx, x, assign) : NULL;
+}
+
 void vn__cross_entropy_backward_cuda(vn_ctx *ctx, vn_node *node)
 {
     const vn__ce_state *st = node->state;
-    vn_tensor *x = node->in[0];
-    if (!vn_tensor_requires_grad(x)) return;
-    const float *xd = vn__data(ctx, x);
+    const float *xd;
     bool assign;
-    float *dx = xd ? vn__grad_uninit(ctx, x, &assign) : NULL;
+    float *dx = loss_grad(ctx, node->in[0], &xd, &assign);
     if (!dx) return;
     KCHECK_V(ctx, "cross_entropy backward",
              vn__k_ce_bwd(S(), dx, node->out->grad, xd, node->bufs[0],
@@ -355,12 +349,11 @@ int vn__bce_with_logits_forward_cuda(vn_ctx *ctx, vn_node *node)
 
 void vn__bce_with_logits_backward_cuda(vn_ctx *ctx, vn_node *node)
 {
-    vn_tensor *x = node->in[0];
-    if (!vn_tensor_requires_grad(x)) return;
-    const float *xd = vn__data(ctx, x);
+    const float *xd;
     bool assign;
-    float *dx = xd ? vn__grad_uninit(ctx, x, &assign) : NULL;
+    float *dx = loss_grad(ctx, node->in[0], &xd, &assign);
     if (!dx) return;
-    KCHECK_V(ctx, "bce_with_logits backward",
-             vn__k_bce_bwd(S(), dx, node->out->grad, xd, node->bufs[0], x->numel, assign));
+    KCHECK_V(ctx, "bce_with_logits backward", vn__k_bce_bwd(S(), dx, node->out->grad, xd,
+                                                            node->bufs[0], node->in[0]->numel,
+                                                            assign));
 }

@@ -1,7 +1,10 @@
 /* Launchers of the fused optimizer and EMA kernels (autograd/cuda/optim_kernels.cu), for
- * optim/optim_cuda.c. The argument structs hold the float32 scalars of optim/optim_step.c. */
+ * optim/optim_cuda.c. The argument structs are those of vn_optim_args.h. */
 #ifndef VN_OPTIM_KERNELS_H
 #define VN_OPTIM_KERNELS_H
+
+#include "autograd/cuda/cuda_stream.h"
+#include "autograd/cuda/vn_optim_args.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -10,27 +13,8 @@
 extern "C" {
 #endif
 
-#ifndef VN__STREAM_DEFINED
-#define VN__STREAM_DEFINED
-typedef struct CUstream_st *vn__stream;
-#endif
-
 /* Blocks of the sums of squares: their partials are summed on the host in this order. */
 #define VN__OPT_PARTS 128
-
-typedef struct vn__sgd_args {
-    float wd, momentum, damp1, neg_lr;
-    bool has_wd, has_momentum, nesterov, first;
-} vn__sgd_args;
-
-typedef struct vn__adamw_args {
-    float decay_mul, beta1, c1, beta2, c2, bc2_sqrt, eps, neg_step;
-} vn__adamw_args;
-
-typedef struct vn__lamb_args {
-    float clip, beta1, beta3, beta2, c2, bc1, bc2_sqrt, eps, wd, neg_lr;
-    bool has_wd;
-} vn__lamb_args;
 
 int vn__ok_sumsq(vn__stream s, double *part, const float *x, int64_t n);
 int vn__ok_sgd(vn__stream s, float *p, const float *g, float *buf, const vn__sgd_args *a,

@@ -8,6 +8,7 @@
 #include <yaml.h>
 
 #include "train/cli/vn_cli.h"
+#include "train/vn_run_report.h"
 #include "train/vn_trainer.h"
 
 #define MAX_RUNS 256
@@ -228,52 +229,12 @@ out:
     return rc;
 }
 
-typedef struct abl_result {
-    double best, final, seconds;
-    int64_t params, macs;
-    bool done;
-} abl_result;
-
-static bool read_result(const char *dir, abl_result *r)
-{
-    char path[2048];
-    snprintf(path, sizeof path, "%s/result.json", dir);
-    json_error_t je;
-    json_t *o = json_load_file(path, 0, &je);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return false;
-    }
-    r->best = json_number_value(json_object_get(o, "best_top1"));
-    r->final = json_number_value(json_object_get(o, "final_top1"));
-    r->seconds = json_number_value(json_object_get(o, "seconds"));
-    r->params = json_integer_value(json_object_get(o, "params"));
-    r->macs = json_integer_value(json_object_get(o, "macs"));
-    r->done = true;
-    json_decref(o);
-    return true;
-}
-
-static void write_result(const char *dir, const abl_result *r)
-{
-    char path[2048];
-    snprintf(path, sizeof path, "%s/result.json", dir);
-    json_t *o = json_object();
-    json_object_set_new(o, "best_top1", json_real(r->best));
-    json_object_set_new(o, "final_top1", json_real(r->final));
-    json_object_set_new(o, "seconds", json_real(r->seconds));
-    json_object_set_new(o, "params", json_integer(r->params));
-    json_object_set_new(o, "macs", json_integer(r->macs));
-    json_dump_file(o, path, JSON_INDENT(1));
-    json_decref(o);
-}
-
 /* A finished run's figures; the deploy size from the model as trained (its class count comes
  * from the data when the config has 0). */
-static void record_result(const vn_config *cfg, const vn_train_result *res, abl_result *r)
+static void record_result(const vn_config *cfg, const vn_train_result *res, vn_run_result *r)
 {
-    r->best = res->state.best_top1;
-    r->final = res->evaluated ? res->last_eval.top1 : -1;
+    r->best_top1 = res->state.best_top1;
+    r->final_top1 = res->evaluated ? res->last_eval.top1 : -1;
     r->seconds = res->state.elapsed;
     r->params = res->params;
     vn_ckpt_info info;
@@ -288,11 +249,10 @@ static void record_result(const vn_config *cfg, const vn_train_result *res, abl_
         }
         vn_ckpt_info_free(&info);
     }
-    r->done = true;
 }
 
 /* results.md (also printed) and results.csv under root. */
-static void write_tables(const char *root, const ablation *ap, const abl_result *results)
+static void write_tables(const char *root, const ablation *ap, const vn_run_result *results)
 {
     char path[1300];
     snprintf(path, sizeof path, "%s/results.md", root);
@@ -305,14 +265,14 @@ static void write_tables(const char *root, const ablation *ap, const abl_result 
         fprintf(outs[o], "\n| run | best top-1 (%%) | final top-1 (%%) | params (deploy) | MACs (deploy) | time (s) |\n");
         fprintf(outs[o], "|---|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < ap->n_runs; i++)
-            fprintf(outs[o], "| %s | %.2f | %.2f | %lld | %lld | %.0f |\n", ap->runs[i].name, results[i].best,
-                    results[i].final, (long long)results[i].params, (long long)results[i].macs,
+            fprintf(outs[o], "| %s | %.2f | %.2f | %lld | %lld | %.0f |\n", ap->runs[i].name, results[i].best_top1,
+                    results[i].final_top1, (long long)results[i].params, (long long)results[i].macs,
                     results[i].seconds);
     }
     if (csv) {
         fprintf(csv, "run,best_top1,final_top1,params,macs,seconds\n");
         for (int i = 0; i < ap->n_runs; i++)
-            fprintf(csv, "%s,%.4f,%.4f,%lld,%lld,%.1f\n", ap->runs[i].name, results[i].best, results[i].final,
+            fprintf(csv, "%s,%.4f,%.4f,%lld,%lld,%.1f\n", ap->runs[i].name, results[i].best_top1, results[i].final_top1,
                     (long long)results[i].params, (long long)results[i].macs, results[i].seconds);
         fclose(csv);
     }
@@ -347,7 +307,7 @@ int vn_cmd_ablate(int argc, char **argv)
     char root[1200];
     snprintf(root, sizeof root, "%s/%s", base.output.dir, a.name);
     printf("ablation '%s': %d runs under %s\n", a.name, a.n_runs, root);
-    static abl_result results[MAX_RUNS];
+    static vn_run_result results[MAX_RUNS];
     vn_cli_install_signals();
     for (int i = 0; i < a.n_runs && !ec; i++) {
         abl_run *run = &a.runs[i];
@@ -368,8 +328,8 @@ int vn_cmd_ablate(int argc, char **argv)
         }
         printf("\n== [%d/%d] %s ==\n", i + 1, a.n_runs, run->name);
         for (int s = 0; s < run->n_sets; s++) printf("   --set %s\n", run->sets[s]);
-        if (read_result(dir, &results[i])) {
-            printf("   finished before: best top-1 %.2f%%\n", results[i].best);
+        if (vn_run_result_read(dir, &results[i])) {
+            printf("   finished before: best top-1 %.2f%%\n", results[i].best_top1);
             continue;
         }
         if (dry) continue;
@@ -385,9 +345,9 @@ int vn_cmd_ablate(int argc, char **argv)
             printf("interrupted; run the same command again to continue\n");
             return VN_EXIT_INTERRUPTED;
         }
-        abl_result *r = &results[i];
+        vn_run_result *r = &results[i];
         record_result(&cfg, &res, r);
-        write_result(dir, r);
+        (void)vn_run_result_write(dir, r, NULL);
     }
     if (ec || dry) return ec;
     write_tables(root, &a, results);
