@@ -12,7 +12,9 @@
 #     checkpoint opens;
 #  5. a rank that stops answering (SIGSTOP): the other one gives up after train.dist_timeout
 #     with a message saying so, and the job exits non-zero;
-#  6. ranks that resume from different steps (not the same output.dir) are refused.
+#  6. ranks that resume from different steps (not the same output.dir) are refused;
+#  7. a non-finite loss on one rank only (its lr is 1e30, the other's is not): both ranks
+#     stop at the same step with exit 4, naming it, and the last checkpoint is intact.
 # Skipped (exit 77) without mpirun or in a build without MPI.
 # Usage (from meson): test_mpi.sh VANILLA TESTTOOL
 set -u
@@ -157,6 +159,26 @@ rc=$?
 grep "starts at step" "$T/apart.log" | head -1
 check "ranks resuming from different checkpoints: refused (exit $rc), naming the steps" \
   grep -q "rank 1 starts at step 0 but rank 0 at step 20" "$T/apart.log"
+
+# 7. A non-finite loss on one rank only: rank 0 steps with lr 1e30, rank 1 with the config's,
+# so after the first update only rank 0's loss is non-finite; the per-step agreement stops both.
+mpirun --oversubscribe --allow-run-as-root \
+  -np 1 "$VANILLA" train "$T/cfg.yaml" --set optim.update_freq=1 --set optim.lr=1e30 \
+    --set output.save_every_steps=1 --set output.dir="$T/nonfinite" : \
+  -np 1 "$VANILLA" train "$T/cfg.yaml" --set optim.update_freq=1 \
+    --set output.save_every_steps=1 --set output.dir="$T/nonfinite" >"$T/nonfinite.log" 2>&1
+rc=$?
+grep "non-finite" "$T/nonfinite.log" | head -2
+check "non-finite loss on one rank: the job exits 4 ($rc)" [ $rc -eq 4 ]
+for r in 0 1; do
+  check "non-finite loss on one rank: rank $r stops at step 1" \
+    grep -q "rank $r of 2: non-finite loss or gradient at epoch 0, step 1 " "$T/nonfinite.log"
+done
+check "non-finite loss on one rank: no rank waits for the other" \
+  bash -c "! grep -q 'did not complete' '$T/nonfinite.log'"
+check "non-finite loss on one rank: the last checkpoint is intact" \
+  "$TOOL" same "$T/nonfinite/checkpoints/ckpt-s0000000001.safetensors" \
+  "$T/nonfinite/checkpoints/ckpt-s0000000001.safetensors"
 
 ((fail == 0)) && echo "mpi: all checks passed"
 exit $fail
