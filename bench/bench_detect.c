@@ -5,7 +5,7 @@
  *
  * The model is the default configuration (vanillanet_5 backbone, yolo11n scaling, 80
  * classes, act_learn 0.5) on a synthetic input with two boxes per image. The PyTorch side of
- * the comparison (tests/reference/yolo_ref.py at the same size) is not scripted yet.
+ * the comparison is bench/torch_detect.py; bench/compare_detect.sh runs both.
  * Note: OpenBLAS's runtime CPU detection may fall back to its generic "Prescott" kernels on
  * virtual CPUs it does not recognise (OPENBLAS_VERBOSE=2 prints the core); set
  * OPENBLAS_CORETYPE (e.g. SkylakeX or Haswell) to what the CPU supports. */

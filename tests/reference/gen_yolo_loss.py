@@ -120,26 +120,21 @@ def assign(scores, boxes, anc_px, gts, n_img, nc):
     return out
 
 
-def loss_case(name, n_img, nc, reg_max, imgsz, gts, seed):
-    torch.manual_seed(seed)
-    strides = (8, 16, 32)
-    shapes = [(imgsz[0] // s, imgsz[1] // s) for s in strides]
+def detection_loss(ps, gts, n_img, nc, reg_max, strides=(8, 16, 32)):
+    """Ultralytics' v8DetectionLoss on Detect outputs ps (per level [N, H, W, 4 reg_max + nc],
+    any float dtype, with autograd): returns (loss, parts, assignment, fg, target_scores,
+    target_boxes). Also the PyTorch side of bench/compare_detect.sh."""
     ch = 4 * reg_max + nc
-    ps = []
-    for h, w in shapes:
-        p = torch.randn(n_img, h, w, ch)
-        p[..., :4 * reg_max] *= 1.5
-        p[..., 4 * reg_max:] = p[..., 4 * reg_max:] * 1.5 - 1.0
-        ps.append(p)
-    pd = [p.double().requires_grad_(True) for p in ps]
-    flat = torch.cat([p.reshape(n_img, -1, ch) for p in pd], 1)
+    shapes = [(p.shape[1], p.shape[2]) for p in ps]
+    flat = torch.cat([p.reshape(n_img, -1, ch) for p in ps], 1)
     dist, logits = flat[..., :4 * reg_max], flat[..., 4 * reg_max:]
     anc, st = anchors_of(shapes, strides)
+    anc, st = anc.to(flat.dtype), st.to(flat.dtype)
     boxes = decode(dist, anc, reg_max)
     res = assign(logits.detach().sigmoid(), (boxes.detach() * st), anc * st, gts, n_img, nc)
     fg = torch.stack([r[0] for r in res])
-    tsc = torch.stack([r[2] for r in res])
-    tbox = torch.stack([r[3] for r in res]) / st
+    tsc = torch.stack([r[2] for r in res]).to(flat.dtype)
+    tbox = torch.stack([r[3] for r in res]).to(flat.dtype) / st
     S = max(float(tsc.sum()), 1.0)
     cls = torch.nn.functional.binary_cross_entropy_with_logits(logits, tsc, reduction="none").sum() / S
     w = tsc.sum(-1)[fg].unsqueeze(-1)
@@ -154,7 +149,22 @@ def loss_case(name, n_img, nc, reg_max, imgsz, gts, seed):
     ce_r = -logp.gather(-1, (tl + 1).unsqueeze(-1)).squeeze(-1)
     dfl = (((ce_l * wl + ce_r * wr).mean(-1, keepdim=True)) * w).sum() / S
     parts = torch.stack((box * GAINS[0], cls * GAINS[1], dfl * GAINS[2]))
-    loss = parts.sum() * n_img
+    return parts.sum() * n_img, parts, res, fg, tsc, tbox
+
+
+def loss_case(name, n_img, nc, reg_max, imgsz, gts, seed):
+    torch.manual_seed(seed)
+    strides = (8, 16, 32)
+    shapes = [(imgsz[0] // s, imgsz[1] // s) for s in strides]
+    ch = 4 * reg_max + nc
+    ps = []
+    for h, w in shapes:
+        p = torch.randn(n_img, h, w, ch)
+        p[..., :4 * reg_max] *= 1.5
+        p[..., 4 * reg_max:] = p[..., 4 * reg_max:] * 1.5 - 1.0
+        ps.append(p)
+    pd = [p.double().requires_grad_(True) for p in ps]
+    loss, parts, res, fg, tsc, tbox = detection_loss(pd, gts, n_img, nc, reg_max, strides)
     loss.backward()
     tensors = {f"p{l}": p for l, p in enumerate(ps)}
     tensors["gt"] = torch.tensor(gts, dtype=torch.float32).reshape(-1, 6)
