@@ -80,6 +80,11 @@ const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 /* Threads used by our OpenMP loops and by OpenBLAS (one shared pool). 0 = all cores. */
 void vn_set_threads(int n);
 int vn_get_threads(void);
+/* The kernel set OpenBLAS chose for this CPU ("Haswell", "SkylakeX", "Prescott", ...), and,
+ * when it fell back to its generic SSE kernels on a CPU with AVX2 (a CPU newer than the
+ * OpenBLAS build knows), a one-line advice naming OPENBLAS_CORETYPE; NULL otherwise. */
+const char *vn_blas_core(void);
+const char *vn_blas_advice(void);
 
 #ifdef __cplusplus
 }

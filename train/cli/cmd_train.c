@@ -121,6 +121,8 @@ int vn_cmd_train(int argc, char **argv)
         vn_cli_error("train", "%s", err.msg);
         return VN_EXIT_ERROR;
     }
+    const char *blas_advice = vn_blas_advice();
+    if (blas_advice && vn_dist_rank(dist) == 0) fprintf(stderr, "vanilla train: note: %s\n", blas_advice);
     vn_train_options opt = {resume, force, &vn_cli_stop, stdout, dist};
     rc = vn_train(&cfg, &opt, &res, &err);
     if (rc != VN_OK) return train_failed(dist, rc, &err);
