@@ -290,29 +290,28 @@ static void epoch_order(drun *r, int64_t epoch)
     r->order_epoch = epoch;
 }
 
-/* The batch at st.position: samples loaded in parallel (each from its own RNG). */
+/* The batch at st.position: samples loaded in parallel (each from its own RNG); the first
+ * failure in batch order is reported. */
 static int load_batch(drun *r, vn_error *err)
 {
     vn_det_augment aug;
     vn_detect_augment_of(r->cfg, r->st.epoch, &aug);
-    int rc = VN_OK;
-    vn_error errs[64];
-    int fails[64] = {0};
-#pragma omp parallel for schedule(dynamic, 1) num_threads(vn_get_threads())
-    for (int b = 0; b < r->B; b++) {
-        vn_error e = {0};
-        int64_t idx = r->order[r->st.position + b];
-        int c = vn_det_load_sample(r->train, idx, r->imgsz, &aug, (uint64_t)r->cfg->train.seed,
-                                   r->st.epoch, &r->samples[b], &e);
-        if (c != VN_OK && b < 64) {
-            fails[b] = c;
-            errs[b] = e;
-        } else if (c != VN_OK) {
-            fails[0] = c;
-        }
+    vn_error *errs = calloc((size_t)r->B, sizeof *errs);
+    int *codes = calloc((size_t)r->B, sizeof *codes);
+    if (!errs || !codes) {
+        free(errs);
+        free(codes);
+        return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     }
-    for (int b = 0; b < r->B && b < 64 && rc == VN_OK; b++)
-        if (fails[b]) rc = vn_error_set(err, fails[b], "%s", errs[b].msg);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(vn_get_threads())
+    for (int b = 0; b < r->B; b++)
+        codes[b] = vn_det_load_sample(r->train, r->order[r->st.position + b], r->imgsz, &aug,
+                                      (uint64_t)r->cfg->train.seed, r->st.epoch, &r->samples[b], &errs[b]);
+    int rc = VN_OK;
+    for (int b = 0; b < r->B && rc == VN_OK; b++)
+        if (codes[b] != VN_OK) rc = vn_error_set(err, codes[b], "%s", errs[b].msg);
+    free(errs);
+    free(codes);
     return rc;
 }
 
