@@ -105,5 +105,8 @@ expect "bad label within the fraction: warned" contains "$T/bad2.log" "000003.tx
 "$VANILLA" train "$T/det.yaml" --set detect.data= --set output.dir="$T/f" >"$T/nodata.log" 2>&1
 expect "no detect.data: refused" contains "$T/nodata.log" "detect.data"
 
+"$VANILLA" train "$T/det.yaml" --set detect.imgsz=100 --set output.dir="$T/g" >"$T/imgsz.log" 2>&1
+expect "imgsz not a multiple of 32: usage error naming the key" contains "$T/imgsz.log" "detect.imgsz 100 is not a multiple of 32"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
