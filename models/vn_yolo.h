@@ -44,6 +44,11 @@ void vn_yolo_destroy(vn_yolo *m);
  * log(5 / nc / (640 / stride)^2)); BN weight 1, bias 0. */
 void vn_yolo_init(vn_yolo *m, uint64_t seed);
 void vn_yolo_set_training(vn_yolo *m, bool training);
+/* The backbone merged exactly as the classifier's (vn_vanillanet_switch_to_deploy: refused at
+ * act_learn != 1 unless force); the state list then names the deploy tensors ("model.0.stem.0.",
+ * "model.0.stages.{i}.conv.", ...). The neck and head are unchanged. */
+int vn_yolo_switch_to_deploy(vn_yolo *m, bool force, vn_error *err);
+bool vn_yolo_is_deploy(const vn_yolo *m);
 /* act_learn of the VanillaNet backbone (deep training), as vn_vanillanet_change_act. */
 void vn_yolo_change_act(vn_yolo *m, float act_learn);
 const vn_yolo_config *vn_yolo_get_config(const vn_yolo *m);

@@ -231,6 +231,18 @@ void vn_yolo_set_training(vn_yolo *m, bool training)
     vn_vanillanet_set_training(m->backbone, training);
 }
 
+int vn_yolo_switch_to_deploy(vn_yolo *m, bool force, vn_error *err)
+{
+    int rc = vn_vanillanet_switch_to_deploy(m->backbone, force, err);
+    if (rc != VN_OK) return vn_error_prefix(err, "detector backbone: ");
+    vn_state_list_free(&m->state);
+    vn_state_list_init(&m->state);
+    rc = register_all(m);
+    return rc == VN_OK ? VN_OK : vn_error_set(err, rc, "detector: out of memory listing the merged state");
+}
+
+bool vn_yolo_is_deploy(const vn_yolo *m) { return m->backbone->deploy; }
+
 void vn_yolo_change_act(vn_yolo *m, float act_learn) { vn_vanillanet_change_act(m->backbone, act_learn); }
 
 const vn_yolo_config *vn_yolo_get_config(const vn_yolo *m) { return &m->cfg; }

@@ -878,6 +878,10 @@ int vn_config_check(const vn_config *cfg, vn_error *err)
     if (cfg->optim.weight_decay_end < 0 && cfg->optim.weight_decay_end != -1)
         CHECK_FAIL("optim.weight_decay_end", NULL,
                    "optim.weight_decay_end must be >= 0, or -1 for a constant weight decay");
+    if (m->task == VN_CONFIG_TASK_DETECT && cfg->detect.imgsz % 32 != 0)
+        CHECK_FAIL("detect.imgsz", NULL,
+                   "detect.imgsz %" PRId64 " is not a multiple of 32 (the detector's largest "
+                   "stride)", cfg->detect.imgsz);
     if (cfg->optim.warmup_epochs > cfg->train.epochs)
         CHECK_FAIL("optim.warmup_epochs", "train.epochs",
                    "optim.warmup_epochs (%" PRId64 ") is longer than train.epochs (%" PRId64 ")",

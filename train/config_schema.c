@@ -69,8 +69,13 @@ static const char *const nonfinite_names[] = {
 static const char *const device_names[] = {
     [VN_CONFIG_DEVICE_CPU] = "cpu", [VN_CONFIG_DEVICE_CUDA] = "cuda", NULL};
 
+static const char *const task_names[] = {
+    [VN_CONFIG_TASK_CLASSIFY] = "classify", [VN_CONFIG_TASK_DETECT] = "detect", NULL};
+
 static const vn_config_key schema[] = {
     /* ---- model ---- */
+    {KEY(model, task), .def = "classify", .choices = task_names, .aka = "yolo11-vanillanet detector",
+     .help = "classify, or detect: YOLO11-VanillaNet (backbone from model.*, neck and head from detect.*)."},
     {KEY(model, name), .def = "vanillanet_5", .choices = model_names, .official = "--model", .aka = "arch",
      .help = "Released VanillaNet variant, or custom (then dims and strides are required)."},
     {KEY(model, dims), .def = "[]", RANGE(1, 65536), LEN(0, 17), .aka = "widths channels",
@@ -297,6 +302,42 @@ static const vn_config_key schema[] = {
     {KEY(train, device), .def = "cpu", .choices = device_names, .flags = VN_CONFIG_NOT_HASHED,
      .help = "Where the model trains: cpu, or cuda (a build with the CUDA backend and a "
              "visible GPU)."},
+
+    /* ---- detect (model.task: detect; Ultralytics 8.3 defaults) ---- */
+    {KEY(detect, data), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED,
+     .help = "Dataset YAML (path, train, val, names) of a YOLO-format set, like coco128.yaml."},
+    {KEY(detect, imgsz), .def = "640", RANGE(32, 8192), .aka = "img_size input_size",
+     .help = "Square input side (a multiple of 32): letterbox and mosaic output."},
+    {KEY(detect, width_multiple), .def = "0.25", RANGE(0, 4), .flags = VN_CONFIG_MIN_OPEN,
+     .aka = "width", .help = "Neck and head channel multiplier (yolo11 n 0.25, s 0.5, m/l 1, x 1.5)."},
+    {KEY(detect, depth_multiple), .def = "0.5", RANGE(0, 4), .flags = VN_CONFIG_MIN_OPEN,
+     .aka = "depth", .help = "Repeats multiplier of the C3k2/C2PSA blocks (n/s/m 0.5, l/x 1)."},
+    {KEY(detect, max_channels), .def = "1024", RANGE(8, 65536),
+     .help = "Cap of the neck channels before width_multiple (n/s 1024, m/l/x 512)."},
+    {KEY(detect, c3k), .def = "false",
+     .help = "Every C3k2 uses C3k blocks (Ultralytics' m/l/x scales)."},
+    {KEY(detect, reg_max), .def = "16", RANGE(2, 64),
+     .help = "DFL bins per box side."},
+    {KEY(detect, close_mosaic), .def = "10", RANGE(0, 100000),
+     .help = "Turn mosaic off for the last this many epochs."},
+    {KEY(detect, mosaic), .def = "1.0", RANGE(0, 1), .help = "Probability of a 4-image mosaic."},
+    {KEY(detect, scale), .def = "0.5", RANGE(0, 0.99), .help = "Random affine zoom 1 +- scale."},
+    {KEY(detect, translate), .def = "0.1", RANGE(0, 0.5),
+     .help = "Random affine shift +- translate of imgsz."},
+    {KEY(detect, fliplr), .def = "0.5", RANGE(0, 1), .help = "Horizontal flip probability."},
+    {KEY(detect, hsv_h), .def = "0.015", RANGE(0, 1), .help = "Hue jitter gain."},
+    {KEY(detect, hsv_s), .def = "0.7", RANGE(0, 1), .help = "Saturation jitter gain."},
+    {KEY(detect, hsv_v), .def = "0.4", RANGE(0, 1), .help = "Value jitter gain."},
+    {KEY(detect, box), .def = "7.5", RANGE(0, INF), .help = "Gain of the CIoU box loss."},
+    {KEY(detect, cls), .def = "0.5", RANGE(0, INF), .help = "Gain of the BCE class loss."},
+    {KEY(detect, dfl), .def = "1.5", RANGE(0, INF), .help = "Gain of the DFL loss."},
+    {KEY(detect, topk), .def = "10", RANGE(1, 1000), .help = "TaskAlignedAssigner candidates per box."},
+    {KEY(detect, conf), .def = "0.001", RANGE(0, 1), .flags = VN_CONFIG_NOT_HASHED,
+     .help = "Evaluation NMS confidence threshold."},
+    {KEY(detect, iou), .def = "0.7", RANGE(0, 1), .flags = VN_CONFIG_NOT_HASHED,
+     .help = "Evaluation NMS IoU threshold."},
+    {KEY(detect, max_det), .def = "300", RANGE(1, 100000), .flags = VN_CONFIG_NOT_HASHED,
+     .help = "Evaluation detections kept per image."},
 
     /* ---- output ---- */
     {KEY(output, dir), .def = "runs/vanilla", .flags = VN_CONFIG_NOT_HASHED | VN_CONFIG_NONEMPTY,

@@ -17,6 +17,7 @@
 #include "base/vn_fs.h"
 #include "train/train_impl.h"
 #include "train/dist_impl.h"
+#include "train/vn_detect.h"
 
 /* Everything a run holds; torn down by run_free in any state. */
 typedef struct run {
@@ -817,6 +818,7 @@ static int train_epochs(run *r, vn_train_result *res, vn_error *err)
 
 int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res, vn_error *err)
 {
+    if (cfg->model.task == VN_CONFIG_TASK_DETECT) return vn_detect_train(cfg, opt, res, err);
     memset(res, 0, sizeof *res);
     run R = {0}, *r = &R;
     r->cfg = cfg;

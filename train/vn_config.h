@@ -88,10 +88,12 @@ typedef enum vn_config_decay { VN_CONFIG_DECAY_LINEAR = 0, VN_CONFIG_DECAY_COSIN
 typedef enum vn_config_update { VN_CONFIG_UPDATE_EPOCH = 0, VN_CONFIG_UPDATE_ITERATION } vn_config_update;
 typedef enum vn_config_nonfinite { VN_CONFIG_NONFINITE_STOP = 0, VN_CONFIG_NONFINITE_SKIP } vn_config_nonfinite;
 typedef enum vn_config_device { VN_CONFIG_DEVICE_CPU = 0, VN_CONFIG_DEVICE_CUDA } vn_config_device;
+typedef enum vn_config_task { VN_CONFIG_TASK_CLASSIFY = 0, VN_CONFIG_TASK_DETECT } vn_config_task;
 
 /* Field meanings, ranges and defaults: see the help of each row in config_schema.c, or run
  * `vanilla config show` / vn_config_schema_markdown. */
 typedef struct vn_config_model {
+    int task;                 /* vn_config_task */
     int name;                 /* vn_config_model_name */
     vn_config_ints dims;      /* empty: the variant's */
     vn_config_ints strides;   /* empty: the variant's */
@@ -194,6 +196,22 @@ typedef struct vn_config_train {
     double dist_timeout;      /* data-parallel: seconds a collective may wait, 0: forever */
 } vn_config_train;
 
+/* model.task: detect (YOLO11-VanillaNet, train/vn_detect.h). */
+typedef struct vn_config_detect {
+    char data[VN_CONFIG_STR_MAX]; /* dataset YAML (path, train, val, names) */
+    int64_t imgsz;
+    double width_multiple, depth_multiple;
+    int64_t max_channels;
+    bool c3k;
+    int64_t reg_max;
+    int64_t close_mosaic;
+    double mosaic, scale, translate, fliplr, hsv_h, hsv_s, hsv_v;
+    double box, cls, dfl;
+    int64_t topk;
+    double conf, iou;
+    int64_t max_det;
+} vn_config_detect;
+
 typedef struct vn_config_output {
     char dir[VN_CONFIG_STR_MAX];
     int64_t save_every;       /* 0: only at the end */
@@ -221,6 +239,7 @@ typedef struct vn_config {
     vn_config_ema ema;
     vn_config_loss loss;
     vn_config_train train;
+    vn_config_detect detect;
     vn_config_output output;
     /* Book-keeping for messages, not part of the configuration (ignored by hash, diff,
      * equality and output). */

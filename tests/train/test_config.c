@@ -280,7 +280,30 @@ static const char *full_example =
     "train.eval_from_epoch: 7\n"
     "model.sync_bn: true\n"
     "train.dist_bucket_mb: 4.5\n"
-    "train.dist_timeout: 60\n";
+    "train.dist_timeout: 60\n"
+    "model.task: classify\n"
+    "detect.data: data.yaml\n"
+    "detect.imgsz: 320\n"
+    "detect.width_multiple: 0.5\n"
+    "detect.depth_multiple: 0.34\n"
+    "detect.max_channels: 512\n"
+    "detect.c3k: true\n"
+    "detect.reg_max: 8\n"
+    "detect.close_mosaic: 3\n"
+    "detect.mosaic: 0.5\n"
+    "detect.scale: 0.3\n"
+    "detect.translate: 0.05\n"
+    "detect.fliplr: 0.4\n"
+    "detect.hsv_h: 0.01\n"
+    "detect.hsv_s: 0.5\n"
+    "detect.hsv_v: 0.3\n"
+    "detect.box: 7.0\n"
+    "detect.cls: 0.6\n"
+    "detect.dfl: 1.2\n"
+    "detect.topk: 12\n"
+    "detect.conf: 0.01\n"
+    "detect.iou: 0.6\n"
+    "detect.max_det: 100\n";
 
 static void check_full_example(const vn_config *c)
 {

@@ -204,6 +204,7 @@ static int open_eval_data(const char *model_path, const vn_ckpt_info *info, cons
 
 int vn_cmd_eval(int argc, char **argv)
 {
+    if (vn_cli_is_detector(argc, argv)) return vn_cmd_detect_eval(argc, argv);
     const char *model_path = NULL, *data = NULL, *logits_path = NULL, *key = NULL, *real = NULL;
     const char *device = "cpu";
     int ema = -1, batch = 0, workers = -1;
@@ -323,6 +324,7 @@ static void print_export(const char *in, int ema, const char *out, const vn_expo
 
 int vn_cmd_export(int argc, char **argv)
 {
+    if (vn_cli_is_detector(argc, argv)) return vn_cmd_detect_export(argc, argv);
     const char *in = NULL, *out = NULL, *key = NULL, *format = "safetensors";
     int ema = -1, onnx_size = 0;
     bool force = false;
@@ -430,6 +432,7 @@ static int predict_images(vn_vanillanet *m, const vn_loader_config *lc, const ch
 
 int vn_cmd_predict(int argc, char **argv)
 {
+    if (vn_cli_is_detector(argc, argv)) return vn_cmd_detect_predict(argc, argv);
     const char *model_path = NULL, *logits_path = NULL, *key = NULL;
     const char **images = calloc((size_t)argc, sizeof *images);
     int n_images = 0, topk = 5, ema = -1;

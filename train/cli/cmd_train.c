@@ -105,7 +105,7 @@ int vn_cmd_train(int argc, char **argv)
     vn_config cfg;
     int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "train");
     if (ec) return ec;
-    if (!cfg.data.root[0]) {
+    if (cfg.model.task != VN_CONFIG_TASK_DETECT && !cfg.data.root[0]) {
         vn_cli_error("train", "data.root is not set: point it at a folder with train/ and val/ "
                      "class folders (in the config or with --set data.root=PATH)");
         return VN_EXIT_USAGE;

@@ -37,6 +37,12 @@ int vn_cmd_data(int argc, char **argv);
 int vn_cmd_ablate(int argc, char **argv);
 int vn_cmd_import(int argc, char **argv);
 int vn_cmd_report(int argc, char **argv);
+/* Detector files (train/cli/cmd_detect.c): eval, predict and export hand over to these when
+ * vn_cli_is_detector (the first positional argument is a detector file). */
+bool vn_cli_is_detector(int argc, char **argv);
+int vn_cmd_detect_eval(int argc, char **argv);
+int vn_cmd_detect_predict(int argc, char **argv);
+int vn_cmd_detect_export(int argc, char **argv);
 
 /* Set by the signal handlers of `train` and `ablate`. */
 extern volatile sig_atomic_t vn_cli_stop;

@@ -1,0 +1,113 @@
+/* Detection with the trainer's machinery (model.task: detect, issue 17): YOLO11-VanillaNet
+ * built from a vn_config, trained on a YOLO-format set (detect.data), checkpointed and
+ * resumed bit-exactly, evaluated as Ultralytics reports it (the Class / Images / Instances /
+ * Box P / R / mAP50 / mAP50-95 table), used for prediction and merged for deploy.
+ *
+ * Files: train/detect_train.c (the loop), train/detect_ckpt.c (checkpoints and weight files),
+ * train/detect_run.c (evaluation, prediction, the table), train/detect_draw.c (boxes on a PNG). */
+#ifndef VN_DETECT_H
+#define VN_DETECT_H
+
+#include <stdio.h>
+
+#include "data/vn_detect_data.h"
+#include "models/vn_detect_eval.h"
+#include "train/vn_trainer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The detector of cfg for nc classes: the backbone from model.name/dims/strides/act_num
+ * (vn_build_model_config), the neck and head from detect.*. */
+int vn_detect_model_config(const vn_config *cfg, int nc, vn_yolo_config *out, vn_error *err);
+/* Training augmentation of cfg at epoch (mosaic off for the last detect.close_mosaic). */
+void vn_detect_augment_of(const vn_config *cfg, int64_t epoch, vn_det_augment *a);
+/* Evaluation NMS of cfg (detect.conf, iou, max_det; multi-label). */
+void vn_detect_nms_of(const vn_config *cfg, vn_nms_params *p);
+
+/* ---- files (train/detect_ckpt.c) ----------------------------------------------------------- */
+
+/* What a detector file (checkpoint or exported weights) says about itself. */
+typedef struct vn_detect_info {
+    bool is_checkpoint;
+    bool deploy;           /* the backbone is merged (exported weights) */
+    vn_yolo_config model;
+    int imgsz;
+    int nc;
+    char **names;          /* nc class names (malloc'd) */
+    char *config_yaml;     /* checkpoint: the effective config (malloc'd) */
+    int64_t epoch, step;
+    double act_learn;
+} vn_detect_info;
+
+/* True when path is a safetensors file written for a detector (metadata vanilla.task). */
+bool vn_detect_file_is(const char *path);
+int vn_detect_info_read(const char *path, vn_detect_info *info, vn_error *err);
+void vn_detect_info_free(vn_detect_info *info);
+/* Builds the detector a file describes (merged when the file is) and loads its weights. */
+int vn_detect_open(const char *path, vn_yolo **m, vn_detect_info *info, vn_error *err);
+
+/* Where a detection run stands, saved in its checkpoints (vanilla.trainer). */
+typedef struct vn_detect_state {
+    int64_t epoch, position, step;
+    double act_learn;
+    vn_rng rng;
+    double best_fitness;   /* 0.1 mAP50 + 0.9 mAP50-95 (Ultralytics' fitness); -1: none */
+    int64_t best_epoch;
+    double elapsed;
+    bool finished;
+} vn_detect_state;
+
+typedef struct vn_detect_ckpt {
+    vn_yolo *model;
+    vn_optim *optim;          /* NULL: weights only */
+    vn_detect_state *state;   /* NULL: weights only */
+    const vn_config *cfg;     /* may be NULL for weights */
+    const char *const *names;
+    int nc;
+    int imgsz;
+} vn_detect_ckpt;
+
+/* Writes the model's state_dict under Ultralytics' "model.{i}." names, the optimizer
+ * ("optim."), and metadata (vanilla.task, vanilla.detector, classes, imgsz, state, config),
+ * atomically. */
+int vn_detect_ckpt_save(const char *path, const vn_detect_ckpt *c, vn_error *err);
+/* All or nothing: every tensor and the state checked before anything is written. */
+int vn_detect_ckpt_load(const char *path, const vn_detect_ckpt *c, vn_error *err);
+
+/* ---- evaluation and prediction (train/detect_run.c) ------------------------------------------ */
+
+/* Letterboxed batches of ds through the model in eval mode, class-wise NMS, matching and
+ * ap_per_class into *out (free with vn_det_metrics_free). */
+int vn_detect_evaluate(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int imgsz, int batch,
+                       const vn_nms_params *np, vn_det_metrics *out, vn_error *err);
+/* The seed's table: a header, the row "all", then one row per class with labels. */
+void vn_det_metrics_print(FILE *f, const vn_det_metrics *m, const char *const *names);
+
+/* One image file: letterboxed to imgsz, detected, boxes mapped back to the image's pixels;
+ * *dets malloc'd (free it), in descending confidence. */
+int vn_detect_image(vn_ctx *ctx, vn_yolo *m, const char *image, int imgsz, const vn_nms_params *np,
+                    vn_detection **dets, int *n, vn_error *err);
+/* The image with its boxes drawn, labelled "name 0.87" (a built-in 5x7 font), as PNG. */
+int vn_detect_draw_png(const char *image, const vn_detection *dets, int n,
+                       const char *const *names, int nc, const char *out, vn_error *err);
+
+/* Merges the backbone of m (opened from a checkpoint, info its description) as the classifier's
+ * (refused at act_learn != 1 unless force), runs both forms on a fixed random batch of 2
+ * (eval mode) and records the largest difference of the Detect outputs, then writes the
+ * merged weights (Ultralytics' model.{i} names, the backbone under its deploy names). */
+int vn_detect_export(vn_yolo *m, const vn_detect_info *info, const char *path, bool force,
+                     double *max_diff, double *max_ref, vn_error *err);
+
+/* ---- training (train/detect_train.c) --------------------------------------------------------- */
+
+/* vn_train for model.task: detect (vn_train hands over to it). Fills res->state's epoch, step,
+ * elapsed and finished, res->outcome, last_ckpt and seconds. */
+int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res,
+                    vn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
