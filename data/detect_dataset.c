@@ -3,6 +3,7 @@
 #include "data/vn_detect_data.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -291,7 +292,7 @@ static bool parse_line(char *line, int nc, vn_det_box *b, char *why, size_t why_
         snprintf(why, why_len, "%d fields, expected 5 (class cx cy w h)", n);
         return false;
     }
-    if (v[0] != (double)(long)v[0] || v[0] < 0 || v[0] >= nc) {
+    if (!(v[0] >= 0 && v[0] < nc) || v[0] != floor(v[0])) { /* range first: no huge cast */
         snprintf(why, why_len, "class %g is not one of 0..%d", v[0], nc - 1);
         return false;
     }

@@ -85,8 +85,10 @@ if ((fuzz)); then
   fuzz_log=$(mktemp)
   scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log" || true
   fuzz_ok=$(grep -cE '^fuzz .* crashes 0  rc 0$' "$fuzz_log" || true)
+  fuzz_all=$(grep -cE '^fuzz .* rc [0-9]+$' "$fuzz_log" || true)
+  ((fuzz_all > 0)) || fuzz_all=1 # no target line at all: the fuzz build failed
   passed=$((passed + fuzz_ok))
-  failed=$((failed + 5 - fuzz_ok))
+  failed=$((failed + fuzz_all - fuzz_ok))
   rm -f "$fuzz_log"
 fi
 

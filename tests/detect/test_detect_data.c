@@ -109,6 +109,9 @@ START_TEST(test_bad_lines)
         {"0 -0.1 0.5 0.5 0.5\n", "coordinate -0.1"},
         {"1.5 0.5 0.5 0.5 0.5\n", "class 1.5"},
         {"-1 0.5 0.5 0.5 0.5\n", "class -1"},
+        /* found by fuzz_yolo: a class too large for an integer was cast before the range check */
+        {"1e30 0.5 0.5 0.5 0.5\n", "class 1e+30 is not one of 0..2"},
+        {"nan 0.5 0.5 0.5 0.5\n", "'nan' is not a number"},
     };
     for (size_t k = 0; k < sizeof lines / sizeof lines[0]; k++) {
         char root[256], p[512];
