@@ -74,6 +74,8 @@ static int read_names(yaml_document_t *doc, yaml_node_t *n, const char *path,
     if (count < 1 || count > VN_DET_MAX_CLASSES)
         return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: names must be a list or a mapping of 1 to "
                             "%d class names", path, (int)n->start_mark.line + 1, VN_DET_MAX_CLASSES);
+    for (int i = 0; c->names && i < c->nc; i++) free(c->names[i]); /* names given twice: */
+    free(c->names);                                                  /* the last wins (PyYAML) */
     c->names = calloc((size_t)count, sizeof *c->names);
     if (!c->names) return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
     c->nc = count;

@@ -180,6 +180,12 @@ START_TEST(test_yaml_errors)
     ck_assert_int_eq(cfg.nc, 2);
     ck_assert_str_eq(cfg.names[1], "y");
     vn_det_data_cfg_free(&cfg);
+    /* Found by fuzz_yolo: names given twice leaked the first list; the last wins (PyYAML). */
+    write_text(p, "train: a\nval: b\nnames: [x, y]\nnames:\n  0: u\n  1: v\n  2: w\n");
+    ck_assert_int_eq(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_int_eq(cfg.nc, 3);
+    ck_assert_str_eq(cfg.names[2], "w");
+    vn_det_data_cfg_free(&cfg);
     vn_test_rmtree(root);
 }
 END_TEST
