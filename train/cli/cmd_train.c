@@ -58,14 +58,16 @@ static const char train_help[] =
     "README, Many machines).\n";
 
 /* The exit code of a failed run; with several ranks, prints the rank and ends the whole job
- * (the other ranks may be waiting for this one in a collective). */
+ * (the other ranks may be waiting for this one in a collective). A non-finite stop is agreed
+ * by all ranks at the same step, so they leave together (MPI_Finalize) instead: Open MPI's
+ * mpirun was seen to crash when every rank called MPI_Abort at once. */
 static int train_failed(vn_dist *dist, int rc, const vn_error *err)
 {
     int code = rc == VN_ERR_NUMERIC ? VN_EXIT_NONFINITE : VN_EXIT_ERROR;
     if (vn_dist_size(dist) > 1) {
         vn_cli_error("train", "rank %d of %d: %s", vn_dist_rank(dist), vn_dist_size(dist), err->msg);
         fflush(NULL);
-        vn_dist_abort(dist, code);
+        if (rc != VN_ERR_NUMERIC) vn_dist_abort(dist, code);
     } else {
         vn_cli_error("train", "%s", err->msg);
     }
