@@ -228,7 +228,7 @@ int vn_ckpt_save(const char *path, const vn_ckpt_parts *p, vn_error *err)
 }
 
 /* The file's optimizer entries match the optimizer (nothing is written). */
-static int optim_check(const vn_st_file *f, const char *path, vn_optim *opt, vn_error *err)
+int vn__ckpt_optim_check(const vn_st_file *f, const char *path, vn_optim *opt, vn_error *err)
 {
     for (int i = 0; i < vn_optim_state_count(opt); i++) {
         vn_ckpt_entry e;
@@ -311,7 +311,7 @@ static int ckpt_check(const vn_st_file *f, const char *path, const vn_ckpt_parts
         snprintf(prefix, sizeof prefix, "ema.%d.", i);
         rc = vn_state_check_file(&p->emas[i]->state, prefix, f, true, err);
     }
-    if (rc == VN_OK && p->optim) rc = optim_check(f, path, p->optim, err);
+    if (rc == VN_OK && p->optim) rc = vn__ckpt_optim_check(f, path, p->optim, err);
     if (rc == VN_OK && p->state) {
         const char *st = vn_st_meta(f, "vanilla.trainer");
         rc = st ? state_from_json(st, path, state, err)
@@ -523,6 +523,24 @@ int vn__ckpt_list(const char *run_dir, char ***names_out, int *n_out, vn_error *
     *names_out = names;
     *n_out = n;
     return VN_OK;
+}
+
+int vn__resume_path(const char *want, const char *run_dir, FILE *out, char *path, size_t len,
+                    vn_error *err)
+{
+    path[0] = 0;
+    if (strcmp(want, "auto") != 0) {
+        snprintf(path, len, "%s", want);
+        return VN_OK;
+    }
+    vn_error e2 = {0};
+    int rc = vn_ckpt_find_latest(run_dir, path, len, &e2);
+    if (rc == VN_ERR_NOT_FOUND) {
+        path[0] = 0;
+        fprintf(out, "resume: no checkpoint in %s yet, starting from scratch\n", run_dir);
+        return VN_OK;
+    }
+    return rc == VN_OK ? VN_OK : vn_error_set(err, rc, "%s", e2.msg);
 }
 
 int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *err)

@@ -164,22 +164,6 @@ int vn_detect_ckpt_save(const char *path, const vn_detect_ckpt *c, vn_error *err
     return rc;
 }
 
-/* Every optimizer entry present with the right dtype and shape (nothing written). */
-static int optim_check(const vn_st_file *f, const char *path, vn_optim *opt, vn_error *err)
-{
-    for (int i = 0; i < vn_optim_state_count(opt); i++) {
-        vn_ckpt_entry e;
-        vn_optim_state_at(opt, i, &e);
-        const vn_st_entry *fe = vn_st_find(f, e.name);
-        if (!fe)
-            return vn_error_set(err, VN_ERR_NOT_FOUND, "%s: missing optimizer state '%s' (written "
-                                "with another optimizer?)", path, e.name);
-        int rc = vn_ckpt_entry_check(&e, fe->dtype, fe->ndim, fe->shape, fe->data, fe->nbytes, err);
-        if (rc != VN_OK) return vn_error_prefix(err, "%s: ", path);
-    }
-    return VN_OK;
-}
-
 int vn_detect_ckpt_load(const char *path, const vn_detect_ckpt *c, vn_error *err)
 {
     vn_st_file *f = NULL;
@@ -190,7 +174,7 @@ int vn_detect_ckpt_load(const char *path, const vn_detect_ckpt *c, vn_error *err
     if (!task || strcmp(task, "detect") != 0)
         rc = vn_error_set(err, VN_ERR_FORMAT, "%s: not a detector file (no vanilla.task: detect)", path);
     if (rc == VN_OK) rc = vn_state_check_file(vn_yolo_state(c->model), "", f, false, err);
-    if (rc == VN_OK && c->optim) rc = optim_check(f, path, c->optim, err);
+    if (rc == VN_OK && c->optim) rc = vn__ckpt_optim_check(f, path, c->optim, err);
     if (rc == VN_OK && c->state) rc = state_from_json(vn_st_meta(f, "vanilla.trainer"), path, &st, err);
     if (rc == VN_OK) rc = vn_state_from_file(vn_yolo_state(c->model), "", f, false, err);
     for (int i = 0; rc == VN_OK && c->optim && i < vn_optim_state_count(c->optim); i++) {

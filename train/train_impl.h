@@ -4,6 +4,8 @@
 #ifndef VN_TRAIN_IMPL_H
 #define VN_TRAIN_IMPL_H
 
+#include <stdio.h>
+
 #include "train/vn_trainer.h"
 
 /* The metadata every model file we write carries: "format", vanilla.model, vanilla.classes
@@ -26,5 +28,13 @@ int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, 
  * vn__ckpt_list_free. */
 int vn__ckpt_list(const char *run_dir, char ***names, int *n, vn_error *err);
 void vn__ckpt_list_free(char **names, int n);
+
+/* The file's optimizer entries (names, dtypes, shapes) match opt; nothing is written. */
+int vn__ckpt_optim_check(const vn_st_file *f, const char *path, vn_optim *opt, vn_error *err);
+
+/* The checkpoint `--resume WANT` names: "auto" is the newest of run_dir (none yet: path ""
+ * and a line on out saying training starts from scratch), anything else is the path itself. */
+int vn__resume_path(const char *want, const char *run_dir, FILE *out, char *path, size_t len,
+                    vn_error *err);
 
 #endif

@@ -411,17 +411,8 @@ static int resume(run *r, vn_error *err)
     const char *want = r->opt->resume;
     char path[4096];
     if (!want) return VN_OK;
-    if (strcmp(want, "auto") == 0) {
-        vn_error e2 = {0};
-        int rc = vn_ckpt_find_latest(r->dir, path, sizeof path, &e2);
-        if (rc == VN_ERR_NOT_FOUND) {
-            fprintf(r->out, "resume: no checkpoint in %s yet, starting from scratch\n", r->dir);
-            return VN_OK;
-        }
-        if (rc != VN_OK) return vn_error_set(err, rc, "%s", e2.msg);
-    } else {
-        snprintf(path, sizeof path, "%s", want);
-    }
+    int prc = vn__resume_path(want, r->dir, r->out, path, sizeof path, err);
+    if (prc != VN_OK || !path[0]) return prc;
     vn_ckpt_info info;
     int rc = vn_ckpt_info_read(path, &info, err);
     if (rc != VN_OK) return rc;
