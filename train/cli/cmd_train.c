@@ -75,6 +75,21 @@ static int train_failed(vn_dist *dist, int rc, const vn_error *err)
     return code;
 }
 
+/* Under mpirun: one rank of a data-parallel job (train/vn_dist.h); else a group of one. Rank 0
+ * notes when OpenBLAS runs its generic kernels. NULL (after saying why) on failure. */
+static vn_dist *start_rank(const vn_config *cfg)
+{
+    vn_dist *dist = NULL;
+    vn_error err = {0};
+    if (vn_dist_create(cfg->train.dist_timeout, &dist, &err) != VN_OK) {
+        vn_cli_error("train", "%s", err.msg);
+        return NULL;
+    }
+    const char *advice = vn_blas_advice();
+    if (advice && vn_dist_rank(dist) == 0) fprintf(stderr, "vanilla train: note: %s\n", advice);
+    return dist;
+}
+
 int vn_cmd_train(int argc, char **argv)
 {
     config_args a = {0};
@@ -116,17 +131,10 @@ int vn_cmd_train(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     vn_train_result res;
     vn_error err = {0};
-    /* Under mpirun: one rank of a data-parallel job (train/vn_dist.h); else a group of one. */
-    vn_dist *dist = NULL;
-    int rc = vn_dist_create(cfg.train.dist_timeout, &dist, &err);
-    if (rc != VN_OK) {
-        vn_cli_error("train", "%s", err.msg);
-        return VN_EXIT_ERROR;
-    }
-    const char *blas_advice = vn_blas_advice();
-    if (blas_advice && vn_dist_rank(dist) == 0) fprintf(stderr, "vanilla train: note: %s\n", blas_advice);
+    vn_dist *dist = start_rank(&cfg);
+    if (!dist) return VN_EXIT_ERROR;
     vn_train_options opt = {resume, force, &vn_cli_stop, stdout, dist};
-    rc = vn_train(&cfg, &opt, &res, &err);
+    int rc = vn_train(&cfg, &opt, &res, &err);
     if (rc != VN_OK) return train_failed(dist, rc, &err);
     bool quiet = vn_dist_rank(dist) > 0;
     vn_dist_destroy(dist);
