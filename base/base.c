@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <omp.h>
 
@@ -103,9 +104,48 @@ void vn__assert_fail(const char *file, int line, const char *cond, const char *f
     abort();
 }
 
+/* Whole CPUs a cgroup quota allows (cgroup v2 cpu.max "QUOTA PERIOD", v1 cfs files), rounded
+ * up; 0 when there is no quota or it cannot be read. */
+static int cgroup_cpu_limit(void)
+{
+    long long quota = -1, period = 0;
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        char q[32];
+        if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0) quota = atoll(q);
+        fclose(f);
+    } else if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r"))) {
+        if (fscanf(f, "%lld", &quota) != 1) quota = -1;
+        fclose(f);
+        if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r"))) {
+            if (fscanf(f, "%lld", &period) != 1) period = 0;
+            fclose(f);
+        }
+    }
+    if (quota <= 0 || period <= 0) return 0;
+    long long cpus = (quota + period - 1) / period;
+    return cpus > 4096 ? 4096 : (int)cpus;
+}
+
+int vn_available_cores(void)
+{
+    int n = omp_get_num_procs(); /* the affinity mask's CPUs */
+    int lim = cgroup_cpu_limit();
+    if (lim > 0 && lim < n) n = lim;
+    return n > 0 ? n : 1;
+}
+
+void vn_threads_prefer_passive(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* No /proc: run on with libgomp's default (it has read its policy already). */
+}
+
 void vn_set_threads(int n)
 {
-    if (n <= 0) n = omp_get_num_procs();
+    if (n <= 0) n = vn_available_cores();
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
 }

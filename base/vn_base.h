@@ -77,8 +77,23 @@ int64_t vn_shape_numel(int ndim, const int64_t *shape);
 /* "[8, 56, 56, 512]" into buf; returns buf. */
 const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 
-/* Threads used by our OpenMP loops and by OpenBLAS (one shared pool). 0 = all cores. */
+/* Threads used by our OpenMP loops and by OpenBLAS (one shared pool). 0 = all cores: the
+ * cores this process may run on (its affinity mask, as taskset and cpusets set it), and no
+ * more than a cgroup CPU quota allows (a container started with --cpus=2 gets 2). */
 void vn_set_threads(int n);
+/* The cores vn_set_threads(0) picks. */
+int vn_available_cores(void);
+
+/* Passive OpenMP waiting for the programs (call first thing in main, with main's argv).
+ * libgomp's default makes an idle thread spin for a while before it sleeps; with many short
+ * parallel regions and another busy process on the same cores, the spinning threads take the
+ * cores from the ones with work, and a training beside one busy neighbour ran at a tenth of
+ * its speed. Waiting passively costs nothing measurable alone (bench/shared_cores.sh).
+ * libgomp reads its policy once, when it is loaded, so when neither OMP_WAIT_POLICY nor
+ * GOMP_SPINCOUNT is set this sets OMP_WAIT_POLICY=passive and executes the program again
+ * (/proc/self/exe, same arguments and process id); a user's setting is left alone. Returns
+ * only when nothing had to be done or the exec failed (then libgomp's default stays). */
+void vn_threads_prefer_passive(char **argv);
 int vn_get_threads(void);
 /* The kernel set OpenBLAS chose for this CPU ("Haswell", "SkylakeX", "Prescott", ...), and,
  * when it fell back to its generic SSE kernels on a CPU with AVX2 (a CPU newer than the

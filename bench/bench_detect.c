@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
+#include "base/vn_base.h"
 #include "base/vn_fs.h"
 #include "models/vn_yolo.h"
 
@@ -47,6 +48,7 @@ static void one_step(vn_ctx *ctx, vn_yolo *m, vn_tensor *x, const vn_yolo_gt *gt
 
 int main(int argc, char **argv)
 {
+    vn_threads_prefer_passive(argv); /* before any OpenMP work; may exec again */
     int imgsz = argc > 1 ? atoi(argv[1]) : 320, batch = argc > 2 ? atoi(argv[2]) : 8;
     int steps = argc > 3 ? atoi(argv[3]) : 3;
     if (imgsz < 32 || imgsz % 32 || batch < 1 || batch > 64 || steps < 1) {

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/vn_base.h"
 #include "autograd/vn_ops.h"
 #include "autograd/vn_testing.h"
 #include "layers/vn_layers.h"
@@ -342,6 +343,7 @@ static bool want(int argc, char **argv, const char *section)
 
 int main(int argc, char **argv)
 {
+    vn_threads_prefer_passive(argv); /* before any OpenMP work; may exec again */
     int reps = 5;
     for (int i = 1; i < argc; i++)
         if (argv[i][0] >= '0' && argv[i][0] <= '9') reps = atoi(argv[i]);

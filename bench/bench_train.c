@@ -5,11 +5,15 @@
  *   bench_train [--model NAME | --dims D0,D1,.. --strides S0,S1,..] [--in-chans C]
  *               [--classes K] [--act-num A] [--drop-rate P] [--batch N] [--size S]
  *               [--mode train|deploy] [--steps N] [--warmup W] [--threads T] [--seed S]
- *               [--sgemm-peak] [--sgemm-only]
+ *               [--ema DECAY] [--sgemm-peak] [--sgemm-only]
  *
  * train:  the model in training mode (batch statistics), change_act(0.5); per step
  *         forward, cross-entropy against random labels, backward, SGD (momentum 0.9) step,
  *         zero_grad, context reset. The input and labels are made once, outside the timing.
+ *         --ema DECAY adds the recipe's model EMA (the trainer's: a second model instance
+ *         whose parameters and BatchNorm buffers follow the live ones, timm's ModelEma, the
+ *         official default 0.9999) updated after every optimizer step, inside the timed
+ *         optimizer phase; its memory is part of the peak RSS.
  * deploy: the training model built, change_act(1), switch_to_deploy, eval mode, grad off;
  *         per step one forward and a context reset.
  *
@@ -41,7 +45,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "base/vn_base.h"
 #include "models/vn_vanillanet.h"
+#include "optim/vn_ema.h"
 #include "optim/vn_optim.h"
 
 #define MAX_STEPS 1000
@@ -89,6 +95,7 @@ typedef struct options {
     bool deploy;
     uint64_t seed;
     bool sgemm_peak, sgemm_only;
+    double ema; /* decay of the model EMA; 0: none */
     vn_device device;
 } options;
 
@@ -99,7 +106,7 @@ static void usage(FILE *fp)
             "                   [--in-chans C] [--classes K] [--act-num A] [--drop-rate P]\n"
             "                   [--batch N] [--size S] [--mode train|deploy] [--steps N]\n"
             "                   [--warmup W] [--threads T] [--seed S] [--sgemm-peak]\n"
-            "                   [--sgemm-only] [--device cpu|cuda]\n"
+            "                   [--sgemm-only] [--device cpu|cuda] [--ema DECAY]\n"
             "defaults: --model vanillanet_5 --batch 8 --size 224 --mode train --steps 5\n"
             "          --warmup 2 --threads 0 (all cores)\n");
 }
@@ -187,6 +194,13 @@ static int parse_args(int argc, char **argv, options *o)
             drop = strtod(v, &end);
             if (end == v || *end || !(drop >= 0 && drop < 1)) {
                 fprintf(stderr, "bench_train: --drop-rate wants a number in [0, 1), got '%s'\n", v);
+                rc = -1;
+            }
+        } else if (!strcmp(a, "--ema")) {
+            char *end;
+            o->ema = strtod(v, &end);
+            if (end == v || *end || !(o->ema > 0 && o->ema <= 1)) {
+                fprintf(stderr, "bench_train: --ema wants a decay in (0, 1], got '%s'\n", v);
                 rc = -1;
             }
         } else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 1 << 16, &o->batch);
@@ -308,6 +322,8 @@ typedef struct bench {
     vn_vanillanet *m;
     vn_ctx *ctx;
     vn_optim *opt;
+    vn_vanillanet *ema_m; /* --ema: the EMA model and its updater */
+    vn_ema *ema;
     vn_tensor *x;
     int32_t *labels;
     /* per-phase seconds of the current step (train: forward+loss, backward, optimizer) */
@@ -315,6 +331,36 @@ typedef struct bench {
     /* step memory in use after forward + loss: what is kept for backward (largest step) */
     size_t saved_bytes;
 } bench;
+
+/* --ema: a second model whose float state follows the live model's (as train/trainer.c
+ * builds its EMA copies), on the same device. */
+static int bench_setup_ema(bench *b, vn_error *err)
+{
+    int rc = vn_vanillanet_create(&b->o->cfg, false, &b->ema_m, err);
+    if (rc != VN_OK) return rc;
+    vn_vanillanet_set_training(b->ema_m, false);
+    vn_vanillanet_change_act(b->ema_m, 0.5f);
+    if (b->o->device != VN_DEVICE_CPU) {
+        rc = vn_state_to_device(&b->ema_m->state, b->o->device, err);
+        if (rc != VN_OK) return rc;
+    }
+    const vn_state_list *sl = &b->m->state, *dl = &b->ema_m->state;
+    vn_tensor **dst = calloc((size_t)sl->n, sizeof *dst), **src = calloc((size_t)sl->n, sizeof *src);
+    int nf = 0;
+    if (!dst || !src) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    for (int i = 0; rc == VN_OK && i < sl->n; i++)
+        if (sl->items[i].kind != VN_STATE_COUNT) {
+            dst[nf] = dl->items[i].tensor;
+            src[nf++] = sl->items[i].tensor;
+        }
+    if (rc == VN_OK) rc = vn_ema_create(&b->ema, b->o->ema, nf, dst, src, NULL, NULL, err);
+    free(dst);
+    free(src);
+    for (int i = 0; rc == VN_OK && i < sl->n; i++)
+        if (sl->items[i].kind == VN_STATE_COUNT)
+            rc = vn_ema_add_counter(b->ema, sl->items[i].name, dl->items[i].count, sl->items[i].count, err);
+    return rc;
+}
 
 static int bench_setup(bench *b, vn_error *err)
 {
@@ -367,6 +413,7 @@ static int bench_setup(bench *b, vn_error *err)
         if (rc != VN_OK) return rc;
         rc = vn_optim_zero_grad(b->opt);
         if (rc != VN_OK) return vn_error_set(err, rc, "zero_grad: out of memory");
+        if (o->ema > 0) return bench_setup_ema(b, err);
     }
     return VN_OK;
 }
@@ -374,6 +421,8 @@ static int bench_setup(bench *b, vn_error *err)
 static void bench_free(bench *b)
 {
     vn_optim_destroy(b->opt);
+    vn_ema_destroy(b->ema);
+    vn_vanillanet_destroy(b->ema_m);
     vn_ctx_destroy(b->ctx);
     vn_tensor_free(b->x);
     free(b->labels);
@@ -410,6 +459,7 @@ static int bench_step(bench *b, vn_error *err)
     if (rc != VN_OK) return rc;
     rc = vn_optim_zero_grad(b->opt);
     if (rc != VN_OK) return vn_error_set(err, rc, "zero_grad: out of memory");
+    if (b->ema) vn_ema_update(b->ema);
     vn_device_sync(b->o->device);
     double t3 = now_s();
     b->t_fwd = t1 - t0;
@@ -420,6 +470,7 @@ static int bench_step(bench *b, vn_error *err)
 
 int main(int argc, char **argv)
 {
+    vn_threads_prefer_passive(argv); /* before any OpenMP work; may exec again */
     options o;
     int prc = parse_args(argc, argv, &o);
     if (prc != 0) return prc > 0 ? 0 : 2; /* 1: --help was printed */
@@ -453,6 +504,7 @@ int main(int argc, char **argv)
            macs * 1e-9, o.deploy ? "deploy" : "training");
     printf("  FLOPs/step = 2 x MACs x batch%s = %.2f GFLOP\n", o.deploy ? "" : " x 3 (fwd + 2x bwd)",
            flops_step * 1e-9);
+    if (o.ema > 0 && !o.deploy) printf("  model EMA: decay %g, updated after every step\n", o.ema);
     fflush(stdout);
 
     bench b = {.o = &o};
@@ -535,6 +587,7 @@ int main(int argc, char **argv)
            b.saved_bytes / 1048576.0, mf * 1e3,
            mb * 1e3, mo * 1e3, cpu_util);
     if (peak > 0) printf(" sgemm_gflops=%.2f", peak);
+    if (o.ema > 0 && !o.deploy) printf(" ema=%g", o.ema);
     if (o.device != VN_DEVICE_CPU) printf(" device=%s", vn_device_name(o.device));
     printf("\n");
     return 0;

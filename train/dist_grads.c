@@ -306,11 +306,11 @@ int vn__dp_finish_grads(vn__dp *dp, int *started_early, vn_error *err)
 int vn__dist_threads(const vn_config *cfg, const vn_dist *d)
 {
     if (cfg->train.threads > 0) return (int)cfg->train.threads;
-    int procs = omp_get_num_procs(), local = vn_dist_local_size(d);
+    int procs = omp_get_num_procs(), avail = vn_available_cores(), local = vn_dist_local_size(d);
     long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (local <= 1) return procs;
-    if (online > 0 && procs < online) return procs; /* bound by mpirun: its cores are ours */
-    return procs / local > 0 ? procs / local : 1;
+    if (local <= 1) return avail;
+    if (online > 0 && procs < online) return avail; /* bound by mpirun: its cores are ours */
+    return avail / local > 0 ? avail / local : 1;
 }
 
 int vn__dist_agree(vn_dist *d, int rc, const char *what, vn_error *err)
