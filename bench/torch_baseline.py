@@ -7,9 +7,13 @@ RESULT line. Run with Debian's /usr/bin/python3 (python3-torch 1.13).
                     [--classes K] [--act-num A] [--drop-rate P] [--batch N] [--size S]
                     [--mode train|deploy] [--steps N] [--warmup W] [--threads T]
                     [--channels-last] [--seed S] [--device cpu|cuda] [--bf16] [--no-tf32]
+                    [--ema DECAY]
 
 train:  model.train(), change_act(0.5); per step forward, CrossEntropyLoss against random
-        labels, backward, SGD(momentum 0.9) step, zero_grad.
+        labels, backward, SGD(momentum 0.9) step, zero_grad; with --ema DECAY also the model
+        EMA of the official trainer (timm.utils.ModelEma, or the same class here when timm is
+        not installed: a deepcopy of the model whose state_dict follows the live one's) after
+        every optimizer step, inside the timed optimizer phase.
 deploy: change_act(1), switch_to_deploy(), eval(), torch.inference_mode(); one forward per step.
 The input is NCHW unless --channels-last (then the model and input use channels_last).
 --device cuda runs on the GPU (phases synchronised; TF32 on for matmuls and convs unless
@@ -68,6 +72,7 @@ def parse():
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--no-tf32", action="store_true")
+    p.add_argument("--ema", type=float, default=0.0, help="model EMA decay (0: none)")
     a = p.parse_args()
     if (a.dims is None) != (a.strides is None):
         p.error("--dims and --strides go together")
@@ -81,6 +86,34 @@ def parse():
     a.in_chans = a.in_chans or 3
     a.classes = a.classes or 1000
     return a
+
+
+class ModelEma:
+    """timm 0.6.12's timm.utils.ModelEma, which the official main.py uses: a deepcopy of the
+    model in eval mode, every state_dict entry blended after each step."""
+
+    def __init__(self, model, decay):
+        import copy
+        self.ema = copy.deepcopy(model)
+        self.ema.eval()
+        self.decay = decay
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+
+    def update(self, model):
+        with torch.no_grad():
+            msd = model.state_dict()
+            for k, ema_v in self.ema.state_dict().items():
+                model_v = msd[k].detach()
+                ema_v.copy_(ema_v * self.decay + (1. - self.decay) * model_v)
+
+
+def make_ema(model, decay):
+    try:
+        from timm.utils import ModelEma as TimmModelEma
+        return TimmModelEma(model, decay=decay), "timm.utils.ModelEma"
+    except ImportError:
+        return ModelEma(model, decay), "ModelEma (timm's, re-stated)"
 
 
 def conv_macs(model, x):
@@ -147,10 +180,13 @@ def main():
           f"{nparams / 1e6:.2f}M params, {macs / 1e9:.3f} GMACs/image")
     sys.stdout.flush()
 
-    opt = None
+    opt = ema = None
     if a.mode == "train":
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         crit = nn.CrossEntropyLoss()
+        if a.ema > 0:
+            ema, ema_kind = make_ema(model, a.ema)
+            print(f"  model EMA: decay {a.ema:g}, {ema_kind}, updated after every step")
 
     def sync():
         if a.device == "cuda":
@@ -172,6 +208,8 @@ def main():
         t2 = time.perf_counter()
         opt.step()
         opt.zero_grad()
+        if ema is not None:
+            ema.update(model)
         sync()
         t3 = time.perf_counter()
         return t1 - t0, t2 - t1, t3 - t2
@@ -216,7 +254,8 @@ def main():
           f"step_ms={med * 1e3:.3f} min_ms={tmin * 1e3:.3f} img_s={img_s:.4f} gflops={gflops:.3f} "
           f"rss_mb={rss:.1f} fwd_ms={mf * 1e3:.3f} bwd_ms={mb * 1e3:.3f} opt_ms={mo * 1e3:.3f} "
           f"cpu={cpu_util:.2f}" + (f" device={a.device}" + (" bf16=1" if a.bf16 else "")
-                                   + (" tf32=0" if a.no_tf32 else "") if a.device != "cpu" else ""))
+                                   + (" tf32=0" if a.no_tf32 else "") if a.device != "cpu" else "")
+          + (f" ema={a.ema:g}" if ema is not None else ""))
 
 
 if __name__ == "__main__":
