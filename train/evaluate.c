@@ -8,6 +8,12 @@
 int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *res,
                 float **logits_out, vn_error *err)
 {
+    return vn_evaluate_until(ctx, m, ld, res, logits_out, NULL, err);
+}
+
+int vn_evaluate_until(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *res,
+                      float **logits_out, const volatile sig_atomic_t *stop, vn_error *err)
+{
     memset(res, 0, sizeof *res);
     bool was_training = m->training;
     vn_vanillanet_set_training(m, false);
@@ -25,6 +31,10 @@ int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *re
     double loss_sum = 0;
     int64_t top1 = 0, top5 = 0, n = 0;
     while (rc == VN_OK) {
+        if (stop && *stop) {
+            rc = vn_error_set(err, VN_ERR_INTERRUPTED, "evaluation interrupted by a signal");
+            break;
+        }
         vn_batch b;
         rc = vn_loader_next(ld, &b, err);
         if (rc != VN_OK || b.size == 0) break;

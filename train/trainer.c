@@ -290,9 +290,13 @@ static vn_tensor *loss_of(run *r, vn_tensor *logits, const vn_batch *b)
 
 /* vn_evaluate on this rank's shard of the validation set; with several ranks the counts and
  * loss sums are added over all of them. */
-static int eval_model(run *r, vn_vanillanet *m, vn_eval_result *ev, vn_error *err)
+static int eval_model(run *r, vn_vanillanet *m, vn_eval_result *ev, bool stoppable, vn_error *err)
 {
-    int rc = vn_evaluate(r->ctx, m, r->val, ev, NULL, err);
+    /* stoppable: one process gives up at a stop signal (end_epoch checkpoints, the evaluation
+     * runs again on resume); ranks finish the pass, whose shards need not have equal batch
+     * counts, and agree on the stop after it. */
+    const volatile sig_atomic_t *stop = stoppable && !r->dp ? r->opt->stop : NULL;
+    int rc = vn_evaluate_until(r->ctx, m, r->val, ev, NULL, stop, err);
     if (rc != VN_OK || !r->dp) return rc;
     double n = (double)ev->n;
     double v[4] = {round(ev->top1 * n / 100.0), round(ev->top5 * n / 100.0), ev->loss * n, n};
@@ -305,11 +309,9 @@ static int eval_model(run *r, vn_vanillanet *m, vn_eval_result *ev, vn_error *er
     return VN_OK;
 }
 
-/* Evaluates EMA copy e and logs it (emaE_top1, emaE_top5, emaE_loss). */
-static int evaluate_ema(run *r, int e, vn_eval_result *ee, vn_error *err)
+/* Logs EMA copy e's evaluation (emaE_top1, emaE_top5, emaE_loss). */
+static void log_ema_eval(run *r, int e, const vn_eval_result *ee)
 {
-    int rc = eval_model(r, r->emas[e], ee, err);
-    if (rc != VN_OK) return rc;
     char k1[32], k5[32], kl[32];
     snprintf(k1, sizeof k1, "ema%d_top1", e);
     snprintf(k5, sizeof k5, "ema%d_top5", e);
@@ -319,15 +321,18 @@ static int evaluate_ema(run *r, int e, vn_eval_result *ee, vn_error *err)
     vn_metrics_log(r->metrics, VN_METRICS_EVAL, r->st.epoch, r->st.step, en, evals, 3, NULL);
     vn_progress_message(r->progress, "eval epoch %lld: EMA %g top-1 %.2f%%  top-5 %.2f%%  loss %.4f",
                         (long long)r->st.epoch, r->cfg->ema.decays.v[e], ee->top1, ee->top5, ee->loss);
-    return VN_OK;
 }
 
-static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *err)
+static int evaluate_all(run *r, vn_train_result *res, bool *is_best, bool stoppable, vn_error *err)
 {
     *is_best = false;
     r->best_mask = 0;
-    vn_eval_result ev;
-    int rc = eval_model(r, r->model, &ev, err);
+    /* Every pass first, then the records: a pass given up at a signal leaves no trace (no
+     * metrics row, no best), so that its repetition on resume writes each row once. */
+    vn_eval_result ev, ee[VN_TRAIN_MAX_EMAS];
+    int n_ema = r->cfg->ema.eval ? r->n_emas : 0;
+    int rc = eval_model(r, r->model, &ev, stoppable, err);
+    for (int e = 0; rc == VN_OK && e < n_ema; e++) rc = eval_model(r, r->emas[e], &ee[e], stoppable, err);
     if (rc != VN_OK) return rc;
     if (vn_best_record(&r->st, -1, ev.top1, r->st.epoch)) r->best_mask |= 1u;
     res->last_eval = ev;
@@ -339,14 +344,12 @@ static int evaluate_all(run *r, vn_train_result *res, bool *is_best, vn_error *e
                         (long long)r->st.epoch, ev.top1, ev.top5, ev.loss, (long long)ev.n);
     double best = ev.top1;
     int best_src = -1; /* -1: the live model, e: EMA copy e */
-    for (int e = 0; e < r->n_emas && r->cfg->ema.eval; e++) {
-        vn_eval_result ee;
-        rc = evaluate_ema(r, e, &ee, err);
-        if (rc != VN_OK) return rc;
-        if (e == 0) res->last_ema_top1 = ee.top1;
-        if (vn_best_record(&r->st, e, ee.top1, r->st.epoch)) r->best_mask |= 1u << (e + 1);
-        if (ee.top1 > best) {
-            best = ee.top1;
+    for (int e = 0; e < n_ema; e++) {
+        log_ema_eval(r, e, &ee[e]);
+        if (e == 0) res->last_ema_top1 = ee[e].top1;
+        if (vn_best_record(&r->st, e, ee[e].top1, r->st.epoch)) r->best_mask |= 1u << (e + 1);
+        if (ee[e].top1 > best) {
+            best = ee[e].top1;
             best_src = e;
         }
     }
@@ -742,16 +745,31 @@ static bool stop_requested(run *r, vn_error *err)
     return v > 0;
 }
 
+/* A stop signal during the end-of-epoch evaluation: the checkpoint keeps the state at the
+ * end of the epoch's steps (epoch not advanced, cursor at its end), so that a resume runs no
+ * step and evaluates again, writing what an uninterrupted run writes. */
+static int stop_in_eval(run *r, vn_train_result *res, vn_error *err)
+{
+    add_elapsed(r);
+    int rc = save_checkpoint(r, false, res, err);
+    if (rc != VN_OK) return rc;
+    vn_progress_message(r->progress, "stopping on signal during evaluation: checkpoint written "
+                        "(the evaluation of epoch %lld runs again on resume)", (long long)r->st.epoch);
+    res->outcome = VN_TRAIN_INTERRUPTED;
+    return VN_OK;
+}
+
 /* End of an epoch: evaluate (reported under the epoch it follows), log the epoch row,
  * checkpoint. */
 static int end_epoch(run *r, vn_train_result *res, vn_error *err)
 {
     const vn_config *cfg = r->cfg;
     int64_t ep_done = r->st.epoch;
-    r->st.position = 0;
     bool last = ep_done + 1 == cfg->train.epochs, is_best = false;
     bool eval_now = r->val && vn_eval_due(cfg, ep_done, last);
-    int rc = eval_now ? evaluate_all(r, res, &is_best, err) : VN_OK;
+    int rc = eval_now ? evaluate_all(r, res, &is_best, true, err) : VN_OK;
+    if (rc == VN_ERR_INTERRUPTED) return stop_in_eval(r, res, err);
+    r->st.position = 0;
     r->st.epoch = ep_done + 1;
     if (rc != VN_OK) return rc;
     double lo, hi;
@@ -801,7 +819,8 @@ static int train_epochs(run *r, vn_train_result *res, vn_error *err)
     }
     if (!r->at_limit) return VN_OK;
     bool is_best = false;
-    if (r->val) rc = evaluate_all(r, res, &is_best, err);
+    /* Not stoppable: a resume at the limit would take a step more before evaluating. */
+    if (r->val) rc = evaluate_all(r, res, &is_best, false, err);
     add_elapsed(r);
     if (rc == VN_OK) rc = save_checkpoint(r, is_best, res, err);
     return rc;

@@ -240,6 +240,10 @@ typedef struct vn_eval_result {
  * [dataset size, num_classes] in dataset order (malloc'd; NaN rows for unreadable images). */
 int vn_evaluate(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *res,
                 float **logits_out, vn_error *err);
+/* The same, giving up with VN_ERR_INTERRUPTED (nothing in *res) when *stop becomes non-zero
+ * between two batches (a signal handler's flag; NULL: never). */
+int vn_evaluate_until(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_result *res,
+                      float **logits_out, const volatile sig_atomic_t *stop, vn_error *err);
 
 /* ---- training ----------------------------------------------------------------------- */
 

@@ -186,6 +186,37 @@ step=$(basename "$last" | sed 's/ckpt-s0*\([0-9]*\).safetensors/\1/')
 expect "resume after SIGTERM: exit 0" [ $? -eq 0 ]
 expect "resume after SIGTERM: continues at step $step" contains "$T/sig2.log" "step $step"
 
+# SIGTERM during the end-of-epoch evaluation: the pass is given up at once, the checkpoint
+# keeps the end of the epoch's steps, and the resume evaluates again: the same tensors and the
+# same evaluation rows (each once) as a run that was never stopped. A large validation set at
+# 128 px makes each pass last about a second; the signal follows the epoch's last step line.
+"$TOOL" synth "$T/evdata" 2 700 || { echo "cannot make the evaluation data"; exit 1; }
+EV=(train "$T/base.yaml" --set data.root="$T/evdata" --set data.input_size=128 --set train.epochs=3
+    --set train.log_every=1)
+"$VANILLA" "${EV[@]}" --set output.dir="$T/ev_straight" >"$T/ev_straight.log" 2>&1
+expect "eval stop: the straight run exits 0" [ $? -eq 0 ]
+"$VANILLA" "${EV[@]}" --set output.dir="$T/ev" >"$T/ev.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  grep -q "^epoch 1/3 1/1" "$T/ev.log" 2>/dev/null && break
+  sleep 0.02
+done
+kill -TERM $pid
+wait $pid
+expect "eval stop: exit 3" [ $? -eq 3 ]
+expect "eval stop: says it stopped during the evaluation" contains "$T/ev.log" "stopping on signal during evaluation"
+expect "eval stop: no evaluation row printed" not contains "$T/ev.log" "eval epoch 1"
+expect "eval stop: checkpoint at the end of the epoch's steps" [ -f "$T/ev/checkpoints/ckpt-s0000000002.safetensors" ]
+"$VANILLA" "${EV[@]}" --set output.dir="$T/ev" --resume auto >"$T/ev2.log" 2>&1
+expect "eval stop: resume exits 0" [ $? -eq 0 ]
+expect "eval stop: the resume evaluates epoch 1" contains "$T/ev2.log" "eval epoch 1: top-1"
+expect "eval stop: the resume takes no step of epoch 1 again" not contains "$T/ev2.log" "epoch 1/3 1/1"
+expect "eval stop: final tensors equal the straight run's" quiet "$TOOL" same \
+  "$T/ev_straight/checkpoints/ckpt-s0000000003.safetensors" "$T/ev/checkpoints/ckpt-s0000000003.safetensors"
+evrows() { grep '"kind":"eval"' "$1" | sed 's/"time":[^,]*,//; s/,"peak_rss_mb":[^,}]*//'; }
+expect "eval stop: metrics.jsonl has the straight run's evaluation rows, each once" \
+  [ "$(evrows "$T/ev/metrics.jsonl")" = "$(evrows "$T/ev_straight/metrics.jsonl")" ]
+
 # A non-finite loss stops the run (exit 4) with a clear message; the checkpoints written before
 # it stay intact. With nonfinite: skip, bad steps are skipped up to max_skip in a row.
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/nan" --set optim.name=sgd --set optim.lr=1e30 \
