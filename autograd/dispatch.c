@@ -1,6 +1,7 @@
 /* The op table (one row per op of VN_OP_LIST, one column per device) and the dispatch
  * functions of the three directions: forward, backward and recompute. */
 #include "autograd/ops_impl.h"
+#include "autograd/vn_profile.h"
 
 static const char *const op_names[] = {
 #define VN_X_NAME(name, text, kernels, recompute) text,
@@ -77,7 +78,9 @@ int vn__dispatch_forward(vn_ctx *ctx, vn_node *node)
                     vn_op_name(node->op), vn_device_name(node->device));
         return VN_ERR_UNSUPPORTED;
     }
+    double t0 = vn__profile_start();
     int rc = k->forward(ctx, node);
+    vn__profile_add(node->op, VN_PROFILE_FORWARD, t0);
     if (rc != VN_OK && vn_ctx_status(ctx) == VN_OK)
         vn_ctx_fail(ctx, rc, "%s: %s", vn_op_name(node->op), vn_status_str(rc));
     return rc != VN_OK ? rc : vn_ctx_status(ctx);
@@ -88,7 +91,9 @@ void vn__dispatch_backward(vn_ctx *ctx, vn_node *node)
     const vn__op_kernels *k = cell(node->op, node->device);
     VN_ASSERT(k, "a node of %s on %s was recorded without kernels", vn_op_name(node->op),
               vn_device_name(node->device));
+    double t0 = vn__profile_start();
     k->backward(ctx, node);
+    vn__profile_add(node->op, VN_PROFILE_BACKWARD, t0);
 }
 
 void vn__dispatch_recompute(vn_ctx *ctx, vn_node *node)
@@ -96,7 +101,9 @@ void vn__dispatch_recompute(vn_ctx *ctx, vn_node *node)
     const vn__op_kernels *k = cell(node->op, node->device);
     VN_ASSERT(k && k->recompute, "%s on %s has no recompute kernel (VN_OP_LIST's last column)",
               vn_op_name(node->op), vn_device_name(node->device));
+    double t0 = vn__profile_start();
     k->recompute(ctx, node);
+    vn__profile_add(node->op, VN_PROFILE_RECOMPUTE, t0);
 }
 
 bool vn__has_recompute(vn_op op, vn_device device)

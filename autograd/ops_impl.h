@@ -16,6 +16,11 @@
 typedef int (*vn__forward_fn)(vn_ctx *ctx, vn_node *node);
 typedef void (*vn__backward_fn)(vn_ctx *ctx, vn_node *node);
 
+/* The op profile (vn_profile.h): a start time when profiling is on (else 0), and the add of
+ * one call of op in direction dir (a vn_profile_dir) that started at t0. */
+double vn__profile_start(void);
+void vn__profile_add(int op, int dir, double t0);
+
 typedef struct vn__op_kernels {
     vn__forward_fn forward;
     vn__backward_fn backward;

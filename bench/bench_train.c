@@ -5,7 +5,7 @@
  *   bench_train [--model NAME | --dims D0,D1,.. --strides S0,S1,..] [--in-chans C]
  *               [--classes K] [--act-num A] [--drop-rate P] [--batch N] [--size S]
  *               [--mode train|deploy] [--steps N] [--warmup W] [--threads T] [--seed S]
- *               [--ema DECAY] [--sgemm-peak] [--sgemm-only]
+ *               [--ema DECAY] [--profile] [--sgemm-peak] [--sgemm-only]
  *
  * train:  the model in training mode (batch statistics), change_act(0.5); per step
  *         forward, cross-entropy against random labels, backward, SGD (momentum 0.9) step,
@@ -29,6 +29,9 @@
  * both the input and the weight gradient of each conv, each as costly as its forward);
  * deploy counts the forward of the merged deploy form.
  *
+ * --profile prints the op profile of the timed steps (autograd/vn_profile.h): each op's
+ * forward, backward and recompute time, against the steps' wall time.
+ *
  * --sgemm-peak also times a 2048x2048x2048 sgemm (OpenBLAS, same threads, median of 9 after
  * half a second of warm-up) after the model benchmark, so that utilisation = achieved / peak comes from
  * one run; its buffers are allocated after the peak RSS has been read. --sgemm-only skips
@@ -47,6 +50,7 @@
 
 #include "base/vn_base.h"
 #include "models/vn_vanillanet.h"
+#include "autograd/vn_profile.h"
 #include "optim/vn_ema.h"
 #include "optim/vn_optim.h"
 
@@ -94,7 +98,7 @@ typedef struct options {
     int batch, size, steps, warmup, threads;
     bool deploy;
     uint64_t seed;
-    bool sgemm_peak, sgemm_only;
+    bool sgemm_peak, sgemm_only, profile;
     double ema; /* decay of the model EMA; 0: none */
     vn_device device;
 } options;
@@ -106,7 +110,7 @@ static void usage(FILE *fp)
             "                   [--in-chans C] [--classes K] [--act-num A] [--drop-rate P]\n"
             "                   [--batch N] [--size S] [--mode train|deploy] [--steps N]\n"
             "                   [--warmup W] [--threads T] [--seed S] [--sgemm-peak]\n"
-            "                   [--sgemm-only] [--device cpu|cuda] [--ema DECAY]\n"
+            "                   [--sgemm-only] [--device cpu|cuda] [--ema DECAY] [--profile]\n"
             "defaults: --model vanillanet_5 --batch 8 --size 224 --mode train --steps 5\n"
             "          --warmup 2 --threads 0 (all cores)\n");
 }
@@ -170,6 +174,10 @@ static int parse_args(int argc, char **argv, options *o)
         }
         if (!strcmp(a, "--sgemm-peak")) {
             o->sgemm_peak = true;
+            continue;
+        }
+        if (!strcmp(a, "--profile")) {
+            o->profile = true;
             continue;
         }
         if (!strcmp(a, "--sgemm-only")) {
@@ -519,6 +527,7 @@ int main(int argc, char **argv)
     double t[MAX_STEPS], tf[MAX_STEPS], tb[MAX_STEPS], to[MAX_STEPS];
     double cpu_total = 0, wall_total = 0;
     for (int s = -o.warmup; s < o.steps; s++) {
+        if (s == 0 && o.profile) vn_profile_enable(true);
         double w0 = now_s(), c0 = cpu_s();
         rc = bench_step(&b, &err);
         double w = now_s() - w0, c = cpu_s() - c0;
@@ -542,6 +551,11 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     double rss = peak_rss_mb();
+    if (o.profile) {
+        vn_profile_enable(false);
+        printf("op profile of the %d timed steps:\n", o.steps);
+        vn_profile_report(stdout, wall_total);
+    }
     /* After the last step's reset nothing is in use: cached is what the pool keeps. */
     vn_mem_stats ms;
     vn_ctx_mem_stats(b.ctx, &ms);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/vn_profile.h"
 #include "vn_test.h"
 
 /* ---- memory and tape ---------------------------------------------------------------- */
@@ -299,6 +300,58 @@ START_TEST(test_layout_conversion)
 }
 END_TEST
 
+/* The op profile counts each op's calls per direction while enabled, nothing while disabled,
+ * and reports the ops it saw. */
+START_TEST(test_profile_counts)
+{
+    vn_ctx *ctx = vn_ctx_create();
+    vn_tensor *x = vn_tensor_new4(2, 3, 4, 5, false);
+    vn_tensor *w = vn_tensor_new4(2, 3, 4, 5, true);
+    vn_test_fill_uniform(x->data, x->numel, 1, -1, 1);
+    vn_test_fill_uniform(w->data, w->numel, 2, -1, 1);
+    float *seed = calloc((size_t)x->numel, sizeof *seed);
+    for (int64_t i = 0; i < x->numel; i++) seed[i] = 1.0f;
+    vn_profile_reset();
+    for (int on = 0; on < 2; on++) {
+        vn_profile_enable(on == 1);
+        for (int step = 0; step < 3; step++) {
+            vn_tensor *y = mlp_step(ctx, x, w);
+            ck_assert_ptr_nonnull(y);
+            ck_assert_int_eq(vn_backward_with(ctx, y, seed), VN_OK);
+            vn_ctx_reset(ctx);
+        }
+    }
+    vn_profile_enable(false);
+    double sec;
+    int64_t calls;
+    vn_profile_get(VN_OP_LEAKY_RELU, VN_PROFILE_FORWARD, &sec, &calls);
+    ck_assert_int_eq(calls, 3); /* the three enabled steps only */
+    ck_assert(sec >= 0);
+    vn_profile_get(VN_OP_SCALE, VN_PROFILE_BACKWARD, &sec, &calls);
+    ck_assert_int_eq(calls, 3);
+    vn_profile_get(VN_OP_LEAKY_RELU, VN_PROFILE_RECOMPUTE, &sec, &calls);
+    ck_assert_int_eq(calls, 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(fp);
+    double total = vn_profile_report(fp, 1.0);
+    fclose(fp);
+    ck_assert(total >= 0);
+    ck_assert_ptr_nonnull(strstr(buf, "leaky_relu"));
+    ck_assert_ptr_nonnull(strstr(buf, "of wall"));
+    ck_assert_ptr_null(strstr(buf, "conv2d")); /* not run: no row */
+    free(buf);
+    vn_profile_reset();
+    vn_profile_get(VN_OP_LEAKY_RELU, VN_PROFILE_FORWARD, &sec, &calls);
+    ck_assert_int_eq(calls, 0);
+    free(seed);
+    vn_tensor_free(x);
+    vn_tensor_free(w);
+    vn_ctx_destroy(ctx);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -313,6 +366,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_dropout_statistics);
     tcase_add_test(tc, test_rng_streams);
     tcase_add_test(tc, test_layout_conversion);
+    tcase_add_test(tc, test_profile_counts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -186,6 +186,13 @@ step=$(basename "$last" | sed 's/ckpt-s0*\([0-9]*\).safetensors/\1/')
 expect "resume after SIGTERM: exit 0" [ $? -eq 0 ]
 expect "resume after SIGTERM: continues at step $step" contains "$T/sig2.log" "step $step"
 
+# --profile: the op table after the summary.
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/prof" --set train.epochs=1 --profile >"$T/prof.log" 2>&1
+expect "profile: exit 0" [ $? -eq 0 ]
+expect "profile: the table" contains "$T/prof.log" "op profile of this session"
+expect "profile: conv2d backward row" grep -qE "^conv2d +backward +[0-9]+" "$T/prof.log"
+expect "profile: share of the wall time" contains "$T/prof.log" "of wall time"
+
 # SIGTERM during the end-of-epoch evaluation: the pass is given up at once, the checkpoint
 # keeps the end of the epoch's steps, and the resume evaluates again: the same tensors and the
 # same evaluation rows (each once) as a run that was never stopped. A large validation set at

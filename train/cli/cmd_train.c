@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/vn_profile.h"
 #include "train/cli/vn_cli.h"
 #include "train/vn_official.h"
 #include "train/vn_trainer.h"
@@ -37,6 +38,7 @@ static int take_set(config_args *a, int argc, char **argv, int *i, const char *c
 
 static const char train_help[] =
     "usage: vanilla train CONFIG.yaml... [--set section.key=value]... [--resume auto|CKPT] [--force]\n"
+    "                     [--profile]\n"
     "\n"
     "Trains the model the config describes on data.root/train, evaluating on data.root/val.\n"
     "Several config files are applied in order; --set overrides any key (see `vanilla config\n"
@@ -47,6 +49,8 @@ static const char train_help[] =
     "                  and the one before it is used\n"
     "  --resume CKPT   continue from that checkpoint; bit-exact, also mid-epoch\n"
     "  --force         resume even though the config changed (prints what changed)\n"
+    "  --profile       at the end, print each op's forward, backward and recompute time over\n"
+    "                  the session (training and evaluation), slowest first\n"
     "\n"
     "Writes to output.dir: config.yaml, checkpoints/ckpt-s<step>.safetensors (the last\n"
     "output.keep_last) and checkpoints/best.safetensors, metrics.jsonl, epochs.csv and tb/\n"
@@ -90,11 +94,38 @@ static vn_dist *start_rank(const vn_config *cfg)
     return dist;
 }
 
+/* The end of a finished run on stdout: final and best figures, time, where things are. */
+static void print_result(const vn_config *cfg, const vn_train_result *res)
+{
+    if (res->already_finished)
+        printf("this run had already finished (epoch %lld of %lld); nothing to do\n",
+               (long long)res->state.epoch, (long long)cfg->train.epochs);
+    if (res->evaluated)
+        printf("final: top-1 %.2f%%  top-5 %.2f%%  loss %.4f on %lld images\n", res->last_eval.top1,
+               res->last_eval.top5, res->last_eval.loss, (long long)res->last_eval.n);
+    if (res->state.best_top1 >= 0)
+        printf("best:  top-1 %.2f%% (%s, epoch %lld)\n", res->state.best_top1, res->state.best_source,
+               (long long)res->state.best_epoch);
+    if (res->state.best_model_top1 >= 0)
+        printf("       model %.2f%% (epoch %lld): checkpoints/best.safetensors\n",
+               res->state.best_model_top1, (long long)res->state.best_model_epoch);
+    for (int e = 0; e < cfg->ema.decays.n && e < VN_TRAIN_MAX_EMAS; e++)
+        if (res->state.best_ema_top1[e] >= 0)
+            printf("       EMA %g %.2f%% (epoch %lld): checkpoints/best-ema-%d.safetensors "
+                   "(--key model_ema.%d)\n", cfg->ema.decays.v[e], res->state.best_ema_top1[e],
+                   (long long)res->state.best_ema_epoch[e], e, e);
+    printf("time:  %.1f s this session (%.1f s waiting for data), %.1f s in total\n", res->seconds,
+           res->data_wait, res->state.elapsed);
+    printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg->output.dir,
+           res->last_ckpt[0] ? res->last_ckpt : "-");
+    printf("see:   vanilla report %s -o report.html\n", cfg->output.dir);
+}
+
 int vn_cmd_train(int argc, char **argv)
 {
     config_args a = {0};
     const char *resume = NULL;
-    bool force = false;
+    bool force = false, profile = false;
     for (int i = 1; i < argc; i++) {
         int t = take_set(&a, argc, argv, &i, "train");
         if (t < 0) return VN_EXIT_USAGE;
@@ -108,6 +139,8 @@ int vn_cmd_train(int argc, char **argv)
             resume = argv[i] + 9;
         } else if (strcmp(argv[i], "--force") == 0) {
             force = true;
+        } else if (strcmp(argv[i], "--profile") == 0) {
+            profile = true;
         } else if (argv[i][0] == '-') {
             vn_cli_error("train", "unknown option %s (see vanilla train --help)", argv[i]);
             return VN_EXIT_USAGE;
@@ -134,6 +167,7 @@ int vn_cmd_train(int argc, char **argv)
     vn_dist *dist = start_rank(&cfg);
     if (!dist) return VN_EXIT_ERROR;
     vn_train_options opt = {resume, force, &vn_cli_stop, stdout, dist};
+    vn_profile_enable(profile);
     int rc = vn_train(&cfg, &opt, &res, &err);
     if (rc != VN_OK) return train_failed(dist, rc, &err);
     bool quiet = vn_dist_rank(dist) > 0;
@@ -146,28 +180,11 @@ int vn_cmd_train(int argc, char **argv)
                (long long)res.state.epoch, (long long)res.state.step, res.last_ckpt, a.files[0]);
         return VN_EXIT_INTERRUPTED;
     }
-    if (res.already_finished)
-        printf("this run had already finished (epoch %lld of %lld); nothing to do\n",
-               (long long)res.state.epoch, (long long)cfg.train.epochs);
-    if (res.evaluated)
-        printf("final: top-1 %.2f%%  top-5 %.2f%%  loss %.4f on %lld images\n", res.last_eval.top1,
-               res.last_eval.top5, res.last_eval.loss, (long long)res.last_eval.n);
-    if (res.state.best_top1 >= 0)
-        printf("best:  top-1 %.2f%% (%s, epoch %lld)\n", res.state.best_top1, res.state.best_source,
-               (long long)res.state.best_epoch);
-    if (res.state.best_model_top1 >= 0)
-        printf("       model %.2f%% (epoch %lld): checkpoints/best.safetensors\n",
-               res.state.best_model_top1, (long long)res.state.best_model_epoch);
-    for (int e = 0; e < cfg.ema.decays.n && e < VN_TRAIN_MAX_EMAS; e++)
-        if (res.state.best_ema_top1[e] >= 0)
-            printf("       EMA %g %.2f%% (epoch %lld): checkpoints/best-ema-%d.safetensors "
-                   "(--key model_ema.%d)\n", cfg.ema.decays.v[e], res.state.best_ema_top1[e],
-                   (long long)res.state.best_ema_epoch[e], e, e);
-    printf("time:  %.1f s this session (%.1f s waiting for data), %.1f s in total\n", res.seconds,
-           res.data_wait, res.state.elapsed);
-    printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg.output.dir,
-           res.last_ckpt[0] ? res.last_ckpt : "-");
-    printf("see:   vanilla report %s -o report.html\n", cfg.output.dir);
+    print_result(&cfg, &res);
+    if (profile) {
+        printf("\nop profile of this session (autograd/vn_profile.h):\n");
+        vn_profile_report(stdout, res.seconds);
+    }
     return VN_EXIT_OK;
 }
 
