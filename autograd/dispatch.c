@@ -80,7 +80,7 @@ int vn__dispatch_forward(vn_ctx *ctx, vn_node *node)
     }
     double t0 = vn__profile_start();
     int rc = k->forward(ctx, node);
-    vn__profile_add(node->op, VN_PROFILE_FORWARD, t0);
+    vn__profile_add(node->op, node->variant, VN_PROFILE_FORWARD, t0);
     if (rc != VN_OK && vn_ctx_status(ctx) == VN_OK)
         vn_ctx_fail(ctx, rc, "%s: %s", vn_op_name(node->op), vn_status_str(rc));
     return rc != VN_OK ? rc : vn_ctx_status(ctx);
@@ -93,7 +93,7 @@ void vn__dispatch_backward(vn_ctx *ctx, vn_node *node)
               vn_device_name(node->device));
     double t0 = vn__profile_start();
     k->backward(ctx, node);
-    vn__profile_add(node->op, VN_PROFILE_BACKWARD, t0);
+    vn__profile_add(node->op, node->variant, VN_PROFILE_BACKWARD, t0);
 }
 
 void vn__dispatch_recompute(vn_ctx *ctx, vn_node *node)
@@ -103,7 +103,7 @@ void vn__dispatch_recompute(vn_ctx *ctx, vn_node *node)
               vn_op_name(node->op), vn_device_name(node->device));
     double t0 = vn__profile_start();
     k->recompute(ctx, node);
-    vn__profile_add(node->op, VN_PROFILE_RECOMPUTE, t0);
+    vn__profile_add(node->op, node->variant, VN_PROFILE_RECOMPUTE, t0);
 }
 
 bool vn__has_recompute(vn_op op, vn_device device)

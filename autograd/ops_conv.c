@@ -81,6 +81,50 @@ void *vn__conv_scratch(vn_ctx *ctx, size_t bytes, const char *what)
     return p;
 }
 
+/* ---- weight gradients: dw [co, k] (+)= dy^T x over m rows ------------------------------- */
+
+/* Rows per chunk of a split weight-gradient product, and the most floats of partial sums
+ * it may hold. */
+#define DW_CHUNK_ROWS 2048
+#define DW_SPLIT_MAX_FLOATS ((int64_t)4 << 20)
+
+/* dw [co, k] (+)= dy^T x, dy [m, co] and x [m, k] row-major. Narrow layers over many pixels
+ * (the Fashion-MNIST model: co = k = 64 over m = 100,352 rows) make this one product with a
+ * tiny output and a huge inner dimension, which OpenBLAS threads by syncing after every
+ * block of the inner dimension: it ran at a fifth of the forward's speed, far worse when
+ * another process shares the cores. Here the rows are split into fixed chunks, each chunk's
+ * product (single-threaded inside the parallel loop) goes to its own partial sum, and the
+ * partials are added in chunk order: one parallel region, and the same bytes for any thread
+ * count. Wide layers, whose partial sums would be large, keep the one product. */
+static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *dy,
+                   const float *x, bool fresh, float *dw)
+{
+    int64_t nch = vn_chunk_count(m, DW_CHUNK_ROWS), part = co * k;
+    if (nch < 2 || nch * part > DW_SPLIT_MAX_FLOATS) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)k, (int)m, 1.0f, dy,
+                    (int)co, x, (int)k, fresh ? 0.0f : 1.0f, dw, (int)k);
+        return VN_OK;
+    }
+    float *sums = vn__conv_scratch(ctx, (size_t)(nch * part) * sizeof(float),
+                                   "weight-gradient partial sums");
+    if (!sums) return VN_ERR_NOMEM;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t c = 0; c < nch; c++) {
+        int64_t lo, hi;
+        vn_chunk_range(c, m, DW_CHUNK_ROWS, &lo, &hi);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)k, (int)(hi - lo), 1.0f,
+                    dy + lo * co, (int)co, x + lo * k, (int)k, 0.0f, sums + c * part, (int)k);
+    }
+#pragma omp parallel for schedule(static) if (nch * part > VN_PAR_MIN)
+    for (int64_t i = 0; i < part; i++) {
+        float acc = fresh ? 0.0f : dw[i];
+        for (int64_t c = 0; c < nch; c++) acc += sums[c * part + i];
+        dw[i] = acc;
+    }
+    vn__pool_free(ctx, sums);
+    return VN_OK;
+}
+
 /* ---- 1x1, stride 1, pad 0, groups 1 ---------------------------------------------------- */
 
 static void conv1x1_forward(float *y, const float *x, const float *w, const float *b,
@@ -93,19 +137,16 @@ static void conv1x1_forward(float *y, const float *x, const float *w, const floa
 }
 
 /* dx (+)= dy * W; dw (+)= dy^T * x. beta 0 where the gradient buffer is fresh. */
-static void conv1x1_backward(float *dx, bool dx_fresh, float *dw, bool dw_fresh,
-                             const float *dy, const float *x, const float *w,
-                             const vn__conv_geom *g)
+static int conv1x1_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, bool dw_fresh,
+                            const float *dy, const float *x, const float *w,
+                            const vn__conv_geom *g)
 {
     int64_t m = g->n * g->h * g->w;
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)g->cin, (int)g->cout,
                     1.0f, dy, (int)g->cout, w, (int)g->cin, dx_fresh ? 0.0f : 1.0f, dx,
                     (int)g->cin);
-    if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g->cout, (int)g->cin, (int)m,
-                    1.0f, dy, (int)g->cout, x, (int)g->cin, dw_fresh ? 0.0f : 1.0f, dw,
-                    (int)g->cin);
+    return dw ? gemm_dw(ctx, g->cout, g->cin, m, dy, x, dw_fresh, dw) : VN_OK;
 }
 
 /* ---- patchify: kernel == stride, pad 0, groups 1 -------------------------------------- */
@@ -167,8 +208,11 @@ static int patch_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, bool
     if (!p) return VN_ERR_NOMEM;
     if (dw) {
         patch_gather(p, x, g);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g->cout, (int)k, (int)m, 1.0f,
-                    dy, (int)g->cout, p, (int)k, dw_fresh ? 0.0f : 1.0f, dw, (int)k);
+        int rc = gemm_dw(ctx, g->cout, k, m, dy, p, dw_fresh, dw);
+        if (rc != VN_OK) {
+            vn__pool_free(ctx, p);
+            return rc;
+        }
     }
     if (dx) {
         /* The same buffer now holds d(patches). */
@@ -356,7 +400,7 @@ void vn__conv2d_backward_cpu(vn_ctx *ctx, vn_node *node)
     if (!xd || !wd) return;
     switch (st->kind) {
     case VN__CONV_KIND_1X1:
-        conv1x1_backward(dx, dx_fresh, dw, dw_fresh, dy, xd, wd, g);
+        rc = conv1x1_backward(ctx, dx, dx_fresh, dw, dw_fresh, dy, xd, wd, g);
         break;
     case VN__CONV_KIND_PATCH:
         if (dx || dw) rc = patch_backward(ctx, dx, dx_fresh, dw, dw_fresh, dy, xd, wd, g);
@@ -489,6 +533,10 @@ vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_c
     conv_state *st = node->state;
     st->g = g;
     st->kind = conv_pick(&g);
+    static const char *const kind_names[] = {
+        [VN__CONV_KIND_1X1] = "1x1", [VN__CONV_KIND_PATCH] = "patch",
+        [VN__CONV_KIND_DEPTHWISE] = "depthwise", [VN__CONV_KIND_GENERAL] = "general"};
+    node->variant = kind_names[st->kind];
     if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);

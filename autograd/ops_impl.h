@@ -17,9 +17,10 @@ typedef int (*vn__forward_fn)(vn_ctx *ctx, vn_node *node);
 typedef void (*vn__backward_fn)(vn_ctx *ctx, vn_node *node);
 
 /* The op profile (vn_profile.h): a start time when profiling is on (else 0), and the add of
- * one call of op in direction dir (a vn_profile_dir) that started at t0. */
+ * one call of op (with the node's variant label, or NULL) in direction dir (a
+ * vn_profile_dir) that started at t0. */
 double vn__profile_start(void);
-void vn__profile_add(int op, int dir, double t0);
+void vn__profile_add(int op, const char *variant, int dir, double t0);
 
 typedef struct vn__op_kernels {
     vn__forward_fn forward;
@@ -42,6 +43,7 @@ struct vn_node {
     int n_bufs;
     void *bufs[VN_NODE_MAX_BUFS];
     unsigned saved;    /* bit i: in[i] is read by backward or recompute; VN_SAVE_OUT */
+    const char *variant; /* a static label the op profile shows with the op's name, or NULL */
 };
 
 #define VN_SAVE_OUT (1u << 15)

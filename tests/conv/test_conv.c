@@ -333,6 +333,10 @@ static const conv_case big_cases[] = {
     /* Padding past kernel - 1: the input gradient takes the gather form. */
     {"big_dw3_pad3", 1, 5, 6, 8, 8, 3, 3, 1, 1, 3, 3, 8, true},
     {"big_grouped4", 2, 9, 8, 16, 12, 3, 3, 2, 1, 1, 1, 4, true},
+    /* Weight gradients over more than 2048 output positions with small channel counts: the
+     * product split into row chunks with partial sums (ops_conv.c, gemm_dw). */
+    {"big_pw1x1_split", 2, 48, 48, 8, 16, 1, 1, 1, 1, 0, 0, 1, true},
+    {"big_patch4_split", 4, 100, 100, 3, 8, 4, 4, 4, 4, 0, 0, 1, true},
     /* A column matrix above the 64 MB slab limit: forward and backward run in slabs. */
     {"big_slabs", 1, 120, 120, 48, 4, 5, 5, 1, 1, 2, 2, 1, true},
 };
@@ -426,7 +430,7 @@ static void dw_grads(int threads, const conv_case *c, float **dx, float **dw, fl
     vn_set_threads(threads);
     ck_assert_int_eq(omp_get_max_threads(), threads);
     vn_tensor *x = vn_tensor_new4(c->n, c->h, c->w, c->cin, true);
-    vn_tensor *w = vn_tensor_new4(c->cout, c->kh, c->kw, 1, true);
+    vn_tensor *w = vn_tensor_new4(c->cout, c->kh, c->kw, c->cin / c->groups, true);
     int64_t bs[1] = {c->cout};
     vn_tensor *b = vn_tensor_new(1, bs, true);
     vn_test_fill_uniform(x->data, x->numel, 5, -1, 1);
@@ -469,6 +473,26 @@ START_TEST(test_depthwise_deterministic)
                   "threads");
     free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2), free(dx3), free(dw3),
         free(db3);
+}
+END_TEST
+
+/* The split weight-gradient product of 1x1 and patch convs (gemm_dw) gives the same bytes
+ * whatever the thread count: fixed row chunks added in chunk order. */
+START_TEST(test_split_dw_deterministic)
+{
+    static const conv_case cs[] = {{"split_1x1", 3, 40, 40, 8, 12, 1, 1, 1, 1, 0, 0, 1, true},
+                                   {"split_patch", 4, 100, 100, 3, 8, 4, 4, 4, 4, 0, 0, 1, true}};
+    for (int k = 0; k < 2; k++) {
+        const conv_case *c = &cs[k];
+        float *dx[3], *dw[3], *db[3];
+        for (int t = 0; t < 3; t++) dw_grads(t + 1, c, &dx[t], &dw[t], &db[t]);
+        int64_t nw = (int64_t)c->cout * c->kh * c->kw * c->cin;
+        for (int t = 1; t < 3; t++)
+            ck_assert_msg(!memcmp(dw[0], dw[t], (size_t)nw * sizeof(float)),
+                          "%s: dw differs between 1 and %d threads", c->name, t + 1);
+        for (int t = 0; t < 3; t++) free(dx[t]), free(dw[t]), free(db[t]);
+    }
+    vn_set_threads(2);
 }
 END_TEST
 
@@ -676,6 +700,7 @@ static Suite *conv_suite(void)
     tcase_add_test(tc, test_depthwise_deterministic);
     tcase_add_test(tc, test_depthwise_streaming_same_bytes);
     tcase_add_test(tc, test_depthwise_dw_same_with_or_without_dx);
+    tcase_add_test(tc, test_split_dw_deterministic);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_no_grad_records_nothing);
     tcase_add_test(tc, test_steady_state_memory);
