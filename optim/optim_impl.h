@@ -54,9 +54,14 @@ typedef struct vn__optim_param {
     bool decay;
     int layer_id;
     double lr_scale;
+    double lr_add; /* added to lr x lr_scale (vn_optim_set_lr_add); 0 unless a trainer sets it */
     float *buf0; /* SGD momentum_buffer, or exp_avg */
     float *buf1; /* exp_avg_sq (AdamW, LAMB) */
 } vn__optim_param;
+
+/* The lr of a parameter: base x lr_scale (+ lr_add when one is set). */
+#define vn__param_lr(opt, prm) \
+    ((prm)->lr_add != 0.0 ? (opt)->lr * (prm)->lr_scale + (prm)->lr_add : (opt)->lr * (prm)->lr_scale)
 
 struct vn_optim {
     vn_optim_config cfg;
