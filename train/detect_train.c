@@ -25,7 +25,7 @@
  * Non-finite loss or gradients: train.nonfinite as the classifier (stop, or skip the step up to
  * train.max_skip in a row). Warmup as Ultralytics: during the lr warmup the biases' lr falls
  * from detect.warmup_bias_lr to the scheduled lr and SGD's momentum rises from
- * detect.warmup_momentum to optim.momentum (train/detect_warmup.c). */
+ * detect.warmup_momentum to optim.momentum (vn_detect_warmup). */
 #include "train/vn_detect.h"
 
 #include <math.h>
@@ -315,6 +315,7 @@ static int resume(drun *r, vn_error *err)
     if (prc != VN_OK || !path[0]) return prc;
     vn_detect_info info;
     int rc = vn_detect_info_read(path, &info, err);
+    bool had_ema = info.has_ema;
     if (rc == VN_OK && info.config_yaml) {
         vn_config *old = malloc(sizeof *old);
         rc = old ? vn_config_from_text(old, info.config_yaml, strlen(info.config_yaml), path, err)
@@ -326,8 +327,14 @@ static int resume(drun *r, vn_error *err)
     }
     vn_detect_info_free(&info);
     vn_detect_ckpt c = parts(r);
+    if (!had_ema) c.ema = NULL; /* written without an EMA: it starts from the loaded model */
     if (rc == VN_OK) rc = vn_detect_ckpt_load(path, &c, err);
     if (rc != VN_OK) return rc;
+    if (r->ema && !had_ema) {
+        vn_ema_copy_from_model(r->ema);
+        r->st.ema_updates = 0;
+        fprintf(r->out, "%s holds no EMA weights: the EMA starts from its model\n", path);
+    }
     set_act(r, r->st.act_learn);
     *vn_ctx_rng(r->ctx) = r->st.rng;
     fprintf(r->out, "resumed from %s: epoch %lld, position %lld, step %lld\n", path,

@@ -66,6 +66,10 @@ expect "EMA at decay 0 equals the model" test $? -eq 0
 expect "ema_decay 0: no EMA in the checkpoint" test $? -eq 3
 "$VANILLA" eval "$T/i/checkpoints/ckpt-s0000000003.safetensors" >"$T/i_eval.log" 2>&1
 expect "ema_decay 0: eval uses the model" test $? -eq 0 -a "$(grep -c EMA "$T/i_eval.log")" -eq 0
+# Resumed with the EMA on (--force: another config): the EMA starts from the loaded model.
+"$VANILLA" train "$T/det.yaml" --set output.dir="$T/i" --resume auto --force >"$T/i2.log" 2>&1
+expect "resume without EMA weights: a note, then the EMA" contains "$T/i2.log" "holds no EMA weights: the EMA starts from its model"
+expect "resume without EMA weights: 9 EMA updates to step 12" grep -qaF 'ema_updates\":9' "$T/i/checkpoints/ckpt-s0000000012.safetensors"
 
 # update_freq 2: stopped after 2 steps and resumed equals the uninterrupted run.
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/j" --set optim.update_freq=2 --set train.batch_size=2 >"$T/j.log" 2>&1
