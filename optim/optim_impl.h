@@ -59,10 +59,6 @@ typedef struct vn__optim_param {
     float *buf1; /* exp_avg_sq (AdamW, LAMB) */
 } vn__optim_param;
 
-/* The lr of a parameter: base x lr_scale (+ lr_add when one is set). */
-#define vn__param_lr(opt, prm) \
-    ((prm)->lr_add != 0.0 ? (opt)->lr * (prm)->lr_scale + (prm)->lr_add : (opt)->lr * (prm)->lr_scale)
-
 struct vn_optim {
     vn_optim_config cfg;
     int n;
@@ -81,6 +77,14 @@ struct vn_optim {
     float *dev_moments;
     bool dev_stale;
 };
+
+/* The lr of a parameter: base x lr_scale, plus lr_add when one is set (the sum is skipped
+ * otherwise, so a run without lr_add keeps its bytes). */
+static inline double vn__param_lr(const struct vn_optim *opt, const vn__optim_param *prm)
+{
+    double lr = opt->lr * prm->lr_scale;
+    return prm->lr_add != 0.0 ? lr + prm->lr_add : lr;
+}
 
 #ifdef VN_HAVE_CUDA
 /* optim/optim_cuda.c: the step of parameters on a CUDA device (same updates as

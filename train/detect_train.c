@@ -121,7 +121,8 @@ void vn_detect_warmup(const vn_config *cfg, vn_optim *o, const vn_schedule *lr_s
             (void)vn_optim_set_lr_add(o, i, add);
     }
     const double m = cfg->optim.momentum, m0 = cfg->detect.warmup_momentum;
-    if (vn_optim_get_config(o)->kind == VN_OPTIM_SGD && m > 0) vn_optim_set_momentum(o, m0 + (m - m0) * frac);
+    if (vn_optim_get_config(o)->kind == VN_OPTIM_SGD && m > 0)
+        vn_optim_set_momentum(o, m0 + (m - m0) * frac);
 }
 
 /* ---- set-up and tear-down -------------------------------------------------------------------- */
@@ -247,7 +248,8 @@ static void ema_update(drun *r)
     if (!r->ema) return;
     const vn_config_detect *d = &r->cfg->detect;
     r->st.ema_updates++;
-    (void)vn_ema_set_decay(r->ema, vn_ema_ramped_decay(d->ema_decay, (double)d->ema_tau, r->st.ema_updates), NULL);
+    double decay = vn_ema_ramped_decay(d->ema_decay, (double)d->ema_tau, r->st.ema_updates);
+    (void)vn_ema_set_decay(r->ema, decay, NULL);
     vn_ema_update(r->ema);
 }
 
