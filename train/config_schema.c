@@ -212,8 +212,8 @@ static const vn_config_key schema[] = {
      .help = "Clip the global gradient norm to this; 0: off."},
     {KEY(optim, update_freq), .def = "8", RANGE(1, 4096),
      .official = "--update_freq", .aka = "accum_steps grad_accum",
-     .help = "Batches accumulated per optimizer step; effective batch = batch_size * "
-             "update_freq (detectors too: Ultralytics' nbs 64 is batch 16 x 4)."},
+     .help = "Batches accumulated per optimizer step (detectors too); effective batch = "
+             "batch_size * update_freq."},
     {KEY(optim, warmup_epochs), .def = "5", RANGE(0, 100000), .official = "--warmup_epochs", .aka = "warmup",
      .help = "Linear warmup of the learning rate from 0, in epochs."},
     {KEY(optim, warmup_steps), .def = "-1", RANGE(-1, INF), .official = "--warmup_steps",
@@ -248,8 +248,8 @@ static const vn_config_key schema[] = {
     /* ---- ema ---- */
     {KEY(ema, decays), .def = "[0.99996]", RANGE(0, 1), LEN(0, VN_CONFIG_MAX_EMAS),
      .flags = VN_CONFIG_MIN_OPEN | VN_CONFIG_MAX_OPEN, .official = "--model_ema_decay", .aka = "model_ema",
-     .help = "Decay of each weight EMA updated after every optimizer step; []: none "
-             "(classifier; detectors: detect.ema_decay)."},
+     .help = "Classifier: decay of each weight EMA updated after every optimizer step; []: "
+             "none."},
     {KEY(ema, eval), .def = "true", .flags = VN_CONFIG_NOT_HASHED, .official = "--model_ema_eval",
      .help = "Also evaluate each EMA of the weights."},
 
