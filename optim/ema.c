@@ -135,6 +135,21 @@ void vn_ema_copy_from_model(vn_ema *ema)
 
 double vn_ema_decay(const vn_ema *ema) { return ema->decay; }
 
+int vn_ema_set_decay(vn_ema *ema, double decay, vn_error *err)
+{
+    if (!(decay >= 0.0 && decay <= 1.0))
+        return vn_error_set(err, VN_ERR_INVALID, "model EMA: decay must be in [0, 1] (got %g)",
+                            decay);
+    ema->decay = decay;
+    return VN_OK;
+}
+
+double vn_ema_ramped_decay(double decay, double tau, int64_t updates)
+{
+    if (!(tau > 0)) return decay;
+    return decay * (1.0 - exp(-(double)updates / tau));
+}
+
 int64_t vn_ema_blend_i64(int64_t ema, int64_t value, double decay)
 {
     /* int64 * python float promotes to float32 in torch; copy_ back truncates toward 0. */

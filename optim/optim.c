@@ -324,6 +324,20 @@ int vn_optim_create(vn_optim **out, const vn_optim_config *cfg, int n_params,
 const vn_optim_config *vn_optim_get_config(const vn_optim *opt) { return &opt->cfg; }
 
 void vn_optim_set_lr(vn_optim *opt, double lr) { opt->lr = lr; }
+
+int vn_optim_set_lr_add(vn_optim *opt, int i, double add)
+{
+    if (i < 0 || i >= opt->n || !isfinite(add)) return VN_ERR_INVALID;
+    opt->p[i].lr_add = add;
+    return VN_OK;
+}
+
+void vn_optim_set_momentum(vn_optim *opt, double momentum)
+{
+    if (opt->cfg.kind == VN_OPTIM_SGD && opt->cfg.momentum > 0.0 && momentum > 0.0 &&
+        isfinite(momentum) && !(opt->cfg.nesterov && momentum <= 0.0))
+        opt->cfg.momentum = momentum;
+}
 double vn_optim_lr(const vn_optim *opt) { return opt->lr; }
 void vn_optim_set_weight_decay(vn_optim *opt, double wd) { opt->weight_decay = wd; }
 double vn_optim_weight_decay(const vn_optim *opt) { return opt->weight_decay; }
@@ -332,7 +346,7 @@ void vn_optim_lr_range(const vn_optim *opt, double *min_lr, double *max_lr)
 {
     double lo = opt->lr, hi = opt->lr;
     for (int i = 0; i < opt->n; i++) {
-        double v = opt->lr * opt->p[i].lr_scale;
+        double v = vn__param_lr(opt, &opt->p[i]);
         if (i == 0 || v < lo) lo = v;
         if (i == 0 || v > hi) hi = v;
     }

@@ -54,6 +54,7 @@ typedef struct vn__optim_param {
     bool decay;
     int layer_id;
     double lr_scale;
+    double lr_add; /* added to lr x lr_scale (vn_optim_set_lr_add); 0 unless a trainer sets it */
     float *buf0; /* SGD momentum_buffer, or exp_avg */
     float *buf1; /* exp_avg_sq (AdamW, LAMB) */
 } vn__optim_param;
@@ -76,6 +77,14 @@ struct vn_optim {
     float *dev_moments;
     bool dev_stale;
 };
+
+/* The lr of a parameter: base x lr_scale, plus lr_add when one is set (the sum is skipped
+ * otherwise, so a run without lr_add keeps its bytes). */
+static inline double vn__param_lr(const struct vn_optim *opt, const vn__optim_param *prm)
+{
+    double lr = opt->lr * prm->lr_scale;
+    return prm->lr_add != 0.0 ? lr + prm->lr_add : lr;
+}
 
 #ifdef VN_HAVE_CUDA
 /* optim/optim_cuda.c: the step of parameters on a CUDA device (same updates as

@@ -58,7 +58,7 @@ vn__sgd_args vn__sgd_args_of(const vn_optim *opt, const vn__optim_param *prm)
 {
     const vn_optim_config *c = &opt->cfg;
     double wd = prm->decay ? opt->weight_decay : 0.0;
-    double lr = opt->lr * prm->lr_scale;
+    double lr = vn__param_lr(opt, prm);
     return (vn__sgd_args){
         .wd = (float)wd, .momentum = (float)c->momentum, .damp1 = (float)(1.0 - c->dampening),
         .neg_lr = (float)(-lr), .has_wd = wd != 0.0, .has_momentum = c->momentum != 0.0,
@@ -104,7 +104,7 @@ vn__adamw_args vn__adamw_args_of(const vn_optim *opt, const vn__optim_param *prm
 {
     const vn_optim_config *c = &opt->cfg;
     double wd = prm->decay ? opt->weight_decay : 0.0;
-    double lr = opt->lr * prm->lr_scale;
+    double lr = vn__param_lr(opt, prm);
     double step = (double)opt->step;
     double bc1 = 1.0 - pow(c->beta1, step);
     double bc2 = 1.0 - pow(c->beta2, step);
@@ -192,7 +192,7 @@ vn__lamb_args vn__lamb_args_of(const vn_optim *opt, const vn__optim_param *prm, 
 {
     const vn_optim_config *c = &opt->cfg;
     double wd = prm->decay ? opt->weight_decay : 0.0;
-    double lr = opt->lr * prm->lr_scale;
+    double lr = vn__param_lr(opt, prm);
     double bc1 = 1.0, bc2 = 1.0;
     if (c->bias_correction) {
         bc1 = 1.0 - pow(c->beta1, (double)opt->step);

@@ -43,6 +43,12 @@ void vn_ema_update(vn_ema *ema);
 /* dst = src for every pair (a fresh start). */
 void vn_ema_copy_from_model(vn_ema *ema);
 double vn_ema_decay(const vn_ema *ema);
+/* Sets the decay of the next updates (0 <= decay <= 1, else VN_ERR_INVALID and unchanged):
+ * for a decay that changes per update, as Ultralytics' ModelEMA (vn_ema_ramped_decay). */
+int vn_ema_set_decay(vn_ema *ema, double decay, vn_error *err);
+/* Ultralytics 8.3 ModelEMA: the decay of update number `updates` (1 for the first),
+ * decay * (1 - exp(-updates / tau)); tau <= 0: decay (no ramp). */
+double vn_ema_ramped_decay(double decay, double tau, int64_t updates);
 
 /* torch: int64 ema_v.copy_(ema_v * decay + (1. - decay) * model_v) via float32. */
 int64_t vn_ema_blend_i64(int64_t ema, int64_t value, double decay);

@@ -104,6 +104,12 @@ const vn_optim_config *vn_optim_get_config(const vn_optim *opt);
 /* Base lr for the next steps; parameter i uses lr * lr_scale(i). */
 void vn_optim_set_lr(vn_optim *opt, double lr);
 double vn_optim_lr(const vn_optim *opt);
+/* Parameter i uses lr * lr_scale(i) + add from now on (0: none, the default; Ultralytics'
+ * warmup of the biases' lr). VN_ERR_INVALID for a bad index or a non-finite add. */
+int vn_optim_set_lr_add(vn_optim *opt, int i, double add);
+/* SGD with momentum > 0: the momentum of the next steps (> 0; Ultralytics' momentum warmup).
+ * Ignored for other optimizers, for SGD created without momentum, and for values <= 0. */
+void vn_optim_set_momentum(vn_optim *opt, double momentum);
 /* Weight decay for the decay group (parameters in the no-decay group keep 0). The official
  * engine sets the scheduled value only on groups whose weight decay is > 0, so a run created
  * with weight_decay 0 there ignores its weight-decay schedule; here the decay group always

@@ -212,8 +212,8 @@ static const vn_config_key schema[] = {
      .help = "Clip the global gradient norm to this; 0: off."},
     {KEY(optim, update_freq), .def = "8", RANGE(1, 4096),
      .official = "--update_freq", .aka = "accum_steps grad_accum",
-     .help = "Batches accumulated per optimizer step; effective batch = batch_size * "
-             "update_freq."},
+     .help = "Batches accumulated per optimizer step (detectors too); effective batch = "
+             "batch_size * update_freq."},
     {KEY(optim, warmup_epochs), .def = "5", RANGE(0, 100000), .official = "--warmup_epochs", .aka = "warmup",
      .help = "Linear warmup of the learning rate from 0, in epochs."},
     {KEY(optim, warmup_steps), .def = "-1", RANGE(-1, INF), .official = "--warmup_steps",
@@ -248,7 +248,8 @@ static const vn_config_key schema[] = {
     /* ---- ema ---- */
     {KEY(ema, decays), .def = "[0.99996]", RANGE(0, 1), LEN(0, VN_CONFIG_MAX_EMAS),
      .flags = VN_CONFIG_MIN_OPEN | VN_CONFIG_MAX_OPEN, .official = "--model_ema_decay", .aka = "model_ema",
-     .help = "Decay of each weight EMA updated after every optimizer step; []: none."},
+     .help = "Classifier: decay of each weight EMA updated after every optimizer step; []: "
+             "none."},
     {KEY(ema, eval), .def = "true", .flags = VN_CONFIG_NOT_HASHED, .official = "--model_ema_eval",
      .help = "Also evaluate each EMA of the weights."},
 
@@ -338,6 +339,15 @@ static const vn_config_key schema[] = {
      .help = "Evaluation NMS IoU threshold."},
     {KEY(detect, max_det), .def = "300", RANGE(1, 100000), .flags = VN_CONFIG_NOT_HASHED,
      .help = "Evaluation detections kept per image."},
+    {KEY(detect, ema_decay), .def = "0.9999", RANGE(0, 1), .flags = VN_CONFIG_MAX_OPEN,
+     .help = "Model EMA as Ultralytics' ModelEMA (evaluated, exported, predicted with); 0: none. "
+             "ema.* is the classifier's."},
+    {KEY(detect, ema_tau), .def = "2000", RANGE(0, 1e9),
+     .help = "EMA ramp: decay x (1 - exp(-updates / ema_tau)) at each optimizer step; 0: none."},
+    {KEY(detect, warmup_bias_lr), .def = "0.1", RANGE(0, INF),
+     .help = "Warmup: the biases' lr falls from this to the scheduled lr (others rise from 0)."},
+    {KEY(detect, warmup_momentum), .def = "0.8", RANGE(0, 1), .flags = VN_CONFIG_MAX_OPEN,
+     .help = "Warmup: SGD momentum rises from this to optim.momentum (as Ultralytics: SGD only)."},
 
     /* ---- output ---- */
     {KEY(output, dir), .def = "runs/vanilla", .flags = VN_CONFIG_NOT_HASHED | VN_CONFIG_NONEMPTY,

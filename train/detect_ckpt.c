@@ -11,6 +11,8 @@
 
 #include "train/train_impl.h"
 
+#define EMA_PREFIX "ema."
+
 /* ---- metadata -------------------------------------------------------------------------------- */
 
 static char *dumps(json_t *o)
@@ -85,6 +87,8 @@ static char *state_json(const vn_detect_state *s)
     json_object_set_new(o, "best_epoch", json_integer(s->best_epoch));
     json_object_set_new(o, "elapsed", json_real(s->elapsed));
     json_object_set_new(o, "finished", json_boolean(s->finished));
+    json_object_set_new(o, "ema_updates", json_integer(s->ema_updates));
+    json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
     return dumps(o);
 }
 
@@ -110,7 +114,9 @@ static int state_from_json(const char *text, const char *path, vn_detect_state *
         s->best_epoch = json_integer_value(json_object_get(o, "best_epoch"));
         s->elapsed = json_number_value(json_object_get(o, "elapsed"));
         s->finished = json_is_true(json_object_get(o, "finished"));
-        if (rc == VN_OK && (s->epoch < 0 || s->position < 0 || s->step < 0))
+        s->ema_updates = json_integer_value(json_object_get(o, "ema_updates"));
+        s->skipped_in_row = json_integer_value(json_object_get(o, "skipped_in_row"));
+        if (rc == VN_OK && (s->epoch < 0 || s->position < 0 || s->step < 0 || s->ema_updates < 0))
             rc = vn_error_set(err, VN_ERR_FORMAT, "%s: negative counters in the trainer state", path);
     }
     json_decref(o);
@@ -139,6 +145,7 @@ int vn_detect_ckpt_save(const char *path, const vn_detect_ckpt *c, vn_error *err
     vn_st_writer *w = vn_st_writer_new();
     if (!w) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     int rc = vn_state_to_writer(vn_yolo_state(c->model), "", w, err);
+    if (rc == VN_OK && c->ema) rc = vn_state_to_writer(vn_yolo_state(c->ema), EMA_PREFIX, w, err);
     for (int i = 0; rc == VN_OK && c->optim && i < vn_optim_state_count(c->optim); i++) {
         vn_ckpt_entry e;
         rc = vn_optim_state_at(c->optim, i, &e);
@@ -173,10 +180,14 @@ int vn_detect_ckpt_load(const char *path, const vn_detect_ckpt *c, vn_error *err
     const char *task = vn_st_meta(f, "vanilla.task");
     if (!task || strcmp(task, "detect") != 0)
         rc = vn_error_set(err, VN_ERR_FORMAT, "%s: not a detector file (no vanilla.task: detect)", path);
-    if (rc == VN_OK) rc = vn_state_check_file(vn_yolo_state(c->model), "", f, false, err);
+    const char *mprefix = c->use_ema ? EMA_PREFIX : "";
+    if (rc == VN_OK) rc = vn_state_check_file(vn_yolo_state(c->model), mprefix, f, false, err);
+    if (rc == VN_OK && c->ema && vn_state_check_file(vn_yolo_state(c->ema), EMA_PREFIX, f, false, err) != VN_OK)
+        rc = vn_error_prefix(err, "%s: no usable EMA weights (written with detect.ema_decay 0?): ", path);
     if (rc == VN_OK && c->optim) rc = vn__ckpt_optim_check(f, path, c->optim, err);
     if (rc == VN_OK && c->state) rc = state_from_json(vn_st_meta(f, "vanilla.trainer"), path, &st, err);
-    if (rc == VN_OK) rc = vn_state_from_file(vn_yolo_state(c->model), "", f, false, err);
+    if (rc == VN_OK) rc = vn_state_from_file(vn_yolo_state(c->model), mprefix, f, false, err);
+    if (rc == VN_OK && c->ema) rc = vn_state_from_file(vn_yolo_state(c->ema), EMA_PREFIX, f, false, err);
     for (int i = 0; rc == VN_OK && c->optim && i < vn_optim_state_count(c->optim); i++) {
         vn_ckpt_entry e;
         vn_optim_state_at(c->optim, i, &e);
@@ -246,7 +257,10 @@ int vn_detect_info_read(const char *path, vn_detect_info *info, vn_error *err)
             info->epoch = st.epoch;
             info->step = st.step;
             info->act_learn = st.act_learn;
+            info->ema_updates = st.ema_updates;
         }
+        for (int i = 0; info->is_checkpoint && i < vn_st_count(f) && !info->has_ema; i++)
+            info->has_ema = strncmp(vn_st_at(f, i)->name, EMA_PREFIX, strlen(EMA_PREFIX)) == 0;
     }
     vn_st_close(f);
     if (rc != VN_OK) vn_detect_info_free(info);
@@ -269,7 +283,7 @@ int vn_detect_open(const char *path, vn_yolo **m, vn_detect_info *info, vn_error
     rc = vn_yolo_create(&info->model, m, err);
     if (rc == VN_OK && info->deploy) rc = vn_yolo_switch_to_deploy(*m, true, err);
     if (rc == VN_OK) {
-        vn_detect_ckpt c = {*m, NULL, NULL, NULL, NULL, 0, 0};
+        vn_detect_ckpt c = {*m, NULL, NULL, NULL, NULL, 0, 0, NULL, info->has_ema};
         rc = vn_detect_ckpt_load(path, &c, err);
     }
     if (rc == VN_OK) {

@@ -234,7 +234,8 @@ int vn_detect_export(vn_yolo *m, const vn_detect_info *info, const char *path, b
         if (r > *max_ref) *max_ref = r;
     }
     if (rc == VN_OK) {
-        vn_detect_ckpt c = {m, NULL, NULL, NULL, (const char *const *)info->names, info->nc, info->imgsz};
+        vn_detect_ckpt c = {m, NULL, NULL, NULL, (const char *const *)info->names, info->nc, info->imgsz,
+                            NULL, false};
         rc = vn_detect_ckpt_save(path, &c, err);
     }
     free(a);

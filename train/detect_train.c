@@ -7,7 +7,25 @@
  * A batch is the next batch_size indices of the epoch's order (a permutation drawn from
  * (train.seed, epoch)); each sample is augmented from its own RNG (seed, epoch, index), so a
  * batch does not depend on the number of threads or on where the run resumed. The last
- * partial batch of an epoch is dropped. */
+ * partial batch of an epoch is dropped.
+ *
+ * Gradient accumulation (optim.update_freq U): an optimizer step takes U consecutive batches
+ * (micro-batches); the schedules count optimizer steps (an epoch has images / (B U) of them).
+ * Each micro-batch backpropagates Ultralytics' loss of its B images unscaled: that loss is
+ * loss.sum() x batch, i.e. the per-batch loss x the effective batch B U scaled by 1 / U as the
+ * classifier scales, so the U gradients add up to those of one batch of B U (exactly when the
+ * micro-batches have equal target-score sums and BatchNorm sees the same statistics).
+ *
+ * Model EMA (detect.ema_decay > 0) as Ultralytics' ModelEMA: a second detector whose
+ * floating-point state (parameters, BatchNorm running statistics; not num_batches_tracked)
+ * follows the live one after every optimizer step with the decay ramp
+ * ema_decay (1 - exp(-updates / ema_tau)); it is what evaluation reports and selects best by,
+ * it is saved in checkpoints under "ema." and eval / predict / export use it.
+ *
+ * Non-finite loss or gradients: train.nonfinite as the classifier (stop, or skip the step up to
+ * train.max_skip in a row). Warmup as Ultralytics: during the lr warmup the biases' lr falls
+ * from detect.warmup_bias_lr to the scheduled lr and SGD's momentum rises from
+ * detect.warmup_momentum to optim.momentum (vn_detect_warmup). */
 #include "train/vn_detect.h"
 
 #include <math.h>
@@ -16,6 +34,7 @@
 #include <unistd.h>
 
 #include "base/vn_fs.h"
+#include "optim/vn_ema.h"
 #include "optim/vn_grad.h"
 #include "optim/vn_schedule.h"
 #include "train/train_impl.h"
@@ -31,6 +50,8 @@ typedef struct drun {
     vn_det_data_cfg data;
     vn_det_dataset *train, *val;
     vn_yolo *model;
+    vn_yolo *ema_model; /* NULL: no EMA */
+    vn_ema *ema;
     vn_optim *optim;
     vn_tensor **params;
     int n_params;
@@ -89,6 +110,21 @@ void vn_detect_nms_of(const vn_config *cfg, vn_nms_params *p)
     p->max_det = (int)cfg->detect.max_det;
 }
 
+void vn_detect_warmup(const vn_config *cfg, vn_optim *o, const vn_schedule *lr_sched, int64_t step)
+{
+    int64_t w = vn_schedule_warmup_iters(lr_sched);
+    double frac = w > 1 && step < w - 1 ? (double)(step < 0 ? 0 : step) / (double)(w - 1) : 1.0;
+    double add = cfg->detect.warmup_bias_lr * (1.0 - frac);
+    for (int i = 0; i < vn_optim_param_count(o); i++) {
+        vn_optim_param_info pi;
+        if (vn_optim_param_info_at(o, i, &pi) == VN_OK && strstr(pi.name, "bias"))
+            (void)vn_optim_set_lr_add(o, i, add);
+    }
+    const double m = cfg->optim.momentum, m0 = cfg->detect.warmup_momentum;
+    if (vn_optim_get_config(o)->kind == VN_OPTIM_SGD && m > 0)
+        vn_optim_set_momentum(o, m0 + (m - m0) * frac);
+}
+
 /* ---- set-up and tear-down -------------------------------------------------------------------- */
 
 static void drun_free(drun *r)
@@ -98,6 +134,8 @@ static void drun_free(drun *r)
     vn_det_data_cfg_free(&r->data);
     vn_optim_destroy(r->optim);
     free(r->params);
+    vn_ema_destroy(r->ema);
+    vn_yolo_destroy(r->ema_model);
     vn_yolo_destroy(r->model);
     vn_ctx_destroy(r->ctx);
     vn_metrics_close(r->metrics, NULL);
@@ -125,10 +163,13 @@ static int open_data(drun *r, vn_error *err)
         vn_log(VN_LOG_WARN, "no validation images (%s): training without evaluation",
                r->data.val ? r->data.val : "val not set");
     }
-    r->steps_per_ep = vn_det_dataset_size(r->train) / r->B;
+    int64_t per = (int64_t)r->B * cfg->optim.update_freq;
+    r->steps_per_ep = vn_det_dataset_size(r->train) / per;
     if (r->steps_per_ep < 1)
-        return vn_error_set(err, VN_ERR_INVALID, "%s has %lld images: fewer than one batch of %d",
-                            r->data.train, (long long)vn_det_dataset_size(r->train), r->B);
+        return vn_error_set(err, VN_ERR_INVALID, "%s has %lld images: fewer than one step of %lld "
+                            "(train.batch_size %d x optim.update_freq %lld)", r->data.train,
+                            (long long)vn_det_dataset_size(r->train), (long long)per, r->B,
+                            (long long)cfg->optim.update_freq);
     r->samples = calloc((size_t)r->B, sizeof *r->samples);
     r->order = malloc((size_t)vn_det_dataset_size(r->train) * sizeof *r->order);
     r->order_epoch = -1;
@@ -179,10 +220,44 @@ static int setup_model(drun *r, vn_error *err)
     return rc;
 }
 
+/* Ultralytics' ModelEMA: a second detector following the live one's floating-point state. */
+static int setup_ema(drun *r, vn_error *err)
+{
+    if (!(r->cfg->detect.ema_decay > 0)) return VN_OK;
+    int rc = vn_yolo_create(vn_yolo_get_config(r->model), &r->ema_model, err);
+    if (rc != VN_OK) return rc;
+    const vn_state_list *sl = vn_yolo_state(r->model), *dl = vn_yolo_state(r->ema_model);
+    vn_tensor **dst = calloc((size_t)sl->n + 1, sizeof *dst), **src = calloc((size_t)sl->n + 1, sizeof *src);
+    int nf = 0;
+    for (int i = 0; dst && src && i < sl->n; i++)
+        if (sl->items[i].kind != VN_STATE_COUNT) {
+            dst[nf] = dl->items[i].tensor;
+            src[nf++] = sl->items[i].tensor;
+        }
+    rc = dst && src ? vn_ema_create(&r->ema, r->cfg->detect.ema_decay, nf, dst, src, NULL, NULL, err)
+                    : vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    free(dst);
+    free(src);
+    vn_yolo_set_training(r->ema_model, false);
+    return rc;
+}
+
+/* After an optimizer step: updates += 1, then the blend at the ramped decay. */
+static void ema_update(drun *r)
+{
+    if (!r->ema) return;
+    const vn_config_detect *d = &r->cfg->detect;
+    r->st.ema_updates++;
+    double decay = vn_ema_ramped_decay(d->ema_decay, (double)d->ema_tau, r->st.ema_updates);
+    (void)vn_ema_set_decay(r->ema, decay, NULL);
+    vn_ema_update(r->ema);
+}
+
 static void set_act(drun *r, double act)
 {
     r->st.act_learn = act;
     vn_yolo_change_act(r->model, (float)act);
+    if (r->ema_model) vn_yolo_change_act(r->ema_model, (float)act);
 }
 
 /* ---- checkpoints ----------------------------------------------------------------------------- */
@@ -190,7 +265,7 @@ static void set_act(drun *r, double act)
 static vn_detect_ckpt parts(drun *r)
 {
     return (vn_detect_ckpt){r->model, r->optim, &r->st, r->cfg, (const char *const *)r->data.names,
-                            r->data.nc, r->imgsz};
+                            r->data.nc, r->imgsz, r->ema_model, false};
 }
 
 static void add_elapsed(drun *r)
@@ -242,6 +317,7 @@ static int resume(drun *r, vn_error *err)
     if (prc != VN_OK || !path[0]) return prc;
     vn_detect_info info;
     int rc = vn_detect_info_read(path, &info, err);
+    bool had_ema = info.has_ema;
     if (rc == VN_OK && info.config_yaml) {
         vn_config *old = malloc(sizeof *old);
         rc = old ? vn_config_from_text(old, info.config_yaml, strlen(info.config_yaml), path, err)
@@ -253,8 +329,14 @@ static int resume(drun *r, vn_error *err)
     }
     vn_detect_info_free(&info);
     vn_detect_ckpt c = parts(r);
+    if (!had_ema) c.ema = NULL; /* written without an EMA: it starts from the loaded model */
     if (rc == VN_OK) rc = vn_detect_ckpt_load(path, &c, err);
     if (rc != VN_OK) return rc;
+    if (r->ema && !had_ema) {
+        vn_ema_copy_from_model(r->ema);
+        r->st.ema_updates = 0;
+        fprintf(r->out, "%s holds no EMA weights: the EMA starts from its model\n", path);
+    }
     set_act(r, r->st.act_learn);
     *vn_ctx_rng(r->ctx) = r->st.rng;
     fprintf(r->out, "resumed from %s: epoch %lld, position %lld, step %lld\n", path,
@@ -326,10 +408,9 @@ static vn_tensor *batch_tensor(drun *r, vn_yolo_gt **gts, int64_t *n_gt)
     return x;
 }
 
-static int train_step(drun *r, double *loss_out, double parts3[3], vn_error *err)
+/* One micro-batch: forward, loss, backward (not when the loss is non-finite: *bad). */
+static int micro_step(drun *r, double *lv, double p[3], bool *bad, vn_error *err)
 {
-    vn_optim_set_lr(r->optim, vn_schedule_value(&r->lr_sched, r->st.step));
-    vn_optim_set_weight_decay(r->optim, vn_schedule_value(&r->wd_sched, r->st.step));
     int rc = load_batch(r, err);
     if (rc != VN_OK) return rc;
     vn_ctx_reset(r->ctx);
@@ -338,25 +419,77 @@ static int train_step(drun *r, double *loss_out, double parts3[3], vn_error *err
     vn_tensor *x = batch_tensor(r, &gts, &n_gt), *y[VN_YOLO_LEVELS], *loss = NULL;
     if (x && vn_yolo_forward(r->ctx, r->model, x, y) == VN_OK)
         loss = vn_yolo_loss(r->ctx, y, r->data.nc, vn_yolo_get_config(r->model)->reg_max, gts, n_gt,
-                            &r->lp, parts3);
+                            &r->lp, p);
     free(gts);
     if (!loss) return vn_error_set(err, vn_ctx_status(r->ctx) ? vn_ctx_status(r->ctx) : VN_ERR_NOMEM,
                                    "detector forward/loss: %s", vn_ctx_error(r->ctx));
-    *loss_out = loss->data[0];
-    if (!isfinite(*loss_out))
-        return vn_error_set(err, VN_ERR_NUMERIC, "non-finite loss at epoch %lld, step %lld",
-                            (long long)r->st.epoch, (long long)r->st.step);
-    if (vn_backward(r->ctx, loss) != VN_OK)
+    *lv = loss->data[0];
+    if (!isfinite(*lv)) *bad = true;
+    if (!*bad && vn_backward(r->ctx, loss) != VN_OK)
         return vn_error_set(err, vn_ctx_status(r->ctx), "backward: %s", vn_ctx_error(r->ctx));
     vn_ctx_reset(r->ctx);
-    if (r->cfg->optim.clip_grad > 0) vn_clip_grad_norm(r->params, r->n_params, r->cfg->optim.clip_grad);
-    rc = vn_optim_step(r->optim, err);
-    if (rc == VN_OK && vn_optim_zero_grad(r->optim) != VN_OK)
-        rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory for gradient buffers");
-    if (rc != VN_OK) return rc;
     r->st.position += r->B;
+    return VN_OK;
+}
+
+/* After the gradients of a step are in: clipping, the optimizer, zeroing, the EMA; *bad when
+ * a loss or the gradient norm is not finite (nothing updated). */
+static int apply_update(drun *r, bool *bad, vn_error *err)
+{
+    if (!*bad && r->cfg->optim.clip_grad > 0 &&
+        !isfinite(vn_clip_grad_norm(r->params, r->n_params, r->cfg->optim.clip_grad)))
+        *bad = true;
+    if (!*bad) {
+        vn_error e2 = {0};
+        int rc = vn_optim_step(r->optim, &e2);
+        if (rc == VN_ERR_NUMERIC) *bad = true;
+        else if (rc != VN_OK) return vn_error_set(err, rc, "%s", e2.msg);
+    }
+    if (vn_optim_zero_grad(r->optim) != VN_OK)
+        return vn_error_set(err, VN_ERR_NOMEM, "out of memory for gradient buffers");
+    if (*bad) return VN_OK;
+    ema_update(r);
     r->st.step++;
+    return VN_OK;
+}
+
+/* One optimizer step over optim.update_freq micro-batches; *bad: skipped (non-finite). The
+ * logged loss is the sum of the micro-batches' (the loss of the B x update_freq images), the
+ * parts their mean. */
+static int train_step(drun *r, double *loss_out, double parts3[3], bool *bad, vn_error *err)
+{
+    const int64_t uf = r->cfg->optim.update_freq;
+    vn_optim_set_lr(r->optim, vn_schedule_value(&r->lr_sched, r->st.step));
+    vn_optim_set_weight_decay(r->optim, vn_schedule_value(&r->wd_sched, r->st.step));
+    vn_detect_warmup(r->cfg, r->optim, &r->lr_sched, r->st.step);
+    *loss_out = 0;
+    parts3[0] = parts3[1] = parts3[2] = 0;
+    *bad = false;
+    for (int64_t k = 0; k < uf; k++) {
+        double lv = 0, p[3] = {0, 0, 0};
+        int rc = micro_step(r, &lv, p, bad, err);
+        if (rc != VN_OK) return rc;
+        *loss_out += lv;
+        for (int i = 0; i < 3; i++) parts3[i] += p[i] / (double)uf;
+    }
+    int rc = apply_update(r, bad, err);
     r->st.rng = *vn_ctx_rng(r->ctx);
+    return rc;
+}
+
+/* A step skipped for a non-finite value (train.nonfinite skip): VN_OK to go on, or the error
+ * that stops the run (stop mode, or more than train.max_skip in a row). */
+static int skipped_step(drun *r, const vn_train_result *res, vn_error *err)
+{
+    const vn_config *cfg = r->cfg;
+    r->st.skipped_in_row++;
+    if (cfg->train.nonfinite == VN_CONFIG_NONFINITE_STOP || r->st.skipped_in_row > cfg->train.max_skip)
+        return vn_error_set(err, VN_ERR_NUMERIC, "non-finite loss or gradient at epoch %lld, "
+                            "step %lld (lr %.3g); stopped. The last good checkpoint is %s",
+                            (long long)r->st.epoch, (long long)r->st.step, vn_optim_lr(r->optim),
+                            res->last_ckpt[0] ? res->last_ckpt : "(none written yet)");
+    vn_log(VN_LOG_WARN, "non-finite loss or gradient at step %lld: step skipped (%lld in a row)",
+           (long long)r->st.step, (long long)r->st.skipped_in_row);
     return VN_OK;
 }
 
@@ -367,7 +500,8 @@ static void log_step(drun *r, int64_t k, double loss, const double p[3], double 
     double lo, hi;
     vn_optim_lr_range(r->optim, &lo, &hi);
     double v[N_STEP_COLS] = {loss, p[0], p[1], p[2], hi, r->st.act_learn,
-                             vn_optim_last_grad_norm(r->optim), dt > 0 ? r->B / dt : 0};
+                             vn_optim_last_grad_norm(r->optim),
+                             dt > 0 ? (double)r->B * (double)r->cfg->optim.update_freq / dt : 0};
     vn_metrics_log(r->metrics, VN_METRICS_STEP, r->st.epoch, r->st.step, step_cols, v, N_STEP_COLS, NULL);
     r->ep_loss += loss;
     r->ep_steps++;
@@ -381,14 +515,22 @@ static void log_step(drun *r, int64_t k, double loss, const double p[3], double 
 static int train_epoch(drun *r, vn_train_result *res, vn_error *err)
 {
     const vn_config *cfg = r->cfg;
+    const int64_t per = (int64_t)r->B * cfg->optim.update_freq;
     epoch_order(r, r->st.epoch);
-    while (r->st.position / r->B < r->steps_per_ep) {
-        int64_t k = r->st.position / r->B;
+    while (r->st.position / per < r->steps_per_ep) {
+        int64_t k = r->st.position / per;
         if (cfg->deep_training.update == VN_CONFIG_UPDATE_ITERATION)
             set_act(r, vn_act_learn_at(cfg, (double)r->st.epoch + (double)k / (double)r->steps_per_ep));
         double t = vn_monotonic(), loss = 0, p[3] = {0, 0, 0};
-        int rc = train_step(r, &loss, p, err);
+        bool bad = false;
+        int rc = train_step(r, &loss, p, &bad, err);
+        if (rc == VN_OK && bad) {
+            rc = skipped_step(r, res, err);
+            if (rc != VN_OK) return rc;
+            continue;
+        }
         if (rc != VN_OK) return rc;
+        r->st.skipped_in_row = 0;
         log_step(r, k, loss, p, vn_monotonic() - t);
         r->at_limit = cfg->train.max_steps > 0 && r->st.step >= cfg->train.max_steps;
         bool stop = r->opt->stop && *r->opt->stop;
@@ -422,9 +564,11 @@ static int evaluate(drun *r, vn_det_metrics *mt, bool *best, vn_error *err)
     vn_nms_params np;
     vn_detect_nms_of(r->cfg, &np);
     int64_t bs = r->cfg->data.eval_batch_size > 0 ? r->cfg->data.eval_batch_size : r->B;
-    int rc = vn_detect_evaluate(r->ctx, r->model, r->val, r->imgsz, (int)bs, &np, mt, err);
+    vn_yolo *m = r->ema_model ? r->ema_model : r->model; /* Ultralytics validates the EMA */
+    int rc = vn_detect_evaluate(r->ctx, m, r->val, r->imgsz, (int)bs, &np, mt, err);
     if (rc != VN_OK) return rc;
-    fprintf(r->out, "eval after epoch %lld:\n", (long long)r->st.epoch + 1);
+    fprintf(r->out, "eval after epoch %lld%s:\n", (long long)r->st.epoch + 1,
+            r->ema_model ? " (EMA weights)" : "");
     vn_det_metrics_print(r->out, mt, (const char *const *)r->data.names);
     const char *names[4] = {"val_P", "val_R", "val_mAP50", "val_mAP50-95"};
     double v[4] = {mt->mp, mt->mr, mt->map50, mt->map};
@@ -535,6 +679,7 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
     if (rc == VN_OK) rc = vn_ckpt_dir_prepare(ckdir, err);
     if (rc == VN_OK) rc = open_data(r, err);
     if (rc == VN_OK) rc = setup_model(r, err);
+    if (rc == VN_OK) rc = setup_ema(r, err);
     if (rc == VN_OK && !(r->ctx = vn_ctx_create())) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     if (rc == VN_OK) {
         res->params = vn_state_numel(vn_yolo_state(r->model), VN_STATE_PARAM);

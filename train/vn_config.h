@@ -210,6 +210,9 @@ typedef struct vn_config_detect {
     int64_t topk;
     double conf, iou;
     int64_t max_det;
+    double ema_decay;                       /* Ultralytics ModelEMA; 0: none */
+    int64_t ema_tau;                        /* its ramp, in updates; 0: none */
+    double warmup_bias_lr, warmup_momentum; /* Ultralytics' warmup of biases and momentum */
 } vn_config_detect;
 
 typedef struct vn_config_output {

@@ -12,6 +12,7 @@
 
 #include "data/vn_detect_data.h"
 #include "models/vn_detect_eval.h"
+#include "optim/vn_schedule.h"
 #include "train/vn_trainer.h"
 
 #ifdef __cplusplus
@@ -39,13 +40,16 @@ typedef struct vn_detect_info {
     char *config_yaml;     /* checkpoint: the effective config (malloc'd) */
     int64_t epoch, step;
     double act_learn;
+    bool has_ema;          /* checkpoint with the EMA weights ("ema." tensors) */
+    int64_t ema_updates;
 } vn_detect_info;
 
 /* True when path is a safetensors file written for a detector (metadata vanilla.task). */
 bool vn_detect_file_is(const char *path);
 int vn_detect_info_read(const char *path, vn_detect_info *info, vn_error *err);
 void vn_detect_info_free(vn_detect_info *info);
-/* Builds the detector a file describes (merged when the file is) and loads its weights. */
+/* Builds the detector a file describes (merged when the file is) and loads its weights: a
+ * checkpoint's EMA weights when it holds them (info->has_ema), as Ultralytics uses its EMA. */
 int vn_detect_open(const char *path, vn_yolo **m, vn_detect_info *info, vn_error *err);
 
 /* Where a detection run stands, saved in its checkpoints (vanilla.trainer). */
@@ -57,6 +61,8 @@ typedef struct vn_detect_state {
     int64_t best_epoch;
     double elapsed;
     bool finished;
+    int64_t ema_updates;   /* EMA updates so far (the ramp's count) */
+    int64_t skipped_in_row; /* train.nonfinite skip: consecutive skipped steps */
 } vn_detect_state;
 
 typedef struct vn_detect_ckpt {
@@ -67,10 +73,12 @@ typedef struct vn_detect_ckpt {
     const char *const *names;
     int nc;
     int imgsz;
+    vn_yolo *ema;             /* the EMA model ("ema." + its state names); NULL: none */
+    bool use_ema;             /* load: model takes the file's "ema." weights */
 } vn_detect_ckpt;
 
-/* Writes the model's state_dict under Ultralytics' "model.{i}." names, the optimizer
- * ("optim."), and metadata (vanilla.task, vanilla.detector, classes, imgsz, state, config),
+/* Writes the model's state_dict under Ultralytics' "model.{i}." names, the EMA model's under
+ * "ema.model.{i}.", the optimizer ("optim."), and metadata (vanilla.task, vanilla.detector, classes, imgsz, state, config),
  * atomically. */
 int vn_detect_ckpt_save(const char *path, const vn_detect_ckpt *c, vn_error *err);
 /* All or nothing: every tensor and the state checked before anything is written. */
@@ -101,6 +109,14 @@ int vn_detect_export(vn_yolo *m, const vn_detect_info *info, const char *path, b
                      double *max_diff, double *max_ref, vn_error *err);
 
 /* ---- training (train/detect_train.c) --------------------------------------------------------- */
+
+/* Ultralytics' warmup for the optimizer step `step` (0-based) of a run whose lr follows
+ * lr_sched: while the lr warms up (numpy.linspace over W = the schedule's warmup steps), every
+ * parameter whose name contains "bias" gets lr = scheduled lr + detect.warmup_bias_lr (1 - f),
+ * f = step / (W - 1), i.e. Ultralytics' interpolation from warmup_bias_lr to the lr, and SGD's
+ * momentum is detect.warmup_momentum + (optim.momentum - warmup_momentum) f (Ultralytics warms
+ * the momentum of SGD only); from step W - 1 on, f = 1: the plain lr and momentum. */
+void vn_detect_warmup(const vn_config *cfg, vn_optim *o, const vn_schedule *lr_sched, int64_t step);
 
 /* vn_train for model.task: detect (vn_train hands over to it). Fills res->state's epoch, step,
  * elapsed and finished, res->outcome, last_ckpt and seconds. */

@@ -3,7 +3,14 @@
  *                                             by the importer from synthetic IDX files (items
  *                                             are filled squares, class i % 10)
  *   detecttool same A B                       every tensor of A is in B with the same bytes
- *                                             (0 same, 1 differ) */
+ *                                             (0 same, 1 differ)
+ *   detecttool emasame F                      every F32 tensor "ema.X" of F has the bytes of "X"
+ *                                             (0 same, 1 differ, 3 no "ema." tensor)
+ *   detecttool close A B TOL                  largest |A - B| over the F32 model weights
+ *                                             ("model.*", "ema.model.*") but BatchNorm running_*,
+ *                                             printed; 0 when <= TOL, 1 otherwise */
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,11 +89,72 @@ static int same(const char *a, const char *b)
     return rc;
 }
 
+static int emasame(const char *a)
+{
+    vn_st_file *f = NULL;
+    vn_error err = {0};
+    if (vn_st_open(a, &f, &err) != VN_OK) return fprintf(stderr, "%s\n", err.msg), 2;
+    int rc = 3;
+    for (int i = 0; i < vn_st_count(f); i++) {
+        const vn_st_entry *e = vn_st_at(f, i), *m;
+        if (strncmp(e->name, "ema.", 4) != 0 || e->dtype != VN_DTYPE_F32) continue;
+        if (rc == 3) rc = 0;
+        m = vn_st_find(f, e->name + 4);
+        if (!m || m->nbytes != e->nbytes || memcmp(m->data, e->data, e->nbytes) != 0) {
+            fprintf(stderr, "%s differs from %s\n", e->name, e->name + 4);
+            rc = 1;
+        }
+    }
+    vn_st_close(f);
+    return rc;
+}
+
+static bool is_weight(const vn_st_entry *e)
+{
+    bool model = strncmp(e->name, "model.", 6) == 0 || strncmp(e->name, "ema.model.", 10) == 0;
+    return model && e->dtype == VN_DTYPE_F32 && !strstr(e->name, "running_");
+}
+
+static int close_to(const char *a, const char *b, double tol)
+{
+    vn_st_file *fa = NULL, *fb = NULL;
+    vn_error err = {0};
+    if (vn_st_open(a, &fa, &err) != VN_OK || vn_st_open(b, &fb, &err) != VN_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        vn_st_close(fa);
+        return 2;
+    }
+    double worst = 0;
+    int rc = 0, n = 0;
+    for (int i = 0; i < vn_st_count(fa); i++) {
+        const vn_st_entry *ea = vn_st_at(fa, i), *eb = vn_st_find(fb, ea->name);
+        if (!is_weight(ea)) continue;
+        if (!eb || eb->nbytes != ea->nbytes) {
+            fprintf(stderr, "tensor %s missing or of another size\n", ea->name);
+            rc = 1;
+            continue;
+        }
+        const float *x = (const float *)ea->data, *y = (const float *)eb->data;
+        for (size_t k = 0; k < ea->nbytes / 4; k++) {
+            double d = fabs((double)x[k] - (double)y[k]);
+            if (!(d <= worst)) worst = d;
+        }
+        n++;
+    }
+    printf("%d tensors, largest difference %.3g\n", n, worst);
+    vn_st_close(fa);
+    vn_st_close(fb);
+    return rc == 0 && n > 0 && worst <= tol ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 6 && strcmp(argv[1], "fmd") == 0)
         return fmd(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     if (argc == 4 && strcmp(argv[1], "same") == 0) return same(argv[2], argv[3]);
-    fprintf(stderr, "usage: detecttool fmd OUT N_TRAIN N_VAL CANVAS | same A B\n");
+    if (argc == 3 && strcmp(argv[1], "emasame") == 0) return emasame(argv[2]);
+    if (argc == 5 && strcmp(argv[1], "close") == 0) return close_to(argv[2], argv[3], atof(argv[4]));
+    fprintf(stderr, "usage: detecttool fmd OUT N_TRAIN N_VAL CANVAS | same A B | emasame F | "
+            "close A B TOL\n");
     return 2;
 }

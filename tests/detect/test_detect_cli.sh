@@ -4,7 +4,10 @@
 # table and metrics.jsonl, resume mid-epoch byte-identical to an uninterrupted run, SIGTERM
 # stops with a checkpoint and exit code 3, eval prints the table, predict prints boxes and
 # draws a PNG, export merges the backbone (same outputs) and the merged file evaluates, a bad
-# label line is reported with its file and line.
+# label line is reported with its file and line. Model EMA (Ultralytics' ModelEMA): evaluated
+# during training, saved in checkpoints and resumed byte-identically, used by eval / predict /
+# export; at decay 0 it equals the model. optim.update_freq: resumes byte-identically, and 2
+# micro-batches of 2 give the weights of 1 batch of 4 (see below). train.nonfinite stop / skip.
 # Usage (from meson): test_detect_cli.sh VANILLA DETECTTOOL
 set -u
 VANILLA=$(readlink -f "$1")
@@ -24,7 +27,7 @@ model: {task: detect, name: custom, dims: [8, 16, 16, 16], strides: [2, 2, 2], a
 detect: {data: $T/fmd/data.yaml, imgsz: 64, width_multiple: 0.125, depth_multiple: 0.34,
          close_mosaic: 1}
 data: {mixup: 0, cutmix: 0}
-optim: {name: adamw, lr: 0.002, weight_decay: 0.0005, warmup_epochs: 0, warmup_steps: 2,
+optim: {name: adamw, lr: 0.002, weight_decay: 0.0005, warmup_epochs: 0, warmup_steps: 2, update_freq: 1,
         clip_grad: 10.0}
 deep_training: {decay_epochs: 1, update: iteration}
 train: {epochs: 2, batch_size: 4, threads: 1, log_every: 2, eval_every: 1}
@@ -40,12 +43,43 @@ expect "metrics.jsonl has mAP50-95" contains "$T/a/metrics.jsonl" '"val_mAP50-95
 expect "metrics.jsonl has per-class AP" contains "$T/a/metrics.jsonl" '"val_mAP50/'
 A_LAST="$T/a/checkpoints/ckpt-s0000000012.safetensors"
 expect "final checkpoint at step 12" test -f "$A_LAST"
+expect "train evaluates the EMA weights" contains "$T/a.log" "eval after epoch 2 (EMA weights):"
+expect "checkpoint holds the EMA update count" grep -qaF 'ema_updates\":12' "$A_LAST"
+"$TOOL" emasame "$A_LAST" 2>/dev/null
+expect "EMA weights differ from the live ones" test $? -eq 1
 
 # Stopped at step 3 (mid-epoch), resumed: the same final weights and optimizer state.
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/b" --set train.max_steps=3 >"$T/b1.log" 2>&1
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/b" --resume auto >"$T/b2.log" 2>&1
 expect "resume reports where it continues" contains "$T/b2.log" "position 12, step 3"
-expect "resumed run equals the uninterrupted one" "$TOOL" same "$A_LAST" "$T/b/checkpoints/ckpt-s0000000012.safetensors"
+expect "resumed run equals the uninterrupted one (EMA included)" "$TOOL" same "$A_LAST" "$T/b/checkpoints/ckpt-s0000000012.safetensors"
+expect "resumed run: the same EMA update count" grep -qaF 'ema_updates\":12' "$T/b/checkpoints/ckpt-s0000000012.safetensors"
+
+# The EMA at decay 0 (1e-50 is 0 in float32, no ramp) is the model itself, BatchNorm
+# statistics included; detect.ema_decay 0: no EMA.
+"$VANILLA" train "$T/det.yaml" --set output.dir="$T/h" --set detect.ema_decay=1e-50 --set detect.ema_tau=0 \
+  --set train.max_steps=3 >"$T/h.log" 2>&1
+"$TOOL" emasame "$T/h/checkpoints/ckpt-s0000000003.safetensors"
+expect "EMA at decay 0 equals the model" test $? -eq 0
+"$VANILLA" train "$T/det.yaml" --set output.dir="$T/i" --set detect.ema_decay=0 --set train.max_steps=3 >"$T/i.log" 2>&1
+"$TOOL" emasame "$T/i/checkpoints/ckpt-s0000000003.safetensors"
+expect "ema_decay 0: no EMA in the checkpoint" test $? -eq 3
+"$VANILLA" eval "$T/i/checkpoints/ckpt-s0000000003.safetensors" >"$T/i_eval.log" 2>&1
+expect "ema_decay 0: eval uses the model" test $? -eq 0 -a "$(grep -c EMA "$T/i_eval.log")" -eq 0
+# Resumed with the EMA on (--force: another config): the EMA starts from the loaded model.
+"$VANILLA" train "$T/det.yaml" --set output.dir="$T/i" --resume auto --force >"$T/i2.log" 2>&1
+expect "resume without EMA weights: a note, then the EMA" contains "$T/i2.log" "holds no EMA weights: the EMA starts from its model"
+expect "resume without EMA weights: 9 EMA updates to step 12" grep -qaF 'ema_updates\":9' "$T/i/checkpoints/ckpt-s0000000012.safetensors"
+
+# update_freq 2: stopped after 2 steps and resumed equals the uninterrupted run.
+"$VANILLA" train "$T/det.yaml" --set output.dir="$T/j" --set optim.update_freq=2 --set train.batch_size=2 >"$T/j.log" 2>&1
+expect "update_freq 2: 24 images / (2 x 2) = 6 steps per epoch" contains "$T/j.log" "(6 steps per epoch)"
+"$VANILLA" train "$T/det.yaml" --set output.dir="$T/k" --set optim.update_freq=2 --set train.batch_size=2 \
+  --set train.max_steps=2 >"$T/k1.log" 2>&1
+"$VANILLA" train "$T/det.yaml" --set output.dir="$T/k" --set optim.update_freq=2 --set train.batch_size=2 \
+  --resume auto >"$T/k2.log" 2>&1
+expect "update_freq 2: resume at position 8, step 2" contains "$T/k2.log" "position 8, step 2"
+expect "update_freq 2: resumed run equals the uninterrupted one" "$TOOL" same "$T/j/checkpoints/ckpt-s0000000012.safetensors" "$T/k/checkpoints/ckpt-s0000000012.safetensors"
 
 # SIGTERM: a checkpoint and exit code 3; resume finishes the run.
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/c" --set train.epochs=400 >"$T/c.log" 2>&1 &
@@ -67,16 +101,18 @@ expect "resume after SIGTERM" test $? -eq 0
 "$VANILLA" eval "$A_LAST" >"$T/eval.log" 2>&1
 expect "eval exits 0" test $? -eq 0
 expect "eval prints the table" contains "$T/eval.log" "mAP50-95)"
+expect "eval says it uses the EMA weights" contains "$T/eval.log" "(EMA weights)"
 IMG="$T/fmd/images/val/000000.png"
 "$VANILLA" predict "$A_LAST" "$IMG" --conf 0.0001 -o "$T/pred.png" >"$T/pred.log" 2>&1
 expect "predict exits 0" test $? -eq 0
-expect "predict prints boxes" grep -qE 'boxes$' "$T/pred.log"
+expect "predict prints boxes with the EMA weights" grep -qE 'boxes \(EMA weights\)$' "$T/pred.log"
 expect "predict -o writes a PNG" test "$(head -c 4 "$T/pred.png" | tail -c 3)" = "PNG"
 
 # export merges the backbone (deep training is over at the end); the merged file evaluates to
 # the same table.
 "$VANILLA" export "$A_LAST" -o "$T/merged.safetensors" >"$T/export.log" 2>&1
 expect "export exits 0" test $? -eq 0
+expect "export merges the EMA weights" contains "$T/export.log" "EMA weights) ->"
 diff=$(sed -n 's/.*Detect output \([^ ]*\) .*/\1/p' "$T/export.log")
 expect "merged outputs within 1e-3 ($diff)" awk -v d="$diff" 'BEGIN { exit !(d != "" && d + 0 < 1e-3) }'
 "$VANILLA" eval "$T/merged.safetensors" --data "$T/fmd/data.yaml" >"$T/eval2.log" 2>&1
@@ -107,6 +143,57 @@ expect "no detect.data: refused" contains "$T/nodata.log" "detect.data"
 
 "$VANILLA" train "$T/det.yaml" --set detect.imgsz=100 --set output.dir="$T/g" >"$T/imgsz.log" 2>&1
 expect "imgsz not a multiple of 32: usage error naming the key" contains "$T/imgsz.log" "detect.imgsz 100 is not a multiple of 32"
+
+# Gradient accumulation against a batch twice as large, where that is exact: a set whose
+# images 2, 3 repeat 0, 1 and 6, 7 repeat 4, 5, no augmentation, no shuffle, so the micro-
+# batches {0,1}, {2,3} of update_freq 2 are one batch {0,1,2,3} twice over: the same BatchNorm
+# batch statistics and (once the target-score sums exceed Ultralytics' clamp of 1, i.e. after
+# some training) the same gradients. Both continue, for one epoch of 2 steps at a constant lr
+# 0.02, from a checkpoint trained 60 steps with batch 4; parameters (BatchNorm running
+# statistics aside: they move once per forward) within 1e-5, where one step moves them ~0.1.
+"$TOOL" fmd "$T/acc" 8 2 64 || bad "cannot make the accumulation set"
+for p in "0 2" "1 3" "4 6" "5 7"; do
+  set -- $p
+  cp "$T/acc/images/train/00000$1.png" "$T/acc/images/train/00000$2.png"
+  cp "$T/acc/labels/train/00000$1.txt" "$T/acc/labels/train/00000$2.txt"
+done
+cat >"$T/acc.yaml" <<YAML
+model: {task: detect, name: custom, dims: [8, 16, 16, 16], strides: [2, 2, 2], act_num: 1}
+detect: {data: $T/acc/data.yaml, imgsz: 64, width_multiple: 0.125, depth_multiple: 0.34,
+         mosaic: 0, fliplr: 0, hsv_h: 0, hsv_s: 0, hsv_v: 0, scale: 0, translate: 0}
+data: {mixup: 0, cutmix: 0}
+optim: {name: sgd, lr: 0.02, momentum: 0.9, weight_decay: 0.0005, warmup_epochs: 0, warmup_steps: 2,
+        schedule: constant, update_freq: 1}
+deep_training: {decay_epochs: 1, update: iteration}
+train: {epochs: 31, batch_size: 4, threads: 1, eval_every: 0, shuffle: false}
+output: {dir: $T/acc0, keep_last: 1, tensorboard: false}
+YAML
+"$VANILLA" train "$T/acc.yaml" --set train.max_steps=60 >"$T/acc0.log" 2>&1
+cp -r "$T/acc0" "$T/acc1"
+cp -r "$T/acc0" "$T/acc2"
+"$VANILLA" train "$T/acc.yaml" --set output.dir="$T/acc1" --resume auto >"$T/acc1.log" 2>&1
+expect "accumulation: batch 4 continues" test $? -eq 0
+"$VANILLA" train "$T/acc.yaml" --set output.dir="$T/acc2" --set train.batch_size=2 --set optim.update_freq=2 \
+  --resume auto --force >"$T/acc2.log" 2>&1
+expect "accumulation: 2 x 2 continues" test $? -eq 0
+A1="$T/acc1/checkpoints/ckpt-s0000000062.safetensors"
+A2="$T/acc2/checkpoints/ckpt-s0000000062.safetensors"
+"$TOOL" close "$A1" "$A2" 1e-5
+expect "update_freq 2 x batch 2 = batch 4 within 1e-5 (same step count 62)" test $? -eq 0
+"$TOOL" close "$A1" "$T/acc0/checkpoints/ckpt-s0000000060.safetensors" 1e-5 >/dev/null
+expect "control: two steps move the weights by more than 1e-5" test $? -eq 1
+
+# Non-finite loss: lr 1e30 blows the weights up at step 2. stop: exit 4 naming the step and
+# the last good checkpoint; skip: steps skipped (not counted), up to max_skip 3 in a row.
+NF="--set optim.lr=1e30 --set train.batch_size=2 --set train.epochs=3 --set output.save_every_steps=1"
+"$VANILLA" train "$T/acc.yaml" $NF --set output.dir="$T/n1" >"$T/n1.log" 2>&1
+expect "nonfinite stop: exit 4" test $? -eq 4
+expect "nonfinite stop: step and last good checkpoint named" contains "$T/n1.log" "non-finite loss or gradient at epoch 0, step 2 (lr 1e+30); stopped. The last good checkpoint is $T/n1/checkpoints/ckpt-s0000000002.safetensors"
+"$VANILLA" train "$T/acc.yaml" $NF --set train.nonfinite=skip --set train.max_skip=3 --set output.dir="$T/n2" >"$T/n2.log" 2>&1
+expect "nonfinite skip: exit 4 after max_skip" test $? -eq 4
+expect "nonfinite skip: warned 3 in a row" contains "$T/n2.log" "step 2: step skipped (3 in a row)"
+expect "nonfinite skip: the epoch went on past the skipped steps" grep -q '"kind":"epoch","epoch":0,"step":2' "$T/n2/metrics.jsonl"
+expect "nonfinite skip: stopped at the same step" contains "$T/n2.log" "at epoch 1, step 2 (lr 1e+30); stopped"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -4,7 +4,10 @@
  * normalised target scores are tiny, so Ultralytics' loss starts low and grows as the model
  * learns and the targets sharpen; with the targets fixed the loss must fall, which checks
  * that the gradients of the whole network point downhill. Then the eval path (decode, NMS,
- * metrics) runs on the trained outputs; its figures are printed, not asserted. */
+ * metrics) runs on the trained outputs; its figures are printed, not asserted.
+ *
+ * vn_detect_warmup: Ultralytics' warmup of the biases' lr and of SGD's momentum on a two-
+ * parameter SGD, against the interpolation computed by hand. */
 #include "vn_test.h"
 
 #include <math.h>
@@ -13,6 +16,8 @@
 #include <string.h>
 
 #include "models/vn_detect_eval.h"
+#include "optim/vn_optim.h"
+#include "train/vn_detect.h"
 
 #define STEPS 30
 
@@ -130,11 +135,82 @@ START_TEST(test_overfit_two_images)
 }
 END_TEST
 
+/* Ultralytics: bias lr = interp(step, [0, W-1], [warmup_bias_lr, lr]); others from 0 (our
+ * schedule's linspace warmup); SGD momentum = interp(step, [0, W-1], [warmup_momentum,
+ * momentum]). W = 3, lr 0.01, warmup_bias_lr 0.1, momentum 0.8 -> 0.937, gradients 1: each
+ * step's parameter change is -lr_i x buf, buf = m buf + 1 (buf = 1 at the first step). */
+START_TEST(test_warmup_bias_lr_and_momentum)
+{
+    vn_config *cfg = malloc(sizeof *cfg);
+    ck_assert_ptr_nonnull(cfg);
+    vn_config_init(cfg);
+    cfg->optim.momentum = 0.937;
+    ck_assert(cfg->detect.warmup_bias_lr == 0.1 && cfg->detect.warmup_momentum == 0.8);
+    int64_t sh[1] = {4};
+    vn_tensor *p[2] = {vn_tensor_new(1, sh, true), vn_tensor_new(1, sh, true)};
+    const char *names[2] = {"model.0.conv.weight", "model.0.bn.bias"};
+    vn_optim_config oc;
+    vn_optim_config_init(&oc, VN_OPTIM_SGD);
+    oc.momentum = 0.937;
+    oc.nesterov = false;
+    oc.weight_decay = 0;
+    vn_optim *o = NULL;
+    vn_error err = {0};
+    ck_assert_int_eq(vn_optim_create(&o, &oc, 2, p, names, &err), VN_OK);
+    vn_schedule sc;
+    vn_schedule_constant(&sc, 0.01, 1, 10, 0, 3);
+    const double want_m[4] = {0.8, 0.8 + 0.137 * 0.5, 0.937, 0.937};
+    const double want_add[4] = {0.1, 0.05, 0, 0};
+    double buf = 0, w = 0, b = 0;
+    for (int step = 0; step < 4; step++) {
+        double lr = vn_schedule_value(&sc, step);
+        vn_optim_set_lr(o, lr);
+        vn_detect_warmup(cfg, o, &sc, step);
+        ck_assert_double_eq_tol(vn_optim_get_config(o)->momentum, want_m[step], 1e-12);
+        double lo, hi;
+        vn_optim_lr_range(o, &lo, &hi);
+        ck_assert_double_eq_tol(hi, lr + want_add[step], 1e-12);
+        ck_assert_int_eq(vn_optim_zero_grad(o), VN_OK);
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < 4; i++) p[k]->grad[i] = 1.0f;
+        ck_assert_int_eq(vn_optim_step(o, &err), VN_OK);
+        buf = step == 0 ? 1.0 : want_m[step] * buf + 1.0;
+        w -= lr * buf;
+        b -= (lr + want_add[step]) * buf;
+        ck_assert_double_eq_tol(p[0]->data[3], w, 1e-6);
+        ck_assert_double_eq_tol(p[1]->data[3], b, 1e-6);
+    }
+    ck_assert(p[0]->data[0] != 0.0f && b < w); /* the bias moved further than the weight */
+    /* AdamW: no momentum warmup (Ultralytics warms SGD's only); biases still warm. */
+    vn_optim *a = NULL;
+    vn_optim_config ac;
+    vn_optim_config_init(&ac, VN_OPTIM_ADAMW);
+    ck_assert_int_eq(vn_optim_create(&a, &ac, 2, p, names, &err), VN_OK);
+    vn_optim_set_lr(a, 0);
+    vn_detect_warmup(cfg, a, &sc, 0);
+    ck_assert(vn_optim_get_config(a)->momentum == ac.momentum);
+    double lo, hi;
+    vn_optim_lr_range(a, &lo, &hi);
+    ck_assert(lo == 0.0 && hi == 0.1);
+    /* warmup_bias_lr 0: nothing added. */
+    cfg->detect.warmup_bias_lr = 0;
+    vn_detect_warmup(cfg, a, &sc, 0);
+    vn_optim_lr_range(a, &lo, &hi);
+    ck_assert(hi == 0.0);
+    vn_optim_destroy(a);
+    vn_optim_destroy(o);
+    vn_tensor_free(p[0]);
+    vn_tensor_free(p[1]);
+    free(cfg);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("yolo_train");
     TCase *tc = tcase_create("train");
     tcase_add_test(tc, test_overfit_two_images);
+    tcase_add_test(tc, test_warmup_bias_lr_and_momentum);
     suite_add_tcase(s, tc);
     return s;
 }

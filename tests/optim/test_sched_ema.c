@@ -443,6 +443,48 @@ START_TEST(test_ema_errors_and_blend)
 }
 END_TEST
 
+/* Ultralytics 8.3 ModelEMA's ramp d = decay (1 - exp(-updates / tau)) and three updates at
+ * the ramped decays against torch 1.13 (v *= d; v += (1 - d) * x, float32; values printed by
+ * torch, exact). */
+START_TEST(test_ema_ramped_decay)
+{
+    ck_assert_double_eq_tol(vn_ema_ramped_decay(0.9999, 2000, 1), 0.000499825033328626, 1e-15);
+    ck_assert_double_eq_tol(vn_ema_ramped_decay(0.9999, 2000, 100), 0.048765698441736054, 1e-15);
+    ck_assert_double_eq_tol(vn_ema_ramped_decay(0.9999, 2000, 2000), 0.6320573467726748, 1e-15);
+    ck_assert_double_eq_tol(vn_ema_ramped_decay(0.9999, 2000, 20000), 0.9998546046102305, 1e-15);
+    ck_assert(vn_ema_ramped_decay(0.99, 0, 5) == 0.99);
+    int64_t sh[1] = {3};
+    vn_tensor *v = vn_tensor_new(1, sh, false), *x = vn_tensor_new(1, sh, false);
+    v->name = "w";
+    const float v0[3] = {1.0f, -2.0f, 0.5f}, x0[3] = {3.0f, 0.25f, -1.5f};
+    memcpy(x->data, v0, sizeof v0);
+    vn_ema *e = NULL;
+    vn_error err = {0};
+    ck_assert_int_eq(vn_ema_create(&e, 0.9999, 1, &v, &x, NULL, NULL, &err), VN_OK);
+    memcpy(x->data, x0, sizeof x0);
+    for (int64_t u = 1; u <= 3; u++) {
+        ck_assert_int_eq(vn_ema_set_decay(e, vn_ema_ramped_decay(0.9999, 2000, u), &err), VN_OK);
+        vn_ema_update(e);
+        for (int i = 0; i < 3; i++) x->data[i] *= 1.5f;
+    }
+    ck_assert(v->data[0] == 0x1.afc8b8p+2f);
+    ck_assert(v->data[1] == 0x1.1fdb24p-1f);
+    ck_assert(v->data[2] == -0x1.afc8b8p+1f);
+    /* Out of range: refused, the decay unchanged. */
+    double d = vn_ema_decay(e);
+    ck_assert_int_eq(vn_ema_set_decay(e, 1.5, &err), VN_ERR_INVALID);
+    ck_assert_int_eq(vn_ema_set_decay(e, -0.1, &err), VN_ERR_INVALID);
+    ck_assert_int_eq(vn_ema_set_decay(e, NAN, &err), VN_ERR_INVALID);
+    ck_assert(vn_ema_decay(e) == d);
+    ck_assert_int_eq(vn_ema_set_decay(e, 0.0, &err), VN_OK);
+    vn_ema_update(e);
+    ck_assert(v->data[1] == x->data[1]);
+    vn_ema_destroy(e);
+    vn_tensor_free(v);
+    vn_tensor_free(x);
+}
+END_TEST
+
 static Suite *sched_suite(void)
 {
     Suite *s = suite_create("optim-sched-ema");
@@ -453,6 +495,7 @@ static Suite *sched_suite(void)
     tcase_add_test(tc, test_clip_grad_norm);
     tcase_add_test(tc, test_ema_matches_timm);
     tcase_add_test(tc, test_ema_errors_and_blend);
+    tcase_add_test(tc, test_ema_ramped_decay);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -303,11 +303,17 @@ static const char *full_example =
     "detect.topk: 12\n"
     "detect.conf: 0.01\n"
     "detect.iou: 0.6\n"
-    "detect.max_det: 100\n";
+    "detect.max_det: 100\n"
+    "detect.ema_decay: 0.999\n"
+    "detect.ema_tau: 500\n"
+    "detect.warmup_bias_lr: 0.05\n"
+    "detect.warmup_momentum: 0.7\n";
 
 static void check_full_example(const vn_config *c)
 {
     ck_assert_str_eq(c->model.init_key, "model_ema|model");
+    ck_assert(c->detect.ema_decay == 0.999 && c->detect.ema_tau == 500);
+    ck_assert(c->detect.warmup_bias_lr == 0.05 && c->detect.warmup_momentum == 0.7);
     ck_assert(c->model.sync_bn && c->train.dist_bucket_mb == 4.5 && c->train.dist_timeout == 60);
     ck_assert_int_eq(c->data.eval_interpolation, VN_CONFIG_INTERP_BILINEAR);
     ck_assert_int_eq(c->data.eval_mode, VN_CONFIG_EVAL_RESIZE_CROP);

@@ -20,7 +20,9 @@ static const char det_eval_help[] =
     "\n"
     "Box precision, recall, mAP50 and mAP50-95 of a detector checkpoint or exported weights on\n"
     "a YOLO-format split (default: the val split of the checkpoint config's detect.data), as\n"
-    "Ultralytics' validation: letterbox to imgsz, NMS conf 0.001 IoU 0.7 max 300, 101-point AP.\n";
+    "Ultralytics' validation: letterbox to imgsz, NMS conf 0.001 IoU 0.7 max 300, 101-point AP.\n"
+    "A checkpoint holding EMA weights (detect.ema_decay > 0) is evaluated with them, as\n"
+    "Ultralytics validates its EMA; predict and export use them too.\n";
 
 /* The detector's stored config (for detect.data), or the defaults. */
 static void stored_config(const vn_detect_info *info, vn_config *cfg)
@@ -60,9 +62,10 @@ static int eval_run(const char *model_path, const char *data, const char *split,
         if (conf >= 0) np.conf = (float)conf;
         if (iou >= 0) np.iou = (float)iou;
         int sz = imgsz > 0 ? imgsz : info.imgsz;
-        printf("%s: %s%s, %d classes, imgsz %d, %s (%lld images)\n", model_path,
+        printf("%s: %s%s%s, %d classes, imgsz %d, %s (%lld images)\n", model_path,
                info.is_checkpoint ? "detector checkpoint" : "detector weights",
-               info.deploy ? " (merged backbone)" : "", info.nc, sz, dir, (long long)vn_det_dataset_size(ds));
+               info.deploy ? " (merged backbone)" : "", info.has_ema ? " (EMA weights)" : "", info.nc,
+               sz, dir, (long long)vn_det_dataset_size(ds));
         rc = vn_detect_evaluate(ctx, m, ds, sz, batch > 0 ? batch : 16, &np, &mt, &err);
     }
     if (rc == VN_OK) vn_det_metrics_print(stdout, &mt, (const char *const *)info.names);
@@ -121,7 +124,7 @@ static int predict_one(vn_ctx *ctx, vn_yolo *m, const vn_detect_info *info, cons
     int n = 0;
     int rc = vn_detect_image(ctx, m, image, imgsz, np, &d, &n, err);
     if (rc != VN_OK) return rc;
-    printf("%s: %d boxes\n", image, n);
+    printf("%s: %d boxes%s\n", image, n, info->has_ema ? " (EMA weights)" : "");
     for (int i = 0; i < n; i++)
         printf("  %-16s %.3f  %.1f %.1f %.1f %.1f\n", d[i].cls < info->nc ? info->names[d[i].cls] : "?",
                d[i].conf, d[i].x1, d[i].y1, d[i].x2, d[i].y2);
@@ -207,8 +210,8 @@ int vn_cmd_detect_export(int argc, char **argv)
     int64_t p_train = rc == VN_OK ? vn_state_numel(vn_yolo_state(m), VN_STATE_PARAM) : 0;
     if (rc == VN_OK) rc = vn_detect_export(m, &info, out, force, &diff, &ref, &err);
     if (rc == VN_OK) {
-        printf("%s (act_learn %.3f) -> %s: backbone merged; parameters %lld -> %lld\n", in,
-               info.act_learn, out, (long long)p_train,
+        printf("%s (act_learn %.3f%s) -> %s: backbone merged; parameters %lld -> %lld\n", in,
+               info.act_learn, info.has_ema ? ", EMA weights" : "", out, (long long)p_train,
                (long long)vn_state_numel(vn_yolo_state(m), VN_STATE_PARAM));
         printf("check: largest |merged - training| Detect output %.3g (largest output %.3g) on 2 "
                "random %dx%d images\n", diff, ref, info.imgsz, info.imgsz);
