@@ -73,6 +73,13 @@ static int eval_batch(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int64_t
 int vn_detect_evaluate(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int imgsz, int batch,
                        const vn_nms_params *np, vn_det_metrics *out, vn_error *err)
 {
+    return vn_detect_evaluate_until(ctx, m, ds, imgsz, batch, np, out, NULL, err);
+}
+
+int vn_detect_evaluate_until(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int imgsz,
+                             int batch, const vn_nms_params *np, vn_det_metrics *out,
+                             const volatile sig_atomic_t *stop, vn_error *err)
+{
     memset(out, 0, sizeof *out);
     const vn_yolo_config *c = vn_yolo_get_config(m);
     int64_t N = vn_det_dataset_size(ds), A = anchors_of(imgsz);
@@ -86,6 +93,10 @@ int vn_detect_evaluate(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int im
     bool grad = vn_ctx_set_grad(ctx, false);
     vn_yolo_set_training(m, false);
     for (int64_t i = 0; rc == VN_OK && i < N; i += batch) {
+        if (stop && *stop) {
+            rc = vn_error_set(err, VN_ERR_INTERRUPTED, "evaluation interrupted by a signal");
+            break;
+        }
         int n = (int)(N - i < batch ? N - i : batch);
         rc = eval_batch(ctx, m, ds, i, n, imgsz, np, s, boxes, scores, &st, err);
     }

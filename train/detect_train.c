@@ -559,13 +559,15 @@ static void metric_name(char *buf, size_t len, const char *prefix, const char *n
             *p = '_';
 }
 
-static int evaluate(drun *r, vn_det_metrics *mt, bool *best, vn_error *err)
+/* stoppable: a stop signal gives the pass up (VN_ERR_INTERRUPTED, nothing logged). */
+static int evaluate(drun *r, vn_det_metrics *mt, bool *best, bool stoppable, vn_error *err)
 {
     vn_nms_params np;
     vn_detect_nms_of(r->cfg, &np);
     int64_t bs = r->cfg->data.eval_batch_size > 0 ? r->cfg->data.eval_batch_size : r->B;
     vn_yolo *m = r->ema_model ? r->ema_model : r->model; /* Ultralytics validates the EMA */
-    int rc = vn_detect_evaluate(r->ctx, m, r->val, r->imgsz, (int)bs, &np, mt, err);
+    int rc = vn_detect_evaluate_until(r->ctx, m, r->val, r->imgsz, (int)bs, &np, mt,
+                                      stoppable ? r->opt->stop : NULL, err);
     if (rc != VN_OK) return rc;
     fprintf(r->out, "eval after epoch %lld%s:\n", (long long)r->st.epoch + 1,
             r->ema_model ? " (EMA weights)" : "");
@@ -597,7 +599,18 @@ static int end_epoch(drun *r, vn_train_result *res, vn_error *err)
     bool last = r->st.epoch + 1 == cfg->train.epochs || r->at_limit, best = false;
     bool ev = r->val && (r->at_limit || vn_eval_due(cfg, r->st.epoch, last));
     vn_det_metrics mt = {0};
-    int rc = ev ? evaluate(r, &mt, &best, err) : VN_OK;
+    /* At the step limit the pass is not stoppable: a resume there would take a step more. */
+    int rc = ev ? evaluate(r, &mt, &best, !r->at_limit, err) : VN_OK;
+    if (rc == VN_ERR_INTERRUPTED) {
+        /* The checkpoint keeps the end of the epoch's steps: a resume runs no step and
+         * evaluates again. */
+        rc = save(r, false, res, err);
+        if (rc != VN_OK) return rc;
+        fprintf(r->out, "stopping on signal during evaluation: checkpoint written (the "
+                "evaluation of epoch %lld runs again on resume)\n", (long long)r->st.epoch);
+        res->outcome = VN_TRAIN_INTERRUPTED;
+        return VN_OK;
+    }
     if (rc != VN_OK) return rc;
     double lo, hi;
     vn_optim_lr_range(r->optim, &lo, &hi);
@@ -629,6 +642,7 @@ static int train_epochs(drun *r, vn_train_result *res, vn_error *err)
         rc = train_epoch(r, res, err);
         if (rc != VN_OK || res->outcome == VN_TRAIN_INTERRUPTED) return rc;
         rc = end_epoch(r, res, err);
+        if (rc != VN_OK || res->outcome == VN_TRAIN_INTERRUPTED) return rc;
         if (r->at_limit) break;
         if (rc == VN_OK && r->opt->stop && *r->opt->stop) res->outcome = VN_TRAIN_INTERRUPTED;
         if (res->outcome == VN_TRAIN_INTERRUPTED) break;

@@ -8,6 +8,7 @@
 # during training, saved in checkpoints and resumed byte-identically, used by eval / predict /
 # export; at decay 0 it equals the model. optim.update_freq: resumes byte-identically, and 2
 # micro-batches of 2 give the weights of 1 batch of 4 (see below). train.nonfinite stop / skip.
+# SIGTERM during an evaluation: given up, evaluated again on resume, same end as a straight run.
 # Usage (from meson): test_detect_cli.sh VANILLA DETECTTOOL
 set -u
 VANILLA=$(readlink -f "$1")
@@ -80,6 +81,33 @@ expect "update_freq 2: 24 images / (2 x 2) = 6 steps per epoch" contains "$T/j.l
   --resume auto >"$T/k2.log" 2>&1
 expect "update_freq 2: resume at position 8, step 2" contains "$T/k2.log" "position 8, step 2"
 expect "update_freq 2: resumed run equals the uninterrupted one" "$TOOL" same "$T/j/checkpoints/ckpt-s0000000012.safetensors" "$T/k/checkpoints/ckpt-s0000000012.safetensors"
+
+# SIGTERM during an evaluation: the pass is given up, the checkpoint keeps the end of the
+# epoch's steps, and the resume evaluates again: the same tensors and evaluation rows as a run
+# never stopped. 1,500 validation canvases make each pass last a second or more.
+"$TOOL" fmd "$T/fmdv" 4 1500 64 >/dev/null || { echo "cannot make the evaluation set"; exit 1; }
+EV=(train "$T/det.yaml" --set detect.data="$T/fmdv/data.yaml" --set train.epochs=3 --set train.log_every=1)
+"$VANILLA" "${EV[@]}" --set output.dir="$T/ev_straight" >"$T/ev_straight.log" 2>&1
+expect "eval stop: the straight run exits 0" test $? -eq 0
+"$VANILLA" "${EV[@]}" --set output.dir="$T/ev" >"$T/ev.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -q "^epoch 2/3 step 1/1" "$T/ev.log" 2>/dev/null && break
+  sleep 0.02
+done
+kill -TERM $pid
+wait $pid
+expect "eval stop: exit 3" test $? -eq 3
+expect "eval stop: says it stopped during the evaluation" contains "$T/ev.log" "stopping on signal during evaluation"
+expect "eval stop: no table printed" test "$(grep -c "eval after epoch" "$T/ev.log")" -eq 0
+"$VANILLA" "${EV[@]}" --set output.dir="$T/ev" --resume auto >"$T/ev2.log" 2>&1
+expect "eval stop: resume exits 0" test $? -eq 0
+expect "eval stop: the resume evaluates epoch 2 first" test "$(grep -m1 -E "^(eval after|epoch)" "$T/ev2.log")" = "eval after epoch 2 (EMA weights):"
+expect "eval stop: final tensors equal the straight run's" "$TOOL" same \
+  "$T/ev_straight/checkpoints/ckpt-s0000000003.safetensors" "$T/ev/checkpoints/ckpt-s0000000003.safetensors"
+evrows() { grep '"kind":"eval"' "$1" | sed 's/"time":[^,]*,//; s/,"peak_rss_mb":[^,}]*//'; }
+expect "eval stop: metrics.jsonl has the straight run's evaluation rows, each once" \
+  test "$(evrows "$T/ev/metrics.jsonl")" = "$(evrows "$T/ev_straight/metrics.jsonl")"
 
 # SIGTERM: a checkpoint and exit code 3; resume finishes the run.
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/c" --set train.epochs=400 >"$T/c.log" 2>&1 &
