@@ -74,7 +74,7 @@ expect "resume without EMA weights: 9 EMA updates to step 12" grep -qaF 'ema_upd
 
 # update_freq 2: stopped after 2 steps and resumed equals the uninterrupted run.
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/j" --set optim.update_freq=2 --set train.batch_size=2 >"$T/j.log" 2>&1
-expect "update_freq 2: 24 images / (2 x 2) = 6 steps per epoch" contains "$T/j.log" "(6 steps per epoch)"
+expect "update_freq 2: 24 images / (2 x 2) = 6 steps per epoch" contains "$T/j.log" "(6 steps per epoch of batch 2 x update_freq 2)"
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/k" --set optim.update_freq=2 --set train.batch_size=2 \
   --set train.max_steps=2 >"$T/k1.log" 2>&1
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/k" --set optim.update_freq=2 --set train.batch_size=2 \
