@@ -116,7 +116,8 @@ static int load_cuda(const vn__backend **out, char *why, size_t n)
     const char *env = getenv(PLUGIN_ENV);
     if (env && env[0]) {
         int r = try_path(env, VN_DEVICE_CUDA, out, why, n, tried, sizeof tried);
-        if (r == 0) snprintf(why, n, "the CUDA backend %s (from " PLUGIN_ENV ") does not exist", env);
+        if (r == 0)
+            snprintf(why, n, "the CUDA backend %s (from " PLUGIN_ENV ") does not exist", env);
         return r == 1 ? VN_OK : VN_ERR_UNSUPPORTED;
     }
     if (!VN_CUDA_PLUGIN_BUILT) {

@@ -156,8 +156,8 @@ START_TEST(default_lookup)
                           strstr(why, "the CUDA backend is missing: no "),
                       "unclear reason: %s", why);
     if (strcmp(getenv("CUDA_PLUGIN_BUILT"), "1") == 0)
-        ck_assert_msg(!strstr(why, "backend is missing"), "the module of this build was not found: %s",
-                      why);
+        ck_assert_msg(!strstr(why, "backend is missing"),
+                      "the module of this build was not found: %s", why);
 }
 END_TEST
 
