@@ -1,6 +1,8 @@
-/* Devices for the core: tensors and step memory on a device that is not the CPU. In a build
- * without a backend for a device, nothing can be placed on it (vn_device_check says why),
- * so the vn__dev_* functions below are never reached for it. */
+/* Devices for the core: tensors and step memory on a device that is not the CPU. Its backend
+ * is a module loaded by vn_device_check (backend.c); until that succeeded nothing can be
+ * placed on the device, so the vn__dev_* functions below reach a device's table only once
+ * it is loaded. */
+#include "autograd/backend.h"
 #include "autograd/ctx_impl.h"
 #include "autograd/device_impl.h"
 
@@ -24,40 +26,18 @@ int vn_device_check(vn_device d, char *msg, size_t n)
         if (msg && n) snprintf(msg, n, "unknown device %d", (int)d);
         return VN_ERR_INVALID;
     }
-#ifdef VN_HAVE_CUDA
-    return vn__cuda_check(msg, n);
-#else
-    if (msg && n) snprintf(msg, n, "this build has no CUDA backend (rebuild with -Dcuda=enabled "
-                           "on a machine with nvcc, cuBLAS and cuDNN)");
-    return VN_ERR_UNSUPPORTED;
-#endif
+    int rc = vn__backend_load(d, msg, n);
+    return rc == VN_OK ? vn__backend_must(d)->check(msg, n) : rc;
 }
-
-#ifdef VN_HAVE_CUDA
-#define VN_DEV_CALL(d, cuda_call, otherwise) ((d) == VN_DEVICE_CUDA ? (cuda_call) : (otherwise))
-#else
-#define VN_DEV_CALL(d, cuda_call, otherwise) ((void)(d), (void)(cuda_call), (otherwise))
-/* Without a backend, nothing is ever placed on a device; these keep the signatures whole. */
-#define vn__cuda_alloc(bytes) ((void)(bytes), (void *)NULL)
-#define vn__cuda_zero(p, bytes) ((void)(p), (void)(bytes), 0)
-#define vn__cuda_copy(dst, src, bytes) ((void)(dst), (void)(src), (void)(bytes), 0)
-#define vn__cuda_add_from_host(dst, src, n, assign) \
-    ((void)(dst), (void)(src), (void)(n), (void)(assign), 0)
-#endif
 
 void *vn__dev_alloc(vn_device d, size_t bytes)
 {
-    return VN_DEV_CALL(d, vn__cuda_alloc(bytes), NULL);
+    return vn__backend_must(d)->alloc(bytes);
 }
 
 void vn__dev_free(vn_device d, void *p)
 {
-#ifdef VN_HAVE_CUDA
-    if (d == VN_DEVICE_CUDA) vn__cuda_free(p);
-#else
-    (void)d;
-    (void)p;
-#endif
+    if (d != VN_DEVICE_CPU) vn__backend_must(d)->free(p);
 }
 
 int vn__dev_zero(vn_device d, void *p, size_t bytes)
@@ -66,7 +46,7 @@ int vn__dev_zero(vn_device d, void *p, size_t bytes)
         memset(p, 0, bytes);
         return VN_OK;
     }
-    return VN_DEV_CALL(d, vn__cuda_zero(p, bytes), VN_ERR_UNSUPPORTED);
+    return vn__backend_must(d)->zero(p, bytes);
 }
 
 int vn__dev_copy(vn_device dst_dev, void *dst, vn_device src_dev, const void *src, size_t bytes)
@@ -77,7 +57,7 @@ int vn__dev_copy(vn_device dst_dev, void *dst, vn_device src_dev, const void *sr
     }
     /* Unified addressing: one copy call serves every direction. */
     vn_device d = dst_dev != VN_DEVICE_CPU ? dst_dev : src_dev;
-    return VN_DEV_CALL(d, vn__cuda_copy(dst, src, bytes), VN_ERR_UNSUPPORTED);
+    return vn__backend_must(d)->copy(dst, src, bytes);
 }
 
 int vn__dev_add_from_host(vn_device d, float *dst, const float *src, int64_t n, bool assign)
@@ -86,26 +66,21 @@ int vn__dev_add_from_host(vn_device d, float *dst, const float *src, int64_t n, 
         for (int64_t i = 0; i < n; i++) dst[i] = assign ? src[i] : dst[i] + src[i];
         return VN_OK;
     }
-    return VN_DEV_CALL(d, vn__cuda_add_from_host(dst, src, n, assign), VN_ERR_UNSUPPORTED);
+    return vn__backend_must(d)->add_from_host(dst, src, n, assign);
 }
 
 int vn_device_sync(vn_device d)
 {
     if (d == VN_DEVICE_CPU) return VN_OK;
-#ifdef VN_HAVE_CUDA
-    if (d == VN_DEVICE_CUDA) return vn__cuda_sync();
-#endif
-    return VN_ERR_UNSUPPORTED;
+    const vn__backend *b = vn__backend_of(d);
+    return b ? b->sync() : VN_ERR_UNSUPPORTED;
 }
 
 int vn_device_set_tf32(vn_device d, bool on)
 {
     if (d == VN_DEVICE_CPU) return on ? VN_ERR_UNSUPPORTED : VN_OK;
-#ifdef VN_HAVE_CUDA
-    if (d == VN_DEVICE_CUDA) return vn__cuda_set_tf32(on);
-#endif
-    (void)on;
-    return VN_ERR_UNSUPPORTED;
+    const vn__backend *b = vn__backend_of(d);
+    return b ? b->set_tf32(on) : VN_ERR_UNSUPPORTED;
 }
 
 /* ---- model tensors on a device ------------------------------------------------------- */
@@ -177,36 +152,17 @@ vn_ctx *vn_ctx_create_on(vn_device d)
 
 vn_device vn_ctx_device(const vn_ctx *ctx) { return ctx->device; }
 
-#ifdef VN_HAVE_CUDA
-void *vn__dev_pool_alloc(vn_ctx *ctx, size_t bytes) { return vn__cuda_pool_alloc(ctx, bytes); }
-void vn__dev_pool_free(vn_ctx *ctx, void *p) { vn__cuda_pool_free(ctx, p); }
-void vn__dev_pool_reset(vn_ctx *ctx) { vn__cuda_pool_reset(ctx); }
-void vn__dev_pool_destroy(vn_ctx *ctx) { vn__cuda_pool_destroy(ctx); }
-void vn__dev_pool_trim(vn_ctx *ctx) { vn__cuda_pool_trim(ctx); }
-void vn__dev_pool_stats(const vn_ctx *ctx, size_t *in_use, size_t *peak)
-{
-    vn__cuda_pool_stats(ctx, in_use, peak);
-}
-void vn__dev_pool_clear_peak(vn_ctx *ctx) { vn__cuda_pool_clear_peak(ctx); }
-#else
+/* Only contexts made by vn_ctx_create_on(d), after its backend loaded, reach these. */
 void *vn__dev_pool_alloc(vn_ctx *ctx, size_t bytes)
 {
-    (void)ctx;
-    (void)bytes;
-    return NULL;
+    return vn__backend_must(ctx->device)->pool_alloc(ctx, bytes);
 }
-void vn__dev_pool_free(vn_ctx *ctx, void *p)
-{
-    (void)ctx;
-    (void)p;
-}
-void vn__dev_pool_reset(vn_ctx *ctx) { (void)ctx; }
-void vn__dev_pool_destroy(vn_ctx *ctx) { (void)ctx; }
-void vn__dev_pool_trim(vn_ctx *ctx) { (void)ctx; }
+void vn__dev_pool_free(vn_ctx *ctx, void *p) { vn__backend_must(ctx->device)->pool_free(ctx, p); }
+void vn__dev_pool_reset(vn_ctx *ctx) { vn__backend_must(ctx->device)->pool_reset(ctx); }
+void vn__dev_pool_destroy(vn_ctx *ctx) { vn__backend_must(ctx->device)->pool_destroy(ctx); }
+void vn__dev_pool_trim(vn_ctx *ctx) { vn__backend_must(ctx->device)->pool_trim(ctx); }
 void vn__dev_pool_stats(const vn_ctx *ctx, size_t *in_use, size_t *peak)
 {
-    (void)ctx;
-    *in_use = *peak = 0;
+    vn__backend_must(ctx->device)->pool_stats(ctx, in_use, peak);
 }
-void vn__dev_pool_clear_peak(vn_ctx *ctx) { (void)ctx; }
-#endif
+void vn__dev_pool_clear_peak(vn_ctx *ctx) { vn__backend_must(ctx->device)->pool_clear_peak(ctx); }

@@ -1,6 +1,6 @@
 /* Private to autograd/ and its backends: what the core (tensors, context, tape) asks of a
- * device that is not the CPU. autograd/device.c answers for every build; the CUDA backend
- * (autograd/cuda/, built with VN_HAVE_CUDA) supplies the vn__cuda_* functions it calls. */
+ * device that is not the CPU. autograd/device.c answers for every build, through the table
+ * of the device's backend module (backend.h; the CUDA one is autograd/cuda/). */
 #ifndef VN_DEVICE_IMPL_H
 #define VN_DEVICE_IMPL_H
 
@@ -27,24 +27,5 @@ void vn__dev_pool_destroy(vn_ctx *ctx);
 void vn__dev_pool_trim(vn_ctx *ctx);
 void vn__dev_pool_stats(const vn_ctx *ctx, size_t *in_use, size_t *peak);
 void vn__dev_pool_clear_peak(vn_ctx *ctx);
-
-#ifdef VN_HAVE_CUDA
-/* autograd/cuda/cuda_device.c. */
-int vn__cuda_check(char *msg, size_t n);
-int vn__cuda_sync(void);
-int vn__cuda_set_tf32(bool on);
-void *vn__cuda_alloc(size_t bytes);
-void vn__cuda_free(void *p);
-int vn__cuda_zero(void *p, size_t bytes);
-int vn__cuda_copy(void *dst, const void *src, size_t bytes);
-int vn__cuda_add_from_host(float *dst, const float *src, int64_t n, bool assign);
-void *vn__cuda_pool_alloc(vn_ctx *ctx, size_t bytes);
-void vn__cuda_pool_free(vn_ctx *ctx, void *p);
-void vn__cuda_pool_reset(vn_ctx *ctx);
-void vn__cuda_pool_destroy(vn_ctx *ctx);
-void vn__cuda_pool_trim(vn_ctx *ctx);
-void vn__cuda_pool_stats(const vn_ctx *ctx, size_t *in_use, size_t *peak);
-void vn__cuda_pool_clear_peak(vn_ctx *ctx);
-#endif
 
 #endif

@@ -1,5 +1,6 @@
 /* The op table (one row per op of VN_OP_LIST, one column per device) and the dispatch
  * functions of the three directions: forward, backward and recompute. */
+#include "autograd/backend.h"
 #include "autograd/ops_impl.h"
 #include "autograd/vn_profile.h"
 
@@ -39,35 +40,20 @@ VN_OP_LIST(VN_X_DECLARE)
     [VN_OP_##name] = {vn__##kernels##_forward_cpu, vn__##kernels##_backward_cpu,            \
                       VN_RECOMPUTE_##recompute(kernels, cpu)},
 
-#ifdef VN_HAVE_CUDA
-/* The CUDA column: the same kernels with the _cuda suffix, in autograd/cuda/. Declared weak:
- * an op whose CUDA kernels are not written yet has an empty cell (NULL), and using it on a
- * CUDA tensor fails with "no kernel for device cuda" instead of breaking the link. */
-#define VN_X_DECLARE_CUDA(name, text, kernels, recompute)                                      \
-    __attribute__((weak)) int vn__##kernels##_forward_cuda(vn_ctx *ctx, vn_node *node);        \
-    __attribute__((weak)) void vn__##kernels##_backward_cuda(vn_ctx *ctx, vn_node *node);      \
-    __attribute__((weak)) void vn__##kernels##_recompute_cuda(vn_ctx *ctx, vn_node *node);
-VN_OP_LIST(VN_X_DECLARE_CUDA)
-#undef VN_X_DECLARE_CUDA
-#define VN_X_CELL_CUDA(name, text, kernels, recompute)                                     \
-    [VN_OP_##name] = {vn__##kernels##_forward_cuda, vn__##kernels##_backward_cuda,          \
-                      VN_RECOMPUTE_##recompute(kernels, cuda)},
-#endif
-
-/* A backend that is not built has an empty column: its ops fail with a clear message. */
-static const vn__op_kernels op_table[VN_DEVICE_COUNT][VN_OP_COUNT] = {
-    [VN_DEVICE_CPU] = {VN_OP_LIST(VN_X_CELL)},
-#ifdef VN_HAVE_CUDA
-    [VN_DEVICE_CUDA] = {VN_OP_LIST(VN_X_CELL_CUDA)},
-#endif
-};
+/* The CPU column is built in; the column of another device is its backend module's table
+ * (backend.h), loaded by vn_device_check before any tensor can be placed there. */
+static const vn__op_kernels op_table[VN_OP_COUNT] = {VN_OP_LIST(VN_X_CELL)};
 #undef VN_X_CELL
 
 static const vn__op_kernels *cell(vn_op op, vn_device device)
 {
     if ((unsigned)op >= VN_OP_COUNT || (unsigned)device >= VN_DEVICE_COUNT) return NULL;
-    const vn__op_kernels *k = &op_table[device][op];
-    return k->forward ? k : NULL;
+    const vn__op_kernels *k = &op_table[op];
+    if (device != VN_DEVICE_CPU) {
+        const vn__backend *b = vn__backend_of(device);
+        k = b ? &b->ops[op] : NULL;
+    }
+    return k && k->forward ? k : NULL;
 }
 
 int vn__dispatch_forward(vn_ctx *ctx, vn_node *node)

@@ -51,7 +51,10 @@ elif command -v meson >/dev/null; then
   meson setup build-dev --buildtype=release -Dcuda=enabled >/dev/null && \
     meson compile -C build-dev >/dev/null || { echo "device_check: build failed"; exit 1; }
   mkdir -p /tmp/vn_pkg/pkg/bin /tmp/vn_pkg/pkg/lib
-  cp build-dev/tests/cuda/test_cuda build-dev/tests/cuda/test_cuda_model build-dev/bench/bench_train /tmp/vn_pkg/pkg/bin/
+  cp build-dev/tests/cuda/test_cuda build-dev/tests/cuda/test_cuda_model \
+    build-dev/tests/cuda/test_device_api build-dev/bench/bench_train /tmp/vn_pkg/pkg/bin/
+  # libvanilla loads the CUDA backend module from its own folder.
+  cp build-dev/libvanilla.so build-dev/libvanilla_cuda.so /tmp/vn_pkg/pkg/lib/
   pkg=/tmp/vn_pkg/pkg
 else
   echo "device_check: no pack (run bench/device_pack.sh and carry build-ship/carry) and no meson here"
@@ -62,16 +65,21 @@ export LD_LIBRARY_PATH="$pkg/lib${nv_dirs:+:$nv_dirs}${LD_LIBRARY_PATH:+:$LD_LIB
 # Our programs with the machine's loader, or with the packed glibc's when the machine's is
 # older than the one they were built against.
 loader=()
-if ldd "$pkg/bin/test_cuda" 2>&1 | grep -qE "GLIBC|GLIBCXX"; then
+if ldd "$pkg/bin/test_cuda" "$pkg/lib/libvanilla_cuda.so" 2>&1 | grep -qE "GLIBC|GLIBCXX"; then
   loader=("$pkg/lib/ld-linux-x86-64.so.2" --library-path "$LD_LIBRARY_PATH")
   echo "the machine's glibc is older: running through the packed loader"
 else
   # Without the packed libc (the machine's serves).
   rm -f "$pkg/lib/libc.so.6" "$pkg/lib/libm.so.6" "$pkg/lib/libdl.so.2" "$pkg/lib/libpthread.so.0" "$pkg/lib/librt.so.1"
 fi
-echo "libraries test_cuda would load:"
+echo "libraries test_cuda would load (libvanilla, then the CUDA backend module on demand):"
 ldd "$pkg/bin/test_cuda" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
+ldd "$pkg/lib/libvanilla_cuda.so" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
 run() { "${loader[@]}" "$@"; }
+
+say "device API: the module loads and sees the GPU"
+VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 60 "${loader[@]}" "$pkg/bin/test_device_api"
+echo "test_device_api exit status $?"
 
 say "CUDA suite: every op against the CPU (strict FP32, rel 1e-4)"
 VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 150 "${loader[@]}" "$pkg/bin/test_cuda"

@@ -184,13 +184,11 @@ void vn_ema_update(vn_ema *ema)
 {
     float d = (float)ema->decay, c = (float)(1.0 - ema->decay);
     for (int i = 0; i < ema->n; i++) {
-#ifdef VN_HAVE_CUDA
-        if (ema->pairs[i].dst->device == VN_DEVICE_CUDA) {
-            (void)vn__ema_blend_cuda(ema->pairs[i].dst->data, ema->pairs[i].src->data,
-                                     ema->pairs[i].dst->numel, d, c);
+        if (ema->pairs[i].dst->device != VN_DEVICE_CPU) {
+            (void)vn__backend_must(ema->pairs[i].dst->device)->ema_blend(
+                ema->pairs[i].dst->data, ema->pairs[i].src->data, ema->pairs[i].dst->numel, d, c);
             continue;
         }
-#endif
         blend_f32(ema->pairs[i].dst->data, ema->pairs[i].src->data, ema->pairs[i].dst->numel, d,
                   c);
     }

@@ -185,9 +185,8 @@ void vn_optim_destroy(vn_optim *opt)
         for (int i = 0; i < opt->n_state; i++) free(opt->state_names[i]);
     free(opt->state_names);
     free(opt->moments);
-#ifdef VN_HAVE_CUDA
-    vn__optim_free_cuda(opt);
-#endif
+    /* Only the CUDA step makes a device copy of the moments. */
+    if (opt->dev_moments) vn__backend_must(VN_DEVICE_CUDA)->optim_free(opt);
     free(opt);
 }
 
@@ -375,10 +374,9 @@ int vn_optim_state_count(const vn_optim *opt) { return opt->n_state; }
 int vn_optim_state_at(const vn_optim *opt, int i, vn_ckpt_entry *e)
 {
     if (i < 0 || i >= opt->n_state) return VN_ERR_INVALID;
-#ifdef VN_HAVE_CUDA
     /* The moments of device parameters are shown (and may be written) in host memory. */
-    if (opt->dev_moments) vn__optim_moments_to_host((vn_optim *)opt);
-#endif
+    if (opt->dev_moments)
+        vn__backend_must(VN_DEVICE_CUDA)->optim_moments_to_host((vn_optim *)opt);
     memset(e, 0, sizeof *e);
     e->name = opt->state_names[i];
     if (i == 0) {

@@ -3,6 +3,7 @@
 #ifndef VN_OPTIM_IMPL_H
 #define VN_OPTIM_IMPL_H
 
+#include "autograd/backend.h"
 #include "autograd/cuda/vn_optim_args.h"
 #include "base/vn_base.h"
 #include "base/vn_parallel.h"
@@ -71,7 +72,8 @@ struct vn_optim {
     int n_state;
     char **state_names; /* [n_state]; entry 0 is "optim.step" */
     size_t n_moment_floats; /* floats in `moments` */
-    /* Parameters on a device (optim/optim_cuda.c): the moments live there between steps in
+    /* Parameters on a CUDA device (optim/optim_cuda.c in the backend module, reached through
+     * its table, autograd/backend.h): the moments live there between steps in
      * dev_moments; `moments` is the copy the state functions show. dev_stale: `moments` may
      * have been written through them, so the next device step uploads it first. */
     float *dev_moments;
@@ -85,17 +87,6 @@ static inline double vn__param_lr(const struct vn_optim *opt, const vn__optim_pa
     double lr = opt->lr * prm->lr_scale;
     return prm->lr_add != 0.0 ? lr + prm->lr_add : lr;
 }
-
-#ifdef VN_HAVE_CUDA
-/* optim/optim_cuda.c: the step of parameters on a CUDA device (same updates as
- * optim_step.c, fused kernels), the download of the moments for the state functions, and
- * the release of the device copy. */
-int vn__optim_step_cuda(vn_optim *opt, vn_error *err);
-void vn__optim_moments_to_host(vn_optim *opt);
-void vn__optim_free_cuda(vn_optim *opt);
-/* EMA on a device: e = e * d + c * x. */
-int vn__ema_blend_cuda(float *e, const float *x, int64_t n, float d, float c);
-#endif
 
 /* The float32 scalars of one parameter's update at the optimizer's current step, computed
  * once for both the CPU kernels (optim_step.c) and the CUDA ones (optim_cuda.c). */

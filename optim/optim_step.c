@@ -259,12 +259,11 @@ static void lamb_param(vn_optim *opt, vn__optim_param *prm, float clip)
 int vn_optim_step(vn_optim *opt, vn_error *err)
 {
     if (opt->n > 0 && opt->p[0].t->device != VN_DEVICE_CPU) {
-#ifdef VN_HAVE_CUDA
-        return vn__optim_step_cuda(opt, err);
-#else
-        return vn_error_set(err, VN_ERR_UNSUPPORTED, "optimizer step: parameters on %s in a "
-                            "build without that backend", vn_device_name(opt->p[0].t->device));
-#endif
+        const vn__backend *b = vn__backend_of(opt->p[0].t->device);
+        if (!b)
+            return vn_error_set(err, VN_ERR_UNSUPPORTED, "optimizer step: parameters on %s "
+                                "without its backend", vn_device_name(opt->p[0].t->device));
+        return b->optim_step(opt, err);
     }
     for (int i = 0; i < opt->n; i++)
         if (!opt->p[i].t->grad)

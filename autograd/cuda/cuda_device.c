@@ -5,21 +5,38 @@
 #include "autograd/device_impl.h"
 #include "autograd/cuda/cuda_impl.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static vn__cuda g_cuda;
 static int g_state; /* 0: not tried; 1: ready; -1: unusable (g_msg says why) */
-static char g_msg[160];
+static char g_msg[256];
+
+/* Without the driver library the runtime only says "driver version is insufficient": name
+ * what is missing instead. */
+static bool driver_missing(void)
+{
+    void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (h) {
+        dlclose(h);
+        return false;
+    }
+    const char *e = dlerror();
+    snprintf(g_msg, sizeof g_msg, "no CUDA device visible: the NVIDIA driver is missing (%s)",
+             e ? e : "libcuda.so.1 cannot be loaded");
+    return true;
+}
 
 static bool init_backend(void)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
-        snprintf(g_msg, sizeof g_msg, "no CUDA device visible (%s)",
-                 e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found 0");
+        if (e == cudaSuccess || !driver_missing())
+            snprintf(g_msg, sizeof g_msg, "no CUDA device visible (%s)",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found 0");
         return false;
     }
     if ((e = cudaStreamCreateWithFlags(&g_cuda.stream, cudaStreamNonBlocking)) != cudaSuccess) {

@@ -30,6 +30,30 @@ typedef struct vn__cuda {
 
 vn__cuda *vn__cuda_get(char *msg, size_t n);
 
+/* cuda_device.c: the device entries of the backend table (cuda_plugin.c). */
+int vn__cuda_check(char *msg, size_t n);
+int vn__cuda_sync(void);
+int vn__cuda_set_tf32(bool on);
+void *vn__cuda_alloc(size_t bytes);
+void vn__cuda_free(void *p);
+int vn__cuda_zero(void *p, size_t bytes);
+int vn__cuda_copy(void *dst, const void *src, size_t bytes);
+int vn__cuda_add_from_host(float *dst, const float *src, int64_t n, bool assign);
+void *vn__cuda_pool_alloc(vn_ctx *ctx, size_t bytes);
+void vn__cuda_pool_free(vn_ctx *ctx, void *p);
+void vn__cuda_pool_reset(vn_ctx *ctx);
+void vn__cuda_pool_destroy(vn_ctx *ctx);
+void vn__cuda_pool_trim(vn_ctx *ctx);
+void vn__cuda_pool_stats(const vn_ctx *ctx, size_t *in_use, size_t *peak);
+void vn__cuda_pool_clear_peak(vn_ctx *ctx);
+
+/* optim/optim_cuda.c: the optimizer and EMA entries of the backend table. */
+struct vn_optim;
+int vn__optim_step_cuda(struct vn_optim *opt, vn_error *err);
+void vn__optim_moments_to_host(struct vn_optim *opt);
+void vn__optim_free_cuda(struct vn_optim *opt);
+int vn__ema_blend_cuda(float *e, const float *x, int64_t n, float d, float c);
+
 /* Sets the context error from a CUDA / cuBLAS / cuDNN status; returns the vn status. */
 int vn__cuda_fail(vn_ctx *ctx, const char *what, int cuda_err);
 int vn__cublas_fail(vn_ctx *ctx, const char *what, int blas_status);
