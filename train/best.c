@@ -1,7 +1,9 @@
 /* When to evaluate and which checkpoints are the best ones, as the official main.py: an
  * evaluation after epoch e when e > 0 and e % test_freq == 0 or e > test_epoch, and
  * `checkpoint-best` for the live model apart from `checkpoint-best-ema` for its EMA copies
- * (here one best-ema-N per copy). */
+ * (here one best-ema-N per copy). And what a non-finite step does (train.nonfinite), for
+ * the classifier's and the detector's trainers. */
+#include "train/train_impl.h"
 #include "train/vn_trainer.h"
 
 #include <stdio.h>
@@ -43,4 +45,18 @@ int vn_best_link(const char *ckpt, const char *dir, const char *name, const vn_c
     if (link(ckpt, tmp) == 0 && rename(tmp, best) == 0) return VN_OK;
     unlink(tmp);
     return vn_ckpt_save(best, p, err); /* no hard links here: write it again */
+}
+
+int vn__nonfinite_skip(const vn_config *cfg, int64_t *skipped_in_row, int64_t epoch, int64_t step,
+                       double lr, const char *last_ckpt, vn_error *err)
+{
+    (*skipped_in_row)++;
+    if (cfg->train.nonfinite == VN_CONFIG_NONFINITE_STOP || *skipped_in_row > cfg->train.max_skip)
+        return vn_error_set(err, VN_ERR_NUMERIC, "non-finite loss or gradient at epoch %lld, "
+                            "step %lld (lr %.3g); stopped. The last good checkpoint is %s",
+                            (long long)epoch, (long long)step, lr,
+                            last_ckpt[0] ? last_ckpt : "(none written yet)");
+    vn_log(VN_LOG_WARN, "non-finite loss or gradient at step %lld: step skipped (%lld in a row)",
+           (long long)step, (long long)*skipped_in_row);
+    return VN_OK;
 }

@@ -481,16 +481,8 @@ static int train_step(drun *r, double *loss_out, double parts3[3], bool *bad, vn
  * that stops the run (stop mode, or more than train.max_skip in a row). */
 static int skipped_step(drun *r, const vn_train_result *res, vn_error *err)
 {
-    const vn_config *cfg = r->cfg;
-    r->st.skipped_in_row++;
-    if (cfg->train.nonfinite == VN_CONFIG_NONFINITE_STOP || r->st.skipped_in_row > cfg->train.max_skip)
-        return vn_error_set(err, VN_ERR_NUMERIC, "non-finite loss or gradient at epoch %lld, "
-                            "step %lld (lr %.3g); stopped. The last good checkpoint is %s",
-                            (long long)r->st.epoch, (long long)r->st.step, vn_optim_lr(r->optim),
-                            res->last_ckpt[0] ? res->last_ckpt : "(none written yet)");
-    vn_log(VN_LOG_WARN, "non-finite loss or gradient at step %lld: step skipped (%lld in a row)",
-           (long long)r->st.step, (long long)r->st.skipped_in_row);
-    return VN_OK;
+    return vn__nonfinite_skip(r->cfg, &r->st.skipped_in_row, r->st.epoch, r->st.step,
+                              vn_optim_lr(r->optim), res->last_ckpt, err);
 }
 
 /* ---- epochs ---------------------------------------------------------------------------------- */

@@ -37,4 +37,11 @@ int vn__ckpt_optim_check(const vn_st_file *f, const char *path, vn_optim *opt, v
 int vn__resume_path(const char *want, const char *run_dir, FILE *out, char *path, size_t len,
                     vn_error *err);
 
+/* A step skipped for a non-finite loss or gradient (train.nonfinite): counts it in
+ * *skipped_in_row and returns VN_OK to go on (skip mode, at most train.max_skip in a row) or
+ * the VN_ERR_NUMERIC that stops the run, naming the step, the lr and the last good checkpoint
+ * (last_ckpt, "" when none was written yet). Both trainers' rule (train/best.c). */
+int vn__nonfinite_skip(const vn_config *cfg, int64_t *skipped_in_row, int64_t epoch, int64_t step,
+                       double lr, const char *last_ckpt, vn_error *err);
+
 #endif

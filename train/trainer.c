@@ -660,16 +660,8 @@ static int open_outputs(run *r, vn_error *err)
 /* A step skipped for a non-finite value: VN_OK to go on, or the error that stops the run. */
 static int skipped_step(run *r, const vn_train_result *res, vn_error *err)
 {
-    const vn_config *cfg = r->cfg;
-    r->st.skipped_in_row++;
-    if (cfg->train.nonfinite == VN_CONFIG_NONFINITE_STOP || r->st.skipped_in_row > cfg->train.max_skip)
-        return vn_error_set(err, VN_ERR_NUMERIC, "non-finite loss or gradient at epoch %lld, "
-                            "step %lld (lr %.3g); stopped. The last good checkpoint is %s",
-                            (long long)r->st.epoch, (long long)r->st.step, vn_optim_lr(r->optim),
-                            res->last_ckpt[0] ? res->last_ckpt : "(none written yet)");
-    vn_log(VN_LOG_WARN, "non-finite loss or gradient at step %lld: step skipped (%lld in a row)",
-           (long long)r->st.step, (long long)r->st.skipped_in_row);
-    return VN_OK;
+    return vn__nonfinite_skip(r->cfg, &r->st.skipped_in_row, r->st.epoch, r->st.step,
+                              vn_optim_lr(r->optim), res->last_ckpt, err);
 }
 
 static void log_step(run *r, int64_t step_in_ep, double loss, int images, double dt)
