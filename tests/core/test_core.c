@@ -17,15 +17,23 @@ static vn_tensor *mlp_step(vn_ctx *ctx, vn_tensor *x, vn_tensor *w)
     return vn_reshape(ctx, y, 1, s);
 }
 
+/* mlp_step's input x, weight w (requires grad) and a seed gradient of ones (malloc'd). */
+static float *mlp_inputs(vn_tensor **x, vn_tensor **w)
+{
+    *x = vn_tensor_new4(2, 3, 4, 5, false);
+    *w = vn_tensor_new4(2, 3, 4, 5, true);
+    vn_test_fill_uniform((*x)->data, (*x)->numel, 1, -1, 1);
+    vn_test_fill_uniform((*w)->data, (*w)->numel, 2, -1, 1);
+    float *seed = calloc((size_t)(*x)->numel, sizeof *seed);
+    for (int64_t i = 0; i < (*x)->numel; i++) seed[i] = 1.0f;
+    return seed;
+}
+
 START_TEST(test_steady_state_no_malloc)
 {
     vn_ctx *ctx = vn_ctx_create();
-    vn_tensor *x = vn_tensor_new4(2, 3, 4, 5, false);
-    vn_tensor *w = vn_tensor_new4(2, 3, 4, 5, true);
-    vn_test_fill_uniform(x->data, x->numel, 1, -1, 1);
-    vn_test_fill_uniform(w->data, w->numel, 2, -1, 1);
-    float *seed = calloc((size_t)x->numel, sizeof *seed);
-    for (int64_t i = 0; i < x->numel; i++) seed[i] = 1.0f;
+    vn_tensor *x, *w;
+    float *seed = mlp_inputs(&x, &w);
     vn_mem_stats st0, st1;
     for (int step = 0; step < 3; step++) {
         vn_tensor *y = mlp_step(ctx, x, w);
@@ -305,12 +313,8 @@ END_TEST
 START_TEST(test_profile_counts)
 {
     vn_ctx *ctx = vn_ctx_create();
-    vn_tensor *x = vn_tensor_new4(2, 3, 4, 5, false);
-    vn_tensor *w = vn_tensor_new4(2, 3, 4, 5, true);
-    vn_test_fill_uniform(x->data, x->numel, 1, -1, 1);
-    vn_test_fill_uniform(w->data, w->numel, 2, -1, 1);
-    float *seed = calloc((size_t)x->numel, sizeof *seed);
-    for (int64_t i = 0; i < x->numel; i++) seed[i] = 1.0f;
+    vn_tensor *x, *w;
+    float *seed = mlp_inputs(&x, &w);
     vn_profile_reset();
     for (int on = 0; on < 2; on++) {
         vn_profile_enable(on == 1);
