@@ -52,6 +52,7 @@
 #include "models/vn_vanillanet.h"
 #include "autograd/vn_profile.h"
 #include "optim/vn_ema.h"
+#include "train/vn_trainer.h"
 #include "optim/vn_optim.h"
 
 #define MAX_STEPS 1000
@@ -352,22 +353,7 @@ static int bench_setup_ema(bench *b, vn_error *err)
         rc = vn_state_to_device(&b->ema_m->state, b->o->device, err);
         if (rc != VN_OK) return rc;
     }
-    const vn_state_list *sl = &b->m->state, *dl = &b->ema_m->state;
-    vn_tensor **dst = calloc((size_t)sl->n, sizeof *dst), **src = calloc((size_t)sl->n, sizeof *src);
-    int nf = 0;
-    if (!dst || !src) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    for (int i = 0; rc == VN_OK && i < sl->n; i++)
-        if (sl->items[i].kind != VN_STATE_COUNT) {
-            dst[nf] = dl->items[i].tensor;
-            src[nf++] = sl->items[i].tensor;
-        }
-    if (rc == VN_OK) rc = vn_ema_create(&b->ema, b->o->ema, nf, dst, src, NULL, NULL, err);
-    free(dst);
-    free(src);
-    for (int i = 0; rc == VN_OK && i < sl->n; i++)
-        if (sl->items[i].kind == VN_STATE_COUNT)
-            rc = vn_ema_add_counter(b->ema, sl->items[i].name, dl->items[i].count, sl->items[i].count, err);
-    return rc;
+    return vn_ema_of_state(&b->ema, b->o->ema, &b->m->state, &b->ema_m->state, true, NULL, err);
 }
 
 static int bench_setup(bench *b, vn_error *err)

@@ -3,6 +3,7 @@
 #include "data/vn_augment.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -140,4 +141,25 @@ double vn_act_learn_at(const vn_config *cfg, double epoch)
     if (epoch < 0) epoch = 0;
     if (cfg->deep_training.schedule == VN_CONFIG_DECAY_COSINE) return 0.5 * (1.0 - cos(M_PI * epoch / n));
     return epoch / n;
+}
+
+int vn_ema_of_state(vn_ema **out, double decay, const vn_state_list *live,
+                    const vn_state_list *copy, bool counters, const char *prefix, vn_error *err)
+{
+    *out = NULL;
+    vn_tensor **dst = calloc((size_t)live->n + 1, sizeof *dst), **src = calloc((size_t)live->n + 1, sizeof *src);
+    int nf = 0, rc = dst && src ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    for (int i = 0; rc == VN_OK && i < live->n; i++)
+        if (live->items[i].kind != VN_STATE_COUNT) {
+            dst[nf] = copy->items[i].tensor;
+            src[nf++] = live->items[i].tensor;
+        }
+    if (rc == VN_OK) rc = vn_ema_create(out, decay, nf, dst, src, NULL, prefix, err);
+    free(dst);
+    free(src);
+    for (int i = 0; rc == VN_OK && counters && i < live->n; i++)
+        if (live->items[i].kind == VN_STATE_COUNT)
+            rc = vn_ema_add_counter(*out, live->items[i].name, copy->items[i].count,
+                                    live->items[i].count, err);
+    return rc;
 }

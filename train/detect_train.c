@@ -226,18 +226,8 @@ static int setup_ema(drun *r, vn_error *err)
     if (!(r->cfg->detect.ema_decay > 0)) return VN_OK;
     int rc = vn_yolo_create(vn_yolo_get_config(r->model), &r->ema_model, err);
     if (rc != VN_OK) return rc;
-    const vn_state_list *sl = vn_yolo_state(r->model), *dl = vn_yolo_state(r->ema_model);
-    vn_tensor **dst = calloc((size_t)sl->n + 1, sizeof *dst), **src = calloc((size_t)sl->n + 1, sizeof *src);
-    int nf = 0;
-    for (int i = 0; dst && src && i < sl->n; i++)
-        if (sl->items[i].kind != VN_STATE_COUNT) {
-            dst[nf] = dl->items[i].tensor;
-            src[nf++] = sl->items[i].tensor;
-        }
-    rc = dst && src ? vn_ema_create(&r->ema, r->cfg->detect.ema_decay, nf, dst, src, NULL, NULL, err)
-                    : vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    free(dst);
-    free(src);
+    rc = vn_ema_of_state(&r->ema, r->cfg->detect.ema_decay, vn_yolo_state(r->model),
+                         vn_yolo_state(r->ema_model), false, NULL, err);
     vn_yolo_set_training(r->ema_model, false);
     return rc;
 }

@@ -153,28 +153,10 @@ static int setup_model(run *r, vn_error *err)
     for (int e = 0; e < r->n_emas; e++) {
         rc = vn_vanillanet_create(&mc, false, &r->emas[e], err);
         if (rc != VN_OK) return rc;
-        const vn_state_list *dl = &r->emas[e]->state;
-        int nf = 0;
-        vn_tensor **dst = calloc((size_t)sl->n, sizeof *dst), **src = calloc((size_t)sl->n, sizeof *src);
-        if (!dst || !src) {
-            free(dst);
-            free(src);
-            return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-        }
-        for (int i = 0; i < sl->n; i++)
-            if (sl->items[i].kind != VN_STATE_COUNT) {
-                dst[nf] = dl->items[i].tensor;
-                src[nf++] = sl->items[i].tensor;
-            }
         char prefix[32];
         snprintf(prefix, sizeof prefix, "ema.%d.", e);
-        rc = vn_ema_create(&r->ema_upd[e], cfg->ema.decays.v[e], nf, dst, src, NULL, prefix, err);
-        free(dst);
-        free(src);
-        for (int i = 0; rc == VN_OK && i < sl->n; i++)
-            if (sl->items[i].kind == VN_STATE_COUNT)
-                rc = vn_ema_add_counter(r->ema_upd[e], sl->items[i].name, dl->items[i].count,
-                                        sl->items[i].count, err);
+        rc = vn_ema_of_state(&r->ema_upd[e], cfg->ema.decays.v[e], sl, &r->emas[e]->state, true,
+                             prefix, err);
         if (rc != VN_OK) return rc;
     }
     return VN_OK;

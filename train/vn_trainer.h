@@ -34,6 +34,11 @@ void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *
 void vn_official_geometry(const vn_config *cfg, vn_loader_config *lc);
 /* Optimizer settings of cfg.optim (SGD: Nesterov unless optim.nesterov is false). */
 void vn_build_optim_config(const vn_config *cfg, vn_optim_config *oc);
+/* An EMA whose copy (a second instance of the same model) follows live: every float entry
+ * of the state lists, paired by position, and with counters the int64 counters too
+ * (num_batches_tracked, as timm; Ultralytics leaves them). prefix as vn_ema_create. */
+int vn_ema_of_state(vn_ema **out, double decay, const vn_state_list *live,
+                    const vn_state_list *copy, bool counters, const char *prefix, vn_error *err);
 /* "<data.root>/<data.train_dir>" or val_dir into buf. */
 const char *vn_split_path(const vn_config *cfg, bool train, char *buf, size_t len);
 /* The act_learn of deep training at a (fractional) epoch: linear epoch / decay_epochs or

@@ -67,15 +67,23 @@ static int fmd(const char *out, int n_train, int n_val, int canvas)
     return 0;
 }
 
+/* Opens both files; 0, or prints the error and returns 2 with nothing left open. */
+static int open_pair(const char *a, const char *b, vn_st_file **fa, vn_st_file **fb)
+{
+    vn_error err = {0};
+    if (vn_st_open(a, fa, &err) != VN_OK || vn_st_open(b, fb, &err) != VN_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        vn_st_close(*fa);
+        *fa = NULL;
+        return 2;
+    }
+    return 0;
+}
+
 static int same(const char *a, const char *b)
 {
     vn_st_file *fa = NULL, *fb = NULL;
-    vn_error err = {0};
-    if (vn_st_open(a, &fa, &err) != VN_OK || vn_st_open(b, &fb, &err) != VN_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        vn_st_close(fa);
-        return 2;
-    }
+    if (open_pair(a, b, &fa, &fb) != 0) return 2;
     int rc = vn_st_count(fa) == vn_st_count(fb) ? 0 : 1;
     for (int i = 0; rc == 0 && i < vn_st_count(fa); i++) {
         const vn_st_entry *ea = vn_st_at(fa, i), *eb = vn_st_find(fb, ea->name);
@@ -118,12 +126,7 @@ static bool is_weight(const vn_st_entry *e)
 static int close_to(const char *a, const char *b, double tol)
 {
     vn_st_file *fa = NULL, *fb = NULL;
-    vn_error err = {0};
-    if (vn_st_open(a, &fa, &err) != VN_OK || vn_st_open(b, &fb, &err) != VN_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        vn_st_close(fa);
-        return 2;
-    }
+    if (open_pair(a, b, &fa, &fb) != 0) return 2;
     double worst = 0;
     int rc = 0, n = 0;
     for (int i = 0; i < vn_st_count(fa); i++) {
