@@ -135,12 +135,44 @@ int vn_available_cores(void)
     return n > 0 ? n : 1;
 }
 
-void vn_threads_prefer_passive(char **argv)
+/* OpenBLAS's generic fallbacks: what its detection picks for a CPU newer than the build. */
+static bool blas_core_is_generic(const char *core)
 {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    return core && (!strcasecmp(core, "Prescott") || !strcasecmp(core, "Core2") ||
+                    !strcasecmp(core, "Nehalem") || !strcasecmp(core, "Sandybridge"));
+}
+
+/* The kernel set to ask OpenBLAS for when it fell back to a generic one on a CPU that runs a
+ * better one (the features each set needs, and that the OS saves their registers: libgcc's
+ * checks include XGETBV); NULL when there is nothing better. */
+static const char *blas_better_core(void)
+{
+    if (!blas_core_is_generic(openblas_get_corename())) return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
+}
+
+void vn_runtime_setup(char **argv)
+{
+    bool again = false;
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+        if (setenv("OMP_WAIT_POLICY", "passive", 1) == 0) again = true;
+    }
+    if (!getenv("OPENBLAS_CORETYPE") && !getenv("VN_BLAS_AUTO")) {
+        const char *better = blas_better_core();
+        /* VN_BLAS_AUTO records the choice for `vanilla train`'s note (and ends any loop). */
+        if (better && setenv("OPENBLAS_CORETYPE", better, 1) == 0 &&
+            setenv("VN_BLAS_AUTO", openblas_get_corename(), 1) == 0)
+            again = true;
+    }
+    if (!again) return;
     execv("/proc/self/exe", argv);
-    /* No /proc: run on with libgomp's default (it has read its policy already). */
+    /* No /proc: run on as loaded (libgomp and OpenBLAS have read their settings already). */
 }
 
 void vn_set_threads(int n)
@@ -156,17 +188,24 @@ const char *vn_blas_core(void) { return openblas_get_corename(); }
 
 const char *vn_blas_advice(void)
 {
-    const char *core = openblas_get_corename();
-    if (!core || getenv("OPENBLAS_CORETYPE")) return NULL;
-    bool generic = !strcasecmp(core, "Prescott") || !strcasecmp(core, "Core2") ||
-                   !strcasecmp(core, "Nehalem") || !strcasecmp(core, "Sandybridge");
-    __builtin_cpu_init();
-    if (!generic || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return NULL;
-    return __builtin_cpu_supports("avx512f")
-               ? "OpenBLAS does not recognise this CPU and runs its generic kernels; "
-                 "OPENBLAS_CORETYPE=SkylakeX (AVX-512) makes matrix products several times faster"
-               : "OpenBLAS does not recognise this CPU and runs its generic kernels; "
-                 "OPENBLAS_CORETYPE=Haswell (AVX2) makes matrix products several times faster";
+    static char msg[256];
+    const char *auto_from = getenv("VN_BLAS_AUTO");
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    if (blas_core_is_generic(auto_from) && forced && !blas_core_is_generic(openblas_get_corename())) {
+        snprintf(msg, sizeof msg,
+                 "OpenBLAS does not recognise this CPU (it picked its generic %s kernels); "
+                 "running its %s kernels instead (set OPENBLAS_CORETYPE to choose)",
+                 auto_from, openblas_get_corename());
+        return msg;
+    }
+    if (forced) return NULL;
+    const char *better = blas_better_core();
+    if (!better) return NULL;
+    snprintf(msg, sizeof msg,
+             "OpenBLAS does not recognise this CPU and runs its generic kernels; "
+             "OPENBLAS_CORETYPE=%s makes matrix products several times faster",
+             better);
+    return msg;
 }
 
 int64_t vn_shape_numel(int ndim, const int64_t *shape)

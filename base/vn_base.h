@@ -84,20 +84,29 @@ void vn_set_threads(int n);
 /* The cores vn_set_threads(0) picks. */
 int vn_available_cores(void);
 
-/* Passive OpenMP waiting for the programs (call first thing in main, with main's argv).
- * libgomp's default makes an idle thread spin for a while before it sleeps; with many short
- * parallel regions and another busy process on the same cores, the spinning threads take the
- * cores from the ones with work, and a training beside one busy neighbour ran at a tenth of
- * its speed. Waiting passively costs nothing measurable alone (bench/shared_cores.sh).
- * libgomp reads its policy once, when it is loaded, so when neither OMP_WAIT_POLICY nor
- * GOMP_SPINCOUNT is set this sets OMP_WAIT_POLICY=passive and executes the program again
- * (/proc/self/exe, same arguments and process id); a user's setting is left alone. Returns
- * only when nothing had to be done or the exec failed (then libgomp's default stays). */
-void vn_threads_prefer_passive(char **argv);
+/* Run-time settings the libraries read when they are loaded (call first thing in main, with
+ * main's argv):
+ * - Passive OpenMP waiting. libgomp's default makes an idle thread spin for a while before it
+ *   sleeps; with many short parallel regions and another busy process on the same cores, the
+ *   spinning threads take the cores from the ones with work, and a training beside one busy
+ *   neighbour ran at a tenth of its speed. Waiting passively costs nothing measurable alone
+ *   (bench/shared_cores.sh). Set (OMP_WAIT_POLICY=passive) unless OMP_WAIT_POLICY or
+ *   GOMP_SPINCOUNT is set.
+ * - OpenBLAS's kernels. An OpenBLAS older than the CPU (Debian 12's 0.3.21 on Intel family 6
+ *   model 207) falls back to its generic SSE kernels, several times slower than the AVX2 or
+ *   AVX-512 ones the same library carries. When it did and the CPU (and the OS) support
+ *   better ones, OPENBLAS_CORETYPE is set to SkylakeX (AVX-512F/CD/BW/DQ/VL) or Haswell
+ *   (AVX2 + FMA), and VN_BLAS_AUTO to the generic core's name; a user's OPENBLAS_CORETYPE is
+ *   left alone, and any VN_BLAS_AUTO (VN_BLAS_AUTO=0) keeps OpenBLAS's own choice.
+ * Both are read once, at load, so when one had to be set this executes the program again
+ * (/proc/self/exe, same arguments and process id). Returns only when nothing had to be done
+ * or the exec failed (then the libraries keep what they read). */
+void vn_runtime_setup(char **argv);
 int vn_get_threads(void);
 /* The kernel set OpenBLAS chose for this CPU ("Haswell", "SkylakeX", "Prescott", ...), and,
- * when it fell back to its generic SSE kernels on a CPU with AVX2 (a CPU newer than the
- * OpenBLAS build knows), a one-line advice naming OPENBLAS_CORETYPE; NULL otherwise. */
+ * when vn_runtime_setup chose better kernels than OpenBLAS's generic fallback, a one-line note
+ * saying so; when the generic kernels run on a CPU with AVX2 and nobody chose, a one-line
+ * advice naming OPENBLAS_CORETYPE; NULL otherwise. */
 const char *vn_blas_core(void);
 const char *vn_blas_advice(void);
 

@@ -48,7 +48,7 @@ static void one_step(vn_ctx *ctx, vn_yolo *m, vn_tensor *x, const vn_yolo_gt *gt
 
 int main(int argc, char **argv)
 {
-    vn_threads_prefer_passive(argv); /* before any OpenMP work; may exec again */
+    vn_runtime_setup(argv); /* before any OpenMP or BLAS work; may exec again */
     int imgsz = argc > 1 ? atoi(argv[1]) : 320, batch = argc > 2 ? atoi(argv[2]) : 8;
     int steps = argc > 3 ? atoi(argv[3]) : 3;
     if (imgsz < 32 || imgsz % 32 || batch < 1 || batch > 64 || steps < 1) {

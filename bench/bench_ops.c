@@ -343,7 +343,7 @@ static bool want(int argc, char **argv, const char *section)
 
 int main(int argc, char **argv)
 {
-    vn_threads_prefer_passive(argv); /* before any OpenMP work; may exec again */
+    vn_runtime_setup(argv); /* before any OpenMP or BLAS work; may exec again */
     int reps = 5;
     for (int i = 1; i < argc; i++)
         if (argv[i][0] >= '0' && argv[i][0] <= '9') reps = atoi(argv[i]);

@@ -464,7 +464,7 @@ static int bench_step(bench *b, vn_error *err)
 
 int main(int argc, char **argv)
 {
-    vn_threads_prefer_passive(argv); /* before any OpenMP work; may exec again */
+    vn_runtime_setup(argv); /* before any OpenMP or BLAS work; may exec again */
     options o;
     int prc = parse_args(argc, argv, &o);
     if (prc != 0) return prc > 0 ? 0 : 2; /* 1: --help was printed */

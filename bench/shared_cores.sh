@@ -19,7 +19,7 @@
 # --quick       fewer steps
 # Environment: whatever is set is passed on, e.g. GOMP_SPINCOUNT=300000 measures libgomp's own
 # spin-then-sleep default instead of the passive waiting the programs choose
-# (vn_threads_prefer_passive in base/vn_base.h).
+# (vn_runtime_setup in base/vn_base.h).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -89,7 +89,7 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
-    vn_threads_prefer_passive(argv); /* before any OpenMP work; may exec again */
+    vn_runtime_setup(argv); /* before any OpenMP or BLAS work; may exec again */
     if (argc < 2 || vn_cli_is(argv[1], "-h", "--help") || strcmp(argv[1], "help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
