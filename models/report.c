@@ -158,7 +158,12 @@ static void human(char *buf, size_t len, int64_t v)
 
 void vn_report_print(const vn_report *r, FILE *fp)
 {
-    fprintf(fp, "%-22s %-22s %-20s %10s %10s\n", "layer", "type", "output (HxWxC)", "params", "MACs");
+    int w = 22; /* the name column fits the longest name */
+    for (int i = 0; i < r->n; i++) {
+        int len = (int)strlen(r->rows[i].name);
+        if (len > w) w = len;
+    }
+    fprintf(fp, "%-*s %-22s %-20s %10s %10s\n", w, "layer", "type", "output (HxWxC)", "params", "MACs");
     char shape[48], p[24], m[24];
     for (int i = 0; i < r->n; i++) {
         const vn_report_row *x = &r->rows[i];
@@ -166,11 +171,11 @@ void vn_report_print(const vn_report *r, FILE *fp)
                  (long long)x->out[3]);
         human(p, sizeof p, x->params);
         human(m, sizeof m, x->macs);
-        fprintf(fp, "%-22s %-22s %-20s %10s %10s\n", x->name, x->what, shape, p, m);
+        fprintf(fp, "%-*s %-22s %-20s %10s %10s\n", w, x->name, x->what, shape, p, m);
     }
     human(p, sizeof p, r->total_params);
     human(m, sizeof m, r->total_macs);
-    fprintf(fp, "%-22s %-22s %-20s %10s %10s\n", "total", "", "", p, m);
+    fprintf(fp, "%-*s %-22s %-20s %10s %10s\n", w, "total", "", "", p, m);
     fprintf(fp, "(%lld parameters, %lld multiply-adds per image)\n", (long long)r->total_params,
             (long long)r->total_macs);
 }

@@ -57,6 +57,13 @@ const vn_state_list *vn_yolo_state(const vn_yolo *m);
 /* Output channels of the neck at P3, P4, P5 (the Detect inputs). */
 void vn_yolo_level_channels(const vn_yolo *m, int ch[VN_YOLO_LEVELS]);
 
+/* Per-layer output shapes (batch 1), parameters and multiply-adds at an imgsz x imgsz input
+ * (a multiple of 32): the backbone's layers as vn_vanillanet_report (in the model's form,
+ * training or merged) under "model.0.", then one row per Ultralytics layer (1 SPPF ... 14) and
+ * one per Detect level. Convolutions count Ho*Wo*Cout*(Cin/groups)*KH*KW, C2PSA's attention
+ * its two matrix products; the parameters add up to the model's trainable ones. Free with
+ * vn_report_free. */
+int vn_yolo_report(const vn_yolo *m, int imgsz, vn_report *out, vn_error *err);
 /* x: [N, H, W, in_chans] with H, W multiples of 32 -> out[l]: [N, H / s_l, W / s_l,
  * 4 reg_max + nc] for strides s = 8, 16, 32 (box distribution logits first, then class
  * logits: Detect's training output). Returns the context status. */

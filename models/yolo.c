@@ -315,3 +315,105 @@ int vn_yolo_forward(vn_ctx *ctx, vn_yolo *m, vn_tensor *x, vn_tensor **out)
     }
     return vn_ctx_status(ctx);
 }
+
+/* ---- report (`vanilla info`) -------------------------------------------------------------- */
+
+/* Parameters and convolution multiply-adds of the state entries under prefix, every conv
+ * producing an out_hw-pixel map (true of every layer of the neck: its stride-2 convs output at
+ * the layer's resolution). */
+static void prefix_cost(const vn_yolo *m, const char *prefix, int64_t out_hw, int64_t *params,
+                        int64_t *macs)
+{
+    size_t n = strlen(prefix);
+    for (int i = 0; i < m->state.n; i++) {
+        const vn_state_item *it = &m->state.items[i];
+        if (it->kind != VN_STATE_PARAM || strncmp(it->name, prefix, n)) continue;
+        *params += it->tensor->numel;
+        if (it->tensor->ndim == 4) *macs += it->tensor->numel * out_hw;
+    }
+}
+
+static int report_add(vn_report *r, const char *name, const char *what, int64_t h, int64_t c,
+                      int64_t params, int64_t macs)
+{
+    vn_report_row *rows = realloc(r->rows, (size_t)(r->n + 1) * sizeof *rows);
+    if (!rows) return VN_ERR_NOMEM;
+    r->rows = rows;
+    vn_report_row *x = &rows[r->n++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    snprintf(x->what, sizeof x->what, "%s", what);
+    x->out[0] = 1, x->out[1] = h, x->out[2] = h, x->out[3] = c;
+    x->params = params;
+    x->macs = macs;
+    r->total_params += params;
+    r->total_macs += macs;
+    return VN_OK;
+}
+
+int vn_yolo_report(const vn_yolo *m, int imgsz, vn_report *out, vn_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (imgsz < 32 || imgsz % 32)
+        return vn_error_set(err, VN_ERR_INVALID, "detector: input size %d is not a positive "
+                            "multiple of 32", imgsz);
+    const vn_yolo_config *c = &m->cfg;
+    vn_report bb;
+    int rc = vn_vanillanet_report(&c->backbone, m->backbone->deploy, imgsz, imgsz, &bb, err);
+    if (rc != VN_OK) return vn_error_prefix(err, "detector backbone: ");
+    char name[64], what[64];
+    for (int i = 0; i < bb.n && rc == VN_OK; i++) {
+        const vn_report_row *x = &bb.rows[i];
+        if (!strncmp(x->name, "cls", 3) || !strcmp(x->what, "global avgpool")) continue;
+        snprintf(name, sizeof name, "model.0.%s", x->name);
+        rc = report_add(out, name, x->what, x->out[1], x->out[3], x->params, x->macs);
+    }
+    vn_report_free(&bb);
+    int64_t h[4] = {0, imgsz / 8, imgsz / 16, imgsz / 32}; /* by level + 1 */
+    const int *fc = m->feat_ch;
+    int c1 = m->sppf.cv2.conv.out_ch, c5 = m->c5.cv2.conv.out_ch;
+    /* layer, module, level + 1 of its output, output channels */
+    struct { int i; const char *what; int lv; int ch; } L[] = {
+        {1, "SPPF", 3, c1},
+        {2, "C2PSA", 3, m->c2psa.cv2.conv.out_ch},
+        {3, "Upsample 2x", 2, m->c2psa.cv2.conv.out_ch},
+        {4, "Concat (P4)", 2, m->c2psa.cv2.conv.out_ch + fc[1]},
+        {5, "C3k2", 2, c5},
+        {6, "Upsample 2x", 1, c5},
+        {7, "Concat (P3)", 1, c5 + fc[0]},
+        {8, "C3k2 (P3 out)", 1, m->out_ch[0]},
+        {9, "Conv 3x3/2", 2, m->down9.conv.out_ch},
+        {10, "Concat (5)", 2, m->down9.conv.out_ch + c5},
+        {11, "C3k2 (P4 out)", 2, m->out_ch[1]},
+        {12, "Conv 3x3/2", 3, m->down12.conv.out_ch},
+        {13, "Concat (2)", 3, m->down12.conv.out_ch + m->c2psa.cv2.conv.out_ch},
+        {14, "C3k2 (P5 out)", 3, m->out_ch[2]},
+    };
+    for (size_t k = 0; k < sizeof L / sizeof L[0] && rc == VN_OK; k++) {
+        int64_t params = 0, macs = 0, hw = h[L[k].lv] * h[L[k].lv];
+        snprintf(name, sizeof name, "model.%d.", L[k].i);
+        prefix_cost(m, name, hw, &params, &macs);
+        if (L[k].i == 2) /* attention: q^T k and v attn^T over the P5 pixels */
+            for (int b = 0; b < m->c2psa.n; b++) {
+                const vn__ypsa *a = &m->c2psa.m[b];
+                macs += (int64_t)a->heads * hw * hw * (a->key_dim + a->head_dim);
+            }
+        name[strlen(name) - 1] = '\0';
+        rc = report_add(out, name, L[k].what, h[L[k].lv], L[k].ch, params, macs);
+    }
+    for (int l = 0; l < VN_YOLO_LEVELS && rc == VN_OK; l++) {
+        int64_t params = 0, macs = 0;
+        snprintf(name, sizeof name, "model.15.cv2.%d.", l);
+        prefix_cost(m, name, h[l + 1] * h[l + 1], &params, &macs);
+        snprintf(name, sizeof name, "model.15.cv3.%d.", l);
+        prefix_cost(m, name, h[l + 1] * h[l + 1], &params, &macs);
+        snprintf(name, sizeof name, "model.15 (P%d)", l + 3);
+        snprintf(what, sizeof what, "Detect %d x %d + %d", 4, c->reg_max, c->nc);
+        rc = report_add(out, name, what, h[l + 1], 4 * c->reg_max + c->nc, params, macs);
+    }
+    if (rc != VN_OK) {
+        vn_report_free(out);
+        return vn_error_set(err, rc, "out of memory building the report");
+    }
+    return VN_OK;
+}

@@ -131,6 +131,18 @@ expect "SIGTERM wrote a checkpoint" test -n "$ck" -a -f "$ck"
   --set train.max_steps=8 --resume auto >"$T/c2.log" 2>&1
 expect "resume after SIGTERM" test $? -eq 0
 
+# info: the table and Ultralytics' summary of the checkpoint and of the config, parameters as
+# the trainer counted them.
+np=$(sed -n 's/^detector: \([0-9]*\) parameters.*/\1/p' "$T/a.log")
+"$VANILLA" info "$A_LAST" >"$T/info.log" 2>&1
+expect "info exits 0" test $? -eq 0
+expect "info describes the checkpoint" grep -qE "detector training checkpoint, 10 classes, imgsz 64, epoch 2, step 12" "$T/info.log"
+expect "info: the trainer's parameter count" grep -qE "summary \(training\): $np parameters, [0-9.]+ GFLOPs at 64x64" "$T/info.log"
+expect "info: rows for SPPF and the Detect levels, in both forms" test "$(grep -cE '^model\.(1 .*SPPF|15 \(P[345]\))' "$T/info.log")" -eq 8
+expect "info: the deploy form" grep -qE "summary \(deploy\): [0-9]+ parameters" "$T/info.log"
+"$VANILLA" info "$T/det.yaml" --input-size 96 >"$T/info2.log" 2>&1
+expect "info on the config" grep -qE "summary \(training\): $np parameters, [0-9.]+ GFLOPs at 96x96" "$T/info2.log"
+
 # eval and predict on the checkpoint.
 "$VANILLA" eval "$A_LAST" >"$T/eval.log" 2>&1
 expect "eval exits 0" test $? -eq 0

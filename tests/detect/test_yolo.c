@@ -323,6 +323,62 @@ START_TEST(test_errors)
 }
 END_TEST
 
+static const vn_report_row *report_row(const vn_report *r, const char *name)
+{
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->rows[i].name, name)) return &r->rows[i];
+    ck_abort_msg("no report row %s", name);
+    return NULL;
+}
+
+/* `vanilla info`'s table of a detector: parameters add up to the model's, the backbone rows
+ * are the classifier report's (without the classifier), and a few layers computed by hand for
+ * case "small" at 64x64 (P3 8x8, P4 4x4, P5 2x2; neck widths 32 / 64 / 128, features 24 / 32 / 48,
+ * Detect c2 = max(16, 32 / 4, 4 x 16) = 64, c3 = max(32, 3) = 32). */
+START_TEST(test_report)
+{
+    vn_yolo_config cfg;
+    case_config(&cases[0], &cfg);
+    vn_yolo *m = NULL;
+    ck_assert_int_eq(vn_yolo_create(&cfg, &m, NULL), VN_OK);
+    for (int form = 0; form < 2; form++) {
+        vn_report r, bb;
+        ck_assert_int_eq(vn_yolo_report(m, 64, &r, NULL), VN_OK);
+        ck_assert_int_eq(r.total_params, vn_state_numel(vn_yolo_state(m), VN_STATE_PARAM));
+        ck_assert_int_eq(vn_vanillanet_report(&cfg.backbone, form == 1, 64, 64, &bb, NULL), VN_OK);
+        int64_t bb_params = 0, bb_macs = 0, r_params = 0, r_macs = 0;
+        for (int i = 0; i < bb.n; i++)
+            if (strncmp(bb.rows[i].name, "cls", 3)) bb_params += bb.rows[i].params, bb_macs += bb.rows[i].macs;
+        for (int i = 0; i < r.n; i++)
+            if (!strncmp(r.rows[i].name, "model.0.", 8)) r_params += r.rows[i].params, r_macs += r.rows[i].macs;
+        ck_assert_int_eq(r_params, bb_params);
+        ck_assert_int_eq(r_macs, bb_macs);
+        const vn_report_row *x = report_row(&r, "model.9");
+        ck_assert_int_eq(x->macs, 9 * 32 * 32 * 16);
+        ck_assert_int_eq(x->params, 9 * 32 * 32 + 2 * 32);
+        ck_assert(x->out[1] == 4 && x->out[3] == 32);
+        ck_assert_int_eq(report_row(&r, "model.1")->macs, 48 * 24 * 4 + 96 * 128 * 4);
+        ck_assert_int_eq(report_row(&r, "model.2")->out[3], 128);
+        ck_assert_int_eq(report_row(&r, "model.10")->out[3], 32 + 64);
+        int64_t box = (9 * 32 * 64 + 9 * 64 * 64 + 64 * 64) * 64;
+        int64_t cls = (9 * 32 + 32 * 32 + 9 * 32 + 32 * 32 + 32 * 3) * 64;
+        ck_assert_int_eq(report_row(&r, "model.15 (P3)")->macs, box + cls);
+        ck_assert_int_eq(report_row(&r, "model.15 (P3)")->out[3], 4 * 16 + 3);
+        int64_t sum = 0;
+        for (int i = 0; i < r.n; i++) sum += r.rows[i].macs;
+        ck_assert_int_eq(sum, r.total_macs);
+        vn_report_free(&r);
+        vn_report_free(&bb);
+        if (form == 0) ck_assert_int_eq(vn_yolo_switch_to_deploy(m, true, NULL), VN_OK);
+    }
+    vn_error err = {0};
+    vn_report r;
+    ck_assert_int_ne(vn_yolo_report(m, 48, &r, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "multiple of 32"), "%s", err.msg);
+    vn_yolo_destroy(m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("yolo");
@@ -330,6 +386,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_against_pytorch, 0, N_CASES);
     tcase_add_test(tc, test_names_and_init);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_report);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -222,3 +222,81 @@ int vn_cmd_detect_export(int argc, char **argv)
     vn_yolo_destroy(m);
     return rc == VN_OK ? VN_EXIT_OK : VN_EXIT_ERROR;
 }
+
+/* `vanilla info` on a detector: its layers, parameters and multiply-adds, and Ultralytics'
+ * summary figure (GFLOPs = 2 x multiply-adds / 1e9). */
+static int detect_info_print(vn_yolo *m, int size, const char *form)
+{
+    vn_report r;
+    vn_error err = {0};
+    if (vn_yolo_report(m, size, &r, &err) != VN_OK) {
+        vn_cli_error("info", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    const vn_yolo_config *c = vn_yolo_get_config(m);
+    printf("%s form, input %dx%dx%d:\n", form, size, size, c->backbone.in_chans);
+    vn_report_print(&r, stdout);
+    printf("YOLO11-VanillaNet summary (%s): %lld parameters, %.3g GFLOPs at %dx%d\n", form,
+           (long long)r.total_params, 2.0 * (double)r.total_macs / 1e9, size, size);
+    vn_report_free(&r);
+    return VN_EXIT_OK;
+}
+
+int vn_cli_detect_info(const char *model_file, const vn_config *cfg, int size, bool deploy_only)
+{
+    vn_error err = {0};
+    vn_yolo *m = NULL;
+    int rc;
+    if (model_file) {
+        vn_detect_info info;
+        rc = vn_detect_open(model_file, &m, &info, &err);
+        if (rc != VN_OK) {
+            vn_cli_error("info", "%s", err.msg);
+            return VN_EXIT_ERROR;
+        }
+        if (!size) size = info.imgsz;
+        printf("%s: detector %s%s, %d classes, imgsz %d", model_file,
+               info.is_checkpoint ? "training checkpoint" : "weights",
+               info.deploy ? " (backbone merged)" : "", info.nc, info.imgsz);
+        if (info.is_checkpoint)
+            printf(", epoch %lld, step %lld, act_learn %.3f%s", (long long)info.epoch,
+                   (long long)info.step, info.act_learn, info.has_ema ? ", with EMA weights" : "");
+        printf("\n");
+        vn_detect_info_free(&info);
+    } else {
+        int nc = 80;
+        vn_det_data_cfg dc;
+        const char *data = cfg->detect.data;
+        if (data && data[0] && vn_det_data_cfg_load(data, &dc, &err) == VN_OK) {
+            nc = dc.nc;
+            vn_det_data_cfg_free(&dc);
+            printf("detector for %s: %d classes\n", data, nc);
+        } else {
+            printf("detector: %d classes (%s%s)\n", nc, data && data[0] ? "cannot read " : "no detect.data",
+                   data && data[0] ? data : "");
+        }
+        vn_yolo_config yc;
+        rc = vn_detect_model_config(cfg, nc, &yc, &err);
+        if (rc == VN_OK) rc = vn_yolo_create(&yc, &m, &err);
+        if (rc != VN_OK) {
+            vn_cli_error("info", "%s", err.msg);
+            return VN_EXIT_ERROR;
+        }
+        if (!size) size = (int)cfg->detect.imgsz;
+    }
+    rc = VN_EXIT_OK;
+    if (!vn_yolo_is_deploy(m) && !deploy_only) {
+        rc = detect_info_print(m, size, "training");
+        printf("\n");
+    }
+    if (rc == VN_EXIT_OK && !vn_yolo_is_deploy(m) &&
+        (m ? vn_yolo_get_config(m)->backbone.shortcut == VN_SHORTCUT_NONE : false)) {
+        if (vn_yolo_switch_to_deploy(m, true, &err) != VN_OK) {
+            vn_cli_error("info", "%s", err.msg);
+            rc = VN_EXIT_ERROR;
+        }
+    }
+    if (rc == VN_EXIT_OK && vn_yolo_is_deploy(m)) rc = detect_info_print(m, size, "deploy");
+    vn_yolo_destroy(m);
+    return rc;
+}

@@ -5,6 +5,7 @@
 
 #include "autograd/vn_profile.h"
 #include "train/cli/vn_cli.h"
+#include "train/vn_detect.h"
 #include "train/vn_official.h"
 #include "train/vn_trainer.h"
 
@@ -237,7 +238,10 @@ static const char info_help[] =
     "       vanilla info MODEL.safetensors [CONFIG.yaml...] [--set k=v]... [--input-size N]\n"
     "\n"
     "Per-layer output shapes, parameters and multiply-adds, with totals for the training and\n"
-    "the deploy form. A plain state_dict (no vanilla metadata) is described by the configs.\n";
+    "the deploy form. A plain state_dict (no vanilla metadata) is described by the configs.\n"
+    "A detector (file, or config with model.task: detect) gets one row per backbone layer and\n"
+    "per YOLO11 layer (SPPF ... Detect) and Ultralytics' summary: parameters and GFLOPs\n"
+    "(2 x multiply-adds) at its imgsz or --input-size.\n";
 
 static int print_report(const vn_vanillanet_config *mc, bool deploy, int size, const char *cmd)
 {
@@ -282,6 +286,7 @@ int vn_cmd_info(int argc, char **argv)
     vn_vanillanet_config mc;
     vn_error err = {0};
     bool file_deploy = false;
+    if (model_file && vn_detect_file_is(model_file)) return vn_cli_detect_info(model_file, NULL, size, deploy_only);
     if (model_file) {
         vn_ckpt_info info;
         vn_config cfg; /* describes a plain state_dict (no vanilla metadata) */
@@ -306,6 +311,7 @@ int vn_cmd_info(int argc, char **argv)
         vn_config cfg;
         int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "info");
         if (ec) return ec;
+        if (cfg.model.task == VN_CONFIG_TASK_DETECT) return vn_cli_detect_info(NULL, &cfg, size, deploy_only);
         int nc = cfg.model.num_classes > 0 ? (int)cfg.model.num_classes : 1000;
         if (vn_build_model_config(&cfg, nc, &mc, &err) != VN_OK) {
             vn_cli_error("info", "%s", err.msg);

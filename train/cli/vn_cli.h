@@ -43,6 +43,10 @@ bool vn_cli_is_detector(int argc, char **argv);
 int vn_cmd_detect_eval(int argc, char **argv);
 int vn_cmd_detect_predict(int argc, char **argv);
 int vn_cmd_detect_export(int argc, char **argv);
+/* `vanilla info` on a detector file (model_file) or a model.task: detect config (cfg; its
+ * classes from detect.data when readable, else 80): per-layer table and summary at size
+ * (0: the file's or config's imgsz), training form then deploy form (deploy_only: only that). */
+int vn_cli_detect_info(const char *model_file, const vn_config *cfg, int size, bool deploy_only);
 
 /* Set by the signal handlers of `train` and `ablate`. */
 extern volatile sig_atomic_t vn_cli_stop;
