@@ -296,3 +296,9 @@ int vn_detect_open(const char *path, vn_yolo **m, vn_detect_info *info, vn_error
     vn_detect_info_free(info);
     return rc;
 }
+
+int vn_detect_config_from_json(const char *json, const char *label, vn_yolo_config *c, bool *deploy,
+                               vn_error *err)
+{
+    return detector_from_json(json, label, c, deploy, err);
+}

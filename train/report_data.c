@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "train/vn_detect.h"
 #include "train/vn_trainer.h"
 
 /* Headers of checkpoints larger than this are not read (ours are a few kB). */
@@ -338,6 +339,23 @@ static int ckpt_cmp(const void *a, const void *b)
     return strcmp(x->file, y->file);
 }
 
+/* A detector checkpoint's model (vanilla.detector, vanilla.imgsz), the first one read. */
+static void ckpt_detector(vn_run *run, vn_run_ckpt *c, json_t *meta, json_t *tr)
+{
+    c->detect = run->detector = true;
+    json_t *bf = json_object_get(tr, "best_fitness");
+    c->best_fitness = json_is_number(bf) ? json_number_value(bf) : -1;
+    c->best_top1 = -1;
+    const char *det = json_string_value(json_object_get(meta, "vanilla.detector"));
+    const char *imgsz = json_string_value(json_object_get(meta, "vanilla.imgsz"));
+    bool deploy;
+    if (!run->has_det_model && det && imgsz &&
+        vn_detect_config_from_json(det, c->file, &run->det_model, &deploy, NULL) == VN_OK) {
+        run->has_det_model = run->model_from_ckpt = true;
+        run->det_imgsz = atoi(imgsz);
+    }
+}
+
 static void ckpt_fill(vn_run *run, vn_run_ckpt *c, const char *path, char **model_json)
 {
     json_t *meta = read_st_metadata(path, &c->bytes);
@@ -352,6 +370,8 @@ static void ckpt_fill(vn_run *run, vn_run_ckpt *c, const char *path, char **mode
         c->finished = json_is_true(json_object_get(tr, "finished"));
         const char *mj = json_string_value(json_object_get(meta, "vanilla.model"));
         if (mj && !*model_json) *model_json = strdup(mj);
+        const char *task = json_string_value(json_object_get(meta, "vanilla.task"));
+        if (task && !strcmp(task, "detect")) ckpt_detector(run, c, meta, tr);
     } else {
         c->best_top1 = -1;
         add_note(&run->notes, &run->n_notes, "checkpoints/%s: not a readable vanilla checkpoint "
@@ -412,6 +432,25 @@ static int run_file_read(const vn_run *run, const char *name, run_file *f, vn_er
     return slurp(f->path, &f->text, &f->len, err);
 }
 
+/* A detector run's model from its config when no checkpoint gave it: the class count from
+ * detect.data (when that file is still there). */
+static int config_detector(vn_run *run)
+{
+    run->detector = true;
+    if (run->has_det_model) return VN_OK;
+    vn_det_data_cfg dc;
+    vn_error e = {0};
+    if (vn_det_data_cfg_load(run->cfg->detect.data, &dc, &e) != VN_OK)
+        return add_note(&run->notes, &run->n_notes, "no detector checkpoint and %s: the model's size "
+                        "is not shown", e.msg);
+    if (vn_detect_model_config(run->cfg, dc.nc, &run->det_model, NULL) == VN_OK) {
+        run->has_det_model = true;
+        run->det_imgsz = (int)run->cfg->detect.imgsz;
+    }
+    vn_det_data_cfg_free(&dc);
+    return VN_OK;
+}
+
 static int load_config(vn_run *run)
 {
     run_file f;
@@ -430,6 +469,7 @@ static int load_config(vn_run *run)
         run->cfg = NULL;
         return add_note(&run->notes, &run->n_notes, "%s (the configuration is not shown)", e.msg);
     }
+    if (run->cfg->model.task == VN_CONFIG_TASK_DETECT) return config_detector(run);
     if (!run->has_model && run->cfg->model.num_classes > 0 &&
         vn_build_model_config(run->cfg, (int)run->cfg->model.num_classes, &run->model, NULL) == VN_OK)
         run->has_model = true;
@@ -448,6 +488,14 @@ bool vn_run_result_read(const char *dir, vn_run_result *r)
         r->seconds = json_number_value(json_object_get(o, "seconds"));
         r->params = json_integer_value(json_object_get(o, "params"));
         r->macs = json_integer_value(json_object_get(o, "macs"));
+        const char *task = json_string_value(json_object_get(o, "task"));
+        r->detect = task && !strcmp(task, "detect");
+        if (r->detect) {
+            r->best_map = json_number_value(json_object_get(o, "best_mAP50-95"));
+            r->best_map50 = json_number_value(json_object_get(o, "best_mAP50"));
+            r->final_map = json_number_value(json_object_get(o, "final_mAP50-95"));
+            r->final_map50 = json_number_value(json_object_get(o, "final_mAP50"));
+        }
     }
     json_decref(o);
     return ok;
@@ -463,6 +511,13 @@ int vn_run_result_write(const char *dir, const vn_run_result *r, vn_error *err)
     json_object_set_new(o, "seconds", json_real(r->seconds));
     json_object_set_new(o, "params", json_integer(r->params));
     json_object_set_new(o, "macs", json_integer(r->macs));
+    if (r->detect) { /* classifiers' result.json stays as it was */
+        json_object_set_new(o, "task", json_string("detect"));
+        json_object_set_new(o, "best_mAP50-95", json_real(r->best_map));
+        json_object_set_new(o, "best_mAP50", json_real(r->best_map50));
+        json_object_set_new(o, "final_mAP50-95", json_real(r->final_map));
+        json_object_set_new(o, "final_mAP50", json_real(r->final_map50));
+    }
     int rc = json_dump_file(o, path, JSON_INDENT(1));
     json_decref(o);
     return rc == 0 ? VN_OK : vn_error_set(err, VN_ERR_IO, "cannot write %s", path);
@@ -516,6 +571,8 @@ int vn_run_load(const char *dir, vn_run *run, vn_error *err)
     int rc = load_metrics(run, err);
     if (rc == VN_OK) rc = load_checkpoints(run);
     if (rc == VN_OK) rc = load_config(run);
+    if (vn_run_find(run, VN_RUN_STEP, "box_loss") || vn_run_find(run, VN_RUN_EVAL, "val_mAP50-95"))
+        run->detector = true;
     if (rc == VN_OK) load_result(run);
     if (rc == VN_ERR_NOMEM) return vn_error_set(err, rc, "out of memory reading %s", dir);
     return rc;
@@ -581,28 +638,56 @@ static int set_add_run(vn_run_set *s, const char *dir, vn_error *err)
 
 static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* results.csv of `vanilla ablate`: run,best_top1,final_top1,params,macs,seconds. */
+/* A row of a detector ablation's results.csv (VN_RUN_DET_CSV_HEADER); a field left empty
+ * (a classifier run among detectors) reads as -1. */
+static bool det_csv_row(char *line, vn_run_result *r, char *name)
+{
+    char *f[8];
+    int n = 0;
+    for (char *p = line, *sep; p && n < 8; p = sep ? sep + 1 : NULL) {
+        sep = strchr(p, ',');
+        if (sep) *sep = '\0';
+        f[n++] = p;
+    }
+    if (n != 8 || !*f[0]) return false;
+    snprintf(name, 256, "%s", f[0]);
+    double v[7];
+    for (int i = 0; i < 7; i++) {
+        char *end;
+        v[i] = strtod(f[i + 1], &end);
+        if (end == f[i + 1]) v[i] = -1;
+    }
+    *r = (vn_run_result){.best_top1 = -1, .final_top1 = -1, .detect = true, .best_map = v[0],
+                         .best_map50 = v[1], .final_map = v[2], .final_map50 = v[3],
+                         .params = (int64_t)v[4], .macs = (int64_t)v[5], .seconds = v[6]};
+    return true;
+}
+
+/* results.csv of `vanilla ablate`: run,best_top1,final_top1,params,macs,seconds, or the
+ * detectors' VN_RUN_DET_CSV_HEADER. */
 static void read_results_csv(vn_run_ablation *a)
 {
     char path[1400], line[2048];
     snprintf(path, sizeof path, "%s/results.csv", a->dir);
     FILE *f = fopen(path, "r");
     if (!f) return;
-    bool header = true;
+    bool header = true, det = false;
     while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
         if (header) {
             header = false;
+            det = !strcmp(line, VN_RUN_DET_CSV_HEADER);
             continue;
         }
         vn_run_result r = {0};
         char name[256];
         long long params, macs;
-        if (sscanf(line, "%255[^,],%lf,%lf,%lld,%lld,%lf", name, &r.best_top1, &r.final_top1, &params,
-                   &macs, &r.seconds) != 6)
+        if (det ? !det_csv_row(line, &r, name) :
+                  sscanf(line, "%255[^,],%lf,%lf,%lld,%lld,%lf", name, &r.best_top1, &r.final_top1, &params,
+                         &macs, &r.seconds) != 6)
             continue;
         snprintf(r.name, sizeof r.name, "%s", name);
-        r.params = params;
-        r.macs = macs;
+        if (!det) r.params = params, r.macs = macs;
         vn_run_result *grown = realloc(a->rows, (size_t)(a->n_rows + 1) * sizeof *grown);
         if (!grown) break;
         a->rows = grown;

@@ -115,6 +115,10 @@ static void card(vn_text *t, const char *key, const char *value, const char *det
 
 static void summary_cards(vn_text *t, const vn__run_view *v)
 {
+    if (v->run->detector) {
+        vn__det_cards(t, v);
+        return;
+    }
     char a[96], b[160];
     vn_text_put(t, "<div class=\"cards\">");
     snprintf(b, sizeof b, "%s%s, epoch %.0f", isfinite(v->best_top1) ? "" : "no evaluation yet",
@@ -183,13 +187,8 @@ static void legend(vn_text *t, const vn__run_view *v, int n)
                    "dashed: EMA copies</span></div>");
 }
 
-static void charts(vn_text *t, const vn__run_view *v, int n, bool multi)
+static void loss_accuracy(vn_text *t, const vn__run_view *v, int n, bool multi, char labels[][96])
 {
-    char (*labels)[96] = calloc(VN_CHART_LABELS, sizeof *labels);
-    if (!labels) {
-        t->failed = true;
-        return;
-    }
     vn_chart c;
     vn_text_put(t, "<h2>Loss and accuracy</h2><div class=\"grid\">");
     vn__chart_loss(&c, v, n, multi);
@@ -199,9 +198,30 @@ static void charts(vn_text *t, const vn__run_view *v, int n, bool multi)
     if (c.n_lines == 0) vn_text_put(t, "<div class=\"panel\"><h3>Validation</h3><p>No evaluation yet.</p></div>");
     vn__chart_eval_loss(&c, v, n, multi, labels);
     panel(t, &c, "Validation loss", false, multi);
+    vn_text_put(t, "</div>");
+}
+
+/* Classifier runs' loss and accuracy, detector runs' losses and metrics (a mixed set: each
+ * kind's charts overlay its own runs), then what both have. */
+static void charts(vn_text *t, const vn__run_view *v, int n, bool multi)
+{
+    char (*labels)[96] = calloc(VN_CHART_LABELS, sizeof *labels);
+    vn__run_view *cls = malloc((size_t)n * sizeof *cls);
+    if (!labels || !cls) {
+        t->failed = true;
+        free(labels);
+        free(cls);
+        return;
+    }
+    int n_cls = 0;
+    for (int r = 0; r < n; r++)
+        if (!v[r].run->detector) cls[n_cls++] = v[r];
+    if (n_cls) loss_accuracy(t, n_cls == n ? v : cls, n_cls, multi, labels);
+    if (n_cls < n) vn__det_charts(t, v, n, multi);
+    vn_chart c;
     static const char *const step_series[][2] = {{"lr", "Learning rate"}, {"act_learn", "act_learn (deep training)"},
                                                  {"wd", "Weight decay"}, {"grad_norm", "Gradient norm"}};
-    vn_text_put(t, "</div><h2>Schedules and gradients</h2><div class=\"grid\">");
+    vn_text_put(t, "<h2>Schedules and gradients</h2><div class=\"grid\">");
     for (int i = 0; i < 4; i++) {
         vn__chart_step_series(&c, v, n, multi, step_series[i][0]);
         panel(t, &c, step_series[i][1], false, multi);
@@ -213,6 +233,7 @@ static void charts(vn_text *t, const vn__run_view *v, int n, bool multi)
     }
     vn_text_put(t, "</div>");
     free(labels);
+    free(cls);
 }
 
 /* ------------------------------------------------------------------------- tables */
@@ -368,7 +389,8 @@ static void checkpoint_section(vn_text *t, const vn_run *run)
 {
     if (run->n_ckpts == 0) return;
     vn_text_printf(t, "<h2>Checkpoints</h2><div class=\"tbl\"><table><tr><th>file</th><th>step</th>"
-                   "<th>epoch</th><th>best top-1 so far</th><th>size</th><th class=\"l\">state</th></tr>");
+                   "<th>epoch</th><th>%s</th><th>size</th><th class=\"l\">state</th></tr>",
+                   run->detector ? "best fitness so far" : "best top-1 so far");
     char a[64], b[64];
     for (int i = 0; i < run->n_ckpts; i++) {
         const vn_run_ckpt *c = &run->ckpts[i];
@@ -380,7 +402,8 @@ static void checkpoint_section(vn_text *t, const vn_run *run)
         }
         vn_text_printf(t, "</code></td><td>%lld</td><td>%lld</td><td>%s</td><td>%s</td><td class=\"l\">%s</td></tr>",
                        (long long)c->step, (long long)c->epoch,
-                       fmt_num(c->best_top1 >= 0 ? c->best_top1 : NAN, "%.2f%%", a, sizeof a),
+                       c->detect ? fmt_num(c->best_fitness >= 0 ? c->best_fitness : NAN, "%.4f", a, sizeof a)
+                                 : fmt_num(c->best_top1 >= 0 ? c->best_top1 : NAN, "%.2f%%", a, sizeof a),
                        fmt_bytes(c->bytes, b, sizeof b), c->finished ? "finished" : "resumable");
     }
     vn_text_put(t, "</table></div>");
@@ -388,10 +411,12 @@ static void checkpoint_section(vn_text *t, const vn_run *run)
 
 static void run_details(vn_text *t, const vn__run_view *v)
 {
-    eval_table(t, v);
+    if (v->run->detector) vn__det_tables(t, v);
+    else eval_table(t, v);
     epoch_table(t, v);
     if (v->run->cfg) config_section(t, v->run->cfg);
-    model_section(t, v);
+    if (v->run->detector) vn__det_model_section(t, v);
+    else model_section(t, v);
     checkpoint_section(t, v->run);
 }
 
@@ -399,6 +424,10 @@ static void run_details(vn_text *t, const vn__run_view *v)
 
 static void compare_table(vn_text *t, const vn__run_view *v, int n)
 {
+    if (vn__det_count(v, n)) {
+        vn__det_compare_table(t, v, n);
+        return;
+    }
     double best = -1;
     for (int r = 0; r < n; r++)
         if (v[r].best_top1 > best) best = v[r].best_top1;
@@ -420,13 +449,7 @@ static void compare_table(vn_text *t, const vn__run_view *v, int n)
         vn_text_printf(t, "<td>%s</td>", fmt_num(x->peak_rss_mb, "%.0f MiB", a, sizeof a));
         vn_text_printf(t, "<td>%s</td><td>%s</td><td class=\"l\"><code>", fmt_count(x->params, a, sizeof a),
                        fmt_count(x->macs, b, sizeof b));
-        char *d = r > 0 && v[0].run->cfg && x->run->cfg ? vn_config_diff_text(v[0].run->cfg, x->run->cfg, true) : NULL;
-        if (d) {
-            for (char *p = d; *p; p++)
-                if (*p == '\n' && p[1]) *p = ';';
-            vn_text_escaped(t, d);
-        }
-        free(d);
+        if (r > 0) vn__html_config_diff(t, v[0].run, x->run);
         vn_text_put(t, r == 0 ? "(reference)</code></td></tr>" : "</code></td></tr>");
     }
     vn_text_put(t, "</table></div>");
@@ -437,8 +460,14 @@ static void ablation_section(vn_text *t, const vn_run_ablation *a)
     vn_text_put(t, "<h2>Ablation <code>");
     vn_text_escaped(t, a->name);
     vn_text_put(t, "</code></h2>");
-    if (a->n_rows == 0) {
+    bool det = false;
+    for (int i = 0; i < a->n_rows; i++) det = det || a->rows[i].detect;
+    if (a->n_rows <= 0) {
         vn_text_put(t, "<p>No finished run yet (no results.csv, no result.json).</p>");
+        return;
+    }
+    if (det) {
+        vn__det_ablation_section(t, a);
         return;
     }
     const char **names = malloc((size_t)a->n_rows * sizeof *names);
@@ -474,6 +503,10 @@ static void ablation_section(vn_text *t, const vn_run_ablation *a)
 /* One line on what a run trains: model, data, schedule, optimizer. */
 static void run_facts(vn_text *t, const vn_run *run)
 {
+    if (run->detector) {
+        vn__det_facts(t, run);
+        return;
+    }
     const vn_config *c = run->cfg;
     char model[64], dims[256], opt[64], lr[64];
     if (!c || vn_config_get(c, "model.name", model, sizeof model) < 0 ||
@@ -620,4 +653,31 @@ int vn_run_report_html(const vn_run_set *s, const char *path, const vn_run_repor
         return vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(e ? e : EIO));
     }
     return VN_OK;
+}
+
+/* ------------------------------------------------------- pieces for report_detect.c */
+
+void vn__html_card(vn_text *t, const char *key, const char *value, const char *detail, bool hi)
+{
+    card(t, key, value, detail, hi);
+}
+
+void vn__html_panel(vn_text *t, vn_chart *c, const char *title, bool full, bool multi)
+{
+    panel(t, c, title, full, multi);
+}
+
+const char *vn__fmt_num(double v, const char *f, char *buf, size_t len) { return fmt_num(v, f, buf, len); }
+const char *vn__fmt_count(int64_t v, char *buf, size_t len) { return fmt_count(v, buf, len); }
+const char *vn__fmt_duration(double s, char *buf, size_t len) { return fmt_duration(s, buf, len); }
+
+void vn__html_config_diff(vn_text *t, const vn_run *ref, const vn_run *x)
+{
+    char *d = ref->cfg && x->cfg ? vn_config_diff_text(ref->cfg, x->cfg, true) : NULL;
+    if (d) {
+        for (char *p = d; *p; p++)
+            if (*p == '\n' && p[1]) *p = ';';
+        vn_text_escaped(t, d);
+    }
+    free(d);
 }

@@ -169,13 +169,14 @@ int vn__run_view_init(vn__run_view *v, const vn_run *run, uint32_t color)
     summary_evals(v);
     summary_span(v);
     summary_model(v);
-    return VN_OK;
+    return v->run->detector ? vn__det_view_init(v) : VN_OK;
 }
 
 void vn__run_view_free(vn__run_view *v)
 {
     free(v->loss_smooth);
     free(v->ep.x);
+    vn__det_view_free(v);
     memset(v, 0, sizeof *v);
 }
 
@@ -328,6 +329,7 @@ int vn_run_report_png(const vn_run_set *s, const char *prefix, FILE *log, vn_err
         rc = vn_chart_png(&c, 1200, 600, path, err);
         if (rc == VN_OK && log) fprintf(log, "%s\n", path);
     }
+    if (rc == VN_OK && vn__det_count(v, n)) rc = vn__det_png(v, n, multi, prefix, log, err);
     for (int i = 0; i < n; i++) vn__run_view_free(&v[i]);
     free(v);
     free(labels);

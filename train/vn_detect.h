@@ -44,6 +44,9 @@ typedef struct vn_detect_info {
     int64_t ema_updates;
 } vn_detect_info;
 
+/* The detector a file's vanilla.detector metadata (JSON) describes; label names it in errors. */
+int vn_detect_config_from_json(const char *json, const char *label, vn_yolo_config *c, bool *deploy,
+                               vn_error *err);
 /* True when path is a safetensors file written for a detector (metadata vanilla.task). */
 bool vn_detect_file_is(const char *path);
 int vn_detect_info_read(const char *path, vn_detect_info *info, vn_error *err);

@@ -28,6 +28,7 @@
 
 #include "base/vn_base.h"
 #include "models/vn_vanillanet.h"
+#include "models/vn_yolo.h"
 #include "train/vn_config.h"
 
 #ifdef __cplusplus
@@ -48,14 +49,23 @@ typedef struct vn_run_ckpt {
     int64_t step, epoch, bytes;
     double best_top1; /* < 0: none yet */
     bool finished, readable;
+    bool detect;          /* a detector checkpoint (vanilla.task: detect) */
+    double best_fitness;  /* detector: best 0.1 mAP50 + 0.9 mAP50-95 so far, < 0: none yet */
 } vn_run_ckpt;
 
-/* result.json of an ablation run / a row of results.csv. */
+/* result.json of an ablation run / a row of results.csv. A detector run (detect) has no
+ * top-1 (-1) but mAP50-95 and mAP50 of its best evaluation by Ultralytics' fitness
+ * (0.1 mAP50 + 0.9 mAP50-95, what best.safetensors keeps) and of its last one (< 0: none). */
 typedef struct vn_run_result {
     char name[256];
     double best_top1, final_top1, seconds;
     int64_t params, macs;
+    bool detect;
+    double best_map, best_map50, final_map, final_map50;
 } vn_run_result;
+
+/* results.csv of an ablation of detectors (a classifier ablation's starts "run,best_top1"). */
+#define VN_RUN_DET_CSV_HEADER "run,best_mAP50-95,best_mAP50,final_mAP50-95,final_mAP50,params,macs,seconds"
 
 typedef struct vn_run {
     char dir[1024];
@@ -67,6 +77,10 @@ typedef struct vn_run {
     vn_config *cfg;                   /* config.yaml, NULL when missing or unreadable */
     vn_vanillanet_config model;       /* from the newest readable checkpoint, or the config */
     bool has_model, model_from_ckpt;
+    bool detector;                    /* model.task: detect (config, checkpoints or records) */
+    vn_yolo_config det_model;         /* detector: newest readable checkpoint, or config + data */
+    bool has_det_model;
+    int det_imgsz;                    /* detect.imgsz */
     vn_run_ckpt *ckpts;
     int n_ckpts;
     bool has_result;
@@ -117,6 +131,26 @@ int vn_run_parse_jsonl(vn_run *run, const char *text, size_t len, vn_error *err)
 /* A series of a run by kind and name; NULL when absent or empty. */
 const vn_run_series *vn_run_find(const vn_run *run, int kind, const char *name);
 
+/* A detector run's evaluations (records "val_P", "val_R", "val_mAP50", "val_mAP50-95"):
+ * the best by Ultralytics' fitness 0.1 mAP50 + 0.9 mAP50-95 (the first of equals, as the
+ * trainer picks best.safetensors) and the last. Figures are NaN when there is no evaluation. */
+typedef struct vn_run_det_summary {
+    int64_t evals;
+    double best_fitness, best_p, best_r, best_map50, best_map, best_step, best_epoch;
+    double final_p, final_r, final_map50, final_map, final_step, final_epoch;
+} vn_run_det_summary;
+
+void vn_run_det_summarize(const vn_run *run, vn_run_det_summary *s);
+
+/* Parameters and multiply-adds of a detector at imgsz x imgsz (vn_yolo_report), in its
+ * training form and with the backbone merged (deploy_*: -1 when the backbone has shortcuts,
+ * which do not merge). Builds the model for the count (its weights are not needed). */
+typedef struct vn_run_det_size {
+    int64_t params, macs, deploy_params, deploy_macs;
+} vn_run_det_size;
+
+int vn_run_det_size_of(const vn_yolo_config *m, int imgsz, vn_run_det_size *out, vn_error *err);
+
 /* Options of the page. */
 typedef struct vn_run_report_opts {
     const char *title;   /* NULL: "Training run <name>", "Ablation <name>", ... */
@@ -130,7 +164,9 @@ int vn_run_report_html_string(const vn_run_set *s, const vn_run_report_opts *o, 
                               size_t *len, vn_error *err);
 
 /* Writes the main charts as PNG files <prefix>loss.png, top1.png, lr.png, act_learn.png,
- * throughput.png (those with data); prints each path written to `log` when not NULL. */
+ * throughput.png, and for detector runs box_loss.png, cls_loss.png, dfl_loss.png,
+ * precision.png, recall.png, mAP50.png, mAP50-95.png (those with data); prints each path
+ * written to `log` when not NULL. */
 int vn_run_report_png(const vn_run_set *s, const char *prefix, FILE *log, vn_error *err);
 
 #ifdef __cplusplus

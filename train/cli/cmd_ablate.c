@@ -34,7 +34,9 @@ static const char ablate_help[] =
     "Runs one training per variant of ABLATION.yaml on top of BASE.yaml, each in its own\n"
     "folder <output.dir>/<name>/<run>; runs are resumable and finished ones are not redone.\n"
     "Prints a table (also written as results.md and results.csv) of best and final top-1,\n"
-    "parameters, multiply-adds and time per run.\n"
+    "parameters, multiply-adds and time per run; for detectors (model.task: detect) best and\n"
+    "final mAP50-95 and mAP50 instead of top-1 (best: the evaluation with the highest fitness\n"
+    "0.1 mAP50 + 0.9 mAP50-95, as best.safetensors), sizes with the backbone merged.\n"
     "\n"
     "ABLATION.yaml:\n"
     "  name: act_num                  # folder name (default: the file's name)\n"
@@ -229,10 +231,39 @@ out:
     return rc;
 }
 
+/* A finished detector run's figures: mAP from its metrics.jsonl (as `vanilla report` shows
+ * them), the size of the detector with its backbone merged (training form when it has
+ * shortcuts) at detect.imgsz. */
+static void record_detect(const vn_config *cfg, const vn_train_result *res, vn_run_result *r)
+{
+    *r = (vn_run_result){.best_top1 = -1, .final_top1 = -1, .seconds = res->state.elapsed,
+                         .params = res->params, .detect = true};
+    vn_run run;
+    vn_run_det_summary d;
+    if (vn_run_load(cfg->output.dir, &run, NULL) == VN_OK) {
+        vn_run_det_summarize(&run, &d);
+        r->best_map = d.evals ? d.best_map : -1;
+        r->best_map50 = d.evals ? d.best_map50 : -1;
+        r->final_map = d.evals ? d.final_map : -1;
+        r->final_map50 = d.evals ? d.final_map50 : -1;
+        vn_run_det_size sz;
+        if (run.has_det_model &&
+            vn_run_det_size_of(&run.det_model, (int)cfg->detect.imgsz, &sz, NULL) == VN_OK) {
+            r->params = sz.deploy_params >= 0 ? sz.deploy_params : sz.params;
+            r->macs = sz.deploy_macs >= 0 ? sz.deploy_macs : sz.macs;
+        }
+    }
+    vn_run_free(&run);
+}
+
 /* A finished run's figures; the deploy size from the model as trained (its class count comes
  * from the data when the config has 0). */
 static void record_result(const vn_config *cfg, const vn_train_result *res, vn_run_result *r)
 {
+    if (cfg->model.task == VN_CONFIG_TASK_DETECT) {
+        record_detect(cfg, res, r);
+        return;
+    }
     r->best_top1 = res->state.best_top1;
     r->final_top1 = res->evaluated ? res->last_eval.top1 : -1;
     r->seconds = res->state.elapsed;
@@ -251,6 +282,44 @@ static void record_result(const vn_config *cfg, const vn_train_result *res, vn_r
     }
 }
 
+/* A mAP figure for the tables: empty (csv) or "n/a" (md) when there is none. */
+static const char *map_text(double v, bool csv, char *buf, size_t len)
+{
+    if (v >= 0) snprintf(buf, len, csv ? "%.6f" : "%.4f", v);
+    else snprintf(buf, len, "%s", csv ? "" : "n/a");
+    return buf;
+}
+
+/* The tables of an ablation with detector runs (a classifier among them has n/a for mAP). */
+static void write_det_tables(FILE *md, FILE *csv, const ablation *ap, const vn_run_result *res)
+{
+    FILE *outs[2] = {stdout, md};
+    char m[4][32];
+    for (int o = 0; o < 2; o++) {
+        if (!outs[o]) continue;
+        fprintf(outs[o], "\n| run | best mAP50-95 | best mAP50 | final mAP50-95 | final mAP50 | params (deploy) "
+                         "| MACs (deploy) | time (s) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (int i = 0; i < ap->n_runs; i++) {
+            const vn_run_result *r = &res[i];
+            bool d = r->detect;
+            fprintf(outs[o], "| %s | %s | %s | %s | %s | %lld | %lld | %.0f |\n", ap->runs[i].name,
+                    map_text(d ? r->best_map : -1, false, m[0], 32), map_text(d ? r->best_map50 : -1, false, m[1], 32),
+                    map_text(d ? r->final_map : -1, false, m[2], 32), map_text(d ? r->final_map50 : -1, false, m[3], 32),
+                    (long long)r->params, (long long)r->macs, r->seconds);
+        }
+    }
+    if (!csv) return;
+    fprintf(csv, "%s\n", VN_RUN_DET_CSV_HEADER);
+    for (int i = 0; i < ap->n_runs; i++) {
+        const vn_run_result *r = &res[i];
+        bool d = r->detect;
+        fprintf(csv, "%s,%s,%s,%s,%s,%lld,%lld,%.1f\n", ap->runs[i].name,
+                map_text(d ? r->best_map : -1, true, m[0], 32), map_text(d ? r->best_map50 : -1, true, m[1], 32),
+                map_text(d ? r->final_map : -1, true, m[2], 32), map_text(d ? r->final_map50 : -1, true, m[3], 32),
+                (long long)r->params, (long long)r->macs, r->seconds);
+    }
+}
+
 /* results.md (also printed) and results.csv under root. */
 static void write_tables(const char *root, const ablation *ap, const vn_run_result *results)
 {
@@ -259,6 +328,14 @@ static void write_tables(const char *root, const ablation *ap, const vn_run_resu
     FILE *md = fopen(path, "w");
     snprintf(path, sizeof path, "%s/results.csv", root);
     FILE *csv = fopen(path, "w");
+    bool det = false;
+    for (int i = 0; i < ap->n_runs; i++) det = det || results[i].detect;
+    if (det) {
+        write_det_tables(md, csv, ap, results);
+        if (csv) fclose(csv);
+        if (md) fclose(md);
+        return;
+    }
     FILE *outs[2] = {stdout, md};
     for (int o = 0; o < 2; o++) {
         if (!outs[o]) continue;
@@ -329,7 +406,10 @@ int vn_cmd_ablate(int argc, char **argv)
         printf("\n== [%d/%d] %s ==\n", i + 1, a.n_runs, run->name);
         for (int s = 0; s < run->n_sets; s++) printf("   --set %s\n", run->sets[s]);
         if (vn_run_result_read(dir, &results[i])) {
-            printf("   finished before: best top-1 %.2f%%\n", results[i].best_top1);
+            if (results[i].detect)
+                printf("   finished before: best mAP50-95 %.4f\n", results[i].best_map);
+            else
+                printf("   finished before: best top-1 %.2f%%\n", results[i].best_top1);
             continue;
         }
         if (dry) continue;
