@@ -75,7 +75,10 @@ static int find_levels(const vn_vanillanet_config *b, int *index, int *ch, vn_er
 int vn_yolo_config_check(const vn_yolo_config *cfg, vn_error *err)
 {
     int rc = vn_vanillanet_config_check(&cfg->backbone, err);
-    if (rc != VN_OK) return vn_error_prefix(err, "detector backbone: ");
+    if (rc != VN_OK) { /* the prefix returns 0 when err is NULL: keep rc */
+        vn_error_prefix(err, "detector backbone: ");
+        return rc;
+    }
     if (cfg->backbone.ada_pool_enabled)
         return vn_error_set(err, VN_ERR_INVALID, "detector backbone: ada_pool is not supported");
     if (cfg->nc < 1) return vn_error_set(err, VN_ERR_INVALID, "detector: nc must be >= 1");
@@ -162,7 +165,8 @@ int vn_yolo_create(const vn_yolo_config *cfg, vn_yolo **out, vn_error *err)
     rc = vn_vanillanet_create(&cfg->backbone, false, &m->backbone, err);
     if (rc != VN_OK) {
         vn_yolo_destroy(m);
-        return vn_error_prefix(err, "detector backbone: ");
+        vn_error_prefix(err, "detector backbone: "); /* returns 0 when err is NULL: keep rc */
+        return rc;
     }
     rc = build_neck(m);
     if (rc == VN_OK) rc = register_all(m);
@@ -234,7 +238,10 @@ void vn_yolo_set_training(vn_yolo *m, bool training)
 int vn_yolo_switch_to_deploy(vn_yolo *m, bool force, vn_error *err)
 {
     int rc = vn_vanillanet_switch_to_deploy(m->backbone, force, err);
-    if (rc != VN_OK) return vn_error_prefix(err, "detector backbone: ");
+    if (rc != VN_OK) { /* the prefix returns 0 when err is NULL: keep rc */
+        vn_error_prefix(err, "detector backbone: ");
+        return rc;
+    }
     vn_state_list_free(&m->state);
     vn_state_list_init(&m->state);
     rc = register_all(m);
@@ -360,7 +367,10 @@ int vn_yolo_report(const vn_yolo *m, int imgsz, vn_report *out, vn_error *err)
     const vn_yolo_config *c = &m->cfg;
     vn_report bb;
     int rc = vn_vanillanet_report(&c->backbone, m->backbone->deploy, imgsz, imgsz, &bb, err);
-    if (rc != VN_OK) return vn_error_prefix(err, "detector backbone: ");
+    if (rc != VN_OK) { /* the prefix returns 0 when err is NULL: keep rc */
+        vn_error_prefix(err, "detector backbone: ");
+        return rc;
+    }
     char name[64], what[64];
     for (int i = 0; i < bb.n && rc == VN_OK; i++) {
         const vn_report_row *x = &bb.rows[i];

@@ -589,8 +589,11 @@ static void page_body(vn_text *t, const vn_run_set *s, vn__run_view *v)
     for (int r = 0; r < n; r++) {
         vn_text_printf(t, "<details><summary><span class=\"sw\" style=\"background:#%06x\"></span>", v[r].color);
         vn_text_escaped(t, s->runs[r].name);
-        vn_text_put(t, "<span class=\"n\">evaluations, epochs, configuration, model, checkpoints</span>"
-                       "</summary><div style=\"padding:0 14px 14px\">");
+        vn_text_put(t, s->runs[r].detector ? "<span class=\"n\">detector: per-class AP, evaluations, epochs, "
+                                             "configuration, model, checkpoints</span>"
+                                           : "<span class=\"n\">evaluations, epochs, configuration, model, "
+                                             "checkpoints</span>");
+        vn_text_put(t, "</summary><div style=\"padding:0 14px 14px\">");
         run_details(t, &v[r]);
         vn_text_put(t, "</div></details>");
     }

@@ -97,12 +97,82 @@ START_TEST(test_sweep_report)
 }
 END_TEST
 
+/* A detector run (model.task: detect): losses, evaluations with per-class records, a config
+ * whose detect.data gives the class count, so the detector is built for its size. */
+static void make_det_run(const char *dir)
+{
+    char path[4200], data[4200];
+    mkdir(dir, 0777);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "wb");
+    ck_assert(f != NULL);
+    for (int s = 1; s <= 20; s++) {
+        fprintf(f, "{\"kind\":\"step\",\"epoch\":%d,\"step\":%d,\"time\":%d,\"loss\":%g,\"box_loss\":1,"
+                   "\"cls_loss\":2,\"dfl_loss\":3,\"lr\":0.001}\n", (s - 1) / 10, s, 1000 + s, 2.0 / s);
+        if (s % 10 == 0)
+            fprintf(f, "{\"kind\":\"eval\",\"epoch\":%d,\"step\":%d,\"time\":%d,\"val_P\":0.5,\"val_R\":0.4,"
+                       "\"val_mAP50\":0.3,\"val_mAP50-95\":0.%d}\n{\"kind\":\"eval\",\"epoch\":%d,\"step\":%d,"
+                       "\"time\":%d,\"val_mAP50/a\":0.3,\"val_mAP50-95/a\":0.2}\n",
+                    s / 10 - 1, s, 1000 + s, s / 10, s / 10 - 1, s, 1000 + s);
+    }
+    fclose(f);
+    snprintf(data, sizeof data, "%s/data.yaml", dir);
+    f = fopen(data, "wb");
+    ck_assert(f != NULL);
+    fputs("path: .\ntrain: t\nval: v\nnames: [a, b]\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    f = fopen(path, "wb");
+    ck_assert(f != NULL);
+    fprintf(f, "model: {task: detect, name: custom, dims: [8, 16, 16, 16], strides: [2, 2, 2], act_num: 1}\n"
+               "detect: {data: %s, imgsz: 32, width_multiple: 0.125, depth_multiple: 0.34}\n", data);
+    fclose(f);
+}
+
+/* The same sweep over a detector run's page (its cards, charts, per-class table and the
+ * detector built for its size and layers). */
+START_TEST(test_sweep_detector_report)
+{
+    char dir[4096], run_dir[4200], png[4200];
+    vn_test_mkdtemp(dir, sizeof dir, "report_fa");
+    snprintf(run_dir, sizeof run_dir, "%s/det", dir);
+    snprintf(png, sizeof png, "%s/c.png", dir);
+    make_det_run(run_dir);
+    size_t full_len = 0;
+    vn_error err = {0};
+    ck_assert_msg(report_once(run_dir, png, &full_len, &err) == VN_OK, "%s", err.msg);
+    long n = 1, failed = 0;
+    for (;; n++) {
+        size_t len = 0;
+        vn_error e = {0};
+        vn_failalloc_arm(n, false);
+        int rc = report_once(run_dir, png, &len, &e);
+        bool fired = vn_failalloc_disarm();
+        if (!fired) {
+            ck_assert_int_eq(rc, VN_OK);
+            break;
+        }
+        if (rc != VN_OK) {
+            failed++;
+            ck_assert_msg(rc == VN_ERR_NOMEM && e.msg[0], "allocation %ld: rc %d, \"%s\"", n, rc, e.msg);
+        } else {
+            ck_assert_msg(len > 0, "allocation %ld: success without a page", n);
+        }
+    }
+    printf("detector report: %ld allocations swept, %ld ended in an out-of-memory error\n", n - 1, failed);
+    ck_assert_int_gt(n, 50);
+    ck_assert_int_gt(failed, 0);
+    vn_test_rmtree(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("report_failalloc");
     TCase *tc = tcase_create("sweep");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_sweep_report);
+    tcase_add_test(tc, test_sweep_detector_report);
     suite_add_tcase(s, tc);
     return vn_test_run(s, true);
 }

@@ -17,6 +17,12 @@ static const char report_help[] =
     "memory per epoch; the effective config with the keys that differ from the defaults\n"
     "highlighted, the model's layers, parameters and MACs, and the checkpoints.\n"
     "\n"
+    "A detector run (model.task: detect) shows instead what Ultralytics' results.png shows:\n"
+    "best mAP50-95 and mAP50 (the evaluation with the best fitness 0.1 mAP50 + 0.9 mAP50-95),\n"
+    "the last P, R, mAP50 and mAP50-95, box/cls/dfl losses per step, P/R/mAP per epoch, the\n"
+    "per-class AP of the last evaluation and the detector's layers; runs of both kinds in one\n"
+    "report are labelled by task.\n"
+    "\n"
     "Several RUN_DIRs are overlaid with a legend and a comparison table. An ablation folder\n"
     "(`vanilla ablate`'s <output.dir>/<name>) gives its results table, a bar chart of the best\n"
     "top-1 per run and its runs overlaid. Runs still in progress are read up to their last\n"
@@ -26,7 +32,8 @@ static const char report_help[] =
     "  --title TEXT        the page's title\n"
     "  --png               also write the main charts as PNG files next to the page:\n"
     "                      <FILE without .html>-loss.png, -top1.png, -lr.png, -act_learn.png,\n"
-    "                      -throughput.png (those with data)\n"
+    "                      -throughput.png; for detectors -box_loss, -cls_loss, -dfl_loss,\n"
+    "                      -precision, -recall, -mAP50, -mAP50-95.png (those with data)\n"
     "\n"
     "exit status 0 when at least one run was read, 1 when none was (the page says why).\n";
 
