@@ -288,7 +288,8 @@ static void class_table(vn_text *t, const vn__run_view *v)
         double ap50 = strncmp(s->name, prefix, pl) ? NAN : eval_at(run, s->name, v->det.final_step);
         if (isnan(ap50)) continue;
         if (rows++ == 0)
-            vn_text_printf(t, "<h2>Per class, last evaluation (epoch %.0f)</h2><div class=\"tbl\"><table><tr>"
+            vn_text_printf(t, "<h2>Per class, last evaluation (epoch %.0f)</h2><p>Classes with instances in "
+                           "the validation set, as Ultralytics lists them.</p><div class=\"tbl\"><table><tr>"
                            "<th>class</th><th>mAP50</th><th>mAP50-95</th></tr>", v->det.final_epoch + 1);
         snprintf(other, sizeof other, "val_mAP50-95/%s", s->name + pl);
         vn_text_put(t, "<tr><td>");
