@@ -314,10 +314,16 @@ int vn_run_report_png(const vn_run_set *s, const char *prefix, FILE *log, vn_err
     if (rc != VN_OK) rc = vn_error_set(err, rc, "out of memory drawing charts");
     char (*labels)[96] = calloc(VN_CHART_LABELS, sizeof *labels);
     if (!labels && rc == VN_OK) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory drawing charts");
+    /* Classifiers and detectors together: loss.png overlays the classifiers' losses only. */
+    int n_det = rc == VN_OK ? vn__det_count(v, n) : 0, n_cls = 0;
+    vn__run_view *cls = n_det > 0 && n_det < n ? malloc((size_t)n * sizeof *cls) : NULL;
+    if (n_det > 0 && n_det < n && !cls && rc == VN_OK) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory drawing charts");
+    for (int r = 0; cls && r < n; r++)
+        if (!v[r].run->detector) cls[n_cls++] = v[r];
     static const char *const names[] = {"loss", "top1", "lr", "act_learn", "throughput"};
     for (int k = 0; rc == VN_OK && k < 5; k++) {
         vn_chart c;
-        if (k == 0) vn__chart_loss(&c, v, n, multi);
+        if (k == 0) vn__chart_loss(&c, cls ? cls : v, cls ? n_cls : n, multi);
         else if (k == 1) vn__chart_top1(&c, v, n, multi, labels);
         else if (k == 4) vn__chart_epoch(&c, v, n, multi, 0);
         else vn__chart_step_series(&c, v, n, multi, names[k]);
@@ -329,7 +335,8 @@ int vn_run_report_png(const vn_run_set *s, const char *prefix, FILE *log, vn_err
         rc = vn_chart_png(&c, 1200, 600, path, err);
         if (rc == VN_OK && log) fprintf(log, "%s\n", path);
     }
-    if (rc == VN_OK && vn__det_count(v, n)) rc = vn__det_png(v, n, multi, prefix, log, err);
+    if (rc == VN_OK && n_det) rc = vn__det_png(v, n, multi, prefix, log, err);
+    free(cls);
     for (int i = 0; i < n; i++) vn__run_view_free(&v[i]);
     free(v);
     free(labels);
