@@ -341,8 +341,17 @@ static int general_backward(vn_ctx *ctx, float *dx, float *dw, const float *dy, 
             const float *dyg = dy + r0 * g->wo * g->cout + grp * og;
             if (dw) {
                 im2col(col, x, g, grp, r0, nr);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)og, (int)k, m, 1.0f,
-                            dyg, (int)g->cout, col, (int)k, 1.0f, dw + grp * og * k, (int)k);
+                if (g->groups == 1) { /* dy's rows are dense: the split product of 1x1 */
+                    int rc = gemm_dw(ctx, og, k, m, dyg, col, false, dw);
+                    if (rc != VN_OK) {
+                        vn__pool_free(ctx, col);
+                        vn__pool_free(ctx, dcol);
+                        return rc;
+                    }
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)og, (int)k, m, 1.0f,
+                                dyg, (int)g->cout, col, (int)k, 1.0f, dw + grp * og * k, (int)k);
+                }
             }
             if (dx) {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (int)k, (int)og, 1.0f,

@@ -1,7 +1,7 @@
 /* Op benchmark: the machine's ceilings (OpenBLAS sgemm, memcpy) and the hot ops of
  * VanillaNet measured against them.
  *
- *   bench_ops [reps] [ceil] [conv1x1] [depthwise] [bn]
+ *   bench_ops [reps] [ceil] [conv1x1] [conv3x3] [depthwise] [bn]
  *
  * reps (default 5) timed runs after one warm-up; medians are reported. Naming sections runs
  * only those. Compute-bound ops are reported in GFLOPS and memory-bound ops in GB/s of the
@@ -238,33 +238,35 @@ static vn_tensor *param(int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3
     return t;
 }
 
-static void bench_conv1x1(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t cin,
-                          int64_t cout)
+/* A k x k convolution (stride s, padding k / 2, groups 1) against sgemm of its im2col
+ * product's shape. */
+static void bench_conv(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64_t cin, int64_t cout,
+                       int k, int s)
 {
     vn_tensor *x = param(4, n, hw, hw, cin, 2.0f);
-    vn_tensor *w = param(4, cout, 1, 1, cin, 0.1f);
+    vn_tensor *w = param(4, cout, k, k, cin, 0.1f);
     vn_tensor *b = param(1, cout, 0, 0, 0, 0.1f);
     vn_tensor *in[3] = {x, w, b};
-    vn_conv_params a = VN_CONV(1, 0, 1);
+    vn_conv_params a = VN_CONV(s, k / 2, 1);
     char name[128];
-    snprintf(name, sizeof name, "conv1x1 [%lld,%lld,%lld,%lld]->%lld", (long long)n,
+    snprintf(name, sizeof name, "conv%dx%d/%d [%lld,%lld,%lld,%lld]->%lld", k, k, s, (long long)n,
              (long long)hw, (long long)hw, (long long)cin, (long long)cout);
-    int64_t m = n * hw * hw;
-    sgemm_job job = sgemm_job_new((int)m, (int)cout, (int)cin);
+    int64_t ho = (hw + 2 * (k / 2) - k) / s + 1, m = n * ho * ho, kk = (int64_t)k * k * cin;
+    sgemm_job job = sgemm_job_new((int)m, (int)cout, (int)kk);
     op_times t = time_op(reps, ctx, run_conv, in, 3, &a, sgemm_run, &job, name);
     sgemm_job_free(&job);
-    double flops = 2.0 * (double)m * (double)cin * (double)cout;
+    double flops = 2.0 * (double)m * (double)kk * (double)cout;
     if (t.fwd > 0) {
         double rate = flops / t.fwd / 1e9, base = flops / t.base_fwd / 1e9;
         printf("%-40s forward  %8.2f ms %7.1f GFLOPS = %5.1f%% of sgemm %dx%dx%d next to it "
                "(%.1f GFLOPS)\n", name, 1e3 * t.fwd, rate, 100 * rate / base, (int)m, (int)cout,
-               (int)cin, base);
+               (int)kk, base);
     }
     if (t.bwd > 0) {
         double rate = 2 * flops / t.bwd / 1e9, base = flops / t.base_bwd / 1e9;
         printf("%-40s backward %8.2f ms %7.1f GFLOPS = %5.1f%% of sgemm %dx%dx%d next to it "
                "(%.1f GFLOPS; dx, dw and db)\n", name, 1e3 * t.bwd, rate, 100 * rate / base,
-               (int)m, (int)cout, (int)cin, base);
+               (int)m, (int)cout, (int)kk, base);
     }
     vn_tensor_free(x);
     vn_tensor_free(w);
@@ -374,8 +376,14 @@ int main(int argc, char **argv)
     vn_ctx *ctx = vn_ctx_create();
     if (!ctx) return 1;
     if (want(argc, argv, "conv1x1")) {
-        bench_conv1x1(reps, ctx, 8, 56, 512, 1024);
-        bench_conv1x1(reps, ctx, 128, 8, 64, 128);
+        bench_conv(reps, ctx, 8, 56, 512, 1024, 1, 1);
+        bench_conv(reps, ctx, 128, 8, 64, 128, 1, 1);
+        vn_ctx_trim(ctx);
+    }
+    if (want(argc, argv, "conv3x3")) { /* the detector's neck and head, imgsz 128 batch 16 */
+        bench_conv(reps, ctx, 16, 16, 64, 64, 3, 1);
+        bench_conv(reps, ctx, 16, 16, 64, 64, 3, 2);
+        bench_conv(reps, ctx, 16, 8, 128, 64, 3, 1);
         vn_ctx_trim(ctx);
     }
     if (want(argc, argv, "depthwise")) {
