@@ -22,7 +22,7 @@ static char *dumps(json_t *o)
     return s;
 }
 
-static char *detector_json(const vn_yolo *m)
+char *vn__detector_json(const vn_yolo *m)
 {
     const vn_yolo_config *c = vn_yolo_get_config(m);
     char *bb = vn_vanillanet_config_json(&c->backbone, false);
@@ -156,7 +156,7 @@ int vn_detect_ckpt_save(const char *path, const vn_detect_ckpt *c, vn_error *err
     if (rc == VN_OK) rc = vn_st_set_meta(w, "format", "pt", err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.task", "detect", err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.kind", c->state ? "checkpoint" : "weights", err);
-    if (rc == VN_OK) rc = set_meta_owned(w, "vanilla.detector", detector_json(c->model), err);
+    if (rc == VN_OK) rc = set_meta_owned(w, "vanilla.detector", vn__detector_json(c->model), err);
     if (rc == VN_OK) rc = set_meta_owned(w, "vanilla.classes", names_json(c->names, c->nc), err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.imgsz", num, err);
     if (rc == VN_OK && c->state) rc = set_meta_owned(w, "vanilla.trainer", state_json(c->state), err);
