@@ -147,9 +147,10 @@ static Onnx__NodeProto *node_in(vn_onnx *g, const char *op, const char *name, in
 static Onnx__NodeProto *node(vn_onnx *g, const char *op, const char *name, int n_extra,
                              const char *const *extra, int n_attrs, Onnx__AttributeProto **attrs)
 {
-    enum { MAX_IN = 8 };
-    const char *in[MAX_IN] = {g->last};
-    for (int i = 0; i < n_extra && i + 1 < MAX_IN; i++) in[1 + i] = extra[i];
+    const char **in = zalloc(g, (size_t)(1 + n_extra) * sizeof *in);
+    if (!in) return NULL;
+    in[0] = g->last;
+    for (int i = 0; i < n_extra; i++) in[1 + i] = extra[i];
     return node_in(g, op, name, 1 + n_extra, in, n_attrs, attrs);
 }
 

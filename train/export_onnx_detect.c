@@ -214,11 +214,14 @@ static const char *c3k2(emitter *e, const char *prefix, const char *x)
     snprintf(p, sizeof p, "%ssplit1", prefix);
     y[1] = slice(e, p, t, 1, c, 2 * c);
     int n = 2;
-    for (int i = 0; e->rc == VN_OK && n < MAX_PIECES; i++, n++) {
+    for (int i = 0; e->rc == VN_OK; i++, n++) {
         snprintf(p, sizeof p, "%sm.%d.", prefix, i);
         bool is_c3k = has_tensor(e, p, "cv3.conv.weight");
         if (!is_c3k && !has_tensor(e, p, "cv1.conv.weight")) break;
-        y[n] = is_c3k ? c3k(e, p, y[n - 1]) : bottleneck(e, p, y[n - 1]);
+        if (n == MAX_PIECES)
+            e->rc = vn_error_set(e->err, VN_ERR_UNSUPPORTED, "%s: more than %d blocks", prefix, MAX_PIECES - 2);
+        else
+            y[n] = is_c3k ? c3k(e, p, y[n - 1]) : bottleneck(e, p, y[n - 1]);
     }
     snprintf(p, sizeof p, "%scat", prefix);
     const char *cat = concat(e, p, n, y, 1);
@@ -446,8 +449,8 @@ static char *names_literal(const vn_detect_info *info)
     for (int i = 0; i < info->nc; i++) {
         p += snprintf(p, cap - (size_t)(p - s), "%s%d: '", i ? ", " : "", i);
         for (const char *c = info->names[i]; *c; c++) {
-            if (*c == '\\' || *c == '\'') *p++ = '\\';
-            *p++ = *c;
+            if (*c == '\\' || *c == '\'' || *c == '\n') *p++ = '\\';
+            *p++ = *c == '\n' ? 'n' : *c;
         }
         *p++ = '\'';
     }

@@ -15,6 +15,7 @@ statistics is written in training form by `detecttool mkdet`; then
     mode, then vn_yolo_decode's x1, y1, x2, y2 turned into cx, cy, w, h here) within 1e-4
     relative (max |diff| / max |value|, boxes and scores apart), for the merged model and for
     the training form the file holds; again at --input-size 96 (189 anchors);
+  - a merged weight file (`vanilla export DET -o MERGED`) exports to the same outputs;
   - an input size that is not a multiple of 32 (--input-size 80, or a file whose imgsz is 48)
     is refused with a message that says so; `vanilla export DET --help` names the ONNX form.
 Exit 77 (skipped) without python3-onnx or numpy.
@@ -135,6 +136,17 @@ def main():
             x = rng.random((n, 3, size // 8, size // 8)).repeat(8, axis=2).repeat(8, axis=3)
             x = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1)
             bad += compare(tool, det, model, x, tmp, f"imgsz{size}")
+        # A merged weight file (vanilla export -o) exports to the same graph.
+        merged, mpath = os.path.join(tmp, "merged.safetensors"), os.path.join(tmp, "merged.onnx")
+        subprocess.run([vanilla, "export", det, "-o", merged], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([vanilla, "export", merged, "--format", "onnx", "-o", mpath], check=True,
+                       stdout=subprocess.DEVNULL)
+        x = rng.random((1, 3, 8, 8)).repeat(8, axis=2).repeat(8, axis=3)
+        a, b = run(onnx.load(os.path.join(tmp, "det64.onnx")), x), run(onnx.load(mpath), x)
+        rel = np.abs(a - b).max() / np.abs(a).max()
+        print(f"ONNX of the merged file vs of the training-form file: max relative difference {rel:.3g}")
+        if not rel <= 1e-6:
+            bad.append(f"the merged file's graph differs ({rel:.3g})")
         bad += refused(vanilla, [det, "--format", "onnx", "-o", os.path.join(tmp, "x.onnx"), "--input-size", "80"],
                        "input size 80 is not a positive multiple of 32")
         det48 = os.path.join(tmp, "det48.safetensors")
