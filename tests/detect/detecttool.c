@@ -193,7 +193,7 @@ static int mkdet(const char *out, int nc, int imgsz, uint64_t seed)
     for (int i = 0; i < 3; i++) c.backbone.strides[i] = 2;
     c.backbone.act_num = 1;
     c.nc = nc;
-    c.width_multiple = 0.125f; /* C2PSA: 128 channels, one head */
+    c.width_multiple = 0.25f; /* C2PSA: 256 channels, two heads of 64 */
     c.depth_multiple = 1.0f;   /* two blocks in each C3k2 and C2PSA */
     c.reg_max = 8;
     vn_yolo *m = NULL;

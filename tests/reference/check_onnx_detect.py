@@ -2,9 +2,9 @@
 """ONNX export of the YOLO11-VanillaNet detector (issue 17), run by meson (suite detect):
   check_onnx_detect.py VANILLA DETECTTOOL
 
-A tiny detector (VanillaNet dims [8, 16, 16, 16], width 0.125, depth 1.0 so that every C3k2
-and C2PSA has two blocks, reg_max 8, 3 classes, imgsz 64) with random weights and BatchNorm
-statistics is written in training form by `detecttool mkdet`; then
+A tiny detector (VanillaNet dims [8, 16, 16, 16], width 0.25 so that C2PSA has two heads,
+depth 1.0 so that every C3k2 and C2PSA has two blocks, reg_max 8, 3 classes, imgsz 64) with
+random weights and BatchNorm statistics is written in training form by `detecttool mkdet`; then
 `vanilla export DET.safetensors --format onnx` (backbone merged, every BatchNorm folded) and
   - onnx.checker.check_model(full_check=True) and strict shape inference; input `images`
     [batch, 3, 64, 64], output `output0` [batch, 4 + nc, 84] (8x8 + 4x4 + 2x2 anchors); no
