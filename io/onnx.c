@@ -169,7 +169,7 @@ static bool tensor_init(vn_onnx *g, const char *name, int data_type, size_t elem
     uint8_t *raw = zalloc(g, (size_t)numel * elem);
     if (!t || !d || !raw) return false;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    if (ndim > 0) memcpy(d, dims, (size_t)ndim * sizeof *d); /* ndim 0: a scalar */
     memcpy(raw, data, (size_t)numel * elem); /* little-endian, as ONNX raw_data */
     t->n_dims = (size_t)ndim;
     t->dims = d;
