@@ -402,6 +402,7 @@ int vn_onnx_write_dims(vn_onnx *g, const char *path, const char *output_name, in
     model->graph = graph;
     model->n_metadata_props = (size_t)g->n_meta;
     model->metadata_props = g->meta;
+    if (g->failed) return vn_error_set(err, VN_ERR_NOMEM, "out of memory building the ONNX model");
     size_t len = onnx__model_proto__get_packed_size(model);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) return vn_error_set(err, VN_ERR_NOMEM, "out of memory packing %zu bytes of ONNX", len);

@@ -30,15 +30,21 @@ char *vn__detector_json(const vn_yolo *m)
     free(bb);
     if (!b) return NULL;
     json_t *o = json_object();
-    json_object_set_new(o, "arch", json_string("yolo11-vanillanet"));
-    json_object_set_new(o, "backbone", b);
-    json_object_set_new(o, "nc", json_integer(c->nc));
-    json_object_set_new(o, "depth_multiple", json_real(c->depth_multiple));
-    json_object_set_new(o, "width_multiple", json_real(c->width_multiple));
-    json_object_set_new(o, "max_channels", json_integer(c->max_channels));
-    json_object_set_new(o, "c3k", json_boolean(c->c3k));
-    json_object_set_new(o, "reg_max", json_integer(c->reg_max));
-    json_object_set_new(o, "deploy", json_boolean(vn_yolo_is_deploy(m)));
+    /* json_object_set_new fails (-1) when a value could not be allocated: then no JSON at all
+     * rather than one with a key missing. */
+    int bad = json_object_set_new(o, "arch", json_string("yolo11-vanillanet"));
+    bad |= json_object_set_new(o, "backbone", b);
+    bad |= json_object_set_new(o, "nc", json_integer(c->nc));
+    bad |= json_object_set_new(o, "depth_multiple", json_real(c->depth_multiple));
+    bad |= json_object_set_new(o, "width_multiple", json_real(c->width_multiple));
+    bad |= json_object_set_new(o, "max_channels", json_integer(c->max_channels));
+    bad |= json_object_set_new(o, "c3k", json_boolean(c->c3k));
+    bad |= json_object_set_new(o, "reg_max", json_integer(c->reg_max));
+    bad |= json_object_set_new(o, "deploy", json_boolean(vn_yolo_is_deploy(m)));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
     return dumps(o);
 }
 

@@ -461,13 +461,17 @@ static char *names_literal(const vn_detect_info *info)
 
 static int add_meta(vn_onnx *g, const vn_yolo *m, const vn_detect_info *info, int size, vn_error *err)
 {
+    /* A json_* call that fails (-1, or NULL from a dump) fails the export: no metadata with an
+     * entry missing. */
     json_t *cl = json_array(), *pre = json_object();
-    for (int i = 0; i < info->nc; i++) json_array_append_new(cl, json_string(info->names[i]));
-    json_object_set_new(pre, "input_size", json_integer(size));
-    json_object_set_new(pre, "channels", json_integer(3));
-    json_object_set_new(pre, "layout", json_string("NCHW, RGB scaled to [0, 1]"));
-    json_object_set_new(pre, "resize", json_string("letterbox: scaled to fit, centred, padded with grey 114"));
-    char *classes = json_dumps(cl, JSON_COMPACT), *prep = json_dumps(pre, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    int bad = !cl || !pre;
+    for (int i = 0; i < info->nc; i++) bad |= json_array_append_new(cl, json_string(info->names[i]));
+    bad |= json_object_set_new(pre, "input_size", json_integer(size));
+    bad |= json_object_set_new(pre, "channels", json_integer(3));
+    bad |= json_object_set_new(pre, "layout", json_string("NCHW, RGB scaled to [0, 1]"));
+    bad |= json_object_set_new(pre, "resize", json_string("letterbox: scaled to fit, centred, padded with grey 114"));
+    char *classes = bad ? NULL : json_dumps(cl, JSON_COMPACT);
+    char *prep = bad ? NULL : json_dumps(pre, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(cl);
     json_decref(pre);
     char *model = vn__detector_json(m), *names = names_literal(info), imgsz[48];
