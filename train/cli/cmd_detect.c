@@ -243,7 +243,15 @@ int vn_cmd_detect_export(int argc, char **argv)
         } else in = argv[i];
     }
     bool onnx = strcmp(format, "onnx") == 0;
-    if (!in || !out || (!onnx && strcmp(format, "safetensors") != 0) || (!onnx && size)) {
+    if (!onnx && strcmp(format, "safetensors") != 0) {
+        vn_cli_error("export", "--format %s: safetensors or onnx", format);
+        return VN_EXIT_USAGE;
+    }
+    if (!onnx && size) {
+        vn_cli_error("export", "--input-size is the ONNX graph's (--format onnx)");
+        return VN_EXIT_USAGE;
+    }
+    if (!in || !out) {
         fputs(det_export_help, stderr);
         return VN_EXIT_USAGE;
     }
