@@ -115,23 +115,22 @@ static Onnx__AttributeProto *attr_int(vn_onnx *g, const char *name, int64_t v)
     return a;
 }
 
-/* A node reading the chain output (plus extra inputs), producing "<name>". */
-static Onnx__NodeProto *node(vn_onnx *g, const char *op, const char *name, int n_extra,
-                             const char *const *extra, int n_attrs, Onnx__AttributeProto **attrs)
+/* A node over the inputs in[0..n_in), producing "<name>", the new chain output. */
+static Onnx__NodeProto *node_in(vn_onnx *g, const char *op, const char *name, int n_in,
+                                const char *const *inputs, int n_attrs, Onnx__AttributeProto **attrs)
 {
     Onnx__NodeProto *n = zalloc(g, sizeof *n);
-    char **in = zalloc(g, (size_t)(1 + n_extra) * sizeof *in), **out = zalloc(g, sizeof *out);
+    char **in = zalloc(g, (size_t)n_in * sizeof *in), **out = zalloc(g, sizeof *out);
     Onnx__AttributeProto **at = zalloc(g, (size_t)n_attrs * sizeof *at);
     if (!n || !in || !out || !at) return NULL;
     onnx__node_proto__init(n);
-    in[0] = g->last;
-    for (int i = 0; i < n_extra; i++) in[1 + i] = sdup(g, extra[i]);
+    for (int i = 0; i < n_in; i++) in[i] = sdup(g, inputs[i]);
     out[0] = sdup(g, name);
     for (int i = 0; i < n_attrs; i++) {
         if (!attrs[i]) return NULL;
         at[i] = attrs[i];
     }
-    n->n_input = (size_t)(1 + n_extra);
+    n->n_input = (size_t)n_in;
     n->input = in;
     n->n_output = 1;
     n->output = out;
@@ -144,31 +143,63 @@ static Onnx__NodeProto *node(vn_onnx *g, const char *op, const char *name, int n
     return n;
 }
 
+/* A node reading the chain output (plus extra inputs), producing "<name>". */
+static Onnx__NodeProto *node(vn_onnx *g, const char *op, const char *name, int n_extra,
+                             const char *const *extra, int n_attrs, Onnx__AttributeProto **attrs)
+{
+    const char **in = zalloc(g, (size_t)(1 + n_extra) * sizeof *in);
+    if (!in) return NULL;
+    in[0] = g->last;
+    for (int i = 0; i < n_extra; i++) in[1 + i] = extra[i];
+    return node_in(g, op, name, 1 + n_extra, in, n_attrs, attrs);
+}
+
 static int added(vn_onnx *g, const Onnx__NodeProto *n, const char *name, vn_error *err)
 {
     if (n && !g->failed) return VN_OK;
     return vn_error_set(err, VN_ERR_NOMEM, "out of memory adding ONNX node '%s'", name);
 }
 
-static bool initializer(vn_onnx *g, const char *name, const float *data, int ndim, const int64_t *dims)
+static bool tensor_init(vn_onnx *g, const char *name, int data_type, size_t elem, const void *data,
+                        int ndim, const int64_t *dims)
 {
     Onnx__TensorProto *t = zalloc(g, sizeof *t);
     int64_t *d = zalloc(g, (size_t)ndim * sizeof *d), numel = 1;
     for (int i = 0; i < ndim; i++) numel *= dims[i];
-    uint8_t *raw = zalloc(g, (size_t)numel * sizeof(float));
+    uint8_t *raw = zalloc(g, (size_t)numel * elem);
     if (!t || !d || !raw) return false;
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)ndim * sizeof *d);
-    memcpy(raw, data, (size_t)numel * sizeof(float)); /* little-endian, as ONNX raw_data */
+    if (ndim > 0) memcpy(d, dims, (size_t)ndim * sizeof *d); /* ndim 0: a scalar */
+    memcpy(raw, data, (size_t)numel * elem); /* little-endian, as ONNX raw_data */
     t->n_dims = (size_t)ndim;
     t->dims = d;
     t->has_data_type = true;
-    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    t->data_type = data_type;
     t->name = sdup(g, name);
     t->has_raw_data = true;
-    t->raw_data.len = (size_t)numel * sizeof(float);
+    t->raw_data.len = (size_t)numel * elem;
     t->raw_data.data = raw;
     return grow(g, (void ***)&g->inits, &g->n_inits, &g->cap_inits, t) && !g->failed;
+}
+
+static bool initializer(vn_onnx *g, const char *name, const float *data, int ndim, const int64_t *dims)
+{
+    return tensor_init(g, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, sizeof(float), data, ndim, dims);
+}
+
+int vn_onnx_const_f32(vn_onnx *g, const char *name, int ndim, const int64_t *dims, const float *data,
+                      vn_error *err)
+{
+    if (initializer(g, name, data, ndim, dims)) return VN_OK;
+    return vn_error_set(err, VN_ERR_NOMEM, "out of memory adding ONNX constant '%s'", name);
+}
+
+int vn_onnx_const_i64(vn_onnx *g, const char *name, int ndim, const int64_t *dims,
+                      const int64_t *data, vn_error *err)
+{
+    if (tensor_init(g, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, sizeof(int64_t), data, ndim, dims))
+        return VN_OK;
+    return vn_error_set(err, VN_ERR_NOMEM, "out of memory adding ONNX constant '%s'", name);
 }
 
 int vn_onnx_conv(vn_onnx *g, const char *name, const float *weight, const float *bias, int out,
@@ -209,6 +240,52 @@ int vn_onnx_flatten(vn_onnx *g, const char *name, vn_error *err)
 {
     Onnx__AttributeProto *attrs[1] = {attr_int(g, "axis", 1)};
     return added(g, node(g, "Flatten", name, 0, NULL, 1, attrs), name, err);
+}
+
+const char *vn_onnx_last(const vn_onnx *g) { return g->last; }
+
+int vn_onnx_from(vn_onnx *g, const char *value, vn_error *err)
+{
+    char *v = sdup(g, value);
+    if (!v) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    g->last = v;
+    return VN_OK;
+}
+
+static Onnx__AttributeProto *attr_of(vn_onnx *g, const vn_onnx_attr *a)
+{
+    if (a->type == VN_ONNX_ATTR_INT) return attr_int(g, a->name, a->i);
+    if (a->type == VN_ONNX_ATTR_INTS) return attr_ints(g, a->name, a->n, a->ints);
+    Onnx__AttributeProto *p = zalloc(g, sizeof *p);
+    if (!p) return NULL;
+    onnx__attribute_proto__init(p);
+    p->name = sdup(g, a->name);
+    p->has_type = true;
+    if (a->type == VN_ONNX_ATTR_FLOAT) {
+        p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+        p->has_f = true;
+        p->f = a->f;
+    } else {
+        char *s = sdup(g, a->s);
+        if (!s) return NULL;
+        p->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+        p->has_s = true;
+        p->s.len = strlen(s);
+        p->s.data = (uint8_t *)s;
+    }
+    return p;
+}
+
+int vn_onnx_node(vn_onnx *g, const char *op, const char *name, int n_in, const char *const *in,
+                 int n_attrs, const vn_onnx_attr *attrs, vn_error *err)
+{
+    enum { MAX_ATTRS = 16 };
+    Onnx__AttributeProto *at[MAX_ATTRS];
+    if (n_attrs > MAX_ATTRS)
+        return vn_error_set(err, VN_ERR_INVALID, "ONNX node '%s': %d attributes (at most %d)", name,
+                            n_attrs, MAX_ATTRS);
+    for (int i = 0; i < n_attrs; i++) at[i] = attr_of(g, &attrs[i]);
+    return added(g, node_in(g, op, name, n_in, in, n_attrs, at), name, err);
 }
 
 int vn_onnx_meta(vn_onnx *g, const char *key, const char *value, vn_error *err)
@@ -280,13 +357,20 @@ static int write_all(const char *path, const uint8_t *buf, size_t len, vn_error 
 int vn_onnx_write(vn_onnx *g, const char *path, const char *output_name, int out_features,
                   vn_error *err)
 {
+    const int64_t dims[1] = {out_features};
+    return vn_onnx_write_dims(g, path, output_name, 1, dims, err);
+}
+
+int vn_onnx_write_dims(vn_onnx *g, const char *path, const char *output_name, int ndim,
+                       const int64_t *dims, vn_error *err)
+{
     if (g->n_nodes == 0) return vn_error_set(err, VN_ERR_INVALID, "%s: an empty ONNX graph", path);
     /* The chain's last output takes the requested name. */
     Onnx__NodeProto *last = g->nodes[g->n_nodes - 1];
     last->output[0] = sdup(g, output_name);
-    const int64_t in_dims[3] = {g->channels, g->height, g->width}, out_dims[1] = {out_features};
+    const int64_t in_dims[3] = {g->channels, g->height, g->width};
     Onnx__ValueInfoProto *in = value_info(g, g->input_name, 3, in_dims);
-    Onnx__ValueInfoProto *out = value_info(g, output_name, 1, out_dims);
+    Onnx__ValueInfoProto *out = value_info(g, output_name, ndim, dims);
     Onnx__GraphProto *graph = zalloc(g, sizeof *graph);
     Onnx__ModelProto *model = zalloc(g, sizeof *model);
     Onnx__OperatorSetIdProto *opset = zalloc(g, sizeof *opset);
@@ -318,6 +402,7 @@ int vn_onnx_write(vn_onnx *g, const char *path, const char *output_name, int out
     model->graph = graph;
     model->n_metadata_props = (size_t)g->n_meta;
     model->metadata_props = g->meta;
+    if (g->failed) return vn_error_set(err, VN_ERR_NOMEM, "out of memory building the ONNX model");
     size_t len = onnx__model_proto__get_packed_size(model);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) return vn_error_set(err, VN_ERR_NOMEM, "out of memory packing %zu bytes of ONNX", len);

@@ -20,6 +20,8 @@ extern "C" {
 #endif
 
 #define VN_YOLO_LEVELS 3
+/* Ultralytics' initialize_weights sets every BatchNorm2d of the neck and head to eps 1e-3. */
+#define VN_YOLO_BN_EPS 1e-3f
 
 typedef struct vn_yolo_config {
     vn_vanillanet_config backbone; /* num_classes is not used (no classifier) */
@@ -54,6 +56,11 @@ void vn_yolo_change_act(vn_yolo *m, float act_learn);
 const vn_yolo_config *vn_yolo_get_config(const vn_yolo *m);
 /* Every parameter and buffer under its "model.{i}...." name. */
 const vn_state_list *vn_yolo_state(const vn_yolo *m);
+/* The VanillaNet backbone; feat_index[l] (may be NULL): which of its features
+ * (vn_vanillanet_forward_features' list) feeds level l (P3, P4, P5). */
+const vn_vanillanet *vn_yolo_backbone(const vn_yolo *m, int feat_index[VN_YOLO_LEVELS]);
+/* The attention of C2PSA's PSA blocks: heads, key and value dims per head. */
+void vn_yolo_attention_dims(const vn_yolo *m, int *heads, int *key_dim, int *head_dim);
 /* Output channels of the neck at P3, P4, P5 (the Detect inputs). */
 void vn_yolo_level_channels(const vn_yolo *m, int ch[VN_YOLO_LEVELS]);
 

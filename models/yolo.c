@@ -256,6 +256,20 @@ const vn_yolo_config *vn_yolo_get_config(const vn_yolo *m) { return &m->cfg; }
 
 const vn_state_list *vn_yolo_state(const vn_yolo *m) { return &m->state; }
 
+const vn_vanillanet *vn_yolo_backbone(const vn_yolo *m, int feat_index[VN_YOLO_LEVELS])
+{
+    for (int l = 0; feat_index && l < VN_YOLO_LEVELS; l++) feat_index[l] = m->feat_index[l];
+    return m->backbone;
+}
+
+void vn_yolo_attention_dims(const vn_yolo *m, int *heads, int *key_dim, int *head_dim)
+{
+    const vn__ypsa *a = m->c2psa.n > 0 ? &m->c2psa.m[0] : NULL;
+    *heads = a ? a->heads : 0;
+    *key_dim = a ? a->key_dim : 0;
+    *head_dim = a ? a->head_dim : 0;
+}
+
 void vn_yolo_level_channels(const vn_yolo *m, int ch[VN_YOLO_LEVELS])
 {
     for (int l = 0; l < VN_YOLO_LEVELS; l++) ch[l] = m->out_ch[l];

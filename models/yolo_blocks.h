@@ -5,9 +5,9 @@
 #define VN_YOLO_BLOCKS_H
 
 #include "layers/vn_layers.h"
+#include "models/vn_yolo.h" /* VN_YOLO_BN_EPS */
 
-/* Ultralytics' initialize_weights sets every BatchNorm2d to eps 1e-3, momentum 0.03. */
-#define VN_YOLO_BN_EPS 1e-3f
+/* Ultralytics' initialize_weights sets every BatchNorm2d to momentum 0.03 (eps: vn_yolo.h). */
 #define VN_YOLO_BN_MOMENTUM 0.03f
 
 /* Conv: conv k x k (stride s, padding k/2, groups g, no bias) + BN + SiLU (act) or none. */

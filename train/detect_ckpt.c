@@ -22,7 +22,7 @@ static char *dumps(json_t *o)
     return s;
 }
 
-static char *detector_json(const vn_yolo *m)
+char *vn__detector_json(const vn_yolo *m)
 {
     const vn_yolo_config *c = vn_yolo_get_config(m);
     char *bb = vn_vanillanet_config_json(&c->backbone, false);
@@ -30,15 +30,21 @@ static char *detector_json(const vn_yolo *m)
     free(bb);
     if (!b) return NULL;
     json_t *o = json_object();
-    json_object_set_new(o, "arch", json_string("yolo11-vanillanet"));
-    json_object_set_new(o, "backbone", b);
-    json_object_set_new(o, "nc", json_integer(c->nc));
-    json_object_set_new(o, "depth_multiple", json_real(c->depth_multiple));
-    json_object_set_new(o, "width_multiple", json_real(c->width_multiple));
-    json_object_set_new(o, "max_channels", json_integer(c->max_channels));
-    json_object_set_new(o, "c3k", json_boolean(c->c3k));
-    json_object_set_new(o, "reg_max", json_integer(c->reg_max));
-    json_object_set_new(o, "deploy", json_boolean(vn_yolo_is_deploy(m)));
+    /* json_object_set_new fails (-1) when a value could not be allocated: then no JSON at all
+     * rather than one with a key missing. */
+    int bad = json_object_set_new(o, "arch", json_string("yolo11-vanillanet"));
+    bad |= json_object_set_new(o, "backbone", b);
+    bad |= json_object_set_new(o, "nc", json_integer(c->nc));
+    bad |= json_object_set_new(o, "depth_multiple", json_real(c->depth_multiple));
+    bad |= json_object_set_new(o, "width_multiple", json_real(c->width_multiple));
+    bad |= json_object_set_new(o, "max_channels", json_integer(c->max_channels));
+    bad |= json_object_set_new(o, "c3k", json_boolean(c->c3k));
+    bad |= json_object_set_new(o, "reg_max", json_integer(c->reg_max));
+    bad |= json_object_set_new(o, "deploy", json_boolean(vn_yolo_is_deploy(m)));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
     return dumps(o);
 }
 
@@ -156,7 +162,7 @@ int vn_detect_ckpt_save(const char *path, const vn_detect_ckpt *c, vn_error *err
     if (rc == VN_OK) rc = vn_st_set_meta(w, "format", "pt", err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.task", "detect", err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.kind", c->state ? "checkpoint" : "weights", err);
-    if (rc == VN_OK) rc = set_meta_owned(w, "vanilla.detector", detector_json(c->model), err);
+    if (rc == VN_OK) rc = set_meta_owned(w, "vanilla.detector", vn__detector_json(c->model), err);
     if (rc == VN_OK) rc = set_meta_owned(w, "vanilla.classes", names_json(c->names, c->nc), err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.imgsz", num, err);
     if (rc == VN_OK && c->state) rc = set_meta_owned(w, "vanilla.trainer", state_json(c->state), err);

@@ -12,6 +12,7 @@
 
 #include "io/vn_layout.h"
 #include "io/vn_onnx.h"
+#include "train/train_impl.h"
 
 /* An OHWI conv layer as an ONNX Conv (OIHW weights). */
 static int add_conv(vn_onnx *g, const char *name, const vn_tensor *w, const vn_tensor *b, int stride,
@@ -57,12 +58,14 @@ static int add_pool(vn_onnx *g, int i, const vn_vanilla_block *b, int *h, int *w
     return vn_onnx_maxpool(g, name, k, k, err);
 }
 
-static int add_network(vn_onnx *g, const vn_vanillanet *m, int size, vn_error *err)
+int vn__onnx_vanillanet_features(vn_onnx *g, const vn_vanillanet *m, int size, const char **feats,
+                                 vn_error *err)
 {
     const vn_conv_params sp = m->stem1.p;
     int rc = add_conv(g, "stem.0", m->stem1.weight, m->stem1.bias, sp.stride_h, sp.pad_h, 1, err);
     int h = (size + 2 * sp.pad_h - m->stem1.kh) / sp.stride_h + 1, w = h;
     if (rc == VN_OK) rc = add_act(g, "stem.1", &m->stem_act, err);
+    if (rc == VN_OK && feats) feats[0] = vn_onnx_last(g);
     char name[64];
     for (int i = 0; rc == VN_OK && i < m->cfg.n_stages; i++) {
         const vn_vanilla_block *b = &m->stages[i];
@@ -73,7 +76,14 @@ static int add_network(vn_onnx *g, const vn_vanillanet *m, int size, vn_error *e
         if (rc == VN_OK) rc = add_act(g, name, &b->act, err);
         if (rc == VN_OK && (h < 1 || w < 1))
             rc = vn_error_set(err, VN_ERR_SHAPE, "input %d is too small: stage %d's map is empty", size, i);
+        if (rc == VN_OK && feats) feats[i + 1] = vn_onnx_last(g);
     }
+    return rc;
+}
+
+static int add_network(vn_onnx *g, const vn_vanillanet *m, int size, vn_error *err)
+{
+    int rc = vn__onnx_vanillanet_features(g, m, size, NULL, err);
     if (rc == VN_OK) rc = vn_onnx_global_avgpool(g, "cls.0", err);
     if (rc == VN_OK) rc = add_conv(g, "cls.2", m->cls1.weight, m->cls1.bias, 1, 0, 1, err);
     if (rc == VN_OK) rc = vn_onnx_flatten(g, "flatten", err);

@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include "io/vn_onnx.h"
+#include "models/vn_yolo.h"
 #include "train/vn_trainer.h"
 
 /* The metadata every model file we write carries: "format", vanilla.model, vanilla.classes
@@ -14,6 +16,15 @@
 int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_config *cfg,
                          const vn_ckpt_info *data, const char *const *class_names, int n_classes,
                          vn_error *err);
+
+/* The deploy VanillaNet's stem and stages as ONNX nodes from g's chain output, for a size x size
+ * input (train/export_onnx.c): the classifier's export and the detector's backbone. feats (may
+ * be NULL) gets the name of each feature (owned by g): 0 the stem's, i + 1 stage i's. */
+int vn__onnx_vanillanet_features(vn_onnx *g, const vn_vanillanet *m, int size, const char **feats,
+                                 vn_error *err);
+
+/* The detector's description as vanilla.detector holds it (JSON, malloc'd; train/detect_ckpt.c). */
+char *vn__detector_json(const vn_yolo *m);
 
 /* The preprocessing of cfg's evaluation loader, in the fields of d that vanilla.data gives
  * (sets d->has_data). */

@@ -116,6 +116,20 @@ int vn_detect_draw_png(const char *image, const vn_detection *dets, int n,
 int vn_detect_export(vn_yolo *m, const vn_detect_info *info, const char *path, bool force,
                      double *max_diff, double *max_ref, vn_error *err);
 
+/* ---- ONNX (train/export_onnx_detect.c) ----------------------------------------------------- */
+
+/* Writes the detector as one ONNX graph (opset 13) in the form of Ultralytics' export: input
+ * `images` [batch, 3, N, N] (RGB in [0, 1], letterboxed; N = imgsz, or info->imgsz when 0,
+ * a multiple of 32), output `output0` [batch, 4 + nc, anchors]: boxes cx, cy, w, h in input
+ * pixels (the DFL expectation over reg_max bins as distances from the anchor cell centres,
+ * times the stride), then the sigmoid class scores, anchors of strides 8, 16, 32 in turn, each
+ * level's row-major. The backbone is merged first when m is in training form (refused at
+ * act_learn != 1 unless force); every BatchNorm of the neck and head is folded into its conv.
+ * metadata_props: vanilla.classes, vanilla.preprocessing, vanilla.model, and Ultralytics'
+ * names, stride, imgsz, batch and task. */
+int vn_detect_export_onnx(vn_yolo *m, const vn_detect_info *info, int imgsz, bool force,
+                          const char *path, vn_error *err);
+
 /* ---- training (train/detect_train.c) --------------------------------------------------------- */
 
 /* Ultralytics' warmup for the optimizer step `step` (0-based) of a run whose lr follows

@@ -8,7 +8,14 @@
  *                                             (0 same, 1 differ, 3 no "ema." tensor)
  *   detecttool close A B TOL                  largest |A - B| over the F32 model weights
  *                                             ("model.*", "ema.model.*") but BatchNorm running_*,
- *                                             printed; 0 when <= TOL, 1 otherwise */
+ *                                             printed; 0 when <= TOL, 1 otherwise
+ *   detecttool mkdet OUT NC IMGSZ SEED        a tiny detector weight file (training form, nc
+ *                                             classes "c0".., imgsz), random weights and
+ *                                             BatchNorm statistics (for the ONNX test)
+ *   detecttool decode F IN OUT [merge]        F's decoded Detect output on IN's "images"
+ *                                             [N, 3, H, W] (NCHW floats), eval mode (merged
+ *                                             first with "merge"): OUT gets "boxes" [N, A, 4]
+ *                                             (x1, y1, x2, y2 pixels) and "scores" [N, A, nc] */
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,6 +26,7 @@
 #include "base/vn_fs.h"
 #include "data/vn_detect_data.h"
 #include "io/vn_safetensors.h"
+#include "train/vn_detect.h"
 
 static int write_idx(const char *path, int ndim, int n)
 {
@@ -150,6 +158,128 @@ static int close_to(const char *a, const char *b, double tol)
     return rc == 0 && n > 0 && worst <= tol ? 0 : 1;
 }
 
+/* Conv weights N(0, 1.25^2 / fan_in) (outputs neither vanish nor blow up through the ~60
+ * convs), biases and BatchNorm shifts U(-0.2, 0.2), BatchNorm scales
+ * U(0.5, 1.5) and variances U(0.5, 2): every fold and merge has something to do. */
+static void randomize(const vn_state_list *st, uint64_t seed)
+{
+    vn_rng rng;
+    vn_rng_seed(&rng, seed, 0x0a11, 0);
+    for (int i = 0; i < st->n; i++) {
+        const vn_state_item *it = &st->items[i];
+        vn_tensor *t = it->tensor;
+        if (!t) continue;
+        size_t len = strlen(it->name);
+        bool var = len > 12 && !strcmp(it->name + len - 12, ".running_var");
+        bool scale = t->ndim == 1 && len > 7 && !strcmp(it->name + len - 7, ".weight");
+        double fan_in = t->ndim == 4 ? (double)(t->numel / t->shape[0]) : 1.0;
+        for (int64_t k = 0; k < t->numel; k++) {
+            double u = vn_rng_uniform_double(&rng);
+            t->data[k] = (float)(t->ndim == 4 ? 1.25 * vn_rng_normal(&rng) / sqrt(fan_in)
+                                 : var     ? 0.5 + 1.5 * u
+                                 : scale   ? 0.5 + u
+                                           : 0.4 * u - 0.2);
+        }
+    }
+}
+
+static int mkdet(const char *out, int nc, int imgsz, uint64_t seed)
+{
+    vn_yolo_config c;
+    vn_yolo_config_default(&c);
+    const int dims[4] = {8, 16, 16, 16};
+    c.backbone.n_stages = 3;
+    for (int i = 0; i < 4; i++) c.backbone.dims[i] = dims[i];
+    for (int i = 0; i < 3; i++) c.backbone.strides[i] = 2;
+    c.backbone.act_num = 1;
+    c.nc = nc;
+    c.width_multiple = 0.25f; /* C2PSA: 256 channels, two heads of 64 */
+    c.depth_multiple = 1.0f;   /* two blocks in each C3k2 and C2PSA */
+    c.reg_max = 8;
+    vn_yolo *m = NULL;
+    vn_error err = {0};
+    char **names = calloc((size_t)nc, sizeof *names);
+    int rc = names ? vn_yolo_create(&c, &m, &err) : vn_error_set(&err, VN_ERR_NOMEM, "out of memory");
+    for (int i = 0; rc == VN_OK && i < nc; i++)
+        if (!(names[i] = malloc(16))) rc = vn_error_set(&err, VN_ERR_NOMEM, "out of memory");
+        else snprintf(names[i], 16, i == 1 ? "it's %d" : "c%d", i);
+    if (rc == VN_OK) {
+        randomize(vn_yolo_state(m), seed);
+        vn_detect_ckpt k = {m, NULL, NULL, NULL, (const char *const *)names, nc, imgsz, NULL, false};
+        rc = vn_detect_ckpt_save(out, &k, &err);
+    }
+    for (int i = 0; names && i < nc; i++) free(names[i]);
+    free(names);
+    vn_yolo_destroy(m);
+    if (rc != VN_OK) fprintf(stderr, "%s\n", err.msg);
+    return rc == VN_OK ? 0 : 1;
+}
+
+/* The NHWC input tensor of IN's "images" [N, C, H, W]. */
+static vn_tensor *images_of(const char *in, vn_error *err)
+{
+    vn_st_file *f = NULL;
+    if (vn_st_open(in, &f, err) != VN_OK) return NULL;
+    const vn_st_entry *e = vn_st_find(f, "images");
+    vn_tensor *x = NULL;
+    if (!e || e->dtype != VN_DTYPE_F32 || e->ndim != 4) {
+        vn_error_set(err, VN_ERR_FORMAT, "%s: no F32 tensor images [N, C, H, W]", in);
+    } else {
+        int64_t n = e->shape[0], c = e->shape[1], h = e->shape[2], w = e->shape[3];
+        x = vn_tensor_new4(n, h, w, c, false);
+        const float *src = (const float *)e->data;
+        for (int64_t i = 0; x && i < n * c * h * w; i++) {
+            int64_t b = i / (c * h * w), ch = i / (h * w) % c, p = i % (h * w);
+            x->data[(b * h * w + p) * c + ch] = src[i];
+        }
+    }
+    vn_st_close(f);
+    return x;
+}
+
+static int decode_run(vn_yolo *m, const vn_detect_info *info, vn_tensor *x, const char *out, vn_error *err)
+{
+    vn_ctx *ctx = vn_ctx_create();
+    if (!ctx) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    vn_ctx_set_grad(ctx, false);
+    vn_tensor *y[VN_YOLO_LEVELS];
+    int rc = vn_yolo_forward(ctx, m, x, y);
+    if (rc != VN_OK) vn_error_set(err, rc, "forward: %s", vn_ctx_error(ctx));
+    int64_t n = x->shape[0], a = 0, nc = info->nc;
+    for (int l = 0; rc == VN_OK && l < VN_YOLO_LEVELS; l++) a += y[l]->shape[1] * y[l]->shape[2];
+    float *boxes = malloc((size_t)(n * a * 4) * sizeof *boxes), *scores = malloc((size_t)(n * a * nc) * sizeof *scores);
+    if (rc == VN_OK && (!boxes || !scores)) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; rc == VN_OK && i < n; i++)
+        vn_yolo_decode(y, info->nc, vn_yolo_get_config(m)->reg_max, i, boxes + i * a * 4, scores + i * a * nc);
+    vn_st_writer *w = rc == VN_OK ? vn_st_writer_new() : NULL;
+    if (rc == VN_OK && !w) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    if (rc == VN_OK) rc = vn_st_add(w, "boxes", VN_DTYPE_F32, 3, (const int64_t[]){n, a, 4}, boxes, err);
+    if (rc == VN_OK) rc = vn_st_add(w, "scores", VN_DTYPE_F32, 3, (const int64_t[]){n, a, nc}, scores, err);
+    if (rc == VN_OK) rc = vn_st_write(w, out, 0, err);
+    vn_st_writer_free(w);
+    free(boxes);
+    free(scores);
+    vn_ctx_destroy(ctx);
+    return rc;
+}
+
+static int decode(const char *file, const char *in, const char *out, bool merge)
+{
+    vn_error err = {0};
+    vn_detect_info info;
+    vn_yolo *m = NULL;
+    vn_tensor *x = NULL;
+    int rc = vn_detect_open(file, &m, &info, &err);
+    if (rc == VN_OK && merge && !info.deploy) rc = vn_yolo_switch_to_deploy(m, false, &err);
+    if (rc == VN_OK && !(x = images_of(in, &err))) rc = VN_ERR_FORMAT;
+    if (rc == VN_OK) rc = decode_run(m, &info, x, out, &err);
+    if (rc != VN_OK) fprintf(stderr, "%s\n", err.msg);
+    vn_tensor_free(x);
+    if (m) vn_detect_info_free(&info);
+    vn_yolo_destroy(m);
+    return rc == VN_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 6 && strcmp(argv[1], "fmd") == 0)
@@ -157,7 +287,11 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "same") == 0) return same(argv[2], argv[3]);
     if (argc == 3 && strcmp(argv[1], "emasame") == 0) return emasame(argv[2]);
     if (argc == 5 && strcmp(argv[1], "close") == 0) return close_to(argv[2], argv[3], atof(argv[4]));
+    if (argc == 6 && strcmp(argv[1], "mkdet") == 0)
+        return mkdet(argv[2], atoi(argv[3]), atoi(argv[4]), strtoull(argv[5], NULL, 10));
+    if ((argc == 5 || argc == 6) && strcmp(argv[1], "decode") == 0)
+        return decode(argv[2], argv[3], argv[4], argc == 6 && strcmp(argv[5], "merge") == 0);
     fprintf(stderr, "usage: detecttool fmd OUT N_TRAIN N_VAL CANVAS | same A B | emasame F | "
-            "close A B TOL\n");
+            "close A B TOL | mkdet OUT NC IMGSZ SEED | decode F IN OUT [merge]\n");
     return 2;
 }

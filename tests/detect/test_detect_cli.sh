@@ -169,6 +169,14 @@ expect "merged predict: the same boxes" test "$(sed 1d "$T/pred.log" | grep -v d
 expect "predict found boxes to compare" test "$(wc -l <"$T/pred2.log")" -gt 3
 "$VANILLA" export "$T/b/checkpoints/ckpt-s0000000003.safetensors" -o "$T/early.safetensors" >"$T/early.log" 2>&1
 expect "export refused before deep training ends" contains "$T/early.log" "act_learn is"
+# ONNX (--format onnx) of the trained checkpoint: its EMA weights, merged; refused as the merge
+# is before deep training ends. (The graph's numbers: tests/reference/check_onnx_detect.py.)
+"$VANILLA" export "$A_LAST" --format onnx -o "$T/det.onnx" >"$T/onnx.log" 2>&1
+expect "ONNX export exits 0" test $? -eq 0
+expect "ONNX export: merged, EMA weights" contains "$T/onnx.log" "(backbone merged) (EMA weights) ->"
+expect "ONNX export: output0 [batch, 4 + 10, 84]" contains "$T/onnx.log" "output0 [batch, 14, 84]"
+"$VANILLA" export "$T/b/checkpoints/ckpt-s0000000003.safetensors" --format onnx -o "$T/early.onnx" >"$T/early_onnx.log" 2>&1
+expect "ONNX export refused before deep training ends" contains "$T/early_onnx.log" "act_learn is"
 
 # A bad label line: reported with file and line; over the bad fraction it is an error.
 cp -r "$T/fmd" "$T/bad"

@@ -6,10 +6,11 @@ For the Fashion-MNIST model (examples/fashion_mnist.yaml: 1x28x28, a 7x7 map max
 floor mode) and vanillanet_5 at 224, each with random deploy weights written here as a plain
 safetensors state_dict: `vanilla export --format onnx`, then
   - onnx.checker.check_model(full_check=True) and strict shape inference (Debian python3-onnx);
-  - the graph evaluated by the small numpy interpreter below (Conv, Relu, MaxPool,
-    GlobalAveragePool, Flatten, Reshape; float64) on PNG images preprocessed as vanilla does
-    for an image of the input size with crop_pct 1 ((pixel / 255 - mean) / std) equals the
-    logits of `vanilla predict --save-logits` within 1e-5 relative (max |diff| / max |logit|).
+  - the graph evaluated by the small numpy interpreter below (float64; the ops of the
+    classifier's graph and of the detector's, which check_onnx_detect.py uses) on PNG images
+    preprocessed as vanilla does for an image of the input size with crop_pct 1
+    ((pixel / 255 - mean) / std) equals the logits of `vanilla predict --save-logits`
+    within 1e-5 relative (max |diff| / max |logit|).
 A small ada_pool model checks AdaptiveMaxPool2d's mapping (at 23: 8x8 -> 4x4 -> 2x2) and
 its refusal where the windows differ (at 26: a 9x9 map pooled to 4x4).
 Exit 77 (skipped) without python3-onnx, PIL or numpy.
@@ -62,6 +63,8 @@ def conv(x, w, b, a):
 
 def maxpool(x, a):
     k, s = a["kernel_shape"][0], a["strides"][0]
+    p = a.get("pads", [0, 0, 0, 0])
+    x = np.pad(x, ((0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])), constant_values=-np.inf)
     n, c, h, w = x.shape
     ho, wo = (h - k) // s + 1, (w - k) // s + 1
     y = np.full((n, c, ho, wo), -np.inf)
@@ -71,28 +74,76 @@ def maxpool(x, a):
     return y
 
 
+def reshape(x, shape):
+    """ONNX Reshape (allowzero 0): 0 copies the input's dim, -1 is inferred."""
+    return x.reshape([x.shape[i] if int(v) == 0 else int(v) for i, v in enumerate(shape)])
+
+
+def onnx_slice(x, starts, ends, axes):
+    idx = [slice(None)] * x.ndim
+    for s, e, ax in zip(starts, ends, axes):
+        idx[int(ax)] = slice(int(s), int(e))
+    return x[tuple(idx)]
+
+
+def softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def resize_nearest(x, scales, a):
+    """Resize, mode nearest, asymmetric coordinates, floor: out[i] = in[floor(i / scale)]."""
+    assert a.get("mode") == b"nearest" and a.get("coordinate_transformation_mode") == b"asymmetric"
+    assert a.get("nearest_mode") == b"floor"
+    for ax, sc in enumerate(scales):
+        n_out = int(np.floor(x.shape[ax] * sc))
+        x = np.take(x, np.floor(np.arange(n_out) / sc).astype(np.int64), axis=ax)
+    return x
+
+
+BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "MatMul": np.matmul}
+
+
+def run_node(op, ins, a):
+    if op == "Conv":
+        return conv(ins[0], ins[1], ins[2] if len(ins) > 2 else None, a)
+    if op == "Relu":
+        return np.maximum(ins[0], 0)
+    if op == "MaxPool":
+        return maxpool(ins[0], a)
+    if op == "GlobalAveragePool":
+        return ins[0].mean(axis=(2, 3), keepdims=True)
+    if op == "Flatten":
+        return ins[0].reshape(ins[0].shape[0], -1)
+    if op == "Reshape":
+        return reshape(ins[0], ins[1])
+    if op in BINARY:
+        return BINARY[op](ins[0], ins[1])
+    if op == "Sigmoid":
+        return 1.0 / (1.0 + np.exp(-ins[0]))
+    if op == "Concat":
+        return np.concatenate(ins, axis=a["axis"])
+    if op == "Slice":
+        return onnx_slice(ins[0], ins[1], ins[2], ins[3])
+    if op == "Transpose":
+        return ins[0].transpose(a["perm"])
+    if op == "Softmax":
+        return softmax(ins[0], a.get("axis", -1))
+    if op == "Resize":
+        return resize_nearest(ins[0], ins[2], a)
+    raise ValueError(f"op {op} not in the interpreter")
+
+
 def run(model, x):
-    env = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in model.graph.initializer}
+    """The graph in float64 (integer constants stay integers)."""
+    env = {}
+    for i in model.graph.initializer:
+        v = numpy_helper.to_array(i)
+        env[i.name] = v.astype(np.float64) if v.dtype.kind == "f" else v
     env[model.graph.input[0].name] = x
     for node in model.graph.node:
-        a = attrs(node)
         ins = [env[n] if n else None for n in node.input]
-        op = node.op_type
-        if op == "Conv":
-            y = conv(ins[0], ins[1], ins[2] if len(ins) > 2 else None, a)
-        elif op == "Relu":
-            y = np.maximum(ins[0], 0)
-        elif op == "MaxPool":
-            y = maxpool(ins[0], a)
-        elif op == "GlobalAveragePool":
-            y = ins[0].mean(axis=(2, 3), keepdims=True)
-        elif op == "Flatten":
-            y = ins[0].reshape(ins[0].shape[0], -1)
-        elif op == "Reshape":
-            y = ins[0].reshape([int(v) for v in ins[1]])
-        else:
-            raise ValueError(f"op {op} not in the interpreter")
-        env[node.output[0]] = y
+        env[node.output[0]] = run_node(node.op_type, ins, attrs(node))
     return env[model.graph.output[0].name]
 
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/vn_onnx.h"
 #include "train/cli/vn_cli.h"
 #include "train/vn_detect.h"
 
@@ -185,22 +186,76 @@ int vn_cmd_detect_predict(int argc, char **argv)
     return rc == VN_OK ? VN_EXIT_OK : VN_EXIT_ERROR;
 }
 
+static const char det_export_help[] =
+    "usage: vanilla export DETECTOR.safetensors -o MERGED.safetensors [--force]\n"
+    "       vanilla export DETECTOR.safetensors --format onnx -o DET.onnx [--input-size N] [--force]\n"
+    "\n"
+    "A detector checkpoint or weight file (its EMA weights when it holds them): merges the\n"
+    "VanillaNet backbone as the classifier's export does (refused at act_learn != 1 unless\n"
+    "--force), checks the merged Detect outputs against the training form's and writes the\n"
+    "merged weights under Ultralytics' model.{i} names.\n"
+    "\n"
+    "--format onnx writes the merged detector, every BatchNorm folded into its conv, as one\n"
+    "ONNX opset 13 graph in the form of Ultralytics' export: input `images` [batch, 3, N, N]\n"
+    "(RGB in [0, 1], letterboxed; N: --input-size, a multiple of 32, default the file's imgsz),\n"
+    "output `output0` [batch, 4 + nc, anchors]: boxes cx, cy, w, h in input pixels, then the\n"
+    "class scores (sigmoid), anchors of strides 8, 16 and 32; no NMS. metadata_props hold\n"
+    "Ultralytics' names, stride, imgsz, batch and task, and vanilla.classes / preprocessing / model.\n";
+
+static int export_onnx(const char *in, const char *out, int size, bool force)
+{
+    vn_error err = {0};
+    vn_detect_info info;
+    vn_yolo *m = NULL;
+    int rc = vn_detect_open(in, &m, &info, &err);
+    bool merged = rc == VN_OK && !info.deploy;
+    if (rc == VN_OK) rc = vn_detect_export_onnx(m, &info, size, force, out, &err);
+    if (rc == VN_OK) {
+        int n = size != 0 ? size : info.imgsz, a = 0;
+        for (int l = 0; l < VN_YOLO_LEVELS; l++) a += (n >> (3 + l)) * (n >> (3 + l));
+        printf("%s%s%s -> %s: ONNX (opset %d, dynamic batch): images [batch, 3, %d, %d] -> output0 "
+               "[batch, %d, %d]\n", in, merged ? " (backbone merged)" : "",
+               info.has_ema ? " (EMA weights)" : "", out, VN_ONNX_OPSET, n, n, 4 + info.nc, a);
+    } else {
+        vn_cli_error("export", "%s: %s", in, err.msg);
+    }
+    if (m) vn_detect_info_free(&info);
+    vn_yolo_destroy(m);
+    return rc == VN_OK ? VN_EXIT_OK : VN_EXIT_ERROR;
+}
+
 int vn_cmd_detect_export(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out = NULL, *format = "safetensors";
     bool force = false;
+    int size = 0;
     for (int i = 1; i < argc; i++) {
-        if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
+        if (vn_cli_is(argv[i], "-h", "--help")) {
+            fputs(det_export_help, stdout);
+            return VN_EXIT_OK;
+        } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--force") == 0) force = true;
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
+        else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) size = atoi(argv[++i]);
         else if (argv[i][0] == '-') {
-            vn_cli_error("export", "unknown option %s for a detector (-o OUT, --force)", argv[i]);
+            vn_cli_error("export", "unknown option %s for a detector\n%s", argv[i], det_export_help);
             return VN_EXIT_USAGE;
         } else in = argv[i];
     }
-    if (!in || !out) {
-        vn_cli_error("export", "usage: vanilla export DETECTOR.safetensors -o MERGED.safetensors [--force]");
+    bool onnx = strcmp(format, "onnx") == 0;
+    if (!onnx && strcmp(format, "safetensors") != 0) {
+        vn_cli_error("export", "--format %s: safetensors or onnx", format);
         return VN_EXIT_USAGE;
     }
+    if (!onnx && size) {
+        vn_cli_error("export", "--input-size is the ONNX graph's (--format onnx)");
+        return VN_EXIT_USAGE;
+    }
+    if (!in || !out) {
+        fputs(det_export_help, stderr);
+        return VN_EXIT_USAGE;
+    }
+    if (onnx) return export_onnx(in, out, size, force);
     vn_error err = {0};
     vn_detect_info info;
     vn_yolo *m = NULL;

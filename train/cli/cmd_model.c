@@ -288,6 +288,7 @@ static const char export_help[] =
     "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N | --key K] [--force]\n"
     "                      [--config FILE] [--set k=v]\n"
     "       vanilla export MODEL.safetensors --format onnx -o MODEL.onnx [--input-size N] ...\n"
+    "       vanilla export DETECTOR.safetensors [--format onnx] -o OUT [--input-size N] [--force]\n"
     "\n"
     "Merges a training checkpoint (its model, or EMA copy N) into the deploy network: every\n"
     "BatchNorm folded into its conv, conv1 and conv2 of each block, the stem and the\n"
@@ -302,6 +303,11 @@ static const char export_help[] =
     "[batch, C, N, N] with a dynamic batch axis (N: --input-size, default the stored input\n"
     "size), output `logits` [batch, classes], class names and preprocessing in\n"
     "metadata_props (vanilla.classes, vanilla.preprocessing, vanilla.model).\n"
+    "\n"
+    "A detector file (model.task: detect) merges its backbone the same way; with --format onnx\n"
+    "it becomes one graph in the form of Ultralytics' export (input `images`, output `output0`\n"
+    "[batch, 4 + nc, anchors]: boxes cx, cy, w, h in pixels, then class scores). See\n"
+    "vanilla export DETECTOR.safetensors --help.\n"
     MODEL_CFG_HELP;
 
 /* What vn_export_model did, as the command prints it (the merge's figures also when the
