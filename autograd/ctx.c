@@ -25,10 +25,13 @@ void vn_ctx_destroy(vn_ctx *ctx)
 void vn_ctx_reset(vn_ctx *ctx)
 {
     ctx->n_tape = 0;
+    ctx->keep_used = 0;
     vn__mem_reset(ctx);
     ctx->status = VN_OK;
     ctx->error[0] = '\0';
 }
+
+void vn_ctx_set_keep(vn_ctx *ctx, size_t bytes) { ctx->keep_budget = bytes; }
 
 bool vn_ctx_set_grad(vn_ctx *ctx, bool enabled)
 {

@@ -38,6 +38,8 @@ struct vn_ctx {
     void *grad_ready_user;
     vn_bn_hooks bn_hooks;
     bool has_bn_hooks;
+    size_t keep_budget;  /* bytes of recomputable outputs a step may keep (vn_ctx_set_keep) */
+    size_t keep_used;    /* of which this step has kept */
 };
 
 /* Hands every pool block back and rewinds the arena (the end of a step). */

@@ -143,6 +143,11 @@ void vn_release(vn_ctx *ctx, vn_tensor *t)
     if (t->saved_refs == 0) {
         data_free(ctx, t);
     } else if (t->node && t->node->recomputable) {
+        size_t bytes = (size_t)t->numel * sizeof(float);
+        if (ctx->keep_used + bytes <= ctx->keep_budget) {
+            ctx->keep_used += bytes; /* kept: freed after the backward that reads it */
+            return;
+        }
         data_free(ctx, t);
         t->flags |= VN_TENSOR_DROPPED;
     }

@@ -71,6 +71,11 @@ vn_tensor *vn_ctx_tensor4(vn_ctx *ctx, int64_t d0, int64_t d1, int64_t d2, int64
  * to keep training memory down to what backward truly needs. NULL, model-lifetime tensors
  * and views are ignored. An op later given a released tensor fails with an error. */
 void vn_release(vn_ctx *ctx, vn_tensor *t);
+/* Up to `bytes` per step of those recomputable outputs are kept instead (the first released,
+ * in tape order, that fit), trading memory for the recomputation: a small model keeps all of
+ * them and skips its recomputation; 0 (the default) keeps none. The same bytes either way:
+ * recomputation writes exactly what the forward wrote. */
+void vn_ctx_set_keep(vn_ctx *ctx, size_t bytes);
 
 /* Backward from a scalar (numel 1) tensor: seeds its gradient with 1 and walks the tape in
  * reverse, accumulating into every tensor that requires grad. Each entry's saved state and

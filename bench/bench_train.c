@@ -97,6 +97,7 @@ typedef struct options {
     vn_vanillanet_config cfg;
     char model_name[64]; /* variant name or "custom" */
     int batch, size, steps, warmup, threads;
+    int keep_mb; /* train.keep_mb: recomputable outputs kept per step, MB */
     bool deploy;
     uint64_t seed;
     bool sgemm_peak, sgemm_only, profile;
@@ -112,8 +113,10 @@ static void usage(FILE *fp)
             "                   [--batch N] [--size S] [--mode train|deploy] [--steps N]\n"
             "                   [--warmup W] [--threads T] [--seed S] [--sgemm-peak]\n"
             "                   [--sgemm-only] [--device cpu|cuda] [--ema DECAY] [--profile]\n"
+            "                   [--keep-mb MB]\n"
             "defaults: --model vanillanet_5 --batch 8 --size 224 --mode train --steps 5\n"
-            "          --warmup 2 --threads 0 (all cores)\n");
+            "          --warmup 2 --threads 0 (all cores) --keep-mb 0 (as train.keep_mb: recompute\n"
+            "          what backward can rebuild)\n");
 }
 
 static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
@@ -217,6 +220,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--steps")) rc = parse_int(a, v, 1, MAX_STEPS, &o->steps);
         else if (!strcmp(a, "--warmup")) rc = parse_int(a, v, 0, MAX_STEPS, &o->warmup);
         else if (!strcmp(a, "--threads")) rc = parse_int(a, v, 0, 1024, &o->threads);
+        else if (!strcmp(a, "--keep-mb")) rc = parse_int(a, v, 0, 1 << 20, &o->keep_mb);
         else if (!strcmp(a, "--device")) {
             char why[200];
             if (vn_device_parse(v, &o->device) != VN_OK) {
@@ -372,6 +376,7 @@ static int bench_setup(bench *b, vn_error *err)
         vn_vanillanet_change_act(b->m, 0.5f);
     }
     b->ctx = o->device == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(o->device);
+    if (b->ctx) vn_ctx_set_keep(b->ctx, (size_t)o->keep_mb * 1000000); /* train.keep_mb */
     if (!b->ctx) return vn_error_set(err, VN_ERR_NOMEM, "out of memory for the context");
     if (o->deploy) vn_ctx_set_grad(b->ctx, false);
 

@@ -678,6 +678,7 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
     if (rc == VN_OK) rc = setup_ema(r, err);
     if (rc == VN_OK && !(r->ctx = vn_ctx_create())) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     if (rc == VN_OK) {
+        vn_ctx_set_keep(r->ctx, (size_t)(cfg->train.keep_mb * 1e6));
         res->params = vn_state_numel(vn_yolo_state(r->model), VN_STATE_PARAM);
         init_state(r);
         rc = resume(r, err);

@@ -831,6 +831,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (rc == VN_OK) rc = setup_model(r, err);
     if (rc == VN_OK) rc = setup_optim(r, err);
     if (rc == VN_OK && !(r->ctx = vn_ctx_create())) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    if (rc == VN_OK) vn_ctx_set_keep(r->ctx, (size_t)(cfg->train.keep_mb * 1e6));
     if (rc == VN_OK && r->ranks > 1)
         rc = vn__dp_create(opt->dist, r->ctx, r->params, r->n_params, cfg->train.dist_bucket_mb * 1e6,
                            cfg->model.sync_bn, &r->dp, err);

@@ -188,6 +188,7 @@ typedef struct vn_config_train {
     int64_t eval_every;       /* 0: never */
     int64_t eval_from_epoch;  /* 0: off */
     int64_t threads;          /* 0: all cores */
+    double keep_mb;           /* per step: recomputable outputs kept instead (vn_ctx_set_keep) */
     int64_t log_every;
     int nonfinite;            /* vn_config_nonfinite */
     int64_t max_skip;

@@ -121,9 +121,12 @@ typedef struct run_result {
     size_t in_use_after_forward, peak;
 } run_result;
 
+static size_t keep_budget; /* vn_ctx_set_keep of the next run */
+
 static void run(net *m, bool release, run_result *r, size_t *kept)
 {
     vn_ctx *ctx = vn_ctx_create();
+    vn_ctx_set_keep(ctx, keep_budget);
     vn_rng_seed(vn_ctx_rng(ctx), 7, 0, 0);
     int n;
     vn_tensor **p = net_params(m, &n);
@@ -176,6 +179,52 @@ START_TEST(test_release_same_bytes_less_memory)
     ck_assert_uint_le(b.in_use_after_forward, kept + 16384);
     ck_assert_uint_lt(b.in_use_after_forward * 2, a.in_use_after_forward);
     ck_assert_uint_lt(b.peak, a.peak);
+    net_free(&m);
+}
+END_TEST
+
+static void reset_stats(net *m)
+{
+    for (int i = 0; i < 3; i++) {
+        vn_tensor_fill(m->rm[i], 0.0f);
+        vn_tensor_fill(m->rv[i], 1.0f);
+    }
+}
+
+/* train.keep_mb: recomputable outputs kept up to a budget give the same bytes as recomputing
+ * them, with more memory in use after the forward (all of them: as much as not releasing). */
+START_TEST(test_keep_budget_same_bytes)
+{
+    net m;
+    net_init(&m);
+    run_result r[4];
+    size_t budgets[4] = {0, 4096, 65536, (size_t)1 << 30};
+    for (int k = 0; k < 4; k++) {
+        reset_stats(&m);
+        keep_budget = budgets[k];
+        run(&m, true, &r[k], NULL);
+    }
+    keep_budget = 0;
+    int n;
+    vn_tensor **p = net_params(&m, &n);
+    for (int k = 1; k < 4; k++) {
+        ck_assert_msg(memcmp(&r[0].loss, &r[k].loss, sizeof r[0].loss) == 0, "loss differs, budget %zu",
+                      budgets[k]);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(memcmp(r[0].grads[i], r[k].grads[i], (size_t)p[i]->numel * sizeof(float)) == 0,
+                          "gradient of parameter %d differs with a keep budget of %zu", i, budgets[k]);
+        /* what is kept is bounded by the budget */
+        ck_assert_uint_le(r[k].in_use_after_forward, r[0].in_use_after_forward + budgets[k]);
+        ck_assert_uint_ge(r[k].in_use_after_forward, r[k - 1].in_use_after_forward);
+    }
+    printf("keep budget 0 / 4 KB / 64 KB / 1 GB: in use after forward %zu / %zu / %zu / %zu bytes\n",
+           r[0].in_use_after_forward, r[1].in_use_after_forward, r[2].in_use_after_forward,
+           r[3].in_use_after_forward);
+    ck_assert_uint_gt(r[3].in_use_after_forward, r[0].in_use_after_forward);
+    /* a budget smaller than every recomputable output keeps none */
+    ck_assert_uint_eq(r[1].in_use_after_forward, r[0].in_use_after_forward);
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < n; i++) free(r[k].grads[i]);
     net_free(&m);
 }
 END_TEST
@@ -360,6 +409,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_release_same_bytes_less_memory);
     tcase_add_test(tc, test_release_errors_and_no_ops);
+    tcase_add_test(tc, test_keep_budget_same_bytes);
     tcase_add_test(tc, test_release_inference_frees_at_once);
     tcase_add_test(tc, test_pool_coalesces);
     tcase_add_test(tc, test_block_keeps_only_what_backward_needs);

@@ -72,6 +72,11 @@ expect "train: writes TensorBoard events" quiet ls "$T"/run/tb/events.out.tfeven
 expect "train: writes epochs.csv" [ -s "$T/run/epochs.csv" ]
 "$VANILLA" train "$T/base.yaml" --resume auto >"$T/again.log" 2>&1
 expect "train again: finished run is not redone" contains "$T/again.log" "already finished"
+# train.keep_mb: outputs kept instead of recomputed in backward change no byte of the result.
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/keep" --set train.keep_mb=64 >"$T/keep.log" 2>&1
+expect "train.keep_mb 64: exit 0" [ $? -eq 0 ]
+expect "train.keep_mb 64: the same tensors as recomputing" quiet "$TOOL" same \
+  "$T/run/checkpoints/ckpt-s0000000024.safetensors" "$T/keep/checkpoints/ckpt-s0000000024.safetensors"
 
 # Export: refused before deep training ends (act_learn < 1), exact after.
 "$VANILLA" export "$T/run/checkpoints/ckpt-s0000000012.safetensors" -o "$T/early.safetensors" >"$T/out" 2>&1
