@@ -43,6 +43,17 @@ expect "no command: exit 2" [ $? -eq 2 ]
 "$VANILLA" frobnicate >"$T/out" 2>&1
 expect "unknown command: exit 2" [ $? -eq 2 ]
 
+# Numeric options take the whole argument as a number in range, else a usage error (2).
+for cmdline in "info $T/base.yaml --input-size abc" "eval $T/x.safetensors --batch-size 0" \
+               "predict $T/x.safetensors $T/x.png --topk 5x" "export $T/x.safetensors -o $T/y --ema -1" \
+               "data preview $T/base.yaml --n 2.5"; do
+  # shellcheck disable=SC2086
+  "$VANILLA" $cmdline >"$T/out" 2>&1
+  rc=$?
+  expect "bad number ($cmdline): exit 2" [ $rc -eq 2 ]
+  expect "bad number ($cmdline): names the option" grep -q "wants an integer in" "$T/out"
+done
+
 # Config errors name the file, line and key.
 printf 'optim:\n  learning_rate: 0.1\n' >"$T/bad1.yaml"
 "$VANILLA" train "$T/bad1.yaml" >"$T/out" 2>&1

@@ -101,15 +101,16 @@ int vn_cmd_data(int argc, char **argv)
     const char *pos[VN_CONFIG_MAX_FILES] = {NULL};
     const char *sets[64];
     int n_pos = 0, n_sets = 0, threads = 2, list = 20, n_show = 16;
+    bool bad = false;
     int max_pos = strcmp(sub, "preview") == 0 ? VN_CONFIG_MAX_FILES : 2;
     for (int i = 2; i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(data_help, stdout);
             return 0;
         } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
-        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--list") == 0 && i + 1 < argc) list = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) n_show = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = vn_cli_int("data", "--threads", argv[++i], 0, 1024, &bad);
+        else if (strcmp(argv[i], "--list") == 0 && i + 1 < argc) list = vn_cli_int("data", "--list", argv[++i], 0, 1000000000, &bad);
+        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) n_show = vn_cli_int("data", "--n", argv[++i], 1, 1000000, &bad);
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) seed = argv[++i];
         else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out_png = argv[++i];
         else if (vn_cli_is(argv[i], "--set", "-s") && i + 1 < argc && n_sets < 63)
@@ -123,6 +124,7 @@ int vn_cmd_data(int argc, char **argv)
             return VN_EXIT_USAGE;
         }
     }
+    if (bad) return VN_EXIT_USAGE;
     vn_error err = {0};
     if (strcmp(sub, "import") == 0 && strcmp(format, "fashion-mnist-detect") == 0)
         return import_detect(n_pos, pos, threads);

@@ -86,22 +86,24 @@ int vn_cmd_detect_eval(int argc, char **argv)
     const char *model = NULL, *data = NULL, *split = "val";
     int imgsz = 0, batch = 0;
     double conf = -1, iou = -1;
+    bool bad = false;
     for (int i = 1; i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(det_eval_help, stdout);
             return VN_EXIT_OK;
         } else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) data = argv[++i];
         else if (strcmp(argv[i], "--split") == 0 && i + 1 < argc) split = argv[++i];
-        else if (strcmp(argv[i], "--imgsz") == 0 && i + 1 < argc) imgsz = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--batch-size") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) conf = atof(argv[++i]);
-        else if (strcmp(argv[i], "--iou") == 0 && i + 1 < argc) iou = atof(argv[++i]);
+        else if (strcmp(argv[i], "--imgsz") == 0 && i + 1 < argc) imgsz = vn_cli_int("eval", "--imgsz", argv[++i], 0, 16384, &bad);
+        else if (strcmp(argv[i], "--batch-size") == 0 && i + 1 < argc) batch = vn_cli_int("eval", "--batch-size", argv[++i], 1, 65536, &bad);
+        else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) conf = vn_cli_real("eval", "--conf", argv[++i], 0, 1, &bad);
+        else if (strcmp(argv[i], "--iou") == 0 && i + 1 < argc) iou = vn_cli_real("eval", "--iou", argv[++i], 0, 1, &bad);
         else if (argv[i][0] == '-') {
             vn_cli_error("eval", "unknown option %s for a detector (see the usage below)\n%s", argv[i],
                          det_eval_help);
             return VN_EXIT_USAGE;
         } else model = argv[i];
     }
+    if (bad) return VN_EXIT_USAGE;
     if (imgsz < 0 || imgsz % 32) {
         vn_cli_error("eval", "--imgsz %d: a positive multiple of 32", imgsz);
         return VN_EXIT_USAGE;
@@ -141,15 +143,16 @@ int vn_cmd_detect_predict(int argc, char **argv)
     const char **images = calloc((size_t)argc, sizeof *images);
     int n_images = 0, imgsz = 0;
     vn_nms_params np = {0.25f, 0.7f, 300, false, false};
+    bool bad = false;
     for (int i = 1; images && i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(det_predict_help, stdout);
             free(images);
             return VN_EXIT_OK;
         } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
-        else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) np.conf = (float)atof(argv[++i]);
-        else if (strcmp(argv[i], "--iou") == 0 && i + 1 < argc) np.iou = (float)atof(argv[++i]);
-        else if (strcmp(argv[i], "--imgsz") == 0 && i + 1 < argc) imgsz = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) np.conf = (float)vn_cli_real("predict", "--conf", argv[++i], 0, 1, &bad);
+        else if (strcmp(argv[i], "--iou") == 0 && i + 1 < argc) np.iou = (float)vn_cli_real("predict", "--iou", argv[++i], 0, 1, &bad);
+        else if (strcmp(argv[i], "--imgsz") == 0 && i + 1 < argc) imgsz = vn_cli_int("predict", "--imgsz", argv[++i], 0, 16384, &bad);
         else if (argv[i][0] == '-') {
             vn_cli_error("predict", "unknown option %s for a detector\n%s", argv[i], det_predict_help);
             free(images);
@@ -157,8 +160,8 @@ int vn_cmd_detect_predict(int argc, char **argv)
         } else if (!model) model = argv[i];
         else images[n_images++] = argv[i];
     }
-    if (!images || n_images == 0 || imgsz < 0 || imgsz % 32) {
-        fputs(det_predict_help, stderr);
+    if (!images || bad || n_images == 0 || imgsz < 0 || imgsz % 32) {
+        if (!bad) fputs(det_predict_help, stderr);
         free(images);
         return VN_EXIT_USAGE;
     }
@@ -227,7 +230,7 @@ static int export_onnx(const char *in, const char *out, int size, bool force)
 int vn_cmd_detect_export(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *format = "safetensors";
-    bool force = false;
+    bool force = false, bad = false;
     int size = 0;
     for (int i = 1; i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
@@ -236,12 +239,13 @@ int vn_cmd_detect_export(int argc, char **argv)
         } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--force") == 0) force = true;
         else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
-        else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) size = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) size = vn_cli_int("export", "--input-size", argv[++i], 1, 16384, &bad);
         else if (argv[i][0] == '-') {
             vn_cli_error("export", "unknown option %s for a detector\n%s", argv[i], det_export_help);
             return VN_EXIT_USAGE;
         } else in = argv[i];
     }
+    if (bad) return VN_EXIT_USAGE;
     bool onnx = strcmp(format, "onnx") == 0;
     if (!onnx && strcmp(format, "safetensors") != 0) {
         vn_cli_error("export", "--format %s: safetensors or onnx", format);
@@ -342,7 +346,7 @@ int vn_cli_detect_info(const char *model_file, const vn_config *cfg, int size, b
     rc = VN_EXIT_OK;
     if (!vn_yolo_is_deploy(m) && !deploy_only) {
         rc = detect_info_print(m, size, "training");
-        printf("\n");
+        if (rc == VN_EXIT_OK) printf("\n");
     }
     if (rc == VN_EXIT_OK && !vn_yolo_is_deploy(m) &&
         (m ? vn_yolo_get_config(m)->backbone.shortcut == VN_SHORTCUT_NONE : false)) {

@@ -208,6 +208,7 @@ int vn_cmd_eval(int argc, char **argv)
     const char *model_path = NULL, *data = NULL, *logits_path = NULL, *key = NULL, *real = NULL;
     const char *device = "cpu";
     int ema = -1, batch = 0, workers = -1;
+    bool bad = false;
     model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
         int t = take_model_cfg(&ca, argc, argv, &i, "eval");
@@ -217,9 +218,9 @@ int vn_cmd_eval(int argc, char **argv)
             fputs(eval_help, stdout);
             return 0;
         } else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) data = argv[++i];
-        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--batch-size") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = vn_cli_int("eval", "--ema", argv[++i], 0, 1000, &bad);
+        else if (strcmp(argv[i], "--batch-size") == 0 && i + 1 < argc) batch = vn_cli_int("eval", "--batch-size", argv[++i], 1, 65536, &bad);
+        else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = vn_cli_int("eval", "--workers", argv[++i], 0, 1024, &bad);
         else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
         else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
         else if (strcmp(argv[i], "--real-labels") == 0 && i + 1 < argc) real = argv[++i];
@@ -229,6 +230,7 @@ int vn_cmd_eval(int argc, char **argv)
             return VN_EXIT_USAGE;
         } else model_path = argv[i];
     }
+    if (bad) return VN_EXIT_USAGE;
     if (!model_path) {
         fputs(eval_help, stderr);
         return VN_EXIT_USAGE;
@@ -333,7 +335,7 @@ int vn_cmd_export(int argc, char **argv)
     if (vn_cli_is_detector(argc, argv)) return vn_cmd_detect_export(argc, argv);
     const char *in = NULL, *out = NULL, *key = NULL, *format = "safetensors";
     int ema = -1, onnx_size = 0;
-    bool force = false;
+    bool force = false, bad = false;
     model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
         int t = take_model_cfg(&ca, argc, argv, &i, "export");
@@ -343,16 +345,17 @@ int vn_cmd_export(int argc, char **argv)
             fputs(export_help, stdout);
             return 0;
         } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
-        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = vn_cli_int("export", "--ema", argv[++i], 0, 1000, &bad);
         else if (strcmp(argv[i], "--force") == 0) force = true;
         else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
         else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
-        else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) onnx_size = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) onnx_size = vn_cli_int("export", "--input-size", argv[++i], 1, 16384, &bad);
         else if (argv[i][0] == '-') {
             vn_cli_error("export", "unknown option %s (see vanilla export --help)", argv[i]);
             return VN_EXIT_USAGE;
         } else in = argv[i];
     }
+    if (bad) return VN_EXIT_USAGE;
     bool onnx = strcmp(format, "onnx") == 0;
     if (!in || !out || (!onnx && strcmp(format, "safetensors") != 0)) {
         fputs(export_help, stderr);
@@ -442,8 +445,9 @@ int vn_cmd_predict(int argc, char **argv)
     const char *model_path = NULL, *logits_path = NULL, *key = NULL;
     const char **images = calloc((size_t)argc, sizeof *images);
     int n_images = 0, topk = 5, ema = -1;
+    bool bad = false;
     model_cfg_args ca = {0};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; images && i < argc; i++) {
         int t = take_model_cfg(&ca, argc, argv, &i, "predict");
         if (t < 0) {
             free(images);
@@ -454,8 +458,8 @@ int vn_cmd_predict(int argc, char **argv)
             fputs(predict_help, stdout);
             free(images);
             return 0;
-        } else if (strcmp(argv[i], "--topk") == 0 && i + 1 < argc) topk = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--topk") == 0 && i + 1 < argc) topk = vn_cli_int("predict", "--topk", argv[++i], 1, 1000000, &bad);
+        else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = vn_cli_int("predict", "--ema", argv[++i], 0, 1000, &bad);
         else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
         else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
         else if (argv[i][0] == '-') {
@@ -465,8 +469,8 @@ int vn_cmd_predict(int argc, char **argv)
         } else if (!model_path) model_path = argv[i];
         else images[n_images++] = argv[i];
     }
-    if (!model_path || n_images == 0) {
-        fputs(predict_help, stderr);
+    if (!images || bad || !model_path || n_images == 0) {
+        if (!bad) fputs(predict_help, stderr);
         free(images);
         return VN_EXIT_USAGE;
     }

@@ -261,7 +261,7 @@ int vn_cmd_info(int argc, char **argv)
 {
     config_args a = {0};
     int size = 0;
-    bool deploy_only = false;
+    bool deploy_only = false, bad = false;
     const char *model_file = NULL;
     for (int i = 1; i < argc; i++) {
         int t = take_set(&a, argc, argv, &i, "info");
@@ -271,7 +271,7 @@ int vn_cmd_info(int argc, char **argv)
             fputs(info_help, stdout);
             return 0;
         } else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) {
-            size = atoi(argv[++i]);
+            size = vn_cli_int("info", "--input-size", argv[++i], 1, 16384, &bad);
         } else if (strcmp(argv[i], "--deploy") == 0) {
             deploy_only = true;
         } else if (argv[i][0] == '-') {
@@ -283,6 +283,7 @@ int vn_cmd_info(int argc, char **argv)
             a.files[a.n_files++] = argv[i];
         }
     }
+    if (bad) return VN_EXIT_USAGE;
     vn_vanillanet_config mc;
     vn_error err = {0};
     bool file_deploy = false;

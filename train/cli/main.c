@@ -1,5 +1,6 @@
 /* vanilla: train, evaluate, export and use VanillaNet models. */
 #include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,32 @@ void vn_cli_error(const char *cmd, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+int vn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, bool *bad)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) {
+        vn_cli_error(cmd, "%s wants an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
+        *bad = true;
+        return (int)lo;
+    }
+    return (int)v;
+}
+
+double vn_cli_real(const char *cmd, const char *opt, const char *s, double lo, double hi, bool *bad)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
+        vn_cli_error(cmd, "%s wants a number in [%g, %g], got '%s'", opt, lo, hi, s);
+        *bad = true;
+        return lo;
+    }
+    return v;
 }
 
 bool vn_cli_is(const char *arg, const char *a, const char *b)

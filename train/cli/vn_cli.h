@@ -24,6 +24,12 @@ void vn_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(p
 int vn_cli_load_config(vn_config *cfg, const char *const *files, int n_files,
                        const char *const *sets, int n_sets, const char *cmd);
 
+/* The number in s, all of it, as the value of option opt of cmd: on anything else (not a
+ * number, trailing characters, outside [lo, hi]) says so and sets *bad (the caller then
+ * exits with VN_EXIT_USAGE), returning lo. */
+int vn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, bool *bad);
+double vn_cli_real(const char *cmd, const char *opt, const char *s, double lo, double hi, bool *bad);
+
 /* True when `arg` is one of the given option spellings. */
 bool vn_cli_is(const char *arg, const char *a, const char *b);
 
