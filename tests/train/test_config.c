@@ -261,6 +261,7 @@ static const char *full_example =
     "  shuffle: off\n"
     "  eval_every: 2\n"
     "  threads: 2\n"
+    "  keep_mb: 32\n"
     "  log_every: 10\n"
     "  nonfinite: skip\n"
     "  max_skip: 3\n"
@@ -376,6 +377,7 @@ static void check_full_example(const vn_config *c)
     ck_assert_int_eq(c->train.eval_every, 2);
     ck_assert_int_eq(c->train.threads, 2);
     ck_assert_int_eq(c->train.log_every, 10);
+    ck_assert(c->train.keep_mb == 32);
     ck_assert_int_eq(c->train.nonfinite, VN_CONFIG_NONFINITE_SKIP);
     ck_assert_int_eq(c->train.device, VN_CONFIG_DEVICE_CPU);
     ck_assert_int_eq(c->train.max_skip, 3);
