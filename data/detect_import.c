@@ -61,9 +61,6 @@ static int read_idx(const char *path, int ndim, uint32_t *dims, uint8_t **data, 
     return rc;
 }
 
-/* Grey level from which an item is fully opaque. */
-#define ITEM_EDGE 40.0
-
 /* A smooth background: three random low-frequency waves per channel plus fine noise. */
 static void background(uint8_t *pix, int s, vn_rng *rng)
 {
@@ -141,15 +138,11 @@ static int compose(const vn_fmd_config *c, const fmd_src *src, vn_rng *rng, uint
         }
         if (placed < 0) continue;
         int px = placed % s, py = placed / s;
-        /* Opaque items: the grey level times the tint, over the background where the item
-         * is (opacity rising over the first ITEM_EDGE grey levels, a soft edge). Dark parts of
-         * a garment stay dark parts of it instead of letting the textured background through. */
         for (int y = 0; y < size; y++)
             for (int x = 0; x < size; x++) {
-                double v = scaled[y * size + x] / 255.0, a = v * 255.0 / ITEM_EDGE;
-                a = a > 1 ? 1 : a;
+                double a = scaled[y * size + x] / 255.0;
                 uint8_t *o = pix + ((size_t)(py + y) * s + px + x) * 3;
-                for (int ch = 0; ch < 3; ch++) o[ch] = (uint8_t)lround(o[ch] * (1 - a) + tint[ch] * v * a);
+                for (int ch = 0; ch < 3; ch++) o[ch] = (uint8_t)lround(o[ch] * (1 - a) + tint[ch] * a);
             }
         boxes[n][0] = src->labels[idx];
         memcpy(&boxes[n][1], box, sizeof box);
