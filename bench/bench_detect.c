@@ -6,9 +6,9 @@
  * The model is the default configuration (vanillanet_5 backbone, yolo11n scaling, 80
  * classes, act_learn 0.5) on a synthetic input with two boxes per image. The PyTorch side of
  * the comparison is bench/torch_detect.py; bench/compare_detect.sh runs both.
- * Note: OpenBLAS's runtime CPU detection may fall back to its generic "Prescott" kernels on
- * virtual CPUs it does not recognise (OPENBLAS_VERBOSE=2 prints the core); set
- * OPENBLAS_CORETYPE (e.g. SkylakeX or Haswell) to what the CPU supports. */
+ * Where OpenBLAS falls back to its generic kernels on a CPU newer than it knows,
+ * vn_runtime_setup picks its AVX-512 or AVX2 ones, as `vanilla` does (OPENBLAS_VERBOSE=2
+ * prints the core in use; OPENBLAS_CORETYPE or VN_BLAS_AUTO=0 keep a choice). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
