@@ -287,8 +287,8 @@ static const vn_config_key schema[] = {
     {KEY(train, threads), .def = "0", RANGE(0, 1024), .flags = VN_CONFIG_NOT_HASHED,
      .aka = "num_threads", .help = "Compute threads; 0: all cores."},
     {KEY(train, keep_mb), .def = "0", RANGE(0, 1e6), .flags = VN_CONFIG_NOT_HASHED,
-     .help = "MB per step of outputs kept instead of recomputed in backward: faster, more "
-             "memory, same bytes."},
+     .help = "MB per step of outputs kept instead of recomputed in backward (memory for "
+             "time; same bytes)."},
     {KEY(train, log_every), .def = "50", RANGE(1, INF), .flags = VN_CONFIG_NOT_HASHED,
      .aka = "print_freq log_interval", .help = "Print a progress line every this many optimizer steps (metrics.jsonl and TensorBoard get every step)."},
     {KEY(train, nonfinite), .def = "stop", .choices = nonfinite_names,
