@@ -45,7 +45,8 @@ typedef struct vn_error {
 /* Fills *err (when not NULL) and returns code, so callers can `return vn_error_set(...)`. */
 int vn_error_set(vn_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Prepends context ("loading model.safetensors: ") to an existing message. */
+/* Prepends context ("loading model.safetensors: ") to an existing message. Returns err->code,
+ * 0 when err is NULL: return the failing status itself, not this, where err may be NULL. */
 int vn_error_prefix(vn_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void vn_error_clear(vn_error *err);
 

@@ -1044,7 +1044,10 @@ int vn_st_write(vn_st_writer *w, const char *path, uint32_t flags, vn_error *err
     unsigned char *head = NULL;
     size_t hl = 0;
     int rc = build_header(w, flags, &head, &hl, err);
-    if (rc) return vn_error_prefix(err, "%s: ", path);
+    if (rc) {
+        vn_error_prefix(err, "%s: ", path);
+        return rc;
+    }
 
     size_t tmp_cap = strlen(path) + 32;
     char *tmp = malloc(tmp_cap);

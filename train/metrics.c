@@ -424,9 +424,15 @@ int vn_metrics_open(const char *run_dir, int64_t resume_step, const vn_metrics_o
     if (opts->n_csv_columns < 0 || (opts->n_csv_columns > 0 && !opts->csv_columns))
         return vn_error_set(err, VN_ERR_INVALID, "vn_metrics_open: bad CSV column list");
     int rc = check_names(opts->csv_columns, opts->n_csv_columns, err);
-    if (rc != VN_OK) return vn_error_prefix(err, "epochs.csv columns: ");
+    if (rc != VN_OK) {
+        vn_error_prefix(err, "epochs.csv columns: ");
+        return rc;
+    }
     rc = vn_mkdirs(run_dir, err);
-    if (rc != VN_OK) return vn_error_prefix(err, "run directory: ");
+    if (rc != VN_OK) {
+        vn_error_prefix(err, "run directory: ");
+        return rc;
+    }
 
     vn_metrics *m = calloc(1, sizeof *m);
     if (!m) return vn_error_set(err, VN_ERR_NOMEM, "out of memory opening metrics");

@@ -240,7 +240,10 @@ int vn_tb_open(const char *dir, vn_tb_writer **out, vn_error *err)
     if (!dir || !out) return vn_error_set(err, VN_ERR_INVALID, "vn_tb_open: NULL argument");
     *out = NULL;
     int rc = vn_mkdirs(dir, err);
-    if (rc != VN_OK) return vn_error_prefix(err, "TensorBoard log directory: ");
+    if (rc != VN_OK) {
+        vn_error_prefix(err, "TensorBoard log directory: ");
+        return rc;
+    }
 
     /* TensorBoard's own writers name files this way; the hostname keeps files written by
      * several machines into one shared directory apart. Characters that could form a path
