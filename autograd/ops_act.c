@@ -30,7 +30,11 @@ static inline float exp_bounded(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    /* n's clamp only matters for NaN (which the comparisons send to -127): the conversion to
+     * int must see a finite value; p carries the NaN to the result. */
+    float nc = n > -127.0f ? n : -127.0f;
+    nc = nc < 127.0f ? nc : 127.0f;
+    int32_t bits = ((int32_t)nc + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
