@@ -475,6 +475,39 @@ START_TEST(test_no_grad_records_nothing)
 }
 END_TEST
 
+/* SiLU and sigmoid's own exp against double precision over [-90, 90] (relative 1e-6, or 1e-30
+ * absolute where the result underflows), their saturation, and NaN / infinity passing
+ * through as libm's would. */
+START_TEST(test_silu_sigmoid_range)
+{
+    enum { N = 1801 + 4 };
+    int64_t shape[1] = {N};
+    vn_tensor *x = vn_tensor_new(1, shape, false);
+    for (int i = 0; i < 1801; i++) x->data[i] = -90.0f + 0.1f * (float)i;
+    x->data[1801] = NAN;
+    x->data[1802] = INFINITY;
+    x->data[1803] = -INFINITY;
+    x->data[1804] = 0.0f;
+    vn_ctx *ctx = vn_ctx_create();
+    vn_ctx_set_grad(ctx, false);
+    vn_tensor *sg = vn_sigmoid(ctx, x), *si = vn_silu(ctx, x);
+    ck_assert(sg && si);
+    for (int i = 0; i < 1801; i++) {
+        double v = x->data[i], es = 1.0 / (1.0 + exp(-v)), ei = v * es;
+        double ds = fabs(sg->data[i] - es), di = fabs(si->data[i] - ei);
+        ck_assert_msg(ds <= 1e-6 * es + 1e-30, "sigmoid(%g) = %.9g, want %.9g", v, (double)sg->data[i], es);
+        ck_assert_msg(di <= 1e-6 * fabs(ei) + 1e-30 * fabs(v), "silu(%g) = %.9g, want %.9g", v,
+                      (double)si->data[i], ei);
+    }
+    ck_assert(isnan(sg->data[1801]) && isnan(si->data[1801]));
+    ck_assert(sg->data[1802] == 1.0f && si->data[1802] == INFINITY);
+    ck_assert(sg->data[1803] >= 0.0f && sg->data[1803] < 1e-30f);
+    ck_assert(sg->data[1804] == 0.5f && si->data[1804] == 0.0f);
+    vn_ctx_destroy(ctx);
+    vn_tensor_free(x);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("detect_ops");
@@ -488,6 +521,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_release_same_gradients);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_no_grad_records_nothing);
+    tcase_add_test(tc, test_silu_sigmoid_range);
     suite_add_tcase(s, tc);
     return s;
 }
