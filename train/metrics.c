@@ -413,6 +413,21 @@ static double metrics_now(const vn_metrics *m)
     return m->clock ? m->clock(m->clock_user) : vn_wall_time();
 }
 
+/* metrics.jsonl: cut back to resume_step and appended to, or started afresh. */
+static int open_jsonl(vn_metrics *m, int64_t resume_step, vn_error *err)
+{
+    if (resume_step >= 0) {
+        int rc = truncate_jsonl(m->jsonl_path, resume_step, err);
+        if (rc != VN_OK) return rc;
+        m->jsonl = fopen(m->jsonl_path, "ab");
+    } else {
+        m->jsonl = fopen(m->jsonl_path, "wb");
+    }
+    if (!m->jsonl)
+        return vn_error_set(err, VN_ERR_IO, "cannot open %s: %s", m->jsonl_path, strerror(errno));
+    return VN_OK;
+}
+
 int vn_metrics_open(const char *run_dir, int64_t resume_step, const vn_metrics_opts *opts,
                     vn_metrics **out, vn_error *err)
 {
@@ -447,17 +462,8 @@ int vn_metrics_open(const char *run_dir, int64_t resume_step, const vn_metrics_o
         goto fail;
     }
 
-    if (resume_step >= 0) {
-        rc = truncate_jsonl(m->jsonl_path, resume_step, err);
-        if (rc != VN_OK) goto fail;
-        m->jsonl = fopen(m->jsonl_path, "ab");
-    } else {
-        m->jsonl = fopen(m->jsonl_path, "wb");
-    }
-    if (!m->jsonl) {
-        rc = vn_error_set(err, VN_ERR_IO, "cannot open %s: %s", m->jsonl_path, strerror(errno));
-        goto fail;
-    }
+    rc = open_jsonl(m, resume_step, err);
+    if (rc != VN_OK) goto fail;
 
     if (resume_step < 0) {
         /* A fresh run's rows start a fresh file (created at the first EPOCH record unless

@@ -316,24 +316,9 @@ void vn__det_model_section(vn_text *t, const vn__run_view *v)
         vn_yolo_destroy(m);
         return;
     }
-    char a[32], b[32];
-    vn_text_printf(t, "<h2>Model</h2><details><summary>YOLO11-VanillaNet, %d layers, %s parameters, %s MACs at "
-                   "%dx%d<span class=\"n\">training form%s</span></summary><div class=\"tbl\"><table><tr>"
-                   "<th>layer</th><th class=\"l\">op</th><th>output (H&times;W&times;C)</th><th>params</th>"
-                   "<th>MACs</th></tr>", r.n, vn__fmt_count(r.total_params, a, sizeof a),
-                   vn__fmt_count(r.total_macs, b, sizeof b), v->input_size, v->input_size,
-                   run->model_from_ckpt ? ", as stored in the checkpoints" : ", from config.yaml and detect.data");
-    for (int i = 0; i < r.n; i++) {
-        const vn_report_row *row = &r.rows[i];
-        vn_text_put(t, "<tr><td><code>");
-        vn_text_escaped(t, row->name);
-        vn_text_put(t, "</code></td><td class=\"l\">");
-        vn_text_escaped(t, row->what);
-        vn_text_printf(t, "</td><td>%lld&times;%lld&times;%lld</td><td>%s</td><td>%s</td></tr>",
-                       (long long)row->out[1], (long long)row->out[2], (long long)row->out[3],
-                       vn__fmt_count(row->params, a, sizeof a), vn__fmt_count(row->macs, b, sizeof b));
-    }
-    vn_text_put(t, "</table></div></details>");
+    vn__html_layer_table(t, &r, "YOLO11-VanillaNet, ", v->input_size,
+                         run->model_from_ckpt ? ", as stored in the checkpoints"
+                                              : ", from config.yaml and detect.data");
     vn_report_free(&r);
     vn_yolo_destroy(m);
 }

@@ -357,22 +357,17 @@ static void config_section(vn_text *t, const vn_config *cfg)
     free(defaults);
 }
 
-static void model_section(vn_text *t, const vn__run_view *v)
+void vn__html_layer_table(vn_text *t, const vn_report *r, const char *what, int size,
+                          const char *source)
 {
-    const vn_run *run = v->run;
-    vn_report r;
-    if (!run->has_model ||
-        vn_vanillanet_report(&run->model, false, v->input_size, v->input_size, &r, NULL) != VN_OK)
-        return;
     char a[32], b[32];
-    vn_text_printf(t, "<h2>Model</h2><details><summary>%d layers, %s parameters, %s MACs at %dx%d"
+    vn_text_printf(t, "<h2>Model</h2><details><summary>%s%d layers, %s parameters, %s MACs at %dx%d"
                    "<span class=\"n\">training form%s</span></summary><div class=\"tbl\"><table><tr>"
                    "<th>layer</th><th class=\"l\">op</th><th>output (H&times;W&times;C)</th><th>params</th>"
-                   "<th>MACs</th></tr>", r.n, fmt_count(r.total_params, a, sizeof a),
-                   fmt_count(r.total_macs, b, sizeof b), v->input_size, v->input_size,
-                   run->model_from_ckpt ? ", as stored in the checkpoints" : ", from config.yaml");
-    for (int i = 0; i < r.n; i++) {
-        const vn_report_row *row = &r.rows[i];
+                   "<th>MACs</th></tr>", what, r->n, fmt_count(r->total_params, a, sizeof a),
+                   fmt_count(r->total_macs, b, sizeof b), size, size, source);
+    for (int i = 0; i < r->n; i++) {
+        const vn_report_row *row = &r->rows[i];
         vn_text_put(t, "<tr><td><code>");
         vn_text_escaped(t, row->name);
         vn_text_put(t, "</code></td><td class=\"l\">");
@@ -382,6 +377,17 @@ static void model_section(vn_text *t, const vn__run_view *v)
                        fmt_count(row->params, a, sizeof a), fmt_count(row->macs, b, sizeof b));
     }
     vn_text_put(t, "</table></div></details>");
+}
+
+static void model_section(vn_text *t, const vn__run_view *v)
+{
+    const vn_run *run = v->run;
+    vn_report r;
+    if (!run->has_model ||
+        vn_vanillanet_report(&run->model, false, v->input_size, v->input_size, &r, NULL) != VN_OK)
+        return;
+    vn__html_layer_table(t, &r, "", v->input_size,
+                         run->model_from_ckpt ? ", as stored in the checkpoints" : ", from config.yaml");
     vn_report_free(&r);
 }
 

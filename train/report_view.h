@@ -87,6 +87,10 @@ void vn__html_panel(vn_text *t, vn_chart *c, const char *title, bool full, bool 
 const char *vn__fmt_num(double v, const char *f, char *buf, size_t len);
 const char *vn__fmt_count(int64_t v, char *buf, size_t len);
 const char *vn__fmt_duration(double s, char *buf, size_t len);
+/* The "Model" section: report r's layers at size x size in a collapsed table, its summary
+ * "<what>N layers, P parameters, M MACs" and where the model came from (source). */
+void vn__html_layer_table(vn_text *t, const vn_report *r, const char *what, int size,
+                          const char *source);
 /* The config of x against the reference's, as "a.b: 1 -> 2; ..." (escaped), or nothing. */
 void vn__html_config_diff(vn_text *t, const vn_run *ref, const vn_run *x);
 
