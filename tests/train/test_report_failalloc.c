@@ -62,13 +62,15 @@ static int report_once(const char *run_dir, const char *png, size_t *page_len, v
     return rc;
 }
 
-START_TEST(test_sweep_report)
+/* Every allocation of one report of the run make() writes under <tmp>/<name>, failed in
+ * turn: each attempt fails cleanly with VN_ERR_NOMEM and a message, or succeeds with a page. */
+static void sweep(void (*make)(const char *dir), const char *name, const char *label)
 {
     char dir[4096], run_dir[4200], png[4200];
     vn_test_mkdtemp(dir, sizeof dir, "report_fa");
-    snprintf(run_dir, sizeof run_dir, "%s/run", dir);
+    snprintf(run_dir, sizeof run_dir, "%s/%s", dir, name);
     snprintf(png, sizeof png, "%s/c.png", dir);
-    make_run(run_dir);
+    make(run_dir);
     size_t full_len = 0;
     vn_error err = {0};
     ck_assert_msg(report_once(run_dir, png, &full_len, &err) == VN_OK, "%s", err.msg);
@@ -90,11 +92,13 @@ START_TEST(test_sweep_report)
             ck_assert_msg(len > 0, "allocation %ld: success without a page", n);
         }
     }
-    printf("report: %ld allocations swept, %ld ended in an out-of-memory error\n", n - 1, failed);
+    printf("%s: %ld allocations swept, %ld ended in an out-of-memory error\n", label, n - 1, failed);
     ck_assert_int_gt(n, 50);
     ck_assert_int_gt(failed, 0);
     vn_test_rmtree(dir);
 }
+
+START_TEST(test_sweep_report) { sweep(make_run, "run", "report"); }
 END_TEST
 
 /* A detector run (model.task: detect): losses, evaluations with per-class records, a config
@@ -131,39 +135,7 @@ static void make_det_run(const char *dir)
 
 /* The same sweep over a detector run's page (its cards, charts, per-class table and the
  * detector built for its size and layers). */
-START_TEST(test_sweep_detector_report)
-{
-    char dir[4096], run_dir[4200], png[4200];
-    vn_test_mkdtemp(dir, sizeof dir, "report_fa");
-    snprintf(run_dir, sizeof run_dir, "%s/det", dir);
-    snprintf(png, sizeof png, "%s/c.png", dir);
-    make_det_run(run_dir);
-    size_t full_len = 0;
-    vn_error err = {0};
-    ck_assert_msg(report_once(run_dir, png, &full_len, &err) == VN_OK, "%s", err.msg);
-    long n = 1, failed = 0;
-    for (;; n++) {
-        size_t len = 0;
-        vn_error e = {0};
-        vn_failalloc_arm(n, false);
-        int rc = report_once(run_dir, png, &len, &e);
-        bool fired = vn_failalloc_disarm();
-        if (!fired) {
-            ck_assert_int_eq(rc, VN_OK);
-            break;
-        }
-        if (rc != VN_OK) {
-            failed++;
-            ck_assert_msg(rc == VN_ERR_NOMEM && e.msg[0], "allocation %ld: rc %d, \"%s\"", n, rc, e.msg);
-        } else {
-            ck_assert_msg(len > 0, "allocation %ld: success without a page", n);
-        }
-    }
-    printf("detector report: %ld allocations swept, %ld ended in an out-of-memory error\n", n - 1, failed);
-    ck_assert_int_gt(n, 50);
-    ck_assert_int_gt(failed, 0);
-    vn_test_rmtree(dir);
-}
+START_TEST(test_sweep_detector_report) { sweep(make_det_run, "det", "detector report"); }
 END_TEST
 
 int main(void)
