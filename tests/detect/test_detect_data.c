@@ -13,14 +13,6 @@
 #include "data/vn_detect_data.h"
 #include "data/vn_image.h"
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* A w x h RGB image whose pixel (x, y) is (x, y, 200). */
 static void write_png(const char *path, int w, int h)
 {
@@ -52,11 +44,11 @@ static void make_dataset(const char *root)
     snprintf(p, sizeof p, "%s/images/train/sub/c.png", root);
     write_png(p, 8, 8);
     snprintf(p, sizeof p, "%s/labels/train/a.txt", root);
-    write_text(p, "0 0.5 0.5 0.5 0.5\n\n2 0.25 0.75 0.1 0.2\n");
+    vn_test_write_text(p, "0 0.5 0.5 0.5 0.5\n\n2 0.25 0.75 0.1 0.2\n");
     snprintf(p, sizeof p, "%s/labels/train/sub/c.txt", root);
-    write_text(p, "1 0.5 0.5 0.2 0.2\n9 0.5 0.5 0.2 0.2\n");
+    vn_test_write_text(p, "1 0.5 0.5 0.2 0.2\n9 0.5 0.5 0.2 0.2\n");
     snprintf(p, sizeof p, "%s/data.yaml", root);
-    write_text(p, "path: .\ntrain: images/train\nval: images/train\nnames:\n  0: shirt\n"
+    vn_test_write_text(p, "path: .\ntrain: images/train\nval: images/train\nnames:\n  0: shirt\n"
                   "  2: bag\n  1: shoe\n");
 }
 
@@ -118,7 +110,7 @@ START_TEST(test_bad_lines)
         vn_test_mkdtemp(root, sizeof root, "detbad");
         make_dataset(root);
         snprintf(p, sizeof p, "%s/labels/train/a.txt", root);
-        write_text(p, lines[k][0]);
+        vn_test_write_text(p, lines[k][0]);
         snprintf(p, sizeof p, "%s/images/train", root);
         vn_det_dataset *ds;
         vn_error err = {0};
@@ -141,7 +133,7 @@ START_TEST(test_no_boxes_anywhere)
     vn_test_mkdtemp(root, sizeof root, "detnone");
     make_dataset(root);
     snprintf(p, sizeof p, "%s/labels/train/a.txt", root);
-    write_text(p, "\n  \n");
+    vn_test_write_text(p, "\n  \n");
     snprintf(p, sizeof p, "%s/labels/train/sub/c.txt", root);
     ck_assert_int_eq(remove(p), 0);
     snprintf(p, sizeof p, "%s/images/train", root);
@@ -166,22 +158,22 @@ START_TEST(test_yaml_errors)
     snprintf(p, sizeof p, "%s/d.yaml", root);
     vn_det_data_cfg cfg;
     vn_error err = {0};
-    write_text(p, "train: a\nnames: [x]\n");
+    vn_test_write_text(p, "train: a\nnames: [x]\n");
     ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
     ck_assert_msg(strstr(err.msg, "missing val"), "%s", err.msg);
-    write_text(p, "train: a\nval: b\nnames:\n  0: x\n  5: y\n");
+    vn_test_write_text(p, "train: a\nval: b\nnames:\n  0: x\n  5: y\n");
     ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
     ck_assert_msg(strstr(err.msg, "key '5' is not a class index"), "%s", err.msg);
-    write_text(p, "train: [a\n");
+    vn_test_write_text(p, "train: [a\n");
     ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
     ck_assert_msg(strstr(err.msg, "d.yaml:"), "%s", err.msg);
-    write_text(p, "train: a\nval: b\nnames: [x, y]\n");
+    vn_test_write_text(p, "train: a\nval: b\nnames: [x, y]\n");
     ck_assert_int_eq(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
     ck_assert_int_eq(cfg.nc, 2);
     ck_assert_str_eq(cfg.names[1], "y");
     vn_det_data_cfg_free(&cfg);
     /* Found by fuzz_yolo: names given twice leaked the first list; the last wins (PyYAML). */
-    write_text(p, "train: a\nval: b\nnames: [x, y]\nnames:\n  0: u\n  1: v\n  2: w\n");
+    vn_test_write_text(p, "train: a\nval: b\nnames: [x, y]\nnames:\n  0: u\n  1: v\n  2: w\n");
     ck_assert_int_eq(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
     ck_assert_int_eq(cfg.nc, 3);
     ck_assert_str_eq(cfg.names[2], "w");

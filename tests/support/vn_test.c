@@ -204,6 +204,32 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
     return 0;
 }
 
+void vn_test_write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+const char *vn_test_in_dir(const char *dir, const char *name)
+{
+    static char buf[4][1200];
+    static int k;
+    k = (k + 1) % 4;
+    char copy[1200]; /* dir may be an earlier result */
+    snprintf(copy, sizeof copy, "%s", dir);
+    snprintf(buf[k], sizeof buf[k], "%s/%s", copy, name);
+    return buf[k];
+}
+
+int vn_test_count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
 void vn_test_rmtree(const char *path)
 {
     if (path && path[0]) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);

@@ -55,6 +55,12 @@ double vn_test_gradcheck(const char *what, vn_test_fwd_fn fwd, int n_in, vn_tens
  * the tests make many small files, else /tmp) written into buf; fails the test if it cannot
  * be made. */
 void vn_test_mkdtemp(char *buf, size_t len, const char *tag);
+/* Writes text to a new file at path (fails the test if it cannot). */
+void vn_test_write_text(const char *path, const char *text);
+/* "dir/name" in one of four rotating static buffers (dir may be an earlier result). */
+const char *vn_test_in_dir(const char *dir, const char *name);
+/* How many times needle occurs in hay (overlapping occurrences counted). */
+int vn_test_count(const char *hay, const char *needle);
 /* Recursive delete (best effort). */
 void vn_test_rmtree(const char *path);
 /* Runs every test of s (forking per test unless fork is false), with the verbosity of

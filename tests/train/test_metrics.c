@@ -64,14 +64,6 @@ static char *slurp(const char *path, size_t *len)
     return b;
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot create %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void assert_file_eq(const char *path, const char *want)
 {
     char *got = slurp(path, NULL);
@@ -434,7 +426,7 @@ START_TEST(test_tb_unique_names)
     char name[512];
     for (long long s = now; s < now + 4; s++) {
         snprintf(name, sizeof name, "events.out.tfevents.%lld.%s", s, host);
-        write_text(path_in(tmp, name), "");
+        vn_test_write_text(path_in(tmp, name), "");
     }
     vn_tb_writer *a = NULL, *b = NULL;
     vn_error err = {0};
@@ -465,7 +457,7 @@ START_TEST(test_tb_errors)
         ck_assert_msg(strstr(err.msg, "/dev/full") && strstr(err.msg, "No space"), "%s", err.msg);
     }
     char *tmp = make_tmpdir();
-    write_text(path_in(tmp, "file"), "x");
+    vn_test_write_text(path_in(tmp, "file"), "x");
     ck_assert_int_eq(vn_tb_open(path_in(tmp, "file"), &tb, &err), VN_ERR_IO);
     ck_assert_msg(strstr(err.msg, "not a directory"), "%s", err.msg);
     ck_assert_int_eq(vn_tb_open(path_in(tmp, "file/sub"), &tb, &err), VN_ERR_IO);
@@ -787,21 +779,21 @@ START_TEST(test_metrics_resume_bad_files)
     vn_metrics *m = NULL;
     vn_error err = {0};
     /* A CSV that vanilla did not write is an error that names it, and stays as it was. */
-    write_text(path_in(tmp, "epochs.csv"), "a,b,c\n1,2,3\n");
+    vn_test_write_text(path_in(tmp, "epochs.csv"), "a,b,c\n1,2,3\n");
     ck_assert_int_eq(vn_metrics_open(tmp, 10, &o, &m, &err), VN_ERR_FORMAT);
     ck_assert(m == NULL);
     ck_assert_msg(strstr(err.msg, "epochs.csv") && strstr(err.msg, "\"step\""), "%s", err.msg);
     assert_file_eq(path_in(tmp, "epochs.csv"), "a,b,c\n1,2,3\n");
 
     /* Unreadable lines and rows are dropped; good ones kept. */
-    write_text(path_in(tmp, "metrics.jsonl"),
+    vn_test_write_text(path_in(tmp, "metrics.jsonl"),
                "{\"kind\":\"step\",\"step\":1}\n"
                "garbage\n"
                "\n"
                "{\"kind\":\"step\",\"step\":\"2\"}\n"
                "{\"kind\":\"step\",\"step\":3}\n"
                "{\"kind\":\"step\",\"step\":30}\n");
-    write_text(path_in(tmp, "epochs.csv"),
+    vn_test_write_text(path_in(tmp, "epochs.csv"),
                "epoch,step,time\n0,1,5.0\n0,x,5.0\n0,2\n0,3,7.5,9\n0,4,8.0\n0,40,9.0\n");
     ck_assert_msg(vn_metrics_open(tmp, 10, &o, &m, &err) == VN_OK, "%s", err.msg);
     ck_assert_int_eq(vn_metrics_close(m, &err), VN_OK);
@@ -810,7 +802,7 @@ START_TEST(test_metrics_resume_bad_files)
     assert_file_eq(path_in(tmp, "epochs.csv"), "epoch,step,time\n0,1,5.0\n0,4,8.0\n");
 
     /* A torn header: the file starts again. */
-    write_text(path_in(tmp, "epochs.csv"), "epoch,st");
+    vn_test_write_text(path_in(tmp, "epochs.csv"), "epoch,st");
     ck_assert_msg(vn_metrics_open(tmp, 10, &o, &m, &err) == VN_OK, "%s", err.msg);
     const char *n[] = {"acc"};
     const double v[] = {1};
@@ -892,7 +884,7 @@ START_TEST(test_metrics_write_errors)
         ck_assert_int_eq(vn_metrics_close(m, &err), VN_OK);
     }
     /* A run directory that cannot be created. */
-    write_text(path_in(tmp, "plain"), "");
+    vn_test_write_text(path_in(tmp, "plain"), "");
     ck_assert_int_eq(vn_metrics_open(path_in(tmp, "plain/run"), -1, NULL, &m, &err), VN_ERR_IO);
     ck_assert_msg(strstr(err.msg, "run directory") && strstr(err.msg, "plain/run"), "%s",
                   err.msg);

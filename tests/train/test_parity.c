@@ -394,14 +394,6 @@ END_TEST
 
 static char tmp[512];
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 START_TEST(test_real_labels)
 {
     vn_test_mkdtemp(tmp, sizeof tmp, "parity");
@@ -416,11 +408,11 @@ START_TEST(test_real_labels)
     ck_assert_int_eq(vn_mkdirs(path, NULL), 0);
     for (int i = 0; i < 6; i++) {
         snprintf(path, sizeof path, "%s/%s", tmp, files[i]);
-        write_text(path, "x");
+        vn_test_write_text(path, "x");
     }
     /* Entry i: the correct classes of ILSVRC2012_val_<i + 1>. Image 3 has none (left out). */
     snprintf(path, sizeof path, "%s/real.json", tmp);
-    write_text(path, "[[0], [1, 2], [], [0, 3], [4], [2]]");
+    vn_test_write_text(path, "[[0], [1, 2], [], [0, 3], [4], [2]]");
     vn_real_labels *rl = NULL;
     vn_error err = {0};
     ck_assert_msg(vn_real_labels_load(path, &rl, &err) == 0, "%s", err.msg);
@@ -452,7 +444,7 @@ START_TEST(test_real_labels)
     vn_real_labels_free(rl);
     /* A file the labels do not cover is named. */
     snprintf(path, sizeof path, "%s/b/ILSVRC2012_val_00000007.JPEG", tmp);
-    write_text(path, "x");
+    vn_test_write_text(path, "x");
     snprintf(path, sizeof path, "%s/real.json", tmp);
     ck_assert_int_eq(vn_real_labels_load(path, &rl, &err), 0);
     ck_assert_int_eq(vn_dataset_scan(tmp, NULL, 0, &ds, &err), 0);
@@ -462,7 +454,7 @@ START_TEST(test_real_labels)
     vn_dataset_free(ds);
     vn_real_labels_free(rl);
     /* A malformed file. */
-    write_text(path, "[[0], \"x\"]");
+    vn_test_write_text(path, "[[0], \"x\"]");
     ck_assert_int_ne(vn_real_labels_load(path, &rl, &err), 0);
     ck_assert_msg(strstr(err.msg, "entry 1") != NULL, "%s", err.msg);
     vn_test_rmtree(tmp);

@@ -19,31 +19,12 @@
 
 /* ------------------------------------------------------------------------- helpers */
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot create %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
-static const char *in_dir(const char *dir, const char *name)
-{
-    static char buf[4][1200];
-    static int k;
-    k = (k + 1) % 4;
-    char copy[1200]; /* dir may be an earlier result */
-    snprintf(copy, sizeof copy, "%s", dir);
-    snprintf(buf[k], sizeof buf[k], "%s/%s", copy, name);
-    return buf[k];
-}
-
 /* A run folder with `steps` step records whose loss is 2 / (1 + 0.01 step) (plus a wiggle),
  * an evaluation and an epoch record every `per_epoch` steps, and a minimal config. */
 static void make_run(const char *dir, int64_t steps, int64_t per_epoch, bool config)
 {
     mkdir(dir, 0777);
-    FILE *f = fopen(in_dir(dir, "metrics.jsonl"), "wb");
+    FILE *f = fopen(vn_test_in_dir(dir, "metrics.jsonl"), "wb");
     ck_assert(f != NULL);
     for (int64_t s = 1; s <= steps; s++) {
         int64_t e = (s - 1) / per_epoch;
@@ -65,17 +46,10 @@ static void make_run(const char *dir, int64_t steps, int64_t per_epoch, bool con
     }
     fclose(f);
     if (config)
-        write_text(in_dir(dir, "config.yaml"),
+        vn_test_write_text(vn_test_in_dir(dir, "config.yaml"),
                    "model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4}\n"
                    "data: {input_size: 16, grayscale: true, mean: [0.3], std: [0.3]}\n"
                    "optim: {lr: 0.001}\n");
-}
-
-static int count_of(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p++) n++;
-    return n;
 }
 
 static char *page_of(const vn_run_set *set, size_t *len)
@@ -286,23 +260,23 @@ START_TEST(broken_inputs_get_notes_and_a_page)
     vn_run_set_init(&set);
     vn_error err = {0};
     /* Missing folder, a folder that is no run, a file. */
-    ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "nope"), &err), VN_ERR_NOT_FOUND);
+    ck_assert_int_eq(vn_run_load_path(&set, vn_test_in_dir(dir, "nope"), &err), VN_ERR_NOT_FOUND);
     ck_assert_ptr_nonnull(strstr(err.msg, "no such folder"));
-    mkdir(in_dir(dir, "empty"), 0777);
-    ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "empty"), &err), VN_ERR_NOT_FOUND);
+    mkdir(vn_test_in_dir(dir, "empty"), 0777);
+    ck_assert_int_eq(vn_run_load_path(&set, vn_test_in_dir(dir, "empty"), &err), VN_ERR_NOT_FOUND);
     ck_assert_ptr_nonnull(strstr(err.msg, "not a run folder"));
     /* A run without metrics.jsonl (config and epochs.csv only), and one cut mid-record. */
-    mkdir(in_dir(dir, "nometrics"), 0777);
-    write_text(in_dir(in_dir(dir, "nometrics"), "config.yaml"), "optim: {lr: 0.5\n");
-    write_text(in_dir(in_dir(dir, "nometrics"), "epochs.csv"),
+    mkdir(vn_test_in_dir(dir, "nometrics"), 0777);
+    vn_test_write_text(vn_test_in_dir(vn_test_in_dir(dir, "nometrics"), "config.yaml"), "optim: {lr: 0.5\n");
+    vn_test_write_text(vn_test_in_dir(vn_test_in_dir(dir, "nometrics"), "epochs.csv"),
                "epoch,step,time,train_loss,val_top1\n0,10,100.5,1.5,40\n1,20,110,1.2,\n2,30,1");
-    ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "nometrics"), &err), VN_OK);
-    make_run(in_dir(dir, "cut"), 50, 20, false);
-    FILE *f = fopen(in_dir(in_dir(dir, "cut"), "metrics.jsonl"), "ab");
+    ck_assert_int_eq(vn_run_load_path(&set, vn_test_in_dir(dir, "nometrics"), &err), VN_OK);
+    make_run(vn_test_in_dir(dir, "cut"), 50, 20, false);
+    FILE *f = fopen(vn_test_in_dir(vn_test_in_dir(dir, "cut"), "metrics.jsonl"), "ab");
     fputs("{\"kind\":\"step\",\"step\":51,\"loss\":0.5,\"img_per_s\":9}\n", f); /* no epoch */
     fputs("garbage line\n{\"kind\":\"step\",\"epoch\":2,\"step\":52,\"lo", f);
     fclose(f);
-    ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "cut"), &err), VN_OK);
+    ck_assert_int_eq(vn_run_load_path(&set, vn_test_in_dir(dir, "cut"), &err), VN_OK);
     ck_assert_int_eq(set.n_runs, 2);
     ck_assert_int_eq(set.n_notes, 2);
     const vn_run *nm = &set.runs[0], *cut = &set.runs[1];
@@ -326,10 +300,10 @@ START_TEST(broken_inputs_get_notes_and_a_page)
     /* Nothing readable at all: still a page that says so. */
     vn_run_set_free(&set);
     vn_run_set_init(&set);
-    vn_run_load_path(&set, in_dir(dir, "nope"), &err);
-    ck_assert_int_eq(vn_run_report_html(&set, in_dir(dir, "r.html"), NULL, &err), VN_OK);
+    vn_run_load_path(&set, vn_test_in_dir(dir, "nope"), &err);
+    ck_assert_int_eq(vn_run_report_html(&set, vn_test_in_dir(dir, "r.html"), NULL, &err), VN_OK);
     struct stat st;
-    ck_assert_int_eq(stat(in_dir(dir, "r.html"), &st), 0);
+    ck_assert_int_eq(stat(vn_test_in_dir(dir, "r.html"), &st), 0);
     vn_run_set_free(&set);
     vn_test_rmtree(dir);
 }
@@ -342,15 +316,15 @@ START_TEST(ablation_folder_table_bars_and_overlay)
     char abl[4200];
     snprintf(abl, sizeof abl, "%s/act_num", dir);
     mkdir(abl, 0777);
-    make_run(in_dir(abl, "act_num=0"), 200, 100, true);
-    make_run(in_dir(abl, "act_num=3"), 200, 100, true);
-    write_text(in_dir(in_dir(abl, "act_num=3"), "config.yaml"),
+    make_run(vn_test_in_dir(abl, "act_num=0"), 200, 100, true);
+    make_run(vn_test_in_dir(abl, "act_num=3"), 200, 100, true);
+    vn_test_write_text(vn_test_in_dir(vn_test_in_dir(abl, "act_num=3"), "config.yaml"),
                "model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4,"
                " act_num: 1}\ndata: {input_size: 16, grayscale: true, mean: [0.3], std: [0.3]}\n");
-    write_text(in_dir(abl, "results.csv"), "run,best_top1,final_top1,params,macs,seconds\n"
+    vn_test_write_text(vn_test_in_dir(abl, "results.csv"), "run,best_top1,final_top1,params,macs,seconds\n"
                                            "act_num=0,81.5000,80.0000,1000,20000,12.0\n"
                                            "act_num=3,84.2500,84.0000,1200,25000,13.0\n");
-    write_text(in_dir(abl, "results.md"), "| run |\n");
+    vn_test_write_text(vn_test_in_dir(abl, "results.md"), "| run |\n");
     vn_run_set set;
     vn_run_set_init(&set);
     vn_error err = {0};
@@ -366,7 +340,7 @@ START_TEST(ablation_folder_table_bars_and_overlay)
     ck_assert_ptr_nonnull(strstr(page, "<h2>Runs</h2>"));
     ck_assert_ptr_nonnull(strstr(page, "model.act_num: 3 -&gt; 1")); /* config vs the first run */
     /* Two runs overlaid: two raw loss paths. */
-    ck_assert_int_eq(count_of(page, "<path class=\"raw\""), 2);
+    ck_assert_int_eq(vn_test_count(page, "<path class=\"raw\""), 2);
     free(page);
     vn_run_set_free(&set);
     vn_test_rmtree(dir);
@@ -427,7 +401,7 @@ START_TEST(png_draws_where_the_layout_maps)
     vn_chart_line *l = vn_chart_add(&c, x, y, 11, "y = x", 0xff0000);
     ck_assert_ptr_nonnull(l);
     l->width = 2;
-    const char *path = in_dir(dir, "line.png");
+    const char *path = vn_test_in_dir(dir, "line.png");
     vn_error err = {0};
     ck_assert_int_eq(vn_chart_png(&c, 600, 300, path, &err), VN_OK);
     vn_image img = {0};

@@ -13,32 +13,6 @@
 
 #include "train/vn_run_report.h"
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot create %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
-static const char *in_dir(const char *dir, const char *name)
-{
-    static char buf[4][1200];
-    static int k;
-    k = (k + 1) % 4;
-    char copy[1200];
-    snprintf(copy, sizeof copy, "%s", dir);
-    snprintf(buf[k], sizeof buf[k], "%s/%s", copy, name);
-    return buf[k];
-}
-
-static int count_of(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p++) n++;
-    return n;
-}
-
 static char *page_of(const vn_run_set *set)
 {
     char *page = NULL;
@@ -59,7 +33,7 @@ static const double ev_p[4] = {0.5, 0.6, 0.7, 0.81}, ev_r[4] = {0.3, 0.4, 0.5, 0
 static void make_det_run(const char *dir)
 {
     mkdir(dir, 0777);
-    FILE *f = fopen(in_dir(dir, "metrics.jsonl"), "wb");
+    FILE *f = fopen(vn_test_in_dir(dir, "metrics.jsonl"), "wb");
     ck_assert(f != NULL);
     for (int e = 0; e < 4; e++) {
         for (int s = e * 10 + 1; s <= e * 10 + 10; s++)
@@ -80,18 +54,18 @@ static void make_det_run(const char *dir)
     }
     fclose(f);
     char data[1400], yaml[3000];
-    snprintf(data, sizeof data, "%s", in_dir(dir, "data.yaml"));
-    write_text(data, "path: .\ntrain: images/train\nval: images/val\nnames: {0: cat, 1: dog}\n");
+    snprintf(data, sizeof data, "%s", vn_test_in_dir(dir, "data.yaml"));
+    vn_test_write_text(data, "path: .\ntrain: images/train\nval: images/val\nnames: {0: cat, 1: dog}\n");
     snprintf(yaml, sizeof yaml, "model: {task: detect, name: custom, dims: [8, 16, 16, 16], strides: [2, 2, 2], "
                                 "act_num: 1}\ndetect: {data: %s, imgsz: 64}\n", data);
-    write_text(in_dir(dir, "config.yaml"), yaml);
+    vn_test_write_text(vn_test_in_dir(dir, "config.yaml"), yaml);
 }
 
 /* A classifier run: steps with "loss", two evaluations of top-1. */
 static void make_cls_run(const char *dir)
 {
     mkdir(dir, 0777);
-    FILE *f = fopen(in_dir(dir, "metrics.jsonl"), "wb");
+    FILE *f = fopen(vn_test_in_dir(dir, "metrics.jsonl"), "wb");
     ck_assert(f != NULL);
     for (int s = 1; s <= 20; s++) {
         fprintf(f, "{\"kind\":\"step\",\"epoch\":%d,\"step\":%d,\"time\":%d,\"loss\":%.4f,\"lr\":0.01}\n",
@@ -101,7 +75,7 @@ static void make_cls_run(const char *dir)
                     1000 + s, 60.0 + s);
     }
     fclose(f);
-    write_text(in_dir(dir, "config.yaml"),
+    vn_test_write_text(vn_test_in_dir(dir, "config.yaml"),
                "model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4}\n"
                "data: {input_size: 16, grayscale: true, mean: [0.3], std: [0.3]}\n");
 }
@@ -110,10 +84,10 @@ START_TEST(summary_picks_the_best_fitness_and_the_last_evaluation)
 {
     char dir[4096];
     vn_test_mkdtemp(dir, sizeof dir, "repdet");
-    make_det_run(in_dir(dir, "det"));
+    make_det_run(vn_test_in_dir(dir, "det"));
     vn_run run;
     vn_error err = {0};
-    ck_assert_int_eq(vn_run_load(in_dir(dir, "det"), &run, &err), VN_OK);
+    ck_assert_int_eq(vn_run_load(vn_test_in_dir(dir, "det"), &run, &err), VN_OK);
     ck_assert(run.detector);
     ck_assert(!run.has_model); /* no classifier model is made up for it */
     ck_assert_msg(run.has_det_model, "the detector from config.yaml and detect.data");
@@ -146,11 +120,11 @@ START_TEST(page_shows_the_detector_figures)
 {
     char dir[4096];
     vn_test_mkdtemp(dir, sizeof dir, "repdet");
-    make_det_run(in_dir(dir, "det"));
+    make_det_run(vn_test_in_dir(dir, "det"));
     vn_run_set set;
     vn_run_set_init(&set);
     vn_error err = {0};
-    ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "det"), &err), VN_OK);
+    ck_assert_int_eq(vn_run_load_path(&set, vn_test_in_dir(dir, "det"), &err), VN_OK);
     char *page = page_of(&set);
     /* Cards: best by fitness (0.3950, not the higher 0.4000 of epoch 2), its mAP50, the last. */
     ck_assert_ptr_nonnull(strstr(page, "<div class=\"k\">Best mAP50-95</div><div class=\"v\">0.3950</div>"));
@@ -177,7 +151,7 @@ START_TEST(page_shows_the_detector_figures)
         snprintf(h, sizeof h, "<h3>%s</h3>", t);
         ck_assert_msg(strstr(page, h), "no chart %s", t);
     }
-    ck_assert_int_eq(count_of(page, "<path class=\"det\""), 4);
+    ck_assert_int_eq(vn_test_count(page, "<path class=\"det\""), 4);
     ck_assert_ptr_nonnull(strstr(page, "best 0.3950"));
     ck_assert_ptr_nonnull(strstr(page, "YOLO11-VanillaNet detector, backbone custom"));
     free(page);
@@ -190,13 +164,13 @@ START_TEST(mixed_runs_are_labelled_and_charted_by_kind)
 {
     char dir[4096];
     vn_test_mkdtemp(dir, sizeof dir, "repdet");
-    make_cls_run(in_dir(dir, "cls"));
-    make_det_run(in_dir(dir, "det"));
+    make_cls_run(vn_test_in_dir(dir, "cls"));
+    make_det_run(vn_test_in_dir(dir, "det"));
     vn_run_set set;
     vn_run_set_init(&set);
     vn_error err = {0};
-    ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "cls"), &err), VN_OK);
-    ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "det"), &err), VN_OK);
+    ck_assert_int_eq(vn_run_load_path(&set, vn_test_in_dir(dir, "cls"), &err), VN_OK);
+    ck_assert_int_eq(vn_run_load_path(&set, vn_test_in_dir(dir, "det"), &err), VN_OK);
     ck_assert(!set.runs[0].detector && set.runs[1].detector);
     char *page = page_of(&set);
     ck_assert_ptr_nonnull(strstr(page, "<td class=\"l\">classify (top-1)</td><td>80.00%</td><td>80.00%</td>"));
@@ -205,8 +179,8 @@ START_TEST(mixed_runs_are_labelled_and_charted_by_kind)
     ck_assert_ptr_nonnull(strstr(page, "<h2>Loss and accuracy</h2>"));
     ck_assert_ptr_nonnull(strstr(page, "<h2>Detection: losses and metrics</h2>"));
     /* Top-1 only for the classifier, detection metrics only for the detector. */
-    ck_assert_int_eq(count_of(page, "<path class=\"top1\""), 1);
-    ck_assert_int_eq(count_of(page, "<path class=\"det\""), 4);
+    ck_assert_int_eq(vn_test_count(page, "<path class=\"top1\""), 1);
+    ck_assert_int_eq(vn_test_count(page, "<path class=\"det\""), 4);
     free(page);
     /* PNG charts: the detector's files besides the classifier's. */
     char prefix[4200];
@@ -221,7 +195,7 @@ START_TEST(mixed_runs_are_labelled_and_charted_by_kind)
     vn_run_set_free(&set);
     /* A classifier alone: none of the detector's pieces, on the page or as files. */
     vn_run_set_init(&set);
-    ck_assert_int_eq(vn_run_load_path(&set, in_dir(dir, "cls"), &err), VN_OK);
+    ck_assert_int_eq(vn_run_load_path(&set, vn_test_in_dir(dir, "cls"), &err), VN_OK);
     page = page_of(&set);
     ck_assert_ptr_null(strstr(page, "Detection: losses"));
     ck_assert_ptr_null(strstr(page, "<div class=\"k\">Best mAP"));
@@ -244,9 +218,9 @@ START_TEST(detector_ablation_results_read_back)
     char abl[4200];
     snprintf(abl, sizeof abl, "%s/act", dir);
     mkdir(abl, 0777);
-    make_det_run(in_dir(abl, "act_num=1"));
-    make_det_run(in_dir(abl, "act_num=2"));
-    write_text(in_dir(abl, "results.csv"), VN_RUN_DET_CSV_HEADER "\n"
+    make_det_run(vn_test_in_dir(abl, "act_num=1"));
+    make_det_run(vn_test_in_dir(abl, "act_num=2"));
+    vn_test_write_text(vn_test_in_dir(abl, "results.csv"), VN_RUN_DET_CSV_HEADER "\n"
                                            "act_num=1,0.395000,0.950000,0.380000,0.700000,1465014,16921152,2.1\n"
                                            "act_num=2,0.412500,0.901000,,,1465910,16975424,2.2\n");
     vn_run_set set;
