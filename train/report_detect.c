@@ -356,15 +356,7 @@ void vn__det_compare_table(vn_text *t, const vn__run_view *v, int n)
             vn_text_printf(t, "</td><td class=\"l\">classify (top-1)</td><td>%s</td><td>%s</td><td>&ndash;</td>",
                            vn__fmt_num(x->best_top1, "%.2f%%", a, sizeof a),
                            vn__fmt_num(x->final_top1, "%.2f%%", b, sizeof b));
-        vn_text_printf(t, "<td>%s</td><td>%lld</td><td>%lld</td>", vn__fmt_num(x->final_loss, "%.4f", a, sizeof a),
-                       (long long)x->steps, (long long)x->epochs);
-        vn_text_printf(t, "<td>%s</td>", vn__fmt_duration(x->wall_seconds, a, sizeof a));
-        vn_text_printf(t, "<td>%s</td>", vn__fmt_num(x->img_per_s, "%.0f", a, sizeof a));
-        vn_text_printf(t, "<td>%s</td>", vn__fmt_num(x->peak_rss_mb, "%.0f MiB", a, sizeof a));
-        vn_text_printf(t, "<td>%s</td><td>%s</td><td class=\"l\"><code>", vn__fmt_count(x->params, a, sizeof a),
-                       vn__fmt_count(x->macs, b, sizeof b));
-        if (r > 0) vn__html_config_diff(t, v[0].run, x->run);
-        vn_text_put(t, r == 0 ? "(reference)</code></td></tr>" : "</code></td></tr>");
+        vn__html_run_tail(t, v, r);
     }
     vn_text_put(t, "</table></div>");
 }

@@ -428,6 +428,21 @@ static void run_details(vn_text *t, const vn__run_view *v)
 
 /* ----------------------------------------------------------------- several runs */
 
+void vn__html_run_tail(vn_text *t, const vn__run_view *v, int r)
+{
+    const vn__run_view *x = &v[r];
+    char a[64], b[64];
+    vn_text_printf(t, "<td>%s</td><td>%lld</td><td>%lld</td>", fmt_num(x->final_loss, "%.4f", a, sizeof a),
+                   (long long)x->steps, (long long)x->epochs);
+    vn_text_printf(t, "<td>%s</td>", fmt_duration(x->wall_seconds, a, sizeof a));
+    vn_text_printf(t, "<td>%s</td>", fmt_num(x->img_per_s, "%.0f", a, sizeof a));
+    vn_text_printf(t, "<td>%s</td>", fmt_num(x->peak_rss_mb, "%.0f MiB", a, sizeof a));
+    vn_text_printf(t, "<td>%s</td><td>%s</td><td class=\"l\"><code>", fmt_count(x->params, a, sizeof a),
+                   fmt_count(x->macs, b, sizeof b));
+    if (r > 0) vn__html_config_diff(t, v[0].run, x->run);
+    vn_text_put(t, r == 0 ? "(reference)</code></td></tr>" : "</code></td></tr>");
+}
+
 static void compare_table(vn_text *t, const vn__run_view *v, int n)
 {
     if (vn__det_count(v, n)) {
@@ -440,7 +455,7 @@ static void compare_table(vn_text *t, const vn__run_view *v, int n)
     vn_text_put(t, "<h2>Runs</h2><div class=\"tbl\"><table><tr><th>run</th><th>best top-1</th><th>final top-1</th>"
                    "<th>train loss</th><th>steps</th><th>epochs</th><th>wall time</th><th>images/s</th>"
                    "<th>peak memory</th><th>params</th><th>MACs</th><th class=\"l\">config vs. the first run</th></tr>");
-    char a[64], b[64];
+    char a[64];
     for (int r = 0; r < n; r++) {
         const vn__run_view *x = &v[r];
         vn_text_printf(t, "<tr%s><td><span class=\"sw\" style=\"background:#%06x\"></span>",
@@ -448,15 +463,7 @@ static void compare_table(vn_text *t, const vn__run_view *v, int n)
         vn_text_escaped(t, x->run->name);
         vn_text_printf(t, "</td><td>%s</td>", fmt_num(x->best_top1, "%.2f%%", a, sizeof a));
         vn_text_printf(t, "<td>%s</td>", fmt_num(x->final_top1, "%.2f%%", a, sizeof a));
-        vn_text_printf(t, "<td>%s</td><td>%lld</td><td>%lld</td>", fmt_num(x->final_loss, "%.4f", a, sizeof a),
-                       (long long)x->steps, (long long)x->epochs);
-        vn_text_printf(t, "<td>%s</td>", fmt_duration(x->wall_seconds, a, sizeof a));
-        vn_text_printf(t, "<td>%s</td>", fmt_num(x->img_per_s, "%.0f", a, sizeof a));
-        vn_text_printf(t, "<td>%s</td>", fmt_num(x->peak_rss_mb, "%.0f MiB", a, sizeof a));
-        vn_text_printf(t, "<td>%s</td><td>%s</td><td class=\"l\"><code>", fmt_count(x->params, a, sizeof a),
-                       fmt_count(x->macs, b, sizeof b));
-        if (r > 0) vn__html_config_diff(t, v[0].run, x->run);
-        vn_text_put(t, r == 0 ? "(reference)</code></td></tr>" : "</code></td></tr>");
+        vn__html_run_tail(t, v, r);
     }
     vn_text_put(t, "</table></div>");
 }

@@ -87,6 +87,9 @@ void vn__html_panel(vn_text *t, vn_chart *c, const char *title, bool full, bool 
 const char *vn__fmt_num(double v, const char *f, char *buf, size_t len);
 const char *vn__fmt_count(int64_t v, char *buf, size_t len);
 const char *vn__fmt_duration(double s, char *buf, size_t len);
+/* The columns every run row of the comparison table ends with: train loss, steps, epochs, wall
+ * time, images/s, peak memory, params, MACs and the config against run 0's; closes the row. */
+void vn__html_run_tail(vn_text *t, const vn__run_view *v, int r);
 /* The "Model" section: report r's layers at size x size in a collapsed table, its summary
  * "<what>N layers, P parameters, M MACs" and where the model came from (source). */
 void vn__html_layer_table(vn_text *t, const vn_report *r, const char *what, int size,
