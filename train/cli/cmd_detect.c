@@ -349,7 +349,7 @@ int vn_cli_detect_info(const char *model_file, const vn_config *cfg, int size, b
         if (rc == VN_EXIT_OK) printf("\n");
     }
     if (rc == VN_EXIT_OK && !vn_yolo_is_deploy(m) &&
-        (m ? vn_yolo_get_config(m)->backbone.shortcut == VN_SHORTCUT_NONE : false)) {
+        vn_yolo_get_config(m)->backbone.shortcut == VN_SHORTCUT_NONE) {
         if (vn_yolo_switch_to_deploy(m, true, &err) != VN_OK) {
             vn_cli_error("info", "%s", err.msg);
             rc = VN_EXIT_ERROR;
