@@ -351,6 +351,8 @@ static const vn_config_key schema[] = {
      .help = "Warmup: the biases' lr falls from this to the scheduled lr (others rise from 0)."},
     {KEY(detect, warmup_momentum), .def = "0.8", RANGE(0, 1), .flags = VN_CONFIG_MAX_OPEN,
      .help = "Warmup: SGD momentum rises from this to optim.momentum (as Ultralytics: SGD only)."},
+    {KEY(detect, warmup_accumulate), .def = "true",
+     .help = "Warmup: micro-batches per step rise from 1 to optim.update_freq (Ultralytics); false: fixed."},
 
     /* ---- output ---- */
     {KEY(output, dir), .def = "runs/vanilla", .flags = VN_CONFIG_NOT_HASHED | VN_CONFIG_NONEMPTY,

@@ -10,7 +10,9 @@
  * partial batch of an epoch is dropped.
  *
  * Gradient accumulation (optim.update_freq U): an optimizer step takes U consecutive batches
- * (micro-batches); the schedules count optimizer steps (an epoch has images / (B U) of them).
+ * (micro-batches); the schedules count steps of U micro-batches (an epoch has images / (B U) of
+ * them). During the lr warmup (detect.warmup_accumulate) the count rises from 1 to U as
+ * Ultralytics' accumulate (vn_detect_accumulate), so the warmup takes more, smaller steps.
  * Each micro-batch backpropagates Ultralytics' loss of its B images unscaled: that loss is
  * loss.sum() x batch, i.e. the per-batch loss x the effective batch B U scaled by 1 / U as the
  * classifier scales, so the U gradients add up to those of one batch of B U (exactly when the
@@ -71,7 +73,7 @@ typedef struct drun {
 } drun;
 
 static const char *const step_cols[] = {"loss", "box_loss", "cls_loss", "dfl_loss", "lr",
-                                        "act_learn", "grad_norm", "img_per_s"};
+                                        "act_learn", "grad_norm", "img_per_s", "batches"};
 static const char *const epoch_cols[] = {"train_loss", "val_P", "val_R", "val_mAP50",
                                          "val_mAP50-95", "lr", "act_learn", "epoch_seconds"};
 #define N_STEP_COLS ((int)(sizeof step_cols / sizeof step_cols[0]))
@@ -123,6 +125,14 @@ void vn_detect_warmup(const vn_config *cfg, vn_optim *o, const vn_schedule *lr_s
     const double m = cfg->optim.momentum, m0 = cfg->detect.warmup_momentum;
     if (vn_optim_get_config(o)->kind == VN_OPTIM_SGD && m > 0)
         vn_optim_set_momentum(o, m0 + (m - m0) * frac);
+}
+
+int64_t vn_detect_accumulate(int64_t ni, int64_t nw, int64_t uf, bool ramp)
+{
+    if (!ramp || uf <= 1 || nw <= 0 || ni >= nw) return uf;
+    const double slope = (double)(uf - 1) / (double)nw; /* numpy.interp's order of operations */
+    double a = nearbyint(slope * (double)(ni < 0 ? 0 : ni) + 1.0);
+    return a < 1 ? 1 : (int64_t)a;
 }
 
 /* ---- set-up and tear-down -------------------------------------------------------------------- */
@@ -443,25 +453,47 @@ static int apply_update(drun *r, bool *bad, vn_error *err)
     return VN_OK;
 }
 
-/* One optimizer step over optim.update_freq micro-batches; *bad: skipped (non-finite). The
- * logged loss is the sum of the micro-batches' (the loss of the B x update_freq images), the
- * parts their mean. */
-static int train_step(drun *r, double *loss_out, double parts3[3], bool *bad, vn_error *err)
+/* Micro-batches of an epoch (B images each; an optimizer step takes update_freq of them after
+ * the warmup) and the run's index of the next one. */
+static int64_t epoch_micro(const drun *r)
 {
-    const int64_t uf = r->cfg->optim.update_freq;
-    vn_optim_set_lr(r->optim, vn_schedule_value(&r->lr_sched, r->st.step));
-    vn_optim_set_weight_decay(r->optim, vn_schedule_value(&r->wd_sched, r->st.step));
-    vn_detect_warmup(r->cfg, r->optim, &r->lr_sched, r->st.step);
-    *loss_out = 0;
+    return r->steps_per_ep * r->cfg->optim.update_freq;
+}
+
+static int64_t next_micro(const drun *r)
+{
+    return r->st.epoch * epoch_micro(r) + r->st.position / r->B;
+}
+
+/* One optimizer step: micro-batches until the step has vn_detect_accumulate of them (Ultralytics:
+ * ni - last step's ni >= accumulate) or the epoch's micro-batches end (the step then takes what
+ * is left: checkpoints never hold part of a step). The lr, wd and warmup are those of the
+ * schedule position (last micro-batch) / update_freq: the step's index when every step takes
+ * update_freq. *n: micro-batches taken; *bad: skipped (non-finite). The logged loss is that of
+ * B x update_freq images (the micro-batches' sum x update_freq / n), the parts their mean. */
+static int train_step(drun *r, double *loss_out, double parts3[3], int64_t *n, bool *bad, vn_error *err)
+{
+    const int64_t uf = r->cfg->optim.update_freq, end = epoch_micro(r), ni0 = next_micro(r);
+    const int64_t nw = vn_schedule_warmup_iters(&r->lr_sched) * uf;
+    double sum = 0;
     parts3[0] = parts3[1] = parts3[2] = 0;
     *bad = false;
-    for (int64_t k = 0; k < uf; k++) {
+    *n = 0;
+    do {
         double lv = 0, p[3] = {0, 0, 0};
         int rc = micro_step(r, &lv, p, bad, err);
         if (rc != VN_OK) return rc;
-        *loss_out += lv;
-        for (int i = 0; i < 3; i++) parts3[i] += p[i] / (double)uf;
-    }
+        sum += lv;
+        for (int i = 0; i < 3; i++) parts3[i] += p[i];
+        ++*n;
+    } while (*n < vn_detect_accumulate(ni0 + *n - 1, nw, uf, r->cfg->detect.warmup_accumulate) &&
+             r->st.position / r->B < end);
+    const int64_t pos = (ni0 + *n - 1) / uf;
+    vn_optim_set_lr(r->optim, vn_schedule_value(&r->lr_sched, pos));
+    vn_optim_set_weight_decay(r->optim, vn_schedule_value(&r->wd_sched, pos));
+    vn_detect_warmup(r->cfg, r->optim, &r->lr_sched, pos);
+    *loss_out = sum * (double)uf / (double)*n;
+    for (int i = 0; i < 3; i++) parts3[i] /= (double)*n;
     int rc = apply_update(r, bad, err);
     r->st.rng = *vn_ctx_rng(r->ctx);
     return rc;
@@ -477,35 +509,39 @@ static int skipped_step(drun *r, const vn_train_result *res, vn_error *err)
 
 /* ---- epochs ---------------------------------------------------------------------------------- */
 
-static void log_step(drun *r, int64_t k, double loss, const double p[3], double dt)
+/* After a step that took micro-batches [m0, m1) of the epoch: its metrics row, and a line when
+ * it crossed a multiple of train.log_every scheduled steps or ended the epoch. */
+static void log_step(drun *r, int64_t m0, int64_t m1, double loss, const double p[3], double dt)
 {
+    const int64_t uf = r->cfg->optim.update_freq, every = uf * r->cfg->train.log_every;
     double lo, hi;
     vn_optim_lr_range(r->optim, &lo, &hi);
     double v[N_STEP_COLS] = {loss, p[0], p[1], p[2], hi, r->st.act_learn,
                              vn_optim_last_grad_norm(r->optim),
-                             dt > 0 ? (double)r->B * (double)r->cfg->optim.update_freq / dt : 0};
+                             dt > 0 ? (double)r->B * (double)(m1 - m0) / dt : 0, (double)(m1 - m0)};
     vn_metrics_log(r->metrics, VN_METRICS_STEP, r->st.epoch, r->st.step, step_cols, v, N_STEP_COLS, NULL);
     r->ep_loss += loss;
     r->ep_steps++;
-    if ((k + 1) % r->cfg->train.log_every == 0 || k + 1 == r->steps_per_ep)
+    if (m1 / every != m0 / every || m1 == epoch_micro(r))
         fprintf(r->out, "epoch %lld/%lld step %lld/%lld  loss %.4f (box %.4f cls %.4f dfl %.4f)  "
                 "lr %.3g  act_learn %.3f  %.1f img/s\n", (long long)r->st.epoch + 1,
-                (long long)r->cfg->train.epochs, (long long)k + 1, (long long)r->steps_per_ep,
-                loss, p[0], p[1], p[2], hi, r->st.act_learn, v[7]);
+                (long long)r->cfg->train.epochs, (long long)((m1 + uf - 1) / uf),
+                (long long)r->steps_per_ep, loss, p[0], p[1], p[2], hi, r->st.act_learn, v[7]);
 }
 
 static int train_epoch(drun *r, vn_train_result *res, vn_error *err)
 {
     const vn_config *cfg = r->cfg;
-    const int64_t per = (int64_t)r->B * cfg->optim.update_freq;
+    const int64_t uf = cfg->optim.update_freq;
     epoch_order(r, r->st.epoch);
-    while (r->st.position / per < r->steps_per_ep) {
-        int64_t k = r->st.position / per;
+    while (r->st.position / r->B < epoch_micro(r)) {
+        const int64_t m0 = r->st.position / r->B;
         if (cfg->deep_training.update == VN_CONFIG_UPDATE_ITERATION)
-            set_act(r, vn_act_learn_at(cfg, (double)r->st.epoch + (double)k / (double)r->steps_per_ep));
+            set_act(r, vn_act_learn_at(cfg, (double)r->st.epoch + (double)(m0 / uf) / (double)r->steps_per_ep));
         double t = vn_monotonic(), loss = 0, p[3] = {0, 0, 0};
         bool bad = false;
-        int rc = train_step(r, &loss, p, &bad, err);
+        int64_t n = 0;
+        int rc = train_step(r, &loss, p, &n, &bad, err);
         if (rc == VN_OK && bad) {
             rc = skipped_step(r, res, err);
             if (rc != VN_OK) return rc;
@@ -513,7 +549,7 @@ static int train_epoch(drun *r, vn_train_result *res, vn_error *err)
         }
         if (rc != VN_OK) return rc;
         r->st.skipped_in_row = 0;
-        log_step(r, k, loss, p, vn_monotonic() - t);
+        log_step(r, m0, r->st.position / r->B, loss, p, vn_monotonic() - t);
         r->at_limit = cfg->train.max_steps > 0 && r->st.step >= cfg->train.max_steps;
         bool stop = r->opt->stop && *r->opt->stop;
         bool periodic = cfg->output.save_every_steps > 0 && r->st.step % cfg->output.save_every_steps == 0;

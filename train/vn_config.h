@@ -214,6 +214,7 @@ typedef struct vn_config_detect {
     double ema_decay;                       /* Ultralytics ModelEMA; 0: none */
     int64_t ema_tau;                        /* its ramp, in updates; 0: none */
     double warmup_bias_lr, warmup_momentum; /* Ultralytics' warmup of biases and momentum */
+    bool warmup_accumulate;                 /* accumulation ramps 1 -> update_freq in warmup */
 } vn_config_detect;
 
 typedef struct vn_config_output {

@@ -140,6 +140,12 @@ int vn_detect_export_onnx(vn_yolo *m, const vn_detect_info *info, int imgsz, boo
  * the momentum of SGD only); from step W - 1 on, f = 1: the plain lr and momentum. */
 void vn_detect_warmup(const vn_config *cfg, vn_optim *o, const vn_schedule *lr_sched, int64_t step);
 
+/* Ultralytics' accumulation ramp: how many micro-batches the optimizer step that has taken
+ * micro-batch ni (0-based, counted over the run) needs, when the warmup lasts nw micro-batches
+ * and steps take uf after it. While ni < nw: numpy's interp(ni, [0, nw], [1, uf]) rounded half
+ * to even (numpy's round), at least 1; then uf. Without ramp (or nw 0): uf. */
+int64_t vn_detect_accumulate(int64_t ni, int64_t nw, int64_t uf, bool ramp);
+
 /* vn_train for model.task: detect (vn_train hands over to it). Fills res->state's epoch, step,
  * elapsed and finished, res->outcome, last_ckpt and seconds. */
 int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res,

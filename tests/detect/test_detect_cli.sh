@@ -6,7 +6,8 @@
 # draws a PNG, export merges the backbone (same outputs) and the merged file evaluates, a bad
 # label line is reported with its file and line. Model EMA (Ultralytics' ModelEMA): evaluated
 # during training, saved in checkpoints and resumed byte-identically, used by eval / predict /
-# export; at decay 0 it equals the model. optim.update_freq: resumes byte-identically, and 2
+# export; at decay 0 it equals the model. optim.update_freq: resumes byte-identically (also in
+# the middle of Ultralytics' accumulation ramp, whose steps are checked), and 2
 # micro-batches of 2 give the weights of 1 batch of 4 (see below). train.nonfinite stop / skip.
 # SIGTERM during an evaluation: given up, evaluated again on resume, same end as a straight run.
 # Usage (from meson): test_detect_cli.sh VANILLA DETECTTOOL
@@ -72,15 +73,32 @@ expect "ema_decay 0: eval uses the model" test $? -eq 0 -a "$(grep -c EMA "$T/i_
 expect "resume without EMA weights: a note, then the EMA" contains "$T/i2.log" "holds no EMA weights: the EMA starts from its model"
 expect "resume without EMA weights: 9 EMA updates to step 12" grep -qaF 'ema_updates\":9' "$T/i/checkpoints/ckpt-s0000000012.safetensors"
 
-# update_freq 2: stopped after 2 steps and resumed equals the uninterrupted run.
-"$VANILLA" train "$T/det.yaml" --set output.dir="$T/j" --set optim.update_freq=2 --set train.batch_size=2 >"$T/j.log" 2>&1
+# update_freq 2 without the warmup's ramp: stopped after 2 steps and resumed equals the
+# uninterrupted run.
+UF=(train "$T/det.yaml" --set optim.update_freq=2 --set train.batch_size=2 --set detect.warmup_accumulate=false)
+"$VANILLA" "${UF[@]}" --set output.dir="$T/j" >"$T/j.log" 2>&1
 expect "update_freq 2: 24 images / (2 x 2) = 6 steps per epoch" contains "$T/j.log" "(6 steps per epoch of batch 2 x update_freq 2)"
-"$VANILLA" train "$T/det.yaml" --set output.dir="$T/k" --set optim.update_freq=2 --set train.batch_size=2 \
-  --set train.max_steps=2 >"$T/k1.log" 2>&1
-"$VANILLA" train "$T/det.yaml" --set output.dir="$T/k" --set optim.update_freq=2 --set train.batch_size=2 \
-  --resume auto >"$T/k2.log" 2>&1
+expect "update_freq 2, no ramp: every step takes 2 batches" test "$(grep -c '"batches":2' "$T/j/metrics.jsonl")" -eq 12
+"$VANILLA" "${UF[@]}" --set output.dir="$T/k" --set train.max_steps=2 >"$T/k1.log" 2>&1
+"$VANILLA" "${UF[@]}" --set output.dir="$T/k" --resume auto >"$T/k2.log" 2>&1
 expect "update_freq 2: resume at position 8, step 2" contains "$T/k2.log" "position 8, step 2"
 expect "update_freq 2: resumed run equals the uninterrupted one" "$TOOL" same "$T/j/checkpoints/ckpt-s0000000012.safetensors" "$T/k/checkpoints/ckpt-s0000000012.safetensors"
+
+# Ultralytics' accumulation ramp (the default): update_freq 4, batch 2, 2 warmup steps = 8
+# micro-batches ni; a step ends at ni when ni - (the last step's ni) >= accumulate(ni) =
+# round-half-even(numpy.interp(ni, [0, 8], [1, 4])) = 1 1 2 2 2 3 3 4, then 4; an epoch
+# (12 micro-batches: 24 images / (2 x 4) = 3 steps) ends with a step of what is left.
+# Steps: [0] [1] [2,3] [4,5,6] [7,8,9,10] [11] in epoch 0, then 4 4 4: 9 steps.
+RA=(train "$T/det.yaml" --set optim.update_freq=4 --set train.batch_size=2)
+"$VANILLA" "${RA[@]}" --set output.dir="$T/ra" >"$T/ra.log" 2>&1
+expect "ramp: exits 0" test $? -eq 0
+got=$(grep '"kind":"step"' "$T/ra/metrics.jsonl" | sed -n 's/.*"batches":\([0-9]*\).*/\1/p' | tr '\n' ' ')
+expect "ramp: micro-batches per step 1 1 2 3 4 1 4 4 4 (got $got)" test "$got" = "1 1 2 3 4 1 4 4 4 "
+expect "ramp: the last checkpoint at step 9" test -f "$T/ra/checkpoints/ckpt-s0000000009.safetensors"
+"$VANILLA" "${RA[@]}" --set output.dir="$T/rb" --set train.max_steps=4 >"$T/rb1.log" 2>&1
+"$VANILLA" "${RA[@]}" --set output.dir="$T/rb" --resume auto >"$T/rb2.log" 2>&1
+expect "ramp: stopped mid-ramp after 4 steps (7 micro-batches of 2)" contains "$T/rb2.log" "position 14, step 4"
+expect "ramp: resumed run equals the uninterrupted one" "$TOOL" same "$T/ra/checkpoints/ckpt-s0000000009.safetensors" "$T/rb/checkpoints/ckpt-s0000000009.safetensors"
 
 # SIGTERM during an evaluation: the pass is given up, the checkpoint keeps the end of the
 # epoch's steps, and the resume evaluates again: the same tensors and evaluation rows as a run

@@ -7,7 +7,9 @@
  * metrics) runs on the trained outputs; its figures are printed, not asserted.
  *
  * vn_detect_warmup: Ultralytics' warmup of the biases' lr and of SGD's momentum on a two-
- * parameter SGD, against the interpolation computed by hand. */
+ * parameter SGD, against the interpolation computed by hand. vn_detect_accumulate against
+ * Ultralytics' max(1, int(numpy.interp(ni, [0, nw], [1, uf]).round())), values printed by
+ * numpy 1.24 (round half to even: 1.5 -> 2, 2.5 -> 2). */
 #include "vn_test.h"
 
 #include <math.h>
@@ -205,12 +207,38 @@ START_TEST(test_warmup_bias_lr_and_momentum)
 }
 END_TEST
 
+/* Ultralytics' accumulate(ni) during warmup, from numpy (see the file's comment). */
+START_TEST(test_accumulate_ramp)
+{
+    static const int64_t a48[] = {1, 1, 2, 2, 2, 3, 3, 4, 4, 4};
+    static const int64_t a310[] = {1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3};
+    static const int64_t a46[] = {1, 2, 2, 2, 3, 4, 4, 4};
+    for (int64_t i = 0; i < 10; i++) ck_assert_int_eq(vn_detect_accumulate(i, 8, 4, true), a48[i]);
+    for (int64_t i = 0; i < 12; i++) ck_assert_int_eq(vn_detect_accumulate(i, 10, 3, true), a310[i]);
+    for (int64_t i = 0; i < 8; i++) ck_assert_int_eq(vn_detect_accumulate(i, 6, 4, true), a46[i]);
+    /* uf 8 over 100: numpy's value rises by one at ni 8, 22, 36, 51, 65, 79, 93. */
+    static const int64_t up[] = {8, 22, 36, 51, 65, 79, 93};
+    int64_t want = 1;
+    for (int64_t i = 0; i < 110; i++) {
+        for (int k = 0; k < 7; k++) want += i == up[k];
+        ck_assert_int_eq(vn_detect_accumulate(i, 100, 8, true), want);
+    }
+    /* No ramp, no warmup, or update_freq 1: update_freq throughout. */
+    for (int64_t i = 0; i < 12; i++) {
+        ck_assert_int_eq(vn_detect_accumulate(i, 8, 4, false), 4);
+        ck_assert_int_eq(vn_detect_accumulate(i, 0, 4, true), 4);
+        ck_assert_int_eq(vn_detect_accumulate(i, 8, 1, true), 1);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("yolo_train");
     TCase *tc = tcase_create("train");
     tcase_add_test(tc, test_overfit_two_images);
     tcase_add_test(tc, test_warmup_bias_lr_and_momentum);
+    tcase_add_test(tc, test_accumulate_ramp);
     suite_add_tcase(s, tc);
     return s;
 }

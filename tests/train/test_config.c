@@ -308,13 +308,15 @@ static const char *full_example =
     "detect.ema_decay: 0.999\n"
     "detect.ema_tau: 500\n"
     "detect.warmup_bias_lr: 0.05\n"
-    "detect.warmup_momentum: 0.7\n";
+    "detect.warmup_momentum: 0.7\n"
+    "detect.warmup_accumulate: false\n";
 
 static void check_full_example(const vn_config *c)
 {
     ck_assert_str_eq(c->model.init_key, "model_ema|model");
     ck_assert(c->detect.ema_decay == 0.999 && c->detect.ema_tau == 500);
     ck_assert(c->detect.warmup_bias_lr == 0.05 && c->detect.warmup_momentum == 0.7);
+    ck_assert(!c->detect.warmup_accumulate);
     ck_assert(c->model.sync_bn && c->train.dist_bucket_mb == 4.5 && c->train.dist_timeout == 60);
     ck_assert_int_eq(c->data.eval_interpolation, VN_CONFIG_INTERP_BILINEAR);
     ck_assert_int_eq(c->data.eval_mode, VN_CONFIG_EVAL_RESIZE_CROP);
