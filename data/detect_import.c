@@ -2,11 +2,13 @@
  * Fashion-MNIST items (see data/vn_detect_data.h). */
 #include "data/vn_detect_data.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -227,50 +229,136 @@ static int load_split(const char *dir, const char *prefix, fmd_src *src, uint8_t
     return rc;
 }
 
-static int write_yaml(const char *out_dir, vn_error *err)
+/* The comment that ends data.yaml: the options, then the box count. */
+static void manifest(const vn_fmd_config *c, char *buf, size_t len)
 {
-    char path[4096];
+    snprintf(buf, len, "# made by vanilla data import: canvas %d, train %lld, val %lld, items %d-%d, "
+             "sizes %d-%d, seed %llu, boxes ", c->canvas, (long long)c->n_train, (long long)c->n_val,
+             c->min_items, c->max_items, c->min_size, c->max_size, (unsigned long long)c->seed);
+}
+
+static int write_yaml(const char *out_dir, const vn_fmd_config *c, int64_t boxes, vn_error *err)
+{
+    char path[4096], tmp[4200], m[256];
     snprintf(path, sizeof path, "%s/data.yaml", out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return vn_error_set(err, VN_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return vn_error_set(err, VN_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
     fprintf(f, "# Fashion-MNIST detection set (vanilla data import --format fashion-mnist-detect)\n"
                "path: .\ntrain: images/train\nval: images/val\nnames:\n");
     const char *const *names = vn_mnist_class_names(VN_MNIST_FASHION);
     for (int i = 0; i < 10; i++) fprintf(f, "  %d: %s\n", i, names[i]);
-    return fclose(f) == 0 ? VN_OK : vn_error_set(err, VN_ERR_IO, "%s: write failed", path);
+    manifest(c, m, sizeof m);
+    fprintf(f, "%s%lld\n", m, (long long)boxes);
+    if (fclose(f) != 0) return vn_error_set(err, VN_ERR_IO, "%s: write failed", tmp);
+    if (rename(tmp, path) != 0)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    return VN_OK;
 }
 
-int vn_import_fashion_mnist_detect(const char *src_dir, const char *out_dir,
-                                   const vn_fmd_config *c, int64_t *n_boxes, vn_error *err)
+/* Whether out_dir holds the set c describes (its box count in *boxes). */
+static bool already_made(const char *out_dir, const vn_fmd_config *c, int64_t *boxes)
+{
+    char path[4096], m[256];
+    uint8_t *d = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/data.yaml", out_dir);
+    if (vn_read_file(path, &d, &len, NULL) != VN_OK) return false;
+    manifest(c, m, sizeof m);
+    char *text = realloc(d, len + 1);
+    if (!text) {
+        free(d);
+        return false;
+    }
+    text[len] = 0;
+    const char *at = strstr(text, m);
+    bool ok = at && sscanf(at + strlen(m), "%lld", (long long *)boxes) == 1;
+    free(text);
+    const char *splits[2] = {"train", "val"};
+    const int64_t n[2] = {c->n_train, c->n_val};
+    for (int i = 0; ok && i < 2; i++) {
+        if (n[i] == 0) continue;
+        snprintf(path, sizeof path, "%s/images/%s/%06lld.png", out_dir, splits[i], (long long)n[i] - 1);
+        ok = access(path, R_OK) == 0;
+        snprintf(path, sizeof path, "%s/labels/%s/%06lld.txt", out_dir, splits[i], (long long)n[i] - 1);
+        ok = ok && access(path, R_OK) == 0;
+    }
+    return ok;
+}
+
+/* Removes dir's files named as this importer names them (6+ digits, then ext) whose number is
+ * count or more; *removed counts them. */
+static int remove_stale(const char *dir, const char *ext, int64_t count, int64_t *removed, vn_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) return vn_error_set(err, VN_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+    int rc = VN_OK;
+    for (struct dirent *e; rc == VN_OK && (e = readdir(d));) {
+        const char *p = e->d_name;
+        size_t digits = strspn(p, "0123456789");
+        if (digits < 6 || strcmp(p + digits, ext) != 0) continue;
+        if (strtoll(p, NULL, 10) < count) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, p);
+        if (unlink(path) != 0) rc = vn_error_set(err, VN_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+        else ++*removed;
+    }
+    closedir(d);
+    return rc;
+}
+
+static int check_config(const vn_fmd_config *c, vn_error *err)
 {
     if (c->canvas < 32 || c->canvas > 4096 || c->min_items < 0 || c->max_items < c->min_items ||
         c->max_items > MAX_ITEMS || c->min_size < 8 || c->max_size < c->min_size ||
         c->max_size > c->canvas || c->max_size > 256 || c->n_train < 0 || c->n_val < 0)
         return vn_error_set(err, VN_ERR_INVALID, "fashion-mnist-detect: canvas %d (32..4096), "
-                            "items %d..%d (at most %d), sizes %d..%d (8..min(canvas, 256))",
-                            c->canvas, c->min_items, c->max_items, MAX_ITEMS, c->min_size,
-                            c->max_size);
+                            "items %d..%d (at most %d), sizes %d..%d (8..min(canvas, 256)), "
+                            "%lld train and %lld val canvases (>= 0)", c->canvas, c->min_items,
+                            c->max_items, MAX_ITEMS, c->min_size, c->max_size,
+                            (long long)c->n_train, (long long)c->n_val);
+    return VN_OK;
+}
+
+int vn_import_fashion_mnist_detect(const char *src_dir, const char *out_dir,
+                                   const vn_fmd_config *c, vn_fmd_result *res, vn_error *err)
+{
+    vn_fmd_result r0 = {0}, *r = res ? res : &r0;
+    *r = r0;
+    int rc = check_config(c, err);
+    if (rc != VN_OK) return rc;
+    if (already_made(out_dir, c, &r->boxes)) {
+        r->reused = true;
+        return VN_OK;
+    }
+    r->boxes = 0;
     static const char *const dirs[] = {"", "/images", "/images/train", "/images/val", "/labels",
                                        "/labels/train", "/labels/val"};
     char path[4096];
-    int rc = VN_OK;
+    snprintf(path, sizeof path, "%s/data.yaml", out_dir);
+    if (unlink(path) != 0 && errno != ENOENT) /* until the new set is whole */
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
     for (size_t i = 0; rc == VN_OK && i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(path, sizeof path, "%s%s", out_dir, dirs[i]);
         rc = vn_mkdirs(path, err);
     }
     fmd_src src;
     uint8_t *img = NULL, *lab = NULL;
-    int64_t boxes = 0;
     if (rc == VN_OK) rc = load_split(src_dir, "train", &src, &img, &lab, err);
-    if (rc == VN_OK) rc = make_split(out_dir, "train", 0, c->n_train, &src, c, &boxes, err);
+    if (rc == VN_OK) rc = make_split(out_dir, "train", 0, c->n_train, &src, c, &r->boxes, err);
     free(img);
     free(lab);
     img = lab = NULL;
     if (rc == VN_OK) rc = load_split(src_dir, "t10k", &src, &img, &lab, err);
-    if (rc == VN_OK) rc = make_split(out_dir, "val", 1, c->n_val, &src, c, &boxes, err);
+    if (rc == VN_OK) rc = make_split(out_dir, "val", 1, c->n_val, &src, c, &r->boxes, err);
     free(img);
     free(lab);
-    if (rc == VN_OK) rc = write_yaml(out_dir, err);
-    if (n_boxes) *n_boxes = boxes;
+    const char *splits[2] = {"train", "val"};
+    const int64_t n[2] = {c->n_train, c->n_val};
+    for (int i = 0; rc == VN_OK && i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s/%s", out_dir, i % 2 ? "labels" : "images", splits[i / 2]);
+        rc = remove_stale(path, i % 2 ? ".txt" : ".png", n[i / 2], &r->stale_removed, err);
+    }
+    if (rc == VN_OK) rc = write_yaml(out_dir, c, r->boxes, err);
     return rc;
 }

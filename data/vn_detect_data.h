@@ -114,8 +114,19 @@ void vn_fmd_config_default(vn_fmd_config *c);
  * (overlap with earlier items kept below IoU 0.3 when possible); its box is the exact
  * extent of its pixels above 10. Canvas k of a split draws from a vn_rng seeded by (seed,
  * split, k): the output does not depend on the thread count. */
+typedef struct vn_fmd_result {
+    int64_t boxes;         /* boxes of both splits */
+    bool reused;           /* out_dir already held this set: nothing written */
+    int64_t stale_removed; /* numbered files of an earlier, larger set removed */
+} vn_fmd_result;
+
+/* data.yaml ends with a comment naming the options (canvas, counts, items, sizes, seed) and the
+ * box count. When it already names the same options and the last canvas of each split is
+ * there, nothing is written (res->reused). Otherwise the set is written, data.yaml last (an
+ * interrupted import is redone), and numbered images and labels beyond the new counts (left
+ * by an earlier, larger set) are removed. res may be NULL. */
 int vn_import_fashion_mnist_detect(const char *src_dir, const char *out_dir,
-                                   const vn_fmd_config *cfg, int64_t *n_boxes, vn_error *err);
+                                   const vn_fmd_config *cfg, vn_fmd_result *res, vn_error *err);
 
 #ifdef __cplusplus
 }

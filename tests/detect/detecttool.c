@@ -69,8 +69,7 @@ static int fmd(const char *out, int n_train, int n_val, int canvas)
     cfg.min_size = canvas / 4;
     cfg.max_size = canvas / 2;
     cfg.max_items = 2;
-    int64_t boxes = 0;
-    if (vn_import_fashion_mnist_detect(src, out, &cfg, &boxes, &err) != VN_OK)
+    if (vn_import_fashion_mnist_detect(src, out, &cfg, NULL, &err) != VN_OK)
         return fprintf(stderr, "%s\n", err.msg), 1;
     return 0;
 }

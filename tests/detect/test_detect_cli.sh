@@ -36,6 +36,21 @@ train: {epochs: 2, batch_size: 4, threads: 1, log_every: 2, eval_every: 1}
 output: {dir: $T/a, keep_last: 0, tensorboard: false}
 YAML
 
+# The importer's options: a set made, the same again not redone, fewer canvases remove the
+# extra files, a bad range refused by name (exit 2).
+IMP=(data import --format fashion-mnist-detect "$T/fmd-src" "$T/imp" --val 2 --canvas 64 --sizes 16-32 --items 1-2)
+"$VANILLA" "${IMP[@]}" --train 5 >"$T/imp1.log" 2>&1
+expect "import: options taken" contains "$T/imp1.log" "wrote 5 training and 2 validation images"
+expect "import: data.yaml names the options" contains "$T/imp/data.yaml" "canvas 64, train 5, val 2, items 1-2, sizes 16-32, seed 0"
+"$VANILLA" "${IMP[@]}" --train 5 >"$T/imp2.log" 2>&1
+expect "import: the same set is not redone" contains "$T/imp2.log" "already holds this set"
+"$VANILLA" "${IMP[@]}" --train 3 >"$T/imp3.log" 2>&1
+expect "import: fewer canvases remove 2 images and 2 labels" contains "$T/imp3.log" "removed 4 files of an earlier, larger set"
+expect "import: canvas 3 is gone" test ! -e "$T/imp/images/train/000003.png"
+"$VANILLA" "${IMP[@]}" --sizes 40-30 >"$T/imp4.log" 2>&1
+expect "import: bad --sizes exits 2" test $? -eq 2
+expect "import: bad --sizes named" contains "$T/imp4.log" "--sizes 40-30: the maximum is below the minimum"
+
 # A full run: the table after each epoch, the metrics, a checkpoint per epoch.
 "$VANILLA" train "$T/det.yaml" >"$T/a.log" 2>&1
 expect "train exits 0" test $? -eq 0

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/vn_fs.h"
 #include "data/vn_detect_data.h"
@@ -328,11 +329,11 @@ START_TEST(test_fashion_mnist_detect_import)
     for (int t = 0; t < 2; t++) {
         snprintf(out[t], sizeof out[t], "%s/out%d", src, t);
         cfg.threads = 1 + t;
-        int64_t boxes = 0;
+        vn_fmd_result res;
         vn_error err = {0};
-        ck_assert_msg(vn_import_fashion_mnist_detect(src, out[t], &cfg, &boxes, &err) == VN_OK, "%s",
+        ck_assert_msg(vn_import_fashion_mnist_detect(src, out[t], &cfg, &res, &err) == VN_OK, "%s",
                       err.msg);
-        ck_assert(boxes >= 24 && boxes <= 30 * 4);
+        ck_assert(res.boxes >= 24 && res.boxes <= 30 * 4 && !res.reused && res.stale_removed == 0);
         crc[t] = tree_crc(out[t], cfg.n_train, "train") ^ tree_crc(out[t], cfg.n_val, "val");
     }
     ck_assert_msg(crc[0] == crc[1], "output differs between 1 and 2 threads");
@@ -358,6 +359,35 @@ START_TEST(test_fashion_mnist_detect_import)
     }
     vn_det_dataset_free(ds);
     vn_det_data_cfg_free(&dc);
+    /* The same options again: nothing written, the same box count; a canvas removed: made
+     * again, the same bytes. */
+    vn_fmd_result r1, r2;
+    ck_assert_int_eq(vn_import_fashion_mnist_detect(src, out[0], &cfg, &r1, &err), VN_OK);
+    ck_assert(r1.reused && r1.boxes > 0);
+    snprintf(p, sizeof p, "%s/images/train/000023.png", out[0]);
+    ck_assert_int_eq(unlink(p), 0);
+    ck_assert_int_eq(vn_import_fashion_mnist_detect(src, out[0], &cfg, &r2, &err), VN_OK);
+    ck_assert_msg(!r2.reused && r2.boxes == r1.boxes, "reused %d boxes %lld %lld", r2.reused, (long long)r2.boxes, (long long)r1.boxes);
+    ck_assert(tree_crc(out[0], cfg.n_train, "train") == (tree_crc(out[1], cfg.n_train, "train")));
+    /* Fewer training canvases into the same folder: the 4 extra images and labels go, a file
+     * not named as the importer names its own stays, the validation split is the same. */
+    snprintf(p, sizeof p, "%s/images/train/notes.png", out[0]);
+    vn_test_write_text(p, "x");
+    cfg.n_train = 20;
+    ck_assert_int_eq(vn_import_fashion_mnist_detect(src, out[0], &cfg, &r2, &err), VN_OK);
+    ck_assert(!r2.reused);
+    ck_assert_int_eq(r2.stale_removed, 8);
+    ck_assert_int_eq(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/images/train/000020.png", out[0]);
+    ck_assert_int_ne(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/labels/train/000019.txt", out[0]);
+    ck_assert_int_eq(access(p, F_OK), 0);
+    ck_assert(tree_crc(out[0], cfg.n_val, "val") == tree_crc(out[1], cfg.n_val, "val"));
+    /* Bad options are refused, naming them. */
+    cfg.min_size = 40;
+    cfg.max_size = 30;
+    ck_assert_int_eq(vn_import_fashion_mnist_detect(src, out[0], &cfg, NULL, &err), VN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "sizes 40..30"), "%s", err.msg);
     vn_test_rmtree(src);
 }
 END_TEST

@@ -13,6 +13,8 @@
 static const char data_help[] =
     "usage: vanilla data import --format fashion-mnist|mnist|fashion-mnist-detect [SRC_DIR] OUT_DIR\n"
     "                           [--threads N]\n"
+    "                           fashion-mnist-detect: [--train N] [--val N] [--canvas S]\n"
+    "                           [--items MIN-MAX] [--sizes MIN-MAX] [--seed S]\n"
     "       vanilla data check FOLDER [--threads N] [--list N]\n"
     "       vanilla data preview CONFIG.yaml... [--set k=v]... [--n 16] [--seed S] -o GRID.png\n"
     "\n"
@@ -20,8 +22,11 @@ static const char data_help[] =
     "        OUT_DIR/train/<class>/ and OUT_DIR/val/<class>/. SRC_DIR defaults to\n"
     "        /usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist).\n"
     "        A finished import is not redone. fashion-mnist-detect instead composes a YOLO\n"
-    "        detection set (OUT_DIR/data.yaml, images/ and labels/ for train and val): 8000 +\n"
-    "        1000 canvases of 128x128 with 1-4 items each on a textured background.\n"
+    "        detection set (OUT_DIR/data.yaml, images/ and labels/ for train and val): by\n"
+    "        default 8000 + 1000 canvases of 128x128 (--train, --val, --canvas) with 1-4 items\n"
+    "        each (--items) scaled to 24-64 pixels (--sizes) on a textured background, from\n"
+    "        --seed 0. The same options into the same OUT_DIR are not redone; other options\n"
+    "        rewrite it (files of a larger earlier set are removed).\n"
     "check:  scans an image folder (or a split of one) and reports images per class,\n"
     "        unreadable files with the reason, and odd formats, without training. Exits 1\n"
     "        when a file is unreadable.\n"
@@ -65,8 +70,39 @@ static int preview(const char *const *files, int n_files, const char **sets, int
     return 0;
 }
 
+/* "MIN-MAX" (or one number for both) into lo, hi, each within [a, b]. */
+static void parse_range(const char *opt, const char *s, int a, int b, int *lo, int *hi, bool *bad)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    char *dash = strchr(buf + (buf[0] == '-'), '-');
+    if (dash) *dash = 0;
+    *lo = vn_cli_int("data", opt, buf, a, b, bad);
+    *hi = dash ? vn_cli_int("data", opt, dash + 1, a, b, bad) : *lo;
+    if (!*bad && *hi < *lo) {
+        vn_cli_error("data", "%s %s: the maximum is below the minimum", opt, s);
+        *bad = true;
+    }
+}
+
+/* The fashion-mnist-detect options at argv[i] (consumed: *i advanced); false: not one. */
+static bool fmd_option(int argc, char **argv, int *i, vn_fmd_config *c, bool *bad)
+{
+    const char *o = argv[*i];
+    if (*i + 1 >= argc) return false;
+    const char *v = argv[*i + 1];
+    if (strcmp(o, "--train") == 0) c->n_train = vn_cli_int("data", o, v, 0, 100000000, bad);
+    else if (strcmp(o, "--val") == 0) c->n_val = vn_cli_int("data", o, v, 0, 100000000, bad);
+    else if (strcmp(o, "--canvas") == 0) c->canvas = vn_cli_int("data", o, v, 32, 4096, bad);
+    else if (strcmp(o, "--items") == 0) parse_range(o, v, 0, 16, &c->min_items, &c->max_items, bad);
+    else if (strcmp(o, "--sizes") == 0) parse_range(o, v, 8, 256, &c->min_size, &c->max_size, bad);
+    else return false;
+    ++*i;
+    return true;
+}
+
 /* import --format fashion-mnist-detect [SRC_DIR] OUT_DIR */
-static int import_detect(int n_pos, const char *const *pos, int threads)
+static int import_detect(int n_pos, const char *const *pos, vn_fmd_config *cfg, const char *seed)
 {
     const char *src = n_pos == 2 ? pos[0] : "/usr/share/datasets/fashion-mnist";
     const char *out = n_pos == 2 ? pos[1] : pos[0];
@@ -74,20 +110,28 @@ static int import_detect(int n_pos, const char *const *pos, int threads)
         fputs(data_help, stderr);
         return VN_EXIT_USAGE;
     }
-    vn_fmd_config cfg;
-    vn_fmd_config_default(&cfg);
-    cfg.threads = threads;
+    bool bad = false;
+    if (seed) cfg->seed = (uint64_t)vn_cli_int("data", "--seed", seed, 0, 2147483647, &bad);
+    if (bad) return VN_EXIT_USAGE;
     vn_error err = {0};
-    int64_t boxes = 0;
+    vn_fmd_result res;
     double t0 = vn_monotonic();
-    if (vn_import_fashion_mnist_detect(src, out, &cfg, &boxes, &err) != VN_OK) {
+    if (vn_import_fashion_mnist_detect(src, out, cfg, &res, &err) != VN_OK) {
         vn_cli_error("data", "%s", err.msg);
         return VN_EXIT_ERROR;
     }
+    if (res.reused) {
+        printf("%s already holds this set (%lld training and %lld validation images, %lld boxes, "
+               "%dx%d): not redone; dataset YAML: %s/data.yaml\n", out, (long long)cfg->n_train,
+               (long long)cfg->n_val, (long long)res.boxes, cfg->canvas, cfg->canvas, out);
+        return 0;
+    }
     printf("wrote %lld training and %lld validation images (%lld boxes, %dx%d) from %s into %s "
-           "in %.1f s; dataset YAML: %s/data.yaml\n", (long long)cfg.n_train,
-           (long long)cfg.n_val, (long long)boxes, cfg.canvas, cfg.canvas, src, out,
+           "in %.1f s; dataset YAML: %s/data.yaml\n", (long long)cfg->n_train,
+           (long long)cfg->n_val, (long long)res.boxes, cfg->canvas, cfg->canvas, src, out,
            vn_monotonic() - t0, out);
+    if (res.stale_removed)
+        printf("removed %lld files of an earlier, larger set\n", (long long)res.stale_removed);
     return 0;
 }
 
@@ -101,9 +145,15 @@ int vn_cmd_data(int argc, char **argv)
     const char *pos[VN_CONFIG_MAX_FILES] = {NULL};
     const char *sets[64];
     int n_pos = 0, n_sets = 0, threads = 2, list = 20, n_show = 16;
-    bool bad = false;
+    bool bad = false, detect = false;
+    for (int i = 2; i < argc - 1; i++)
+        detect = detect || (strcmp(argv[i], "--format") == 0 && strcmp(argv[i + 1], "fashion-mnist-detect") == 0);
+    vn_fmd_config fmd;
+    vn_fmd_config_default(&fmd);
+    fmd.threads = threads;
     int max_pos = strcmp(sub, "preview") == 0 ? VN_CONFIG_MAX_FILES : 2;
     for (int i = 2; i < argc; i++) {
+        if (detect && strcmp(sub, "import") == 0 && fmd_option(argc, argv, &i, &fmd, &bad)) continue;
         if (vn_cli_is(argv[i], "-h", "--help")) {
             fputs(data_help, stdout);
             return 0;
@@ -126,8 +176,10 @@ int vn_cmd_data(int argc, char **argv)
     }
     if (bad) return VN_EXIT_USAGE;
     vn_error err = {0};
-    if (strcmp(sub, "import") == 0 && strcmp(format, "fashion-mnist-detect") == 0)
-        return import_detect(n_pos, pos, threads);
+    if (strcmp(sub, "import") == 0 && strcmp(format, "fashion-mnist-detect") == 0) {
+        fmd.threads = threads;
+        return import_detect(n_pos, pos, &fmd, seed);
+    }
     if (strcmp(sub, "import") == 0) {
         vn_mnist_kind kind;
         if (strcmp(format, "fashion-mnist") == 0) kind = VN_MNIST_FASHION;
