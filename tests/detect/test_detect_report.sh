@@ -126,8 +126,11 @@ cp "$CSV" "$T/results1.csv"
 expect "ablate again: finished runs not redone, mAP shown" contains "$T/abl2.log" "finished before: best mAP50-95"
 expect "ablate again: the same results.csv (from result.json)" test "$(cut -d, -f1-7 "$CSV")" = "$(cut -d, -f1-7 "$T/results1.csv")"
 
-# ---- vanilla report on the ablation folder: results.csv read back
-"$VANILLA" report "$T/abl/act" -o "$T/abl.html" >/dev/null 2>&1
+# ---- vanilla report on the ablation folder: results.csv read back (-o into a folder that
+# does not exist yet: it is made)
+"$VANILLA" report "$T/abl/act" -o "$T/new/dir/abl.html" >/dev/null 2>&1
+expect "report makes the output's folder" test -s "$T/new/dir/abl.html"
+cp "$T/new/dir/abl.html" "$T/abl.html"
 expect "report of the ablation exits 0" test $? -eq 0
 expect "ablation page: bars of best mAP50-95" contains "$T/abl.html" "Best mAP50-95 per run"
 read -r m m50 f f50 _ <<<"$(figures "$T/abl/act/act_num=2" %.4f)"

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/vn_fs.h"
 #include "train/cli/vn_cli.h"
 #include "train/vn_run_report.h"
 
@@ -77,6 +78,14 @@ int vn_cmd_report(int argc, char **argv)
         for (int i = 0; i < set.runs[r].n_notes; i++)
             fprintf(stderr, "vanilla report: note: %s: %s\n", set.runs[r].dir, set.runs[r].notes[i]);
     vn_run_report_opts opts = {title};
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", out);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) *slash = 0; /* -o DIR/x.html: DIR is made */
+    if (!ec && slash && slash != parent && vn_mkdirs(parent, &err) != VN_OK) {
+        vn_cli_error("report", "%s", err.msg);
+        ec = VN_EXIT_ERROR;
+    }
     if (!ec && vn_run_report_html(&set, out, &opts, &err) != VN_OK) {
         vn_cli_error("report", "%s", err.msg);
         ec = VN_EXIT_ERROR;
