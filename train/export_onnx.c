@@ -90,39 +90,59 @@ static int add_network(vn_onnx *g, const vn_vanillanet *m, int size, vn_error *e
     return rc;
 }
 
-static char *meta_json(const vn_ckpt_info *info, int size, int channels)
+/* The preprocessing as JSON (*out), or an error naming what could not be written (a NaN mean,
+ * say: JSON has no NaN) instead of a partial object. */
+static int meta_json(const vn_ckpt_info *info, int size, int channels, char **out, vn_error *err)
 {
     json_t *o = json_object(), *mean = json_array(), *std = json_array();
-    for (int c = 0; c < channels; c++) {
-        json_array_append_new(mean, json_real(info->mean[c]));
-        json_array_append_new(std, json_real(info->std[c]));
+    bool ok = o && mean && std;
+    for (int c = 0; ok && c < channels; c++) {
+        ok = json_array_append_new(mean, json_real(info->mean[c])) == 0;
+        ok = ok && json_array_append_new(std, json_real(info->std[c])) == 0;
     }
-    json_object_set_new(o, "input_size", json_integer(size));
-    json_object_set_new(o, "channels", json_integer(channels));
-    json_object_set_new(o, "layout", json_string("NCHW, RGB (or gray) scaled to [0, 1], then (x - mean) / std"));
-    json_object_set_new(o, "interpolation", json_string(info->interpolation == VN_INTERP_BICUBIC ? "bicubic" : "bilinear"));
-    json_object_set_new(o, "crop_pct", json_real(info->crop_pct));
-    json_object_set_new(o, "mean", mean);
-    json_object_set_new(o, "std", std);
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    ok = ok && json_object_set_new(o, "input_size", json_integer(size)) == 0;
+    ok = ok && json_object_set_new(o, "channels", json_integer(channels)) == 0;
+    ok = ok && json_object_set_new(o, "layout", json_string("NCHW, RGB (or gray) scaled to [0, 1], then "
+                                                            "(x - mean) / std")) == 0;
+    ok = ok && json_object_set_new(o, "interpolation", json_string(info->interpolation == VN_INTERP_BICUBIC
+                                                                       ? "bicubic" : "bilinear")) == 0;
+    ok = ok && json_object_set_new(o, "crop_pct", json_real(info->crop_pct)) == 0;
+    ok = ok && json_object_set_new(o, "mean", json_incref(mean)) == 0;
+    ok = ok && json_object_set_new(o, "std", json_incref(std)) == 0;
+    *out = ok ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(mean);
+    json_decref(std);
     json_decref(o);
-    return s;
+    if (*out) return VN_OK;
+    return vn_error_set(err, VN_ERR_INVALID, "the preprocessing metadata cannot be written as JSON "
+                        "(mean, std and crop_pct must be finite numbers)");
+}
+
+/* The class names as a JSON array (*out); a name that is not UTF-8 is an error naming it. */
+static int classes_json(const vn_vanillanet *m, const vn_ckpt_info *info, char **out, vn_error *err)
+{
+    json_t *cl = json_array();
+    int rc = cl ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    for (int i = 0; rc == VN_OK && i < m->cfg.num_classes; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        const char *n = info && info->class_names && i < info->n_classes ? info->class_names[i] : num;
+        if (json_array_append_new(cl, json_string(n)) != 0)
+            rc = vn_error_set(err, VN_ERR_INVALID, "class %d's name is not valid UTF-8 (or out of "
+                              "memory): ONNX metadata is UTF-8 JSON", i);
+    }
+    *out = rc == VN_OK ? json_dumps(cl, JSON_COMPACT) : NULL;
+    json_decref(cl);
+    return rc == VN_OK && !*out ? vn_error_set(err, VN_ERR_NOMEM, "out of memory") : rc;
 }
 
 static int add_meta(vn_onnx *g, const vn_vanillanet *m, const vn_ckpt_info *info, int size, vn_error *err)
 {
-    json_t *cl = json_array();
-    for (int i = 0; i < m->cfg.num_classes; i++) {
-        char num[16];
-        snprintf(num, sizeof num, "%d", i);
-        const char *n = info && info->class_names && i < info->n_classes ? info->class_names[i] : num;
-        json_array_append_new(cl, json_string(n));
-    }
-    char *classes = json_dumps(cl, JSON_COMPACT);
-    json_decref(cl);
-    char *pre = info && info->has_data ? meta_json(info, size, m->cfg.in_chans) : NULL;
-    char *model = vn_vanillanet_config_json(&m->cfg, true);
-    int rc = classes && model ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    char *classes = NULL, *pre = NULL, *model = NULL;
+    int rc = classes_json(m, info, &classes, err);
+    if (rc == VN_OK && info && info->has_data) rc = meta_json(info, size, m->cfg.in_chans, &pre, err);
+    if (rc == VN_OK && !(model = vn_vanillanet_config_json(&m->cfg, true)))
+        rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     if (rc == VN_OK) rc = vn_onnx_meta(g, "vanilla.classes", classes, err);
     if (rc == VN_OK && pre) rc = vn_onnx_meta(g, "vanilla.preprocessing", pre, err);
     if (rc == VN_OK) rc = vn_onnx_meta(g, "vanilla.model", model, err);

@@ -301,6 +301,41 @@ START_TEST(test_finetune_loads_what_fits)
 }
 END_TEST
 
+/* ONNX metadata that JSON cannot hold is an error naming it, never a shortened list. */
+START_TEST(test_onnx_metadata_refusals)
+{
+    vn_config cfg;
+    load_config(&cfg);
+    vn_error err = {0};
+    ck_assert_int_eq(vn_config_set(&cfg, "model.num_classes=2", &err), VN_OK);
+    vn_vanillanet_config mc;
+    ck_assert_int_eq(vn_build_model_config(&cfg, 2, &mc, &err), VN_OK);
+    vn_vanillanet *m = NULL;
+    ck_assert_int_eq(vn_vanillanet_create(&mc, true, &m, &err), VN_OK);
+    vn_vanillanet_init(m, 3);
+    char dir[256], path[300];
+    vn_test_mkdtemp(dir, sizeof dir, "onnxmeta");
+    snprintf(path, sizeof path, "%s/m.onnx", dir);
+    char n0[] = "shirt", n1[] = "caf\xe9"; /* Latin-1, not UTF-8 */
+    char *names[2] = {n0, n1};
+    vn_ckpt_info info = {0};
+    info.class_names = names;
+    info.n_classes = 2;
+    ck_assert_int_eq(vn_export_onnx(m, &info, 32, path, &err), VN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "class 1's name is not valid UTF-8"), "%s", err.msg);
+    n1[3] = 'e';
+    info.has_data = true;
+    info.mean[0] = info.mean[1] = info.mean[2] = NAN;
+    info.std[0] = info.std[1] = info.std[2] = 1;
+    ck_assert_int_eq(vn_export_onnx(m, &info, 32, path, &err), VN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "must be finite"), "%s", err.msg);
+    info.mean[0] = info.mean[1] = info.mean[2] = 0.5f;
+    ck_assert_msg(vn_export_onnx(m, &info, 32, path, &err) == VN_OK, "%s", err.msg);
+    vn_vanillanet_destroy(m);
+    vn_test_rmtree(dir);
+}
+END_TEST
+
 /* Hand-made pickles through the unpickler alone: refusals name the global or opcode. */
 static int unpickle(const char *bytes, size_t len, vn_error *err)
 {
@@ -369,6 +404,7 @@ static Suite *weights_suite(void)
     tcase_add_test(tc, test_plain_state_dicts_give_pytorch_logits);
     tcase_add_test(tc, test_mismatches_reported_by_key);
     tcase_add_test(tc, test_finetune_loads_what_fits);
+    tcase_add_test(tc, test_onnx_metadata_refusals);
     suite_add_tcase(s, tc);
     return s;
 }
