@@ -100,8 +100,8 @@ static int pth_entry(const vn_pth *p, const char *path, const char *one, vn_st_f
     int rc = vn_pth_state_dict(p, strcmp(one, "model") == 0 ? NULL : one, w, &st, err);
     if (rc == VN_OK) rc = vn_st_serialize(w, 0, &buf, &len, err);
     if (rc == VN_OK) rc = vn_st_open_memory(buf, len, path, f, err);
-    if (rc == VN_OK && st.key[0]) snprintf(what, what_len, ", the .pth's '%s'", st.key);
-    else if (rc == VN_OK) snprintf(what, what_len, ", a .pth state_dict");
+    if (rc == VN_OK && st.key[0]) snprintf(what, what_len, " (the .pth's '%s')", st.key);
+    else if (rc == VN_OK) snprintf(what, what_len, " (a .pth state_dict)");
     free(buf);
     vn_st_writer_free(w);
     return rc;
@@ -236,17 +236,34 @@ static int from_detector(vn_yolo *m, const vn_st_file *f, const char *path, cons
 
 /* ---- from a classifier: its backbone into layer 0 ------------------------------------------ */
 
+/* Strides change no tensor's shape: a classifier described with other strides than the
+ * configured backbone loads, with a warning. */
+static void warn_strides(const vn_vanillanet_config *file, const vn_vanillanet_config *want,
+                         const char *path)
+{
+    bool same = file->n_stages == want->n_stages;
+    for (int i = 0; same && i < want->n_stages; i++) same = file->strides[i] == want->strides[i];
+    if (same) return;
+    char a[96] = "", b[96] = "";
+    for (int i = 0; i < file->n_stages; i++)
+        snprintf(a + strlen(a), sizeof a - strlen(a), "%s%d", i ? ", " : "", file->strides[i]);
+    for (int i = 0; i < want->n_stages; i++)
+        snprintf(b + strlen(b), sizeof b - strlen(b), "%s%d", i ? ", " : "", want->strides[i]);
+    vn_log(VN_LOG_WARN, "model.init %s: the classifier was built with strides [%s], the detector's "
+           "backbone has [%s]; its weights are loaded as they are", path, a, b);
+}
+
 /* Where the classifier's tensors are (prefix) and in which form; what names the source. */
-static int classifier_layout(const vn_st_file *f, const char *path, const char *key, char *prefix,
-                             size_t len, bool *deploy, int *idx, char *what, size_t what_len,
-                             vn_error *err)
+static int classifier_layout(const vn_st_file *f, const char *path, const char *key,
+                             const vn_vanillanet_config *want, char *prefix, size_t len,
+                             bool *deploy, int *idx, char *what, size_t what_len, vn_error *err)
 {
     const char *meta = vn_st_meta(f, "vanilla.model");
     *idx = -1;
     if (!meta) {
         int rc = vn_plain_detect(f, prefix, len, deploy, err);
         if (rc != VN_OK) return rc;
-        if (!what[0]) snprintf(what, what_len, ", an official-names state_dict");
+        if (!what[0]) snprintf(what, what_len, " (an official-names state_dict)");
         return vn__model_key_pick(path, key, false, 0, idx, err);
     }
     vn_vanillanet_config c;
@@ -255,6 +272,7 @@ static int classifier_layout(const vn_st_file *f, const char *path, const char *
     bool ckpt = kind && strcmp(kind, "checkpoint") == 0;
     if (rc == VN_OK) rc = vn__model_key_pick(path, key, ckpt, ne ? atoi(ne) : 0, idx, err);
     if (rc != VN_OK) return rc;
+    if (!*deploy) warn_strides(&c, want, path);
     if (*idx >= 0) snprintf(prefix, len, "ema.%d.", *idx);
     else snprintf(prefix, len, "%s", ckpt ? "model." : "");
     if (*idx >= 0) snprintf(what, what_len, " (EMA weights %d)", *idx);
@@ -294,7 +312,9 @@ static int from_classifier(vn_yolo *m, const vn_st_file *f, const char *path, co
     char prefix[32];
     bool deploy = false;
     int idx = -1;
-    int rc = classifier_layout(f, path, key, prefix, sizeof prefix, &deploy, &idx, what, what_len, err);
+    const vn_vanillanet_config *bc = &vn_yolo_get_config(m)->backbone;
+    int rc = classifier_layout(f, path, key, bc, prefix, sizeof prefix, &deploy, &idx, what, what_len,
+                               err);
     if (rc != VN_OK) return rc;
     if (deploy)
         return vn_error_set(err, VN_ERR_INVALID, "%s holds a merged (deploy-form) VanillaNet: a merged "
@@ -302,7 +322,6 @@ static int from_classifier(vn_yolo *m, const vn_st_file *f, const char *path, co
                             "backbone trains in; start from the classifier's checkpoint or its "
                             "training-form weights (the official state_dict before switch_to_deploy)", path);
     const vn_state_list *l = vn_yolo_state(m);
-    const vn_vanillanet_config *bc = &vn_yolo_get_config(m)->backbone;
     bool *use = calloc((size_t)l->n + 1, sizeof *use);
     if (!use) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     mismatch mm = {0};

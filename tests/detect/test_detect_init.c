@@ -75,15 +75,16 @@ static void randomize(const vn_state_list *l, uint64_t seed)
     }
 }
 
-/* A classifier with the backbone of BASE_YAML (or other widths), 10 classes, randomised. */
-static vn_vanillanet *classifier(const int *dims, uint64_t seed)
+/* A classifier with the backbone of BASE_YAML (or other widths or strides), 10 classes,
+ * randomised. */
+static vn_vanillanet *classifier_strided(const int *dims, const int *strides, uint64_t seed)
 {
     vn_vanillanet_config c;
     vn_error err = {0};
     ck_assert(vn_vanillanet_variant("vanillanet_5", &c, &err) == VN_OK);
     c.n_stages = 3;
     for (int i = 0; i < 4; i++) c.dims[i] = dims[i];
-    for (int i = 0; i < 3; i++) c.strides[i] = 2;
+    for (int i = 0; i < 3; i++) c.strides[i] = strides[i];
     c.act_num = 1;
     c.num_classes = 10;
     vn_vanillanet *m = NULL;
@@ -92,7 +93,12 @@ static vn_vanillanet *classifier(const int *dims, uint64_t seed)
     return m;
 }
 
-static const int DIMS[4] = {8, 16, 16, 16};
+static const int DIMS[4] = {8, 16, 16, 16}, STRIDES[3] = {2, 2, 2};
+
+static vn_vanillanet *classifier(const int *dims, uint64_t seed)
+{
+    return classifier_strided(dims, STRIDES, seed);
+}
 
 static bool same_item(const vn_state_item *a, const vn_state_item *b)
 {
@@ -243,10 +249,36 @@ START_TEST(classifier_plain_state_dict)
     vn_error err = {0};
     ck_assert_msg(vn_detect_init_from(d, path, "", &res, &err) == VN_OK, "%s", err.msg);
     check_backbone(d, cls, fresh);
-    ck_assert_msg(strstr(res.line, "official-names state_dict"), "%s", res.line);
+    ck_assert_msg(strstr(res.line, "backbone of a classifier (an official-names state_dict), "), "%s", res.line);
     /* A plain state_dict has no EMA weights. */
     ck_assert_int_ne(vn_detect_init_from(d, path, "model_ema", &res, &err), VN_OK);
     ck_assert_msg(strstr(err.msg, "holds no 'model_ema'"), "%s", err.msg);
+    vn_yolo_destroy(d);
+    vn_yolo_destroy(fresh);
+    vn_vanillanet_destroy(cls);
+    vn_test_rmtree(dir);
+}
+END_TEST
+
+/* Other strides change no shape: loaded, with a warning. */
+START_TEST(classifier_other_strides)
+{
+    char dir[256];
+    vn_test_mkdtemp(dir, sizeof dir, "detinit");
+    const int strides[3] = {2, 2, 1};
+    vn_vanillanet *cls = classifier_strided(DIMS, strides, 16);
+    const char *path = vn_test_in_dir(dir, "s221.safetensors");
+    save_classifier_ckpt(path, cls, NULL);
+    vn_yolo *d = detector(3, NULL), *fresh = detector(3, NULL);
+    vn_detect_init_result res;
+    vn_error err = {0};
+    warnings[0] = 0;
+    vn_log_set(gather, NULL);
+    int rc = vn_detect_init_from(d, path, "model", &res, &err);
+    vn_log_set(NULL, NULL);
+    ck_assert_msg(rc == VN_OK, "%s", err.msg);
+    check_backbone(d, cls, fresh);
+    ck_assert_msg(strstr(warnings, "strides [2, 2, 1], the detector's backbone has [2, 2, 2]"), "%s", warnings);
     vn_yolo_destroy(d);
     vn_yolo_destroy(fresh);
     vn_vanillanet_destroy(cls);
@@ -588,6 +620,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 300);
     tcase_add_test(t, classifier_checkpoint_backbone);
     tcase_add_test(t, classifier_plain_state_dict);
+    tcase_add_test(t, classifier_other_strides);
     tcase_add_test(t, classifier_wrong_widths);
     tcase_add_test(t, deploy_forms_refused);
     tcase_add_test(t, missing_file);
