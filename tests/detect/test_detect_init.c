@@ -8,7 +8,7 @@
  * official .pth (tests/reference/fixtures/weights/sd_train.pth) read through io/vn_pth.h.
  * Through the trainer: the line it prints, and a step at lr 0 whose checkpoint holds the
  * classifier's backbone in the model and (within float rounding) in the EMA, which therefore
- * started from the loaded weights. */
+ * started from the loaded weights; a resumed run with model.init ends as a straight one. */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -511,10 +511,12 @@ static void make_set(const char *dir)
                   "%s", err.msg);
 }
 
-/* One step at lr 0 (weights unchanged) with EMA decay 0.99 and no ramp. */
-static char *train_one_step(const char *dir, const char *out, const char *init)
+/* Steps at lr 0 (weights unchanged) with EMA decay 0.99 and no ramp, up to step max_steps,
+ * resumed from the run's latest checkpoint when resume; returns what the run printed. */
+static char *train_steps(const char *dir, const char *out, const char *init, int max_steps, bool resume)
 {
-    char data[512], init_set[600], out_set[600];
+    char data[512], init_set[600], out_set[600], steps[64];
+    snprintf(steps, sizeof steps, "train.max_steps=%d", max_steps);
     snprintf(data, sizeof data, "detect.data=%s/fmd/data.yaml", dir);
     snprintf(init_set, sizeof init_set, "model.init=%s", init);
     snprintf(out_set, sizeof out_set, "output.dir=%s", out);
@@ -522,7 +524,7 @@ static char *train_one_step(const char *dir, const char *out, const char *init)
                                 "detect.warmup_bias_lr=0", "optim.name=adamw", "optim.lr=0",
                                 "optim.min_lr=0", "optim.weight_decay=0", "optim.warmup_epochs=0",
                                 "optim.update_freq=1", "train.epochs=1", "train.batch_size=4",
-                                "train.threads=1", "train.eval_every=0", "train.max_steps=1",
+                                "train.threads=1", "train.eval_every=0", steps,
                                 "output.keep_last=0", "output.tensorboard=false", NULL};
     vn_config *cfg = config_of(sets);
     char *log = NULL;
@@ -531,12 +533,13 @@ static char *train_one_step(const char *dir, const char *out, const char *init)
     ck_assert(f);
     vn_train_options opt = {0};
     opt.out = f;
+    opt.resume = resume ? "auto" : NULL;
     vn_train_result res;
     vn_error err = {0};
     int rc = vn_detect_train(cfg, &opt, &res, &err);
     fclose(f);
     ck_assert_msg(rc == VN_OK, "%s\n%s", err.msg, log);
-    ck_assert_int_eq(res.state.step, 1);
+    ck_assert_int_eq(res.state.step, max_steps);
     free(cfg);
     return log;
 }
@@ -584,11 +587,11 @@ START_TEST(trainer_starts_from_init)
     char cpath[512];
     snprintf(cpath, sizeof cpath, "%s", vn_test_in_dir(dir, "cls.safetensors"));
     save_classifier_ckpt(cpath, cls, NULL);
-    char *log = train_one_step(dir, vn_test_in_dir(dir, "run"), cpath);
+    char *log = train_steps(dir, vn_test_in_dir(dir, "run"), cpath, 1, false);
     printf("%s", log);
     ck_assert_msg(strstr(log, "backbone of a classifier, ") && strstr(log, cpath), "%s", log);
     free(log);
-    log = train_one_step(dir, vn_test_in_dir(dir, "scratch"), "");
+    log = train_steps(dir, vn_test_in_dir(dir, "scratch"), "", 1, false);
     ck_assert_msg(!strstr(log, "model.init"), "%s", log);
     free(log);
 
@@ -606,6 +609,23 @@ START_TEST(trainer_starts_from_init)
     ck_assert_msg(ema < 1e-6, "the EMA did not start from the loaded weights: %g", ema);
     ck_assert_msg(live0 > 0.1 && ema0 > 0.1, "a run from scratch has the classifier's weights?");
     vn_st_close(cf);
+    vn_st_close(a);
+    vn_st_close(b);
+
+    /* On resume the checkpoint decides, as for the classifier: two steps straight and one
+     * step then a resume give the same bytes (BatchNorm statistics, EMA, optimizer state). */
+    free(train_steps(dir, vn_test_in_dir(dir, "run"), cpath, 2, true));
+    free(train_steps(dir, vn_test_in_dir(dir, "straight"), cpath, 2, false));
+    snprintf(p, sizeof p, "%s/run/checkpoints/ckpt-s0000000002.safetensors", dir);
+    a = open_file(p);
+    snprintf(p, sizeof p, "%s/straight/checkpoints/ckpt-s0000000002.safetensors", dir);
+    b = open_file(p);
+    ck_assert_int_eq(vn_st_count(a), vn_st_count(b));
+    for (int i = 0; i < vn_st_count(a); i++) {
+        const vn_st_entry *x = vn_st_at(a, i), *y = vn_st_find(b, x->name);
+        ck_assert_msg(y && x->nbytes == y->nbytes && memcmp(x->data, y->data, x->nbytes) == 0,
+                      "%s: the resumed run differs from the straight one", x->name);
+    }
     vn_st_close(a);
     vn_st_close(b);
     vn_vanillanet_destroy(cls);
