@@ -63,9 +63,10 @@ static void note_shape(mismatch *mm, const char *path, const char *name, const v
 static int mismatch_error(const mismatch *mm, const char *path, const char *what, vn_error *err)
 {
     char more[3][32] = {"", "", ""};
-    if (mm->n_shapes > SHOWN_SHAPES) snprintf(more[0], sizeof more[0], " and %d more", mm->n_shapes - SHOWN_SHAPES);
-    if (mm->n_missing > SHOWN_NAMES) snprintf(more[1], sizeof more[1], " and %d more", mm->n_missing - SHOWN_NAMES);
-    if (mm->n_extra > SHOWN_NAMES) snprintf(more[2], sizeof more[2], " and %d more", mm->n_extra - SHOWN_NAMES);
+    const int over[3] = {mm->n_shapes - SHOWN_SHAPES, mm->n_missing - SHOWN_NAMES,
+                         mm->n_extra - SHOWN_NAMES};
+    for (int k = 0; k < 3; k++)
+        if (over[k] > 0) snprintf(more[k], sizeof more[k], " and %d more", over[k]);
     return vn_error_set(err, VN_ERR_SHAPE, "%s does not fit %s: %d wrong shapes%s%s%s%s; %d missing%s%s%s; "
                         "%d unexpected%s%s%s", path, what, mm->n_shapes, mm->n_shapes ? " (" : "",
                         mm->shapes, more[0], mm->n_shapes ? ")" : "", mm->n_missing,
@@ -203,7 +204,8 @@ static int from_detector(vn_yolo *m, const vn_st_file *f, const char *path, cons
                             "training form; start from a detector checkpoint", path);
     const char *kind = vn_st_meta(f, "vanilla.kind");
     bool ckpt = kind && strcmp(kind, "checkpoint") == 0, has_ema = false;
-    for (int i = 0; ckpt && i < vn_st_count(f) && !has_ema; i++) has_ema = starts(vn_st_at(f, i)->name, "ema.");
+    for (int i = 0; ckpt && i < vn_st_count(f) && !has_ema; i++)
+        has_ema = starts(vn_st_at(f, i)->name, "ema.");
     int idx = -1;
     rc = vn__model_key_pick(path, key, ckpt, has_ema ? 1 : 0, &idx, err);
     if (rc != VN_OK) return rc;
@@ -291,7 +293,8 @@ static int compare_backbone(const vn_state_list *l, const vn_st_file *f, const c
         if (!starts(e->name, BACKBONE)) continue;
         snprintf(full, sizeof full, "%s%s", prefix, e->name + blen);
         const vn_st_entry *fe = vn_st_find(f, full);
-        if (!fe) note(mm->missing, sizeof mm->missing, &mm->n_missing, SHOWN_NAMES, path, "missing ", "'%s'", full);
+        if (!fe)
+            note(mm->missing, sizeof mm->missing, &mm->n_missing, SHOWN_NAMES, path, "missing ", "'%s'", full);
         else if (!vn__state_entry_fits(e, fe)) note_shape(mm, path, full, e, fe);
         else use[i] = true;
     }
