@@ -5,7 +5,9 @@
  * detector checkpoint (live and EMA weights) or weight file: every tensor equal; another nc:
  * Detect's class branch keeps its initialisation and is named in a warning; wrong widths,
  * merged files, a missing file: errors naming the tensors or the file, nothing loaded; an
- * official .pth (tests/reference/fixtures/weights/sd_train.pth) read through io/vn_pth.h.
+ * official .pth read through io/vn_pth.h (tests/reference/gen_detect_init.py: main.py's
+ * checkpoint, model and model_ema, equal to PyTorch's own safetensors of them; and the
+ * two-stage fixture of gen_weights.py, which lacks the third stage a detector needs).
  * Through the trainer: the line it prints, and a step at lr 0 whose checkpoint holds the
  * classifier's backbone in the model and (within float rounding) in the EMA, which therefore
  * started from the loaded weights; a resumed run with model.init ends as a straight one. */
@@ -379,6 +381,38 @@ START_TEST(official_pth)
 }
 END_TEST
 
+/* main.py's checkpoint of a three-stage classifier (tests/reference/gen_detect_init.py), read
+ * from the .pth: its model and model_ema entries equal the same state_dicts that PyTorch wrote
+ * as plain safetensors. */
+START_TEST(official_pth_backbone)
+{
+    const char *keys[2] = {"model", "model_ema"};
+    const char *plain[2] = {"detect/init_model.safetensors", "detect/init_model_ema.safetensors"};
+    char pth[1024];
+    snprintf(pth, sizeof pth, "%s", vn_test_fixture_path("detect/init_ckpt.pth"));
+    vn_yolo *fresh = detector(3, NULL);
+    for (int k = 0; k < 2; k++) {
+        vn_yolo *a = detector(3, NULL), *b = detector(3, NULL);
+        vn_detect_init_result res;
+        vn_error err = {0};
+        ck_assert_msg(vn_detect_init_from(a, pth, keys[k], &res, &err) == VN_OK, "%s", err.msg);
+        printf("%s\n", res.line);
+        char want[64];
+        snprintf(want, sizeof want, "(the .pth's '%s'), ", keys[k]);
+        ck_assert_msg(strstr(res.line, want) && strstr(res.line, "9 classifier tensors dropped"), "%s", res.line);
+        ck_assert_msg(vn_detect_init_from(b, vn_test_fixture_path(plain[k]), "model", &res, &err) == VN_OK,
+                      "%s", err.msg);
+        check_all(a, b, b, NULL);
+        const vn_state_item *x = vn_state_find(vn_yolo_state(a), "model.0.stem1.0.weight");
+        const vn_state_item *y = vn_state_find(vn_yolo_state(fresh), "model.0.stem1.0.weight");
+        ck_assert(x && y && !same_item(x, y));
+        vn_yolo_destroy(a);
+        vn_yolo_destroy(b);
+    }
+    vn_yolo_destroy(fresh);
+}
+END_TEST
+
 /* ---- from a detector ------------------------------------------------------------------------- */
 
 START_TEST(detector_checkpoint)
@@ -645,6 +679,7 @@ static Suite *suite(void)
     tcase_add_test(t, deploy_forms_refused);
     tcase_add_test(t, missing_file);
     tcase_add_test(t, official_pth);
+    tcase_add_test(t, official_pth_backbone);
     tcase_add_test(t, detector_checkpoint);
     tcase_add_test(t, detector_other_nc);
     tcase_add_test(t, trainer_starts_from_init);
