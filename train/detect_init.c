@@ -91,7 +91,7 @@ static bool is_torch_file(const char *path)
 /* The state_dict one key names (model: the file itself, or its first of model, state_dict,
  * model_ema, module) as an in-memory safetensors file under the official names. */
 static int pth_entry(const vn_pth *p, const char *path, const char *one, vn_st_file **f,
-                     char *what, size_t what_len, vn_error *err)
+                     char *what, size_t what_len, bool *ema, vn_error *err)
 {
     vn_st_writer *w = vn_st_writer_new();
     if (!w) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
@@ -101,6 +101,7 @@ static int pth_entry(const vn_pth *p, const char *path, const char *one, vn_st_f
     int rc = vn_pth_state_dict(p, strcmp(one, "model") == 0 ? NULL : one, w, &st, err);
     if (rc == VN_OK) rc = vn_st_serialize(w, 0, &buf, &len, err);
     if (rc == VN_OK) rc = vn_st_open_memory(buf, len, path, f, err);
+    *ema = rc == VN_OK && strncmp(st.key, "model_ema", 9) == 0;
     if (rc == VN_OK && st.key[0]) snprintf(what, what_len, " (the .pth's '%s')", st.key);
     else if (rc == VN_OK) snprintf(what, what_len, " (a .pth state_dict)");
     free(buf);
@@ -109,7 +110,7 @@ static int pth_entry(const vn_pth *p, const char *path, const char *one, vn_st_f
 }
 
 static int open_pth(const char *path, const char *key, vn_st_file **f, char *what, size_t what_len,
-                    vn_error *err)
+                    bool *ema, vn_error *err)
 {
     vn_pth *p = NULL;
     int rc = vn_pth_read(path, &p, err);
@@ -117,7 +118,7 @@ static int open_pth(const char *path, const char *key, vn_st_file **f, char *wha
         const char *bar = strchr(k, '|');
         char one[64];
         snprintf(one, sizeof one, "%.*s", bar ? (int)(bar - k) : (int)strlen(k), k);
-        rc = pth_entry(p, path, one, f, what, what_len, err);
+        rc = pth_entry(p, path, one, f, what, what_len, ema, err);
         if (rc == VN_OK || !bar || rc == VN_ERR_NOMEM) break;
         k = bar + 1;
         rc = VN_OK;
@@ -354,7 +355,8 @@ int vn_detect_init_from(vn_yolo *m, const char *path, const char *key, vn_detect
                             "weights are loaded into the training form only");
     vn_st_file *f = NULL;
     char what[96] = ""; /* a .pth: the entry taken (the key chose it), then a plain state_dict */
-    int rc = is_torch_file(path) ? open_pth(path, key, &f, what, sizeof what, err)
+    bool pth_ema = false;
+    int rc = is_torch_file(path) ? open_pth(path, key, &f, what, sizeof what, &pth_ema, err)
                                  : vn_st_open(path, &f, err);
     if (rc == VN_OK) {
         const char *task = vn_st_meta(f, "vanilla.task");
@@ -364,5 +366,6 @@ int vn_detect_init_from(vn_yolo *m, const char *path, const char *key, vn_detect
     }
     vn_st_close(f);
     if (rc != VN_OK) vn_error_prefix(err, "model.init: ");
+    res->ema |= rc == VN_OK && pth_ema;
     return rc;
 }

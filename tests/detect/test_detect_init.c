@@ -400,6 +400,7 @@ START_TEST(official_pth_backbone)
         char want[64];
         snprintf(want, sizeof want, "(the .pth's '%s'), ", keys[k]);
         ck_assert_msg(strstr(res.line, want) && strstr(res.line, "9 classifier tensors dropped"), "%s", res.line);
+        ck_assert(res.ema == (k == 1));
         ck_assert_msg(vn_detect_init_from(b, vn_test_fixture_path(plain[k]), "model", &res, &err) == VN_OK,
                       "%s", err.msg);
         check_all(a, b, b, NULL);
