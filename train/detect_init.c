@@ -265,7 +265,10 @@ static int classifier_layout(const vn_st_file *f, const char *path, const char *
     *idx = -1;
     if (!meta) {
         int rc = vn_plain_detect(f, prefix, len, deploy, err);
-        if (rc != VN_OK) return rc;
+        if (rc != VN_OK) {
+            vn_error_prefix(err, "neither a detector written by vanilla nor a VanillaNet classifier: ");
+            return rc;
+        }
         if (!what[0]) snprintf(what, what_len, " (an official-names state_dict)");
         return vn__model_key_pick(path, key, false, 0, idx, err);
     }

@@ -346,7 +346,7 @@ START_TEST(deploy_forms_refused)
 }
 END_TEST
 
-START_TEST(missing_file)
+START_TEST(missing_or_foreign_file)
 {
     vn_yolo *d = detector(3, NULL);
     vn_detect_init_result res;
@@ -354,7 +354,22 @@ START_TEST(missing_file)
     const char *path = "/nonexistent/detinit/weights.safetensors";
     ck_assert_int_ne(vn_detect_init_from(d, path, "model", &res, &err), VN_OK);
     ck_assert_msg(strstr(err.msg, "model.init") && strstr(err.msg, path), "%s", err.msg);
+    /* A safetensors file of something else. */
+    char dir[256];
+    vn_test_mkdtemp(dir, sizeof dir, "detinit");
+    const char *other = vn_test_in_dir(dir, "other.safetensors");
+    vn_st_writer *w = vn_st_writer_new();
+    const int64_t shape[1] = {2};
+    const float v[2] = {1, 2};
+    ck_assert(w && vn_st_add(w, "foo.weight", VN_DTYPE_F32, 1, shape, v, &err) == VN_OK);
+    ck_assert_msg(vn_st_write(w, other, 0, &err) == VN_OK, "%s", err.msg);
+    vn_st_writer_free(w);
+    ck_assert_int_ne(vn_detect_init_from(d, other, "model", &res, &err), VN_OK);
+    printf("%s\n", err.msg);
+    ck_assert_msg(strstr(err.msg, other) && strstr(err.msg, "neither a detector written by vanilla nor a "
+                                                   "VanillaNet classifier"), "%s", err.msg);
     vn_yolo_destroy(d);
+    vn_test_rmtree(dir);
 }
 END_TEST
 
@@ -678,7 +693,7 @@ static Suite *suite(void)
     tcase_add_test(t, classifier_other_strides);
     tcase_add_test(t, classifier_wrong_widths);
     tcase_add_test(t, deploy_forms_refused);
-    tcase_add_test(t, missing_file);
+    tcase_add_test(t, missing_or_foreign_file);
     tcase_add_test(t, official_pth);
     tcase_add_test(t, official_pth_backbone);
     tcase_add_test(t, detector_checkpoint);
