@@ -102,8 +102,8 @@ static const vn_config_key schema[] = {
              "false: per rank."},
     {KEY(model, init), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED,
      .official = "--finetune", .aka = "pretrained weights",
-     .help = "Weights to start from (\"\": random); a classifier of another size starts fresh; "
-             "not on resume."},
+     .help = "Weights to start from (\"\": random; detect: a detector or classifier); other heads "
+             "start fresh; not on resume."},
     {KEY(model, init_key), .def = "model", .flags = VN_CONFIG_NOT_HASHED | VN_CONFIG_NONEMPTY,
      .official = "--model_key",
      .help = "Which weights of a checkpoint model.init takes: model, model_ema (EMA 0), "

@@ -194,6 +194,12 @@ static int setup_model(drun *r, vn_error *err)
     if (rc == VN_OK) rc = vn_yolo_create(&yc, &r->model, err);
     if (rc != VN_OK) return rc;
     vn_yolo_init(r->model, (uint64_t)cfg->train.seed);
+    if (cfg->model.init[0]) { /* as the classifier: a resumed run then loads its checkpoint */
+        vn_detect_init_result ir;
+        rc = vn_detect_init_from(r->model, cfg->model.init, cfg->model.init_key, &ir, err);
+        if (rc != VN_OK) return rc;
+        fprintf(r->out, "%s\n", ir.line);
+    }
     const vn_state_list *l = vn_yolo_state(r->model);
     r->params = calloc((size_t)l->n, sizeof *r->params);
     const char **names = calloc((size_t)l->n, sizeof *names);

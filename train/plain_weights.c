@@ -311,3 +311,14 @@ int vn_model_init_from(vn_vanillanet *m, const char *path, vn_error *err)
     vn_st_close(f);
     return rc;
 }
+
+/* The comparisons above for the detector's model.init (train/detect_init.c). */
+bool vn__state_entry_fits(const vn_state_item *e, const vn_st_entry *fe) { return same_shape(e, fe); }
+const char *vn__state_item_shape(const vn_state_item *e, char *buf, size_t len)
+{
+    return item_shape(e, buf, len);
+}
+const char *vn__st_entry_shape(const vn_st_entry *fe, char *buf, size_t len)
+{
+    return entry_shape(fe, buf, len);
+}

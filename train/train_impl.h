@@ -34,6 +34,18 @@ void vn__data_from_config(const vn_config *cfg, vn_ckpt_info *d);
 int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, vn_ckpt_info *info,
                    vn_error *err);
 
+/* Model state against a file's entry (train/plain_weights.c): same dtype and shape (conv
+ * weights in the file's OIHW), and both described as "F32 [8, 3, 4, 4]". */
+bool vn__state_entry_fits(const vn_state_item *e, const vn_st_entry *fe);
+const char *vn__state_item_shape(const vn_state_item *e, char *buf, size_t len);
+const char *vn__st_entry_shape(const vn_st_entry *fe, char *buf, size_t len);
+
+/* Which weights key ("model", "model_ema", "model_ema.N", "a|b": the first held) names in a
+ * file (train/model_key.c): *index -1 the live model, N >= 0 EMA copy N; a key the file does
+ * not hold or cannot hold is an error naming path. */
+int vn__model_key_pick(const char *path, const char *key, bool is_checkpoint, int n_emas,
+                       int *index, vn_error *err);
+
 /* The checkpoint names (ckpt-s<step>.safetensors) of run_dir/checkpoints, oldest first.
  * VN_ERR_NOT_FOUND without the folder (then *n is 0), VN_ERR_NOMEM; free with
  * vn__ckpt_list_free. */

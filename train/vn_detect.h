@@ -55,6 +55,25 @@ void vn_detect_info_free(vn_detect_info *info);
  * checkpoint's EMA weights when it holds them (info->has_ema), as Ultralytics uses its EMA. */
 int vn_detect_open(const char *path, vn_yolo **m, vn_detect_info *info, vn_error *err);
 
+/* model.init of a detector (train/detect_init.c). From a detector file (checkpoint or
+ * training-form weights; key "model" or "model_ema" as vn_open_model_key): every tensor of m,
+ * but Detect's class-branch tensors (model.15.cv3.*) that do not fit (another nc), which keep
+ * m's initialisation and are named in a warning. From a VanillaNet classifier (vanilla
+ * checkpoint or weights, an official-names safetensors state_dict, an official .pth): its
+ * backbone tensors go into layer 0 ("model.0." + its names), its classifier (cls*) is dropped.
+ * Any other mismatch, a merged (deploy-form) file, a missing or unreadable file: an error
+ * naming the file (and every mismatched tensor with both shapes); m is then unchanged. */
+typedef struct vn_detect_init_result {
+    bool from_detector;  /* else a classifier's backbone */
+    bool ema;            /* EMA weights of a checkpoint */
+    int n_loaded;        /* tensors loaded into m */
+    int n_kept;          /* detector: class-branch tensors that kept their initialisation */
+    int n_dropped;       /* classifier: tensors of its head, not used */
+    char line[512];      /* what was loaded, one line for the run's output */
+} vn_detect_init_result;
+int vn_detect_init_from(vn_yolo *m, const char *path, const char *key, vn_detect_init_result *res,
+                        vn_error *err);
+
 /* Where a detection run stands, saved in its checkpoints (vanilla.trainer). */
 typedef struct vn_detect_state {
     int64_t epoch, position, step;
