@@ -32,6 +32,14 @@
  * --profile prints the op profile of the timed steps (autograd/vn_profile.h): each op's
  * forward, backward and recompute time, against the steps' wall time.
  *
+ * --gemm-bound (training form; implies --sgemm-peak): the ceiling the model's own GEMM shapes
+ * allow. For every convolution with groups 1 (1x1 and the patchify stem, as GEMMs) it times
+ * OpenBLAS sgemm on the shapes of a training step: forward [B*Ho*Wo x Cin*k*k] x [.. x Cout],
+ * the input gradient and the weight gradient (median of 5 after a warm-up), counts the
+ * depthwise convolutions as if they ran at the 2048 sgemm's rate, and prints the utilisation a
+ * step would reach if everything else (BatchNorm, activations, pools, the optimizer) took no
+ * time: FLOPs of the step / that time / the 2048 sgemm's GFLOPS.
+ *
  * --sgemm-peak also times a 2048x2048x2048 sgemm (OpenBLAS, same threads, median of 9 after
  * half a second of warm-up) after the model benchmark, so that utilisation = achieved / peak comes from
  * one run; its buffers are allocated after the peak RSS has been read. --sgemm-only skips
@@ -100,7 +108,7 @@ typedef struct options {
     int keep_mb; /* train.keep_mb: recomputable outputs kept per step, MB */
     bool deploy;
     uint64_t seed;
-    bool sgemm_peak, sgemm_only, profile;
+    bool sgemm_peak, sgemm_only, profile, gemm_bound;
     double ema; /* decay of the model EMA; 0: none */
     vn_device device;
 } options;
@@ -113,7 +121,7 @@ static void usage(FILE *fp)
             "                   [--batch N] [--size S] [--mode train|deploy] [--steps N]\n"
             "                   [--warmup W] [--threads T] [--seed S] [--sgemm-peak]\n"
             "                   [--sgemm-only] [--device cpu|cuda] [--ema DECAY] [--profile]\n"
-            "                   [--keep-mb MB]\n"
+            "                   [--keep-mb MB] [--gemm-bound]\n"
             "defaults: --model vanillanet_5 --batch 8 --size 224 --mode train --steps 5\n"
             "          --warmup 2 --threads 0 (all cores) --keep-mb 0 (as train.keep_mb: recompute\n"
             "          what backward can rebuild)\n");
@@ -182,6 +190,10 @@ static int parse_args(int argc, char **argv, options *o)
         }
         if (!strcmp(a, "--profile")) {
             o->profile = true;
+            continue;
+        }
+        if (!strcmp(a, "--gemm-bound")) {
+            o->gemm_bound = o->sgemm_peak = true;
             continue;
         }
         if (!strcmp(a, "--sgemm-only")) {
@@ -467,6 +479,61 @@ static int bench_step(bench *b, vn_error *err)
     return VN_OK;
 }
 
+/* Median seconds of sgemm C[m x n] = A[m x k] B[k x n] (row-major, no transposes). */
+static double sgemm_seconds(int m, int n, int k)
+{
+    float *a = calloc((size_t)m * k, sizeof *a), *b = calloc((size_t)k * n, sizeof *b);
+    float *c = calloc((size_t)m * n, sizeof *c);
+    double t[5] = {0};
+    if (a && b && c) {
+        for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(i % 7) * 0.1f;
+        for (size_t i = 0; i < (size_t)k * n; i++) b[i] = (float)(i % 5) * 0.1f;
+        for (double w0 = now_s(); now_s() - w0 < 0.05;)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+        for (int r = 0; r < 5; r++) {
+            double t0 = now_s();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+            t[r] = now_s() - t0;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return median_sorted(t, 5);
+}
+
+/* --gemm-bound: see the file's comment. */
+static void gemm_bound(const options *o, double flops_step, double peak)
+{
+    vn_report rep = {0};
+    vn_error err = {0};
+    if (vn_vanillanet_report(&o->cfg, false, o->size, o->size, &rep, &err) != VN_OK) return;
+    double t_gemm = 0, dw_flops = 0;
+    printf("GEMM shapes of a training step (sgemm alone, %d threads):\n", vn_get_threads());
+    printf("  %-18s %8s %6s %6s   %9s %9s %9s\n", "layer", "M", "N", "K", "fwd GF/s", "dx GF/s", "dw GF/s");
+    for (int i = 0; i < rep.n; i++) {
+        const vn_report_row *r = &rep.rows[i];
+        int64_t hw = r->out[1] * r->out[2], co = r->out[3];
+        if (strstr(r->what, "dwconv")) {
+            dw_flops += 2.0 * 3.0 * (double)r->macs * o->batch;
+            continue;
+        }
+        if (strncmp(r->what, "conv ", 5) != 0 || hw * co == 0) continue;
+        int m = (int)(hw * o->batch), n = (int)co, k = (int)(r->macs / (hw * co));
+        double f = 2.0 * m * (double)n * k, tf = sgemm_seconds(m, n, k), tx = sgemm_seconds(m, k, n),
+               tw = sgemm_seconds(n, k, m);
+        t_gemm += tf + tx + tw;
+        printf("  %-18s %8d %6d %6d   %9.1f %9.1f %9.1f\n", r->name, m, n, k, f / tf * 1e-9,
+               f / tx * 1e-9, f / tw * 1e-9);
+    }
+    vn_report_free(&rep);
+    double t = t_gemm + dw_flops / (peak * 1e9);
+    printf("GEMM-bound step: %.2f ms of sgemm + %.2f ms of depthwise at the 2048 rate = %.2f ms; "
+           "utilisation ceiling %.1f%% of %.1f GFLOPS\n", t_gemm * 1e3, dw_flops / peak * 1e-6,
+           t * 1e3, 100.0 * flops_step / t * 1e-9 / peak, peak);
+    printf("RESULT ours gemm_bound step_ms=%.3f util_max=%.4f\n", t * 1e3, flops_step / t * 1e-9 / peak);
+}
+
 int main(int argc, char **argv)
 {
     vn_runtime_setup(argv); /* before any OpenMP or BLAS work; may exec again */
@@ -583,6 +650,7 @@ int main(int argc, char **argv)
         peak = sgemm_peak_gflops(2048, 9);
         printf("sgemm 2048x2048x2048: %.1f GFLOPS; utilisation %.1f%%\n", peak,
                100.0 * gflops / peak);
+        if (o.gemm_bound && !o.deploy && peak > 0) gemm_bound(&o, flops_step, peak);
     }
     printf("RESULT ours mode=%s model=%s dims=%s strides=%s batch=%d size=%d threads=%d "
            "step_ms=%.3f min_ms=%.3f img_s=%.4f gflops=%.3f rss_mb=%.1f pool_mb=%.1f saved_mb=%.1f "
