@@ -254,17 +254,25 @@ START_TEST(test_mismatches_reported_by_key)
 }
 END_TEST
 
+/* The fixtures' model with 2 classes (cfg and mc receive its config), initialised from seed 3. */
+static vn_vanillanet *two_class_model(vn_config *cfg, vn_vanillanet_config *mc, bool deploy)
+{
+    vn_error err = {0};
+    load_config(cfg);
+    ck_assert_int_eq(vn_config_set(cfg, "model.num_classes=2", &err), VN_OK);
+    ck_assert_int_eq(vn_build_model_config(cfg, 2, mc, &err), VN_OK);
+    vn_vanillanet *m = NULL;
+    ck_assert_int_eq(vn_vanillanet_create(mc, deploy, &m, &err), VN_OK);
+    vn_vanillanet_init(m, 3);
+    return m;
+}
+
 START_TEST(test_finetune_loads_what_fits)
 {
     vn_config cfg;
-    load_config(&cfg);
-    vn_error err = {0};
-    ck_assert_int_eq(vn_config_set(&cfg, "model.num_classes=2", &err), VN_OK);
     vn_vanillanet_config mc;
-    ck_assert_int_eq(vn_build_model_config(&cfg, 2, &mc, &err), VN_OK);
-    vn_vanillanet *m = NULL;
-    ck_assert_int_eq(vn_vanillanet_create(&mc, false, &m, &err), VN_OK);
-    vn_vanillanet_init(m, 3);
+    vn_error err = {0};
+    vn_vanillanet *m = two_class_model(&cfg, &mc, false);
     char plain[512];
     snprintf(plain, sizeof plain, "%s", vn_test_fixture_path(W("plain_train.safetensors")));
     ck_assert_msg(vn_model_init_from(m, plain, &err) == VN_OK, "%s", err.msg);
@@ -305,14 +313,9 @@ END_TEST
 START_TEST(test_onnx_metadata_refusals)
 {
     vn_config cfg;
-    load_config(&cfg);
-    vn_error err = {0};
-    ck_assert_int_eq(vn_config_set(&cfg, "model.num_classes=2", &err), VN_OK);
     vn_vanillanet_config mc;
-    ck_assert_int_eq(vn_build_model_config(&cfg, 2, &mc, &err), VN_OK);
-    vn_vanillanet *m = NULL;
-    ck_assert_int_eq(vn_vanillanet_create(&mc, true, &m, &err), VN_OK);
-    vn_vanillanet_init(m, 3);
+    vn_error err = {0};
+    vn_vanillanet *m = two_class_model(&cfg, &mc, true);
     char dir[256], path[300];
     vn_test_mkdtemp(dir, sizeof dir, "onnxmeta");
     snprintf(path, sizeof path, "%s/m.onnx", dir);
