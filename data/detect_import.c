@@ -22,7 +22,8 @@
 
 void vn_fmd_config_default(vn_fmd_config *c)
 {
-    *c = (vn_fmd_config){128, 8000, 1000, 1, 4, 24, 64, 0, 2};
+    *c = (vn_fmd_config){.canvas = 128, .n_train = 8000, .n_val = 1000, .min_items = 1, .max_items = 4,
+                         .min_size = 24, .max_size = 64, .seed = 0, .threads = 2, .max_cover = 0.1};
 }
 
 /* A whole IDX file of unsigned bytes (gzip or plain): ndim dims, then the data. */
@@ -84,13 +85,15 @@ static void background(uint8_t *pix, int s, vn_rng *rng)
             }
 }
 
-static double iou_box(const int *a, const int *b)
+/* The larger of the two shares of a box that the other covers: intersection over the smaller
+ * area. (IoU would let a small item sit inside a large one.) */
+static double cover_box(const int *a, const int *b)
 {
     int iw = (a[2] < b[2] ? a[2] : b[2]) - (a[0] > b[0] ? a[0] : b[0]);
     int ih = (a[3] < b[3] ? a[3] : b[3]) - (a[1] > b[1] ? a[1] : b[1]);
     if (iw <= 0 || ih <= 0) return 0;
-    double inter = (double)iw * ih;
-    return inter / ((double)(a[2] - a[0]) * (a[3] - a[1]) + (double)(b[2] - b[0]) * (b[3] - b[1]) - inter);
+    double aa = (double)(a[2] - a[0]) * (a[3] - a[1]), ab = (double)(b[2] - b[0]) * (b[3] - b[1]);
+    return (double)iw * ih / (aa < ab ? aa : ab);
 }
 
 typedef struct fmd_src {
@@ -132,8 +135,8 @@ static int compose(const vn_fmd_config *c, const fmd_src *src, vn_rng *rng, uint
             int py = (int)vn_rng_below(rng, (uint64_t)(s - size + 1));
             int b[4] = {px + x0, py + y0, px + x1 + 1, py + y1 + 1};
             double worst = 0;
-            for (int j = 0; j < n; j++) worst = fmax(worst, iou_box(b, &boxes[j][1]));
-            if (worst < 0.3) {
+            for (int j = 0; j < n; j++) worst = fmax(worst, cover_box(b, &boxes[j][1]));
+            if (worst <= c->max_cover) {
                 placed = py * s + px;
                 memcpy(box, b, sizeof box);
             }
@@ -233,8 +236,9 @@ static int load_split(const char *dir, const char *prefix, fmd_src *src, uint8_t
 static void manifest(const vn_fmd_config *c, char *buf, size_t len)
 {
     snprintf(buf, len, "# made by vanilla data import: canvas %d, train %lld, val %lld, items %d-%d, "
-             "sizes %d-%d, seed %llu, boxes ", c->canvas, (long long)c->n_train, (long long)c->n_val,
-             c->min_items, c->max_items, c->min_size, c->max_size, (unsigned long long)c->seed);
+             "sizes %d-%d, max cover %g, seed %llu, boxes ", c->canvas, (long long)c->n_train,
+             (long long)c->n_val, c->min_items, c->max_items, c->min_size, c->max_size, c->max_cover,
+             (unsigned long long)c->seed);
 }
 
 static int write_yaml(const char *out_dir, const vn_fmd_config *c, int64_t boxes, vn_error *err)
@@ -311,12 +315,13 @@ static int check_config(const vn_fmd_config *c, vn_error *err)
 {
     if (c->canvas < 32 || c->canvas > 4096 || c->min_items < 0 || c->max_items < c->min_items ||
         c->max_items > MAX_ITEMS || c->min_size < 8 || c->max_size < c->min_size ||
-        c->max_size > c->canvas || c->max_size > 256 || c->n_train < 0 || c->n_val < 0)
+        c->max_size > c->canvas || c->max_size > 256 || c->n_train < 0 || c->n_val < 0 ||
+        !(c->max_cover >= 0 && c->max_cover <= 1))
         return vn_error_set(err, VN_ERR_INVALID, "fashion-mnist-detect: canvas %d (32..4096), "
                             "items %d..%d (at most %d), sizes %d..%d (8..min(canvas, 256)), "
-                            "%lld train and %lld val canvases (>= 0)", c->canvas, c->min_items,
-                            c->max_items, MAX_ITEMS, c->min_size, c->max_size,
-                            (long long)c->n_train, (long long)c->n_val);
+                            "%lld train and %lld val canvases (>= 0), max cover %g (0..1)", c->canvas,
+                            c->min_items, c->max_items, MAX_ITEMS, c->min_size, c->max_size,
+                            (long long)c->n_train, (long long)c->n_val, c->max_cover);
     return VN_OK;
 }
 

@@ -102,6 +102,7 @@ typedef struct vn_fmd_config {
     int min_size, max_size;   /* item side after scaling, pixels (24..64) */
     uint64_t seed;       /* (0) */
     int threads;         /* (2) */
+    double max_cover;    /* at most this fraction of an item's box under another item (0.1) */
 } vn_fmd_config;
 
 void vn_fmd_config_default(vn_fmd_config *c);
@@ -111,7 +112,8 @@ void vn_fmd_config_default(vn_fmd_config *c);
  * <out_dir>/data.yaml (names: Fashion-MNIST's ten classes). Each canvas has a smooth random
  * textured background and min..max items, each a random image of the split scaled to a
  * random side (bilinear), tinted, alpha-blended by its own intensity at a random place
- * (overlap with earlier items kept below IoU 0.3 when possible); its box is the exact
+ * where it covers at most max_cover of an earlier item's box and is covered by at most as
+ * much of it (10 tries, else the item is left out); its box is the exact
  * extent of its pixels above 10. Canvas k of a split draws from a vn_rng seeded by (seed,
  * split, k): the output does not depend on the thread count. */
 typedef struct vn_fmd_result {

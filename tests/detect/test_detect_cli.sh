@@ -41,7 +41,7 @@ YAML
 IMP=(data import --format fashion-mnist-detect "$T/fmd-src" "$T/imp" --val 2 --canvas 64 --sizes 16-32 --items 1-2)
 "$VANILLA" "${IMP[@]}" --train 5 >"$T/imp1.log" 2>&1
 expect "import: options taken" contains "$T/imp1.log" "wrote 5 training and 2 validation images"
-expect "import: data.yaml names the options" contains "$T/imp/data.yaml" "canvas 64, train 5, val 2, items 1-2, sizes 16-32, seed 0"
+expect "import: data.yaml names the options" contains "$T/imp/data.yaml" "canvas 64, train 5, val 2, items 1-2, sizes 16-32, max cover 0.1, seed 0"
 "$VANILLA" "${IMP[@]}" --train 5 >"$T/imp2.log" 2>&1
 expect "import: the same set is not redone" contains "$T/imp2.log" "already holds this set"
 "$VANILLA" "${IMP[@]}" --train 3 >"$T/imp3.log" 2>&1

@@ -355,6 +355,15 @@ START_TEST(test_fashion_mnist_detect_import)
             /* squares stay squares: the item is scaled uniformly */
             ck_assert_msg(fabsf(b[k].w - b[k].h) <= 1.5f / 64, "box %g x %g", b[k].w, b[k].h);
             ck_assert(b[k].cx - b[k].w / 2 >= -1e-6 && b[k].cx + b[k].w / 2 <= 1 + 1e-6);
+            /* no box covers more than max_cover (0.1) of another (labels are rounded to 1e-6) */
+            for (int j = 0; j < k; j++) {
+                float iw = fminf(b[k].cx + b[k].w / 2, b[j].cx + b[j].w / 2) -
+                           fmaxf(b[k].cx - b[k].w / 2, b[j].cx - b[j].w / 2);
+                float ih = fminf(b[k].cy + b[k].h / 2, b[j].cy + b[j].h / 2) -
+                           fmaxf(b[k].cy - b[k].h / 2, b[j].cy - b[j].h / 2);
+                float small = fminf(b[k].w * b[k].h, b[j].w * b[j].h);
+                if (iw > 0 && ih > 0) ck_assert_msg(iw * ih / small <= 0.1f + 1e-4f, "cover %g", iw * ih / small);
+            }
         }
     }
     vn_det_dataset_free(ds);

@@ -14,7 +14,7 @@ static const char data_help[] =
     "usage: vanilla data import --format fashion-mnist|mnist|fashion-mnist-detect [SRC_DIR] OUT_DIR\n"
     "                           [--threads N]\n"
     "                           fashion-mnist-detect: [--train N] [--val N] [--canvas S]\n"
-    "                           [--items MIN-MAX] [--sizes MIN-MAX] [--seed S]\n"
+    "                           [--items MIN-MAX] [--sizes MIN-MAX] [--max-cover F] [--seed S]\n"
     "       vanilla data check FOLDER [--threads N] [--list N]\n"
     "       vanilla data preview CONFIG.yaml... [--set k=v]... [--n 16] [--seed S] -o GRID.png\n"
     "\n"
@@ -24,8 +24,9 @@ static const char data_help[] =
     "        A finished import is not redone. fashion-mnist-detect instead composes a YOLO\n"
     "        detection set (OUT_DIR/data.yaml, images/ and labels/ for train and val): by\n"
     "        default 8000 + 1000 canvases of 128x128 (--train, --val, --canvas) with 1-4 items\n"
-    "        each (--items) scaled to 24-64 pixels (--sizes) on a textured background, from\n"
-    "        --seed 0. The same options into the same OUT_DIR are not redone; other options\n"
+    "        each (--items) scaled to 24-64 pixels (--sizes) on a textured background, each\n"
+    "        covering at most 0.1 of another's box and covered by at most as much (--max-cover),\n"
+    "        from --seed 0. The same options into the same OUT_DIR are not redone; other options\n"
     "        rewrite it (files of a larger earlier set are removed).\n"
     "check:  scans an image folder (or a split of one) and reports images per class,\n"
     "        unreadable files with the reason, and odd formats, without training. Exits 1\n"
@@ -96,6 +97,7 @@ static bool fmd_option(int argc, char **argv, int *i, vn_fmd_config *c, bool *ba
     else if (strcmp(o, "--canvas") == 0) c->canvas = vn_cli_int("data", o, v, 32, 4096, bad);
     else if (strcmp(o, "--items") == 0) parse_range(o, v, 0, 16, &c->min_items, &c->max_items, bad);
     else if (strcmp(o, "--sizes") == 0) parse_range(o, v, 8, 256, &c->min_size, &c->max_size, bad);
+    else if (strcmp(o, "--max-cover") == 0) c->max_cover = vn_cli_real("data", o, v, 0, 1, bad);
     else return false;
     ++*i;
     return true;
