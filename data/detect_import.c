@@ -232,6 +232,57 @@ static int load_split(const char *dir, const char *prefix, fmd_src *src, uint8_t
     return rc;
 }
 
+/* The first line of every data.yaml this importer writes. */
+#define FMD_HEADER "# Fashion-MNIST detection set (vanilla data import --format fashion-mnist-detect)\n"
+
+/* Whether dir holds anything but . and .. (false when it does not exist). */
+static bool dir_has_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    bool any = false;
+    for (struct dirent *e; d && !any && (e = readdir(d));)
+        any = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    if (d) closedir(d);
+    return any;
+}
+
+/* out_dir may be written when its data.yaml is this importer's (a set it made, or one whose
+ * import did not finish) or when it holds no images or labels yet: files of another dataset
+ * are never overwritten or removed. */
+static int check_owner(const char *out_dir, vn_error *err)
+{
+    char path[4096];
+    uint8_t *d = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/data.yaml", out_dir);
+    bool ours = vn_read_file(path, &d, &len, NULL) == VN_OK && len >= strlen(FMD_HEADER) &&
+                memcmp(d, FMD_HEADER, strlen(FMD_HEADER)) == 0;
+    free(d);
+    if (ours) return VN_OK;
+    static const char *const sub[] = {"images/train", "images/val", "labels/train", "labels/val"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", out_dir, sub[i]);
+        if (dir_has_entries(path))
+            return vn_error_set(err, VN_ERR_INVALID, "%s holds files and no data.yaml made by this "
+                                "importer: not overwriting another dataset (choose a new or empty "
+                                "folder; nothing was written)", path);
+    }
+    return VN_OK;
+}
+
+/* data.yaml while a set is being written: the header and no keys, so that nothing trains on a
+ * half-written set (the dataset loader refuses it) and a new import may finish it. */
+static int mark_incomplete(const char *out_dir, vn_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data.yaml", out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return vn_error_set(err, VN_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    fprintf(f, "%s# incomplete: an import is writing this folder, or was interrupted (run it again)\n",
+            FMD_HEADER);
+    return fclose(f) == 0 ? VN_OK : vn_error_set(err, VN_ERR_IO, "%s: write failed", path);
+}
+
 /* The comment that ends data.yaml: the options, then the box count. */
 static void manifest(const vn_fmd_config *c, char *buf, size_t len)
 {
@@ -248,8 +299,7 @@ static int write_yaml(const char *out_dir, const vn_fmd_config *c, int64_t boxes
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return vn_error_set(err, VN_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    fprintf(f, "# Fashion-MNIST detection set (vanilla data import --format fashion-mnist-detect)\n"
-               "path: .\ntrain: images/train\nval: images/val\nnames:\n");
+    fprintf(f, "%spath: .\ntrain: images/train\nval: images/val\nnames:\n", FMD_HEADER);
     const char *const *names = vn_mnist_class_names(VN_MNIST_FASHION);
     for (int i = 0; i < 10; i++) fprintf(f, "  %d: %s\n", i, names[i]);
     manifest(c, m, sizeof m);
@@ -340,13 +390,12 @@ int vn_import_fashion_mnist_detect(const char *src_dir, const char *out_dir,
     static const char *const dirs[] = {"", "/images", "/images/train", "/images/val", "/labels",
                                        "/labels/train", "/labels/val"};
     char path[4096];
-    snprintf(path, sizeof path, "%s/data.yaml", out_dir);
-    if (unlink(path) != 0 && errno != ENOENT) /* until the new set is whole */
-        return vn_error_set(err, VN_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    rc = check_owner(out_dir, err);
     for (size_t i = 0; rc == VN_OK && i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(path, sizeof path, "%s%s", out_dir, dirs[i]);
         rc = vn_mkdirs(path, err);
     }
+    if (rc == VN_OK) rc = mark_incomplete(out_dir, err);
     fmd_src src;
     uint8_t *img = NULL, *lab = NULL;
     if (rc == VN_OK) rc = load_split(src_dir, "train", &src, &img, &lab, err);

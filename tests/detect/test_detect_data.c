@@ -392,6 +392,34 @@ START_TEST(test_fashion_mnist_detect_import)
     snprintf(p, sizeof p, "%s/labels/train/000019.txt", out[0]);
     ck_assert_int_eq(access(p, F_OK), 0);
     ck_assert(tree_crc(out[0], cfg.n_val, "val") == tree_crc(out[1], cfg.n_val, "val"));
+    /* A folder with another dataset's files and no data.yaml of ours is not written into. */
+    char other[400];
+    snprintf(other, sizeof other, "%s/other/images/train", src);
+    ck_assert_int_eq(vn_mkdirs(other, &err), VN_OK);
+    snprintf(p, sizeof p, "%s/000000.png", other);
+    vn_test_write_text(p, "theirs");
+    snprintf(other, sizeof other, "%s/other", src);
+    ck_assert_int_eq(vn_import_fashion_mnist_detect(src, other, &cfg, NULL, &err), VN_ERR_INVALID);
+    ck_assert_msg(strstr(err.msg, "not overwriting another dataset"), "%s", err.msg);
+    snprintf(p, sizeof p, "%s/data.yaml", other);
+    ck_assert_int_ne(access(p, F_OK), 0);
+    /* An import that fails half-way leaves a data.yaml that the loader refuses and that a new
+     * import finishes: here the source's test images are missing. */
+    char src2[400], half[400];
+    snprintf(src2, sizeof src2, "%s/src2", src);
+    ck_assert_int_eq(vn_mkdirs(src2, &err), VN_OK);
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", src2, files[i][0]);
+        write_idx(p, atoi(files[i][1]), 50);
+    }
+    snprintf(half, sizeof half, "%s/half", src);
+    ck_assert_int_ne(vn_import_fashion_mnist_detect(src2, half, &cfg, NULL, &err), VN_OK);
+    snprintf(p, sizeof p, "%s/data.yaml", half);
+    vn_det_data_cfg hc;
+    ck_assert_int_ne(vn_det_data_cfg_load(p, &hc, &err), VN_OK);
+    ck_assert_msg(vn_import_fashion_mnist_detect(src, half, &cfg, NULL, &err) == VN_OK, "%s", err.msg);
+    ck_assert_msg(vn_det_data_cfg_load(p, &hc, &err) == VN_OK, "%s", err.msg);
+    vn_det_data_cfg_free(&hc);
     /* Bad options are refused, naming them. */
     cfg.min_size = 40;
     cfg.max_size = 30;
