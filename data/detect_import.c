@@ -22,8 +22,8 @@
 
 void vn_fmd_config_default(vn_fmd_config *c)
 {
-    *c = (vn_fmd_config){.canvas = 128, .n_train = 8000, .n_val = 1000, .min_items = 1, .max_items = 4,
-                         .min_size = 24, .max_size = 64, .seed = 0, .threads = 2, .max_cover = 0.1};
+    *c = (vn_fmd_config){.canvas = 96, .n_train = 8000, .n_val = 1000, .min_items = 1, .max_items = 4,
+                         .min_size = 28, .max_size = 48, .seed = 0, .threads = 2, .max_cover = 0.1};
 }
 
 /* A whole IDX file of unsigned bytes (gzip or plain): ndim dims, then the data. */

@@ -95,11 +95,11 @@ int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_
  *      fashion-mnist-detect`) ------------------------------------------------------------ */
 
 typedef struct vn_fmd_config {
-    int canvas;          /* square canvas side in pixels (128) */
+    int canvas;          /* square canvas side in pixels (96) */
     int64_t n_train;     /* canvases drawn from the training images (8000) */
     int64_t n_val;       /* canvases drawn from the test images (1000) */
     int min_items, max_items; /* items per canvas (1..4) */
-    int min_size, max_size;   /* item side after scaling, pixels (24..64) */
+    int min_size, max_size;   /* item side after scaling, pixels (28..48: never below 28x28) */
     uint64_t seed;       /* (0) */
     int threads;         /* (2) */
     double max_cover;    /* at most this fraction of an item's box under another item (0.1) */
