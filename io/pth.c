@@ -456,3 +456,13 @@ int vn_pth_state_dict(const vn_pth *p, const char *key, vn_st_writer *w, vn_pth_
     }
     return VN_OK;
 }
+
+bool vn_pth_looks_like(const char *path)
+{
+    unsigned char head[2] = {0};
+    FILE *fp = fopen(path, "rb");
+    bool torch = fp && fread(head, 1, 2, fp) == 2 &&
+                 ((head[0] == 'P' && head[1] == 'K') || (head[0] == 0x80 && head[1] == 0x02));
+    if (fp) fclose(fp);
+    return torch;
+}

@@ -19,6 +19,10 @@ extern "C" {
 
 typedef struct vn_pth vn_pth;
 
+/* Whether path begins as torch.save files do: a zip archive ("PK") or a legacy pickle of
+ * protocol 2 (0x80 0x02). Only a hint for messages and dispatch; vn_pth_read decides. */
+bool vn_pth_looks_like(const char *path);
+
 /* Parses a whole file (zip or legacy). Errors name the file and the cause ("ckpt.pth: data.pkl
  * at byte 14: the pickle names the global 'posix.system', ..."). */
 int vn_pth_read(const char *path, vn_pth **out, vn_error *err);

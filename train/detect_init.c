@@ -78,16 +78,6 @@ static bool starts(const char *s, const char *prefix) { return strncmp(s, prefix
 
 /* ---- opening: safetensors, or a torch.save file through io/vn_pth.h ------------------------ */
 
-static bool is_torch_file(const char *path)
-{
-    unsigned char head[2] = {0};
-    FILE *fp = fopen(path, "rb");
-    bool torch = fp && fread(head, 1, 2, fp) == 2 &&
-                 ((head[0] == 'P' && head[1] == 'K') || (head[0] == 0x80 && head[1] == 0x02));
-    if (fp) fclose(fp);
-    return torch;
-}
-
 /* The state_dict one key names (model: the file itself, or its first of model, state_dict,
  * model_ema, module) as an in-memory safetensors file under the official names. */
 static int pth_entry(const vn_pth *p, const char *path, const char *one, vn_st_file **f,
@@ -359,7 +349,7 @@ int vn_detect_init_from(vn_yolo *m, const char *path, const char *key, vn_detect
     vn_st_file *f = NULL;
     char what[96] = ""; /* a .pth: the entry taken (the key chose it), then a plain state_dict */
     bool pth_ema = false;
-    int rc = is_torch_file(path) ? open_pth(path, key, &f, what, sizeof what, &pth_ema, err)
+    int rc = vn_pth_looks_like(path) ? open_pth(path, key, &f, what, sizeof what, &pth_ema, err)
                                  : vn_st_open(path, &f, err);
     if (rc == VN_OK) {
         const char *task = vn_st_meta(f, "vanilla.task");

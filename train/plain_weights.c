@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/vn_pth.h"
+
 /* A mismatch list: the first few of each kind go in the error message, all of them to the
  * log when they do not fit. */
 typedef struct mismatch {
@@ -87,7 +89,7 @@ static void describe_file(const vn_st_file *f, const char *prefix, bool deploy, 
     (void)in_chans;
 }
 
-static bool same_shape(const vn_state_item *e, const vn_st_entry *fe)
+bool vn__state_entry_fits(const vn_state_item *e, const vn_st_entry *fe)
 {
     if (e->kind == VN_STATE_COUNT) return fe->dtype == VN_DTYPE_I64 && fe->numel == 1;
     const vn_tensor *t = e->tensor;
@@ -100,7 +102,7 @@ static bool same_shape(const vn_state_item *e, const vn_st_entry *fe)
     return true;
 }
 
-static const char *item_shape(const vn_state_item *e, char *buf, size_t len)
+const char *vn__state_item_shape(const vn_state_item *e, char *buf, size_t len)
 {
     if (e->kind == VN_STATE_COUNT) return snprintf(buf, len, "I64 []"), buf;
     const vn_tensor *t = e->tensor;
@@ -112,7 +114,7 @@ static const char *item_shape(const vn_state_item *e, char *buf, size_t len)
     return buf;
 }
 
-static const char *entry_shape(const vn_st_entry *fe, char *buf, size_t len)
+const char *vn__st_entry_shape(const vn_st_entry *fe, char *buf, size_t len)
 {
     char s[96];
     snprintf(buf, len, "%s %s", vn_dtype_name(fe->dtype), vn_shape_str(fe->ndim, fe->shape, s, sizeof s));
@@ -133,10 +135,12 @@ static int compare(const vn_state_list *l, const vn_st_file *f, const char *pref
         const vn_st_entry *fe = vn_st_find(f, full);
         if (!fe) {
             append(mm->missing, sizeof mm->missing, &mm->n_missing, 6, "%s'%s'%s%s", e->name, "", "");
-            if (log_all) vn_log(VN_LOG_WARN, "%s: missing '%s' (%s)", vn_st_path(f), full, item_shape(e, a, sizeof a));
-        } else if (!same_shape(e, fe)) {
-            item_shape(e, a, sizeof a);
-            entry_shape(fe, b, sizeof b);
+            if (log_all)
+                vn_log(VN_LOG_WARN, "%s: missing '%s' (%s)", vn_st_path(f), full,
+                       vn__state_item_shape(e, a, sizeof a));
+        } else if (!vn__state_entry_fits(e, fe)) {
+            vn__state_item_shape(e, a, sizeof a);
+            vn__st_entry_shape(fe, b, sizeof b);
             append(mm->shapes, sizeof mm->shapes, &mm->n_shapes, 4, "%s'%s' is %s in the file, %s in the model",
                    e->name, b, a);
             if (log_all) vn_log(VN_LOG_WARN, "%s: '%s' is %s in the file, %s in the model", vn_st_path(f), full, b, a);
@@ -244,7 +248,7 @@ static int load_subset(const vn_vanillanet *m, const vn_st_file *f, const char *
         const vn_state_item *e = &m->state.items[i];
         snprintf(full, sizeof full, "%s%s", prefix, e->name);
         const vn_st_entry *fe = vn_st_find(f, full);
-        if (skip(e->name) && (!fe || !same_shape(e, fe))) continue;
+        if (skip(e->name) && (!fe || !vn__state_entry_fits(e, fe))) continue;
         sub.items[sub.n++] = *e;
     }
     int rc = vn_state_from_file(&sub, prefix, f, false, err);
@@ -257,12 +261,7 @@ static int open_weights(const char *path, vn_st_file **f, vn_error *err)
 {
     int rc = vn_st_open(path, f, err);
     if (rc == VN_OK) return rc;
-    unsigned char head[2] = {0};
-    FILE *fp = fopen(path, "rb");
-    bool torch = fp && fread(head, 1, 2, fp) == 2 &&
-                 ((head[0] == 'P' && head[1] == 'K') || (head[0] == 0x80 && head[1] == 0x02));
-    if (fp) fclose(fp);
-    if (torch)
+    if (vn_pth_looks_like(path))
         rc = vn_error_set(err, VN_ERR_FORMAT, "%s is a PyTorch file (torch.save): convert it first "
                           "with `vanilla import %s -o WEIGHTS.safetensors`", path, path);
     return rc;
@@ -296,10 +295,10 @@ int vn_model_init_from(vn_vanillanet *m, const char *path, vn_error *err)
             if (!is_classifier(e->name)) continue;
             snprintf(full, sizeof full, "%s%s", prefix, e->name);
             const vn_st_entry *fe = vn_st_find(f, full);
-            if (fe && same_shape(e, fe)) continue;
+            if (fe && vn__state_entry_fits(e, fe)) continue;
             n++;
             append(msg, sizeof msg, &head.n_shapes, 8, "%s%s (%s -> %s)", e->name,
-                   fe ? entry_shape(fe, b, sizeof b) : "absent", item_shape(e, a, sizeof a));
+                   fe ? vn__st_entry_shape(fe, b, sizeof b) : "absent", vn__state_item_shape(e, a, sizeof a));
         }
         rc = load_subset(m, f, prefix, is_classifier, err);
         if (rc == VN_OK && n)
@@ -312,13 +311,3 @@ int vn_model_init_from(vn_vanillanet *m, const char *path, vn_error *err)
     return rc;
 }
 
-/* The comparisons above for the detector's model.init (train/detect_init.c). */
-bool vn__state_entry_fits(const vn_state_item *e, const vn_st_entry *fe) { return same_shape(e, fe); }
-const char *vn__state_item_shape(const vn_state_item *e, char *buf, size_t len)
-{
-    return item_shape(e, buf, len);
-}
-const char *vn__st_entry_shape(const vn_st_entry *fe, char *buf, size_t len)
-{
-    return entry_shape(fe, buf, len);
-}

@@ -6,6 +6,7 @@
 
 #include "train/cli/vn_cli.h"
 #include "io/vn_onnx.h"
+#include "io/vn_pth.h"
 #include "train/vn_real_labels.h"
 #include "train/vn_trainer.h"
 
@@ -39,12 +40,7 @@ static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn
     if (ec) return ec;
     vn_error err = {0};
     if (vn_open_model_cfg(path, ema, &cfg, m, info, &err) != VN_OK) {
-        unsigned char head[2] = {0};
-        FILE *fp = fopen(path, "rb");
-        bool torch = fp && fread(head, 1, 2, fp) == 2 && ((head[0] == 'P' && head[1] == 'K') ||
-                                                          (head[0] == 0x80 && head[1] == 0x02));
-        if (fp) fclose(fp);
-        if (torch)
+        if (vn_pth_looks_like(path))
             vn_cli_error(cmd, "%s is a PyTorch file (torch.save): convert it first with `vanilla "
                          "import %s -o WEIGHTS.safetensors`", path, path);
         else
