@@ -249,16 +249,10 @@ static bool dir_has_entries(const char *dir)
 /* out_dir may be written when its data.yaml is this importer's (a set it made, or one whose
  * import did not finish) or when it holds no images or labels yet: files of another dataset
  * are never overwritten or removed. */
-static int check_owner(const char *out_dir, vn_error *err)
+static int check_owner(const char *out_dir, const char *yaml, vn_error *err)
 {
     char path[4096];
-    uint8_t *d = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof path, "%s/data.yaml", out_dir);
-    bool ours = vn_read_file(path, &d, &len, NULL) == VN_OK && len >= strlen(FMD_HEADER) &&
-                memcmp(d, FMD_HEADER, strlen(FMD_HEADER)) == 0;
-    free(d);
-    if (ours) return VN_OK;
+    if (yaml && strncmp(yaml, FMD_HEADER, strlen(FMD_HEADER)) == 0) return VN_OK;
     static const char *const sub[] = {"images/train", "images/val", "labels/train", "labels/val"};
     for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", out_dir, sub[i]);
@@ -310,24 +304,31 @@ static int write_yaml(const char *out_dir, const vn_fmd_config *c, int64_t boxes
     return VN_OK;
 }
 
-/* Whether out_dir holds the set c describes (its box count in *boxes). */
-static bool already_made(const char *out_dir, const vn_fmd_config *c, int64_t *boxes)
+/* out_dir's data.yaml as a string (NULL: none, or unreadable). */
+static char *read_yaml(const char *out_dir)
 {
-    char path[4096], m[256];
+    char path[4096];
     uint8_t *d = NULL;
     size_t len = 0;
     snprintf(path, sizeof path, "%s/data.yaml", out_dir);
-    if (vn_read_file(path, &d, &len, NULL) != VN_OK) return false;
-    manifest(c, m, sizeof m);
+    if (vn_read_file(path, &d, &len, NULL) != VN_OK) return NULL;
     char *text = realloc(d, len + 1);
     if (!text) {
         free(d);
-        return false;
+        return NULL;
     }
     text[len] = 0;
-    const char *at = strstr(text, m);
+    return text;
+}
+
+/* Whether out_dir, whose data.yaml is yaml, holds the set c describes (its box count in
+ * *boxes). */
+static bool already_made(const char *out_dir, const char *yaml, const vn_fmd_config *c, int64_t *boxes)
+{
+    char path[4096], m[256];
+    manifest(c, m, sizeof m);
+    const char *at = yaml ? strstr(yaml, m) : NULL;
     bool ok = at && sscanf(at + strlen(m), "%lld", (long long *)boxes) == 1;
-    free(text);
     const char *splits[2] = {"train", "val"};
     const int64_t n[2] = {c->n_train, c->n_val};
     for (int i = 0; ok && i < 2; i++) {
@@ -382,7 +383,9 @@ int vn_import_fashion_mnist_detect(const char *src_dir, const char *out_dir,
     *r = r0;
     int rc = check_config(c, err);
     if (rc != VN_OK) return rc;
-    if (already_made(out_dir, c, &r->boxes)) {
+    char *yaml = read_yaml(out_dir);
+    if (already_made(out_dir, yaml, c, &r->boxes)) {
+        free(yaml);
         r->reused = true;
         return VN_OK;
     }
@@ -390,7 +393,8 @@ int vn_import_fashion_mnist_detect(const char *src_dir, const char *out_dir,
     static const char *const dirs[] = {"", "/images", "/images/train", "/images/val", "/labels",
                                        "/labels/train", "/labels/val"};
     char path[4096];
-    rc = check_owner(out_dir, err);
+    rc = check_owner(out_dir, yaml, err);
+    free(yaml);
     for (size_t i = 0; rc == VN_OK && i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(path, sizeof path, "%s%s", out_dir, dirs[i]);
         rc = vn_mkdirs(path, err);
