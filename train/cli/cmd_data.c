@@ -137,6 +137,37 @@ static int import_detect(int n_pos, const char *const *pos, vn_fmd_config *cfg, 
     return 0;
 }
 
+/* import --format fashion-mnist|mnist [SRC_DIR] OUT_DIR */
+static int import_mnist(const char *format, int n_pos, const char *const *pos, int threads)
+{
+    vn_error err = {0};
+    vn_mnist_kind kind;
+    if (strcmp(format, "fashion-mnist") == 0) kind = VN_MNIST_FASHION;
+    else if (strcmp(format, "mnist") == 0) kind = VN_MNIST_DIGITS;
+    else {
+        vn_cli_error("data", "unknown --format %s (fashion-mnist, mnist or "
+                     "fashion-mnist-detect)", format);
+        return VN_EXIT_USAGE;
+    }
+    const char *src = n_pos == 2 ? pos[0] : "/usr/share/datasets/fashion-mnist";
+    const char *out = n_pos == 2 ? pos[1] : pos[0];
+    if (!out) {
+        fputs(data_help, stderr);
+        return VN_EXIT_USAGE;
+    }
+    vn_import_result res;
+    if (vn_import_mnist(src, out, kind, threads, &res, &err) != VN_OK) {
+        vn_cli_error("data", "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    if (res.skipped)
+        printf("%s: already imported (%s/.vn_import_done); nothing to do\n", out, out);
+    else
+        printf("imported %lld training and %lld validation images from %s into %s in %.1f s\n",
+               (long long)res.n_train, (long long)res.n_val, src, out, res.seconds);
+    return 0;
+}
+
 int vn_cmd_data(int argc, char **argv)
 {
     if (argc < 2 || vn_cli_is(argv[1], "-h", "--help")) {
@@ -152,7 +183,6 @@ int vn_cmd_data(int argc, char **argv)
         detect = detect || (strcmp(argv[i], "--format") == 0 && strcmp(argv[i + 1], "fashion-mnist-detect") == 0);
     vn_fmd_config fmd;
     vn_fmd_config_default(&fmd);
-    fmd.threads = threads;
     int max_pos = strcmp(sub, "preview") == 0 ? VN_CONFIG_MAX_FILES : 2;
     for (int i = 2; i < argc; i++) {
         if (detect && strcmp(sub, "import") == 0 && fmd_option(argc, argv, &i, &fmd, &bad)) continue;
@@ -182,33 +212,7 @@ int vn_cmd_data(int argc, char **argv)
         fmd.threads = threads;
         return import_detect(n_pos, pos, &fmd, seed);
     }
-    if (strcmp(sub, "import") == 0) {
-        vn_mnist_kind kind;
-        if (strcmp(format, "fashion-mnist") == 0) kind = VN_MNIST_FASHION;
-        else if (strcmp(format, "mnist") == 0) kind = VN_MNIST_DIGITS;
-        else {
-            vn_cli_error("data", "unknown --format %s (fashion-mnist, mnist or "
-                         "fashion-mnist-detect)", format);
-            return VN_EXIT_USAGE;
-        }
-        const char *src = n_pos == 2 ? pos[0] : "/usr/share/datasets/fashion-mnist";
-        const char *out = n_pos == 2 ? pos[1] : pos[0];
-        if (!out) {
-            fputs(data_help, stderr);
-            return VN_EXIT_USAGE;
-        }
-        vn_import_result res;
-        if (vn_import_mnist(src, out, kind, threads, &res, &err) != VN_OK) {
-            vn_cli_error("data", "%s", err.msg);
-            return VN_EXIT_ERROR;
-        }
-        if (res.skipped)
-            printf("%s: already imported (%s/.vn_import_done); nothing to do\n", out, out);
-        else
-            printf("imported %lld training and %lld validation images from %s into %s in %.1f s\n",
-                   (long long)res.n_train, (long long)res.n_val, src, out, res.seconds);
-        return 0;
-    }
+    if (strcmp(sub, "import") == 0) return import_mnist(format, n_pos, pos, threads);
     if (strcmp(sub, "check") == 0) {
         if (!pos[0]) {
             fputs(data_help, stderr);
