@@ -475,31 +475,31 @@ static int64_t next_micro(const drun *r)
  * ni - last step's ni >= accumulate) or the epoch's micro-batches end (the step then takes what
  * is left: checkpoints never hold part of a step). The lr, wd and warmup are those of the
  * schedule position (last micro-batch) / update_freq: the step's index when every step takes
- * update_freq. *n: micro-batches taken; *bad: skipped (non-finite). The logged loss is that of
- * B x update_freq images (the micro-batches' sum x update_freq / n), the parts their mean. */
-static int train_step(drun *r, double *loss_out, double parts3[3], int64_t *n, bool *bad, vn_error *err)
+ * update_freq. *bad: skipped (non-finite). The logged loss is that of B x update_freq images
+ * (the sum over the n micro-batches taken x update_freq / n), the parts their mean. */
+static int train_step(drun *r, double *loss_out, double parts3[3], bool *bad, vn_error *err)
 {
     const int64_t uf = r->cfg->optim.update_freq, end = epoch_micro(r), ni0 = next_micro(r);
     const int64_t nw = vn_schedule_warmup_iters(&r->lr_sched) * uf;
     double sum = 0;
     parts3[0] = parts3[1] = parts3[2] = 0;
     *bad = false;
-    *n = 0;
+    int64_t n = 0;
     do {
         double lv = 0, p[3] = {0, 0, 0};
         int rc = micro_step(r, &lv, p, bad, err);
         if (rc != VN_OK) return rc;
         sum += lv;
         for (int i = 0; i < 3; i++) parts3[i] += p[i];
-        ++*n;
-    } while (*n < vn_detect_accumulate(ni0 + *n - 1, nw, uf, r->cfg->detect.warmup_accumulate) &&
+        ++n;
+    } while (n < vn_detect_accumulate(ni0 + n - 1, nw, uf, r->cfg->detect.warmup_accumulate) &&
              r->st.position / r->B < end);
-    const int64_t pos = (ni0 + *n - 1) / uf;
+    const int64_t pos = (ni0 + n - 1) / uf;
     vn_optim_set_lr(r->optim, vn_schedule_value(&r->lr_sched, pos));
     vn_optim_set_weight_decay(r->optim, vn_schedule_value(&r->wd_sched, pos));
     vn_detect_warmup(r->cfg, r->optim, &r->lr_sched, pos);
-    *loss_out = sum * (double)uf / (double)*n;
-    for (int i = 0; i < 3; i++) parts3[i] /= (double)*n;
+    *loss_out = sum * (double)uf / (double)n;
+    for (int i = 0; i < 3; i++) parts3[i] /= (double)n;
     int rc = apply_update(r, bad, err);
     r->st.rng = *vn_ctx_rng(r->ctx);
     return rc;
@@ -546,8 +546,7 @@ static int train_epoch(drun *r, vn_train_result *res, vn_error *err)
             set_act(r, vn_act_learn_at(cfg, (double)r->st.epoch + (double)(m0 / uf) / (double)r->steps_per_ep));
         double t = vn_monotonic(), loss = 0, p[3] = {0, 0, 0};
         bool bad = false;
-        int64_t n = 0;
-        int rc = train_step(r, &loss, p, &n, &bad, err);
+        int rc = train_step(r, &loss, p, &bad, err);
         if (rc == VN_OK && bad) {
             rc = skipped_step(r, res, err);
             if (rc != VN_OK) return rc;
