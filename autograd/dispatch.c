@@ -56,6 +56,20 @@ static const vn__op_kernels *cell(vn_op op, vn_device device)
     return k && k->forward ? k : NULL;
 }
 
+/* While the profile is on, an op on a device is timed from an idle device to the end of its
+ * own work there (a sync on each side), so its row holds device time, not the launch. */
+static double profile_start(const vn_node *node)
+{
+    if (vn_profile_enabled() && node->device != VN_DEVICE_CPU) vn_device_sync(node->device);
+    return vn__profile_start();
+}
+
+static void profile_add(const vn_node *node, int dir, double t0)
+{
+    if (t0 != 0.0 && node->device != VN_DEVICE_CPU) vn_device_sync(node->device);
+    vn__profile_add(node->op, node->variant, dir, t0);
+}
+
 int vn__dispatch_forward(vn_ctx *ctx, vn_node *node)
 {
     const vn__op_kernels *k = cell(node->op, node->device);
@@ -64,9 +78,9 @@ int vn__dispatch_forward(vn_ctx *ctx, vn_node *node)
                     vn_op_name(node->op), vn_device_name(node->device));
         return VN_ERR_UNSUPPORTED;
     }
-    double t0 = vn__profile_start();
+    double t0 = profile_start(node);
     int rc = k->forward(ctx, node);
-    vn__profile_add(node->op, node->variant, VN_PROFILE_FORWARD, t0);
+    profile_add(node, VN_PROFILE_FORWARD, t0);
     if (rc != VN_OK && vn_ctx_status(ctx) == VN_OK)
         vn_ctx_fail(ctx, rc, "%s: %s", vn_op_name(node->op), vn_status_str(rc));
     return rc != VN_OK ? rc : vn_ctx_status(ctx);
@@ -77,9 +91,9 @@ void vn__dispatch_backward(vn_ctx *ctx, vn_node *node)
     const vn__op_kernels *k = cell(node->op, node->device);
     VN_ASSERT(k, "a node of %s on %s was recorded without kernels", vn_op_name(node->op),
               vn_device_name(node->device));
-    double t0 = vn__profile_start();
+    double t0 = profile_start(node);
     k->backward(ctx, node);
-    vn__profile_add(node->op, node->variant, VN_PROFILE_BACKWARD, t0);
+    profile_add(node, VN_PROFILE_BACKWARD, t0);
 }
 
 void vn__dispatch_recompute(vn_ctx *ctx, vn_node *node)
@@ -87,9 +101,9 @@ void vn__dispatch_recompute(vn_ctx *ctx, vn_node *node)
     const vn__op_kernels *k = cell(node->op, node->device);
     VN_ASSERT(k && k->recompute, "%s on %s has no recompute kernel (VN_OP_LIST's last column)",
               vn_op_name(node->op), vn_device_name(node->device));
-    double t0 = vn__profile_start();
+    double t0 = profile_start(node);
     k->recompute(ctx, node);
-    vn__profile_add(node->op, node->variant, VN_PROFILE_RECOMPUTE, t0);
+    profile_add(node, VN_PROFILE_RECOMPUTE, t0);
 }
 
 bool vn__has_recompute(vn_op op, vn_device device)

@@ -4,7 +4,8 @@
  * `bench_train --profile` print it. Off by default, when it costs one branch per op.
  *
  * Times are host wall time around each kernel, so the threads inside a kernel count once;
- * CUDA kernels are asynchronous, and their rows show the launch, not the device time. Work
+ * an op on a device (CUDA) is timed between two syncs of the device, so its row is its device
+ * time plus the launch (the syncs slow the step a little while the profile is on). Work
  * outside the tape (the optimizer step, EMA updates, data loading) is not in the table: the
  * report puts the table's total beside the wall time it is given. Not thread-safe: enable and
  * report from the thread that runs the steps. */

@@ -10,12 +10,17 @@
 # that machine's PyTorch (its nvidia/* wheels). Without the pack, the script builds with
 # meson where meson exists.
 #
-#   bench/device_check.sh [--quick]     (--quick: suites and one short benchmark)
+#   bench/device_check.sh [--quick | --profile]
+#     --quick: the suites and one short benchmark
+#     --profile: only the op profile of our training step (each op between device syncs) and
+#                PyTorch's step in its layouts and precisions
 set -uo pipefail
 cd "$(dirname "$0")/.."
-quick=0
+quick=0 profile=0
 [[ "${1:-}" == "--quick" ]] && quick=1
+[[ "${1:-}" == "--profile" ]] && profile=1
 t_start=$(date +%s)
+orig_ld=${LD_LIBRARY_PATH:-}
 say() { printf '\n=== %s (t+%ds)\n' "$*" $(($(date +%s) - t_start)); }
 
 say "the machine"
@@ -60,33 +65,50 @@ else
   echo "device_check: no pack (run bench/device_pack.sh and carry build-ship/carry) and no meson here"
   exit 1
 fi
-export LD_LIBRARY_PATH="$pkg/lib${nv_dirs:+:$nv_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-
 # Our programs with the machine's loader, or with the packed glibc's when the machine's is
-# older than the one they were built against.
+# older than the Debian 12 one (2.36) they were built against. The packed libc must not be
+# on the library path of the machine's own tools when theirs is newer.
 loader=()
-if ldd "$pkg/bin/test_cuda" "$pkg/lib/libvanilla_cuda.so" 2>&1 | grep -qE "GLIBC|GLIBCXX"; then
+glibc=$(ldd --version 2>&1 | head -1 | grep -oE '[0-9]+\.[0-9]+$')
+if [[ -n "$glibc" ]] && printf '2.36\n%s\n' "$glibc" | sort -V -C; then
+  rm -f "$pkg/lib/libc.so.6" "$pkg/lib/libm.so.6" "$pkg/lib/libdl.so.2" "$pkg/lib/libpthread.so.0" \
+    "$pkg/lib/librt.so.1" "$pkg/lib/ld-linux-x86-64.so.2"
+  echo "the machine's glibc $glibc serves"
+fi
+export LD_LIBRARY_PATH="$pkg/lib${nv_dirs:+:$nv_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [[ -f "$pkg/lib/ld-linux-x86-64.so.2" ]]; then
   loader=("$pkg/lib/ld-linux-x86-64.so.2" --library-path "$LD_LIBRARY_PATH")
-  echo "the machine's glibc is older: running through the packed loader"
-else
-  # Without the packed libc (the machine's serves).
-  rm -f "$pkg/lib/libc.so.6" "$pkg/lib/libm.so.6" "$pkg/lib/libdl.so.2" "$pkg/lib/libpthread.so.0" "$pkg/lib/librt.so.1"
+  unset LD_LIBRARY_PATH
+  echo "the machine's glibc ${glibc:-?} is older: running through the packed loader"
 fi
 echo "libraries test_cuda would load (libvanilla, then the CUDA backend module on demand):"
 ldd "$pkg/bin/test_cuda" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
 ldd "$pkg/lib/libvanilla_cuda.so" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
 run() { "${loader[@]}" "$@"; }
 
+if ((profile)); then
+  say "ours: op profile, vanillanet_5 train 224 batch 128, tf32"
+  timeout 120 "${loader[@]}" "$pkg/bin/bench_train" --device cuda --model vanillanet_5 --batch 128 \
+    --size 224 --steps 3 --warmup 1 --profile 2>&1 | tail -60
+  for v in "" "--channels-last" "--channels-last --bf16" "--bf16"; do
+    say "PyTorch: vanillanet_5 train 224 batch 128 $v"
+    LD_LIBRARY_PATH="$orig_ld" timeout 100 python3 bench/torch_baseline.py --device cuda --threads 8 \
+      --model vanillanet_5 --batch 128 --size 224 --steps 5 --warmup 2 $v 2>&1 | grep -E "RESULT|phases"
+  done
+  echo "device_check: done in $(($(date +%s) - t_start)) s"
+  exit 0
+fi
+
 say "device API: the module loads and sees the GPU"
-VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 60 "${loader[@]}" "$pkg/bin/test_device_api"
+VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 30 "${loader[@]}" "$pkg/bin/test_device_api"
 echo "test_device_api exit status $?"
 
 say "CUDA suite: every op against the CPU (strict FP32, rel 1e-4)"
-VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 150 "${loader[@]}" "$pkg/bin/test_cuda"
+VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 120 "${loader[@]}" "$pkg/bin/test_cuda"
 echo "test_cuda exit status $?"
 
 say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
-VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 300 "${loader[@]}" "$pkg/bin/test_cuda_model"
+VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 200 "${loader[@]}" "$pkg/bin/test_cuda_model"
 echo "test_cuda_model exit status $?"
 
 # H200 SXM dense peaks (NVIDIA datasheet; the sparse figures are twice these): FP32 67
@@ -99,7 +121,7 @@ bench_ours() { # label, env...
   local label=$1; shift
   say "ours: vanillanet_5 train 224 batch 128, $label"
   local out
-  out=$(env "$@" timeout 150 "${loader[@]}" "$pkg/bin/bench_train" --device cuda "${common[@]}" 2>&1)
+  out=$(env "$@" timeout 100 "${loader[@]}" "$pkg/bin/bench_train" --device cuda "${common[@]}" 2>&1)
   echo "$out" | tail -8
   img[ours_$label]=$(echo "$out" | sed -n 's/.*RESULT ours.* img_s=\([0-9.]*\).*/\1/p')
 }
@@ -107,7 +129,7 @@ bench_torch() { # label, args...
   local label=$1; shift
   say "PyTorch: vanillanet_5 train 224 batch 128, $label"
   local out
-  out=$(timeout 150 python3 bench/torch_baseline.py --device cuda --threads 8 "${common[@]}" "$@" 2>&1)
+  out=$(LD_LIBRARY_PATH="$orig_ld" timeout 100 python3 bench/torch_baseline.py --device cuda --threads 8 "${common[@]}" "$@" 2>&1)
   echo "$out" | tail -6
   img[torch_$label]=$(echo "$out" | sed -n 's/.*RESULT torch.* img_s=\([0-9.]*\).*/\1/p')
 }
