@@ -10,15 +10,19 @@
 # that machine's PyTorch (its nvidia/* wheels). Without the pack, the script builds with
 # meson where meson exists.
 #
-#   bench/device_check.sh [--quick | --profile]
-#     --quick: the suites and one short benchmark
-#     --profile: only the op profile of our training step (each op between device syncs) and
-#                PyTorch's step in its layouts and precisions
+#   bench/device_check.sh [PART...]     (no part: all of them, in this order)
+#     suites   the CUDA test suites (device API, every op, optimizers/EMA/vanillanet_5)
+#     profile  the op profile of our training step (each op timed between device syncs)
+#     bench    ours (TF32 and strict FP32, everything kept for backward, and with the
+#              recomputation of the CPU default) beside PyTorch (TF32 NCHW and channels_last,
+#              strict FP32, bf16 autocast channels_last), images/s and ratios
+#     train    `vanilla train` with train.device: cuda (bench/device_train.sh)
+#     torch-variants  PyTorch alone in four layouts/precisions
 set -uo pipefail
 cd "$(dirname "$0")/.."
-quick=0 profile=0
-[[ "${1:-}" == "--quick" ]] && quick=1
-[[ "${1:-}" == "--profile" ]] && profile=1
+parts=("$@")
+((${#parts[@]})) || parts=(suites profile bench train)
+want() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
 t_start=$(date +%s)
 orig_ld=${LD_LIBRARY_PATH:-}
 say() { printf '\n=== %s (t+%ds)\n' "$*" $(($(date +%s) - t_start)); }
@@ -86,42 +90,45 @@ ldd "$pkg/bin/test_cuda" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | 
 ldd "$pkg/lib/libvanilla_cuda.so" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
 run() { "${loader[@]}" "$@"; }
 
-if ((profile)); then
-  say "ours: op profile, vanillanet_5 train 224 batch 128, tf32"
-  timeout 120 "${loader[@]}" "$pkg/bin/bench_train" --device cuda --model vanillanet_5 --batch 128 \
-    --size 224 --steps 3 --warmup 1 --profile 2>&1 | tail -60
+if want torch-variants; then
   for v in "" "--channels-last" "--channels-last --bf16" "--bf16"; do
     say "PyTorch: vanillanet_5 train 224 batch 128 $v"
     LD_LIBRARY_PATH="$orig_ld" timeout 100 python3 bench/torch_baseline.py --device cuda --threads 8 \
       --model vanillanet_5 --batch 128 --size 224 --steps 5 --warmup 2 $v 2>&1 | grep -E "RESULT|phases"
   done
-  echo "device_check: done in $(($(date +%s) - t_start)) s"
-  exit 0
 fi
 
-say "device API: the module loads and sees the GPU"
-VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 30 "${loader[@]}" "$pkg/bin/test_device_api"
-echo "test_device_api exit status $?"
+if want suites; then
+  say "device API: the module loads and sees the GPU"
+  VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 30 "${loader[@]}" "$pkg/bin/test_device_api"
+  echo "test_device_api exit status $?"
 
-say "CUDA suite: every op against the CPU (strict FP32, rel 1e-4)"
-VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 120 "${loader[@]}" "$pkg/bin/test_cuda"
-echo "test_cuda exit status $?"
+  say "CUDA suite: every op against the CPU (strict FP32, rel 1e-4)"
+  VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 120 "${loader[@]}" "$pkg/bin/test_cuda"
+  echo "test_cuda exit status $?"
 
-say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
-VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 200 "${loader[@]}" "$pkg/bin/test_cuda_model"
-echo "test_cuda_model exit status $?"
+  say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
+  VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 200 "${loader[@]}" "$pkg/bin/test_cuda_model"
+  echo "test_cuda_model exit status $?"
+fi
+
+if want profile; then
+  say "ours: op profile, vanillanet_5 train 224 batch 128, tf32, everything kept for backward"
+  timeout 120 "${loader[@]}" "$pkg/bin/bench_train" --device cuda --model vanillanet_5 --batch 128 \
+    --size 224 --steps 3 --warmup 1 --keep-mb 100000 --profile 2>&1 | tail -45
+fi
 
 # H200 SXM dense peaks (NVIDIA datasheet; the sparse figures are twice these): FP32 67
 # TFLOPS, TF32 tensor cores 494 TFLOPS, BF16 989 TFLOPS.
-steps=10; warm=3
-((quick)) && steps=3 && warm=1
-common=(--model vanillanet_5 --batch 128 --size 224 --steps $steps --warmup $warm)
 declare -A img
-bench_ours() { # label, env...
+common=(--model vanillanet_5 --batch 128 --size 224 --steps 10 --warmup 3)
+bench_ours() { # label, then arguments of bench_train and VAR=value settings
   local label=$1; shift
+  local envs=() args=()
+  for a in "$@"; do [[ $a == VN_*=* ]] && envs+=("$a") || args+=("$a"); done
   say "ours: vanillanet_5 train 224 batch 128, $label"
   local out
-  out=$(env "$@" timeout 100 "${loader[@]}" "$pkg/bin/bench_train" --device cuda "${common[@]}" 2>&1)
+  out=$(env "${envs[@]}" timeout 100 "${loader[@]}" "$pkg/bin/bench_train" --device cuda "${common[@]}" "${args[@]}" 2>&1)
   echo "$out" | tail -8
   img[ours_$label]=$(echo "$out" | sed -n 's/.*RESULT ours.* img_s=\([0-9.]*\).*/\1/p')
 }
@@ -133,20 +140,28 @@ bench_torch() { # label, args...
   echo "$out" | tail -6
   img[torch_$label]=$(echo "$out" | sed -n 's/.*RESULT torch.* img_s=\([0-9.]*\).*/\1/p')
 }
-bench_ours tf32
-bench_torch tf32
-if ((!quick)); then
-  bench_ours fp32 VN_CUDA_STRICT_FP32=1
+if want bench; then
+  bench_ours tf32 --keep-mb 100000
+  bench_ours tf32_recompute
+  bench_ours fp32 --keep-mb 100000 VN_CUDA_STRICT_FP32=1
+  bench_torch tf32
+  bench_torch tf32_channels_last --channels-last
   bench_torch fp32 --no-tf32
-  bench_torch bf16 --bf16
+  bench_torch bf16_channels_last --channels-last --bf16
+  say "summary (images/s; vanillanet_5 training step = 3 x forward FLOPs)"
+  for k in "${!img[@]}"; do echo "  $k: ${img[$k]:-failed}"; done | sort
+  ratio() { # ours, torch
+    local a=${img[$1]:-} b=${img[$2]:-}
+    [[ -n "$a" && -n "$b" ]] && python3 -c "print('  ratio $1 / $2: %.3f' % ($a / $b))"
+  }
+  ratio ours_tf32 torch_tf32
+  ratio ours_tf32 torch_tf32_channels_last
+  ratio ours_fp32 torch_fp32
 fi
 
-say "summary (images/s; vanillanet_5 training step = 3 x forward FLOPs)"
-for k in "${!img[@]}"; do echo "  $k: ${img[$k]:-failed}"; done | sort
-for p in tf32 fp32; do
-  a=${img[ours_$p]:-}; b=${img[torch_$p]:-}
-  if [[ -n "$a" && -n "$b" ]]; then
-    python3 -c "print('  ratio ours/PyTorch $p: %.3f' % ($a / $b))"
-  fi
-done
+if want train; then
+  say "vanilla train on the GPU (bench/device_train.sh)"
+  PKG=$pkg timeout 240 bash bench/device_train.sh "${loader[@]}"
+  echo "device_train exit status $?"
+fi
 echo "device_check: done in $(($(date +%s) - t_start)) s"

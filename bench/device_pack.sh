@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds here what bench/device_check.sh runs on the GPU machine (which may lack meson and
 # our Debian libraries), and packs it into build-ship/carry/pkg.tar.xz: the CUDA test
-# programs, bench_train, libvanilla.so with the CUDA backend module libvanilla_cuda.so beside
+# programs, bench_train, the vanilla command and testtool (its synthetic dataset), libvanilla.so with the CUDA backend module libvanilla_cuda.so beside
 # it (where libvanilla looks for it), the CUDA runtime and every other shared library they
 # load except the GPU driver, cuBLAS and cuDNN (those come from the GPU machine's PyTorch);
 # glibc's loader too, for a machine whose glibc is older than Debian 12's. Prints the size.
@@ -21,13 +21,13 @@ if [[ ! -f $dir/build.ninja ]]; then
     -Dc_args=-march=x86-64-v3 >/dev/null
 fi
 meson compile -C $dir vanilla:shared_library vanilla_cuda:shared_module test_cuda \
-  test_cuda_model test_device_api bench_train >/dev/null
+  test_cuda_model test_device_api bench_train vanilla:executable testtool >/dev/null
 
 stage=$dir/pkg
 rm -rf "$stage" $dir/carry
 mkdir -p "$stage/bin" "$stage/lib" $dir/carry
 cp $dir/tests/cuda/test_cuda $dir/tests/cuda/test_cuda_model $dir/tests/cuda/test_device_api \
-  $dir/bench/bench_train "$stage/bin/"
+  $dir/bench/bench_train $dir/train/cli/vanilla $dir/tests/train/testtool "$stage/bin/"
 cp $dir/libvanilla.so $dir/libvanilla_cuda.so "$stage/lib/"
 strip --strip-unneeded "$stage"/bin/* "$stage"/lib/libvanilla.so "$stage"/lib/libvanilla_cuda.so
 # Every library the programs and the module load, but the ones the GPU machine must supply

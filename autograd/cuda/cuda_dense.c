@@ -1,8 +1,12 @@
 /* conv2d, matmul and linear on CUDA. Row-major [M, K] matrices are cuBLAS's column-major
  * [K, M]: C = A B in row-major is C^T = B^T A^T in column-major, so the operands swap.
- * 1x1 convolutions (stride 1, pad 0, one group) are a linear layer over N*H*W rows; every
- * other convolution goes to cuDNN with NHWC tensors and NHWC (= OHWI) filters. */
+ * 1x1 convolutions (stride 1, pad 0, one group) are a linear layer over N*H*W rows; depthwise
+ * ones of stride 1 and 3, 5, 7 or 9 taps go to dw_kernels.cu (VN_CUDA_DW_CUDNN=1: to cuDNN,
+ * for comparison); every other convolution goes to cuDNN with NHWC tensors and NHWC (= OHWI)
+ * filters. */
 #include "autograd/cuda/cuda_impl.h"
+
+#include <stdlib.h>
 
 #define H() (vn__cuda_get(NULL, 0))
 #define BCHECK(ctx, what, call)                                                     \
@@ -13,12 +17,90 @@
 
 static const float one = 1.0f, zero = 0.0f;
 
-/* y[rows, out] = x[rows, in] W[out, in]^T (+ b). */
-static int linear_fwd(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
-                      int64_t rows, int64_t in, int64_t out)
+/* ---- bf16 autocast (vn__cuda.bf16): the GEMMs of linear layers and 1x1 convolutions take
+ * bf16 copies of their operands and accumulate in FP32 into FP32 outputs and gradients; the
+ * parameters, their gradients and every other op stay FP32 (the master copy). ----------- */
+
+/* A bf16 copy of n floats from the step pool; NULL with the context error set. */
+static uint16_t *bf16_copy(vn_ctx *ctx, const float *src, int64_t n)
 {
-    BCHECK(ctx, "linear", cublasSgemm(H()->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)rows,
-                                      (int)in, &one, w, (int)in, x, (int)in, &zero, y, (int)out));
+    uint16_t *d = vn__cuda_scratch(ctx, (size_t)n * sizeof(uint16_t), "bf16 copy");
+    if (!d) return NULL;
+    int e = vn__k_to_bf16(H()->stream, d, src, n);
+    if (e) {
+        vn__pool_free(ctx, d);
+        vn__cuda_fail(ctx, "bf16 copy", e);
+        return NULL;
+    }
+    return d;
+}
+
+/* C[m, n] (column-major, FP32) = alpha A B + beta C with bf16 operands. */
+static cublasStatus_t gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n,
+                                int64_t k, const uint16_t *a, int64_t lda, const uint16_t *b,
+                                int64_t ldb, const float *beta, float *c, int64_t ldc)
+{
+    return cublasGemmEx(H()->blas, ta, tb, (int)m, (int)n, (int)k, &one, a, CUDA_R_16BF, (int)lda,
+                        b, CUDA_R_16BF, (int)ldb, beta, c, CUDA_R_32F, (int)ldc,
+                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+/* y = x W^T in bf16; the bf16 copy of x is kept for backward when the node records. */
+static int linear_fwd_bf16(vn_ctx *ctx, vn_node *node, float *y, const float *x, const float *w,
+                           int64_t rows, int64_t in, int64_t out)
+{
+    uint16_t *wb = bf16_copy(ctx, w, out * in);
+    uint16_t *xb = wb ? bf16_copy(ctx, x, rows * in) : NULL;
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    if (xb) s = gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, wb, in, xb, in, &zero, y, out);
+    vn__pool_free(ctx, wb);
+    if (xb && node->recording && node->n_bufs == 0)
+        vn__node_keep(node, xb);
+    else
+        vn__pool_free(ctx, xb);
+    if (!xb) return vn_ctx_status(ctx);
+    return s == CUBLAS_STATUS_SUCCESS ? VN_OK : vn__cublas_fail(ctx, "linear (bf16)", s);
+}
+
+/* dx (+)= dy W and dW += dy^T x in bf16 (x's copy from forward when kept). */
+static cublasStatus_t linear_bwd_bf16(vn_ctx *ctx, vn_node *node, vn_tensor *xt, vn_tensor *wt,
+                                      const float *x, const float *w, const float *dy,
+                                      int64_t rows, int64_t in, int64_t out)
+{
+    uint16_t *dyb = bf16_copy(ctx, dy, rows * out), *wb = NULL, *xb = NULL;
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    if (dyb && vn_tensor_requires_grad(xt)) {
+        bool fresh;
+        float *dx = vn__grad_uninit(ctx, xt, &fresh);
+        if (dx && (wb = bf16_copy(ctx, w, out * in)))
+            s = gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, in, rows, out, wb, in, dyb, out,
+                          fresh ? &zero : &one, dx, in);
+    }
+    bool kept = node->n_bufs > 0;
+    if (dyb && s == CUBLAS_STATUS_SUCCESS && vn_ctx_status(ctx) == VN_OK &&
+        vn_tensor_requires_grad(wt)) {
+        float *dw = vn__grad(ctx, wt);
+        xb = kept ? node->bufs[0] : dw ? bf16_copy(ctx, x, rows * in) : NULL;
+        if (xb) s = gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, in, out, rows, xb, in, dyb, out, &one, dw, in);
+    }
+    vn__pool_free(ctx, dyb);
+    vn__pool_free(ctx, wb);
+    if (!kept) vn__pool_free(ctx, xb);
+    return s;
+}
+
+/* y[rows, out] = x[rows, in] W[out, in]^T (+ b). */
+static int linear_fwd(vn_ctx *ctx, vn_node *node, float *y, const float *x, const float *w,
+                      const float *b, int64_t rows, int64_t in, int64_t out)
+{
+    if (H()->bf16) {
+        int rc = linear_fwd_bf16(ctx, node, y, x, w, rows, in, out);
+        if (rc != VN_OK) return rc;
+    } else {
+        BCHECK(ctx, "linear", cublasSgemm(H()->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out,
+                                          (int)rows, (int)in, &one, w, (int)in, x, (int)in, &zero,
+                                          y, (int)out));
+    }
     if (b) {
         int e = vn__k_bias_add(H()->stream, y, b, rows, out);
         if (e) return vn__cuda_fail(ctx, "linear bias", e);
@@ -27,24 +109,29 @@ static int linear_fwd(vn_ctx *ctx, float *y, const float *x, const float *w, con
 }
 
 /* dx += dy W; dW += dy^T x; db += column sums of dy (each only when it requires grad). */
-static void linear_bwd(vn_ctx *ctx, vn_tensor *xt, vn_tensor *wt, vn_tensor *bt, const float *dy,
-                       int64_t rows, int64_t in, int64_t out)
+static void linear_bwd(vn_ctx *ctx, vn_node *node, vn_tensor *xt, vn_tensor *wt, vn_tensor *bt,
+                       const float *dy, int64_t rows, int64_t in, int64_t out)
 {
     const float *x = vn__data(ctx, xt), *w = vn__data(ctx, wt);
     if (!x || !w) return;
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
-    if (vn_tensor_requires_grad(xt)) {
-        bool fresh;
-        float *dx = vn__grad_uninit(ctx, xt, &fresh);
-        if (!dx) return;
-        s = cublasSgemm(H()->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)in, (int)rows, (int)out, &one,
-                        w, (int)in, dy, (int)out, fresh ? &zero : &one, dx, (int)in);
-    }
-    if (s == CUBLAS_STATUS_SUCCESS && vn_tensor_requires_grad(wt)) {
-        float *dw = vn__grad(ctx, wt);
-        if (!dw) return;
-        s = cublasSgemm(H()->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)in, (int)out, (int)rows, &one,
-                        x, (int)in, dy, (int)out, &one, dw, (int)in);
+    if (H()->bf16) {
+        s = linear_bwd_bf16(ctx, node, xt, wt, x, w, dy, rows, in, out);
+        if (vn_ctx_status(ctx) != VN_OK) return;
+    } else {
+        if (vn_tensor_requires_grad(xt)) {
+            bool fresh;
+            float *dx = vn__grad_uninit(ctx, xt, &fresh);
+            if (!dx) return;
+            s = cublasSgemm(H()->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)in, (int)rows, (int)out,
+                            &one, w, (int)in, dy, (int)out, fresh ? &zero : &one, dx, (int)in);
+        }
+        if (s == CUBLAS_STATUS_SUCCESS && vn_tensor_requires_grad(wt)) {
+            float *dw = vn__grad(ctx, wt);
+            if (!dw) return;
+            s = cublasSgemm(H()->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)in, (int)out, (int)rows,
+                            &one, x, (int)in, dy, (int)out, &one, dw, (int)in);
+        }
     }
     if (s != CUBLAS_STATUS_SUCCESS) {
         vn__cublas_fail(ctx, "linear backward", s);
@@ -101,14 +188,14 @@ int vn__linear_forward_cuda(vn_ctx *ctx, vn_node *node)
 {
     const vn__linear_state *st = node->state;
     const vn_tensor *b = node->in[2];
-    return linear_fwd(ctx, node->out->data, node->in[0]->data, node->in[1]->data,
+    return linear_fwd(ctx, node, node->out->data, node->in[0]->data, node->in[1]->data,
                       b ? b->data : NULL, st->rows, st->in, st->out);
 }
 
 void vn__linear_backward_cuda(vn_ctx *ctx, vn_node *node)
 {
     const vn__linear_state *st = node->state;
-    linear_bwd(ctx, node->in[0], node->in[1], node->in[2], node->out->grad, st->rows, st->in,
+    linear_bwd(ctx, node, node->in[0], node->in[1], node->in[2], node->out->grad, st->rows, st->in,
                st->out);
 }
 
@@ -228,15 +315,92 @@ out:
     return e ? vn__cuda_fail(ctx, "conv2d bias", e) : VN_OK;
 }
 
+/* ---- depthwise convolutions of dw_kernels.cu ------------------------------------------- */
+
+static bool dw_ours(const vn__conv_state *s)
+{
+    const vn__conv_geom *g = &s->g;
+    static int cudnn = -1;
+    if (cudnn < 0) {
+        const char *e = getenv("VN_CUDA_DW_CUDNN");
+        cudnn = e && e[0] == '1';
+    }
+    return !cudnn && s->kind == VN__CONV_KIND_DEPTHWISE && g->kh == g->kw && g->sh == g->sw &&
+           g->ph == g->pw &&
+           vn__k_dw_supported((int)g->kh, (int)g->sh, (int)g->ph, g->n * g->h * g->w * g->cin,
+                              g->n * g->ho * g->wo * g->cout);
+}
+
+/* The weights in the kernels' [k*k, c] order (flipped for the input gradient); NULL with the
+ * context error set. */
+static float *dw_weights(vn_ctx *ctx, const float *w, const vn__conv_geom *g, bool flip)
+{
+    float *wt = vn__cuda_scratch(ctx, (size_t)(g->cin * g->kh * g->kw) * sizeof(float),
+                                 "depthwise weights");
+    if (!wt) return NULL;
+    int e = vn__k_dw_weights(H()->stream, wt, w, (int)g->cin, (int)g->kh, flip);
+    if (e) {
+        vn__pool_free(ctx, wt);
+        vn__cuda_fail(ctx, "depthwise weights", e);
+        return NULL;
+    }
+    return wt;
+}
+
+static int dw_forward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
+{
+    float *wt = dw_weights(ctx, node->in[1]->data, g, false);
+    if (!wt) return vn_ctx_status(ctx);
+    const vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
+    int e = vn__k_dw_forward(H()->stream, node->out->data, node->in[0]->data, wt,
+                             b ? b->data : NULL, (int)g->n, (int)g->h, (int)g->w, (int)g->cin,
+                             (int)g->ho, (int)g->wo, (int)g->kh, (int)g->ph, (int)g->pw, false);
+    vn__pool_free(ctx, wt);
+    return e ? vn__cuda_fail(ctx, "depthwise conv2d", e) : VN_OK;
+}
+
+/* dx (+)= the input gradient; dw += the filter gradient (each when it requires grad). */
+static void dw_backward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
+{
+    vn_tensor *x = node->in[0], *w = node->in[1];
+    const float *xd = vn__data(ctx, x), *wd = vn__data(ctx, w), *dy = node->out->grad;
+    if (!xd || !wd) return;
+    const int n = (int)g->n, h = (int)g->h, wi = (int)g->w, c = (int)g->cin, ho = (int)g->ho,
+              wo = (int)g->wo, k = (int)g->kh;
+    int e = 0;
+    if (vn_tensor_requires_grad(x)) {
+        bool fresh;
+        float *dx = vn__grad_uninit(ctx, x, &fresh);
+        float *wt = dx ? dw_weights(ctx, wd, g, true) : NULL;
+        if (!wt) return;
+        e = vn__k_dw_forward(H()->stream, dx, dy, wt, NULL, n, ho, wo, c, h, wi, k,
+                             k - 1 - (int)g->ph, k - 1 - (int)g->pw, !fresh);
+        vn__pool_free(ctx, wt);
+    }
+    if (!e && vn_tensor_requires_grad(w)) {
+        float *dw = vn__grad(ctx, w);
+        int parts = vn__k_dw_filter_parts(n, ho, c, k);
+        float *part = dw ? vn__cuda_scratch(ctx, (size_t)parts * (size_t)(k * k * c) *
+                                                     sizeof(float), "depthwise filter gradient")
+                         : NULL;
+        if (!part) return;
+        e = vn__k_dw_filter(H()->stream, dw, part, dy, xd, n, h, wi, c, ho, wo, k, (int)g->ph,
+                            (int)g->pw, parts);
+        vn__pool_free(ctx, part);
+    }
+    if (e) vn__cuda_fail(ctx, "depthwise conv2d backward", e);
+}
+
 int vn__conv2d_forward_cuda(vn_ctx *ctx, vn_node *node)
 {
     const vn__conv_state *s = node->state;
     const vn__conv_geom *g = &s->g;
     if (s->kind == VN__CONV_KIND_1X1) {
         const vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
-        return linear_fwd(ctx, node->out->data, node->in[0]->data, node->in[1]->data,
+        return linear_fwd(ctx, node, node->out->data, node->in[0]->data, node->in[1]->data,
                           b ? b->data : NULL, g->n * g->h * g->w, g->cin, g->cout);
     }
+    if (dw_ours(s)) return dw_forward(ctx, node, g);
     return conv_fwd_dnn(ctx, node, g);
 }
 
@@ -289,11 +453,14 @@ void vn__conv2d_backward_cuda(vn_ctx *ctx, vn_node *node)
     const vn__conv_geom *g = &s->g;
     vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
     if (s->kind == VN__CONV_KIND_1X1) {
-        linear_bwd(ctx, node->in[0], node->in[1], b, node->out->grad, g->n * g->h * g->w, g->cin,
+        linear_bwd(ctx, node, node->in[0], node->in[1], b, node->out->grad, g->n * g->h * g->w, g->cin,
                    g->cout);
         return;
     }
-    conv_bwd_dnn(ctx, node, g);
+    if (dw_ours(s))
+        dw_backward(ctx, node, g);
+    else
+        conv_bwd_dnn(ctx, node, g);
     if (vn_ctx_status(ctx) != VN_OK || !b || !vn_tensor_requires_grad(b)) return;
     int64_t rows = g->n * g->ho * g->wo;
     int parts = (int)(rows / 2048 < 1 ? 1 : rows / 2048 > 256 ? 256 : rows / 2048);

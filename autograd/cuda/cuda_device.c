@@ -63,6 +63,8 @@ static bool init_backend(void)
     g_cuda.tf32 = !(strict && strcmp(strict, "1") == 0);
     const char *det = getenv("VN_CUDA_DETERMINISTIC");
     g_cuda.deterministic = det && strcmp(det, "1") == 0;
+    const char *bf16 = getenv("VN_CUDA_BF16");
+    g_cuda.bf16 = bf16 && strcmp(bf16, "1") == 0;
     (void)cublasSetMathMode(g_cuda.blas, g_cuda.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                      : CUBLAS_DEFAULT_MATH);
     return true;

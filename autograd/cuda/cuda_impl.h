@@ -26,6 +26,7 @@ typedef struct vn__cuda {
     cudnnHandle_t dnn;
     bool tf32;          /* TF32 tensor cores for FP32 GEMMs and convolutions */
     bool deterministic; /* deterministic cuDNN algorithms only */
+    bool bf16;          /* bf16 autocast of the linear and 1x1 conv GEMMs (cuda_dense.c) */
 } vn__cuda;
 
 vn__cuda *vn__cuda_get(char *msg, size_t n);
@@ -77,10 +78,12 @@ int vn__k_dropout_fwd(vn__stream s, float *y, uint8_t *keep, const float *x, int
                       float scale, uint64_t seed);
 int vn__k_dropout_apply(vn__stream s, float *y, const uint8_t *keep, const float *x, int64_t n,
                         float scale, bool accumulate);
-int vn__k_bn_stats(vn__stream s, float *mean, float *invstd, double *part, const float *x,
-                   int64_t rows, int64_t c, float eps, int parts);
-int vn__k_bn_running(vn__stream s, float *rmean, float *rvar, const float *mean,
-                     const float *invstd, int64_t rows, int64_t c, float eps, float momentum);
+/* rec (may be NULL): the batch's mean then biased variance, [2 * c] doubles, for
+ * vn__k_bn_running. */
+int vn__k_bn_stats(vn__stream s, float *mean, float *invstd, double *rec, double *part,
+                   const float *x, int64_t rows, int64_t c, float eps, int parts);
+int vn__k_bn_running(vn__stream s, float *rmean, float *rvar, const double *rec, int64_t rows,
+                     int64_t c, float momentum);
 int vn__k_bn_eval_stats(vn__stream s, float *mean, float *invstd, const float *rmean,
                         const float *rvar, int64_t c, float eps);
 int vn__k_bn_apply(vn__stream s, float *y, const float *x, const float *mean, const float *invstd,
@@ -96,7 +99,7 @@ int vn__k_accumulate(vn__stream s, float *dst, const float *src, int64_t n);
 int vn__k_maxpool_fwd(vn__stream s, float *y, int32_t *arg, const float *x, int64_t n, int64_t h,
                       int64_t w, int64_t c, int64_t oh, int64_t ow, int k);
 int vn__k_maxpool_bwd(vn__stream s, float *dx, const float *dy, const int32_t *arg, int64_t n,
-                      int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int k);
+                      int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int k, bool assign);
 int vn__k_avgpool_fwd(vn__stream s, float *y, const float *x, int64_t n, int64_t h, int64_t w,
                       int64_t c, int64_t oh, int64_t ow);
 int vn__k_avgpool_bwd(vn__stream s, float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
@@ -114,6 +117,22 @@ int vn__k_bce_fwd(vn__stream s, float *loss, double *part, const float *x, const
 int vn__k_bce_bwd(vn__stream s, float *dx, const float *dloss, const float *x, const float *t,
                   int64_t n, bool assign);
 int vn__k_seed_add(vn__stream s, float *dst, const float *src, int64_t n, bool assign);
+/* dst[i] = src[i] rounded to bfloat16 (nearest even), as raw 16-bit patterns. */
+int vn__k_to_bf16(vn__stream s, uint16_t *dst, const float *src, int64_t n);
+
+/* dw_kernels.cu: depthwise convolution, NHWC, stride 1, K x K with K in {3, 5, 7, 9}. */
+bool vn__k_dw_supported(int k, int stride, int pad, int64_t numel_in, int64_t numel_out);
+/* OHWI weights [c, k, k, 1] to [k*k, c] (flip: the kernel turned by 180 degrees). */
+int vn__k_dw_weights(vn__stream s, float *wt, const float *w, int c, int k, bool flip);
+/* y (+)= conv(x, wt) (+ bias): input [n, h, w, c], output [n, ho, wo, c], padding ph, pw. */
+int vn__k_dw_forward(vn__stream s, float *y, const float *x, const float *wt, const float *bias,
+                     int n, int h, int w, int c, int ho, int wo, int k, int ph, int pw,
+                     bool accumulate);
+/* The row ranges of the filter gradient's partial sums (part holds parts * k*k * c floats). */
+int vn__k_dw_filter_parts(int n, int ho, int c, int k);
+/* dw += the filter gradient (OHWI), from dy [n, ho, wo, c] and x [n, h, w, c]. */
+int vn__k_dw_filter(vn__stream s, float *dw, float *part, const float *dy, const float *x, int n,
+                    int h, int w, int c, int ho, int wo, int k, int ph, int pw, int parts);
 
 #ifdef __cplusplus
 }

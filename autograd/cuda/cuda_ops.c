@@ -154,18 +154,18 @@ int vn__batch_norm2d_forward_cuda(vn_ctx *ctx, vn_node *node)
     float *mean = stats, *invstd = stats + C;
     if (st->training) {
         int parts = reduce_parts(R);
-        double *part = vn__cuda_scratch(ctx, (size_t)(2 * parts * C) * sizeof(double),
+        size_t nrec = st->running_mean ? (size_t)(2 * C) : 0;
+        double *part = vn__cuda_scratch(ctx, (size_t)(2 * parts * C + nrec) * sizeof(double),
                                         "batch_norm2d");
         if (!part) return VN_ERR_NOMEM;
-        int e = vn__k_bn_stats(S(), mean, invstd, part, x->data, R, C, st->eps, parts);
+        double *rec = nrec ? part + 2 * parts * C : NULL;
+        int e = vn__k_bn_stats(S(), mean, invstd, rec, part, x->data, R, C, st->eps, parts);
+        if (!e && rec)
+            e = vn__k_bn_running(S(), st->running_mean->data, st->running_var->data, rec, R, C,
+                                 st->momentum);
         vn__pool_free(ctx, part);
         if (e) return vn__cuda_fail(ctx, "batch_norm2d", e);
-        if (st->running_mean) {
-            KCHECK(ctx, "batch_norm2d", vn__k_bn_running(S(), st->running_mean->data,
-                                                         st->running_var->data, mean, invstd, R,
-                                                         C, st->eps, st->momentum));
-            if (st->num_batches_tracked) (*st->num_batches_tracked)++;
-        }
+        if (rec && st->num_batches_tracked) (*st->num_batches_tracked)++;
     } else {
         KCHECK(ctx, "batch_norm2d", vn__k_bn_eval_stats(S(), mean, invstd, st->running_mean->data,
                                                         st->running_var->data, C, st->eps));
@@ -254,11 +254,12 @@ void vn__max_pool_recompute_cuda(vn_ctx *ctx, vn_node *node)
 void vn__max_pool_backward_cuda(vn_ctx *ctx, vn_node *node)
 {
     const vn__pool_state *s = node->state;
-    float *dx = vn__grad(ctx, node->in[0]);
+    bool fresh;
+    float *dx = vn__grad_uninit(ctx, node->in[0], &fresh);
     if (!dx) return;
     KCHECK_V(ctx, vn_op_name(node->op),
              vn__k_maxpool_bwd(S(), dx, node->out->grad, node->bufs[0], s->n, s->h, s->w, s->c,
-                               s->oh, s->ow, s->k));
+                               s->oh, s->ow, s->k, fresh));
 }
 
 int vn__avg_pool_forward_cuda(vn_ctx *ctx, vn_node *node)

@@ -3,6 +3,7 @@
 // one ordered pass), never on atomics or scheduling. Launchers return cudaGetLastError().
 #include "autograd/cuda/cuda_impl.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 
@@ -131,6 +132,17 @@ int vn__k_dropout_apply(vn__stream s, float *y, const uint8_t *keep, const float
     return done();
 }
 
+__global__ void to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n)
+{
+    GRID_LOOP(i, n) dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+int vn__k_to_bf16(vn__stream s, uint16_t *dst, const float *src, int64_t n)
+{
+    to_bf16<<<grid_for(n), VN_THREADS, 0, s>>>((__nv_bfloat16 *)dst, src, n);
+    return done();
+}
+
 int vn__k_seed_add(vn__stream s, float *dst, const float *src, int64_t n, bool assign)
 {
     seed_add<<<grid_for(n), VN_THREADS, 0, s>>>(dst, src, n, assign);
@@ -185,8 +197,8 @@ __global__ void bn_partials(double *part, const float *x, int64_t rows, int64_t 
     channel_partials<2>(part, rows, c, parts, bn_sum_val{x, c});
 }
 
-__global__ void bn_finish_stats(float *mean, float *invstd, const double *part, int64_t rows,
-                                int64_t c, float eps, int parts)
+__global__ void bn_finish_stats(float *mean, float *invstd, double *rec, const double *part,
+                                int64_t rows, int64_t c, float eps, int parts)
 {
     int64_t ch = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c) return;
@@ -200,18 +212,23 @@ __global__ void bn_finish_stats(float *mean, float *invstd, const double *part, 
     if (var < 0.0) var = 0.0;
     mean[ch] = (float)m;
     invstd[ch] = (float)(1.0 / sqrt(var + (double)eps));
+    if (rec) {
+        rec[ch] = m;
+        rec[c + ch] = var;
+    }
 }
 
-__global__ void bn_running(float *rmean, float *rvar, const float *mean, const float *invstd,
-                           int64_t rows, int64_t c, float eps, float momentum)
+// The running statistics from the batch's mean and biased variance in double (rec), as the
+// CPU does: not from the float invstd, whose rounding 1 / invstd^2 - eps magnifies when the
+// variance is far below eps.
+__global__ void bn_running(float *rmean, float *rvar, const double *rec, int64_t rows, int64_t c,
+                           float momentum)
 {
     int64_t ch = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c) return;
-    double is = invstd[ch];
-    double var = 1.0 / (is * is) - (double)eps;
-    double unbiased = var * (double)rows / (double)(rows - 1);
-    rmean[ch] = (1.0f - momentum) * rmean[ch] + momentum * mean[ch];
-    rvar[ch] = (1.0f - momentum) * rvar[ch] + momentum * (float)unbiased;
+    double unbiased = rec[c + ch] * (double)rows / (double)(rows - 1);
+    rmean[ch] = (float)((1.0 - momentum) * rmean[ch] + (double)momentum * rec[ch]);
+    rvar[ch] = (float)((1.0 - momentum) * rvar[ch] + (double)momentum * unbiased);
 }
 
 __global__ void bn_eval_stats(float *mean, float *invstd, const float *rmean, const float *rvar,
@@ -223,14 +240,38 @@ __global__ void bn_eval_stats(float *mean, float *invstd, const float *rmean, co
     invstd[ch] = (float)(1.0 / sqrt((double)rvar[ch] + (double)eps));
 }
 
-__global__ void bn_apply(float *y, const float *x, const float *mean, const float *invstd,
-                         const float *w, const float *b, int64_t rows, int64_t c)
+// Per-channel element-wise kernels over [rows, c] walk a 2-D grid: x picks 32 channels (a
+// thread keeps its channel's factors in registers), y a range of CH_ROWS rows, so that no
+// element needs a 64-bit division to find its channel.
+#define CH_ROWS 64
+
+static dim3 ch_rows_grid(int64_t rows, int64_t c, int64_t *per)
 {
-    GRID_LOOP(i, rows * c)
+    int64_t p = CH_ROWS, yb = (rows + p - 1) / p;
+    if (yb > 65535) {
+        p = (rows + 65534) / 65535;
+        yb = (rows + p - 1) / p;
+    }
+    *per = p;
+    return dim3((unsigned)((c + 31) / 32), (unsigned)(yb > 0 ? yb : 1));
+}
+
+#define CH_ROWS_LOOP(r, rows, per)                                                   \
+    for (int64_t r = (int64_t)blockIdx.y * (per) + threadIdx.y,                      \
+                 r##_end = min((rows), (int64_t)(blockIdx.y + 1) * (per));           \
+         r < r##_end; r += blockDim.y)
+
+__global__ void bn_apply(float *y, const float *x, const float *mean, const float *invstd,
+                         const float *w, const float *b, int64_t rows, int64_t c, int64_t per)
+{
+    int64_t ch = (int64_t)blockIdx.x * 32 + threadIdx.x;
+    if (ch >= c) return;
+    const float m = mean[ch], is = invstd[ch], k = w ? w[ch] : 1.0f, o = b ? b[ch] : 0.0f;
+    CH_ROWS_LOOP(r, rows, per)
     {
-        int64_t ch = i % c;
-        float v = (x[i] - mean[ch]) * invstd[ch];
-        y[i] = v * (w ? w[ch] : 1.0f) + (b ? b[ch] : 0.0f);
+        int64_t i = r * c + ch;
+        float v = (x[i] - m) * is;
+        y[i] = v * k + o;
     }
 }
 
@@ -269,16 +310,20 @@ __global__ void finish_sums2(float *s0, float *s1, const double *part, int64_t c
 __global__ void bn_bwd_dx(float *dx, const float *dy, const float *x, const float *mean,
                           const float *invstd, const float *w, const float *sum_dy,
                           const float *sum_dy_xhat, int64_t rows, int64_t c, bool training,
-                          bool assign)
+                          bool assign, int64_t per)
 {
-    GRID_LOOP(i, rows * c)
+    int64_t ch = (int64_t)blockIdx.x * 32 + threadIdx.x;
+    if (ch >= c) return;
+    const float m = mean[ch], is = invstd[ch], k = (w ? w[ch] : 1.0f) * is;
+    const float mdy = training ? sum_dy[ch] / (float)rows : 0.0f;
+    const float mdx = training ? sum_dy_xhat[ch] / (float)rows : 0.0f;
+    CH_ROWS_LOOP(r, rows, per)
     {
-        int64_t ch = i % c;
-        float k = (w ? w[ch] : 1.0f) * invstd[ch];
+        int64_t i = r * c + ch;
         float g = dy[i];
         if (training) {
-            float xhat = (x[i] - mean[ch]) * invstd[ch];
-            g = g - sum_dy[ch] / (float)rows - xhat * sum_dy_xhat[ch] / (float)rows;
+            float xhat = (x[i] - m) * is;
+            g = g - mdy - xhat * mdx;
         }
         dx[i] = assign ? k * g : dx[i] + k * g;
     }
@@ -307,9 +352,12 @@ __global__ void bias_finish(float *db, const double *part, int64_t c, int parts)
     db[ch] += (float)a;
 }
 
-__global__ void bias_add(float *y, const float *b, int64_t rows, int64_t c)
+__global__ void bias_add(float *y, const float *b, int64_t rows, int64_t c, int64_t per)
 {
-    GRID_LOOP(i, rows * c) y[i] += b[i % c];
+    int64_t ch = (int64_t)blockIdx.x * 32 + threadIdx.x;
+    if (ch >= c) return;
+    const float v = b[ch];
+    CH_ROWS_LOOP(r, rows, per) y[r * c + ch] += v;
 }
 
 static dim3 red_grid(int64_t c, int parts)
@@ -321,18 +369,18 @@ static unsigned ch_grid(int64_t c) { return (unsigned)((c + 127) / 128); }
 
 extern "C" {
 
-int vn__k_bn_stats(vn__stream s, float *mean, float *invstd, double *part, const float *x,
-                   int64_t rows, int64_t c, float eps, int parts)
+int vn__k_bn_stats(vn__stream s, float *mean, float *invstd, double *rec, double *part,
+                   const float *x, int64_t rows, int64_t c, float eps, int parts)
 {
     bn_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(part, x, rows, c, parts);
-    bn_finish_stats<<<ch_grid(c), 128, 0, s>>>(mean, invstd, part, rows, c, eps, parts);
+    bn_finish_stats<<<ch_grid(c), 128, 0, s>>>(mean, invstd, rec, part, rows, c, eps, parts);
     return done();
 }
 
-int vn__k_bn_running(vn__stream s, float *rmean, float *rvar, const float *mean,
-                     const float *invstd, int64_t rows, int64_t c, float eps, float momentum)
+int vn__k_bn_running(vn__stream s, float *rmean, float *rvar, const double *rec, int64_t rows,
+                     int64_t c, float momentum)
 {
-    bn_running<<<ch_grid(c), 128, 0, s>>>(rmean, rvar, mean, invstd, rows, c, eps, momentum);
+    bn_running<<<ch_grid(c), 128, 0, s>>>(rmean, rvar, rec, rows, c, momentum);
     return done();
 }
 
@@ -346,7 +394,9 @@ int vn__k_bn_eval_stats(vn__stream s, float *mean, float *invstd, const float *r
 int vn__k_bn_apply(vn__stream s, float *y, const float *x, const float *mean, const float *invstd,
                    const float *w, const float *b, int64_t rows, int64_t c)
 {
-    bn_apply<<<grid_for(rows * c), VN_THREADS, 0, s>>>(y, x, mean, invstd, w, b, rows, c);
+    int64_t per;
+    dim3 grid = ch_rows_grid(rows, c, &per);
+    bn_apply<<<grid, dim3(32, 8), 0, s>>>(y, x, mean, invstd, w, b, rows, c, per);
     return done();
 }
 
@@ -365,8 +415,10 @@ int vn__k_bn_bwd_dx(vn__stream s, float *dx, const float *dy, const float *x, co
                     const float *sum_dy_xhat, int64_t rows, int64_t c, bool training,
                     bool assign)
 {
-    bn_bwd_dx<<<grid_for(rows * c), VN_THREADS, 0, s>>>(dx, dy, x, mean, invstd, w, sum_dy,
-                                                        sum_dy_xhat, rows, c, training, assign);
+    int64_t per;
+    dim3 grid = ch_rows_grid(rows, c, &per);
+    bn_bwd_dx<<<grid, dim3(32, 8), 0, s>>>(dx, dy, x, mean, invstd, w, sum_dy, sum_dy_xhat, rows,
+                                           c, training, assign, per);
     return done();
 }
 
@@ -380,7 +432,9 @@ int vn__k_bias_grad(vn__stream s, float *db, double *part, const float *dy, int6
 
 int vn__k_bias_add(vn__stream s, float *y, const float *b, int64_t rows, int64_t c)
 {
-    bias_add<<<grid_for(rows * c), VN_THREADS, 0, s>>>(y, b, rows, c);
+    int64_t per;
+    dim3 grid = ch_rows_grid(rows, c, &per);
+    bias_add<<<grid, dim3(32, 8), 0, s>>>(y, b, rows, c, per);
     return done();
 }
 
@@ -429,7 +483,7 @@ __global__ void maxpool_fwd(float *y, int32_t *arg, const float *x, int64_t n, i
 // One thread per input element: gathers from the outputs whose window holds it, in a fixed
 // order (deterministic, no atomics).
 __global__ void maxpool_bwd(float *dx, const float *dy, const int32_t *arg, int64_t n, int64_t h,
-                            int64_t w, int64_t c, int64_t oh, int64_t ow, int k)
+                            int64_t w, int64_t c, int64_t oh, int64_t ow, int k, bool assign)
 {
     GRID_LOOP(e, n * h * w * c)
     {
@@ -452,7 +506,46 @@ __global__ void maxpool_bwd(float *dx, const float *dy, const int32_t *arg, int6
                 if (arg[o] == local) g += dy[o];
             }
         }
-        dx[e] += g;
+        dx[e] = assign ? g : dx[e] + g;
+    }
+}
+
+// The same for kernel == stride, from the outputs' side: the windows are disjoint, so one
+// thread per output writes its whole k x k window (dy where the argmax is, else 0) and no two
+// threads touch the same input. Index type I: int when the tensor has fewer than 2^31
+// elements (64-bit division is slow). Inputs outside every window (h or w not a multiple of
+// k) are left to vn__k_maxpool_bwd.
+template <typename I>
+__global__ void maxpool_bwd_k(float *dx, const float *dy, const int32_t *arg, I n, I h, I w, I c,
+                              I oh, I ow, I k, bool assign)
+{
+    const I total = n * oh * ow * c;
+    for (I o = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; o < total;
+         o += (I)blockDim.x * (I)gridDim.x) {
+        I ch = o % c, t = o / c;
+        I j = t % ow;
+        t /= ow;
+        I i = t % oh, b = t / oh;
+        const int32_t where = arg[o];
+        const float g = dy[o];
+        float *img = dx + b * h * w * c;
+        for (I u = 0; u < k; u++)
+            for (I v = 0; v < k; v++) {
+                I local = ((i * k + u) * w + (j * k + v)) * c + ch;
+                float val = (int32_t)local == where ? g : 0.0f;
+                img[local] = assign ? val : img[local] + val;
+            }
+    }
+}
+
+// The inputs that no window covers: rows >= oh * k or columns >= ow * k.
+__global__ void maxpool_uncovered(float *dx, int64_t n, int64_t h, int64_t w, int64_t c,
+                                  int64_t oh, int64_t ow, int k)
+{
+    GRID_LOOP(e, n * h * w * c)
+    {
+        int64_t xw = (e / c) % w, xh = (e / (c * w)) % h;
+        if (xh >= oh * k || xw >= ow * k) dx[e] = 0.0f;
     }
 }
 
@@ -506,9 +599,22 @@ int vn__k_maxpool_fwd(vn__stream s, float *y, int32_t *arg, const float *x, int6
 }
 
 int vn__k_maxpool_bwd(vn__stream s, float *dx, const float *dy, const int32_t *arg, int64_t n,
-                      int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int k)
+                      int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int k, bool assign)
 {
-    maxpool_bwd<<<grid_for(n * h * w * c), VN_THREADS, 0, s>>>(dx, dy, arg, n, h, w, c, oh, ow, k);
+    int64_t total = n * h * w * c, outs = n * oh * ow * c;
+    if (k == 0) {
+        maxpool_bwd<<<grid_for(total), VN_THREADS, 0, s>>>(dx, dy, arg, n, h, w, c, oh, ow, k,
+                                                           assign);
+        return done();
+    }
+    if (assign && (oh * k != h || ow * k != w))
+        maxpool_uncovered<<<grid_for(total), VN_THREADS, 0, s>>>(dx, n, h, w, c, oh, ow, k);
+    if (total < ((int64_t)1 << 31))
+        maxpool_bwd_k<int><<<grid_for(outs), VN_THREADS, 0, s>>>(
+            dx, dy, arg, (int)n, (int)h, (int)w, (int)c, (int)oh, (int)ow, k, assign);
+    else
+        maxpool_bwd_k<int64_t><<<grid_for(outs), VN_THREADS, 0, s>>>(dx, dy, arg, n, h, w, c, oh,
+                                                                     ow, (int64_t)k, assign);
     return done();
 }
 

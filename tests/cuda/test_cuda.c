@@ -148,7 +148,17 @@ START_TEST(conv_1x1) { conv_case("conv 1x1", 2, 7, 5, 24, 40, 1, VN_CONV(1, 0, 1
 END_TEST
 START_TEST(conv_patch) { conv_case("conv 4x4/4 stem", 2, 16, 16, 3, 32, 4, VN_CONV(4, 0, 1), true); }
 END_TEST
-START_TEST(conv_dw) { conv_case("conv dw 7x7", 2, 9, 11, 16, 16, 7, VN_CONV(1, 3, 16), true); }
+/* Depthwise: dw_kernels.cu for stride 1 and 3, 5, 7, 9 taps (channel counts below, at and
+ * above one block of 128), cuDNN for the rest (stride 2). */
+START_TEST(conv_dw)
+{
+    conv_case("conv dw 7x7", 2, 9, 11, 16, 16, 7, VN_CONV(1, 3, 16), true);
+    conv_case("conv dw 7x7 c130", 2, 8, 6, 130, 130, 7, VN_CONV(1, 3, 130), true);
+    conv_case("conv dw 3x3 no bias", 3, 5, 7, 40, 40, 3, VN_CONV(1, 1, 40), false);
+    conv_case("conv dw 5x5 pad 1", 1, 9, 8, 24, 24, 5, VN_CONV(1, 1, 24), true);
+    conv_case("conv dw 9x9", 2, 10, 12, 8, 8, 9, VN_CONV(1, 4, 8), true);
+    conv_case("conv dw 3x3/2 (cuDNN)", 2, 9, 9, 16, 16, 3, VN_CONV(2, 1, 16), true);
+}
 END_TEST
 START_TEST(conv_general)
 {
@@ -208,6 +218,12 @@ static vn_tensor *f_maxpool(vn_ctx *ctx, vn_tensor *const *in, const void *user)
 {
     return vn_max_pool2d(ctx, in[0], *(const int *)user);
 }
+/* Two pools of one input: the second backward adds to the first's gradient. */
+static vn_tensor *f_maxpool_twice(vn_ctx *ctx, vn_tensor *const *in, const void *user)
+{
+    int k = *(const int *)user;
+    return vn_add(ctx, vn_max_pool2d(ctx, in[0], k), vn_max_pool2d(ctx, in[0], k));
+}
 static vn_tensor *f_amax(vn_ctx *ctx, vn_tensor *const *in, const void *user)
 {
     (void)user;
@@ -242,6 +258,9 @@ START_TEST(pools)
     vn_tensor *in[1] = {rnd(2, 8, 7, 19, 4, true)};
     int k = 2;
     compare("max_pool2d 2", f_maxpool, &k, 1, in, REL_FP32);
+    compare("max_pool2d 2, twice", f_maxpool_twice, &k, 1, in, REL_FP32);
+    int k3 = 3;
+    compare("max_pool2d 3", f_maxpool, &k3, 1, in, REL_FP32);
     compare("adaptive_max_pool2d 3x2", f_amax, NULL, 1, in, REL_FP32);
     compare("adaptive_avg_pool2d 2x3", f_aavg, NULL, 1, in, REL_FP32);
     compare("global_avg_pool", f_gap, NULL, 1, in, REL_FP32);

@@ -4,7 +4,12 @@
  * steps from the same weights. Skips (77) without a CUDA device. Strict FP32 (set by
  * tests/cuda/meson.build). Bounds (max|got - want| / max|want|): optimizer steps 1e-5,
  * logits and loss 1e-4, gradients 1e-3, losses along 50 steps 1e-2 and final weights 1e-2
- * (differences in summation order grow through training; a GPU run may tighten these). */
+ * (differences in summation order grow through training; a GPU run may tighten these).
+ * A tensor whose largest value is under 1% of the largest of all the tensors compared is
+ * measured against that 1% instead of its own largest value: some gradients are zero by
+ * construction, so both sides hold only rounding noise there (the bias of a BatchNorm whose
+ * output reaches the loss only through a 1x1 conv and a training-mode BatchNorm, which
+ * removes any per-channel shift), and their relative error is the ratio of two noises. */
 #include "vn_test.h"
 
 #include "models/vn_vanillanet.h"
@@ -30,6 +35,39 @@ static void expect_rel(const char *what, const float *got, const float *want, in
     double e = vn_test_rel_err(got, want, n);
     printf("  %-40s rel err %.3g (bound %g)\n", what, e, bound);
     ck_assert_msg(e <= bound, "%s: rel err %g > %g", what, e, bound);
+}
+
+/* The worst error over a model's tensors (parameters only, or every tensor but counters), of
+ * the gradients or the data: max|got - want| / max(max|want|, 1% of the largest max|want|
+ * of them all). *floored counts the tensors measured against that floor. */
+static double state_err(const vn_state_list *want, const vn_state_list *got, bool grads,
+                        const char **worst_name, int *floored)
+{
+    double top = 0.0;
+    for (int i = 0; i < want->n; i++) {
+        const vn_state_item *it = &want->items[i];
+        if (grads ? it->kind != VN_STATE_PARAM : it->kind == VN_STATE_COUNT) continue;
+        const float *w = grads ? it->tensor->grad : it->tensor->data;
+        for (int64_t j = 0; j < it->tensor->numel; j++) top = fmax(top, fabs((double)w[j]));
+    }
+    double floor = 0.01 * top, worst = 0.0;
+    *floored = 0;
+    for (int i = 0; i < want->n; i++) {
+        const vn_state_item *it = &want->items[i];
+        if (grads ? it->kind != VN_STATE_PARAM : it->kind == VN_STATE_COUNT) continue;
+        const float *w = grads ? it->tensor->grad : it->tensor->data;
+        float *g = host_copy(got->items[i].tensor, grads);
+        double diff = 0.0, scale = 0.0;
+        for (int64_t j = 0; j < it->tensor->numel; j++) {
+            diff = fmax(diff, fabs((double)g[j] - (double)w[j]));
+            scale = fmax(scale, fabs((double)w[j]));
+        }
+        free(g);
+        if (scale < floor) (*floored)++;
+        double e = diff / fmax(fmax(scale, floor), 1e-30);
+        if (e > worst) worst = e, *worst_name = it->name;
+    }
+    return worst;
 }
 
 /* ---- optimizers and EMA --------------------------------------------------------------- */
@@ -237,17 +275,11 @@ START_TEST(model_forward_backward)
     float loss_a = side_step(&a, labels, la), loss_b = side_step(&b, labels, lb);
     expect_rel("vanillanet_5 logits", lb, la, BATCH * CLASSES, 1e-4);
     expect_rel("vanillanet_5 loss", &loss_b, &loss_a, 1, 1e-4);
-    double worst = 0.0;
     const char *worst_name = "";
-    for (int i = 0; i < a.m->state.n; i++) {
-        const vn_state_item *it = &a.m->state.items[i];
-        if (it->kind != VN_STATE_PARAM) continue;
-        float *g = host_copy(b.m->state.items[i].tensor, true);
-        double e = vn_test_rel_err(g, it->tensor->grad, it->tensor->numel);
-        if (e > worst) worst = e, worst_name = it->name;
-        free(g);
-    }
-    printf("  vanillanet_5 gradients: worst rel err %.3g (%s)\n", worst, worst_name);
+    int floored;
+    double worst = state_err(&a.m->state, &b.m->state, true, &worst_name, &floored);
+    printf("  vanillanet_5 gradients: worst rel err %.3g (%s; %d tensors under the 1%% floor)\n",
+           worst, worst_name, floored);
     ck_assert_msg(worst <= 1e-3, "gradient of %s: rel err %g > 1e-3", worst_name, worst);
     side_free(&a);
     side_free(&b);
@@ -276,16 +308,11 @@ START_TEST(train_50_steps)
     printf("  losses: step 1 cpu %.5f cuda %.5f; step 50 cpu %.5f cuda %.5f\n", (double)la[0],
            (double)lb[0], (double)la[49], (double)lb[49]);
     expect_rel("50 steps: losses", lb, la, 50, 1e-2);
-    double worst = 0.0;
-    for (int i = 0; i < a.m->state.n; i++) {
-        const vn_state_item *it = &a.m->state.items[i];
-        if (it->kind == VN_STATE_COUNT) continue;
-        float *h = host_copy(b.m->state.items[i].tensor, false);
-        double e = vn_test_rel_err(h, it->tensor->data, it->tensor->numel);
-        if (e > worst) worst = e;
-        free(h);
-    }
-    printf("  50 steps: worst rel err of the weights and buffers %.3g\n", worst);
+    const char *worst_name = "";
+    int floored;
+    double worst = state_err(&a.m->state, &b.m->state, false, &worst_name, &floored);
+    printf("  50 steps: worst rel err of the weights and buffers %.3g (%s; %d under the floor)\n",
+           worst, worst_name, floored);
     ck_assert_msg(worst <= 1e-2, "weights after 50 steps: rel err %g > 1e-2", worst);
     side_free(&a);
     side_free(&b);
