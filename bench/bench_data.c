@@ -4,10 +4,11 @@
  * stage on one thread, and the official recipe's full train pipeline on the JPEGs (bicubic
  * RRC 224, flip, RandAugment rand-m9-mstd0.5-inc1, normalize, random erasing 0.25 pixel).
  *
- *   bench_data [--seconds S] [--import OUT_DIR]
+ *   bench_data [--seconds S] [--workers N,M,...] [--import OUT_DIR]
  *   bench_data --folder [--tree DIR] [--classes N] [--per-class M] [--no-check]
  * --import times the import of Debian's Fashion-MNIST (/usr/share/datasets/fashion-mnist)
- * into OUT_DIR (delete OUT_DIR/.vn_import_done to import again). --folder measures an
+ * into OUT_DIR (delete OUT_DIR/.vn_import_done to import again). --workers: the worker
+ * counts of the loader runs (default 1,2; at most 8 counts). --folder measures an
  * ImageNet-sized folder (bench_folder.c). */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
@@ -246,14 +247,24 @@ int bench_folder_main(int argc, char **argv); /* bench_folder.c */
 int main(int argc, char **argv)
 {
     double seconds = 3.0;
+    int workers[8] = {1, 2}, n_workers = 2;
     if (argc > 1 && !strcmp(argv[1], "--folder")) return bench_folder_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             seconds = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--workers") && i + 1 < argc) {
+            n_workers = 0;
+            for (char *tok = strtok(argv[++i], ","); tok && n_workers < 8; tok = strtok(NULL, ","))
+                if (atoi(tok) > 0) workers[n_workers++] = atoi(tok);
+            if (!n_workers) {
+                fprintf(stderr, "bench_data: --workers wants counts like 1,2,16\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--import") && i + 1 < argc) {
             return time_import(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--seconds S] [--import OUT_DIR] | --folder ...\n",
+            fprintf(stderr, "usage: %s [--seconds S] [--workers N,M,...] [--import OUT_DIR] | "
+                            "--folder ...\n",
                     argv[0]);
             return 2;
         }
@@ -281,7 +292,8 @@ int main(int argc, char **argv)
         for (int s = 0; s < 2; s++) {
             printf("%s, %.1f KB per file:\n", sets[s].name, sets[s].bytes / 1024);
             stages(sets[s].dir, s == 0 ? 64 : 1024);
-            for (int w = 1; w <= 2; w++) {
+            for (int k = 0; k < n_workers; k++) {
+                int w = workers[k];
                 double wait = 0, per_cpu = 0;
                 double ips = run_loader(sets[s].dir, w, 32, seconds, &wait, &per_cpu, false);
                 printf("  %d worker%s: %8.1f images/s wall, %8.1f images per CPU-second "
@@ -292,7 +304,8 @@ int main(int argc, char **argv)
         printf("full official train pipeline on the 500x375 JPEGs: decode, bicubic RRC 224, "
                "flip, RandAugment rand-m9-mstd0.5-inc1, normalize, random erasing 0.25:\n");
         ra_stage(jroot, 64);
-        for (int w = 1; w <= 2; w++) {
+        for (int k = 0; k < n_workers; k++) {
+            int w = workers[k];
             double wait = 0, per_cpu = 0;
             double ips = run_loader(jroot, w, 32, seconds, &wait, &per_cpu, true);
             printf("  %d worker%s: %8.1f images/s wall, %8.1f images per CPU-second "

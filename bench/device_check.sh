@@ -16,12 +16,14 @@
 #     bench    ours (TF32 and strict FP32, everything kept for backward, and with the
 #              recomputation of the CPU default) beside PyTorch (TF32 NCHW and channels_last,
 #              strict FP32, bf16 autocast channels_last), images/s and ratios
+#     data     the input pipeline on this machine's cores (bench_data: the official recipe's
+#              train transforms on 500x375 JPEGs, 1 and all-cores workers): can it feed the GPU?
 #     train    `vanilla train` with train.device: cuda (bench/device_train.sh)
 #     torch-variants  PyTorch alone in four layouts/precisions
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts=("$@")
-((${#parts[@]})) || parts=(suites profile bench train)
+((${#parts[@]})) || parts=(suites profile bench data train)
 want() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
 t_start=$(date +%s)
 orig_ld=${LD_LIBRARY_PATH:-}
@@ -157,6 +159,11 @@ if want bench; then
   ratio ours_tf32 torch_tf32
   ratio ours_tf32 torch_tf32_channels_last
   ratio ours_fp32 torch_fp32
+fi
+
+if want data; then
+  say "input pipeline: bench_data with 1 and $(nproc) workers"
+  timeout 90 "${loader[@]}" "$pkg/bin/bench_data" --seconds 3 --workers "1,$(nproc)" 2>&1
 fi
 
 if want train; then

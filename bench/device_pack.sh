@@ -21,13 +21,13 @@ if [[ ! -f $dir/build.ninja ]]; then
     -Dc_args=-march=x86-64-v3 >/dev/null
 fi
 meson compile -C $dir vanilla:shared_library vanilla_cuda:shared_module test_cuda \
-  test_cuda_model test_device_api bench_train vanilla:executable testtool >/dev/null
+  test_cuda_model test_device_api bench_train bench_data vanilla:executable testtool >/dev/null
 
 stage=$dir/pkg
 rm -rf "$stage" $dir/carry
 mkdir -p "$stage/bin" "$stage/lib" $dir/carry
 cp $dir/tests/cuda/test_cuda $dir/tests/cuda/test_cuda_model $dir/tests/cuda/test_device_api \
-  $dir/bench/bench_train $dir/train/cli/vanilla $dir/tests/train/testtool "$stage/bin/"
+  $dir/bench/bench_train $dir/bench/bench_data $dir/train/cli/vanilla $dir/tests/train/testtool "$stage/bin/"
 cp $dir/libvanilla.so $dir/libvanilla_cuda.so "$stage/lib/"
 strip --strip-unneeded "$stage"/bin/* "$stage"/lib/libvanilla.so "$stage"/lib/libvanilla_cuda.so
 # Every library the programs and the module load, but the ones the GPU machine must supply
