@@ -2,7 +2,8 @@
  * [K, M]: C = A B in row-major is C^T = B^T A^T in column-major, so the operands swap.
  * 1x1 convolutions (stride 1, pad 0, one group) are a linear layer over N*H*W rows; depthwise
  * ones of stride 1 and 3, 5, 7 or 9 taps go to dw_kernels.cu (VN_CUDA_DW_CUDNN=1: to cuDNN,
- * for comparison); every other convolution goes to cuDNN with NHWC tensors and NHWC (= OHWI)
+ * for comparison); patchify ones (kernel == stride) are a gather and a GEMM; every other
+ * convolution goes to cuDNN with NHWC tensors and NHWC (= OHWI)
  * filters. */
 #include "autograd/cuda/cuda_impl.h"
 
@@ -391,6 +392,81 @@ static void dw_backward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
     if (e) vn__cuda_fail(ctx, "depthwise conv2d backward", e);
 }
 
+/* ---- patchify convolutions (kernel == stride, square, no padding): a gather, then a GEMM
+ * (the VanillaNet stem: 4x4 / 4 from 3 channels, which cuDNN ran 3x slower). The patches are
+ * kept for the filter gradient when the node records. ---------------------------------- */
+
+static bool patch_ours(const vn__conv_state *s)
+{
+    return s->kind == VN__CONV_KIND_PATCH && s->g.kh == s->g.kw;
+}
+
+static int patch_forward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
+{
+    const int64_t rows = g->n * g->ho * g->wo, kk = g->kh * g->kw * g->cin;
+    float *p = vn__cuda_scratch(ctx, (size_t)(rows * kk) * sizeof(float), "conv2d patches");
+    if (!p) return VN_ERR_NOMEM;
+    int e = vn__k_patch_gather(H()->stream, p, node->in[0]->data, g->n, g->h, g->w, g->cin, g->ho,
+                               g->wo, g->kh);
+    if (e) {
+        vn__pool_free(ctx, p);
+        return vn__cuda_fail(ctx, "conv2d patches", e);
+    }
+    cublasStatus_t st = cublasSgemm(H()->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)g->cout, (int)rows,
+                                    (int)kk, &one, node->in[1]->data, (int)kk, p, (int)kk, &zero,
+                                    node->out->data, (int)g->cout);
+    if (node->recording && node->n_bufs == 0)
+        vn__node_keep(node, p);
+    else
+        vn__pool_free(ctx, p);
+    if (st != CUBLAS_STATUS_SUCCESS) return vn__cublas_fail(ctx, "conv2d (patches)", st);
+    const vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
+    e = b ? vn__k_bias_add(H()->stream, node->out->data, b->data, rows, g->cout) : 0;
+    return e ? vn__cuda_fail(ctx, "conv2d bias", e) : VN_OK;
+}
+
+/* dW += dy^T P; dx (+)= the scatter of dy W (each when it requires grad). */
+static void patch_backward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
+{
+    vn_tensor *x = node->in[0], *w = node->in[1];
+    const float *xd = vn__data(ctx, x), *wd = vn__data(ctx, w), *dy = node->out->grad;
+    if (!xd || !wd) return;
+    const int64_t rows = g->n * g->ho * g->wo, kk = g->kh * g->kw * g->cin;
+    cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    float *p = NULL, *dp = NULL;
+    int e = 0;
+    if (vn_tensor_requires_grad(w)) {
+        float *dw = vn__grad(ctx, w);
+        if (!dw) return;
+        p = node->n_bufs > 0 ? node->bufs[0]
+                             : vn__cuda_scratch(ctx, (size_t)(rows * kk) * sizeof(float),
+                                                "conv2d patches");
+        if (!p) return;
+        if (node->n_bufs == 0)
+            e = vn__k_patch_gather(H()->stream, p, xd, g->n, g->h, g->w, g->cin, g->ho, g->wo,
+                                   g->kh);
+        if (!e)
+            st = cublasSgemm(H()->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)kk, (int)g->cout,
+                             (int)rows, &one, p, (int)kk, dy, (int)g->cout, &one, dw, (int)kk);
+        if (node->n_bufs == 0) vn__pool_free(ctx, p);
+    }
+    if (!e && st == CUBLAS_STATUS_SUCCESS && vn_tensor_requires_grad(x)) {
+        bool fresh;
+        float *dx = vn__grad_uninit(ctx, x, &fresh);
+        dp = dx ? vn__cuda_scratch(ctx, (size_t)(rows * kk) * sizeof(float), "conv2d patches")
+                : NULL;
+        if (!dp) return;
+        st = cublasSgemm(H()->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)kk, (int)rows, (int)g->cout,
+                         &one, wd, (int)kk, dy, (int)g->cout, &zero, dp, (int)kk);
+        if (st == CUBLAS_STATUS_SUCCESS)
+            e = vn__k_patch_scatter(H()->stream, dx, dp, g->n, g->h, g->w, g->cin, g->ho, g->wo,
+                                    g->kh, fresh);
+        vn__pool_free(ctx, dp);
+    }
+    if (st != CUBLAS_STATUS_SUCCESS) vn__cublas_fail(ctx, "conv2d backward (patches)", st);
+    else if (e) vn__cuda_fail(ctx, "conv2d backward (patches)", e);
+}
+
 int vn__conv2d_forward_cuda(vn_ctx *ctx, vn_node *node)
 {
     const vn__conv_state *s = node->state;
@@ -401,6 +477,7 @@ int vn__conv2d_forward_cuda(vn_ctx *ctx, vn_node *node)
                           b ? b->data : NULL, g->n * g->h * g->w, g->cin, g->cout);
     }
     if (dw_ours(s)) return dw_forward(ctx, node, g);
+    if (patch_ours(s)) return patch_forward(ctx, node, g);
     return conv_fwd_dnn(ctx, node, g);
 }
 
@@ -459,6 +536,8 @@ void vn__conv2d_backward_cuda(vn_ctx *ctx, vn_node *node)
     }
     if (dw_ours(s))
         dw_backward(ctx, node, g);
+    else if (patch_ours(s))
+        patch_backward(ctx, node, g);
     else
         conv_bwd_dnn(ctx, node, g);
     if (vn_ctx_status(ctx) != VN_OK || !b || !vn_tensor_requires_grad(b)) return;

@@ -117,6 +117,12 @@ int vn__k_bce_fwd(vn__stream s, float *loss, double *part, const float *x, const
 int vn__k_bce_bwd(vn__stream s, float *dx, const float *dloss, const float *x, const float *t,
                   int64_t n, bool assign);
 int vn__k_seed_add(vn__stream s, float *dst, const float *src, int64_t n, bool assign);
+/* Patchify for convolutions whose kernel is their stride (no padding, one group): p[n*oh*ow,
+ * k*k*c] = the windows of x [n, h, w, c] in OHWI order; scatter: dx (+)= its transpose. */
+int vn__k_patch_gather(vn__stream s, float *p, const float *x, int64_t n, int64_t h, int64_t w,
+                       int64_t c, int64_t oh, int64_t ow, int64_t k);
+int vn__k_patch_scatter(vn__stream s, float *dx, const float *dp, int64_t n, int64_t h,
+                        int64_t w, int64_t c, int64_t oh, int64_t ow, int64_t k, bool assign);
 /* dst[i] = src[i] rounded to bfloat16 (nearest even), as raw 16-bit patterns. */
 int vn__k_to_bf16(vn__stream s, uint16_t *dst, const float *src, int64_t n);
 

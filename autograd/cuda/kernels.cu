@@ -132,6 +132,55 @@ int vn__k_dropout_apply(vn__stream s, float *y, const uint8_t *keep, const float
     return done();
 }
 
+// Patchify (kernel == stride, no padding): row (n, oh, ow) of p holds the k x k x c window of
+// x under it, in the OHWI weight order (i, j, ci); patch_scatter is its transpose (windows
+// are disjoint: one writer per input element; inputs under no window get 0 when assigning).
+__global__ void patch_gather(float *p, const float *x, int64_t n, int64_t h, int64_t w,
+                             int64_t c, int64_t oh, int64_t ow, int64_t k)
+{
+    const int64_t kc = k * c, row = k * kc;
+    GRID_LOOP(e, n * oh * ow * row)
+    {
+        int64_t r = e / row, q = e % row;
+        int64_t i = q / kc, jc = q % kc;
+        int64_t b = r / (oh * ow), t = r % (oh * ow);
+        int64_t y = t / ow * k + i, xw0 = t % ow * k;
+        p[e] = x[((b * h + y) * w + xw0) * c + jc];
+    }
+}
+
+__global__ void patch_scatter(float *dx, const float *dp, int64_t n, int64_t h, int64_t w,
+                              int64_t c, int64_t oh, int64_t ow, int64_t k, bool assign)
+{
+    GRID_LOOP(e, n * h * w * c)
+    {
+        int64_t ch = e % c, t = e / c;
+        int64_t xw = t % w, t2 = t / w;
+        int64_t y = t2 % h, b = t2 / h;
+        int64_t o = y / k, q = xw / k;
+        float v = 0.0f;
+        if (o < oh && q < ow)
+            v = dp[((b * oh + o) * ow + q) * (k * k * c) + ((y % k) * k + xw % k) * c + ch];
+        dx[e] = assign ? v : dx[e] + v;
+    }
+}
+
+int vn__k_patch_gather(vn__stream s, float *p, const float *x, int64_t n, int64_t h, int64_t w,
+                       int64_t c, int64_t oh, int64_t ow, int64_t k)
+{
+    patch_gather<<<grid_for(n * oh * ow * k * k * c), VN_THREADS, 0, s>>>(p, x, n, h, w, c, oh,
+                                                                          ow, k);
+    return done();
+}
+
+int vn__k_patch_scatter(vn__stream s, float *dx, const float *dp, int64_t n, int64_t h,
+                        int64_t w, int64_t c, int64_t oh, int64_t ow, int64_t k, bool assign)
+{
+    patch_scatter<<<grid_for(n * h * w * c), VN_THREADS, 0, s>>>(dx, dp, n, h, w, c, oh, ow, k,
+                                                                 assign);
+    return done();
+}
+
 __global__ void to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n)
 {
     GRID_LOOP(i, n) dst[i] = __float2bfloat16_rn(src[i]);

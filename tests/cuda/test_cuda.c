@@ -146,7 +146,13 @@ static void conv_case(const char *what, int64_t n, int64_t h, int64_t w, int64_t
 
 START_TEST(conv_1x1) { conv_case("conv 1x1", 2, 7, 5, 24, 40, 1, VN_CONV(1, 0, 1), true); }
 END_TEST
-START_TEST(conv_patch) { conv_case("conv 4x4/4 stem", 2, 16, 16, 3, 32, 4, VN_CONV(4, 0, 1), true); }
+/* Patchify (a gather and a GEMM on CUDA): sizes that are and are not multiples of the patch. */
+START_TEST(conv_patch)
+{
+    conv_case("conv 4x4/4 stem", 2, 16, 16, 3, 32, 4, VN_CONV(4, 0, 1), true);
+    conv_case("conv 4x4/4 stem 18x17", 2, 18, 17, 3, 24, 4, VN_CONV(4, 0, 1), true);
+    conv_case("conv 2x2/2 no bias", 1, 6, 8, 5, 7, 2, VN_CONV(2, 0, 1), false);
+}
 END_TEST
 /* Depthwise: dw_kernels.cu for stride 1 and 3, 5, 7, 9 taps (channel counts below, at and
  * above one block of 128), cuDNN for the rest (stride 2). */
