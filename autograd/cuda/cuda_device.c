@@ -161,6 +161,59 @@ int vn__cuda_copy(void *dst, const void *src, size_t bytes)
     return cudaStreamSynchronize(g_cuda.stream) == cudaSuccess ? VN_OK : VN_ERR_IO;
 }
 
+/* Host-to-device uploads through two pinned staging buffers: the host's bytes are copied into
+ * a staging buffer (in parallel chunks), and the DMA from there is queued on the stream
+ * without waiting for it, so the upload of the next batch overlaps the device's work on the
+ * current step. A pageable cudaMemcpyAsync would first wait for everything queued on the
+ * stream, then copy at pageable speed with the device idle. A buffer is reused only after
+ * the DMA out of it has finished (its event). */
+#define UPLOAD_SLOTS 2
+#define UPLOAD_MIN ((size_t)1 << 20) /* smaller copies go the plain way */
+
+typedef struct upload_slot {
+    void *buf;
+    size_t cap;
+    cudaEvent_t done;
+} upload_slot;
+
+static upload_slot g_up[UPLOAD_SLOTS];
+static int g_up_next;
+
+static int slot_ready(upload_slot *u, size_t bytes)
+{
+    if (!u->done && cudaEventCreateWithFlags(&u->done, cudaEventDisableTiming) != cudaSuccess)
+        return VN_ERR_IO;
+    if (cudaEventSynchronize(u->done) != cudaSuccess) return VN_ERR_IO;
+    if (u->cap >= bytes) return VN_OK;
+    if (u->buf) (void)cudaFreeHost(u->buf);
+    u->buf = NULL;
+    u->cap = 0;
+    if (cudaHostAlloc(&u->buf, bytes, cudaHostAllocDefault) != cudaSuccess) return VN_ERR_NOMEM;
+    u->cap = bytes;
+    return VN_OK;
+}
+
+int vn__cuda_upload(void *dst, const void *src, size_t bytes)
+{
+    if (!vn__cuda_get(NULL, 0)) return VN_ERR_UNSUPPORTED;
+    if (bytes < UPLOAD_MIN) return vn__cuda_copy(dst, src, bytes);
+    upload_slot *u = &g_up[g_up_next];
+    if (slot_ready(u, bytes) != VN_OK) return vn__cuda_copy(dst, src, bytes);
+    g_up_next = (g_up_next + 1) % UPLOAD_SLOTS;
+    const size_t chunk = (size_t)1 << 22;
+    const int64_t chunks = (int64_t)((bytes + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < chunks; i++) {
+        size_t off = (size_t)i * chunk, len = bytes - off < chunk ? bytes - off : chunk;
+        memcpy((char *)u->buf + off, (const char *)src + off, len);
+    }
+    if (cudaMemcpyAsync(dst, u->buf, bytes, cudaMemcpyHostToDevice, g_cuda.stream) !=
+            cudaSuccess ||
+        cudaEventRecord(u->done, g_cuda.stream) != cudaSuccess)
+        return VN_ERR_IO;
+    return VN_OK;
+}
+
 int vn__cuda_add_from_host(float *dst, const float *src, int64_t n, bool assign)
 {
     if (assign) return vn__cuda_copy(dst, src, (size_t)n * sizeof(float));

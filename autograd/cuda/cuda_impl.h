@@ -40,6 +40,9 @@ void vn__cuda_free(void *p);
 int vn__cuda_zero(void *p, size_t bytes);
 int vn__cuda_copy(void *dst, const void *src, size_t bytes);
 int vn__cuda_add_from_host(float *dst, const float *src, int64_t n, bool assign);
+/* Host to device without waiting for the device (pinned staging; the host buffer may be
+ * reused at once). */
+int vn__cuda_upload(void *dst, const void *src, size_t bytes);
 void *vn__cuda_pool_alloc(vn_ctx *ctx, size_t bytes);
 void vn__cuda_pool_free(vn_ctx *ctx, void *p);
 void vn__cuda_pool_reset(vn_ctx *ctx);
