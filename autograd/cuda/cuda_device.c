@@ -92,6 +92,14 @@ int vn__cuda_set_tf32(bool on)
                    CUBLAS_STATUS_SUCCESS ? VN_OK : VN_ERR_IO;
 }
 
+int vn__cuda_set_deterministic(bool on)
+{
+    vn__cuda *c = vn__cuda_get(NULL, 0);
+    if (!c) return VN_ERR_UNSUPPORTED;
+    c->deterministic = on;
+    return VN_OK;
+}
+
 int vn__cuda_sync(void)
 {
     vn__cuda *c = vn__cuda_get(NULL, 0);

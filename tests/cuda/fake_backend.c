@@ -1,10 +1,15 @@
 /* A stand-in backend module for the tests of the loader (test_backend.c): "device" memory is
  * host memory, the op column is empty, the optimizer step refuses. It lets every path of
  * libvanilla through a backend table (autograd/device.c, dispatch.c, optim/) run without a
- * GPU, under the sanitizers too. Built three times by tests/cuda/meson.build: as is, with
- * FAKE_ABI (another table version) and with FAKE_NO_ENTRY (no entry symbol). */
+ * GPU, under the sanitizers too. Built four times by tests/cuda/meson.build: as is, with
+ * FAKE_ABI (another table version), with FAKE_NO_ENTRY (no entry symbol) and with
+ * FAKE_CPU_OPS: the op column and the optimizer step are the CPU's, so that a whole training
+ * run can be placed on the "device" (test_train_device.sh) and must give the CPU's bytes.
+ * That variant fills every fresh allocation with NaN: a buffer read before the kernels wrote
+ * it, or a host write that went to another copy, shows up as a difference. */
 #include "autograd/backend.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +31,21 @@ static int check(char *msg, size_t n)
 
 static int sync_device(void) { return check(NULL, 0); }
 static int set_tf32(bool on) { return on ? VN_OK : VN_OK; }
+static int set_deterministic(bool on) { return on ? VN_OK : VN_OK; }
 static void *alloc(size_t bytes) { return calloc(1, bytes ? bytes : 64); }
+
+#ifdef FAKE_CPU_OPS
+/* Step memory is uninitialised on a real device: NaN here, where the CPU pool would hand out
+ * whatever it held, so a kernel that reads before writing cannot pass by luck. */
+static void *fresh(size_t bytes)
+{
+    float *p = malloc(bytes ? bytes : 64);
+    for (size_t i = 0; p && i < bytes / sizeof(float); i++) p[i] = NAN;
+    return p;
+}
+#else
+static void *fresh(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
+#endif
 static void release(void *p) { free(p); }
 
 static int zero(void *p, size_t bytes)
@@ -47,10 +66,10 @@ static int add_from_host(float *dst, const float *src, int64_t n, bool assign)
     return VN_OK;
 }
 
-/* The step pool: one list of live blocks per context (ctx->dev). */
+/* The step pool: one growing list of live blocks per context (ctx->dev). */
 typedef struct fake_pool {
-    void *live[64];
-    int n;
+    void **live;
+    int n, cap;
     size_t in_use, peak;
 } fake_pool;
 
@@ -58,8 +77,15 @@ static void *pool_alloc(vn_ctx *ctx, size_t bytes)
 {
     if (!ctx->dev) ctx->dev = calloc(1, sizeof(fake_pool));
     fake_pool *fp = ctx->dev;
-    if (!fp || fp->n == 64) return NULL;
-    void *p = calloc(1, bytes ? bytes : 1);
+    if (!fp) return NULL;
+    if (fp->n == fp->cap) {
+        int cap = fp->cap ? 2 * fp->cap : 64;
+        void **live = realloc(fp->live, (size_t)cap * sizeof *live);
+        if (!live) return NULL;
+        fp->live = live;
+        fp->cap = cap;
+    }
+    void *p = fresh(bytes);
     if (!p) return NULL;
     fp->live[fp->n++] = p;
     fp->in_use += bytes;
@@ -90,6 +116,7 @@ static void pool_reset(vn_ctx *ctx)
 static void pool_destroy(vn_ctx *ctx)
 {
     pool_reset(ctx);
+    if (ctx->dev) free(((fake_pool *)ctx->dev)->live);
     free(ctx->dev);
     ctx->dev = NULL;
 }
@@ -111,8 +138,12 @@ static void pool_clear_peak(vn_ctx *ctx)
 
 static int optim_step(struct vn_optim *opt, vn_error *err)
 {
+#ifdef FAKE_CPU_OPS
+    return vn__optim_step_cpu(opt, err);
+#else
     (void)opt;
     return vn_error_set(err, VN_ERR_UNSUPPORTED, "fake backend: no optimizer step");
+#endif
 }
 
 static void optim_moments(struct vn_optim *opt) { (void)opt; }
@@ -123,7 +154,9 @@ static int ema_blend(float *e, const float *x, int64_t n, float d, float c)
     return VN_OK;
 }
 
+#ifndef FAKE_CPU_OPS
 static const vn__op_kernels no_ops[VN_OP_COUNT];
+#endif
 
 static const vn__backend fake = {
     .build = VN__BACKEND_BUILD_HERE,
@@ -131,6 +164,7 @@ static const vn__backend fake = {
     .check = check,
     .sync = sync_device,
     .set_tf32 = set_tf32,
+    .set_deterministic = set_deterministic,
     .alloc = alloc,
     .free = release,
     .zero = zero,
@@ -143,7 +177,9 @@ static const vn__backend fake = {
     .pool_trim = pool_trim,
     .pool_stats = pool_stats,
     .pool_clear_peak = pool_clear_peak,
+#ifndef FAKE_CPU_OPS
     .ops = no_ops,
+#endif
     .optim_step = optim_step,
     .optim_moments_to_host = optim_moments,
     .optim_free = optim_moments,
@@ -154,7 +190,13 @@ const vn__backend *vn__backend_entry(void);
 
 const vn__backend *vn__backend_entry(void)
 {
-#ifdef FAKE_ABI
+#ifdef FAKE_CPU_OPS
+    /* The CPU column is libvanilla's, known only at run time. */
+    static vn__backend cpu_ops;
+    cpu_ops = fake;
+    cpu_ops.ops = vn__cpu_op_table();
+    return &cpu_ops;
+#elif defined(FAKE_ABI)
     static vn__backend other;
     other = fake;
     other.build.abi = FAKE_ABI;
