@@ -163,6 +163,7 @@ typedef struct vn_export_options {
     bool force;          /* merge even at act_learn < 1 (the result is then approximate) */
     bool onnx;           /* write ONNX (vn_export_onnx) instead of safetensors */
     int onnx_input_size; /* <= 0: info's stored input size, else 224 */
+    vn_device device;    /* where the check runs both forms (the merge itself is on the host) */
 } vn_export_options;
 
 typedef struct vn_export_result {

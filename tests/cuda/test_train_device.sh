@@ -137,7 +137,7 @@ for key in "" "--key model_ema.1"; do
     same "$T/ev_cpu.safetensors" "$T/ev_dev.safetensors"
 done
 head -1 "$T/ev_dev"
-imgs=("$T"/data/val/c0/0.png "$T"/data/val/c3/1.png)
+imgs=("$T"/data/val/c0/000.png "$T"/data/val/c3/001.png)
 "$VANILLA" predict "$final" "${imgs[@]}" --save-logits "$T/pr_cpu.safetensors" >"$T/pr_cpu" 2>&1
 dev predict "$final" "${imgs[@]}" --device cuda --save-logits "$T/pr_dev.safetensors" \
   >"$T/pr_dev" 2>&1
