@@ -141,7 +141,10 @@ void *vn__cuda_alloc(size_t bytes)
     void *p = NULL;
     if (!vn__cuda_get(NULL, 0)) return NULL;
     if (cudaMalloc(&p, bytes ? bytes : 64) != cudaSuccess) return NULL;
-    if (cudaMemset(p, 0, bytes) != cudaSuccess) {
+    /* On the backend's stream, which does not wait for the legacy one a plain cudaMemset
+     * uses: a copy queued there next must not be overtaken by the zeros. */
+    if (cudaMemsetAsync(p, 0, bytes, g_cuda.stream) != cudaSuccess ||
+        cudaStreamSynchronize(g_cuda.stream) != cudaSuccess) {
         cudaFree(p);
         return NULL;
     }
