@@ -3,16 +3,21 @@
  * libvanilla through a backend table (autograd/device.c, dispatch.c, optim/) run without a
  * GPU, under the sanitizers too. Built four times by tests/cuda/meson.build: as is, with
  * FAKE_ABI (another table version), with FAKE_NO_ENTRY (no entry symbol) and with
- * FAKE_CPU_OPS: the op column and the optimizer step are the CPU's, so that a whole training
- * run can be placed on the "device" (test_train_device.sh) and must give the CPU's bytes.
- * That variant fills every fresh allocation with NaN: a buffer read before the kernels wrote
- * it, or a host write that went to another copy, shows up as a difference. */
+ * FAKE_CPU_OPS, for test_train_device.sh: the op column and the optimizer step are the
+ * CPU's, so that a whole training run can be placed on the "device" and must give the CPU's
+ * bytes. In that variant the "device" memory is also out of the host's reach, as on a GPU:
+ * it lives in one mapping that is PROT_NONE except while one of this module's entries (a
+ * kernel, a copy, the optimizer step, the EMA blend) runs, so a host read or write of a
+ * device pointer anywhere else crashes the test; and fresh step memory is NaN, as
+ * uninitialised device memory may hold anything. */
 #include "autograd/backend.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #ifdef FAKE_NO_ENTRY
 int vn__fake_backend_without_entry(void);
@@ -32,37 +37,94 @@ static int check(char *msg, size_t n)
 static int sync_device(void) { return check(NULL, 0); }
 static int set_tf32(bool on) { return on ? VN_OK : VN_OK; }
 static int set_deterministic(bool on) { return on ? VN_OK : VN_OK; }
-static void *alloc(size_t bytes) { return calloc(1, bytes ? bytes : 64); }
 
 #ifdef FAKE_CPU_OPS
-/* Step memory is uninitialised on a real device: NaN here, where the CPU pool would hand out
- * whatever it held, so a kernel that reads before writing cannot pass by luck. */
-static void *fresh(size_t bytes)
+/* The device memory: pages handed out in order from one reserved mapping and never given
+ * back to the host (a freed block's pages are dropped, its addresses not reused), so one
+ * mprotect over [base, base + used) opens or closes all of it. */
+#define ARENA_BYTES ((size_t)64 << 30)
+#define PAGE ((size_t)4096)
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *g_base;
+static size_t g_used;
+static int g_open; /* entries running (they may nest) */
+
+static void dev_open(void)
 {
-    float *p = malloc(bytes ? bytes : 64);
-    for (size_t i = 0; p && i < bytes / sizeof(float); i++) p[i] = NAN;
+    pthread_mutex_lock(&g_lock);
+    if (g_open++ == 0 && g_used) mprotect(g_base, g_used, PROT_READ | PROT_WRITE);
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void dev_close(void)
+{
+    pthread_mutex_lock(&g_lock);
+    if (--g_open == 0 && g_used) mprotect(g_base, g_used, PROT_NONE);
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* len bytes of device memory filled with zeros, or with NaN (step memory). */
+static void *arena_alloc(size_t bytes, bool nan)
+{
+    size_t len = ((bytes ? bytes : 1) + PAGE - 1) & ~(PAGE - 1);
+    void *p = NULL;
+    pthread_mutex_lock(&g_lock);
+    if (!g_base) {
+        void *m = mmap(NULL, ARENA_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        g_base = m == MAP_FAILED ? NULL : m;
+    }
+    if (g_base && g_used + len <= ARENA_BYTES &&
+        mprotect(g_base + g_used, len, PROT_READ | PROT_WRITE) == 0) {
+        p = g_base + g_used;
+        g_used += len;
+        float *f = p;
+        for (size_t i = 0; nan && i < len / sizeof(float); i++) f[i] = NAN;
+        if (!g_open) mprotect(p, len, PROT_NONE);
+    }
+    pthread_mutex_unlock(&g_lock);
     return p;
 }
+
+static void arena_free(void *p)
+{
+    (void)p; /* bounded by the short runs of the test; the addresses stay unused */
+}
+
+static void *alloc(size_t bytes) { return arena_alloc(bytes, false); }
+static void release(void *p) { arena_free(p); }
+static void *fresh(size_t bytes) { return arena_alloc(bytes, true); }
+static void fresh_free(void *p) { arena_free(p); }
 #else
-static void *fresh(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
-#endif
+static void dev_open(void) {}
+static void dev_close(void) {}
+static void *alloc(size_t bytes) { return calloc(1, bytes ? bytes : 64); }
 static void release(void *p) { free(p); }
+static void *fresh(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
+static void fresh_free(void *p) { free(p); }
+#endif
 
 static int zero(void *p, size_t bytes)
 {
+    dev_open();
     memset(p, 0, bytes);
+    dev_close();
     return VN_OK;
 }
 
 static int copy(void *dst, const void *src, size_t bytes)
 {
+    dev_open();
     memmove(dst, src, bytes);
+    dev_close();
     return VN_OK;
 }
 
 static int add_from_host(float *dst, const float *src, int64_t n, bool assign)
 {
+    dev_open();
     for (int64_t i = 0; i < n; i++) dst[i] = assign ? src[i] : dst[i] + src[i];
+    dev_close();
     return VN_OK;
 }
 
@@ -98,7 +160,7 @@ static void pool_free(vn_ctx *ctx, void *p)
     fake_pool *fp = ctx->dev;
     for (int i = 0; fp && i < fp->n; i++)
         if (fp->live[i] == p) {
-            free(p);
+            fresh_free(p);
             fp->live[i] = fp->live[--fp->n];
             return;
         }
@@ -108,7 +170,7 @@ static void pool_reset(vn_ctx *ctx)
 {
     fake_pool *fp = ctx->dev;
     if (!fp) return;
-    for (int i = 0; i < fp->n; i++) free(fp->live[i]);
+    for (int i = 0; i < fp->n; i++) fresh_free(fp->live[i]);
     fp->n = 0;
     fp->in_use = 0;
 }
@@ -139,7 +201,10 @@ static void pool_clear_peak(vn_ctx *ctx)
 static int optim_step(struct vn_optim *opt, vn_error *err)
 {
 #ifdef FAKE_CPU_OPS
-    return vn__optim_step_cpu(opt, err);
+    dev_open();
+    int rc = vn__optim_step_cpu(opt, err);
+    dev_close();
+    return rc;
 #else
     (void)opt;
     return vn_error_set(err, VN_ERR_UNSUPPORTED, "fake backend: no optimizer step");
@@ -150,11 +215,38 @@ static void optim_moments(struct vn_optim *opt) { (void)opt; }
 
 static int ema_blend(float *e, const float *x, int64_t n, float d, float c)
 {
+    dev_open();
     for (int64_t i = 0; i < n; i++) e[i] = e[i] * d + c * x[i];
+    dev_close();
     return VN_OK;
 }
 
-#ifndef FAKE_CPU_OPS
+#ifdef FAKE_CPU_OPS
+/* The CPU's kernels, each run with the device memory open. */
+static int cpu_forward(vn_ctx *ctx, vn_node *node)
+{
+    dev_open();
+    int rc = vn__cpu_op_table()[node->op].forward(ctx, node);
+    dev_close();
+    return rc;
+}
+
+static void cpu_backward(vn_ctx *ctx, vn_node *node)
+{
+    dev_open();
+    vn__cpu_op_table()[node->op].backward(ctx, node);
+    dev_close();
+}
+
+static void cpu_recompute(vn_ctx *ctx, vn_node *node)
+{
+    dev_open();
+    vn__cpu_op_table()[node->op].recompute(ctx, node);
+    dev_close();
+}
+
+static vn__op_kernels cpu_ops[VN_OP_COUNT];
+#else
 static const vn__op_kernels no_ops[VN_OP_COUNT];
 #endif
 
@@ -177,7 +269,9 @@ static const vn__backend fake = {
     .pool_trim = pool_trim,
     .pool_stats = pool_stats,
     .pool_clear_peak = pool_clear_peak,
-#ifndef FAKE_CPU_OPS
+#ifdef FAKE_CPU_OPS
+    .ops = cpu_ops,
+#else
     .ops = no_ops,
 #endif
     .optim_step = optim_step,
@@ -191,11 +285,13 @@ const vn__backend *vn__backend_entry(void);
 const vn__backend *vn__backend_entry(void)
 {
 #ifdef FAKE_CPU_OPS
-    /* The CPU column is libvanilla's, known only at run time. */
-    static vn__backend cpu_ops;
-    cpu_ops = fake;
-    cpu_ops.ops = vn__cpu_op_table();
-    return &cpu_ops;
+    /* Where the CPU has a kernel, the wrapper that opens the device memory around it. */
+    const vn__op_kernels *cpu = vn__cpu_op_table();
+    for (int op = 0; op < VN_OP_COUNT; op++)
+        cpu_ops[op] = (vn__op_kernels){cpu[op].forward ? cpu_forward : NULL,
+                                       cpu[op].backward ? cpu_backward : NULL,
+                                       cpu[op].recompute ? cpu_recompute : NULL};
+    return &fake;
 #elif defined(FAKE_ABI)
     static vn__backend other;
     other = fake;
