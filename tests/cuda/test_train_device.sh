@@ -76,10 +76,19 @@ other=(--set optim.name=adamw --set data.mixup=0 --set data.cutmix=0 --set model
 "$VANILLA" train "$T/base.yaml" "${other[@]}" --set output.dir="$T/cpu2" >"$T/cpu2.log" 2>&1
 expect "cpu run 2: exit 0" [ $? -eq 0 ]
 dev train "$T/base.yaml" "${other[@]}" --set output.dir="$T/dev2" --set train.device=cuda \
-  >"$T/dev2.log" 2>&1
+  --set train.deterministic=true --set train.tf32=false >"$T/dev2.log" 2>&1
 expect "device run 2: exit 0" [ $? -eq 0 ]
 expect "device run 2 (AdamW, dropout, smoothing): every checkpoint equals the cpu's" \
   same_ckpts "$T/cpu2" "$T/dev2"
+
+# model.init (read into the host model before it moves) with a BCE loss on hard labels.
+init=(--set model.init="$(ckpt "$T/cpu2" 12)" --set train.max_steps=3 --set loss.bce_always=true)
+"$VANILLA" train "$T/base.yaml" "${init[@]}" --set output.dir="$T/cpu3" >/dev/null 2>&1
+dev train "$T/base.yaml" "${init[@]}" --set output.dir="$T/dev3" --set train.device=cuda \
+  >"$T/dev3.log" 2>&1
+expect "device run 3 (model.init, BCE): exit 0" [ $? -eq 0 ]
+expect "device run 3 (model.init, BCE): every checkpoint equals the cpu's" \
+  same_ckpts "$T/cpu3" "$T/dev3"
 
 # 3. Across devices: a cpu checkpoint of step 3 (mid-epoch) resumes on the device, a device
 # checkpoint on the cpu; both end where the straight runs end.
