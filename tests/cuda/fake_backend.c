@@ -39,15 +39,44 @@ static int set_tf32(bool on) { return on ? VN_OK : VN_OK; }
 static int set_deterministic(bool on) { return on ? VN_OK : VN_OK; }
 
 #ifdef FAKE_CPU_OPS
-/* The device memory: pages handed out in order from one reserved mapping and never given
- * back to the host (a freed block's pages are dropped, its addresses not reused), so one
- * mprotect over [base, base + used) opens or closes all of it. */
+/* The device memory: whole pages of one reserved mapping, handed out in order and reused by
+ * blocks of the same length once freed (a training step asks for the same sizes every time),
+ * so one mprotect over [base, base + used) opens or closes all of it. */
 #define ARENA_BYTES ((size_t)64 << 30)
 #define PAGE ((size_t)4096)
+typedef struct arena_block {
+    uint8_t *p;
+    size_t len;
+    bool free;
+} arena_block;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *g_base;
 static size_t g_used;
 static int g_open; /* entries running (they may nest) */
+static arena_block *g_blocks;
+static size_t g_n, g_cap;
+
+/* A free block of len bytes, or new pages at the end (NULL when none are left). */
+static uint8_t *arena_take(size_t len)
+{
+    for (size_t i = 0; i < g_n; i++)
+        if (g_blocks[i].free && g_blocks[i].len == len) {
+            g_blocks[i].free = false;
+            return g_blocks[i].p;
+        }
+    if (g_n == g_cap) {
+        size_t cap = g_cap ? 2 * g_cap : 256;
+        arena_block *b = realloc(g_blocks, cap * sizeof *b);
+        if (!b) return NULL;
+        g_blocks = b;
+        g_cap = cap;
+    }
+    if (g_used + len > ARENA_BYTES) return NULL;
+    uint8_t *p = g_base + g_used;
+    g_used += len;
+    g_blocks[g_n++] = (arena_block){p, len, false};
+    return p;
+}
 
 static void dev_open(void)
 {
@@ -74,12 +103,11 @@ static void *arena_alloc(size_t bytes, bool nan)
                        -1, 0);
         g_base = m == MAP_FAILED ? NULL : m;
     }
-    if (g_base && g_used + len <= ARENA_BYTES &&
-        mprotect(g_base + g_used, len, PROT_READ | PROT_WRITE) == 0) {
-        p = g_base + g_used;
-        g_used += len;
+    uint8_t *b = g_base ? arena_take(len) : NULL;
+    if (b && mprotect(b, len, PROT_READ | PROT_WRITE) == 0) {
+        p = b;
         float *f = p;
-        for (size_t i = 0; nan && i < len / sizeof(float); i++) f[i] = NAN;
+        for (size_t i = 0; i < len / sizeof(float); i++) f[i] = nan ? NAN : 0.0f;
         if (!g_open) mprotect(p, len, PROT_NONE);
     }
     pthread_mutex_unlock(&g_lock);
@@ -88,7 +116,10 @@ static void *arena_alloc(size_t bytes, bool nan)
 
 static void arena_free(void *p)
 {
-    (void)p; /* bounded by the short runs of the test; the addresses stay unused */
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; p && i < g_n; i++)
+        if (g_blocks[i].p == p) g_blocks[i].free = true;
+    pthread_mutex_unlock(&g_lock);
 }
 
 static void *alloc(size_t bytes) { return arena_alloc(bytes, false); }
