@@ -878,6 +878,10 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (rc == VN_OK) {
         res->already_finished = r->st.finished;
         if (r->dp) print_dp(r);
+        if (r->device != VN_DEVICE_CPU)
+            fprintf(r->out, "device: %s (train.tf32 %s, train.deterministic %s)\n",
+                    vn_device_name(r->device), cfg->train.tf32 ? "true" : "false",
+                    cfg->train.deterministic ? "true" : "false");
         rc = train_epochs(r, res, err);
         if (r->dp && r->dp_steps > 0)
             fprintf(r->out, "\ndata-parallel: %lld steps, %.3f s of %.3f s waiting on the gradient "
