@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 /* Raise it whenever vn__backend changes shape or meaning. */
-#define VN__BACKEND_ABI 1u
+#define VN__BACKEND_ABI 2u
 /* The symbol a backend module exports: const vn__backend *VN__BACKEND_ENTRY(void). */
 #define VN__BACKEND_ENTRY "vn__backend_entry"
 
@@ -40,6 +40,8 @@ typedef struct vn__backend {
     int (*check)(char *msg, size_t n);
     int (*sync)(void);
     int (*set_tf32)(bool on);
+    /* Deterministic algorithms only (cuDNN's ranking filtered), or the fastest. */
+    int (*set_deterministic)(bool on);
     /* Model-lifetime memory, zero-filled (NULL on failure), and copies. */
     void *(*alloc)(size_t bytes);
     void (*free)(void *p);
@@ -66,6 +68,12 @@ typedef struct vn__backend {
 } vn__backend;
 
 typedef const vn__backend *(*vn__backend_entry_fn)(void);
+
+/* The CPU's column of the op table and the CPU optimizer step (autograd/dispatch.c,
+ * optim/optim_step.c), for a stand-in module that runs the CPU kernels on host memory as if
+ * it were a device's (tests/cuda/fake_backend.c, FAKE_CPU_OPS). */
+const vn__op_kernels *vn__cpu_op_table(void);
+int vn__optim_step_cpu(struct vn_optim *opt, vn_error *err);
 
 #ifndef VN_VERSION
 #error "VN_VERSION (the project version) is defined by meson.build for libvanilla and its backends"

@@ -83,6 +83,13 @@ int vn_device_set_tf32(vn_device d, bool on)
     return b ? b->set_tf32(on) : VN_ERR_UNSUPPORTED;
 }
 
+int vn_device_set_deterministic(vn_device d, bool on)
+{
+    if (d == VN_DEVICE_CPU) return VN_OK; /* the CPU kernels are deterministic */
+    const vn__backend *b = vn__backend_of(d);
+    return b ? b->set_deterministic(on) : VN_ERR_UNSUPPORTED;
+}
+
 /* ---- model tensors on a device ------------------------------------------------------- */
 
 static int move_buffer(float **buf, int64_t numel, vn_device from, vn_device to)
@@ -140,6 +147,12 @@ int vn_tensor_read_grad(const vn_tensor *t, float *host)
     return vn__dev_copy(VN_DEVICE_CPU, host, t->device, t->grad, (size_t)t->numel * sizeof(float));
 }
 
+int vn_tensor_write_grad(vn_tensor *t, const float *host)
+{
+    if (!t->grad) return VN_ERR_STATE;
+    return vn__dev_copy(t->device, t->grad, VN_DEVICE_CPU, host, (size_t)t->numel * sizeof(float));
+}
+
 /* ---- contexts on a device ------------------------------------------------------------ */
 
 vn_ctx *vn_ctx_create_on(vn_device d)
@@ -151,6 +164,17 @@ vn_ctx *vn_ctx_create_on(vn_device d)
 }
 
 vn_device vn_ctx_device(const vn_ctx *ctx) { return ctx->device; }
+
+vn_tensor *vn_ctx_upload(vn_ctx *ctx, vn_tensor *t)
+{
+    if (!t || t->device == ctx->device) return t;
+    vn_tensor *x = vn_ctx_tensor(ctx, t->ndim, t->shape);
+    if (x && vn__dev_copy(x->device, x->data, t->device, t->data,
+                          (size_t)t->numel * sizeof(float)) != VN_OK)
+        x = vn_ctx_fail(ctx, VN_ERR_IO, "copying a %s tensor to %s failed",
+                        vn_device_name(t->device), vn_device_name(x->device));
+    return x;
+}
 
 /* Only contexts made by vn_ctx_create_on(d), after its backend loaded, reach these. */
 void *vn__dev_pool_alloc(vn_ctx *ctx, size_t bytes)

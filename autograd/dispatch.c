@@ -45,6 +45,8 @@ VN_OP_LIST(VN_X_DECLARE)
 static const vn__op_kernels op_table[VN_OP_COUNT] = {VN_OP_LIST(VN_X_CELL)};
 #undef VN_X_CELL
 
+const vn__op_kernels *vn__cpu_op_table(void) { return op_table; }
+
 static const vn__op_kernels *cell(vn_op op, vn_device device)
 {
     if ((unsigned)op >= VN_OP_COUNT || (unsigned)device >= VN_DEVICE_COUNT) return NULL;

@@ -100,5 +100,12 @@ void vn_tensor_copy_data(vn_tensor *dst, const vn_tensor *src)
 {
     VN_ASSERT(dst->numel == src->numel, "copy between tensors of %lld and %lld elements",
               (long long)dst->numel, (long long)src->numel);
-    memcpy(dst->data, src->data, (size_t)src->numel * sizeof(float));
+    size_t bytes = (size_t)src->numel * sizeof(float);
+    if (dst->device != VN_DEVICE_CPU || src->device != VN_DEVICE_CPU) {
+        int rc = vn__dev_copy(dst->device, dst->data, src->device, src->data, bytes);
+        VN_ASSERT(rc == VN_OK, "copying %zu bytes from %s to %s failed", bytes,
+                  vn_device_name(src->device), vn_device_name(dst->device));
+        return;
+    }
+    memcpy(dst->data, src->data, bytes);
 }

@@ -59,6 +59,11 @@ vn_tensor *vn_ctx_fail(vn_ctx *ctx, int code, const char *fmt, ...)
 void vn_ctx_mem_stats(const vn_ctx *ctx, vn_mem_stats *out);
 void vn_ctx_clear_peak(vn_ctx *ctx);
 
+/* t itself when it lives on the context's device; otherwise a step tensor there holding t's
+ * values (a batch decoded in host memory, copied to the device). NULL with the context's
+ * error set when that fails. */
+vn_tensor *vn_ctx_upload(vn_ctx *ctx, vn_tensor *t);
+
 /* A step tensor with uninitialised data. */
 vn_tensor *vn_ctx_tensor(vn_ctx *ctx, int ndim, const int64_t *shape);
 vn_tensor *vn_ctx_tensor4(vn_ctx *ctx, int64_t d0, int64_t d1, int64_t d2, int64_t d3);

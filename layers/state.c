@@ -69,29 +69,39 @@ static void file_shape(const vn_tensor *t, int64_t *shape)
     }
 }
 
+/* A float tensor in file layout. A tensor on a device is read into host memory first (the
+ * file is the same whichever device holds the model). */
+static int tensor_to_writer(const vn_tensor *t, const char *name, vn_st_writer *w, vn_error *err)
+{
+    int64_t shape[VN_MAX_DIMS];
+    file_shape(t, shape);
+    bool ohwi = (t->flags & VN_TENSOR_OHWI) && t->ndim == 4, dev = t->device != VN_DEVICE_CPU;
+    if (!ohwi && !dev) return vn_st_add(w, name, VN_DTYPE_F32, t->ndim, shape, t->data, err);
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    float *host = dev ? malloc(bytes ? bytes : 1) : t->data;
+    float *tmp = ohwi ? malloc(bytes ? bytes : 1) : host;
+    int rc = !host || !tmp ? vn_error_set(err, VN_ERR_NOMEM, "out of memory writing %s", name)
+                           : VN_OK;
+    if (rc == VN_OK && dev && vn_tensor_read(t, host) != VN_OK)
+        rc = vn_error_set(err, VN_ERR_IO, "reading %s back from %s failed", name,
+                          vn_device_name(t->device));
+    if (rc == VN_OK && ohwi)
+        vn_ohwi_to_oihw(tmp, host, t->shape[0], t->shape[3], t->shape[1], t->shape[2]);
+    if (rc == VN_OK) rc = vn_st_add(w, name, VN_DTYPE_F32, t->ndim, shape, tmp, err);
+    if (ohwi) free(tmp);
+    if (dev) free(host);
+    return rc;
+}
+
 int vn_state_to_writer(const vn_state_list *l, const char *prefix, vn_st_writer *w, vn_error *err)
 {
     char name[512];
     for (int i = 0; i < l->n; i++) {
         const vn_state_item *e = &l->items[i];
         snprintf(name, sizeof name, "%s%s", prefix, e->name);
-        int rc;
-        if (e->kind == VN_STATE_COUNT) {
-            rc = vn_st_add(w, name, VN_DTYPE_I64, 0, NULL, e->count, err);
-        } else {
-            const vn_tensor *t = e->tensor;
-            int64_t shape[VN_MAX_DIMS];
-            file_shape(t, shape);
-            if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4) {
-                float *tmp = malloc((size_t)t->numel * sizeof *tmp);
-                if (!tmp) return vn_error_set(err, VN_ERR_NOMEM, "out of memory writing %s", name);
-                vn_ohwi_to_oihw(tmp, t->data, t->shape[0], t->shape[3], t->shape[1], t->shape[2]);
-                rc = vn_st_add(w, name, VN_DTYPE_F32, t->ndim, shape, tmp, err);
-                free(tmp);
-            } else {
-                rc = vn_st_add(w, name, VN_DTYPE_F32, t->ndim, shape, t->data, err);
-            }
-        }
+        int rc = e->kind == VN_STATE_COUNT
+                     ? vn_st_add(w, name, VN_DTYPE_I64, 0, NULL, e->count, err)
+                     : tensor_to_writer(e->tensor, name, w, err);
         if (rc != VN_OK) return rc;
     }
     return VN_OK;
@@ -151,12 +161,63 @@ static void ohwi_from_oihw_bytes(float *dst, const uint8_t *src, int64_t o, int6
                            sizeof(float));
 }
 
+/* Host memory for the largest float tensor of l that lives on a device (NULL without one; *rc
+ * VN_ERR_NOMEM when it cannot be had). */
+static float *device_staging(const vn_state_list *l, int *rc)
+{
+    int64_t most = 0;
+    for (int i = 0; i < l->n; i++) {
+        const vn_tensor *t = l->items[i].kind == VN_STATE_COUNT ? NULL : l->items[i].tensor;
+        if (t && t->device != VN_DEVICE_CPU && t->numel > most) most = t->numel;
+    }
+    float *p = most ? malloc((size_t)most * sizeof(float)) : NULL;
+    *rc = most && !p ? VN_ERR_NOMEM : VN_OK;
+    return p;
+}
+
+/* A model on a device: each tensor goes through host memory (staging) in its layout. */
+static int state_from_file_device(const vn_state_list *l, const char *prefix, const vn_st_file *f,
+                                  float *staging, vn_error *err)
+{
+    char name[512];
+    for (int i = 0; i < l->n; i++) {
+        const vn_state_item *e = &l->items[i];
+        snprintf(name, sizeof name, "%s%s", prefix, e->name);
+        const vn_st_entry *fe = vn_st_find(f, name);
+        vn_tensor *t = e->tensor;
+        if (e->kind == VN_STATE_COUNT) {
+            memcpy(e->count, fe->data, sizeof(int64_t));
+            continue;
+        }
+        float *host = t->device == VN_DEVICE_CPU ? t->data : staging;
+        if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4)
+            ohwi_from_oihw_bytes(host, fe->data, t->shape[0], t->shape[3], t->shape[1],
+                                 t->shape[2]);
+        else
+            memcpy(host, fe->data, fe->nbytes);
+        if (host == staging && vn_tensor_write(t, staging) != VN_OK)
+            return vn_error_set(err, VN_ERR_IO, "%s: copying '%s' to %s failed", vn_st_path(f),
+                                name, vn_device_name(t->device));
+    }
+    return VN_OK;
+}
+
 int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_file *f,
                        bool strict, vn_error *err)
 {
-    /* Check everything first, so a mismatch leaves the model untouched; copying cannot fail. */
+    /* Check everything first, so a mismatch leaves the model untouched; copying cannot fail
+     * (on a device: after the one host buffer, only a failing device copy). */
     int rc = vn_state_check_file(l, prefix, f, strict, err);
     if (rc != VN_OK) return rc;
+    float *staging = device_staging(l, &rc);
+    if (rc != VN_OK)
+        return vn_error_set(err, rc, "%s: out of memory loading tensors to the device",
+                            vn_st_path(f));
+    if (staging) {
+        rc = state_from_file_device(l, prefix, f, staging, err);
+        free(staging);
+        return rc;
+    }
     char name[512];
     for (int i = 0; i < l->n; i++) {
         const vn_state_item *e = &l->items[i];

@@ -48,13 +48,37 @@ double vn_sumsq_f32(const float *x, int64_t n)
 
 double vn_norm_f32(const float *x, int64_t n) { return sqrt(vn_sumsq_f32(x, n)); }
 
+/* Gradients on a device are read into host memory (one buffer for the largest), where the
+ * same chunked sums and scaling as on the CPU run: the same bytes whichever device holds them.
+ * A read that cannot be made gives NaN (the step is then skipped or stops the run). */
+static float *grad_staging(vn_tensor *const *params, int n, bool *any)
+{
+    int64_t most = 0;
+    for (int i = 0; i < n; i++)
+        if (params[i] && params[i]->grad && params[i]->device != VN_DEVICE_CPU &&
+            params[i]->numel > most)
+            most = params[i]->numel;
+    *any = most > 0;
+    return most ? malloc((size_t)most * sizeof(float)) : NULL;
+}
+
+static const float *host_grad(const vn_tensor *t, float *staging)
+{
+    if (t->device == VN_DEVICE_CPU) return t->grad;
+    return staging && vn_tensor_read_grad(t, staging) == VN_OK ? staging : NULL;
+}
+
 double vn_grad_norm(vn_tensor *const *params, int n)
 {
+    bool dev;
+    float *staging = grad_staging(params, n, &dev);
     double s = 0.0;
     for (int i = 0; i < n; i++) {
         if (!params[i] || !params[i]->grad) continue;
-        s += vn_sumsq_f32(params[i]->grad, params[i]->numel);
+        const float *g = host_grad(params[i], staging);
+        s += g ? vn_sumsq_f32(g, params[i]->numel) : NAN;
     }
+    free(staging);
     return sqrt(s);
 }
 
@@ -97,9 +121,20 @@ double vn_clip_grad_norm(vn_tensor *const *params, int n, double max_norm)
     /* torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, in float32. */
     float coef = (float)max_norm / ((float)total + 1e-6f);
     if (!(coef < 1.0f)) return total;
+    bool dev;
+    float *staging = grad_staging(params, n, &dev);
+    if (dev && !staging) return NAN;
     for (int i = 0; i < n; i++) {
         if (!params[i] || !params[i]->grad) continue;
-        scale_f32(params[i]->grad, params[i]->numel, coef);
+        if (params[i]->device == VN_DEVICE_CPU) {
+            scale_f32(params[i]->grad, params[i]->numel, coef);
+            continue;
+        }
+        /* Device gradients: read, scale on the host, write back. */
+        if (vn_tensor_read_grad(params[i], staging) != VN_OK) total = NAN;
+        scale_f32(staging, params[i]->numel, coef);
+        if (isfinite(total) && vn_tensor_write_grad(params[i], staging) != VN_OK) total = NAN;
     }
+    free(staging);
     return total;
 }

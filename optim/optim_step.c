@@ -265,6 +265,11 @@ int vn_optim_step(vn_optim *opt, vn_error *err)
                                 "without its backend", vn_device_name(opt->p[0].t->device));
         return b->optim_step(opt, err);
     }
+    return vn__optim_step_cpu(opt, err);
+}
+
+int vn__optim_step_cpu(vn_optim *opt, vn_error *err)
+{
     for (int i = 0; i < opt->n; i++)
         if (!opt->p[i].t->grad)
             return vn_error_set(err, VN_ERR_STATE,

@@ -306,6 +306,10 @@ static const vn_config_key schema[] = {
     {KEY(train, device), .def = "cpu", .choices = device_names, .flags = VN_CONFIG_NOT_HASHED,
      .help = "Where the model trains: cpu, or cuda (a build with the CUDA backend and a "
              "visible GPU)."},
+    {KEY(train, tf32), .def = "true", .flags = VN_CONFIG_NOT_HASHED,
+     .help = "cuda: TF32 tensor cores for FP32 matrix products and convolutions; false: strict FP32."},
+    {KEY(train, deterministic), .def = "false", .flags = VN_CONFIG_NOT_HASHED,
+     .help = "cuda: deterministic cuDNN algorithms only (a resume is bit-exact); false: the fastest."},
 
     /* ---- detect (model.task: detect; Ultralytics 8.3 defaults) ---- */
     {KEY(detect, data), .def = "\"\"", .flags = VN_CONFIG_NOT_HASHED,

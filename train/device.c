@@ -1,15 +1,26 @@
-/* train.device: the check made before a run starts. */
+/* train.device, train.tf32 and train.deterministic: the device a run is placed on, checked and
+ * set up before anything else happens. */
 #include "train/vn_trainer.h"
 
-int vn_train_device_refuse(const vn_config *cfg, vn_error *err)
+int vn_train_device_open(const vn_config *cfg, int ranks, vn_device *out, vn_error *err)
 {
     vn_device d = cfg->train.device == VN_CONFIG_DEVICE_CUDA ? VN_DEVICE_CUDA : VN_DEVICE_CPU;
+    *out = VN_DEVICE_CPU;
     if (d == VN_DEVICE_CPU) return VN_OK;
     char why[200];
     int rc = vn_device_check(d, why, sizeof why);
     if (rc != VN_OK) return vn_error_set(err, rc, "train.device: %s: %s", vn_device_name(d), why);
-    return vn_error_set(err, VN_ERR_UNSUPPORTED,
-                        "train.device: %s: the trainer does not place runs on %s yet (its ops, "
-                        "optimizers and EMA run there: bench/bench_train --device %s)",
-                        vn_device_name(d), vn_device_name(d), vn_device_name(d));
+    if (cfg->model.task == VN_CONFIG_TASK_DETECT)
+        return vn_error_set(err, VN_ERR_UNSUPPORTED, "train.device: %s: the detector's trainer "
+                            "(model.task: detect) runs on the cpu only", vn_device_name(d));
+    if (ranks > 1)
+        return vn_error_set(err, VN_ERR_UNSUPPORTED, "train.device: %s: data-parallel runs (%d "
+                            "ranks) train on the cpu only for now", vn_device_name(d), ranks);
+    rc = vn_device_set_tf32(d, cfg->train.tf32);
+    if (rc == VN_OK) rc = vn_device_set_deterministic(d, cfg->train.deterministic);
+    if (rc != VN_OK)
+        return vn_error_set(err, rc, "train.device: %s: setting train.tf32 / train.deterministic "
+                            "failed: %s", vn_device_name(d), vn_status_str(rc));
+    *out = d;
+    return VN_OK;
 }

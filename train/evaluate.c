@@ -39,13 +39,7 @@ int vn_evaluate_until(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_resu
         rc = vn_loader_next(ld, &b, err);
         if (rc != VN_OK || b.size == 0) break;
         vn_ctx_reset(ctx);
-        vn_tensor *x = b.images;
-        if (vn_ctx_device(ctx) != VN_DEVICE_CPU) { /* the batch to the context's device */
-            x = vn_ctx_tensor(ctx, b.images->ndim, b.images->shape);
-            if (x && vn_tensor_write(x, b.images->data) != VN_OK)
-                x = vn_ctx_fail(ctx, VN_ERR_IO, "copying a batch to %s failed",
-                                vn_device_name(vn_ctx_device(ctx)));
-        }
+        vn_tensor *x = vn_ctx_upload(ctx, b.images); /* the batch to the context's device */
         vn_tensor *y = x ? vn_vanillanet_forward(ctx, m, x) : NULL;
         float *yhost = y && y->device != VN_DEVICE_CPU ? malloc((size_t)y->numel * sizeof(float))
                                                        : NULL;

@@ -13,31 +13,45 @@
 #define EXPORT_CHECK_BATCH 8
 #define EXPORT_DEFAULT_SIZE 224 /* without stored preprocessing */
 
-/* Eval-mode logits of m on x, copied into *out (n values). */
+/* Eval-mode logits of m on x, copied into *out (n values). On the context's device: m moves
+ * there for the forward and back to the host after it (the merge and the writers read it
+ * there). */
 static int logits_of(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x, float **out, int64_t *n,
                      vn_error *err)
 {
-    vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
-    if (!y) return vn_error_set(err, vn_ctx_status(ctx), "%s", vn_ctx_error(ctx));
-    *n = y->numel;
-    *out = malloc((size_t)y->numel * sizeof **out);
-    if (!*out) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    memcpy(*out, y->data, (size_t)y->numel * sizeof **out);
+    vn_device d = vn_ctx_device(ctx);
+    int rc = d == VN_DEVICE_CPU ? VN_OK : vn_state_to_device(&m->state, d, err);
+    vn_tensor *xd = rc == VN_OK ? vn_ctx_upload(ctx, x) : NULL;
+    vn_tensor *y = xd ? vn_vanillanet_forward(ctx, m, xd) : NULL;
+    if (rc == VN_OK && !y) rc = vn_error_set(err, vn_ctx_status(ctx), "%s", vn_ctx_error(ctx));
+    if (rc == VN_OK) {
+        *n = y->numel;
+        *out = malloc((size_t)y->numel * sizeof **out);
+        if (!*out) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    }
+    if (rc == VN_OK && vn_tensor_read(y, *out) != VN_OK)
+        rc = vn_error_set(err, VN_ERR_IO, "reading the logits back from %s failed",
+                          vn_device_name(d));
     vn_ctx_reset(ctx);
-    return VN_OK;
+    if (d != VN_DEVICE_CPU) {
+        vn_error e2 = {0};
+        int back = vn_state_to_device(&m->state, VN_DEVICE_CPU, &e2);
+        if (rc == VN_OK && back != VN_OK) rc = vn_error_set(err, back, "%s", e2.msg);
+    }
+    return rc;
 }
 
 /* Runs the training form on the check batch, merges m in place, runs the deploy form and
  * records the largest difference. */
 static int merge_and_check(vn_vanillanet *m, const vn_ckpt_info *info, bool force,
-                           vn_export_result *res, vn_error *err)
+                           vn_device device, vn_export_result *res, vn_error *err)
 {
     res->act_learn = m->act_learn; /* before the merge sets it to 1 */
     res->check_size = info && info->has_data ? info->input_size : EXPORT_DEFAULT_SIZE;
     res->params_train = vn_vanillanet_count_params(&m->cfg, false);
     int size = res->check_size;
     vn_tensor *x = vn_tensor_new4(EXPORT_CHECK_BATCH, size, size, m->cfg.in_chans, false);
-    vn_ctx *ctx = vn_ctx_create();
+    vn_ctx *ctx = device == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(device);
     float *ref = NULL, *got = NULL;
     int64_t n = 0, n2 = 0;
     int rc = x && ctx ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "out of memory");
@@ -101,7 +115,7 @@ int vn_export_model(vn_vanillanet *m, const vn_ckpt_info *info, const char *path
                             "and the merge would change the network's outputs. Train to the end of "
                             "deep_training.decay_epochs, or pass --force to export an approximate "
                             "network.", src, (double)m->act_learn);
-    int rc = merge_and_check(m, info, opt->force, res, err);
+    int rc = merge_and_check(m, info, opt->force, opt->device, res, err);
     if (rc != VN_OK) return rc;
     if (opt->onnx) return vn_export_onnx(m, info, opt->onnx_input_size, path, err);
     return write_deploy(m, info, path, err);

@@ -35,6 +35,7 @@ typedef struct run {
     int n_params;
     vn_schedule lr_sched, wd_sched;
     vn_ctx *ctx;
+    vn_device device;         /* train.device: model, EMAs, optimizer and step memory */
     vn_metrics *metrics;
     vn_progress *progress;
     vn_train_state st;
@@ -162,6 +163,19 @@ static int setup_model(run *r, vn_error *err)
     return VN_OK;
 }
 
+/* train.device: the model and its EMA copies (parameters, gradients, BatchNorm buffers) move
+ * to the device once they are initialised on the host; the optimizer's moments follow them on
+ * its first step there. */
+static int place_on_device(run *r, vn_error *err)
+{
+    if (r->device == VN_DEVICE_CPU) return VN_OK;
+    int rc = vn_state_to_device(&r->model->state, r->device, err);
+    for (int e = 0; rc == VN_OK && e < r->n_emas; e++)
+        rc = vn_state_to_device(&r->emas[e]->state, r->device, err);
+    if (rc != VN_OK) vn_error_prefix(err, "train.device: ");
+    return rc;
+}
+
 static int setup_optim(run *r, vn_error *err)
 {
     const vn_config_optim *o = &r->cfg->optim;
@@ -263,6 +277,15 @@ static int save_checkpoint_rank0(run *r, bool is_best, vn_train_result *res, vn_
     r->best_mask = 0;
     prune_checkpoints(r);
     return VN_OK;
+}
+
+/* The loss value of a micro-batch, read back from the run's device (the one value of a step
+ * that the host needs besides the checkpoints). NaN when it cannot be read. */
+static double loss_value(vn_tensor *loss)
+{
+    float v = NAN;
+    if (vn_tensor_read(loss, &v) != VN_OK) return NAN;
+    return v;
 }
 
 static vn_tensor *loss_of(run *r, vn_tensor *logits, const vn_batch *b)
@@ -450,14 +473,15 @@ static int train_step(run *r, double *loss_out, int *images, vn_error *err)
         if (rc != VN_OK) return rc;
         if (b.size == 0) return vn_error_set(err, VN_ERR_STATE, "the loader ended an epoch early");
         vn_ctx_reset(r->ctx);
-        vn_tensor *logits = vn_vanillanet_forward(r->ctx, r->model, b.images);
+        vn_tensor *x = vn_ctx_upload(r->ctx, b.images);
+        vn_tensor *logits = x ? vn_vanillanet_forward(r->ctx, r->model, x) : NULL;
         vn_tensor *loss = loss_of(r, logits, &b);
         if (loss && uf > 1) loss = vn_scale(r->ctx, loss, vn_accum_loss_scale((int)uf));
         if (!loss) {
             vn_loader_release(r->train, &b);
             return vn_error_set(err, vn_ctx_status(r->ctx), "forward: %s", vn_ctx_error(r->ctx));
         }
-        double lv = loss->data[0] * (double)uf;
+        double lv = loss_value(loss) * (double)uf;
         if (!isfinite(lv)) bad = true;
         if (!bad && vn_backward(r->ctx, loss) != VN_OK) {
             vn_loader_release(r->train, &b);
@@ -520,7 +544,7 @@ static int dp_micro(run *r, int64_t k, double *lv, int *images, vn_error *err)
     vn_tensor *loss = loss_of(r, logits, &b);
     if (loss) loss = vn_scale(r->ctx, loss, vn_accum_loss_scale((int)G));
     if (loss) {
-        *lv = loss->data[0] * (double)G;
+        *lv = loss_value(loss) * (double)G;
         vn_backward(r->ctx, loss);
     }
     rc = vn_ctx_status(r->ctx);
@@ -802,6 +826,11 @@ static int train_epochs(run *r, vn_train_result *res, vn_error *err)
 
 int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res, vn_error *err)
 {
+    if (cfg->model.task == VN_CONFIG_TASK_DETECT && cfg->train.device != VN_CONFIG_DEVICE_CPU) {
+        memset(res, 0, sizeof *res);
+        vn_device d;
+        return vn_train_device_open(cfg, 1, &d, err); /* why it cannot run there */
+    }
     if (cfg->model.task == VN_CONFIG_TASK_DETECT) return vn_detect_train(cfg, opt, res, err);
     memset(res, 0, sizeof *res);
     run R = {0}, *r = &R;
@@ -817,20 +846,23 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (r->rank > 0 && !(r->out = r->null_out = fopen("/dev/null", "w")))
         return vn_error_set(err, VN_ERR_IO, "cannot open /dev/null");
     vn_set_threads(vn__dist_threads(cfg, opt->dist));
-    if (cfg->train.device != VN_CONFIG_DEVICE_CPU) {
+    int rc = vn_train_device_open(cfg, r->ranks, &r->device, err);
+    if (rc != VN_OK) {
         run_free(r);
-        return vn_train_device_refuse(cfg, err);
+        return rc;
     }
 
     char ckdir[4096];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
-    int rc = r->rank == 0 ? vn_mkdirs(ckdir, err) : VN_OK;
+    rc = r->rank == 0 ? vn_mkdirs(ckdir, err) : VN_OK;
     if (rc == VN_OK && r->rank == 0) rc = vn_ckpt_dir_prepare(ckdir, err);
     if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "preparing the run folder", err);
     if (rc == VN_OK) rc = open_data(r, err);
     if (rc == VN_OK) rc = setup_model(r, err);
     if (rc == VN_OK) rc = setup_optim(r, err);
-    if (rc == VN_OK && !(r->ctx = vn_ctx_create())) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    if (rc == VN_OK) rc = place_on_device(r, err);
+    if (rc == VN_OK && !(r->ctx = r->device == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(r->device)))
+        rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     if (rc == VN_OK) vn_ctx_set_keep(r->ctx, (size_t)(cfg->train.keep_mb * 1e6));
     if (rc == VN_OK && r->ranks > 1)
         rc = vn__dp_create(opt->dist, r->ctx, r->params, r->n_params, cfg->train.dist_bucket_mb * 1e6,
@@ -846,6 +878,10 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (rc == VN_OK) {
         res->already_finished = r->st.finished;
         if (r->dp) print_dp(r);
+        if (r->device != VN_DEVICE_CPU)
+            fprintf(r->out, "device: %s (train.tf32 %s, train.deterministic %s)\n",
+                    vn_device_name(r->device), cfg->train.tf32 ? "true" : "false",
+                    cfg->train.deterministic ? "true" : "false");
         rc = train_epochs(r, res, err);
         if (r->dp && r->dp_steps > 0)
             fprintf(r->out, "\ndata-parallel: %lld steps, %.3f s of %.3f s waiting on the gradient "

@@ -193,6 +193,8 @@ typedef struct vn_config_train {
     int nonfinite;            /* vn_config_nonfinite */
     int64_t max_skip;
     int device;               /* vn_config_device */
+    bool tf32;                /* cuda: TF32 tensor cores (false: strict FP32) */
+    bool deterministic;       /* cuda: deterministic cuDNN algorithms only */
     double dist_bucket_mb;    /* data-parallel: gradient bucket size, MB */
     double dist_timeout;      /* data-parallel: seconds a collective may wait, 0: forever */
 } vn_config_train;

@@ -163,6 +163,7 @@ typedef struct vn_export_options {
     bool force;          /* merge even at act_learn < 1 (the result is then approximate) */
     bool onnx;           /* write ONNX (vn_export_onnx) instead of safetensors */
     int onnx_input_size; /* <= 0: info's stored input size, else 224 */
+    vn_device device;    /* where the check runs both forms (the merge itself is on the host) */
 } vn_export_options;
 
 typedef struct vn_export_result {
@@ -281,11 +282,11 @@ typedef struct vn_train_result {
     int64_t params;
 } vn_train_result;
 
-/* train.device other than cpu (train/device.c): the error vn_train returns before touching
- * anything. Without a usable device the message says why ("this build has no CUDA backend",
- * "no CUDA device visible"); with one, that the trainer does not run there yet (the backend's
- * ops, optimizers and EMA exist: autograd/cuda/, optim/optim_cuda.c; issue 16). */
-int vn_train_device_refuse(const vn_config *cfg, vn_error *err);
+/* The device of train.device (train/device.c), checked before vn_train touches anything, with
+ * train.tf32 and train.deterministic applied to it. Without a usable device the error says
+ * why ("train.device: cuda: this build has no CUDA backend ...", "... no CUDA device
+ * visible ..."); the detector's trainer and data-parallel runs (ranks > 1) are cpu-only. */
+int vn_train_device_open(const vn_config *cfg, int ranks, vn_device *out, vn_error *err);
 int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res,
              vn_error *err);
 

@@ -94,6 +94,14 @@ int vn__cuda_set_tf32(bool on)
                    CUBLAS_STATUS_SUCCESS ? VN_OK : VN_ERR_IO;
 }
 
+int vn__cuda_set_deterministic(bool on)
+{
+    vn__cuda *c = vn__cuda_get(NULL, 0);
+    if (!c) return VN_ERR_UNSUPPORTED;
+    c->deterministic = on;
+    return VN_OK;
+}
+
 int vn__cuda_sync(void)
 {
     vn__cuda *c = vn__cuda_get(NULL, 0);
@@ -135,7 +143,10 @@ void *vn__cuda_alloc(size_t bytes)
     void *p = NULL;
     if (!vn__cuda_get(NULL, 0)) return NULL;
     if (cudaMalloc(&p, bytes ? bytes : 64) != cudaSuccess) return NULL;
-    if (cudaMemset(p, 0, bytes) != cudaSuccess) {
+    /* On the backend's stream, which does not wait for the legacy one a plain cudaMemset
+     * uses: a copy queued there next must not be overtaken by the zeros. */
+    if (cudaMemsetAsync(p, 0, bytes, g_cuda.stream) != cudaSuccess ||
+        cudaStreamSynchronize(g_cuda.stream) != cudaSuccess) {
         cudaFree(p);
         return NULL;
     }

@@ -30,6 +30,7 @@ static const vn__backend cuda_backend = {
     .check = vn__cuda_check,
     .sync = vn__cuda_sync,
     .set_tf32 = vn__cuda_set_tf32,
+    .set_deterministic = vn__cuda_set_deterministic,
     .alloc = vn__cuda_alloc,
     .free = vn__cuda_free,
     .zero = vn__cuda_zero,

@@ -1,13 +1,23 @@
 /* A stand-in backend module for the tests of the loader (test_backend.c): "device" memory is
  * host memory, the op column is empty, the optimizer step refuses. It lets every path of
  * libvanilla through a backend table (autograd/device.c, dispatch.c, optim/) run without a
- * GPU, under the sanitizers too. Built three times by tests/cuda/meson.build: as is, with
- * FAKE_ABI (another table version) and with FAKE_NO_ENTRY (no entry symbol). */
+ * GPU, under the sanitizers too. Built four times by tests/cuda/meson.build: as is, with
+ * FAKE_ABI (another table version), with FAKE_NO_ENTRY (no entry symbol) and with
+ * FAKE_CPU_OPS, for test_train_device.sh: the op column and the optimizer step are the
+ * CPU's, so that a whole training run can be placed on the "device" and must give the CPU's
+ * bytes. In that variant the "device" memory is also out of the host's reach, as on a GPU:
+ * it lives in one mapping that is PROT_NONE except while one of this module's entries (a
+ * kernel, a copy, the optimizer step, the EMA blend) runs, so a host read or write of a
+ * device pointer anywhere else crashes the test; and fresh step memory is NaN, as
+ * uninitialised device memory may hold anything. */
 #include "autograd/backend.h"
 
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #ifdef FAKE_NO_ENTRY
 int vn__fake_backend_without_entry(void);
@@ -26,31 +36,133 @@ static int check(char *msg, size_t n)
 
 static int sync_device(void) { return check(NULL, 0); }
 static int set_tf32(bool on) { return on ? VN_OK : VN_OK; }
+static int set_deterministic(bool on) { return on ? VN_OK : VN_OK; }
+
+#ifdef FAKE_CPU_OPS
+/* The device memory: whole pages of one reserved mapping, handed out in order and reused by
+ * blocks of the same length once freed (a training step asks for the same sizes every time),
+ * so one mprotect over [base, base + used) opens or closes all of it. */
+#define ARENA_BYTES ((size_t)64 << 30)
+#define PAGE ((size_t)4096)
+typedef struct arena_block {
+    uint8_t *p;
+    size_t len;
+    bool free;
+} arena_block;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *g_base;
+static size_t g_used;
+static int g_open; /* entries running (they may nest) */
+static arena_block *g_blocks;
+static size_t g_n, g_cap;
+
+/* A free block of len bytes, or new pages at the end (NULL when none are left). */
+static uint8_t *arena_take(size_t len)
+{
+    for (size_t i = 0; i < g_n; i++)
+        if (g_blocks[i].free && g_blocks[i].len == len) {
+            g_blocks[i].free = false;
+            return g_blocks[i].p;
+        }
+    if (g_n == g_cap) {
+        size_t cap = g_cap ? 2 * g_cap : 256;
+        arena_block *b = realloc(g_blocks, cap * sizeof *b);
+        if (!b) return NULL;
+        g_blocks = b;
+        g_cap = cap;
+    }
+    if (g_used + len > ARENA_BYTES) return NULL;
+    uint8_t *p = g_base + g_used;
+    g_used += len;
+    g_blocks[g_n++] = (arena_block){p, len, false};
+    return p;
+}
+
+static void dev_open(void)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g_open++ == 0 && g_used) mprotect(g_base, g_used, PROT_READ | PROT_WRITE);
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void dev_close(void)
+{
+    pthread_mutex_lock(&g_lock);
+    if (--g_open == 0 && g_used) mprotect(g_base, g_used, PROT_NONE);
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* len bytes of device memory filled with zeros, or with NaN (step memory). */
+static void *arena_alloc(size_t bytes, bool nan)
+{
+    size_t len = ((bytes ? bytes : 1) + PAGE - 1) & ~(PAGE - 1);
+    void *p = NULL;
+    pthread_mutex_lock(&g_lock);
+    if (!g_base) {
+        void *m = mmap(NULL, ARENA_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        g_base = m == MAP_FAILED ? NULL : m;
+    }
+    uint8_t *b = g_base ? arena_take(len) : NULL;
+    if (b && mprotect(b, len, PROT_READ | PROT_WRITE) == 0) {
+        p = b;
+        float *f = p;
+        for (size_t i = 0; i < len / sizeof(float); i++) f[i] = nan ? NAN : 0.0f;
+        if (!g_open) mprotect(p, len, PROT_NONE);
+    }
+    pthread_mutex_unlock(&g_lock);
+    return p;
+}
+
+static void arena_free(void *p)
+{
+    pthread_mutex_lock(&g_lock);
+    for (size_t i = 0; p && i < g_n; i++)
+        if (g_blocks[i].p == p) g_blocks[i].free = true;
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void *alloc(size_t bytes) { return arena_alloc(bytes, false); }
+static void release(void *p) { arena_free(p); }
+static void *fresh(size_t bytes) { return arena_alloc(bytes, true); }
+static void fresh_free(void *p) { arena_free(p); }
+#else
+static void dev_open(void) {}
+static void dev_close(void) {}
 static void *alloc(size_t bytes) { return calloc(1, bytes ? bytes : 64); }
 static void release(void *p) { free(p); }
+static void *fresh(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
+static void fresh_free(void *p) { free(p); }
+#endif
 
 static int zero(void *p, size_t bytes)
 {
+    dev_open();
     memset(p, 0, bytes);
+    dev_close();
     return VN_OK;
 }
 
 static int copy(void *dst, const void *src, size_t bytes)
 {
+    dev_open();
     memmove(dst, src, bytes);
+    dev_close();
     return VN_OK;
 }
 
 static int add_from_host(float *dst, const float *src, int64_t n, bool assign)
 {
+    dev_open();
     for (int64_t i = 0; i < n; i++) dst[i] = assign ? src[i] : dst[i] + src[i];
+    dev_close();
     return VN_OK;
 }
 
-/* The step pool: one list of live blocks per context (ctx->dev). */
+/* The step pool: one growing list of live blocks per context (ctx->dev). */
 typedef struct fake_pool {
-    void *live[64];
-    int n;
+    void **live;
+    int n, cap;
     size_t in_use, peak;
 } fake_pool;
 
@@ -58,8 +170,15 @@ static void *pool_alloc(vn_ctx *ctx, size_t bytes)
 {
     if (!ctx->dev) ctx->dev = calloc(1, sizeof(fake_pool));
     fake_pool *fp = ctx->dev;
-    if (!fp || fp->n == 64) return NULL;
-    void *p = calloc(1, bytes ? bytes : 1);
+    if (!fp) return NULL;
+    if (fp->n == fp->cap) {
+        int cap = fp->cap ? 2 * fp->cap : 64;
+        void **live = realloc(fp->live, (size_t)cap * sizeof *live);
+        if (!live) return NULL;
+        fp->live = live;
+        fp->cap = cap;
+    }
+    void *p = fresh(bytes);
     if (!p) return NULL;
     fp->live[fp->n++] = p;
     fp->in_use += bytes;
@@ -72,7 +191,7 @@ static void pool_free(vn_ctx *ctx, void *p)
     fake_pool *fp = ctx->dev;
     for (int i = 0; fp && i < fp->n; i++)
         if (fp->live[i] == p) {
-            free(p);
+            fresh_free(p);
             fp->live[i] = fp->live[--fp->n];
             return;
         }
@@ -82,7 +201,7 @@ static void pool_reset(vn_ctx *ctx)
 {
     fake_pool *fp = ctx->dev;
     if (!fp) return;
-    for (int i = 0; i < fp->n; i++) free(fp->live[i]);
+    for (int i = 0; i < fp->n; i++) fresh_free(fp->live[i]);
     fp->n = 0;
     fp->in_use = 0;
 }
@@ -90,6 +209,7 @@ static void pool_reset(vn_ctx *ctx)
 static void pool_destroy(vn_ctx *ctx)
 {
     pool_reset(ctx);
+    if (ctx->dev) free(((fake_pool *)ctx->dev)->live);
     free(ctx->dev);
     ctx->dev = NULL;
 }
@@ -111,19 +231,55 @@ static void pool_clear_peak(vn_ctx *ctx)
 
 static int optim_step(struct vn_optim *opt, vn_error *err)
 {
+#ifdef FAKE_CPU_OPS
+    dev_open();
+    int rc = vn__optim_step_cpu(opt, err);
+    dev_close();
+    return rc;
+#else
     (void)opt;
     return vn_error_set(err, VN_ERR_UNSUPPORTED, "fake backend: no optimizer step");
+#endif
 }
 
 static void optim_moments(struct vn_optim *opt) { (void)opt; }
 
 static int ema_blend(float *e, const float *x, int64_t n, float d, float c)
 {
+    dev_open();
     for (int64_t i = 0; i < n; i++) e[i] = e[i] * d + c * x[i];
+    dev_close();
     return VN_OK;
 }
 
+#ifdef FAKE_CPU_OPS
+/* The CPU's kernels, each run with the device memory open. */
+static int cpu_forward(vn_ctx *ctx, vn_node *node)
+{
+    dev_open();
+    int rc = vn__cpu_op_table()[node->op].forward(ctx, node);
+    dev_close();
+    return rc;
+}
+
+static void cpu_backward(vn_ctx *ctx, vn_node *node)
+{
+    dev_open();
+    vn__cpu_op_table()[node->op].backward(ctx, node);
+    dev_close();
+}
+
+static void cpu_recompute(vn_ctx *ctx, vn_node *node)
+{
+    dev_open();
+    vn__cpu_op_table()[node->op].recompute(ctx, node);
+    dev_close();
+}
+
+static vn__op_kernels cpu_ops[VN_OP_COUNT];
+#else
 static const vn__op_kernels no_ops[VN_OP_COUNT];
+#endif
 
 static const vn__backend fake = {
     .build = VN__BACKEND_BUILD_HERE,
@@ -131,6 +287,7 @@ static const vn__backend fake = {
     .check = check,
     .sync = sync_device,
     .set_tf32 = set_tf32,
+    .set_deterministic = set_deterministic,
     .alloc = alloc,
     .free = release,
     .zero = zero,
@@ -143,7 +300,11 @@ static const vn__backend fake = {
     .pool_trim = pool_trim,
     .pool_stats = pool_stats,
     .pool_clear_peak = pool_clear_peak,
+#ifdef FAKE_CPU_OPS
+    .ops = cpu_ops,
+#else
     .ops = no_ops,
+#endif
     .optim_step = optim_step,
     .optim_moments_to_host = optim_moments,
     .optim_free = optim_moments,
@@ -154,7 +315,15 @@ const vn__backend *vn__backend_entry(void);
 
 const vn__backend *vn__backend_entry(void)
 {
-#ifdef FAKE_ABI
+#ifdef FAKE_CPU_OPS
+    /* Where the CPU has a kernel, the wrapper that opens the device memory around it. */
+    const vn__op_kernels *cpu = vn__cpu_op_table();
+    for (int op = 0; op < VN_OP_COUNT; op++)
+        cpu_ops[op] = (vn__op_kernels){cpu[op].forward ? cpu_forward : NULL,
+                                       cpu[op].backward ? cpu_backward : NULL,
+                                       cpu[op].recompute ? cpu_recompute : NULL};
+    return &fake;
+#elif defined(FAKE_ABI)
     static vn__backend other;
     other = fake;
     other.build.abi = FAKE_ABI;

@@ -30,6 +30,22 @@ static int take_model_cfg(model_cfg_args *a, int argc, char **argv, int *i, cons
     return 1;
 }
 
+/* --device NAME of cmd: 0 with the device when it is usable; a usage error for a name that is
+ * no device, an error with vn_device_check's reason for one that cannot be used here. */
+static int cli_device(const char *name, const char *cmd, vn_device *d)
+{
+    char why[200];
+    if (vn_device_parse(name, d) != VN_OK) {
+        vn_cli_error(cmd, "--device wants cpu or cuda, got '%s'", name);
+        return VN_EXIT_USAGE;
+    }
+    if (vn_device_check(*d, why, sizeof why) != VN_OK) {
+        vn_cli_error(cmd, "--device %s: %s", name, why);
+        return VN_EXIT_ERROR;
+    }
+    return 0;
+}
+
 /* Opens a model file; a plain state_dict is read with the config of --config/--set
  * (defaults: vanillanet_5, ImageNet preprocessing, classes from the file). */
 static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn_vanillanet **m,
@@ -235,15 +251,8 @@ int vn_cmd_eval(int argc, char **argv)
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
     vn_device dev;
-    char why[200];
-    if (vn_device_parse(device, &dev) != VN_OK) {
-        vn_cli_error("eval", "--device wants cpu or cuda, got '%s'", device);
-        return VN_EXIT_USAGE;
-    }
-    if (vn_device_check(dev, why, sizeof why) != VN_OK) {
-        vn_cli_error("eval", "--device %s: %s", device, why);
-        return VN_EXIT_ERROR;
-    }
+    int dc = cli_device(device, "eval", &dev);
+    if (dc) return dc;
     int oc = open_model(model_path, ema, key, &ca, &m, &info, &ema, "eval");
     if (oc) return oc;
     if (dev != VN_DEVICE_CPU && vn_state_to_device(&m->state, dev, &err) != VN_OK) {
@@ -284,7 +293,7 @@ int vn_cmd_eval(int argc, char **argv)
 
 static const char export_help[] =
     "usage: vanilla export CKPT.safetensors -o DEPLOY.safetensors [--ema N | --key K] [--force]\n"
-    "                      [--config FILE] [--set k=v]\n"
+    "                      [--config FILE] [--set k=v] [--device cpu|cuda]\n"
     "       vanilla export MODEL.safetensors --format onnx -o MODEL.onnx [--input-size N] ...\n"
     "       vanilla export DETECTOR.safetensors [--format onnx] -o OUT [--input-size N] [--force]\n"
     "\n"
@@ -294,6 +303,7 @@ static const char export_help[] =
     "the largest difference. The merge is exact only at act_learn 1 (deep training finished);\n"
     "--force merges anyway and says how far off it is. The file loads with\n"
     "load_state_dict(strict=True) into the official PyTorch VanillaNet(deploy=True).\n"
+    "--device cuda runs that check on the GPU (the merge and the file are the same).\n"
     "\n"
     "--format onnx writes the deploy network (merged first when given the training form) as\n"
     "ONNX opset 13: Conv, Relu, MaxPool (AdaptiveMaxPool2d as the MaxPool it equals at the\n"
@@ -329,7 +339,7 @@ static void print_export(const char *in, int ema, const char *out, const vn_expo
 int vn_cmd_export(int argc, char **argv)
 {
     if (vn_cli_is_detector(argc, argv)) return vn_cmd_detect_export(argc, argv);
-    const char *in = NULL, *out = NULL, *key = NULL, *format = "safetensors";
+    const char *in = NULL, *out = NULL, *key = NULL, *format = "safetensors", *device = "cpu";
     int ema = -1, onnx_size = 0;
     bool force = false, bad = false;
     model_cfg_args ca = {0};
@@ -346,6 +356,7 @@ int vn_cmd_export(int argc, char **argv)
         else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
         else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
         else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) onnx_size = vn_cli_int("export", "--input-size", argv[++i], 1, 16384, &bad);
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("export", "unknown option %s (see vanilla export --help)", argv[i]);
             return VN_EXIT_USAGE;
@@ -360,9 +371,12 @@ int vn_cmd_export(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    int oc = open_model(in, ema, key, &ca, &m, &info, &ema, "export");
+    vn_device dev;
+    int oc = cli_device(device, "export", &dev);
     if (oc) return oc;
-    vn_export_options o = {in, force, onnx, onnx_size};
+    oc = open_model(in, ema, key, &ca, &m, &info, &ema, "export");
+    if (oc) return oc;
+    vn_export_options o = {in, force, onnx, onnx_size, dev};
     vn_export_result res;
     int rc = vn_export_model(m, &info, out, &o, &res, &err);
     print_export(in, ema, out, &o, &res, rc == VN_OK);
@@ -374,12 +388,13 @@ int vn_cmd_export(int argc, char **argv)
 
 static const char predict_help[] =
     "usage: vanilla predict MODEL.safetensors IMAGE... [--topk K] [--ema N | --key K]\n"
-    "                       [--save-logits FILE] [--config FILE] [--set k=v]\n"
+    "                       [--save-logits FILE] [--config FILE] [--set k=v] [--device cpu|cuda]\n"
     "\n"
     "Classifies image files (PNG or JPEG) with a checkpoint or weight file and prints the top K\n"
     "classes (default 5) with their probabilities. --save-logits writes a safetensors file with\n"
     "a tensor `logits` [N, classes] in the order of the arguments (only when every image could\n"
-    "be read).\n"
+    "be read). --device cuda runs the model on the GPU (a build with the CUDA backend and a\n"
+    "visible device); images are decoded on the CPU either way.\n"
     MODEL_CFG_HELP;
 
 /* One image's top k classes with their softmax probabilities. */
@@ -404,14 +419,25 @@ static void print_topk(const char *image, const float *row, int nc, int topk, co
 
 /* Classifies each image into its row of logits, printing its top k; counts the images that
  * could not be read. */
-static int predict_images(vn_vanillanet *m, const vn_loader_config *lc, const char **images,
-                          int n_images, int topk, const vn_ckpt_info *info, float *logits,
-                          int *failed)
+static int predict_images(vn_vanillanet *m, vn_device dev, const vn_loader_config *lc,
+                          const char **images, int n_images, int topk, const vn_ckpt_info *info,
+                          float *logits, int *failed)
 {
     int nc = m->cfg.num_classes, s = lc->input_size, ch = lc->channels, ec = 0;
     vn_error err = {0};
     vn_tensor *x = vn_tensor_new4(1, s, s, ch, false);
-    vn_ctx *ctx = vn_ctx_create();
+    vn_ctx *ctx = dev == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(dev);
+    if (!x || !ctx) {
+        vn_cli_error("predict", "out of memory");
+        vn_tensor_free(x);
+        vn_ctx_destroy(ctx);
+        return VN_EXIT_ERROR;
+    }
+    if (dev != VN_DEVICE_CPU && vn_state_to_device(&m->state, dev, &err) != VN_OK) {
+        vn_cli_error("predict", "%s", err.msg);
+        n_images = 0;
+        ec = VN_EXIT_ERROR;
+    }
     vn_ctx_set_grad(ctx, false);
     for (int i = 0; i < n_images; i++) {
         if (vn_load_eval_image(images[i], lc, x->data, &err) != VN_OK) {
@@ -420,14 +446,17 @@ static int predict_images(vn_vanillanet *m, const vn_loader_config *lc, const ch
             continue;
         }
         vn_ctx_reset(ctx);
-        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
+        vn_tensor *xd = vn_ctx_upload(ctx, x); /* the image to the model's device */
+        vn_tensor *y = xd ? vn_vanillanet_forward(ctx, m, xd) : NULL;
+        float *row = logits + (int64_t)i * nc;
+        if (y && vn_tensor_read(y, row) != VN_OK)
+            y = vn_ctx_fail(ctx, VN_ERR_IO, "reading the logits back from %s failed",
+                            vn_device_name(dev));
         if (!y) {
             vn_cli_error("predict", "%s", vn_ctx_error(ctx));
             ec = VN_EXIT_ERROR;
             break;
         }
-        float *row = logits + (int64_t)i * nc;
-        memcpy(row, y->data, (size_t)nc * sizeof *row);
         print_topk(images[i], row, nc, topk, info);
     }
     vn_tensor_free(x);
@@ -438,7 +467,7 @@ static int predict_images(vn_vanillanet *m, const vn_loader_config *lc, const ch
 int vn_cmd_predict(int argc, char **argv)
 {
     if (vn_cli_is_detector(argc, argv)) return vn_cmd_detect_predict(argc, argv);
-    const char *model_path = NULL, *logits_path = NULL, *key = NULL;
+    const char *model_path = NULL, *logits_path = NULL, *key = NULL, *device = "cpu";
     const char **images = calloc((size_t)argc, sizeof *images);
     int n_images = 0, topk = 5, ema = -1;
     bool bad = false;
@@ -458,6 +487,7 @@ int vn_cmd_predict(int argc, char **argv)
         else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = vn_cli_int("predict", "--ema", argv[++i], 0, 1000, &bad);
         else if (strcmp(argv[i], "--save-logits") == 0 && i + 1 < argc) logits_path = argv[++i];
         else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("predict", "unknown option %s (see vanilla predict --help)", argv[i]);
             free(images);
@@ -473,7 +503,9 @@ int vn_cmd_predict(int argc, char **argv)
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
-    int oc = open_model(model_path, ema, key, &ca, &m, &info, &ema, "predict");
+    vn_device dev;
+    int oc = cli_device(device, "predict", &dev);
+    if (!oc) oc = open_model(model_path, ema, key, &ca, &m, &info, &ema, "predict");
     if (oc) {
         free(images);
         return oc;
@@ -487,7 +519,7 @@ int vn_cmd_predict(int argc, char **argv)
     if (topk > nc) topk = nc;
     float *logits = calloc((size_t)n_images * (size_t)nc, sizeof *logits);
     int failed = 0;
-    if (!ec) ec = predict_images(m, &lc, images, n_images, topk, &info, logits, &failed);
+    if (!ec) ec = predict_images(m, dev, &lc, images, n_images, topk, &info, logits, &failed);
     if (!ec && failed) {
         vn_cli_error("predict", "%d of %d images could not be read%s", failed, n_images,
                      logits_path ? "; no logits file written" : "");
