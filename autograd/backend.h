@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 /* Raise it whenever vn__backend changes shape or meaning. */
-#define VN__BACKEND_ABI 2u
+#define VN__BACKEND_ABI 3u
 /* The symbol a backend module exports: const vn__backend *VN__BACKEND_ENTRY(void). */
 #define VN__BACKEND_ENTRY "vn__backend_entry"
 
@@ -42,12 +42,17 @@ typedef struct vn__backend {
     int (*set_tf32)(bool on);
     /* Deterministic algorithms only (cuDNN's ranking filtered), or the fastest. */
     int (*set_deterministic)(bool on);
+    /* bf16 autocast of the matrix products of linear layers and 1x1 convolutions, or FP32. */
+    int (*set_bf16)(bool on);
     /* Model-lifetime memory, zero-filled (NULL on failure), and copies. */
     void *(*alloc)(size_t bytes);
     void (*free)(void *p);
     int (*zero)(void *p, size_t bytes);
     int (*copy)(void *dst, const void *src, size_t bytes);
     int (*add_from_host)(float *dst, const float *src, int64_t n, bool assign);
+    /* Host to device without waiting for the device's queued work (the host buffer may be
+     * reused when it returns); later kernels on the device are ordered after it. */
+    int (*upload)(void *dst, const void *src, size_t bytes);
     /* A context's step pool (the vn__dev_pool_* of device_impl.h). */
     void *(*pool_alloc)(vn_ctx *ctx, size_t bytes);
     void (*pool_free)(vn_ctx *ctx, void *p);

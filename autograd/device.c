@@ -90,6 +90,13 @@ int vn_device_set_deterministic(vn_device d, bool on)
     return b ? b->set_deterministic(on) : VN_ERR_UNSUPPORTED;
 }
 
+int vn_device_set_bf16(vn_device d, bool on)
+{
+    if (d == VN_DEVICE_CPU) return on ? VN_ERR_UNSUPPORTED : VN_OK;
+    const vn__backend *b = vn__backend_of(d);
+    return b ? b->set_bf16(on) : VN_ERR_UNSUPPORTED;
+}
+
 /* ---- model tensors on a device ------------------------------------------------------- */
 
 static int move_buffer(float **buf, int64_t numel, vn_device from, vn_device to)
@@ -169,8 +176,13 @@ vn_tensor *vn_ctx_upload(vn_ctx *ctx, vn_tensor *t)
 {
     if (!t || t->device == ctx->device) return t;
     vn_tensor *x = vn_ctx_tensor(ctx, t->ndim, t->shape);
-    if (x && vn__dev_copy(x->device, x->data, t->device, t->data,
-                          (size_t)t->numel * sizeof(float)) != VN_OK)
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    int rc = VN_OK;
+    if (x && t->device == VN_DEVICE_CPU) /* pinned and not waiting for the device */
+        rc = vn__backend_must(x->device)->upload(x->data, t->data, bytes);
+    else if (x)
+        rc = vn__dev_copy(x->device, x->data, t->device, t->data, bytes);
+    if (x && rc != VN_OK)
         x = vn_ctx_fail(ctx, VN_ERR_IO, "copying a %s tensor to %s failed",
                         vn_device_name(t->device), vn_device_name(x->device));
     return x;

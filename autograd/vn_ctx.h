@@ -60,8 +60,9 @@ void vn_ctx_mem_stats(const vn_ctx *ctx, vn_mem_stats *out);
 void vn_ctx_clear_peak(vn_ctx *ctx);
 
 /* t itself when it lives on the context's device; otherwise a step tensor there holding t's
- * values (a batch decoded in host memory, copied to the device). NULL with the context's
- * error set when that fails. */
+ * values (a batch decoded in host memory, copied to the device: through pinned staging and
+ * without waiting for the device's queued work, so t may be reused at once). NULL with the
+ * context's error set when that fails. */
 vn_tensor *vn_ctx_upload(vn_ctx *ctx, vn_tensor *t);
 
 /* A step tensor with uninitialised data. */

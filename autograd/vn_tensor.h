@@ -94,6 +94,11 @@ int vn_device_set_tf32(vn_device d, bool on);
  * on the same GPU is bit-exact) or the fastest (the default; VN_CUDA_DETERMINISTIC=1 turns it
  * on at start). VN_OK at once for the CPU, whose kernels are always deterministic. */
 int vn_device_set_deterministic(vn_device d, bool on);
+/* bf16 autocast on d: the matrix products of linear layers and 1x1 convolutions take bf16
+ * copies of their operands and accumulate in FP32; parameters, gradients, optimizer state
+ * and every other op stay FP32 (the master copy). Off by default; VN_ERR_UNSUPPORTED on the
+ * CPU (which has no bf16 path) when asked for on. */
+int vn_device_set_bf16(vn_device d, bool on);
 
 
 #ifdef __cplusplus

@@ -108,7 +108,7 @@ typedef struct options {
     int keep_mb; /* train.keep_mb: recomputable outputs kept per step, MB */
     bool deploy;
     uint64_t seed;
-    bool sgemm_peak, sgemm_only, profile, gemm_bound;
+    bool sgemm_peak, sgemm_only, profile, gemm_bound, bf16;
     double ema; /* decay of the model EMA; 0: none */
     vn_device device;
 } options;
@@ -121,10 +121,11 @@ static void usage(FILE *fp)
             "                   [--batch N] [--size S] [--mode train|deploy] [--steps N]\n"
             "                   [--warmup W] [--threads T] [--seed S] [--sgemm-peak]\n"
             "                   [--sgemm-only] [--device cpu|cuda] [--ema DECAY] [--profile]\n"
-            "                   [--keep-mb MB] [--gemm-bound]\n"
+            "                   [--keep-mb MB] [--gemm-bound] [--bf16]\n"
             "defaults: --model vanillanet_5 --batch 8 --size 224 --mode train --steps 5\n"
             "          --warmup 2 --threads 0 (all cores) --keep-mb 0 (as train.keep_mb: recompute\n"
-            "          what backward can rebuild)\n");
+            "          what backward can rebuild); --bf16: bf16 autocast of the GEMMs (cuda,\n"
+            "          as train.precision: bf16)\n");
 }
 
 static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
@@ -190,6 +191,10 @@ static int parse_args(int argc, char **argv, options *o)
         }
         if (!strcmp(a, "--profile")) {
             o->profile = true;
+            continue;
+        }
+        if (!strcmp(a, "--bf16")) {
+            o->bf16 = true;
             continue;
         }
         if (!strcmp(a, "--gemm-bound")) {
@@ -542,6 +547,10 @@ int main(int argc, char **argv)
     if (prc != 0) return prc > 0 ? 0 : 2; /* 1: --help was printed */
     vn_set_threads(o.threads);
     int threads = vn_get_threads();
+    if (o.bf16 && vn_device_set_bf16(o.device, true) != VN_OK) {
+        fprintf(stderr, "bench_train: --bf16 needs --device cuda\n");
+        return 2;
+    }
 
     if (o.sgemm_only) {
         double g = sgemm_peak_gflops(2048, 9);
@@ -662,6 +671,7 @@ int main(int argc, char **argv)
     if (peak > 0) printf(" sgemm_gflops=%.2f", peak);
     if (o.ema > 0 && !o.deploy) printf(" ema=%g", o.ema);
     if (o.device != VN_DEVICE_CPU) printf(" device=%s", vn_device_name(o.device));
+    if (o.bf16) printf(" bf16=1");
     printf("\n");
     return 0;
 }

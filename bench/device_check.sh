@@ -10,21 +10,25 @@
 # that machine's PyTorch (its nvidia/* wheels). Without the pack, the script builds with
 # meson where meson exists.
 #
-#   bench/device_check.sh [PART...]     (no part: all of them, in this order)
+#   bench/device_check.sh [PART...]     (no part: suites train ours data profile torch)
+# The parts run in the order given (the most wanted first: a run cut at its time limit keeps
+# what came before):
 #     suites   the CUDA test suites (device API, every op, optimizers/EMA/vanillanet_5)
-#     profile  the op profile of our training step (each op timed between device syncs)
-#     bench    ours (TF32 and strict FP32, everything kept for backward, and with the
-#              recomputation of the CPU default) beside PyTorch (TF32 NCHW and channels_last,
-#              strict FP32, bf16 autocast channels_last), images/s and ratios
+#     train    vanilla train / eval / predict / export with --device cuda against the cpu,
+#              SIGTERM-and-resume byte identity in deterministic mode, cross-device resume,
+#              trainer speed (bench/train_gpu_check.sh)
+#     ours     bench_train: TF32, bf16 GEMMs, strict FP32 (everything kept for backward), and
+#              TF32 with the CPU default's recomputation
 #     data     the input pipeline on this machine's cores (bench_data: the official recipe's
 #              train transforms on 500x375 JPEGs, 1 and all-cores workers): can it feed the GPU?
-#     train    `vanilla train` with train.device: cuda (bench/device_train.sh)
-#     torch-variants  PyTorch alone in four layouts/precisions
+#     profile  the op profile of our training step (each op timed between device syncs)
+#     torch    PyTorch: TF32 NCHW and channels_last, bf16 autocast channels_last
+#     torch_variants  PyTorch alone in four layouts/precisions
+# A summary of images/s, share of the device's peak and ratios ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts=("$@")
-((${#parts[@]})) || parts=(suites profile bench data train)
-want() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
+((${#parts[@]})) || parts=(suites train ours data profile torch)
 t_start=$(date +%s)
 orig_ld=${LD_LIBRARY_PATH:-}
 say() { printf '\n=== %s (t+%ds)\n' "$*" $(($(date +%s) - t_start)); }
@@ -32,7 +36,7 @@ say() { printf '\n=== %s (t+%ds)\n' "$*" $(($(date +%s) - t_start)); }
 say "the machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -5
 nvidia-smi 2>&1 | head -12
-ldconfig -p 2>/dev/null | grep -E 'cudnn|cublas|cudart' | head -20
+ldconfig -p 2>/dev/null | grep -E 'libcudnn.so|libcublas.so|libcudart.so' | head -6
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' 2>&1
 command -v nvcc meson ninja cmake 2>&1
 ldd --version 2>&1 | head -1
@@ -92,37 +96,28 @@ ldd "$pkg/bin/test_cuda" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | 
 ldd "$pkg/lib/libvanilla_cuda.so" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
 run() { "${loader[@]}" "$@"; }
 
-if want torch-variants; then
-  for v in "" "--channels-last" "--channels-last --bf16" "--bf16"; do
-    say "PyTorch: vanillanet_5 train 224 batch 128 $v"
-    LD_LIBRARY_PATH="$orig_ld" timeout 100 python3 bench/torch_baseline.py --device cuda --threads 8 \
-      --model vanillanet_5 --batch 128 --size 224 --steps 5 --warmup 2 $v 2>&1 | grep -E "RESULT|phases"
-  done
-fi
-
-if want suites; then
+part_suites() {
   say "device API: the module loads and sees the GPU"
   VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 30 "${loader[@]}" "$pkg/bin/test_device_api"
   echo "test_device_api exit status $?"
-
-  say "CUDA suite: every op against the CPU (strict FP32, rel 1e-4)"
+  say "CUDA suite: every op against the CPU (strict FP32, rel 1e-4; bf16 GEMMs: stated bounds)"
   VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 120 "${loader[@]}" "$pkg/bin/test_cuda"
   echo "test_cuda exit status $?"
-
   say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
   VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 200 "${loader[@]}" "$pkg/bin/test_cuda_model"
   echo "test_cuda_model exit status $?"
-fi
+}
 
-if want profile; then
+part_profile() {
   say "ours: op profile, vanillanet_5 train 224 batch 128, tf32, everything kept for backward"
   timeout 120 "${loader[@]}" "$pkg/bin/bench_train" --device cuda --model vanillanet_5 --batch 128 \
     --size 224 --steps 3 --warmup 1 --keep-mb 100000 --profile 2>&1 | tail -45
-fi
+}
 
 # H200 SXM dense peaks (NVIDIA datasheet; the sparse figures are twice these): FP32 67
 # TFLOPS, TF32 tensor cores 494 TFLOPS, BF16 989 TFLOPS.
-declare -A img
+declare -A img gflops
+peak_for() { case $1 in *bf16*) echo 989;; *fp32*) echo 67;; *) echo 494;; esac; }
 common=(--model vanillanet_5 --batch 128 --size 224 --steps 10 --warmup 3)
 bench_ours() { # label, then arguments of bench_train and VAR=value settings
   local label=$1; shift
@@ -133,6 +128,7 @@ bench_ours() { # label, then arguments of bench_train and VAR=value settings
   out=$(env "${envs[@]}" timeout 100 "${loader[@]}" "$pkg/bin/bench_train" --device cuda "${common[@]}" "${args[@]}" 2>&1)
   echo "$out" | tail -8
   img[ours_$label]=$(echo "$out" | sed -n 's/.*RESULT ours.* img_s=\([0-9.]*\).*/\1/p')
+  gflops[ours_$label]=$(echo "$out" | sed -n 's/.*RESULT ours.* gflops=\([0-9.]*\).*/\1/p')
 }
 bench_torch() { # label, args...
   local label=$1; shift
@@ -141,34 +137,63 @@ bench_torch() { # label, args...
   out=$(LD_LIBRARY_PATH="$orig_ld" timeout 100 python3 bench/torch_baseline.py --device cuda --threads 8 "${common[@]}" "$@" 2>&1)
   echo "$out" | tail -6
   img[torch_$label]=$(echo "$out" | sed -n 's/.*RESULT torch.* img_s=\([0-9.]*\).*/\1/p')
+  gflops[torch_$label]=$(echo "$out" | sed -n 's/.*RESULT torch.* gflops=\([0-9.]*\).*/\1/p')
 }
-if want bench; then
+
+part_ours() {
   bench_ours tf32 --keep-mb 100000
-  bench_ours tf32_recompute
+  bench_ours bf16 --keep-mb 100000 --bf16
   bench_ours fp32 --keep-mb 100000 VN_CUDA_STRICT_FP32=1
+  bench_ours tf32_recompute
+}
+
+part_torch() {
   bench_torch tf32
   bench_torch tf32_channels_last --channels-last
-  bench_torch fp32 --no-tf32
   bench_torch bf16_channels_last --channels-last --bf16
-  say "summary (images/s; vanillanet_5 training step = 3 x forward FLOPs)"
-  for k in "${!img[@]}"; do echo "  $k: ${img[$k]:-failed}"; done | sort
+}
+
+summary() {
+  ((${#img[@]})) || return 0
+  say "summary: images/s, and the share of the H200's dense peak (TF32 494, BF16 989, FP32 67 TFLOPS)"
+  local k
+  for k in "${!img[@]}"; do
+    python3 -c "import sys; i, g, p = sys.argv[1:]; print('  %-28s %9s img/s  %5.1f%% of peak' % ('$k', i or 'failed', float(g or 0) / 10 / float(p)))" \
+      "${img[$k]}" "${gflops[$k]}" "$(peak_for "$k")"
+  done | sort
   ratio() { # ours, torch
     local a=${img[$1]:-} b=${img[$2]:-}
     [[ -n "$a" && -n "$b" ]] && python3 -c "print('  ratio $1 / $2: %.3f' % ($a / $b))"
   }
   ratio ours_tf32 torch_tf32
   ratio ours_tf32 torch_tf32_channels_last
-  ratio ours_fp32 torch_fp32
-fi
+  ratio ours_bf16 torch_bf16_channels_last
+}
 
-if want data; then
+part_data() {
   say "input pipeline: bench_data with 1 and $(nproc) workers"
-  timeout 90 "${loader[@]}" "$pkg/bin/bench_data" --seconds 3 --workers "1,$(nproc)" 2>&1
-fi
+  timeout 90 "${loader[@]}" "$pkg/bin/bench_data" --seconds 2 --workers "1,$(nproc)" 2>&1
+}
 
-if want train; then
-  say "vanilla train on the GPU (bench/device_train.sh)"
-  PKG=$pkg timeout 240 bash bench/device_train.sh "${loader[@]}"
-  echo "device_train exit status $?"
-fi
+part_train() {
+  say "vanilla train / eval / predict / export on the GPU (bench/train_gpu_check.sh)"
+  timeout 300 bash bench/train_gpu_check.sh "$pkg/bin/vanilla" "$pkg/bin/testtool" /tmp/vn_train_gpu
+  echo "train_gpu_check exit status $?"
+}
+
+part_torch_variants() {
+  for v in "" "--channels-last" "--channels-last --bf16" "--bf16"; do
+    say "PyTorch: vanillanet_5 train 224 batch 128 $v"
+    LD_LIBRARY_PATH="$orig_ld" timeout 100 python3 bench/torch_baseline.py --device cuda --threads 8 \
+      --model vanillanet_5 --batch 128 --size 224 --steps 5 --warmup 2 $v 2>&1 | grep -E "RESULT|phases"
+  done
+}
+
+for part in "${parts[@]}"; do
+  case $part in
+    suites|profile|ours|torch|data|train|torch_variants) "part_$part" ;;
+    *) echo "device_check: no part '$part'" ;;
+  esac
+done
+summary
 echo "device_check: done in $(($(date +%s) - t_start)) s"

@@ -69,6 +69,9 @@ static const char *const nonfinite_names[] = {
 static const char *const device_names[] = {
     [VN_CONFIG_DEVICE_CPU] = "cpu", [VN_CONFIG_DEVICE_CUDA] = "cuda", NULL};
 
+static const char *const precision_names[] = {
+    [VN_CONFIG_PRECISION_FP32] = "fp32", [VN_CONFIG_PRECISION_BF16] = "bf16", NULL};
+
 static const char *const task_names[] = {
     [VN_CONFIG_TASK_CLASSIFY] = "classify", [VN_CONFIG_TASK_DETECT] = "detect", NULL};
 
@@ -287,8 +290,8 @@ static const vn_config_key schema[] = {
     {KEY(train, threads), .def = "0", RANGE(0, 1024), .flags = VN_CONFIG_NOT_HASHED,
      .aka = "num_threads", .help = "Compute threads; 0: all cores."},
     {KEY(train, keep_mb), .def = "0", RANGE(0, 1e6), .flags = VN_CONFIG_NOT_HASHED,
-     .help = "MB per step of outputs kept instead of recomputed in backward (memory for "
-             "time; same bytes)."},
+     .help = "MB per step of outputs kept instead of recomputed in backward (same bytes); "
+             "on cuda 0 keeps all."},
     {KEY(train, log_every), .def = "50", RANGE(1, INF), .flags = VN_CONFIG_NOT_HASHED,
      .aka = "print_freq log_interval", .help = "Print a progress line every this many optimizer steps (metrics.jsonl and TensorBoard get every step)."},
     {KEY(train, nonfinite), .def = "stop", .choices = nonfinite_names,
@@ -308,6 +311,8 @@ static const vn_config_key schema[] = {
              "visible GPU)."},
     {KEY(train, tf32), .def = "true", .flags = VN_CONFIG_NOT_HASHED,
      .help = "cuda: TF32 tensor cores for FP32 matrix products and convolutions; false: strict FP32."},
+    {KEY(train, precision), .def = "fp32", .choices = precision_names, .flags = VN_CONFIG_NOT_HASHED,
+     .help = "cuda: bf16 autocast of the linear and 1x1 conv products (FP32 master weights); fp32."},
     {KEY(train, deterministic), .def = "false", .flags = VN_CONFIG_NOT_HASHED,
      .help = "cuda: deterministic cuDNN algorithms only (a resume is bit-exact); false: the fastest."},
 

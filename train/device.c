@@ -1,11 +1,14 @@
-/* train.device, train.tf32 and train.deterministic: the device a run is placed on, checked and
- * set up before anything else happens. */
+/* train.device, train.tf32, train.precision and train.deterministic: the device a run is
+ * placed on, checked and set up before anything else happens. */
 #include "train/vn_trainer.h"
 
 int vn_train_device_open(const vn_config *cfg, int ranks, vn_device *out, vn_error *err)
 {
     vn_device d = cfg->train.device == VN_CONFIG_DEVICE_CUDA ? VN_DEVICE_CUDA : VN_DEVICE_CPU;
     *out = VN_DEVICE_CPU;
+    if (d == VN_DEVICE_CPU && cfg->train.precision == VN_CONFIG_PRECISION_BF16)
+        return vn_error_set(err, VN_ERR_UNSUPPORTED, "train.precision: bf16 needs train.device: "
+                            "cuda (the cpu kernels are FP32 only)");
     if (d == VN_DEVICE_CPU) return VN_OK;
     char why[200];
     int rc = vn_device_check(d, why, sizeof why);
@@ -17,10 +20,11 @@ int vn_train_device_open(const vn_config *cfg, int ranks, vn_device *out, vn_err
         return vn_error_set(err, VN_ERR_UNSUPPORTED, "train.device: %s: data-parallel runs (%d "
                             "ranks) train on the cpu only for now", vn_device_name(d), ranks);
     rc = vn_device_set_tf32(d, cfg->train.tf32);
+    if (rc == VN_OK) rc = vn_device_set_bf16(d, cfg->train.precision == VN_CONFIG_PRECISION_BF16);
     if (rc == VN_OK) rc = vn_device_set_deterministic(d, cfg->train.deterministic);
     if (rc != VN_OK)
         return vn_error_set(err, rc, "train.device: %s: setting train.tf32 / train.deterministic "
-                            "failed: %s", vn_device_name(d), vn_status_str(rc));
+                            "/ train.precision failed: %s", vn_device_name(d), vn_status_str(rc));
     *out = d;
     return VN_OK;
 }

@@ -863,7 +863,12 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (rc == VN_OK) rc = place_on_device(r, err);
     if (rc == VN_OK && !(r->ctx = r->device == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(r->device)))
         rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    if (rc == VN_OK) vn_ctx_set_keep(r->ctx, (size_t)(cfg->train.keep_mb * 1e6));
+    /* On a device, 0 keeps everything: its memory is not the host's, and recomputing costs
+     * the device time the keep saves. */
+    if (rc == VN_OK)
+        vn_ctx_set_keep(r->ctx, r->device != VN_DEVICE_CPU && cfg->train.keep_mb == 0
+                                    ? SIZE_MAX
+                                    : (size_t)(cfg->train.keep_mb * 1e6));
     if (rc == VN_OK && r->ranks > 1)
         rc = vn__dp_create(opt->dist, r->ctx, r->params, r->n_params, cfg->train.dist_bucket_mb * 1e6,
                            cfg->model.sync_bn, &r->dp, err);

@@ -88,6 +88,10 @@ typedef enum vn_config_decay { VN_CONFIG_DECAY_LINEAR = 0, VN_CONFIG_DECAY_COSIN
 typedef enum vn_config_update { VN_CONFIG_UPDATE_EPOCH = 0, VN_CONFIG_UPDATE_ITERATION } vn_config_update;
 typedef enum vn_config_nonfinite { VN_CONFIG_NONFINITE_STOP = 0, VN_CONFIG_NONFINITE_SKIP } vn_config_nonfinite;
 typedef enum vn_config_device { VN_CONFIG_DEVICE_CPU = 0, VN_CONFIG_DEVICE_CUDA } vn_config_device;
+typedef enum vn_config_precision {
+    VN_CONFIG_PRECISION_FP32 = 0,
+    VN_CONFIG_PRECISION_BF16
+} vn_config_precision;
 typedef enum vn_config_task { VN_CONFIG_TASK_CLASSIFY = 0, VN_CONFIG_TASK_DETECT } vn_config_task;
 
 /* Field meanings, ranges and defaults: see the help of each row in config_schema.c, or run
@@ -195,6 +199,7 @@ typedef struct vn_config_train {
     int device;               /* vn_config_device */
     bool tf32;                /* cuda: TF32 tensor cores (false: strict FP32) */
     bool deterministic;       /* cuda: deterministic cuDNN algorithms only */
+    int precision;            /* vn_config_precision: cuda: bf16 autocast of the GEMMs */
     double dist_bucket_mb;    /* data-parallel: gradient bucket size, MB */
     double dist_timeout;      /* data-parallel: seconds a collective may wait, 0: forever */
 } vn_config_train;

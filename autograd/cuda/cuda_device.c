@@ -102,6 +102,14 @@ int vn__cuda_set_deterministic(bool on)
     return VN_OK;
 }
 
+int vn__cuda_set_bf16(bool on)
+{
+    vn__cuda *c = vn__cuda_get(NULL, 0);
+    if (!c) return VN_ERR_UNSUPPORTED;
+    c->bf16 = on;
+    return VN_OK;
+}
+
 int vn__cuda_sync(void)
 {
     vn__cuda *c = vn__cuda_get(NULL, 0);

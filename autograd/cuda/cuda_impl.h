@@ -35,6 +35,7 @@ vn__cuda *vn__cuda_get(char *msg, size_t n);
 int vn__cuda_check(char *msg, size_t n);
 int vn__cuda_sync(void);
 int vn__cuda_set_tf32(bool on);
+int vn__cuda_set_bf16(bool on);
 int vn__cuda_set_deterministic(bool on);
 void *vn__cuda_alloc(size_t bytes);
 void vn__cuda_free(void *p);

@@ -37,6 +37,7 @@ static int check(char *msg, size_t n)
 static int sync_device(void) { return check(NULL, 0); }
 static int set_tf32(bool on) { return on ? VN_OK : VN_OK; }
 static int set_deterministic(bool on) { return on ? VN_OK : VN_OK; }
+static int set_bf16(bool on) { return on ? VN_ERR_UNSUPPORTED : VN_OK; }
 
 #ifdef FAKE_CPU_OPS
 /* The device memory: whole pages of one reserved mapping, handed out in order and reused by
@@ -288,10 +289,12 @@ static const vn__backend fake = {
     .sync = sync_device,
     .set_tf32 = set_tf32,
     .set_deterministic = set_deterministic,
+    .set_bf16 = set_bf16,
     .alloc = alloc,
     .free = release,
     .zero = zero,
     .copy = copy,
+    .upload = copy,
     .add_from_host = add_from_host,
     .pool_alloc = pool_alloc,
     .pool_free = pool_free,

@@ -45,6 +45,13 @@ expect "CPU train: the loader's log lists libvanilla" contains "$T/ld" "libvanil
 expect "CPU train: no CUDA library or backend module opened" not cuda_opened "$T/ld"
 rm -f "$T"/ld*
 
+# train.precision: bf16 on the cpu: exit 1, naming the key, before anything is written.
+"$VANILLA" train "$T/base.yaml" --set train.precision=bf16 --set output.dir="$T/run_bf16" \
+  >"$T/out" 2>&1
+expect "train.precision bf16 on the cpu: exit 1" [ $? -eq 1 ]
+expect "train.precision bf16 on the cpu: names the key" contains "$T/out" "train.precision: bf16 needs train.device: cuda"
+expect "train.precision bf16 on the cpu: no checkpoint" [ ! -e "$T/run_bf16/checkpoints" ]
+
 # train.device: cuda without a usable device (every CI machine): exit 1 with the reason.
 LD_DEBUG=files LD_DEBUG_OUTPUT="$T/ld" "$VANILLA" train "$T/base.yaml" \
   --set train.device=cuda --set output.dir="$T/run_cuda" >"$T/out" 2>&1

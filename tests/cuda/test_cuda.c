@@ -135,13 +135,19 @@ static vn_tensor *f_conv(vn_ctx *ctx, vn_tensor *const *in, const void *user)
     return vn_conv2d(ctx, in[0], in[1], in[2], *(const vn_conv_params *)user);
 }
 
-static void conv_case(const char *what, int64_t n, int64_t h, int64_t w, int64_t cin,
-                      int64_t cout, int k, vn_conv_params p, bool bias)
+static void conv_case_rel(const char *what, int64_t n, int64_t h, int64_t w, int64_t cin,
+                          int64_t cout, int k, vn_conv_params p, bool bias, double rel)
 {
     vn_tensor *in[3] = {rnd(n, h, w, cin, 4, true), rnd(cout, k, k, cin / p.groups, 4, true),
                         bias ? rnd(cout, 1, 1, 1, 1, true) : NULL};
-    compare(what, f_conv, &p, 3, in, REL_FP32);
+    compare(what, f_conv, &p, 3, in, rel);
     free_all(3, in);
+}
+
+static void conv_case(const char *what, int64_t n, int64_t h, int64_t w, int64_t cin,
+                      int64_t cout, int k, vn_conv_params p, bool bias)
+{
+    conv_case_rel(what, n, h, w, cin, cout, k, p, bias, REL_FP32);
 }
 
 START_TEST(conv_1x1) { conv_case("conv 1x1", 2, 7, 5, 24, 40, 1, VN_CONV(1, 0, 1), true); }
@@ -352,6 +358,36 @@ START_TEST(dense)
 }
 END_TEST
 
+/* bf16 autocast (vn_device_set_bf16): the GEMMs of 1x1 convolutions and linear layers take
+ * bf16 operands (8-bit mantissa: 2^-9 relative rounding of each) and accumulate in FP32; the
+ * outputs and gradients are bounded at 1e-2 of their largest value. The "twice" case adds the
+ * second input gradient to the first (beta 1) and reuses the bf16 copy kept by forward. */
+#define REL_BF16 1e-2
+
+static vn_tensor *f_conv_twice(vn_ctx *ctx, vn_tensor *const *in, const void *user)
+{
+    vn_conv_params p = *(const vn_conv_params *)user;
+    return vn_add(ctx, vn_conv2d(ctx, in[0], in[1], in[2], p), vn_conv2d(ctx, in[0], in[1], in[2], p));
+}
+
+START_TEST(bf16_gemms)
+{
+    ck_assert_int_eq(vn_device_set_bf16(VN_DEVICE_CUDA, true), VN_OK);
+    conv_case_rel("conv 1x1 bf16", 2, 7, 5, 64, 40, 1, VN_CONV(1, 0, 1), true, REL_BF16);
+    vn_conv_params p = VN_CONV(1, 0, 1);
+    vn_tensor *in[3] = {rnd(3, 5, 6, 96, 4, true), rnd(24, 1, 1, 96, 4, true),
+                        rnd(24, 1, 1, 1, 1, true)};
+    compare("conv 1x1 bf16, twice", f_conv_twice, &p, 3, in, REL_BF16);
+    free_all(3, in);
+    vn_tensor *lin[3] = {rnd(6, 5, 48, 1, 3, true), rnd(17, 48, 1, 1, 2, true),
+                         rnd(17, 1, 1, 1, 1, true)};
+    compare("linear bf16", f_linear, NULL, 3, lin, REL_BF16);
+    free_all(3, lin);
+    ck_assert_int_eq(vn_device_set_bf16(VN_DEVICE_CUDA, false), VN_OK);
+    conv_case("conv 1x1 back in fp32", 2, 7, 5, 24, 40, 1, VN_CONV(1, 0, 1), true);
+}
+END_TEST
+
 START_TEST(losses)
 {
     enum { R = 12, C = 1000 };
@@ -413,6 +449,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(tc, pools);
     tcase_add_test(tc, dropout);
     tcase_add_test(tc, dense);
+    tcase_add_test(tc, bf16_gemms);
     tcase_add_test(tc, losses);
     suite_add_tcase(s, tc);
     return s;

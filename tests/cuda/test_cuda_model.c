@@ -3,7 +3,8 @@
  * parameters and gradients; VanillaNet logits, loss and every parameter gradient; 50 training
  * steps from the same weights. Skips (77) without a CUDA device. Strict FP32 (set by
  * tests/cuda/meson.build). Bounds (max|got - want| / max|want|): optimizer steps 1e-5,
- * logits and loss 1e-4, gradients 1e-3, losses along 50 steps 1e-2 and final weights 1e-2
+ * logits and loss 1e-4, gradients 1e-3 (bf16 autocast: 5e-2 and 1e-1), losses along 50
+ * steps 1e-2 and final weights 1e-2
  * (differences in summation order grow through training; a GPU run may tighten these).
  * A tensor whose largest value is under 1% of the largest of all the tensors compared is
  * measured against that 1% instead of its own largest value: some gradients are zero by
@@ -258,7 +259,9 @@ static void inputs(float **x, int32_t *labels)
     for (int i = 0; i < BATCH; i++) labels[i] = (i * 7) % CLASSES;
 }
 
-START_TEST(model_forward_backward)
+/* One forward and backward of vanillanet_5 on both devices; bounds on logits, loss and the
+ * (floored) gradients. */
+static void model_case(const char *label, double logit_bound, double grad_bound)
 {
     float *x;
     int32_t labels[BATCH];
@@ -273,17 +276,33 @@ START_TEST(model_forward_backward)
         }
     float la[BATCH * CLASSES], lb[BATCH * CLASSES];
     float loss_a = side_step(&a, labels, la), loss_b = side_step(&b, labels, lb);
-    expect_rel("vanillanet_5 logits", lb, la, BATCH * CLASSES, 1e-4);
-    expect_rel("vanillanet_5 loss", &loss_b, &loss_a, 1, 1e-4);
+    char what[96];
+    snprintf(what, sizeof what, "vanillanet_5 logits%s", label);
+    expect_rel(what, lb, la, BATCH * CLASSES, logit_bound);
+    snprintf(what, sizeof what, "vanillanet_5 loss%s", label);
+    expect_rel(what, &loss_b, &loss_a, 1, logit_bound);
     const char *worst_name = "";
     int floored;
     double worst = state_err(&a.m->state, &b.m->state, true, &worst_name, &floored);
-    printf("  vanillanet_5 gradients: worst rel err %.3g (%s; %d tensors under the 1%% floor)\n",
-           worst, worst_name, floored);
-    ck_assert_msg(worst <= 1e-3, "gradient of %s: rel err %g > 1e-3", worst_name, worst);
+    printf("  vanillanet_5 gradients%s: worst rel err %.3g (%s; %d tensors under the 1%% floor)\n",
+           label, worst, worst_name, floored);
+    ck_assert_msg(worst <= grad_bound, "gradient of %s%s: rel err %g > %g", worst_name, label,
+                  worst, grad_bound);
     side_free(&a);
     side_free(&b);
     free(x);
+}
+
+START_TEST(model_forward_backward) { model_case("", 1e-4, 1e-3); }
+END_TEST
+
+/* bf16 autocast of the 1x1 convolutions and the classifier (5 GEMMs deep): logits and loss
+ * within 5e-2, gradients within 1e-1 of the FP32 CPU's. */
+START_TEST(model_bf16)
+{
+    ck_assert_int_eq(vn_device_set_bf16(VN_DEVICE_CUDA, true), VN_OK);
+    model_case(" (bf16)", 5e-2, 1e-1);
+    ck_assert_int_eq(vn_device_set_bf16(VN_DEVICE_CUDA, false), VN_OK);
 }
 END_TEST
 
@@ -330,6 +349,7 @@ static Suite *model_suite(void)
     tcase_add_test(tc, optim_lamb);
     tcase_add_test(tc, ema);
     tcase_add_test(tc, model_forward_backward);
+    tcase_add_test(tc, model_bf16);
     tcase_add_test(tc, train_50_steps);
     suite_add_tcase(s, tc);
     return s;
