@@ -22,6 +22,7 @@
 #     data     the input pipeline on this machine's cores (bench_data: the official recipe's
 #              train transforms on 500x375 JPEGs, 1 and all-cores workers): can it feed the GPU?
 #     profile  the op profile of our training step (each op timed between device syncs)
+#     ours_quick  the first two of ours
 #     torch    PyTorch: TF32 NCHW and channels_last, bf16 autocast channels_last
 #     torch_variants  PyTorch alone in four layouts/precisions
 # A summary of images/s, share of the device's peak and ratios ends the run.
@@ -147,6 +148,11 @@ part_ours() {
   bench_ours tf32_recompute
 }
 
+part_ours_quick() {
+  bench_ours tf32 --keep-mb 100000
+  bench_ours bf16 --keep-mb 100000 --bf16
+}
+
 part_torch() {
   bench_torch tf32
   bench_torch tf32_channels_last --channels-last
@@ -191,7 +197,7 @@ part_torch_variants() {
 
 for part in "${parts[@]}"; do
   case $part in
-    suites|profile|ours|torch|data|train|torch_variants) "part_$part" ;;
+    suites|profile|ours|ours_quick|torch|data|train|torch_variants) "part_$part" ;;
     *) echo "device_check: no part '$part'" ;;
   esac
 done
