@@ -17,8 +17,9 @@
 #     train    vanilla train / eval / predict / export with --device cuda against the cpu,
 #              SIGTERM-and-resume byte identity in deterministic mode, cross-device resume,
 #              trainer speed (bench/train_gpu_check.sh)
-#     ours     bench_train: TF32, bf16 GEMMs, strict FP32 (everything kept for backward), and
-#              TF32 with the CPU default's recomputation
+#     ours     bench_train: TF32, bf16 GEMMs, strict FP32 (everything kept for backward),
+#              TF32 with the CPU default's recomputation, and TF32 with the depthwise kernels'
+#              first version (VN_CUDA_DW_BRANCHY=1)
 #     data     the input pipeline on this machine's cores (bench_data: the official recipe's
 #              train transforms on 500x375 JPEGs, 1 and all-cores workers): can it feed the GPU?
 #     profile  the op profile of our training step (each op timed between device syncs)
@@ -146,6 +147,7 @@ part_ours() {
   bench_ours bf16 --keep-mb 100000 --bf16
   bench_ours fp32 --keep-mb 100000 VN_CUDA_STRICT_FP32=1
   bench_ours tf32_recompute
+  bench_ours tf32_dw_branchy --keep-mb 100000 VN_CUDA_DW_BRANCHY=1
 }
 
 part_ours_quick() {

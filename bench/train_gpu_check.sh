@@ -3,11 +3,12 @@
 # given only the vanilla program (libvanilla.so with libvanilla_cuda.so beside it) and
 # testtool (tests/train/testtool: makes the image folder and compares safetensors files):
 #  1. a tiny synthetic image folder (testtool synth: 4 classes of 16x16 PNGs, no download);
-#  2. the same run (EMA, mixup/cutmix, AdamW, clipping) on the cpu and on cuda in
-#     deterministic strict FP32: checkpoints close (largest relative difference printed);
+#  2. the recipe run (EMA, mixup/cutmix, AdamW, clipping) on the cpu and on cuda in
+#     deterministic strict FP32: both train (AdamW amplifies rounding, see below, so this
+#     one is not compared tensor by tensor); 8 SGD steps on both: within 1e-3 at steps 1, 4, 8;
 #  3. deterministic mode: a SIGTERM'd cuda run resumed ends at the bytes of a straight one;
-#  4. a cpu checkpoint resumed on cuda and a cuda checkpoint on the cpu finish, close to the
-#     straight runs;
+#  4. SGD: a cpu checkpoint resumed on cuda and a cuda checkpoint on the cpu end within 1e-3
+#     of the straight runs;
 #  5. eval / predict / export --device cuda against --device cpu (figures and files);
 #  6. unless --no-speed: vanillanet_5 at 224, batch 128, 30 steps of `vanilla train` on cuda
 #     (TF32; the data pipeline included), images per second from the progress lines.
@@ -54,16 +55,32 @@ output: {dir: $T/run, keep_last: 0, tensorboard: false, save_every_steps: 4}
 YAML
 final=32 # 4 epochs x 8 steps; the cpu reaches about 88% top-1 (EMA 56%)
 
-say "cpu and cuda: the same run (deterministic, strict FP32)"
+# Two kinds of comparison. AdamW at this learning rate amplifies rounding: a change of the
+# input mean by one float ulp moves the cpu's own checkpoint by 100% of some tensors' size
+# after 1 step (the zero-by-construction gradients of the biases in front of a BatchNorm are
+# rounding noise, and Adam scales any noise to a full step). So the recipe run (AdamW, EMA,
+# mixup/cutmix, clipping) is checked for training, not for bytes; the numbers are compared
+# on SGD runs, where the same one-ulp change moves no tensor by more than 1.1e-6 in 8 steps.
+sgd=(--set optim.name=sgd --set optim.lr=0.05 --set optim.momentum=0.9 --set optim.clip_grad=0
+     --set train.max_steps=8 --set output.save_every_steps=1)
+
+say "cpu and cuda: the recipe run (AdamW, EMA, mixup/cutmix; deterministic, strict FP32)"
 run cpu 120 train "$T/tiny.yaml" --set output.dir="$T/cpu"
 run cuda 120 train "$T/tiny.yaml" --set output.dir="$T/cuda" --set train.device=cuda
 check "cuda run: exit 0 and a final checkpoint" [ -f "$(ckpt "$T/cuda" $final)" ]
-check "cuda vs cpu: checkpoint of step 4 within 1e-3 (relative)" \
-  "$TOOL" close "$(ckpt "$T/cpu" 4)" "$(ckpt "$T/cuda" 4)" 1e-3
-# Training amplifies rounding differences: the final one is a loose bound.
-check "cuda vs cpu: final checkpoint within 1e-1" \
-  "$TOOL" close "$(ckpt "$T/cpu" $final)" "$(ckpt "$T/cuda" $final)" 1e-1
 grep -h "eval epoch 3" "$T/cpu.log" "$T/cuda.log"
+top1=$(grep -h "eval epoch 3: top-1" "$T/cuda.log" | sed 's/.*top-1 \([0-9.]*\)%.*/\1/')
+check "cuda run learns: top-1 ${top1:-?}% >= 50% on 4 classes" \
+  python3 -c "import sys; sys.exit(0 if float('${top1:-0}') >= 50 else 1)"
+
+say "cpu and cuda: 8 SGD steps (deterministic, strict FP32)"
+run sgd_cpu 120 train "$T/tiny.yaml" --set output.dir="$T/sgd_cpu" "${sgd[@]}"
+run sgd_cuda 120 train "$T/tiny.yaml" --set output.dir="$T/sgd_cuda" "${sgd[@]}" \
+  --set train.device=cuda
+for s in 1 4 8; do
+  check "SGD step $s: cuda within 1e-3 of the cpu (relative)" \
+    "$TOOL" close "$(ckpt "$T/sgd_cpu" $s)" "$(ckpt "$T/sgd_cuda" $s)" 1e-3
+done
 
 say "deterministic cuda: SIGTERM and resume"
 long=(--set train.epochs=100000 --set output.save_every_steps=1 --set train.device=cuda)
@@ -88,16 +105,17 @@ run straight 120 train "$T/tiny.yaml" "${long[@]}" --set output.dir="$T/straight
 check "SIGTERM + resume on cuda: the straight run's bytes at step $budget" \
   "$TOOL" same "$(ckpt "$T/straight" $budget)" "$(ckpt "$T/sig" $budget)"
 
-say "across devices"
-run c2d_a 120 train "$T/tiny.yaml" --set output.dir="$T/c2d" --set train.max_steps=5
-run c2d_b 120 train "$T/tiny.yaml" --set output.dir="$T/c2d" --set train.device=cuda --resume auto
-check "cpu checkpoint resumed on cuda: close to the cpu run" \
-  "$TOOL" close "$(ckpt "$T/cpu" $final)" "$(ckpt "$T/c2d" $final)" 1e-1
-run d2c_a 120 train "$T/tiny.yaml" --set output.dir="$T/d2c" --set train.max_steps=11 \
+say "across devices (SGD)"
+run c2d_a 120 train "$T/tiny.yaml" --set output.dir="$T/c2d" "${sgd[@]}" --set train.max_steps=4
+run c2d_b 120 train "$T/tiny.yaml" --set output.dir="$T/c2d" "${sgd[@]}" --set train.device=cuda \
+  --resume auto
+check "cpu checkpoint of step 4 resumed on cuda: step 8 within 1e-3 of the cpu's" \
+  "$TOOL" close "$(ckpt "$T/sgd_cpu" 8)" "$(ckpt "$T/c2d" 8)" 1e-3
+run d2c_a 120 train "$T/tiny.yaml" --set output.dir="$T/d2c" "${sgd[@]}" --set train.max_steps=4 \
   --set train.device=cuda
-run d2c_b 120 train "$T/tiny.yaml" --set output.dir="$T/d2c" --resume auto
-check "cuda checkpoint resumed on the cpu: close to the cuda run" \
-  "$TOOL" close "$(ckpt "$T/cuda" $final)" "$(ckpt "$T/d2c" $final)" 1e-1
+run d2c_b 120 train "$T/tiny.yaml" --set output.dir="$T/d2c" "${sgd[@]}" --resume auto
+check "cuda checkpoint of step 4 resumed on the cpu: step 8 within 1e-3 of the cuda run's" \
+  "$TOOL" close "$(ckpt "$T/sgd_cuda" 8)" "$(ckpt "$T/d2c" 8)" 1e-3
 
 say "eval, predict, export --device cuda"
 m=$(ckpt "$T/cuda" $final)

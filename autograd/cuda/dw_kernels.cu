@@ -18,6 +18,7 @@
 #include "autograd/cuda/cuda_impl.h"
 
 #include <cuda_runtime.h>
+#include <stdlib.h>
 
 #define DW_THREADS 128
 
@@ -59,26 +60,38 @@ __device__ static inline void dw_load_col(float (&win)[K][K], int slot, const fl
 
 // The window is circular: input column u of a row sits in slot (u + pw) % K, so output p reads
 // window column j from slot (p + j) % K. The walk along a row goes K outputs at a time with q
-// = p % K unrolled, so every slot index is a constant and nothing moves between registers.
-// dw_row calls f(q, p) for each output p of the row after loading its last column.
-template <int K, typename F>
+// = p % K unrolled, so every slot index is a constant and nothing moves between registers;
+// full groups of K outputs have no branch, so the compiler can issue the loads of later
+// columns ahead of the arithmetic on earlier ones (VanillaNet's rows, 56, 28, 14 and 7 wide,
+// are all full groups of 7). dw_row calls f(q, p) for each output p of the row after loading
+// its last column.
+// Hoist false: every output checks the row's end (one branch per output; fewer registers,
+// the first version measured on an H200), kept for comparison (VN_CUDA_DW_BRANCHY=1).
+template <int K, bool Hoist, typename F>
 __device__ static inline void dw_row(float (&win)[K][K], const float *x, const dw_geom &g, int n,
                                      int o, int ch, F f)
 {
 #pragma unroll
     for (int j = 0; j + 1 < K; j++) dw_load_col<K>(win, j, x, g, n, o, j - g.pw, ch);
-    for (int p0 = 0; p0 < g.wo; p0 += K) {
+    int p0 = 0;
+    for (; Hoist && p0 + K <= g.wo; p0 += K) {
 #pragma unroll
         for (int q = 0; q < K; q++) {
-            int p = p0 + q;
-            if (p >= g.wo) break;
-            dw_load_col<K>(win, (q + K - 1) % K, x, g, n, o, p + K - 1 - g.pw, ch);
-            f(q, p);
+            dw_load_col<K>(win, (q + K - 1) % K, x, g, n, o, p0 + q + K - 1 - g.pw, ch);
+            f(q, p0 + q);
+        }
+    }
+    for (; p0 < g.wo; p0 += K) {
+#pragma unroll
+        for (int q = 0; q < K; q++) {
+            if (p0 + q >= g.wo) break;
+            dw_load_col<K>(win, (q + K - 1) % K, x, g, n, o, p0 + q + K - 1 - g.pw, ch);
+            f(q, p0 + q);
         }
     }
 }
 
-template <int K>
+template <int K, bool Hoist>
 __global__ void __launch_bounds__(DW_THREADS)
     dw_forward(float *y, const float *x, const float *wt, const float *bias, dw_geom g,
                int parts, bool accumulate)
@@ -96,7 +109,7 @@ __global__ void __launch_bounds__(DW_THREADS)
     float win[K][K];
     for (int r = r0; r < r1; r++) {
         float *yrow = y + ((long long)r * g.wo) * g.c + ch;
-        dw_row<K>(win, x, g, r / g.ho, r % g.ho, ch, [&](int q, int p) {
+        dw_row<K, Hoist>(win, x, g, r / g.ho, r % g.ho, ch, [&](int q, int p) {
             float acc = 0.0f;
 #pragma unroll
             for (int i = 0; i < K; i++)
@@ -109,7 +122,7 @@ __global__ void __launch_bounds__(DW_THREADS)
     }
 }
 
-template <int K>
+template <int K, bool Hoist>
 __global__ void __launch_bounds__(DW_THREADS)
     dw_filter_partials(float *part, const float *dy, const float *x, dw_geom g, int parts)
 {
@@ -125,7 +138,7 @@ __global__ void __launch_bounds__(DW_THREADS)
     float win[K][K];
     for (int r = r0; r < r1; r++) {
         const float *grow = dy + ((long long)r * g.wo) * g.c + ch;
-        dw_row<K>(win, x, g, r / g.ho, r % g.ho, ch, [&](int q, int p) {
+        dw_row<K, Hoist>(win, x, g, r / g.ho, r % g.ho, ch, [&](int q, int p) {
             float gv = grow[(long long)p * g.c];
 #pragma unroll
             for (int i = 0; i < K; i++)
@@ -162,13 +175,26 @@ static int dw_parts(int rows, int c, int cap)
     return p < 1 ? 1 : p;
 }
 
+static bool dw_branchy(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("VN_CUDA_DW_BRANCHY");
+        v = e && e[0] == '1';
+    }
+    return v == 1;
+}
+
 template <int K>
 static void launch_forward(vn__stream s, float *y, const float *x, const float *wt,
                            const float *bias, dw_geom g, bool accumulate)
 {
     int rows = g.n * g.ho, parts = dw_parts(rows, g.c, 1 << 30);
     dim3 grid((unsigned)((g.c + DW_THREADS - 1) / DW_THREADS), (unsigned)parts);
-    dw_forward<K><<<grid, DW_THREADS, 0, s>>>(y, x, wt, bias, g, parts, accumulate);
+    if (dw_branchy())
+        dw_forward<K, false><<<grid, DW_THREADS, 0, s>>>(y, x, wt, bias, g, parts, accumulate);
+    else
+        dw_forward<K, true><<<grid, DW_THREADS, 0, s>>>(y, x, wt, bias, g, parts, accumulate);
 }
 
 template <int K>
@@ -176,7 +202,10 @@ static void launch_partials(vn__stream s, float *part, const float *dy, const fl
                             dw_geom g, int parts)
 {
     dim3 grid((unsigned)((g.c + DW_THREADS - 1) / DW_THREADS), (unsigned)parts);
-    dw_filter_partials<K><<<grid, DW_THREADS, 0, s>>>(part, dy, x, g, parts);
+    if (dw_branchy())
+        dw_filter_partials<K, false><<<grid, DW_THREADS, 0, s>>>(part, dy, x, g, parts);
+    else
+        dw_filter_partials<K, true><<<grid, DW_THREADS, 0, s>>>(part, dy, x, g, parts);
 }
 
 static bool dw_k_ok(int k) { return k == 3 || k == 5 || k == 7 || k == 9; }
