@@ -529,6 +529,41 @@ __global__ void maxpool_fwd(float *y, int32_t *arg, const float *x, int64_t n, i
     }
 }
 
+// The same for kernel == stride in index type I (int below 2^31 elements: no 64-bit
+// division); the same scan order, ties to the first, a NaN wins and ends the scan.
+template <typename I>
+__global__ void maxpool_fwd_k(float *y, int32_t *arg, const float *x, I n, I h, I w, I c, I oh,
+                              I ow, I k)
+{
+    const I total = n * oh * ow * c;
+    for (I o = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; o < total;
+         o += (I)blockDim.x * (I)gridDim.x) {
+        I ch = o % c, t = o / c;
+        I j = t % ow;
+        t /= ow;
+        I i = t % oh, b = t / oh;
+        const float *img = x + b * h * w * c;
+        float best = -INFINITY;
+        I where = ((i * k) * w + j * k) * c + ch;
+        bool nan = false;
+        for (I u = 0; u < k && !nan; u++)
+            for (I v = 0; v < k; v++) {
+                I idx = ((i * k + u) * w + (j * k + v)) * c + ch;
+                float val = img[idx];
+                if (val > best || isnan(val)) {
+                    best = val;
+                    where = idx;
+                    if (isnan(val)) {
+                        nan = true;
+                        break;
+                    }
+                }
+            }
+        y[o] = best;
+        if (arg) arg[o] = (int32_t)where;
+    }
+}
+
 // One thread per input element: gathers from the outputs whose window holds it, in a fixed
 // order (deterministic, no atomics).
 __global__ void maxpool_bwd(float *dx, const float *dy, const int32_t *arg, int64_t n, int64_t h,
@@ -643,7 +678,12 @@ extern "C" {
 int vn__k_maxpool_fwd(vn__stream s, float *y, int32_t *arg, const float *x, int64_t n, int64_t h,
                       int64_t w, int64_t c, int64_t oh, int64_t ow, int k)
 {
-    maxpool_fwd<<<grid_for(n * oh * ow * c), VN_THREADS, 0, s>>>(y, arg, x, n, h, w, c, oh, ow, k);
+    int64_t outs = n * oh * ow * c;
+    if (k > 0 && n * h * w * c < ((int64_t)1 << 31))
+        maxpool_fwd_k<int><<<grid_for(outs), VN_THREADS, 0, s>>>(
+            y, arg, x, (int)n, (int)h, (int)w, (int)c, (int)oh, (int)ow, k);
+    else
+        maxpool_fwd<<<grid_for(outs), VN_THREADS, 0, s>>>(y, arg, x, n, h, w, c, oh, ow, k);
     return done();
 }
 
