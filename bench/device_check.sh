@@ -10,7 +10,7 @@
 # that machine's PyTorch (its nvidia/* wheels). Without the pack, the script builds with
 # meson where meson exists.
 #
-#   bench/device_check.sh [PART...]     (no part: suites train ours data profile torch)
+#   bench/device_check.sh [PART...]     (no part: suites train ours recipe profile torch data)
 # The parts run in the order given (the most wanted first: a run cut at its time limit keeps
 # what came before):
 #     suites   the CUDA test suites (device API, every op, optimizers/EMA/vanillanet_5)
@@ -20,6 +20,9 @@
 #     ours     bench_train: TF32, bf16 GEMMs, strict FP32 (everything kept for backward),
 #              TF32 with the CPU default's recomputation, and TF32 with the depthwise kernels'
 #              first version (VN_CUDA_DW_BRANCHY=1)
+#     recipe   vanilla train with the official recipe (RandAugment, mixup/cutmix, random
+#              erasing, LAMB, EMA) on 500x375 JPEGs made there: images/s and time waiting for
+#              data, the input pipeline included
 #     data     the input pipeline on this machine's cores (bench_data: the official recipe's
 #              train transforms on 500x375 JPEGs, 1 and all-cores workers): can it feed the GPU?
 #     profile  the op profile of our training step (each op timed between device syncs)
@@ -30,7 +33,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts=("$@")
-((${#parts[@]})) || parts=(suites train ours data profile torch)
+((${#parts[@]})) || parts=(suites train ours recipe profile torch data)
 t_start=$(date +%s)
 orig_ld=${LD_LIBRARY_PATH:-}
 say() { printf '\n=== %s (t+%ds)\n' "$*" $(($(date +%s) - t_start)); }
@@ -192,6 +195,37 @@ part_train() {
   echo "train_gpu_check exit status $?"
 }
 
+part_recipe() {
+  local w=$(($(nproc) - 1))
+  say "the official recipe on 500x375 JPEGs: vanilla train, vanillanet_5 at 224, batch 128, cuda, $w workers"
+  LD_LIBRARY_PATH="$orig_ld" python3 - <<'PY'
+# 10 classes x 192 train (+ 8 val) JPEGs of 500x375, quality 90: noise under a class tint.
+import os, numpy as np
+from multiprocessing import Pool
+from PIL import Image
+def make(args):
+    split, c, i = args
+    rng = np.random.default_rng(c * 1000 + i)
+    a = rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    a[..., c % 3] = (a[..., c % 3] // 2 + 25 * c).astype(np.uint8)
+    d = f"/tmp/vn_jpg/{split}/c{c}"
+    os.makedirs(d, exist_ok=True)
+    Image.fromarray(a).save(f"{d}/{i:04d}.JPEG", quality=90)
+jobs = [("train", c, i) for c in range(10) for i in range(192)] + \
+       [("val", c, i) for c in range(10) for i in range(8)]
+with Pool(os.cpu_count()) as p:
+    p.map(make, jobs, chunksize=32)
+print("made", len(jobs), "JPEGs in /tmp/vn_jpg")
+PY
+  timeout 150 "${loader[@]}" "$pkg/bin/vanilla" train examples/imagenet/vanillanet_5.yaml \
+    --set data.root=/tmp/vn_jpg --set model.num_classes=10 --set data.workers=$w \
+    --set train.device=cuda --set optim.update_freq=1 --set train.max_steps=45 \
+    --set train.eval_every=0 --set train.log_every=5 --set output.save_every=0 \
+    --set output.dir=/tmp/vn_recipe >/tmp/vn_recipe.log 2>&1
+  echo "recipe run exit status $?"
+  grep -E "device:|img/s|time:" /tmp/vn_recipe.log | tail -14
+}
+
 part_torch_variants() {
   for v in "" "--channels-last" "--channels-last --bf16" "--bf16"; do
     say "PyTorch: vanillanet_5 train 224 batch 128 $v"
@@ -202,7 +236,7 @@ part_torch_variants() {
 
 for part in "${parts[@]}"; do
   case $part in
-    suites|profile|ours|ours_quick|torch|data|train|torch_variants) "part_$part" ;;
+    suites|profile|ours|ours_quick|torch|data|train|recipe|torch_variants) "part_$part" ;;
     *) echo "device_check: no part '$part'" ;;
   esac
 done
