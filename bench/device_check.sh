@@ -112,7 +112,7 @@ part_suites() {
   CK_VERBOSITY=normal timeout 120 "${loader[@]}" "$pkg/bin/test_cuda" 2>&1 | grep -E "conv|matmul|linear|Checks|F:"
   echo "test_cuda (TF32) exit status ${PIPESTATUS[0]}"
   say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
-  VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 200 "${loader[@]}" "$pkg/bin/test_cuda_model"
+  VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 120 "${loader[@]}" "$pkg/bin/test_cuda_model"
   echo "test_cuda_model exit status $?"
 }
 
@@ -142,7 +142,7 @@ bench_torch() { # label, args...
   local label=$1; shift
   say "PyTorch: vanillanet_5 train 224 batch 128, $label"
   local out
-  out=$(LD_LIBRARY_PATH="$orig_ld" timeout 100 python3 bench/torch_baseline.py --device cuda --threads 8 "${common[@]}" "$@" 2>&1)
+  out=$(LD_LIBRARY_PATH="$orig_ld" timeout 80 python3 bench/torch_baseline.py --device cuda --threads 8 "${common[@]}" "$@" 2>&1)
   echo "$out" | tail -6
   img[torch_$label]=$(echo "$out" | sed -n 's/.*RESULT torch.* img_s=\([0-9.]*\).*/\1/p')
   gflops[torch_$label]=$(echo "$out" | sed -n 's/.*RESULT torch.* gflops=\([0-9.]*\).*/\1/p')
@@ -191,7 +191,7 @@ part_data() {
 
 part_train() {
   say "vanilla train / eval / predict / export on the GPU (bench/train_gpu_check.sh)"
-  timeout 300 bash bench/train_gpu_check.sh "$pkg/bin/vanilla" "$pkg/bin/testtool" /tmp/vn_train_gpu
+  timeout 120 bash bench/train_gpu_check.sh "$pkg/bin/vanilla" "$pkg/bin/testtool" /tmp/vn_train_gpu
   echo "train_gpu_check exit status $?"
 }
 
@@ -217,7 +217,7 @@ with Pool(os.cpu_count()) as p:
     p.map(make, jobs, chunksize=32)
 print("made", len(jobs), "JPEGs in /tmp/vn_jpg")
 PY
-  timeout 150 "${loader[@]}" "$pkg/bin/vanilla" train examples/imagenet/vanillanet_5.yaml \
+  timeout 100 "${loader[@]}" "$pkg/bin/vanilla" train examples/imagenet/vanillanet_5.yaml \
     --set data.root=/tmp/vn_jpg --set model.num_classes=10 --set data.workers=$w \
     --set train.device=cuda --set optim.update_freq=1 --set train.max_steps=45 \
     --set train.eval_every=0 --set train.log_every=5 --set output.save_every=0 \
