@@ -34,7 +34,7 @@ static const vn_official_flag flags[] = {
          "padding 4 and no evaluation resize, at >= 384 px a square evaluation resize."),
     DIFF("--model_ema", "False", "ema.decays", NULL, "EMA is on when ema.decays is not empty."),
     SAME("--model_ema_decay", "0.9999", "ema.decays", NULL, "A list, as the official nargs='+'."),
-    ABSENT("--model_ema_force_cpu", "False", "Everything runs on the CPU already."),
+    ABSENT("--model_ema_force_cpu", "False", "EMA copies live on the model's device (train.device)."),
     DIFF("--model_ema_eval", "False", "ema.eval", NULL,
          "Each EMA copy keeps its own best-ema-N.safetensors (official: one checkpoint-best-ema "
          "for the best of all copies); best.safetensors is the live model's, as "
@@ -103,7 +103,8 @@ static const vn_official_flag flags[] = {
          "Always written (official: '' saves nothing)."),
     DIFF("--log_dir", "None", "output.tensorboard", NULL,
          "TensorBoard files go into the run directory when true."),
-    ABSENT("--device", "cuda", "CPU only for now."),
+    DIFF("--device", "cuda", "train.device", NULL,
+         "cpu by default; cuda trains on one GPU (eval, predict and export take --device)."),
     DIFF("--seed", "0", "train.seed", NULL,
          "Also fixes shuffling, augmentation and dropout: same seed and threads, same bytes."),
     DIFF("--resume", "", NULL, "vanilla train --resume PATH",
