@@ -529,6 +529,18 @@ __global__ void maxpool_fwd(float *y, int32_t *arg, const float *x, int64_t n, i
     }
 }
 
+// Element o of an NHWC tensor [n, h, w, c]: its image b, row i, column j and channel ch.
+template <typename I>
+__device__ static inline void nhwc_at(I o, I h, I w, I c, I *b, I *i, I *j, I *ch)
+{
+    I t = o / c;
+    *ch = o % c;
+    *j = t % w;
+    t /= w;
+    *i = t % h;
+    *b = t / h;
+}
+
 // The same for kernel == stride in index type I (int below 2^31 elements: no 64-bit
 // division); the same scan order, ties to the first, a NaN wins and ends the scan.
 template <typename I>
@@ -538,10 +550,8 @@ __global__ void maxpool_fwd_k(float *y, int32_t *arg, const float *x, I n, I h, 
     const I total = n * oh * ow * c;
     for (I o = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; o < total;
          o += (I)blockDim.x * (I)gridDim.x) {
-        I ch = o % c, t = o / c;
-        I j = t % ow;
-        t /= ow;
-        I i = t % oh, b = t / oh;
+        I b, i, j, ch;
+        nhwc_at(o, oh, ow, c, &b, &i, &j, &ch);
         const float *img = x + b * h * w * c;
         float best = -INFINITY;
         I where = ((i * k) * w + j * k) * c + ch;
@@ -606,10 +616,8 @@ __global__ void maxpool_bwd_k(float *dx, const float *dy, const int32_t *arg, I 
     const I total = n * oh * ow * c;
     for (I o = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; o < total;
          o += (I)blockDim.x * (I)gridDim.x) {
-        I ch = o % c, t = o / c;
-        I j = t % ow;
-        t /= ow;
-        I i = t % oh, b = t / oh;
+        I b, i, j, ch;
+        nhwc_at(o, oh, ow, c, &b, &i, &j, &ch);
         const int32_t where = arg[o];
         const float g = dy[o];
         float *img = dx + b * h * w * c;
