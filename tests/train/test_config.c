@@ -385,8 +385,8 @@ static void check_full_example(const vn_config *c)
     ck_assert(c->train.keep_mb == 32);
     ck_assert_int_eq(c->train.nonfinite, VN_CONFIG_NONFINITE_SKIP);
     ck_assert_int_eq(c->train.device, VN_CONFIG_DEVICE_CPU);
-    ck_assert(!c->train.tf32 && c->train.deterministic);
-    ck_assert_int_eq(c->train.precision, VN_CONFIG_PRECISION_BF16);
+    ck_assert(!c->train.tf32 && c->train.deterministic &&
+              c->train.precision == VN_CONFIG_PRECISION_BF16);
     ck_assert_int_eq(c->train.max_skip, 3);
     ck_assert_str_eq(c->data.auto_augment, "rand-m9-n3-mstd0.5");
     ck_assert(c->data.color_jitter == 0.3 && c->data.reprob == 0.5 && c->data.recount == 2);
