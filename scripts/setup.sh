@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain and build
-  gcc libc6-dev pkg-config meson ninja-build
+  gcc g++ libc6-dev pkg-config meson ninja-build
   # libraries the framework links
   libopenblas-openmp-dev libgomp1 zlib1g-dev libpng-dev libturbojpeg0-dev libjansson-dev
   libyaml-dev check libzip-dev libprotobuf-c-dev
