@@ -66,6 +66,15 @@ void vn_tensor_free(vn_tensor *t)
     free(t);
 }
 
+void vn_tensor_drop_grad(vn_tensor *t)
+{
+    VN_ASSERT(!(t->flags & VN_TENSOR_STEP), "drop_grad is for model-lifetime tensors");
+    if (t->device != VN_DEVICE_CPU) vn__dev_free(t->device, t->grad);
+    else free(t->grad);
+    t->grad = NULL;
+    t->flags &= ~VN_TENSOR_REQUIRES_GRAD;
+}
+
 int vn_tensor_zero_grad(vn_tensor *t)
 {
     VN_ASSERT(!(t->flags & VN_TENSOR_STEP), "zero_grad is for model-lifetime tensors");

@@ -64,6 +64,9 @@ static inline bool vn_tensor_requires_grad(const vn_tensor *t)
 }
 /* Sets the gradient of a model-lifetime tensor to zero (allocating it if needed). */
 int vn_tensor_zero_grad(vn_tensor *t);
+/* Frees t's gradient buffer and marks it as not requiring grad (a copy that is never
+ * differentiated, as an EMA of the weights: its buffer would only hold memory). */
+void vn_tensor_drop_grad(vn_tensor *t);
 bool vn_tensor_same_shape(const vn_tensor *a, const vn_tensor *b);
 void vn_tensor_fill(vn_tensor *t, float v);
 void vn_tensor_copy_data(vn_tensor *dst, const vn_tensor *src);

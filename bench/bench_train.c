@@ -368,6 +368,7 @@ static int bench_setup_ema(bench *b, vn_error *err)
 {
     int rc = vn_vanillanet_create(&b->o->cfg, false, &b->ema_m, err);
     if (rc != VN_OK) return rc;
+    vn_state_drop_grads(&b->ema_m->state); /* as the trainer: never differentiated */
     vn_vanillanet_set_training(b->ema_m, false);
     vn_vanillanet_change_act(b->ema_m, 0.5f);
     if (b->o->device != VN_DEVICE_CPU) {

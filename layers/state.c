@@ -50,6 +50,13 @@ const vn_state_item *vn_state_find(const vn_state_list *l, const char *name)
     return NULL;
 }
 
+void vn_state_drop_grads(const vn_state_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        if (l->items[i].kind == VN_STATE_PARAM && l->items[i].tensor)
+            vn_tensor_drop_grad(l->items[i].tensor);
+}
+
 int64_t vn_state_numel(const vn_state_list *l, vn_state_kind kind)
 {
     int64_t n = 0;

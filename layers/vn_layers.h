@@ -41,6 +41,9 @@ int vn_state_add(vn_state_list *l, const char *prefix, const char *name, vn_stat
 const vn_state_item *vn_state_find(const vn_state_list *l, const char *name);
 /* Number of float elements of the entries of one kind. */
 int64_t vn_state_numel(const vn_state_list *l, vn_state_kind kind);
+/* Drops the gradient buffers of every parameter (vn_tensor_drop_grad): for a model that is
+ * only ever run forward and blended into, as an EMA copy. */
+void vn_state_drop_grads(const vn_state_list *l);
 
 /* Adds every entry to a safetensors writer under `prefix` + name: float tensors as F32 in
  * file layout (OHWI conv weights converted to OIHW), counts as I64 with shape []. */

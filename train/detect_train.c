@@ -242,6 +242,7 @@ static int setup_ema(drun *r, vn_error *err)
     if (!(r->cfg->detect.ema_decay > 0)) return VN_OK;
     int rc = vn_yolo_create(vn_yolo_get_config(r->model), &r->ema_model, err);
     if (rc != VN_OK) return rc;
+    vn_state_drop_grads(vn_yolo_state(r->ema_model)); /* never differentiated */
     rc = vn_ema_of_state(&r->ema, r->cfg->detect.ema_decay, vn_yolo_state(r->model),
                          vn_yolo_state(r->ema_model), false, NULL, err);
     vn_yolo_set_training(r->ema_model, false);

@@ -154,6 +154,7 @@ static int setup_model(run *r, vn_error *err)
     for (int e = 0; e < r->n_emas; e++) {
         rc = vn_vanillanet_create(&mc, false, &r->emas[e], err);
         if (rc != VN_OK) return rc;
+        vn_state_drop_grads(&r->emas[e]->state); /* never differentiated */
         char prefix[32];
         snprintf(prefix, sizeof prefix, "ema.%d.", e);
         rc = vn_ema_of_state(&r->ema_upd[e], cfg->ema.decays.v[e], sl, &r->emas[e]->state, true,

@@ -68,6 +68,48 @@ START_TEST(test_count_equals_allocated)
 }
 END_TEST
 
+/* An EMA-style copy drops its gradient buffers: no parameter keeps one or requires grad, its
+ * forward (training and eval mode, the tape recording) gives the same outputs as before, and
+ * a later zero_grad brings a buffer back. */
+START_TEST(test_drop_grads)
+{
+    vn_vanillanet_config c = small_cfg();
+    vn_vanillanet *m = NULL;
+    ck_assert_int_eq(vn_vanillanet_create(&c, false, &m, NULL), VN_OK);
+    vn_vanillanet_init(m, 5);
+    vn_tensor *x = vn_tensor_new4(2, 32, 32, c.in_chans, false);
+    vn_test_fill_uniform(x->data, x->numel, 9, -1, 1);
+    for (int training = 0; training < 2; training++) {
+        vn_vanillanet_set_training(m, training);
+        vn_ctx *ctx = vn_ctx_create();
+        vn_tensor *y = vn_vanillanet_forward(ctx, m, x);
+        ck_assert_msg(y, "%s", vn_ctx_error(ctx));
+        float *ref = malloc((size_t)y->numel * sizeof *ref);
+        memcpy(ref, y->data, (size_t)y->numel * sizeof *ref);
+        int64_t n = y->numel;
+        vn_ctx_destroy(ctx);
+        if (training) vn_state_drop_grads(&m->state);
+        ctx = vn_ctx_create();
+        y = vn_vanillanet_forward(ctx, m, x);
+        ck_assert_msg(y, "%s", vn_ctx_error(ctx));
+        ck_assert_mem_eq(y->data, ref, (size_t)n * sizeof *ref);
+        free(ref);
+        vn_ctx_destroy(ctx);
+    }
+    for (int i = 0; i < m->state.n; i++) {
+        const vn_tensor *t = m->state.items[i].tensor;
+        if (m->state.items[i].kind != VN_STATE_PARAM) continue;
+        ck_assert_msg(!t->grad && !vn_tensor_requires_grad(t), "%s keeps a gradient",
+                      m->state.items[i].name);
+    }
+    vn_tensor *w = m->state.items[0].tensor;
+    ck_assert_int_eq(vn_tensor_zero_grad(w), VN_OK);
+    ck_assert_ptr_nonnull(w->grad);
+    vn_tensor_free(x);
+    vn_vanillanet_destroy(m);
+}
+END_TEST
+
 /* ---- state names and initialisation --------------------------------------------------- */
 
 START_TEST(test_state_names_follow_official_order)
@@ -634,6 +676,7 @@ static Suite *models_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_param_counts_match_paper);
     tcase_add_test(tc, test_count_equals_allocated);
+    tcase_add_test(tc, test_drop_grads);
     tcase_add_test(tc, test_state_names_follow_official_order);
     tcase_add_test(tc, test_init_is_official_and_reproducible);
     tcase_add_test(tc, test_block_matches_pytorch);
