@@ -30,7 +30,7 @@ typedef struct vn_mem_stats {
 } vn_mem_stats;
 
 vn_ctx *vn_ctx_create(void);
-/* A context whose step tensors live on device d (vn_ctx_create is the CPU's); NULL when d is
+/* A context whose step tensors live on device d (for the CPU: as vn_ctx_create); NULL when d is
  * not usable (vn_device_check says why) or on allocation failure. Ops given tensors of
  * another device fail with an error naming both devices. */
 vn_ctx *vn_ctx_create_on(vn_device d);

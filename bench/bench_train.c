@@ -393,7 +393,7 @@ static int bench_setup(bench *b, vn_error *err)
         vn_vanillanet_set_training(b->m, true);
         vn_vanillanet_change_act(b->m, 0.5f);
     }
-    b->ctx = o->device == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(o->device);
+    b->ctx = vn_ctx_create_on(o->device);
     if (b->ctx) vn_ctx_set_keep(b->ctx, (size_t)o->keep_mb * 1000000); /* train.keep_mb */
     if (!b->ctx) return vn_error_set(err, VN_ERR_NOMEM, "out of memory for the context");
     if (o->deploy) vn_ctx_set_grad(b->ctx, false);

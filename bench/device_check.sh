@@ -28,7 +28,7 @@
 #     profile  the op profile of our training step (each op timed between device syncs)
 #     ours_quick  the first two of ours
 #     torch    PyTorch: TF32 NCHW and channels_last, bf16 autocast channels_last
-#     torch_variants  PyTorch alone in four layouts/precisions
+#     torch_variants  torch, and bf16 autocast NCHW
 # A summary of images/s, share of the device's peak and ratios ends the run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -72,7 +72,8 @@ elif command -v meson >/dev/null; then
     meson compile -C build-dev >/dev/null || { echo "device_check: build failed"; exit 1; }
   mkdir -p /tmp/vn_pkg/pkg/bin /tmp/vn_pkg/pkg/lib
   cp build-dev/tests/cuda/test_cuda build-dev/tests/cuda/test_cuda_model \
-    build-dev/tests/cuda/test_device_api build-dev/bench/bench_train /tmp/vn_pkg/pkg/bin/
+    build-dev/tests/cuda/test_device_api build-dev/bench/bench_train build-dev/bench/bench_data \
+    build-dev/train/cli/vanilla build-dev/tests/train/testtool /tmp/vn_pkg/pkg/bin/
   # libvanilla loads the CUDA backend module from its own folder.
   cp build-dev/libvanilla.so build-dev/libvanilla_cuda.so /tmp/vn_pkg/pkg/lib/
   pkg=/tmp/vn_pkg/pkg
@@ -99,7 +100,6 @@ fi
 echo "libraries test_cuda would load (libvanilla, then the CUDA backend module on demand):"
 ldd "$pkg/bin/test_cuda" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
 ldd "$pkg/lib/libvanilla_cuda.so" 2>&1 | grep -E "cuda|cublas|cudnn|not found|vanilla" | head -12
-run() { "${loader[@]}" "$@"; }
 
 part_suites() {
   say "device API: the module loads and sees the GPU"
@@ -227,11 +227,8 @@ PY
 }
 
 part_torch_variants() {
-  for v in "" "--channels-last" "--channels-last --bf16" "--bf16"; do
-    say "PyTorch: vanillanet_5 train 224 batch 128 $v"
-    LD_LIBRARY_PATH="$orig_ld" timeout 100 python3 bench/torch_baseline.py --device cuda --threads 8 \
-      --model vanillanet_5 --batch 128 --size 224 --steps 5 --warmup 2 $v 2>&1 | grep -E "RESULT|phases"
-  done
+  part_torch
+  bench_torch bf16 --bf16
 }
 
 for part in "${parts[@]}"; do

@@ -182,9 +182,10 @@ static float *device_staging(const vn_state_list *l, int *rc)
     return p;
 }
 
-/* A model on a device: each tensor goes through host memory (staging) in its layout. */
-static int state_from_file_device(const vn_state_list *l, const char *prefix, const vn_st_file *f,
-                                  float *staging, vn_error *err)
+/* Copies every checked tensor in: straight into host tensors, through host memory (staging,
+ * see device_staging) into tensors on a device. */
+static int state_copy_in(const vn_state_list *l, const char *prefix, const vn_st_file *f,
+                         float *staging, vn_error *err)
 {
     char name[512];
     for (int i = 0; i < l->n; i++) {
@@ -220,28 +221,9 @@ int vn_state_from_file(const vn_state_list *l, const char *prefix, const vn_st_f
     if (rc != VN_OK)
         return vn_error_set(err, rc, "%s: out of memory loading tensors to the device",
                             vn_st_path(f));
-    if (staging) {
-        rc = state_from_file_device(l, prefix, f, staging, err);
-        free(staging);
-        return rc;
-    }
-    char name[512];
-    for (int i = 0; i < l->n; i++) {
-        const vn_state_item *e = &l->items[i];
-        snprintf(name, sizeof name, "%s%s", prefix, e->name);
-        const vn_st_entry *fe = vn_st_find(f, name);
-        if (e->kind == VN_STATE_COUNT) {
-            memcpy(e->count, fe->data, sizeof(int64_t));
-            continue;
-        }
-        vn_tensor *t = e->tensor;
-        if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4)
-            ohwi_from_oihw_bytes(t->data, fe->data, t->shape[0], t->shape[3], t->shape[1],
-                                 t->shape[2]);
-        else
-            memcpy(t->data, fe->data, fe->nbytes);
-    }
-    return VN_OK;
+    rc = state_copy_in(l, prefix, f, staging, err);
+    free(staging);
+    return rc;
 }
 
 int vn_state_copy(const vn_state_list *dst, const vn_state_list *src, vn_error *err)

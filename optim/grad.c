@@ -51,14 +51,14 @@ double vn_norm_f32(const float *x, int64_t n) { return sqrt(vn_sumsq_f32(x, n));
 /* Gradients on a device are read into host memory (one buffer for the largest), where the
  * same chunked sums and scaling as on the CPU run: the same bytes whichever device holds them.
  * A read that cannot be made gives NaN (the step is then skipped or stops the run). */
-static float *grad_staging(vn_tensor *const *params, int n, bool *any)
+static float *grad_staging(vn_tensor *const *params, int n, bool *any /* may be NULL */)
 {
     int64_t most = 0;
     for (int i = 0; i < n; i++)
         if (params[i] && params[i]->grad && params[i]->device != VN_DEVICE_CPU &&
             params[i]->numel > most)
             most = params[i]->numel;
-    *any = most > 0;
+    if (any) *any = most > 0;
     return most ? malloc((size_t)most * sizeof(float)) : NULL;
 }
 
@@ -70,8 +70,7 @@ static const float *host_grad(const vn_tensor *t, float *staging)
 
 double vn_grad_norm(vn_tensor *const *params, int n)
 {
-    bool dev;
-    float *staging = grad_staging(params, n, &dev);
+    float *staging = grad_staging(params, n, NULL); /* NULL: a device read gives NaN */
     double s = 0.0;
     for (int i = 0; i < n; i++) {
         if (!params[i] || !params[i]->grad) continue;

@@ -42,12 +42,8 @@ static int upload_moments(vn_optim *opt, vn_error *err)
         opt->dev_stale = true;
     }
     /* On the backend's stream (non-blocking: a plain cudaMemcpy is not ordered with it), and
-     * finished before the step's kernels read them. */
-    vn__cuda *c = vn__cuda_get(NULL, 0);
-    if (opt->dev_stale &&
-        (!c || cudaMemcpyAsync(opt->dev_moments, opt->moments, bytes, cudaMemcpyHostToDevice,
-                               c->stream) != cudaSuccess ||
-         cudaStreamSynchronize(c->stream) != cudaSuccess))
+     * finished before the step's kernels read them: the backend's own copy. */
+    if (opt->dev_stale && vn__cuda_copy(opt->dev_moments, opt->moments, bytes) != VN_OK)
         return vn_error_set(err, VN_ERR_IO, "optimizer: copying the moments to the device failed");
     opt->dev_stale = false;
     return VN_OK;

@@ -51,7 +51,7 @@ static int merge_and_check(vn_vanillanet *m, const vn_ckpt_info *info, bool forc
     res->params_train = vn_vanillanet_count_params(&m->cfg, false);
     int size = res->check_size;
     vn_tensor *x = vn_tensor_new4(EXPORT_CHECK_BATCH, size, size, m->cfg.in_chans, false);
-    vn_ctx *ctx = device == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(device);
+    vn_ctx *ctx = vn_ctx_create_on(device);
     float *ref = NULL, *got = NULL;
     int64_t n = 0, n2 = 0;
     int rc = x && ctx ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "out of memory");

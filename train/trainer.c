@@ -862,7 +862,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (rc == VN_OK) rc = setup_model(r, err);
     if (rc == VN_OK) rc = setup_optim(r, err);
     if (rc == VN_OK) rc = place_on_device(r, err);
-    if (rc == VN_OK && !(r->ctx = r->device == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(r->device)))
+    if (rc == VN_OK && !(r->ctx = vn_ctx_create_on(r->device)))
         rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     /* On a device, 0 keeps everything: its memory is not the host's, and recomputing costs
      * the device time the keep saves. */

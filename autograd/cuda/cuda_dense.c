@@ -2,9 +2,8 @@
  * [K, M]: C = A B in row-major is C^T = B^T A^T in column-major, so the operands swap.
  * 1x1 convolutions (stride 1, pad 0, one group) are a linear layer over N*H*W rows; depthwise
  * ones of stride 1 and 3, 5, 7 or 9 taps go to dw_kernels.cu (VN_CUDA_DW_CUDNN=1: to cuDNN,
- * for comparison); patchify ones (kernel == stride) are a gather and a GEMM; every other
- * convolution goes to cuDNN with NHWC tensors and NHWC (= OHWI)
- * filters. */
+ * for comparison); patchify ones (kernel == stride) are a gather and a GEMM in FP32/TF32;
+ * every other convolution goes to cuDNN with NHWC tensors and NHWC (= OHWI) filters. */
 #include "autograd/cuda/cuda_impl.h"
 
 #include <stdlib.h>

@@ -49,7 +49,7 @@ static void result_free(run_result *r, int n_in)
 static void run_on(vn_device dev, op_fn fn, const void *user, int n_in, vn_tensor *const *in,
                    uint64_t seed, run_result *r)
 {
-    vn_ctx *ctx = dev == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(dev);
+    vn_ctx *ctx = vn_ctx_create_on(dev);
     ck_assert_ptr_nonnull(ctx);
     vn_rng_seed(vn_ctx_rng(ctx), 7, 0, 0);
     vn_tensor *out = fn(ctx, in, user);

@@ -207,7 +207,7 @@ static void side_make(side *s, vn_device dev, const float *x, bool with_optim)
         ck_assert_msg(vn_state_to_device(&s->m->state, dev, &err) == VN_OK, "%s", err.msg);
         ck_assert_int_eq(vn_tensor_to_device(s->x, dev), VN_OK);
     }
-    s->ctx = dev == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(dev);
+    s->ctx = vn_ctx_create_on(dev);
     ck_assert_ptr_nonnull(s->ctx);
     s->opt = NULL;
     if (!with_optim) return;

@@ -261,7 +261,7 @@ int vn_cmd_eval(int argc, char **argv)
         return VN_EXIT_ERROR;
     }
     vn_loader *ld = NULL;
-    vn_ctx *ctx = dev == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(dev);
+    vn_ctx *ctx = vn_ctx_create_on(dev);
     char split[2100]; /* holds data when it comes from the stored config */
     int ec = open_eval_data(model_path, &info, m, &data, split, sizeof split, batch, workers, &ld);
     vn_eval_result res;
@@ -426,7 +426,7 @@ static int predict_images(vn_vanillanet *m, vn_device dev, const vn_loader_confi
     int nc = m->cfg.num_classes, s = lc->input_size, ch = lc->channels, ec = 0;
     vn_error err = {0};
     vn_tensor *x = vn_tensor_new4(1, s, s, ch, false);
-    vn_ctx *ctx = dev == VN_DEVICE_CPU ? vn_ctx_create() : vn_ctx_create_on(dev);
+    vn_ctx *ctx = vn_ctx_create_on(dev);
     if (!x || !ctx) {
         vn_cli_error("predict", "out of memory");
         vn_tensor_free(x);
