@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 /* Raise it whenever vn__backend changes shape or meaning. */
-#define VN__BACKEND_ABI 3u
+#define VN__BACKEND_ABI 4u
 /* The symbol a backend module exports: const vn__backend *VN__BACKEND_ENTRY(void). */
 #define VN__BACKEND_ENTRY "vn__backend_entry"
 
@@ -38,6 +38,10 @@ typedef struct vn__backend {
     vn_device device;
     /* VN_OK when the device is usable; otherwise why not (no driver, no device) in msg. */
     int (*check)(char *msg, size_t n);
+    /* Which of the visible devices this process uses: index modulo their count (a rank's
+     * local rank). Before the device's first use only (check starts it); VN_OK with the
+     * device's number in *chosen, or a status and why in msg. */
+    int (*select)(int index, int *chosen, char *msg, size_t n);
     int (*sync)(void);
     int (*set_tf32)(bool on);
     /* Deterministic algorithms only (cuDNN's ranking filtered), or the fastest. */

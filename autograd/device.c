@@ -30,6 +30,19 @@ int vn_device_check(vn_device d, char *msg, size_t n)
     return rc == VN_OK ? vn__backend_must(d)->check(msg, n) : rc;
 }
 
+int vn_device_select(vn_device d, int index, int *chosen, char *msg, size_t n)
+{
+    if (msg && n) msg[0] = '\0';
+    if (chosen) *chosen = 0;
+    if (d == VN_DEVICE_CPU) return VN_OK;
+    if (d != VN_DEVICE_CUDA || index < 0) {
+        if (msg && n) snprintf(msg, n, "no device %d of kind %d", index, (int)d);
+        return VN_ERR_INVALID;
+    }
+    int rc = vn__backend_load(d, msg, n), dummy;
+    return rc == VN_OK ? vn__backend_must(d)->select(index, chosen ? chosen : &dummy, msg, n) : rc;
+}
+
 void *vn__dev_alloc(vn_device d, size_t bytes)
 {
     return vn__backend_must(d)->alloc(bytes);

@@ -78,6 +78,11 @@ int vn_device_parse(const char *name, vn_device *out);
 /* VN_OK when tensors can be placed on d; otherwise a status and, in msg, why ("this build has
  * no CUDA backend ...", "no CUDA device visible ..."). msg may be NULL. */
 int vn_device_check(vn_device d, char *msg, size_t n);
+/* Picks the device of this process among the visible ones of d's kind: index modulo their
+ * count (one rank per GPU: the rank's local rank). Must come before the first
+ * vn_device_check(d), which starts the device; *chosen (may be NULL) gets the device number.
+ * VN_OK, or a status and why in msg (no backend, no device, called too late). */
+int vn_device_select(vn_device d, int index, int *chosen, char *msg, size_t n);
 /* Moves a model-lifetime tensor's data (and gradient, when it has one) to device d. On
  * failure the tensor is unchanged. Step tensors and views are refused (VN_ERR_INVALID). */
 int vn_tensor_to_device(vn_tensor *t, vn_device d);

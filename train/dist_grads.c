@@ -60,8 +60,11 @@ static int start_bucket(vn__dp *dp, bucket *bk, vn_error *err)
     float *dst = dp->flat + bk->offset;
     for (int i = bk->first; i < bk->first + bk->count; i++) {
         vn_tensor *p = dp->order[i];
-        if (p->grad) memcpy(dst, p->grad, (size_t)p->numel * sizeof(float));
-        else memset(dst, 0, (size_t)p->numel * sizeof(float));
+        /* A gradient on a device comes through host memory (MPI reduces host buffers). */
+        if (!p->grad) memset(dst, 0, (size_t)p->numel * sizeof(float));
+        else if (vn_tensor_read_grad(p, dst) != VN_OK)
+            return vn_error_set(err, VN_ERR_IO, "reading the gradient of a parameter of %lld "
+                                "values from its device failed", (long long)p->numel);
         dst += p->numel;
     }
     bk->started = true;
@@ -153,6 +156,23 @@ static void bn_record(void *user, vn_tensor *rm, vn_tensor *rv, int64_t *nbt, do
     dp->cursor++;
 }
 
+/* The running mean and variance of every recorded layer, between the tensors (on their
+ * device) and host memory laid out as one record (mean then variance per layer). */
+static int running_copy(vn__dp *dp, float *host, bool write, vn_error *err)
+{
+    for (int e = 0; e < dp->n_ent; e++) {
+        const bn_entry *en = &dp->ent[e];
+        float *m = host, *v = host + en->channels;
+        int rc = write ? vn_tensor_write(en->rm, m) : vn_tensor_read(en->rm, m);
+        if (rc == VN_OK) rc = write ? vn_tensor_write(en->rv, v) : vn_tensor_read(en->rv, v);
+        if (rc != VN_OK)
+            return vn_error_set(err, VN_ERR_IO, "%s the BatchNorm running statistics failed",
+                                write ? "writing" : "reading");
+        host += 2 * en->channels;
+    }
+    return VN_OK;
+}
+
 int vn__dp_replay_bn(vn__dp *dp, int micro_batches, vn_error *err)
 {
     if (dp->sync) return VN_OK;
@@ -166,21 +186,30 @@ int vn__dp_replay_bn(vn__dp *dp, int micro_batches, vn_error *err)
     dp->recv = recv;
     int rc = vn_dist_allgather_f64(dp->d, dp->rec, n, recv, "BatchNorm statistics", err);
     if (rc != VN_OK) return rc;
-    /* The same arithmetic as the op's own update (autograd/ops_norm.c). */
-    for (int64_t g = 0; g < (int64_t)micro_batches * K; g++) {
+    /* The same arithmetic as the op's own update (autograd/ops_norm.c), on host copies of
+     * the running statistics (they may live on a device): read, replayed, written back. The
+     * copies are laid out as the records: mean then variance per layer (dp->stride floats). */
+    float *st = malloc((size_t)(dp->stride + 1) * sizeof *st);
+    if (!st) return vn_error_set(err, VN_ERR_NOMEM, "out of memory for the BatchNorm statistics");
+    rc = running_copy(dp, st, false, err);
+    for (int64_t g = 0; rc == VN_OK && g < (int64_t)micro_batches * K; g++) {
         const double *s = recv + (g % K) * n + (g / K) * dp->stride;
+        float *rm = st;
         for (int e = 0; e < dp->n_ent; e++) {
             const bn_entry *en = &dp->ent[e];
-            float *rm = en->rm->data, *rv = en->rv->data;
+            float *rv = rm + en->channels;
             for (int64_t c = 0; c < en->channels; c++) {
                 rm[c] = (float)((1.0 - en->momentum) * rm[c] + en->momentum * s[c]);
                 rv[c] = (float)((1.0 - en->momentum) * rv[c] + en->momentum * s[en->channels + c]);
             }
             if (en->nbt) (*en->nbt)++;
             s += 2 * en->channels;
+            rm += 2 * en->channels;
         }
     }
-    return VN_OK;
+    if (rc == VN_OK) rc = running_copy(dp, st, true, err);
+    free(st);
+    return rc;
 }
 
 /* ---- the buffer ---- */
@@ -296,7 +325,9 @@ int vn__dp_finish_grads(vn__dp *dp, int *started_early, vn_error *err)
             vn_tensor *p = dp->order[j];
             if (!p->grad && vn_tensor_zero_grad(p) != VN_OK)
                 rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory for a gradient");
-            else memcpy(p->grad, src, (size_t)p->numel * sizeof(float));
+            else if (vn_tensor_write_grad(p, src) != VN_OK)
+                rc = vn_error_set(err, VN_ERR_IO, "writing a reduced gradient of %lld values to "
+                                  "its device failed", (long long)p->numel);
             src += p->numel;
         }
     }

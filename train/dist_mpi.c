@@ -15,7 +15,7 @@
 
 struct vn_dist {
     bool mpi;          /* MPI_Init_thread was called by us */
-    int rank, size, local_size;
+    int rank, size, local_rank, local_size;
     double timeout_s;
     double wait_s;
 };
@@ -56,6 +56,7 @@ int vn_dist_create(double timeout_s, vn_dist **out, vn_error *err)
         if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) ==
             MPI_SUCCESS) {
             MPI_Comm_size(local, &d->local_size);
+            MPI_Comm_rank(local, &d->local_rank);
             MPI_Comm_free(&local);
         }
     }
@@ -78,6 +79,7 @@ void vn_dist_abort(vn_dist *d, int code)
 int vn_dist_rank(const vn_dist *d) { return d ? d->rank : 0; }
 int vn_dist_size(const vn_dist *d) { return d ? d->size : 1; }
 int vn_dist_local_size(const vn_dist *d) { return d ? d->local_size : 1; }
+int vn_dist_local_rank(const vn_dist *d) { return d ? d->local_rank : 0; }
 void vn_dist_set_timeout(vn_dist *d, double timeout_s) { if (d) d->timeout_s = timeout_s; }
 double vn_dist_wait_seconds(const vn_dist *d) { return d ? d->wait_s : 0; }
 

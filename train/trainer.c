@@ -36,6 +36,8 @@ typedef struct run {
     vn_schedule lr_sched, wd_sched;
     vn_ctx *ctx;
     vn_device device;         /* train.device: model, EMAs, optimizer and step memory */
+    int device_index;         /* which of the machine's devices of that kind (local rank) */
+    char rank_devices[256];   /* data-parallel on a device: "cuda:0 cuda:1 ..." by rank */
     vn_metrics *metrics;
     vn_progress *progress;
     vn_train_state st;
@@ -541,7 +543,8 @@ static int dp_micro(run *r, int64_t k, double *lv, int *images, vn_error *err)
     vn_rng_seed(vn_ctx_rng(r->ctx), (uint64_t)cfg->train.seed, TRAIN_RNG_STREAM + 1,
                 (uint64_t)(r->st.micro_step + k * r->ranks + r->rank));
     vn__dp_arm(r->dp, k == cfg->optim.update_freq - 1);
-    vn_tensor *logits = vn_vanillanet_forward(r->ctx, r->model, b.images);
+    vn_tensor *x = vn_ctx_upload(r->ctx, b.images);
+    vn_tensor *logits = x ? vn_vanillanet_forward(r->ctx, r->model, x) : NULL;
     vn_tensor *loss = loss_of(r, logits, &b);
     if (loss) loss = vn_scale(r->ctx, loss, vn_accum_loss_scale((int)G));
     if (loss) {
@@ -635,6 +638,25 @@ static int same_start(run *r, int rc, vn_error *err)
     return rc;
 }
 
+/* Data-parallel on a device: the device of every rank, for the run's header (each rank takes
+ * its local rank's device; the list shows a machine with fewer devices than ranks). */
+static int gather_devices(run *r, vn_error *err)
+{
+    r->rank_devices[0] = '\0';
+    if (r->device == VN_DEVICE_CPU) return VN_OK;
+    double mine = r->device_index, *all = calloc((size_t)r->ranks, sizeof *all);
+    if (!all) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    int rc = vn_dist_allgather_f64(r->dist, &mine, 1, all, "the devices of the ranks", err);
+    size_t len = 0;
+    for (int k = 0; rc == VN_OK && k < r->ranks && len + 24 < sizeof r->rank_devices; k++)
+        len += (size_t)snprintf(r->rank_devices + len, sizeof r->rank_devices - len, "%s%s:%d",
+                                k ? " " : "", vn_device_name(r->device), (int)all[k]);
+    if (rc == VN_OK && len + 24 >= sizeof r->rank_devices)
+        snprintf(r->rank_devices + len, sizeof r->rank_devices - len, " ...");
+    free(all);
+    return rc;
+}
+
 static void print_dp(run *r)
 {
     const vn_config *cfg = r->cfg;
@@ -643,6 +665,9 @@ static void print_dp(run *r)
             "%lld x %lld x %d = %lld, %d gradient buckets of about %g MB, BatchNorm %s\n", r->ranks,
             vn_dist_local_size(r->dist), vn_get_threads(), B, u, r->ranks, B * u * r->ranks, vn__dp_buckets(r->dp),
             cfg->train.dist_bucket_mb, cfg->model.sync_bn ? "synchronised (sync_bn)" : "per rank");
+    if (r->rank_devices[0])
+        fprintf(r->out, "data-parallel devices by rank: %s (gradients reduced through host memory "
+                "by MPI)\n", r->rank_devices);
 }
 
 /* config.yaml, the metrics files and the progress display of the run folder. */
@@ -830,7 +855,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (cfg->model.task == VN_CONFIG_TASK_DETECT && cfg->train.device != VN_CONFIG_DEVICE_CPU) {
         memset(res, 0, sizeof *res);
         vn_device d;
-        return vn_train_device_open(cfg, 1, &d, err); /* why it cannot run there */
+        return vn_train_device_open(cfg, 1, 0, &d, NULL, err); /* why it cannot run there */
     }
     if (cfg->model.task == VN_CONFIG_TASK_DETECT) return vn_detect_train(cfg, opt, res, err);
     memset(res, 0, sizeof *res);
@@ -847,7 +872,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (r->rank > 0 && !(r->out = r->null_out = fopen("/dev/null", "w")))
         return vn_error_set(err, VN_ERR_IO, "cannot open /dev/null");
     vn_set_threads(vn__dist_threads(cfg, opt->dist));
-    int rc = vn_train_device_open(cfg, r->ranks, &r->device, err);
+    int rc = vn_train_device_open(cfg, r->ranks, vn_dist_local_rank(opt->dist), &r->device,
+                                  &r->device_index, err);
     if (rc != VN_OK) {
         run_free(r);
         return rc;
@@ -874,6 +900,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         rc = vn__dp_create(opt->dist, r->ctx, r->params, r->n_params, cfg->train.dist_bucket_mb * 1e6,
                            cfg->model.sync_bn, &r->dp, err);
     if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "setting up", err);
+    if (rc == VN_OK && r->ranks > 1) rc = gather_devices(r, err);
     if (rc == VN_OK) {
         res->params = vn_state_numel(&r->model->state, VN_STATE_PARAM);
         init_state(r);
@@ -885,8 +912,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         res->already_finished = r->st.finished;
         if (r->dp) print_dp(r);
         if (r->device != VN_DEVICE_CPU)
-            fprintf(r->out, "device: %s (train.tf32 %s, train.deterministic %s)\n",
-                    vn_device_name(r->device), cfg->train.tf32 ? "true" : "false",
+            fprintf(r->out, "device: %s:%d (train.tf32 %s, train.deterministic %s)\n",
+                    vn_device_name(r->device), r->device_index, cfg->train.tf32 ? "true" : "false",
                     cfg->train.deterministic ? "true" : "false");
         rc = train_epochs(r, res, err);
         if (r->dp && r->dp_steps > 0)

@@ -44,10 +44,12 @@ void vn_dist_destroy(vn_dist *d);
 /* Ends every rank of the job with exit code `code` (MPI_Abort); with one rank, returns. */
 void vn_dist_abort(vn_dist *d, int code);
 
-/* This rank (0-based), the number of ranks, and the ranks on this machine (NULL: 0, 1, 1). */
+/* This rank (0-based), the number of ranks, the ranks on this machine and this rank's number
+ * among them (NULL: 0, 1, 1, 0; the local rank picks a rank's GPU). */
 int vn_dist_rank(const vn_dist *d);
 int vn_dist_size(const vn_dist *d);
 int vn_dist_local_size(const vn_dist *d);
+int vn_dist_local_rank(const vn_dist *d);
 void vn_dist_set_timeout(vn_dist *d, double timeout_s);
 
 /* Starts a sum of n floats over all ranks, in place. *req is NULL when nothing is pending

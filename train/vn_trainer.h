@@ -285,8 +285,11 @@ typedef struct vn_train_result {
 /* The device of train.device (train/device.c), checked before vn_train touches anything, with
  * train.tf32 and train.deterministic applied to it. Without a usable device the error says
  * why ("train.device: cuda: this build has no CUDA backend ...", "... no CUDA device
- * visible ..."); the detector's trainer and data-parallel runs (ranks > 1) are cpu-only. */
-int vn_train_device_open(const vn_config *cfg, int ranks, vn_device *out, vn_error *err);
+ * visible ..."); the detector's trainer and sync BN across ranks are cpu-only. A rank takes
+ * the device local_rank modulo the devices visible (one rank per GPU); *index (may be NULL)
+ * gets its number. */
+int vn_train_device_open(const vn_config *cfg, int ranks, int local_rank, vn_device *out,
+                         int *index, vn_error *err);
 int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res,
              vn_error *err);
 

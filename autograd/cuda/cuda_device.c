@@ -13,6 +13,7 @@
 static vn__cuda g_cuda;
 static int g_state; /* 0: not tried; 1: ready; -1: unusable (g_msg says why) */
 static char g_msg[256];
+static int g_dev;   /* the device number this process uses (vn__cuda_select) */
 
 /* Without the driver library the runtime only says "driver version is insufficient": name
  * what is missing instead. */
@@ -39,6 +40,13 @@ static bool init_backend(void)
                      e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found 0");
         return false;
     }
+    /* The runtime's current device is per host thread: only the thread that started the
+     * backend (the trainer's) calls CUDA. */
+    if (g_dev >= count) g_dev %= count;
+    if ((e = cudaSetDevice(g_dev)) != cudaSuccess) {
+        snprintf(g_msg, sizeof g_msg, "CUDA device %d: %s", g_dev, cudaGetErrorString(e));
+        return false;
+    }
     if ((e = cudaStreamCreateWithFlags(&g_cuda.stream, cudaStreamNonBlocking)) != cudaSuccess) {
         snprintf(g_msg, sizeof g_msg, "CUDA stream: %s", cudaGetErrorString(e));
         return false;
@@ -55,7 +63,7 @@ static bool init_backend(void)
     }
     /* The step pools keep their memory between steps. */
     cudaMemPool_t pool;
-    if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
+    if (cudaDeviceGetDefaultMemPool(&pool, g_dev) == cudaSuccess) {
         uint64_t keep = UINT64_MAX;
         (void)cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
     }
@@ -78,6 +86,32 @@ vn__cuda *vn__cuda_get(char *msg, size_t n)
         return NULL;
     }
     return &g_cuda;
+}
+
+int vn__cuda_select(int index, int *chosen, char *msg, size_t n)
+{
+    int count = 0;
+    if (g_state < 0) {
+        if (msg && n) snprintf(msg, n, "%s", g_msg);
+        return VN_ERR_UNSUPPORTED;
+    }
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        if (msg && n)
+            snprintf(msg, n, "no CUDA device visible (%s)",
+                     e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found 0");
+        return VN_ERR_UNSUPPORTED;
+    }
+    int want = index % count;
+    if (g_state == 1 && want != g_dev) {
+        if (msg && n)
+            snprintf(msg, n, "CUDA device %d was asked for, but this process already runs on "
+                     "device %d", want, g_dev);
+        return VN_ERR_STATE;
+    }
+    g_dev = want;
+    *chosen = want;
+    return VN_OK;
 }
 
 int vn__cuda_check(char *msg, size_t n)
@@ -321,7 +355,7 @@ void vn__cuda_pool_trim(vn_ctx *ctx)
 {
     (void)ctx;
     cudaMemPool_t pool;
-    if (g_state == 1 && cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
+    if (g_state == 1 && cudaDeviceGetDefaultMemPool(&pool, g_dev) == cudaSuccess) {
         (void)cudaStreamSynchronize(g_cuda.stream);
         (void)cudaMemPoolTrimTo(pool, 0);
     }

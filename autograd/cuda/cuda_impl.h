@@ -33,6 +33,7 @@ vn__cuda *vn__cuda_get(char *msg, size_t n);
 
 /* cuda_device.c: the device entries of the backend table (cuda_plugin.c). */
 int vn__cuda_check(char *msg, size_t n);
+int vn__cuda_select(int index, int *chosen, char *msg, size_t n);
 int vn__cuda_sync(void);
 int vn__cuda_set_tf32(bool on);
 int vn__cuda_set_bf16(bool on);

@@ -6,6 +6,7 @@
 #include "autograd/cuda/cuda_impl.h"
 #include "autograd/device_impl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define S() (vn__cuda_get(NULL, 0)->stream)
@@ -153,6 +154,15 @@ int vn__batch_norm2d_forward_cuda(vn_ctx *ctx, vn_node *node)
     vn__node_keep(node, stats);
     float *mean = stats, *invstd = stats + C;
     if (st->training) {
+        /* Data-parallel hooks (vn_ctx.h): the batch statistics recorded for a replay in the
+         * global order instead of the running update; sync BN has no device path yet. */
+        const vn_bn_hooks *h = vn__ctx_bn_hooks(ctx);
+        if (h && h->allgather && h->ranks > 1) {
+            vn_ctx_fail(ctx, VN_ERR_UNSUPPORTED, "batch_norm2d: sync BN across ranks has no CUDA "
+                        "path (model.sync_bn: false keeps the statistics per rank)");
+            return VN_ERR_UNSUPPORTED;
+        }
+        bool record = h && h->record && st->running_mean;
         int parts = reduce_parts(R);
         size_t nrec = st->running_mean ? (size_t)(2 * C) : 0;
         double *part = vn__cuda_scratch(ctx, (size_t)(2 * parts * C + nrec) * sizeof(double),
@@ -160,12 +170,30 @@ int vn__batch_norm2d_forward_cuda(vn_ctx *ctx, vn_node *node)
         if (!part) return VN_ERR_NOMEM;
         double *rec = nrec ? part + 2 * parts * C : NULL;
         int e = vn__k_bn_stats(S(), mean, invstd, rec, part, x->data, R, C, st->eps, parts);
-        if (!e && rec)
+        if (!e && rec && !record)
             e = vn__k_bn_running(S(), st->running_mean->data, st->running_var->data, rec, R, C,
                                  st->momentum);
+        double *host = NULL;
+        if (!e && record) { /* mean and biased variance, read back for the hook */
+            host = malloc((size_t)(2 * C) * sizeof *host);
+            if (!host || vn__cuda_copy(host, rec, (size_t)(2 * C) * sizeof *host) != VN_OK) {
+                free(host);
+                vn__pool_free(ctx, part);
+                vn_ctx_fail(ctx, VN_ERR_IO, "batch_norm2d: reading the batch statistics back "
+                            "for the data-parallel replay failed");
+                return VN_ERR_IO;
+            }
+        }
         vn__pool_free(ctx, part);
         if (e) return vn__cuda_fail(ctx, "batch_norm2d", e);
-        if (rec && st->num_batches_tracked) (*st->num_batches_tracked)++;
+        if (host) {
+            for (int64_t c = 0; c < C; c++) host[C + c] = host[C + c] * (double)R / (double)(R - 1);
+            h->record(h->user, st->running_mean, st->running_var, st->num_batches_tracked,
+                      st->momentum, host, host + C, C);
+            free(host);
+        } else if (rec && st->num_batches_tracked) {
+            (*st->num_batches_tracked)++;
+        }
     } else {
         KCHECK(ctx, "batch_norm2d", vn__k_bn_eval_stats(S(), mean, invstd, st->running_mean->data,
                                                         st->running_var->data, C, st->eps));

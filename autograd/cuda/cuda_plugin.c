@@ -28,6 +28,7 @@ static const vn__backend cuda_backend = {
     .build = VN__BACKEND_BUILD_HERE,
     .device = VN_DEVICE_CUDA,
     .check = vn__cuda_check,
+    .select = vn__cuda_select,
     .sync = vn__cuda_sync,
     .set_tf32 = vn__cuda_set_tf32,
     .set_deterministic = vn__cuda_set_deterministic,

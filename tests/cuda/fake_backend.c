@@ -34,6 +34,16 @@ static int check(char *msg, size_t n)
     return VN_OK;
 }
 
+/* VN_FAKE_DEVICES (default 1) stand-in devices to choose from; the choice is only reported. */
+static int select_device(int index, int *chosen, char *msg, size_t n)
+{
+    const char *env = getenv("VN_FAKE_DEVICES");
+    int count = env && atoi(env) > 0 ? atoi(env) : 1;
+    int rc = check(msg, n);
+    if (rc == VN_OK) *chosen = index % count;
+    return rc;
+}
+
 static int sync_device(void) { return check(NULL, 0); }
 static int set_tf32(bool on) { return on ? VN_OK : VN_OK; }
 static int set_deterministic(bool on) { return on ? VN_OK : VN_OK; }
@@ -286,6 +296,7 @@ static const vn__backend fake = {
     .build = VN__BACKEND_BUILD_HERE,
     .device = VN_DEVICE_CUDA,
     .check = check,
+    .select = select_device,
     .sync = sync_device,
     .set_tf32 = set_tf32,
     .set_deterministic = set_deterministic,

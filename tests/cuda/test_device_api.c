@@ -65,16 +65,22 @@ START_TEST(train_device_key)
     vn_config_init(&cfg);
     ck_assert_int_eq(cfg.train.device, VN_CONFIG_DEVICE_CPU);
     vn_device d = VN_DEVICE_CUDA;
-    ck_assert_int_eq(vn_train_device_open(&cfg, 1, &d, &err), VN_OK);
+    ck_assert_int_eq(vn_train_device_open(&cfg, 1, 0, &d, NULL, &err), VN_OK);
     ck_assert_int_eq(d, VN_DEVICE_CPU);
     cfg.train.device = VN_CONFIG_DEVICE_CUDA;
     if (vn_device_check(VN_DEVICE_CUDA, NULL, 0) == VN_OK) {
-        /* A usable device: the run goes there, except data-parallel ones. */
-        ck_assert_int_eq(vn_train_device_open(&cfg, 1, &d, &err), VN_OK);
+        /* A usable device: the run goes there, data-parallel ones too, but not with sync BN. */
+        ck_assert_int_eq(vn_train_device_open(&cfg, 1, 0, &d, NULL, &err), VN_OK);
         ck_assert_int_eq(d, VN_DEVICE_CUDA);
-        ck_assert_int_ne(vn_train_device_open(&cfg, 2, &d, &err), VN_OK);
+        int index = -1;
+        ck_assert_int_eq(vn_train_device_open(&cfg, 2, 1, &d, &index, &err), VN_OK);
+        ck_assert_int_ge(index, 0);
+        cfg.model.sync_bn = true;
+        ck_assert_int_ne(vn_train_device_open(&cfg, 2, 1, &d, &index, &err), VN_OK);
+        ck_assert_msg(strstr(err.msg, "model.sync_bn"), "%s", err.msg);
+        cfg.model.sync_bn = false;
     } else {
-        ck_assert_int_ne(vn_train_device_open(&cfg, 1, &d, &err), VN_OK);
+        ck_assert_int_ne(vn_train_device_open(&cfg, 1, 0, &d, NULL, &err), VN_OK);
         ck_assert_int_eq(d, VN_DEVICE_CPU);
     }
     printf("train.device cuda: %s\n", err.msg);

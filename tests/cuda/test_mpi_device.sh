@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Data-parallel training on a device (issue 16, item 6: one rank per GPU, MPI for the
+# allreduce), through the stand-in device whose ops are the CPU's and whose memory the host
+# cannot touch outside a kernel (fake_backend.c with FAKE_CPU_OPS): the gradient buckets, the
+# BatchNorm replay and the batch uploads of `train_step_dp` on device tensors. 2 ranks by
+# `mpirun --oversubscribe --allow-run-as-root -np 2`:
+#  1. SGD with EMA, and LAMB with a bucket per tensor: 2 ranks on the device = 2 ranks on the
+#     CPU, every tensor of the last checkpoint identical, the same evaluation;
+#  2. a 2-rank device run stopped at step 10 and resumed on the CPU (and the other way round):
+#     identical to the straight run;
+#  3. model.sync_bn on the device with 2 ranks: refused before training, naming the key;
+#  4. the device of each rank: its local rank modulo the devices (VN_FAKE_DEVICES stand-ins),
+#     as rank 0 prints them.
+# Skipped (exit 77) without mpirun or in a build without MPI.
+# Usage (from meson): test_mpi_device.sh VANILLA TESTTOOL FAKE_CPUOPS_MODULE
+set -u
+VANILLA=$(readlink -f "$1")
+TOOL=$(readlink -f "$2")
+FAKE=$(readlink -f "$3")
+command -v mpirun >/dev/null || { echo "SKIP: no mpirun (apt-get install openmpi-bin)"; exit 77; }
+T=$(mktemp -d /tmp/vn_mpidev_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
+export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+MPIRUN=(mpirun --oversubscribe --allow-run-as-root -np 2)
+DEV=(-x VN_CUDA_PLUGIN="$FAKE")
+fail=0
+check() { # message, command...
+  local msg=$1; shift
+  if "$@"; then echo "ok   - $msg"; else echo "FAIL - $msg"; fail=1; fi
+}
+
+"$TOOL" synth "$T/data" 8 2 || { echo "cannot make the synthetic data"; exit 1; }
+cat >"$T/cfg.yaml" <<YAML
+model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4, drop_rate: 0}
+data: {root: $T/data, input_size: 16, grayscale: true, mean: [0.3], std: [0.3], augment: none,
+       crop_pct: 1.0, mixup: 0, cutmix: 0, workers: 1}
+optim: {name: sgd, lr: 0.05, weight_decay: 0.01, update_freq: 1, warmup_epochs: 0}
+deep_training: {decay_epochs: 4, update: iteration}
+ema: {decays: [0.9]}
+loss: {bce: false}
+train: {epochs: 5, batch_size: 4, threads: 1, log_every: 1000, eval_every: 1}
+output: {save_every: 0, keep_last: 0, tensorboard: false}
+YAML
+ck() { printf '%s/checkpoints/ckpt-s%010d.safetensors' "$1" "$2"; }
+
+"${MPIRUN[@]}" "$VANILLA" train "$T/cfg.yaml" --set output.dir="$T/probe" --set train.epochs=1 \
+  >"$T/probe.log" 2>&1
+if grep -q "this build has no MPI" "$T/probe.log"; then echo "SKIP: vanilla was built without MPI"; exit 77; fi
+grep -q "data-parallel: 2 ranks" "$T/probe.log" || { tail -20 "$T/probe.log"; echo "FAIL - no 2-rank run"; exit 1; }
+
+# 1. The device against the CPU, 2 ranks each.
+for opt in sgd lamb; do
+  bucket=$([[ $opt == lamb ]] && echo 0 || echo 25)
+  SET=(--set optim.name=$opt --set train.dist_bucket_mb=$bucket)
+  "${MPIRUN[@]}" "$VANILLA" train "$T/cfg.yaml" "${SET[@]}" --set output.dir="$T/cpu-$opt" \
+    >"$T/cpu-$opt.log" 2>&1
+  "${MPIRUN[@]}" "${DEV[@]}" "$VANILLA" train "$T/cfg.yaml" "${SET[@]}" --set train.device=cuda \
+    --set output.dir="$T/dev-$opt" >"$T/dev-$opt.log" 2>&1
+  check "$opt: 2 ranks on the device ran there" grep -q "^device: cuda:0" "$T/dev-$opt.log"
+  check "$opt: 2 ranks on the device = 2 ranks on the cpu (every tensor, 20 steps)" \
+    "$TOOL" same "$(ck "$T/cpu-$opt" 20)" "$(ck "$T/dev-$opt" 20)"
+  check "$opt: the same evaluation" \
+    test "$(grep '^final:' "$T/cpu-$opt.log")" = "$(grep '^final:' "$T/dev-$opt.log")"
+done
+grep '^final:' "$T/dev-sgd.log"
+grep 'buckets started during backward' "$T/dev-lamb.log"
+check "lamb on the device, a bucket per tensor: every bucket started during backward" \
+  grep -qE ' ([1-9][0-9]+) of \1 buckets started during backward' "$T/dev-lamb.log"
+
+# 2. Stopped at step 10 on one device, resumed on the other.
+for first in dev cpu; do
+  then_=$([[ $first == dev ]] && echo cpu || echo dev)
+  A=(); B=()
+  [[ $first == dev ]] && A=("${DEV[@]}") || B=("${DEV[@]}")
+  FA=(); FB=()
+  [[ $first == dev ]] && FA=(--set train.device=cuda) || FB=(--set train.device=cuda)
+  "${MPIRUN[@]}" "${A[@]}" "$VANILLA" train "$T/cfg.yaml" "${FA[@]}" --set train.max_steps=10 \
+    --set output.dir="$T/x-$first" >"$T/x-$first-1.log" 2>&1
+  "${MPIRUN[@]}" "${B[@]}" "$VANILLA" train "$T/cfg.yaml" "${FB[@]}" --set output.dir="$T/x-$first" \
+    --resume auto >"$T/x-$first-2.log" 2>&1
+  check "2 ranks: 10 steps on the $first, resumed on the $then_: identical to the straight run" \
+    "$TOOL" same "$(ck "$T/cpu-sgd" 20)" "$(ck "$T/x-$first" 20)"
+done
+
+# 3. sync BN on the device.
+"${MPIRUN[@]}" "${DEV[@]}" "$VANILLA" train "$T/cfg.yaml" --set train.device=cuda \
+  --set model.sync_bn=true --set output.dir="$T/sync" >"$T/sync.log" 2>&1
+rc=$?
+grep -m1 "model.sync_bn" "$T/sync.log"
+check "sync_bn on the device with 2 ranks: refused (exit $rc), naming the key" \
+  bash -c "[ $rc -ne 0 ] && grep -q 'train.device: cuda: model.sync_bn across 2 ranks' '$T/sync.log'"
+check "sync_bn on the device: refused before any checkpoint" test ! -f "$(ck "$T/sync" 1)"
+
+# 4. A device per local rank: with two stand-in devices the ranks take one each, with one
+# they share it; rank 0 prints every rank's device.
+for n in 1 2; do
+  want=$([[ $n == 2 ]] && echo "cuda:0 cuda:1" || echo "cuda:0 cuda:0")
+  "${MPIRUN[@]}" "${DEV[@]}" -x VN_FAKE_DEVICES=$n "$VANILLA" train "$T/cfg.yaml" \
+    --set train.device=cuda --set train.max_steps=2 --set output.dir="$T/devices-$n" \
+    >"$T/devices-$n.log" 2>&1
+  grep "devices by rank" "$T/devices-$n.log"
+  check "$n stand-in device(s): the ranks run on $want" \
+    grep -q "^data-parallel devices by rank: $want " "$T/devices-$n.log"
+done
+
+((fail == 0)) && echo "mpi-device: all checks passed"
+exit $fail
