@@ -72,16 +72,52 @@ static inline void bn_grad_block(const float *g, const float *x, int64_t r0, int
     }
 }
 
+/* The gradient at the normalised value of an op with the activation (vn_batch_norm2d_leaky):
+ * leaky_relu's backward, read from the output z (its sign is the input's for slope >= 0). */
+static inline float act_grad(float dz, float z, float slope) { return z > 0.0f ? dz : dz * slope; }
+
+/* bn_grad_block for an op with the activation: g there is act_grad(dz, z), the same floats as
+ * the gradient leaky_relu's backward hands to a separate BatchNorm. */
+static inline void bn_grad_block_act(const float *dz, const float *z, float slope,
+                                     const float *x, int64_t r0, int64_t r1, int64_t C,
+                                     int64_t c0, int64_t cn, const float *m, double *s, double *q)
+{
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const float *x0 = x + r * C + c0, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        const float *d0 = dz + r * C + c0, *d1 = d0 + C, *d2 = d1 + C, *d3 = d2 + C;
+        const float *z0 = z + r * C + c0, *z1 = z0 + C, *z2 = z1 + C, *z3 = z2 + C;
+        for (int64_t c = 0; c < cn; c++) {
+            float g0 = act_grad(d0[c], z0[c], slope), g1 = act_grad(d1[c], z1[c], slope);
+            float g2 = act_grad(d2[c], z2[c], slope), g3 = act_grad(d3[c], z3[c], slope);
+            float p0 = g0 * (x0[c] - m[c]), p1 = g1 * (x1[c] - m[c]);
+            float p2 = g2 * (x2[c] - m[c]), p3 = g3 * (x3[c] - m[c]);
+            s[c] += (double)((g0 + g1) + (g2 + g3));
+            q[c] += (double)((p0 + p1) + (p2 + p3));
+        }
+    }
+    for (; r < r1; r++) {
+        const float *xr = x + r * C + c0, *dr = dz + r * C + c0, *zr = z + r * C + c0;
+        for (int64_t c = 0; c < cn; c++) {
+            float g = act_grad(dr[c], zr[c], slope);
+            s[c] += (double)g;
+            q[c] += (double)(g * (xr[c] - m[c]));
+        }
+    }
+}
+
 /* One chunk of rows [r0, r1): its partial sums ps and pq ([C] each) of the statistics (g is
- * NULL, ref the shift) or of the gradient (ref the mean), a block of channels at a time. */
-static void bn_chunk(const float *g, const float *x, int64_t r0, int64_t r1, int64_t C,
-                     const float *ref, double *ps, double *pq)
+ * NULL, ref the shift) or of the gradient (ref the mean; through the activation when z, the
+ * output, is given), a block of channels at a time. */
+static void bn_chunk(const float *g, const float *z, float slope, const float *x, int64_t r0,
+                     int64_t r1, int64_t C, const float *ref, double *ps, double *pq)
 {
     for (int64_t c0 = 0; c0 < C; c0 += BN_CBLOCK) {
         int64_t cn = C - c0 < BN_CBLOCK ? C - c0 : BN_CBLOCK;
         double s[BN_CBLOCK], q[BN_CBLOCK];
         for (int64_t c = 0; c < cn; c++) s[c] = q[c] = 0.0;
-        if (g) bn_grad_block(g, x, r0, r1, C, c0, cn, ref + c0, s, q);
+        if (g && z) bn_grad_block_act(g, z, slope, x, r0, r1, C, c0, cn, ref + c0, s, q);
+        else if (g) bn_grad_block(g, x, r0, r1, C, c0, cn, ref + c0, s, q);
         else bn_stats_block(x, r0, r1, C, c0, cn, ref + c0, s, q);
         memcpy(ps + c0, s, (size_t)cn * sizeof(double));
         memcpy(pq + c0, q, (size_t)cn * sizeof(double));
@@ -90,8 +126,8 @@ static void bn_chunk(const float *g, const float *x, int64_t r0, int64_t r1, int
 
 /* Runs bn_chunk over all rows and adds the partials in chunk order into
  * sum_a and sum_b ([C] each). `part` is scratch of 2 * nchunks * C doubles. */
-static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, const float *ref,
-                      double *part, double *sum_a, double *sum_b)
+static void bn_reduce(const float *g, const float *z, float slope, const float *x, int64_t R,
+                      int64_t C, const float *ref, double *part, double *sum_a, double *sum_b)
 {
     int64_t nch = bn_nchunks(R);
     double *pa = part, *pb = part + nch * C;
@@ -99,7 +135,7 @@ static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, cons
     for (int64_t k = 0; k < nch; k++) {
         int64_t r0, r1;
         vn_chunk_range(k, R, VN_REDUCE_CHUNK, &r0, &r1);
-        bn_chunk(g, x, r0, r1, C, ref, pa + k * C, pb + k * C);
+        bn_chunk(g, z, slope, x, r0, r1, C, ref, pa + k * C, pb + k * C);
     }
     for (int64_t c = 0; c < C; c++) sum_a[c] = sum_b[c] = 0.0;
     for (int64_t k = 0; k < nch; k++) {
@@ -111,10 +147,24 @@ static void bn_reduce(const float *g, const float *x, int64_t R, int64_t C, cons
     }
 }
 
-/* y = (x - mean) * alpha + beta, per channel. */
+/* y = (x - mean) * alpha + beta, per channel; with the activation (st->act) y is
+ * leaky_relu(that, st->act_slope), the values the two separate ops give. */
 static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float *mean,
-                     const float *alpha, const float *beta)
+                     const float *alpha, const float *beta, const bn_state *st)
 {
+    if (st->act) {
+        const float slope = st->act_slope;
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = x + r * C;
+            float *yr = y + r * C;
+            for (int64_t c = 0; c < C; c++) {
+                float v = (xr[c] - mean[c]) * alpha[c] + beta[c];
+                yr[c] = v > 0.0f ? v : v * slope;
+            }
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = x + r * C;
@@ -147,6 +197,11 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
     const float *invstd = mean + C;
     const float *xd = vn__data(ctx, x);
     if (!xd) return;
+    /* With the activation, g is the gradient at the output z: act_grad(g, z) is the one at the
+     * normalised value, computed where it is read. */
+    const float *zd = st->act ? vn__data(ctx, node->out) : NULL;
+    if (st->act && !zd) return;
+    const float slope = st->act_slope;
 
     bool need_x = vn_tensor_requires_grad(x);
     bool need_w = w && vn_tensor_requires_grad(w);
@@ -165,7 +220,7 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
     double *sum_g = part + 2 * nch * C, *sum_gx = sum_g + C, *glob = sum_gx + C;
     float *ca = (float *)(glob + 2 * C), *cb = ca + C, *cd = cb + C;
 
-    if (need_sums) bn_reduce(g, xd, R, C, mean, part, sum_g, sum_gx);
+    if (need_sums) bn_reduce(g, zd, slope, xd, R, C, mean, part, sum_g, sum_gx);
 
     if (need_w) {
         float *dw = vn__grad(ctx, w);
@@ -203,6 +258,18 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
         bool fresh;
         float *dx = vn__grad_over_out(ctx, node, x, &fresh); /* in place over g: read before written */
         if (!dx) goto done;
+        if (zd) {
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
+            for (int64_t r = 0; r < R; r++) {
+                const float *xr = xd + r * C, *gr = g + r * C, *zr = zd + r * C;
+                float *dr = dx + r * C;
+                for (int64_t c = 0; c < C; c++) {
+                    float v = ca[c] * act_grad(gr[c], zr[c], slope) + cb[c] * (xr[c] - mean[c]) + cd[c];
+                    dr[c] = fresh ? v : dr[c] + v;
+                }
+            }
+            goto done;
+        }
 #pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
         for (int64_t r = 0; r < R; r++) {
             const float *xr = xd + r * C, *gr = g + r * C;
@@ -226,7 +293,7 @@ void vn__batch_norm2d_recompute_cpu(vn_ctx *ctx, vn_node *node)
     const float *mean = node->bufs[0], *alpha = mean + 2 * st->channels,
                 *beta = mean + 3 * st->channels;
     const float *xd = vn__data(ctx, node->in[0]);
-    if (xd) bn_apply(node->out->data, xd, st->rows, st->channels, mean, alpha, beta);
+    if (xd) bn_apply(node->out->data, xd, st->rows, st->channels, mean, alpha, beta, st);
 }
 
 /* Sync BN forward: replaces the local shifted sums by the statistics of every rank's rows:
@@ -307,7 +374,7 @@ int vn__batch_norm2d_forward_cpu(vn_ctx *ctx, vn_node *node)
         }
         double *sum = part + 2 * nch * C, *sumsq = sum + C, *rec_m = sumsq + C, *rec_v = rec_m + C;
         const float *shift = x->data; /* the first row */
-        bn_reduce(NULL, x->data, R, C, shift, part, sum, sumsq);
+        bn_reduce(NULL, NULL, 0.0f, x->data, R, C, shift, part, sum, sumsq);
         int64_t rows = R;
         if (sync && !bn_sync_stats(ctx, h, R, C, shift, sum, sumsq, &rows)) {
             vn__pool_free(ctx, part);
@@ -351,7 +418,7 @@ int vn__batch_norm2d_forward_cpu(vn_ctx *ctx, vn_node *node)
         alpha[c] = weight ? weight->data[c] * invstd[c] : invstd[c];
         beta[c] = bias ? bias->data[c] : 0.0f;
     }
-    bn_apply(node->out->data, x->data, R, C, mean, alpha, beta);
+    bn_apply(node->out->data, x->data, R, C, mean, alpha, beta, st);
     return VN_OK;
 }
 
@@ -361,10 +428,10 @@ static vn_tensor *bn_fail_size(vn_ctx *ctx, const char *what, const vn_tensor *t
                        "%lld channels", what, (long long)t->numel, (long long)C);
 }
 
-vn_tensor *vn_batch_norm2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tensor *bias,
-                           vn_tensor *running_mean, vn_tensor *running_var,
-                           int64_t *num_batches_tracked, bool training, float momentum,
-                           float eps)
+static vn_tensor *bn_common(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tensor *bias,
+                            vn_tensor *running_mean, vn_tensor *running_var,
+                            int64_t *num_batches_tracked, bool training, float momentum,
+                            float eps, bool act, float slope)
 {
     if (!vn__ok(ctx, 1, &x)) return NULL;
     char sbuf[96];
@@ -407,11 +474,37 @@ vn_tensor *vn_batch_norm2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tens
     *(bn_state *)node->state = (bn_state){
         .rows = R, .channels = C, .training = training, .momentum = momentum, .eps = eps,
         .running_mean = running_mean, .running_var = running_var,
-        .num_batches_tracked = num_batches_tracked,
+        .num_batches_tracked = num_batches_tracked, .act = act, .act_slope = slope,
     };
     if (node->recording) {
         vn__save(node, 0);
+        if (act) vn__save(node, -1); /* backward reads the output's sign */
         vn__set_recompute(node);
     }
     return vn__run(ctx, node);
+}
+
+vn_tensor *vn_batch_norm2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tensor *bias,
+                           vn_tensor *running_mean, vn_tensor *running_var,
+                           int64_t *num_batches_tracked, bool training, float momentum,
+                           float eps)
+{
+    return bn_common(ctx, x, weight, bias, running_mean, running_var, num_batches_tracked,
+                     training, momentum, eps, false, 0.0f);
+}
+
+vn_tensor *vn_batch_norm2d_leaky(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tensor *bias,
+                                 vn_tensor *running_mean, vn_tensor *running_var,
+                                 int64_t *num_batches_tracked, bool training, float momentum,
+                                 float eps, float slope)
+{
+    if (!(slope >= 0.0f)) { /* NaN too: the two ops, whose fronts say what is wrong */
+        vn_tensor *y = bn_common(ctx, x, weight, bias, running_mean, running_var,
+                                 num_batches_tracked, training, momentum, eps, false, 0.0f);
+        vn_tensor *z = y ? vn_leaky_relu(ctx, y, slope) : NULL;
+        if (y) vn_release(ctx, y);
+        return z;
+    }
+    return bn_common(ctx, x, weight, bias, running_mean, running_var, num_batches_tracked,
+                     training, momentum, eps, true, slope);
 }

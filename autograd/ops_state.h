@@ -37,6 +37,8 @@ typedef struct vn__bn_state {
     vn_tensor *running_mean, *running_var; /* model buffers updated in training, or NULL */
     int64_t *num_batches_tracked;
     int64_t global_rows; /* sync BN: rows over all ranks (the backward sums over them too); 0: local */
+    bool act;            /* vn_batch_norm2d_leaky: leaky_relu(act_slope >= 0) applied to the output */
+    float act_slope;
 } vn__bn_state;
 
 typedef struct vn__leaky_state {

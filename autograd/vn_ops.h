@@ -92,6 +92,14 @@ vn_tensor *vn_batch_norm2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tens
                            vn_tensor *running_mean, vn_tensor *running_var,
                            int64_t *num_batches_tracked, bool training, float momentum,
                            float eps);
+/* vn_batch_norm2d then vn_leaky_relu(slope) as one op: the same values and gradients, byte
+ * for byte, with one pass fewer over memory each way and no normalised tensor in between
+ * (VanillaNet's BN + leaky ReLU in the stem, the blocks and the classifier). slope must be
+ * >= 0 (backward reads the sign of the output); a negative slope gives the two ops. */
+vn_tensor *vn_batch_norm2d_leaky(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_tensor *bias,
+                                 vn_tensor *running_mean, vn_tensor *running_var,
+                                 int64_t *num_batches_tracked, bool training, float momentum,
+                                 float eps, float slope);
 
 /* ---- activations and element-wise ------------------------------------------------- */
 

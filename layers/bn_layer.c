@@ -49,6 +49,14 @@ vn_tensor *vn_bn_layer_forward(vn_ctx *ctx, vn_bn_layer *bn, vn_tensor *x, bool 
                            &bn->num_batches_tracked, training, bn->momentum, bn->eps);
 }
 
+vn_tensor *vn_bn_layer_forward_leaky(vn_ctx *ctx, vn_bn_layer *bn, vn_tensor *x, bool training,
+                                     float slope)
+{
+    return vn_batch_norm2d_leaky(ctx, x, bn->weight, bn->bias, bn->running_mean,
+                                 bn->running_var, &bn->num_batches_tracked, training,
+                                 bn->momentum, bn->eps, slope);
+}
+
 void vn_bn_fold(const vn_bn_layer *bn, float *w, int64_t w_per_out, const float *bias_in,
                 float *bias_out)
 {

@@ -97,6 +97,9 @@ int vn_bn_layer_init(vn_bn_layer *bn, int channels, float eps);
 void vn_bn_layer_free(vn_bn_layer *bn);
 int vn_bn_layer_register(vn_bn_layer *bn, vn_state_list *l, const char *prefix);
 vn_tensor *vn_bn_layer_forward(vn_ctx *ctx, vn_bn_layer *bn, vn_tensor *x, bool training);
+/* The layer followed by leaky_relu(slope), as one op (vn_batch_norm2d_leaky). */
+vn_tensor *vn_bn_layer_forward_leaky(vn_ctx *ctx, vn_bn_layer *bn, vn_tensor *x, bool training,
+                                     float slope);
 /* Folds eval-mode BN into the preceding conv's weight and bias (bias may be absent: the
  * result is written to out_bias, [out]). w is OHWI [out, ...]; scales each output row. */
 void vn_bn_fold(const vn_bn_layer *bn, float *w, int64_t w_per_out, const float *bias_in,

@@ -247,8 +247,7 @@ vn_tensor *vn_vanilla_block_forward(vn_ctx *ctx, vn_vanilla_block *b, vn_tensor 
         y = vn_conv2d_layer_forward(ctx, &b->conv, x);
     } else {
         y = vn_conv2d_layer_forward(ctx, &b->conv1, x);
-        y = then(ctx, y, vn_bn_layer_forward(ctx, &b->bn1, y, training));
-        y = then(ctx, y, vn_leaky_relu(ctx, y, act_learn));
+        y = then(ctx, y, vn_bn_layer_forward_leaky(ctx, &b->bn1, y, training, act_learn));
         y = then(ctx, y, vn_conv2d_layer_forward(ctx, &b->conv2, y));
         y = then(ctx, y, vn_bn_layer_forward(ctx, &b->bn2, y, training));
     }
@@ -273,8 +272,7 @@ static vn_tensor *stem_forward(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x)
     bool tr = m->training;
     vn_tensor *y = vn_conv2d_layer_forward(ctx, &m->stem1, x);
     if (!m->deploy) {
-        y = then(ctx, y, vn_bn_layer_forward(ctx, &m->stem1_bn, y, tr));
-        y = then(ctx, y, vn_leaky_relu(ctx, y, m->act_learn));
+        y = then(ctx, y, vn_bn_layer_forward_leaky(ctx, &m->stem1_bn, y, tr, m->act_learn));
         y = then(ctx, y, vn_conv2d_layer_forward(ctx, &m->stem2, y));
         y = then(ctx, y, vn_bn_layer_forward(ctx, &m->stem2_bn, y, tr));
     }
@@ -290,8 +288,7 @@ vn_tensor *vn_vanillanet_forward(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x)
     y = then(ctx, y, vn_dropout(ctx, y, m->cfg.drop_rate, m->training));
     y = then(ctx, y, vn_conv2d_layer_forward(ctx, &m->cls1, y));
     if (!m->deploy) {
-        y = then(ctx, y, vn_bn_layer_forward(ctx, &m->cls1_bn, y, m->training));
-        y = then(ctx, y, vn_leaky_relu(ctx, y, m->act_learn));
+        y = then(ctx, y, vn_bn_layer_forward_leaky(ctx, &m->cls1_bn, y, m->training, m->act_learn));
         y = then(ctx, y, vn_conv2d_layer_forward(ctx, &m->cls2, y));
     }
     return vn_flatten(ctx, y);

@@ -92,15 +92,17 @@ int vn__k_bn_running(vn__stream s, float *rmean, float *rvar, const double *rec,
                      int64_t c, float momentum);
 int vn__k_bn_eval_stats(vn__stream s, float *mean, float *invstd, const float *rmean,
                         const float *rvar, int64_t c, float eps);
+/* act / z: the leaky_relu(slope) of vn_batch_norm2d_leaky, applied to the output, and taken
+ * back through (from the output z) in the backward sums and dx (z NULL: none). */
 int vn__k_bn_apply(vn__stream s, float *y, const float *x, const float *mean, const float *invstd,
-                   const float *w, const float *b, int64_t rows, int64_t c);
+                   const float *w, const float *b, int64_t rows, int64_t c, bool act, float slope);
 int vn__k_bn_grad_sums(vn__stream s, float *sum_dy, float *sum_dy_xhat, double *part,
                        const float *dy, const float *x, const float *mean, const float *invstd,
-                       int64_t rows, int64_t c, int parts);
+                       int64_t rows, int64_t c, int parts, const float *z, float slope);
 int vn__k_bn_bwd_dx(vn__stream s, float *dx, const float *dy, const float *x, const float *mean,
                     const float *invstd, const float *w, const float *sum_dy,
                     const float *sum_dy_xhat, int64_t rows, int64_t c, bool training,
-                    bool assign);
+                    bool assign, const float *z, float slope);
 int vn__k_accumulate(vn__stream s, float *dst, const float *src, int64_t n);
 int vn__k_maxpool_fwd(vn__stream s, float *y, int32_t *arg, const float *x, int64_t n, int64_t h,
                       int64_t w, int64_t c, int64_t oh, int64_t ow, int k);

@@ -199,7 +199,8 @@ int vn__batch_norm2d_forward_cuda(vn_ctx *ctx, vn_node *node)
                                                         st->running_var->data, C, st->eps));
     }
     KCHECK(ctx, "batch_norm2d", vn__k_bn_apply(S(), node->out->data, x->data, mean, invstd,
-                                               w ? w->data : NULL, b ? b->data : NULL, R, C));
+                                               w ? w->data : NULL, b ? b->data : NULL, R, C,
+                                               st->act, st->act_slope));
     return VN_OK;
 }
 
@@ -212,7 +213,7 @@ void vn__batch_norm2d_recompute_cuda(vn_ctx *ctx, vn_node *node)
     const vn_tensor *w = node->in[1], *b = node->in[2];
     KCHECK_V(ctx, "batch_norm2d recompute",
              vn__k_bn_apply(S(), node->out->data, xd, mean, invstd, w ? w->data : NULL,
-                            b ? b->data : NULL, st->rows, st->channels));
+                            b ? b->data : NULL, st->rows, st->channels, st->act, st->act_slope));
 }
 
 void vn__batch_norm2d_backward_cuda(vn_ctx *ctx, vn_node *node)
@@ -222,6 +223,8 @@ void vn__batch_norm2d_backward_cuda(vn_ctx *ctx, vn_node *node)
     vn_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2];
     const float *xd = vn__data(ctx, x);
     if (!xd) return;
+    const float *zd = st->act ? vn__data(ctx, node->out) : NULL; /* the activation's mask */
+    if (st->act && !zd) return;
     const float *mean = node->bufs[0], *invstd = mean + C, *dy = node->out->grad;
     int parts = reduce_parts(R);
     float *sums = vn__cuda_scratch(ctx, (size_t)(2 * C) * sizeof(float), "batch_norm2d");
@@ -231,13 +234,14 @@ void vn__batch_norm2d_backward_cuda(vn_ctx *ctx, vn_node *node)
         vn__pool_free(ctx, sums);
         return;
     }
-    int e = vn__k_bn_grad_sums(S(), sums, sums + C, part, dy, xd, mean, invstd, R, C, parts);
+    int e = vn__k_bn_grad_sums(S(), sums, sums + C, part, dy, xd, mean, invstd, R, C, parts, zd,
+                               st->act_slope);
     vn__pool_free(ctx, part);
     if (!e && vn_tensor_requires_grad(x)) {
         bool assign;
         float *dx = vn__grad_uninit(ctx, x, &assign);
         if (dx) e = vn__k_bn_bwd_dx(S(), dx, dy, xd, mean, invstd, w ? w->data : NULL, sums,
-                                    sums + C, R, C, st->training, assign);
+                                    sums + C, R, C, st->training, assign, zd, st->act_slope);
     }
     if (!e && w && vn_tensor_requires_grad(w)) {
         float *dw = vn__grad(ctx, w);

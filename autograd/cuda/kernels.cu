@@ -257,9 +257,12 @@ __global__ void bn_eval_stats(float *mean, float *invstd, const float *rmean, co
 struct bn_grad_val {
     const float *dy, *x, *mean, *invstd;
     int64_t c;
+    const float *z; // the output of an op with the activation, or NULL
+    float slope;
     __device__ void operator()(int64_t r, int64_t ch, double *acc) const
     {
-        double g = dy[r * c + ch];
+        int64_t i = r * c + ch;
+        double g = z ? bn_act_grad(dy[i], z[i], slope) : dy[i];
         acc[0] += g;
         acc[1] += g * ((double)x[r * c + ch] - mean[ch]) * invstd[ch];
     }
@@ -267,9 +270,9 @@ struct bn_grad_val {
 
 __global__ void bn_grad_partials(double *part, const float *dy, const float *x,
                                  const float *mean, const float *invstd, int64_t rows, int64_t c,
-                                 int parts)
+                                 int parts, const float *z, float slope)
 {
-    channel_partials<2>(part, rows, c, parts, bn_grad_val{dy, x, mean, invstd, c});
+    channel_partials<2>(part, rows, c, parts, bn_grad_val{dy, x, mean, invstd, c, z, slope});
 }
 
 __global__ void finish_sums2(float *s0, float *s1, const double *part, int64_t c, int parts)
@@ -340,20 +343,20 @@ int vn__k_bn_eval_stats(vn__stream s, float *mean, float *invstd, const float *r
 }
 
 int vn__k_bn_apply(vn__stream s, float *y, const float *x, const float *mean, const float *invstd,
-                   const float *w, const float *b, int64_t rows, int64_t c)
+                   const float *w, const float *b, int64_t rows, int64_t c, bool act, float slope)
 {
     int64_t per;
     dim3 grid = ch_rows_grid(rows, c, &per);
-    bn_apply<<<grid, dim3(32, 8), 0, s>>>(y, x, mean, invstd, w, b, rows, c, per);
+    bn_apply<<<grid, dim3(32, 8), 0, s>>>(y, x, mean, invstd, w, b, rows, c, per, act, slope);
     return done();
 }
 
 int vn__k_bn_grad_sums(vn__stream s, float *sum_dy, float *sum_dy_xhat, double *part,
                        const float *dy, const float *x, const float *mean, const float *invstd,
-                       int64_t rows, int64_t c, int parts)
+                       int64_t rows, int64_t c, int parts, const float *z, float slope)
 {
     bn_grad_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(part, dy, x, mean, invstd,
-                                                                       rows, c, parts);
+                                                                       rows, c, parts, z, slope);
     finish_sums2<<<ch_grid(c), 128, 0, s>>>(sum_dy, sum_dy_xhat, part, c, parts);
     return done();
 }
@@ -361,12 +364,12 @@ int vn__k_bn_grad_sums(vn__stream s, float *sum_dy, float *sum_dy_xhat, double *
 int vn__k_bn_bwd_dx(vn__stream s, float *dx, const float *dy, const float *x, const float *mean,
                     const float *invstd, const float *w, const float *sum_dy,
                     const float *sum_dy_xhat, int64_t rows, int64_t c, bool training,
-                    bool assign)
+                    bool assign, const float *z, float slope)
 {
     int64_t per;
     dim3 grid = ch_rows_grid(rows, c, &per);
     bn_bwd_dx<<<grid, dim3(32, 8), 0, s>>>(dx, dy, x, mean, invstd, w, sum_dy, sum_dy_xhat, rows,
-                                           c, training, assign, per);
+                                           c, training, assign, per, z, slope);
     return done();
 }
 

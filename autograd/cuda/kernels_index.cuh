@@ -69,8 +69,10 @@ static dim3 ch_rows_grid(int64_t rows, int64_t c, int64_t *per)
                  r##_end = min((rows), (int64_t)(blockIdx.y + 1) * (per));           \
          r < r##_end; r += blockDim.y)
 
+// act: leaky_relu(slope >= 0) of the result (vn_batch_norm2d_leaky), in the same pass.
 __global__ void bn_apply(float *y, const float *x, const float *mean, const float *invstd,
-                         const float *w, const float *b, int64_t rows, int64_t c, int64_t per)
+                         const float *w, const float *b, int64_t rows, int64_t c, int64_t per,
+                         bool act, float slope)
 {
     int64_t ch = (int64_t)blockIdx.x * 32 + threadIdx.x;
     if (ch >= c) return;
@@ -79,15 +81,24 @@ __global__ void bn_apply(float *y, const float *x, const float *mean, const floa
     {
         int64_t i = r * c + ch;
         float v = (x[i] - m) * is;
-        y[i] = v * k + o;
+        v = v * k + o;
+        y[i] = act && !(v > 0.0f) ? v * slope : v;
     }
 }
 
+// The gradient at the normalised value of an op with the activation: leaky_relu's backward
+// from the op's output z (its sign is the input's for slope >= 0).
+__host__ __device__ inline float bn_act_grad(float dz, float z, float slope)
+{
+    return z > 0.0f ? dz : dz * slope;
+}
+
 // Training: dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)); eval: w * invstd * dy.
+// z (the output) given: dy is the gradient at the activation's output, taken back through it.
 __global__ void bn_bwd_dx(float *dx, const float *dy, const float *x, const float *mean,
                           const float *invstd, const float *w, const float *sum_dy,
                           const float *sum_dy_xhat, int64_t rows, int64_t c, bool training,
-                          bool assign, int64_t per)
+                          bool assign, int64_t per, const float *z, float slope)
 {
     int64_t ch = (int64_t)blockIdx.x * 32 + threadIdx.x;
     if (ch >= c) return;
@@ -97,7 +108,7 @@ __global__ void bn_bwd_dx(float *dx, const float *dy, const float *x, const floa
     CH_ROWS_LOOP(r, rows, per)
     {
         int64_t i = r * c + ch;
-        float g = dy[i];
+        float g = z ? bn_act_grad(dy[i], z[i], slope) : dy[i];
         if (training) {
             float xhat = (x[i] - m) * is;
             g = g - mdy - xhat * mdx;

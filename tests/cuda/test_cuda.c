@@ -204,6 +204,18 @@ static vn_tensor *f_bn_eval(vn_ctx *ctx, vn_tensor *const *in, const void *user)
     return vn_batch_norm2d(ctx, in[0], in[1], in[2], in[3], in[4], NULL, false, 0.1f, 1e-5f);
 }
 
+static vn_tensor *f_bn_leaky_train(vn_ctx *ctx, vn_tensor *const *in, const void *user)
+{
+    return vn_batch_norm2d_leaky(ctx, in[0], in[1], in[2], in[3], in[4], NULL, true, 0.1f, 1e-5f,
+                                 *(const float *)user);
+}
+
+static vn_tensor *f_bn_leaky_eval(vn_ctx *ctx, vn_tensor *const *in, const void *user)
+{
+    return vn_batch_norm2d_leaky(ctx, in[0], in[1], in[2], in[3], in[4], NULL, false, 0.1f,
+                                 1e-5f, *(const float *)user);
+}
+
 START_TEST(batch_norm)
 {
     vn_tensor *in[5] = {rnd(4, 9, 7, 70, 4, true), rnd(70, 1, 1, 1, 1, true),
@@ -212,6 +224,10 @@ START_TEST(batch_norm)
     for (int64_t i = 0; i < 70; i++) in[4]->data[i] = 0.5f + fabsf(in[4]->data[i]);
     compare("batch_norm2d train", f_bn_train, NULL, 5, in, REL_FP32);
     compare("batch_norm2d eval", f_bn_eval, NULL, 5, in, REL_FP32);
+    const float slope = 0.3f, relu = 0.0f;
+    compare("batch_norm2d + leaky_relu 0.3 train", f_bn_leaky_train, &slope, 5, in, REL_FP32);
+    compare("batch_norm2d + leaky_relu 0 train", f_bn_leaky_train, &relu, 5, in, REL_FP32);
+    compare("batch_norm2d + leaky_relu 0.3 eval", f_bn_leaky_eval, &slope, 5, in, REL_FP32);
     free_all(5, in);
 }
 END_TEST

@@ -21,6 +21,7 @@ struct dim3 {
 static dim3 blockIdx, threadIdx, blockDim, gridDim;
 #define __global__
 #define __device__
+#define __host__
 using std::min;
 #include "autograd/cuda/kernels_index.cuh"
 
@@ -126,17 +127,53 @@ static void channel_case(int64_t rows, int64_t c, const char *label)
             want_yb[i] = 1.0 + b[ch];
         }
     launch_ch(rows, c, [&](int64_t per) {
-        bn_apply(y.data(), x.data(), m.data(), is.data(), w.data(), b.data(), rows, c, per);
+        bn_apply(y.data(), x.data(), m.data(), is.data(), w.data(), b.data(), rows, c, per, false,
+                 0.0f);
     });
     char what[96];
     std::snprintf(what, sizeof what, "bn_apply %s", label);
     expect(rel(y, want_y) <= 1e-6, what, rel(y, want_y));
     launch_ch(rows, c, [&](int64_t per) {
         bn_bwd_dx(dx.data(), dy.data(), x.data(), m.data(), is.data(), w.data(), s0.data(),
-                  s1.data(), rows, c, true, false, per);
+                  s1.data(), rows, c, true, false, per, nullptr, 0.0f);
     });
     std::snprintf(what, sizeof what, "bn_bwd_dx (training, accumulate) %s", label);
     expect(rel(dx, want_dx) <= 1e-5, what, rel(dx, want_dx));
+    // With the activation (vn_batch_norm2d_leaky): leaky_relu(0.3) of the output, and dy taken
+    // back through it from the output's sign; slope 0 (ReLU) too.
+    for (float slope : {0.3f, 0.0f}) {
+        std::vector<float> z(x.size()), dxa(x.size(), 0.25f);
+        std::vector<double> want_z(x.size()), want_dxa(x.size());
+        int neg = 0;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t ch = 0; ch < c; ch++) {
+                size_t i = (size_t)(r * c + ch);
+                want_z[i] = want_y[i] > 0.0 ? want_y[i] : want_y[i] * slope;
+                neg += want_y[i] <= 0.0;
+            }
+        launch_ch(rows, c, [&](int64_t per) {
+            bn_apply(z.data(), x.data(), m.data(), is.data(), w.data(), b.data(), rows, c, per,
+                     true, slope);
+        });
+        std::snprintf(what, sizeof what, "bn_apply + leaky_relu(%g) %s (%d of %zu negative)",
+                      (double)slope, label, neg, x.size());
+        expect(neg > 0 && (size_t)neg < x.size() && rel(z, want_z) <= 1e-6, what, rel(z, want_z));
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t ch = 0; ch < c; ch++) {
+                size_t i = (size_t)(r * c + ch);
+                double xh = ((double)x[i] - m[ch]) * is[ch];
+                double g = z[i] > 0.0f ? (double)dy[i] : (double)dy[i] * slope;
+                want_dxa[i] = 0.25 + (double)w[ch] * is[ch] *
+                                         (g - (double)s0[ch] / rows - xh * s1[ch] / rows);
+            }
+        launch_ch(rows, c, [&](int64_t per) {
+            bn_bwd_dx(dxa.data(), dy.data(), x.data(), m.data(), is.data(), w.data(), s0.data(),
+                      s1.data(), rows, c, true, false, per, z.data(), slope);
+        });
+        std::snprintf(what, sizeof what, "bn_bwd_dx through leaky_relu(%g) %s", (double)slope,
+                      label);
+        expect(rel(dxa, want_dxa) <= 1e-5, what, rel(dxa, want_dxa));
+    }
     launch_ch(rows, c, [&](int64_t per) { bias_add(yb.data(), b.data(), rows, c, per); });
     std::snprintf(what, sizeof what, "bias_add %s", label);
     expect(rel(yb, want_yb) <= 1e-6, what, rel(yb, want_yb));
