@@ -10,13 +10,16 @@
 # that machine's PyTorch (its nvidia/* wheels). Without the pack, the script builds with
 # meson where meson exists.
 #
-#   bench/device_check.sh [PART...]     (no part: suites train ours recipe profile torch data)
+#   bench/device_check.sh [PART...]  (no part: suites train dp ours recipe profile torch data)
 # The parts run in the order given (the most wanted first: a run cut at its time limit keeps
 # what came before):
 #     suites   the CUDA test suites (device API, every op, optimizers/EMA/vanillanet_5)
 #     train    vanilla train / eval / predict / export with --device cuda against the cpu,
 #              SIGTERM-and-resume byte identity in deterministic mode, cross-device resume,
 #              trainer speed (bench/train_gpu_check.sh)
+#     dp       data-parallel vanilla train, 2 ranks on the GPU through MPI (the Open MPI that
+#              device_pack.sh packs), against 1 process and against the cpu
+#              (bench/dp_gpu_check.sh)
 #     ours     bench_train: TF32, bf16 GEMMs, strict FP32 (everything kept for backward),
 #              TF32 with the CPU default's recomputation, and TF32 with the depthwise kernels'
 #              first version (VN_CUDA_DW_BRANCHY=1)
@@ -33,7 +36,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts=("$@")
-((${#parts[@]})) || parts=(suites train ours recipe profile torch data)
+((${#parts[@]})) || parts=(suites train dp ours recipe profile torch data)
 t_start=$(date +%s)
 orig_ld=${LD_LIBRARY_PATH:-}
 say() { printf '\n=== %s (t+%ds)\n' "$*" $(($(date +%s) - t_start)); }
@@ -226,6 +229,26 @@ PY
   grep -E "device:|img/s|time:" /tmp/vn_recipe.log | tail -14
 }
 
+part_dp() ( # a subshell: the Open MPI settings stay in it
+  say "data-parallel: 2 ranks on the GPU through MPI (bench/dp_gpu_check.sh)"
+  local o=$pkg/ompi mpirun
+  if [[ -x $o/bin/orterun ]]; then
+    # The packed Open MPI, relocated; Debian's /etc/openmpi settings as variables.
+    export OPAL_PREFIX=$o PMIX_PREFIX=$o/pmix2 PATH="$o/bin:$PATH"
+    export OMPI_MCA_btl_base_warn_component_unused=0 OMPI_MCA_mtl='^ofi' \
+      OMPI_MCA_btl='^uct,openib,ofi' OMPI_MCA_pml='^ucx' OMPI_MCA_osc='^ucx,pt2pt' \
+      OMPI_MCA_mca_base_component_show_load_errors=0
+    mpirun=$o/bin/orterun
+  elif command -v mpirun >/dev/null; then
+    mpirun=$(command -v mpirun)
+  else
+    echo "no Open MPI packed or installed: skipped"
+    return
+  fi
+  timeout 150 bash bench/dp_gpu_check.sh "$pkg/bin/vanilla" "$pkg/bin/testtool" "$mpirun" /tmp/vn_dp_gpu
+  echo "dp_gpu_check exit status $?"
+)
+
 part_torch_variants() {
   part_torch
   bench_torch bf16 --bf16
@@ -233,7 +256,7 @@ part_torch_variants() {
 
 for part in "${parts[@]}"; do
   case $part in
-    suites|profile|ours|ours_quick|torch|data|train|recipe|torch_variants) "part_$part" ;;
+    suites|profile|ours|ours_quick|torch|data|train|dp|recipe|torch_variants) "part_$part" ;;
     *) echo "device_check: no part '$part'" ;;
   esac
 done

@@ -38,6 +38,24 @@ for f in "$stage"/bin/* "$stage/lib/libvanilla.so" "$stage/lib/libvanilla_cuda.s
 done | sort -u | grep -Ev "$skip" | while read -r lib; do
   cp -L "$lib" "$stage/lib/"
 done
+# Open MPI (Debian's 4.1, the one libvanilla links) for the data-parallel part of
+# device_check.sh: orterun and orted, the MCA components, PMIx's and their help texts, laid out
+# as under /usr so that OPAL_PREFIX and PMIX_PREFIX relocate them, and their libraries.
+ompi=/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3 pmix=/usr/lib/x86_64-linux-gnu/pmix2
+if [[ -d $ompi && -d $pmix ]] && command -v orterun >/dev/null; then
+  o=$stage/ompi
+  mkdir -p "$o/bin" "$o/lib/x86_64-linux-gnu/openmpi/lib" "$o/share" "$o/pmix2/lib"
+  cp -L "$(command -v orterun)" "$(command -v orted)" "$o/bin/"
+  cp -a $ompi "$o/lib/x86_64-linux-gnu/openmpi/lib/"
+  cp -a /usr/share/openmpi "$o/share/"
+  cp -a $pmix/lib/pmix "$o/pmix2/lib/"
+  cp -a $pmix/share "$o/pmix2/"
+  for f in "$o"/bin/* "$o"/lib/x86_64-linux-gnu/openmpi/lib/openmpi3/*.so "$o"/pmix2/lib/pmix/*.so; do
+    ldd "$f" | awk '$3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
+  done | sort -u | grep -Ev "$skip" | while read -r lib; do
+    [[ -f "$stage/lib/$(basename "$lib")" ]] || cp -L "$lib" "$stage/lib/"
+  done
+fi
 tar -C $dir -cJf $dir/carry/pkg.tar.xz pkg
 echo "device_pack: $(du -h $dir/carry/pkg.tar.xz | cut -f1) packed ($(du -sh "$stage" | cut -f1) unpacked)" \
      "in $dir/carry/pkg.tar.xz:"
