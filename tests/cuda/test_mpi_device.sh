@@ -4,8 +4,9 @@
 # cannot touch outside a kernel (fake_backend.c with FAKE_CPU_OPS): the gradient buckets, the
 # BatchNorm replay and the batch uploads of `train_step_dp` on device tensors. 2 ranks by
 # `mpirun --oversubscribe --allow-run-as-root -np 2`:
-#  1. SGD with EMA, and LAMB with a bucket per tensor: 2 ranks on the device = 2 ranks on the
-#     CPU, every tensor of the last checkpoint identical, the same evaluation;
+#  1. SGD with EMA, LAMB with a bucket per tensor, and SGD accumulating 2 micro-batches per
+#     rank: 2 ranks on the device = 2 ranks on the CPU, every tensor of the last checkpoint
+#     identical, the same evaluation;
 #  2. a 2-rank device run stopped at step 10 and resumed on the CPU (and the other way round):
 #     identical to the straight run;
 #  3. model.sync_bn on the device with 2 ranks: refused before training, naming the key;
@@ -51,9 +52,10 @@ if grep -q "this build has no MPI" "$T/probe.log"; then echo "SKIP: vanilla was 
 grep -q "data-parallel: 2 ranks" "$T/probe.log" || { tail -20 "$T/probe.log"; echo "FAIL - no 2-rank run"; exit 1; }
 
 # 1. The device against the CPU, 2 ranks each.
-for opt in sgd lamb; do
+for opt in sgd lamb sgd-uf2; do
   bucket=$([[ $opt == lamb ]] && echo 0 || echo 25)
-  SET=(--set optim.name=$opt --set train.dist_bucket_mb=$bucket)
+  SET=(--set optim.name=${opt%-uf2} --set train.dist_bucket_mb=$bucket)
+  [[ $opt == sgd-uf2 ]] && SET+=(--set optim.update_freq=2 --set train.epochs=10)
   "${MPIRUN[@]}" "$VANILLA" train "$T/cfg.yaml" "${SET[@]}" --set output.dir="$T/cpu-$opt" \
     >"$T/cpu-$opt.log" 2>&1
   "${MPIRUN[@]}" "${DEV[@]}" "$VANILLA" train "$T/cfg.yaml" "${SET[@]}" --set train.device=cuda \
