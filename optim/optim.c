@@ -185,8 +185,9 @@ void vn_optim_destroy(vn_optim *opt)
         for (int i = 0; i < opt->n_state; i++) free(opt->state_names[i]);
     free(opt->state_names);
     free(opt->moments);
-    /* Only the CUDA step makes a device copy of the moments. */
-    if (opt->dev_moments) vn__backend_must(VN_DEVICE_CUDA)->optim_free(opt);
+    /* Only the CUDA step makes device copies (the moments, the partial sums). */
+    if (opt->dev_moments || opt->dev_parts || opt->host_parts)
+        vn__backend_must(VN_DEVICE_CUDA)->optim_free(opt);
     free(opt);
 }
 

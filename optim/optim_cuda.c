@@ -18,15 +18,48 @@ static double sum_parts(const double *h)
     return s;
 }
 
-/* Sum of squares of a device vector, in a fixed order; NAN on a device error. */
-static double dev_sumsq(vn__cuda *c, double *part, const float *x, int64_t n)
+/* The partial sums of every parameter (2 x VN__OPT_PARTS doubles each), allocated once. */
+static int parts_ready(vn_optim *opt, vn_error *err)
 {
-    double h[VN__OPT_PARTS];
-    if (vn__ok_sumsq(c->stream, part, x, n) != 0) return NAN;
-    if (cudaMemcpyAsync(h, part, sizeof h, cudaMemcpyDeviceToHost, c->stream) != cudaSuccess ||
-        cudaStreamSynchronize(c->stream) != cudaSuccess)
-        return NAN;
-    return sum_parts(h);
+    size_t bytes = (size_t)(opt->n > 0 ? opt->n : 1) * 2 * VN__OPT_PARTS * sizeof(double);
+    if (opt->parts_for < opt->n) { /* parameters were added since */
+        if (opt->dev_parts) (void)cudaFree(opt->dev_parts);
+        free(opt->host_parts);
+        opt->dev_parts = opt->host_parts = NULL;
+    }
+    opt->parts_for = opt->n;
+    if (!opt->host_parts && !(opt->host_parts = malloc(bytes)))
+        return vn_error_set(err, VN_ERR_NOMEM, "optimizer step: out of memory");
+    if (!opt->dev_parts && cudaMalloc((void **)&opt->dev_parts, bytes) != cudaSuccess) {
+        opt->dev_parts = NULL;
+        return vn_error_set(err, VN_ERR_NOMEM, "optimizer step: no device memory for %zu "
+                            "bytes of partial sums", bytes);
+    }
+    return VN_OK;
+}
+
+static double *dev_parts_of(const vn_optim *opt, int i, int which)
+{
+    return opt->dev_parts + ((size_t)i * 2 + (size_t)which) * VN__OPT_PARTS;
+}
+
+static const double *host_parts_of(const vn_optim *opt, int i, int which)
+{
+    return opt->host_parts + ((size_t)i * 2 + (size_t)which) * VN__OPT_PARTS;
+}
+
+/* Brings the partial sums of every parameter to the host once the queued kernels ran. 0 or a
+ * CUDA error. */
+static int fetch_parts(vn_optim *opt, vn__cuda *c)
+{
+    size_t bytes = (size_t)opt->n * 2 * VN__OPT_PARTS * sizeof(double);
+    if (cudaMemcpyAsync(opt->host_parts, opt->dev_parts, bytes, cudaMemcpyDeviceToHost,
+                        c->stream) != cudaSuccess ||
+        cudaStreamSynchronize(c->stream) != cudaSuccess) {
+        int ce = (int)cudaGetLastError();
+        return ce ? ce : (int)cudaErrorUnknown;
+    }
+    return 0;
 }
 
 static int upload_moments(vn_optim *opt, vn_error *err)
@@ -62,7 +95,11 @@ void vn__optim_moments_to_host(vn_optim *opt)
 void vn__optim_free_cuda(vn_optim *opt)
 {
     if (opt->dev_moments) (void)cudaFree(opt->dev_moments);
+    if (opt->dev_parts) (void)cudaFree(opt->dev_parts);
+    free(opt->host_parts);
     opt->dev_moments = NULL;
+    opt->dev_parts = opt->host_parts = NULL;
+    opt->parts_for = 0;
 }
 
 /* The device copy of a host moment buffer. */
@@ -85,40 +122,58 @@ static int adamw(vn_optim *opt, vn__cuda *c, vn__optim_param *prm)
                         dev_buf(opt, prm->buf1), &a, prm->t->numel);
 }
 
-static int lamb(vn_optim *opt, vn__cuda *c, vn__optim_param *prm, float clip, double *parts)
+/* LAMB in two rounds over the parameters: the moments (and, with the trust ratio, the
+ * partial norms of the weights and updates) of all of them, one wait, then every update with
+ * its trust ratio. The moments of one parameter never read another's, so this is the
+ * arithmetic of one parameter at a time. */
+static int lamb_all(vn_optim *opt, vn__cuda *c, float clip)
 {
-    vn__lamb_args a = vn__lamb_args_of(opt, prm, clip);
-    bool use_trust = vn__lamb_uses_trust(opt, &a);
-    float *m = dev_buf(opt, prm->buf0), *v = dev_buf(opt, prm->buf1);
-    int e = vn__ok_lamb_moments(c->stream, prm->t->data, prm->t->grad, m, v, &a, prm->t->numel,
-                                use_trust ? parts : NULL, use_trust ? parts + VN__OPT_PARTS : NULL);
-    if (e) return e;
-    float trust = 1.0f;
-    if (use_trust) {
-        double h[2 * VN__OPT_PARTS];
-        if (cudaMemcpyAsync(h, parts, sizeof h, cudaMemcpyDeviceToHost, c->stream) != cudaSuccess ||
-            cudaStreamSynchronize(c->stream) != cudaSuccess)
-        {
-            int ce = (int)cudaGetLastError();
-            return ce ? ce : (int)cudaErrorUnknown;
-        }
-        trust = vn__lamb_trust(&opt->cfg, sum_parts(h), sum_parts(h + VN__OPT_PARTS));
+    for (int i = 0; i < opt->n; i++) {
+        vn__optim_param *prm = &opt->p[i];
+        vn__lamb_args a = vn__lamb_args_of(opt, prm, clip);
+        bool trust = vn__lamb_uses_trust(opt, &a);
+        int e = vn__ok_lamb_moments(c->stream, prm->t->data, prm->t->grad, dev_buf(opt, prm->buf0),
+                                    dev_buf(opt, prm->buf1), &a, prm->t->numel,
+                                    trust ? dev_parts_of(opt, i, 0) : NULL,
+                                    trust ? dev_parts_of(opt, i, 1) : NULL);
+        if (e) return e;
     }
-    return vn__ok_lamb_apply(c->stream, prm->t->data, m, v, &a, trust, use_trust, prm->t->numel);
+    int e = fetch_parts(opt, c);
+    for (int i = 0; i < opt->n && !e; i++) {
+        vn__optim_param *prm = &opt->p[i];
+        vn__lamb_args a = vn__lamb_args_of(opt, prm, clip);
+        bool use_trust = vn__lamb_uses_trust(opt, &a);
+        float trust = use_trust ? vn__lamb_trust(&opt->cfg, sum_parts(host_parts_of(opt, i, 0)),
+                                                 sum_parts(host_parts_of(opt, i, 1)))
+                                : 1.0f;
+        e = vn__ok_lamb_apply(c->stream, prm->t->data, dev_buf(opt, prm->buf0),
+                              dev_buf(opt, prm->buf1), &a, trust, use_trust, prm->t->numel);
+    }
+    return e;
 }
 
-/* The global gradient norm in parameter order; VN_ERR_NUMERIC (nothing changed) when it is
- * not finite, as on the CPU. */
-static int grad_norm(vn_optim *opt, vn__cuda *c, double *parts, double *norm, vn_error *err)
+/* The global gradient norm in parameter order (every parameter's partial sums queued, one
+ * wait); VN_ERR_NUMERIC (nothing changed) when it is not finite, as on the CPU. */
+static int grad_norm(vn_optim *opt, vn__cuda *c, double *norm, vn_error *err)
 {
-    double sumsq = 0.0;
-    int first_bad = -1;
     for (int i = 0; i < opt->n; i++) {
         if (!opt->p[i].t->grad)
             return vn_error_set(err, VN_ERR_STATE, "optimizer step: parameter '%s' has no "
                                 "gradient buffer (run backward or vn_optim_zero_grad first)",
                                 opt->p[i].name);
-        double s = dev_sumsq(c, parts, opt->p[i].t->grad, opt->p[i].t->numel);
+        if (vn__ok_sumsq(c->stream, dev_parts_of(opt, i, 0), opt->p[i].t->grad,
+                         opt->p[i].t->numel) != 0)
+            return vn_error_set(err, VN_ERR_IO, "optimizer step: the gradient norm kernel "
+                                "failed: %s", cudaGetErrorString(cudaGetLastError()));
+    }
+    int e = fetch_parts(opt, c);
+    if (e)
+        return vn_error_set(err, VN_ERR_IO, "optimizer step: reading the gradient norm failed: "
+                            "%s", cudaGetErrorString((cudaError_t)e));
+    double sumsq = 0.0;
+    int first_bad = -1;
+    for (int i = 0; i < opt->n; i++) {
+        double s = sum_parts(host_parts_of(opt, i, 0));
         if (!isfinite(s) && first_bad < 0) first_bad = i;
         sumsq += s;
     }
@@ -136,32 +191,23 @@ int vn__optim_step_cuda(vn_optim *opt, vn_error *err)
     char why[160];
     vn__cuda *c = vn__cuda_get(why, sizeof why);
     if (!c) return vn_error_set(err, VN_ERR_UNSUPPORTED, "optimizer step: %s", why);
-    double *parts = NULL;
-    if (cudaMalloc((void **)&parts, 2 * VN__OPT_PARTS * sizeof(double)) != cudaSuccess)
-        return vn_error_set(err, VN_ERR_NOMEM, "optimizer step: no device memory");
     double norm = 0.0;
-    int rc = grad_norm(opt, c, parts, &norm, err);
+    int rc = parts_ready(opt, err);
+    if (rc == VN_OK) rc = grad_norm(opt, c, &norm, err);
     if (rc == VN_OK) rc = upload_moments(opt, err);
-    if (rc != VN_OK) {
-        cudaFree(parts);
-        return rc;
-    }
+    if (rc != VN_OK) return rc;
     opt->step++;
     float clip = 1.0f;
     double max_norm = opt->cfg.max_grad_norm;
     if (opt->cfg.kind == VN_OPTIM_LAMB && max_norm > 0.0 && (float)norm > (float)max_norm)
         clip = (float)norm / (float)max_norm;
     int e = 0;
-    for (int i = 0; i < opt->n && !e; i++) {
+    if (opt->cfg.kind == VN_OPTIM_LAMB) e = lamb_all(opt, c, clip);
+    for (int i = 0; i < opt->n && !e && opt->cfg.kind != VN_OPTIM_LAMB; i++) {
         vn__optim_param *prm = &opt->p[i];
-        switch (opt->cfg.kind) {
-        case VN_OPTIM_SGD: e = sgd(opt, c, prm); break;
-        case VN_OPTIM_ADAMW: e = adamw(opt, c, prm); break;
-        case VN_OPTIM_LAMB: e = lamb(opt, c, prm, clip, parts); break;
-        }
+        e = opt->cfg.kind == VN_OPTIM_SGD ? sgd(opt, c, prm) : adamw(opt, c, prm);
     }
     if (!e && cudaStreamSynchronize(c->stream) != cudaSuccess) e = (int)cudaGetLastError();
-    cudaFree(parts);
     if (e)
         return vn_error_set(err, VN_ERR_IO, "optimizer step on the device: %s",
                             cudaGetErrorString((cudaError_t)e));

@@ -78,6 +78,11 @@ struct vn_optim {
      * have been written through them, so the next device step uploads it first. */
     float *dev_moments;
     bool dev_stale;
+    /* The partial sums of a device step, 2 x VN__OPT_PARTS doubles per parameter (the
+     * gradient norm's, then LAMB's weight and update norms), on the device and on the host:
+     * every parameter's kernels are queued, then one copy and one wait serve them all. */
+    double *dev_parts, *host_parts;
+    int parts_for; /* the parameters those buffers have room for */
 };
 
 /* The lr of a parameter: base x lr_scale, plus lr_add when one is set (the sum is skipped
