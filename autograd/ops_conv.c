@@ -375,7 +375,8 @@ void vn__conv2d_recompute_cpu(vn_ctx *ctx, vn_node *node)
     vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
     const float *xd = vn__data(ctx, node->in[0]), *wd = vn__data(ctx, node->in[1]);
     if (!xd || !wd) return;
-    if (vn__dw_forward(ctx, node->out->data, xd, wd, b ? b->data : NULL, &st->g) != VN_OK &&
+    if (vn__dw_forward(ctx, node->out->data, xd, wd, b ? b->data : NULL, &st->g,
+                       st->relu_in) != VN_OK &&
         vn_ctx_status(ctx) == VN_OK)
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory recomputing a depthwise output");
 }
@@ -415,7 +416,7 @@ void vn__conv2d_backward_cpu(vn_ctx *ctx, vn_node *node)
         if (dx || dw) rc = patch_backward(ctx, dx, dx_fresh, dw, dw_fresh, dy, xd, wd, g);
         break;
     case VN__CONV_KIND_DEPTHWISE:
-        if (dx || dw) rc = vn__dw_backward(ctx, dx, dx_fresh, dw, dy, xd, wd, g);
+        if (dx || dw) rc = vn__dw_backward(ctx, dx, dx_fresh, dw, dy, xd, wd, g, st->relu_in);
         break;
     case VN__CONV_KIND_GENERAL:
         if (dx || dw) rc = general_backward(ctx, dx, dw, dy, xd, wd, g);
@@ -523,18 +524,25 @@ int vn__conv2d_forward_cpu(vn_ctx *ctx, vn_node *node)
     switch (st->kind) {
     case VN__CONV_KIND_1X1: conv1x1_forward(y, x, w, b, g); return VN_OK;
     case VN__CONV_KIND_PATCH: return patch_forward(ctx, y, x, w, b, g);
-    case VN__CONV_KIND_DEPTHWISE: return vn__dw_forward(ctx, y, x, w, b, g);
+    case VN__CONV_KIND_DEPTHWISE: return vn__dw_forward(ctx, y, x, w, b, g, st->relu_in);
     case VN__CONV_KIND_GENERAL: return general_forward(ctx, y, x, w, b, g);
     }
     return VN_ERR_INVALID;
 }
 
-vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_conv_params p)
+static vn_tensor *conv_common(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b,
+                              vn_conv_params p, bool relu_in)
 {
     vn_tensor *in[3] = {x, w, b};
     if (!vn__ok(ctx, 2, in)) return NULL;
     vn__conv_geom g;
     if (!conv_check(ctx, x, w, b, p, &g)) return NULL;
+    if (relu_in && conv_pick(&g) != VN__CONV_KIND_DEPTHWISE) { /* the two ops */
+        vn_tensor *r = vn_relu(ctx, x);
+        vn_tensor *y = r ? conv_common(ctx, r, w, b, p, false) : NULL;
+        if (r) vn_release(ctx, r);
+        return y;
+    }
     vn_tensor *y = vn_ctx_tensor4(ctx, g.n, g.ho, g.wo, g.cout);
     vn_node *node = y ? vn__node_new(ctx, VN_OP_CONV2D, b ? 3 : 2, in, y, sizeof(conv_state))
                       : NULL;
@@ -542,6 +550,7 @@ vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_c
     conv_state *st = node->state;
     st->g = g;
     st->kind = conv_pick(&g);
+    st->relu_in = relu_in;
     static const char *const kind_names[] = {
         [VN__CONV_KIND_1X1] = "1x1", [VN__CONV_KIND_PATCH] = "patch",
         [VN__CONV_KIND_DEPTHWISE] = "depthwise", [VN__CONV_KIND_GENERAL] = "general"};
@@ -552,4 +561,15 @@ vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_c
         if (st->kind == VN__CONV_KIND_DEPTHWISE) vn__set_recompute(node);
     }
     return vn__run(ctx, node);
+}
+
+vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_conv_params p)
+{
+    return conv_common(ctx, x, w, b, p, false);
+}
+
+vn_tensor *vn_conv2d_relu(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b,
+                          vn_conv_params p)
+{
+    return conv_common(ctx, x, w, b, p, true);
 }

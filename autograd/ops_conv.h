@@ -35,10 +35,12 @@ void *vn__conv_scratch(vn_ctx *ctx, size_t bytes, const char *what);
 
 /* Depthwise (groups == cin == cout) kernels; w is OHWI [c, kh, kw, 1], b may be NULL.
  * Forward writes y. Backward: dx (when not NULL) is written when fresh, accumulated
- * otherwise; dw (when not NULL) accumulates. */
+ * otherwise; dw (when not NULL) accumulates. relu: the conv of relu(x) (vn_conv2d_relu),
+ * with the ReLU applied where x is read and its mask to dx: the bytes of vn_relu then the
+ * conv. */
 int vn__dw_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
-                   const vn__conv_geom *g);
+                   const vn__conv_geom *g, bool relu);
 int vn__dw_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, const float *dy,
-                    const float *x, const float *w, const vn__conv_geom *g);
+                    const float *x, const float *w, const vn__conv_geom *g, bool relu);
 
 #endif

@@ -77,10 +77,14 @@ typedef struct dw_init {
 
 /* ---- plain loops (any channel count, any target) ------------------------------------------ */
 
+/* The ReLU of a conv of relu(x) (vn_conv2d_relu), as vn_relu computes it: x > 0 ? x : x * 0
+ * (so -0, NaN and -inf give what the separate op gives). */
+static inline float dw_relu(float v) { return v > 0.0f ? v : v * 0.0f; }
+
 /* One output row (n, ho), channels [c0, c1); wt is their weight block. */
 static void dw_row_plain(float *restrict yrow, const float *restrict ximg,
                          const float *restrict wt, dw_init init, const vn__conv_geom *g,
-                         int64_t ho, int64_t c0, int64_t c1)
+                         int64_t ho, int64_t c0, int64_t c1, bool relu)
 {
     int64_t c = g->cin, nc = c1 - c0;
     if (nc <= 0) return;
@@ -100,7 +104,10 @@ static void dw_row_plain(float *restrict yrow, const float *restrict ximg,
             for (int64_t wo = lo; wo < end; wo++) {
                 float *restrict yo = yrow + wo * c + c0;
                 const float *restrict xi = xrow + (wo * g->sw - g->pw + j) * c;
-                for (int64_t k = 0; k < nc; k++) yo[k] = VN_CONV_FMA(xi[k], wk[k], yo[k]);
+                if (relu)
+                    for (int64_t k = 0; k < nc; k++) yo[k] = VN_CONV_FMA(dw_relu(xi[k]), wk[k], yo[k]);
+                else
+                    for (int64_t k = 0; k < nc; k++) yo[k] = VN_CONV_FMA(xi[k], wk[k], yo[k]);
             }
         }
     }
@@ -109,7 +116,8 @@ static void dw_row_plain(float *restrict yrow, const float *restrict ximg,
 /* pp[k] += dy[n, ho, wo] * x[n, hi, wi] over one output row, channels [c0, c1); pp is their
  * block of partial sums. */
 static void dw_grad_row_plain(float *pp, const float *dyrow, const float *ximg,
-                              const vn__conv_geom *g, int64_t ho, int64_t c0, int64_t c1)
+                              const vn__conv_geom *g, int64_t ho, int64_t c0, int64_t c1,
+                              bool relu)
 {
     int64_t c = g->cin, nc = c1 - c0;
     if (nc <= 0) return;
@@ -124,7 +132,10 @@ static void dw_grad_row_plain(float *pp, const float *dyrow, const float *ximg,
             for (int64_t wo = lo; wo < end; wo++) {
                 const float *restrict d = dyrow + wo * c + c0;
                 const float *restrict xi = xrow + (wo * g->sw - g->pw + j) * c;
-                for (int64_t k = 0; k < nc; k++) pk[k] = VN_CONV_FMA(d[k], xi[k], pk[k]);
+                if (relu)
+                    for (int64_t k = 0; k < nc; k++) pk[k] = VN_CONV_FMA(d[k], dw_relu(xi[k]), pk[k]);
+                else
+                    for (int64_t k = 0; k < nc; k++) pk[k] = VN_CONV_FMA(d[k], xi[k], pk[k]);
             }
         }
     }
@@ -168,6 +179,28 @@ static void dw_ring_zero(dw_ring r, int64_t w, int64_t pw)
 /* Copies one row of w pixels (pixel stride c; gw channels, a multiple of 8) into the
  * blocks of dst (bstride floats apart), after pw padding pixels. Each source pixel is read as
  * one run of gw floats. */
+static inline __m256 dw_relu8(__m256 v)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    return _mm256_blendv_ps(_mm256_mul_ps(v, zero), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
+}
+
+/* As dw_pack_row, with dw_relu applied to every value (the input of vn_conv2d_relu). */
+static void dw_pack_row_relu(float *restrict dst, int64_t bstride, int64_t pw,
+                             const float *restrict src, int64_t w, int64_t c, int64_t gw)
+{
+    for (int64_t px = 0; px < w; px++) {
+        const float *s = src + px * c;
+        float *d = dst + (pw + px) * DW_BLOCK;
+        int64_t k = 0;
+        for (; k + 16 <= gw; k += 16, d += bstride) {
+            _mm256_storeu_ps(d, dw_relu8(_mm256_loadu_ps(s + k)));
+            _mm256_storeu_ps(d + 8, dw_relu8(_mm256_loadu_ps(s + k + 8)));
+        }
+        if (k < gw) _mm256_storeu_ps(d, dw_relu8(_mm256_loadu_ps(s + k)));
+    }
+}
+
 static void dw_pack_row(float *restrict dst, int64_t bstride, int64_t pw,
                         const float *restrict src, int64_t w, int64_t c, int64_t gw)
 {
@@ -284,12 +317,13 @@ static void dw_row_span(const vn__conv_geom *g, int64_t ho, int64_t *hi0, int64_
 /* Packs rows [*next, upto) of an image (already offset to the group's first channel) into
  * the ring, skipping rows below `from`, which no output row needs any more. */
 static void dw_ring_fill(dw_ring rg, int64_t *next, int64_t from, int64_t upto,
-                         const float *img, int64_t w, int64_t pw, int64_t c, int64_t gw)
+                         const float *img, int64_t w, int64_t pw, int64_t c, int64_t gw,
+                         bool relu)
 {
     if (*next < from) *next = from;
     for (; *next < upto; (*next)++)
-        dw_pack_row(rg.p + (*next % rg.slots) * rg.prow, rg.bstride, pw, img + *next * w * c, w,
-                    c, gw);
+        (relu ? dw_pack_row_relu : dw_pack_row)(rg.p + (*next % rg.slots) * rg.prow, rg.bstride,
+                                                pw, img + *next * w * c, w, c, gw);
 }
 
 /* Output row ho of one image for the channels [c0, c0 + gw) of a group (gw a multiple of 8),
@@ -510,7 +544,7 @@ static dw_task dw_task_at(float *part, const dw_plan *pl, int64_t n_img, int64_t
 
 /* The plain loops for channels [cv, c) of a conv, in parallel over output rows. */
 static void dw_conv_tail(float *y, const float *x, const float *wt, dw_init init,
-                         const vn__conv_geom *g, const dw_plan *pl)
+                         const vn__conv_geom *g, const dw_plan *pl, bool relu)
 {
     if (pl->cv == pl->c) return;
     int64_t rows = g->n * g->ho;
@@ -518,13 +552,13 @@ static void dw_conv_tail(float *y, const float *x, const float *wt, dw_init init
     for (int64_t r = 0; r < rows; r++) {
         int64_t n = r / g->ho, ho = r % g->ho;
         dw_row_plain(y + r * g->wo * pl->c, x + n * g->h * g->w * pl->c, wt + pl->cv * pl->kk,
-                     init, g, ho, pl->cv, pl->c);
+                     init, g, ho, pl->cv, pl->c, relu);
     }
 }
 
 /* The plain loops for channels [cv, c) of the weight gradient, per chunk of images. */
 static void dw_grad_tail(float *part, const float *dy, const float *x, const vn__conv_geom *g,
-                         const dw_plan *pl)
+                         const dw_plan *pl, bool relu)
 {
     if (pl->cv == pl->c) return;
     int64_t c = pl->c, cv = pl->cv;
@@ -537,7 +571,7 @@ static void dw_grad_tail(float *part, const float *dy, const float *x, const vn_
         for (int64_t n = ch * pl->per_chunk; n < n1; n++)
             for (int64_t ho = 0; ho < g->ho; ho++)
                 dw_grad_row_plain(pp, dy + (n * g->ho + ho) * g->wo * c, x + n * g->h * g->w * c,
-                                  g, ho, cv, c);
+                                  g, ho, cv, c, relu);
     }
 }
 
@@ -564,7 +598,7 @@ static void dw_grad_reduce(float *dw, float *part, const dw_plan *pl)
 
 /* y = conv(x, wt) (+ init). */
 static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_init init,
-                   const vn__conv_geom *g)
+                   const vn__conv_geom *g, bool relu)
 {
     dw_plan pl = dw_plan_of(g, g->n);
 #if DW_SIMD
@@ -589,7 +623,8 @@ static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_in
                 for (int64_t ho = 0; ho < g->ho; ho++) {
                     int64_t hi0, i0, i1;
                     dw_row_span(g, ho, &hi0, &i0, &i1);
-                    dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, pl.c, gw);
+                    dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, pl.c, gw,
+                                 relu);
                     dw_conv_row(y + n * g->ho * g->wo * pl.c, wt, init, g, rg,
                                 stream ? mine + rslice : NULL, c0, gw, ho);
                 }
@@ -601,18 +636,18 @@ static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_in
 #else
     (void)ctx;
 #endif
-    dw_conv_tail(y, x, wt, init, g, &pl);
+    dw_conv_tail(y, x, wt, init, g, &pl, relu);
     return VN_OK;
 }
 
 int vn__dw_forward(vn_ctx *ctx, float *y, const float *x, const float *w, const float *b,
-                   const vn__conv_geom *g)
+                   const vn__conv_geom *g, bool relu)
 {
     int64_t c = g->cin, kk = g->kh * g->kw;
     float *wt = vn__conv_scratch(ctx, (size_t)(kk * c) * sizeof(float), "depthwise weights");
     if (!wt) return VN_ERR_NOMEM;
     dw_block_weights(wt, w, c, kk, vec_channels(c), false);
-    int rc = dw_conv(ctx, y, x, wt, (dw_init){b, false}, g);
+    int rc = dw_conv(ctx, y, x, wt, (dw_init){b, false}, g, relu);
     vn__pool_free(ctx, wt);
     return rc;
 }
@@ -651,7 +686,7 @@ static void dw_dx_gather(float *dx, bool fresh, const float *dy, const float *wt
 
 /* The weight gradient's vector channels into the chunk partials, when dx is not fused. */
 static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x,
-                       const vn__conv_geom *g, const dw_plan *pl)
+                       const vn__conv_geom *g, const dw_plan *pl, bool relu)
 {
 #if DW_SIMD
     if (pl->cv == 0) return VN_OK;
@@ -678,7 +713,7 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
                 for (int64_t ho = 0; ho < g->ho; ho++) {
                     int64_t hi0, i0, i1;
                     dw_row_span(g, ho, &hi0, &i0, &i1);
-                    dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, c, gw);
+                    dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, c, gw, relu);
                     dw_pack_row(dyp, dstride, 0, dyimg + ho * g->wo * c, g->wo, c, gw);
                     dw_grad_row(tk.pp, dyp, dstride, g, rg, gw, ho);
                 }
@@ -687,7 +722,7 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
     }
     vn__pool_free(ctx, pack);
 #else
-    (void)ctx, (void)part, (void)dy, (void)x, (void)g, (void)pl;
+    (void)ctx, (void)part, (void)dy, (void)x, (void)g, (void)pl, (void)relu;
 #endif
     return VN_OK;
 }
@@ -699,7 +734,8 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
  * row there too, so dy is read from memory once instead of twice. */
 static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const float *wtf,
                              float *part, const float *dy, const float *x,
-                             const vn__conv_geom *g, const vn__conv_geom *t, const dw_plan *pl)
+                             const vn__conv_geom *g, const vn__conv_geom *t, const dw_plan *pl,
+                             bool relu)
 {
     int64_t c = pl->c, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
     int64_t xslice = dw_ring_floats(g, nblk), dslice = dw_ring_floats(t, nblk);
@@ -733,7 +769,8 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
                         dw_pack_row(dr.p + (r % dr.slots) * dr.prow, dr.bstride, t->pw,
                                     dyimg + r * g->wo * c, g->wo, c, gw);
                         dw_row_span(g, r, &s0, &j0, &j1);
-                        dw_ring_fill(xr, &next_x, s0 + j0, s0 + j1, ximg, g->w, g->pw, c, gw);
+                        dw_ring_fill(xr, &next_x, s0 + j0, s0 + j1, ximg, g->w, g->pw, c, gw,
+                                     relu);
                         dw_grad_row(tk.pp, dr.p + (r % dr.slots) * dr.prow + t->pw * DW_BLOCK,
                                     dr.bstride, g, xr, gw, r);
                     }
@@ -748,8 +785,21 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
 }
 #endif
 
+/* dx (+)= the gradient at relu(x) taken back through the ReLU (vn_relu's backward: the mask
+ * of x > 0, the same floats). t holds that gradient; it is dx itself when dx is fresh. */
+static void dw_relu_mask(float *dx, const float *t, const float *x, int64_t n, bool fresh)
+{
+    if (fresh) {
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dx[i] : dx[i] * 0.0f;
+    } else {
+#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
+        for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? t[i] : t[i] * 0.0f;
+    }
+}
+
 int vn__dw_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, const float *dy,
-                    const float *x, const float *w, const vn__conv_geom *g)
+                    const float *x, const float *w, const vn__conv_geom *g, bool relu)
 {
     dw_plan pl = dw_plan_of(g, 0);
     /* For stride 1, dx = conv(dy, rot180(w)) with padding K-1-p: its output is H x W. */
@@ -761,9 +811,17 @@ int vn__dw_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, const floa
     t.wo = g->w;
     t.ph = g->kh - 1 - g->ph;
     t.pw = g->kw - 1 - g->pw;
-    dw_init dx_init = {NULL, !dx_fresh};
-
-    float *wt = NULL, *part = NULL;
+    /* With the ReLU the kernels write the gradient at relu(x), fresh: into dx when dx is
+     * fresh (masked in place after), else into a scratch that is masked onto dx. */
+    int64_t nx = g->n * g->h * g->w * g->cin;
+    float *dxk = dx, *wt = NULL, *part = NULL;
+    bool fresh = dx_fresh;
+    if (dx && relu && !dx_fresh) {
+        dxk = vn__conv_scratch(ctx, (size_t)nx * sizeof(float), "depthwise ReLU gradient");
+        if (!dxk) return VN_ERR_NOMEM;
+        fresh = true;
+    }
+    dw_init dx_init = {NULL, !fresh};
     int rc = VN_ERR_NOMEM;
     if (dx) {
         wt = vn__conv_scratch(ctx, (size_t)pl.total * sizeof(float), "depthwise weights");
@@ -779,24 +837,29 @@ int vn__dw_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, const floa
     rc = VN_OK;
 #if DW_SIMD
     if (dx && dw && as_conv && pl.cv > 0) {
-        rc = dw_backward_fused(ctx, dx, dx_init, wt, part, dy, x, g, &t, &pl);
+        rc = dw_backward_fused(ctx, dxk, dx_init, wt, part, dy, x, g, &t, &pl, relu);
         if (rc != VN_OK) goto out;
-        dw_conv_tail(dx, dy, wt, dx_init, &t, &pl);
-        dw_grad_tail(part, dy, x, g, &pl);
+        dw_conv_tail(dxk, dy, wt, dx_init, &t, &pl, false);
+        dw_grad_tail(part, dy, x, g, &pl, relu);
         dw_grad_reduce(dw, part, &pl);
-        goto out;
+        goto mask;
     }
 #endif
-    if (dx && as_conv) rc = dw_conv(ctx, dx, dy, wt, dx_init, &t);
-    else if (dx) dw_dx_gather(dx, dx_fresh, dy, wt, g);
+    if (dx && as_conv) rc = dw_conv(ctx, dxk, dy, wt, dx_init, &t, false);
+    else if (dx) dw_dx_gather(dxk, fresh, dy, wt, g);
     if (rc == VN_OK && dw) {
-        rc = dw_grad_vec(ctx, part, dy, x, g, &pl);
+        rc = dw_grad_vec(ctx, part, dy, x, g, &pl, relu);
         if (rc != VN_OK) goto out;
-        dw_grad_tail(part, dy, x, g, &pl);
+        dw_grad_tail(part, dy, x, g, &pl, relu);
         dw_grad_reduce(dw, part, &pl);
     }
+#if DW_SIMD
+mask:
+#endif
+    if (rc == VN_OK && dx && relu) dw_relu_mask(dx, dxk, x, nx, dx_fresh);
 out:
     vn__pool_free(ctx, part);
     vn__pool_free(ctx, wt);
+    if (dxk != dx) vn__pool_free(ctx, dxk);
     return rc;
 }

@@ -28,6 +28,7 @@ typedef enum vn__conv_kind {
 typedef struct vn__conv_state {
     vn__conv_geom g;
     vn__conv_kind kind;
+    bool relu_in; /* vn_conv2d_relu (depthwise only): the conv of relu(x) */
 } vn__conv_state;
 
 typedef struct vn__bn_state {

@@ -79,6 +79,12 @@ typedef struct vn_conv_params {
  * Fast paths: 1x1 stride 1 pad 0 (one sgemm), patchify (kernel == stride, pad 0),
  * depthwise (groups == Cin == Cout); im2col + sgemm otherwise. */
 vn_tensor *vn_conv2d(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b, vn_conv_params p);
+/* vn_conv2d of vn_relu(x) as one op (VanillaNet's series activation): for a depthwise conv
+ * the ReLU is applied where the kernels read x and its mask where they write the input's
+ * gradient: the same values and gradients, byte for byte, with no ReLU tensor in between
+ * and two passes over memory fewer. Any other conv gives the two ops. */
+vn_tensor *vn_conv2d_relu(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor *b,
+                          vn_conv_params p);
 
 /* ---- normalisation ------------------------------------------------------------------ */
 

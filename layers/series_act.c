@@ -49,9 +49,7 @@ int vn_series_act_register(vn_series_act *a, vn_state_list *l, const char *prefi
 vn_tensor *vn_series_act_forward(vn_ctx *ctx, vn_series_act *a, vn_tensor *x, bool training)
 {
     vn_conv_params p = VN_CONV(1, a->act_num, a->dim);
-    vn_tensor *r = vn_relu(ctx, x);
-    vn_tensor *y = vn_conv2d(ctx, r, a->weight, a->deploy ? a->bias : NULL, p);
-    vn_release(ctx, r);
+    vn_tensor *y = vn_conv2d_relu(ctx, x, a->weight, a->deploy ? a->bias : NULL, p);
     if (a->deploy) return y;
     vn_tensor *out = vn_bn_layer_forward(ctx, &a->bn, y, training);
     vn_release(ctx, y);

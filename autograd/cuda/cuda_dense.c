@@ -292,7 +292,40 @@ static cudnnStatus_t conv_algo(const conv_desc *d, conv_pass pass, algo_row *pic
         if (st) goto out; \
     } while (0)
 
-static int conv_fwd_dnn(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
+/* vn_conv2d_relu on the device. The depthwise kernels of dw_kernels.cu apply the ReLU where
+ * they read x; for cuDNN's paths relu(x) goes through a scratch (relu_copy). The input's
+ * gradient is the gradient at relu(x), taken back through the ReLU's mask by relu_mask. */
+static float *relu_copy(vn_ctx *ctx, const float *x, int64_t n)
+{
+    float *r = vn__cuda_scratch(ctx, (size_t)n * sizeof(float), "conv2d of relu(x)");
+    if (!r) return NULL;
+    int e = vn__k_leaky_fwd(H()->stream, r, x, n, 0.0f);
+    if (e) {
+        vn__pool_free(ctx, r);
+        vn__cuda_fail(ctx, "conv2d of relu(x)", e);
+        return NULL;
+    }
+    return r;
+}
+
+/* Where the input gradient of a conv of relu(x) is computed before the mask: dx itself when
+ * it is fresh, else a scratch (*t_fresh: whether the kernels assign). NULL with the error set. */
+static float *relu_grad_target(vn_ctx *ctx, float *dx, bool dx_fresh, int64_t n)
+{
+    return dx_fresh ? dx : vn__cuda_scratch(ctx, (size_t)n * sizeof(float), "conv2d of relu(x)");
+}
+
+/* dx (+)= t through the ReLU's mask (x > 0), as vn_relu's backward; t is freed when it is a
+ * scratch. */
+static int relu_mask(vn_ctx *ctx, float *dx, bool dx_fresh, float *t, const float *x, int64_t n)
+{
+    int e = vn__k_leaky_bwd(H()->stream, dx, t, x, n, 0.0f, dx_fresh);
+    if (t != dx) vn__pool_free(ctx, t);
+    return e;
+}
+
+/* xin: the input the convolution reads (relu(x) for vn_conv2d_relu). */
+static int conv_fwd_dnn(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g, const float *xin)
 {
     conv_desc d;
     void *ws = NULL;
@@ -301,7 +334,7 @@ static int conv_fwd_dnn(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
     algo_row a;
     DNN_TRY(conv_algo(&d, PASS_FORWARD, &a));
     if (a.memory && !(ws = vn__cuda_scratch(ctx, a.memory, "conv2d workspace"))) goto out;
-    DNN_TRY(cudnnConvolutionForward(H()->dnn, &one, d.x, node->in[0]->data, d.w, node->in[1]->data,
+    DNN_TRY(cudnnConvolutionForward(H()->dnn, &one, d.x, xin, d.w, node->in[1]->data,
                                     d.conv, (cudnnConvolutionFwdAlgo_t)a.algo, ws, a.memory,
                                     &zero, d.y, node->out->data));
 out:
@@ -347,20 +380,22 @@ static float *dw_weights(vn_ctx *ctx, const float *w, const vn__conv_geom *g, bo
     return wt;
 }
 
-static int dw_forward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
+static int dw_forward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g, bool relu)
 {
     float *wt = dw_weights(ctx, node->in[1]->data, g, false);
     if (!wt) return vn_ctx_status(ctx);
     const vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
     int e = vn__k_dw_forward(H()->stream, node->out->data, node->in[0]->data, wt,
                              b ? b->data : NULL, (int)g->n, (int)g->h, (int)g->w, (int)g->cin,
-                             (int)g->ho, (int)g->wo, (int)g->kh, (int)g->ph, (int)g->pw, false);
+                             (int)g->ho, (int)g->wo, (int)g->kh, (int)g->ph, (int)g->pw, false,
+                             relu);
     vn__pool_free(ctx, wt);
     return e ? vn__cuda_fail(ctx, "depthwise conv2d", e) : VN_OK;
 }
 
-/* dx (+)= the input gradient; dw += the filter gradient (each when it requires grad). */
-static void dw_backward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
+/* dx (+)= the input gradient; dw += the filter gradient (each when it requires grad). relu:
+ * the conv of relu(x). */
+static void dw_backward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g, bool relu)
 {
     vn_tensor *x = node->in[0], *w = node->in[1];
     const float *xd = vn__data(ctx, x), *wd = vn__data(ctx, w), *dy = node->out->grad;
@@ -371,11 +406,19 @@ static void dw_backward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
     if (vn_tensor_requires_grad(x)) {
         bool fresh;
         float *dx = vn__grad_uninit(ctx, x, &fresh);
-        float *wt = dx ? dw_weights(ctx, wd, g, true) : NULL;
-        if (!wt) return;
-        e = vn__k_dw_forward(H()->stream, dx, dy, wt, NULL, n, ho, wo, c, h, wi, k,
-                             k - 1 - (int)g->ph, k - 1 - (int)g->pw, !fresh);
+        float *t = dx && relu ? relu_grad_target(ctx, dx, fresh, x->numel) : dx;
+        float *wt = t ? dw_weights(ctx, wd, g, true) : NULL;
+        if (!wt) {
+            if (t && t != dx) vn__pool_free(ctx, t);
+            return;
+        }
+        e = vn__k_dw_forward(H()->stream, t, dy, wt, NULL, n, ho, wo, c, h, wi, k,
+                             k - 1 - (int)g->ph, k - 1 - (int)g->pw, !fresh && !relu, false);
         vn__pool_free(ctx, wt);
+        if (relu) {
+            int e2 = relu_mask(ctx, dx, fresh, t, xd, x->numel);
+            if (!e) e = e2;
+        }
     }
     if (!e && vn_tensor_requires_grad(w)) {
         float *dw = vn__grad(ctx, w);
@@ -385,7 +428,7 @@ static void dw_backward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
                          : NULL;
         if (!part) return;
         e = vn__k_dw_filter(H()->stream, dw, part, dy, xd, n, h, wi, c, ho, wo, k, (int)g->ph,
-                            (int)g->pw, parts);
+                            (int)g->pw, parts, relu);
         vn__pool_free(ctx, part);
     }
     if (e) vn__cuda_fail(ctx, "depthwise conv2d backward", e);
@@ -475,9 +518,14 @@ int vn__conv2d_forward_cuda(vn_ctx *ctx, vn_node *node)
         return linear_fwd(ctx, node, node->out->data, node->in[0]->data, node->in[1]->data,
                           b ? b->data : NULL, g->n * g->h * g->w, g->cin, g->cout);
     }
-    if (dw_ours(s)) return dw_forward(ctx, node, g);
+    if (dw_ours(s)) return dw_forward(ctx, node, g, s->relu_in);
     if (patch_ours(s)) return patch_forward(ctx, node, g);
-    return conv_fwd_dnn(ctx, node, g);
+    if (!s->relu_in) return conv_fwd_dnn(ctx, node, g, node->in[0]->data);
+    float *r = relu_copy(ctx, node->in[0]->data, node->in[0]->numel);
+    if (!r) return vn_ctx_status(ctx);
+    int rc = conv_fwd_dnn(ctx, node, g, r);
+    vn__pool_free(ctx, r);
+    return rc;
 }
 
 void vn__conv2d_recompute_cuda(vn_ctx *ctx, vn_node *node)
@@ -486,39 +534,54 @@ void vn__conv2d_recompute_cuda(vn_ctx *ctx, vn_node *node)
     (void)vn__conv2d_forward_cuda(ctx, node);
 }
 
-static void conv_bwd_dnn(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g)
+static void conv_bwd_dnn(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g, bool relu)
 {
     vn_tensor *x = node->in[0], *w = node->in[1];
     const float *xd = vn__data(ctx, x), *wd = vn__data(ctx, w), *dy = node->out->grad;
     if (!xd || !wd) return;
     conv_desc d;
     void *ws = NULL;
+    float *r = NULL; /* relu(x): what the filter gradient reads */
     algo_row a;
     cudnnStatus_t st = desc_make(&d, g);
     if (st) goto out;
+    if (relu && vn_tensor_requires_grad(w) && !(r = relu_copy(ctx, xd, x->numel))) goto out;
     if (vn_tensor_requires_grad(x)) {
         bool fresh;
         float *dx = vn__grad_uninit(ctx, x, &fresh);
-        if (!dx) goto out;
-        DNN_TRY(conv_algo(&d, PASS_BACKWARD_DATA, &a));
-        if (a.memory && !(ws = vn__cuda_scratch(ctx, a.memory, "conv2d workspace"))) goto out;
-        DNN_TRY(cudnnConvolutionBackwardData(H()->dnn, &one, d.w, wd, d.y, dy, d.conv,
-                                             (cudnnConvolutionBwdDataAlgo_t)a.algo, ws, a.memory,
-                                             fresh ? &zero : &one, d.x, dx));
+        float *t = dx && relu ? relu_grad_target(ctx, dx, fresh, x->numel) : dx;
+        if (!t) goto out;
+        st = conv_algo(&d, PASS_BACKWARD_DATA, &a);
+        if (!st && a.memory && !(ws = vn__cuda_scratch(ctx, a.memory, "conv2d workspace"))) {
+            if (t != dx) vn__pool_free(ctx, t);
+            goto out;
+        }
+        if (!st)
+            st = cudnnConvolutionBackwardData(H()->dnn, &one, d.w, wd, d.y, dy, d.conv,
+                                              (cudnnConvolutionBwdDataAlgo_t)a.algo, ws, a.memory,
+                                              fresh || relu ? &zero : &one, d.x, t);
         vn__pool_free(ctx, ws);
         ws = NULL;
+        int e = !st && relu ? relu_mask(ctx, dx, fresh, t, xd, x->numel) : 0;
+        if (st && t != dx) vn__pool_free(ctx, t);
+        if (st) goto out;
+        if (e) {
+            vn__cuda_fail(ctx, "conv2d of relu(x) backward", e);
+            goto out;
+        }
     }
     if (vn_tensor_requires_grad(w)) {
         float *dw = vn__grad(ctx, w);
         if (!dw) goto out;
         DNN_TRY(conv_algo(&d, PASS_BACKWARD_FILTER, &a));
         if (a.memory && !(ws = vn__cuda_scratch(ctx, a.memory, "conv2d workspace"))) goto out;
-        DNN_TRY(cudnnConvolutionBackwardFilter(H()->dnn, &one, d.x, xd, d.y, dy, d.conv,
+        DNN_TRY(cudnnConvolutionBackwardFilter(H()->dnn, &one, d.x, r ? r : xd, d.y, dy, d.conv,
                                                (cudnnConvolutionBwdFilterAlgo_t)a.algo, ws,
                                                a.memory, &one, d.w, dw));
     }
 out:
     vn__pool_free(ctx, ws);
+    vn__pool_free(ctx, r);
     desc_free(&d);
     if (st) vn__cudnn_fail(ctx, "conv2d backward", st);
 }
@@ -534,11 +597,11 @@ void vn__conv2d_backward_cuda(vn_ctx *ctx, vn_node *node)
         return;
     }
     if (dw_ours(s))
-        dw_backward(ctx, node, g);
+        dw_backward(ctx, node, g, s->relu_in);
     else if (patch_ours(s))
         patch_backward(ctx, node, g);
     else
-        conv_bwd_dnn(ctx, node, g);
+        conv_bwd_dnn(ctx, node, g, s->relu_in);
     if (vn_ctx_status(ctx) != VN_OK || !b || !vn_tensor_requires_grad(b)) return;
     int64_t rows = g->n * g->ho * g->wo;
     int parts = (int)(rows / 2048 < 1 ? 1 : rows / 2048 > 256 ? 256 : rows / 2048);

@@ -75,9 +75,9 @@ int vn__k_dw_weights(vn__stream s, float *wt, const float *w, int c, int k, bool
 
 int vn__k_dw_forward(vn__stream s, float *y, const float *x, const float *wt, const float *bias,
                      int n, int h, int w, int c, int ho, int wo, int k, int ph, int pw,
-                     bool accumulate)
+                     bool accumulate, bool relu)
 {
-    dw_geom g = {n, h, w, c, ho, wo, ph, pw};
+    dw_geom g = {n, h, w, c, ho, wo, ph, pw, relu};
     switch (k) {
     case 3: launch_forward<3>(s, y, x, wt, bias, g, accumulate); break;
     case 5: launch_forward<5>(s, y, x, wt, bias, g, accumulate); break;
@@ -91,9 +91,10 @@ int vn__k_dw_forward(vn__stream s, float *y, const float *x, const float *wt, co
 int vn__k_dw_filter_parts(int n, int ho, int c, int k) { return dw_filter_parts(n, ho, c, k); }
 
 int vn__k_dw_filter(vn__stream s, float *dw, float *part, const float *dy, const float *x, int n,
-                    int h, int w, int c, int ho, int wo, int k, int ph, int pw, int parts)
+                    int h, int w, int c, int ho, int wo, int k, int ph, int pw, int parts,
+                    bool relu)
 {
-    dw_geom g = {n, h, w, c, ho, wo, ph, pw};
+    dw_geom g = {n, h, w, c, ho, wo, ph, pw, relu};
     switch (k) {
     case 3: launch_partials<3>(s, part, dy, x, g, parts); break;
     case 5: launch_partials<5>(s, part, dy, x, g, parts); break;

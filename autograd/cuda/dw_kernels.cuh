@@ -19,6 +19,7 @@ __global__ void dw_transpose(float *wt, const float *w, int c, int kk, bool flip
 
 struct dw_geom {
     int n, h, w, c, ho, wo, ph, pw;
+    bool relu; // the conv of relu(x) (vn_conv2d_relu): x > 0 ? x : x * 0 where x is loaded
 };
 
 // The rows [r0, r1) of the n * ho output rows that block y of `parts` covers.
@@ -39,7 +40,8 @@ __device__ static inline void dw_load_col(float (&win)[K][K], int slot, const fl
     for (int i = 0; i < K; i++) {
         int ih = o + i - g.ph;
         bool in = (unsigned)ih < (unsigned)g.h && (unsigned)iw < (unsigned)g.w;
-        win[i][slot] = in ? x[(((long long)n * g.h + ih) * g.w + iw) * g.c + ch] : 0.0f;
+        float v = in ? x[(((long long)n * g.h + ih) * g.w + iw) * g.c + ch] : 0.0f;
+        win[i][slot] = g.relu && !(v > 0.0f) ? v * 0.0f : v;
     }
 }
 

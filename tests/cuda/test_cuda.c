@@ -146,6 +146,11 @@ static vn_tensor *f_conv(vn_ctx *ctx, vn_tensor *const *in, const void *user)
     return vn_conv2d(ctx, in[0], in[1], in[2], *(const vn_conv_params *)user);
 }
 
+static vn_tensor *f_conv_relu(vn_ctx *ctx, vn_tensor *const *in, const void *user)
+{
+    return vn_conv2d_relu(ctx, in[0], in[1], in[2], *(const vn_conv_params *)user);
+}
+
 static void conv_case_rel(const char *what, int64_t n, int64_t h, int64_t w, int64_t cin,
                           int64_t cout, int k, vn_conv_params p, bool bias, double rel)
 {
@@ -181,6 +186,31 @@ START_TEST(conv_dw)
     conv_case("conv dw 5x5 pad 1", 1, 9, 8, 24, 24, 5, VN_CONV(1, 1, 24), true);
     conv_case("conv dw 9x9", 2, 10, 12, 8, 8, 9, VN_CONV(1, 4, 8), true);
     conv_case("conv dw 3x3/2 (cuDNN)", 2, 9, 9, 16, 16, 3, VN_CONV(2, 1, 16), true);
+}
+END_TEST
+/* vn_conv2d_relu: the ReLU on load in dw_kernels.cu, through a scratch for cuDNN (stride 2);
+ * the input's gradient through the mask, fresh and accumulated (x read by a second op). */
+static vn_tensor *f_conv_relu_shared(vn_ctx *ctx, vn_tensor *const *in, const void *user)
+{
+    vn_tensor *xs = vn_scale(ctx, in[0], 1.0f);
+    vn_tensor *y = xs ? vn_conv2d_relu(ctx, xs, in[1], in[2], *(const vn_conv_params *)user) : NULL;
+    vn_tensor *a = y ? vn_global_avg_pool(ctx, y) : NULL, *b = xs ? vn_global_avg_pool(ctx, xs) : NULL;
+    return a && b ? vn_add(ctx, a, b) : NULL;
+}
+
+START_TEST(conv_dw_relu)
+{
+    const vn_conv_params p7 = VN_CONV(1, 3, 16), p3s2 = VN_CONV(2, 1, 16);
+    vn_tensor *in[3] = {rnd(2, 9, 11, 16, 4, true), rnd(16, 7, 7, 1, 4, true), NULL};
+    compare("conv dw 7x7 of relu(x)", f_conv_relu, &p7, 3, in, rel_mm());
+    compare("conv dw 7x7 of relu(x), x read twice", f_conv_relu_shared, &p7, 3, in, rel_mm());
+    free_all(3, in);
+    vn_tensor *in2[3] = {rnd(2, 9, 9, 16, 4, true), rnd(16, 3, 3, 1, 4, true),
+                         rnd(16, 1, 1, 1, 1, true)};
+    compare("conv dw 3x3/2 of relu(x) (cuDNN)", f_conv_relu, &p3s2, 3, in2, rel_mm());
+    compare("conv dw 3x3/2 of relu(x), x read twice (cuDNN)", f_conv_relu_shared, &p3s2, 3, in2,
+            rel_mm());
+    free_all(3, in2);
 }
 END_TEST
 START_TEST(conv_general)
@@ -470,6 +500,7 @@ static Suite *cuda_suite(void)
     tcase_add_test(tc, conv_1x1);
     tcase_add_test(tc, conv_patch);
     tcase_add_test(tc, conv_dw);
+    tcase_add_test(tc, conv_dw_relu);
     tcase_add_test(tc, conv_general);
     tcase_add_test(tc, batch_norm);
     tcase_add_test(tc, elementwise);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <vector>
 
@@ -110,17 +111,36 @@ template <int K, bool Hoist> static int check(int n, int h, int w, int c, int p)
                 }
     std::vector<float> wt(wgt.size()), y(dy.size()), dx(x.size(), 0.5f), dw(wgt.size(), 0.25f);
     transpose(wt, wgt, c, kk, false);
-    forward<K, Hoist>(y.data(), x.data(), wt.data(), b.data(), {n, h, w, c, ho, wo, p, p}, false);
+    forward<K, Hoist>(y.data(), x.data(), wt.data(), b.data(), {n, h, w, c, ho, wo, p, p, false},
+                      false);
     transpose(wt, wgt, c, kk, true);
     forward<K, Hoist>(dx.data(), dy.data(), wt.data(), nullptr,
-                      {n, ho, wo, c, h, w, K - 1 - p, K - 1 - p}, true);
-    filter<K, Hoist>(dw.data(), dy.data(), x.data(), {n, h, w, c, ho, wo, p, p});
+                      {n, ho, wo, c, h, w, K - 1 - p, K - 1 - p, false}, true);
+    filter<K, Hoist>(dw.data(), dy.data(), x.data(), {n, h, w, c, ho, wo, p, p, false});
     double e[3] = {rel_err(y, yr), rel_err(dx, dxr), rel_err(dw, dwr)};
     bool ok = e[0] <= 1e-5 && e[1] <= 1e-5 && e[2] <= 1e-5;
+    // With the ReLU where x is loaded (vn_conv2d_relu): the bytes of the kernels on relu(x)
+    // made beforehand (x > 0 ? x : x * 0; some exact and negative zeros in x).
+    std::vector<float> xz = x;
+    for (size_t i = 0; i < xz.size(); i += 5) xz[i] = (i / 5) % 2 ? 0.0f : -0.0f;
+    std::vector<float> xr(xz.size());
+    for (size_t i = 0; i < xz.size(); i++) xr[i] = xz[i] > 0.0f ? xz[i] : xz[i] * 0.0f;
+    std::vector<float> y1(y.size()), y2(y.size()), dw1(dw.size(), 0.25f), dw2(dw.size(), 0.25f);
+    transpose(wt, wgt, c, kk, false);
+    forward<K, Hoist>(y1.data(), xz.data(), wt.data(), b.data(), {n, h, w, c, ho, wo, p, p, true},
+                      false);
+    forward<K, Hoist>(y2.data(), xr.data(), wt.data(), b.data(), {n, h, w, c, ho, wo, p, p, false},
+                      false);
+    filter<K, Hoist>(dw1.data(), dy.data(), xz.data(), {n, h, w, c, ho, wo, p, p, true});
+    filter<K, Hoist>(dw2.data(), dy.data(), xr.data(), {n, h, w, c, ho, wo, p, p, false});
+    bool relu_ok = std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)) == 0 &&
+                   std::memcmp(dw1.data(), dw2.data(), dw1.size() * sizeof(float)) == 0 &&
+                   y1 != y; // the ReLU changed something
+    ok = ok && relu_ok;
     std::printf("%s K %d %s n %d h %d w %d c %3d pad %d: forward %.2g, input grad %.2g, "
-                "filter grad %.2g\n",
+                "filter grad %.2g; with the ReLU on load: %s\n",
                 ok ? "ok  " : "FAIL", K, Hoist ? "groups " : "branchy", n, h, w, c, p, e[0], e[1],
-                e[2]);
+                e[2], relu_ok ? "the bytes of relu(x) first" : "DIFFERS");
     return ok ? 0 : 1;
 }
 

@@ -56,15 +56,18 @@ static run_out run_once(bool fused, const int64_t *shape, bool training, float s
     vn_ctx *ctx = vn_ctx_create();
     ck_assert_ptr_nonnull(ctx);
     vn_ctx_set_keep(ctx, keep_all ? SIZE_MAX : 0);
-    vn_tensor *y;
+    /* The op reads an activation (a step tensor, whose gradient buffer starts fresh), as in
+     * the model: x scaled by 1. */
+    vn_tensor *xs = vn_scale(ctx, x, 1.0f), *y;
+    ck_assert_msg(xs != NULL, "%s", vn_ctx_error(ctx));
     if (fused) {
-        y = vn_batch_norm2d_leaky(ctx, x, w, b, rm, rv, &nbt, training, 0.1f, 1e-5f, slope);
+        y = vn_batch_norm2d_leaky(ctx, xs, w, b, rm, rv, &nbt, training, 0.1f, 1e-5f, slope);
     } else {
-        vn_tensor *h = vn_batch_norm2d(ctx, x, w, b, rm, rv, &nbt, training, 0.1f, 1e-5f);
+        vn_tensor *h = vn_batch_norm2d(ctx, xs, w, b, rm, rv, &nbt, training, 0.1f, 1e-5f);
         y = h ? vn_leaky_relu(ctx, h, slope) : NULL;
         if (h) vn_release(ctx, h);
     }
-    if (y && shared) y = vn_add(ctx, y, x);
+    if (y && shared) y = vn_add(ctx, y, xs);
     ck_assert_msg(y != NULL, "%s", vn_ctx_error(ctx));
     run_out r = {.y = copy_of(y->data, y->numel)};
     float *seed = malloc((size_t)y->numel * sizeof *seed);
