@@ -176,43 +176,31 @@ static void dw_ring_zero(dw_ring r, int64_t w, int64_t pw)
     }
 }
 
-/* Copies one row of w pixels (pixel stride c; gw channels, a multiple of 8) into the
- * blocks of dst (bstride floats apart), after pw padding pixels. Each source pixel is read as
- * one run of gw floats. */
-static inline __m256 dw_relu8(__m256 v)
+/* Eight floats; with relu, x > 0 ? x : x * 0 of each (the input of vn_conv2d_relu), the
+ * values vn_relu gives. */
+static inline __m256 dw_load8(const float *p, bool relu)
 {
+    __m256 v = _mm256_loadu_ps(p);
+    if (!relu) return v;
     const __m256 zero = _mm256_setzero_ps();
     return _mm256_blendv_ps(_mm256_mul_ps(v, zero), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
 }
 
-/* As dw_pack_row, with dw_relu applied to every value (the input of vn_conv2d_relu). */
-static void dw_pack_row_relu(float *restrict dst, int64_t bstride, int64_t pw,
-                             const float *restrict src, int64_t w, int64_t c, int64_t gw)
-{
-    for (int64_t px = 0; px < w; px++) {
-        const float *s = src + px * c;
-        float *d = dst + (pw + px) * DW_BLOCK;
-        int64_t k = 0;
-        for (; k + 16 <= gw; k += 16, d += bstride) {
-            _mm256_storeu_ps(d, dw_relu8(_mm256_loadu_ps(s + k)));
-            _mm256_storeu_ps(d + 8, dw_relu8(_mm256_loadu_ps(s + k + 8)));
-        }
-        if (k < gw) _mm256_storeu_ps(d, dw_relu8(_mm256_loadu_ps(s + k)));
-    }
-}
-
+/* Copies one row of w pixels (pixel stride c; gw channels, a multiple of 8) into the
+ * blocks of dst (bstride floats apart), after pw padding pixels, through the ReLU when relu.
+ * Each source pixel is read as one run of gw floats. */
 static void dw_pack_row(float *restrict dst, int64_t bstride, int64_t pw,
-                        const float *restrict src, int64_t w, int64_t c, int64_t gw)
+                        const float *restrict src, int64_t w, int64_t c, int64_t gw, bool relu)
 {
     for (int64_t px = 0; px < w; px++) {
         const float *s = src + px * c;
         float *d = dst + (pw + px) * DW_BLOCK;
         int64_t k = 0;
         for (; k + 16 <= gw; k += 16, d += bstride) {
-            _mm256_storeu_ps(d, _mm256_loadu_ps(s + k));
-            _mm256_storeu_ps(d + 8, _mm256_loadu_ps(s + k + 8));
+            _mm256_storeu_ps(d, dw_load8(s + k, relu));
+            _mm256_storeu_ps(d + 8, dw_load8(s + k + 8, relu));
         }
-        if (k < gw) _mm256_storeu_ps(d, _mm256_loadu_ps(s + k));
+        if (k < gw) _mm256_storeu_ps(d, dw_load8(s + k, relu));
     }
 }
 
@@ -322,8 +310,8 @@ static void dw_ring_fill(dw_ring rg, int64_t *next, int64_t from, int64_t upto,
 {
     if (*next < from) *next = from;
     for (; *next < upto; (*next)++)
-        (relu ? dw_pack_row_relu : dw_pack_row)(rg.p + (*next % rg.slots) * rg.prow, rg.bstride,
-                                                pw, img + *next * w * c, w, c, gw);
+        dw_pack_row(rg.p + (*next % rg.slots) * rg.prow, rg.bstride, pw, img + *next * w * c, w,
+                    c, gw, relu);
 }
 
 /* Output row ho of one image for the channels [c0, c0 + gw) of a group (gw a multiple of 8),
@@ -714,7 +702,7 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
                     int64_t hi0, i0, i1;
                     dw_row_span(g, ho, &hi0, &i0, &i1);
                     dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, c, gw, relu);
-                    dw_pack_row(dyp, dstride, 0, dyimg + ho * g->wo * c, g->wo, c, gw);
+                    dw_pack_row(dyp, dstride, 0, dyimg + ho * g->wo * c, g->wo, c, gw, false);
                     dw_grad_row(tk.pp, dyp, dstride, g, rg, gw, ho);
                 }
             }
@@ -767,7 +755,7 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
                     for (; next_dy < h0 + i1; next_dy++) {
                         int64_t r = next_dy, s0, j0, j1;
                         dw_pack_row(dr.p + (r % dr.slots) * dr.prow, dr.bstride, t->pw,
-                                    dyimg + r * g->wo * c, g->wo, c, gw);
+                                    dyimg + r * g->wo * c, g->wo, c, gw, false);
                         dw_row_span(g, r, &s0, &j0, &j1);
                         dw_ring_fill(xr, &next_x, s0 + j0, s0 + j1, ximg, g->w, g->pw, c, gw,
                                      relu);

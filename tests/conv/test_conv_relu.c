@@ -19,14 +19,6 @@ typedef struct run_out {
     int64_t ny, nx, nw, c;
 } run_out;
 
-static float *copy_of(const float *p, int64_t n)
-{
-    float *c = malloc((size_t)n * sizeof *c);
-    ck_assert_ptr_nonnull(c);
-    memcpy(c, p, (size_t)n * sizeof *c);
-    return c;
-}
-
 typedef struct conv_case {
     int64_t n, h, w, c;
     int k, stride, pad;
@@ -69,14 +61,14 @@ static run_out run_once(bool fused, const conv_case *cc, bool keep_all, bool sha
         y = vn_add(ctx, ys, s);
         ck_assert_msg(y != NULL, "%s", vn_ctx_error(ctx));
     }
-    run_out r = {.y = copy_of(y->data, y->numel), .ny = y->numel, .nx = x->numel,
+    run_out r = {.y = vn_test_dup(y->data, y->numel), .ny = y->numel, .nx = x->numel,
                  .nw = w->numel, .c = co};
     float *seed = malloc((size_t)y->numel * sizeof *seed);
     vn_test_fill_uniform(seed, y->numel, 34, -1.0f, 1.0f);
     ck_assert_int_eq(vn_backward_with(ctx, y, seed), VN_OK);
-    r.dx = copy_of(x->grad, x->numel);
-    r.dw = copy_of(w->grad, w->numel);
-    r.db = b ? copy_of(b->grad, co) : NULL;
+    r.dx = vn_test_dup(x->grad, x->numel);
+    r.dw = vn_test_dup(w->grad, w->numel);
+    r.db = b ? vn_test_dup(b->grad, co) : NULL;
     free(seed);
     vn_ctx_destroy(ctx);
     vn_tensor_free(x);

@@ -29,14 +29,6 @@ static void run_free(run_out *r)
     free(r->rv);
 }
 
-static float *copy_of(const float *p, int64_t n)
-{
-    float *c = malloc((size_t)n * sizeof *c);
-    ck_assert_ptr_nonnull(c);
-    memcpy(c, p, (size_t)n * sizeof *c);
-    return c;
-}
-
 /* out = act(bn(x)) (+ x when shared: x's gradient then accumulates over two readers), with
  * a fixed gradient seed; fused or as the two ops. */
 static run_out run_once(bool fused, const int64_t *shape, bool training, float slope,
@@ -69,15 +61,15 @@ static run_out run_once(bool fused, const int64_t *shape, bool training, float s
     }
     if (y && shared) y = vn_add(ctx, y, xs);
     ck_assert_msg(y != NULL, "%s", vn_ctx_error(ctx));
-    run_out r = {.y = copy_of(y->data, y->numel)};
+    run_out r = {.y = vn_test_dup(y->data, y->numel)};
     float *seed = malloc((size_t)y->numel * sizeof *seed);
     vn_test_fill_uniform(seed, y->numel, 16, -1.0f, 1.0f);
     ck_assert_int_eq(vn_backward_with(ctx, y, seed), VN_OK);
-    r.dx = copy_of(x->grad, x->numel);
-    r.dw = copy_of(w->grad, C);
-    r.db = copy_of(b->grad, C);
-    r.rm = copy_of(rm->data, C);
-    r.rv = copy_of(rv->data, C);
+    r.dx = vn_test_dup(x->grad, x->numel);
+    r.dw = vn_test_dup(w->grad, C);
+    r.db = vn_test_dup(b->grad, C);
+    r.rm = vn_test_dup(rm->data, C);
+    r.rv = vn_test_dup(rv->data, C);
     r.nbt = nbt;
     free(seed);
     vn_ctx_destroy(ctx);

@@ -92,6 +92,14 @@ double vn_test_rel_err(const float *got, const float *want, int64_t n)
     return mr > 0 ? md / mr : md;
 }
 
+float *vn_test_dup(const float *p, int64_t n)
+{
+    float *c = malloc((size_t)(n > 0 ? n : 1) * sizeof *c);
+    ck_assert_ptr_nonnull(c);
+    if (n > 0) memcpy(c, p, (size_t)n * sizeof *c);
+    return c;
+}
+
 void vn_test_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi)
 {
     vn_rng rng;

@@ -29,6 +29,8 @@ double vn_test_rel_err(const float *got, const float *want, int64_t n);
 
 /* Fills with uniform values in [lo, hi) from a seeded stream. */
 void vn_test_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);
+/* A malloc'd copy of n floats (fails the test when out of memory). */
+float *vn_test_dup(const float *p, int64_t n);
 
 /* Gradient check. fwd builds the output from the inputs (it may call several ops).
  * For every input that requires grad, the analytic gradient of L = sum(out * r), with r a
