@@ -105,7 +105,8 @@ static void dw_row_plain(float *restrict yrow, const float *restrict ximg,
                 float *restrict yo = yrow + wo * c + c0;
                 const float *restrict xi = xrow + (wo * g->sw - g->pw + j) * c;
                 if (relu)
-                    for (int64_t k = 0; k < nc; k++) yo[k] = VN_CONV_FMA(dw_relu(xi[k]), wk[k], yo[k]);
+                    for (int64_t k = 0; k < nc; k++)
+                        yo[k] = VN_CONV_FMA(dw_relu(xi[k]), wk[k], yo[k]);
                 else
                     for (int64_t k = 0; k < nc; k++) yo[k] = VN_CONV_FMA(xi[k], wk[k], yo[k]);
             }
@@ -133,7 +134,8 @@ static void dw_grad_row_plain(float *pp, const float *dyrow, const float *ximg,
                 const float *restrict d = dyrow + wo * c + c0;
                 const float *restrict xi = xrow + (wo * g->sw - g->pw + j) * c;
                 if (relu)
-                    for (int64_t k = 0; k < nc; k++) pk[k] = VN_CONV_FMA(d[k], dw_relu(xi[k]), pk[k]);
+                    for (int64_t k = 0; k < nc; k++)
+                        pk[k] = VN_CONV_FMA(d[k], dw_relu(xi[k]), pk[k]);
                 else
                     for (int64_t k = 0; k < nc; k++) pk[k] = VN_CONV_FMA(d[k], xi[k], pk[k]);
             }

@@ -264,7 +264,8 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
                 const float *xr = xd + r * C, *gr = g + r * C, *zr = zd + r * C;
                 float *dr = dx + r * C;
                 for (int64_t c = 0; c < C; c++) {
-                    float v = ca[c] * act_grad(gr[c], zr[c], slope) + cb[c] * (xr[c] - mean[c]) + cd[c];
+                    float v = ca[c] * act_grad(gr[c], zr[c], slope) + cb[c] * (xr[c] - mean[c]) +
+                              cd[c];
                     dr[c] = fresh ? v : dr[c] + v;
                 }
             }
