@@ -554,7 +554,7 @@ static vn_tensor *conv_common(vn_ctx *ctx, vn_tensor *x, vn_tensor *w, vn_tensor
     static const char *const kind_names[] = {
         [VN__CONV_KIND_1X1] = "1x1", [VN__CONV_KIND_PATCH] = "patch",
         [VN__CONV_KIND_DEPTHWISE] = "depthwise", [VN__CONV_KIND_GENERAL] = "general"};
-    node->variant = kind_names[st->kind];
+    node->variant = relu_in ? "relu+depthwise" : kind_names[st->kind];
     if (node->recording) {
         vn__save(node, 0);
         vn__save(node, 1);

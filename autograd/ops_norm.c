@@ -477,6 +477,7 @@ static vn_tensor *bn_common(vn_ctx *ctx, vn_tensor *x, vn_tensor *weight, vn_ten
         .running_mean = running_mean, .running_var = running_var,
         .num_batches_tracked = num_batches_tracked, .act = act, .act_slope = slope,
     };
+    if (act) node->variant = "+leaky_relu";
     if (node->recording) {
         vn__save(node, 0);
         if (act) vn__save(node, -1); /* backward reads the output's sign */

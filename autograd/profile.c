@@ -7,8 +7,9 @@
 #include <string.h>
 
 #define N_DIRS 3
-/* Rows per op: slot 0 for nodes without a variant, then up to 4 variants (the conv kinds). */
-#define N_VARIANTS 5
+/* Rows per op: slot 0 for nodes without a variant, then up to 5 variants (the conv kinds and
+ * the depthwise conv of relu(x)). */
+#define N_VARIANTS 6
 
 static bool prof_on;
 static const char *var_name[VN_OP_COUNT][N_VARIANTS];
@@ -104,7 +105,7 @@ double vn_profile_report(FILE *fp, double wall_s)
                     total += prof_s[op][v][d];
                 }
     qsort(rows, (size_t)n, sizeof *rows, by_time);
-    fprintf(fp, "%-22s %-9s %9s %11s %10s %7s%s\n", "op", "direction", "calls", "total ms",
+    fprintf(fp, "%-25s %-9s %9s %11s %10s %7s%s\n", "op", "direction", "calls", "total ms",
             "ms/call", "share", wall_s > 0 ? "  of wall" : "");
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
@@ -112,12 +113,12 @@ double vn_profile_report(FILE *fp, double wall_s)
         char name[64];
         snprintf(name, sizeof name, "%s%s%s", vn_op_name((vn_op)r->op), r->var ? " " : "",
                  r->var ? var_name[r->op][r->var] : "");
-        fprintf(fp, "%-22s %-9s %9lld %11.1f %10.3f %6.1f%%", name, dirs[r->dir], (long long)c, 1e3 * r->s, 1e3 * r->s / (double)c,
+        fprintf(fp, "%-25s %-9s %9lld %11.1f %10.3f %6.1f%%", name, dirs[r->dir], (long long)c, 1e3 * r->s, 1e3 * r->s / (double)c,
                 total > 0 ? 100.0 * r->s / total : 0.0);
         if (wall_s > 0) fprintf(fp, "  %6.1f%%", 100.0 * r->s / wall_s);
         fputc('\n', fp);
     }
-    fprintf(fp, "%-22s %-9s %9s %11.1f\n", "total", "", "", 1e3 * total);
+    fprintf(fp, "%-25s %-9s %9s %11.1f\n", "total", "", "", 1e3 * total);
     if (wall_s > 0)
         fprintf(fp, "ops: %.1f%% of %.2f s of wall time; the rest (%.2f s) is outside the tape: "
                 "optimizer, EMA, data, bookkeeping\n", 100.0 * total / wall_s, wall_s,
