@@ -187,6 +187,38 @@ static bool bn_sum_ranks(vn_ctx *ctx, const double *sum_g, const double *sum_gx,
     return true;
 }
 
+/* dx (+)= ca*g + cb*(x - mean) + cd per channel, g taken back through the activation when z
+ * (the output) is given. dx may be g itself: each element is read before it is written. */
+static void bn_dx(float *dx, bool fresh, const float *g, const float *z, float slope,
+                  const float *x, int64_t R, int64_t C, const float *mean, const float *ca,
+                  const float *cb, const float *cd)
+{
+    if (z) {
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = x + r * C, *gr = g + r * C, *zr = z + r * C;
+            float *dr = dx + r * C;
+            for (int64_t c = 0; c < C; c++) {
+                float v = ca[c] * act_grad(gr[c], zr[c], slope) + cb[c] * (xr[c] - mean[c]) +
+                          cd[c];
+                dr[c] = fresh ? v : dr[c] + v;
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = x + r * C, *gr = g + r * C;
+        float *dr = dx + r * C;
+        if (fresh)
+            for (int64_t c = 0; c < C; c++)
+                dr[c] = ca[c] * gr[c] + cb[c] * (xr[c] - mean[c]) + cd[c];
+        else
+            for (int64_t c = 0; c < C; c++)
+                dr[c] += ca[c] * gr[c] + cb[c] * (xr[c] - mean[c]) + cd[c];
+    }
+}
+
 void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
 {
     const bn_state *st = node->state;
@@ -257,31 +289,7 @@ void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)
         }
         bool fresh;
         float *dx = vn__grad_over_out(ctx, node, x, &fresh); /* in place over g: read before written */
-        if (!dx) goto done;
-        if (zd) {
-#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
-            for (int64_t r = 0; r < R; r++) {
-                const float *xr = xd + r * C, *gr = g + r * C, *zr = zd + r * C;
-                float *dr = dx + r * C;
-                for (int64_t c = 0; c < C; c++) {
-                    float v = ca[c] * act_grad(gr[c], zr[c], slope) + cb[c] * (xr[c] - mean[c]) +
-                              cd[c];
-                    dr[c] = fresh ? v : dr[c] + v;
-                }
-            }
-            goto done;
-        }
-#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
-        for (int64_t r = 0; r < R; r++) {
-            const float *xr = xd + r * C, *gr = g + r * C;
-            float *dr = dx + r * C;
-            if (fresh)
-                for (int64_t c = 0; c < C; c++)
-                    dr[c] = ca[c] * gr[c] + cb[c] * (xr[c] - mean[c]) + cd[c];
-            else
-                for (int64_t c = 0; c < C; c++)
-                    dr[c] += ca[c] * gr[c] + cb[c] * (xr[c] - mean[c]) + cd[c];
-        }
+        if (dx) bn_dx(dx, fresh, g, zd, slope, xd, R, C, mean, ca, cb, cd);
     }
 done:
     vn__pool_free(ctx, part);

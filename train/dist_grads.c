@@ -44,6 +44,8 @@ struct vn__dp {
     bool ent_fixed;
     double *rec, *recv;
     int64_t rec_n, rec_cap, stride;
+    float *running; /* host copies of the running statistics for the replay */
+    int64_t running_n; /* floats it holds (the stride it was made for) */
 };
 
 static void hook_fail(vn__dp *dp, const char *msg)
@@ -189,8 +191,13 @@ int vn__dp_replay_bn(vn__dp *dp, int micro_batches, vn_error *err)
     /* The same arithmetic as the op's own update (autograd/ops_norm.c), on host copies of
      * the running statistics (they may live on a device): read, replayed, written back. The
      * copies are laid out as the records: mean then variance per layer (dp->stride floats). */
-    float *st = malloc((size_t)(dp->stride + 1) * sizeof *st);
-    if (!st) return vn_error_set(err, VN_ERR_NOMEM, "out of memory for the BatchNorm statistics");
+    if (dp->running_n < dp->stride) {
+        float *p = realloc(dp->running, (size_t)(dp->stride + 1) * sizeof *p);
+        if (!p) return vn_error_set(err, VN_ERR_NOMEM, "out of memory for the BatchNorm statistics");
+        dp->running = p;
+        dp->running_n = dp->stride;
+    }
+    float *st = dp->running;
     rc = running_copy(dp, st, false, err);
     for (int64_t g = 0; rc == VN_OK && g < (int64_t)micro_batches * K; g++) {
         const double *s = recv + (g % K) * n + (g / K) * dp->stride;
@@ -208,7 +215,6 @@ int vn__dp_replay_bn(vn__dp *dp, int micro_batches, vn_error *err)
         }
     }
     if (rc == VN_OK) rc = running_copy(dp, st, true, err);
-    free(st);
     return rc;
 }
 
@@ -283,6 +289,7 @@ void vn__dp_destroy(vn__dp *dp)
     free(dp->ent);
     free(dp->rec);
     free(dp->recv);
+    free(dp->running);
     free(dp);
 }
 

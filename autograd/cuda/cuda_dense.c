@@ -308,8 +308,8 @@ static float *relu_copy(vn_ctx *ctx, const float *x, int64_t n)
     return r;
 }
 
-/* Where the input gradient of a conv of relu(x) is computed before the mask: dx itself when
- * it is fresh, else a scratch (*t_fresh: whether the kernels assign). NULL with the error set. */
+/* Where the input gradient of a conv of relu(x) is computed (assigned) before the mask: dx
+ * itself when it is fresh, else a scratch. NULL with the error set. */
 static float *relu_grad_target(vn_ctx *ctx, float *dx, bool dx_fresh, int64_t n)
 {
     return dx_fresh ? dx : vn__cuda_scratch(ctx, (size_t)n * sizeof(float), "conv2d of relu(x)");

@@ -6,7 +6,6 @@
 #include "autograd/cuda/cuda_impl.h"
 #include "autograd/device_impl.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #define S() (vn__cuda_get(NULL, 0)->stream)
@@ -174,10 +173,9 @@ int vn__batch_norm2d_forward_cuda(vn_ctx *ctx, vn_node *node)
             e = vn__k_bn_running(S(), st->running_mean->data, st->running_var->data, rec, R, C,
                                  st->momentum);
         double *host = NULL;
-        if (!e && record) { /* mean and biased variance, read back for the hook */
-            host = malloc((size_t)(2 * C) * sizeof *host);
+        if (!e && record) { /* mean and biased variance, read back (step memory) for the hook */
+            host = vn__arena_alloc(ctx, (size_t)(2 * C) * sizeof *host);
             if (!host || vn__cuda_copy(host, rec, (size_t)(2 * C) * sizeof *host) != VN_OK) {
-                free(host);
                 vn__pool_free(ctx, part);
                 vn_ctx_fail(ctx, VN_ERR_IO, "batch_norm2d: reading the batch statistics back "
                             "for the data-parallel replay failed");
@@ -190,7 +188,6 @@ int vn__batch_norm2d_forward_cuda(vn_ctx *ctx, vn_node *node)
             for (int64_t c = 0; c < C; c++) host[C + c] = host[C + c] * (double)R / (double)(R - 1);
             h->record(h->user, st->running_mean, st->running_var, st->num_batches_tracked,
                       st->momentum, host, host + C, C);
-            free(host);
         } else if (rec && st->num_batches_tracked) {
             (*st->num_batches_tracked)++;
         }
