@@ -18,38 +18,9 @@ set -u
 VANILLA=$(readlink -f "$1")
 TOOL=$(readlink -f "$2")
 FAKE=$(readlink -f "$3")
-command -v mpirun >/dev/null || { echo "SKIP: no mpirun (apt-get install openmpi-bin)"; exit 77; }
-T=$(mktemp -d /tmp/vn_mpidev_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
-export OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
-MPIRUN=(mpirun --oversubscribe --allow-run-as-root -np 2)
+MPI_TAG=mpidev MPI_UF=1
+source "$(dirname "$0")/../train/mpi_setup.sh"
 DEV=(-x VN_CUDA_PLUGIN="$FAKE")
-fail=0
-check() { # message, command...
-  local msg=$1; shift
-  if "$@"; then echo "ok   - $msg"; else echo "FAIL - $msg"; fail=1; fi
-}
-
-"$TOOL" synth "$T/data" 8 2 || { echo "cannot make the synthetic data"; exit 1; }
-cat >"$T/cfg.yaml" <<YAML
-model: {name: custom, dims: [8, 16, 16], strides: [1, 2], in_chans: 1, num_classes: 4, drop_rate: 0}
-data: {root: $T/data, input_size: 16, grayscale: true, mean: [0.3], std: [0.3], augment: none,
-       crop_pct: 1.0, mixup: 0, cutmix: 0, workers: 1}
-optim: {name: sgd, lr: 0.05, weight_decay: 0.01, update_freq: 1, warmup_epochs: 0}
-deep_training: {decay_epochs: 4, update: iteration}
-ema: {decays: [0.9]}
-loss: {bce: false}
-train: {epochs: 5, batch_size: 4, threads: 1, log_every: 1000, eval_every: 1}
-output: {save_every: 0, keep_last: 0, tensorboard: false}
-YAML
-ck() { printf '%s/checkpoints/ckpt-s%010d.safetensors' "$1" "$2"; }
-
-"${MPIRUN[@]}" "$VANILLA" train "$T/cfg.yaml" --set output.dir="$T/probe" --set train.epochs=1 \
-  >"$T/probe.log" 2>&1
-if grep -q "this build has no MPI" "$T/probe.log"; then echo "SKIP: vanilla was built without MPI"; exit 77; fi
-grep -q "data-parallel: 2 ranks" "$T/probe.log" || { tail -20 "$T/probe.log"; echo "FAIL - no 2-rank run"; exit 1; }
 
 # 1. The device against the CPU, 2 ranks each.
 for opt in sgd lamb sgd-uf2; do
