@@ -12,16 +12,7 @@ LIB=$(readlink -f "$3")
 BUILT=$4
 T=$(mktemp -d /tmp/vn_backend_cli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-expect() { # description, command...
-  local d=$1; shift
-  if "$@"; then ok "$d"; else bad "$d"; fi
-}
-contains() { grep -qF -- "$2" "$1"; }
-not() { ! "$@"; }
+source "$(dirname "$0")/../support/expect.sh"
 # Files the loader opened, from an LD_DEBUG=files log.
 opened() { grep -E 'file=[^ ]+ +\[0\]; +(needed|dynamically loaded)|calling init' "$1"; }
 cuda_opened() { opened "$1" | grep -qE 'libcudart|libcublas|libcudnn|libcuda\.so|libvanilla_cuda'; }

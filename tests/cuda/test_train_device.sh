@@ -17,15 +17,7 @@ TOOL=$(readlink -f "$2")
 FAKE=$(readlink -f "$3")
 T=$(mktemp -d /tmp/vn_train_device_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-expect() { # description, command...
-  local d=$1; shift
-  if "$@"; then ok "$d"; else bad "$d"; fi
-}
-contains() { grep -qF -- "$2" "$1"; }
+source "$(dirname "$0")/../support/expect.sh"
 same() { "$TOOL" same "$1" "$2" >/dev/null; }
 # vanilla with the stand-in device module.
 dev() { VN_CUDA_PLUGIN="$FAKE" "$VANILLA" "$@"; }

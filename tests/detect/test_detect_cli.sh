@@ -16,12 +16,7 @@ VANILLA=$(readlink -f "$1")
 TOOL=$(readlink -f "$2")
 T=$(mktemp -d /tmp/vn_detcli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-contains() { grep -qF -- "$2" "$1"; }
+source "$(dirname "$0")/../support/expect.sh"
 
 "$TOOL" fmd "$T/fmd" 24 6 64 || { echo "cannot make the detection set"; exit 1; }
 cat >"$T/det.yaml" <<YAML

@@ -8,17 +8,8 @@ VANILLA=$(readlink -f "$1")
 TOOL=$(readlink -f "$2")
 T=$(mktemp -d /tmp/vn_cli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-expect() { # description, command...
-  local d=$1; shift
-  if "$@"; then ok "$d"; else bad "$d"; fi
-}
-contains() { grep -qF -- "$2" "$1"; }
+source "$(dirname "$0")/../support/expect.sh"
 quiet() { "$@" >/dev/null 2>&1; }
-not() { ! "$@"; }
 
 "$TOOL" synth "$T/data" 24 8 || { echo "cannot make the synthetic data"; exit 1; }
 cat >"$T/base.yaml" <<YAML

@@ -10,14 +10,7 @@ VANILLA=$(readlink -f "$1")
 TOOL=$(readlink -f "$2")
 T=$(mktemp -d /tmp/vn_report_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-expect() { # description, command...
-  local d=$1; shift
-  if "$@"; then ok "$d"; else bad "$d"; fi
-}
+source "$(dirname "$0")/../support/expect.sh"
 
 # The command line (no browser needed).
 "$VANILLA" report --help >"$T/help" 2>&1

@@ -14,11 +14,7 @@ mkdir -p "$M" "$R"
 cleanup() { umount "$M" 2>/dev/null; umount "$R" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 [[ -n "${VN_KEEP_LOGS:-}" ]] && trap 'cp "$T"/*.log "$VN_KEEP_LOGS"/ 2>/dev/null; cleanup' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-contains() { grep -qF -- "$2" "$1"; }
+source "$(dirname "$0")/../support/expect.sh"
 
 if [[ $(id -u) -ne 0 ]] || ! mount -t tmpfs -o size=64k tmpfs "$R" 2>/dev/null; then
   echo "SKIP: mounting a tmpfs needs root"

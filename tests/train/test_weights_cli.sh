@@ -10,12 +10,7 @@ TOOL=$(readlink -f "$2")
 FX=$(readlink -f "$3")/weights
 T=$(mktemp -d /tmp/vn_wcli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-contains() { grep -qF -- "$2" "$1"; }
+source "$(dirname "$0")/../support/expect.sh"
 
 expect "import --help" "$VANILLA" import --help >/dev/null
 for f in sd_train sd_deploy ckpt module half views legacy; do
