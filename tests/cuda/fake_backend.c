@@ -136,14 +136,12 @@ static void arena_free(void *p)
 static void *alloc(size_t bytes) { return arena_alloc(bytes, false); }
 static void release(void *p) { arena_free(p); }
 static void *fresh(size_t bytes) { return arena_alloc(bytes, true); }
-static void fresh_free(void *p) { arena_free(p); }
 #else
 static void dev_open(void) {}
 static void dev_close(void) {}
 static void *alloc(size_t bytes) { return calloc(1, bytes ? bytes : 64); }
 static void release(void *p) { free(p); }
 static void *fresh(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
-static void fresh_free(void *p) { free(p); }
 #endif
 
 static int zero(void *p, size_t bytes)
@@ -202,7 +200,7 @@ static void pool_free(vn_ctx *ctx, void *p)
     fake_pool *fp = ctx->dev;
     for (int i = 0; fp && i < fp->n; i++)
         if (fp->live[i] == p) {
-            fresh_free(p);
+            release(p);
             fp->live[i] = fp->live[--fp->n];
             return;
         }
@@ -212,7 +210,7 @@ static void pool_reset(vn_ctx *ctx)
 {
     fake_pool *fp = ctx->dev;
     if (!fp) return;
-    for (int i = 0; i < fp->n; i++) fresh_free(fp->live[i]);
+    for (int i = 0; i < fp->n; i++) release(fp->live[i]);
     fp->n = 0;
     fp->in_use = 0;
 }
