@@ -22,13 +22,14 @@
 #              (bench/dp_gpu_check.sh)
 #     ours     bench_train: TF32, bf16 GEMMs, strict FP32 (everything kept for backward),
 #              TF32 with the CPU default's recomputation, and TF32 with the depthwise kernels'
-#              first version (VN_CUDA_DW_BRANCHY=1)
+#              row walks instead of the tiles (VN_CUDA_DW_ROW=1)
 #     recipe   vanilla train with the official recipe (RandAugment, mixup/cutmix, random
 #              erasing, LAMB, EMA) on 500x375 JPEGs made there: images/s and time waiting for
 #              data, the input pipeline included
 #     data     the input pipeline on this machine's cores (bench_data: the official recipe's
 #              train transforms on 500x375 JPEGs, 1 and all-cores workers): can it feed the GPU?
 #     profile  the op profile of our training step (each op timed between device syncs)
+#     profile_row  the same with the depthwise row walks (VN_CUDA_DW_ROW=1)
 #     ours_quick  the first two of ours
 #     torch    PyTorch: TF32 NCHW and channels_last, bf16 autocast channels_last
 #     torch_variants  torch, and bf16 autocast NCHW
@@ -114,16 +115,20 @@ part_suites() {
   say "CUDA suite again with TF32 (convolutions and matrix products within 5e-3)"
   CK_VERBOSITY=normal timeout 120 "${loader[@]}" "$pkg/bin/test_cuda" 2>&1 | grep -E "conv|matmul|linear|Checks|F:"
   echo "test_cuda (TF32) exit status ${PIPESTATUS[0]}"
+  say "CUDA suite with the depthwise row walks (VN_CUDA_DW_ROW=1, strict FP32)"
+  VN_CUDA_DW_ROW=1 VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=normal timeout 120 "${loader[@]}" "$pkg/bin/test_cuda"
+  echo "test_cuda (row walks) exit status $?"
   say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
   VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 120 "${loader[@]}" "$pkg/bin/test_cuda_model"
   echo "test_cuda_model exit status $?"
 }
 
 part_profile() {
-  say "ours: op profile, vanillanet_5 train 224 batch 128, tf32, everything kept for backward"
-  timeout 120 "${loader[@]}" "$pkg/bin/bench_train" --device cuda --model vanillanet_5 --batch 128 \
-    --size 224 --steps 3 --warmup 1 --keep-mb 100000 --profile 2>&1 | tail -45
+  say "ours: op profile, vanillanet_5 train 224 batch 128, tf32, everything kept for backward${1:+, $1}"
+  env ${1:-} timeout 120 "${loader[@]}" "$pkg/bin/bench_train" --device cuda --model vanillanet_5 \
+    --batch 128 --size 224 --steps 3 --warmup 1 --keep-mb 100000 --profile 2>&1 | tail -45
 }
+part_profile_row() { part_profile VN_CUDA_DW_ROW=1; }
 
 # H200 SXM dense peaks (NVIDIA datasheet; the sparse figures are twice these): FP32 67
 # TFLOPS, TF32 tensor cores 494 TFLOPS, BF16 989 TFLOPS.
@@ -156,7 +161,7 @@ part_ours() {
   bench_ours bf16 --keep-mb 100000 --bf16
   bench_ours fp32 --keep-mb 100000 VN_CUDA_STRICT_FP32=1
   bench_ours tf32_recompute
-  bench_ours tf32_dw_branchy --keep-mb 100000 VN_CUDA_DW_BRANCHY=1
+  bench_ours tf32_dw_row --keep-mb 100000 VN_CUDA_DW_ROW=1
 }
 
 part_ours_quick() {
@@ -185,6 +190,7 @@ summary() {
   ratio ours_tf32 torch_tf32
   ratio ours_tf32 torch_tf32_channels_last
   ratio ours_bf16 torch_bf16_channels_last
+  ratio ours_tf32 ours_tf32_dw_row
 }
 
 part_data() {
@@ -256,7 +262,7 @@ part_torch_variants() {
 
 for part in "${parts[@]}"; do
   case $part in
-    suites|profile|ours|ours_quick|torch|data|train|dp|recipe|torch_variants) "part_$part" ;;
+    suites|profile|profile_row|ours|ours_quick|torch|data|train|dp|recipe|torch_variants) "part_$part" ;;
     *) echo "device_check: no part '$part'" ;;
   esac
 done

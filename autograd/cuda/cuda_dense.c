@@ -386,7 +386,7 @@ static int dw_forward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g, bool r
     if (!wt) return vn_ctx_status(ctx);
     const vn_tensor *b = node->n_in > 2 ? node->in[2] : NULL;
     int e = vn__k_dw_forward(H()->stream, node->out->data, node->in[0]->data, wt,
-                             b ? b->data : NULL, (int)g->n, (int)g->h, (int)g->w, (int)g->cin,
+                             b ? b->data : NULL, NULL, (int)g->n, (int)g->h, (int)g->w, (int)g->cin,
                              (int)g->ho, (int)g->wo, (int)g->kh, (int)g->ph, (int)g->pw, false,
                              relu);
     vn__pool_free(ctx, wt);
@@ -404,25 +404,19 @@ static void dw_backward(vn_ctx *ctx, vn_node *node, const vn__conv_geom *g, bool
               wo = (int)g->wo, k = (int)g->kh;
     int e = 0;
     if (vn_tensor_requires_grad(x)) {
+        /* relu: through the ReLU's mask (x > 0) in the same pass, the bytes of a separate
+         * vn__k_leaky_bwd. */
         bool fresh;
         float *dx = vn__grad_uninit(ctx, x, &fresh);
-        float *t = dx && relu ? relu_grad_target(ctx, dx, fresh, x->numel) : dx;
-        float *wt = t ? dw_weights(ctx, wd, g, true) : NULL;
-        if (!wt) {
-            if (t && t != dx) vn__pool_free(ctx, t);
-            return;
-        }
-        e = vn__k_dw_forward(H()->stream, t, dy, wt, NULL, n, ho, wo, c, h, wi, k,
-                             k - 1 - (int)g->ph, k - 1 - (int)g->pw, !fresh && !relu, false);
+        float *wt = dx ? dw_weights(ctx, wd, g, true) : NULL;
+        if (!wt) return;
+        e = vn__k_dw_forward(H()->stream, dx, dy, wt, NULL, relu ? xd : NULL, n, ho, wo, c, h,
+                             wi, k, k - 1 - (int)g->ph, k - 1 - (int)g->pw, !fresh, false);
         vn__pool_free(ctx, wt);
-        if (relu) {
-            int e2 = relu_mask(ctx, dx, fresh, t, xd, x->numel);
-            if (!e) e = e2;
-        }
     }
     if (!e && vn_tensor_requires_grad(w)) {
         float *dw = vn__grad(ctx, w);
-        int parts = vn__k_dw_filter_parts(n, ho, c, k);
+        int parts = vn__k_dw_filter_parts(n, ho, wo, c, k);
         float *part = dw ? vn__cuda_scratch(ctx, (size_t)parts * (size_t)(k * k * c) *
                                                      sizeof(float), "depthwise filter gradient")
                          : NULL;

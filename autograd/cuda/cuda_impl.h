@@ -139,12 +139,14 @@ bool vn__k_dw_supported(int k, int stride, int pad, int64_t numel_in, int64_t nu
 /* OHWI weights [c, k, k, 1] to [k*k, c] (flip: the kernel turned by 180 degrees). */
 int vn__k_dw_weights(vn__stream s, float *wt, const float *w, int c, int k, bool flip);
 /* y (+)= conv(x, wt) (+ bias): input [n, h, w, c], output [n, ho, wo, c], padding ph, pw. */
-/* relu: the conv of relu(x) (vn_conv2d_relu), the ReLU applied where x is loaded. */
+/* relu: the conv of relu(x) (vn_conv2d_relu), the ReLU applied where x is loaded. mask (or
+ * NULL): each result r is stored as mask > 0 ? r : r * 0 (the input gradient of a conv of
+ * relu(mask), as vn__k_leaky_bwd with slope 0), before the accumulation. */
 int vn__k_dw_forward(vn__stream s, float *y, const float *x, const float *wt, const float *bias,
-                     int n, int h, int w, int c, int ho, int wo, int k, int ph, int pw,
-                     bool accumulate, bool relu);
-/* The row ranges of the filter gradient's partial sums (part holds parts * k*k * c floats). */
-int vn__k_dw_filter_parts(int n, int ho, int c, int k);
+                     const float *mask, int n, int h, int w, int c, int ho, int wo, int k, int ph,
+                     int pw, bool accumulate, bool relu);
+/* How many partial sums the filter gradient makes (part holds parts * k*k * c floats). */
+int vn__k_dw_filter_parts(int n, int ho, int wo, int c, int k);
 /* dw += the filter gradient (OHWI), from dy [n, ho, wo, c] and x [n, h, w, c]. */
 int vn__k_dw_filter(vn__stream s, float *dw, float *part, const float *dy, const float *x, int n,
                     int h, int w, int c, int ho, int wo, int k, int ph, int pw, int parts,

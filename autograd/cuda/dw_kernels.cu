@@ -3,16 +3,17 @@
 // grouped NHWC FP32 path took 73% of a vanillanet_5 training step on an H200; these kernels
 // do the same work in a small fraction of that.
 //
-// One thread owns one channel: it keeps that channel's K*K weights in registers and walks
-// along output rows with a K x K window of inputs in registers (circular, see dw_row), so
-// each output costs K new loads (one per kernel row) instead of K*K. Adjacent threads hold adjacent channels, so
-// every load of a warp is one contiguous NHWC segment. The block's y index picks a range of
-// output rows (a function of the shapes only).
+// The default kernels tile (dwt_* in dw_kernels.cuh): a block stages an input tile of 32
+// channels with its halo in shared memory and each thread computes a row of outputs from it.
+// The row walks before them (dw_*: one thread per channel walking output rows with a K x K
+// window in registers) stay behind VN_CUDA_DW_ROW=1 for comparison: they need about 180
+// registers a thread, which left few warps to hide the loads' latency.
 //
 //   forward          y[n,o,p,c]  = b[c] + sum_ij w[c,i,j] x[n, o+i-ph, p+j-pw, c]
 //   backward data    dx = the forward of dy with the kernel flipped and padding K-1-p
-//   backward filter  dw[c,i,j] += sum_nop dy[n,o,p,c] x[n, o+i-ph, p+j-pw, c]: per-range
-//                    partial sums (float), then one pass adding the ranges in order in double
+//                    (vn_conv2d_relu: through the ReLU's mask in the same pass)
+//   backward filter  dw[c,i,j] += sum_nop dy[n,o,p,c] x[n, o+i-ph, p+j-pw, c]: per-block
+//                    partial sums (float), then one pass adding the blocks in order in double
 //
 // Every sum runs in an order fixed by the shapes: the results are deterministic.
 #include "autograd/cuda/cuda_impl.h"
@@ -22,11 +23,12 @@
 
 #include "autograd/cuda/dw_kernels.cuh"
 
-static bool dw_branchy(void)
+// VN_CUDA_DW_ROW=1: the row walks (the kernels before the tiled ones), for comparison.
+static bool dw_row_walk(void)
 {
     static int v = -1;
     if (v < 0) {
-        const char *e = getenv("VN_CUDA_DW_BRANCHY");
+        const char *e = getenv("VN_CUDA_DW_ROW");
         v = e && e[0] == '1';
     }
     return v == 1;
@@ -34,25 +36,38 @@ static bool dw_branchy(void)
 
 template <int K>
 static void launch_forward(vn__stream s, float *y, const float *x, const float *wt,
-                           const float *bias, dw_geom g, bool accumulate)
+                           const float *bias, const float *mask, dw_geom g, bool accumulate)
 {
-    int rows = g.n * g.ho, parts = dw_parts(rows, g.c, 1 << 30);
-    dim3 grid((unsigned)((g.c + DW_THREADS - 1) / DW_THREADS), (unsigned)parts);
-    if (dw_branchy())
-        dw_forward<K, false><<<grid, DW_THREADS, 0, s>>>(y, x, wt, bias, g, parts, accumulate);
+    if (dw_row_walk()) {
+        int rows = g.n * g.ho, parts = dw_parts(rows, g.c, 1 << 30);
+        dim3 grid((unsigned)((g.c + DW_THREADS - 1) / DW_THREADS), (unsigned)parts);
+        dw_forward<K><<<grid, DW_THREADS, 0, s>>>(y, x, wt, bias, mask, g, parts, accumulate);
+        return;
+    }
+    int tw = dwt_width(g.wo);
+    dim3 grid((unsigned)dwt_tiles(g.n, g.ho, g.wo, tw), (unsigned)((g.c + DWT_CH - 1) / DWT_CH));
+    if (tw == 14)
+        dwt_forward<K, 14><<<grid, DWT_CH * DWT_TH, 0, s>>>(y, x, wt, bias, mask, g, accumulate);
     else
-        dw_forward<K, true><<<grid, DW_THREADS, 0, s>>>(y, x, wt, bias, g, parts, accumulate);
+        dwt_forward<K, 7><<<grid, DWT_CH * DWT_TH, 0, s>>>(y, x, wt, bias, mask, g, accumulate);
 }
 
 template <int K>
 static void launch_partials(vn__stream s, float *part, const float *dy, const float *x,
                             dw_geom g, int parts)
 {
-    dim3 grid((unsigned)((g.c + DW_THREADS - 1) / DW_THREADS), (unsigned)parts);
-    if (dw_branchy())
-        dw_filter_partials<K, false><<<grid, DW_THREADS, 0, s>>>(part, dy, x, g, parts);
+    if (dw_row_walk()) {
+        dim3 grid((unsigned)((g.c + DW_THREADS - 1) / DW_THREADS), (unsigned)parts);
+        dw_filter_partials<K><<<grid, DW_THREADS, 0, s>>>(part, dy, x, g, parts);
+        return;
+    }
+    dim3 grid((unsigned)parts, (unsigned)((g.c + DWT_CH - 1) / DWT_CH));
+    int tw = dwt_width(g.wo);
+    long long tiles = dwt_tiles(g.n, g.ho, g.wo, tw);
+    if (tw == 14)
+        dwt_filter_partials<K, 14><<<grid, DWT_CH * DWT_TH, 0, s>>>(part, dy, x, g, parts, tiles);
     else
-        dw_filter_partials<K, true><<<grid, DW_THREADS, 0, s>>>(part, dy, x, g, parts);
+        dwt_filter_partials<K, 7><<<grid, DWT_CH * DWT_TH, 0, s>>>(part, dy, x, g, parts, tiles);
 }
 
 static bool dw_k_ok(int k) { return k == 3 || k == 5 || k == 7 || k == 9; }
@@ -74,21 +89,24 @@ int vn__k_dw_weights(vn__stream s, float *wt, const float *w, int c, int k, bool
 }
 
 int vn__k_dw_forward(vn__stream s, float *y, const float *x, const float *wt, const float *bias,
-                     int n, int h, int w, int c, int ho, int wo, int k, int ph, int pw,
-                     bool accumulate, bool relu)
+                     const float *mask, int n, int h, int w, int c, int ho, int wo, int k, int ph,
+                     int pw, bool accumulate, bool relu)
 {
     dw_geom g = {n, h, w, c, ho, wo, ph, pw, relu};
     switch (k) {
-    case 3: launch_forward<3>(s, y, x, wt, bias, g, accumulate); break;
-    case 5: launch_forward<5>(s, y, x, wt, bias, g, accumulate); break;
-    case 7: launch_forward<7>(s, y, x, wt, bias, g, accumulate); break;
-    case 9: launch_forward<9>(s, y, x, wt, bias, g, accumulate); break;
+    case 3: launch_forward<3>(s, y, x, wt, bias, mask, g, accumulate); break;
+    case 5: launch_forward<5>(s, y, x, wt, bias, mask, g, accumulate); break;
+    case 7: launch_forward<7>(s, y, x, wt, bias, mask, g, accumulate); break;
+    case 9: launch_forward<9>(s, y, x, wt, bias, mask, g, accumulate); break;
     default: return (int)cudaErrorInvalidValue;
     }
     return (int)cudaGetLastError();
 }
 
-int vn__k_dw_filter_parts(int n, int ho, int c, int k) { return dw_filter_parts(n, ho, c, k); }
+int vn__k_dw_filter_parts(int n, int ho, int wo, int c, int k)
+{
+    return dw_row_walk() ? dw_filter_parts(n, ho, c, k) : dwt_filter_parts(n, ho, wo, c, k);
+}
 
 int vn__k_dw_filter(vn__stream s, float *dw, float *part, const float *dy, const float *x, int n,
                     int h, int w, int c, int ho, int wo, int k, int ph, int pw, int parts,
