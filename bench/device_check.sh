@@ -22,7 +22,8 @@
 #              (bench/dp_gpu_check.sh)
 #     ours     bench_train: TF32, bf16 GEMMs, strict FP32 (everything kept for backward),
 #              TF32 with the CPU default's recomputation, and TF32 with the depthwise kernels'
-#              row walks instead of the tiles (VN_CUDA_DW_ROW=1)
+#              row walks instead of the tiles (VN_CUDA_DW_ROW=1), TF32 and bf16 with the
+#              one-channel-a-thread BatchNorm, bias and bf16 conversion kernels (VN_CUDA_SCALAR=1)
 #     recipe   vanilla train with the official recipe (RandAugment, mixup/cutmix, random
 #              erasing, LAMB, EMA) on 500x375 JPEGs made there: images/s and time waiting for
 #              data, the input pipeline included
@@ -118,6 +119,9 @@ part_suites() {
   say "CUDA suite with the depthwise row walks (VN_CUDA_DW_ROW=1, strict FP32)"
   VN_CUDA_DW_ROW=1 VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=normal timeout 120 "${loader[@]}" "$pkg/bin/test_cuda"
   echo "test_cuda (row walks) exit status $?"
+  say "CUDA suite with the one-channel-a-thread kernels (VN_CUDA_SCALAR=1, strict FP32)"
+  VN_CUDA_SCALAR=1 VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=normal timeout 120 "${loader[@]}" "$pkg/bin/test_cuda"
+  echo "test_cuda (scalar) exit status $?"
   say "CUDA model suite: optimizers, EMA, vanillanet_5 logits/loss/gradients, 50 steps"
   VN_CUDA_STRICT_FP32=1 CK_VERBOSITY=verbose timeout 120 "${loader[@]}" "$pkg/bin/test_cuda_model"
   echo "test_cuda_model exit status $?"
@@ -162,6 +166,8 @@ part_ours() {
   bench_ours fp32 --keep-mb 100000 VN_CUDA_STRICT_FP32=1
   bench_ours tf32_recompute
   bench_ours tf32_dw_row --keep-mb 100000 VN_CUDA_DW_ROW=1
+  bench_ours tf32_scalar --keep-mb 100000 VN_CUDA_SCALAR=1
+  bench_ours bf16_scalar --keep-mb 100000 --bf16 VN_CUDA_SCALAR=1
 }
 
 part_ours_quick() {
@@ -191,6 +197,8 @@ summary() {
   ratio ours_tf32 torch_tf32_channels_last
   ratio ours_bf16 torch_bf16_channels_last
   ratio ours_tf32 ours_tf32_dw_row
+  ratio ours_tf32 ours_tf32_scalar
+  ratio ours_bf16 ours_bf16_scalar
 }
 
 part_data() {

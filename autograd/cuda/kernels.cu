@@ -6,6 +6,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #define VN_THREADS 256
 
@@ -17,6 +19,20 @@ static inline unsigned grid_for(int64_t n)
 }
 
 static int done(void) { return (int)cudaGetLastError(); }
+
+// The four-channels-a-thread kernels (bn_apply4 and the like) serve rows of a multiple of 4
+// floats at 16-byte aligned addresses; VN_CUDA_SCALAR=1 keeps the one-channel kernels (the same
+// bytes; for comparison).
+static bool vec4_ok(int64_t c, const void *a, const void *b, const void *d)
+{
+    static int scalar = -1;
+    if (scalar < 0) {
+        const char *e = getenv("VN_CUDA_SCALAR");
+        scalar = e && e[0] == '1';
+    }
+    return !scalar && c % 4 == 0 && ((uintptr_t)a & 15) == 0 && ((uintptr_t)b & 15) == 0 &&
+           ((uintptr_t)d & 15) == 0;
+}
 
 #include "autograd/cuda/kernels_index.cuh"
 
@@ -151,9 +167,33 @@ __global__ void to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n)
     GRID_LOOP(i, n) dst[i] = __float2bfloat16_rn(src[i]);
 }
 
+struct __align__(8) bf16x4 {
+    __nv_bfloat16 v[4];
+};
+
+// Four at a time (src 16-byte, dst 8-byte aligned); n4 groups of four.
+__global__ void to_bf16_4(bf16x4 *dst, const float4 *src, int64_t n4)
+{
+    GRID_LOOP(i, n4)
+    {
+        float4 v = src[i];
+        bf16x4 o;
+        o.v[0] = __float2bfloat16_rn(v.x);
+        o.v[1] = __float2bfloat16_rn(v.y);
+        o.v[2] = __float2bfloat16_rn(v.z);
+        o.v[3] = __float2bfloat16_rn(v.w);
+        dst[i] = o;
+    }
+}
+
 int vn__k_to_bf16(vn__stream s, uint16_t *dst, const float *src, int64_t n)
 {
-    to_bf16<<<grid_for(n), VN_THREADS, 0, s>>>((__nv_bfloat16 *)dst, src, n);
+    int64_t n4 = vec4_ok(4, src, src, src) && ((uintptr_t)dst & 7) == 0 ? n / 4 : 0;
+    if (n4)
+        to_bf16_4<<<grid_for(n4), VN_THREADS, 0, s>>>((bf16x4 *)dst, (const float4 *)src, n4);
+    if (n > 4 * n4)
+        to_bf16<<<grid_for(n - 4 * n4), VN_THREADS, 0, s>>>((__nv_bfloat16 *)dst + 4 * n4,
+                                                            src + 4 * n4, n - 4 * n4);
     return done();
 }
 
@@ -193,6 +233,55 @@ __device__ void channel_partials(double *part, int64_t rows, int64_t c, int part
             for (int yy = 0; yy < RED_Y; yy++) t += sh[j][yy][threadIdx.x];
             part[((int64_t)blockIdx.y * K + j) * c + ch] = t;
         }
+}
+
+// channel_partials four channels a thread (c % 4 == 0, aligned rows): the rows of each channel
+// in the same order, so the same partial sums. value4(r, ch, acc) adds row r of channels ch ..
+// ch + 3 to acc[j][q].
+template <int K, typename F>
+__device__ void channel_partials4(double *part, int64_t rows, int64_t c, int parts, F value4)
+{
+    __shared__ double sh[K][RED_Y][RED_X * 4];
+    int64_t ch = ((int64_t)blockIdx.x * RED_X + threadIdx.x) * 4;
+    int64_t per = (rows + parts - 1) / parts;
+    int64_t r0 = (int64_t)blockIdx.y * per, r1 = min(rows, r0 + per);
+    double acc[K][4];
+    for (int j = 0; j < K; j++)
+        for (int q = 0; q < 4; q++) acc[j][q] = 0.0;
+    if (ch < c)
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += RED_Y) value4(r, ch, acc);
+    for (int j = 0; j < K; j++)
+        for (int q = 0; q < 4; q++) sh[j][threadIdx.y][threadIdx.x * 4 + q] = acc[j][q];
+    __syncthreads();
+    if (threadIdx.y == 0 && ch < c)
+        for (int j = 0; j < K; j++)
+            for (int q = 0; q < 4; q++) {
+                double t = 0.0;
+                for (int yy = 0; yy < RED_Y; yy++) t += sh[j][yy][threadIdx.x * 4 + q];
+                part[((int64_t)blockIdx.y * K + j) * c + ch + q] = t;
+            }
+}
+
+struct bn_sum_val4 {
+    const float *x;
+    int64_t c;
+    __device__ void operator()(int64_t r, int64_t ch, double (*acc)[4]) const
+    {
+        float4 v4 = *(const float4 *)(x + r * c + ch);
+        const float e[4] = {v4.x, v4.y, v4.z, v4.w};
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            double v = e[q];
+            acc[0][q] += v;
+            acc[1][q] += v * v;
+        }
+    }
+};
+
+__global__ void bn_partials4(double *part, const float *x, int64_t rows, int64_t c, int parts)
+{
+    channel_partials4<2>(part, rows, c, parts, bn_sum_val4{x, c});
 }
 
 struct bn_sum_val {
@@ -275,6 +364,57 @@ __global__ void bn_grad_partials(double *part, const float *dy, const float *x,
     channel_partials<2>(part, rows, c, parts, bn_grad_val{dy, x, mean, invstd, c, z, slope});
 }
 
+struct bn_grad_val4 {
+    const float *dy, *x, *mean, *invstd;
+    int64_t c;
+    const float *z;
+    float slope;
+    __device__ void operator()(int64_t r, int64_t ch, double (*acc)[4]) const
+    {
+        const int64_t i = r * c + ch;
+        float4 g4 = *(const float4 *)(dy + i), x4 = *(const float4 *)(x + i);
+        float gs[4] = {g4.x, g4.y, g4.z, g4.w};
+        const float xs[4] = {x4.x, x4.y, x4.z, x4.w};
+        if (z) {
+            float4 z4 = *(const float4 *)(z + i);
+            const float zs[4] = {z4.x, z4.y, z4.z, z4.w};
+#pragma unroll
+            for (int q = 0; q < 4; q++) gs[q] = bn_act_grad(gs[q], zs[q], slope);
+        }
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            double g = gs[q];
+            acc[0][q] += g;
+            acc[1][q] += g * ((double)xs[q] - mean[ch + q]) * invstd[ch + q];
+        }
+    }
+};
+
+__global__ void bn_grad_partials4(double *part, const float *dy, const float *x,
+                                  const float *mean, const float *invstd, int64_t rows,
+                                  int64_t c, int parts, const float *z, float slope)
+{
+    channel_partials4<2>(part, rows, c, parts, bn_grad_val4{dy, x, mean, invstd, c, z, slope});
+}
+
+struct bias_val4 {
+    const float *dy;
+    int64_t c;
+    __device__ void operator()(int64_t r, int64_t ch, double (*acc)[4]) const
+    {
+        float4 g4 = *(const float4 *)(dy + r * c + ch);
+        acc[0][0] += g4.x;
+        acc[0][1] += g4.y;
+        acc[0][2] += g4.z;
+        acc[0][3] += g4.w;
+    }
+};
+
+__global__ void bias_partials4(double *part, const float *dy, int64_t rows, int64_t c, int parts)
+{
+    channel_partials4<1>(part, rows, c, parts, bias_val4{dy, c});
+}
+
 __global__ void finish_sums2(float *s0, float *s1, const double *part, int64_t c, int parts)
 {
     int64_t ch = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -323,7 +463,10 @@ extern "C" {
 int vn__k_bn_stats(vn__stream s, float *mean, float *invstd, double *rec, double *part,
                    const float *x, int64_t rows, int64_t c, float eps, int parts)
 {
-    bn_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(part, x, rows, c, parts);
+    if (vec4_ok(c, x, x, x))
+        bn_partials4<<<red_grid(c / 4, parts), dim3(RED_X, RED_Y), 0, s>>>(part, x, rows, c, parts);
+    else
+        bn_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(part, x, rows, c, parts);
     bn_finish_stats<<<ch_grid(c), 128, 0, s>>>(mean, invstd, rec, part, rows, c, eps, parts);
     return done();
 }
@@ -347,7 +490,12 @@ int vn__k_bn_apply(vn__stream s, float *y, const float *x, const float *mean, co
 {
     int64_t per;
     dim3 grid = ch_rows_grid(rows, c, &per);
-    bn_apply<<<grid, dim3(32, 8), 0, s>>>(y, x, mean, invstd, w, b, rows, c, per, act, slope);
+    if (vec4_ok(c, y, x, x)) {
+        grid = ch_rows_grid4(rows, c, &per);
+        bn_apply4<<<grid, dim3(32, 8), 0, s>>>(y, x, mean, invstd, w, b, rows, c, per, act, slope);
+    } else {
+        bn_apply<<<grid, dim3(32, 8), 0, s>>>(y, x, mean, invstd, w, b, rows, c, per, act, slope);
+    }
     return done();
 }
 
@@ -355,8 +503,12 @@ int vn__k_bn_grad_sums(vn__stream s, float *sum_dy, float *sum_dy_xhat, double *
                        const float *dy, const float *x, const float *mean, const float *invstd,
                        int64_t rows, int64_t c, int parts, const float *z, float slope)
 {
-    bn_grad_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(part, dy, x, mean, invstd,
-                                                                       rows, c, parts, z, slope);
+    if (vec4_ok(c, dy, x, z ? z : x))
+        bn_grad_partials4<<<red_grid(c / 4, parts), dim3(RED_X, RED_Y), 0, s>>>(
+            part, dy, x, mean, invstd, rows, c, parts, z, slope);
+    else
+        bn_grad_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(
+            part, dy, x, mean, invstd, rows, c, parts, z, slope);
     finish_sums2<<<ch_grid(c), 128, 0, s>>>(sum_dy, sum_dy_xhat, part, c, parts);
     return done();
 }
@@ -368,6 +520,12 @@ int vn__k_bn_bwd_dx(vn__stream s, float *dx, const float *dy, const float *x, co
 {
     int64_t per;
     dim3 grid = ch_rows_grid(rows, c, &per);
+    if (vec4_ok(c, dx, dy, x) && vec4_ok(c, z ? z : x, x, x)) {
+        grid = ch_rows_grid4(rows, c, &per);
+        bn_bwd_dx4<<<grid, dim3(32, 8), 0, s>>>(dx, dy, x, mean, invstd, w, sum_dy, sum_dy_xhat,
+                                                rows, c, training, assign, per, z, slope);
+        return done();
+    }
     bn_bwd_dx<<<grid, dim3(32, 8), 0, s>>>(dx, dy, x, mean, invstd, w, sum_dy, sum_dy_xhat, rows,
                                            c, training, assign, per, z, slope);
     return done();
@@ -376,7 +534,11 @@ int vn__k_bn_bwd_dx(vn__stream s, float *dx, const float *dy, const float *x, co
 int vn__k_bias_grad(vn__stream s, float *db, double *part, const float *dy, int64_t rows,
                     int64_t c, int parts)
 {
-    bias_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(part, dy, rows, c, parts);
+    if (vec4_ok(c, dy, dy, dy))
+        bias_partials4<<<red_grid(c / 4, parts), dim3(RED_X, RED_Y), 0, s>>>(part, dy, rows, c,
+                                                                            parts);
+    else
+        bias_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(part, dy, rows, c, parts);
     bias_finish<<<ch_grid(c), 128, 0, s>>>(db, part, c, parts);
     return done();
 }
@@ -385,7 +547,12 @@ int vn__k_bias_add(vn__stream s, float *y, const float *b, int64_t rows, int64_t
 {
     int64_t per;
     dim3 grid = ch_rows_grid(rows, c, &per);
-    bias_add<<<grid, dim3(32, 8), 0, s>>>(y, b, rows, c, per);
+    if (vec4_ok(c, y, y, y)) {
+        grid = ch_rows_grid4(rows, c, &per);
+        bias_add4<<<grid, dim3(32, 8), 0, s>>>(y, b, rows, c, per);
+    } else {
+        bias_add<<<grid, dim3(32, 8), 0, s>>>(y, b, rows, c, per);
+    }
     return done();
 }
 
@@ -435,7 +602,14 @@ int vn__k_avgpool_fwd(vn__stream s, float *y, const float *x, int64_t n, int64_t
 int vn__k_avgpool_bwd(vn__stream s, float *dx, const float *dy, int64_t n, int64_t h, int64_t w,
                       int64_t c, int64_t oh, int64_t ow)
 {
-    avgpool_bwd<<<grid_for(n * h * w * c), VN_THREADS, 0, s>>>(dx, dy, n, h, w, c, oh, ow);
+    const int64_t total = n * h * w * c;
+    if (oh == 1 && ow == 1 && total < ((int64_t)1 << 31))
+        avgpool_bwd_global<int><<<grid_for(total), VN_THREADS, 0, s>>>(dx, dy, (int)n, (int)(h * w),
+                                                                       (int)c);
+    else if (oh == 1 && ow == 1)
+        avgpool_bwd_global<int64_t><<<grid_for(total), VN_THREADS, 0, s>>>(dx, dy, n, h * w, c);
+    else
+        avgpool_bwd<<<grid_for(total), VN_THREADS, 0, s>>>(dx, dy, n, h, w, c, oh, ow);
     return done();
 }
 

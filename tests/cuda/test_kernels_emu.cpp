@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <math.h>
 #include <vector>
 
@@ -19,6 +20,9 @@ struct dim3 {
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
 };
 static dim3 blockIdx, threadIdx, blockDim, gridDim;
+struct float4 {
+    float x, y, z, w;
+};
 #define __global__
 #define __device__
 #define __host__
@@ -285,6 +289,84 @@ static void avgpool_case(int64_t n, int64_t h, int64_t w, int64_t c, int64_t oh,
     expect(rel(dx, want_dx) <= 1e-6, "adaptive avg pool backward, accumulate", rel(dx, want_dx));
 }
 
+// The four-channels-a-thread kernels (bn_apply4, bn_bwd_dx4, bias_add4 on ch_rows_grid4) give
+// the bytes of the one-channel kernels; the global average pool's backward those of the
+// general one. (Built with -ffp-contract=off, as nvcc's --fmad=false.)
+static bool same(const std::vector<float> &a, const std::vector<float> &b)
+{
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+template <typename F> static void launch_ch4(int64_t rows, int64_t c, F body)
+{
+    int64_t per;
+    gridDim = ch_rows_grid4(rows, c, &per);
+    blockDim = dim3(32, 8);
+    for (unsigned by = 0; by < gridDim.y; by++)
+        for (unsigned bx = 0; bx < gridDim.x; bx++)
+            for (unsigned ty = 0; ty < 8; ty++)
+                for (unsigned tx = 0; tx < 32; tx++) {
+                    blockIdx = dim3(bx, by);
+                    threadIdx = dim3(tx, ty);
+                    body(per);
+                }
+}
+
+static void vec4_case(int64_t rows, int64_t c)
+{
+    std::vector<float> x = random_vec((size_t)(rows * c), 21), dy = random_vec(x.size(), 22);
+    std::vector<float> m = random_vec((size_t)c, 23), is = random_vec((size_t)c, 24);
+    std::vector<float> w = random_vec((size_t)c, 25), b = random_vec((size_t)c, 26);
+    std::vector<float> s0 = random_vec((size_t)c, 27), s1 = random_vec((size_t)c, 28);
+    for (float &v : is) v = 0.5f + std::fabs(v);
+    for (size_t i = 0; i < x.size(); i += 7) x[i] = m[i % c]; // exact zeros after centring
+    char what[96];
+    for (int act = 0; act < 2; act++) {
+        std::vector<float> y1(x.size()), y4(x.size());
+        launch_ch(rows, c, [&](int64_t per) {
+            bn_apply(y1.data(), x.data(), m.data(), is.data(), w.data(), b.data(), rows, c, per,
+                     act, 0.1f);
+        });
+        launch_ch4(rows, c, [&](int64_t per) {
+            bn_apply4(y4.data(), x.data(), m.data(), is.data(), w.data(), b.data(), rows, c, per,
+                      act, 0.1f);
+        });
+        std::snprintf(what, sizeof what, "bn_apply4 = bn_apply%s (%lld x %lld)",
+                      act ? " + leaky_relu" : "", (long long)rows, (long long)c);
+        expect(same(y1, y4), what, 0.0);
+        for (int mode = 0; mode < 4; mode++) { // training x assign, z or not
+            bool training = mode & 1, assign = mode & 2;
+            const float *z = act ? y1.data() : nullptr;
+            std::vector<float> d1(x.size(), 0.25f), d4(x.size(), 0.25f);
+            launch_ch(rows, c, [&](int64_t per) {
+                bn_bwd_dx(d1.data(), dy.data(), x.data(), m.data(), is.data(), w.data(),
+                          s0.data(), s1.data(), rows, c, training, assign, per, z, 0.1f);
+            });
+            launch_ch4(rows, c, [&](int64_t per) {
+                bn_bwd_dx4(d4.data(), dy.data(), x.data(), m.data(), is.data(), w.data(),
+                           s0.data(), s1.data(), rows, c, training, assign, per, z, 0.1f);
+            });
+            std::snprintf(what, sizeof what, "bn_bwd_dx4 = bn_bwd_dx (%s, %s%s)",
+                          training ? "training" : "eval", assign ? "assign" : "accumulate",
+                          act ? ", through leaky_relu" : "");
+            expect(same(d1, d4), what, 0.0);
+        }
+    }
+    std::vector<float> y1 = x, y4 = x;
+    launch_ch(rows, c, [&](int64_t per) { bias_add(y1.data(), b.data(), rows, c, per); });
+    launch_ch4(rows, c, [&](int64_t per) { bias_add4(y4.data(), b.data(), rows, c, per); });
+    expect(same(y1, y4), "bias_add4 = bias_add", 0.0);
+}
+
+static void avgpool_global_case(int n, int h, int w, int c)
+{
+    std::vector<float> dy = random_vec((size_t)(n * c), 31);
+    std::vector<float> d1 = random_vec((size_t)(n * h * w * c), 32), d2 = d1;
+    launch_1d([&] { avgpool_bwd(d1.data(), dy.data(), n, h, w, c, 1, 1); });
+    launch_1d([&] { avgpool_bwd_global<int>(d2.data(), dy.data(), n, h * w, c); });
+    expect(same(d1, d2), "global avg pool backward = the general one", 0.0);
+}
+
 int main()
 {
     patch_case(2, 18, 17, 3, 4);
@@ -296,6 +378,9 @@ int main()
     maxpool_case<int>(2, 8, 7, 19, 3, 2, 2, "k 3, 32-bit");
     maxpool_case<int>(2, 8, 7, 19, 0, 3, 2, "adaptive 3x2");
     avgpool_case(2, 8, 7, 19, 3, 5);
+    vec4_case(300, 136); // channel blocks of 128 and a partial one
+    vec4_case(70, 8);
+    avgpool_global_case(3, 7, 5, 12);
     std::printf("%d failed\n", failures);
     return failures ? 1 : 0;
 }
