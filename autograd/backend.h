@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 /* Raise it whenever vn__backend changes shape or meaning. */
-#define VN__BACKEND_ABI 4u
+#define VN__BACKEND_ABI 5u
 /* The symbol a backend module exports: const vn__backend *VN__BACKEND_ENTRY(void). */
 #define VN__BACKEND_ENTRY "vn__backend_entry"
 
@@ -74,6 +74,18 @@ typedef struct vn__backend {
     void (*optim_moments_to_host)(struct vn_optim *opt);
     void (*optim_free)(struct vn_optim *opt);
     int (*ema_blend)(float *e, const float *x, int64_t n, float d, float c);
+    /* The identity of this process's device (a PCI bus id), so that ranks sharing one can
+     * tell; NULL when the backend cannot say. */
+    int (*device_uid)(char *buf, size_t n);
+    /* Collectives among the ranks of a data-parallel run on device memory (the vn_device_comm_*
+     * of vn_tensor.h; NCCL on CUDA), or all NULL. */
+    int (*comm_available)(char *msg, size_t n);
+    size_t (*comm_id_size)(void);
+    int (*comm_id)(void *id, char *msg, size_t n);
+    int (*comm_init)(const void *id, int nranks, int rank, char *msg, size_t n);
+    int (*comm_allreduce)(float *const *bufs, const int64_t *counts, int k, char *msg, size_t n);
+    int (*comm_wait)(double timeout_s, char *msg, size_t n);
+    void (*comm_destroy)(void);
 } vn__backend;
 
 typedef const vn__backend *(*vn__backend_entry_fn)(void);

@@ -110,6 +110,70 @@ int vn_device_set_bf16(vn_device d, bool on)
     return b ? b->set_bf16(on) : VN_ERR_UNSUPPORTED;
 }
 
+/* ---- collectives among data-parallel ranks on a device -------------------------------- */
+
+/* d's backend when it has collectives; NULL with why in msg. */
+static const vn__backend *comm_backend(vn_device d, char *msg, size_t n)
+{
+    const vn__backend *b = d == VN_DEVICE_CPU ? NULL : vn__backend_of(d);
+    if (b && b->comm_available) return b;
+    if (msg && n)
+        snprintf(msg, n, "%s", d == VN_DEVICE_CPU ? "the CPU has no device collectives"
+                               : b ? "this device's backend has no collectives"
+                                   : "the device's backend is not loaded");
+    return NULL;
+}
+
+int vn_device_comm_available(vn_device d, char *msg, size_t n)
+{
+    const vn__backend *b = comm_backend(d, msg, n);
+    return b ? b->comm_available(msg, n) : VN_ERR_UNSUPPORTED;
+}
+
+size_t vn_device_comm_id_size(vn_device d)
+{
+    const vn__backend *b = comm_backend(d, NULL, 0);
+    return b ? b->comm_id_size() : 0;
+}
+
+int vn_device_comm_id(vn_device d, void *id, char *msg, size_t n)
+{
+    const vn__backend *b = comm_backend(d, msg, n);
+    return b ? b->comm_id(id, msg, n) : VN_ERR_UNSUPPORTED;
+}
+
+int vn_device_comm_init(vn_device d, const void *id, int nranks, int rank, char *msg, size_t n)
+{
+    const vn__backend *b = comm_backend(d, msg, n);
+    return b ? b->comm_init(id, nranks, rank, msg, n) : VN_ERR_UNSUPPORTED;
+}
+
+int vn_device_comm_allreduce(vn_device d, float *const *bufs, const int64_t *counts, int k,
+                             char *msg, size_t n)
+{
+    const vn__backend *b = comm_backend(d, msg, n);
+    return b ? b->comm_allreduce(bufs, counts, k, msg, n) : VN_ERR_UNSUPPORTED;
+}
+
+int vn_device_comm_wait(vn_device d, double timeout_s, char *msg, size_t n)
+{
+    const vn__backend *b = comm_backend(d, msg, n);
+    return b ? b->comm_wait(timeout_s, msg, n) : VN_ERR_UNSUPPORTED;
+}
+
+void vn_device_comm_destroy(vn_device d)
+{
+    const vn__backend *b = comm_backend(d, NULL, 0);
+    if (b) b->comm_destroy();
+}
+
+int vn_device_uid(vn_device d, char *buf, size_t n)
+{
+    if (n) buf[0] = '\0';
+    const vn__backend *b = d == VN_DEVICE_CPU ? NULL : vn__backend_of(d);
+    return b && b->device_uid ? b->device_uid(buf, n) : VN_ERR_UNSUPPORTED;
+}
+
 /* ---- model tensors on a device ------------------------------------------------------- */
 
 static int move_buffer(float **buf, int64_t numel, vn_device from, vn_device to)

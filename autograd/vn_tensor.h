@@ -102,6 +102,24 @@ int vn_device_set_tf32(vn_device d, bool on);
  * on the same GPU is bit-exact) or the fastest (the default; VN_CUDA_DETERMINISTIC=1 turns it
  * on at start). VN_OK at once for the CPU, whose kernels are always deterministic. */
 int vn_device_set_deterministic(vn_device d, bool on);
+/* Collectives among the ranks of a data-parallel run on d's memory (NCCL on CUDA), for
+ * train/dist_grads.c. available: VN_OK with the library's name and version in msg, or why
+ * not (no backend collectives, NCCL not installed). id: rank 0 makes the communicator's id
+ * (id_size bytes; 0 when there are none), every rank passes it to init with its rank;
+ * allreduce: sums k buffers of counts[i] floats over all ranks in place, queued on the
+ * device after the work before it; wait: waits for everything queued, with a deadline
+ * (timeout_s <= 0: none) after which the communicator is aborted; destroy: frees it. uid:
+ * the identity of this process's device (ranks that share one cannot use NCCL). Each
+ * returns a status and, in msg (may be NULL), why. */
+int vn_device_comm_available(vn_device d, char *msg, size_t n);
+size_t vn_device_comm_id_size(vn_device d);
+int vn_device_comm_id(vn_device d, void *id, char *msg, size_t n);
+int vn_device_comm_init(vn_device d, const void *id, int nranks, int rank, char *msg, size_t n);
+int vn_device_comm_allreduce(vn_device d, float *const *bufs, const int64_t *counts, int k,
+                             char *msg, size_t n);
+int vn_device_comm_wait(vn_device d, double timeout_s, char *msg, size_t n);
+void vn_device_comm_destroy(vn_device d);
+int vn_device_uid(vn_device d, char *buf, size_t n);
 /* bf16 autocast on d: the matrix products of linear layers and 1x1 convolutions take bf16
  * copies of their operands and accumulate in FP32; parameters, gradients, optimizer state
  * and every other op stay FP32 (the master copy). Off by default; VN_ERR_UNSUPPORTED on the

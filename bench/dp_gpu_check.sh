@@ -7,7 +7,9 @@
 #     another order);
 #  2. 2 ranks on cuda against 2 ranks on the cpu: within 1e-3 (the device's rounding);
 #  3. model.sync_bn on cuda with 2 ranks: refused, naming the key;
-#  4. the devices by rank, and images/s of 2 ranks on the GPU(s) for the tiny model.
+#  4. the devices by rank, and images/s of 2 ranks on the GPU(s) for the tiny model;
+#  5. the reduction's path: NCCL with a GPU per rank, else MPI with the reason (one GPU: the
+#     ranks share it).
 #
 #   bench/dp_gpu_check.sh VANILLA TESTTOOL MPIRUN [WORKDIR]
 # MPIRUN is an Open MPI 4.1 mpirun/orterun matching the libmpi vanilla links (device_pack.sh
@@ -58,6 +60,14 @@ check "2 ranks on cuda = 1 process x update_freq 2 on cuda (every tensor, 1e-4)"
 check "2 ranks on cuda = 2 ranks on the cpu (every tensor, 1e-3)" \
   "$TOOL" close "$(ckpt "$T/cpu" 12)" "$(ckpt "$T/two" 12)" 1e-3
 check "both ranks on a device (rank 0 lists them)" grep -q "^data-parallel devices by rank: cuda:" "$T/two.log"
+# NCCL needs a GPU per rank: with one GPU the ranks say so and reduce through MPI.
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
+if [[ ${gpus:-0} -ge 2 ]]; then
+  check "$gpus GPUs: the gradients are summed with NCCL" grep -q "gradients reduced on the GPUs with NCCL" "$T/two.log"
+elif [[ -z ${VN_CUDA_PLUGIN:-} ]]; then
+  check "one GPU: NCCL is not used, and the reason is named" \
+    grep -qE "gradients reduced through host memory with MPI \((ranks 0 and 1 share a GPU|NCCL is not installed)" "$T/two.log"
+fi
 timeout 60 "${MP[@]}" "$VANILLA" train "$T/tiny.yaml" --set model.sync_bn=true \
   --set output.dir="$T/sync" >"$T/sync.log" 2>&1
 check "sync_bn on cuda with 2 ranks: refused, naming the key" grep -q "model.sync_bn across 2 ranks" "$T/sync.log"

@@ -46,6 +46,12 @@ struct vn__dp {
     int64_t rec_n, rec_cap, stride;
     float *running; /* host copies of the running statistics for the replay */
     int64_t running_n; /* floats it holds (the stride it was made for) */
+    /* NCCL (vn__dp_use_nccl): the gradients are summed in place on the device */
+    bool nccl;
+    vn_device dev;
+    float **bufs;
+    int64_t *counts;
+    char path[400];
 };
 
 static void hook_fail(vn__dp *dp, const char *msg)
@@ -59,6 +65,21 @@ int vn__dp_buckets(const vn__dp *dp) { return dp->nb; }
 
 static int start_bucket(vn__dp *dp, bucket *bk, vn_error *err)
 {
+    if (dp->nccl) { /* in place on the device, queued after the kernels that made them */
+        int k = 0;
+        for (int i = bk->first; i < bk->first + bk->count; i++) {
+            vn_tensor *p = dp->order[i];
+            if (!p->grad && vn_tensor_zero_grad(p) != VN_OK)
+                return vn_error_set(err, VN_ERR_NOMEM, "out of memory for a gradient");
+            dp->bufs[k] = p->grad;
+            dp->counts[k++] = p->numel;
+        }
+        bk->started = true;
+        char msg[400];
+        if (vn_device_comm_allreduce(dp->dev, dp->bufs, dp->counts, k, msg, sizeof msg) != VN_OK)
+            return vn_error_set(err, VN_ERR_IO, "the gradient allreduce: %s", msg);
+        return VN_OK;
+    }
     float *dst = dp->flat + bk->offset;
     for (int i = bk->first; i < bk->first + bk->count; i++) {
         vn_tensor *p = dp->order[i];
@@ -290,7 +311,103 @@ void vn__dp_destroy(vn__dp *dp)
     free(dp->rec);
     free(dp->recv);
     free(dp->running);
+    if (dp->nccl) vn_device_comm_destroy(dp->dev);
+    free(dp->bufs);
+    free(dp->counts);
     free(dp);
+}
+
+const char *vn__dp_path(const vn__dp *dp) { return dp->path; }
+
+/* A 53-bit hash of a device's identity: exact in a double, so ranks can compare theirs with
+ * vn_dist_allgather_f64. */
+static double uid_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (double)(h & ((1ull << 53) - 1));
+}
+
+int vn__dp_use_nccl(vn__dp *dp, vn_error *err)
+{
+    vn_dist *d = dp->d;
+    const int ranks = vn_dist_size(d), rank = vn_dist_rank(d);
+    dp->dev = dp->n > 0 ? dp->order[0]->device : VN_DEVICE_CPU;
+    snprintf(dp->path, sizeof dp->path, "through host memory with MPI");
+    if (dp->dev == VN_DEVICE_CPU || ranks < 2) return VN_OK;
+    /* Every rank takes the same path: each check is agreed on. */
+    char why[320] = "";
+    const char *env = getenv("VN_NCCL");
+    double no = 0;
+    if (env && env[0] == '0') {
+        snprintf(why, sizeof why, "VN_NCCL=0");
+        no = 1;
+    } else if (vn_device_comm_available(dp->dev, why, sizeof why) != VN_OK) {
+        no = 1;
+    }
+    double agreed = no;
+    int rc = vn_dist_allreduce_f64(d, &agreed, 1, "the NCCL agreement", err);
+    if (rc != VN_OK) return rc;
+    if (agreed > 0) {
+        snprintf(dp->path, sizeof dp->path, "through host memory with MPI (%.300s)",
+                 no ? why : "NCCL is missing on another rank");
+        return VN_OK;
+    }
+    char version[64];
+    snprintf(version, sizeof version, "%s", why);
+    /* NCCL needs a GPU per rank (ranks sharing one are refused). */
+    char uid[128];
+    double mine = vn_device_uid(dp->dev, uid, sizeof uid) == VN_OK ? uid_hash(uid) : -1 - rank;
+    double *all = malloc((size_t)ranks * sizeof *all);
+    if (!all) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    rc = vn_dist_allgather_f64(d, &mine, 1, all, "the GPUs of the ranks", err);
+    int dup_a = -1, dup_b = -1;
+    for (int i = 0; rc == VN_OK && i < ranks && dup_a < 0; i++)
+        for (int j = i + 1; j < ranks; j++)
+            if (all[i] == all[j]) {
+                dup_a = i, dup_b = j;
+                break;
+            }
+    free(all);
+    if (rc != VN_OK) return rc;
+    if (dup_a >= 0) {
+        snprintf(dp->path, sizeof dp->path, "through host memory with MPI (ranks %d and %d share "
+                 "a GPU; NCCL needs one GPU per rank)", dup_a, dup_b);
+        return VN_OK;
+    }
+    /* Rank 0 makes the communicator's id; every rank receives it (as doubles, bit for bit). */
+    size_t id_size = vn_device_comm_id_size(dp->dev);
+    int words = (int)((id_size + 7) / 8) + 1; /* [0]: rank 0 made it */
+    double *send = calloc((size_t)words, sizeof *send), *recv = calloc((size_t)words * ranks,
+                                                                       sizeof *recv);
+    if (!send || !recv) {
+        free(send);
+        free(recv);
+        return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    }
+    if (rank == 0) send[0] = vn_device_comm_id(dp->dev, send + 1, why, sizeof why) == VN_OK;
+    rc = vn_dist_allgather_f64(d, send, words, recv, "the NCCL id", err);
+    bool made = rc == VN_OK && recv[0] > 0;
+    int init = VN_ERR_STATE;
+    if (made) init = vn_device_comm_init(dp->dev, recv + 1, ranks, rank, why, sizeof why);
+    free(send);
+    free(recv);
+    if (rc != VN_OK) return rc;
+    double failed = made && init != VN_OK;
+    rc = vn_dist_allreduce_f64(d, &failed, 1, "the NCCL start", err);
+    if (rc != VN_OK) return rc;
+    if (!made || failed > 0) {
+        if (made && init == VN_OK) vn_device_comm_destroy(dp->dev);
+        snprintf(dp->path, sizeof dp->path, "through host memory with MPI (NCCL did not start: "
+                 "%.300s)", (!made && rank == 0) || init != VN_OK ? why : "on another rank");
+        return VN_OK;
+    }
+    dp->bufs = calloc((size_t)dp->n + 1, sizeof *dp->bufs);
+    dp->counts = calloc((size_t)dp->n + 1, sizeof *dp->counts);
+    if (!dp->bufs || !dp->counts) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    dp->nccl = true;
+    snprintf(dp->path, sizeof dp->path, "on the GPUs with %s", version);
+    return VN_OK;
 }
 
 void vn__dp_begin_step(vn__dp *dp)
@@ -323,6 +440,14 @@ int vn__dp_finish_grads(vn__dp *dp, int *started_early, vn_error *err)
     int rc = dp->failed ? vn_error_set(err, VN_ERR_IO, "%s", dp->err) : VN_OK;
     for (; rc == VN_OK && dp->next_start < dp->nb; dp->next_start++)
         rc = start_bucket(dp, &dp->b[dp->next_start], err);
+    if (dp->nccl) {
+        char msg[400];
+        if (rc == VN_OK &&
+            vn_device_comm_wait(dp->dev, vn_dist_timeout(dp->d), msg, sizeof msg) != VN_OK)
+            rc = vn_error_set(err, VN_ERR_IO, "rank %d: the gradient allreduce: %s",
+                              vn_dist_rank(dp->d), msg);
+        return rc;
+    }
     for (int i = 0; rc == VN_OK && i < dp->nb; i++) {
         bucket *bk = &dp->b[i];
         rc = vn_dist_wait(dp->d, bk->req, "the gradient allreduce", err);

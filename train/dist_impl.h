@@ -38,6 +38,13 @@ int vn__dp_finish_grads(vn__dp *dp, int *started_early, vn_error *err);
  * micro-batch is global micro-batch k * ranks + r): the running statistics are then the
  * bytes one process would have computed. No-op with sync_bn. */
 int vn__dp_replay_bn(vn__dp *dp, int micro_batches, vn_error *err);
+/* After vn__dp_create on every rank (collective): sums the gradients on the device with NCCL
+ * when the parameters live on a device whose backend has collectives (vn_device_comm_*),
+ * every rank has a GPU of its own and VN_NCCL is not 0; otherwise through host memory with
+ * MPI. VN_OK either way (an error only when a collective fails); vn__dp_path says which and
+ * why. Every rank takes the same path. */
+int vn__dp_use_nccl(vn__dp *dp, vn_error *err);
+const char *vn__dp_path(const vn__dp *dp);
 /* The first error a hook met (for messages), "" if none. */
 const char *vn__dp_hook_error(const vn__dp *dp);
 

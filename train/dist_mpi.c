@@ -81,6 +81,7 @@ int vn_dist_size(const vn_dist *d) { return d ? d->size : 1; }
 int vn_dist_local_size(const vn_dist *d) { return d ? d->local_size : 1; }
 int vn_dist_local_rank(const vn_dist *d) { return d ? d->local_rank : 0; }
 void vn_dist_set_timeout(vn_dist *d, double timeout_s) { if (d) d->timeout_s = timeout_s; }
+double vn_dist_timeout(const vn_dist *d) { return d ? d->timeout_s : 0; }
 double vn_dist_wait_seconds(const vn_dist *d) { return d ? d->wait_s : 0; }
 
 static bool active(const vn_dist *d) { return d && d->mpi && d->size > 1; }

@@ -30,6 +30,7 @@ int vn_dist_size(const vn_dist *d) { (void)d; return 1; }
 int vn_dist_local_size(const vn_dist *d) { (void)d; return 1; }
 int vn_dist_local_rank(const vn_dist *d) { (void)d; return 0; }
 void vn_dist_set_timeout(vn_dist *d, double timeout_s) { if (d) d->timeout_s = timeout_s; }
+double vn_dist_timeout(const vn_dist *d) { return d ? d->timeout_s : 0; }
 
 int vn_dist_iallreduce_f32(vn_dist *d, float *buf, int64_t n, vn_dist_req **req, vn_error *err)
 {

@@ -666,8 +666,8 @@ static void print_dp(run *r)
             vn_dist_local_size(r->dist), vn_get_threads(), B, u, r->ranks, B * u * r->ranks, vn__dp_buckets(r->dp),
             cfg->train.dist_bucket_mb, cfg->model.sync_bn ? "synchronised (sync_bn)" : "per rank");
     if (r->rank_devices[0])
-        fprintf(r->out, "data-parallel devices by rank: %s (gradients reduced through host memory "
-                "by MPI)\n", r->rank_devices);
+        fprintf(r->out, "data-parallel devices by rank: %s; gradients reduced %s\n",
+                r->rank_devices, vn__dp_path(r->dp));
 }
 
 /* config.yaml, the metrics files and the progress display of the run folder. */
@@ -900,6 +900,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         rc = vn__dp_create(opt->dist, r->ctx, r->params, r->n_params, cfg->train.dist_bucket_mb * 1e6,
                            cfg->model.sync_bn, &r->dp, err);
     if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "setting up", err);
+    if (rc == VN_OK && r->ranks > 1) rc = vn__dp_use_nccl(r->dp, err);
     if (rc == VN_OK && r->ranks > 1) rc = gather_devices(r, err);
     if (rc == VN_OK) {
         res->params = vn_state_numel(&r->model->state, VN_STATE_PARAM);

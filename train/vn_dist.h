@@ -51,6 +51,8 @@ int vn_dist_size(const vn_dist *d);
 int vn_dist_local_size(const vn_dist *d);
 int vn_dist_local_rank(const vn_dist *d);
 void vn_dist_set_timeout(vn_dist *d, double timeout_s);
+/* The timeout of the waits (<= 0: none; NULL: 0). */
+double vn_dist_timeout(const vn_dist *d);
 
 /* Starts a sum of n floats over all ranks, in place. *req is NULL when nothing is pending
  * (one rank, n == 0). */

@@ -54,6 +54,17 @@ void vn__cuda_pool_trim(vn_ctx *ctx);
 void vn__cuda_pool_stats(const vn_ctx *ctx, size_t *in_use, size_t *peak);
 void vn__cuda_pool_clear_peak(vn_ctx *ctx);
 
+/* cuda_comm.c: collectives among data-parallel ranks (NCCL, loaded on first use) and the
+ * device's identity (its PCI bus id). */
+int vn__cuda_comm_available(char *msg, size_t n);
+size_t vn__cuda_comm_id_size(void);
+int vn__cuda_comm_id(void *id, char *msg, size_t n);
+int vn__cuda_comm_init(const void *id, int nranks, int rank, char *msg, size_t n);
+int vn__cuda_comm_allreduce(float *const *bufs, const int64_t *counts, int k, char *msg, size_t n);
+int vn__cuda_comm_wait(double timeout_s, char *msg, size_t n);
+void vn__cuda_comm_destroy(void);
+int vn__cuda_device_uid(char *buf, size_t n);
+
 /* optim/optim_cuda.c: the optimizer and EMA entries of the backend table. */
 struct vn_optim;
 int vn__optim_step_cuda(struct vn_optim *opt, vn_error *err);

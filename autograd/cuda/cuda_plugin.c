@@ -51,6 +51,14 @@ static const vn__backend cuda_backend = {
     .optim_moments_to_host = vn__optim_moments_to_host,
     .optim_free = vn__optim_free_cuda,
     .ema_blend = vn__ema_blend_cuda,
+    .device_uid = vn__cuda_device_uid,
+    .comm_available = vn__cuda_comm_available,
+    .comm_id_size = vn__cuda_comm_id_size,
+    .comm_id = vn__cuda_comm_id,
+    .comm_init = vn__cuda_comm_init,
+    .comm_allreduce = vn__cuda_comm_allreduce,
+    .comm_wait = vn__cuda_comm_wait,
+    .comm_destroy = vn__cuda_comm_destroy,
 };
 
 /* The module's one public symbol (named by VN__BACKEND_ENTRY). */

@@ -6,6 +6,7 @@
 #include "train/vn_config.h"
 #include "train/vn_trainer.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 START_TEST(parse_names)
@@ -58,6 +59,64 @@ START_TEST(cuda_absent_or_present)
 }
 END_TEST
 
+/* The device collectives (NCCL on CUDA): without a device they are refused with a reason;
+ * with one and NCCL installed, a communicator of one rank starts, its allreduce leaves the
+ * values as they are (the sum over one rank), and it stops; the device's identity is known. */
+START_TEST(device_collectives)
+{
+    char why[400];
+    if (vn_device_check(VN_DEVICE_CUDA, why, sizeof why) != VN_OK) {
+        char cpu[128];
+        ck_assert_int_ne(vn_device_comm_available(VN_DEVICE_CUDA, why, sizeof why), VN_OK);
+        ck_assert_msg(why[0] != '\0', "no reason given");
+        ck_assert_int_ne(vn_device_comm_available(VN_DEVICE_CPU, cpu, sizeof cpu), VN_OK);
+        printf("device collectives: none here (%s; %s)\n", why, cpu);
+        return;
+    }
+    char uid[128];
+    if (vn_device_uid(VN_DEVICE_CUDA, uid, sizeof uid) == VN_OK) /* the stand-in cannot say */
+        printf("this process's GPU: %s\n", uid);
+    if (vn_device_comm_available(VN_DEVICE_CUDA, why, sizeof why) != VN_OK) {
+        printf("device collectives: %s\n", why);
+        ck_assert_msg(strstr(why, "NCCL") || strstr(why, "has no collectives"),
+                      "unclear reason: %s", why);
+        return;
+    }
+    printf("device collectives: %s\n", why);
+    size_t idn = vn_device_comm_id_size(VN_DEVICE_CUDA);
+    ck_assert_uint_gt(idn, 0);
+    unsigned char id[512] = {0};
+    ck_assert_uint_le(idn, sizeof id);
+    ck_assert_msg(vn_device_comm_id(VN_DEVICE_CUDA, id, why, sizeof why) == VN_OK, "%s", why);
+    ck_assert_msg(vn_device_comm_init(VN_DEVICE_CUDA, id, 1, 0, why, sizeof why) == VN_OK, "%s",
+                  why);
+    vn_tensor *a = vn_tensor_new4(3, 5, 7, 11, true), *b = vn_tensor_new4(1, 1, 1, 1000, true);
+    for (int64_t i = 0; i < a->numel; i++) a->data[i] = (float)i * 0.25f - 100.0f;
+    for (int64_t i = 0; i < b->numel; i++) b->data[i] = 1.0f / (float)(i + 1);
+    ck_assert_int_eq(vn_tensor_to_device(a, VN_DEVICE_CUDA), VN_OK);
+    ck_assert_int_eq(vn_tensor_to_device(b, VN_DEVICE_CUDA), VN_OK);
+    float *bufs[2] = {a->data, b->data};
+    int64_t counts[2] = {a->numel, b->numel};
+    ck_assert_msg(vn_device_comm_allreduce(VN_DEVICE_CUDA, bufs, counts, 2, why, sizeof why) ==
+                      VN_OK, "%s", why);
+    ck_assert_msg(vn_device_comm_wait(VN_DEVICE_CUDA, 30, why, sizeof why) == VN_OK, "%s", why);
+    float *ha = malloc((size_t)a->numel * sizeof *ha), *hb = malloc((size_t)b->numel * sizeof *hb);
+    ck_assert_int_eq(vn_tensor_read(a, ha), VN_OK);
+    ck_assert_int_eq(vn_tensor_read(b, hb), VN_OK);
+    for (int64_t i = 0; i < a->numel; i++) ck_assert_float_eq(ha[i], (float)i * 0.25f - 100.0f);
+    for (int64_t i = 0; i < b->numel; i++) ck_assert_float_eq(hb[i], 1.0f / (float)(i + 1));
+    printf("device collectives: a communicator of 1 rank summed %lld + %lld floats in place\n",
+           (long long)a->numel, (long long)b->numel);
+    vn_device_comm_destroy(VN_DEVICE_CUDA);
+    ck_assert_int_ne(vn_device_comm_allreduce(VN_DEVICE_CUDA, bufs, counts, 2, why, sizeof why),
+                     VN_OK); /* no communicator any more */
+    free(ha);
+    free(hb);
+    vn_tensor_free(a);
+    vn_tensor_free(b);
+}
+END_TEST
+
 START_TEST(train_device_key)
 {
     vn_config cfg;
@@ -94,6 +153,7 @@ int main(void)
     TCase *tc = tcase_create("api");
     tcase_add_test(tc, parse_names);
     tcase_add_test(tc, cuda_absent_or_present);
+    tcase_add_test(tc, device_collectives);
     tcase_add_test(tc, train_device_key);
     suite_add_tcase(s, tc);
     return vn_test_run(s, false);
