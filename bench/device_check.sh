@@ -136,7 +136,7 @@ part_profile_row() { part_profile VN_CUDA_DW_ROW=1; }
 
 # H200 SXM dense peaks (NVIDIA datasheet; the sparse figures are twice these): FP32 67
 # TFLOPS, TF32 tensor cores 494 TFLOPS, BF16 989 TFLOPS.
-declare -A img gflops
+declare -A img=() gflops=()
 peak_for() { case $1 in *bf16*) echo 989;; *fp32*) echo 67;; *) echo 494;; esac; }
 common=(--model vanillanet_5 --batch 128 --size 224 --steps 10 --warmup 3)
 bench_ours() { # label, then arguments of bench_train and VAR=value settings
