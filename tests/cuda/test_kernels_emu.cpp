@@ -50,11 +50,12 @@ template <typename F> static void launch_1d(F body)
         }
 }
 
-// A per-channel kernel on ch_rows_grid's grid of (32, 8) blocks.
-template <typename F> static void launch_ch(int64_t rows, int64_t c, F body)
+// A per-channel kernel on ch_rows_grid's grid of (32, 8) blocks (four: ch_rows_grid4's, for
+// the four-channels-a-thread kernels).
+template <typename F> static void launch_ch(int64_t rows, int64_t c, F body, bool four = false)
 {
     int64_t per;
-    gridDim = ch_rows_grid(rows, c, &per);
+    gridDim = four ? ch_rows_grid4(rows, c, &per) : ch_rows_grid(rows, c, &per);
     blockDim = dim3(32, 8);
     for (unsigned by = 0; by < gridDim.y; by++)
         for (unsigned bx = 0; bx < gridDim.x; bx++)
@@ -297,21 +298,6 @@ static bool same(const std::vector<float> &a, const std::vector<float> &b)
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-template <typename F> static void launch_ch4(int64_t rows, int64_t c, F body)
-{
-    int64_t per;
-    gridDim = ch_rows_grid4(rows, c, &per);
-    blockDim = dim3(32, 8);
-    for (unsigned by = 0; by < gridDim.y; by++)
-        for (unsigned bx = 0; bx < gridDim.x; bx++)
-            for (unsigned ty = 0; ty < 8; ty++)
-                for (unsigned tx = 0; tx < 32; tx++) {
-                    blockIdx = dim3(bx, by);
-                    threadIdx = dim3(tx, ty);
-                    body(per);
-                }
-}
-
 static void vec4_case(int64_t rows, int64_t c)
 {
     std::vector<float> x = random_vec((size_t)(rows * c), 21), dy = random_vec(x.size(), 22);
@@ -327,10 +313,10 @@ static void vec4_case(int64_t rows, int64_t c)
             bn_apply(y1.data(), x.data(), m.data(), is.data(), w.data(), b.data(), rows, c, per,
                      act, 0.1f);
         });
-        launch_ch4(rows, c, [&](int64_t per) {
+        launch_ch(rows, c, [&](int64_t per) {
             bn_apply4(y4.data(), x.data(), m.data(), is.data(), w.data(), b.data(), rows, c, per,
                       act, 0.1f);
-        });
+        }, true);
         std::snprintf(what, sizeof what, "bn_apply4 = bn_apply%s (%lld x %lld)",
                       act ? " + leaky_relu" : "", (long long)rows, (long long)c);
         expect(same(y1, y4), what, 0.0);
@@ -342,10 +328,10 @@ static void vec4_case(int64_t rows, int64_t c)
                 bn_bwd_dx(d1.data(), dy.data(), x.data(), m.data(), is.data(), w.data(),
                           s0.data(), s1.data(), rows, c, training, assign, per, z, 0.1f);
             });
-            launch_ch4(rows, c, [&](int64_t per) {
+            launch_ch(rows, c, [&](int64_t per) {
                 bn_bwd_dx4(d4.data(), dy.data(), x.data(), m.data(), is.data(), w.data(),
                            s0.data(), s1.data(), rows, c, training, assign, per, z, 0.1f);
-            });
+            }, true);
             std::snprintf(what, sizeof what, "bn_bwd_dx4 = bn_bwd_dx (%s, %s%s)",
                           training ? "training" : "eval", assign ? "assign" : "accumulate",
                           act ? ", through leaky_relu" : "");
@@ -354,7 +340,7 @@ static void vec4_case(int64_t rows, int64_t c)
     }
     std::vector<float> y1 = x, y4 = x;
     launch_ch(rows, c, [&](int64_t per) { bias_add(y1.data(), b.data(), rows, c, per); });
-    launch_ch4(rows, c, [&](int64_t per) { bias_add4(y4.data(), b.data(), rows, c, per); });
+    launch_ch(rows, c, [&](int64_t per) { bias_add4(y4.data(), b.data(), rows, c, per); }, true);
     expect(same(y1, y4), "bias_add4 = bias_add", 0.0);
 }
 
