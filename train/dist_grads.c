@@ -398,8 +398,10 @@ int vn__dp_use_nccl(vn__dp *dp, vn_error *err)
     if (rc != VN_OK) return rc;
     if (!made || failed > 0) {
         if (made && init == VN_OK) vn_device_comm_destroy(dp->dev);
+        const char *reason = !made ? (rank == 0 ? why : "rank 0 could not make its id")
+                             : init != VN_OK ? why : "it failed on another rank";
         snprintf(dp->path, sizeof dp->path, "through host memory with MPI (NCCL did not start: "
-                 "%.300s)", (!made && rank == 0) || init != VN_OK ? why : "on another rank");
+                 "%.300s)", reason);
         return VN_OK;
     }
     dp->bufs = calloc((size_t)dp->n + 1, sizeof *dp->bufs);

@@ -9,7 +9,9 @@
  * it lives in one mapping that is PROT_NONE except while one of this module's entries (a
  * kernel, a copy, the optimizer step, the EMA blend) runs, so a host read or write of a
  * device pointer anywhere else crashes the test; and fresh step memory is NaN, as
- * uninitialised device memory may hold anything. */
+ * uninitialised device memory may hold anything. With FAKE_COMM too (built where MPI is),
+ * VN_FAKE_COMM=1 gives the stand-in device collectives over MPI, so that the trainer's NCCL
+ * path (train/dist_grads.c) runs without GPUs. */
 #include "autograd/backend.h"
 
 #include <math.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #ifdef FAKE_NO_ENTRY
 int vn__fake_backend_without_entry(void);
@@ -35,12 +38,13 @@ static int check(char *msg, size_t n)
 }
 
 /* VN_FAKE_DEVICES (default 1) stand-in devices to choose from; the choice is only reported. */
+static int g_chosen;
 static int select_device(int index, int *chosen, char *msg, size_t n)
 {
     const char *env = getenv("VN_FAKE_DEVICES");
     int count = env && atoi(env) > 0 ? atoi(env) : 1;
     int rc = check(msg, n);
-    if (rc == VN_OK) *chosen = index % count;
+    if (rc == VN_OK) *chosen = g_chosen = index % count;
     return rc;
 }
 
@@ -286,6 +290,87 @@ static void cpu_recompute(vn_ctx *ctx, vn_node *node)
 }
 
 static vn__op_kernels cpu_ops[VN_OP_COUNT];
+
+#ifdef FAKE_COMM
+#include <mpi.h>
+
+/* The stand-in's collectives (VN_FAKE_COMM=1), as the CUDA module's NCCL ones behave: an id
+ * made by rank 0 and passed to every rank, a communicator of all ranks, in-place sums of the
+ * device buffers (MPI_Allreduce, blocking, so wait has nothing left to wait for). The
+ * identity of a stand-in device is its number: ranks on the same one "share a GPU". */
+static bool g_comm;
+
+static int fake_uid(char *buf, size_t n)
+{
+    snprintf(buf, n, "stand-in device %d", g_chosen);
+    return VN_OK;
+}
+
+static int comm_available(char *msg, size_t n)
+{
+    const char *e = getenv("VN_FAKE_COMM");
+    if (!(e && e[0] == '1')) {
+        if (msg && n) snprintf(msg, n, "the stand-in device has no collectives; VN_FAKE_COMM=1 "
+                               "gives it some over MPI");
+        return VN_ERR_UNSUPPORTED;
+    }
+    if (msg && n) snprintf(msg, n, "stand-in collectives over MPI");
+    return VN_OK;
+}
+
+static size_t comm_id_size(void) { return 24; }
+
+static int comm_id(void *id, char *msg, size_t n)
+{
+    (void)msg, (void)n;
+    unsigned char *b = id;
+    for (size_t i = 0; i < comm_id_size(); i++) b[i] = (unsigned char)(i * 37 + 11);
+    b[0] = (unsigned char)(getpid() & 0xff);
+    return VN_OK;
+}
+
+static int comm_init(const void *id, int nranks, int rank, char *msg, size_t n)
+{
+    int size = 0, me = -1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    long sum = 0, lo, hi;
+    for (size_t i = 0; i < comm_id_size(); i++) sum = sum * 31 + ((const unsigned char *)id)[i];
+    MPI_Allreduce(&sum, &lo, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&sum, &hi, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
+    if (nranks != size || rank != me || lo != hi) {
+        if (msg && n) snprintf(msg, n, "stand-in collectives: rank %d of %d asked for, MPI has %d "
+                               "of %d, ids %s", rank, nranks, me, size, lo == hi ? "equal" : "differ");
+        return VN_ERR_INVALID;
+    }
+    g_comm = true;
+    return VN_OK;
+}
+
+static int comm_allreduce(float *const *bufs, const int64_t *counts, int k, char *msg, size_t n)
+{
+    if (!g_comm) {
+        if (msg && n) snprintf(msg, n, "no stand-in communicator");
+        return VN_ERR_STATE;
+    }
+    int rc = MPI_SUCCESS;
+    dev_open();
+    for (int i = 0; rc == MPI_SUCCESS && i < k; i++)
+        rc = MPI_Allreduce(MPI_IN_PLACE, bufs[i], (int)counts[i], MPI_FLOAT, MPI_SUM,
+                           MPI_COMM_WORLD);
+    dev_close();
+    if (rc != MPI_SUCCESS && msg && n) snprintf(msg, n, "MPI_Allreduce failed (%d)", rc);
+    return rc == MPI_SUCCESS ? VN_OK : VN_ERR_IO;
+}
+
+static int comm_wait(double timeout_s, char *msg, size_t n)
+{
+    (void)timeout_s, (void)msg, (void)n;
+    return VN_OK;
+}
+
+static void comm_destroy(void) { g_comm = false; }
+#endif
 #else
 static const vn__op_kernels no_ops[VN_OP_COUNT];
 #endif
@@ -321,6 +406,16 @@ static const vn__backend fake = {
     .optim_moments_to_host = optim_moments,
     .optim_free = optim_moments,
     .ema_blend = ema_blend,
+#if defined(FAKE_CPU_OPS) && defined(FAKE_COMM)
+    .device_uid = fake_uid,
+    .comm_available = comm_available,
+    .comm_id_size = comm_id_size,
+    .comm_id = comm_id,
+    .comm_init = comm_init,
+    .comm_allreduce = comm_allreduce,
+    .comm_wait = comm_wait,
+    .comm_destroy = comm_destroy,
+#endif
 };
 
 const vn__backend *vn__backend_entry(void);

@@ -11,7 +11,10 @@
 #     identical to the straight run;
 #  3. model.sync_bn on the device with 2 ranks: refused before training, naming the key;
 #  4. the device of each rank: its local rank modulo the devices (VN_FAKE_DEVICES stand-ins),
-#     as rank 0 prints them.
+#     as rank 0 prints them;
+#  5. the gradients summed on the devices by the backend's collectives (NCCL's path; the
+#     stand-in's are MPI underneath): the checkpoints of the host-memory path, every bucket
+#     started during backward; ranks sharing a device and VN_NCCL=0 fall back, saying why.
 # Skipped (exit 77) without mpirun or in a build without MPI.
 # Usage (from meson): test_mpi_device.sh VANILLA TESTTOOL FAKE_CPUOPS_MODULE
 set -u
@@ -75,8 +78,43 @@ for n in 1 2; do
     >"$T/devices-$n.log" 2>&1
   grep "devices by rank" "$T/devices-$n.log"
   check "$n stand-in device(s): the ranks run on $want" \
-    grep -q "^data-parallel devices by rank: $want; gradients reduced through host memory with MPI (this device's backend has no collectives)" "$T/devices-$n.log"
+    grep -q "^data-parallel devices by rank: $want; gradients reduced through host memory with MPI (the stand-in device has no collectives" "$T/devices-$n.log"
 done
+
+# 5. The device collectives (NCCL's path, with the stand-in's collectives over MPI,
+# VN_FAKE_COMM=1): with a device per rank the gradients are summed in place on the devices,
+# bucket by bucket as backward makes them final, and the checkpoints are those of the MPI
+# path (2 ranks: the same sums); ranks sharing a device, or VN_NCCL=0, take the MPI path and
+# say why.
+if grep -q "stand-in collectives" "$FAKE" 2>/dev/null; then
+  for opt in sgd lamb; do
+    bucket=$([[ $opt == lamb ]] && echo 0 || echo 25)
+    SET=(--set optim.name=$opt --set train.dist_bucket_mb=$bucket)
+    "${MPIRUN[@]}" "${DEV[@]}" -x VN_FAKE_DEVICES=2 -x VN_FAKE_COMM=1 "$VANILLA" train \
+      "$T/cfg.yaml" "${SET[@]}" --set train.device=cuda --set output.dir="$T/comm-$opt" \
+      >"$T/comm-$opt.log" 2>&1
+    grep "devices by rank" "$T/comm-$opt.log"
+    check "$opt: a device per rank: the gradients summed on the devices" \
+      grep -q "^data-parallel devices by rank: cuda:0 cuda:1; gradients reduced on the GPUs with stand-in collectives over MPI" "$T/comm-$opt.log"
+    check "$opt: summed on the devices = through host memory (every tensor, 20 steps)" \
+      "$TOOL" same "$(ck "$T/dev-$opt" 20)" "$(ck "$T/comm-$opt" 20)"
+  done
+  check "lamb, a bucket per tensor: every bucket started during backward on the devices" \
+    grep -qE ' ([1-9][0-9]+) of \1 buckets started during backward' "$T/comm-lamb.log"
+  for how in shared off; do
+    ENVS=(-x VN_FAKE_COMM=1 -x VN_FAKE_DEVICES=$([[ $how == shared ]] && echo 1 || echo 2))
+    [[ $how == off ]] && ENVS+=(-x VN_NCCL=0)
+    "${MPIRUN[@]}" "${DEV[@]}" "${ENVS[@]}" "$VANILLA" train "$T/cfg.yaml" --set train.device=cuda \
+      --set train.max_steps=2 --set output.dir="$T/comm-$how" >"$T/comm-$how.log" 2>&1
+    grep "devices by rank" "$T/comm-$how.log"
+  done
+  check "ranks sharing a device: through host memory, saying so" \
+    grep -q "gradients reduced through host memory with MPI (ranks 0 and 1 share a GPU; NCCL needs one GPU per rank)" "$T/comm-shared.log"
+  check "VN_NCCL=0: through host memory, saying so" \
+    grep -q "gradients reduced through host memory with MPI (VN_NCCL=0)" "$T/comm-off.log"
+else
+  echo "the stand-in module has no collectives (built without MPI): part 5 skipped"
+fi
 
 ((fail == 0)) && echo "mpi-device: all checks passed"
 exit $fail
