@@ -27,6 +27,9 @@
 #     recipe   vanilla train with the official recipe (RandAugment, mixup/cutmix, random
 #              erasing, LAMB, EMA) on 500x375 JPEGs made there: images/s and time waiting for
 #              data, the input pipeline included
+#     recipe_split  the recipe's vanilla train again with SGD and no EMA, then also with the
+#              lightest data pipeline, then with --profile: where the trainer's step loses to
+#              bench_train's
 #     data     the input pipeline on this machine's cores (bench_data: the official recipe's
 #              train transforms on 500x375 JPEGs, 1 and all-cores workers): can it feed the GPU?
 #     profile  the op profile of our training step (each op timed between device syncs)
@@ -243,6 +246,36 @@ PY
   grep -E "device:|img/s|time:" /tmp/vn_recipe.log | tail -14
 }
 
+# The trainer's step against bench_train's: the recipe as is, with SGD and no EMA, with the
+# data pipeline at its lightest (no RandAugment, mixup, cutmix or erasing), and once with
+# --profile (op times between device syncs, and what the tape does not cover: optimizer, EMA,
+# data, upload, bookkeeping). Needs part recipe's JPEGs (made here when missing).
+part_recipe_split() {
+  [[ -d /tmp/vn_jpg/train ]] || { part_recipe >/dev/null; }
+  local w=$(($(nproc) - 1)) label
+  local base=(examples/imagenet/vanillanet_5.yaml --set data.root=/tmp/vn_jpg --set model.num_classes=10
+    --set data.workers=$w --set train.device=cuda --set optim.update_freq=1 --set train.max_steps=45
+    --set train.eval_every=0 --set train.log_every=15 --set output.save_every=0)
+  for label in recipe sgd_no_ema light_data; do
+    local extra=()
+    case $label in
+      sgd_no_ema) extra=(--set optim.name=sgd --set 'ema.decays=[]') ;;
+      light_data) extra=(--set optim.name=sgd --set 'ema.decays=[]' --set data.auto_augment=
+        --set data.color_jitter=0 --set data.mixup=0 --set data.cutmix=0 --set data.reprob=0) ;;
+    esac
+    say "vanilla train on the GPU, split: $label"
+    timeout 100 "${loader[@]}" "$pkg/bin/vanilla" train "${base[@]}" "${extra[@]}" \
+      --set output.dir=/tmp/vn_split_$label >/tmp/vn_split_$label.log 2>&1
+    echo "exit status $?"
+    grep -E "img/s|time:" /tmp/vn_split_$label.log | tail -4
+  done
+  say "vanilla train on the GPU, the recipe with --profile"
+  timeout 100 "${loader[@]}" "$pkg/bin/vanilla" train "${base[@]}" --set output.dir=/tmp/vn_split_prof \
+    --profile >/tmp/vn_split_prof.log 2>&1
+  echo "exit status $?"
+  grep -E "img/s|time:|^ops:|^total|outside" /tmp/vn_split_prof.log | tail -8
+}
+
 part_dp() ( # a subshell: the Open MPI settings stay in it
   say "data-parallel: 2 ranks on the GPU through MPI (bench/dp_gpu_check.sh)"
   local o=$pkg/ompi mpirun
@@ -270,7 +303,7 @@ part_torch_variants() {
 
 for part in "${parts[@]}"; do
   case $part in
-    suites|profile|profile_row|ours|ours_quick|torch|data|train|dp|recipe|torch_variants) "part_$part" ;;
+    suites|profile|profile_row|ours|ours_quick|torch|data|train|dp|recipe|recipe_split|torch_variants) "part_$part" ;;
     *) echo "device_check: no part '$part'" ;;
   esac
 done
