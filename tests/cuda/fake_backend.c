@@ -334,10 +334,10 @@ static int comm_init(const void *id, int nranks, int rank, char *msg, size_t n)
     int size = 0, me = -1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
-    long sum = 0, lo, hi;
+    unsigned long sum = 0, lo, hi;
     for (size_t i = 0; i < comm_id_size(); i++) sum = sum * 31 + ((const unsigned char *)id)[i];
-    MPI_Allreduce(&sum, &lo, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&sum, &hi, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&sum, &lo, 1, MPI_UNSIGNED_LONG, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&sum, &hi, 1, MPI_UNSIGNED_LONG, MPI_MAX, MPI_COMM_WORLD);
     if (nranks != size || rank != me || lo != hi) {
         if (msg && n) snprintf(msg, n, "stand-in collectives: rank %d of %d asked for, MPI has %d "
                                "of %d, ids %s", rank, nranks, me, size, lo == hi ? "equal" : "differ");
