@@ -225,6 +225,16 @@ int vn_tensor_write(vn_tensor *t, const float *host)
     return vn__dev_copy(t->device, t->data, VN_DEVICE_CPU, host, (size_t)t->numel * sizeof(float));
 }
 
+int vn_tensor_upload(vn_tensor *t, const float *host)
+{
+    size_t bytes = (size_t)t->numel * sizeof(float);
+    if (t->device == VN_DEVICE_CPU) {
+        memcpy(t->data, host, bytes);
+        return VN_OK;
+    }
+    return vn__backend_must(t->device)->upload(t->data, host, bytes);
+}
+
 int vn_tensor_read_grad(const vn_tensor *t, float *host)
 {
     if (!t->grad) return VN_ERR_STATE;

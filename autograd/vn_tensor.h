@@ -91,6 +91,10 @@ int vn_tensor_to_device(vn_tensor *t, vn_device d);
 int vn_tensor_read(const vn_tensor *t, float *host);
 int vn_tensor_write(vn_tensor *t, const float *host);
 int vn_tensor_read_grad(const vn_tensor *t, float *host);
+/* Copies numel floats from host memory into the data of a tensor on any device without
+ * waiting for the work the device has queued (through pinned staging on CUDA: the host
+ * buffer may be reused when it returns); the device's later work is ordered after it. */
+int vn_tensor_upload(vn_tensor *t, const float *host);
 int vn_tensor_write_grad(vn_tensor *t, const float *host);
 /* Waits until everything queued on device d has run (timing, before reading results by
  * other means than vn_tensor_read). VN_OK at once for the CPU. */

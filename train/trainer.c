@@ -63,6 +63,16 @@ typedef struct run {
     double dp_wait, dp_step_s; /* this session: allreduce waits and step times, summed */
     int64_t dp_steps;
     int early_buckets;        /* buckets the last step started during backward */
+    /* Single-process runs on a device: the epoch's next micro-batch, fetched from the loader
+     * and uploaded while the device runs the current one's backward (prefetch_next), so that
+     * the host's copy of it overlaps the step. */
+    vn_batch next;
+    bool has_next;
+    int next_rc;              /* the fetch failed: reported when the batch is needed */
+    vn_error next_err;
+    vn_tensor *xbuf[2];       /* model-lifetime device inputs, used in turn */
+    int next_slot;            /* the one next was uploaded into, -1: not uploaded */
+    int xcur;                 /* the one the current micro-batch reads, -1: none */
 } run;
 
 /* The metric columns, named once: per step, per evaluation, per epoch (the epoch row is also
@@ -82,6 +92,9 @@ static const char *const epoch_cols[] = {"train_loss", "val_top1", "val_top5", "
 
 static void run_free(run *r)
 {
+    if (r->has_next) vn_loader_release(r->train, &r->next);
+    vn_tensor_free(r->xbuf[0]);
+    vn_tensor_free(r->xbuf[1]);
     vn__dp_destroy(r->dp);
     if (r->null_out) fclose(r->null_out);
     vn_loader_close(r->train);
@@ -459,6 +472,42 @@ static int resume(run *r, vn_error *err)
 
 static int apply_update(run *r, bool bad, vn_error *err);
 
+/* Device runs: after batch b's backward is queued, fetches the epoch's next micro-batch and
+ * uploads it into the device input the current one does not read; the device runs it after
+ * the work queued before (backward), and the next train_step takes it instead of asking the
+ * loader. The position of the run still advances as micro-batches are used, so a checkpoint
+ * or a stop in between loses nothing (the loader starts again at the position on resume). A
+ * failed fetch is kept and reported by the step that needs the batch, as without prefetch. */
+static void prefetch_next(run *r, const vn_batch *b)
+{
+    const int64_t B = r->cfg->train.batch_size;
+    if (r->device == VN_DEVICE_CPU || r->dp || r->has_next || r->next_rc != VN_OK ||
+        b->next_position / B >= r->micro_per_ep)
+        return;
+    vn_batch nb;
+    int rc = vn_loader_next(r->train, &nb, &r->next_err);
+    if (rc == VN_OK && nb.size == 0)
+        rc = vn_error_set(&r->next_err, VN_ERR_STATE, "the loader ended an epoch early");
+    if (rc != VN_OK) {
+        r->next_rc = rc;
+        return;
+    }
+    const int slot = r->xcur == 0 ? 1 : 0;
+    vn_tensor *x = r->xbuf[slot], *img = nb.images;
+    if (!x || !vn_tensor_same_shape(x, img)) {
+        vn_tensor_free(x);
+        x = r->xbuf[slot] = vn_tensor_new(img->ndim, img->shape, false);
+        if (x && vn_tensor_to_device(x, r->device) != VN_OK) {
+            vn_tensor_free(x);
+            x = r->xbuf[slot] = NULL;
+        }
+    }
+    /* A failed upload is not fatal: the batch is then uploaded as without prefetch. */
+    r->next_slot = x && vn_tensor_upload(x, img->data) == VN_OK ? slot : -1;
+    r->next = nb;
+    r->has_next = true;
+}
+
 /* One optimizer step over update_freq micro-batches. Returns VN_OK, an error, or
  * VN_ERR_NUMERIC when the step was skipped for a non-finite value (skip mode). */
 static int train_step(run *r, double *loss_out, int *images, vn_error *err)
@@ -472,11 +521,25 @@ static int train_step(run *r, double *loss_out, int *images, vn_error *err)
     vn_optim_set_weight_decay(r->optim, vn_schedule_value(&r->wd_sched, r->st.step));
     for (int64_t k = 0; k < uf; k++) {
         vn_batch b;
-        int rc = vn_loader_next(r->train, &b, err);
-        if (rc != VN_OK) return rc;
-        if (b.size == 0) return vn_error_set(err, VN_ERR_STATE, "the loader ended an epoch early");
+        vn_tensor *pre = NULL; /* the prefetched device input */
+        if (r->has_next) {
+            b = r->next;
+            r->has_next = false;
+            r->xcur = r->next_slot;
+            if (r->xcur >= 0) pre = r->xbuf[r->xcur];
+        } else if (r->next_rc != VN_OK) {
+            int rc = r->next_rc;
+            r->next_rc = VN_OK;
+            *err = r->next_err;
+            return rc;
+        } else {
+            int rc = vn_loader_next(r->train, &b, err);
+            if (rc != VN_OK) return rc;
+            if (b.size == 0) return vn_error_set(err, VN_ERR_STATE, "the loader ended an epoch early");
+            r->xcur = -1;
+        }
         vn_ctx_reset(r->ctx);
-        vn_tensor *x = vn_ctx_upload(r->ctx, b.images);
+        vn_tensor *x = pre ? pre : vn_ctx_upload(r->ctx, b.images);
         vn_tensor *logits = x ? vn_vanillanet_forward(r->ctx, r->model, x) : NULL;
         vn_tensor *loss = loss_of(r, logits, &b);
         if (loss && uf > 1) loss = vn_scale(r->ctx, loss, vn_accum_loss_scale((int)uf));
@@ -490,6 +553,7 @@ static int train_step(run *r, double *loss_out, int *images, vn_error *err)
             vn_loader_release(r->train, &b);
             return vn_error_set(err, vn_ctx_status(r->ctx), "backward: %s", vn_ctx_error(r->ctx));
         }
+        prefetch_next(r, &b);
         loss_sum += lv;
         *images += b.size;
         r->st.position = b.next_position;
@@ -860,6 +924,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (cfg->model.task == VN_CONFIG_TASK_DETECT) return vn_detect_train(cfg, opt, res, err);
     memset(res, 0, sizeof *res);
     run R = {0}, *r = &R;
+    r->xcur = r->next_slot = -1;
     r->cfg = cfg;
     r->opt = opt;
     r->out = opt->out ? opt->out : stdout;
