@@ -73,6 +73,7 @@ typedef struct run {
     vn_tensor *xbuf[2];       /* model-lifetime device inputs, used in turn */
     int next_slot;            /* the one next was uploaded into, -1: not uploaded */
     int xcur;                 /* the one the current micro-batch reads, -1: none */
+    int train_depth;          /* the training loader's batch buffers */
 } run;
 
 /* The metric columns, named once: per step, per evaluation, per epoch (the epoch row is also
@@ -392,6 +393,10 @@ static int open_data(run *r, vn_error *err)
     lc.root = vn_split_path(r->cfg, true, path, sizeof path);
     lc.shard_index = r->rank;
     lc.shard_count = r->ranks;
+    /* A single-process run on a device holds one batch more: the one fetched ahead
+     * (prefetch_next), so that the workers still run data.prefetch batches ahead. */
+    if (r->device != VN_DEVICE_CPU && r->ranks == 1 && lc.prefetch < 64) lc.prefetch++;
+    r->train_depth = lc.prefetch;
     int rc = vn_loader_open(&lc, &r->train, err);
     if (rc != VN_OK) return rc;
     r->classes = vn_loader_class_names(r->train);
@@ -481,8 +486,9 @@ static int apply_update(run *r, bool bad, vn_error *err);
 static void prefetch_next(run *r, const vn_batch *b)
 {
     const int64_t B = r->cfg->train.batch_size;
+    /* The loader's buffers include the ones the caller holds: holding two needs two. */
     if (r->device == VN_DEVICE_CPU || r->dp || r->has_next || r->next_rc != VN_OK ||
-        b->next_position / B >= r->micro_per_ep)
+        r->train_depth < 2 || b->next_position / B >= r->micro_per_ep)
         return;
     vn_batch nb;
     int rc = vn_loader_next(r->train, &nb, &r->next_err);

@@ -5,7 +5,8 @@
 # with NaN. Everything the trainer does on a device (placement, batch upload, loss read-back,
 # clipping, EMA, checkpoints from host copies, resume) must then give the CPU's bytes:
 #  - cpu and cuda runs write tensor-for-tensor identical checkpoints (EMA, mixup/cutmix,
-#    LAMB with clipping and accumulation; AdamW with dropout and epoch-wise act_learn);
+#    LAMB with clipping and accumulation; AdamW with dropout and epoch-wise act_learn), with
+#    the next batch fetched and uploaded ahead (also with data.prefetch 1);
 #  - a SIGTERM'd device run resumes to the bytes of a straight device run;
 #  - a cpu checkpoint resumes on the device and a device checkpoint on the cpu;
 #  - eval / predict / export --device cuda print and write what --device cpu does;
@@ -60,6 +61,12 @@ grep -h "eval epoch" "$T/cpu.log" >"$T/cpu.eval"
 grep -h "eval epoch" "$T/dev.log" >"$T/dev.eval"
 expect "device run: the same evaluation lines" cmp -s "$T/cpu.eval" "$T/dev.eval"
 expect "device run: evaluation lines were printed" [ -s "$T/dev.eval" ]
+# data.prefetch 1: on a device the loader gets a second buffer for the batch fetched ahead.
+dev train "$T/base.yaml" --set output.dir="$T/dev-p1" --set train.device=cuda \
+  --set data.prefetch=1 >"$T/dev-p1.log" 2>&1
+expect "device run with data.prefetch 1: exit 0" [ $? -eq 0 ]
+expect "device run with data.prefetch 1: every checkpoint equals the cpu's" \
+  same_ckpts "$T/cpu" "$T/dev-p1"
 
 # 2. AdamW, dropout, hard labels with label smoothing, act_learn per epoch, no EMA.
 other=(--set optim.name=adamw --set data.mixup=0 --set data.cutmix=0 --set model.drop_rate=0.2
