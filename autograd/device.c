@@ -266,7 +266,7 @@ vn_tensor *vn_ctx_upload(vn_ctx *ctx, vn_tensor *t)
     size_t bytes = (size_t)t->numel * sizeof(float);
     int rc = VN_OK;
     if (x && t->device == VN_DEVICE_CPU) /* pinned and not waiting for the device */
-        rc = vn__backend_must(x->device)->upload(x->data, t->data, bytes);
+        rc = vn_tensor_upload(x, t->data);
     else if (x)
         rc = vn__dev_copy(x->device, x->data, t->device, t->data, bytes);
     if (x && rc != VN_OK)

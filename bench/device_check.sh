@@ -215,6 +215,12 @@ part_train() {
   echo "train_gpu_check exit status $?"
 }
 
+# vanilla train with the official recipe on part recipe's JPEGs, 45 steps on the GPU.
+recipe_args=(examples/imagenet/vanillanet_5.yaml --set data.root=/tmp/vn_jpg
+  --set model.num_classes=10 --set data.workers=$(($(nproc) - 1)) --set train.device=cuda
+  --set optim.update_freq=1 --set train.max_steps=45 --set train.eval_every=0
+  --set output.save_every=0)
+
 part_recipe() {
   local w=$(($(nproc) - 1))
   say "the official recipe on 500x375 JPEGs: vanilla train, vanillanet_5 at 224, batch 128, cuda, $w workers"
@@ -237,10 +243,7 @@ with Pool(os.cpu_count()) as p:
     p.map(make, jobs, chunksize=32)
 print("made", len(jobs), "JPEGs in /tmp/vn_jpg")
 PY
-  timeout 100 "${loader[@]}" "$pkg/bin/vanilla" train examples/imagenet/vanillanet_5.yaml \
-    --set data.root=/tmp/vn_jpg --set model.num_classes=10 --set data.workers=$w \
-    --set train.device=cuda --set optim.update_freq=1 --set train.max_steps=45 \
-    --set train.eval_every=0 --set train.log_every=5 --set output.save_every=0 \
+  timeout 100 "${loader[@]}" "$pkg/bin/vanilla" train "${recipe_args[@]}" --set train.log_every=5 \
     --set output.dir=/tmp/vn_recipe >/tmp/vn_recipe.log 2>&1
   echo "recipe run exit status $?"
   grep -E "device:|img/s|time:" /tmp/vn_recipe.log | tail -14
@@ -252,10 +255,7 @@ PY
 # data, upload, bookkeeping). Needs part recipe's JPEGs (made here when missing).
 part_recipe_split() {
   [[ -d /tmp/vn_jpg/train ]] || { part_recipe >/dev/null; }
-  local w=$(($(nproc) - 1)) label
-  local base=(examples/imagenet/vanillanet_5.yaml --set data.root=/tmp/vn_jpg --set model.num_classes=10
-    --set data.workers=$w --set train.device=cuda --set optim.update_freq=1 --set train.max_steps=45
-    --set train.eval_every=0 --set train.log_every=15 --set output.save_every=0)
+  local label base=("${recipe_args[@]}" --set train.log_every=15)
   for label in recipe sgd_no_ema light_data; do
     local extra=()
     case $label in

@@ -73,7 +73,6 @@ typedef struct run {
     vn_tensor *xbuf[2];       /* model-lifetime device inputs, used in turn */
     int next_slot;            /* the one next was uploaded into, -1: not uploaded */
     int xcur;                 /* the one the current micro-batch reads, -1: none */
-    int train_depth;          /* the training loader's batch buffers */
 } run;
 
 /* The metric columns, named once: per step, per evaluation, per epoch (the epoch row is also
@@ -396,7 +395,6 @@ static int open_data(run *r, vn_error *err)
     /* A single-process run on a device holds one batch more: the one fetched ahead
      * (prefetch_next), so that the workers still run data.prefetch batches ahead. */
     if (r->device != VN_DEVICE_CPU && r->ranks == 1 && lc.prefetch < 64) lc.prefetch++;
-    r->train_depth = lc.prefetch;
     int rc = vn_loader_open(&lc, &r->train, err);
     if (rc != VN_OK) return rc;
     r->classes = vn_loader_class_names(r->train);
@@ -486,9 +484,9 @@ static int apply_update(run *r, bool bad, vn_error *err);
 static void prefetch_next(run *r, const vn_batch *b)
 {
     const int64_t B = r->cfg->train.batch_size;
-    /* The loader's buffers include the ones the caller holds: holding two needs two. */
+    /* (open_data gave the loader a buffer for it: the loader counts the held batches.) */
     if (r->device == VN_DEVICE_CPU || r->dp || r->has_next || r->next_rc != VN_OK ||
-        r->train_depth < 2 || b->next_position / B >= r->micro_per_ep)
+        b->next_position / B >= r->micro_per_ep)
         return;
     vn_batch nb;
     int rc = vn_loader_next(r->train, &nb, &r->next_err);

@@ -189,7 +189,8 @@ int vn__cuda_comm_wait(double timeout_s, char *msg, size_t n)
 void vn__cuda_comm_destroy(void)
 {
     if (!g_comm) return;
-    if (vn__cuda_get(NULL, 0)) (void)cudaStreamSynchronize(vn__cuda_get(NULL, 0)->stream);
+    vn__cuda *c = vn__cuda_get(NULL, 0);
+    if (c) (void)cudaStreamSynchronize(c->stream);
     g_nccl.comm_destroy(g_comm);
     g_comm = NULL;
 }

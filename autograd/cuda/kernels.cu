@@ -23,15 +23,23 @@ static int done(void) { return (int)cudaGetLastError(); }
 // The four-channels-a-thread kernels (bn_apply4 and the like) serve rows of a multiple of 4
 // floats at 16-byte aligned addresses; VN_CUDA_SCALAR=1 keeps the one-channel kernels (the same
 // bytes; for comparison).
-static bool vec4_ok(int64_t c, const void *a, const void *b, const void *d)
+static bool scalar_kernels(void)
 {
     static int scalar = -1;
     if (scalar < 0) {
         const char *e = getenv("VN_CUDA_SCALAR");
         scalar = e && e[0] == '1';
     }
-    return !scalar && c % 4 == 0 && ((uintptr_t)a & 15) == 0 && ((uintptr_t)b & 15) == 0 &&
-           ((uintptr_t)d & 15) == 0;
+    return scalar == 1;
+}
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; } // NULL: yes
+
+// Rows of c floats at a, b, d, e (NULL where unused) for the four-channel kernels.
+static bool vec4_ok(int64_t c, const void *a, const void *b, const void *d, const void *e)
+{
+    return !scalar_kernels() && c % 4 == 0 && aligned16(a) && aligned16(b) && aligned16(d) &&
+           aligned16(e);
 }
 
 #include "autograd/cuda/kernels_index.cuh"
@@ -188,7 +196,7 @@ __global__ void to_bf16_4(bf16x4 *dst, const float4 *src, int64_t n4)
 
 int vn__k_to_bf16(vn__stream s, uint16_t *dst, const float *src, int64_t n)
 {
-    int64_t n4 = vec4_ok(4, src, src, src) && ((uintptr_t)dst & 7) == 0 ? n / 4 : 0;
+    int64_t n4 = !scalar_kernels() && aligned16(src) && ((uintptr_t)dst & 7) == 0 ? n / 4 : 0;
     if (n4)
         to_bf16_4<<<grid_for(n4), VN_THREADS, 0, s>>>((bf16x4 *)dst, (const float4 *)src, n4);
     if (n > 4 * n4)
@@ -463,7 +471,7 @@ extern "C" {
 int vn__k_bn_stats(vn__stream s, float *mean, float *invstd, double *rec, double *part,
                    const float *x, int64_t rows, int64_t c, float eps, int parts)
 {
-    if (vec4_ok(c, x, x, x))
+    if (vec4_ok(c, x, NULL, NULL, NULL))
         bn_partials4<<<red_grid(c / 4, parts), dim3(RED_X, RED_Y), 0, s>>>(part, x, rows, c, parts);
     else
         bn_partials<<<red_grid(c, parts), dim3(RED_X, RED_Y), 0, s>>>(part, x, rows, c, parts);
@@ -490,7 +498,7 @@ int vn__k_bn_apply(vn__stream s, float *y, const float *x, const float *mean, co
 {
     int64_t per;
     dim3 grid = ch_rows_grid(rows, c, &per);
-    if (vec4_ok(c, y, x, x)) {
+    if (vec4_ok(c, y, x, NULL, NULL)) {
         grid = ch_rows_grid4(rows, c, &per);
         bn_apply4<<<grid, dim3(32, 8), 0, s>>>(y, x, mean, invstd, w, b, rows, c, per, act, slope);
     } else {
@@ -503,7 +511,7 @@ int vn__k_bn_grad_sums(vn__stream s, float *sum_dy, float *sum_dy_xhat, double *
                        const float *dy, const float *x, const float *mean, const float *invstd,
                        int64_t rows, int64_t c, int parts, const float *z, float slope)
 {
-    if (vec4_ok(c, dy, x, z ? z : x))
+    if (vec4_ok(c, dy, x, z, NULL))
         bn_grad_partials4<<<red_grid(c / 4, parts), dim3(RED_X, RED_Y), 0, s>>>(
             part, dy, x, mean, invstd, rows, c, parts, z, slope);
     else
@@ -520,7 +528,7 @@ int vn__k_bn_bwd_dx(vn__stream s, float *dx, const float *dy, const float *x, co
 {
     int64_t per;
     dim3 grid = ch_rows_grid(rows, c, &per);
-    if (vec4_ok(c, dx, dy, x) && vec4_ok(c, z ? z : x, x, x)) {
+    if (vec4_ok(c, dx, dy, x, z)) {
         grid = ch_rows_grid4(rows, c, &per);
         bn_bwd_dx4<<<grid, dim3(32, 8), 0, s>>>(dx, dy, x, mean, invstd, w, sum_dy, sum_dy_xhat,
                                                 rows, c, training, assign, per, z, slope);
@@ -534,7 +542,7 @@ int vn__k_bn_bwd_dx(vn__stream s, float *dx, const float *dy, const float *x, co
 int vn__k_bias_grad(vn__stream s, float *db, double *part, const float *dy, int64_t rows,
                     int64_t c, int parts)
 {
-    if (vec4_ok(c, dy, dy, dy))
+    if (vec4_ok(c, dy, NULL, NULL, NULL))
         bias_partials4<<<red_grid(c / 4, parts), dim3(RED_X, RED_Y), 0, s>>>(part, dy, rows, c,
                                                                             parts);
     else
@@ -547,7 +555,7 @@ int vn__k_bias_add(vn__stream s, float *y, const float *b, int64_t rows, int64_t
 {
     int64_t per;
     dim3 grid = ch_rows_grid(rows, c, &per);
-    if (vec4_ok(c, y, y, y)) {
+    if (vec4_ok(c, y, NULL, NULL, NULL)) {
         grid = ch_rows_grid4(rows, c, &per);
         bias_add4<<<grid, dim3(32, 8), 0, s>>>(y, b, rows, c, per);
     } else {
