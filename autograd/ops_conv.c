@@ -13,6 +13,7 @@
  * Temporaries come from the context pool; nothing but the inputs themselves is needed by
  * backward, so nothing is saved: the im2col matrix is recomputed instead of kept. */
 #include "autograd/ops_conv.h"
+#include "autograd/ops_gemm.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -81,6 +82,44 @@ void *vn__conv_scratch(vn_ctx *ctx, size_t bytes, const char *what)
     return p;
 }
 
+/* ---- the three products, through ops_gemm.c where it takes them, else OpenBLAS ----------- */
+
+/* y [m, n] = (bias rows, or 0) + x [m, k] w^T, w [n, k]. */
+static void sgemm_nt_bias(vn_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
+                          const float *w, const float *b, float *y)
+{
+    vn__gemm_args g = {.m = m, .n = n, .k = k, .a = x, .a_row = k, .a_col = 1, .b = w, .ldb = k,
+                       .b_trans = true, .c = y, .ldc = n,
+                       .init = b ? VN__GEMM_BIAS : VN__GEMM_ZERO, .bias = b};
+    if (vn__gemm(ctx, &g)) return;
+    if (b) fill_bias_rows(y, b, m, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k,
+                w, (int)k, b ? 1.0f : 0.0f, y, (int)n);
+}
+
+/* dx [m, n] (+)= dy [m, k] w, w [k, n]. */
+static void sgemm_nn(vn_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *dy,
+                     const float *w, bool fresh, float *dx)
+{
+    vn__gemm_args g = {.m = m, .n = n, .k = k, .a = dy, .a_row = k, .a_col = 1, .b = w, .ldb = n,
+                       .c = dx, .ldc = n, .init = fresh ? VN__GEMM_ZERO : VN__GEMM_ACC};
+    if (vn__gemm(ctx, &g)) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, dy,
+                (int)k, w, (int)n, fresh ? 0.0f : 1.0f, dx, (int)n);
+}
+
+/* dw [co, k] (+)= dy^T x over m rows, dy [m, co], x [m, k]. */
+static void sgemm_tn(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *dy,
+                     const float *x, bool fresh, float *dw)
+{
+    vn__gemm_args g = {.m = co, .n = k, .k = m, .a = dy, .a_row = 1, .a_col = co, .b = x,
+                       .ldb = k, .c = dw, .ldc = k,
+                       .init = fresh ? VN__GEMM_ZERO : VN__GEMM_ACC};
+    if (vn__gemm(ctx, &g)) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)k, (int)m, 1.0f, dy,
+                (int)co, x, (int)k, fresh ? 0.0f : 1.0f, dw, (int)k);
+}
+
 /* ---- weight gradients: dw [co, k] (+)= dy^T x over m rows ------------------------------- */
 
 /* Rows per chunk of a split weight-gradient product, and the most floats of partial sums
@@ -101,8 +140,7 @@ static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *d
 {
     int64_t nch = vn_chunk_count(m, DW_CHUNK_ROWS), part = co * k;
     if (nch < 2 || nch * part > DW_SPLIT_MAX_FLOATS) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)k, (int)m, 1.0f, dy,
-                    (int)co, x, (int)k, fresh ? 0.0f : 1.0f, dw, (int)k);
+        sgemm_tn(ctx, co, k, m, dy, x, fresh, dw);
         return VN_OK;
     }
     float *sums = vn__conv_scratch(ctx, (size_t)(nch * part) * sizeof(float),
@@ -112,8 +150,7 @@ static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *d
     for (int64_t c = 0; c < nch; c++) {
         int64_t lo, hi;
         vn_chunk_range(c, m, DW_CHUNK_ROWS, &lo, &hi);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)k, (int)(hi - lo), 1.0f,
-                    dy + lo * co, (int)co, x + lo * k, (int)k, 0.0f, sums + c * part, (int)k);
+        sgemm_tn(ctx, co, k, hi - lo, dy + lo * co, x + lo * k, true, sums + c * part);
     }
 #pragma omp parallel for schedule(static) if (nch * part > VN_PAR_MIN)
     for (int64_t i = 0; i < part; i++) {
@@ -127,13 +164,10 @@ static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *d
 
 /* ---- 1x1, stride 1, pad 0, groups 1 ---------------------------------------------------- */
 
-static void conv1x1_forward(float *y, const float *x, const float *w, const float *b,
-                            const vn__conv_geom *g)
+static void conv1x1_forward(vn_ctx *ctx, float *y, const float *x, const float *w,
+                            const float *b, const vn__conv_geom *g)
 {
-    int64_t m = g->n * g->h * g->w;
-    if (b) fill_bias_rows(y, b, m, g->cout);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)g->cout, (int)g->cin,
-                1.0f, x, (int)g->cin, w, (int)g->cin, b ? 1.0f : 0.0f, y, (int)g->cout);
+    sgemm_nt_bias(ctx, g->n * g->h * g->w, g->cout, g->cin, x, w, b, y);
 }
 
 /* dx (+)= dy * W; dw (+)= dy^T * x. beta 0 where the gradient buffer is fresh. */
@@ -142,10 +176,7 @@ static int conv1x1_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, bo
                             const vn__conv_geom *g)
 {
     int64_t m = g->n * g->h * g->w;
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)g->cin, (int)g->cout,
-                    1.0f, dy, (int)g->cout, w, (int)g->cin, dx_fresh ? 0.0f : 1.0f, dx,
-                    (int)g->cin);
+    if (dx) sgemm_nn(ctx, m, g->cin, g->cout, dy, w, dx_fresh, dx);
     return dw ? gemm_dw(ctx, g->cout, g->cin, m, dy, x, dw_fresh, dw) : VN_OK;
 }
 
@@ -193,9 +224,7 @@ static int patch_forward(vn_ctx *ctx, float *y, const float *x, const float *w, 
     float *p = vn__conv_scratch(ctx, (size_t)(m * k) * sizeof(float), "patch matrix");
     if (!p) return VN_ERR_NOMEM;
     patch_gather(p, x, g);
-    if (b) fill_bias_rows(y, b, m, g->cout);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)g->cout, (int)k, 1.0f, p,
-                (int)k, w, (int)k, b ? 1.0f : 0.0f, y, (int)g->cout);
+    sgemm_nt_bias(ctx, m, g->cout, k, p, w, b, y);
     vn__pool_free(ctx, p);
     return VN_OK;
 }
@@ -216,8 +245,7 @@ static int patch_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, bool
     }
     if (dx) {
         /* The same buffer now holds d(patches). */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)k, (int)g->cout,
-                    1.0f, dy, (int)g->cout, w, (int)k, 0.0f, p, (int)k);
+        sgemm_nn(ctx, m, k, g->cout, dy, w, true, p);
         /* Remainder rows/columns (H not divisible by the stride) get gradient 0. */
         if (dx_fresh) memset(dx, 0, (size_t)(g->n * g->h * g->w * g->cin) * sizeof(float));
         patch_scatter_add(dx, p, g);
@@ -522,7 +550,7 @@ int vn__conv2d_forward_cpu(vn_ctx *ctx, vn_node *node)
     const float *x = node->in[0]->data, *w = node->in[1]->data;
     const float *b = node->n_in > 2 ? node->in[2]->data : NULL;
     switch (st->kind) {
-    case VN__CONV_KIND_1X1: conv1x1_forward(y, x, w, b, g); return VN_OK;
+    case VN__CONV_KIND_1X1: conv1x1_forward(ctx, y, x, w, b, g); return VN_OK;
     case VN__CONV_KIND_PATCH: return patch_forward(ctx, y, x, w, b, g);
     case VN__CONV_KIND_DEPTHWISE: return vn__dw_forward(ctx, y, x, w, b, g, st->relu_in);
     case VN__CONV_KIND_GENERAL: return general_forward(ctx, y, x, w, b, g);

@@ -1,8 +1,10 @@
-/* For tests and benchmarks only: reaching one tape entry without running the whole backward.
+/* For tests and benchmarks only: reaching one tape entry without running the whole backward,
+ * and the AVX-512 products of the 1x1 convs (ops_gemm.h: test gemm, bench_ops gemm).
  * Programs outside the library use nothing else of autograd's internals. */
 #ifndef VN_TESTING_H
 #define VN_TESTING_H
 
+#include "autograd/ops_gemm.h"
 #include "autograd/vn_ctx.h"
 
 #ifdef __cplusplus

@@ -1,7 +1,7 @@
 /* Op benchmark: the machine's ceilings (OpenBLAS sgemm, memcpy) and the hot ops of
  * VanillaNet measured against them.
  *
- *   bench_ops [reps] [ceil] [conv1x1] [conv3x3] [depthwise] [bn]
+ *   bench_ops [reps] [ceil] [gemm] [conv1x1] [conv3x3] [depthwise] [bn]
  *
  * reps (default 5) timed runs after one warm-up; medians are reported. Naming sections runs
  * only those. Compute-bound ops are reported in GFLOPS and memory-bound ops in GB/s of the
@@ -332,6 +332,112 @@ static void bench_batch_norm(int reps, vn_ctx *ctx, int64_t n, int64_t hw, int64
     vn_tensor_free(rv);
 }
 
+/* ---- gemm: the 1x1 convs' products, ours (autograd/ops_gemm.c) against OpenBLAS ------------ */
+
+typedef struct gemm_job {
+    vn__gemm_args g;
+    int kind; /* 0 forward x w^T + bias, 1 input gradient dy w, 2 weight gradient dy^T x */
+    vn_ctx *ctx;
+} gemm_job;
+
+static double gemm_blas_run(void *arg)
+{
+    gemm_job *j = arg;
+    const vn__gemm_args *g = &j->g;
+    int m = (int)g->m, n = (int)g->n, k = (int)g->k;
+    double t0 = now_s();
+    if (j->kind == 0) { /* as ops_conv.c did: the bias rows, then beta 1 */
+        for (int i = 0; i < m; i++) memcpy(g->c + (size_t)i * n, g->bias, (size_t)n * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, g->a, k, g->b, k,
+                    1.0f, g->c, n);
+    } else if (j->kind == 1) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, g->a, k, g->b, n,
+                    0.0f, g->c, n);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0f, g->a, m, g->b, n,
+                    0.0f, g->c, n);
+    }
+    return now_s() - t0;
+}
+
+static double gemm_ours_run(void *arg)
+{
+    gemm_job *j = arg;
+    double t0 = now_s();
+    if (!vn__gemm(j->ctx, &j->g)) return -1.0;
+    return now_s() - t0;
+}
+
+/* Alternates OpenBLAS and ours rep by rep (a shared machine drifts) and prints both, their
+ * ratio and which one the default choice (vn__gemm_prefers) takes. */
+static void bench_gemm_shape(int reps, vn_ctx *ctx, int kind, int64_t m, int64_t n, int64_t k,
+                             const char *what)
+{
+    float *a = alloc_floats(m * k), *b = alloc_floats(n * k), *c = alloc_floats(m * n);
+    float *bias = alloc_floats(n);
+    gemm_job j = {.kind = kind, .ctx = ctx,
+                  .g = {.m = m, .n = n, .k = k, .a = a, .b = b, .c = c, .ldc = n, .bias = bias}};
+    if (kind == 0) {
+        j.g.a_row = k, j.g.a_col = 1, j.g.ldb = k, j.g.b_trans = true;
+        j.g.init = VN__GEMM_BIAS;
+    } else if (kind == 1) {
+        j.g.a_row = k, j.g.a_col = 1, j.g.ldb = n, j.g.init = VN__GEMM_ZERO;
+    } else {
+        j.g.a_row = 1, j.g.a_col = m, j.g.ldb = n, j.g.init = VN__GEMM_ZERO;
+    }
+    double tb[MAX_REPS], to[MAX_REPS];
+    gemm_blas_run(&j);
+    bool ok = gemm_ours_run(&j) >= 0;
+    for (int r = 0; ok && r < reps; r++) {
+        tb[r] = gemm_blas_run(&j);
+        to[r] = gemm_ours_run(&j);
+    }
+    static const char *kinds[] = {"fwd", "dx", "dw"};
+    double f = 2.0 * (double)m * (double)n * (double)k;
+    if (!ok) {
+        printf("%-22s %-3s %6lld %5lld %5lld  (left to OpenBLAS: %.0f multiply-adds or fewer)\n",
+               what, kinds[kind], (long long)m, (long long)n, (long long)k, VN__GEMM_MIN_MACS);
+    } else {
+        double mb = median(tb, reps), mo = median(to, reps);
+        printf("%-22s %-3s %6lld %5lld %5lld  OpenBLAS %7.3f ms %6.1f GF/s  ours %7.3f ms %6.1f "
+               "GF/s  %5.2fx  default: %s\n", what, kinds[kind], (long long)m, (long long)n,
+               (long long)k, mb * 1e3, f / mb * 1e-9, mo * 1e3, f / mo * 1e-9, mb / mo,
+               vn__gemm_prefers(&j.g) ? "ours" : "OpenBLAS");
+    }
+    free(a), free(b), free(c), free(bias);
+}
+
+static void bench_gemm(int reps, vn_ctx *ctx)
+{
+    if (!vn__gemm_compiled()) {
+        printf("gemm: this build has no AVX-512 kernels (every product goes to OpenBLAS)\n");
+        return;
+    }
+    vn__gemm_set_mode(2);
+    printf("gemm: the products of the 1x1 and patchify convs (m x n x k; dw: n x k over m "
+           "rows), OpenBLAS %s kernels\n", vn_blas_core());
+    /* The Fashion-MNIST model, batch 128 at 28 px (rows 6272 at 7x7, 1152 at 3x3); the
+     * weight gradients in the 2,048-row chunks ops_conv.c splits them into. */
+    static const struct { int kind; int64_t m, n, k; const char *what; } shapes[] = {
+        {0, 6272, 64, 16, "fmnist stem1 (patch)"}, {0, 6272, 64, 64, "fmnist stem2/s0.c1"},
+        {0, 6272, 128, 64, "fmnist s0.conv2"}, {0, 6272, 128, 128, "fmnist s1.conv1"},
+        {0, 6272, 256, 128, "fmnist s1.conv2"}, {0, 1152, 256, 256, "fmnist s2.conv1"},
+        {1, 6272, 16, 64, "fmnist stem1 (patch)"}, {1, 6272, 64, 64, "fmnist stem2/s0.c1"},
+        {1, 6272, 64, 128, "fmnist s0.conv2"}, {1, 6272, 128, 128, "fmnist s1.conv1"},
+        {1, 6272, 128, 256, "fmnist s1.conv2"}, {1, 1152, 256, 256, "fmnist s2.conv1"},
+        {2, 64, 16, 2048, "fmnist stem1 (patch)"}, {2, 64, 64, 2048, "fmnist stem2/s0.c1"},
+        {2, 128, 64, 2048, "fmnist s0.conv2"}, {2, 128, 128, 2048, "fmnist s1.conv1"},
+        {2, 256, 128, 2048, "fmnist s1.conv2"}, {2, 256, 256, 1152, "fmnist s2.conv1"},
+        {0, 25088, 512, 48, "vanillanet_5 stem1"}, {0, 25088, 512, 512, "vanillanet_5 stem2"},
+        {0, 6272, 1024, 1024, "vanillanet_5 s1.c1"}, {1, 25088, 512, 512, "vanillanet_5 stem2"},
+        {2, 512, 512, 2048, "vanillanet_5 stem2"},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        bench_gemm_shape(reps, ctx, shapes[i].kind, shapes[i].m, shapes[i].n, shapes[i].k,
+                         shapes[i].what);
+    vn__gemm_set_mode(1);
+}
+
 static bool want(int argc, char **argv, const char *section)
 {
     bool any = false;
@@ -350,7 +456,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (argv[i][0] >= '0' && argv[i][0] <= '9') reps = atoi(argv[i]);
     if (reps < 1 || reps > MAX_REPS) {
-        fprintf(stderr, "usage: bench_ops [reps 1..%d] [ceil] [conv1x1] [depthwise] [bn]\n",
+        fprintf(stderr, "usage: bench_ops [reps 1..%d] [ceil] [gemm] [conv1x1] [conv3x3] "
+                "[depthwise] [bn]\n",
                 MAX_REPS);
         return 2;
     }
@@ -375,6 +482,10 @@ int main(int argc, char **argv)
 
     vn_ctx *ctx = vn_ctx_create();
     if (!ctx) return 1;
+    if (want(argc, argv, "gemm")) {
+        bench_gemm(reps, ctx);
+        vn_ctx_trim(ctx);
+    }
     if (want(argc, argv, "conv1x1")) {
         bench_conv(reps, ctx, 8, 56, 512, 1024, 1, 1);
         bench_conv(reps, ctx, 128, 8, 64, 128, 1, 1);

@@ -1,0 +1,232 @@
+/* AVX-512 products for the 1x1 and patchify convolutions; see ops_gemm.h for what and why.
+ *
+ * A tile is MR (up to 12) rows of C by 32 columns (two 16-float vectors; one when at most 16
+ * columns remain), 24 accumulators in registers. For each inner index l the tile loads B's
+ * row l (32 floats: packed, or straight from a row-major B) and broadcasts A(i, l) for each
+ * row. The tasks are (block of rows, panel of 32 columns), split statically over the threads:
+ * a thread's tasks are contiguous, so it reuses A's rows from its cache across panels. */
+#include "autograd/ops_gemm.h"
+
+#include "autograd/ops_impl.h"
+#include "base/vn_parallel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define VN_GEMM_HAVE 1
+#else
+#define VN_GEMM_HAVE 0
+#endif
+
+/* OpenBLAS's SkylakeX sgemm: GEMM_Q 448, and its driver takes the larger half of the inner
+ * dimension when between one and two blocks remain (measured: 449 gives 225 + 224). */
+#define KQ 448
+
+int64_t vn__gemm_kblock(int64_t rem)
+{
+    if (rem >= 2 * KQ) return KQ;
+    if (rem > KQ) return (rem + 1) / 2;
+    return rem;
+}
+
+static int gemm_state = -1; /* -1 not read yet, 0 off (blas), 1 where faster, 2 every shape */
+
+static int gemm_mode(void)
+{
+    if (!VN_GEMM_HAVE) return 0;
+    int s = __atomic_load_n(&gemm_state, __ATOMIC_RELAXED);
+    if (s < 0) {
+        const char *e = getenv("VN_GEMM");
+        s = e && !strcmp(e, "blas") ? 0 : e && !strcmp(e, "all") ? 2 : 1;
+        __atomic_store_n(&gemm_state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+
+bool vn__gemm_available(void) { return gemm_mode() != 0; }
+
+bool vn__gemm_compiled(void) { return VN_GEMM_HAVE; }
+
+void vn__gemm_set_mode(int mode)
+{
+    __atomic_store_n(&gemm_state, VN_GEMM_HAVE && mode >= 0 && mode <= 2 ? mode : 0,
+                     __ATOMIC_RELAXED);
+}
+
+/* Where these kernels beat OpenBLAS (measured on the 2-core AVX-512 machine, 2 threads): short
+ * inner dimensions and narrow outputs. OpenBLAS's cache blocking wins on the wide layers
+ * (K >= 256 with many columns, or a weight gradient wider than 128 x 64), where A and B no
+ * longer stay in L1 and L2 here. The same bytes either way, so this only picks the faster. */
+bool vn__gemm_prefers(const vn__gemm_args *g)
+{
+    if (g->b_trans) return g->k <= 128;             /* forward: x w^T */
+    if (g->a_row == 1) return g->m * g->n <= 8192;  /* weight gradient: dy^T x */
+    return g->n <= 128 && g->k <= 512;              /* input gradient: dy w */
+}
+
+#if VN_GEMM_HAVE
+
+#define MR 12
+#define NR 32
+/* Rows per task: a multiple of MR. */
+#define MB (4 * MR)
+
+typedef struct {
+    int64_t k, a_row, a_col, ldb, ldc;
+    const float *b;  /* row-major [k x ldb] (ldb >= n), or packed panels when packed */
+    bool packed;     /* panel p at b + p * k * NR, row l of it at + l * NR */
+    vn__gemm_init init;
+    const float *bias;
+} tile_env;
+
+/* One tile: rows [0, mr) of a (already offset to the tile), columns [j0, j0 + nc) with
+ * nc <= NR; NV vectors (1 when nc <= 16). MR_ is a constant in each instance. */
+static inline __attribute__((always_inline)) void tile(const int MR_, const int NV,
+                                                       const tile_env *e, const float *a,
+                                                       const float *bp, int64_t bstride,
+                                                       float *c, int64_t nc, const float *bias)
+{
+    __m512 acc[MR][2], sum[MR][2];
+    const __mmask16 m0 = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1u);
+    const __mmask16 m1 = nc >= 32 ? (__mmask16)0xffff
+                         : nc > 16 ? (__mmask16)((1u << (nc - 16)) - 1u) : (__mmask16)0;
+    const bool full = nc == NR || (NV == 1 && nc == 16);
+    /* The starting value of C. */
+    for (int i = 0; i < MR_; i++)
+        for (int v = 0; v < NV; v++) {
+            __mmask16 mv = v ? m1 : m0;
+            if (e->init == VN__GEMM_ACC)
+                sum[i][v] = _mm512_maskz_loadu_ps(mv, c + i * e->ldc + 16 * v);
+            else if (e->init == VN__GEMM_BIAS)
+                sum[i][v] = _mm512_maskz_loadu_ps(mv, bias + 16 * v);
+            else
+                sum[i][v] = _mm512_setzero_ps();
+        }
+    const int64_t k = e->k;
+    for (int64_t l0 = 0; l0 < k;) {
+        int64_t kb = vn__gemm_kblock(k - l0);
+        for (int i = 0; i < MR_; i++)
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+        const float *al = a + l0 * e->a_col;
+        const float *bl = bp + l0 * bstride;
+        if (full) {
+            for (int64_t l = 0; l < kb; l++, al += e->a_col, bl += bstride) {
+                __m512 b0 = _mm512_loadu_ps(bl), b1 = NV > 1 ? _mm512_loadu_ps(bl + 16) : b0;
+#pragma GCC unroll 12
+                for (int i = 0; i < MR_; i++) {
+                    __m512 av = _mm512_set1_ps(al[i * e->a_row]);
+                    acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+                    if (NV > 1) acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+                }
+            }
+        } else {
+            for (int64_t l = 0; l < kb; l++, al += e->a_col, bl += bstride) {
+                __m512 b0 = _mm512_maskz_loadu_ps(m0, bl);
+                __m512 b1 = NV > 1 ? _mm512_maskz_loadu_ps(m1, bl + 16) : b0;
+#pragma GCC unroll 12
+                for (int i = 0; i < MR_; i++) {
+                    __m512 av = _mm512_set1_ps(al[i * e->a_row]);
+                    acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+                    if (NV > 1) acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+                }
+            }
+        }
+        for (int i = 0; i < MR_; i++)
+            for (int v = 0; v < NV; v++) sum[i][v] = _mm512_add_ps(sum[i][v], acc[i][v]);
+        l0 += kb;
+    }
+    for (int i = 0; i < MR_; i++)
+        for (int v = 0; v < NV; v++)
+            _mm512_mask_storeu_ps(c + i * e->ldc + 16 * v, v ? m1 : m0, sum[i][v]);
+}
+
+#define TILE_CASE(R)                                                                     \
+    case R:                                                                              \
+        if (nc > 16) tile(R, 2, e, a, bp, bstride, c, nc, bias);                         \
+        else tile(R, 1, e, a, bp, bstride, c, nc, bias);                                 \
+        break;
+
+static void tile_any(int mr, const tile_env *e, const float *a, const float *bp,
+                     int64_t bstride, float *c, int64_t nc, const float *bias)
+{
+    switch (mr) {
+        TILE_CASE(12) TILE_CASE(11) TILE_CASE(10) TILE_CASE(9) TILE_CASE(8) TILE_CASE(7)
+        TILE_CASE(6) TILE_CASE(5) TILE_CASE(4) TILE_CASE(3) TILE_CASE(2) TILE_CASE(1)
+        default: break;
+    }
+}
+
+/* B (l, j) = b[j * ldb + l] into panels of NR columns, [panel][l][NR], zero past n. */
+static void pack_bt(float *restrict p, const float *restrict b, int64_t ldb, int64_t k,
+                    int64_t n)
+{
+    int64_t np = (n + NR - 1) / NR;
+#pragma omp parallel for schedule(static) if (n * k > VN_PAR_MIN)
+    for (int64_t q = 0; q < np; q++) {
+        float *restrict pq = p + q * k * NR;
+        for (int64_t jj = 0; jj < NR; jj++) {
+            int64_t j = q * NR + jj;
+            if (j < n) {
+                const float *restrict bj = b + j * ldb;
+                for (int64_t l = 0; l < k; l++) pq[l * NR + jj] = bj[l];
+            } else {
+                for (int64_t l = 0; l < k; l++) pq[l * NR + jj] = 0.0f;
+            }
+        }
+    }
+}
+
+bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
+{
+    int mode = gemm_mode();
+    if (!mode || g->m <= 0 || g->n <= 0 || g->k <= 0) return false;
+    /* Below this size OpenBLAS runs its small-matrix kernels, which sum in other orders (and
+     * such products are cheap either way). */
+    if ((double)g->m * (double)g->n * (double)g->k <= VN__GEMM_MIN_MACS) return false;
+    if (mode == 1 && !vn__gemm_prefers(g)) return false;
+    if (g->init == VN__GEMM_BIAS && !g->bias) return false;
+    float *packed = NULL;
+    if (g->b_trans) {
+        if (!ctx) return false;
+        int64_t np = (g->n + NR - 1) / NR;
+        packed = vn__pool_alloc(ctx, (size_t)(np * NR * g->k) * sizeof(float));
+        if (!packed) return false;
+        pack_bt(packed, g->b, g->ldb, g->k, g->n);
+    }
+    tile_env e = {.k = g->k, .a_row = g->a_row, .a_col = g->a_col, .ldb = g->ldb, .ldc = g->ldc,
+                  .b = packed ? packed : g->b, .packed = packed != NULL, .init = g->init,
+                  .bias = g->bias};
+    const int64_t m = g->m, n = g->n, nrb = (m + MB - 1) / MB, np = (n + NR - 1) / NR;
+    const int64_t tasks = nrb * np;
+    /* Same cost measure as the library's other parallel loops: multiply-adds. */
+    const bool par = m * n * g->k > VN_PAR_MIN_MACS && tasks > 1;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t t = 0; t < tasks; t++) {
+        int64_t rb = t / np, q = t % np;
+        int64_t j0 = q * NR, nc = n - j0 < NR ? n - j0 : NR;
+        const float *bp = e.packed ? e.b + q * e.k * NR : e.b + j0;
+        int64_t bstride = e.packed ? NR : e.ldb;
+        const float *bias = g->bias ? g->bias + j0 : NULL;
+        int64_t r1 = (rb + 1) * MB < m ? (rb + 1) * MB : m;
+        for (int64_t r = rb * MB; r < r1; r += MR) {
+            int mr = (int)(r1 - r < MR ? r1 - r : MR);
+            tile_any(mr, &e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc,
+                     bias);
+        }
+    }
+    if (packed) vn__pool_free(ctx, packed);
+    return true;
+}
+
+#else /* no AVX-512 at compile time: OpenBLAS does every product */
+
+bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
+{
+    (void)ctx;
+    (void)g;
+    return false;
+}
+
+#endif

@@ -1,0 +1,264 @@
+/* The AVX-512 products of the 1x1 and patchify convs (autograd/ops_gemm.c):
+ *  - against OpenBLAS's sgemm on the same inputs, for the three products (forward x w^T with
+ *    and without the bias rows, input gradient dy w fresh and accumulated, weight gradient
+ *    dy^T x fresh and accumulated), over shapes with row, column and inner-dimension tails,
+ *    inner dimensions cut into one, two and several blocks, and the shapes of the Fashion-MNIST
+ *    model and vanillanet_5: the same bytes (memcmp) where OpenBLAS runs its SkylakeX kernel
+ *    (which `vanilla` selects on AVX-512 CPUs), within 2e-6 x k otherwise;
+ *  - products of at most VN__GEMM_MIN_MACS multiply-adds are left to OpenBLAS;
+ *  - the same bytes on 1 and 2 threads;
+ *  - the inner-dimension blocks OpenBLAS's driver cuts;
+ *  - the conv ops (1x1 and patchify, forward and every gradient, a weight-gradient split in
+ *    chunks of rows) give the same bytes with every product in OpenBLAS, in the default
+ *    choice and with every product here.
+ * Skips the kernel cases (with a message) in a build without AVX-512. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vn_test.h"
+#include "autograd/vn_testing.h"
+
+char *openblas_get_corename(void);
+
+typedef struct gcase {
+    int kind; /* 0 forward (b transposed), 1 input gradient, 2 weight gradient */
+    int64_t m, n, k;
+} gcase;
+
+static const gcase cases[] = {
+    /* tails of every kind: rows past a multiple of 12 and of 48, columns past 16 / 32, odd
+     * inner dimensions cut into one, two and several blocks */
+    {0, 1037, 33, 64}, {0, 997, 17, 77}, {0, 100, 60, 449}, {0, 61, 20, 900},
+    {0, 59, 24, 890}, {0, 53, 40, 1000}, {0, 50, 31, 2048}, {0, 3001, 10, 40},
+    {1, 1037, 33, 64}, {1, 4099, 7, 45}, {1, 333, 7, 450}, {1, 64, 20, 902},
+    {1, 20, 64, 1537}, {1, 129, 129, 129},
+    {2, 13, 17, 5000}, {2, 64, 16, 2048}, {2, 24, 40, 1097}, {2, 50, 33, 3000},
+    {2, 100, 100, 128},
+    /* the Fashion-MNIST model (batch 128, 28 px) and vanillanet_5 stems (batch 2) */
+    {0, 6272, 64, 16}, {0, 6272, 128, 64}, {0, 1152, 512, 256},
+    {1, 6272, 16, 64}, {1, 6272, 64, 128}, {1, 1152, 256, 512},
+    {2, 64, 64, 2048}, {2, 128, 64, 2048}, {2, 256, 128, 1152}, {2, 512, 256, 128},
+    {0, 6272, 512, 48}, {1, 6272, 48, 512},
+};
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+static bool skylakex(void)
+{
+    const char *c = openblas_get_corename();
+    return c && !strcmp(c, "SkylakeX");
+}
+
+/* C through OpenBLAS, as ops_conv.c called it before these kernels. */
+static void blas_ref(const gcase *t, const float *a, const float *b, const float *bias,
+                     int init, float *c)
+{
+    int m = (int)t->m, n = (int)t->n, k = (int)t->k;
+    float beta = init == VN__GEMM_ZERO ? 0.0f : 1.0f;
+    if (init == VN__GEMM_BIAS)
+        for (int i = 0; i < m; i++) memcpy(c + (size_t)i * n, bias, (size_t)n * sizeof(float));
+    if (t->kind == 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, beta, c, n);
+    else if (t->kind == 1)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, beta, c,
+                    n);
+    else
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0f, a, m, b, n, beta, c, n);
+}
+
+static vn__gemm_args args_of(const gcase *t, const float *a, const float *b, const float *bias,
+                             int init, float *c)
+{
+    vn__gemm_args g = {.m = t->m, .n = t->n, .k = t->k, .a = a, .b = b, .c = c, .ldc = t->n,
+                       .init = (vn__gemm_init)init, .bias = bias};
+    if (t->kind == 0) {
+        g.a_row = t->k, g.a_col = 1, g.ldb = t->k, g.b_trans = true;
+    } else if (t->kind == 1) {
+        g.a_row = t->k, g.a_col = 1, g.ldb = t->n;
+    } else {
+        g.a_row = 1, g.a_col = t->m, g.ldb = t->n;
+    }
+    return g;
+}
+
+START_TEST(same_as_openblas)
+{
+    if (!vn__gemm_compiled()) return;
+    const gcase *t = &cases[_i / 3];
+    int init = _i % 3; /* zero, accumulate, bias rows (the forward only) */
+    if (init == VN__GEMM_BIAS && t->kind != 0) return;
+    int64_t na = t->m * t->k, nb = t->n * t->k, nc = t->m * t->n;
+    float *a = malloc((size_t)na * sizeof *a), *b = malloc((size_t)nb * sizeof *b);
+    float *bias = malloc((size_t)t->n * sizeof *bias), *c0 = malloc((size_t)nc * sizeof *c0);
+    float *want = malloc((size_t)nc * sizeof *want), *got = malloc((size_t)nc * sizeof *got);
+    vn_test_fill_uniform(a, na, 100 + (uint64_t)_i, -1.0f, 1.0f);
+    vn_test_fill_uniform(b, nb, 200 + (uint64_t)_i, -1.0f, 1.0f);
+    vn_test_fill_uniform(bias, t->n, 300, -0.5f, 0.5f);
+    vn_test_fill_uniform(c0, nc, 400, -2.0f, 2.0f);
+    for (int64_t i = 0; i < na; i += 13) a[i] = 0.0f; /* ReLU-like zeros in dy */
+    memcpy(want, c0, (size_t)nc * sizeof(float));
+    blas_ref(t, a, b, bias, init, want);
+    vn_ctx *ctx = vn_ctx_create();
+    ck_assert_ptr_nonnull(ctx);
+    vn__gemm_set_mode(2);
+    char what[128];
+    snprintf(what, sizeof what, "kind %d, %lld x %lld x %lld, init %d", t->kind, (long long)t->m,
+             (long long)t->n, (long long)t->k, init);
+    for (int threads = 1; threads <= 2; threads++) {
+        vn_set_threads(threads);
+        memcpy(got, c0, (size_t)nc * sizeof(float));
+        vn__gemm_args g = args_of(t, a, b, bias, init, got);
+        ck_assert_msg(vn__gemm(ctx, &g), "%s: the kernels refused the product", what);
+        if (skylakex()) {
+            int64_t bad = 0, first = -1;
+            for (int64_t i = 0; i < nc; i++)
+                if (memcmp(&got[i], &want[i], sizeof(float))) bad += (first < 0 ? (first = i) : 0, 1);
+            ck_assert_msg(bad == 0, "%s, %d threads: %lld of %lld elements differ from OpenBLAS "
+                          "(first at %lld: %.9g against %.9g)", what, threads, (long long)bad,
+                          (long long)nc, (long long)first, first >= 0 ? got[first] : 0.0,
+                          first >= 0 ? want[first] : 0.0);
+        } else {
+            /* other kernels sum in another order: k products of magnitude <= 1 */
+            ck_assert(vn_test_close(what, got, want, nc, 2e-6 * (double)t->k, 1e-5));
+        }
+    }
+    vn__gemm_set_mode(1);
+    vn_set_threads(0);
+    vn_ctx_destroy(ctx);
+    free(a), free(b), free(bias), free(c0), free(want), free(got);
+}
+END_TEST
+
+/* Small products stay with OpenBLAS (its small-matrix kernels sum in other orders). */
+START_TEST(small_products_refused)
+{
+    static const gcase small[] = {{0, 128, 10, 512}, {1, 37, 33, 64}, {2, 24, 16, 2048},
+                                  {0, 100, 100, 100}};
+    float *buf = calloc(1 << 17, sizeof(float));
+    vn_ctx *ctx = vn_ctx_create();
+    vn__gemm_set_mode(2);
+    for (int i = 0; i < 4; i++) {
+        vn__gemm_args g = args_of(&small[i], buf, buf, buf, VN__GEMM_ZERO, buf);
+        ck_assert_msg(!vn__gemm(ctx, &g), "small product %d taken", i);
+    }
+    vn__gemm_set_mode(1);
+    vn_ctx_destroy(ctx);
+    free(buf);
+}
+END_TEST
+
+START_TEST(inner_blocks)
+{
+    /* OpenBLAS's SkylakeX driver: 448 while at least 896 remain, then two even halves. */
+    ck_assert_int_eq(vn__gemm_kblock(1), 1);
+    ck_assert_int_eq(vn__gemm_kblock(448), 448);
+    ck_assert_int_eq(vn__gemm_kblock(449), 225);
+    ck_assert_int_eq(vn__gemm_kblock(700), 350);
+    ck_assert_int_eq(vn__gemm_kblock(902), 448);
+    ck_assert_int_eq(vn__gemm_kblock(895), 448);
+    ck_assert_int_eq(vn__gemm_kblock(894), 447);
+    ck_assert_int_eq(vn__gemm_kblock(893), 447);
+    ck_assert_int_eq(vn__gemm_kblock(890), 445);
+    ck_assert_int_eq(vn__gemm_kblock(2048), 448);
+}
+END_TEST
+
+/* A 1x1 conv (cin -> cout over n x h x w) or a patchify conv, forward and backward, with
+ * the products in the given mode; everything returned in one buffer. */
+static float *conv_run(int mode, int64_t n, int64_t h, int64_t cin, int64_t cout, int k,
+                       bool bias, int64_t *len)
+{
+    vn__gemm_set_mode(mode);
+    vn_tensor *x = vn_tensor_new4(n, h, h, cin, true);
+    vn_tensor *w = vn_tensor_new4(cout, k, k, cin, true);
+    vn_tensor *b = bias ? vn_tensor_new(1, &cout, true) : NULL;
+    vn_test_fill_uniform(x->data, x->numel, 51, -1.0f, 1.0f);
+    vn_test_fill_uniform(w->data, w->numel, 52, -0.5f, 0.5f);
+    if (b) vn_test_fill_uniform(b->data, cout, 53, -0.2f, 0.2f);
+    vn_ctx *ctx = vn_ctx_create();
+    ck_assert_ptr_nonnull(ctx);
+    vn_tensor *xs = vn_scale(ctx, x, 1.0f);
+    ck_assert_msg(xs != NULL, "%s", vn_ctx_error(ctx));
+    /* A second reader of xs makes the input gradient accumulate onto another's. */
+    vn_tensor *y = vn_conv2d(ctx, xs, w, b, (vn_conv_params){k, k, 0, 0, 1});
+    ck_assert_msg(y != NULL, "%s", vn_ctx_error(ctx));
+    vn_tensor *y2 = vn_conv2d(ctx, xs, w, NULL, (vn_conv_params){k, k, 0, 0, 1});
+    ck_assert_msg(y2 != NULL, "%s", vn_ctx_error(ctx));
+    vn_tensor *s = vn_add(ctx, y, y2);
+    ck_assert_msg(s != NULL, "%s", vn_ctx_error(ctx));
+    int64_t ny = y->numel;
+    float *seed = malloc((size_t)ny * sizeof *seed);
+    vn_test_fill_uniform(seed, ny, 54, -1.0f, 1.0f);
+    *len = 2 * ny + x->numel + w->numel + (b ? cout : 0);
+    float *out = malloc((size_t)*len * sizeof *out), *o = out;
+    memcpy(o, y->data, (size_t)ny * sizeof(float)), o += ny;
+    memcpy(o, y2->data, (size_t)ny * sizeof(float)), o += ny;
+    ck_assert_int_eq(vn_backward_with(ctx, s, seed), VN_OK);
+    memcpy(o, x->grad, (size_t)x->numel * sizeof(float)), o += x->numel;
+    memcpy(o, w->grad, (size_t)w->numel * sizeof(float)), o += w->numel;
+    if (b) memcpy(o, b->grad, (size_t)cout * sizeof(float));
+    free(seed);
+    vn_ctx_destroy(ctx);
+    vn_tensor_free(x), vn_tensor_free(w), vn_tensor_free(b);
+    vn__gemm_set_mode(1);
+    return out;
+}
+
+typedef struct ccase {
+    int64_t n, h, cin, cout;
+    int k;
+    bool bias;
+} ccase;
+
+static const ccase convs[] = {
+    {8, 7, 64, 64, 1, true},   /* 392 rows: one product */
+    {16, 28, 16, 24, 1, true}, /* 12,544 rows: the weight gradient in chunks of 2,048 rows */
+    {4, 9, 40, 130, 1, false}, /* column tails, no bias */
+    {16, 28, 1, 64, 4, true},  /* the Fashion-MNIST stem's patchify conv */
+    {2, 16, 3, 40, 4, true},   /* a vanillanet stem's, small */
+};
+#define N_CONVS ((int)(sizeof convs / sizeof convs[0]))
+
+START_TEST(convs_same_bytes)
+{
+    const ccase *c = &convs[_i];
+    int64_t l0, l1, l2;
+    float *blas = conv_run(0, c->n, c->h, c->cin, c->cout, c->k, c->bias, &l0);
+    float *dflt = conv_run(1, c->n, c->h, c->cin, c->cout, c->k, c->bias, &l1);
+    float *all = conv_run(2, c->n, c->h, c->cin, c->cout, c->k, c->bias, &l2);
+    ck_assert_int_eq(l0, l1);
+    ck_assert_int_eq(l0, l2);
+    if (skylakex() || !vn__gemm_compiled()) {
+        ck_assert_msg(!memcmp(blas, dflt, (size_t)l0 * sizeof(float)),
+                      "conv %d: the default products differ from OpenBLAS's", _i);
+        ck_assert_msg(!memcmp(blas, all, (size_t)l0 * sizeof(float)),
+                      "conv %d: the kernels' products differ from OpenBLAS's", _i);
+    } else {
+        ck_assert(vn_test_close("default against OpenBLAS", dflt, blas, l0, 1e-4, 1e-5));
+        ck_assert(vn_test_close("kernels against OpenBLAS", all, blas, l0, 1e-4, 1e-5));
+    }
+    free(blas), free(dflt), free(all);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    vn_runtime_setup(argv); /* the OpenBLAS kernels `vanilla` runs (may execute again) */
+    if (!vn__gemm_compiled())
+        printf("test_gemm: this build has no AVX-512 kernels; only the OpenBLAS path is tested\n");
+    else if (!skylakex())
+        printf("test_gemm: OpenBLAS runs its %s kernel, not SkylakeX: compared within 1e-5, "
+               "not byte for byte\n", openblas_get_corename());
+    Suite *s = suite_create("gemm");
+    TCase *tc = tcase_create("gemm");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, same_as_openblas, 0, N_CASES * 3);
+    tcase_add_test(tc, inner_blocks);
+    tcase_add_test(tc, small_products_refused);
+    tcase_add_loop_test(tc, convs_same_bytes, 0, N_CONVS);
+    suite_add_tcase(s, tc);
+    return vn_test_run(s, false);
+}
