@@ -12,9 +12,12 @@
  * pixels would all fall into a couple of L1 sets; packed, the window is contiguous, and with
  * the zero columns every output pixel has the same taps. Register tiles (8 pixels x 8
  * channels with a kernel row's weights held in registers for stride 1 and kernel widths
- * 3, 5, 7; 4 pixels x 16 channels otherwise) accumulate all taps before one store. Channels
- * past the last full vector of 8, and builds without AVX2, take the plain loops, which
- * compute the same sums.
+ * 3, 5, 7; 4 pixels x 16 channels otherwise) accumulate all taps before one store. Where the
+ * compiler targets AVX-512, a full block of 16 channels is one 16-float vector in these
+ * kernels (ops_conv_dw_kern.h holds them once for both widths): the same multiply-adds per
+ * channel in the same order, so the same bytes, in half the instructions. Channels past the
+ * last full vector of 8, and builds without AVX2, take the plain loops, which compute the
+ * same sums.
  *
  * Large outputs leave through a staged row with streaming stores.
  *
@@ -206,74 +209,51 @@ static void dw_pack_row(float *restrict dst, int64_t bstride, int64_t pw,
     }
 }
 
-/* T output pixels times NV vectors of channels: acc = init; for kernel rows [i0, i1) (input
- * rows hi0 + i, in the ring) and every kernel column: acc += x * w; then stored. xcol is the
- * packed column of the first pixel's window; y advances by ys per pixel, w by nb per tap.
- * Inlined with constant T and NV so the accumulators live in registers. */
-static inline __attribute__((always_inline)) void
-dw_tile(float *y, int64_t ys, const float *xp, dw_ring rg, const float *wt, int64_t nb,
-        dw_init init, int64_t kw, int64_t hi0, int64_t i0, int64_t i1, int64_t xcol, int64_t sw,
-        const int T, const int NV)
-{
-    __m256 acc[4][2];
-    for (int t = 0; t < T; t++)
-        for (int v = 0; v < NV; v++)
-            acc[t][v] = init.accumulate ? _mm256_loadu_ps(y + t * ys + 8 * v)
-                        : init.bias     ? _mm256_loadu_ps(init.bias + 8 * v)
-                                        : _mm256_setzero_ps();
-    int64_t slot = i0 < i1 ? (hi0 + i0) % rg.slots : 0;
-    for (int64_t i = i0; i < i1; i++, slot = slot + 1 == rg.slots ? 0 : slot + 1) {
-        const float *xr = xp + slot * rg.prow + xcol * DW_BLOCK;
-        const float *wr = wt + i * kw * nb;
-        for (int64_t j = 0; j < kw; j++) {
-            __m256 wv[2];
-            for (int v = 0; v < NV; v++) wv[v] = _mm256_loadu_ps(wr + j * nb + 8 * v);
-            for (int t = 0; t < T; t++) {
-                const float *x = xr + (t * sw + j) * DW_BLOCK;
-                for (int v = 0; v < NV; v++)
-                    acc[t][v] = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8 * v), wv[v], acc[t][v]);
-            }
-        }
-    }
-    for (int t = 0; t < T; t++)
-        for (int v = 0; v < NV; v++) _mm256_storeu_ps(y + t * ys + 8 * v, acc[t][v]);
-}
-
-/* Stride 1 with a small odd kernel width KW (VanillaNet's 7, and 3, 5): 8 output pixels of
- * one vector of channels, with a kernel row's KW weight vectors held in registers. Walking
- * the 8 + KW - 1 input pixels of the row once, each loaded vector feeds every output whose
- * window holds it: per kernel row 8*KW multiply-adds take 2*KW + 7 loads (the general tile
- * takes 1.25 loads per multiply-add). Fully unrolled for constant KW (8 accumulators, KW
- * weights and one input in the 16 registers). voff selects the vector within the block. */
 #define DW_SLIDE_T 8
-static inline __attribute__((always_inline)) void
-dw_slide(float *y, int64_t ys, const float *xp, dw_ring rg, const float *wt, int64_t nb,
-         int64_t voff, dw_init init, int64_t hi0, int64_t i0, int64_t i1, int64_t xcol,
-         const int KW)
-{
-    __m256 acc[DW_SLIDE_T];
-    for (int t = 0; t < DW_SLIDE_T; t++)
-        acc[t] = init.accumulate ? _mm256_loadu_ps(y + t * ys + voff)
-                 : init.bias     ? _mm256_loadu_ps(init.bias + voff)
-                                 : _mm256_setzero_ps();
-    int64_t slot = i0 < i1 ? (hi0 + i0) % rg.slots : 0;
-    for (int64_t i = i0; i < i1; i++, slot = slot + 1 == rg.slots ? 0 : slot + 1) {
-        const float *xr = xp + slot * rg.prow + xcol * DW_BLOCK + voff;
-        const float *wr = wt + i * KW * nb + voff;
-        __m256 wv[9];
-#pragma GCC unroll 9
-        for (int j = 0; j < KW; j++) wv[j] = _mm256_loadu_ps(wr + j * nb);
-#pragma GCC unroll 16
-        for (int q = 0; q < DW_SLIDE_T + KW - 1; q++) {
-            __m256 xv = _mm256_loadu_ps(xr + q * DW_BLOCK);
-#pragma GCC unroll 8
-            for (int t = 0; t < DW_SLIDE_T; t++)
-                if (q - t >= 0 && q - t < KW) acc[t] = _mm256_fmadd_ps(xv, wv[q - t], acc[t]);
-        }
-    }
-    for (int t = 0; t < DW_SLIDE_T; t++) _mm256_storeu_ps(y + t * ys + voff, acc[t]);
-}
 
+/* The tile, slide and weight-gradient kernels, for 8-float vectors and (AVX-512) 16-float
+ * ones: see ops_conv_dw_kern.h. */
+#define DWK_V __m256
+#define DWK_W 8
+#define DWK_LD _mm256_loadu_ps
+#define DWK_ST _mm256_storeu_ps
+#define DWK_FMA _mm256_fmadd_ps
+#define DWK_ADD _mm256_add_ps
+#define DWK_ZERO _mm256_setzero_ps
+#define DWK_NAME(f) f##_8
+#include "autograd/ops_conv_dw_kern.h"
+#undef DWK_V
+#undef DWK_W
+#undef DWK_LD
+#undef DWK_ST
+#undef DWK_FMA
+#undef DWK_ADD
+#undef DWK_ZERO
+#undef DWK_NAME
+#if defined(__AVX512F__)
+#define DW_WIDE 1
+/* The 16-float kernels on (tests switch them off to compare with the 8-float ones). */
+static bool dw_wide_on = true;
+#define DWK_V __m512
+#define DWK_W 16
+#define DWK_LD _mm512_loadu_ps
+#define DWK_ST _mm512_storeu_ps
+#define DWK_FMA _mm512_fmadd_ps
+#define DWK_ADD _mm512_add_ps
+#define DWK_ZERO _mm512_setzero_ps
+#define DWK_NAME(f) f##_16
+#include "autograd/ops_conv_dw_kern.h"
+#undef DWK_V
+#undef DWK_W
+#undef DWK_LD
+#undef DWK_ST
+#undef DWK_FMA
+#undef DWK_ADD
+#undef DWK_ZERO
+#undef DWK_NAME
+#else
+#define DW_WIDE 0
+#endif
 /* Copies a staged row of a group (w pixels of gw floats) to y (pixel stride c, 32-byte
  * aligned) with streaming stores: whole lines in order, so the stores combine into full
  * lines and y is not first read into the cache. With the group spanning every channel the
@@ -285,14 +265,38 @@ static void dw_stream_out(float *y, int64_t c, const float *stage, int64_t w, in
             _mm256_stream_ps(y + px * c + k, _mm256_loadu_ps(stage + px * gw + k));
 }
 
+/* A full block of 16 channels is one 16-float vector with AVX-512, two 8-float ones
+ * otherwise; a block of 8 is one 8-float vector. */
+#if DW_WIDE
+#define DW_SLIDE(KW)                                                                          \
+    do {                                                                                      \
+        if (nb == 16 && dw_wide_on)                                                           \
+            dw_slide_16(yo, ys, xb, rg, wb, nb, 0, bi, hi0, i0, i1, wo, KW);                   \
+        else                                                                                  \
+            for (int64_t v = 0; v < nb; v += 8)                                               \
+                dw_slide_8(yo, ys, xb, rg, wb, nb, v, bi, hi0, i0, i1, wo, KW);                \
+    } while (0)
+#define DW_TILE(T)                                                                            \
+    do {                                                                                      \
+        if (nb == 16 && dw_wide_on)                                                           \
+            dw_tile_16(yo, ys, xb, rg, wb, nb, bi, g->kw, hi0, i0, i1, wo * g->sw, g->sw, T, 1); \
+        else if (nb == 16)                                                                    \
+            dw_tile_8(yo, ys, xb, rg, wb, nb, bi, g->kw, hi0, i0, i1, wo * g->sw, g->sw, T, 2); \
+        else dw_tile_8(yo, ys, xb, rg, wb, nb, bi, g->kw, hi0, i0, i1, wo * g->sw, g->sw, T, 1); \
+    } while (0)
+#else
 #define DW_SLIDE(KW)                                                                          \
     do {                                                                                      \
         for (int64_t v = 0; v < nb; v += 8)                                                   \
-            dw_slide(yo, ys, xb, rg, wb, nb, v, bi, hi0, i0, i1, wo, KW);                      \
+            dw_slide_8(yo, ys, xb, rg, wb, nb, v, bi, hi0, i0, i1, wo, KW);                    \
     } while (0)
-
-#define DW_TILE(T, NV) \
-    dw_tile(yo, ys, xb, rg, wb, nb, bi, g->kw, hi0, i0, i1, wo * g->sw, g->sw, T, NV)
+#define DW_TILE(T)                                                                            \
+    do {                                                                                      \
+        if (nb == 16)                                                                         \
+            dw_tile_8(yo, ys, xb, rg, wb, nb, bi, g->kw, hi0, i0, i1, wo * g->sw, g->sw, T, 2); \
+        else dw_tile_8(yo, ys, xb, rg, wb, nb, bi, g->kw, hi0, i0, i1, wo * g->sw, g->sw, T, 1); \
+    } while (0)
+#endif
 
 /* Output row ho reads input rows hi0 + i for i in [*i0, *i1). */
 static void dw_row_span(const vn__conv_geom *g, int64_t ho, int64_t *hi0, int64_t *i0,
@@ -343,18 +347,15 @@ static void dw_conv_row(float *yimg, const float *wt, dw_init init, const vn__co
             }
         for (; wo + 4 <= g->wo; wo += 4) {
             float *yo = yrow + wo * ys;
-            if (nb == 16) DW_TILE(4, 2);
-            else DW_TILE(4, 1);
+            DW_TILE(4);
         }
         for (; wo + 2 <= g->wo; wo += 2) {
             float *yo = yrow + wo * ys;
-            if (nb == 16) DW_TILE(2, 2);
-            else DW_TILE(2, 1);
+            DW_TILE(2);
         }
         for (; wo < g->wo; wo++) {
             float *yo = yrow + wo * ys;
-            if (nb == 16) DW_TILE(1, 2);
-            else DW_TILE(1, 1);
+            DW_TILE(1);
         }
     }
     if (stage) dw_stream_out(yimg + ho * g->wo * c + c0, c, stage, g->wo, gw);
@@ -362,73 +363,31 @@ static void dw_conv_row(float *yimg, const float *wt, dw_init init, const vn__co
 #undef DW_TILE
 #undef DW_SLIDE
 
-/* TJ consecutive taps of one kernel row times NV vectors of channels:
- * pk[jj] += sum over every output pixel wo of dy[wo] * x[wo*sw + j0 + jj] (packed columns,
- * zero in the padding). Each dy vector is loaded once for the TJ taps, and the sums stay in
- * registers until the end of the row. */
-static inline __attribute__((always_inline)) void
-dw_grad_taps(float *pk, int64_t nb, const float *dyr, const float *xr, int64_t wo_n, int64_t sw,
-             int64_t j0, const int TJ, const int NV)
-{
-    __m256 acc[4][2];
-    for (int jj = 0; jj < TJ; jj++)
-        for (int v = 0; v < NV; v++) acc[jj][v] = _mm256_setzero_ps();
-    for (int64_t wo = 0; wo < wo_n; wo++) {
-        __m256 d[2];
-        for (int v = 0; v < NV; v++) d[v] = _mm256_loadu_ps(dyr + wo * DW_BLOCK + 8 * v);
-        const float *x = xr + (wo * sw + j0) * DW_BLOCK;
-        for (int jj = 0; jj < TJ; jj++)
-            for (int v = 0; v < NV; v++)
-                acc[jj][v] = _mm256_fmadd_ps(_mm256_loadu_ps(x + jj * DW_BLOCK + 8 * v), d[v],
-                                             acc[jj][v]);
-    }
-    for (int jj = 0; jj < TJ; jj++)
-        for (int v = 0; v < NV; v++) {
-            float *p = pk + jj * nb + 8 * v;
-            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[jj][v]));
-        }
-}
 
-/* Stride 1 with kernel width KW in {3, 5, 7}: all KW taps of one kernel row for one vector
- * of channels. The KW input pixels under the current output pixel stay in registers as a
- * window that moves one pixel per step, so each step loads one dy and one new x vector for
- * KW multiply-adds. The sums run over wo in the same order as in dw_grad_taps, so the
- * result is the same to the bit. voff selects the vector within the block. */
-static inline __attribute__((always_inline)) void
-dw_grad_slide(float *pk, int64_t nb, const float *dyr, const float *xr, int64_t wo_n,
-              int64_t voff, const int KW)
-{
-    __m256 acc[7], xw[7];
-    for (int k = 0; k < KW; k++) acc[k] = _mm256_setzero_ps();
-    /* xw[(s + k) % KW] holds x[wo + s + k] during step s of a round of KW pixels. */
-    for (int k = 0; k < KW - 1; k++) xw[k] = _mm256_loadu_ps(xr + k * DW_BLOCK + voff);
-    int64_t wo = 0;
-    for (; wo + KW <= wo_n; wo += KW) {
-#pragma GCC unroll 7
-        for (int st = 0; st < KW; st++) {
-            xw[(st + KW - 1) % KW] = _mm256_loadu_ps(xr + (wo + st + KW - 1) * DW_BLOCK + voff);
-            __m256 d = _mm256_loadu_ps(dyr + (wo + st) * DW_BLOCK + voff);
-#pragma GCC unroll 7
-            for (int k = 0; k < KW; k++) acc[k] = _mm256_fmadd_ps(xw[(st + k) % KW], d, acc[k]);
-        }
-    }
-    for (; wo < wo_n; wo++) {
-        __m256 d = _mm256_loadu_ps(dyr + wo * DW_BLOCK + voff);
-#pragma GCC unroll 7
-        for (int k = 0; k < KW; k++)
-            acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (wo + k) * DW_BLOCK + voff), d, acc[k]);
-    }
-    for (int k = 0; k < KW; k++) {
-        float *p = pk + k * nb + voff;
-        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[k]));
-    }
-}
-
+#if DW_WIDE
 #define DW_GRAD(TJ)                                                                         \
     do {                                                                                    \
-        if (nb == 16) dw_grad_taps(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 2);                \
-        else dw_grad_taps(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 1);                         \
+        if (nb == 16 && dw_wide_on) dw_grad_taps_16(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 1); \
+        else if (nb == 16) dw_grad_taps_8(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 2);         \
+        else dw_grad_taps_8(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 1);                       \
     } while (0)
+#define DW_GRAD_SLIDE(KW)                                                                   \
+    do {                                                                                    \
+        if (nb == 16 && dw_wide_on) dw_grad_slide_16(pk, nb, dyr, xr, g->wo, 0, KW);         \
+        else                                                                                \
+            for (int64_t v = 0; v < nb; v += 8) dw_grad_slide_8(pk, nb, dyr, xr, g->wo, v, KW); \
+    } while (0)
+#else
+#define DW_GRAD(TJ)                                                                         \
+    do {                                                                                    \
+        if (nb == 16) dw_grad_taps_8(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 2);              \
+        else dw_grad_taps_8(pk, nb, dyr, xr, g->wo, g->sw, j0, TJ, 1);                       \
+    } while (0)
+#define DW_GRAD_SLIDE(KW)                                                                   \
+    do {                                                                                    \
+        for (int64_t v = 0; v < nb; v += 8) dw_grad_slide_8(pk, nb, dyr, xr, g->wo, v, KW);  \
+    } while (0)
+#endif
 
 /* pp += the taps of output row ho of one image for the channels [c0, c0 + gw) of a group;
  * pp is the partial sums of channel c0's block. The input rows are in the ring; dyp is the
@@ -447,11 +406,9 @@ static void dw_grad_row(float *pp, const float *dyp, int64_t dstride, const vn__
             const float *xr = rg.p + (b0 / DW_BLOCK) * rg.bstride + slot * rg.prow;
             if (g->sw == 1 && (g->kw == 3 || g->kw == 5 || g->kw == 7)) {
                 float *pk = pb + i * g->kw * nb;
-                for (int64_t v = 0; v < nb; v += 8) {
-                    if (g->kw == 3) dw_grad_slide(pk, nb, dyr, xr, g->wo, v, 3);
-                    else if (g->kw == 5) dw_grad_slide(pk, nb, dyr, xr, g->wo, v, 5);
-                    else dw_grad_slide(pk, nb, dyr, xr, g->wo, v, 7);
-                }
+                if (g->kw == 3) DW_GRAD_SLIDE(3);
+                else if (g->kw == 5) DW_GRAD_SLIDE(5);
+                else DW_GRAD_SLIDE(7);
                 continue;
             }
             for (int64_t j0 = 0; j0 < g->kw; j0 += 4) {
@@ -467,7 +424,17 @@ static void dw_grad_row(float *pp, const float *dyp, int64_t dstride, const vn__
     }
 }
 #undef DW_GRAD
+#undef DW_GRAD_SLIDE
 #endif
+
+void vn_testing_dw_wide(bool on)
+{
+#if DW_SIMD && DW_WIDE
+    dw_wide_on = on;
+#else
+    (void)on;
+#endif
+}
 
 /* ---- drivers ------------------------------------------------------------------------------- */
 

@@ -17,6 +17,9 @@ float *vn_testing_grad(vn_ctx *ctx, vn_tensor *t);
 /* Runs only the backward kernel of the tape entry that produced out (dispatched on its op
  * and device), reading out's gradient; the entry stays on the tape. */
 int vn_testing_node_backward(vn_ctx *ctx, vn_tensor *out);
+/* The depthwise conv's 16-float (AVX-512) kernels on or off (the 8-float ones then take every
+ * block); a no-op in builds without them. Same bytes either way (test dw-wide). */
+void vn_testing_dw_wide(bool on);
 
 #ifdef __cplusplus
 }
