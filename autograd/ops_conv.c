@@ -108,16 +108,17 @@ static void sgemm_nn(vn_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *
                 (int)k, w, (int)n, fresh ? 0.0f : 1.0f, dx, (int)n);
 }
 
-/* dw [co, k] (+)= dy^T x over m rows, dy [m, co], x [m, k]. */
-static void sgemm_tn(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *dy,
-                     const float *x, bool fresh, float *dw)
+/* dw [co, n] (+)= dy^T x over m rows, dy [m, co], x [m, n] with rows ld apart (dw's too):
+ * n columns of a wider x and dw. */
+static void sgemm_tn(vn_ctx *ctx, int64_t co, int64_t n, int64_t m, const float *dy,
+                     const float *x, int64_t ld, bool fresh, float *dw)
 {
-    vn__gemm_args g = {.m = co, .n = k, .k = m, .a = dy, .a_row = 1, .a_col = co, .b = x,
-                       .ldb = k, .c = dw, .ldc = k,
+    vn__gemm_args g = {.m = co, .n = n, .k = m, .a = dy, .a_row = 1, .a_col = co, .b = x,
+                       .ldb = ld, .c = dw, .ldc = ld,
                        .init = fresh ? VN__GEMM_ZERO : VN__GEMM_ACC};
     if (vn__gemm(ctx, &g)) return;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)k, (int)m, 1.0f, dy,
-                (int)co, x, (int)k, fresh ? 0.0f : 1.0f, dw, (int)k);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)n, (int)m, 1.0f, dy,
+                (int)co, x, (int)ld, fresh ? 0.0f : 1.0f, dw, (int)ld);
 }
 
 /* ---- weight gradients: dw [co, k] (+)= dy^T x over m rows ------------------------------- */
@@ -126,6 +127,26 @@ static void sgemm_tn(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float 
  * it may hold. */
 #define DW_CHUNK_ROWS 2048
 #define DW_SPLIT_MAX_FLOATS ((int64_t)4 << 20)
+/* Tasks a split product aims at (chunks times column blocks), and the narrowest block. */
+#define DW_TASKS 8
+#define DW_MIN_COLS 64
+
+/* Column blocks per chunk of a split product, from the shape alone: few chunks (4 for the
+ * 6,272 rows of a Fashion-MNIST stage or vanillanet_5's stage 2, one of them short) leave
+ * the threads unevenly loaded, so each chunk's product is cut into column blocks (16-column
+ * multiples) until there are DW_TASKS tasks. Each element is still one product's over the
+ * same rows: the same bytes with OpenBLAS's SkylakeX kernels and ours, as long as no piece
+ * falls to OpenBLAS's small-matrix kernels (a chunk whose pieces would have at most
+ * VN__GEMM_MIN_MACS multiply-adds keeps one block). */
+static int64_t dw_col_blocks(int64_t co, int64_t k, int64_t rows, int64_t nch)
+{
+    int64_t nb = (DW_TASKS + nch - 1) / nch, most = k / DW_MIN_COLS;
+    if (nb > most) nb = most;
+    if (nb < 2) return 1;
+    int64_t w = ((k + nb - 1) / nb + 15) / 16 * 16, last = k - (nb - 1) * w;
+    if (last <= 0 || (double)co * (double)last * (double)rows <= VN__GEMM_MIN_MACS) return 1;
+    return nb;
+}
 
 /* dw [co, k] (+)= dy^T x, dy [m, co] and x [m, k] row-major. Narrow layers over many pixels
  * (the Fashion-MNIST model: co = k = 64 over m = 100,352 rows) make this one product with a
@@ -140,17 +161,24 @@ static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *d
 {
     int64_t nch = vn_chunk_count(m, DW_CHUNK_ROWS), part = co * k;
     if (nch < 2 || nch * part > DW_SPLIT_MAX_FLOATS) {
-        sgemm_tn(ctx, co, k, m, dy, x, fresh, dw);
+        sgemm_tn(ctx, co, k, m, dy, x, k, fresh, dw);
         return VN_OK;
     }
     float *sums = vn__conv_scratch(ctx, (size_t)(nch * part) * sizeof(float),
                                    "weight-gradient partial sums");
     if (!sums) return VN_ERR_NOMEM;
+    int64_t ncb = dw_col_blocks(co, k, DW_CHUNK_ROWS, nch);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t c = 0; c < nch; c++) {
-        int64_t lo, hi;
+    for (int64_t t = 0; t < nch * ncb; t++) {
+        int64_t c = t / ncb, b = t % ncb, lo, hi;
         vn_chunk_range(c, m, DW_CHUNK_ROWS, &lo, &hi);
-        sgemm_tn(ctx, co, k, hi - lo, dy + lo * co, x + lo * k, true, sums + c * part);
+        /* The short last chunk may keep one block where full ones are cut. */
+        int64_t nb = hi - lo == DW_CHUNK_ROWS ? ncb : dw_col_blocks(co, k, hi - lo, nch);
+        if (b >= nb) continue;
+        int64_t w = nb == 1 ? k : ((k + nb - 1) / nb + 15) / 16 * 16;
+        int64_t j0 = b * w, nj = k - j0 < w ? k - j0 : w;
+        sgemm_tn(ctx, co, nj, hi - lo, dy + lo * co, x + lo * k + j0, k, true,
+                 sums + c * part + j0);
     }
 #pragma omp parallel for schedule(static) if (nch * part > VN_PAR_MIN)
     for (int64_t i = 0; i < part; i++) {

@@ -502,7 +502,10 @@ int main(int argc, char **argv)
         vn_ctx_trim(ctx);
     }
     /* BatchNorm2d is written in autograd/ops_norm.c. */
-    if (want(argc, argv, "bn")) bench_batch_norm(reps, ctx, 8, 56, 512);
+    if (want(argc, argv, "bn")) {
+        bench_batch_norm(reps, ctx, 8, 56, 512);
+        bench_batch_norm(reps, ctx, 128, 7, 128); /* the Fashion-MNIST model's stage 1 */
+    }
     vn_ctx_destroy(ctx);
     return 0;
 }

@@ -10,7 +10,9 @@
  *  - the inner-dimension blocks OpenBLAS's driver cuts;
  *  - the conv ops (1x1 and patchify, forward and every gradient, a weight-gradient split in
  *    chunks of rows) give the same bytes with every product in OpenBLAS, in the default
- *    choice and with every product here.
+ *    choice and with every product here;
+ *  - a weight gradient whose chunk products are cut into column blocks equals the chunk
+ *    products taken whole, added in chunk order.
  * Skips the kernel cases (with a message) in a build without AVX-512. */
 #include <cblas.h>
 #include <math.h>
@@ -243,6 +245,41 @@ START_TEST(convs_same_bytes)
 }
 END_TEST
 
+/* The weight gradient of a 1x1 conv over 6,272 rows: four chunks of 2,048 rows (the last of
+ * 128), whose products ops_conv.c cuts into column blocks, must equal the chunk products
+ * taken whole (as before the cut) added in chunk order. */
+START_TEST(weight_gradient_blocks)
+{
+    const int64_t n = 32, h = 14, ci = 128, co = 128 + 16 * _i, rows = n * h * h, chunk = 2048;
+    vn_tensor *x = vn_tensor_new4(n, h, h, ci, false);
+    vn_tensor *w = vn_tensor_new4(co, 1, 1, ci, true);
+    vn_test_fill_uniform(x->data, x->numel, 71, -1.0f, 1.0f);
+    vn_test_fill_uniform(w->data, w->numel, 72, -0.5f, 0.5f);
+    vn_ctx *ctx = vn_ctx_create();
+    ck_assert_ptr_nonnull(ctx);
+    vn_tensor *y = vn_conv2d(ctx, x, w, NULL, (vn_conv_params){1, 1, 0, 0, 1});
+    ck_assert_msg(y != NULL, "%s", vn_ctx_error(ctx));
+    float *seed = malloc((size_t)y->numel * sizeof *seed);
+    vn_test_fill_uniform(seed, y->numel, 73, -1.0f, 1.0f);
+    ck_assert_int_eq(vn_backward_with(ctx, y, seed), VN_OK);
+    float *want = calloc((size_t)(co * ci), sizeof *want), *part = malloc((size_t)(co * ci) * sizeof *part);
+    for (int64_t lo = 0; lo < rows; lo += chunk) {
+        int64_t m = rows - lo < chunk ? rows - lo : chunk;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)ci, (int)m, 1.0f,
+                    seed + lo * co, (int)co, x->data + lo * ci, (int)ci, 0.0f, part, (int)ci);
+        for (int64_t i = 0; i < co * ci; i++) want[i] += part[i];
+    }
+    if (skylakex())
+        ck_assert_msg(!memcmp(want, w->grad, (size_t)(co * ci) * sizeof(float)),
+                      "%lld outputs: the weight gradient differs from the chunk products'", (long long)co);
+    else
+        ck_assert(vn_test_close("weight gradient", w->grad, want, co * ci, 1e-3, 1e-5));
+    free(seed), free(want), free(part);
+    vn_ctx_destroy(ctx);
+    vn_tensor_free(x), vn_tensor_free(w);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -259,6 +296,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, inner_blocks);
     tcase_add_test(tc, small_products_refused);
     tcase_add_loop_test(tc, convs_same_bytes, 0, N_CONVS);
+    tcase_add_loop_test(tc, weight_gradient_blocks, 0, 3);
     suite_add_tcase(s, tc);
     return vn_test_run(s, false);
 }
