@@ -222,14 +222,6 @@ static void dw_pack_row(float *restrict dst, int64_t bstride, int64_t pw,
 #define DWK_ZERO _mm256_setzero_ps
 #define DWK_NAME(f) f##_8
 #include "autograd/ops_conv_dw_kern.h"
-#undef DWK_V
-#undef DWK_W
-#undef DWK_LD
-#undef DWK_ST
-#undef DWK_FMA
-#undef DWK_ADD
-#undef DWK_ZERO
-#undef DWK_NAME
 #if defined(__AVX512F__)
 #define DW_WIDE 1
 /* The 16-float kernels on (tests switch them off to compare with the 8-float ones). */
@@ -243,17 +235,10 @@ static bool dw_wide_on = true;
 #define DWK_ZERO _mm512_setzero_ps
 #define DWK_NAME(f) f##_16
 #include "autograd/ops_conv_dw_kern.h"
-#undef DWK_V
-#undef DWK_W
-#undef DWK_LD
-#undef DWK_ST
-#undef DWK_FMA
-#undef DWK_ADD
-#undef DWK_ZERO
-#undef DWK_NAME
 #else
 #define DW_WIDE 0
 #endif
+
 /* Copies a staged row of a group (w pixels of gw floats) to y (pixel stride c, 32-byte
  * aligned) with streaming stores: whole lines in order, so the stores combine into full
  * lines and y is not first read into the cache. With the group spanning every channel the

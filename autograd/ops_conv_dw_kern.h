@@ -6,8 +6,8 @@
  *
  * Before including, define DWK_V (the vector type), DWK_W (floats per vector), DWK_LD,
  * DWK_ST, DWK_FMA, DWK_ADD, DWK_ZERO (its unaligned load and store, fused multiply-add, add,
- * zero) and DWK_NAME(f) (the suffixed name). No include guard: it is meant to be included
- * more than once. */
+ * zero) and DWK_NAME(f) (the suffixed name); the end of the file undefines them. No include
+ * guard: it is meant to be included more than once. */
 /* T output pixels times NV vectors of channels: acc = init; for kernel rows [i0, i1) (input
  * rows hi0 + i, in the ring) and every kernel column: acc += x * w; then stored. xcol is the
  * packed column of the first pixel's window; y advances by ys per pixel, w by nb per tap.
@@ -137,3 +137,12 @@ DWK_NAME(dw_grad_slide)(float *pk, int64_t nb, const float *dyr, const float *xr
         DWK_ST(p, DWK_ADD(DWK_LD(p), acc[k]));
     }
 }
+
+#undef DWK_V
+#undef DWK_W
+#undef DWK_LD
+#undef DWK_ST
+#undef DWK_FMA
+#undef DWK_ADD
+#undef DWK_ZERO
+#undef DWK_NAME

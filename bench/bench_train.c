@@ -45,6 +45,12 @@
  * one run; its buffers are allocated after the peak RSS has been read. --sgemm-only skips
  * the model.
  *
+ * --ab-kernels alternates the timed steps between this build's CPU kernels and the ones they
+ * replaced (every product of the 1x1 and patchify convs in OpenBLAS, the depthwise conv's
+ * 8-float kernels), same bytes either way, and prints the median step of each and their
+ * ratio: an A/B that a machine drifting between faster and slower phases cannot skew, as it
+ * skews two runs one after the other. Warm-up steps alternate too.
+ *
  * The last lines are machine-readable, one per figure set, for compare.sh:
  *   RESULT ours mode=train model=vanillanet_5 batch=8 size=224 threads=2 step_ms=...
  *   RESULT ours sgemm n=2048 threads=2 gflops=... */
@@ -59,6 +65,7 @@
 #include "base/vn_base.h"
 #include "models/vn_vanillanet.h"
 #include "autograd/vn_profile.h"
+#include "autograd/vn_testing.h"
 #include "optim/vn_ema.h"
 #include "train/vn_trainer.h"
 #include "optim/vn_optim.h"
@@ -108,7 +115,7 @@ typedef struct options {
     int keep_mb; /* train.keep_mb: recomputable outputs kept per step, MB */
     bool deploy;
     uint64_t seed;
-    bool sgemm_peak, sgemm_only, profile, gemm_bound, bf16;
+    bool sgemm_peak, sgemm_only, profile, gemm_bound, bf16, ab;
     double ema; /* decay of the model EMA; 0: none */
     vn_device device;
 } options;
@@ -121,7 +128,7 @@ static void usage(FILE *fp)
             "                   [--batch N] [--size S] [--mode train|deploy] [--steps N]\n"
             "                   [--warmup W] [--threads T] [--seed S] [--sgemm-peak]\n"
             "                   [--sgemm-only] [--device cpu|cuda] [--ema DECAY] [--profile]\n"
-            "                   [--keep-mb MB] [--gemm-bound] [--bf16]\n"
+            "                   [--keep-mb MB] [--gemm-bound] [--bf16] [--ab-kernels]\n"
             "defaults: --model vanillanet_5 --batch 8 --size 224 --mode train --steps 5\n"
             "          --warmup 2 --threads 0 (all cores) --keep-mb 0 (as train.keep_mb: recompute\n"
             "          what backward can rebuild); --bf16: bf16 autocast of the GEMMs (cuda,\n"
@@ -187,6 +194,10 @@ static int parse_args(int argc, char **argv, options *o)
         }
         if (!strcmp(a, "--sgemm-peak")) {
             o->sgemm_peak = true;
+            continue;
+        }
+        if (!strcmp(a, "--ab-kernels")) {
+            o->ab = true;
             continue;
         }
         if (!strcmp(a, "--profile")) {
@@ -596,6 +607,11 @@ int main(int argc, char **argv)
     double cpu_total = 0, wall_total = 0;
     for (int s = -o.warmup; s < o.steps; s++) {
         if (s == 0 && o.profile) vn_profile_enable(true);
+        bool old_kernels = o.ab && ((s + o.warmup) % 2 == 1);
+        if (o.ab) {
+            vn__gemm_set_mode(old_kernels ? 0 : 1);
+            vn_testing_dw_wide(!old_kernels);
+        }
         double w0 = now_s(), c0 = cpu_s();
         rc = bench_step(&b, &err);
         double w = now_s() - w0, c = cpu_s() - c0;
@@ -629,6 +645,24 @@ int main(int argc, char **argv)
     vn_ctx_mem_stats(b.ctx, &ms);
     bench_free(&b);
 
+    if (o.ab) {
+        double tn[MAX_STEPS], told[MAX_STEPS];
+        int nn = 0, no = 0;
+        for (int s = 0; s < o.steps; s++) {
+            if ((s + o.warmup) % 2 == 1) told[no++] = t[s];
+            else tn[nn++] = t[s];
+        }
+        vn__gemm_set_mode(1);
+        vn_testing_dw_wide(true);
+        if (nn > 0 && no > 0) {
+            double mn = median_sorted(tn, nn), mo2 = median_sorted(told, no);
+            printf("A/B of the CPU kernels, alternating steps: this build's %.1f ms (median of %d), "
+                   "the replaced ones %.1f ms (median of %d): %.3fx\n", mn * 1e3, nn, mo2 * 1e3, no,
+                   mo2 / mn);
+            printf("RESULT ours ab new_ms=%.3f old_ms=%.3f speedup=%.4f\n", mn * 1e3, mo2 * 1e3,
+                   mo2 / mn);
+        }
+    }
     double tmin = t[0];
     for (int s = 1; s < o.steps; s++)
         if (t[s] < tmin) tmin = t[s];

@@ -2,8 +2,8 @@
  * input gradient (fresh and accumulated onto another reader's), weight and bias gradients,
  * plain and of relu(x) (vn_conv2d_relu), on 1 and 2 threads, for kernels 3, 5, 7 and 9,
  * strides 1 and 2, rows long enough for the sliding kernels and short ones (the 7x7, 3x3 and
- * 1x1 images of the Fashion-MNIST model), and channel counts of whole 16-channel blocks, a
- * block of 8 and a plain tail. In a build without AVX-512 both runs take the same kernels
+ * 1x1 images of the Fashion-MNIST model), outputs large enough for the streaming stores, and
+ * channel counts of whole 16-channel blocks, a block of 8 and a plain tail. In a build without AVX-512 both runs take the same kernels
  * and the test says so. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +28,7 @@ static const dcase cases[] = {
     {8, 3, 3, 128, 7, 1, true, true},
     {8, 1, 1, 96, 7, 1, true, true},
     {2, 9, 9, 20, 7, 1, true, false},   /* 16 + a plain tail of 4 */
+    {2, 64, 64, 520, 7, 1, true, false}, /* 17 MB out: staged rows and streaming stores */
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
