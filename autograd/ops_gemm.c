@@ -45,8 +45,6 @@ static int gemm_mode(void)
     return s;
 }
 
-bool vn__gemm_available(void) { return gemm_mode() != 0; }
-
 bool vn__gemm_compiled(void) { return VN_GEMM_HAVE; }
 
 void vn__gemm_set_mode(int mode)

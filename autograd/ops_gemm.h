@@ -45,17 +45,13 @@ typedef struct {
     const float *bias; /* [n], with VN__GEMM_BIAS */
 } vn__gemm_args;
 
-/* True when this build has the kernels (AVX-512F at compile time) and they are enabled:
- * VN_GEMM=blas (read once) sends every product to OpenBLAS; VN_GEMM=all sends every shape
- * here, also those where OpenBLAS is faster (for tests); unset, each product goes where it
- * was measured faster. */
-bool vn__gemm_available(void);
-
 /* Whether this build has the kernels (AVX-512F at compile time). */
 bool vn__gemm_compiled(void);
 
-/* For tests and benchmarks: 0 OpenBLAS only, 1 each shape where faster (the default), 2 every
- * shape here (0 whatever is asked in a build without the kernels). */
+/* The choice, read once from VN_GEMM at the first product: VN_GEMM=blas sends every product
+ * to OpenBLAS (0), VN_GEMM=all every product here (2, for tests), unset each to where it was
+ * measured faster (1). Tests and benchmarks set it: 0, 1 or 2 (0 whatever is asked in a
+ * build without the kernels). */
 void vn__gemm_set_mode(int mode);
 
 /* Whether the default mode sends this product here (measured faster than OpenBLAS). */
@@ -63,7 +59,7 @@ bool vn__gemm_prefers(const vn__gemm_args *g);
 
 /* Computes the product when the kernels are available and the shape is one they take; returns
  * false (C untouched) otherwise, and the caller uses cblas_sgemm. ctx (may be NULL) lends the
- * scratch for a transposed B; without it, or when the pool is empty, false. Runs on the
+ * scratch for a transposed B; without it, or when the pool has no room, false. Runs on the
  * OpenMP threads (one when called inside a parallel region). */
 bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g);
 
