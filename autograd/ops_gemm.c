@@ -33,18 +33,6 @@ int64_t vn__gemm_kblock(int64_t rem)
 
 static int gemm_state = -1; /* -1 not read yet, 0 off (blas), 1 where faster, 2 every shape */
 
-static int gemm_mode(void)
-{
-    if (!VN_GEMM_HAVE) return 0;
-    int s = __atomic_load_n(&gemm_state, __ATOMIC_RELAXED);
-    if (s < 0) {
-        const char *e = getenv("VN_GEMM");
-        s = e && !strcmp(e, "blas") ? 0 : e && !strcmp(e, "all") ? 2 : 1;
-        __atomic_store_n(&gemm_state, s, __ATOMIC_RELAXED);
-    }
-    return s;
-}
-
 bool vn__gemm_compiled(void) { return VN_GEMM_HAVE; }
 
 void vn__gemm_set_mode(int mode)
@@ -65,6 +53,17 @@ bool vn__gemm_prefers(const vn__gemm_args *g)
 }
 
 #if VN_GEMM_HAVE
+
+static int gemm_mode(void)
+{
+    int s = __atomic_load_n(&gemm_state, __ATOMIC_RELAXED);
+    if (s < 0) {
+        const char *e = getenv("VN_GEMM");
+        s = e && !strcmp(e, "blas") ? 0 : e && !strcmp(e, "all") ? 2 : 1;
+        __atomic_store_n(&gemm_state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
 
 #define MR 12
 #define NR 32
