@@ -34,6 +34,19 @@ typedef enum vn_status {
 /* Short English text of a status code ("shape mismatch"). */
 const char *vn_status_str(int status);
 
+/* 64-bit FNV-1a: h (start from VN_FNV1A_BASIS) extended by len bytes; for identities that
+ * are compared, never for security. */
+#define VN_FNV1A_BASIS 0xcbf29ce484222325ull
+static inline uint64_t vn_fnv1a(uint64_t h, const void *p, size_t len)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
 /* A message for the caller: what failed and why, naming files and keys where known.
  * Functions take a `vn_error *err` that may be NULL when the caller only wants the code. */
 #define VN_ERROR_MSG_MAX 1024

@@ -136,15 +136,6 @@ int vn_config_schema_markdown(FILE *f)
 
 /* ---- hash and diff ---------------------------------------------------------------------- */
 
-static uint64_t fnv1a(uint64_t h, const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static int by_full_name(const void *a, const void *b)
 {
     const vn_config_key *const *x = a, *const *y = b;
@@ -161,14 +152,14 @@ uint64_t vn_config_hash(const vn_config *cfg)
         if (!(s[i].flags & VN_CONFIG_NOT_HASHED)) sorted[m++] = &s[i];
     /* By name, so reordering the table does not change the hash of the same settings. */
     qsort(sorted, m, sizeof sorted[0], by_full_name);
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = VN_FNV1A_BASIS;
     char value[VALUE_MAX];
     for (size_t i = 0; i < m; i++) {
         vn__config_format(cfg, sorted[i], value, sizeof value);
-        h = fnv1a(h, sorted[i]->full, strlen(sorted[i]->full));
-        h = fnv1a(h, ": ", 2);
-        h = fnv1a(h, value, strlen(value));
-        h = fnv1a(h, "\n", 1);
+        h = vn_fnv1a(h, sorted[i]->full, strlen(sorted[i]->full));
+        h = vn_fnv1a(h, ": ", 2);
+        h = vn_fnv1a(h, value, strlen(value));
+        h = vn_fnv1a(h, "\n", 1);
     }
     return h;
 }

@@ -323,9 +323,7 @@ const char *vn__dp_path(const vn__dp *dp) { return dp->path; }
  * vn_dist_allgather_f64. */
 static double uid_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return (double)(h & ((1ull << 53) - 1));
+    return (double)(vn_fnv1a(VN_FNV1A_BASIS, s, strlen(s)) & ((1ull << 53) - 1));
 }
 
 int vn__dp_use_nccl(vn__dp *dp, vn_error *err)

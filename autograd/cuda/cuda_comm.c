@@ -6,6 +6,7 @@
  * Waits poll the stream and NCCL's asynchronous error with a deadline, so a dead or hung peer
  * ends in an error (the communicator aborted) instead of a hang. */
 #include "autograd/cuda/cuda_impl.h"
+#include "base/vn_fs.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -144,18 +145,11 @@ int vn__cuda_comm_allreduce(float *const *bufs, const int64_t *counts, int k, ch
     return r == ncclSuccess ? VN_OK : nccl_fail(r, "ncclAllReduce", msg, n);
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int vn__cuda_comm_wait(double timeout_s, char *msg, size_t n)
 {
     vn__cuda *c = vn__cuda_get(msg, n);
     if (!c) return VN_ERR_UNSUPPORTED;
-    const double t0 = now_s();
+    const double t0 = vn_monotonic();
     for (;;) {
         cudaError_t e = cudaStreamQuery(c->stream);
         if (e == cudaSuccess) return VN_OK;
@@ -173,7 +167,7 @@ int vn__cuda_comm_wait(double timeout_s, char *msg, size_t n)
                 return VN_ERR_IO;
             }
         }
-        if (timeout_s > 0 && now_s() - t0 > timeout_s) {
+        if (timeout_s > 0 && vn_monotonic() - t0 > timeout_s) {
             if (msg && n)
                 snprintf(msg, n, "the device's work (an NCCL allreduce among it) did not finish "
                          "within %.0f s: a peer died or hangs", timeout_s);

@@ -354,11 +354,7 @@ static bool dw_ours(const vn__conv_state *s)
 {
     const vn__conv_geom *g = &s->g;
     static int cudnn = -1;
-    if (cudnn < 0) {
-        const char *e = getenv("VN_CUDA_DW_CUDNN");
-        cudnn = e && e[0] == '1';
-    }
-    return !cudnn && s->kind == VN__CONV_KIND_DEPTHWISE && g->kh == g->kw && g->sh == g->sw &&
+    return !vn__cuda_env_on("VN_CUDA_DW_CUDNN", &cudnn) && s->kind == VN__CONV_KIND_DEPTHWISE && g->kh == g->kw && g->sh == g->sw &&
            g->ph == g->pw &&
            vn__k_dw_supported((int)g->kh, (int)g->sh, (int)g->ph, g->n * g->h * g->w * g->cin,
                               g->n * g->ho * g->wo * g->cout);

@@ -144,6 +144,15 @@ int vn__cuda_set_bf16(bool on)
     return VN_OK;
 }
 
+bool vn__cuda_env_on(const char *name, int *cache)
+{
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        *cache = e && e[0] == '1';
+    }
+    return *cache == 1;
+}
+
 int vn__cuda_sync(void)
 {
     vn__cuda *c = vn__cuda_get(NULL, 0);

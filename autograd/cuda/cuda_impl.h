@@ -84,6 +84,10 @@ void *vn__cuda_scratch(vn_ctx *ctx, size_t bytes, const char *what);
 extern "C" {
 #endif
 
+/* cuda_device.c: whether the switch `name` is set to 1 in the environment, read once into
+ * *cache (start it at -1); for the backend's comparison switches (VN_CUDA_SCALAR, ...). */
+bool vn__cuda_env_on(const char *name, int *cache);
+
 /* kernels.cu: each launcher enqueues on `stream` and returns cudaGetLastError(). */
 
 int vn__k_leaky_fwd(vn__stream s, float *y, const float *x, int64_t n, float slope);

@@ -19,7 +19,6 @@
 #include "autograd/cuda/cuda_impl.h"
 
 #include <cuda_runtime.h>
-#include <stdlib.h>
 
 #include "autograd/cuda/dw_kernels.cuh"
 
@@ -27,11 +26,7 @@
 static bool dw_row_walk(void)
 {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("VN_CUDA_DW_ROW");
-        v = e && e[0] == '1';
-    }
-    return v == 1;
+    return vn__cuda_env_on("VN_CUDA_DW_ROW", &v);
 }
 
 template <int K>

@@ -7,7 +7,6 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #define VN_THREADS 256
 
@@ -26,11 +25,7 @@ static int done(void) { return (int)cudaGetLastError(); }
 static bool scalar_kernels(void)
 {
     static int scalar = -1;
-    if (scalar < 0) {
-        const char *e = getenv("VN_CUDA_SCALAR");
-        scalar = e && e[0] == '1';
-    }
-    return scalar == 1;
+    return vn__cuda_env_on("VN_CUDA_SCALAR", &scalar);
 }
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; } // NULL: yes
