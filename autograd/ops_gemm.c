@@ -70,12 +70,10 @@ static int gemm_mode(void)
 /* Rows per task: a multiple of MR. */
 #define MB (4 * MR)
 
+/* What every tile of a product shares (B and the bias come per panel). */
 typedef struct {
-    int64_t k, a_row, a_col, ldb, ldc;
-    const float *b;  /* row-major [k x ldb] (ldb >= n), or packed panels when packed */
-    bool packed;     /* panel p at b + p * k * NR, row l of it at + l * NR */
+    int64_t k, a_row, a_col, ldc;
     vn__gemm_init init;
-    const float *bias;
 } tile_env;
 
 /* One tile: rows [0, mr) of a (already offset to the tile), columns [j0, j0 + nc) with
@@ -192,9 +190,8 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
         if (!packed) return false;
         pack_bt(packed, g->b, g->ldb, g->k, g->n);
     }
-    tile_env e = {.k = g->k, .a_row = g->a_row, .a_col = g->a_col, .ldb = g->ldb, .ldc = g->ldc,
-                  .b = packed ? packed : g->b, .packed = packed != NULL, .init = g->init,
-                  .bias = g->bias};
+    tile_env e = {.k = g->k, .a_row = g->a_row, .a_col = g->a_col, .ldc = g->ldc,
+                  .init = g->init};
     const int64_t m = g->m, n = g->n, nrb = (m + MB - 1) / MB, np = (n + NR - 1) / NR;
     const int64_t tasks = nrb * np;
     /* Same cost measure as the library's other parallel loops: multiply-adds. */
@@ -203,8 +200,9 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t rb = t / np, q = t % np;
         int64_t j0 = q * NR, nc = n - j0 < NR ? n - j0 : NR;
-        const float *bp = e.packed ? e.b + q * e.k * NR : e.b + j0;
-        int64_t bstride = e.packed ? NR : e.ldb;
+        /* B's panel: packed [l][NR] (a transposed B), or straight from a row-major B */
+        const float *bp = packed ? packed + q * g->k * NR : g->b + j0;
+        int64_t bstride = packed ? NR : g->ldb;
         const float *bias = g->bias ? g->bias + j0 : NULL;
         int64_t r1 = (rb + 1) * MB < m ? (rb + 1) * MB : m;
         for (int64_t r = rb * MB; r < r1; r += MR) {
