@@ -180,7 +180,7 @@ T1=$(date +%s)
 
 target() {
     case "$1" in
-        v5_train) echo "img/s >= 1.5x, RSS <= 0.5x" ;;
+        v5_train) [ "$2" = torch_cl ] && echo "img/s >= 2x, RSS <= 0.5x" || echo "img/s >= 2.5x, RSS <= 0.5x" ;;
         v5_train_ema) echo "RSS <= 0.5x" ;;
         fmnist_train) echo "img/s >= 1.5x" ;;
         v5_deploy_b8) echo "img/s >= 1.3x" ;;
@@ -200,7 +200,7 @@ for c in "${CASES[@]}"; do
              "$(fmt "${R[$c.ours.step_ms]}" 1) | $(fmt "${R[$c.$who.step_ms]}" 1) |" \
              "$(ratio "${R[$c.$who.min_ms]}" "${R[$c.ours.min_ms]}") |" \
              "$(fmt "$om" 0) | $(fmt "$tm" 0) | $(ratio "$om" "$tm") |" \
-             "$(fmt "$(awk -v a="${R[$c.ours.cpu]}" 'BEGIN{print 100*a}')" 0)% / $(fmt "$(awk -v a="${R[$c.$who.cpu]}" 'BEGIN{print 100*a}')" 0)% | $(target "$c") |"
+             "$(fmt "$(awk -v a="${R[$c.ours.cpu]}" 'BEGIN{print 100*a}')" 0)% / $(fmt "$(awk -v a="${R[$c.$who.cpu]}" 'BEGIN{print 100*a}')" 0)% | $(target "$c" "$who") |"
     done
 done
 echo
@@ -214,6 +214,15 @@ for c in v5_train fmnist_train; do
              "utilisation $(awk -v a="${R[$c.ours.gflops]}" -v b="$sg" 'BEGIN{printf "%.0f", 100*a/b}')%" \
              "($(awk -v a="${R[$c.ours.gflops]}" -v b="$best" 'BEGIN{printf "%.0f", 100*a/b}')% of the best sgemm seen in this run);" \
              "PyTorch $(fmt "${R[$c.torch.gflops]}" 1) GFLOPS"
+        # The most any implementation of these FLOPs gets here: every FLOP at the best sgemm
+        # rate of the run. A ratio to PyTorch above this line's is out of this machine's reach.
+        cap=$(awk -v s="$best" -v g="${R[$c.ours.gflops]}" -v i="${R[$c.ours.img_s]}" \
+              'BEGIN{if (g > 0) printf "%.4f", s * i / g; else print 0}')
+        line="  ceiling: every FLOP at $(fmt "$best" 1) GFLOPS gives $(fmt "$cap" 2) img/s"
+        for who in "${WHOS[@]:1}"; do
+            line+=", $(ratio "$cap" "${R[$c.$who.img_s]}")x PyTorch $([ "$who" = torch ] && echo NCHW || echo channels_last)"
+        done
+        echo "$line; ours is at $(awk -v a="${R[$c.ours.img_s]}" -v b="$cap" 'BEGIN{printf "%.0f", 100*a/b}')% of it"
     fi
 done
 case " ${CASES[*]} " in *_train*) echo "(targets: training-step utilisation >= 90% for vanillanet_5, >= 65% for the Fashion-MNIST model)" ;; esac

@@ -212,6 +212,13 @@ static void fill_sample(vn_loader *ld, worker_ctx *w, slot *s, int j, int64_t po
     const int64_t n = ld->n;
     float *out = s->images->data + (size_t)j * ld->S * ld->S * ld->C;
     for (int64_t a = 0; a < n; a++) {
+        if (a == 1 && ld->cfg.empty_bad_slots) {
+            /* The file at this position is bad: the slot stays empty. */
+            memset(out, 0, (size_t)ld->S * ld->S * ld->C * sizeof *out);
+            s->labels[j] = -1;
+            s->indices[j] = -1;
+            return;
+        }
         int64_t idx = perm[(pos + a) % n];
         if (atomic_load(&ld->known_bad[idx])) {
             /* Met before (this or an earlier epoch): same outcome as decoding it again. */
@@ -235,6 +242,7 @@ static void fill_sample(vn_loader *ld, worker_ctx *w, slot *s, int j, int64_t po
         if (!rc)
             rc = vn_image_decode_file(w->dec, path, ld->C, ld->cfg.max_image_pixels, &w->img,
                                       NULL, &e);
+        bool decoded = rc == VN_OK;
         if (!rc) rc = vn_transform_apply(&ld->tf, &w->img, &rng, out, &w->scratch, NULL, NULL, &e);
         if (rc == VN_OK) {
             s->labels[j] = vn_dataset_label(ld->ds, idx);
@@ -242,6 +250,11 @@ static void fill_sample(vn_loader *ld, worker_ctx *w, slot *s, int j, int64_t po
             return;
         }
         if (rc == VN_ERR_NOMEM) goto nomem;
+        if (decoded) { /* read fine, but the transform cannot use it: name the file */
+            char why[sizeof path + sizeof e.msg + 4];
+            snprintf(why, sizeof why, "%s: %s", path, e.msg);
+            snprintf(e.msg, sizeof e.msg, "%s", why);
+        }
         remember_bad(ld, idx, e.msg);
         if (bad_push(&s->bad[j], idx)) goto nomem;
         if (ld->cfg.fail_fast) {
@@ -249,7 +262,8 @@ static void fill_sample(vn_loader *ld, worker_ctx *w, slot *s, int j, int64_t po
             return;
         }
     }
-    set_fail(ld, s, j, "%s: none of the %lld images is readable", ld->root, (long long)n);
+    set_fail(ld, s, j, "%s: none of the %lld images could be read and transformed (see the "
+             "warnings above)", ld->root, (long long)n);
     return;
 nomem:
     set_fail(ld, s, j, "out of memory while loading a batch");
@@ -610,8 +624,9 @@ static int account_bad(vn_loader *ld, slot *s, vn_error *err)
             ld->reported[idx] = 1;
             ld->n_reported++;
             if (!ld->cfg.fail_fast)
-                vn_log(VN_LOG_WARN, "%s (skipped; its slot takes the next image in order)",
-                       bad_reason(ld, idx));
+                vn_log(VN_LOG_WARN, "%s (skipped; %s)", bad_reason(ld, idx),
+                       ld->cfg.empty_bad_slots ? "not counted"
+                                               : "its slot takes the next image in order");
         }
     }
     if (s->fail_sample >= 0) {
@@ -621,7 +636,7 @@ static int account_bad(vn_loader *ld, slot *s, vn_error *err)
     }
     if (last >= 0 && (double)ld->n_reported > ld->cfg.max_bad_fraction * (double)ld->n) {
         snprintf(ld->fail_msg, sizeof ld->fail_msg,
-                 "%s: %lld of %lld images are unreadable (%.2f%%), more than max_bad_fraction "
+                 "%s: %lld of %lld images could not be used (%.2f%%), more than max_bad_fraction "
                  "%.2f%%; last: %s",
                  ld->root, (long long)ld->n_reported, (long long)ld->n,
                  100.0 * (double)ld->n_reported / (double)ld->n,

@@ -22,6 +22,8 @@
  * vn_loader_next returns an error saying so (counts, threshold, the last file and its
  * reason); bad files are counted in batch order, so the batch that trips the limit is
  * deterministic too.
+ * With empty_bad_slots (evaluation) the slot of a bad file is left empty instead: label -1,
+ * index -1, zero pixels; consumers skip such samples.
  * Files without an image extension (stray text files) are not samples at all.
  *
  * One thread consumes a loader (next / release / start_epoch); the workers are internal.
@@ -109,6 +111,9 @@ typedef struct vn_loader_config {
     int shard_index, shard_count;
 
     bool fail_fast;       /* the first bad file stops the run */
+    /* Evaluation: a bad file's slot stays empty (label -1, index -1, zero pixels) instead of
+     * taking the next readable file, so that no image is counted twice. */
+    bool empty_bad_slots;
     double max_bad_fraction; /* stop when more than this share of files is bad (0.01) */
     int64_t max_image_pixels; /* <= 0: VN_IMAGE_DEFAULT_MAX_PIXELS */
 } vn_loader_config;
@@ -126,7 +131,7 @@ typedef struct vn_loader vn_loader;
 typedef struct vn_batch {
     int size;              /* samples; 0 marks the end of the epoch */
     vn_tensor *images;     /* [size, H, W, C] float32, owned by the loader */
-    int32_t *labels;       /* [size] (the unmixed labels) */
+    int32_t *labels;       /* [size] (the unmixed labels; -1: an empty slot, see above) */
     float *soft_targets;   /* [size, num_classes] when mixup/cutmix is on, else NULL */
     int64_t *indices;      /* [size] dataset index of each sample actually used */
     int64_t epoch;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zip.h>
+#include <zlib.h>
 
 #include "base/vn_fs.h"
 #include "io/pickle_impl.h"
@@ -61,6 +62,19 @@ static int read_entry(vn_pth *p, zip_int64_t idx, const char *name, uint8_t **da
              : vn_error_set(err, VN_ERR_FORMAT, "%s: cannot read '%s' from the zip archive (%s)",
                             p->label, name, got < 0 ? why : "short read");
     if (zf) zip_fclose(zf);
+    /* The record's CRC-32 from the archive's directory: libzip checks it only on a read that
+     * reaches the end of the entry, and this one stops at its size. */
+    if (rc == VN_OK && (st.valid & ZIP_STAT_CRC)) {
+        uLong crc = crc32(0L, Z_NULL, 0);
+        for (size_t o = 0; o < *len;) {
+            uInt n = *len - o > (1u << 30) ? (1u << 30) : (uInt)(*len - o);
+            crc = crc32(crc, *data + o, n);
+            o += n;
+        }
+        if ((zip_uint32_t)crc != st.crc)
+            rc = vn_error_set(err, VN_ERR_FORMAT, "%s: '%s' fails its CRC-32 check (the file is "
+                              "damaged)", p->label, name);
+    }
     if (rc != VN_OK) {
         free(*data);
         *data = NULL;

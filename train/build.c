@@ -100,6 +100,7 @@ void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *
     lc->max_bad_fraction = d->max_bad_fraction;
     if (!train) {
         vn_loader_config_eval(lc);
+        lc->empty_bad_slots = true; /* evaluation counts only the readable images */
         if (d->eval_batch_size > 0) lc->batch_size = (int)d->eval_batch_size;
     }
 }

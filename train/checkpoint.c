@@ -491,6 +491,23 @@ void vn__ckpt_list_free(char **names, int n)
     free(names);
 }
 
+int vn__fresh_run_check(const char *run_dir, vn_error *err)
+{
+    char **names = NULL;
+    int n = 0;
+    vn_error e2 = {0};
+    int rc = vn__ckpt_list(run_dir, &names, &n, &e2);
+    if (rc == VN_ERR_NOT_FOUND) return VN_OK; /* no checkpoints folder: a new run */
+    if (rc != VN_OK) return vn_error_set(err, rc, "%s", e2.msg);
+    if (n > 0)
+        rc = vn_error_set(err, VN_ERR_INVALID, "%s already holds a run (its newest checkpoint is "
+                          "checkpoints/%s): continue it with --resume auto, or set another "
+                          "output.dir (a new run there would mix its files with the old run's); "
+                          "delete the folder to start over", run_dir, names[n - 1]);
+    vn__ckpt_list_free(names, n);
+    return rc;
+}
+
 int vn__ckpt_list(const char *run_dir, char ***names_out, int *n_out, vn_error *err)
 {
     *names_out = NULL;

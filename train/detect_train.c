@@ -319,7 +319,7 @@ static int resume(drun *r, vn_error *err)
 {
     const char *want = r->opt->resume;
     char path[4096];
-    if (!want) return VN_OK;
+    if (!want) return vn__fresh_run_check(r->dir, err);
     int prc = vn__resume_path(want, r->dir, r->out, path, sizeof path, err);
     if (prc != VN_OK || !path[0]) return prc;
     vn_detect_info info;

@@ -57,6 +57,8 @@ int vn_evaluate_until(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_resu
         for (int i = 0; i < b.size; i++) {
             const float *row = ydata + (int64_t)i * nc;
             int label = b.labels[i];
+            if (label < 0) continue; /* an unreadable image's empty slot: not counted */
+            n++;
             /* Rank of the true class: how many logits beat it (ties count for the label). */
             int above = 0;
             double mx = row[0];
@@ -71,7 +73,6 @@ int vn_evaluate_until(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_resu
             loss_sum += mx + log(se) - row[label];
             if (all) memcpy(all + b.indices[i] * nc, row, (size_t)nc * sizeof *all);
         }
-        n += b.size;
         free(yhost);
         vn_loader_release(ld, &b);
     }

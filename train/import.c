@@ -6,8 +6,8 @@
 #include <string.h>
 
 
-/* Checks the imported tensors against cfg's model and adds the model description, the
- * preprocessing and numbered class names to w's metadata. */
+/* Checks the imported tensors against cfg's model and adds the model description and the
+ * preprocessing to w's metadata. */
 static int check_and_describe(vn_st_writer *w, const char *in, const vn_config *cfg,
                               vn_pth_import_result *res, vn_error *err)
 {
@@ -26,7 +26,10 @@ static int check_and_describe(vn_st_writer *w, const char *in, const vn_config *
     if (rc == VN_OK && info.prefix[0])
         rc = vn_error_set(err, VN_ERR_FORMAT, "%s: the state_dict's names start with '%s'", in, info.prefix);
     if (rc == VN_OK)
-        rc = vn__write_model_meta(w, m, cfg, NULL, (const char *const *)info.class_names, info.n_classes, err);
+        /* No class names: a .pth has none (the numbers vn__plain_info makes up would make
+         * eval refuse an image folder with real class names); readers then take the sorted
+         * folder names, as for a plain state_dict and torchvision's ImageFolder. */
+        rc = vn__write_model_meta(w, m, cfg, NULL, NULL, 0, err);
     if (rc == VN_OK) {
         res->checked = true;
         res->deploy = info.deploy;

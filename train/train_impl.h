@@ -46,6 +46,10 @@ const char *vn__st_entry_shape(const vn_st_entry *fe, char *buf, size_t len);
 int vn__model_key_pick(const char *path, const char *key, bool is_checkpoint, int n_emas,
                        int *index, vn_error *err);
 
+/* A new run (no --resume) must not go into a folder that holds one: VN_ERR_INVALID saying
+ * so when run_dir/checkpoints has checkpoints, VN_OK otherwise. */
+int vn__fresh_run_check(const char *run_dir, vn_error *err);
+
 /* The checkpoint names (ckpt-s<step>.safetensors) of run_dir/checkpoints, oldest first.
  * VN_ERR_NOT_FOUND without the folder (then *n is 0), VN_ERR_NOMEM; free with
  * vn__ckpt_list_free. */

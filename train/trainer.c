@@ -408,10 +408,12 @@ static int open_data(run *r, vn_error *err)
     ec.num_classes = r->n_classes;
     ec.shard_index = r->rank;
     ec.shard_count = r->ranks;
-    if (r->cfg->train.eval_every > 0 && access(vpath, F_OK) == 0) {
+    /* data.val_dir "" says: no validation (not the root folder itself). */
+    bool want_val = r->cfg->train.eval_every > 0 && r->cfg->data.val_dir[0];
+    if (want_val && access(vpath, F_OK) == 0) {
         rc = vn_loader_open(&ec, &r->val, err);
         if (rc != VN_OK) return rc;
-    } else if (r->cfg->train.eval_every > 0) {
+    } else if (want_val) {
         vn_log(VN_LOG_WARN, "no validation folder %s: training without evaluation", vpath);
     }
     int64_t batches = vn_loader_batches_per_epoch(r->train);
@@ -437,7 +439,7 @@ static int resume(run *r, vn_error *err)
 {
     const char *want = r->opt->resume;
     char path[4096];
-    if (!want) return VN_OK;
+    if (!want) return vn__fresh_run_check(r->dir, err);
     int prc = vn__resume_path(want, r->dir, r->out, path, sizeof path, err);
     if (prc != VN_OK || !path[0]) return prc;
     vn_ckpt_info info;

@@ -726,7 +726,7 @@ START_TEST(too_many_bad_files_stop_the_run)
     ck_assert_int_eq(rc, VN_ERR_FORMAT);
     /* The truncated JPEG is the last file (position 24): batch 6 trips the limit. */
     ck_assert_int_eq(delivered, 6);
-    ck_assert_msg(strstr(err.msg, "2 of 25 images are unreadable") &&
+    ck_assert_msg(strstr(err.msg, "2 of 25 images could not be used") &&
                       strstr(err.msg, "max_bad_fraction") && strstr(err.msg, truncated),
                   "%s", err.msg);
     vn_loader_close(ld);

@@ -230,7 +230,7 @@ static int export_onnx(const char *in, const char *out, int size, bool force)
 int vn_cmd_detect_export(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *format = "safetensors";
-    bool force = false, bad = false;
+    bool force = false, bad = false, format_given = false;
     int size = 0;
     for (int i = 1; i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
@@ -238,14 +238,21 @@ int vn_cmd_detect_export(int argc, char **argv)
             return VN_EXIT_OK;
         } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--force") == 0) force = true;
-        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i], format_given = true;
         else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) size = vn_cli_int("export", "--input-size", argv[++i], 1, 16384, &bad);
         else if (argv[i][0] == '-') {
             vn_cli_error("export", "unknown option %s for a detector\n%s", argv[i], det_export_help);
             return VN_EXIT_USAGE;
+        } else if (in) {
+            vn_cli_error("export", "one model file at a time: %s, then %s", in, argv[i]);
+            return VN_EXIT_USAGE;
         } else in = argv[i];
     }
     if (bad) return VN_EXIT_USAGE;
+    if (!format_given && out) { /* -o x.onnx says the format */
+        size_t n = strlen(out);
+        if (n > 5 && strcmp(out + n - 5, ".onnx") == 0) format = "onnx";
+    }
     bool onnx = strcmp(format, "onnx") == 0;
     if (!onnx && strcmp(format, "safetensors") != 0) {
         vn_cli_error("export", "--format %s: safetensors or onnx", format);
@@ -258,6 +265,9 @@ int vn_cmd_detect_export(int argc, char **argv)
     if (!in || !out) {
         fputs(det_export_help, stderr);
         return VN_EXIT_USAGE;
+    }
+    if (!vn_cli_output_ok("export", out, in)) {
+        return VN_EXIT_ERROR;
     }
     if (onnx) return export_onnx(in, out, size, force);
     vn_error err = {0};

@@ -38,12 +38,17 @@ int vn_cmd_import(int argc, char **argv)
         else if (argv[i][0] == '-') {
             vn_cli_error("import", "unknown option %s (see vanilla import --help)", argv[i]);
             return VN_EXIT_USAGE;
+        } else if (in) {
+            vn_cli_error("import", "one file at a time: %s, then %s (see vanilla import --help)",
+                         in, argv[i]);
+            return VN_EXIT_USAGE;
         } else in = argv[i];
     }
     if (!in || !out) {
         fputs(import_help, stderr);
         return VN_EXIT_USAGE;
     }
+    if (!vn_cli_output_ok("import", out, in)) return VN_EXIT_ERROR;
     vn_config cfg;
     bool with_cfg = n_files || n_sets;
     if (with_cfg) {

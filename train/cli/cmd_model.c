@@ -70,6 +70,66 @@ static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn
     return 0;
 }
 
+/* --set on a vanilla file (which stores its model and preprocessing): the keys of how to
+ * evaluate it apply; any other key would be ignored, so it is refused, and so is --config
+ * (whose keys cannot be told apart from its defaults). */
+static const char *const eval_keys[] = {"data.eval_mode", "data.crop_pct", "data.eval_interpolation",
+                                        "data.max_bad_fraction", "data.fail_fast", "data.workers",
+                                        "data.eval_batch_size", "data.max_image_pixels", NULL};
+
+static int apply_eval_overrides(const model_cfg_args *a, const vn_ckpt_info *info,
+                                vn_loader_config *lc, const char *cmd)
+{
+    if (info->plain || (!a->n_files && !a->n_sets)) return 0;
+    if (a->n_files) {
+        vn_cli_error(cmd, "--config %s: this file was written by vanilla and holds its model and "
+                     "preprocessing (--config and --set describe plain state_dicts); to change how "
+                     "it is evaluated use --set with one of: data.eval_mode, data.crop_pct, "
+                     "data.eval_interpolation, data.max_bad_fraction, data.fail_fast, "
+                     "data.workers, data.eval_batch_size", a->files[0]);
+        return VN_EXIT_USAGE;
+    }
+    for (int k = 0; k < a->n_sets; k++) {
+        const char *eq = strchr(a->sets[k], '=');
+        size_t n = eq ? (size_t)(eq - a->sets[k]) : strlen(a->sets[k]);
+        bool ok = false;
+        for (int j = 0; eval_keys[j] && !ok; j++)
+            ok = strlen(eval_keys[j]) == n && strncmp(a->sets[k], eval_keys[j], n) == 0;
+        if (!ok) {
+            vn_cli_error(cmd, "--set %s: this file was written by vanilla and stores its model and "
+                         "preprocessing, so this key cannot change; the keys of how to evaluate "
+                         "it are data.eval_mode, data.crop_pct, data.eval_interpolation, "
+                         "data.max_bad_fraction, data.fail_fast, data.workers, "
+                         "data.eval_batch_size", a->sets[k]);
+            return VN_EXIT_USAGE;
+        }
+    }
+    vn_config c;
+    int ec = vn_cli_load_config(&c, NULL, 0, a->sets, a->n_sets, cmd);
+    if (ec) return ec;
+    for (int k = 0; k < a->n_sets; k++) {
+        const char *key = a->sets[k];
+#define IS(name) (strncmp(key, name "=", sizeof name) == 0)
+        if (IS("data.eval_mode")) {
+            lc->eval_resize = VN_EVAL_RESIZE_CROP;
+            if (c.data.eval_mode == VN_CONFIG_EVAL_OFFICIAL)
+                lc->eval_resize = lc->input_size <= 32    ? VN_EVAL_RESIZE_NONE
+                                  : lc->input_size >= 384 ? VN_EVAL_RESIZE_SQUARE
+                                                          : VN_EVAL_RESIZE_CROP;
+        } else if (IS("data.crop_pct")) lc->crop_pct = c.data.crop_pct;
+        else if (IS("data.eval_interpolation"))
+            lc->interpolation = c.data.eval_interpolation == VN_CONFIG_INTERP_BICUBIC
+                                    ? VN_INTERP_BICUBIC : VN_INTERP_BILINEAR;
+        else if (IS("data.max_bad_fraction")) lc->max_bad_fraction = c.data.max_bad_fraction;
+        else if (IS("data.fail_fast")) lc->fail_fast = c.data.fail_fast;
+        else if (IS("data.workers")) lc->workers = (int)c.data.workers;
+        else if (IS("data.eval_batch_size") && c.data.eval_batch_size > 0)
+            lc->batch_size = (int)c.data.eval_batch_size;
+#undef IS
+    }
+    return 0;
+}
+
 /* Eval-transform settings of a model file: stored preprocessing, else the checkpoint's config. */
 static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loader_config *lc,
                               vn_config *cfg_out, bool *have_cfg, const char *cmd)
@@ -85,6 +145,7 @@ static int eval_loader_config(const vn_ckpt_info *info, const char *path, vn_loa
     }
     if (info->has_data) {
         vn_loader_config_eval(lc);
+        lc->empty_bad_slots = true;
         lc->input_size = info->input_size;
         lc->channels = info->channels;
         lc->interpolation = info->interpolation;
@@ -153,7 +214,10 @@ static int write_logits(const char *path, const float *logits, int64_t n, int nc
     "from `vanilla import` or PyTorch) is read with the model and preprocessing of --config\n"  \
     "FILE and --set section.key=value (default vanillanet_5 at 224 with ImageNet mean/std);\n"  \
     "the training or deploy form comes from its keys, the class count from its classifier\n"   \
-    "unless model.num_classes is set, and classes are named by number.\n"
+    "unless model.num_classes is set, and classes are named by number. A file written by\n"   \
+    "vanilla keeps its own model and preprocessing: there --set takes only the keys of how to\n" \
+    "evaluate it (data.eval_mode, data.crop_pct, data.eval_interpolation,\n"                 \
+    "data.max_bad_fraction, data.fail_fast, data.workers, data.eval_batch_size).\n"
 
 static const char eval_help[] =
     "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N | --key K] [--batch-size N]\n"
@@ -175,16 +239,21 @@ static const char eval_help[] =
 /* eval's loader: the model file's preprocessing over --data (or the stored config's
  * validation folder), with the model's class order. */
 static int open_eval_data(const char *model_path, const vn_ckpt_info *info, const vn_vanillanet *m,
-                          const char **data, char *split, size_t split_len, int batch,
-                          int workers, vn_loader **ld)
+                          const model_cfg_args *ca, const char **data, char *split,
+                          size_t split_len, int batch, int workers, vn_loader **ld)
 {
     vn_loader_config lc;
     vn_config cfg;
     bool have_cfg;
     int ec = eval_loader_config(info, model_path, &lc, &cfg, &have_cfg, "eval");
+    if (!ec) ec = apply_eval_overrides(ca, info, &lc, "eval");
     if (!ec && !*data) {
         if (!have_cfg || !cfg.data.root[0]) {
             vn_cli_error("eval", "no --data folder given and %s has no data.root", model_path);
+            ec = VN_EXIT_USAGE;
+        } else if (!cfg.data.val_dir[0]) {
+            vn_cli_error("eval", "no --data folder given and %s was trained without a validation "
+                         "folder (data.val_dir \"\")", model_path);
             ec = VN_EXIT_USAGE;
         } else {
             *data = vn_split_path(&cfg, false, split, split_len);
@@ -240,6 +309,10 @@ int vn_cmd_eval(int argc, char **argv)
         else if (argv[i][0] == '-') {
             vn_cli_error("eval", "unknown option %s (see vanilla eval --help)", argv[i]);
             return VN_EXIT_USAGE;
+        } else if (model_path) {
+            vn_cli_error("eval", "one model file at a time: %s, then %s (the images come with "
+                         "--data FOLDER)", model_path, argv[i]);
+            return VN_EXIT_USAGE;
         } else model_path = argv[i];
     }
     if (bad) return VN_EXIT_USAGE;
@@ -247,6 +320,7 @@ int vn_cmd_eval(int argc, char **argv)
         fputs(eval_help, stderr);
         return VN_EXIT_USAGE;
     }
+    if (logits_path && !vn_cli_output_ok("eval", logits_path, model_path)) return VN_EXIT_ERROR;
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
@@ -263,7 +337,7 @@ int vn_cmd_eval(int argc, char **argv)
     vn_loader *ld = NULL;
     vn_ctx *ctx = vn_ctx_create_on(dev);
     char split[2100]; /* holds data when it comes from the stored config */
-    int ec = open_eval_data(model_path, &info, m, &data, split, sizeof split, batch, workers, &ld);
+    int ec = open_eval_data(model_path, &info, m, &ca, &data, split, sizeof split, batch, workers, &ld);
     vn_eval_result res;
     float *logits = NULL;
     if (!ec && vn_evaluate(ctx, m, ld, &res, logits_path || real ? &logits : NULL, &err) != VN_OK) {
@@ -271,11 +345,16 @@ int vn_cmd_eval(int argc, char **argv)
         ec = VN_EXIT_ERROR;
     }
     if (!ec) {
-        printf("%s%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images)\n", model_path,
+        int64_t bad = vn_loader_bad_files(ld);
+        printf("%s%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images", model_path,
                ema >= 0 ? " (EMA)" : "", data, res.top1, res.top5, res.loss, (long long)res.n);
+        if (bad > 0) printf("; %lld unreadable, left out", (long long)bad);
+        printf(")\n");
         if (real) ec = print_real(real, ld, logits, m->cfg.num_classes);
         if (!ec && logits_path) {
-            if (write_logits(logits_path, logits, res.n, m->cfg.num_classes, &err) != VN_OK) {
+            /* One row per image of the folder, in its order; unreadable ones are NaN. */
+            if (write_logits(logits_path, logits, vn_loader_num_samples(ld), m->cfg.num_classes,
+                             &err) != VN_OK) {
                 vn_cli_error("eval", "%s", err.msg);
                 ec = VN_EXIT_ERROR;
             } else {
@@ -341,7 +420,7 @@ int vn_cmd_export(int argc, char **argv)
     if (vn_cli_is_detector(argc, argv)) return vn_cmd_detect_export(argc, argv);
     const char *in = NULL, *out = NULL, *key = NULL, *format = "safetensors", *device = "cpu";
     int ema = -1, onnx_size = 0;
-    bool force = false, bad = false;
+    bool force = false, bad = false, format_given = false;
     model_cfg_args ca = {0};
     for (int i = 1; i < argc; i++) {
         int t = take_model_cfg(&ca, argc, argv, &i, "export");
@@ -354,20 +433,33 @@ int vn_cmd_export(int argc, char **argv)
         else if (strcmp(argv[i], "--ema") == 0 && i + 1 < argc) ema = vn_cli_int("export", "--ema", argv[++i], 0, 1000, &bad);
         else if (strcmp(argv[i], "--force") == 0) force = true;
         else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) key = argv[++i];
-        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i], format_given = true;
         else if (strcmp(argv[i], "--input-size") == 0 && i + 1 < argc) onnx_size = vn_cli_int("export", "--input-size", argv[++i], 1, 16384, &bad);
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = argv[++i];
         else if (argv[i][0] == '-') {
             vn_cli_error("export", "unknown option %s (see vanilla export --help)", argv[i]);
             return VN_EXIT_USAGE;
+        } else if (in) {
+            vn_cli_error("export", "one model file at a time: %s, then %s (see vanilla export "
+                         "--help)", in, argv[i]);
+            return VN_EXIT_USAGE;
         } else in = argv[i];
     }
     if (bad) return VN_EXIT_USAGE;
+    if (!format_given && out) { /* -o x.onnx says the format */
+        size_t n = strlen(out);
+        if (n > 5 && strcmp(out + n - 5, ".onnx") == 0) format = "onnx";
+    }
     bool onnx = strcmp(format, "onnx") == 0;
-    if (!in || !out || (!onnx && strcmp(format, "safetensors") != 0)) {
+    if (!onnx && strcmp(format, "safetensors") != 0) {
+        vn_cli_error("export", "--format %s: one of safetensors, onnx", format);
+        return VN_EXIT_USAGE;
+    }
+    if (!in || !out) {
         fputs(export_help, stderr);
         return VN_EXIT_USAGE;
     }
+    if (!vn_cli_output_ok("export", out, in)) return VN_EXIT_ERROR;
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
@@ -411,7 +503,9 @@ static void print_topk(const char *image, const float *row, int nc, int topk, co
             if (!used[c] && (best < 0 || row[c] > row[best])) best = c;
         used[best] = true;
         const char *name = info->class_names && best < info->n_classes ? info->class_names[best] : NULL;
-        printf("  %d. %-24s %6.2f%%  (class %d, logit %.4f)\n", k + 1, name ? name : "?",
+        char num[24]; /* a file without class names (an imported .pth): the class number */
+        snprintf(num, sizeof num, "%d", best);
+        printf("  %d. %-24s %6.2f%%  (class %d, logit %.4f)\n", k + 1, name ? name : num,
                100.0 * exp(row[best] - mx) / se, best, (double)row[best]);
     }
     free(used);
@@ -500,6 +594,10 @@ int vn_cmd_predict(int argc, char **argv)
         free(images);
         return VN_EXIT_USAGE;
     }
+    if (logits_path && !vn_cli_output_ok("predict", logits_path, model_path)) {
+        free(images);
+        return VN_EXIT_ERROR;
+    }
     vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
@@ -514,6 +612,7 @@ int vn_cmd_predict(int argc, char **argv)
     vn_config cfg;
     bool have_cfg;
     int ec = eval_loader_config(&info, model_path, &lc, &cfg, &have_cfg, "predict");
+    if (!ec) ec = apply_eval_overrides(&ca, &info, &lc, "predict");
     int nc = m->cfg.num_classes;
     if (topk < 1) topk = 1;
     if (topk > nc) topk = nc;
@@ -521,7 +620,7 @@ int vn_cmd_predict(int argc, char **argv)
     int failed = 0;
     if (!ec) ec = predict_images(m, dev, &lc, images, n_images, topk, &info, logits, &failed);
     if (!ec && failed) {
-        vn_cli_error("predict", "%d of %d images could not be read%s", failed, n_images,
+        vn_cli_error("predict", "%d of %d images could not be read or used%s", failed, n_images,
                      logits_path ? "; no logits file written" : "");
         ec = VN_EXIT_ERROR;
     }

@@ -122,6 +122,40 @@ static void print_result(const vn_config *cfg, const vn_train_result *res)
     printf("see:   vanilla report %s -o report.html\n", cfg->output.dir);
 }
 
+/* One shell word: as is when it holds only safe characters, else in single quotes. */
+static void put_shell_word(FILE *f, const char *w)
+{
+    bool plain = w[0] != 0;
+    for (const char *c = w; *c && plain; c++)
+        plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                strchr("-_./=,:+@%", *c);
+    if (plain) {
+        fputs(w, f);
+        return;
+    }
+    fputc('\'', f);
+    for (const char *c = w; *c; c++) {
+        if (*c == '\'') fputs("'\\''", f);
+        else fputc(*c, f);
+    }
+    fputc('\'', f);
+}
+
+/* The command that resumes this run: its config files and overrides, then --resume auto. */
+static void print_resume_command(FILE *f, const config_args *a)
+{
+    fputs("resume with: vanilla train", f);
+    for (int i = 0; i < a->n_files; i++) {
+        fputc(' ', f);
+        put_shell_word(f, a->files[i]);
+    }
+    for (int i = 0; i < a->n_sets; i++) {
+        fputs(" --set ", f);
+        put_shell_word(f, a->sets[i]);
+    }
+    fputs(" --resume auto\n", f);
+}
+
 int vn_cmd_train(int argc, char **argv)
 {
     config_args a = {0};
@@ -138,6 +172,10 @@ int vn_cmd_train(int argc, char **argv)
             resume = argv[++i];
         } else if (strncmp(argv[i], "--resume=", 9) == 0) {
             resume = argv[i] + 9;
+        } else if (strcmp(argv[i], "--resume") == 0) {
+            vn_cli_error("train", "--resume needs a value: auto (the newest checkpoint of "
+                         "output.dir) or a checkpoint file");
+            return VN_EXIT_USAGE;
         } else if (strcmp(argv[i], "--force") == 0) {
             force = true;
         } else if (strcmp(argv[i], "--profile") == 0) {
@@ -176,9 +214,9 @@ int vn_cmd_train(int argc, char **argv)
     if (quiet) return res.outcome == VN_TRAIN_INTERRUPTED ? VN_EXIT_INTERRUPTED : VN_EXIT_OK;
     printf("\n");
     if (res.outcome == VN_TRAIN_INTERRUPTED) {
-        printf("interrupted at epoch %lld, step %lld; checkpoint %s\n"
-               "resume with: vanilla train %s --resume auto\n",
-               (long long)res.state.epoch, (long long)res.state.step, res.last_ckpt, a.files[0]);
+        printf("interrupted at epoch %lld, step %lld; checkpoint %s\n", (long long)res.state.epoch,
+               (long long)res.state.step, res.last_ckpt);
+        print_resume_command(stdout, &a);
         return VN_EXIT_INTERRUPTED;
     }
     print_result(&cfg, &res);
@@ -257,6 +295,21 @@ static int print_report(const vn_vanillanet_config *mc, bool deploy, int size, c
     return 0;
 }
 
+/* A weight file whatever its name: safetensors opens with an 8-byte little-endian header
+ * length and the header's '{'. */
+static bool looks_safetensors(const char *path)
+{
+    unsigned char b[9];
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    if (n < sizeof b || b[8] != '{') return false;
+    uint64_t len = 0;
+    for (int i = 7; i >= 0; i--) len = len << 8 | b[i];
+    return len >= 2 && len < ((uint64_t)1 << 32);
+}
+
 int vn_cmd_info(int argc, char **argv)
 {
     config_args a = {0};
@@ -277,7 +330,7 @@ int vn_cmd_info(int argc, char **argv)
         } else if (argv[i][0] == '-') {
             vn_cli_error("info", "unknown option %s", argv[i]);
             return VN_EXIT_USAGE;
-        } else if (strstr(argv[i], ".safetensors")) {
+        } else if (strstr(argv[i], ".safetensors") || looks_safetensors(argv[i])) {
             model_file = argv[i];
         } else if (a.n_files < MAX_ARGS) {
             a.files[a.n_files++] = argv[i];

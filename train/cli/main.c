@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/vn_base.h"
 #include "train/cli/vn_cli.h"
@@ -66,6 +68,38 @@ double vn_cli_real(const char *cmd, const char *opt, const char *s, double lo, d
 bool vn_cli_is(const char *arg, const char *a, const char *b)
 {
     return (a && strcmp(arg, a) == 0) || (b && strcmp(arg, b) == 0);
+}
+
+bool vn_cli_output_ok(const char *cmd, const char *out, const char *in)
+{
+    struct stat so, si;
+    if (in && stat(out, &so) == 0 && stat(in, &si) == 0 && so.st_dev == si.st_dev &&
+        so.st_ino == si.st_ino) {
+        vn_cli_error(cmd, "the output %s is the input file %s: writing it would destroy the "
+                     "input; choose another output path", out, in);
+        return false;
+    }
+    if (stat(out, &so) == 0 && S_ISDIR(so.st_mode)) {
+        vn_cli_error(cmd, "the output %s is a folder; give a file path", out);
+        return false;
+    }
+    /* The folder it goes into must exist and take new files (a temporary, then a rename). */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    if (stat(dir, &so) != 0 || !S_ISDIR(so.st_mode)) {
+        vn_cli_error(cmd, "cannot write %s: the folder %s does not exist", out, dir);
+        return false;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        vn_cli_error(cmd, "cannot write %s: the folder %s is not writable (%s)", out, dir,
+                     strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 int vn_cli_load_config(vn_config *cfg, const char *const *files, int n_files,

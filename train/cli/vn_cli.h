@@ -30,6 +30,11 @@ int vn_cli_load_config(vn_config *cfg, const char *const *files, int n_files,
 int vn_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, bool *bad);
 double vn_cli_real(const char *cmd, const char *opt, const char *s, double lo, double hi, bool *bad);
 
+/* Checks an output file path before any work: not the input file `in` itself (NULL: no
+ * input), not a folder, and its folder exists and is writable. Says what is wrong and returns
+ * false (the caller exits with VN_EXIT_ERROR). */
+bool vn_cli_output_ok(const char *cmd, const char *out, const char *in);
+
 /* True when `arg` is one of the given option spellings. */
 bool vn_cli_is(const char *arg, const char *a, const char *b);
 
