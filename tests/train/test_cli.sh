@@ -74,6 +74,16 @@ expect "train: writes TensorBoard events" quiet ls "$T"/run/tb/events.out.tfeven
 expect "train: writes epochs.csv" [ -s "$T/run/epochs.csv" ]
 "$VANILLA" train "$T/base.yaml" --resume auto >"$T/again.log" 2>&1
 expect "train again: finished run is not redone" contains "$T/again.log" "already finished"
+sum0=$(sha256sum <"$T/run/checkpoints/ckpt-s0000000024.safetensors")
+"$VANILLA" train "$T/base.yaml" --set train.epochs=2 >"$T/again2.log" 2>&1
+expect "a new run into a folder holding one: exit 1" [ $? -eq 1 ]
+expect "a new run into a folder holding one: says what to do" contains "$T/again2.log" "already holds a run"
+expect "a new run into a folder holding one: the old run intact" \
+  [ "$(sha256sum <"$T/run/checkpoints/ckpt-s0000000024.safetensors")" = "$sum0" ]
+# data.val_dir "": no validation at all (not the root folder as the validation set).
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/noval" --set train.epochs=1 --set data.val_dir= >"$T/noval.log" 2>&1
+expect "data.val_dir \"\": exit 0" [ $? -eq 0 ]
+expect "data.val_dir \"\": no evaluation" [ -z "$(grep -E 'eval epoch|final: top-1' "$T/noval.log")" ]
 # train.keep_mb: outputs kept instead of recomputed in backward change no byte of the result.
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/keep" --set train.keep_mb=64 >"$T/keep.log" 2>&1
 expect "train.keep_mb 64: exit 0" [ $? -eq 0 ]
@@ -146,6 +156,68 @@ printf 'not an image' >"$T/junk.png"
 expect "predict on a bad file: exit 1" [ $? -eq 1 ]
 expect "predict on a bad file: names it" contains "$T/out" "junk.png"
 
+# Outputs that would destroy the input are refused before any work; extra positional
+# arguments are usage errors; -o x.onnx means --format onnx.
+cp "$T/run/checkpoints/best.safetensors" "$T/victim.safetensors"
+sum0=$(sha256sum <"$T/victim.safetensors")
+"$VANILLA" eval "$T/victim.safetensors" --data "$T/data/val" --save-logits "$T/victim.safetensors" >"$T/out" 2>&1
+expect "eval --save-logits onto the model: exit 1" [ $? -eq 1 ]
+expect "eval --save-logits onto the model: says why" contains "$T/out" "is the input file"
+"$VANILLA" export "$T/victim.safetensors" -o "$T/./victim.safetensors" >"$T/out" 2>&1
+expect "export -o onto the input: exit 1" [ $? -eq 1 ]
+expect "refused outputs: the model is intact" [ "$(sha256sum <"$T/victim.safetensors")" = "$sum0" ]
+"$VANILLA" eval "$T/victim.safetensors" --data "$T/data/val" --save-logits "$T/nodir/x.safetensors" >"$T/out" 2>&1
+rc=$?
+expect "eval --save-logits into a missing folder: exit 1" [ $rc -eq 1 ]
+expect "eval --save-logits into a missing folder: says so" contains "$T/out" "does not exist"
+expect "eval --save-logits into a missing folder: refused before evaluating" [ -z "$(grep top-1 "$T/out")" ]
+"$VANILLA" export "$T/victim.safetensors" "$T/deploy.safetensors" -o "$T/two.safetensors" >"$T/out" 2>&1
+expect "export with two model files: exit 2" [ $? -eq 2 ]
+"$VANILLA" eval "$T/victim.safetensors" "$T/data/val" >"$T/out" 2>&1
+rc=$?
+expect "eval with a folder as second argument: exit 2" [ $rc -eq 2 ]
+expect "eval with a folder as second argument: points at --data" contains "$T/out" "--data FOLDER"
+"$VANILLA" export "$T/victim.safetensors" --format foo -o "$T/foo" >"$T/out" 2>&1
+rc=$?
+expect "export --format foo: exit 2" [ $rc -eq 2 ]
+expect "export --format foo: says which" contains "$T/out" "one of safetensors, onnx"
+"$VANILLA" export "$T/victim.safetensors" -o "$T/by_name.onnx" >"$T/out" 2>&1
+expect "export -o x.onnx: ONNX" contains "$T/out" "ONNX (opset"
+cp "$T/deploy.safetensors" "$T/deploy.weights"
+"$VANILLA" info "$T/deploy.weights" >"$T/out" 2>&1
+expect "info on a weight file named otherwise: exit 0" [ $? -eq 0 ]
+
+# eval: an unreadable image is left out (counted once, never replaced by another image); its
+# logits row is NaN and the file still has one row per image.
+cp -r "$T/data/val" "$T/val_bad"
+good=$(cd "$T/val_bad" && ls */*.png | wc -l)
+head -c 100 "$T/data/val/c0/$(ls "$T/data/val/c0" | head -1)" >"$T/val_bad/c0/000_bad.png"
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/val_bad" --set data.max_bad_fraction=0.5 \
+  --save-logits "$T/bad_logits.safetensors" >"$T/out" 2>&1
+expect "eval with a bad image: exit 0" [ $? -eq 0 ]
+expect "eval with a bad image: $good images counted, the bad one left out" contains "$T/out" "($good images; 1 unreadable, left out)"
+expect "eval with a bad image: names it" contains "$T/out" "000_bad.png"
+a=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/eval2")
+b=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/out")
+expect "eval with a bad image: the metrics of the readable ones ($b = $a)" [ -n "$a" ] && [ "$a" = "$b" ]
+expect "eval with a bad image: a logits row per file" \
+  bash -c "head -c 200 '$T/bad_logits.safetensors' | grep -aq '\"shape\":\\[$((good + 1)),4\\]'"
+"$VANILLA" eval "$T/deploy.safetensors" --data "$T/val_bad" >"$T/out" 2>&1
+rc=$?
+expect "eval: without --set data.max_bad_fraction, the default 1% stops it" [ $rc -eq 1 ]
+expect "eval: the default 1% named" contains "$T/out" "max_bad_fraction 1.00%"
+# --set on a vanilla file: the keys of how to evaluate apply, the others are refused.
+wide="$T/wide.png" # a preview grid: not 16x16
+"$VANILLA" data preview "$T/base.yaml" --n 2 -o "$wide" >/dev/null 2>&1
+"$VANILLA" predict "$T/deploy.safetensors" "$wide" >"$T/out" 2>&1
+expect "predict 24x20 at 16 px, official eval: refused" [ $? -eq 1 ]
+"$VANILLA" predict "$T/deploy.safetensors" "$wide" --set data.eval_mode=resize-crop >"$T/out" 2>&1
+expect "predict --set data.eval_mode=resize-crop on a vanilla file: applies" [ $? -eq 0 ]
+"$VANILLA" predict "$T/deploy.safetensors" "$wide" --set model.act_num=1 >"$T/out" 2>&1
+rc=$?
+expect "predict --set model.* on a vanilla file: exit 2" [ $rc -eq 2 ]
+expect "predict --set model.* on a vanilla file: says why" contains "$T/out" "stores its model"
+
 # The checksum covers the header too: one changed byte in the stored preprocessing mean or in
 # a tensor name is refused, by name, by every command that reads the file.
 # (The mean sits in a JSON text inside the header's JSON, hence the escaped quote.)
@@ -186,6 +258,8 @@ kill -TERM $pid
 wait $pid
 expect "SIGTERM: exit 3" [ $? -eq 3 ]
 expect "SIGTERM: says how to resume" contains "$T/sig.log" "--resume auto"
+expect "SIGTERM: the resume command keeps the --set options" \
+  contains "$T/sig.log" "resume with: vanilla train $T/base.yaml --set output.dir=$T/sig --set train.epochs=100000 --resume auto"
 last=$(ls "$T"/sig/checkpoints/ckpt-*.safetensors | sort | tail -1)
 step=$(basename "$last" | sed 's/ckpt-s0*\([0-9]*\).safetensors/\1/')
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 \

@@ -38,6 +38,37 @@ expect "import --key model_ema --config: exit 0" [ $? -eq 0 ]
 "$VANILLA" info "$T/ema.safetensors" >"$T/out" 2>&1
 expect "imported with --config: info needs no config" contains "$T/out" "weights, 5 classes"
 
+# A damaged storage record (one byte of the data changed) fails its zip CRC-32.
+python3 - "$FX/sd_train.pth" "$T/damaged.pth" <<'PY'
+import struct, sys, zipfile
+src, dst = sys.argv[1:]
+b = bytearray(open(src, 'rb').read())
+i = [x for x in zipfile.ZipFile(src).infolist() if x.filename.endswith('/data/0')][0]
+n, e = struct.unpack('<HH', b[i.header_offset + 26:i.header_offset + 30])
+b[i.header_offset + 30 + n + e + 5] ^= 0x40
+open(dst, 'wb').write(b)
+PY
+"$VANILLA" import "$T/damaged.pth" -o "$T/bad.safetensors" >"$T/out" 2>&1
+expect "import a .pth with a damaged record: exit 1" [ $? -eq 1 ]
+expect "import a .pth with a damaged record: says so" contains "$T/out" "'sd_train/data/0' fails its CRC-32 check"
+expect "import a .pth with a damaged record: nothing written" [ ! -e "$T/bad.safetensors" ]
+"$VANILLA" import "$FX/sd_train.pth" -o "$T/sd_train.safetensors" >"$T/out" 2>&1
+expect "import to the same path again: overwrites the earlier output" [ $? -eq 0 ]
+cp "$FX/sd_train.pth" "$T/own.pth"
+"$VANILLA" import "$T/own.pth" -o "$T/own.pth" >"$T/out" 2>&1
+expect "import onto its own input: exit 1" [ $? -eq 1 ]
+expect "import onto its own input: the input intact" cmp -s "$FX/sd_train.pth" "$T/own.pth"
+
+# Imported with --config: the file describes itself but has no class names (a .pth has none),
+# so eval takes the folder's sorted names, as PyTorch's ImageFolder: the same logits as
+# PyTorch on a folder whose classes are named a..e.
+"$VANILLA" import "$FX/sd_train.pth" -o "$T/described.safetensors" --config "$FX/config.yaml" >"$T/out" 2>&1
+expect "import sd_train.pth --config: exit 0" [ $? -eq 0 ]
+"$VANILLA" eval "$T/described.safetensors" --data "$FX/images" --save-logits "$T/described_logits.safetensors" >"$T/out" 2>&1
+expect "eval of an imported file on named class folders: exit 0" [ $? -eq 0 ]
+expect "eval of an imported file: logits equal PyTorch's (1e-5 abs)" "$TOOL" compare \
+  "$T/described_logits.safetensors" "$FX/expected_eval.safetensors" logits 1e-5
+
 # A plain state_dict: refused without a config that fits, read with one.
 "$VANILLA" info "$FX/plain_train.safetensors" "$FX/config.yaml" >"$T/out" 2>&1
 expect "info plain + config" contains "$T/out" "plain state_dict (model from the config), 5 classes"
