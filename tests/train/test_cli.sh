@@ -334,6 +334,14 @@ expect "ablate: MACs of the trained model ($macs)" [ "${macs:-0}" -gt 0 ]
 expect "ablate: results.csv" [ "$(wc -l <"$T/abl/tiny/results.csv")" -eq 3 ]
 "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" >"$T/abl2.log" 2>&1
 expect "ablate again: finished runs not redone" contains "$T/abl2.log" "finished before"
+# A finished run is not reported as the result of other values; two runs cannot share a name.
+"$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" --set optim.lr=0.02 >"$T/abl3.log" 2>&1
+expect "ablate with a changed base: exit 1" [ $? -eq 1 ]
+expect "ablate with a changed base: names the key" contains "$T/abl3.log" "optim.lr: 0.01 -> 0.02"
+printf 'variants:\n  - {name: a b, set: {optim.lr: 0.1}}\n  - {name: a_b, set: {optim.lr: 0.2}}\n' >"$T/dup.yaml"
+"$VANILLA" ablate "$T/base.yaml" "$T/dup.yaml" --set output.dir="$T/dup" >"$T/dup.log" 2>&1
+expect "ablate with two runs of one folder name: exit 1" [ $? -eq 1 ]
+expect "ablate with two runs of one folder name: says so" contains "$T/dup.log" "runs 1 and 2 both have the name 'a_b'"
 
 # data check and info.
 printf 'hello' >"$T/data/val/c0/notes.txt"

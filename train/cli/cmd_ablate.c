@@ -187,6 +187,7 @@ static int parse_ablation(const char *path, ablation *a)
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_file(&parser, f);
     int rc = -1;
+    bool bad_names = false;
     if (!yaml_parser_load(&parser, &doc)) {
         vn_cli_error("ablate", "%s:%zu:%zu: %s", path, parser.problem_mark.line + 1,
                      parser.problem_mark.column + 1, parser.problem ? parser.problem : "YAML error");
@@ -223,12 +224,44 @@ static int parse_ablation(const char *path, ablation *a)
     if (grid ? parse_grid(&doc, grid, a, path) : parse_variants(&doc, variants, a, path)) goto out;
     for (int i = 0; i < a->n_runs; i++) sanitize(a->runs[i].name);
     sanitize(a->name);
+    /* Each run has its own folder: two with one name would share (and mix) one run. */
+    for (int i = 0; i < a->n_runs && !bad_names; i++)
+        for (int j = 0; j < i && !bad_names; j++)
+            if (strcmp(a->runs[i].name, a->runs[j].name) == 0) {
+                vn_cli_error("ablate", "%s: runs %d and %d both have the name '%s' (folder names "
+                             "keep letters, digits, - _ . =): give each run its own name", path,
+                             j + 1, i + 1, a->runs[i].name);
+                bad_names = true;
+            }
+    if (bad_names) goto out;
     rc = 0;
 out:
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     fclose(f);
     return rc;
+}
+
+/* Whether the run in dir was trained under cfg: its config.yaml against cfg by the resume
+ * rule (the keys that change results). False with the changed keys in err. */
+static bool same_config(const char *dir, const vn_config *cfg, vn_error *err)
+{
+    char path[2100];
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    vn_config *old = malloc(sizeof *old);
+    if (!old) {
+        vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+        return false;
+    }
+    vn_config_init(old);
+    int rc = vn_config_load_file(old, path, err);
+    if (rc == VN_OK && vn_config_diff(old, cfg, true, NULL) > 0) {
+        char *d = vn_config_diff_text(old, cfg, true);
+        rc = vn_error_set(err, VN_ERR_STATE, "\n%s", d ? d : "(out of memory listing the keys)");
+        free(d);
+    }
+    free(old);
+    return rc == VN_OK;
 }
 
 /* A finished detector run's figures: mAP from its metrics.jsonl (as `vanilla report` shows
@@ -406,6 +439,14 @@ int vn_cmd_ablate(int argc, char **argv)
         printf("\n== [%d/%d] %s ==\n", i + 1, a.n_runs, run->name);
         for (int s = 0; s < run->n_sets; s++) printf("   --set %s\n", run->sets[s]);
         if (vn_run_result_read(dir, &results[i])) {
+            /* Finished under this config? Else its figures are not this variant's. */
+            if (!same_config(dir, &cfg, &err)) {
+                vn_cli_error("ablate", "run %s finished before under another config, so its results "
+                             "are not this variant's (its config.yaml -> now):%sput the values "
+                             "back, or delete %s to run it again", run->name, err.msg, dir);
+                ec = VN_EXIT_ERROR;
+                break;
+            }
             if (results[i].detect)
                 printf("   finished before: best mAP50-95 %.4f\n", results[i].best_map);
             else
