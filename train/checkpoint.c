@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 /* NULL when out of memory (any jansson call failing). */
@@ -596,6 +597,42 @@ static bool stale_tmp(const char *name)
     long pid = strtol(t + 5, &end, 10);
     if (*end || pid <= 0 || pid == (long)getpid()) return false;
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int vn__run_lock(const char *run_dir, int *fd_out, vn_error *err)
+{
+    *fd_out = -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.lock", run_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return vn_error_set(err, VN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char who[32] = "";
+        ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        who[n > 0 ? n : 0] = 0;
+        who[strcspn(who, "\n")] = 0;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return vn_error_set(err, VN_ERR_STATE, "%s is in use by another training (process %s): "
+                                "two runs writing one folder would mix their checkpoints; wait "
+                                "for it, stop it, or set another output.dir", run_dir,
+                                who[0] ? who : "?");
+        return vn_error_set(err, VN_ERR_IO, "cannot lock %s: %s", path, strerror(e));
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* the pid is only for the message above: the lock itself holds */
+    }
+    *fd_out = fd;
+    return VN_OK;
+}
+
+void vn__run_unlock(int fd)
+{
+    if (fd >= 0) close(fd); /* the lock goes with the descriptor; the file stays */
 }
 
 int vn_ckpt_dir_prepare(const char *dir, vn_error *err)

@@ -70,6 +70,7 @@ typedef struct drun {
     double t0, ep_loss, ep_t0;
     int64_t ep_steps;
     bool at_limit;
+    int lock_fd; /* the run folder's lock, -1 when not held */
 } drun;
 
 static const char *const step_cols[] = {"loss", "box_loss", "cls_loss", "dfl_loss", "lr",
@@ -139,6 +140,7 @@ int64_t vn_detect_accumulate(int64_t ni, int64_t nw, int64_t uf, bool ramp)
 
 static void drun_free(drun *r)
 {
+    vn__run_unlock(r->lock_fd);
     vn_det_dataset_free(r->train);
     vn_det_dataset_free(r->val);
     vn_det_data_cfg_free(&r->data);
@@ -700,6 +702,7 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
 {
     memset(res, 0, sizeof *res);
     drun R = {0}, *r = &R;
+    r->lock_fd = -1;
     r->cfg = cfg;
     r->opt = opt;
     r->out = opt->out ? opt->out : stdout;
@@ -714,6 +717,7 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
     int rc = r->imgsz % 32 ? vn_error_set(err, VN_ERR_INVALID, "detect.imgsz %d is not a multiple "
                                           "of 32", r->imgsz) : VN_OK;
     if (rc == VN_OK) rc = vn_mkdirs(ckdir, err);
+    if (rc == VN_OK) rc = vn__run_lock(r->dir, &r->lock_fd, err);
     if (rc == VN_OK) rc = vn_ckpt_dir_prepare(ckdir, err);
     if (rc == VN_OK) rc = open_data(r, err);
     if (rc == VN_OK) rc = setup_model(r, err);

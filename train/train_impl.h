@@ -46,6 +46,12 @@ const char *vn__st_entry_shape(const vn_st_entry *fe, char *buf, size_t len);
 int vn__model_key_pick(const char *path, const char *key, bool is_checkpoint, int n_emas,
                        int *index, vn_error *err);
 
+/* One training per run folder: an exclusive flock on run_dir/.lock (holding the pid, for the
+ * message), held until vn__run_unlock (or the process ends). VN_ERR_STATE naming the other
+ * process when it is taken. */
+int vn__run_lock(const char *run_dir, int *fd, vn_error *err);
+void vn__run_unlock(int fd);
+
 /* A new run (no --resume) must not go into a folder that holds one: VN_ERR_INVALID saying
  * so when run_dir/checkpoints has checkpoints, VN_OK otherwise. */
 int vn__fresh_run_check(const char *run_dir, vn_error *err);

@@ -25,6 +25,7 @@ typedef struct run {
     const vn_train_options *opt;
     FILE *out;
     char dir[1024];
+    int lock_fd; /* the run folder's lock (rank 0), -1 when not held */
     vn_loader *train, *val;
     vn_vanillanet *model;
     vn_vanillanet **emas;
@@ -92,6 +93,7 @@ static const char *const epoch_cols[] = {"train_loss", "val_top1", "val_top5", "
 
 static void run_free(run *r)
 {
+    vn__run_unlock(r->lock_fd);
     if (r->has_next) vn_loader_release(r->train, &r->next);
     vn_tensor_free(r->xbuf[0]);
     vn_tensor_free(r->xbuf[1]);
@@ -931,6 +933,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     memset(res, 0, sizeof *res);
     run R = {0}, *r = &R;
     r->xcur = r->next_slot = -1;
+    r->lock_fd = -1;
     r->cfg = cfg;
     r->opt = opt;
     r->out = opt->out ? opt->out : stdout;
@@ -953,6 +956,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     char ckdir[4096];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
     rc = r->rank == 0 ? vn_mkdirs(ckdir, err) : VN_OK;
+    if (rc == VN_OK && r->rank == 0) rc = vn__run_lock(r->dir, &r->lock_fd, err);
     if (rc == VN_OK && r->rank == 0) rc = vn_ckpt_dir_prepare(ckdir, err);
     if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "preparing the run folder", err);
     if (rc == VN_OK) rc = open_data(r, err);

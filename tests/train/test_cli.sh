@@ -254,6 +254,11 @@ for _ in $(seq 200); do
   ls "$T"/sig/checkpoints/ckpt-*.safetensors >/dev/null 2>&1 && break
   sleep 0.1
 done
+# A second training into the same folder while the first runs: refused, naming the process.
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 --resume auto >"$T/sig_second.log" 2>&1
+rc=$?
+expect "a second training into a folder in use: exit 1" [ $rc -eq 1 ]
+expect "a second training into a folder in use: names the process" contains "$T/sig_second.log" "is in use by another training (process $pid)"
 kill -TERM $pid
 wait $pid
 expect "SIGTERM: exit 3" [ $? -eq 3 ]
