@@ -465,6 +465,27 @@ static int resume(run *r, vn_error *err)
             return rc;
         }
     }
+    /* The training folder's classes are the checkpoint's, in order (else its classifier and
+     * every label would mean other classes). */
+    if (info.class_names) {
+        int k = 0;
+        while (k < info.n_classes && k < r->n_classes && strcmp(info.class_names[k], r->classes[k]) == 0)
+            k++;
+        if (k < info.n_classes || k < r->n_classes) {
+            if (k < info.n_classes && k < r->n_classes)
+                rc = vn_error_set(err, VN_ERR_STATE, "%s was trained on %d classes and the training "
+                                  "folder now has %d: class %d is '%s' there and '%s' now (classes "
+                                  "added, removed or renamed since)", path, info.n_classes,
+                                  r->n_classes, k, info.class_names[k], r->classes[k]);
+            else
+                rc = vn_error_set(err, VN_ERR_STATE, "%s was trained on %d classes and the training "
+                                  "folder now has %d (classes added or removed since; class %d is "
+                                  "'%s')", path, info.n_classes, r->n_classes, k,
+                                  k < info.n_classes ? info.class_names[k] : r->classes[k]);
+            vn_ckpt_info_free(&info);
+            return rc;
+        }
+    }
     vn_ckpt_info_free(&info);
     vn_ckpt_parts p = parts(r);
     rc = vn_ckpt_load(path, &p, err);

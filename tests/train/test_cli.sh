@@ -270,6 +270,12 @@ step=$(basename "$last" | sed 's/ckpt-s0*\([0-9]*\).safetensors/\1/')
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 \
   --set train.max_steps=$((step + 3)) --resume auto >"$T/sig2.log" 2>&1
 expect "resume after SIGTERM: exit 0" [ $? -eq 0 ]
+# Resuming on a training folder whose classes changed: said in words, not by tensor shapes.
+cp -r "$T/data" "$T/data5" && mv "$T/data5/train/c3" "$T/data5/train/c3x" && mv "$T/data5/val/c3" "$T/data5/val/c3x"
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 \
+  --set data.root="$T/data5" --resume auto >"$T/sig3.log" 2>&1
+expect "resume with a class renamed: exit 1" [ $? -eq 1 ]
+expect "resume with a class renamed: says so" contains "$T/sig3.log" "class 3 is 'c3' there and 'c3x' now"
 expect "resume after SIGTERM: continues at step $step" contains "$T/sig2.log" "step $step"
 
 # --profile: the op table after the summary.
