@@ -212,11 +212,11 @@ void vn__det_cards(vn_text *t, const vn__run_view *v)
     char a[96], b[200], e[64];
     vn_text_put(t, "<div class=\"cards\">");
     snprintf(b, sizeof b, "best fitness (0.1 mAP50 + 0.9 mAP50-95) %.4f, epoch %.0f", d->best_fitness,
-             d->best_epoch + 1);
+             d->best_epoch);
     vn__html_card(t, "Best mAP50-95", vn__fmt_num(d->best_map, "%.4f", a, sizeof a), d->evals ? b : none, true);
     vn__html_card(t, "Best mAP50", vn__fmt_num(d->best_map50, "%.4f", a, sizeof a),
                   d->evals ? "the same evaluation (best.safetensors)" : none, true);
-    snprintf(e, sizeof e, "last evaluation, epoch %.0f", d->final_epoch + 1);
+    snprintf(e, sizeof e, "last evaluation, epoch %.0f", d->final_epoch);
     vn__html_card(t, "Final mAP50-95", vn__fmt_num(d->final_map, "%.4f", a, sizeof a), d->evals ? e : none, false);
     vn__html_card(t, "Final mAP50", vn__fmt_num(d->final_map50, "%.4f", a, sizeof a), d->evals ? e : none, false);
     vn__html_card(t, "Final precision", vn__fmt_num(d->final_p, "%.4f", a, sizeof a), d->evals ? e : none, false);
@@ -258,7 +258,7 @@ static void eval_table(vn_text *t, const vn__run_view *v)
         double step = m[3]->step[i], x[N_DET_METRICS];
         for (int k = 0; k < N_DET_METRICS; k++) x[k] = value_at(m[k], i, step);
         bool best = step == v->det.best_step && x[3] == v->det.best_map;
-        vn_text_printf(t, "<tr%s><td>%.0f</td><td>%.0f</td>", best ? " class=\"best\"" : "", m[3]->epoch[i] + 1, step);
+        vn_text_printf(t, "<tr%s><td>%.0f</td><td>%.0f</td>", best ? " class=\"best\"" : "", m[3]->epoch[i], step);
         for (int k = 0; k < N_DET_METRICS; k++) vn_text_printf(t, "<td>%s</td>", vn__fmt_num(x[k], "%.4f", a, sizeof a));
         vn_text_printf(t, "<td>%s</td></tr>", vn__fmt_num(0.1 * x[2] + 0.9 * x[3], "%.4f", a, sizeof a));
     }
@@ -290,7 +290,7 @@ static void class_table(vn_text *t, const vn__run_view *v)
         if (rows++ == 0)
             vn_text_printf(t, "<h2>Per class, last evaluation (epoch %.0f)</h2><p>Classes with instances in "
                            "the validation set, as Ultralytics lists them.</p><div class=\"tbl\"><table><tr>"
-                           "<th>class</th><th>mAP50</th><th>mAP50-95</th></tr>", v->det.final_epoch + 1);
+                           "<th>class</th><th>mAP50</th><th>mAP50-95</th></tr>", v->det.final_epoch);
         snprintf(other, sizeof other, "val_mAP50-95/%s", s->name + pl);
         vn_text_put(t, "<tr><td>");
         vn_text_escaped(t, s->name + pl);

@@ -122,7 +122,7 @@ static void summary_cards(vn_text *t, const vn__run_view *v)
     char a[96], b[160];
     vn_text_put(t, "<div class=\"cards\">");
     snprintf(b, sizeof b, "%s%s, epoch %.0f", isfinite(v->best_top1) ? "" : "no evaluation yet",
-             v->best_source, v->best_epoch + 1);
+             v->best_source, v->best_epoch);
     card(t, "Best top-1", fmt_num(v->best_top1, "%.2f%%", a, sizeof a),
          isfinite(v->best_top1) ? b : "no evaluation yet", true);
     card(t, "Final top-1", fmt_num(v->final_top1, "%.2f%%", a, sizeof a), "last evaluation, model", false);
@@ -263,7 +263,7 @@ static void eval_table(vn_text *t, const vn__run_view *v)
     for (int64_t i = 0; i < t1->n; i++) {
         bool best = t1->step[i] == v->best_step;
         vn_text_printf(t, "<tr%s><td>%.0f</td><td>%.0f</td><td>%s</td>", best ? " class=\"best\"" : "",
-                       t1->epoch[i] + 1, t1->step[i], fmt_num(t1->value[i], "%.2f%%", a, sizeof a));
+                       t1->epoch[i], t1->step[i], fmt_num(t1->value[i], "%.2f%%", a, sizeof a));
         vn_text_printf(t, "<td>%s</td>", fmt_num(t5 && i < t5->n ? t5->value[i] : NAN, "%.2f%%", a, sizeof a));
         vn_text_printf(t, "<td>%s</td>", fmt_num(lo && i < lo->n ? lo->value[i] : NAN, "%.4f", a, sizeof a));
         for (int e = 0; e < n_ema; e++)
@@ -287,7 +287,7 @@ static void epoch_table(vn_text *t, const vn__run_view *v)
     for (int64_t i = 0; i < tl->n; i++) {
         int64_t e = vn__epoch_index(tl->epoch[i]);
         bool in = e >= 0 && e < v->ep.n;
-        vn_text_printf(t, "<tr><td>%lld</td><td>%.0f</td><td>%s</td>", (long long)e + 1, tl->step[i],
+        vn_text_printf(t, "<tr><td>%lld</td><td>%.0f</td><td>%s</td>", (long long)e, tl->step[i],
                        fmt_num(tl->value[i], "%.4f", a, sizeof a));
         vn_text_printf(t, "<td>%s</td>", fmt_num(lr && i < lr->n ? lr->value[i] : NAN, "%.3g", a, sizeof a));
         vn_text_printf(t, "<td>%s</td>", fmt_num(al && i < al->n ? al->value[i] : NAN, "%.3f", a, sizeof a));

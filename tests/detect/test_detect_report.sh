@@ -30,7 +30,7 @@ figures() {
       m50 = val($0, "val_mAP50"); m = val($0, "val_mAP50-95"); n++
       fm = m; fm50 = m50; fp = val($0, "val_P"); fr = val($0, "val_R")
       f = 0.1 * m50 + 0.9 * m
-      if (n == 1 || f > bf) { bf = f; bm = m; bm50 = m50; be = val($0, "epoch") + 1 }
+      if (n == 1 || f > bf) { bf = f; bm = m; bm50 = m50; be = val($0, "epoch") }
     }
     END {
       if (!n) { print "none"; exit }

@@ -128,7 +128,7 @@ START_TEST(page_shows_the_detector_figures)
     char *page = page_of(&set);
     /* Cards: best by fitness (0.3950, not the higher 0.4000 of epoch 2), its mAP50, the last. */
     ck_assert_ptr_nonnull(strstr(page, "<div class=\"k\">Best mAP50-95</div><div class=\"v\">0.3950</div>"));
-    ck_assert_ptr_nonnull(strstr(page, "(0.1 mAP50 + 0.9 mAP50-95) 0.4505, epoch 3"));
+    ck_assert_ptr_nonnull(strstr(page, "(0.1 mAP50 + 0.9 mAP50-95) 0.4505, epoch 2"));
     ck_assert_ptr_nonnull(strstr(page, "<div class=\"k\">Best mAP50</div><div class=\"v\">0.9500</div>"));
     ck_assert_ptr_nonnull(strstr(page, "<div class=\"k\">Final mAP50-95</div><div class=\"v\">0.3800</div>"));
     ck_assert_ptr_nonnull(strstr(page, "<div class=\"k\">Final mAP50</div><div class=\"v\">0.7000</div>"));
@@ -138,11 +138,11 @@ START_TEST(page_shows_the_detector_figures)
     ck_assert_ptr_null(strstr(page, "best top-1 so far"));
     ck_assert_ptr_null(strstr(page, "Parameters</div><div class=\"v\">n/a"));
     /* Per-class AP of the last evaluation, names escaped. */
-    ck_assert_ptr_nonnull(strstr(page, "Per class, last evaluation (epoch 4)"));
+    ck_assert_ptr_nonnull(strstr(page, "Per class, last evaluation (epoch 3)"));
     ck_assert_ptr_nonnull(strstr(page, "<tr><td>cat</td><td>0.7500</td><td>0.4100</td></tr>"));
     ck_assert_ptr_nonnull(strstr(page, "<tr><td>dog&lt;1&gt;</td><td>0.6500</td><td>0.3500</td></tr>"));
     /* The evaluations table marks the best-fitness row. */
-    ck_assert_ptr_nonnull(strstr(page, "<tr class=\"best\"><td>3</td><td>30</td><td>0.7000</td><td>0.5000</td>"
+    ck_assert_ptr_nonnull(strstr(page, "<tr class=\"best\"><td>2</td><td>30</td><td>0.7000</td><td>0.5000</td>"
                                        "<td>0.9500</td><td>0.3950</td><td>0.4505</td></tr>"));
     /* Charts: three loss terms (raw and smoothed), P, R, mAP50, mAP50-95 with the best marked. */
     for (const char *t = "Box loss (CIoU)\0Class loss (BCE)\0DFL loss\0Precision\0Recall\0mAP50\0mAP50-95\0"; *t;
