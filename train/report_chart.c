@@ -48,9 +48,37 @@ void vn_text_put(vn_text *t, const char *s)
     t->len += n;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (1 to 4), 0 when it is not one (a stray
+ * continuation byte, an overlong form, a surrogate, past U+10FFFF, cut short). */
+static int utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    int n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f))) return 0;
+    if (n == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))) return 0;
+    return n;
+}
+
 void vn_text_escaped(vn_text *t, const char *s)
 {
     for (; s && *s; s++) {
+        int n = utf8_len((const unsigned char *)s);
+        if (n == 0) { /* not UTF-8 (a folder name in another encoding): U+FFFD, the page stays valid */
+            vn_text_put(t, "\xef\xbf\xbd");
+            continue;
+        }
+        if (n > 1) {
+            if (text_reserve(t, (size_t)n)) {
+                memcpy(t->s + t->len, s, (size_t)n);
+                t->len += (size_t)n;
+                t->s[t->len] = '\0';
+            }
+            s += n - 1;
+            continue;
+        }
         switch (*s) {
         case '&': vn_text_put(t, "&amp;"); break;
         case '<': vn_text_put(t, "&lt;"); break;

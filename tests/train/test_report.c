@@ -94,6 +94,27 @@ END_TEST
 
 /* ---------------------------------------------------------------------- decimation */
 
+/* Text on the page is escaped and valid UTF-8 whatever the bytes of a folder name. */
+START_TEST(escaped_text_is_valid_utf8)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"a<b>&\"'", "a&lt;b&gt;&amp;&quot;&#39;"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"bad\xffname", "bad\xef\xbf\xbdname"},           /* a byte that is never UTF-8 */
+        {"\xc3", "\xef\xbf\xbd"},                          /* cut short */
+        {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},            /* overlong '/' */
+        {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate */
+        {"\x80<", "\xef\xbf\xbd&lt;"},                     /* a stray continuation byte */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        vn_text t = {0};
+        vn_text_escaped(&t, cases[i].in);
+        ck_assert_msg(t.s && strcmp(t.s, cases[i].out) == 0, "case %zu: got '%s'", i, t.s ? t.s : "(null)");
+        vn_text_free(&t);
+    }
+}
+END_TEST
+
 START_TEST(m4_keeps_ends_extremes_and_bounds)
 {
     const int64_t n = 100000;
@@ -465,6 +486,7 @@ static Suite *report_suite(void)
     TCase *tc = tcase_create("report");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, jsonl_records_partial_and_bad_lines);
+    tcase_add_test(tc, escaped_text_is_valid_utf8);
     tcase_add_test(tc, m4_keeps_ends_extremes_and_bounds);
     tcase_add_test(tc, ticks_and_labels);
     tcase_add_test(tc, loss_path_maps_to_first_and_last_loss);
