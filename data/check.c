@@ -177,9 +177,10 @@ static void print_items(FILE *f, const char *title, const vn_check_item *it, int
 
 void vn_check_report_print(const vn_check_report *rep, FILE *f, int max_list)
 {
-    fprintf(f, "%lld images in %d classes: %lld readable (%lld PNG, %lld JPEG, %lld gray), "
+    fprintf(f, "%lld images in %d class%s: %lld readable (%lld PNG, %lld JPEG, %lld gray), "
                "%lld unreadable, %lld odd, %lld other files skipped (%.2f s)\n",
-            (long long)rep->n_images, rep->n_classes, (long long)rep->n_ok,
+            (long long)rep->n_images, rep->n_classes, rep->n_classes == 1 ? "" : "es",
+            (long long)rep->n_ok,
             (long long)rep->n_png, (long long)rep->n_jpeg, (long long)rep->n_gray,
             (long long)rep->n_bad, (long long)rep->n_odd, (long long)rep->n_skipped,
             rep->seconds);
@@ -188,7 +189,12 @@ void vn_check_report_print(const vn_check_report *rep, FILE *f, int max_list)
                 rep->max_height);
     fprintf(f, "images per class:\n");
     for (int c = 0; c < rep->n_classes; c++) {
-        fprintf(f, "  %4d %-24s %lld", c, rep->class_names[c], (long long)rep->class_ok[c]);
+        /* Padded to 24 characters on screen: UTF-8 continuation bytes take no column. */
+        const char *name = rep->class_names[c];
+        int cols = 0;
+        for (const char *p = name; *p; p++) cols += ((unsigned char)*p & 0xc0) != 0x80;
+        fprintf(f, "  %4d %s%*s %lld", c, name, cols < 24 ? 24 - cols : 0, "",
+                (long long)rep->class_ok[c]);
         if (rep->class_images[c] != rep->class_ok[c])
             fprintf(f, " (+%lld unreadable)", (long long)(rep->class_images[c] - rep->class_ok[c]));
         if (rep->class_images[c] == 0) fprintf(f, "  EMPTY");

@@ -155,7 +155,13 @@ static int list_dir(const char *path, listing *out, vn_error *err)
     while ((de = readdir(d)) != NULL) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
         bool is_dir, is_file;
-        if (!entry_kind(dfd, de, &is_dir, &is_file)) continue; /* dangling link: not a file */
+        if (!entry_kind(dfd, de, &is_dir, &is_file)) {
+            /* A dangling link (or one that cannot be followed) is listed as a file: an image
+             * name among them then fails to open when loaded and is reported by path, instead
+             * of vanishing from the data set without a word. */
+            is_dir = false;
+            is_file = true;
+        }
         if (!listing_push(&l, &cap, &len, &names_cap, de->d_name, is_dir, is_file)) {
             rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory listing %s", path);
             break;

@@ -78,7 +78,8 @@ START_TEST(scan_order_like_torchvision)
 END_TEST
 
 /* Symbolic links are followed (as os.walk(followlinks=True) and the loader's open do): a
- * linked file is an image, a linked folder a class or a subfolder, a dangling link nothing.
+ * linked file is an image, a linked folder a class or a subfolder, a dangling link a sample
+ * (that the loader reports as unreadable, by path, instead of dropping it unsaid).
  * Each folder is listed once; the directory entry's type is trusted except for links. */
 START_TEST(scan_follows_links)
 {
@@ -101,12 +102,12 @@ START_TEST(scan_follows_links)
     vn_error err = {0};
     ck_assert_msg(vn_dataset_scan(root, NULL, 0, &ds, &err) == VN_OK, "%s", err.msg);
     ck_assert_int_eq(vn_dataset_num_classes(ds), 3);
-    const char *want[] = {"cls/a.png",        "cls/b.png",       "cls/sub/deep/x.png",
-                          "elsewhere/deep/x.png", "linked/a.png", "linked/b.png",
-                          "linked/sub/deep/x.png"};
-    const int labels[] = {0, 0, 0, 1, 2, 2, 2};
-    ck_assert_int_eq(vn_dataset_size(ds), 7);
-    for (int i = 0; i < 7; i++) {
+    const char *want[] = {"cls/a.png",         "cls/b.png",    "cls/dangling.png",
+                          "cls/sub/deep/x.png", "elsewhere/deep/x.png", "linked/a.png",
+                          "linked/b.png",      "linked/dangling.png", "linked/sub/deep/x.png"};
+    const int labels[] = {0, 0, 0, 0, 1, 2, 2, 2, 2};
+    ck_assert_int_eq(vn_dataset_size(ds), 9);
+    for (int i = 0; i < 9; i++) {
         ck_assert_str_eq(vn_dataset_relpath(ds, i), want[i]);
         ck_assert_int_eq(vn_dataset_label(ds, i), labels[i]);
     }

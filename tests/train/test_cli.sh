@@ -360,6 +360,10 @@ cp "$T/junk.png" "$T/data/val/c1/broken.png"
 "$VANILLA" data check "$T/data/val" >"$T/check" 2>&1
 expect "data check with a broken file: exit 1" [ $? -eq 1 ]
 expect "data check: names the broken file" contains "$T/check" "broken.png"
+ln -s "$T/nonexistent.png" "$T/data/val/c2/dangling.png"
+"$VANILLA" data check "$T/data/val" >"$T/check" 2>&1
+expect "data check: a dangling link is reported, not dropped" contains "$T/check" "dangling.png: cannot open"
+rm "$T/data/val/c2/dangling.png"
 "$VANILLA" info "$T/base.yaml" >"$T/info" 2>&1
 expect "info: exit 0" [ $? -eq 0 ]
 expect "info: totals" contains "$T/info" "total"

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/vn_dataset.h"
 #include "base/vn_fs.h"
@@ -218,6 +219,15 @@ int vn_cmd_data(int argc, char **argv)
             fputs(data_help, stderr);
             return VN_EXIT_USAGE;
         }
+        /* A data set root (train/ and val/ holding the class folders) is not a split. */
+        char tr[4096], va[4096];
+        struct stat st;
+        snprintf(tr, sizeof tr, "%s/train", pos[0]);
+        snprintf(va, sizeof va, "%s/val", pos[0]);
+        if (stat(tr, &st) == 0 && S_ISDIR(st.st_mode) && stat(va, &st) == 0 && S_ISDIR(st.st_mode))
+            fprintf(stderr, "vanilla data: note: %s holds train/ and val/: they are checked here as "
+                    "two classes; check each split with `vanilla data check %s` and `vanilla data "
+                    "check %s`\n", pos[0], tr, va);
         vn_check_report rep;
         if (vn_dataset_check(pos[0], threads, 0, &rep, &err) != VN_OK) {
             vn_cli_error("data", "%s", err.msg);

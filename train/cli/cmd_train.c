@@ -1,7 +1,9 @@
 /* vanilla train / config / info */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "autograd/vn_profile.h"
 #include "train/cli/vn_cli.h"
@@ -295,6 +297,25 @@ static int print_report(const vn_vanillanet_config *mc, bool deploy, int size, c
     return 0;
 }
 
+/* Class folders of an image folder (subfolders not starting with '.'), -1 when it cannot be
+ * read. The loader's rule, without reading the images. */
+static int count_class_folders(const char *root)
+{
+    DIR *d = opendir(root);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char p[4096];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", root, de->d_name);
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) n++;
+    }
+    closedir(d);
+    return n;
+}
+
 /* A weight file whatever its name: safetensors opens with an 8-byte little-endian header
  * length and the header's '{'. */
 static bool looks_safetensors(const char *path)
@@ -366,7 +387,18 @@ int vn_cmd_info(int argc, char **argv)
         int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "info");
         if (ec) return ec;
         if (cfg.model.task == VN_CONFIG_TASK_DETECT) return vn_cli_detect_info(NULL, &cfg, size, deploy_only);
-        int nc = cfg.model.num_classes > 0 ? (int)cfg.model.num_classes : 1000;
+        int nc = cfg.model.num_classes > 0 ? (int)cfg.model.num_classes : 0;
+        if (!nc) { /* as train: one class per folder of the training images */
+            char split[4096];
+            int folders = cfg.data.root[0] ? count_class_folders(vn_split_path(&cfg, true, split, sizeof split)) : -1;
+            if (folders > 0) {
+                nc = folders;
+                printf("model.num_classes 0: %d classes, the folders of %s\n", nc, split);
+            } else {
+                nc = 1000;
+                printf("model.num_classes 0 and no training folder to count classes in: assuming 1000\n");
+            }
+        }
         if (vn_build_model_config(&cfg, nc, &mc, &err) != VN_OK) {
             vn_cli_error("info", "%s", err.msg);
             return VN_EXIT_ERROR;
