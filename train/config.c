@@ -550,7 +550,7 @@ static bool parse_elem(const vn_config_key *k, elem_kind kind, const vn__cfg_sca
 static void where_text(const vn__cfg_where *w, const vn__cfg_scalar *s, char *buf, size_t len)
 {
     if (w->set)
-        snprintf(buf, len, "--set %s", w->set);
+        snprintf(buf, len, "--set %.160s%s", w->set, strlen(w->set) > 160 ? "..." : "");
     else if (w->file && s->line > 0)
         snprintf(buf, len, "%s:%d:%d", w->file, s->line, s->col);
     else if (w->file)
@@ -752,20 +752,24 @@ void vn_config_init(vn_config *cfg)
 
 /* ---- --set ---------------------------------------------------------------------------- */
 
+/* Messages show at most 160 bytes of an assignment, so that the reason always fits. */
+#define CLIP_MORE(s) (strlen(s) > 160 ? "..." : "")
+
 int vn_config_set(vn_config *cfg, const char *assignment, vn_error *err)
 {
     if (!assignment) return vn_error_set(err, VN_ERR_INVALID, "--set: missing section.key=value");
     const char *eq = strchr(assignment, '=');
     if (!eq)
         return vn_error_set(err, VN_ERR_INVALID,
-                            "--set %s: expected section.key=value (like optim.lr=0.001)",
-                            assignment);
+                            "--set %.160s%s: expected section.key=value (like optim.lr=0.001)",
+                            assignment, CLIP_MORE(assignment));
     char key[160];
     const char *kb = assignment, *ke = eq;
     while (kb < ke && isspace((unsigned char)*kb)) kb++;
     while (ke > kb && isspace((unsigned char)ke[-1])) ke--;
     if ((size_t)(ke - kb) >= sizeof key)
-        return vn_error_set(err, VN_ERR_INVALID, "--set %s: unknown key (too long)", assignment);
+        return vn_error_set(err, VN_ERR_INVALID, "--set %.160s%s: unknown key (too long)", assignment,
+                            CLIP_MORE(assignment));
     memcpy(key, kb, (size_t)(ke - kb));
     key[ke - kb] = '\0';
     size_t index;
@@ -775,9 +779,10 @@ int vn_config_set(vn_config *cfg, const char *assignment, vn_error *err)
         snprintf(section, sizeof section, "%.*s", dot ? (int)(dot - key) : 0, key);
         const char *sug = vn__config_suggest_key(section, dot ? dot + 1 : key);
         if (sug)
-            return vn_error_set(err, VN_ERR_INVALID, "--set %s: unknown key '%s' (did you mean '%s'?)",
-                                assignment, key, sug);
-        return vn_error_set(err, VN_ERR_INVALID, "--set %s: unknown key '%s'%s", assignment, key,
+            return vn_error_set(err, VN_ERR_INVALID, "--set %.160s%s: unknown key '%s' (did you mean '%s'?)",
+                                assignment, CLIP_MORE(assignment), key, sug);
+        return vn_error_set(err, VN_ERR_INVALID, "--set %.160s%s: unknown key '%s'%s", assignment,
+                            CLIP_MORE(assignment), key,
                             dot ? "" : " (keys are written section.key)");
     }
     vn_config_key const *k = &vn_config_schema(NULL)[index];

@@ -26,6 +26,7 @@ typedef struct run {
     FILE *out;
     char dir[1024];
     int lock_fd; /* the run folder's lock (rank 0), -1 when not held */
+    char resumed_from[4096]; /* the checkpoint resume loaded ("" when none) */
     vn_loader *train, *val;
     vn_vanillanet *model;
     vn_vanillanet **emas;
@@ -493,6 +494,7 @@ static int resume(run *r, vn_error *err)
     set_act(r, r->st.act_learn);
     *vn_ctx_rng(r->ctx) = r->st.rng;
     r->resumed = true;
+    snprintf(r->resumed_from, sizeof r->resumed_from, "%s", path);
     fprintf(r->out, "resumed from %s: epoch %lld, position %lld, step %lld\n", path,
             (long long)r->st.epoch, (long long)r->st.position, (long long)r->st.step);
     return VN_OK;
@@ -1007,6 +1009,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (rc == VN_OK) rc = open_outputs(r, err);
     if (rc == VN_OK) {
         res->already_finished = r->st.finished;
+        if (r->st.finished) /* nothing written this session: the run's last checkpoint */
+            snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", r->resumed_from);
         if (r->dp) print_dp(r);
         if (r->device != VN_DEVICE_CPU)
             fprintf(r->out, "device: %s:%d (train.tf32 %s, train.deterministic %s)\n",

@@ -46,6 +46,9 @@ static int preview(const char *const *files, int n_files, const char **sets, int
     }
     char seed_set[64];
     if (seed) {
+        bool bad = false; /* the option as typed, not as the --set it becomes */
+        vn_cli_int("data", "--seed", seed, 0, 2147483647, &bad);
+        if (bad) return VN_EXIT_USAGE;
         snprintf(seed_set, sizeof seed_set, "train.seed=%s", seed);
         sets[n_sets++] = seed_set;
     }
@@ -193,7 +196,7 @@ int vn_cmd_data(int argc, char **argv)
         } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = vn_cli_int("data", "--threads", argv[++i], 0, 1024, &bad);
         else if (strcmp(argv[i], "--list") == 0 && i + 1 < argc) list = vn_cli_int("data", "--list", argv[++i], 0, 1000000000, &bad);
-        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) n_show = vn_cli_int("data", "--n", argv[++i], 1, 1000000, &bad);
+        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) n_show = vn_cli_int("data", "--n", argv[++i], 1, 1024, &bad);
         else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) seed = argv[++i];
         else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out_png = argv[++i];
         else if (vn_cli_is(argv[i], "--set", "-s") && i + 1 < argc && n_sets < 63)

@@ -97,6 +97,25 @@ static vn_dist *start_rank(const vn_config *cfg)
     return dist;
 }
 
+/* One shell word: as is when it holds only safe characters, else in single quotes. */
+static void put_shell_word(FILE *f, const char *w)
+{
+    bool plain = w[0] != 0;
+    for (const char *c = w; *c && plain; c++)
+        plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                strchr("-_./=,:+@%", *c);
+    if (plain) {
+        fputs(w, f);
+        return;
+    }
+    fputc('\'', f);
+    for (const char *c = w; *c; c++) {
+        if (*c == '\'') fputs("'\\''", f);
+        else fputc(*c, f);
+    }
+    fputc('\'', f);
+}
+
 /* The end of a finished run on stdout: final and best figures, time, where things are. */
 static void print_result(const vn_config *cfg, const vn_train_result *res)
 {
@@ -121,26 +140,9 @@ static void print_result(const vn_config *cfg, const vn_train_result *res)
            res->data_wait, res->state.elapsed);
     printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg->output.dir,
            res->last_ckpt[0] ? res->last_ckpt : "-");
-    printf("see:   vanilla report %s -o report.html\n", cfg->output.dir);
-}
-
-/* One shell word: as is when it holds only safe characters, else in single quotes. */
-static void put_shell_word(FILE *f, const char *w)
-{
-    bool plain = w[0] != 0;
-    for (const char *c = w; *c && plain; c++)
-        plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                strchr("-_./=,:+@%", *c);
-    if (plain) {
-        fputs(w, f);
-        return;
-    }
-    fputc('\'', f);
-    for (const char *c = w; *c; c++) {
-        if (*c == '\'') fputs("'\\''", f);
-        else fputc(*c, f);
-    }
-    fputc('\'', f);
+    fputs("see:   vanilla report ", stdout);
+    put_shell_word(stdout, cfg->output.dir);
+    fputs(" -o report.html\n", stdout);
 }
 
 /* The command that resumes this run: its config files and overrides, then --resume auto. */
@@ -245,6 +247,11 @@ int vn_cmd_config(int argc, char **argv)
     if (argc < 2 || vn_cli_is(argv[1], "-h", "--help")) {
         fputs(config_help, argc < 2 ? stderr : stdout);
         return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
+    }
+    bool table = strcmp(argv[1], "schema") == 0 || strcmp(argv[1], "official") == 0;
+    if (table && argc > 2) {
+        vn_cli_error("config", "%s takes no arguments (got %s)", argv[1], argv[2]);
+        return VN_EXIT_USAGE;
     }
     if (strcmp(argv[1], "schema") == 0) return vn_config_schema_markdown(stdout) == 0 ? 0 : 1;
     if (strcmp(argv[1], "official") == 0) return vn_official_markdown(stdout) == 0 ? 0 : 1;
