@@ -1,6 +1,7 @@
 /* --model_key of the official trainer: which state dict of a checkpoint to take. Official
  * checkpoints hold "model" and "model_ema"; ours the live model and EMA copies 0..N-1. */
 #include "train/train_impl.h"
+#include "io/vn_pth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,9 @@ int vn_open_model_key(const char *path, const char *key, vn_vanillanet **model,
     *model = NULL;
     vn_ckpt_info probe;
     int rc = vn_ckpt_info_read(path, &probe, err);
+    if (rc != VN_OK && vn_pth_looks_like(path))
+        return vn_error_set(err, VN_ERR_FORMAT, "%s is a PyTorch file (torch.save): convert it first "
+                            "with `vanilla import %s --key %s -o WEIGHTS.safetensors`", path, path, key);
     if (rc != VN_OK) return rc;
     int idx = -1;
     rc = vn__model_key_pick(path, key, probe.is_checkpoint, probe.n_emas, &idx, err);
