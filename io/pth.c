@@ -309,14 +309,6 @@ int vn_pth_read(const char *path, vn_pth **out, vn_error *err)
 
 /* ---- state_dicts ---------------------------------------------------------------------- */
 
-static float half_to_float(uint16_t h)
-{
-    int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY)
-                                                       : ldexpf((float)(m | 0x400), e - 25);
-    return (h & 0x8000) ? -v : v;
-}
-
 static double element(const uint8_t *base, vn_dtype dt, int64_t i, int64_t *iv, bool *is_int)
 {
     const uint8_t *q = base + (size_t)i * vn_dtype_size(dt);
@@ -324,8 +316,7 @@ static double element(const uint8_t *base, vn_dtype dt, int64_t i, int64_t *iv, 
     switch (dt) {
     case VN_DTYPE_F32: { float f; memcpy(&f, q, 4); return f; }
     case VN_DTYPE_F64: { double d; memcpy(&d, q, 8); return d; }
-    case VN_DTYPE_F16: { uint16_t h; memcpy(&h, q, 2); return half_to_float(h); }
-    case VN_DTYPE_BF16: { uint32_t u = (uint32_t)(q[0] | q[1] << 8) << 16; float f; memcpy(&f, &u, 4); return f; }
+    case VN_DTYPE_F16: case VN_DTYPE_BF16: return vn_dtype_float_at(q, dt);
     default: break;
     }
     *is_int = true;
@@ -339,10 +330,7 @@ static double element(const uint8_t *base, vn_dtype dt, int64_t i, int64_t *iv, 
     return 0;
 }
 
-static bool is_float(vn_dtype dt)
-{
-    return dt == VN_DTYPE_F32 || dt == VN_DTYPE_F64 || dt == VN_DTYPE_F16 || dt == VN_DTYPE_BF16;
-}
+static bool is_float(vn_dtype dt) { return vn_dtype_is_float(dt); }
 
 /* Gathers a (possibly strided) tensor into a contiguous F32 or I64 buffer. */
 static int add_tensor(vn_st_writer *w, const char *name, const vn__pk_value *t, vn_pth_stats *s,

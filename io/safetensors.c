@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,40 @@ const char *vn_dtype_name(vn_dtype dt)
 size_t vn_dtype_size(vn_dtype dt)
 {
     return (unsigned)dt < VN_DTYPE_COUNT ? dtype_info[dt].size : 0;
+}
+
+bool vn_dtype_is_float(vn_dtype dt)
+{
+    return dt == VN_DTYPE_F32 || dt == VN_DTYPE_F64 || dt == VN_DTYPE_F16 || dt == VN_DTYPE_BF16;
+}
+
+float vn_dtype_float_at(const uint8_t *p, vn_dtype dt)
+{
+    switch (dt) {
+    case VN_DTYPE_F64: {
+        double d;
+        memcpy(&d, p, 8);
+        return (float)d;
+    }
+    case VN_DTYPE_F16: { /* IEEE half: subnormals, infinities and NaN included */
+        uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+        int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+        float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY)
+                                                           : ldexpf((float)(m | 0x400), e - 25);
+        return (h & 0x8000) ? -v : v;
+    }
+    case VN_DTYPE_BF16: { /* the top half of a float32 */
+        uint32_t u = (uint32_t)(p[0] | p[1] << 8) << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    default: {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    }
 }
 
 static bool dtype_from_name(const char *s, vn_dtype *out)

@@ -47,6 +47,11 @@ typedef enum vn_dtype {
 /* "F32", "I64", ... as in the format; size in bytes of one element. */
 const char *vn_dtype_name(vn_dtype dt);
 size_t vn_dtype_size(vn_dtype dt);
+/* F32, F64, F16 or BF16. */
+bool vn_dtype_is_float(vn_dtype dt);
+/* The float32 value of one element of a float dtype at p (any alignment, little-endian):
+ * exact for F16 and BF16, rounded to nearest for F64. */
+float vn_dtype_float_at(const uint8_t *p, vn_dtype dt);
 
 #define VN_ST_MAX_DIMS 8
 /* Header limit on read (the reference implementation uses 100 MB). */

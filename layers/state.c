@@ -123,6 +123,8 @@ int vn_state_check_file(const vn_state_list *l, const char *prefix, const vn_st_
         const vn_state_item *e = &l->items[i];
         snprintf(name, sizeof name, "%s%s", prefix, e->name);
         const vn_st_entry *fe = vn_st_find(f, name);
+        /* A missing num_batches_tracked keeps its value, as torch's load_state_dict does. */
+        if (!fe && e->kind == VN_STATE_COUNT) continue;
         if (!fe)
             return vn_error_set(err, VN_ERR_NOT_FOUND, "%s: missing tensor '%s'", vn_st_path(f), name);
         if (e->kind == VN_STATE_COUNT) {
@@ -136,7 +138,8 @@ int vn_state_check_file(const vn_state_list *l, const char *prefix, const vn_st_
         file_shape(e->tensor, shape);
         bool same = fe->ndim == e->tensor->ndim;
         for (int d = 0; same && d < fe->ndim; d++) same = fe->shape[d] == shape[d];
-        if (fe->dtype != VN_DTYPE_F32 || !same)
+        /* F16, BF16 and F64 (a half-precision export, say) are read as float32. */
+        if (!vn_dtype_is_float(fe->dtype) || !same)
             return vn_error_set(err, VN_ERR_SHAPE, "%s: '%s' has %s %s, the model expects F32 %s",
                                 vn_st_path(f), name, vn_dtype_name(fe->dtype),
                                 vn_shape_str(fe->ndim, fe->shape, got, sizeof got),
@@ -154,18 +157,21 @@ int vn_state_check_file(const vn_state_list *l, const char *prefix, const vn_st_
     return VN_OK;
 }
 
-/* dst (OHWI, o x h x w x i) from src (OIHW) held at any alignment in a file buffer; no
- * temporary, so loading cannot fail half-way. */
-static void ohwi_from_oihw_bytes(float *dst, const uint8_t *src, int64_t o, int64_t i,
-                                 int64_t h, int64_t w)
+/* dst (OHWI, o x h x w x i) from src (OIHW, elements of dtype dt) held at any alignment in a
+ * file buffer; no temporary, so loading cannot fail half-way. */
+static void ohwi_from_oihw_bytes(float *dst, const uint8_t *src, vn_dtype dt, int64_t o,
+                                 int64_t i, int64_t h, int64_t w)
 {
+    const size_t es = vn_dtype_size(dt);
     for (int64_t a = 0; a < o; a++)
         for (int64_t b = 0; b < i; b++)
             for (int64_t y = 0; y < h; y++)
-                for (int64_t x = 0; x < w; x++)
-                    memcpy(&dst[((a * h + y) * w + x) * i + b],
-                           src + (size_t)(((a * i + b) * h + y) * w + x) * sizeof(float),
-                           sizeof(float));
+                for (int64_t x = 0; x < w; x++) {
+                    const uint8_t *q = src + (size_t)(((a * i + b) * h + y) * w + x) * es;
+                    float *d = &dst[((a * h + y) * w + x) * i + b];
+                    if (dt == VN_DTYPE_F32) memcpy(d, q, sizeof(float));
+                    else *d = vn_dtype_float_at(q, dt);
+                }
 }
 
 /* Host memory for the largest float tensor of l that lives on a device (NULL without one; *rc
@@ -194,15 +200,18 @@ static int state_copy_in(const vn_state_list *l, const char *prefix, const vn_st
         const vn_st_entry *fe = vn_st_find(f, name);
         vn_tensor *t = e->tensor;
         if (e->kind == VN_STATE_COUNT) {
-            memcpy(e->count, fe->data, sizeof(int64_t));
+            if (fe) memcpy(e->count, fe->data, sizeof(int64_t));
             continue;
         }
         float *host = t->device == VN_DEVICE_CPU ? t->data : staging;
         if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4)
-            ohwi_from_oihw_bytes(host, fe->data, t->shape[0], t->shape[3], t->shape[1],
+            ohwi_from_oihw_bytes(host, fe->data, fe->dtype, t->shape[0], t->shape[3], t->shape[1],
                                  t->shape[2]);
-        else
+        else if (fe->dtype == VN_DTYPE_F32)
             memcpy(host, fe->data, fe->nbytes);
+        else
+            for (int64_t k = 0; k < fe->numel; k++)
+                host[k] = vn_dtype_float_at(fe->data + (size_t)k * vn_dtype_size(fe->dtype), fe->dtype);
         if (host == staging && vn_tensor_write(t, staging) != VN_OK)
             return vn_error_set(err, VN_ERR_IO, "%s: copying '%s' to %s failed", vn_st_path(f),
                                 name, vn_device_name(t->device));

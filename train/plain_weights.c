@@ -96,7 +96,7 @@ bool vn__state_entry_fits(const vn_state_item *e, const vn_st_entry *fe)
     int64_t shape[VN_MAX_DIMS];
     for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
     if ((t->flags & VN_TENSOR_OHWI) && t->ndim == 4) shape[1] = t->shape[3], shape[2] = t->shape[1], shape[3] = t->shape[2];
-    if (fe->dtype != VN_DTYPE_F32 || fe->ndim != t->ndim) return false;
+    if (!vn_dtype_is_float(fe->dtype) || fe->ndim != t->ndim) return false; /* read as float32 */
     for (int d = 0; d < t->ndim; d++)
         if (fe->shape[d] != shape[d]) return false;
     return true;
@@ -133,6 +133,7 @@ static int compare(const vn_state_list *l, const vn_st_file *f, const char *pref
         if (skip && skip(e->name)) continue;
         snprintf(full, sizeof full, "%s%s", prefix, e->name);
         const vn_st_entry *fe = vn_st_find(f, full);
+        if (!fe && e->kind == VN_STATE_COUNT) continue; /* optional, as in torch */
         if (!fe) {
             append(mm->missing, sizeof mm->missing, &mm->n_missing, 6, "%s'%s'%s%s", e->name, "", "");
             if (log_all)

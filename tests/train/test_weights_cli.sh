@@ -88,6 +88,53 @@ expect "eval plain + config: exit 0" [ $? -eq 0 ]
 expect "eval plain: logits equal PyTorch's (1e-5 abs)" "$TOOL" compare "$T/eval_logits.safetensors" \
   "$FX/expected_eval.safetensors" logits 1e-5
 
+# The same state_dict saved in F16, BF16 or F64 (save_file(model.half().state_dict()), ...)
+# is read as float32: its logits are exactly those of an F32 file holding the same values
+# (each rounded through the dtype here, in Python). Without num_batches_tracked it loads too,
+# as torch's load_state_dict(strict=True) allows.
+python3 - "$FX/plain_train.safetensors" "$T" <<'PY'
+import json, struct, sys
+src, out = sys.argv[1:]
+b = open(src, 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+head = json.loads(b[8:8 + n]); data = b[8 + n:]
+def write(path, conv, drop=()):
+    h, chunks, off = {}, [], 0
+    for k, v in head.items():
+        if k == '__metadata__' or k in drop: continue
+        raw = data[v['data_offsets'][0]:v['data_offsets'][1]]
+        dt = v['dtype']
+        if dt == 'F32':
+            vals = struct.unpack('<%df' % (len(raw) // 4), raw)
+            dt, raw = conv(vals)
+        h[k] = {'dtype': dt, 'shape': v['shape'], 'data_offsets': [off, off + len(raw)]}
+        chunks.append(raw); off += len(raw)
+    j = json.dumps(h).encode()
+    open(path, 'wb').write(struct.pack('<Q', len(j)) + j + b''.join(chunks))
+def f16(v): return 'F16', struct.pack('<%de' % len(v), *v)
+def f16_as_f32(v): return 'F32', struct.pack('<%df' % len(v), *struct.unpack('<%de' % len(v), struct.pack('<%de' % len(v), *v)))
+def bf16(v):  # truncation to the top 16 bits
+    return 'BF16', b''.join(struct.pack('<f', x)[2:] for x in v)
+def bf16_as_f32(v): return 'F32', b''.join(b'\0\0' + struct.pack('<f', x)[2:] for x in v)
+def f64(v): return 'F64', struct.pack('<%dd' % len(v), *v)
+def same(v): return 'F32', struct.pack('<%df' % len(v), *v)
+write(out + '/w_f16.safetensors', f16); write(out + '/w_f16_ref.safetensors', f16_as_f32)
+write(out + '/w_bf16.safetensors', bf16); write(out + '/w_bf16_ref.safetensors', bf16_as_f32)
+write(out + '/w_f64.safetensors', f64); write(out + '/w_f64_ref.safetensors', same)
+write(out + '/w_nonbt.safetensors', same, [k for k in head if k.endswith('num_batches_tracked')])
+PY
+expect "half, bfloat16 and double state_dicts written (Python)" [ -s "$T/w_nonbt.safetensors" ]
+for w in f16 bf16 f64 nonbt; do
+  ref=$([ $w = nonbt ] && echo "$FX/plain_train.safetensors" || echo "$T/w_${w}_ref.safetensors")
+  "$VANILLA" eval "$T/w_$w.safetensors" --config "$FX/config.yaml" --data "$FX/images" \
+    --save-logits "$T/l_$w.safetensors" >"$T/out" 2>&1
+  expect "eval of a $w state_dict: exit 0" [ $? -eq 0 ]
+  "$VANILLA" eval "$ref" --config "$FX/config.yaml" --data "$FX/images" \
+    --save-logits "$T/l_${w}_ref.safetensors" >"$T/out" 2>&1
+  expect "eval of a $w state_dict: the logits of the same values in F32 (exact)" \
+    "$TOOL" compare "$T/l_$w.safetensors" "$T/l_${w}_ref.safetensors" logits 0
+done
+
 # Fine-tuning from the plain file: 4 synthetic classes instead of 5.
 "$TOOL" synth "$T/data" 16 4 || { echo "cannot make the synthetic data"; exit 1; }
 cat >"$T/ft.yaml" <<YAML
