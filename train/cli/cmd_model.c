@@ -75,7 +75,10 @@ static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn
  * (whose keys cannot be told apart from its defaults). */
 static const char *const eval_keys[] = {"data.eval_mode", "data.crop_pct", "data.eval_interpolation",
                                         "data.max_bad_fraction", "data.fail_fast", "data.workers",
-                                        "data.eval_batch_size", "data.max_image_pixels", NULL};
+                                        "data.eval_batch_size", NULL};
+#define EVAL_KEYS_TEXT                                                                          \
+    "data.eval_mode, data.crop_pct, data.eval_interpolation, data.max_bad_fraction, "          \
+    "data.fail_fast, data.workers, data.eval_batch_size"
 
 static int apply_eval_overrides(const model_cfg_args *a, const vn_ckpt_info *info,
                                 vn_loader_config *lc, const char *cmd)
@@ -84,9 +87,7 @@ static int apply_eval_overrides(const model_cfg_args *a, const vn_ckpt_info *inf
     if (a->n_files) {
         vn_cli_error(cmd, "--config %s: this file was written by vanilla and holds its model and "
                      "preprocessing (--config and --set describe plain state_dicts); to change how "
-                     "it is evaluated use --set with one of: data.eval_mode, data.crop_pct, "
-                     "data.eval_interpolation, data.max_bad_fraction, data.fail_fast, "
-                     "data.workers, data.eval_batch_size", a->files[0]);
+                     "it is evaluated use --set with one of: " EVAL_KEYS_TEXT, a->files[0]);
         return VN_EXIT_USAGE;
     }
     for (int k = 0; k < a->n_sets; k++) {
@@ -98,9 +99,7 @@ static int apply_eval_overrides(const model_cfg_args *a, const vn_ckpt_info *inf
         if (!ok) {
             vn_cli_error(cmd, "--set %s: this file was written by vanilla and stores its model and "
                          "preprocessing, so this key cannot change; the keys of how to evaluate "
-                         "it are data.eval_mode, data.crop_pct, data.eval_interpolation, "
-                         "data.max_bad_fraction, data.fail_fast, data.workers, "
-                         "data.eval_batch_size", a->sets[k]);
+                         "it are " EVAL_KEYS_TEXT, a->sets[k]);
             return VN_EXIT_USAGE;
         }
     }
@@ -216,8 +215,7 @@ static int write_logits(const char *path, const float *logits, int64_t n, int nc
     "the training or deploy form comes from its keys, the class count from its classifier\n"   \
     "unless model.num_classes is set, and classes are named by number. A file written by\n"   \
     "vanilla keeps its own model and preprocessing: there --set takes only the keys of how to\n" \
-    "evaluate it (data.eval_mode, data.crop_pct, data.eval_interpolation,\n"                 \
-    "data.max_bad_fraction, data.fail_fast, data.workers, data.eval_batch_size).\n"
+    "evaluate it (" EVAL_KEYS_TEXT ").\n"
 
 static const char eval_help[] =
     "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N | --key K] [--batch-size N]\n"
