@@ -76,9 +76,9 @@ static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn
 static const char *const eval_keys[] = {"data.eval_mode", "data.crop_pct", "data.eval_interpolation",
                                         "data.max_bad_fraction", "data.fail_fast", "data.workers",
                                         "data.eval_batch_size", NULL};
-#define EVAL_KEYS_TEXT                                                                          \
-    "data.eval_mode, data.crop_pct, data.eval_interpolation, data.max_bad_fraction, "          \
-    "data.fail_fast, data.workers, data.eval_batch_size"
+#define EVAL_KEYS_A "data.eval_mode, data.crop_pct, data.eval_interpolation,"
+#define EVAL_KEYS_B "data.max_bad_fraction, data.fail_fast, data.workers, data.eval_batch_size"
+#define EVAL_KEYS_TEXT EVAL_KEYS_A " " EVAL_KEYS_B
 
 static int apply_eval_overrides(const model_cfg_args *a, const vn_ckpt_info *info,
                                 vn_loader_config *lc, const char *cmd)
@@ -215,7 +215,7 @@ static int write_logits(const char *path, const float *logits, int64_t n, int nc
     "the training or deploy form comes from its keys, the class count from its classifier\n"   \
     "unless model.num_classes is set, and classes are named by number. A file written by\n"   \
     "vanilla keeps its own model and preprocessing: there --set takes only the keys of how to\n" \
-    "evaluate it (" EVAL_KEYS_TEXT ").\n"
+    "evaluate it: " EVAL_KEYS_A "\n" EVAL_KEYS_B ".\n"
 
 static const char eval_help[] =
     "usage: vanilla eval MODEL.safetensors [--data FOLDER] [--ema N | --key K] [--batch-size N]\n"
