@@ -389,6 +389,13 @@ static int evaluate_all(run *r, vn_train_result *res, bool *is_best, bool stoppa
 
 static int open_data(run *r, vn_error *err)
 {
+    /* The classifier's BatchNorm sees one value per channel per image (after the pooling):
+     * training statistics need two, as in PyTorch. Said here, by key, not at the first step. */
+    if (r->cfg->train.batch_size < 2 && !(r->cfg->model.sync_bn && r->ranks > 1))
+        return vn_error_set(err, VN_ERR_INVALID, "train.batch_size 1: BatchNorm in training needs "
+                            "at least 2 images per batch (per rank, or model.sync_bn with several "
+                            "ranks); use 2 or more, with optim.update_freq for a larger effective "
+                            "batch");
     char path[4096];
     vn_loader_config lc;
     vn_build_loader_config(r->cfg, true, &lc);

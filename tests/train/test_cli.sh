@@ -61,6 +61,9 @@ printf 'train: [epochs\n' >"$T/bad4.yaml"
 expect "bad YAML: names the file" contains "$T/out" "bad4.yaml"
 "$VANILLA" train "$T/base.yaml" --set optim.lr=fast >"$T/out" 2>&1
 expect "bad --set: exit 2" [ $? -eq 2 ]
+"$VANILLA" train "$T/base.yaml" --set train.batch_size=1 --set output.dir="$T/b1" >"$T/out" 2>&1
+expect "batch_size 1: exit 1 before any step" [ $? -eq 1 ]
+expect "batch_size 1: names the key" contains "$T/out" "train.batch_size 1: BatchNorm in training needs"
 "$VANILLA" config show "$T/base.yaml" --set optim.lr=0.02 >"$T/show.yaml"
 expect "config show reflects --set" contains "$T/show.yaml" "lr: 0.02"
 "$VANILLA" config show "$T/show.yaml" --no-help >"$T/show2.yaml"
