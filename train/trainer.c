@@ -150,6 +150,20 @@ static int setup_model(run *r, vn_error *err)
     if (mc.in_chans != want_ch)
         return vn_error_set(err, VN_ERR_INVALID, "model.in_chans is %d but data.grayscale gives "
                             "%d-channel images", mc.in_chans, want_ch);
+    /* Each stage's max pool needs a map at least its stride wide: said by key here, not by
+     * the pooling op at the first step. */
+    if (!mc.ada_pool_enabled) {
+        int64_t side = cfg->data.input_size / 4; /* after the 4x4 stride-4 stem */
+        for (int i = 0; i < mc.n_stages; i++) {
+            if (side < mc.strides[i] || side < 1)
+                return vn_error_set(err, VN_ERR_INVALID, "model.strides[%d] is %d but stage %d "
+                                    "gets a %lldx%lld map at data.input_size %lld (the stem "
+                                    "divides by 4, each stage by its stride): use a larger input "
+                                    "or smaller strides", i, mc.strides[i], i, (long long)side,
+                                    (long long)side, (long long)cfg->data.input_size);
+            side /= mc.strides[i];
+        }
+    }
     rc = vn_vanillanet_create(&mc, false, &r->model, err);
     if (rc != VN_OK) return rc;
     vn_vanillanet_init(r->model, (uint64_t)cfg->train.seed);

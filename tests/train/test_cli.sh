@@ -64,6 +64,9 @@ expect "bad --set: exit 2" [ $? -eq 2 ]
 "$VANILLA" train "$T/base.yaml" --set train.batch_size=1 --set output.dir="$T/b1" >"$T/out" 2>&1
 expect "batch_size 1: exit 1 before any step" [ $? -eq 1 ]
 expect "batch_size 1: names the key" contains "$T/out" "train.batch_size 1: BatchNorm in training needs"
+"$VANILLA" train "$T/base.yaml" --set "model.strides=[1,8]" --set output.dir="$T/s8" >"$T/out" 2>&1
+expect "a stride wider than its map: exit 1" [ $? -eq 1 ]
+expect "a stride wider than its map: names the key and the sizes" contains "$T/out" "model.strides[1] is 8 but stage 1 gets a 4x4 map at data.input_size 16"
 "$VANILLA" config show "$T/base.yaml" --set optim.lr=0.02 >"$T/show.yaml"
 expect "config show reflects --set" contains "$T/show.yaml" "lr: 0.02"
 "$VANILLA" config show "$T/show.yaml" --no-help >"$T/show2.yaml"
