@@ -48,6 +48,7 @@ static json_t *state_to_json(const vn_train_state *s)
     bad |= json_object_set_new(o, "skipped_in_row", json_integer(s->skipped_in_row));
     bad |= json_object_set_new(o, "elapsed", json_real(s->elapsed));
     bad |= json_object_set_new(o, "finished", json_boolean(s->finished));
+    if (s->ranks > 1) bad |= json_object_set_new(o, "ranks", json_integer(s->ranks));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -106,6 +107,8 @@ static int state_from_json(const char *text, const char *path, vn_train_state *s
     s->skipped_in_row = json_integer_value(json_object_get(o, "skipped_in_row"));
     s->elapsed = json_number_value(json_object_get(o, "elapsed"));
     s->finished = json_is_true(json_object_get(o, "finished"));
+    json_t *rk = json_object_get(o, "ranks");
+    s->ranks = json_is_integer(rk) && json_integer_value(rk) > 1 ? (int)json_integer_value(rk) : 1;
     if (s->epoch < 0 || s->position < 0 || s->step < 0 || s->micro_step < 0)
         rc = vn_error_set(err, VN_ERR_FORMAT, "%s: negative counters in the trainer state", path);
 out:

@@ -487,6 +487,21 @@ static int resume(run *r, vn_error *err)
             return rc;
         }
     }
+    /* The rank count sets the steps per epoch (and so where the schedule is): another count
+     * would continue under another schedule and effective batch. */
+    int was = info.is_checkpoint && info.state.ranks > 1 ? info.state.ranks : 1;
+    if (was != r->ranks && !r->opt->force) {
+        long long bu = (long long)r->cfg->train.batch_size * r->cfg->optim.update_freq;
+        char how[40] = " (without mpirun)";
+        if (was > 1) snprintf(how, sizeof how, " (mpirun -np %d)", was);
+        rc = vn_error_set(err, VN_ERR_STATE, "%s was written by a run of %d rank%s (effective batch "
+                          "%lld) and this one has %d (%lld): the steps per epoch, and with them the "
+                          "learning-rate schedule, would change; resume with %d rank%s%s, or pass "
+                          "--force to continue with %d", path, was, was == 1 ? "" : "s", bu * was,
+                          r->ranks, bu * r->ranks, was, was == 1 ? "" : "s", how, r->ranks);
+        vn_ckpt_info_free(&info);
+        return rc;
+    }
     /* The training folder's classes are the checkpoint's, in order (else its classifier and
      * every label would mean other classes). */
     if (info.class_names) {
@@ -514,6 +529,7 @@ static int resume(run *r, vn_error *err)
     if (rc != VN_OK) return rc;
     set_act(r, r->st.act_learn);
     *vn_ctx_rng(r->ctx) = r->st.rng;
+    r->st.ranks = r->ranks; /* the checkpoints from here on are this run's */
     r->resumed = true;
     snprintf(r->resumed_from, sizeof r->resumed_from, "%s", path);
     fprintf(r->out, "resumed from %s: epoch %lld, position %lld, step %lld\n", path,
@@ -731,6 +747,7 @@ static void init_state(run *r)
     r->st.best_model_top1 = -1;
     for (int e = 0; e < VN_TRAIN_MAX_EMAS; e++) r->st.best_ema_top1[e] = -1;
     r->st.act_learn = vn_act_learn_at(r->cfg, 0);
+    r->st.ranks = r->ranks;
     vn_rng_seed(&r->st.rng, (uint64_t)r->cfg->train.seed, TRAIN_RNG_STREAM, 0);
     *vn_ctx_rng(r->ctx) = r->st.rng;
     set_act(r, r->st.act_learn);
@@ -738,6 +755,56 @@ static void init_state(run *r)
 
 /* Every rank starts from the same step (they resumed from the same checkpoint: output.dir
  * must be the same folder for all of them, on a shared file system across machines). */
+/* Data-parallel: every rank must train the same config (a copy edited on one machine would
+ * average the gradients of different runs). Compares the hash of the keys that change results;
+ * --force on every rank lets it go with a warning (experiments), never different model sizes
+ * (same_params). */
+static int same_config(run *r, vn_error *err)
+{
+    uint64_t h = vn_config_hash(r->cfg);
+    double mine[3] = {(double)(h >> 32), (double)(h & 0xffffffffu), r->opt->force ? 1.0 : 0.0};
+    double *all = calloc((size_t)r->ranks * 3, sizeof *all);
+    if (!all) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    int rc = vn_dist_allgather_f64(r->dist, mine, 3, all, "the config check", err);
+    bool forced = true;
+    for (int k = 0; k < r->ranks; k++) forced = forced && all[3 * k + 2] != 0;
+    for (int k = 1; rc == VN_OK && k < r->ranks; k++) {
+        if (all[3 * k] == all[0] && all[3 * k + 1] == all[1]) continue;
+        char msg[400];
+        snprintf(msg, sizeof msg, "rank %d runs another config than rank 0 (config hash "
+                 "%08llx%08llx against %08llx%08llx)", k, (unsigned long long)all[3 * k],
+                 (unsigned long long)all[3 * k + 1], (unsigned long long)all[0],
+                 (unsigned long long)all[1]);
+        if (forced) {
+            if (r->rank == 0) vn_log(VN_LOG_WARN, "%s; going on (--force)", msg);
+            continue;
+        }
+        rc = vn_error_set(err, VN_ERR_STATE, "%s: every rank must train the same config files and "
+                          "--set options; compare `vanilla config show` on the machines (--force "
+                          "on every rank goes on anyway)", msg);
+    }
+    free(all);
+    return rc;
+}
+
+/* Data-parallel: the same parameters on every rank, or the gradient exchange would mix
+ * buffers of different sizes. Called by every rank after the model is built. */
+static int same_params(run *r, vn_error *err)
+{
+    double mine = 0, *all = calloc((size_t)r->ranks, sizeof *all);
+    if (!all) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < r->n_params; i++) mine += (double)r->params[i]->numel;
+    mine = mine * 4096 + r->n_params; /* values and tensors, exact in a double here */
+    int rc = vn_dist_allgather_f64(r->dist, &mine, 1, all, "the model check", err);
+    for (int k = 1; rc == VN_OK && k < r->ranks; k++)
+        if (all[k] != all[0])
+            rc = vn_error_set(err, VN_ERR_STATE, "rank %d builds another model than rank 0 (%.0f "
+                              "against %.0f parameters): every rank must train the same model",
+                              k, floor(all[k] / 4096), floor(all[0] / 4096));
+    free(all);
+    return rc;
+}
+
 static int same_start(run *r, int rc, vn_error *err)
 {
     rc = vn__dist_agree(r->dist, rc, "resuming", err);
@@ -1003,6 +1070,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     if (rc == VN_OK && r->rank == 0) rc = vn__run_lock(r->dir, &r->lock_fd, err);
     if (rc == VN_OK && r->rank == 0) rc = vn_ckpt_dir_prepare(ckdir, err);
     if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "preparing the run folder", err);
+    if (rc == VN_OK && r->ranks > 1) rc = same_config(r, err);
     if (rc == VN_OK) rc = open_data(r, err);
     if (rc == VN_OK) rc = setup_model(r, err);
     if (rc == VN_OK) rc = setup_optim(r, err);
@@ -1015,6 +1083,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         vn_ctx_set_keep(r->ctx, r->device != VN_DEVICE_CPU && cfg->train.keep_mb == 0
                                     ? SIZE_MAX
                                     : (size_t)(cfg->train.keep_mb * 1e6));
+    if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "building the model", err);
+    if (rc == VN_OK && r->ranks > 1) rc = same_params(r, err);
     if (rc == VN_OK && r->ranks > 1)
         rc = vn__dp_create(opt->dist, r->ctx, r->params, r->n_params, cfg->train.dist_bucket_mb * 1e6,
                            cfg->model.sync_bn, &r->dp, err);

@@ -69,6 +69,8 @@ typedef struct vn_train_state {
     int64_t skipped_in_row; /* non-finite steps skipped consecutively */
     double elapsed;         /* seconds of training so far (all sessions) */
     bool finished;
+    int ranks;              /* data-parallel ranks of the run that wrote it (1: one process;
+                               stored only when more than 1) */
 } vn_train_state;
 
 /* Everything a checkpoint holds. Loading fills model (and emas) in place. */

@@ -14,7 +14,10 @@
 #     with a message saying so, and the job exits non-zero;
 #  6. ranks that resume from different steps (not the same output.dir) are refused;
 #  7. a non-finite loss on one rank only (its lr is 1e30, the other's is not): both ranks
-#     stop at the same step with exit 4, naming it, and the last checkpoint is intact.
+#     stop at the same step with exit 4, naming it, and the last checkpoint is intact;
+#  8. ranks with different configs are refused (with --force on all: a warning), different
+#     model sizes always;
+#  9. a 2-rank checkpoint resumed by one process is refused (the schedule would change).
 # Skipped (exit 77) without mpirun or in a build without MPI.
 # Usage (from meson): test_mpi.sh VANILLA TESTTOOL
 set -u
@@ -128,13 +131,14 @@ grep "starts at step" "$T/apart.log" | head -1
 check "ranks resuming from different checkpoints: refused (exit $rc), naming the steps" \
   grep -q "rank 1 starts at step 0 but rank 0 at step 20" "$T/apart.log"
 
-# 7. A non-finite loss on one rank only: rank 0 steps with lr 1e30, rank 1 with the config's,
-# so after the first update only rank 0's loss is non-finite; the per-step agreement stops both.
+# 7. A non-finite loss on one rank only: rank 0 steps with lr 1e30, rank 1 with the config's
+# (configs that differ need --force on every rank, see 8), so after the first update only rank
+# 0's loss is non-finite; the per-step agreement stops both.
 mpirun --oversubscribe --allow-run-as-root \
   -np 1 "$VANILLA" train "$T/cfg.yaml" --set optim.update_freq=1 --set optim.lr=1e30 \
-    --set output.save_every_steps=1 --set output.dir="$T/nonfinite" : \
+    --set output.save_every_steps=1 --set output.dir="$T/nonfinite" --force : \
   -np 1 "$VANILLA" train "$T/cfg.yaml" --set optim.update_freq=1 \
-    --set output.save_every_steps=1 --set output.dir="$T/nonfinite" >"$T/nonfinite.log" 2>&1
+    --set output.save_every_steps=1 --set output.dir="$T/nonfinite" --force >"$T/nonfinite.log" 2>&1
 rc=$?
 grep "non-finite" "$T/nonfinite.log" | head -2
 check "non-finite loss on one rank: the job exits 4 ($rc)" [ $rc -eq 4 ]
@@ -147,6 +151,36 @@ check "non-finite loss on one rank: no rank waits for the other" \
 check "non-finite loss on one rank: the last checkpoint is intact" \
   "$TOOL" same "$T/nonfinite/checkpoints/ckpt-s0000000001.safetensors" \
   "$T/nonfinite/checkpoints/ckpt-s0000000001.safetensors"
+
+check "configs that differ, with --force on every rank: a warning names them" \
+  grep -q "rank 1 runs another config than rank 0 .*going on (--force)" "$T/nonfinite.log"
+
+# 8. Ranks with different configs: refused at the start, before any gradient is exchanged;
+# different model sizes are refused even with --force (no buffers of different sizes mixed).
+mpirun --oversubscribe --allow-run-as-root \
+  -np 1 "$VANILLA" train "$T/cfg.yaml" --set output.dir="$T/mixed" : \
+  -np 1 "$VANILLA" train "$T/cfg.yaml" --set output.dir="$T/mixed" --set train.seed=1 >"$T/mixed.log" 2>&1
+rc=$?
+check "ranks with different configs: refused (exit $rc)" [ $rc -ne 0 ]
+check "ranks with different configs: the message says so" grep -q "rank 1 runs another config than rank 0" "$T/mixed.log"
+check "ranks with different configs: no step taken" [ ! -d "$T/mixed/checkpoints" -o -z "$(ls "$T/mixed/checkpoints" 2>/dev/null)" ]
+mpirun --oversubscribe --allow-run-as-root \
+  -np 1 "$VANILLA" train "$T/cfg.yaml" --set output.dir="$T/mixed2" --force : \
+  -np 1 "$VANILLA" train "$T/cfg.yaml" --set output.dir="$T/mixed2" --set "model.dims=[8,16,24]" --force \
+  >"$T/mixed2.log" 2>&1
+rc=$?
+check "ranks with different model sizes, --force: refused (exit $rc)" [ $rc -ne 0 ]
+check "ranks with different model sizes: named, no memory error" \
+  bash -c "grep -q 'rank 1 builds another model than rank 0' '$T/mixed2.log' && ! grep -qiE 'corruption|double free|Signal: Aborted' '$T/mixed2.log'"
+
+# 9. Resuming a 2-rank checkpoint in one process: refused (the schedule would jump), --force
+# goes on.
+"$VANILLA" train "$T/cfg.yaml" --set optim.update_freq=1 --set output.dir="$T/two-sgd" \
+  --resume auto >"$T/oneafter.log" 2>&1
+rc=$?
+check "resume of a 2-rank run in 1 process: refused (exit $rc)" [ $rc -eq 1 ]
+check "resume of a 2-rank run in 1 process: says why and how" \
+  grep -q "was written by a run of 2 ranks (effective batch 8) and this one has 1 (4)" "$T/oneafter.log"
 
 ((fail == 0)) && echo "mpi: all checks passed"
 exit $fail
