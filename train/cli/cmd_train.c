@@ -146,9 +146,11 @@ static void print_result(const vn_config *cfg, const vn_train_result *res)
 }
 
 /* The command that resumes this run: its config files and overrides, then --resume auto. */
-static void print_resume_command(FILE *f, const config_args *a)
+static void print_resume_command(FILE *f, const config_args *a, int ranks)
 {
-    fputs("resume with: vanilla train", f);
+    fputs("resume with: ", f);
+    if (ranks > 1) fprintf(f, "mpirun -np %d ", ranks); /* and the job's other mpirun options */
+    fputs("vanilla train", f);
     for (int i = 0; i < a->n_files; i++) {
         fputc(' ', f);
         put_shell_word(f, a->files[i]);
@@ -214,13 +216,14 @@ int vn_cmd_train(int argc, char **argv)
     int rc = vn_train(&cfg, &opt, &res, &err);
     if (rc != VN_OK) return train_failed(dist, rc, &err);
     bool quiet = vn_dist_rank(dist) > 0;
+    int ranks = vn_dist_size(dist);
     vn_dist_destroy(dist);
     if (quiet) return res.outcome == VN_TRAIN_INTERRUPTED ? VN_EXIT_INTERRUPTED : VN_EXIT_OK;
     printf("\n");
     if (res.outcome == VN_TRAIN_INTERRUPTED) {
         printf("interrupted at epoch %lld, step %lld; checkpoint %s\n", (long long)res.state.epoch,
                (long long)res.state.step, res.last_ckpt);
-        print_resume_command(stdout, &a);
+        print_resume_command(stdout, &a, ranks);
         return VN_EXIT_INTERRUPTED;
     }
     print_result(&cfg, &res);
