@@ -1040,6 +1040,12 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         vn_device d;
         return vn_train_device_open(cfg, 1, 0, &d, NULL, err); /* why it cannot run there */
     }
+    if (cfg->model.task == VN_CONFIG_TASK_DETECT && vn_dist_size(opt->dist) > 1) {
+        memset(res, 0, sizeof *res);
+        return vn_error_set(err, VN_ERR_INVALID, "the detector trains in one process, not "
+                            "data-parallel (%d ranks here): run it without mpirun",
+                            vn_dist_size(opt->dist));
+    }
     if (cfg->model.task == VN_CONFIG_TASK_DETECT) return vn_detect_train(cfg, opt, res, err);
     memset(res, 0, sizeof *res);
     run R = {0}, *r = &R;

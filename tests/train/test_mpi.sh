@@ -17,7 +17,8 @@
 #     stop at the same step with exit 4, naming it, and the last checkpoint is intact;
 #  8. ranks with different configs are refused (with --force on all: a warning), different
 #     model sizes always;
-#  9. a 2-rank checkpoint resumed by one process is refused (the schedule would change).
+#  9. a 2-rank checkpoint resumed by one process is refused (the schedule would change);
+# 10. a detector under mpirun is refused with a message.
 # Skipped (exit 77) without mpirun or in a build without MPI.
 # Usage (from meson): test_mpi.sh VANILLA TESTTOOL
 set -u
@@ -181,6 +182,13 @@ rc=$?
 check "resume of a 2-rank run in 1 process: refused (exit $rc)" [ $rc -eq 1 ]
 check "resume of a 2-rank run in 1 process: says why and how" \
   grep -q "was written by a run of 2 ranks (effective batch 8) and this one has 1 (4)" "$T/oneafter.log"
+
+# 10. The detector does not train data-parallel: refused with a message, not a lock error.
+"${MPIRUN[@]}" "$VANILLA" train "$T/cfg.yaml" --set model.task=detect --set detect.data="$T/none.yaml" \
+  --set output.dir="$T/det" >"$T/det.log" 2>&1
+rc=$?
+check "a detector under mpirun: refused (exit $rc) with a message" \
+  bash -c "[ $rc -ne 0 ] && grep -q 'the detector trains in one process' '$T/det.log'"
 
 ((fail == 0)) && echo "mpi: all checks passed"
 exit $fail
