@@ -27,6 +27,7 @@ struct vn_det_dataset {
     int64_t n_boxes, cap_boxes;
     char **skipped;
     int64_t n_skipped, cap_skipped;
+    int64_t n_label_files; /* label files found (an image without one has no boxes) */
 };
 
 /* ---- dataset YAML ---------------------------------------------------------------------- */
@@ -315,6 +316,7 @@ static int read_labels(vn_det_dataset *ds, const char *lpath, int nc, char *repo
     FILE *f = fopen(lpath, "r");
     if (!f) return errno == ENOENT ? VN_OK : vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s",
                                                           lpath, strerror(errno));
+    ds->n_label_files++;
     char line[1024], why[160];
     int ln = 0, rc = VN_OK;
     int64_t first = ds->n_boxes;
@@ -408,6 +410,16 @@ int vn_det_dataset_scan(const char *images_dir, int nc, double max_bad_fraction,
         rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: no images (.png, .jpg, .jpeg); a YOLO "
                           "dataset has images/<split>/* and labels/<split>/*.txt", images_dir);
     if (rc == VN_OK) rc = read_all_labels(ds, nc, err);
+    if (rc == VN_OK && ds->n_label_files == 0) {
+        /* Not one label file: a wrong path, not a set of background images (those have
+         * empty label files). */
+        char *lp = total > 0 ? label_path(ds->n ? ds->images[0] : "") : NULL;
+        rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: none of the %lld images has a label file "
+                          "(the first would be %s): a YOLO dataset has images/<split>/* and "
+                          "labels/<split>/*.txt, one per image (empty for an image without "
+                          "objects)", images_dir, (long long)total, lp ? lp : "?");
+        free(lp);
+    }
     if (rc == VN_OK && (double)ds->n_skipped > max_bad_fraction * (double)total)
         rc = vn_error_set(err, VN_ERR_FORMAT, "%s: %lld of %lld images have bad labels (more "
                           "than max_bad_fraction %g), first: %s", images_dir,

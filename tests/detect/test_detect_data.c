@@ -148,6 +148,13 @@ START_TEST(test_no_boxes_anywhere)
         ck_assert_int_eq(n, 0);
     }
     vn_det_dataset_free(ds);
+    /* Not one label file (a wrong labels path): refused, naming where the first would be. */
+    snprintf(p, sizeof p, "%s/labels/train/a.txt", root);
+    ck_assert_int_eq(remove(p), 0);
+    snprintf(p, sizeof p, "%s/images/train", root);
+    ck_assert_int_eq(vn_det_dataset_scan(p, 3, 1.0, &ds, &err), VN_ERR_NOT_FOUND);
+    ck_assert_msg(strstr(err.msg, "none of the 3 images has a label file") &&
+                  strstr(err.msg, "/labels/train/"), "%s", err.msg);
     vn_test_rmtree(root);
 }
 END_TEST
