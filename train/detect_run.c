@@ -41,13 +41,26 @@ static int64_t anchors_of(int imgsz)
 /* One batch [first, first + n) of ds: loaded, run, matched into st. */
 static int eval_batch(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int64_t first, int n,
                       int imgsz, const vn_nms_params *np, vn_det_sample *s, float *boxes,
-                      float *scores, vn_det_stats *st, vn_error *err)
+                      float *scores, vn_det_stats *st, int64_t *skipped, vn_error *err)
 {
     const vn_yolo_config *c = vn_yolo_get_config(m);
-    int rc = VN_OK;
-    for (int b = 0; b < n && rc == VN_OK; b++)
-        rc = vn_det_load_sample(ds, first + b, imgsz, NULL, 0, 0, &s[b], err);
+    int rc = VN_OK, kept = 0;
+    /* An image that cannot be read is reported and left out of the metrics (not replaced). */
+    for (int b = 0; b < n && rc == VN_OK; b++) {
+        vn_error e = {0};
+        rc = vn_det_load_sample(ds, first + b, imgsz, NULL, 0, 0, &s[kept], &e);
+        if (rc == VN_OK) kept++;
+        else if (rc != VN_ERR_NOMEM) {
+            vn_log(VN_LOG_WARN, "%s (skipped; not counted)", e.msg);
+            (*skipped)++;
+            rc = VN_OK;
+        } else {
+            vn_error_set(err, rc, "%s", e.msg);
+        }
+    }
     if (rc != VN_OK) return rc;
+    n = kept;
+    if (n == 0) return VN_OK;
     vn_ctx_reset(ctx);
     vn_tensor *x = batch_input(ctx, s, n, imgsz), *y[VN_YOLO_LEVELS];
     if (!x || vn_yolo_forward(ctx, m, x, y) != VN_OK)
@@ -88,6 +101,7 @@ int vn_detect_evaluate_until(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, 
     float *boxes = malloc((size_t)A * 4 * sizeof *boxes);
     float *scores = malloc((size_t)A * (size_t)c->nc * sizeof *scores);
     vn_det_stats st;
+    int64_t skipped = 0;
     int rc = vn_det_stats_init(&st, c->nc);
     if (!s || !boxes || !scores || rc != VN_OK) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     bool grad = vn_ctx_set_grad(ctx, false);
@@ -98,8 +112,11 @@ int vn_detect_evaluate_until(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, 
             break;
         }
         int n = (int)(N - i < batch ? N - i : batch);
-        rc = eval_batch(ctx, m, ds, i, n, imgsz, np, s, boxes, scores, &st, err);
+        rc = eval_batch(ctx, m, ds, i, n, imgsz, np, s, boxes, scores, &st, &skipped, err);
     }
+    if (rc == VN_OK && N > 0 && skipped == N)
+        rc = vn_error_set(err, VN_ERR_FORMAT, "none of the %lld images could be read (see the "
+                          "warnings above)", (long long)N);
     vn_yolo_set_training(m, true);
     vn_ctx_set_grad(ctx, grad);
     if (rc == VN_OK) rc = vn_det_metrics_compute(&st, out, err);

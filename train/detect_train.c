@@ -71,6 +71,8 @@ typedef struct drun {
     int64_t ep_steps;
     bool at_limit;
     int lock_fd; /* the run folder's lock, -1 when not held */
+    char **bad;   /* the messages of the unreadable training images met so far, one per file */
+    int64_t n_bad;
 } drun;
 
 static const char *const step_cols[] = {"loss", "box_loss", "cls_loss", "dfl_loss", "lr",
@@ -141,6 +143,8 @@ int64_t vn_detect_accumulate(int64_t ni, int64_t nw, int64_t uf, bool ramp)
 static void drun_free(drun *r)
 {
     vn__run_unlock(r->lock_fd);
+    for (int64_t k = 0; k < r->n_bad; k++) free(r->bad[k]);
+    free(r->bad);
     vn_det_dataset_free(r->train);
     vn_det_dataset_free(r->val);
     vn_det_data_cfg_free(&r->data);
@@ -385,13 +389,55 @@ static int load_batch(drun *r, vn_error *err)
         free(codes);
         return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     }
+    vn_error *first = calloc((size_t)r->B, sizeof *first); /* why a slot's own image failed */
+    if (!first) {
+        free(errs);
+        free(codes);
+        return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+    }
+    const int64_t n = vn_det_dataset_size(r->train);
+    const bool fail_fast = r->cfg->data.fail_fast;
+    /* An image that cannot be read (or one of its mosaic partners): unless fail_fast, its slot
+     * takes the next image of the epoch's order, drawn from another RNG stream so that it is
+     * not a copy of that image's own sample; deterministic, so resume keeps its bytes. */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(vn_get_threads())
-    for (int b = 0; b < r->B; b++)
-        codes[b] = vn_det_load_sample(r->train, r->order[r->st.position + b], r->imgsz, &aug,
+    for (int b = 0; b < r->B; b++) {
+        int64_t pos = r->st.position + b;
+        codes[b] = vn_det_load_sample(r->train, r->order[pos], r->imgsz, &aug,
                                       (uint64_t)r->cfg->train.seed, r->st.epoch, &r->samples[b], &errs[b]);
+        if (codes[b] == VN_OK || codes[b] == VN_ERR_NOMEM || fail_fast) continue;
+        first[b] = errs[b];
+        for (int64_t a = 1; a < n && codes[b] != VN_OK && codes[b] != VN_ERR_NOMEM; a++)
+            codes[b] = vn_det_load_sample(r->train, r->order[(pos + a) % n], r->imgsz, &aug,
+                                          (uint64_t)r->cfg->train.seed ^ 0x5ca1ab1eu, r->st.epoch,
+                                          &r->samples[b], &errs[b]);
+    }
     int rc = VN_OK;
-    for (int b = 0; b < r->B && rc == VN_OK; b++)
-        if (codes[b] != VN_OK) rc = vn_error_set(err, codes[b], "%s", errs[b].msg);
+    for (int b = 0; b < r->B && rc == VN_OK; b++) {
+        if (codes[b] != VN_OK) {
+            rc = vn_error_set(err, codes[b], "%s", errs[b].msg);
+            break;
+        }
+        if (!first[b].msg[0]) continue;
+        bool seen = false;
+        for (int64_t k = 0; k < r->n_bad && !seen; k++) seen = strcmp(r->bad[k], first[b].msg) == 0;
+        if (seen) continue;
+        char **nb = realloc(r->bad, (size_t)(r->n_bad + 1) * sizeof *nb);
+        if (!nb || !(nb[r->n_bad] = strdup(first[b].msg))) {
+            if (nb) r->bad = nb;
+            rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+            break;
+        }
+        r->bad = nb;
+        r->n_bad++;
+        vn_log(VN_LOG_WARN, "%s (skipped; its slot takes the next image in order)", first[b].msg);
+        if ((double)r->n_bad > r->cfg->data.max_bad_fraction * (double)n)
+            rc = vn_error_set(err, VN_ERR_FORMAT, "%lld of %lld training images could not be "
+                              "used, more than data.max_bad_fraction %.2f%%; last: %s",
+                              (long long)r->n_bad, (long long)n,
+                              100.0 * r->cfg->data.max_bad_fraction, first[b].msg);
+    }
+    free(first);
     free(errs);
     free(codes);
     return rc;

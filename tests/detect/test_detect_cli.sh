@@ -219,6 +219,27 @@ expect "bad label: file and line named" contains "$T/bad.log" "labels/train/0000
 expect "bad label within the fraction: trains" test $? -eq 0
 expect "bad label within the fraction: warned" contains "$T/bad2.log" "000003.txt:2"
 
+# An unreadable image: within max_bad_fraction training goes on (the slot takes the next image,
+# reported once by path), above it the run stops; eval leaves it out of the metrics.
+cp -r "$T/fmd" "$T/badimg"
+sed -i "s#^path: .*#path: $T/badimg#" "$T/badimg/data.yaml"
+printf 'not an image' >"$T/badimg/images/train/000002.png"
+printf 'not an image' >"$T/badimg/images/val/000001.png"
+"$VANILLA" train "$T/det.yaml" --set detect.data="$T/badimg/data.yaml" --set output.dir="$T/bi1" \
+  --set data.max_bad_fraction=0.5 --set train.epochs=1 --set train.eval_every=0 >"$T/bi1.log" 2>&1
+expect "an unreadable training image within the fraction: trains" test $? -eq 0
+expect "an unreadable training image: named once" \
+  test "$(grep -c 'images/train/000002.png: .*(skipped; its slot takes the next image in order)' "$T/bi1.log")" -eq 1
+"$VANILLA" train "$T/det.yaml" --set detect.data="$T/badimg/data.yaml" --set output.dir="$T/bi2" \
+  --set train.epochs=1 >"$T/bi2.log" 2>&1
+expect "an unreadable training image over the fraction: stops (exit 1)" test $? -eq 1
+expect "an unreadable training image over the fraction: says so" contains "$T/bi2.log" "could not be used, more than data.max_bad_fraction"
+"$VANILLA" eval "$T/a/checkpoints/best.safetensors" --data "$T/badimg/data.yaml" >"$T/bi3.log" 2>&1
+expect "eval with an unreadable image: exit 0" test $? -eq 0
+expect "eval with an unreadable image: named and left out" contains "$T/bi3.log" "images/val/000001.png: not a PNG or JPEG image"
+nval=$(ls "$T/fmd/images/val" | wc -l)
+expect "eval with an unreadable image: $((nval - 1)) images counted" grep -qE "^ +all +$((nval - 1)) " "$T/bi3.log"
+
 # A detector config without detect.data is refused with the key named.
 "$VANILLA" train "$T/det.yaml" --set detect.data= --set output.dir="$T/f" >"$T/nodata.log" 2>&1
 expect "no detect.data: refused" contains "$T/nodata.log" "detect.data"
