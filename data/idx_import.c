@@ -1,9 +1,12 @@
 /* IDX (MNIST / Fashion-MNIST) files into ImageNet-format PNG folders. */
+#include "base/vn_fs.h"
 #include "data/vn_dataset.h"
 #include "data/vn_image.h"
 #include "data/workers_impl.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -300,20 +303,42 @@ static int find_idx(const char *dir, const char *prefix, const char *what, const
                         what, idx);
 }
 
-static const char marker_name[] = ".vn_import_done";
+static const char marker_name[] = ".vn_import_done", started_name[] = ".vn_import_started";
 
-static bool read_marker(const char *path, int64_t *n_train, int64_t *n_val)
+/* The done marker: "vanilla idx import 1", kind, counts, then (since the source is recorded)
+ * "source <absolute path>". */
+static bool read_marker(const char *path, char *kind, size_t kind_len, char *source,
+                        size_t source_len, int64_t *n_train, int64_t *n_val)
 {
     FILE *f = fopen(path, "r");
     if (!f) return false;
     long long a = -1, b = -1;
-    char kind[64];
-    int ok = fscanf(f, "vanilla idx import 1\nkind %63s\ntrain %lld\nval %lld", kind, &a, &b);
+    char k[64];
+    int ok = fscanf(f, "vanilla idx import 1\nkind %63s\ntrain %lld\nval %lld\n", k, &a, &b);
+    source[0] = 0;
+    char line[4200];
+    if (ok == 3 && fgets(line, sizeof line, f) && strncmp(line, "source ", 7) == 0) {
+        line[strcspn(line, "\n")] = 0;
+        snprintf(source, source_len, "%s", line + 7);
+    }
     fclose(f);
     if (ok != 3 || a < 0 || b < 0) return false;
+    snprintf(kind, kind_len, "%s", k);
     *n_train = a;
     *n_val = b;
     return true;
+}
+
+/* Whether dir exists and holds anything. */
+static bool has_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool any = false;
+    struct dirent *de;
+    while (!any && (de = readdir(d))) any = strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    closedir(d);
+    return any;
 }
 
 int vn_import_mnist(const char *src_dir, const char *out_dir, vn_mnist_kind kind, int threads,
@@ -324,14 +349,37 @@ int vn_import_mnist(const char *src_dir, const char *out_dir, vn_mnist_kind kind
     memset(res, 0, sizeof *res);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    char marker[4096], tmp_marker[4200];
+    const char *kind_name = kind == VN_MNIST_FASHION ? "fashion-mnist" : "mnist";
+    char source[4096];
+    if (!realpath(src_dir, source)) snprintf(source, sizeof source, "%s", src_dir);
+    char marker[4096], tmp_marker[4200], started[4200];
     snprintf(marker, sizeof marker, "%s/%s", out_dir, marker_name);
-    if (read_marker(marker, &res->n_train, &res->n_val)) {
+    snprintf(started, sizeof started, "%s/%s", out_dir, started_name);
+    char had_kind[64], had_source[4096];
+    if (read_marker(marker, had_kind, sizeof had_kind, had_source, sizeof had_source,
+                    &res->n_train, &res->n_val)) {
+        if (strcmp(had_kind, kind_name) != 0 || (had_source[0] && strcmp(had_source, source) != 0))
+            return vn_error_set(err, VN_ERR_STATE, "%s already holds an import of %s from %s (%lld "
+                                "train, %lld val images), not of %s from %s: delete the folder or "
+                                "import into another one", out_dir, had_kind,
+                                had_source[0] ? had_source : "an unrecorded source",
+                                (long long)res->n_train, (long long)res->n_val, kind_name, source);
         res->skipped = true;
         vn_log(VN_LOG_INFO, "%s: already imported (%lld train, %lld val images); delete %s to "
                             "import again", out_dir, (long long)res->n_train,
                (long long)res->n_val, marker);
         return VN_OK;
+    }
+    /* No finished import: a folder of other images is not written into (that would mix them
+     * into the classes); the traces of an interrupted import (its started marker) are. */
+    char split_dir[4200];
+    struct stat st;
+    for (int k = 0; k < 2; k++) {
+        snprintf(split_dir, sizeof split_dir, "%s/%s", out_dir, k ? "val" : "train");
+        if (stat(started, &st) != 0 && has_entries(split_dir))
+            return vn_error_set(err, VN_ERR_STATE, "%s already holds files that no import of "
+                                "vanilla wrote: not mixing the imported images into them; import "
+                                "into an empty or new folder", split_dir);
     }
     char ti[4096], tl[4096], vi[4096], vl[4096];
     int rc = find_idx(src_dir, "train", "images", "idx3", ti, sizeof ti, err);
@@ -339,6 +387,14 @@ int vn_import_mnist(const char *src_dir, const char *out_dir, vn_mnist_kind kind
     if (!rc) rc = find_idx(src_dir, "t10k", "images", "idx3", vi, sizeof vi, err);
     if (!rc) rc = find_idx(src_dir, "t10k", "labels", "idx1", vl, sizeof vl, err);
     if (rc) return rc;
+    int mrc = vn_mkdirs(out_dir, err);
+    if (mrc != VN_OK) return mrc;
+    FILE *sf = fopen(started, "w");
+    if (!sf)
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", started, strerror(errno));
+    fprintf(sf, "kind %s\nsource %s\n", kind_name, source);
+    fclose(sf);
+
     const char *const *names = vn_mnist_class_names(kind);
     char split[4096];
     snprintf(split, sizeof split, "%s/train", out_dir);
@@ -353,12 +409,12 @@ int vn_import_mnist(const char *src_dir, const char *out_dir, vn_mnist_kind kind
     if (!f)
         return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", tmp_marker,
                             strerror(errno));
-    fprintf(f, "vanilla idx import 1\nkind %s\ntrain %lld\nval %lld\n",
-            kind == VN_MNIST_FASHION ? "fashion-mnist" : "mnist", (long long)res->n_train,
-            (long long)res->n_val);
+    fprintf(f, "vanilla idx import 1\nkind %s\ntrain %lld\nval %lld\nsource %s\n", kind_name,
+            (long long)res->n_train, (long long)res->n_val, source);
     if (fclose(f) != 0 || rename(tmp_marker, marker) != 0)
         return vn_error_set(err, VN_ERR_IO, "%s: cannot write the import marker: %s", marker,
                             strerror(errno));
+    unlink(started);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     res->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     return VN_OK;

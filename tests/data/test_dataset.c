@@ -293,6 +293,22 @@ START_TEST(idx_import_tiny)
     ck_assert(res.skipped);
     ck_assert_int_eq(res.n_train, 12);
     ck_assert_int_ne(access(path, F_OK), 0);
+    /* Another kind (or source) into the same folder: refused, not "nothing to do". */
+    ck_assert_int_eq(vn_import_mnist(src, out, VN_MNIST_DIGITS, 1, &res, &err), VN_ERR_STATE);
+    ck_assert_msg(strstr(err.msg, "already holds an import of fashion-mnist") &&
+                  strstr(err.msg, "not of mnist"), "%s", err.msg);
+    /* A folder that holds other images is not written into. */
+    char other[4096];
+    vn_test_mkdtemp(other, sizeof other, "data");
+    snprintf(path, sizeof path, "%s/train", other);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/train/mine.png", other);
+    vn_test_write_text(path, "x");
+    ck_assert_int_eq(vn_import_mnist(src, other, VN_MNIST_FASHION, 1, &res, &err), VN_ERR_STATE);
+    ck_assert_msg(strstr(err.msg, "already holds files that no import of vanilla wrote"), "%s", err.msg);
+    snprintf(path, sizeof path, "%s/val", other);
+    ck_assert_int_ne(access(path, F_OK), 0); /* nothing written */
+    vn_test_rmtree(other);
     vn_test_rmtree(src);
     vn_test_rmtree(out);
 }

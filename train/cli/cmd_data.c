@@ -12,7 +12,7 @@
 #include "train/cli/vn_cli.h"
 
 static const char data_help[] =
-    "usage: vanilla data import --format fashion-mnist|mnist|fashion-mnist-detect [SRC_DIR] OUT_DIR\n"
+    "usage: vanilla data import [--format fashion-mnist|mnist|fashion-mnist-detect] [SRC_DIR] OUT_DIR\n"
     "                           [--threads N]\n"
     "                           fashion-mnist-detect: [--train N] [--val N] [--canvas S]\n"
     "                           [--items MIN-MAX] [--sizes MIN-MAX] [--max-cover F] [--seed S]\n"
@@ -21,8 +21,10 @@ static const char data_help[] =
     "\n"
     "import: converts MNIST-style IDX files (gzip or plain) into ImageNet-format PNG folders\n"
     "        OUT_DIR/train/<class>/ and OUT_DIR/val/<class>/. SRC_DIR defaults to\n"
-    "        /usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist).\n"
-    "        A finished import is not redone. fashion-mnist-detect instead composes a YOLO\n"
+    "        /usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist),\n"
+    "        --format to fashion-mnist. A finished import is not redone; another format or\n"
+    "        source into the same OUT_DIR is refused, and so is an OUT_DIR whose train/ or\n"
+    "        val/ holds files of something else. fashion-mnist-detect instead composes a YOLO\n"
     "        detection set (OUT_DIR/data.yaml, images/ and labels/ for train and val): by\n"
     "        default 8000 + 1000 canvases of 96x96 (--train, --val, --canvas) with 1-4 items\n"
     "        each (--items) scaled to 28-48 pixels (--sizes) on a textured background, each\n"
