@@ -88,7 +88,7 @@ static const vn_config_key schema[] = {
     {KEY(model, ada_pool), .def = "[]", RANGE(0, 4096), LEN(0, 16),
      .help = "AdaptiveMaxPool output size per stage, 0: plain pool; empty: the variant's "
              "(none for custom)."},
-    {KEY(model, act_num), .def = "3", RANGE(0, 32), .official = "--act_num",
+    {KEY(model, act_num), .def = "3", RANGE(0, 16), .official = "--act_num",
      .help = "Series of the activation: its depthwise kernel is 2 * act_num + 1."},
     {KEY(model, in_chans), .def = "3", RANGE(1, 3), .aka = "channels",
      .help = "Input channels: 3 for RGB, 1 with data.grayscale."},
@@ -281,8 +281,8 @@ static const vn_config_key schema[] = {
      .help = "Reshuffle the training set at every epoch."},
     {KEY(train, eval_every), .def = "1", RANGE(0, 100000), .flags = VN_CONFIG_NOT_HASHED,
      .official = "--test_freq", .aka = "eval_freq",
-     .help = "Evaluate after epoch e (0-based) when e > 0 and e % eval_every == 0, and after the "
-             "last epoch; 0: never."},
+     .help = "Evaluate after epoch e > 0 (0-based) with e % eval_every == 0, and the last; 0: "
+             "never (at all)."},
     {KEY(train, eval_from_epoch), .def = "0", RANGE(0, 100000), .flags = VN_CONFIG_NOT_HASHED,
      .official = "--test_epoch", .aka = "test_epoch",
      .help = "Also evaluate after every epoch from this one on (official --test_epoch T is T + "
@@ -296,7 +296,8 @@ static const vn_config_key schema[] = {
      .aka = "print_freq log_interval", .help = "Print a progress line every this many optimizer steps (metrics.jsonl and TensorBoard get every step)."},
     {KEY(train, nonfinite), .def = "stop", .choices = nonfinite_names,
      .flags = VN_CONFIG_NOT_HASHED,
-     .help = "On a NaN or Inf loss or gradient: stop with a checkpoint, or skip the step."},
+     .help = "On a NaN/Inf loss or gradient: stop (exit 4, naming the last good checkpoint) or "
+             "skip the step."},
     {KEY(train, max_skip), .def = "10", RANGE(1, 1000000), .flags = VN_CONFIG_NOT_HASHED,
      .help = "nonfinite skip: stop after this many consecutive skipped steps."},
     {KEY(train, dist_bucket_mb), .def = "25", RANGE(0, 1e6), .flags = VN_CONFIG_NOT_HASHED,

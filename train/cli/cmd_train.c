@@ -252,6 +252,10 @@ int vn_cmd_config(int argc, char **argv)
         return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
     }
     bool table = strcmp(argv[1], "schema") == 0 || strcmp(argv[1], "official") == 0;
+    if (table && argc > 2 && vn_cli_is(argv[2], "-h", "--help")) {
+        fputs(config_help, stdout);
+        return VN_EXIT_OK;
+    }
     if (table && argc > 2) {
         vn_cli_error("config", "%s takes no arguments (got %s)", argv[1], argv[2]);
         return VN_EXIT_USAGE;
