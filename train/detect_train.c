@@ -352,6 +352,8 @@ static int resume(drun *r, vn_error *err)
     }
     set_act(r, r->st.act_learn);
     *vn_ctx_rng(r->ctx) = r->st.rng;
+    /* A finished run resumed with more epochs (--force): not finished any more. */
+    if (r->st.finished && r->st.epoch < r->cfg->train.epochs) r->st.finished = false;
     fprintf(r->out, "resumed from %s: epoch %lld, position %lld, step %lld\n", path,
             (long long)r->st.epoch, (long long)r->st.position, (long long)r->st.step);
     return VN_OK;

@@ -530,6 +530,9 @@ static int resume(run *r, vn_error *err)
     set_act(r, r->st.act_learn);
     *vn_ctx_rng(r->ctx) = r->st.rng;
     r->st.ranks = r->ranks; /* the checkpoints from here on are this run's */
+    /* A finished run resumed with more epochs (train.epochs raised, --force): not finished;
+     * the schedules follow the new config from the step it stopped at. */
+    if (r->st.finished && r->st.epoch < r->cfg->train.epochs) r->st.finished = false;
     r->resumed = true;
     snprintf(r->resumed_from, sizeof r->resumed_from, "%s", path);
     fprintf(r->out, "resumed from %s: epoch %lld, position %lld, step %lld\n", path,

@@ -86,6 +86,13 @@ expect "a new run into a folder holding one: exit 1" [ $? -eq 1 ]
 expect "a new run into a folder holding one: says what to do" contains "$T/again2.log" "already holds a run"
 expect "a new run into a folder holding one: the old run intact" \
   [ "$(sha256sum <"$T/run/checkpoints/ckpt-s0000000024.safetensors")" = "$sum0" ]
+# A finished run extended with more epochs (--force, the schedules follow the new config).
+cp -r "$T/run" "$T/run_ext"
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/run_ext" --set train.epochs=9 --resume auto --force \
+  >"$T/ext.log" 2>&1
+expect "a finished run, train.epochs raised with --force: exit 0" [ $? -eq 0 ]
+expect "a finished run, train.epochs raised with --force: trains the new epoch" \
+  [ -f "$T/run_ext/checkpoints/ckpt-s0000000108.safetensors" ]
 # data.val_dir "": no validation at all (not the root folder as the validation set).
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/noval" --set train.epochs=1 --set data.val_dir= >"$T/noval.log" 2>&1
 expect "data.val_dir \"\": exit 0" [ $? -eq 0 ]
@@ -355,6 +362,12 @@ expect "ablate again: finished runs not redone" contains "$T/abl2.log" "finished
 "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" --set optim.lr=0.02 >"$T/abl3.log" 2>&1
 expect "ablate with a changed base: exit 1" [ $? -eq 1 ]
 expect "ablate with a changed base: names the key" contains "$T/abl3.log" "optim.lr: 0.01 -> 0.02"
+# A run cut short by train.max_steps is not taken as finished: the next ablate continues it.
+"$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablms" --set train.max_steps=2 >"$T/ablms.log" 2>&1
+expect "ablate with train.max_steps: says the runs stopped early" contains "$T/ablms.log" "stopped at step 2 by train.max_steps"
+"$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablms" >"$T/ablms2.log" 2>&1
+expect "ablate again without the limit: the runs continue, not 'finished before'" \
+  bash -c "! grep -q 'finished before' '$T/ablms2.log' && grep -q 'resumed from' '$T/ablms2.log'"
 printf 'variants:\n  - {name: a b, set: {optim.lr: 0.1}}\n  - {name: a_b, set: {optim.lr: 0.2}}\n' >"$T/dup.yaml"
 "$VANILLA" ablate "$T/base.yaml" "$T/dup.yaml" --set output.dir="$T/dup" >"$T/dup.log" 2>&1
 expect "ablate with two runs of one folder name: exit 1" [ $? -eq 1 ]

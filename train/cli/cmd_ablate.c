@@ -468,7 +468,13 @@ int vn_cmd_ablate(int argc, char **argv)
         }
         vn_run_result *r = &results[i];
         record_result(&cfg, &res, r);
-        (void)vn_run_result_write(dir, r, NULL);
+        /* Only a run that went through all its epochs is "finished": one cut short by
+         * train.max_steps is tabulated now and continued by the next ablate. */
+        if (res.state.finished) (void)vn_run_result_write(dir, r, NULL);
+        else
+            printf("   stopped at step %lld by train.max_steps before its last epoch: in the table "
+                   "as it is; the same command with a larger train.max_steps continues it\n",
+                   (long long)res.state.step);
     }
     if (ec || dry) return ec;
     write_tables(root, &a, results);
