@@ -72,6 +72,11 @@ expect "eval of an imported file: logits equal PyTorch's (1e-5 abs)" "$TOOL" com
 # A plain state_dict: refused without a config that fits, read with one.
 "$VANILLA" info "$FX/plain_train.safetensors" "$FX/config.yaml" >"$T/out" 2>&1
 expect "info plain + config" contains "$T/out" "plain state_dict (model from the config), 5 classes"
+"$VANILLA" info "$FX/plain_deploy.safetensors" --config "$FX/config.yaml" >"$T/out" 2>&1
+expect "info plain --config FILE: exit 0" [ $? -eq 0 ]
+"$VANILLA" info "$FX/plain_deploy.safetensors" >"$T/out" 2>&1
+expect "info plain without a config that fits: exit 1" [ $? -eq 1 ]
+expect "info plain without a config that fits: the mismatch by key" contains "$T/out" "does not fit the configured model"
 "$VANILLA" export "$FX/plain_train.safetensors" -o "$T/dep.safetensors" >"$T/out" 2>&1
 expect "export plain without a config: exit 1" [ $? -eq 1 ]
 expect "export plain without a config: variant hint" contains "$T/out" "The file holds 2 stages of widths [8, 16, 24]"

@@ -289,10 +289,12 @@ int vn_cmd_config(int argc, char **argv)
 
 static const char info_help[] =
     "usage: vanilla info CONFIG.yaml... [--set k=v]... [--input-size N] [--deploy]\n"
-    "       vanilla info MODEL.safetensors [CONFIG.yaml...] [--set k=v]... [--input-size N]\n"
+    "       vanilla info MODEL.safetensors [CONFIG.yaml... | --config FILE] [--set k=v]...\n"
+    "                    [--input-size N]\n"
     "\n"
     "Per-layer output shapes, parameters and multiply-adds, with totals for the training and\n"
-    "the deploy form. A plain state_dict (no vanilla metadata) is described by the configs.\n"
+    "the deploy form. A plain state_dict (no vanilla metadata) is described by the configs,\n"
+    "and checked against them key by key as eval does.\n"
     "A detector (file, or config with model.task: detect) gets one row per backbone layer and\n"
     "per YOLO11 layer (SPPF ... Detect) and Ultralytics' summary: parameters and GFLOPs\n"
     "(2 x multiply-adds) at its imgsz or --input-size.\n";
@@ -362,6 +364,9 @@ int vn_cmd_info(int argc, char **argv)
             size = vn_cli_int("info", "--input-size", argv[++i], 1, 16384, &bad);
         } else if (strcmp(argv[i], "--deploy") == 0) {
             deploy_only = true;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            /* as eval/predict/export take it; a positional config works the same */
+            if (a.n_files < MAX_ARGS) a.files[a.n_files++] = argv[++i];
         } else if (argv[i][0] == '-') {
             vn_cli_error("info", "unknown option %s", argv[i]);
             return VN_EXIT_USAGE;
@@ -384,6 +389,17 @@ int vn_cmd_info(int argc, char **argv)
         if (vn_ckpt_info_read_cfg(model_file, &cfg, &info, &err) != VN_OK) {
             vn_cli_error("info", "%s", err.msg);
             return VN_EXIT_ERROR;
+        }
+        if (info.plain) { /* the config's model must fit the file, as eval/predict/export check */
+            vn_vanillanet *m = NULL;
+            vn_ckpt_info chk;
+            if (vn_open_model_cfg(model_file, -1, &cfg, &m, &chk, &err) != VN_OK) {
+                vn_cli_error("info", "%s", err.msg);
+                vn_ckpt_info_free(&info);
+                return VN_EXIT_ERROR;
+            }
+            vn_vanillanet_destroy(m);
+            vn_ckpt_info_free(&chk);
         }
         mc = info.model;
         file_deploy = info.deploy;
