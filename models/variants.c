@@ -85,10 +85,11 @@ int vn_vanillanet_config_check(const vn_vanillanet_config *c, vn_error *err)
         if (c->strides[i] < 1 || c->strides[i] > 16)
             return vn_error_set(err, VN_ERR_INVALID, "model: strides[%d] = %d (1..16 allowed)", i,
                                 c->strides[i]);
-        if (c->ada_pool_enabled && c->strides[i] > 1 && c->ada_pool[i] < 1)
-            return vn_error_set(err, VN_ERR_INVALID, "model: ada_pool[%d] = %d, but stage %d has "
-                                "stride %d and needs an output size >= 1", i, c->ada_pool[i], i,
-                                c->strides[i]);
+        /* 0 on a pooling stage is the plain MaxPool2d(stride), as the official Block's
+         * `if not ada_pool`. */
+        if (c->ada_pool_enabled && c->ada_pool[i] < 0)
+            return vn_error_set(err, VN_ERR_INVALID, "model: ada_pool[%d] = %d (an output size, or "
+                                "0 for the plain pool)", i, c->ada_pool[i]);
     }
     if (c->act_num < 0 || c->act_num > 16)
         return vn_error_set(err, VN_ERR_INVALID, "model: act_num = %d (0..16 allowed)", c->act_num);

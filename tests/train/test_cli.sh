@@ -385,6 +385,10 @@ expect "data check: a dangling link is reported, not dropped" contains "$T/check
 rm "$T/data/val/c2/dangling.png"
 "$VANILLA" info "$T/base.yaml" >"$T/info" 2>&1
 expect "info: exit 0" [ $? -eq 0 ]
+# model.ada_pool 0 on a pooling stage is the plain MaxPool2d(stride), as the official Block.
+"$VANILLA" info --set model.name=custom --set "model.dims=[8,16,24,32]" --set "model.strides=[2,2,1]" \
+  --set "model.ada_pool=[3,0,0]" --set model.num_classes=10 --set data.input_size=28 >"$T/out" 2>&1
+expect "ada_pool 0 on a pooling stage: the plain max pool" grep -qE "stages\.1\.pool +maxpool 2 " "$T/out"
 expect "info: totals" contains "$T/info" "total"
 
 # data preview: a PNG grid of augmented samples (5 tiles of 16 px: 3 x 2 with 2-px gaps),
