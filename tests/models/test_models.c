@@ -521,6 +521,7 @@ START_TEST(test_bad_configs_and_inputs)
     ck_assert_ptr_nonnull(strstr(err.msg, "dims[2]"));
     c = small_cfg();
     c.ada_pool_enabled = true;
+    c.ada_pool[1] = -2; /* 0 is the plain pool (the official `if not ada_pool`); < 0 is not */
     ck_assert_int_eq(vn_vanillanet_create(&c, false, &m, &err), VN_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(err.msg, "ada_pool[1]"));
     c = small_cfg();
