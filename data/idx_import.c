@@ -52,7 +52,7 @@ static int read_exact(gzFile g, const char *path, void *buf, size_t len, const c
         got += (size_t)r;
     }
     if (got != len)
-        return vn_error_set(err, VN_ERR_FORMAT, "%s: truncated: %s needs %zu bytes, file has %zu",
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: truncated: %s: %zu bytes expected, the file has %zu",
                             path, what, len, got);
     return VN_OK;
 }

@@ -484,7 +484,7 @@ int vn__dist_agree(vn_dist *d, int rc, const char *what, vn_error *err)
     if (rc != VN_OK) return rc;
     if (arc != VN_OK) return vn_error_set(err, arc, "%s", e2.msg);
     if (failed > 0)
-        return vn_error_set(err, VN_ERR_STATE, "rank %d: another rank failed while %s (its message "
-                            "is above)", vn_dist_rank(d), what);
+        return vn_error_set(err, VN_ERR_STATE, "another rank failed while %s (its own message "
+                            "names it)", what);
     return VN_OK;
 }
