@@ -21,6 +21,8 @@ typedef struct unpickler {
     const uint8_t *buf;
     size_t len, pos;
     const char *label;
+    size_t base; /* the pickle's offset in the file: a legacy torch.save chains several */
+    bool chained; /* one of those (messages count bytes from the file's start) */
     vn__pk_arena *arena;
     vn__pk_value **stack;
     int64_t sp, scap;
@@ -45,6 +47,9 @@ void vn__pk_arena_free(vn__pk_arena *a)
 
 static int fail(unpickler *u, const char *what)
 {
+    if (u->base || u->chained)
+        return vn_error_set(u->err, VN_ERR_FORMAT, "%s: the pickle at byte %zu of the file: %s",
+                            u->label, u->base + u->pos, what);
     return vn_error_set(u->err, VN_ERR_FORMAT, "%s: data.pkl at byte %zu: %s", u->label, u->pos, what);
 }
 
@@ -566,12 +571,13 @@ static int run(unpickler *u, vn__pk_value **root, bool whole)
     return fail(u, "truncated (no STOP)");
 }
 
-static int load(const uint8_t *buf, size_t len, const char *label, vn__pk_persistent_fn fn,
-                void *user, vn__pk_arena **arena, vn__pk_value **root, size_t *used, vn_error *err)
+static int load(const uint8_t *buf, size_t len, const char *label, size_t base,
+                vn__pk_persistent_fn fn, void *user, vn__pk_arena **arena, vn__pk_value **root,
+                size_t *used, vn_error *err)
 {
     vn_error local = {0};
-    unpickler u = {.buf = buf, .len = len, .label = label, .persistent = fn, .user = user,
-                   .err = err ? err : &local};
+    unpickler u = {.buf = buf, .len = len, .label = label, .base = base, .chained = used != NULL,
+                   .persistent = fn, .user = user, .err = err ? err : &local};
     u.err->code = 0;
     *root = NULL;
     bool own = !*arena;
@@ -596,14 +602,14 @@ int vn__pk_load(const uint8_t *buf, size_t len, const char *label, vn__pk_persis
                 void *user, vn__pk_arena **arena, vn__pk_value **root, vn_error *err)
 {
     *arena = NULL;
-    return load(buf, len, label, fn, user, arena, root, NULL, err);
+    return load(buf, len, label, 0, fn, user, arena, root, NULL, err);
 }
 
-int vn__pk_load_prefix(const uint8_t *buf, size_t len, const char *label, vn__pk_persistent_fn fn,
-                       void *user, vn__pk_arena **arena, vn__pk_value **root, size_t *used,
-                       vn_error *err)
+int vn__pk_load_prefix(const uint8_t *buf, size_t len, const char *label, size_t base,
+                       vn__pk_persistent_fn fn, void *user, vn__pk_arena **arena,
+                       vn__pk_value **root, size_t *used, vn_error *err)
 {
-    return load(buf, len, label, fn, user, arena, root, used, err);
+    return load(buf, len, label, base, fn, user, arena, root, used, err);
 }
 
 vn__pk_value *vn__pk_dict_get(const vn__pk_value *d, const char *key)

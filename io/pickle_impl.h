@@ -56,10 +56,10 @@ int vn__pk_load(const uint8_t *buf, size_t len, const char *label, vn__pk_persis
                 void *user, vn__pk_arena **arena, vn__pk_value **root, vn_error *err);
 /* The same, reading one pickle from the start of buf (more data may follow: the legacy
  * torch.save format chains pickles); *used receives its length. *arena may already hold an
- * arena, which the new values join. */
-int vn__pk_load_prefix(const uint8_t *buf, size_t len, const char *label, vn__pk_persistent_fn fn,
-                       void *user, vn__pk_arena **arena, vn__pk_value **root, size_t *used,
-                       vn_error *err);
+ * arena, which the new values join. base is buf's offset in the file, for messages. */
+int vn__pk_load_prefix(const uint8_t *buf, size_t len, const char *label, size_t base,
+                       vn__pk_persistent_fn fn, void *user, vn__pk_arena **arena,
+                       vn__pk_value **root, size_t *used, vn_error *err);
 void vn__pk_arena_free(vn__pk_arena *a);
 
 /* Dict lookup by string key; NULL when absent or not a dict. */

@@ -241,12 +241,13 @@ static int read_legacy(vn_pth *p, const uint8_t *b, size_t len, vn_error *err)
     size_t pos = sizeof legacy_magic, used = 0;
     vn__pk_value *v = NULL, *keys = NULL;
     pending pd = {0};
-    int rc = vn__pk_load_prefix(b + pos, len - pos, p->label, NULL, NULL, &p->arena, &v, &used, err);
+    int rc = vn__pk_load_prefix(b + pos, len - pos, p->label, pos, NULL, NULL, &p->arena, &v, &used,
+                                err);
     if (rc == VN_OK && (v->kind != VN__PK_INT || v->i != 1001))
         rc = vn_error_set(err, VN_ERR_UNSUPPORTED, "%s: legacy protocol version is not 1001", p->label);
     for (int step = 0; rc == VN_OK && step < 3; step++) {
         pos += used;
-        rc = vn__pk_load_prefix(b + pos, len - pos, p->label, step == 1 ? legacy_storage : NULL, &pd,
+        rc = vn__pk_load_prefix(b + pos, len - pos, p->label, pos, step == 1 ? legacy_storage : NULL, &pd,
                                 &p->arena, step == 1 ? &p->root : step == 2 ? &keys : &v, &used, err);
         if (rc == VN_OK && step == 0 && vn__pk_dict_get(v, "little_endian") &&
             !vn__pk_dict_get(v, "little_endian")->i)

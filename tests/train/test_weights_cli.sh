@@ -38,6 +38,11 @@ expect "import --key model_ema --config: exit 0" [ $? -eq 0 ]
 "$VANILLA" info "$T/ema.safetensors" >"$T/out" 2>&1
 expect "imported with --config: info needs no config" contains "$T/out" "weights, 5 classes"
 
+# A legacy (chained pickles) file cut short: the message counts bytes from the file's start.
+head -c 400 "$FX/legacy.pth" >"$T/legacy_cut.pth"
+"$VANILLA" import "$T/legacy_cut.pth" -o "$T/bad.safetensors" >"$T/out" 2>&1
+expect "a legacy .pth cut at byte 400: exit 1" [ $? -eq 1 ]
+expect "a legacy .pth cut at byte 400: the position in the file" contains "$T/out" "the pickle at byte 400 of the file: truncated"
 # A damaged storage record (one byte of the data changed) fails its zip CRC-32.
 python3 - "$FX/sd_train.pth" "$T/damaged.pth" <<'PY'
 import struct, sys, zipfile
