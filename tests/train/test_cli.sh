@@ -403,7 +403,7 @@ expect "data preview: same seed, same bytes" cmp -s "$T/grid.png" "$T/grid2.png"
 "$VANILLA" data preview "$T/base.yaml" $P --seed 3 -o "$T/grid3.png" >/dev/null 2>&1
 expect "data preview: another seed, other samples" not cmp -s "$T/grid.png" "$T/grid3.png"
 "$VANILLA" data preview "$T/base.yaml" --set data.auto_augment=rand-m99 -o "$T/g.png" >"$T/preview_bad" 2>&1
-expect "data preview with rand-m99: exit 1" [ $? -eq 1 ]
+expect "data preview with --set data.auto_augment=rand-m99: a bad command line, exit 2" [ $? -eq 2 ]
 expect "data preview with rand-m99: names data.auto_augment" contains "$T/preview_bad" "data.auto_augment"
 "$VANILLA" data preview "$T/base.yaml" --set data.reprob=2 -o "$T/g.png" >"$T/preview_bad" 2>&1
 expect "data preview with reprob 2: names data.reprob" contains "$T/preview_bad" "data.reprob"

@@ -119,7 +119,9 @@ int vn_cli_load_config(vn_config *cfg, const char *const *files, int n_files,
         }
     if (vn_config_check(cfg, &err) != VN_OK) {
         vn_cli_error(cmd, "%s", err.msg);
-        return VN_EXIT_ERROR;
+        /* A rule broken by a value given with --set is a bad command line, as a bad --set
+         * value is (the message starts with where the key was set). */
+        return strncmp(err.msg, "--set", 5) == 0 ? VN_EXIT_USAGE : VN_EXIT_ERROR;
     }
     return VN_EXIT_OK;
 }
