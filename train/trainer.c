@@ -459,6 +459,37 @@ static int open_data(run *r, vn_error *err)
     return VN_OK;
 }
 
+/* <output.dir>/dataset.txt: how many training images the run started with. Kept beside the
+ * checkpoints (not in them, whose bytes stay as they are): a resume on a training folder that
+ * has gained or lost images since would walk other epochs than the run did. */
+static int64_t dataset_record(const run *r)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/dataset.txt", r->dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long long n = -1;
+    if (fscanf(f, "train_images %lld", &n) != 1) n = -1;
+    fclose(f);
+    return n;
+}
+
+static int dataset_record_write(const run *r, vn_error *err)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/dataset.txt", r->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return vn_error_set(err, VN_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    fprintf(f, "train_images %lld\nclasses %d\n", (long long)vn_loader_num_samples(r->train),
+            r->n_classes);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    }
+    return VN_OK;
+}
+
 static int resume(run *r, vn_error *err)
 {
     const char *want = r->opt->resume;
@@ -499,6 +530,17 @@ static int resume(run *r, vn_error *err)
                           "learning-rate schedule, would change; resume with %d rank%s%s, or pass "
                           "--force to continue with %d", path, was, was == 1 ? "" : "s", bu * was,
                           r->ranks, bu * r->ranks, was, was == 1 ? "" : "s", how, r->ranks);
+        vn_ckpt_info_free(&info);
+        return rc;
+    }
+    /* The training folder's size when the run started (dataset.txt beside the checkpoints). */
+    int64_t had = dataset_record(r), has = vn_loader_num_samples(r->train);
+    if (had >= 0 && had != has && !r->opt->force) {
+        rc = vn_error_set(err, VN_ERR_STATE, "the training folder had %lld images when this run "
+                          "started (%s/dataset.txt) and has %lld now: the epochs, and where the "
+                          "resume continues, would not be the run's; restore the images, or pass "
+                          "--force to continue on the new set", (long long)had, r->dir,
+                          (long long)has);
         vn_ckpt_info_free(&info);
         return rc;
     }
@@ -867,6 +909,9 @@ static int open_outputs(run *r, vn_error *err)
     char cpath[4096];
     snprintf(cpath, sizeof cpath, "%s/config.yaml", r->dir);
     int rc = vn_config_save(cfg, cpath, err);
+    /* Written by a new run, or when missing or (after --force) different. */
+    if (rc == VN_OK && (!r->resumed || dataset_record(r) != vn_loader_num_samples(r->train)))
+        rc = dataset_record_write(r, err);
     /* process_stats: peak RSS with every epoch and evaluation, for `vanilla report`. */
     vn_metrics_opts mo = {epoch_cols, N_EPOCH_COLS, !cfg->output.tensorboard, NULL, NULL, true};
     if (rc == VN_OK) rc = vn_metrics_open(r->dir, r->resumed ? r->st.step : -1, &mo, &r->metrics, err);

@@ -283,6 +283,14 @@ step=$(basename "$last" | sed 's/ckpt-s0*\([0-9]*\).safetensors/\1/')
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 \
   --set train.max_steps=$((step + 3)) --resume auto >"$T/sig2.log" 2>&1
 expect "resume after SIGTERM: exit 0" [ $? -eq 0 ]
+# Resuming on a training folder that gained an image since the run started: refused
+# (dataset.txt beside the checkpoints), --force goes on and records the new size.
+cp "$T/data/train/c0/$(ls "$T/data/train/c0" | head -1)" "$T/data/train/c0/zz_added.png"
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 \
+  --set train.max_steps=$((step + 4)) --resume auto >"$T/sig4.log" 2>&1
+expect "resume after an image was added: exit 1" [ $? -eq 1 ]
+expect "resume after an image was added: says so" contains "$T/sig4.log" "had 96 images when this run started"
+rm "$T/data/train/c0/zz_added.png"
 # Resuming on a training folder whose classes changed: said in words, not by tensor shapes.
 cp -r "$T/data" "$T/data5" && mv "$T/data5/train/c3" "$T/data5/train/c3x" && mv "$T/data5/val/c3" "$T/data5/val/c3x"
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 \
