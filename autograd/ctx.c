@@ -44,13 +44,16 @@ bool vn_ctx_grad_enabled(const vn_ctx *ctx) { return ctx->grad_enabled; }
 
 vn_rng *vn_ctx_rng(vn_ctx *ctx) { return &ctx->rng; }
 
-int vn_ctx_status(const vn_ctx *ctx) { return ctx->status; }
+int vn_ctx_status(const vn_ctx *ctx) { return ctx ? ctx->status : VN_ERR_INVALID; }
 
-const char *vn_ctx_error(const vn_ctx *ctx) { return ctx->status ? ctx->error : ""; }
+const char *vn_ctx_error(const vn_ctx *ctx)
+{
+    return !ctx ? "no context (NULL)" : ctx->status ? ctx->error : "";
+}
 
 vn_tensor *vn_ctx_fail(vn_ctx *ctx, int code, const char *fmt, ...)
 {
-    if (ctx->status == VN_OK) {
+    if (ctx && ctx->status == VN_OK) {
         ctx->status = code;
         va_list ap;
         va_start(ap, fmt);
@@ -64,6 +67,13 @@ vn_tensor *vn_ctx_tensor(vn_ctx *ctx, int ndim, const int64_t *shape)
 {
     VN_ASSERT(ndim >= 0 && ndim <= VN_MAX_DIMS, "tensors have at most %d dims, got %d",
               VN_MAX_DIMS, ndim);
+    if (!ctx) return NULL;
+    int64_t n;
+    if (!vn_shape_numel_checked(ndim, shape, &n)) {
+        char buf[96];
+        return vn_ctx_fail(ctx, VN_ERR_INVALID, "a tensor of shape %s: a negative dimension, or more "
+                           "elements than memory can address", vn_shape_str(ndim, shape, buf, sizeof buf));
+    }
     vn_tensor *t = vn__arena_alloc(ctx, sizeof *t);
     if (!t) return vn_ctx_fail(ctx, VN_ERR_NOMEM, "out of memory for a tensor header");
     memset(t, 0, sizeof *t);
@@ -72,6 +82,7 @@ vn_tensor *vn_ctx_tensor(vn_ctx *ctx, int ndim, const int64_t *shape)
     t->numel = vn_shape_numel(ndim, shape);
     t->flags = VN_TENSOR_STEP;
     t->device = ctx->device;
+    t->owner = ctx;
     t->data = vn__pool_alloc(ctx, (size_t)t->numel * sizeof(float));
     if (!t->data) {
         char buf[96];

@@ -241,7 +241,8 @@ vn_tensor *vn_reshape(vn_ctx *ctx, vn_tensor *x, int ndim, const int64_t *shape)
     if (!vn__ok(ctx, 1, &x)) return NULL;
     if (ndim < 1 || ndim > VN_MAX_DIMS)
         return vn_ctx_fail(ctx, VN_ERR_SHAPE, "reshape: %d dims (1..%d allowed)", ndim, VN_MAX_DIMS);
-    if (vn_shape_numel(ndim, shape) != x->numel) {
+    int64_t n;
+    if (!vn_shape_numel_checked(ndim, shape, &n) || n != x->numel) {
         char sa[96], sb[96];
         return vn_ctx_fail(ctx, VN_ERR_SHAPE, "reshape: cannot view %s as %s",
                            vn_shape_str(x->ndim, x->shape, sa, sizeof sa),
@@ -256,6 +257,7 @@ vn_tensor *vn_reshape(vn_ctx *ctx, vn_tensor *x, int ndim, const int64_t *shape)
     y->data = x->data;
     y->flags = VN_TENSOR_STEP | VN_TENSOR_VIEW;
     y->device = x->device;
+    y->owner = ctx;
     if (x->flags & VN_TENSOR_STEP) x->flags |= VN_TENSOR_HAS_VIEW; /* never released now */
     vn_node *node = vn__node_new(ctx, VN_OP_RESHAPE, 1, &x, y, 0);
     return node ? vn__run(ctx, node) : NULL;

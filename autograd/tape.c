@@ -9,10 +9,16 @@
 
 bool vn__ok(vn_ctx *ctx, int n, vn_tensor *const *in)
 {
+    if (!ctx) return false; /* no context to say it in: the op returns NULL */
     if (ctx->status != VN_OK) return false;
     for (int i = 0; i < n; i++) {
         if (!in[i]) {
             vn_ctx_fail(ctx, VN_ERR_INVALID, "an op was given a NULL input %d", i);
+            return false;
+        }
+        if (in[i]->owner && in[i]->owner != ctx) {
+            vn_ctx_fail(ctx, VN_ERR_INVALID, "an op was given input %d made in another context: a "
+                        "step tensor belongs to the context that made it (its tape, its pool)", i);
             return false;
         }
         if (in[i]->flags & VN_TENSOR_RELEASED) {
@@ -135,6 +141,11 @@ static void maybe_free(vn_ctx *ctx, vn_tensor *t)
 
 void vn_release(vn_ctx *ctx, vn_tensor *t)
 {
+    if (!ctx) return;
+    if (t && t->owner && t->owner != ctx) {
+        vn_ctx_fail(ctx, VN_ERR_INVALID, "vn_release of a tensor made in another context");
+        return;
+    }
     if (!t || !(t->flags & VN_TENSOR_STEP) ||
         (t->flags & (VN_TENSOR_VIEW | VN_TENSOR_HAS_VIEW | VN_TENSOR_RELEASED)))
         return;
@@ -321,14 +332,26 @@ static int *ready_lists(vn_ctx *ctx, ready_item **items_out)
 
 int vn_backward_with(vn_ctx *ctx, vn_tensor *out, const float *seed_grad)
 {
+    if (!ctx) return VN_ERR_INVALID;
     if (ctx->status != VN_OK) return ctx->status;
     if (!out) {
         vn_ctx_fail(ctx, VN_ERR_INVALID, "backward of a NULL tensor");
         return ctx->status;
     }
+    if (out->owner && out->owner != ctx) {
+        vn_ctx_fail(ctx, VN_ERR_INVALID, "backward of a tensor made in another context");
+        return ctx->status;
+    }
     if (!out->node) {
         vn_ctx_fail(ctx, VN_ERR_STATE, "backward of a tensor that is not on the tape "
                     "(was grad mode off, or does no input require grad?)");
+        return ctx->status;
+    }
+    bool on_tape = false;
+    for (int i = ctx->n_tape - 1; i >= 0 && !on_tape; i--) on_tape = ctx->tape[i] == out->node;
+    if (!on_tape) {
+        vn_ctx_fail(ctx, VN_ERR_STATE, "backward of a tensor whose tape was already consumed by "
+                    "an earlier backward: run a new forward");
         return ctx->status;
     }
     bool fresh;

@@ -19,11 +19,13 @@ vn_tensor *vn_tensor_new(int ndim, const int64_t *shape, bool requires_grad)
               VN_MAX_DIMS, ndim);
     for (int i = 0; i < ndim; i++)
         VN_ASSERT(shape[i] >= 0, "negative dimension %lld", (long long)shape[i]);
+    int64_t numel;
+    if (!vn_shape_numel_checked(ndim, shape, &numel)) return NULL; /* more than memory holds */
     vn_tensor *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-    t->numel = vn_shape_numel(ndim, shape);
+    t->numel = numel;
     size_t bytes = (size_t)t->numel * sizeof(float);
     t->data = alloc_aligned(bytes);
     if (!t->data) {

@@ -5,6 +5,13 @@
  * return NULL too, so a forward pass can be written straight and checked once at the end
  * with vn_ctx_status / vn_ctx_error.
  *
+ * A step tensor belongs to the context that made it: ops, vn_backward and vn_release given
+ * another context's step tensor fail (VN_ERR_INVALID), and so does backward of a tape that an
+ * earlier backward consumed (VN_ERR_STATE). Model-lifetime tensors (vn_tensor_new) are shared
+ * freely. A NULL context makes ops return NULL and vn_ctx_status return VN_ERR_INVALID. A
+ * step tensor must not be used after vn_ctx_reset (its memory is gone). Each context is used
+ * by one thread at a time; several contexts may run on several threads.
+ *
  * Memory: tensor headers, tape nodes and op state come from a bump arena; tensor data and
  * gradients come from a pool that recycles buffers by size. vn_ctx_reset releases both in
  * one call; after the first step of a fixed-shape training loop, a step makes no malloc. */

@@ -51,6 +51,8 @@ typedef struct vn_tensor {
     struct vn_node *node;   /* the tape entry that produced it (NULL for leaves) */
     int32_t saved_refs;     /* tape entries that still need this data in backward */
     vn_device device;       /* VN_DEVICE_CPU for every tensor made today */
+    const void *owner;      /* a step tensor's context (ops refuse another context's); NULL for
+                               model-lifetime tensors */
 } vn_tensor;
 
 /* Model-lifetime tensor, data zero-filled; returns NULL on allocation failure. */

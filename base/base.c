@@ -215,6 +215,17 @@ int64_t vn_shape_numel(int ndim, const int64_t *shape)
     return n;
 }
 
+bool vn_shape_numel_checked(int ndim, const int64_t *shape, int64_t *n)
+{
+    int64_t c = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || __builtin_mul_overflow(c, shape[i], &c)) return false;
+    /* Its bytes as floats (and a gradient's) must fit too. */
+    if (c > (int64_t)(SIZE_MAX / sizeof(float) / 2) || c > INT64_MAX / 8) return false;
+    *n = c;
+    return true;
+}
+
 const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
 {
     size_t pos = 0;

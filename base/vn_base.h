@@ -88,6 +88,9 @@ _Noreturn void vn__assert_fail(const char *file, int line, const char *cond, con
 
 /* Element count of a shape. */
 int64_t vn_shape_numel(int ndim, const int64_t *shape);
+/* The element count in *n when every dimension is >= 0 and the count's bytes as floats fit a
+ * size_t and an int64; false otherwise (a shape from untrusted input, or a caller's mistake). */
+bool vn_shape_numel_checked(int ndim, const int64_t *shape, int64_t *n);
 /* "[8, 56, 56, 512]" into buf; returns buf. */
 const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 

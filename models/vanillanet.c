@@ -147,7 +147,9 @@ int vn__vanillanet_register(vn_vanillanet *m)
 int vn_vanillanet_create(const vn_vanillanet_config *cfg, bool deploy, vn_vanillanet **out,
                          vn_error *err)
 {
+    if (!out) return vn_error_set(err, VN_ERR_INVALID, "vn_vanillanet_create: NULL output");
     *out = NULL;
+    if (!cfg) return vn_error_set(err, VN_ERR_INVALID, "vn_vanillanet_create: NULL config");
     int rc = vn_vanillanet_config_check(cfg, err);
     if (rc != VN_OK) return rc;
     vn_vanillanet *m = calloc(1, sizeof *m);

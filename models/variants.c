@@ -48,6 +48,8 @@ const char *const *vn_vanillanet_variant_names(void) { return variant_names; }
 
 int vn_vanillanet_variant(const char *name, vn_vanillanet_config *cfg, vn_error *err)
 {
+    if (!name || !cfg) return vn_error_set(err, VN_ERR_INVALID, "vn_vanillanet_variant: NULL %s",
+                                           name ? "config" : "name");
     for (int i = 0; i < N_VARIANTS; i++) {
         const variant *v = &variants[i];
         if (strcmp(v->name, name) != 0) continue;

@@ -156,6 +156,52 @@ START_TEST(test_backward_needs_scalar)
 }
 END_TEST
 
+/* Misuse of the API a caller can make gets an error, not a crash or a silent wrong result. */
+START_TEST(test_api_misuse_refused)
+{
+    /* Shapes whose element count overflows: NULL, and an error on the context. */
+    ck_assert_ptr_null(vn_tensor_new4((1LL << 62) + 1, 1, 1, 4, false));
+    vn_ctx *c = vn_ctx_create(), *d = vn_ctx_create();
+    ck_assert_ptr_null(vn_ctx_tensor4(c, 1LL << 20, 1LL << 20, 1LL << 20, 1LL << 20));
+    ck_assert_int_eq(vn_ctx_status(c), VN_ERR_INVALID);
+    vn_ctx_reset(c);
+    /* A negative dimension in reshape, even with the right product. */
+    vn_tensor *x = vn_tensor_new(2, (int64_t[]){2, 3}, false);
+    ck_assert_ptr_null(vn_reshape(c, x, 4, (int64_t[]){-1, -2, 1, 3}));
+    ck_assert_int_eq(vn_ctx_status(c), VN_ERR_SHAPE);
+    vn_ctx_reset(c);
+    /* Another context's step tensor: refused by ops, backward and release. */
+    vn_tensor *w = vn_tensor_new(2, (int64_t[]){3, 4}, true);
+    vn_tensor *y = vn_matmul(c, x, w);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_ptr_null(vn_relu(d, y));
+    ck_assert_int_eq(vn_ctx_status(d), VN_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(vn_ctx_error(d), "another context"));
+    vn_ctx_reset(d);
+    int32_t lab[2] = {0, 1};
+    vn_tensor *loss = vn_cross_entropy(c, y, lab, NULL, 0);
+    ck_assert_int_eq(vn_backward(d, loss), VN_ERR_INVALID);
+    vn_ctx_reset(d);
+    vn_release(d, y);
+    ck_assert_int_eq(vn_ctx_status(d), VN_ERR_INVALID);
+    vn_ctx_reset(d);
+    /* Backward twice: the tape was consumed. */
+    ck_assert_int_eq(vn_backward(c, loss), VN_OK);
+    ck_assert_int_eq(vn_backward(c, loss), VN_ERR_STATE);
+    ck_assert_ptr_nonnull(strstr(vn_ctx_error(c), "already consumed"));
+    vn_ctx_reset(c);
+    /* No context: ops give NULL, status says so. */
+    ck_assert_ptr_null(vn_relu(NULL, x));
+    ck_assert_int_eq(vn_ctx_status(NULL), VN_ERR_INVALID);
+    ck_assert_ptr_null(vn_ctx_tensor4(NULL, 1, 1, 1, 1));
+    ck_assert_int_eq(vn_backward(NULL, loss), VN_ERR_INVALID);
+    vn_tensor_free(x);
+    vn_tensor_free(w);
+    vn_ctx_destroy(c);
+    vn_ctx_destroy(d);
+}
+END_TEST
+
 /* ---- element-wise ops against PyTorch ------------------------------------------------ */
 
 START_TEST(test_elementwise_fixtures)
@@ -365,6 +411,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_no_grad_records_nothing);
     tcase_add_test(tc, test_sticky_error);
     tcase_add_test(tc, test_backward_needs_scalar);
+    tcase_add_test(tc, test_api_misuse_refused);
     tcase_add_test(tc, test_elementwise_fixtures);
     tcase_add_test(tc, test_gradcheck_elementwise);
     tcase_add_test(tc, test_dropout_statistics);
