@@ -380,6 +380,16 @@ int vn_dataset_scan(const char *root, const char *const *class_names, int n_clas
     size_t rl = strlen(ds->root);
     while (rl > 1 && ds->root[rl - 1] == '/') ds->root[--rl] = '\0';
 
+    /* A folder that `vanilla data import` began and did not finish (it leaves its started
+     * marker beside train/ and val/ until the end). */
+    char mk[4200], done[4200];
+    snprintf(mk, sizeof mk, "%s/../.vn_import_started", ds->root);
+    snprintf(done, sizeof done, "%s/../.vn_import_done", ds->root);
+    if (stat(mk, &st) == 0 && stat(done, &st) != 0)
+        vn_log(VN_LOG_WARN, "%s: the import that writes this folder did not finish (%s/.. holds "
+               ".vn_import_started, no .vn_import_done): images are missing; run the same "
+               "`vanilla data import` again", ds->root, ds->root);
+
     listing top = {0};
     int rc = list_dir(ds->root, &top, err);
     if (rc) goto fail;

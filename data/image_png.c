@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <png.h>
 
@@ -188,17 +189,31 @@ int vn_png_write(const char *path, const uint8_t *pixels, int width, int height,
     if (!rows) return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
     for (int y = 0; y < height; y++)
         rows[y] = (png_bytep)(pixels + (size_t)y * (size_t)width * (size_t)channels);
-    FILE *f = fopen(path, "wb");
+    /* Written to a temporary name and renamed over path: a full disk or a kill leaves the
+     * earlier file (or none), never half a PNG. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
     if (!f) {
         free(rows);
-        return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     }
     png_wctx ctx = {.msg = ""};
+    errno = 0;
     int bad = write_png_rows(f, rows, width, height, channels, compression_level, &ctx);
+    int e = errno;
     free(rows);
     int close_bad = fclose(f) != 0;
-    if (bad) return vn_error_set(err, VN_ERR_IO, "%s: writing PNG failed: %s", path, ctx.msg);
-    if (close_bad)
-        return vn_error_set(err, VN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (close_bad && !e) e = errno;
+    if (bad || close_bad) {
+        unlink(tmp);
+        return vn_error_set(err, VN_ERR_IO, "%s: writing the PNG failed: %s", path,
+                            e ? strerror(e) : ctx.msg[0] ? ctx.msg : "write error");
+    }
+    if (rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot replace it: %s", path, strerror(e));
+    }
     return VN_OK;
 }

@@ -2,6 +2,7 @@
  * allocation is recorded in the builder and released by vn_onnx_free. */
 #include "io/vn_onnx.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,14 +343,17 @@ static int write_all(const char *path, const uint8_t *buf, size_t len, vn_error 
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *fp = fopen(tmp, "wb");
-    if (!fp) return vn_error_set(err, VN_ERR_IO, "%s: cannot create '%s'", path, tmp);
+    if (!fp) return vn_error_set(err, VN_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
+    int e = 0;
     bool ok = fwrite(buf, 1, len, fp) == len;
-    ok = fflush(fp) == 0 && ok;
-    ok = fsync(fileno(fp)) == 0 && ok;
-    ok = fclose(fp) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
+    if (!ok) e = errno;
+    if (fflush(fp) != 0 && ok) ok = false, e = errno;
+    if (fsync(fileno(fp)) != 0 && ok) ok = false, e = errno;
+    if (fclose(fp) != 0 && ok) ok = false, e = errno;
+    if (ok && rename(tmp, path) != 0) ok = false, e = errno;
+    if (!ok) {
         remove(tmp);
-        return vn_error_set(err, VN_ERR_IO, "%s: write failed", path);
+        return vn_error_set(err, VN_ERR_IO, "writing '%s' failed: %s", tmp, strerror(e ? e : EIO));
     }
     return VN_OK;
 }

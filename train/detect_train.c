@@ -729,7 +729,8 @@ static int open_outputs(drun *r, vn_error *err)
     char cpath[4096];
     snprintf(cpath, sizeof cpath, "%s/config.yaml", r->dir);
     int rc = vn_config_save(r->cfg, cpath, err);
-    vn_metrics_opts mo = {epoch_cols, N_EPOCH_COLS, !r->cfg->output.tensorboard, NULL, NULL, true};
+    vn_metrics_opts mo = {epoch_cols, N_EPOCH_COLS, !r->cfg->output.tensorboard, NULL, NULL, true,
+                          r->opt->resume && r->st.step > 0, r->st.epoch};
     if (rc == VN_OK)
         rc = vn_metrics_open(r->dir, r->opt->resume && r->st.step > 0 ? r->st.step : -1, &mo,
                              &r->metrics, err);

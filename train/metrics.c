@@ -22,6 +22,7 @@ struct vn_metrics {
     FILE *jsonl, *csv;
     vn_tb_writer *tb;
     int64_t resume_step; /* < 0: fresh run */
+    int64_t resume_epoch; /* EPOCH/EVAL records from this epoch on are dropped; < 0: none */
     /* Every column of epochs.csv in file order (epoch, step, time included); NULL until the
      * CSV is opened for writing. */
     char **csv_cols;
@@ -203,7 +204,8 @@ static int rewrite_end(rewrite *rw, bool changed, int status, vn_error *err)
     return rc;
 }
 
-static int truncate_jsonl(const char *path, int64_t resume_step, vn_error *err)
+static int truncate_jsonl(const char *path, int64_t resume_step, int64_t resume_epoch,
+                          vn_error *err)
 {
     rewrite rw;
     bool exists;
@@ -214,9 +216,13 @@ static int truncate_jsonl(const char *path, int64_t resume_step, vn_error *err)
         if (!rw.line[0] && complete) continue; /* blank lines carry nothing */
         json_t *obj = complete ? json_loads(rw.line, 0, NULL) : NULL;
         json_t *step = obj ? json_object_get(obj, "step") : NULL;
+        const char *kind = obj ? json_string_value(json_object_get(obj, "kind")) : NULL;
+        json_t *ep = obj ? json_object_get(obj, "epoch") : NULL;
+        bool redone = resume_epoch >= 0 && kind && (!strcmp(kind, "epoch") || !strcmp(kind, "eval")) &&
+                      json_is_integer(ep) && json_integer_value(ep) >= resume_epoch;
         if (!step || !json_is_integer(step)) {
             rw.dropped_bad++;
-        } else if (json_integer_value(step) > resume_step) {
+        } else if (json_integer_value(step) > resume_step || redone) {
             rw.dropped_later++;
         } else {
             rw.kept++;
@@ -323,6 +329,8 @@ static int prepare_csv(vn_metrics *m, char **want, int n_want, vn_error *err)
                 if (!strcmp(cols[i], fields[j])) src[i] = j;
         }
         int step_col = rc == VN_OK ? src[find_string(cols, n_cols, "step")] : -1;
+        int ep_at = rc == VN_OK ? find_string(cols, n_cols, "epoch") : -1;
+        int epoch_col = ep_at >= 0 ? src[ep_at] : -1;
         if (rc == VN_OK) {
             for (int i = 0; i < n_cols; i++) fprintf(rw.out, "%s%s", i ? "," : "", cols[i]);
             fputc('\n', rw.out);
@@ -339,7 +347,9 @@ static int prepare_csv(vn_metrics *m, char **want, int n_want, vn_error *err)
             if (complete && n_fields == n_old) step = strtoll(fields[step_col], &end, 10);
             if (!complete || n_fields != n_old || !end || end == fields[step_col] || *end) {
                 rw.dropped_bad++;
-            } else if (step > m->resume_step) {
+            } else if (step > m->resume_step ||
+                       (m->resume_epoch >= 0 && epoch_col >= 0 &&
+                        strtoll(fields[epoch_col], NULL, 10) >= m->resume_epoch)) {
                 rw.dropped_later++;
             } else {
                 rw.kept++;
@@ -417,7 +427,7 @@ static double metrics_now(const vn_metrics *m)
 static int open_jsonl(vn_metrics *m, int64_t resume_step, vn_error *err)
 {
     if (resume_step >= 0) {
-        int rc = truncate_jsonl(m->jsonl_path, resume_step, err);
+        int rc = truncate_jsonl(m->jsonl_path, resume_step, m->resume_epoch, err);
         if (rc != VN_OK) return rc;
         m->jsonl = fopen(m->jsonl_path, "ab");
     } else {
@@ -452,6 +462,7 @@ int vn_metrics_open(const char *run_dir, int64_t resume_step, const vn_metrics_o
     vn_metrics *m = calloc(1, sizeof *m);
     if (!m) return vn_error_set(err, VN_ERR_NOMEM, "out of memory opening metrics");
     m->resume_step = resume_step < 0 ? -1 : resume_step;
+    m->resume_epoch = resume_step >= 0 && opts->resume_epoch_set ? opts->resume_epoch : -1;
     m->clock = opts->clock;
     m->clock_user = opts->clock_user;
     m->process_stats = opts->process_stats;
@@ -677,4 +688,38 @@ int vn_metrics_log(vn_metrics *m, vn_metrics_kind kind, int64_t epoch, int64_t s
         if (rc == VN_OK) rc = r;
     }
     return rc;
+}
+
+int vn_metrics_sum_steps(const char *run_dir, int64_t epoch, const char *key, double *sum,
+                         int64_t *n)
+{
+    *sum = 0;
+    *n = 0;
+    char *path = join_path(run_dir, "metrics.jsonl");
+    if (!path) return VN_ERR_NOMEM;
+    FILE *f = fopen(path, "r");
+    free(path);
+    if (!f) return VN_OK;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        const char *kind = o ? json_string_value(json_object_get(o, "kind")) : NULL;
+        json_t *ep = o ? json_object_get(o, "epoch") : NULL, *v = o ? json_object_get(o, key) : NULL;
+        if (kind && !strcmp(kind, "step") && json_is_integer(ep) && json_integer_value(ep) == epoch &&
+            json_is_number(v)) {
+            *sum += json_number_value(v); /* as vn_metrics_as_logged gives it */
+            (*n)++;
+        }
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    return VN_OK;
+}
+
+double vn_metrics_as_logged(double v)
+{
+    char buf[64];
+    return strtod(vn_metrics_format_number(buf, sizeof buf, v), NULL);
 }

@@ -654,7 +654,7 @@ int vn_run_report_html(const vn_run_set *s, const char *path, const vn_run_repor
     int rc = vn_run_report_html_string(s, o, &page, &len, err);
     if (rc != VN_OK) return rc;
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()); /* one per writer */
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         free(page);

@@ -913,8 +913,12 @@ static int open_outputs(run *r, vn_error *err)
     if (rc == VN_OK && (!r->resumed || dataset_record(r) != vn_loader_num_samples(r->train)))
         rc = dataset_record_write(r, err);
     /* process_stats: peak RSS with every epoch and evaluation, for `vanilla report`. */
-    vn_metrics_opts mo = {epoch_cols, N_EPOCH_COLS, !cfg->output.tensorboard, NULL, NULL, true};
+    /* A resume drops the records of the epoch in progress that it logs again (its evaluation,
+     * its row) and takes the epoch's running train loss back from the step records kept. */
+    vn_metrics_opts mo = {epoch_cols, N_EPOCH_COLS, !cfg->output.tensorboard, NULL, NULL, true,
+                          r->resumed, r->st.epoch};
     if (rc == VN_OK) rc = vn_metrics_open(r->dir, r->resumed ? r->st.step : -1, &mo, &r->metrics, err);
+    if (rc == VN_OK && r->resumed) rc = vn_metrics_sum_steps(r->dir, r->st.epoch, "loss", &r->ep_loss, &r->ep_steps);
     vn_progress_opts po = {r->out, (int)cfg->train.log_every, VN_PROGRESS_AUTO, 0, NULL, NULL};
     if (rc == VN_OK) rc = vn_progress_create(&po, &r->progress, err);
     return rc;
@@ -938,7 +942,7 @@ static void log_step(run *r, int64_t step_in_ep, double loss, int images, double
                    N_STEP_COLS, NULL);
     vn_progress_stats ps = {loss, max_lr, r->st.act_learn, images};
     vn_progress_step(r->progress, step_in_ep + 1, &ps);
-    r->ep_loss += loss;
+    r->ep_loss += vn_metrics_as_logged(loss); /* the logged value: a resume sums it again */
     r->ep_steps++;
 }
 
@@ -1062,8 +1066,10 @@ static int train_epochs(run *r, vn_train_result *res, vn_error *err)
         if (rc != VN_OK) return rc;
         if (cfg->deep_training.update == VN_CONFIG_UPDATE_EPOCH) set_act(r, vn_act_learn_at(cfg, (double)epoch));
         vn_progress_begin_epoch(r->progress, epoch, epochs, r->niter_per_ep);
-        r->ep_loss = 0;
-        r->ep_steps = 0;
+        if (r->st.position == 0) { /* else a resumed epoch: its loss so far was recovered */
+            r->ep_loss = 0;
+            r->ep_steps = 0;
+        }
         r->ep_t0 = vn_monotonic();
         rc = train_epoch(r, res, err);
         if (rc != VN_OK || res->outcome == VN_TRAIN_INTERRUPTED) return rc;

@@ -72,6 +72,11 @@ typedef struct vn_metrics_opts {
      * process's peak resident set size so far in MiB (getrusage), unless the caller gives
      * that name itself. */
     bool process_stats;
+    /* With a resume: the epoch in progress at the checkpoint. EPOCH and EVAL records of that
+     * epoch or later are dropped too, even at the checkpoint's step (an evaluation the resume
+     * runs again must not be listed twice). 0 with resume_epoch_set false: not used. */
+    bool resume_epoch_set;
+    int64_t resume_epoch;
 } vn_metrics_opts;
 
 typedef struct vn_metrics vn_metrics;
@@ -95,6 +100,17 @@ const char *vn_metrics_tb_path(const vn_metrics *m);
 /* Writes v as described above into buf (at least 32 bytes); non-finite values as "nan",
  * "inf", "-inf". Returns buf. */
 char *vn_metrics_format_number(char *buf, size_t cap, double v);
+
+/* The sum and count of a STEP record value (key) over the records of one epoch in
+ * run_dir/metrics.jsonl, in file order, each value as strtod reads its text (what
+ * vn_metrics_as_logged gives when it is logged):
+ * a run resumed in the middle of an epoch recovers that epoch's running train loss. A missing
+ * file gives 0 and 0. */
+int vn_metrics_sum_steps(const char *run_dir, int64_t epoch, const char *key, double *sum,
+                         int64_t *n);
+/* v as a reader of metrics.jsonl gets it back (the logged text read with strtod): an epoch's
+ * mean of step values summed from these equals one summed again from the file on resume. */
+double vn_metrics_as_logged(double v);
 
 #ifdef __cplusplus
 }

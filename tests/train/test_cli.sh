@@ -200,6 +200,22 @@ cp "$T/deploy.safetensors" "$T/deploy.weights"
 "$VANILLA" info "$T/deploy.weights" >"$T/out" 2>&1
 expect "info on a weight file named otherwise: exit 0" [ $? -eq 0 ]
 
+# Outputs that would destroy other inputs: an image given to predict, the config of a preview;
+# an output path through a regular file is named as such.
+cp "$T/data/val/c0/$(ls "$T/data/val/c0" | head -1)" "$T/an_image.png"
+isum=$(sha256sum <"$T/an_image.png")
+"$VANILLA" predict "$T/deploy.safetensors" "$T/an_image.png" --save-logits "$T/an_image.png" >"$T/out" 2>&1
+expect "predict --save-logits onto an input image: exit 1" [ $? -eq 1 ]
+expect "predict --save-logits onto an input image: the image intact" [ "$(sha256sum <"$T/an_image.png")" = "$isum" ]
+cp "$T/base.yaml" "$T/pcfg.yaml"
+ln -sf "$T/pcfg.yaml" "$T/plink.png"
+"$VANILLA" data preview "$T/pcfg.yaml" -o "$T/plink.png" >"$T/out" 2>&1
+expect "data preview -o onto its config (through a link): exit 1" [ $? -eq 1 ]
+expect "data preview -o onto its config: the config intact" cmp -s "$T/base.yaml" "$T/pcfg.yaml"
+touch "$T/regular"
+"$VANILLA" export "$T/victim.safetensors" -o "$T/regular/x.safetensors" >"$T/out" 2>&1
+expect "export -o through a regular file: says it is a file" contains "$T/out" "is a file, not a folder"
+
 # eval: an unreadable image is left out (counted once, never replaced by another image); its
 # logits row is NaN and the file still has one row per image.
 cp -r "$T/data/val" "$T/val_bad"
@@ -299,6 +315,16 @@ expect "resume with a class renamed: exit 1" [ $? -eq 1 ]
 expect "resume with a class renamed: says so" contains "$T/sig3.log" "class 3 is 'c3' there and 'c3x' now"
 expect "resume after SIGTERM: continues at step $step" contains "$T/sig2.log" "step $step"
 
+# The logged history of a resumed run is the straight run's: the epoch's train loss counts the
+# steps before the resume too, and no epoch or evaluation record is listed twice.
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/hist_a" --set train.epochs=3 >/dev/null 2>&1
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/hist_b" --set train.epochs=3 --set train.max_steps=17 >/dev/null 2>&1
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/hist_b" --set train.epochs=3 --resume auto >/dev/null 2>&1
+expect "a resumed run's epochs.csv: epochs, steps and train losses of the straight run" \
+  test "$(cut -d, -f1,2,4 "$T/hist_a/epochs.csv")" = "$(cut -d, -f1,2,4 "$T/hist_b/epochs.csv")"
+expect "a resumed run's metrics.jsonl: as many epoch and eval records as the straight run" \
+  test "$(grep -cE '"kind":"(epoch|eval)"' "$T/hist_a/metrics.jsonl")" = "$(grep -cE '"kind":"(epoch|eval)"' "$T/hist_b/metrics.jsonl")"
+
 # --profile: the op table after the summary.
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/prof" --set train.epochs=1 --profile >"$T/prof.log" 2>&1
 expect "profile: exit 0" [ $? -eq 0 ]
@@ -380,6 +406,18 @@ printf 'variants:\n  - {name: a b, set: {optim.lr: 0.1}}\n  - {name: a_b, set: {
 "$VANILLA" ablate "$T/base.yaml" "$T/dup.yaml" --set output.dir="$T/dup" >"$T/dup.log" 2>&1
 expect "ablate with two runs of one folder name: exit 1" [ $? -eq 1 ]
 expect "ablate with two runs of one folder name: says so" contains "$T/dup.log" "runs 1 and 2 both have the name 'a_b'"
+
+# A folder that an import began and did not finish: said when it is read.
+mkdir -p "$T/half/train/c0" && cp "$T/data/train/c0/"* "$T/half/train/c0/" && touch "$T/half/.vn_import_started"
+"$VANILLA" data check "$T/half/train" >"$T/out" 2>&1
+expect "an unfinished import: warned" contains "$T/out" "the import that writes this folder did not finish"
+
+# ablate's tables: a write that fails is an error naming the file (here results.md is a folder).
+rm -f "$T/ablms/tiny/results.md" && mkdir "$T/ablms/tiny/results.md"
+"$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablms" >"$T/ablw.log" 2>&1
+expect "ablate, results.md cannot be written: exit 1" [ $? -eq 1 ]
+expect "ablate, results.md cannot be written: named" contains "$T/ablw.log" "cannot write $T/ablms/tiny/results.md"
+expect "ablate, results.md cannot be written: no temporary file left" [ -z "$(ls "$T/ablms/tiny" | grep tmp)" ]
 
 # data check and info.
 printf 'hello' >"$T/data/val/c0/notes.txt"

@@ -758,6 +758,25 @@ START_TEST(test_metrics_resume_truncates)
     assert_file_eq(path_in(run, "metrics.jsonl"), before_j);
     assert_file_eq(path_in(run, "epochs.csv"), before_c);
 
+    /* A resume whose checkpoint comes before epoch 1's evaluation (at its last step, 100):
+     * that epoch's record goes, though at the checkpoint's step, as the resume logs it again;
+     * the epoch's running loss comes back from its step records. */
+    double lsum;
+    int64_t lcount;
+    ck_assert_int_eq(vn_metrics_sum_steps(run, 1, "loss", &lsum, &lcount), VN_OK);
+    /* epoch 1's steps kept: 50 (0.05, logged by write_run1) and 60 (0.06), in file order */
+    ck_assert_msg(lcount == 2 && lsum == 0.0 + 0.05 + 0.06, "%lld %.17g", (long long)lcount, lsum);
+    vn_metrics_opts o3 = {.no_tensorboard = true, .resume_epoch_set = true, .resume_epoch = 1};
+    ck_assert_msg(vn_metrics_open(run, 100, &o3, &m, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(vn_metrics_close(m, &err), VN_OK);
+    char *after3 = slurp(path_in(run, "metrics.jsonl"), NULL);
+    ck_assert_ptr_null(strstr(after3, "\"kind\":\"epoch\",\"epoch\":1"));
+    ck_assert_ptr_nonnull(strstr(after3, "\"kind\":\"step\",\"epoch\":1,\"step\":60"));
+    ck_assert_ptr_nonnull(strstr(after3, "\"kind\":\"epoch\",\"epoch\":0"));
+    assert_file_eq(path_in(run, "epochs.csv"), "epoch,step,time,train_loss,acc,val_loss\n"
+                                               "0,50,1050.000,0.5,0.5,\n");
+    free(after3);
+
     /* Resuming at step 0 keeps nothing but the CSV header. */
     ck_assert_msg(vn_metrics_open(run, 0, &o2, &m, &err) == VN_OK, "%s", err.msg);
     ck_assert_int_eq(vn_metrics_close(m, &err), VN_OK);

@@ -91,7 +91,11 @@ expect "broken inputs: exit 0 (something was read)" [ $? -eq 0 ]
 expect "broken inputs: missing folder named" grep -q "$T/missing: no such folder" "$T/broken.out"
 expect "broken inputs: page lists the partial line" grep -q "ends in the middle of a record" "$T/broken.html"
 "$VANILLA" report "$T/missing" -o "$T/none.html" >"$T/none.out" 2>&1
-expect "nothing readable: exit 1, page still written" [ $? -eq 1 -a -s "$T/none.html" ]
+expect "nothing readable: exit 1, no page written" [ $? -eq 1 -a ! -e "$T/none.html" ]
+cp -r "$T/cut" "$T/cut2"
+"$VANILLA" report "$T/cut2" -o "$T/cut2/metrics.jsonl" >"$T/self.out" 2>&1
+expect "a page onto the run's own metrics.jsonl: refused (exit 1)" [ $? -eq 1 ]
+expect "a page onto the run's own metrics.jsonl: the file is intact" cmp -s "$T/cut/metrics.jsonl" "$T/cut2/metrics.jsonl"
 
 # An ablation folder as `vanilla ablate` leaves it: results table, bar chart, runs overlaid.
 printf 'name: act\nset: {train.epochs: 2}\ngrid:\n  model.act_num: [0, 1]\n' >"$T/abl.yaml"

@@ -1,6 +1,7 @@
 /* vanilla ablate: a grid (or list) of config overrides, one resumable run each, one table. */
 #include <errno.h>
 #include <jansson.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,40 +354,65 @@ static void write_det_tables(FILE *md, FILE *csv, const ablation *ap, const vn_r
     }
 }
 
-/* results.md (also printed) and results.csv under root. */
-static void write_tables(const char *root, const ablation *ap, const vn_run_result *results)
+/* Opens root/name's temporary file ("<name>.tmp.<pid>"); NULL with a message. */
+static FILE *table_open(const char *root, const char *name, char *tmp, size_t len)
 {
+    snprintf(tmp, len, "%s/%s.tmp.%ld", root, name, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) vn_cli_error("ablate", "cannot create %s: %s", tmp, strerror(errno));
+    return f;
+}
+
+/* Closes a table's temporary file and renames it over root/name; false (with a message,
+ * and the earlier table kept) when a write failed. */
+static bool table_close(FILE *f, const char *tmp, const char *root, const char *name)
+{
+    bool ok = !ferror(f);
+    int e = ok ? 0 : errno;
+    if (fclose(f) != 0 && ok) ok = false, e = errno;
     char path[1300];
-    snprintf(path, sizeof path, "%s/results.md", root);
-    FILE *md = fopen(path, "w");
-    snprintf(path, sizeof path, "%s/results.csv", root);
-    FILE *csv = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    if (ok && rename(tmp, path) != 0) ok = false, e = errno;
+    if (!ok) {
+        unlink(tmp);
+        vn_cli_error("ablate", "cannot write %s: %s", path, strerror(e ? e : EIO));
+    }
+    return ok;
+}
+
+/* results.md (also printed) and results.csv under root, each written to a temporary name and
+ * renamed (a full disk keeps the earlier tables). False when either could not be written. */
+static bool write_tables(const char *root, const ablation *ap, const vn_run_result *results)
+{
+    char tmd[1400], tcsv[1400];
+    FILE *md = table_open(root, "results.md", tmd, sizeof tmd);
+    FILE *csv = md ? table_open(root, "results.csv", tcsv, sizeof tcsv) : NULL;
     bool det = false;
     for (int i = 0; i < ap->n_runs; i++) det = det || results[i].detect;
     if (det) {
         write_det_tables(md, csv, ap, results);
-        if (csv) fclose(csv);
-        if (md) fclose(md);
-        return;
+    } else {
+        FILE *outs[2] = {stdout, md};
+        for (int o = 0; o < 2; o++) {
+            if (!outs[o]) continue;
+            fprintf(outs[o], "\n| run | best top-1 (%%) | final top-1 (%%) | params (deploy) | MACs (deploy) | time (s) |\n");
+            fprintf(outs[o], "|---|---:|---:|---:|---:|---:|\n");
+            for (int i = 0; i < ap->n_runs; i++)
+                fprintf(outs[o], "| %s | %.2f | %.2f | %lld | %lld | %.0f |\n", ap->runs[i].name, results[i].best_top1,
+                        results[i].final_top1, (long long)results[i].params, (long long)results[i].macs,
+                        results[i].seconds);
+        }
+        if (csv) {
+            fprintf(csv, "run,best_top1,final_top1,params,macs,seconds\n");
+            for (int i = 0; i < ap->n_runs; i++)
+                fprintf(csv, "%s,%.4f,%.4f,%lld,%lld,%.1f\n", ap->runs[i].name, results[i].best_top1, results[i].final_top1,
+                        (long long)results[i].params, (long long)results[i].macs, results[i].seconds);
+        }
     }
-    FILE *outs[2] = {stdout, md};
-    for (int o = 0; o < 2; o++) {
-        if (!outs[o]) continue;
-        fprintf(outs[o], "\n| run | best top-1 (%%) | final top-1 (%%) | params (deploy) | MACs (deploy) | time (s) |\n");
-        fprintf(outs[o], "|---|---:|---:|---:|---:|---:|\n");
-        for (int i = 0; i < ap->n_runs; i++)
-            fprintf(outs[o], "| %s | %.2f | %.2f | %lld | %lld | %.0f |\n", ap->runs[i].name, results[i].best_top1,
-                    results[i].final_top1, (long long)results[i].params, (long long)results[i].macs,
-                    results[i].seconds);
-    }
-    if (csv) {
-        fprintf(csv, "run,best_top1,final_top1,params,macs,seconds\n");
-        for (int i = 0; i < ap->n_runs; i++)
-            fprintf(csv, "%s,%.4f,%.4f,%lld,%lld,%.1f\n", ap->runs[i].name, results[i].best_top1, results[i].final_top1,
-                    (long long)results[i].params, (long long)results[i].macs, results[i].seconds);
-        fclose(csv);
-    }
-    if (md) fclose(md);
+    bool ok = md && csv;
+    if (csv) ok = table_close(csv, tcsv, root, "results.csv") && ok;
+    if (md) ok = table_close(md, tmd, root, "results.md") && ok;
+    return ok;
 }
 
 int vn_cmd_ablate(int argc, char **argv)
@@ -477,7 +503,7 @@ int vn_cmd_ablate(int argc, char **argv)
                    (long long)res.state.step);
     }
     if (ec || dry) return ec;
-    write_tables(root, &a, results);
+    if (!write_tables(root, &a, results)) return VN_EXIT_ERROR;
     printf("\ntable: %s/results.md and results.csv\n", root);
     return 0;
 }

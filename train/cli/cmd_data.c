@@ -46,6 +46,12 @@ static int preview(const char *const *files, int n_files, const char **sets, int
         fputs(data_help, stderr);
         return VN_EXIT_USAGE;
     }
+    for (int k = 0; k < n_files; k++)
+        if (vn_cli_same_file(out_png, files[k])) {
+            vn_cli_error("data", "the output %s is the config %s: choose another path for the grid",
+                         out_png, files[k]);
+            return VN_EXIT_ERROR;
+        }
     char seed_set[64];
     if (seed) {
         bool bad = false; /* the option as typed, not as the --set it becomes */

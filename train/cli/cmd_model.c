@@ -597,7 +597,14 @@ int vn_cmd_predict(int argc, char **argv)
         free(images);
         return VN_EXIT_USAGE;
     }
-    if (logits_path && !vn_cli_output_ok("predict", logits_path, model_path)) {
+    bool out_bad = logits_path && !vn_cli_output_ok("predict", logits_path, model_path);
+    for (int k = 0; logits_path && !out_bad && k < n_images; k++)
+        if (vn_cli_same_file(logits_path, images[k])) {
+            vn_cli_error("predict", "the output %s is the input image %s: writing it would destroy "
+                         "the image; choose another output path", logits_path, images[k]);
+            out_bad = true;
+        }
+    if (out_bad) {
         free(images);
         return VN_EXIT_ERROR;
     }

@@ -70,11 +70,17 @@ bool vn_cli_is(const char *arg, const char *a, const char *b)
     return (a && strcmp(arg, a) == 0) || (b && strcmp(arg, b) == 0);
 }
 
+bool vn_cli_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 bool vn_cli_output_ok(const char *cmd, const char *out, const char *in)
 {
-    struct stat so, si;
-    if (in && stat(out, &so) == 0 && stat(in, &si) == 0 && so.st_dev == si.st_dev &&
-        so.st_ino == si.st_ino) {
+    struct stat so;
+    if (vn_cli_same_file(out, in)) {
         vn_cli_error(cmd, "the output %s is the input file %s: writing it would destroy the "
                      "input; choose another output path", out, in);
         return false;
@@ -90,8 +96,12 @@ bool vn_cli_output_ok(const char *cmd, const char *out, const char *in)
     if (!slash) snprintf(dir, sizeof dir, ".");
     else if (slash == dir) dir[1] = '\0';
     else *slash = '\0';
-    if (stat(dir, &so) != 0 || !S_ISDIR(so.st_mode)) {
+    if (stat(dir, &so) != 0) {
         vn_cli_error(cmd, "cannot write %s: the folder %s does not exist", out, dir);
+        return false;
+    }
+    if (!S_ISDIR(so.st_mode)) {
+        vn_cli_error(cmd, "cannot write %s: %s is a file, not a folder", out, dir);
         return false;
     }
     if (access(dir, W_OK | X_OK) != 0) {

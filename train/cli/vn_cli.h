@@ -34,6 +34,8 @@ double vn_cli_real(const char *cmd, const char *opt, const char *s, double lo, d
  * input), not a folder, and its folder exists and is writable. Says what is wrong and returns
  * false (the caller exits with VN_EXIT_ERROR). */
 bool vn_cli_output_ok(const char *cmd, const char *out, const char *in);
+/* Whether a and b both exist and are the same file (same inode, through links too). */
+bool vn_cli_same_file(const char *a, const char *b);
 
 /* True when `arg` is one of the given option spellings. */
 bool vn_cli_is(const char *arg, const char *a, const char *b);
