@@ -1,12 +1,15 @@
 /* File-system helpers and clocks shared by every floor above base/. */
 #include "base/vn_fs.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 
 int vn_mkdirs(const char *path, vn_error *err)
@@ -78,4 +81,37 @@ int vn_read_file(const char *path, uint8_t **data, size_t *len, vn_error *err)
     *data = buf;
     *len = n;
     return VN_OK;
+}
+
+bool vn_fs_stale_tmp(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (!t || !t[5]) return false;
+    char *end;
+    long pid = strtol(t + 5, &end, 10);
+    if (*end || pid <= 0 || pid == (long)getpid()) return false;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+void vn_fs_remove_stale_tmps(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash == dir) dir[1] = 0;
+    else if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, base, bl) != 0 || strncmp(de->d_name + bl, ".tmp.", 5) != 0) continue;
+        if (!vn_fs_stale_tmp(de->d_name)) continue;
+        char p[8300];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
 }

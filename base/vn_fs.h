@@ -12,6 +12,12 @@ extern "C" {
 int vn_mkdirs(const char *path, vn_error *err);
 /* Whole file into a malloc'ed buffer (*data, *len); names the path in errors. */
 int vn_read_file(const char *path, uint8_t **data, size_t *len, vn_error *err);
+/* Whether a file name is "<anything>.tmp.<pid>" of a process that no longer runs: what a
+ * writer killed between creating its temporary file and renaming it leaves. */
+bool vn_fs_stale_tmp(const char *name);
+/* Removes path's stale temporary files ("<path>.tmp.<pid>" of dead processes), so that a
+ * writer killed earlier leaves nothing behind once the file is written again. */
+void vn_fs_remove_stale_tmps(const char *path);
 /* Seconds since the Unix epoch (CLOCK_REALTIME), with sub-second resolution. */
 double vn_wall_time(void);
 /* Seconds on CLOCK_MONOTONIC, for intervals. */

@@ -1,6 +1,7 @@
 /* ONNX writer (see vn_onnx.h): protobuf-c messages built in memory, packed once. Every
  * allocation is recorded in the builder and released by vn_onnx_free. */
 #include "io/vn_onnx.h"
+#include "base/vn_fs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -342,6 +343,7 @@ static int write_all(const char *path, const uint8_t *buf, size_t len, vn_error 
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    vn_fs_remove_stale_tmps(path); /* left by a writer of this file killed before its rename */
     FILE *fp = fopen(tmp, "wb");
     if (!fp) return vn_error_set(err, VN_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
     int e = 0;

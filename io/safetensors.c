@@ -1,6 +1,7 @@
 /* safetensors reading (validate everything, report the first problem) and writing (atomic
  * replace through a temporary file in the same folder). */
 #include "io/vn_safetensors.h"
+#include "base/vn_fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1091,6 +1092,7 @@ int vn_st_write(vn_st_writer *w, const char *path, uint32_t flags, vn_error *err
         return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
     }
     snprintf(tmp, tmp_cap, "%s.tmp.%ld", path, (long)getpid());
+    vn_fs_remove_stale_tmps(path); /* left by a writer of this file killed before its rename */
 
     FILE *fp = NULL;
     bool created = false;

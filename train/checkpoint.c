@@ -3,6 +3,7 @@
  * effective config and its hash, the class names and the preprocessing, with a CRC-32 of the
  * data. Written atomically by vn_st_write (temporary file, fsync, rename, folder fsync). */
 #include "train/train_impl.h"
+#include "base/vn_fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -592,15 +593,7 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
 }
 
 /* "name.tmp.<pid>" of a process that no longer runs: left by a writer killed mid-write. */
-static bool stale_tmp(const char *name)
-{
-    const char *t = strstr(name, ".tmp.");
-    if (!t || !t[5]) return false;
-    char *end;
-    long pid = strtol(t + 5, &end, 10);
-    if (*end || pid <= 0 || pid == (long)getpid()) return false;
-    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
-}
+static bool stale_tmp(const char *name) { return vn_fs_stale_tmp(name); }
 
 int vn__run_lock(const char *run_dir, int *fd_out, vn_error *err)
 {

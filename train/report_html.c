@@ -1,5 +1,6 @@
 /* The report page: one HTML file with inline CSS and SVG, no scripts (see vn_run_report.h). */
 #include "train/vn_run_report.h"
+#include "base/vn_fs.h"
 
 #include <errno.h>
 #include <math.h>
@@ -655,6 +656,7 @@ int vn_run_report_html(const vn_run_set *s, const char *path, const vn_run_repor
     if (rc != VN_OK) return rc;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()); /* one per writer */
+    vn_fs_remove_stale_tmps(path);
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         free(page);

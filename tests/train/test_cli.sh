@@ -196,6 +196,15 @@ expect "export --format foo: exit 2" [ $rc -eq 2 ]
 expect "export --format foo: says which" contains "$T/out" "one of safetensors, onnx"
 "$VANILLA" export "$T/victim.safetensors" -o "$T/by_name.onnx" >"$T/out" 2>&1
 expect "export -o x.onnx: ONNX" contains "$T/out" "ONNX (opset"
+# A writer killed before its rename leaves "<out>.tmp.<pid>": the next write of that file
+# removes it (the pid is of a process that has ended).
+true & deadpid=$!; wait $deadpid
+printf 'half' >"$T/by_name.onnx.tmp.$deadpid"
+printf 'half' >"$T/again.safetensors.tmp.$deadpid"
+"$VANILLA" export "$T/victim.safetensors" -o "$T/by_name.onnx" >/dev/null 2>&1
+"$VANILLA" export "$T/victim.safetensors" -o "$T/again.safetensors" >/dev/null 2>&1
+expect "a dead writer's temporary files are removed by the next write" \
+  [ ! -e "$T/by_name.onnx.tmp.$deadpid" -a ! -e "$T/again.safetensors.tmp.$deadpid" -a -s "$T/again.safetensors" ]
 cp "$T/deploy.safetensors" "$T/deploy.weights"
 "$VANILLA" info "$T/deploy.weights" >"$T/out" 2>&1
 expect "info on a weight file named otherwise: exit 0" [ $? -eq 0 ]
