@@ -479,6 +479,7 @@ static int dataset_record_write(const run *r, vn_error *err)
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/dataset.txt", r->dir);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    vn_fs_remove_stale_tmps(path); /* a run killed while writing it */
     FILE *f = fopen(tmp, "w");
     if (!f) return vn_error_set(err, VN_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     fprintf(f, "train_images %lld\nclasses %d\n", (long long)vn_loader_num_samples(r->train),
