@@ -115,3 +115,30 @@ void vn_fs_remove_stale_tmps(const char *path)
     }
     closedir(d);
 }
+
+bool vn_fs_dir_has_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    bool any = false;
+    for (struct dirent *e; d && !any && (e = readdir(d));)
+        any = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    if (d) closedir(d);
+    return any;
+}
+
+int vn_fs_write_atomic(const char *path, const void *buf, size_t len, bool sync)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return ENAMETOOLONG;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return errno ? errno : EIO;
+    int e = 0;
+    if (len && fwrite(buf, 1, len, f) != len) e = errno ? errno : EIO;
+    if (!e && fflush(f) != 0) e = errno;
+    if (!e && sync && fsync(fileno(f)) != 0) e = errno;
+    if (fclose(f) != 0 && !e) e = errno;
+    if (!e && rename(tmp, path) != 0) e = errno;
+    if (e) unlink(tmp);
+    return e;
+}

@@ -18,6 +18,12 @@ bool vn_fs_stale_tmp(const char *name);
 /* Removes path's stale temporary files ("<path>.tmp.<pid>" of dead processes), so that a
  * writer killed earlier leaves nothing behind once the file is written again. */
 void vn_fs_remove_stale_tmps(const char *path);
+/* Whether dir holds anything but . and .. (false when it does not exist). */
+bool vn_fs_dir_has_entries(const char *dir);
+/* Writes buf to "<path>.tmp.<pid>" (fsynced when sync) and renames it over path: a full disk
+ * or a kill leaves the earlier file, or the complete new one, never half of it. 0, or the
+ * errno of the step that failed (the temporary file is then removed). */
+int vn_fs_write_atomic(const char *path, const void *buf, size_t len, bool sync);
 /* Seconds since the Unix epoch (CLOCK_REALTIME), with sub-second resolution. */
 double vn_wall_time(void);
 /* Seconds on CLOCK_MONOTONIC, for intervals. */

@@ -235,17 +235,6 @@ static int load_split(const char *dir, const char *prefix, fmd_src *src, uint8_t
 /* The first line of every data.yaml this importer writes. */
 #define FMD_HEADER "# Fashion-MNIST detection set (vanilla data import --format fashion-mnist-detect)\n"
 
-/* Whether dir holds anything but . and .. (false when it does not exist). */
-static bool dir_has_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    bool any = false;
-    for (struct dirent *e; d && !any && (e = readdir(d));)
-        any = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    if (d) closedir(d);
-    return any;
-}
-
 /* out_dir may be written when its data.yaml is this importer's (a set it made, or one whose
  * import did not finish) or when it holds no images or labels yet: files of another dataset
  * are never overwritten or removed. */
@@ -256,7 +245,7 @@ static int check_owner(const char *out_dir, const char *yaml, vn_error *err)
     static const char *const sub[] = {"images/train", "images/val", "labels/train", "labels/val"};
     for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", out_dir, sub[i]);
-        if (dir_has_entries(path))
+        if (vn_fs_dir_has_entries(path))
             return vn_error_set(err, VN_ERR_INVALID, "%s holds files and no data.yaml made by this "
                                 "importer: not overwriting another dataset (choose a new or empty "
                                 "folder; nothing was written)", path);

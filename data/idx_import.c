@@ -4,7 +4,6 @@
 #include "data/vn_image.h"
 #include "data/workers_impl.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -329,18 +328,6 @@ static bool read_marker(const char *path, char *kind, size_t kind_len, char *sou
     return true;
 }
 
-/* Whether dir exists and holds anything. */
-static bool has_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return false;
-    bool any = false;
-    struct dirent *de;
-    while (!any && (de = readdir(d))) any = strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
-    closedir(d);
-    return any;
-}
-
 int vn_import_mnist(const char *src_dir, const char *out_dir, vn_mnist_kind kind, int threads,
                     vn_import_result *res, vn_error *err)
 {
@@ -376,7 +363,7 @@ int vn_import_mnist(const char *src_dir, const char *out_dir, vn_mnist_kind kind
     struct stat st;
     for (int k = 0; k < 2; k++) {
         snprintf(split_dir, sizeof split_dir, "%s/%s", out_dir, k ? "val" : "train");
-        if (stat(started, &st) != 0 && has_entries(split_dir))
+        if (stat(started, &st) != 0 && vn_fs_dir_has_entries(split_dir))
             return vn_error_set(err, VN_ERR_STATE, "%s already holds files that no import of "
                                 "vanilla wrote: not mixing the imported images into them; import "
                                 "into an empty or new folder", split_dir);

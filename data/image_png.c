@@ -1,5 +1,6 @@
 /* PNG through libpng: decoding from memory with PIL's conversions, and a fast writer. */
 #include "data/image_impl.h"
+#include "base/vn_fs.h"
 
 #include <errno.h>
 #include <setjmp.h>
@@ -189,31 +190,23 @@ int vn_png_write(const char *path, const uint8_t *pixels, int width, int height,
     if (!rows) return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
     for (int y = 0; y < height; y++)
         rows[y] = (png_bytep)(pixels + (size_t)y * (size_t)width * (size_t)channels);
-    /* Written to a temporary name and renamed over path: a full disk or a kill leaves the
-     * earlier file (or none), never half a PNG. */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
+    /* Made in memory, then written to a temporary name and renamed over path: a full disk or
+     * a kill leaves the earlier file (or none), never half a PNG. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
     if (!f) {
         free(rows);
-        return vn_error_set(err, VN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
     }
     png_wctx ctx = {.msg = ""};
-    errno = 0;
     int bad = write_png_rows(f, rows, width, height, channels, compression_level, &ctx);
-    int e = errno;
     free(rows);
-    int close_bad = fclose(f) != 0;
-    if (close_bad && !e) e = errno;
-    if (bad || close_bad) {
-        unlink(tmp);
-        return vn_error_set(err, VN_ERR_IO, "%s: writing the PNG failed: %s", path,
-                            e ? strerror(e) : ctx.msg[0] ? ctx.msg : "write error");
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        return vn_error_set(err, VN_ERR_IO, "%s: cannot replace it: %s", path, strerror(e));
-    }
+    if (fclose(f) != 0 && !bad) bad = 1;
+    int e = bad ? 0 : vn_fs_write_atomic(path, buf, len, false);
+    free(buf);
+    if (bad) return vn_error_set(err, VN_ERR_IO, "%s: writing the PNG failed: %s", path,
+                                 ctx.msg[0] ? ctx.msg : "out of memory");
+    if (e) return vn_error_set(err, VN_ERR_IO, "%s: writing the PNG failed: %s", path, strerror(e));
     return VN_OK;
 }

@@ -341,23 +341,11 @@ static Onnx__ValueInfoProto *value_info(vn_onnx *g, const char *name, int ndim, 
 
 static int write_all(const char *path, const uint8_t *buf, size_t len, vn_error *err)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     vn_fs_remove_stale_tmps(path); /* left by a writer of this file killed before its rename */
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) return vn_error_set(err, VN_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-    int e = 0;
-    bool ok = fwrite(buf, 1, len, fp) == len;
-    if (!ok) e = errno;
-    if (fflush(fp) != 0 && ok) ok = false, e = errno;
-    if (fsync(fileno(fp)) != 0 && ok) ok = false, e = errno;
-    if (fclose(fp) != 0 && ok) ok = false, e = errno;
-    if (ok && rename(tmp, path) != 0) ok = false, e = errno;
-    if (!ok) {
-        remove(tmp);
-        return vn_error_set(err, VN_ERR_IO, "writing '%s' failed: %s", tmp, strerror(e ? e : EIO));
-    }
-    return VN_OK;
+    int e = vn_fs_write_atomic(path, buf, len, true);
+    return e ? vn_error_set(err, VN_ERR_IO, "writing '%s.tmp.%ld' failed: %s", path,
+                            (long)getpid(), strerror(e))
+             : VN_OK;
 }
 
 int vn_onnx_write(vn_onnx *g, const char *path, const char *output_name, int out_features,

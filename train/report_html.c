@@ -654,23 +654,10 @@ int vn_run_report_html(const vn_run_set *s, const char *path, const vn_run_repor
     size_t len;
     int rc = vn_run_report_html_string(s, o, &page, &len, err);
     if (rc != VN_OK) return rc;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()); /* one per writer */
     vn_fs_remove_stale_tmps(path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(page);
-        return vn_error_set(err, VN_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    }
-    bool ok = fwrite(page, 1, len, f) == len;
-    ok = fclose(f) == 0 && ok;
+    int e = vn_fs_write_atomic(path, page, len, false);
     free(page);
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(e ? e : EIO));
-    }
-    return VN_OK;
+    return e ? vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(e)) : VN_OK;
 }
 
 /* ------------------------------------------------------- pieces for report_detect.c */

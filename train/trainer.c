@@ -476,19 +476,13 @@ static int64_t dataset_record(const run *r)
 
 static int dataset_record_write(const run *r, vn_error *err)
 {
-    char path[4096], tmp[4200];
+    char path[4096], text[96];
     snprintf(path, sizeof path, "%s/dataset.txt", r->dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int n = snprintf(text, sizeof text, "train_images %lld\nclasses %d\n",
+                     (long long)vn_loader_num_samples(r->train), r->n_classes);
     vn_fs_remove_stale_tmps(path); /* a run killed while writing it */
-    FILE *f = fopen(tmp, "w");
-    if (!f) return vn_error_set(err, VN_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    fprintf(f, "train_images %lld\nclasses %d\n", (long long)vn_loader_num_samples(r->train),
-            r->n_classes);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-    return VN_OK;
+    int e = vn_fs_write_atomic(path, text, (size_t)n, false);
+    return e ? vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(e)) : VN_OK;
 }
 
 static int resume(run *r, vn_error *err)

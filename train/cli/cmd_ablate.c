@@ -1,13 +1,13 @@
 /* vanilla ablate: a grid (or list) of config overrides, one resumable run each, one table. */
 #include <errno.h>
 #include <jansson.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "base/vn_fs.h"
 #include "train/cli/vn_cli.h"
 #include "train/vn_run_report.h"
 #include "train/vn_trainer.h"
@@ -354,39 +354,38 @@ static void write_det_tables(FILE *md, FILE *csv, const ablation *ap, const vn_r
     }
 }
 
-/* Opens root/name's temporary file ("<name>.tmp.<pid>"); NULL with a message. */
-static FILE *table_open(const char *root, const char *name, char *tmp, size_t len)
+/* A table is made in memory (tbl), then written over root/name by vn_fs_write_atomic. */
+typedef struct {
+    char *buf;
+    size_t len;
+} tbl;
+
+static FILE *table_open(tbl *t)
 {
-    snprintf(tmp, len, "%s/%s.tmp.%ld", root, name, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) vn_cli_error("ablate", "cannot create %s: %s", tmp, strerror(errno));
+    FILE *f = open_memstream(&t->buf, &t->len);
+    if (!f) vn_cli_error("ablate", "out of memory for the results tables");
     return f;
 }
 
-/* Closes a table's temporary file and renames it over root/name; false (with a message,
- * and the earlier table kept) when a write failed. */
-static bool table_close(FILE *f, const char *tmp, const char *root, const char *name)
+/* Writes the table made in f over root/name; false (with a message, and the earlier table
+ * kept) when that failed. */
+static bool table_close(FILE *f, tbl *t, const char *root, const char *name)
 {
-    bool ok = !ferror(f);
-    int e = ok ? 0 : errno;
-    if (fclose(f) != 0 && ok) ok = false, e = errno;
     char path[1300];
     snprintf(path, sizeof path, "%s/%s", root, name);
-    if (ok && rename(tmp, path) != 0) ok = false, e = errno;
-    if (!ok) {
-        unlink(tmp);
-        vn_cli_error("ablate", "cannot write %s: %s", path, strerror(e ? e : EIO));
-    }
-    return ok;
+    int e = fclose(f) != 0 ? ENOMEM : vn_fs_write_atomic(path, t->buf, t->len, false);
+    free(t->buf);
+    if (e) vn_cli_error("ablate", "cannot write %s: %s", path, strerror(e));
+    return !e;
 }
 
-/* results.md (also printed) and results.csv under root, each written to a temporary name and
- * renamed (a full disk keeps the earlier tables). False when either could not be written. */
+/* results.md (also printed) and results.csv under root, each made in memory and written
+ * atomically (a full disk keeps the earlier tables). False when either could not be written. */
 static bool write_tables(const char *root, const ablation *ap, const vn_run_result *results)
 {
-    char tmd[1400], tcsv[1400];
-    FILE *md = table_open(root, "results.md", tmd, sizeof tmd);
-    FILE *csv = md ? table_open(root, "results.csv", tcsv, sizeof tcsv) : NULL;
+    tbl tmd = {0}, tcsv = {0};
+    FILE *md = table_open(&tmd);
+    FILE *csv = md ? table_open(&tcsv) : NULL;
     bool det = false;
     for (int i = 0; i < ap->n_runs; i++) det = det || results[i].detect;
     if (det) {
@@ -410,8 +409,8 @@ static bool write_tables(const char *root, const ablation *ap, const vn_run_resu
         }
     }
     bool ok = md && csv;
-    if (csv) ok = table_close(csv, tcsv, root, "results.csv") && ok;
-    if (md) ok = table_close(md, tmd, root, "results.md") && ok;
+    if (csv) ok = table_close(csv, &tcsv, root, "results.csv") && ok;
+    if (md) ok = table_close(md, &tmd, root, "results.md") && ok;
     return ok;
 }
 
