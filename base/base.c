@@ -235,3 +235,10 @@ const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
     if (pos < len) snprintf(buf + pos, len - pos, "]");
     return buf;
 }
+
+int vn_utf8_columns(const char *s)
+{
+    int cols = 0;
+    for (; s && *s; s++) cols += ((unsigned char)*s & 0xc0) != 0x80; /* continuation bytes: none */
+    return cols;
+}

@@ -91,6 +91,8 @@ int64_t vn_shape_numel(int ndim, const int64_t *shape);
 /* The element count in *n when every dimension is >= 0 and the count's bytes as floats fit a
  * size_t and an int64; false otherwise (a shape from untrusted input, or a caller's mistake). */
 bool vn_shape_numel_checked(int ndim, const int64_t *shape, int64_t *n);
+/* Screen columns of UTF-8 text, one per character (for padding tables of names). */
+int vn_utf8_columns(const char *s);
 /* "[8, 56, 56, 512]" into buf; returns buf. */
 const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 

@@ -189,10 +189,8 @@ void vn_check_report_print(const vn_check_report *rep, FILE *f, int max_list)
                 rep->max_height);
     fprintf(f, "images per class:\n");
     for (int c = 0; c < rep->n_classes; c++) {
-        /* Padded to 24 characters on screen: UTF-8 continuation bytes take no column. */
-        const char *name = rep->class_names[c];
-        int cols = 0;
-        for (const char *p = name; *p; p++) cols += ((unsigned char)*p & 0xc0) != 0x80;
+        const char *name = rep->class_names[c]; /* padded to 24 characters on screen */
+        int cols = vn_utf8_columns(name);
         fprintf(f, "  %4d %s%*s %lld", c, name, cols < 24 ? 24 - cols : 0, "",
                 (long long)rep->class_ok[c]);
         if (rep->class_images[c] != rep->class_ok[c])

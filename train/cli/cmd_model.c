@@ -506,8 +506,7 @@ static void print_topk(const char *image, const float *row, int nc, int topk, co
         char num[24]; /* a file without class names (an imported .pth): the class number */
         snprintf(num, sizeof num, "%d", best);
         const char *shown = name ? name : num;
-        int cols = 0; /* screen columns: UTF-8 continuation bytes take none */
-        for (const char *p = shown; *p; p++) cols += ((unsigned char)*p & 0xc0) != 0x80;
+        int cols = vn_utf8_columns(shown);
         printf("  %d. %s%*s %6.2f%%  (class %d, logit %.4f)\n", k + 1, shown, cols < 24 ? 24 - cols : 0,
                "", 100.0 * exp(row[best] - mx) / se, best, (double)row[best]);
     }
