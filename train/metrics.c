@@ -289,6 +289,13 @@ static int union_header(char ***cols, int *n_cols, char **want, int n_want, bool
     return rc;
 }
 
+/* The index in the old rows of a column of the new header (src, cols), -1 when absent. */
+static int old_column(const int *src, char **cols, int n_cols, const char *name)
+{
+    int at = find_string(cols, n_cols, name);
+    return at >= 0 ? src[at] : -1;
+}
+
 /* Filters the rows of an existing epochs.csv by resume step and, when want is given,
  * rewrites it with the columns want ∪ old header. On return m->csv_cols holds the resulting
  * columns (the old header, or want when there is no file). */
@@ -329,8 +336,7 @@ static int prepare_csv(vn_metrics *m, char **want, int n_want, vn_error *err)
                 if (!strcmp(cols[i], fields[j])) src[i] = j;
         }
         int step_col = rc == VN_OK ? src[find_string(cols, n_cols, "step")] : -1;
-        int ep_at = rc == VN_OK ? find_string(cols, n_cols, "epoch") : -1;
-        int epoch_col = ep_at >= 0 ? src[ep_at] : -1;
+        int epoch_col = rc == VN_OK ? old_column(src, cols, n_cols, "epoch") : -1;
         if (rc == VN_OK) {
             for (int i = 0; i < n_cols; i++) fprintf(rw.out, "%s%s", i ? "," : "", cols[i]);
             fputc('\n', rw.out);

@@ -485,6 +485,52 @@ static int dataset_record_write(const run *r, vn_error *err)
     return e ? vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(e)) : VN_OK;
 }
 
+/* What a checkpoint refuses to be resumed by, other than its config: another rank count
+ * (the steps per epoch, and so the schedule, would change), a training folder of another size
+ * or other classes. --force lets the first two go. */
+static int resume_refusals(run *r, const vn_ckpt_info *info, const char *path, vn_error *err)
+{
+    /* The rank count sets the steps per epoch (and so where the schedule is): another count
+     * would continue under another schedule and effective batch. */
+    int was = info->is_checkpoint && info->state.ranks > 1 ? info->state.ranks : 1;
+    if (was != r->ranks && !r->opt->force) {
+        long long bu = (long long)r->cfg->train.batch_size * r->cfg->optim.update_freq;
+        char how[40] = " (without mpirun)";
+        if (was > 1) snprintf(how, sizeof how, " (mpirun -np %d)", was);
+        return vn_error_set(err, VN_ERR_STATE, "%s was written by a run of %d rank%s (effective batch "
+                          "%lld) and this one has %d (%lld): the steps per epoch, and with them the "
+                          "learning-rate schedule, would change; resume with %d rank%s%s, or pass "
+                          "--force to continue with %d", path, was, was == 1 ? "" : "s", bu * was,
+                          r->ranks, bu * r->ranks, was, was == 1 ? "" : "s", how, r->ranks);
+    }
+    /* The training folder's size when the run started (dataset.txt beside the checkpoints). */
+    int64_t had = dataset_record(r), has = vn_loader_num_samples(r->train);
+    if (had >= 0 && had != has && !r->opt->force)
+        return vn_error_set(err, VN_ERR_STATE, "the training folder had %lld images when this run "
+                          "started (%s/dataset.txt) and has %lld now: the epochs, and where the "
+                          "resume continues, would not be the run's; restore the images, or pass "
+                          "--force to continue on the new set", (long long)had, r->dir,
+                          (long long)has);
+    /* The training folder's classes are the checkpoint's, in order (else its classifier and
+     * every label would mean other classes). */
+    if (info->class_names) {
+        int k = 0;
+        while (k < info->n_classes && k < r->n_classes && strcmp(info->class_names[k], r->classes[k]) == 0)
+            k++;
+        if (k < info->n_classes && k < r->n_classes)
+            return vn_error_set(err, VN_ERR_STATE, "%s was trained on %d classes and the training "
+                                "folder now has %d: class %d is '%s' there and '%s' now (classes "
+                                "added, removed or renamed since)", path, info->n_classes,
+                                r->n_classes, k, info->class_names[k], r->classes[k]);
+        if (k < info->n_classes || k < r->n_classes)
+            return vn_error_set(err, VN_ERR_STATE, "%s was trained on %d classes and the training "
+                                "folder now has %d (classes added or removed since; class %d is "
+                                "'%s')", path, info->n_classes, r->n_classes, k,
+                                k < info->n_classes ? info->class_names[k] : r->classes[k]);
+    }
+    return VN_OK;
+}
+
 static int resume(run *r, vn_error *err)
 {
     const char *want = r->opt->resume;
@@ -513,52 +559,10 @@ static int resume(run *r, vn_error *err)
             return rc;
         }
     }
-    /* The rank count sets the steps per epoch (and so where the schedule is): another count
-     * would continue under another schedule and effective batch. */
-    int was = info.is_checkpoint && info.state.ranks > 1 ? info.state.ranks : 1;
-    if (was != r->ranks && !r->opt->force) {
-        long long bu = (long long)r->cfg->train.batch_size * r->cfg->optim.update_freq;
-        char how[40] = " (without mpirun)";
-        if (was > 1) snprintf(how, sizeof how, " (mpirun -np %d)", was);
-        rc = vn_error_set(err, VN_ERR_STATE, "%s was written by a run of %d rank%s (effective batch "
-                          "%lld) and this one has %d (%lld): the steps per epoch, and with them the "
-                          "learning-rate schedule, would change; resume with %d rank%s%s, or pass "
-                          "--force to continue with %d", path, was, was == 1 ? "" : "s", bu * was,
-                          r->ranks, bu * r->ranks, was, was == 1 ? "" : "s", how, r->ranks);
+    rc = resume_refusals(r, &info, path, err);
+    if (rc != VN_OK) {
         vn_ckpt_info_free(&info);
         return rc;
-    }
-    /* The training folder's size when the run started (dataset.txt beside the checkpoints). */
-    int64_t had = dataset_record(r), has = vn_loader_num_samples(r->train);
-    if (had >= 0 && had != has && !r->opt->force) {
-        rc = vn_error_set(err, VN_ERR_STATE, "the training folder had %lld images when this run "
-                          "started (%s/dataset.txt) and has %lld now: the epochs, and where the "
-                          "resume continues, would not be the run's; restore the images, or pass "
-                          "--force to continue on the new set", (long long)had, r->dir,
-                          (long long)has);
-        vn_ckpt_info_free(&info);
-        return rc;
-    }
-    /* The training folder's classes are the checkpoint's, in order (else its classifier and
-     * every label would mean other classes). */
-    if (info.class_names) {
-        int k = 0;
-        while (k < info.n_classes && k < r->n_classes && strcmp(info.class_names[k], r->classes[k]) == 0)
-            k++;
-        if (k < info.n_classes || k < r->n_classes) {
-            if (k < info.n_classes && k < r->n_classes)
-                rc = vn_error_set(err, VN_ERR_STATE, "%s was trained on %d classes and the training "
-                                  "folder now has %d: class %d is '%s' there and '%s' now (classes "
-                                  "added, removed or renamed since)", path, info.n_classes,
-                                  r->n_classes, k, info.class_names[k], r->classes[k]);
-            else
-                rc = vn_error_set(err, VN_ERR_STATE, "%s was trained on %d classes and the training "
-                                  "folder now has %d (classes added or removed since; class %d is "
-                                  "'%s')", path, info.n_classes, r->n_classes, k,
-                                  k < info.n_classes ? info.class_names[k] : r->classes[k]);
-            vn_ckpt_info_free(&info);
-            return rc;
-        }
     }
     vn_ckpt_info_free(&info);
     vn_ckpt_parts p = parts(r);
@@ -793,8 +797,6 @@ static void init_state(run *r)
     set_act(r, r->st.act_learn);
 }
 
-/* Every rank starts from the same step (they resumed from the same checkpoint: output.dir
- * must be the same folder for all of them, on a shared file system across machines). */
 /* Data-parallel: every rank must train the same config (a copy edited on one machine would
  * average the gradients of different runs). Compares the hash of the keys that change results;
  * --force on every rank lets it go with a warning (experiments), never different model sizes
@@ -845,6 +847,8 @@ static int same_params(run *r, vn_error *err)
     return rc;
 }
 
+/* Every rank starts from the same step (they resumed from the same checkpoint: output.dir
+ * must be the same folder for all of them, on a shared file system across machines). */
 static int same_start(run *r, int rc, vn_error *err)
 {
     rc = vn__dist_agree(r->dist, rc, "resuming", err);
@@ -1082,20 +1086,36 @@ static int train_epochs(run *r, vn_train_result *res, vn_error *err)
     return rc;
 }
 
-int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res, vn_error *err)
+/* The detector's trainer (train/detect_train.c): on the CPU, in one process. */
+static int train_detector(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res,
+                          vn_error *err)
 {
-    if (cfg->model.task == VN_CONFIG_TASK_DETECT && cfg->train.device != VN_CONFIG_DEVICE_CPU) {
-        memset(res, 0, sizeof *res);
+    memset(res, 0, sizeof *res);
+    if (cfg->train.device != VN_CONFIG_DEVICE_CPU) {
         vn_device d;
         return vn_train_device_open(cfg, 1, 0, &d, NULL, err); /* why it cannot run there */
     }
-    if (cfg->model.task == VN_CONFIG_TASK_DETECT && vn_dist_size(opt->dist) > 1) {
-        memset(res, 0, sizeof *res);
+    if (vn_dist_size(opt->dist) > 1)
         return vn_error_set(err, VN_ERR_INVALID, "the detector trains in one process, not "
                             "data-parallel (%d ranks here): run it without mpirun",
                             vn_dist_size(opt->dist));
-    }
-    if (cfg->model.task == VN_CONFIG_TASK_DETECT) return vn_detect_train(cfg, opt, res, err);
+    return vn_detect_train(cfg, opt, res, err);
+}
+
+/* Rank 0: the checkpoints folder made, the run folder locked, killed writers' files removed. */
+static int prepare_folder(run *r, vn_error *err)
+{
+    char ckdir[4096];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
+    int rc = vn_mkdirs(ckdir, err);
+    if (rc == VN_OK) rc = vn__run_lock(r->dir, &r->lock_fd, err);
+    if (rc == VN_OK) rc = vn_ckpt_dir_prepare(ckdir, err);
+    return rc;
+}
+
+int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result *res, vn_error *err)
+{
+    if (cfg->model.task == VN_CONFIG_TASK_DETECT) return train_detector(cfg, opt, res, err);
     memset(res, 0, sizeof *res);
     run R = {0}, *r = &R;
     r->xcur = r->next_slot = -1;
@@ -1119,11 +1139,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         return rc;
     }
 
-    char ckdir[4096];
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
-    rc = r->rank == 0 ? vn_mkdirs(ckdir, err) : VN_OK;
-    if (rc == VN_OK && r->rank == 0) rc = vn__run_lock(r->dir, &r->lock_fd, err);
-    if (rc == VN_OK && r->rank == 0) rc = vn_ckpt_dir_prepare(ckdir, err);
+    rc = r->rank == 0 ? prepare_folder(r, err) : VN_OK;
     if (r->ranks > 1) rc = vn__dist_agree(opt->dist, rc, "preparing the run folder", err);
     if (rc == VN_OK && r->ranks > 1) rc = same_config(r, err);
     if (rc == VN_OK) rc = open_data(r, err);

@@ -414,6 +414,44 @@ static bool write_tables(const char *root, const ablation *ap, const vn_run_resu
     return ok;
 }
 
+/* A run that finished before: its figures printed and in *r (0), unless its config.yaml has
+ * other values than cfg, which stops the command (VN_EXIT_ERROR, said); -1 when it has not
+ * finished. */
+static int finished_before(const char *dir, const char *name, const vn_config *cfg,
+                           vn_run_result *r)
+{
+    if (!vn_run_result_read(dir, r)) return -1;
+    vn_error err = {0};
+    if (!same_config(dir, cfg, &err)) {
+        vn_cli_error("ablate", "run %s finished before under another config, so its results are "
+                     "not this variant's (its config.yaml -> now):%sput the values back, or "
+                     "delete %s to run it again", name, err.msg, dir);
+        return VN_EXIT_ERROR;
+    }
+    if (r->detect) printf("   finished before: best mAP50-95 %.4f\n", r->best_map);
+    else printf("   finished before: best top-1 %.2f%%\n", r->best_top1);
+    return 0;
+}
+
+/* A run's config: the base, the ablation's common overrides, the run's, its folder dir;
+ * checked. 0, or VN_EXIT_ERROR after saying why. */
+static int run_config(const vn_config *base, const ablation *a, const abl_run *run,
+                      const char *dir, vn_config *cfg)
+{
+    *cfg = *base;
+    vn_error err = {0};
+    int bad = 0;
+    for (int s = 0; s < a->n_common && !bad; s++) bad = vn_config_set(cfg, a->common[s], &err);
+    for (int s = 0; s < run->n_sets && !bad; s++) bad = vn_config_set(cfg, run->sets[s], &err);
+    char set_dir[1700];
+    snprintf(set_dir, sizeof set_dir, "output.dir=%s", dir);
+    if (!bad) bad = vn_config_set(cfg, set_dir, &err);
+    if (!bad) bad = vn_config_check(cfg, &err);
+    if (!bad) return 0;
+    vn_cli_error("ablate", "run %s: %s", run->name, err.msg);
+    return VN_EXIT_ERROR;
+}
+
 int vn_cmd_ablate(int argc, char **argv)
 {
     const char *files[2] = {NULL, NULL}, *sets[64];
@@ -446,38 +484,19 @@ int vn_cmd_ablate(int argc, char **argv)
     vn_cli_install_signals();
     for (int i = 0; i < a.n_runs && !ec; i++) {
         abl_run *run = &a.runs[i];
-        vn_config cfg = base;
+        vn_config cfg;
         vn_error err = {0};
-        for (int s = 0; s < a.n_common && !ec; s++)
-            if (vn_config_set(&cfg, a.common[s], &err) != VN_OK) ec = VN_EXIT_ERROR;
-        for (int s = 0; s < run->n_sets && !ec; s++)
-            if (vn_config_set(&cfg, run->sets[s], &err) != VN_OK) ec = VN_EXIT_ERROR;
-        char dir[1600], set_dir[1700];
+        char dir[1600];
         snprintf(dir, sizeof dir, "%s/%s", root, run->name);
-        snprintf(set_dir, sizeof set_dir, "output.dir=%s", dir);
-        if (!ec && vn_config_set(&cfg, set_dir, &err) != VN_OK) ec = VN_EXIT_ERROR;
-        if (!ec && vn_config_check(&cfg, &err) != VN_OK) ec = VN_EXIT_ERROR;
-        if (ec) {
-            vn_cli_error("ablate", "run %s: %s", run->name, err.msg);
-            break;
-        }
+        if ((ec = run_config(&base, &a, run, dir, &cfg)) != 0) break;
         printf("\n== [%d/%d] %s ==\n", i + 1, a.n_runs, run->name);
         for (int s = 0; s < run->n_sets; s++) printf("   --set %s\n", run->sets[s]);
-        if (vn_run_result_read(dir, &results[i])) {
-            /* Finished under this config? Else its figures are not this variant's. */
-            if (!same_config(dir, &cfg, &err)) {
-                vn_cli_error("ablate", "run %s finished before under another config, so its results "
-                             "are not this variant's (its config.yaml -> now):%sput the values "
-                             "back, or delete %s to run it again", run->name, err.msg, dir);
-                ec = VN_EXIT_ERROR;
-                break;
-            }
-            if (results[i].detect)
-                printf("   finished before: best mAP50-95 %.4f\n", results[i].best_map);
-            else
-                printf("   finished before: best top-1 %.2f%%\n", results[i].best_top1);
-            continue;
+        int fb = finished_before(dir, run->name, &cfg, &results[i]);
+        if (fb == VN_EXIT_ERROR) {
+            ec = fb;
+            break;
         }
+        if (fb == 0) continue;
         if (dry) continue;
         vn_train_options opt = {"auto", false, &vn_cli_stop, stdout, NULL};
         vn_train_result res;
@@ -491,11 +510,10 @@ int vn_cmd_ablate(int argc, char **argv)
             printf("interrupted; run the same command again to continue\n");
             return VN_EXIT_INTERRUPTED;
         }
-        vn_run_result *r = &results[i];
-        record_result(&cfg, &res, r);
+        record_result(&cfg, &res, &results[i]);
         /* Only a run that went through all its epochs is "finished": one cut short by
          * train.max_steps is tabulated now and continued by the next ablate. */
-        if (res.state.finished) (void)vn_run_result_write(dir, r, NULL);
+        if (res.state.finished) (void)vn_run_result_write(dir, &results[i], NULL);
         else
             printf("   stopped at step %lld by train.max_steps before its last epoch: in the table "
                    "as it is; the same command with a larger train.max_steps continues it\n",

@@ -207,6 +207,18 @@ static int write_logits(const char *path, const float *logits, int64_t n, int nc
     return rc;
 }
 
+/* --save-logits of cmd: the file written and named, or an error said (exit code). */
+static int save_logits(const char *cmd, const char *path, const float *logits, int64_t n, int nc)
+{
+    vn_error err = {0};
+    if (write_logits(path, logits, n, nc, &err) != VN_OK) {
+        vn_cli_error(cmd, "%s", err.msg);
+        return VN_EXIT_ERROR;
+    }
+    printf("logits: %s\n", path);
+    return 0;
+}
+
 #define MODEL_CFG_HELP                                                                        \
     "\n"                                                                                      \
     "A plain state_dict (safetensors with the official names and no vanilla metadata, e.g.\n"   \
@@ -351,16 +363,9 @@ int vn_cmd_eval(int argc, char **argv)
         if (bad > 0) printf("; %lld unreadable, left out", (long long)bad);
         printf(")\n");
         if (real) ec = print_real(real, ld, logits, m->cfg.num_classes);
-        if (!ec && logits_path) {
-            /* One row per image of the folder, in its order; unreadable ones are NaN. */
-            if (write_logits(logits_path, logits, vn_loader_num_samples(ld), m->cfg.num_classes,
-                             &err) != VN_OK) {
-                vn_cli_error("eval", "%s", err.msg);
-                ec = VN_EXIT_ERROR;
-            } else {
-                printf("logits: %s\n", logits_path);
-            }
-        }
+        /* One row per image of the folder, in its order; unreadable ones are NaN. */
+        if (!ec && logits_path)
+            ec = save_logits("eval", logits_path, logits, vn_loader_num_samples(ld), m->cfg.num_classes);
     }
     free(logits);
     vn_loader_close(ld);
@@ -560,6 +565,19 @@ static int predict_images(vn_vanillanet *m, vn_device dev, const vn_loader_confi
     return ec;
 }
 
+/* predict's --save-logits path: neither the model nor one of the images it reads. */
+static bool logits_output_ok(const char *out, const char *model, const char **images, int n)
+{
+    if (!vn_cli_output_ok("predict", out, model)) return false;
+    for (int k = 0; k < n; k++)
+        if (vn_cli_same_file(out, images[k])) {
+            vn_cli_error("predict", "the output %s is the input image %s: writing it would destroy "
+                         "the image; choose another output path", out, images[k]);
+            return false;
+        }
+    return true;
+}
+
 int vn_cmd_predict(int argc, char **argv)
 {
     if (vn_cli_is_detector(argc, argv)) return vn_cmd_detect_predict(argc, argv);
@@ -596,18 +614,10 @@ int vn_cmd_predict(int argc, char **argv)
         free(images);
         return VN_EXIT_USAGE;
     }
-    bool out_bad = logits_path && !vn_cli_output_ok("predict", logits_path, model_path);
-    for (int k = 0; logits_path && !out_bad && k < n_images; k++)
-        if (vn_cli_same_file(logits_path, images[k])) {
-            vn_cli_error("predict", "the output %s is the input image %s: writing it would destroy "
-                         "the image; choose another output path", logits_path, images[k]);
-            out_bad = true;
-        }
-    if (out_bad) {
+    if (logits_path && !logits_output_ok(logits_path, model_path, images, n_images)) {
         free(images);
         return VN_EXIT_ERROR;
     }
-    vn_error err = {0};
     vn_ckpt_info info;
     vn_vanillanet *m = NULL;
     vn_device dev;
@@ -633,14 +643,7 @@ int vn_cmd_predict(int argc, char **argv)
                      logits_path ? "; no logits file written" : "");
         ec = VN_EXIT_ERROR;
     }
-    if (!ec && logits_path) {
-        if (write_logits(logits_path, logits, n_images, nc, &err) != VN_OK) {
-            vn_cli_error("predict", "%s", err.msg);
-            ec = VN_EXIT_ERROR;
-        } else {
-            printf("logits: %s\n", logits_path);
-        }
-    }
+    if (!ec && logits_path) ec = save_logits("predict", logits_path, logits, n_images, nc);
     free(logits);
     free(images);
     vn_vanillanet_destroy(m);

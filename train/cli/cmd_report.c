@@ -38,6 +38,29 @@ static const char report_help[] =
     "\n"
     "exit status 0 when at least one run was read, 1 when none was (the page says why).\n";
 
+/* Whether the page may be written: some run was read (an empty page would replace a good
+ * one) and out is no file the report reads (a run's metrics, epochs or config). */
+static bool page_may_be_written(const vn_run_set *set, const char *const *dirs, int n_dirs,
+                                const char *out)
+{
+    if (set->n_runs == 0) {
+        vn_cli_error("report", "no run could be read from the folders given; no page written");
+        return false;
+    }
+    static const char *const inputs[] = {"metrics.jsonl", "epochs.csv", "config.yaml"};
+    for (int i = 0; i < n_dirs; i++)
+        for (int k = 0; k < 3; k++) {
+            char in[4200];
+            snprintf(in, sizeof in, "%s/%s", dirs[i], inputs[k]);
+            if (vn_cli_same_file(out, in)) {
+                vn_cli_error("report", "the output %s is %s, which the report reads: choose another "
+                             "path for the page", out, in);
+                return false;
+            }
+        }
+    return true;
+}
+
 int vn_cmd_report(int argc, char **argv)
 {
     const char *out = "report.html", *title = NULL;
@@ -77,23 +100,7 @@ int vn_cmd_report(int argc, char **argv)
     for (int r = 0; !ec && r < set.n_runs; r++)
         for (int i = 0; i < set.runs[r].n_notes; i++)
             fprintf(stderr, "vanilla report: note: %s: %s\n", set.runs[r].dir, set.runs[r].notes[i]);
-    /* No run to show: no page (an empty one would replace a good one). */
-    if (!ec && set.n_runs == 0) {
-        vn_cli_error("report", "no run could be read from the folders given; no page written");
-        ec = VN_EXIT_ERROR;
-    }
-    /* The page must not replace a file the report reads (a run's metrics, epochs, config). */
-    static const char *const inputs[] = {"metrics.jsonl", "epochs.csv", "config.yaml"};
-    for (int i = 0; !ec && i < n_dirs; i++)
-        for (int k = 0; !ec && k < 3; k++) {
-            char in[4200];
-            snprintf(in, sizeof in, "%s/%s", dirs[i], inputs[k]);
-            if (vn_cli_same_file(out, in)) {
-                vn_cli_error("report", "the output %s is %s, which the report reads: choose another "
-                             "path for the page", out, in);
-                ec = VN_EXIT_ERROR;
-            }
-        }
+    if (!ec && !page_may_be_written(&set, dirs, n_dirs, out)) ec = VN_EXIT_ERROR;
     vn_run_report_opts opts = {title};
     char parent[4096];
     snprintf(parent, sizeof parent, "%s", out);

@@ -332,6 +332,37 @@ static int count_class_folders(const char *root)
     return n;
 }
 
+/* A plain state_dict against the config's model, key by key, as eval/predict/export check
+ * it; false after saying why. */
+static bool plain_fits(const char *model_file, const vn_config *cfg)
+{
+    vn_vanillanet *m = NULL;
+    vn_ckpt_info chk;
+    vn_error err = {0};
+    if (vn_open_model_cfg(model_file, -1, cfg, &m, &chk, &err) != VN_OK) {
+        vn_cli_error("info", "%s", err.msg);
+        return false;
+    }
+    vn_vanillanet_destroy(m);
+    vn_ckpt_info_free(&chk);
+    return true;
+}
+
+/* The class count `info CONFIG` describes: model.num_classes, else (0) one per folder of the
+ * training images as train counts them, else 1000; said when it is not the key's. */
+static int info_num_classes(const vn_config *cfg)
+{
+    if (cfg->model.num_classes > 0) return (int)cfg->model.num_classes;
+    char split[4096];
+    int folders = cfg->data.root[0] ? count_class_folders(vn_split_path(cfg, true, split, sizeof split)) : -1;
+    if (folders > 0) {
+        printf("model.num_classes 0: %d classes, the folders of %s\n", folders, split);
+        return folders;
+    }
+    printf("model.num_classes 0 and no training folder to count classes in: assuming 1000\n");
+    return 1000;
+}
+
 /* A weight file whatever its name: safetensors opens with an 8-byte little-endian header
  * length and the header's '{'. */
 static bool looks_safetensors(const char *path)
@@ -390,16 +421,9 @@ int vn_cmd_info(int argc, char **argv)
             vn_cli_error("info", "%s", err.msg);
             return VN_EXIT_ERROR;
         }
-        if (info.plain) { /* the config's model must fit the file, as eval/predict/export check */
-            vn_vanillanet *m = NULL;
-            vn_ckpt_info chk;
-            if (vn_open_model_cfg(model_file, -1, &cfg, &m, &chk, &err) != VN_OK) {
-                vn_cli_error("info", "%s", err.msg);
-                vn_ckpt_info_free(&info);
-                return VN_EXIT_ERROR;
-            }
-            vn_vanillanet_destroy(m);
-            vn_ckpt_info_free(&chk);
+        if (info.plain && !plain_fits(model_file, &cfg)) {
+            vn_ckpt_info_free(&info);
+            return VN_EXIT_ERROR;
         }
         mc = info.model;
         file_deploy = info.deploy;
@@ -417,19 +441,7 @@ int vn_cmd_info(int argc, char **argv)
         int ec = vn_cli_load_config(&cfg, a.files, a.n_files, a.sets, a.n_sets, "info");
         if (ec) return ec;
         if (cfg.model.task == VN_CONFIG_TASK_DETECT) return vn_cli_detect_info(NULL, &cfg, size, deploy_only);
-        int nc = cfg.model.num_classes > 0 ? (int)cfg.model.num_classes : 0;
-        if (!nc) { /* as train: one class per folder of the training images */
-            char split[4096];
-            int folders = cfg.data.root[0] ? count_class_folders(vn_split_path(&cfg, true, split, sizeof split)) : -1;
-            if (folders > 0) {
-                nc = folders;
-                printf("model.num_classes 0: %d classes, the folders of %s\n", nc, split);
-            } else {
-                nc = 1000;
-                printf("model.num_classes 0 and no training folder to count classes in: assuming 1000\n");
-            }
-        }
-        if (vn_build_model_config(&cfg, nc, &mc, &err) != VN_OK) {
+        if (vn_build_model_config(&cfg, info_num_classes(&cfg), &mc, &err) != VN_OK) {
             vn_cli_error("info", "%s", err.msg);
             return VN_EXIT_ERROR;
         }
