@@ -592,9 +592,6 @@ int vn_ckpt_find_latest(const char *run_dir, char *path, size_t len, vn_error *e
     return rc;
 }
 
-/* "name.tmp.<pid>" of a process that no longer runs: left by a writer killed mid-write. */
-static bool stale_tmp(const char *name) { return vn_fs_stale_tmp(name); }
-
 int vn__run_lock(const char *run_dir, int *fd_out, vn_error *err)
 {
     *fd_out = -1;
@@ -639,7 +636,7 @@ int vn_ckpt_dir_prepare(const char *dir, vn_error *err)
                             strerror(errno));
     int removed = 0;
     for (struct dirent *de; (de = readdir(d));)
-        if (stale_tmp(de->d_name) && unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
+        if (vn_fs_stale_tmp(de->d_name) && unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
     closedir(d);
     if (removed)
         vn_log(VN_LOG_INFO, "%s: removed %d temporary file(s) of interrupted writes", dir, removed);
