@@ -15,12 +15,11 @@ static void *alloc_aligned(size_t bytes)
 
 vn_tensor *vn_tensor_new(int ndim, const int64_t *shape, bool requires_grad)
 {
-    VN_ASSERT(ndim >= 0 && ndim <= VN_MAX_DIMS, "tensors have at most %d dims, got %d",
-              VN_MAX_DIMS, ndim);
-    for (int i = 0; i < ndim; i++)
-        VN_ASSERT(shape[i] >= 0, "negative dimension %lld", (long long)shape[i]);
     int64_t numel;
-    if (!vn_shape_numel_checked(ndim, shape, &numel)) return NULL; /* more than memory holds */
+    /* a bad rank, a negative dimension or more than memory holds */
+    if (ndim < 0 || ndim > VN_MAX_DIMS || (ndim && !shape) ||
+        !vn_shape_numel_checked(ndim, shape, &numel))
+        return NULL;
     vn_tensor *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->ndim = ndim;

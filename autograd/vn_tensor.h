@@ -55,7 +55,8 @@ typedef struct vn_tensor {
                                model-lifetime tensors */
 } vn_tensor;
 
-/* Model-lifetime tensor, data zero-filled; returns NULL on allocation failure. */
+/* Model-lifetime tensor, data zero-filled; returns NULL on allocation failure, for a rank
+ * outside 0..VN_MAX_DIMS and for a negative dimension. */
 vn_tensor *vn_tensor_new(int ndim, const int64_t *shape, bool requires_grad);
 vn_tensor *vn_tensor_new4(int64_t d0, int64_t d1, int64_t d2, int64_t d3, bool requires_grad);
 void vn_tensor_free(vn_tensor *t);

@@ -323,7 +323,12 @@ int vn_optim_create(vn_optim **out, const vn_optim_config *cfg, int n_params,
 
 const vn_optim_config *vn_optim_get_config(const vn_optim *opt) { return &opt->cfg; }
 
-void vn_optim_set_lr(vn_optim *opt, double lr) { opt->lr = lr; }
+int vn_optim_set_lr(vn_optim *opt, double lr)
+{
+    if (!isfinite(lr) || lr < 0.0) return VN_ERR_INVALID;
+    opt->lr = lr;
+    return VN_OK;
+}
 
 int vn_optim_set_lr_add(vn_optim *opt, int i, double add)
 {
@@ -339,7 +344,12 @@ void vn_optim_set_momentum(vn_optim *opt, double momentum)
         opt->cfg.momentum = momentum;
 }
 double vn_optim_lr(const vn_optim *opt) { return opt->lr; }
-void vn_optim_set_weight_decay(vn_optim *opt, double wd) { opt->weight_decay = wd; }
+int vn_optim_set_weight_decay(vn_optim *opt, double wd)
+{
+    if (!isfinite(wd) || wd < 0.0) return VN_ERR_INVALID;
+    opt->weight_decay = wd;
+    return VN_OK;
+}
 double vn_optim_weight_decay(const vn_optim *opt) { return opt->weight_decay; }
 
 void vn_optim_lr_range(const vn_optim *opt, double *min_lr, double *max_lr)

@@ -101,8 +101,9 @@ void vn_optim_destroy(vn_optim *opt);
 
 const vn_optim_config *vn_optim_get_config(const vn_optim *opt);
 
-/* Base lr for the next steps; parameter i uses lr * lr_scale(i). */
-void vn_optim_set_lr(vn_optim *opt, double lr);
+/* Base lr for the next steps; parameter i uses lr * lr_scale(i). VN_ERR_INVALID (and the lr
+ * unchanged) for a negative or non-finite lr. */
+int vn_optim_set_lr(vn_optim *opt, double lr);
 double vn_optim_lr(const vn_optim *opt);
 /* Parameter i uses lr * lr_scale(i) + add from now on (0: none, the default; Ultralytics'
  * warmup of the biases' lr). VN_ERR_INVALID for a bad index or a non-finite add. */
@@ -114,8 +115,8 @@ void vn_optim_set_momentum(vn_optim *opt, double momentum);
  * engine sets the scheduled value only on groups whose weight decay is > 0, so a run created
  * with weight_decay 0 there ignores its weight-decay schedule; here the decay group always
  * takes the value set (a trainer matching that quirk skips the call when the configured
- * weight decay is 0). */
-void vn_optim_set_weight_decay(vn_optim *opt, double weight_decay);
+ * weight decay is 0). VN_ERR_INVALID (and the value unchanged) when negative or non-finite. */
+int vn_optim_set_weight_decay(vn_optim *opt, double weight_decay);
 double vn_optim_weight_decay(const vn_optim *opt);
 /* Smallest and largest per-parameter lr (what the official trainer logs as min_lr / lr). */
 void vn_optim_lr_range(const vn_optim *opt, double *min_lr, double *max_lr);

@@ -86,12 +86,13 @@ static int eval_batch(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int64_t
 int vn_detect_evaluate(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int imgsz, int batch,
                        const vn_nms_params *np, vn_det_metrics *out, vn_error *err)
 {
-    return vn_detect_evaluate_until(ctx, m, ds, imgsz, batch, np, out, NULL, err);
+    return vn_detect_evaluate_until(ctx, m, ds, imgsz, batch, np, 1.0, out, NULL, err);
 }
 
 int vn_detect_evaluate_until(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int imgsz,
-                             int batch, const vn_nms_params *np, vn_det_metrics *out,
-                             const volatile sig_atomic_t *stop, vn_error *err)
+                             int batch, const vn_nms_params *np, double max_bad,
+                             vn_det_metrics *out, const volatile sig_atomic_t *stop,
+                             vn_error *err)
 {
     memset(out, 0, sizeof *out);
     const vn_yolo_config *c = vn_yolo_get_config(m);
@@ -117,6 +118,13 @@ int vn_detect_evaluate_until(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, 
     if (rc == VN_OK && N > 0 && skipped == N)
         rc = vn_error_set(err, VN_ERR_FORMAT, "none of the %lld images could be read (see the "
                           "warnings above)", (long long)N);
+    /* Images the scan skipped (no usable label file) count as unreadable too. */
+    const int64_t all = N + vn_det_dataset_skipped_count(ds), bad = skipped + all - N;
+    if (rc == VN_OK && all > 0 && (double)bad > max_bad * (double)all)
+        rc = vn_error_set(err, VN_ERR_FORMAT, "%lld of %lld images could not be used (%.2f%%), "
+                          "more than data.max_bad_fraction %.2f%% (see the warnings above)",
+                          (long long)bad, (long long)all, 100.0 * (double)bad / (double)all,
+                          100.0 * max_bad);
     vn_yolo_set_training(m, true);
     vn_ctx_set_grad(ctx, grad);
     if (rc == VN_OK) rc = vn_det_metrics_compute(&st, out, err);

@@ -640,7 +640,8 @@ static int evaluate(drun *r, vn_det_metrics *mt, bool *best, bool stoppable, vn_
     vn_detect_nms_of(r->cfg, &np);
     int64_t bs = r->cfg->data.eval_batch_size > 0 ? r->cfg->data.eval_batch_size : r->B;
     vn_yolo *m = r->ema_model ? r->ema_model : r->model; /* Ultralytics validates the EMA */
-    int rc = vn_detect_evaluate_until(r->ctx, m, r->val, r->imgsz, (int)bs, &np, mt,
+    int rc = vn_detect_evaluate_until(r->ctx, m, r->val, r->imgsz, (int)bs, &np,
+                                      r->cfg->data.max_bad_fraction, mt,
                                       stoppable ? r->opt->stop : NULL, err);
     if (rc != VN_OK) return rc;
     fprintf(r->out, "eval after epoch %lld%s:\n", (long long)r->st.epoch + 1,

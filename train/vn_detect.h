@@ -113,10 +113,13 @@ int vn_detect_ckpt_load(const char *path, const vn_detect_ckpt *c, vn_error *err
 int vn_detect_evaluate(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int imgsz, int batch,
                        const vn_nms_params *np, vn_det_metrics *out, vn_error *err);
 /* The same, giving up with VN_ERR_INTERRUPTED (nothing in *out) when *stop becomes non-zero
- * between two batches (NULL: never). */
+ * between two batches (NULL: never), and with VN_ERR_FORMAT when more than max_bad (a
+ * fraction, data.max_bad_fraction) of the images, counting those the scan of ds skipped,
+ * could not be read (vn_detect_evaluate: 1, only when none could). */
 int vn_detect_evaluate_until(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int imgsz,
-                             int batch, const vn_nms_params *np, vn_det_metrics *out,
-                             const volatile sig_atomic_t *stop, vn_error *err);
+                             int batch, const vn_nms_params *np, double max_bad,
+                             vn_det_metrics *out, const volatile sig_atomic_t *stop,
+                             vn_error *err);
 /* The seed's table: a header, the row "all", then one row per class with labels. */
 void vn_det_metrics_print(FILE *f, const vn_det_metrics *m, const char *const *names);
 

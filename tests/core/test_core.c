@@ -161,6 +161,11 @@ START_TEST(test_api_misuse_refused)
 {
     /* Shapes whose element count overflows: NULL, and an error on the context. */
     ck_assert_ptr_null(vn_tensor_new4((1LL << 62) + 1, 1, 1, 4, false));
+    /* A negative dimension or a rank out of range: NULL, not an abort. */
+    ck_assert_ptr_null(vn_tensor_new4(2, -3, 1, 1, false));
+    ck_assert_ptr_null(vn_tensor_new(-1, (int64_t[]){1}, true));
+    ck_assert_ptr_null(vn_tensor_new(VN_MAX_DIMS + 1, (int64_t[VN_MAX_DIMS + 1]){0}, false));
+    ck_assert_ptr_null(vn_tensor_new(2, NULL, false));
     vn_ctx *c = vn_ctx_create(), *d = vn_ctx_create();
     ck_assert_ptr_null(vn_ctx_tensor4(c, 1LL << 20, 1LL << 20, 1LL << 20, 1LL << 20));
     ck_assert_int_eq(vn_ctx_status(c), VN_ERR_INVALID);

@@ -234,8 +234,15 @@ expect "an unreadable training image: named once" \
   --set train.epochs=1 >"$T/bi2.log" 2>&1
 expect "an unreadable training image over the fraction: stops (exit 1)" test $? -eq 1
 expect "an unreadable training image over the fraction: says so" contains "$T/bi2.log" "could not be used, more than data.max_bad_fraction"
-"$VANILLA" eval "$T/a/checkpoints/best.safetensors" --data "$T/badimg/data.yaml" >"$T/bi3.log" 2>&1
-expect "eval with an unreadable image: exit 0" test $? -eq 0
+"$VANILLA" eval "$T/a/checkpoints/best.safetensors" --data "$T/badimg/data.yaml" >"$T/bi4.log" 2>&1
+expect "eval with an unreadable image over the stored fraction (0.01): exit 1" test $? -eq 1
+expect "eval over the fraction: says so" contains "$T/bi4.log" "more than data.max_bad_fraction 1.00%"
+"$VANILLA" eval "$T/a/checkpoints/best.safetensors" --data "$T/badimg/data.yaml" \
+  --set train.epochs=3 >"$T/bi5.log" 2>&1
+expect "eval --set of another key: usage error" test $? -eq 2
+"$VANILLA" eval "$T/a/checkpoints/best.safetensors" --data "$T/badimg/data.yaml" \
+  --set data.max_bad_fraction=0.5 >"$T/bi3.log" 2>&1
+expect "eval with an unreadable image within --set data.max_bad_fraction: exit 0" test $? -eq 0
 expect "eval with an unreadable image: named and left out" contains "$T/bi3.log" "images/val/000001.png: not a PNG or JPEG image"
 nval=$(ls "$T/fmd/images/val" | wc -l)
 expect "eval with an unreadable image: $((nval - 1)) images counted" grep -qE "^ +all +$((nval - 1)) " "$T/bi3.log"

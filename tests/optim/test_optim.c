@@ -446,6 +446,16 @@ START_TEST(test_missing_grad_and_bad_params)
     ck_assert_int_eq(vn_optim_steps(opt), 0);
     ck_assert_int_eq(vn_optim_zero_grad(opt), VN_OK); /* allocates the buffer */
     ck_assert_int_eq(vn_optim_step(opt, &err), VN_OK);
+    /* A non-finite or negative lr or weight decay is refused and changes nothing. */
+    ck_assert_int_eq(vn_optim_set_lr(opt, 0.25), VN_OK);
+    ck_assert_int_eq(vn_optim_set_lr(opt, NAN), VN_ERR_INVALID);
+    ck_assert_int_eq(vn_optim_set_lr(opt, INFINITY), VN_ERR_INVALID);
+    ck_assert_int_eq(vn_optim_set_lr(opt, -1e-3), VN_ERR_INVALID);
+    ck_assert(vn_optim_lr(opt) == 0.25);
+    ck_assert_int_eq(vn_optim_set_weight_decay(opt, 0.05), VN_OK);
+    ck_assert_int_eq(vn_optim_set_weight_decay(opt, NAN), VN_ERR_INVALID);
+    ck_assert_int_eq(vn_optim_set_weight_decay(opt, -0.1), VN_ERR_INVALID);
+    ck_assert(vn_optim_weight_decay(opt) == 0.05);
     vn_optim_destroy(opt);
 
     /* Duplicate names, the same tensor twice, a missing name. */

@@ -18,12 +18,16 @@ bool vn_cli_is_detector(int argc, char **argv)
 static const char det_eval_help[] =
     "usage: vanilla eval DETECTOR.safetensors [--data DATA.yaml] [--split val|train]\n"
     "                    [--imgsz N] [--batch-size N] [--conf C] [--iou T]\n"
+    "                    [--set data.max_bad_fraction=F]\n"
     "\n"
     "Box precision, recall, mAP50 and mAP50-95 of a detector checkpoint or exported weights on\n"
     "a YOLO-format split (default: the val split of the checkpoint config's detect.data), as\n"
     "Ultralytics' validation: letterbox to imgsz, NMS conf 0.001 IoU 0.7 max 300, 101-point AP.\n"
     "A checkpoint holding EMA weights (detect.ema_decay > 0) is evaluated with them, as\n"
-    "Ultralytics validates its EMA; predict and export use them too.\n";
+    "Ultralytics validates its EMA; predict and export use them too.\n"
+    "Images that cannot be read (or whose label file is unusable) are named and left out;\n"
+    "more of them than data.max_bad_fraction (the checkpoint config's, default 0.01) is an\n"
+    "error.\n";
 
 /* The detector's stored config (for detect.data), or the defaults. */
 static void stored_config(const vn_detect_info *info, vn_config *cfg)
@@ -35,7 +39,7 @@ static void stored_config(const vn_detect_info *info, vn_config *cfg)
 }
 
 static int eval_run(const char *model_path, const char *data, const char *split, int imgsz,
-                    int batch, double conf, double iou)
+                    int batch, double conf, double iou, double max_bad)
 {
     vn_error err = {0};
     vn_detect_info info;
@@ -47,11 +51,14 @@ static int eval_run(const char *model_path, const char *data, const char *split,
     int rc = cfg && ctx ? vn_detect_open(model_path, &m, &info, &err) : vn_error_set(&err, VN_ERR_NOMEM, "out of memory");
     if (rc == VN_OK) {
         stored_config(&info, cfg);
+        if (max_bad >= 0) cfg->data.max_bad_fraction = max_bad;
         if (!data) data = cfg->detect.data;
         rc = data[0] ? vn_det_data_cfg_load(data, &dc, &err)
                      : vn_error_set(&err, VN_ERR_INVALID, "no dataset: give --data DATA.yaml");
     }
     const char *dir = strcmp(split, "train") == 0 ? dc.train : dc.val;
+    /* The scan's and the evaluation's unreadable images together are held to the stored
+     * config's data.max_bad_fraction (by vn_detect_evaluate_until). */
     if (rc == VN_OK) rc = dir ? vn_det_dataset_scan(dir, info.nc, 1.0, &ds, &err)
                               : vn_error_set(&err, VN_ERR_INVALID, "%s has no %s split", data, split);
     for (int64_t k = 0; rc == VN_OK && k < vn_det_dataset_skipped_count(ds); k++)
@@ -67,7 +74,8 @@ static int eval_run(const char *model_path, const char *data, const char *split,
                info.is_checkpoint ? "detector checkpoint" : "detector weights",
                info.deploy ? " (merged backbone)" : "", info.has_ema ? " (EMA weights)" : "", info.nc,
                sz, dir, (long long)vn_det_dataset_size(ds));
-        rc = vn_detect_evaluate(ctx, m, ds, sz, batch > 0 ? batch : 16, &np, &mt, &err);
+        rc = vn_detect_evaluate_until(ctx, m, ds, sz, batch > 0 ? batch : 16, &np,
+                                      cfg->data.max_bad_fraction, &mt, NULL, &err);
     }
     if (rc == VN_OK) vn_det_metrics_print(stdout, &mt, (const char *const *)info.names);
     else vn_cli_error("eval", "%s", err.msg);
@@ -85,7 +93,7 @@ int vn_cmd_detect_eval(int argc, char **argv)
 {
     const char *model = NULL, *data = NULL, *split = "val";
     int imgsz = 0, batch = 0;
-    double conf = -1, iou = -1;
+    double conf = -1, iou = -1, max_bad = -1;
     bool bad = false;
     for (int i = 1; i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
@@ -97,7 +105,14 @@ int vn_cmd_detect_eval(int argc, char **argv)
         else if (strcmp(argv[i], "--batch-size") == 0 && i + 1 < argc) batch = vn_cli_int("eval", "--batch-size", argv[++i], 1, 65536, &bad);
         else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) conf = vn_cli_real("eval", "--conf", argv[++i], 0, 1, &bad);
         else if (strcmp(argv[i], "--iou") == 0 && i + 1 < argc) iou = vn_cli_real("eval", "--iou", argv[++i], 0, 1, &bad);
-        else if (argv[i][0] == '-') {
+        else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+            const char *kv = argv[++i], *key = "data.max_bad_fraction=";
+            if (strncmp(kv, key, strlen(key)) != 0) {
+                vn_cli_error("eval", "--set %s: a detector's eval takes only data.max_bad_fraction", kv);
+                return VN_EXIT_USAGE;
+            }
+            max_bad = vn_cli_real("eval", "data.max_bad_fraction", kv + strlen(key), 0, 1, &bad);
+        } else if (argv[i][0] == '-') {
             vn_cli_error("eval", "unknown option %s for a detector (see the usage below)\n%s", argv[i],
                          det_eval_help);
             return VN_EXIT_USAGE;
@@ -108,7 +123,7 @@ int vn_cmd_detect_eval(int argc, char **argv)
         vn_cli_error("eval", "--imgsz %d: a positive multiple of 32", imgsz);
         return VN_EXIT_USAGE;
     }
-    return eval_run(model, data, split, imgsz, batch, conf, iou);
+    return eval_run(model, data, split, imgsz, batch, conf, iou, max_bad);
 }
 
 static const char det_predict_help[] =
