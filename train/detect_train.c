@@ -577,7 +577,7 @@ static void log_step(drun *r, int64_t m0, int64_t m1, double loss, const double 
                              vn_optim_last_grad_norm(r->optim),
                              dt > 0 ? (double)r->B * (double)(m1 - m0) / dt : 0, (double)(m1 - m0)};
     vn_metrics_log(r->metrics, VN_METRICS_STEP, r->st.epoch, r->st.step, step_cols, v, N_STEP_COLS, NULL);
-    r->ep_loss += loss;
+    r->ep_loss += vn_metrics_as_logged(loss); /* the logged value: a resume sums it again */
     r->ep_steps++;
     if (m1 / every != m0 / every || m1 == epoch_micro(r))
         fprintf(r->out, "epoch %lld/%lld step %lld/%lld  loss %.4f (box %.4f cls %.4f dfl %.4f)  "
@@ -711,8 +711,10 @@ static int train_epochs(drun *r, vn_train_result *res, vn_error *err)
     while (rc == VN_OK && !r->st.finished && r->st.epoch < cfg->train.epochs) {
         if (cfg->deep_training.update == VN_CONFIG_UPDATE_EPOCH)
             set_act(r, vn_act_learn_at(cfg, (double)r->st.epoch));
-        r->ep_loss = 0;
-        r->ep_steps = 0;
+        if (r->st.position == 0) { /* else resumed mid-epoch: open_outputs summed the steps */
+            r->ep_loss = 0;
+            r->ep_steps = 0;
+        }
         r->ep_t0 = vn_monotonic();
         rc = train_epoch(r, res, err);
         if (rc != VN_OK || res->outcome == VN_TRAIN_INTERRUPTED) return rc;
@@ -735,6 +737,10 @@ static int open_outputs(drun *r, vn_error *err)
     if (rc == VN_OK)
         rc = vn_metrics_open(r->dir, r->opt->resume && r->st.step > 0 ? r->st.step : -1, &mo,
                              &r->metrics, err);
+    /* A resume in the middle of an epoch takes its running train loss back from the step
+     * records kept (the epoch's row then has the straight run's mean). */
+    if (rc == VN_OK && r->opt->resume && r->st.position > 0)
+        rc = vn_metrics_sum_steps(r->dir, r->st.epoch, "loss", &r->ep_loss, &r->ep_steps);
     return rc;
 }
 

@@ -93,6 +93,9 @@ expect "update_freq 2, no ramp: every step takes 2 batches" test "$(grep -c '"ba
 "$VANILLA" "${UF[@]}" --set output.dir="$T/k" --resume auto >"$T/k2.log" 2>&1
 expect "update_freq 2: resume at position 8, step 2" contains "$T/k2.log" "position 8, step 2"
 expect "update_freq 2: resumed run equals the uninterrupted one" "$TOOL" same "$T/j/checkpoints/ckpt-s0000000012.safetensors" "$T/k/checkpoints/ckpt-s0000000012.safetensors"
+tl() { grep '"kind":"epoch"' "$1" | sed -n 's/.*"train_loss":\([^,]*\),.*/\1/p' | tr '\n' ' '; }
+expect "update_freq 2: resumed mid-epoch, the epochs' train_loss as uninterrupted ($(tl "$T/j/metrics.jsonl"))" \
+  test "$(tl "$T/k/metrics.jsonl")" = "$(tl "$T/j/metrics.jsonl")"
 
 # Ultralytics' accumulation ramp (the default): update_freq 4, batch 2, 2 warmup steps = 8
 # micro-batches ni; a step ends at ni when ni - (the last step's ni) >= accumulate(ni) =
