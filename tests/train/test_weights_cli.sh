@@ -168,6 +168,17 @@ expect "fine-tune with another stem: the stem by key" contains "$T/out" "'stem1.
 "$VANILLA" predict "$FX/sd_train.pth" "$FX/images/a/0.png" >"$T/out" 2>&1
 expect "predict a .pth: exit 1" [ $? -eq 1 ]
 expect "predict a .pth: hint" contains "$T/out" "is a PyTorch file (torch.save): convert it first with \`vanilla import"
+"$VANILLA" info "$FX/sd_train.pth" >"$T/out" 2>&1
+expect "info a .pth: exit 1" [ $? -eq 1 ]
+expect "info a .pth: hint" contains "$T/out" "is a PyTorch file (torch.save): convert it first with \`vanilla import"
+# An ONNX file where safetensors is expected: said so, not a YAML or header error alone.
+printf '\010\007\022\007vanilla' >"$T/m.onnx"
+for c in predict info; do
+  if [ $c = predict ]; then "$VANILLA" predict "$T/m.onnx" "$FX/images/a/0.png" >"$T/out" 2>&1
+  else "$VANILLA" info "$T/m.onnx" >"$T/out" 2>&1; fi
+  expect "$c an .onnx: exit 1" [ $? -eq 1 ]
+  expect "$c an .onnx: said to be an export" contains "$T/out" "an ONNX file is an export for other runtimes"
+done
 "$VANILLA" train "$T/ft.yaml" --set model.in_chans=3 --set model.init="$FX/ckpt.pth" --set output.dir="$T/run3" >"$T/out" 2>&1
 expect "model.init a .pth: exit 1" [ $? -eq 1 ]
 expect "model.init a .pth: hint" contains "$T/out" "model.init: $FX/ckpt.pth is a PyTorch file"

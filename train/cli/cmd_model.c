@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "train/cli/vn_cli.h"
 #include "io/vn_onnx.h"
@@ -56,9 +57,14 @@ static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn
     if (ec) return ec;
     vn_error err = {0};
     if (vn_open_model_cfg(path, ema, &cfg, m, info, &err) != VN_OK) {
+        size_t n = strlen(path);
         if (vn_pth_looks_like(path))
             vn_cli_error(cmd, "%s is a PyTorch file (torch.save): convert it first with `vanilla "
                          "import %s -o WEIGHTS.safetensors`", path, path);
+        else if (n > 5 && strcasecmp(path + n - 5, ".onnx") == 0)
+            vn_cli_error(cmd, "%s: an ONNX file is an export for other runtimes; vanilla reads "
+                         "safetensors checkpoints and weights (give the file it was exported "
+                         "from) (%s)", path, err.msg);
         else
             vn_cli_error(cmd, "%s", err.msg);
         return VN_EXIT_ERROR;
