@@ -324,6 +324,17 @@ expect "resume with a class renamed: exit 1" [ $? -eq 1 ]
 expect "resume with a class renamed: says so" contains "$T/sig3.log" "class 3 is 'c3' there and 'c3x' now"
 expect "resume after SIGTERM: continues at step $step" contains "$T/sig2.log" "step $step"
 
+# A SIGTERM that arrives while the process starts (here: already pending, blocked by the parent
+# across exec) stops the run cleanly after its first step: exit 3 and a checkpoint, not a kill.
+/usr/bin/python3 -c '
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+os.kill(os.getpid(), signal.SIGTERM)
+os.execv(sys.argv[1], sys.argv[1:])' "$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig_early" \
+  --set train.epochs=100000 --set train.max_steps=3 >"$T/sig_early.log" 2>&1
+expect "SIGTERM pending at start: exit 3" [ $? -eq 3 ]
+expect "SIGTERM pending at start: checkpoint of step 1" [ -f "$T/sig_early/checkpoints/ckpt-s0000000001.safetensors" ]
+
 # The logged history of a resumed run is the straight run's: the epoch's train loss counts the
 # steps before the resume too, and no epoch or evaluation record is listed twice.
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/hist_a" --set train.epochs=3 >/dev/null 2>&1

@@ -162,7 +162,20 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
+    /* A stop signal that comes while the process starts (vn_runtime_setup may exec again,
+     * which resets handlers but keeps the signal mask) waits, blocked, until the commands
+     * that stop cleanly (train, ablate) have their handler: then it stops the run after its
+     * first step with a checkpoint (exit 3) instead of killing it on the spot. */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &stop_sigs, NULL);
     vn_runtime_setup(argv); /* before any OpenMP or BLAS work; may exec again */
+    if (argc >= 2 && (strcmp(argv[1], "train") == 0 || strcmp(argv[1], "ablate") == 0))
+        vn_cli_install_signals();
+    sigprocmask(SIG_UNBLOCK, &stop_sigs, NULL);
     if (argc < 2 || vn_cli_is(argv[1], "-h", "--help") || strcmp(argv[1], "help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? VN_EXIT_USAGE : VN_EXIT_OK;
