@@ -1,6 +1,7 @@
 /* Evaluation: top-1, top-5 and mean cross-entropy over a loader epoch, in eval mode. */
 #include "train/vn_trainer.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,13 +60,17 @@ int vn_evaluate_until(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_resu
             int label = b.labels[i];
             if (label < 0) continue; /* an unreadable image's empty slot: not counted */
             n++;
-            /* Rank of the true class: how many logits beat it (ties count for the label). */
-            int above = 0;
+            /* Rank of the true class: how many classes come before it in a ranking by logit
+             * with ties to the lower index (argmax's, predict's pick) and a NaN first (as
+             * torch.topk): equal logits are not all right at once, and a NaN label logit is
+             * wrong. */
+            const float ly = row[label];
+            int above = isnan(ly) ? INT_MAX : 0;
             double mx = row[0];
-            for (int c = 0; c < nc; c++) {
-                if (row[c] > row[label]) above++;
+            for (int c = 0; c < nc && !isnan(ly); c++)
+                above += isnan(row[c]) || row[c] > ly || (row[c] == ly && c < label);
+            for (int c = 0; c < nc; c++)
                 if (row[c] > mx) mx = row[c];
-            }
             top1 += above == 0;
             top5 += above < 5;
             double se = 0;

@@ -324,6 +324,39 @@ expect "resume with a class renamed: exit 1" [ $? -eq 1 ]
 expect "resume with a class renamed: says so" contains "$T/sig3.log" "class 3 is 'c3' there and 'c3x' now"
 expect "resume after SIGTERM: continues at step $step" contains "$T/sig2.log" "step $step"
 
+# Tied and NaN logits are not right answers: a copy of a deploy file whose classifier is zero
+# (every logit 0) ranks ties to the lowest class, as argmax and predict pick, so top-1 is class
+# c0's share (8 of 32 images) and the loss ln 4; one whose classifier bias is NaN scores 0%.
+"$VANILLA" train "$T/base.yaml" --set output.dir="$T/lr0" --set train.max_steps=2 >/dev/null 2>&1
+"$VANILLA" export "$T/lr0/checkpoints/ckpt-s0000000002.safetensors" -o "$T/lr0.safetensors" --force >/dev/null 2>&1
+/usr/bin/python3 - "$T/lr0.safetensors" "$T/zero.safetensors" "$T/nan.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+h.pop('__metadata__', None)
+t = {k: np.frombuffer(b[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]],
+                      np.float32).reshape(v['shape']).copy() for k, v in h.items()}
+def save(path, d):
+    hdr, off, blobs = {}, 0, []
+    for k, a in d.items():
+        hdr[k] = {'dtype': 'F32', 'shape': list(a.shape), 'data_offsets': [off, off + a.nbytes]}
+        off += a.nbytes
+        blobs.append(a.tobytes())
+    j = json.dumps(hdr).encode()
+    open(path, 'wb').write(struct.pack('<Q', len(j)) + j + b''.join(blobs))
+cls = [k for k in t if k.startswith('cls.')]
+save(sys.argv[2], {k: np.zeros_like(a) if k in cls else a for k, a in t.items()})
+save(sys.argv[3], {k: np.full_like(a, np.nan) if k in cls and k.endswith('bias') else a
+                   for k, a in t.items()})
+PY
+"$VANILLA" eval "$T/zero.safetensors" --config "$T/base.yaml" --data "$T/data/val" >"$T/zero.log" 2>&1
+expect "all logits equal: top-1 25% (ties to the lowest class), not 100%" \
+  contains "$T/zero.log" "top-1 25.00%  top-5 100.00%  loss 1.3863"
+"$VANILLA" eval "$T/nan.safetensors" --config "$T/base.yaml" --data "$T/data/val" >"$T/nan.log" 2>&1
+expect "NaN logits: top-1 and top-5 0%" contains "$T/nan.log" "top-1 0.00%  top-5 0.00%  loss nan"
+
 # A SIGTERM that arrives while the process starts (here: already pending, blocked by the parent
 # across exec) stops the run cleanly after its first step: exit 3 and a checkpoint, not a kill.
 /usr/bin/python3 -c '
