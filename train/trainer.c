@@ -1017,6 +1017,23 @@ static int stop_in_eval(run *r, vn_train_result *res, vn_error *err)
     return VN_OK;
 }
 
+/* An evaluation that failed (unreadable validation images, out of memory): the epoch's
+ * steps are kept in a checkpoint as stop_in_eval writes it, so that the resume, once the
+ * cause is fixed, evaluates again instead of training the epoch again (the official script
+ * saves before it evaluates). Not with several ranks, where the failure may be one rank's. */
+static int keep_steps_of_failed_eval(run *r, vn_train_result *res, int rc, vn_error *err)
+{
+    if (r->dp || r->rank > 0) return rc;
+    vn_error e2 = {0};
+    add_elapsed(r);
+    if (save_checkpoint(r, false, res, &e2) != VN_OK) return rc;
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return vn_error_set(err, rc, "%s\nthe epoch's training is kept in %s: fix the cause and "
+                        "resume with --resume auto (the evaluation of epoch %lld runs again)",
+                        msg, res->last_ckpt, (long long)r->st.epoch);
+}
+
 /* End of an epoch: evaluate (reported under the epoch it follows), log the epoch row,
  * checkpoint. */
 static int end_epoch(run *r, vn_train_result *res, vn_error *err)
@@ -1027,6 +1044,7 @@ static int end_epoch(run *r, vn_train_result *res, vn_error *err)
     bool eval_now = r->val && vn_eval_due(cfg, ep_done, last);
     int rc = eval_now ? evaluate_all(r, res, &is_best, true, err) : VN_OK;
     if (rc == VN_ERR_INTERRUPTED) return stop_in_eval(r, res, err);
+    if (rc != VN_OK) return keep_steps_of_failed_eval(r, res, rc, err);
     r->st.position = 0;
     r->st.epoch = ep_done + 1;
     if (rc != VN_OK) return rc;

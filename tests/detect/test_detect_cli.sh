@@ -237,6 +237,20 @@ expect "an unreadable training image: named once" \
   --set train.epochs=1 >"$T/bi2.log" 2>&1
 expect "an unreadable training image over the fraction: stops (exit 1)" test $? -eq 1
 expect "an unreadable training image over the fraction: says so" contains "$T/bi2.log" "could not be used, more than data.max_bad_fraction"
+# An evaluation that fails (an unreadable validation image over the fraction) keeps the
+# epoch's steps in a checkpoint; the resume, with the image back, evaluates again.
+cp -r "$T/fmd" "$T/badval"
+sed -i "s#^path: .*#path: $T/badval#" "$T/badval/data.yaml"
+printf 'not an image' >"$T/badval/images/val/000001.png"
+"$VANILLA" train "$T/det.yaml" --set detect.data="$T/badval/data.yaml" --set output.dir="$T/bv" \
+  --set train.epochs=1 >"$T/bv1.log" 2>&1
+expect "a failed evaluation: exit 1" test $? -eq 1
+expect "a failed evaluation: the epoch's steps kept" contains "$T/bv1.log" "the epoch's training is kept in $T/bv/checkpoints/"
+cp "$T/fmd/images/val/000001.png" "$T/badval/images/val/000001.png"
+"$VANILLA" train "$T/det.yaml" --set detect.data="$T/badval/data.yaml" --set output.dir="$T/bv" \
+  --set train.epochs=1 --resume auto >"$T/bv2.log" 2>&1
+expect "a failed evaluation: the resume exits 0" test $? -eq 0
+expect "a failed evaluation: the resume evaluates first" test "$(grep -m1 -E "^(eval after|epoch)" "$T/bv2.log")" = "eval after epoch 1 (EMA weights):"
 "$VANILLA" eval "$T/a/checkpoints/best.safetensors" --data "$T/badimg/data.yaml" >"$T/bi4.log" 2>&1
 expect "eval with an unreadable image over the stored fraction (0.01): exit 1" test $? -eq 1
 expect "eval over the fraction: says so" contains "$T/bi4.log" "more than data.max_bad_fraction 1.00%"

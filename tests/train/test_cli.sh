@@ -357,6 +357,23 @@ expect "all logits equal: top-1 25% (ties to the lowest class), not 100%" \
 "$VANILLA" eval "$T/nan.safetensors" --config "$T/base.yaml" --data "$T/data/val" >"$T/nan.log" 2>&1
 expect "NaN logits: top-1 and top-5 0%" contains "$T/nan.log" "top-1 0.00%  top-5 0.00%  loss nan"
 
+# An evaluation that fails (here: an unreadable validation image, over max_bad_fraction)
+# keeps the epoch's steps in a checkpoint; once the image is back, the resume evaluates again
+# and ends with the straight run's tensors.
+cp -r "$T/data" "$T/dev"
+first=$(ls "$T/dev/val/c1" | head -1)
+head -c 50 "$T/data/val/c1/$first" >"$T/dev/val/c1/$first"
+"$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_ev" --set train.epochs=2 >"$T/ev1.log" 2>&1
+expect "failed evaluation: exit 1" [ $? -eq 1 ]
+expect "failed evaluation: the epoch's steps kept" contains "$T/ev1.log" "the epoch's training is kept in $T/r_ev/checkpoints/ckpt-s0000000024.safetensors"
+cp "$T/data/val/c1/$first" "$T/dev/val/c1/$first"
+"$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_ev" --set train.epochs=2 --resume auto >"$T/ev2.log" 2>&1
+expect "failed evaluation: the resume exits 0" [ $? -eq 0 ]
+expect "failed evaluation: the resume trains no step" contains "$T/ev2.log" "epoch 1, position 96, step 24"
+"$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_st" --set train.epochs=2 >/dev/null 2>&1
+expect "failed evaluation: resumed run equals the straight one" "$TOOL" same \
+  "$T/r_st/checkpoints/ckpt-s0000000024.safetensors" "$T/r_ev/checkpoints/ckpt-s0000000024.safetensors"
+
 # A SIGTERM that arrives while the process starts (here: already pending, blocked by the parent
 # across exec) stops the run cleanly after its first step: exit 3 and a checkpoint, not a kill.
 /usr/bin/python3 -c '
