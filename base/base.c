@@ -236,6 +236,52 @@ const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
     return buf;
 }
 
+/* The length of the well-formed UTF-8 sequence at s, 0 if there is none. */
+static int utf8_seq(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    int n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    for (int k = 1; k < n; k++)
+        if ((s[k] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))) return 0; /* overlong, surrogate */
+    if (n == 4 && ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))) return 0; /* overlong, > U+10FFFF */
+    return n;
+}
+
+bool vn_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = utf8_seq(p);
+        if (!n) return false;
+        p += n;
+    }
+    return true;
+}
+
+const char *vn_utf8_escape(const char *s, char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    if (!len) return buf;
+    while (*p && o + 1 < len) {
+        int n = utf8_seq(p);
+        if (n && o + (size_t)n < len) {
+            memcpy(buf + o, p, (size_t)n);
+            o += (size_t)n;
+            p += n;
+        } else if (!n && o + 4 < len) {
+            snprintf(buf + o, len - o, "\\x%02x", *p++);
+            o += 4;
+        } else {
+            break;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 int vn_utf8_columns(const char *s)
 {
     int cols = 0;

@@ -93,6 +93,12 @@ int64_t vn_shape_numel(int ndim, const int64_t *shape);
 bool vn_shape_numel_checked(int ndim, const int64_t *shape, int64_t *n);
 /* Screen columns of UTF-8 text, one per character (for padding tables of names). */
 int vn_utf8_columns(const char *s);
+/* Whether s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
+ * as JSON text and jansson need. */
+bool vn_utf8_valid(const char *s);
+/* s with every byte that is not part of well-formed UTF-8 written as \xNN, into buf (cut to
+ * len), for naming such a string in a message. Returns buf. */
+const char *vn_utf8_escape(const char *s, char *buf, size_t len);
 /* "[8, 56, 56, 512]" into buf; returns buf. */
 const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 

@@ -343,6 +343,13 @@ static int scan_classes(vn_dataset *ds, const listing *top, const char *const *c
                 return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
             continue;
         }
+        if (!vn_utf8_valid(e[i].name)) {
+            char esc[512];
+            return vn_error_set(err, VN_ERR_INVALID,
+                                "%s: class folder '%s' has a name that is not UTF-8 (checkpoints "
+                                "store class names as UTF-8 text): rename it", ds->root,
+                                vn_utf8_escape(e[i].name, esc, sizeof esc));
+        }
         int label = -1;
         if (n_class_names > 0) {
             for (int c = 0; c < n_class_names && label < 0; c++)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* NULL when out of memory (any jansson call failing). */
@@ -176,7 +177,12 @@ int vn__write_model_meta(vn_st_writer *w, const vn_vanillanet *m, const vn_confi
     char *classes = class_names ? classes_json(class_names, n_classes) : NULL;
     bool want_data = data && data->has_data;
     char *data_text = want_data ? data_json(data) : NULL;
-    int rc = !model || (class_names && !classes) || (want_data && !data_text)
+    int rc = VN_OK;
+    for (int c = 0; class_names && c < n_classes && rc == VN_OK; c++)
+        if (class_names[c] && !vn_utf8_valid(class_names[c])) /* JSON holds UTF-8 only */
+            rc = vn_error_set(err, VN_ERR_INVALID, "class name %d is not UTF-8 text", c);
+    if (rc == VN_OK)
+        rc = !model || (class_names && !classes) || (want_data && !data_text)
                  ? vn_error_set(err, VN_ERR_NOMEM, "out of memory describing the model")
                  : vn_st_set_meta(w, "format", "pt", err);
     if (rc == VN_OK) rc = vn_st_set_meta(w, "vanilla.model", model, err);
@@ -621,6 +627,34 @@ int vn__run_lock(const char *run_dir, int *fd_out, vn_error *err)
     }
     *fd_out = fd;
     return VN_OK;
+}
+
+void vn__run_folder_note(const char *run_dir, vn__run_made *made)
+{
+    char ck[4096];
+    snprintf(ck, sizeof ck, "%s/checkpoints", run_dir);
+    struct stat st;
+    made->dir = stat(run_dir, &st) != 0 && errno == ENOENT;
+    made->ckdir = stat(ck, &st) != 0 && errno == ENOENT;
+}
+
+void vn__run_folder_undo(const char *run_dir, const vn__run_made *made)
+{
+    char p[4096];
+    if (made->ckdir) {
+        snprintf(p, sizeof p, "%s/checkpoints", run_dir);
+        rmdir(p); /* fails, as it should, when something was written there */
+    }
+    if (made->dir) {
+        snprintf(p, sizeof p, "%s/.lock", run_dir);
+        DIR *d = opendir(run_dir);
+        int others = 0;
+        for (struct dirent *e; d && (e = readdir(d));)
+            others += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, ".lock");
+        if (d) closedir(d);
+        if (!others) unlink(p);
+    }
+    if (made->dir) rmdir(run_dir);
 }
 
 void vn__run_unlock(int fd)

@@ -71,6 +71,8 @@ typedef struct drun {
     int64_t ep_steps;
     bool at_limit;
     int lock_fd; /* the run folder's lock, -1 when not held */
+    vn__run_made made; /* the folders this start made */
+    bool trained;      /* the epochs were entered: the folders stay whatever happens */
     char **bad;   /* the messages of the unreadable training images met so far, one per file */
     int64_t n_bad;
 } drun;
@@ -780,6 +782,7 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
     int rc = r->imgsz % 32 ? vn_error_set(err, VN_ERR_INVALID, "detect.imgsz %d is not a multiple "
                                           "of 32", r->imgsz) : VN_OK;
+    if (rc == VN_OK) vn__run_folder_note(r->dir, &r->made);
     if (rc == VN_OK) rc = vn_mkdirs(ckdir, err);
     if (rc == VN_OK) rc = vn__run_lock(r->dir, &r->lock_fd, err);
     if (rc == VN_OK) rc = vn_ckpt_dir_prepare(ckdir, err);
@@ -802,6 +805,7 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
                 (long long)cfg->optim.update_freq,
                 (long long)(r->val ? vn_det_dataset_size(r->val) : 0));
         res->already_finished = r->st.finished;
+        r->trained = true;
         rc = train_epochs(r, res, err);
     }
     add_elapsed(r);
@@ -813,6 +817,8 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
     res->state.best_model_top1 = -1;
     for (int e = 0; e < VN_TRAIN_MAX_EMAS; e++) res->state.best_ema_top1[e] = -1;
     res->seconds = vn_monotonic() - session0;
+    bool undo = rc != VN_OK && !r->trained;
     drun_free(r);
+    if (undo) vn__run_folder_undo(cfg->output.dir, &r->made);
     return rc;
 }

@@ -50,6 +50,15 @@ int vn__model_key_pick(const char *path, const char *key, bool is_checkpoint, in
  * message), held until vn__run_unlock (or the process ends). VN_ERR_STATE naming the other
  * process when it is taken. */
 int vn__run_lock(const char *run_dir, int *fd, vn_error *err);
+/* A start that fails before training leaves no empty folders behind: vn__run_folder_note,
+ * before the folders are made, records which of the run folder and its checkpoints/ do not
+ * exist yet; vn__run_folder_undo, after the lock is released, removes those of them that are
+ * still empty (the run folder's .lock aside). */
+typedef struct vn__run_made {
+    bool dir, ckdir;
+} vn__run_made;
+void vn__run_folder_note(const char *run_dir, vn__run_made *made);
+void vn__run_folder_undo(const char *run_dir, const vn__run_made *made);
 void vn__run_unlock(int fd);
 
 /* A new run (no --resume) must not go into a folder that holds one: VN_ERR_INVALID saying

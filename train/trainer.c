@@ -26,6 +26,8 @@ typedef struct run {
     FILE *out;
     char dir[1024];
     int lock_fd; /* the run folder's lock (rank 0), -1 when not held */
+    vn__run_made made; /* the folders this start made (rank 0) */
+    bool trained;      /* the epochs were entered: the folders stay whatever happens */
     char resumed_from[4096]; /* the checkpoint resume loaded ("" when none) */
     vn_loader *train, *val;
     vn_vanillanet *model;
@@ -1123,6 +1125,7 @@ static int train_detector(const vn_config *cfg, const vn_train_options *opt, vn_
 /* Rank 0: the checkpoints folder made, the run folder locked, killed writers' files removed. */
 static int prepare_folder(run *r, vn_error *err)
 {
+    vn__run_folder_note(r->dir, &r->made);
     char ckdir[4096];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", r->dir);
     int rc = vn_mkdirs(ckdir, err);
@@ -1196,6 +1199,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
             fprintf(r->out, "device: %s:%d (train.tf32 %s, train.deterministic %s)\n",
                     vn_device_name(r->device), r->device_index, cfg->train.tf32 ? "true" : "false",
                     cfg->train.deterministic ? "true" : "false");
+        r->trained = true;
         rc = train_epochs(r, res, err);
         if (r->dp && r->dp_steps > 0)
             fprintf(r->out, "\ndata-parallel: %lld steps, %.3f s of %.3f s waiting on the gradient "
@@ -1207,6 +1211,8 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     res->state = r->st;
     res->seconds = vn_monotonic() - session0;
     if (r->train) res->data_wait = vn_loader_wait_seconds(r->train);
+    bool undo = rc != VN_OK && !r->trained && r->rank == 0;
     run_free(r);
+    if (undo) vn__run_folder_undo(cfg->output.dir, &r->made);
     return rc;
 }

@@ -361,6 +361,26 @@ END_TEST
 
 /* The op profile counts each op's calls per direction while enabled, nothing while disabled,
  * and reports the ops it saw. */
+/* UTF-8: well-formed text passes; stray, overlong, surrogate and out-of-range bytes do not,
+ * and the escape names them as \xNN while keeping the good characters. */
+START_TEST(test_utf8)
+{
+    ck_assert(vn_utf8_valid(""));
+    ck_assert(vn_utf8_valid("chat_\xc3\xa9t\xc3\xa9 \xe7\x8c\xab \xf0\x9f\x90\x88"));
+    ck_assert(!vn_utf8_valid("caf\xe9"));             /* Latin-1 */
+    ck_assert(!vn_utf8_valid("\xc0\xaf"));            /* overlong '/' */
+    ck_assert(!vn_utf8_valid("\xe0\x80\xaf"));        /* overlong, 3 bytes */
+    ck_assert(!vn_utf8_valid("\xed\xa0\x80"));        /* a surrogate */
+    ck_assert(!vn_utf8_valid("\xf4\x90\x80\x80"));    /* past U+10FFFF */
+    ck_assert(!vn_utf8_valid("\xe7\x8c"));            /* cut short */
+    ck_assert(!vn_utf8_valid("\x80"));
+    char buf[32];
+    ck_assert_str_eq(vn_utf8_escape("caf\xe9-\xc3\xa9", buf, sizeof buf), "caf\\xe9-\xc3\xa9");
+    ck_assert_str_eq(vn_utf8_escape("\xff\xff\xff", buf, 9), "\\xff\\xff"); /* cut, whole */
+    ck_assert_int_eq(vn_utf8_columns("\xc3\xa9t\xc3\xa9"), 3);
+}
+END_TEST
+
 START_TEST(test_profile_counts)
 {
     vn_ctx *ctx = vn_ctx_create();
@@ -423,6 +443,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_rng_streams);
     tcase_add_test(tc, test_layout_conversion);
     tcase_add_test(tc, test_profile_counts);
+    tcase_add_test(tc, test_utf8);
     suite_add_tcase(s, tc);
     return s;
 }

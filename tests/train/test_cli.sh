@@ -374,6 +374,18 @@ expect "failed evaluation: the resume trains no step" contains "$T/ev2.log" "epo
 expect "failed evaluation: resumed run equals the straight one" "$TOOL" same \
   "$T/r_st/checkpoints/ckpt-s0000000024.safetensors" "$T/r_ev/checkpoints/ckpt-s0000000024.safetensors"
 
+# A class folder whose name is not UTF-8 (a Latin-1 archive): refused by name, escaped, at
+# the start (data check and train), and the refused start leaves no empty run folder behind.
+cp -r "$T/data" "$T/dlat"
+mv "$T/dlat/train/c0" "$T/dlat/train/caf$(printf '\351')"
+"$VANILLA" data check "$T/dlat/train" >"$T/lat.log" 2>&1
+expect "non-UTF-8 class folder: data check exit 1" [ $? -eq 1 ]
+expect "non-UTF-8 class folder: data check names it" contains "$T/lat.log" "class folder 'caf\\xe9' has a name that is not UTF-8"
+"$VANILLA" train "$T/base.yaml" --set data.root="$T/dlat" --set output.dir="$T/r_lat" >"$T/lat2.log" 2>&1
+expect "non-UTF-8 class folder: train exit 1" [ $? -eq 1 ]
+expect "non-UTF-8 class folder: train names it" contains "$T/lat2.log" "class folder 'caf\\xe9' has a name that is not UTF-8"
+expect "a refused start leaves no run folder" [ ! -e "$T/r_lat" ]
+
 # A SIGTERM that arrives while the process starts (here: already pending, blocked by the parent
 # across exec) stops the run cleanly after its first step: exit 3 and a checkpoint, not a kill.
 /usr/bin/python3 -c '
