@@ -214,10 +214,10 @@ int vn__plain_info(const vn_st_file *f, const char *path, const vn_config *cfg, 
         snprintf(num, sizeof num, "%d", i);
         if (!(info->class_names[i] = strdup(num))) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
     }
+    /* The preprocessing of the config, data.eval_mode's geometry included, as import and
+     * export store it for the same --config / --set: one file gives the same logits whichever
+     * way it arrived. */
     vn__data_from_config(cfg, info);
-    /* Plain files have always been evaluated with the timm resize + center crop, whatever
-     * data.eval_mode says (unlike checkpoints); kept as it was. */
-    info->eval_resize = VN_EVAL_RESIZE_CROP;
     return VN_OK;
 }
 

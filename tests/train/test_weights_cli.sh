@@ -98,6 +98,18 @@ expect "eval plain + config: exit 0" [ $? -eq 0 ]
 expect "eval plain: logits equal PyTorch's (1e-5 abs)" "$TOOL" compare "$T/eval_logits.safetensors" \
   "$FX/expected_eval.safetensors" logits 1e-5
 
+# A plain state_dict is evaluated with the whole preprocessing of --config / --set, the
+# geometry of data.eval_mode included (at 400 the official mode warps to a square, no crop):
+# the same logits as the file imported with the same options.
+S400=(--set data.input_size=400 --set data.crop_pct=0.875)
+"$VANILLA" import "$FX/sd_train.pth" -o "$T/i400.safetensors" --config "$FX/config.yaml" "${S400[@]}" >"$T/out" 2>&1
+"$VANILLA" eval "$T/i400.safetensors" --data "$FX/images" --save-logits "$T/i400_logits.safetensors" >"$T/out" 2>&1
+"$VANILLA" eval "$FX/plain_train.safetensors" --config "$FX/config.yaml" "${S400[@]}" --data "$FX/images" \
+  --save-logits "$T/p400_logits.safetensors" >"$T/out" 2>&1
+expect "plain at 400: exit 0" [ $? -eq 0 ]
+expect "plain at 400: the imported file's logits (eval_mode honoured)" "$TOOL" compare \
+  "$T/i400_logits.safetensors" "$T/p400_logits.safetensors" logits 0
+
 # The same state_dict saved in F16, BF16 or F64 (save_file(model.half().state_dict()), ...)
 # is read as float32: its logits are exactly those of an F32 file holding the same values
 # (each rounded through the dtype here, in Python). Without num_batches_tracked it loads too,
