@@ -107,6 +107,11 @@ static int meta_json(const vn_ckpt_info *info, int size, int channels, char **ou
     ok = ok && json_object_set_new(o, "interpolation", json_string(info->interpolation == VN_INTERP_BICUBIC
                                                                        ? "bicubic" : "bilinear")) == 0;
     ok = ok && json_object_set_new(o, "crop_pct", json_real(info->crop_pct)) == 0;
+    /* the geometry (as the safetensors' vanilla.data): crop = shorter side to
+     * input_size / crop_pct, then the centre crop; square = warped to input_size x
+     * input_size; none = the image as it is (input_size x input_size already) */
+    ok = ok && json_object_set_new(o, "resize", json_string(vn_eval_resize_name(
+                                                    (vn_eval_resize)info->eval_resize))) == 0;
     ok = ok && json_object_set_new(o, "mean", json_incref(mean)) == 0;
     ok = ok && json_object_set_new(o, "std", json_incref(std)) == 0;
     *out = ok ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;

@@ -180,7 +180,10 @@ def check(vanilla, tmp, tag, sd, config_args, size, channels, mean, std, n_image
     assert model.opset_import[0].version >= 13
     meta = {p.key: p.value for p in model.metadata_props}
     assert len(json.loads(meta["vanilla.classes"])) == classes
-    assert json.loads(meta["vanilla.preprocessing"])["input_size"] == size
+    pre = json.loads(meta["vanilla.preprocessing"])
+    assert pre["input_size"] == size
+    # the official eval geometry: the image as it is up to 32, a square warp from 384
+    assert pre["resize"] == ("none" if size <= 32 else "square" if size >= 384 else "crop"), pre
     rng = np.random.default_rng(7)
     paths, xs = [], []
     for i in range(n_images):
