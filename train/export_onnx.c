@@ -39,7 +39,9 @@ static int add_act(vn_onnx *g, const char *prefix, const vn_series_act *a, vn_er
     return rc;
 }
 
-static int add_pool(vn_onnx *g, int i, const vn_vanilla_block *b, int *h, int *w, vn_error *err)
+/* *fixed: the map no longer depends on the input size (an earlier AdaptiveMaxPool2d set it). */
+static int add_pool(vn_onnx *g, int i, const vn_vanilla_block *b, int *h, int *w, bool *fixed,
+                    vn_error *err)
 {
     char name[64];
     snprintf(name, sizeof name, "stages.%d.pool", i);
@@ -48,11 +50,18 @@ static int add_pool(vn_onnx *g, int i, const vn_vanilla_block *b, int *h, int *w
         *h /= b->stride, *w /= b->stride;
         return vn_onnx_maxpool(g, name, b->stride, b->stride, err);
     }
+    if ((*h != *w || *h % b->ada_pool != 0) && *fixed)
+        return vn_error_set(err, VN_ERR_UNSUPPORTED, "stages.%d: AdaptiveMaxPool2d(%d) of a %dx%d map "
+                            "has windows of different sizes, which no single ONNX MaxPool expresses, "
+                            "and that map is %dx%d at every input size (an earlier stage's "
+                            "AdaptiveMaxPool2d sets it): this model has no ONNX form here; use its "
+                            "safetensors (vanilla predict, or PyTorch)", i, b->ada_pool, *h, *w, *h, *w);
     if (*h != *w || *h % b->ada_pool != 0)
         return vn_error_set(err, VN_ERR_UNSUPPORTED, "stages.%d: AdaptiveMaxPool2d(%d) of a %dx%d map "
                             "has windows of different sizes, which no single ONNX MaxPool expresses; "
                             "export at an input size where the map is a multiple of %d", i,
                             b->ada_pool, *h, *w, b->ada_pool);
+    *fixed = true;
     int k = *h / b->ada_pool;
     *h = *w = b->ada_pool;
     return vn_onnx_maxpool(g, name, k, k, err);
@@ -67,11 +76,12 @@ int vn__onnx_vanillanet_features(vn_onnx *g, const vn_vanillanet *m, int size, c
     if (rc == VN_OK) rc = add_act(g, "stem.1", &m->stem_act, err);
     if (rc == VN_OK && feats) feats[0] = vn_onnx_last(g);
     char name[64];
+    bool fixed = false;
     for (int i = 0; rc == VN_OK && i < m->cfg.n_stages; i++) {
         const vn_vanilla_block *b = &m->stages[i];
         snprintf(name, sizeof name, "stages.%d.conv", i);
         rc = add_conv(g, name, b->conv.weight, b->conv.bias, 1, 0, 1, err);
-        if (rc == VN_OK) rc = add_pool(g, i, b, &h, &w, err);
+        if (rc == VN_OK) rc = add_pool(g, i, b, &h, &w, &fixed, err);
         snprintf(name, sizeof name, "stages.%d.act", i);
         if (rc == VN_OK) rc = add_act(g, name, &b->act, err);
         if (rc == VN_OK && (h < 1 || w < 1))

@@ -233,6 +233,21 @@ def main():
         refused = r.returncode == 1 and "AdaptiveMaxPool2d(4) of a 9x9 map" in r.stderr
         print(f"ada_pool at 26 (9x9 map, 4 outputs): {'refused' if refused else 'NOT refused'}")
         ok &= refused
+        # A later ada_pool stage whose map an earlier one fixed (at 23: 8x8 -> 4x4, and 4x4 at
+        # every input size, into AdaptiveMaxPool2d(3)): refused as having no ONNX form, not
+        # sent to another input size.
+        sd = deploy_weights([8, 16, 16, 24], [2, 1, 2], 3, 5, 1, seed=5)
+        fixed = ["--set", "model.name=custom", "--set", "model.dims=[8,16,16,24]", "--set",
+                 "model.strides=[2,1,2]", "--set", "model.ada_pool=[4,0,3]", "--set", "model.act_num=1",
+                 "--set", "data.crop_pct=1.0", "--set", "data.input_size=23"]
+        save(os.path.join(tmp, "fixed.safetensors"), sd)
+        r = subprocess.run([vanilla, "export", os.path.join(tmp, "fixed.safetensors"), "--format",
+                            "onnx", "-o", os.path.join(tmp, "fixed.onnx")] + fixed,
+                           capture_output=True, text=True)
+        refused = r.returncode == 1 and "is 4x4 at every input size" in r.stderr and \
+            "this model has no ONNX form" in r.stderr
+        print(f"ada_pool after a fixed map: {'refused as impossible' if refused else 'NOT: ' + r.stderr}")
+        ok &= refused
     sys.exit(0 if ok else 1)
 
 
