@@ -63,8 +63,18 @@ static int merge_and_check(vn_vanillanet *m, const vn_ckpt_info *info, bool forc
         vn_vanillanet_set_training(m, false);
         rc = logits_of(ctx, m, x, &ref, &n, err);
     }
+    /* NaN compares as no difference: a network with non-finite weights would pass the check */
+    for (int64_t i = 0; rc == VN_OK && i < n; i++)
+        if (!isfinite(ref[i]))
+            rc = vn_error_set(err, VN_ERR_NUMERIC, "the network's logits on the check batch are "
+                              "not finite (%g): its weights hold NaN or infinity; nothing exported",
+                              (double)ref[i]);
     if (rc == VN_OK) rc = vn_vanillanet_switch_to_deploy(m, force, err);
     if (rc == VN_OK) rc = logits_of(ctx, m, x, &got, &n2, err);
+    for (int64_t i = 0; rc == VN_OK && i < n; i++)
+        if (!isfinite(got[i]))
+            rc = vn_error_set(err, VN_ERR_NUMERIC, "the merged network's logits on the check batch "
+                              "are not finite (%g); nothing exported", (double)got[i]);
     for (int64_t i = 0; rc == VN_OK && i < n; i++) {
         res->max_diff = fmax(res->max_diff, fabs((double)got[i] - ref[i]));
         res->max_ref = fmax(res->max_ref, fabs((double)ref[i]));

@@ -98,6 +98,22 @@ expect "eval plain + config: exit 0" [ $? -eq 0 ]
 expect "eval plain: logits equal PyTorch's (1e-5 abs)" "$TOOL" compare "$T/eval_logits.safetensors" \
   "$FX/expected_eval.safetensors" logits 1e-5
 
+# Weights holding a NaN are not exported (the merge check compared NaN as no difference).
+python3 - "$FX/plain_train.safetensors" "$T/nan_train.safetensors" <<'PY'
+import json, struct, sys
+src, dst = sys.argv[1:]
+b = bytearray(open(src, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+o = 8 + n + h['cls2.0.bias']['data_offsets'][0]
+b[o:o + 4] = struct.pack('<f', float('nan'))
+open(dst, 'wb').write(b)
+PY
+"$VANILLA" export "$T/nan_train.safetensors" -o "$T/nan_dep.safetensors" --config "$FX/config.yaml" >"$T/out" 2>&1
+expect "export of NaN weights: exit 1" [ $? -eq 1 ]
+expect "export of NaN weights: says so" contains "$T/out" "its weights hold NaN or infinity; nothing exported"
+expect "export of NaN weights: nothing written" [ ! -e "$T/nan_dep.safetensors" ]
+
 # A plain state_dict is evaluated with the whole preprocessing of --config / --set, the
 # geometry of data.eval_mode included (at 400 the official mode warps to a square, no crop):
 # the same logits as the file imported with the same options.
