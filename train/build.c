@@ -17,18 +17,25 @@ int vn_build_model_config(const vn_config *cfg, int n_classes, vn_vanillanet_con
         int rc = vn_vanillanet_variant(name ? name : "?", out, err);
         if (rc != VN_OK) return rc;
     }
+    const bool named = mc->name != VN_CONFIG_MODEL_CUSTOM;
     if (mc->dims.n || mc->strides.n) {
-        if (mc->dims.n != mc->strides.n + 1)
-            return vn_error_set(err, VN_ERR_INVALID, "model.dims has %d entries and model.strides "
-                                "%d: dims needs one more (the stem width first)", mc->dims.n,
-                                mc->strides.n);
-        if (mc->strides.n > VN_MAX_STAGES)
+        /* For a released variant, the one not given is the variant's. */
+        int nd = mc->dims.n ? mc->dims.n : named ? out->n_stages + 1 : 0;
+        int ns = mc->strides.n ? mc->strides.n : named ? out->n_stages : 0;
+        if (nd != ns + 1)
+            return vn_error_set(err, VN_ERR_INVALID, "model.dims has %d entries%s and model.strides "
+                                "%d%s: dims needs one more (the stem width first)", nd,
+                                mc->dims.n ? "" : " (the variant's)", ns,
+                                mc->strides.n ? "" : " (the variant's)");
+        if (ns > VN_MAX_STAGES)
             return vn_error_set(err, VN_ERR_INVALID, "model.strides: at most %d stages", VN_MAX_STAGES);
-        out->n_stages = mc->strides.n;
+        out->n_stages = ns;
         for (int i = 0; i < mc->dims.n; i++) out->dims[i] = (int)mc->dims.v[i];
         for (int i = 0; i < mc->strides.n; i++) out->strides[i] = (int)mc->strides.v[i];
-        out->ada_pool_enabled = false;
-        memset(out->ada_pool, 0, sizeof out->ada_pool);
+        if (mc->strides.n) { /* the variant's adaptive pools go with its strides */
+            out->ada_pool_enabled = false;
+            memset(out->ada_pool, 0, sizeof out->ada_pool);
+        }
     } else if (mc->name == VN_CONFIG_MODEL_CUSTOM) {
         return vn_error_set(err, VN_ERR_INVALID, "model.name is custom: set model.dims and "
                             "model.strides");

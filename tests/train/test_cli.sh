@@ -513,6 +513,15 @@ expect "data check: a dangling link is reported, not dropped" contains "$T/check
 rm "$T/data/val/c2/dangling.png"
 "$VANILLA" info "$T/base.yaml" >"$T/info" 2>&1
 expect "info: exit 0" [ $? -eq 0 ]
+# A released variant with only its widths changed keeps its strides (vanillanet_5: 2, 2, 2);
+# a count that does not fit the variant's is named as the variant's.
+"$VANILLA" info --set model.dims=[16,24,32,40] --set model.num_classes=10 --set data.input_size=64 >"$T/out" 2>&1
+expect "variant with dims only: exit 0" [ $? -eq 0 ]
+expect "variant with dims only: the variant's third pooling stage" grep -qE "stages\.2\.pool +maxpool 2 " "$T/out"
+"$VANILLA" info --set model.dims=[16,24,32] --set model.num_classes=10 >"$T/out" 2>&1
+expect "variant with too few dims: exit 1" [ $? -eq 1 ]
+expect "variant with too few dims: strides named as the variant's" contains "$T/out" "model.strides 3 (the variant's)"
+
 # model.ada_pool 0 on a pooling stage is the plain MaxPool2d(stride), as the official Block.
 "$VANILLA" info --set model.name=custom --set "model.dims=[8,16,24,32]" --set "model.strides=[2,2,1]" \
   --set "model.ada_pool=[3,0,0]" --set model.num_classes=10 --set data.input_size=28 >"$T/out" 2>&1
