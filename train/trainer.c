@@ -899,6 +899,42 @@ static void print_dp(run *r)
                 r->rank_devices, vn__dp_path(r->dp));
 }
 
+/* The run's shape, once at the start: what a user checks first (the official script prints
+ * the same), and a warning when deep training cannot finish within the run. */
+static void print_start(run *r, const vn_train_result *res)
+{
+    const vn_config *cfg = r->cfg;
+    const int64_t B = cfg->train.batch_size, uf = cfg->optim.update_freq, E = cfg->train.epochs;
+    char split[4096];
+    fprintf(r->out, "data:  %lld training images in %d classes (%s)",
+            (long long)vn_loader_num_samples(r->train), r->n_classes,
+            vn_split_path(cfg, true, split, sizeof split));
+    if (r->val) fprintf(r->out, ", %lld validation images", (long long)vn_loader_num_samples(r->val));
+    fprintf(r->out, "\nsteps: %lld per epoch of %lld images (batch %lld x update_freq %lld",
+            (long long)r->niter_per_ep, (long long)(B * uf * r->ranks), (long long)B, (long long)uf);
+    if (r->ranks > 1) fprintf(r->out, " x %d ranks", r->ranks);
+    bool mixing = cfg->data.mixup > 0 || cfg->data.cutmix > 0;
+    fprintf(r->out, "), %lld epochs\nmodel: ", (long long)E);
+    if (res->params >= 1000000) fprintf(r->out, "%.2fM parameters", (double)res->params / 1e6);
+    else fprintf(r->out, "%lld parameters", (long long)res->params);
+    fprintf(r->out, "; loss %s", vn_train_loss_name(cfg, mixing));
+    if (mixing) fprintf(r->out, " (mixup %g, cutmix %g)", cfg->data.mixup, cfg->data.cutmix);
+    if (cfg->loss.smoothing > 0) fprintf(r->out, ", smoothing %g", cfg->loss.smoothing);
+    if (cfg->deep_training.decay_epochs > 0)
+        fprintf(r->out, "; act_learn 0 -> 1 over %lld epochs", (long long)cfg->deep_training.decay_epochs);
+    fprintf(r->out, "\n");
+    /* act_learn at the last step of the run */
+    double last = cfg->deep_training.update == VN_CONFIG_UPDATE_ITERATION && r->niter_per_ep > 0
+                      ? (double)E - 1.0 / (double)r->niter_per_ep
+                      : (double)(E - 1);
+    double act_end = vn_act_learn_at(cfg, last);
+    if (act_end < 1.0)
+        vn_log(VN_LOG_WARN, "deep_training.decay_epochs %lld with train.epochs %lld: act_learn "
+               "ends at %.3f < 1, so the trained network cannot be merged into the deploy form "
+               "exactly (export refuses it without --force); lower decay_epochs below epochs or "
+               "train longer", (long long)cfg->deep_training.decay_epochs, (long long)E, act_end);
+}
+
 /* config.yaml, the metrics files and the progress display of the run folder. */
 static int open_outputs(run *r, vn_error *err)
 {
@@ -1194,6 +1230,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         res->already_finished = r->st.finished;
         if (r->st.finished) /* nothing written this session: the run's last checkpoint */
             snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", r->resumed_from);
+        if (r->rank == 0 && !r->st.finished) print_start(r, res);
         if (r->dp) print_dp(r);
         if (r->device != VN_DEVICE_CPU)
             fprintf(r->out, "device: %s:%d (train.tf32 %s, train.deterministic %s)\n",

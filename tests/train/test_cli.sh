@@ -365,6 +365,11 @@ first=$(ls "$T/dev/val/c1" | head -1)
 head -c 50 "$T/data/val/c1/$first" >"$T/dev/val/c1/$first"
 "$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_ev" --set train.epochs=2 >"$T/ev1.log" 2>&1
 expect "failed evaluation: exit 1" [ $? -eq 1 ]
+expect "start summary: the data" contains "$T/ev1.log" "data:  96 training images in 4 classes ($T/dev/train), 32 validation images"
+expect "start summary: the steps" contains "$T/ev1.log" "steps: 12 per epoch of 8 images (batch 8 x update_freq 1), 2 epochs"
+expect "start summary: the loss" contains "$T/ev1.log" "; loss ce, smoothing 0.1; act_learn 0 -> 1 over 2 epochs"
+expect "decay_epochs 2 with 2 epochs (act_learn per iteration): warned" contains "$T/ev1.log" \
+  "deep_training.decay_epochs 2 with train.epochs 2: act_learn ends at 0.958 < 1"
 expect "failed evaluation: the epoch's steps kept" contains "$T/ev1.log" "the epoch's training is kept in $T/r_ev/checkpoints/ckpt-s0000000024.safetensors"
 cp "$T/data/val/c1/$first" "$T/dev/val/c1/$first"
 "$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_ev" --set train.epochs=2 --resume auto >"$T/ev2.log" 2>&1

@@ -140,8 +140,8 @@ static void print_result(const vn_config *cfg, const vn_train_result *res)
                    (long long)res->state.best_ema_epoch[e], e, e);
     printf("time:  %.1f s this session (%.1f s waiting for data), %.1f s in total\n", res->seconds,
            res->data_wait, res->state.elapsed);
-    printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv, tb/)\n", cfg->output.dir,
-           res->last_ckpt[0] ? res->last_ckpt : "-");
+    printf("run:   %s  (checkpoint %s, metrics.jsonl, epochs.csv%s)\n", cfg->output.dir,
+           res->last_ckpt[0] ? res->last_ckpt : "-", cfg->output.tensorboard ? ", tb/" : "");
     fputs("see:   vanilla report ", stdout);
     put_shell_word(stdout, cfg->output.dir);
     fputs(" -o report.html\n", stdout);
