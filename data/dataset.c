@@ -415,8 +415,13 @@ int vn_dataset_scan(const char *root, const char *const *class_names, int n_clas
         goto fail;
     }
     for (int c = 0; c < ds->n_classes; c++)
-        if (ds->class_counts[c] == 0)
-            vn_log(VN_LOG_WARN, "%s: class '%s' has no images", ds->root, ds->classes[c]);
+        if (ds->class_counts[c] == 0) {
+            char p[4096];
+            struct stat cs;
+            snprintf(p, sizeof p, "%s/%s", ds->root, ds->classes[c]);
+            vn_log(VN_LOG_WARN, "%s: class '%s' has no images%s", ds->root, ds->classes[c],
+                   stat(p, &cs) != 0 ? " (no folder of that name here)" : "");
+        }
     listing_free(&top);
     *out = ds;
     return VN_OK;

@@ -391,6 +391,12 @@ expect "non-UTF-8 class folder: train exit 1" [ $? -eq 1 ]
 expect "non-UTF-8 class folder: train names it" contains "$T/lat2.log" "class folder 'caf\\xe9' has a name that is not UTF-8"
 expect "a refused start leaves no run folder" [ ! -e "$T/r_lat" ]
 
+# A validation split without one of the training classes' folders: the warning says so.
+cp -r "$T/data" "$T/dmiss" && rm -r "$T/dmiss/val/c2"
+"$VANILLA" train "$T/base.yaml" --set data.root="$T/dmiss" --set output.dir="$T/r_miss" --set train.max_steps=1 >"$T/miss.log" 2>&1
+expect "val without a class folder: trains" [ $? -eq 0 ]
+expect "val without a class folder: named as missing" contains "$T/miss.log" "class 'c2' has no images (no folder of that name here)"
+
 # A SIGTERM that arrives while the process starts (here: already pending, blocked by the parent
 # across exec) stops the run cleanly after its first step: exit 3 and a checkpoint, not a kill.
 /usr/bin/python3 -c '
