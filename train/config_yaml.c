@@ -171,10 +171,11 @@ static int load_root(loader *L, const yaml_node_t *root)
         if (!vn__config_is_section(name, strlen(name))) {
             const char *key = vn__config_suggest_key(NULL, name);
             const char *sec = vn__config_suggest_section(name);
-            if (sec) return error_at(L, k, "unknown section '%s' (did you mean '%s'?)", name, sec);
+            /* a value (aa: rand-m9, an official flag's name) is a key; a mapping a section */
             if (key && v->type == YAML_SCALAR_NODE)
                 return error_at(L, k, "unknown section '%s' (did you mean '%s'? keys go inside "
                                       "their section)", name, key);
+            if (sec) return error_at(L, k, "unknown section '%s' (did you mean '%s'?)", name, sec);
             return error_at(L, k, "unknown section '%s'", name);
         }
         for (int i = 0; i < n_sections; i++)

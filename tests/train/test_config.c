@@ -510,6 +510,8 @@ START_TEST(test_error_unknown)
     EXPECT_LOAD_ERROR("optm:\n  lr: 0.1\n",
                       "cfg.yaml:1:1: unknown section 'optm' (did you mean 'optim'?)");
     EXPECT_LOAD_ERROR("lr: 0.1\n", "cfg.yaml:1:1: unknown section 'lr'", "'optim.lr'");
+    /* an official flag's name with a value: its key, not the section it resembles */
+    EXPECT_LOAD_ERROR("aa: rand-m9\n", "cfg.yaml:1:1: unknown section 'aa'", "'data.auto_augment'");
     EXPECT_LOAD_ERROR("optim.learning_rate: 0.1\n", "cfg.yaml:1:1:", "'optim.learning_rate'",
                       "'optim.lr'");
 }
