@@ -378,6 +378,15 @@ expect "failed evaluation: the resume trains no step" contains "$T/ev2.log" "epo
 "$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_st" --set train.epochs=2 >/dev/null 2>&1
 expect "failed evaluation: resumed run equals the straight one" "$TOOL" same \
   "$T/r_st/checkpoints/ckpt-s0000000024.safetensors" "$T/r_ev/checkpoints/ckpt-s0000000024.safetensors"
+# A run folder where a model file is expected: its best and newest checkpoints are named.
+for c in eval export predict info; do
+  if [ $c = predict ]; then "$VANILLA" predict "$T/r_ev" "$T/data/val/c0/$first" >"$T/out" 2>&1
+  elif [ $c = export ]; then "$VANILLA" export "$T/r_ev" -o "$T/x.safetensors" >"$T/out" 2>&1
+  else "$VANILLA" $c "$T/r_ev" >"$T/out" 2>&1; fi
+  expect "$c RUN_FOLDER: exit 1" [ $? -eq 1 ]
+  expect "$c RUN_FOLDER: best and newest named" contains "$T/out" \
+    "$T/r_ev is a run folder: give one of its checkpoints, e.g. $T/r_ev/checkpoints/best.safetensors (best) or $T/r_ev/checkpoints/ckpt-s0000000024.safetensors (newest)"
+done
 
 # A class folder whose name is not UTF-8 (a Latin-1 archive): refused by name, escaped, at
 # the start (data check and train), and the refused start leaves no empty run folder behind.

@@ -57,16 +57,7 @@ static int open_model_cli(const char *path, int ema, const model_cfg_args *a, vn
     if (ec) return ec;
     vn_error err = {0};
     if (vn_open_model_cfg(path, ema, &cfg, m, info, &err) != VN_OK) {
-        size_t n = strlen(path);
-        if (vn_pth_looks_like(path))
-            vn_cli_error(cmd, "%s is a PyTorch file (torch.save): convert it first with `vanilla "
-                         "import %s -o WEIGHTS.safetensors`", path, path);
-        else if (n > 5 && strcasecmp(path + n - 5, ".onnx") == 0)
-            vn_cli_error(cmd, "%s: an ONNX file is an export for other runtimes; vanilla reads "
-                         "safetensors checkpoints and weights (give the file it was exported "
-                         "from) (%s)", path, err.msg);
-        else
-            vn_cli_error(cmd, "%s", err.msg);
+        vn_cli_model_error(cmd, path, err.msg);
         return VN_EXIT_ERROR;
     }
     if (info->plain)
@@ -180,7 +171,7 @@ static int open_model(const char *path, int ema, const char *key, const model_cf
     if (!key || strcmp(key, "model") == 0) return open_model_cli(path, ema, a, m, info, cmd);
     vn_error err = {0};
     if (vn_open_model_key(path, key, m, info, ema_used, &err) == VN_OK) return 0;
-    vn_cli_error(cmd, "%s", err.msg);
+    vn_cli_model_error(cmd, path, err.msg);
     return VN_EXIT_ERROR;
 }
 

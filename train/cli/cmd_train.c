@@ -3,11 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include "autograd/vn_profile.h"
-#include "io/vn_pth.h"
 #include "train/cli/vn_cli.h"
 #include "train/vn_detect.h"
 #include "train/vn_official.h"
@@ -405,14 +403,7 @@ int vn_cmd_info(int argc, char **argv)
             return VN_EXIT_USAGE;
         } else if (strstr(argv[i], ".safetensors") || looks_safetensors(argv[i])) {
             model_file = argv[i];
-        } else if (vn_pth_looks_like(argv[i])) {
-            vn_cli_error("info", "%s is a PyTorch file (torch.save): convert it first with `vanilla "
-                         "import %s -o WEIGHTS.safetensors`", argv[i], argv[i]);
-            return VN_EXIT_ERROR;
-        } else if (strlen(argv[i]) > 5 && strcasecmp(argv[i] + strlen(argv[i]) - 5, ".onnx") == 0) {
-            vn_cli_error("info", "%s: an ONNX file is an export for other runtimes; info describes "
-                         "configs and safetensors checkpoints or weights (give the file it was "
-                         "exported from)", argv[i]);
+        } else if (vn_cli_model_hint("info", argv[i])) { /* a run folder, .pth, .onnx */
             return VN_EXIT_ERROR;
         } else if (a.n_files < MAX_ARGS) {
             a.files[a.n_files++] = argv[i];

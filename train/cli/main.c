@@ -4,11 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/vn_base.h"
+#include "io/vn_pth.h"
 #include "train/cli/vn_cli.h"
+#include "train/train_impl.h"
 
 volatile sig_atomic_t vn_cli_stop = 0;
 
@@ -27,6 +30,48 @@ void vn_cli_install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+}
+
+bool vn_cli_model_hint(const char *cmd, const char *path)
+{
+    struct stat st;
+    size_t n = strlen(path);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        char **names = NULL, best[4096];
+        int k = 0;
+        vn_error e = {0};
+        snprintf(best, sizeof best, "%s/checkpoints/best.safetensors", path);
+        bool has_best = stat(best, &st) == 0;
+        if (vn__ckpt_list(path, &names, &k, &e) == VN_OK && (k > 0 || has_best)) {
+            char newest[4096] = "";
+            if (k > 0) snprintf(newest, sizeof newest, "%s/checkpoints/%s (newest)", path, names[k - 1]);
+            vn_cli_error(cmd, "%s is a run folder: give one of its checkpoints, e.g. %s%s%s", path,
+                         has_best ? best : "", has_best && k > 0 ? " (best) or " : has_best ? " (best)" : "",
+                         newest);
+            vn__ckpt_list_free(names, k);
+        } else {
+            vn__ckpt_list_free(names, k);
+            vn_cli_error(cmd, "%s is a folder, not a checkpoint or weight file", path);
+        }
+        return true;
+    }
+    if (vn_pth_looks_like(path)) {
+        vn_cli_error(cmd, "%s is a PyTorch file (torch.save): convert it first with `vanilla "
+                     "import %s -o WEIGHTS.safetensors`", path, path);
+        return true;
+    }
+    if (n > 5 && strcasecmp(path + n - 5, ".onnx") == 0) {
+        vn_cli_error(cmd, "%s: an ONNX file is an export for other runtimes; vanilla reads "
+                     "safetensors checkpoints and weights (give the file it was exported from)",
+                     path);
+        return true;
+    }
+    return false;
+}
+
+void vn_cli_model_error(const char *cmd, const char *path, const char *msg)
+{
+    if (!vn_cli_model_hint(cmd, path)) vn_cli_error(cmd, "%s", msg);
 }
 
 void vn_cli_error(const char *cmd, const char *fmt, ...)

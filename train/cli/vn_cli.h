@@ -19,6 +19,13 @@ enum {
 
 /* Prints "vanilla <cmd>: <msg>" to stderr. */
 void vn_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A model file that could not be read: msg, or what the path is instead when that says more
+ * (a run folder: its best and newest checkpoints; a PyTorch file: vanilla import; an ONNX
+ * file: an export). */
+void vn_cli_model_error(const char *cmd, const char *path, const char *msg);
+/* The same hints when path is not a file a model command reads (run folder, .pth, .onnx):
+ * printed, and true; false (nothing printed) otherwise. */
+bool vn_cli_model_hint(const char *cmd, const char *path);
 
 /* Loads CONFIG files and --set overrides into cfg (defaults first), then checks it. */
 int vn_cli_load_config(vn_config *cfg, const char *const *files, int n_files,
