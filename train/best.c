@@ -47,6 +47,15 @@ int vn_best_link(const char *ckpt, const char *dir, const char *name, const vn_c
     return vn_ckpt_save(best, p, err); /* no hard links here: write it again */
 }
 
+int vn__failed_eval_kept(int rc, const char *ckpt, int64_t epoch, vn_error *err)
+{
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return vn_error_set(err, rc, "%s\nthe epoch's training is kept in %s: fix the cause and "
+                        "resume with --resume auto (the evaluation of epoch %lld runs again)",
+                        msg, ckpt, (long long)epoch);
+}
+
 int vn__nonfinite_skip(const vn_config *cfg, int64_t *skipped_in_row, int64_t epoch, int64_t step,
                        double lr, const char *last_ckpt, vn_error *err)
 {

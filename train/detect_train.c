@@ -691,11 +691,7 @@ static int end_epoch(drun *r, vn_train_result *res, vn_error *err)
     if (rc != VN_OK) { /* e.g. unreadable validation images: the epoch's steps are kept */
         vn_error e2 = {0};
         if (save(r, false, res, &e2) != VN_OK) return rc;
-        char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "%s", err->msg);
-        return vn_error_set(err, rc, "%s\nthe epoch's training is kept in %s: fix the cause and "
-                            "resume with --resume auto (the evaluation of epoch %lld runs again)",
-                            msg, res->last_ckpt, (long long)r->st.epoch);
+        return vn__failed_eval_kept(rc, res->last_ckpt, r->st.epoch, err);
     }
     double lo, hi;
     vn_optim_lr_range(r->optim, &lo, &hi);

@@ -79,6 +79,10 @@ int vn__ckpt_optim_check(const vn_st_file *f, const char *path, vn_optim *opt, v
 int vn__resume_path(const char *want, const char *run_dir, FILE *out, char *path, size_t len,
                     vn_error *err);
 
+/* The error of an end-of-epoch evaluation that failed (rc, err) after the epoch's steps were
+ * saved in ckpt: err's message and how to go on. Returns rc. */
+int vn__failed_eval_kept(int rc, const char *ckpt, int64_t epoch, vn_error *err);
+
 /* A step skipped for a non-finite loss or gradient (train.nonfinite): counts it in
  * *skipped_in_row and returns VN_OK to go on (skip mode, at most train.max_skip in a row) or
  * the VN_ERR_NUMERIC that stops the run, naming the step, the lr and the last good checkpoint

@@ -1065,11 +1065,7 @@ static int keep_steps_of_failed_eval(run *r, vn_train_result *res, int rc, vn_er
     vn_error e2 = {0};
     add_elapsed(r);
     if (save_checkpoint(r, false, res, &e2) != VN_OK) return rc;
-    char msg[sizeof err->msg];
-    snprintf(msg, sizeof msg, "%s", err->msg);
-    return vn_error_set(err, rc, "%s\nthe epoch's training is kept in %s: fix the cause and "
-                        "resume with --resume auto (the evaluation of epoch %lld runs again)",
-                        msg, res->last_ckpt, (long long)r->st.epoch);
+    return vn__failed_eval_kept(rc, res->last_ckpt, r->st.epoch, err);
 }
 
 /* End of an epoch: evaluate (reported under the epoch it follows), log the epoch row,
