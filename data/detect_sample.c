@@ -111,6 +111,9 @@ static void flip_lr(vn_det_sample *s)
         b[0] = (float)w - b[2];
         b[2] = (float)w - x1;
     }
+    float x1 = s->image_xyxy[0];
+    s->image_xyxy[0] = (float)w - s->image_xyxy[2];
+    s->image_xyxy[2] = (float)w - x1;
 }
 
 /* Image i decoded and resized so that its longer side is size: *pix (malloc'd) w x h x 3. */
@@ -148,6 +151,7 @@ typedef struct det_canvas {
     int n, cap;
     int32_t *cls;
     float *xyxy;
+    float image_xyxy[4]; /* the letterbox's picture (make_letterbox) */
 } det_canvas;
 
 static void canvas_free(det_canvas *c)
@@ -201,6 +205,10 @@ static int make_letterbox(const vn_det_dataset *ds, int64_t i, int size, det_can
     memset(c->pix, 114, (size_t)size * size * 3);
     blit(c, img, w, left, top, 0, 0, w, h);
     free(img);
+    c->image_xyxy[0] = (float)left;
+    c->image_xyxy[1] = (float)top;
+    c->image_xyxy[2] = (float)(left + w);
+    c->image_xyxy[3] = (float)(top + h);
     int n;
     const vn_det_box *b = vn_det_dataset_boxes(ds, i, &n);
     return canvas_add_boxes(c, b, n, w, h, left, top) == VN_OK
@@ -294,7 +302,7 @@ int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_
     vn_rng_seed(&rng, seed, (uint64_t)epoch, (uint64_t)i);
     bool mosaic = aug && aug->mosaic > 0 && vn_rng_uniform_double(&rng) < aug->mosaic;
     bool warp = aug && (mosaic || aug->scale > 0 || aug->translate > 0);
-    det_canvas c = {mosaic ? 2 * imgsz : imgsz, NULL, 0, 0, NULL, NULL};
+    det_canvas c = {mosaic ? 2 * imgsz : imgsz, NULL, 0, 0, NULL, NULL, {0, 0, 0, 0}};
     c.pix = malloc((size_t)c.cw * c.cw * 3);
     int rc = c.pix ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "detection sample: out of memory");
     if (rc == VN_OK && mosaic) {
@@ -309,11 +317,14 @@ int vn_det_load_sample(const vn_det_dataset *ds, int64_t i, int imgsz, const vn_
     if (rc == VN_OK && sample_reserve(out, imgsz, c.n) != VN_OK)
         rc = vn_error_set(err, VN_ERR_NOMEM, "detection sample: out of memory");
     if (rc == VN_OK && warp) {
+        out->image_xyxy[0] = out->image_xyxy[1] = 0.0f;
+        out->image_xyxy[2] = out->image_xyxy[3] = (float)imgsz;
         double sc = 1.0 + (2.0 * vn_rng_uniform_double(&rng) - 1.0) * aug->scale;
         double tx = (0.5 + (2.0 * vn_rng_uniform_double(&rng) - 1.0) * aug->translate) * imgsz;
         double ty = (0.5 + (2.0 * vn_rng_uniform_double(&rng) - 1.0) * aug->translate) * imgsz;
         affine(&c, sc, tx, ty, out);
     } else if (rc == VN_OK) {
+        memcpy(out->image_xyxy, c.image_xyxy, sizeof c.image_xyxy);
         memcpy(out->pix, c.pix, (size_t)imgsz * imgsz * 3);
         if (c.n) {
             memcpy(out->cls, c.cls, (size_t)c.n * sizeof *c.cls);

@@ -72,6 +72,10 @@ typedef struct vn_det_sample {
     int n_boxes, cap_boxes;
     int32_t *cls;
     float *xyxy;
+    /* where the image lies on the canvas, x1 y1 x2 y2 in pixels: the letterbox's picture
+     * without the grey bands (evaluation clips boxes to it, as Ultralytics clips them to the
+     * original image); the whole canvas after mosaic or affine */
+    float image_xyxy[4];
 } vn_det_sample;
 
 void vn_det_sample_free(vn_det_sample *s);

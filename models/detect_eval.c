@@ -9,11 +9,11 @@
 #include <string.h>
 
 #define NMS_MAX_CANDIDATES 30000
-#define IOU_EPS 1e-7
+#define IOU_EPS 1e-7f
 #define AP_EPS 1e-16
 #define CURVE_POINTS 1000
 
-void vn_nms_params_val(vn_nms_params *p) { *p = (vn_nms_params){0.001f, 0.7f, 300, true, false}; }
+void vn_nms_params_val(vn_nms_params *p) { *p = (vn_nms_params){0.001f, 0.7, 300, true, false}; }
 
 void vn_yolo_decode(vn_tensor *const *preds, int nc, int reg_max, int64_t img, float *boxes,
                     float *scores)
@@ -40,19 +40,28 @@ void vn_yolo_decode(vn_tensor *const *preds, int nc, int reg_max, int64_t img, f
 
 /* ---- NMS ---------------------------------------------------------------------------------- */
 
-/* IoU of two x1, y1, x2, y2 boxes; eps 0 for torchvision's nms, 1e-7 for box_iou. */
-static double iou4(const double *a, const double *b, double eps)
+/* Ultralytics' max_wh: non_max_suppression shifts each class's boxes by cls * 7680 */
+#define NMS_CLASS_OFFSET 7680.0f
+
+/* IoU of two x1, y1, x2, y2 boxes in float, operation for operation as torch computes it on
+ * float32 tensors (so that a box exactly at a threshold falls on the same side): eps 0 and
+ * the areas first for torchvision's nms, eps 1e-7 after the sum for Ultralytics' box_iou. */
+static float iou4(const float *a, const float *b, float eps)
 {
-    double iw = fmin(a[2], b[2]) - fmax(a[0], b[0]), ih = fmin(a[3], b[3]) - fmax(a[1], b[1]);
-    double inter = (iw > 0 ? iw : 0) * (ih > 0 ? ih : 0);
-    double area_a = (a[2] - a[0]) * (a[3] - a[1]), area_b = (b[2] - b[0]) * (b[3] - b[1]);
+    float iw = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), ih = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+    float inter = (iw > 0 ? iw : 0) * (ih > 0 ? ih : 0);
+    float area_a = (a[2] - a[0]) * (a[3] - a[1]), area_b = (b[2] - b[0]) * (b[3] - b[1]);
     return inter / (area_a + area_b - inter + eps);
 }
 
-static double det_iou(const vn_detection *a, const vn_detection *b)
+/* torchvision's nms IoU on Ultralytics' class-shifted boxes (x + cls * max_wh in float32). */
+static float det_iou(const vn_detection *a, const vn_detection *b, bool agnostic)
 {
-    double pa[4] = {a->x1, a->y1, a->x2, a->y2}, pb[4] = {b->x1, b->y1, b->x2, b->y2};
-    return iou4(pa, pb, 0.0);
+    float oa = agnostic ? 0.0f : (float)a->cls * NMS_CLASS_OFFSET;
+    float ob = agnostic ? 0.0f : (float)b->cls * NMS_CLASS_OFFSET;
+    float pa[4] = {a->x1 + oa, a->y1 + oa, a->x2 + oa, a->y2 + oa};
+    float pb[4] = {b->x1 + ob, b->y1 + ob, b->x2 + ob, b->y2 + ob};
+    return iou4(pa, pb, 0.0f);
 }
 
 /* Candidates sorted by descending score, ties by position (a stable merge sort). */
@@ -107,7 +116,7 @@ int vn_nms(const float *boxes, const float *scores, int64_t n_anchors, int nc,
         bool keep = true;
         for (int j = 0; j < kept && keep; j++)
             if ((p->agnostic || tmp[j].cls == cand[i].cls) &&
-                det_iou(&tmp[j], &cand[i]) > p->iou)
+                (double)det_iou(&tmp[j], &cand[i], p->agnostic) > p->iou)
                 keep = false;
         if (keep) tmp[kept++] = cand[i];
     }
@@ -165,23 +174,28 @@ int vn_det_match(const vn_detection *det, int n_det, const vn_yolo_gt *labels, i
     det_match *tmp = malloc((size_t)n_det * (size_t)n_labels * sizeof *tmp);
     int *best_g = malloc((size_t)n_det * sizeof *best_g), *used = malloc((size_t)n_labels * sizeof *used);
     if (!all || !sel || !tmp || !best_g || !used) goto done;
+    /* The thresholds: torch.linspace(0.5, 0.95, 10) in float32 (start + step * k for the
+     * first half, end - step * (9 - k) for the rest, as its kernel), compared in float32. */
+    float thr[VN_DET_IOU_STEPS];
+    const float t0 = 0.5f, t1 = 0.95f, step = (t1 - t0) / (float)(VN_DET_IOU_STEPS - 1);
+    for (int k = 0; k < VN_DET_IOU_STEPS; k++)
+        thr[k] = k < VN_DET_IOU_STEPS / 2 ? t0 + step * (float)k
+                                          : t1 - step * (float)(VN_DET_IOU_STEPS - 1 - k);
     int n = 0;
     for (int g = 0; g < n_labels; g++) {
         const vn_yolo_gt *t = &labels[g];
-        double gb[4] = {t->x1, t->y1, t->x2, t->y2};
+        float gb[4] = {t->x1, t->y1, t->x2, t->y2};
         for (int d = 0; d < n_det; d++) {
             if (det[d].cls != t->cls) continue;
-            double db[4] = {det[d].x1, det[d].y1, det[d].x2, det[d].y2};
-            double iou = iou4(gb, db, IOU_EPS);
-            if (iou >= 0.5 - 1e-12) all[n++] = (det_match){g, d, iou};
+            float db[4] = {det[d].x1, det[d].y1, det[d].x2, det[d].y2};
+            float iou = iou4(gb, db, IOU_EPS);
+            if (iou >= thr[0]) all[n++] = (det_match){g, d, iou};
         }
     }
     for (int k = 0; k < VN_DET_IOU_STEPS; k++) {
-        /* np.linspace(0.5, 0.95, 10): k * step + 0.5, the last exactly 0.95 */
-        double thr = k == VN_DET_IOU_STEPS - 1 ? 0.95 : k * ((0.95 - 0.5) / 9) + 0.5;
         int m = 0;
         for (int i = 0; i < n; i++)
-            if (all[i].iou >= thr) sel[m++] = all[i];
+            if (all[i].iou >= thr[k]) sel[m++] = all[i];
         sort_matches(sel, tmp, m);
         match_threshold(sel, m, n_det, n_labels, best_g, used, correct, k);
     }

@@ -26,7 +26,7 @@ void vn_yolo_decode(vn_tensor *const *preds, int nc, int reg_max, int64_t img, f
 
 typedef struct vn_nms_params {
     float conf;       /* 0.001 in validation (0.25 for predict) */
-    float iou;        /* 0.7 */
+    double iou;       /* 0.7 (a double, as torchvision's nms compares its float IoU with it) */
     int max_det;      /* 300 */
     bool multi_label; /* validation: every class above conf is a candidate */
     bool agnostic;    /* one NMS over all classes */

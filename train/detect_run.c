@@ -31,6 +31,17 @@ static int detect_outputs(vn_tensor *const *y, const vn_yolo_config *c, int64_t 
     return vn_nms(boxes, scores, A, c->nc, np, det, n_det, err);
 }
 
+void vn_det_clip_boxes(vn_detection *d, int n, const float rect[4])
+{
+    for (int i = 0; i < n; i++) {
+        float *v[4] = {&d[i].x1, &d[i].y1, &d[i].x2, &d[i].y2};
+        for (int q = 0; q < 4; q++) {
+            float lo = rect[q % 2], hi = rect[2 + q % 2];
+            *v[q] = *v[q] < lo ? lo : *v[q] > hi ? hi : *v[q];
+        }
+    }
+}
+
 static int64_t anchors_of(int imgsz)
 {
     int64_t a = 0;
@@ -69,6 +80,9 @@ static int eval_batch(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int64_t
         vn_detection *det = NULL;
         int nd = 0;
         rc = detect_outputs(y, c, b, np, boxes, scores, &det, &nd, err);
+        /* Ultralytics scores boxes clipped to the original image (scale_boxes, clip_boxes):
+         * here, to the picture's place on the letterbox */
+        if (rc == VN_OK) vn_det_clip_boxes(det, nd, s[b].image_xyxy);
         vn_yolo_gt *lab = malloc(((size_t)s[b].n_boxes + 1) * sizeof *lab);
         if (rc == VN_OK && !lab) rc = vn_error_set(err, VN_ERR_NOMEM, "out of memory");
         for (int k = 0; rc == VN_OK && k < s[b].n_boxes; k++) {

@@ -113,7 +113,7 @@ void vn_detect_nms_of(const vn_config *cfg, vn_nms_params *p)
 {
     vn_nms_params_val(p);
     p->conf = (float)cfg->detect.conf;
-    p->iou = (float)cfg->detect.iou;
+    p->iou = cfg->detect.iou;
     p->max_det = (int)cfg->detect.max_det;
 }
 

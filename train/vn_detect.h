@@ -108,7 +108,11 @@ int vn_detect_ckpt_load(const char *path, const vn_detect_ckpt *c, vn_error *err
 
 /* ---- evaluation and prediction (train/detect_run.c) ------------------------------------------ */
 
-/* Letterboxed batches of ds through the model in eval mode, class-wise NMS, matching and
+/* Every corner of the n boxes clamped into rect (x1 y1 x2 y2), as Ultralytics' clip_boxes. */
+void vn_det_clip_boxes(vn_detection *d, int n, const float rect[4]);
+
+/* Letterboxed batches of ds through the model in eval mode, class-wise NMS, boxes clipped to
+ * the picture (vn_det_clip_boxes: Ultralytics clips them to the original image), matching and
  * ap_per_class into *out (free with vn_det_metrics_free). */
 int vn_detect_evaluate(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, int imgsz, int batch,
                        const vn_nms_params *np, vn_det_metrics *out, vn_error *err);

@@ -208,11 +208,15 @@ START_TEST(test_letterbox_and_augment)
     for (int x = 0; x < 64 * 3; x++) ck_assert_int_eq(s.pix[15 * 64 * 3 + x], 114);
     for (int x = 0; x < 64 * 3; x++) ck_assert_int_eq(s.pix[48 * 64 * 3 + x], 114);
     ck_assert_int_eq(s.pix[16 * 64 * 3 + 2], 200); /* blue channel of the image */
+    /* where the picture lies (evaluation clips boxes to it) */
+    const float pic_a[4] = {0, 16, 64, 48}, pic_b[4] = {16, 0, 48, 64};
+    for (int k = 0; k < 4; k++) ck_assert_float_eq(s.image_xyxy[k], pic_a[k]);
     /* b.png, 16 x 32 -> 32 x 64 at columns 16..47. */
     ck_assert_int_eq(vn_det_load_sample(ds, 1, 64, NULL, 0, 0, &t, NULL), VN_OK);
     ck_assert_int_eq(t.pix[(10 * 64 + 15) * 3], 114);
     ck_assert_int_eq(t.pix[(10 * 64 + 16) * 3 + 2], 200);
     ck_assert_int_eq(t.n_boxes, 0);
+    for (int k = 0; k < 4; k++) ck_assert_float_eq(t.image_xyxy[k], pic_b[k]);
 
     /* Flip only: an exact mirror, boxes x -> 64 - x. */
     vn_det_augment flip = {1.0f, 0, 0, 0, 0, 0, 0};

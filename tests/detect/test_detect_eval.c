@@ -155,6 +155,45 @@ START_TEST(test_metrics_edges)
     ck_assert_int_eq(vn_det_metrics_compute(&st, &m, NULL), VN_OK);
     ck_assert_double_eq_tol(m.mr, 0.5, 1e-12); /* half the labels were never detected */
     vn_det_metrics_free(&m);
+    vn_det_stats_free(&st);
+
+    /* IoU exactly on a threshold counts as reaching it, as with Ultralytics' float32 box_iou
+     * and torch.linspace thresholds: a box shifted 5 px off a 20 px label (IoU 300 / 500 = 0.6)
+     * matches at 0.50, 0.55 and 0.60 (mAP50-95 3 x 0.995 / 10), and IoU 600 / 1200 = 0.5
+     * matches at 0.50. (In double with the 1e-7 eps, both fell just short.) */
+    vn_det_stats_init(&st, 2);
+    vn_yolo_gt l6 = {0, 0, 0, 0, 20, 20};
+    vn_detection d6 = {5, 0, 25, 20, 0.9f, 0};
+    ck_assert_int_eq(vn_det_stats_add(&st, &d6, 1, &l6, 1, NULL), VN_OK);
+    ck_assert_int_eq(vn_det_metrics_compute(&st, &m, NULL), VN_OK);
+    ck_assert_double_eq_tol(m.map, 0.2985, 1e-12);
+    vn_det_metrics_free(&m);
+    vn_det_stats_free(&st);
+    vn_det_stats_init(&st, 2);
+    vn_yolo_gt l5 = {0, 0, 0, 0, 30, 30};
+    vn_detection d5 = {10, 0, 40, 30, 0.9f, 0};
+    ck_assert_int_eq(vn_det_stats_add(&st, &d5, 1, &l5, 1, NULL), VN_OK);
+    ck_assert_int_eq(vn_det_metrics_compute(&st, &m, NULL), VN_OK);
+    ck_assert_double_eq_tol(m.map50, 0.995, 1e-12);
+    vn_det_metrics_free(&m);
+    vn_det_stats_free(&st);
+
+    /* NMS at an IoU of exactly 0.7 in float32 (a 10 x 7 box inside a 10 x 10 one, class 1,
+     * shifted by 7680 as Ultralytics does): torchvision compares 0.7f < 0.7, so both stay. */
+    const float nb[8] = {0, 0, 10, 10, 0, 0, 10, 7}, ns[4] = {0.1f, 0.9f, 0.1f, 0.8f};
+    vn_nms_params np;
+    vn_nms_params_val(&np);
+    vn_detection *kept = NULL;
+    int n_kept = 0;
+    ck_assert_int_eq(vn_nms(nb, ns, 2, 2, &np, &kept, &n_kept, NULL), VN_OK);
+    ck_assert_int_eq(n_kept, 4); /* both boxes, in both classes (multi-label) */
+    free(kept);
+    np.iou = 0.69;
+    ck_assert_int_eq(vn_nms(nb, ns, 2, 2, &np, &kept, &n_kept, NULL), VN_OK);
+    ck_assert_int_eq(n_kept, 2); /* below it: the lower-scored box of each class goes */
+    free(kept);
+
+    vn_det_stats_init(&st, 2);
     vn_yolo_gt bad = {0, 5, 0, 0, 1, 1};
     vn_error err = {0};
     ck_assert_int_ne(vn_det_stats_add(&st, NULL, 0, &bad, 1, &err), VN_OK);

@@ -208,6 +208,19 @@ START_TEST(test_warmup_bias_lr_and_momentum)
 END_TEST
 
 /* Ultralytics' accumulate(ni) during warmup, from numpy (see the file's comment). */
+/* Evaluation clips boxes to the picture on the letterbox, as Ultralytics clips them to the
+ * original image: corners outside move to the edge, inside ones stay. */
+START_TEST(test_clip_boxes)
+{
+    vn_detection d[2] = {{.x1 = -3.5f, .y1 = 10.0f, .x2 = 70.0f, .y2 = 20.0f},
+                         {.x1 = 5.0f, .y1 = 12.0f, .x2 = 30.0f, .y2 = 60.0f}};
+    const float pic[4] = {0, 16, 64, 48};
+    vn_det_clip_boxes(d, 2, pic);
+    ck_assert(d[0].x1 == 0.0f && d[0].y1 == 16.0f && d[0].x2 == 64.0f && d[0].y2 == 20.0f);
+    ck_assert(d[1].x1 == 5.0f && d[1].y1 == 16.0f && d[1].x2 == 30.0f && d[1].y2 == 48.0f);
+}
+END_TEST
+
 START_TEST(test_accumulate_ramp)
 {
     static const int64_t a48[] = {1, 1, 2, 2, 2, 3, 3, 4, 4, 4};
@@ -239,6 +252,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_overfit_two_images);
     tcase_add_test(tc, test_warmup_bias_lr_and_momentum);
     tcase_add_test(tc, test_accumulate_ramp);
+    tcase_add_test(tc, test_clip_boxes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -68,7 +68,7 @@ static int eval_run(const char *model_path, const char *data, const char *split,
         vn_nms_params np;
         vn_detect_nms_of(cfg, &np);
         if (conf >= 0) np.conf = (float)conf;
-        if (iou >= 0) np.iou = (float)iou;
+        if (iou >= 0) np.iou = iou;
         int sz = imgsz > 0 ? imgsz : info.imgsz;
         printf("%s: %s%s%s, %d classes, imgsz %d, %s (%lld images)\n", model_path,
                info.is_checkpoint ? "detector checkpoint" : "detector weights",
@@ -166,7 +166,7 @@ int vn_cmd_detect_predict(int argc, char **argv)
             return VN_EXIT_OK;
         } else if (vn_cli_is(argv[i], "-o", "--output") && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--conf") == 0 && i + 1 < argc) np.conf = (float)vn_cli_real("predict", "--conf", argv[++i], 0, 1, &bad);
-        else if (strcmp(argv[i], "--iou") == 0 && i + 1 < argc) np.iou = (float)vn_cli_real("predict", "--iou", argv[++i], 0, 1, &bad);
+        else if (strcmp(argv[i], "--iou") == 0 && i + 1 < argc) np.iou = vn_cli_real("predict", "--iou", argv[++i], 0, 1, &bad);
         else if (strcmp(argv[i], "--imgsz") == 0 && i + 1 < argc) imgsz = vn_cli_int("predict", "--imgsz", argv[++i], 0, 16384, &bad);
         else if (argv[i][0] == '-') {
             vn_cli_error("predict", "unknown option %s for a detector\n%s", argv[i], det_predict_help);
