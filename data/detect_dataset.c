@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -28,6 +29,8 @@ struct vn_det_dataset {
     char **skipped;
     int64_t n_skipped, cap_skipped;
     int64_t n_label_files; /* label files found (an image without one has no boxes) */
+    int64_t n_other;       /* image files of formats not read (.bmp, .webp, .tif, ...) */
+    char *first_other;
 };
 
 /* ---- dataset YAML ---------------------------------------------------------------------- */
@@ -105,8 +108,39 @@ static int read_names(yaml_document_t *doc, yaml_node_t *n, const char *path,
     return VN_OK;
 }
 
+/* A split: a folder or a .txt list of images, or a sequence of them (kept one per line). */
+static int read_split(yaml_document_t *doc, yaml_node_t *v, const char *path, const char *key,
+                      char **dst, vn_error *err)
+{
+    const char *one = scalar(v);
+    free(*dst);
+    *dst = NULL;
+    if (one) return (*dst = dup_n(one, strlen(one))) ? VN_OK : vn_error_set(err, VN_ERR_NOMEM, "oom");
+    if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.start == v->data.sequence.items.top)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: %s must be a folder or .txt list of "
+                            "images, or a list of them", path, (int)v->start_mark.line + 1, key);
+    size_t len = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        const char *e = scalar(yaml_document_get_node(doc, *it));
+        if (!e || !e[0] || strchr(e, '\n'))
+            return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: every entry of %s must be a folder or "
+                                ".txt list of images", path, (int)v->start_mark.line + 1, key);
+        len += strlen(e) + 1;
+    }
+    if (!(*dst = malloc(len))) return vn_error_set(err, VN_ERR_NOMEM, "oom");
+    char *o = *dst;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        const char *e = scalar(yaml_document_get_node(doc, *it));
+        size_t n = strlen(e);
+        memcpy(o, e, n);
+        o[n] = it + 1 < v->data.sequence.items.top ? '\n' : '\0';
+        o += n + 1;
+    }
+    return VN_OK;
+}
+
 static int read_yaml(yaml_document_t *doc, const char *path, vn_det_data_cfg *c, char **rel_root,
-                     vn_error *err)
+                     int *nc_given, vn_error *err)
 {
     yaml_node_t *root = yaml_document_get_root_node(doc);
     if (!root || root->type != YAML_MAPPING_NODE)
@@ -120,18 +154,69 @@ static int read_yaml(yaml_document_t *doc, const char *path, vn_det_data_cfg *c,
         if (k && !strcmp(k, "names")) {
             int rc = read_names(doc, v, path, c, err);
             if (rc != VN_OK) return rc;
-        } else if (dst) {
+        } else if (k && !strcmp(k, "nc")) {
             const char *s = scalar(v);
-            if (!s) return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: %s must be a folder name",
-                                        path, (int)v->start_mark.line + 1, k);
-            free(*dst);
-            if (!(*dst = dup_n(s, strlen(s)))) return vn_error_set(err, VN_ERR_NOMEM, "oom");
-        } /* other keys (download, nc, test) are ignored */
+            char *end = NULL;
+            long n = s ? strtol(s, &end, 10) : -1;
+            if (!s || *end || n < 1 || n > VN_DET_MAX_CLASSES)
+                return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: nc must be a class count in 1..%d",
+                                    path, (int)v->start_mark.line + 1, VN_DET_MAX_CLASSES);
+            *nc_given = (int)n;
+        } else if (dst) {
+            int rc = read_split(doc, v, path, k, dst, err);
+            if (rc != VN_OK) return rc;
+        } /* other keys (download, test) are ignored */
+    }
+    /* As Ultralytics' check_det_dataset: nc must agree with names; nc alone names the classes
+     * class_0, class_1, ... */
+    if (c->names && *nc_given > 0 && *nc_given != c->nc)
+        return vn_error_set(err, VN_ERR_FORMAT, "%s: names has %d entries and nc is %d: they must "
+                            "match", path, c->nc, *nc_given);
+    if (!c->names && *nc_given > 0) {
+        c->names = calloc((size_t)*nc_given, sizeof *c->names);
+        if (!c->names) return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
+        c->nc = *nc_given;
+        for (int i = 0; i < c->nc; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "class_%d", i);
+            if (!(c->names[i] = dup_n(name, strlen(name))))
+                return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
+        }
     }
     if (!c->train || !c->val || !c->names)
         return vn_error_set(err, VN_ERR_FORMAT, "%s: missing %s (a dataset YAML needs train, val "
-                            "and names)", path, !c->train ? "train" : !c->val ? "val" : "names");
+                            "and names or nc)", path, !c->train ? "train" : !c->val ? "val" : "names");
     return VN_OK;
+}
+
+/* join(root, line) for every line of list (a split given as a sequence), one per line. */
+static char *join_lines(const char *root, const char *list)
+{
+    size_t cap = 1;
+    int lines = 1;
+    for (const char *q = list; *q; q++) lines += *q == '\n';
+    cap = strlen(list) + (size_t)lines * (strlen(root) + 2) + 1;
+    char *out = malloc(cap), *o = out;
+    if (!out) return NULL;
+    for (const char *q = list;;) {
+        const char *e = strchr(q, '\n');
+        size_t n = e ? (size_t)(e - q) : strlen(q);
+        char *one = dup_n(q, n), *j = one ? join(root, one) : NULL;
+        free(one);
+        if (!j) {
+            free(out);
+            return NULL;
+        }
+        size_t jl = strlen(j);
+        memcpy(o, j, jl);
+        o += jl;
+        free(j);
+        if (!e) break;
+        *o++ = '\n';
+        q = e + 1;
+    }
+    *o = '\0';
+    return out;
 }
 
 int vn_det_data_cfg_load(const char *path, vn_det_data_cfg *c, vn_error *err)
@@ -153,7 +238,8 @@ int vn_det_data_cfg_load(const char *path, vn_det_data_cfg *c, vn_error *err)
         return rc;
     }
     char *rel_root = NULL;
-    rc = read_yaml(&doc, path, c, &rel_root, err);
+    int nc_given = 0;
+    rc = read_yaml(&doc, path, c, &rel_root, &nc_given, err);
     if (rc == VN_OK) {
         char *dir = dup_n(path, strlen(path)), *slash = dir ? strrchr(dir, '/') : NULL;
         if (dir) {
@@ -161,7 +247,8 @@ int vn_det_data_cfg_load(const char *path, vn_det_data_cfg *c, vn_error *err)
             else strcpy(dir, ".");
         }
         c->root = dir ? join(dir, rel_root ? rel_root : ".") : NULL;
-        char *tr = c->root ? join(c->root, c->train) : NULL, *va = c->root ? join(c->root, c->val) : NULL;
+        char *tr = c->root ? join_lines(c->root, c->train) : NULL;
+        char *va = c->root ? join_lines(c->root, c->val) : NULL;
         free(c->train);
         free(c->val);
         c->train = tr;
@@ -179,13 +266,26 @@ int vn_det_data_cfg_load(const char *path, vn_det_data_cfg *c, vn_error *err)
 
 /* ---- image list ---------------------------------------------------------------------------- */
 
-static bool is_image(const char *name)
+/* 1: an image read here (png, jpg, jpeg); 2: an image format Ultralytics reads and vanilla
+ * does not (counted and named once); 0: anything else. */
+static int image_kind(const char *name)
 {
-    const char *dot = strrchr(name, '.');
-    if (!dot) return false;
+    const char *dot = strrchr(name, '.'), *slash = strrchr(name, '/');
+    if (!dot || (slash && dot < slash)) return 0;
     char ext[8] = {0};
     for (int i = 0; i < 6 && dot[1 + i]; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
-    return !strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg");
+    if (!strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg")) return 1;
+    static const char *const other[] = {"bmp", "webp", "tif", "tiff", "dng", "mpo", "pfm", "heic"};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        if (!strcmp(ext, other[i])) return 2;
+    return 0;
+}
+
+static bool is_image(const char *name) { return image_kind(name) == 1; }
+
+static void note_other(vn_det_dataset *ds, const char *path)
+{
+    if (!ds->n_other++) ds->first_other = dup_n(path, strlen(path));
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -235,6 +335,8 @@ static int walk(vn_det_dataset *ds, const char *dir, int depth, vn_error *err)
         } else if (rc == VN_OK && is_image(names[i])) {
             rc = push_image(ds, names[i]);
             if (rc == VN_OK) continue; /* owned by ds now */
+        } else if (rc == VN_OK && image_kind(names[i]) == 2) {
+            note_other(ds, names[i]);
         }
         free(names[i]);
     }
@@ -260,6 +362,9 @@ static char *label_path(const char *img)
     return p;
 }
 
+/* The longest label line read: a segment of about 40,000 points. */
+#define LABEL_LINE_MAX (1 << 20)
+
 /* ---- labels ------------------------------------------------------------------------------- */
 
 static int push_box(vn_det_dataset *ds, vn_det_box b)
@@ -278,32 +383,45 @@ static int push_box(vn_det_dataset *ds, vn_det_box b)
 /* Parses one line into b; on a problem writes it to why and returns false. */
 static bool parse_line(char *line, int nc, vn_det_box *b, char *why, size_t why_len)
 {
-    double v[5];
+    /* class cx cy w h, or an Ultralytics segment: class x1 y1 x2 y2 ... (3 points or more),
+     * whose box is the points' extent (segments2boxes) */
+    double v[5] = {0, 0, 0, 0, 0}, lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
     int n = 0;
     for (char *tok = strtok(line, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
         char *end;
         errno = 0;
         double x = strtod(tok, &end);
-        if (n < 5 && (*end || errno || x != x)) {
-            snprintf(why, why_len, "'%s' is not a number", tok);
+        if (*end || errno || x != x) {
+            snprintf(why, why_len, "'%.40s' is not a number", tok);
+            return false;
+        }
+        if (n > 0 && !(x >= 0.0 && x <= 1.0)) {
+            snprintf(why, why_len, "coordinate %.9g is outside [0, 1] (labels are normalised)", x);
             return false;
         }
         if (n < 5) v[n] = x;
+        if (n > 0) {
+            lo[(n - 1) % 2] = fmin(lo[(n - 1) % 2], x);
+            hi[(n - 1) % 2] = fmax(hi[(n - 1) % 2], x);
+        }
         n++;
     }
-    if (n != 5) {
-        snprintf(why, why_len, "%d fields, expected 5 (class cx cy w h)", n);
+    bool segment = n >= 7 && n % 2 == 1;
+    if (n != 5 && !segment) {
+        snprintf(why, why_len, "%d fields, expected 5 (class cx cy w h) or a segment (class x1 y1 "
+                 "x2 y2 ..., 3 points or more)", n);
         return false;
     }
     if (!(v[0] >= 0 && v[0] < nc) || v[0] != floor(v[0])) { /* range first: no huge cast */
         snprintf(why, why_len, "class %g is not one of 0..%d", v[0], nc - 1);
         return false;
     }
-    for (int i = 1; i < 5; i++)
-        if (!(v[i] >= 0.0 && v[i] <= 1.0)) {
-            snprintf(why, why_len, "coordinate %g is outside [0, 1] (labels are normalised)", v[i]);
-            return false;
-        }
+    if (segment) {
+        v[1] = (lo[0] + hi[0]) / 2;
+        v[2] = (lo[1] + hi[1]) / 2;
+        v[3] = hi[0] - lo[0];
+        v[4] = hi[1] - lo[1];
+    }
     *b = (vn_det_box){(int32_t)v[0], (float)v[1], (float)v[2], (float)v[3], (float)v[4]};
     return true;
 }
@@ -317,14 +435,18 @@ static int read_labels(vn_det_dataset *ds, const char *lpath, int nc, char *repo
     if (!f) return errno == ENOENT ? VN_OK : vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s",
                                                           lpath, strerror(errno));
     ds->n_label_files++;
-    char line[1024], why[160];
+    char *line = NULL, why[200];
+    size_t cap = 0;
     int ln = 0, rc = VN_OK;
     int64_t first = ds->n_boxes;
-    while (fgets(line, sizeof line, f)) {
+    for (ssize_t len; (len = getline(&line, &cap, f)) >= 0;) {
         ln++;
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            snprintf(report, rlen, "%s:%d: line longer than %zu bytes", lpath, ln, sizeof line - 2);
+        if (len > LABEL_LINE_MAX) { /* segments are long; this is no label line */
+            snprintf(report, rlen, "%s:%d: line longer than %d bytes", lpath, ln, LABEL_LINE_MAX);
+            break;
+        }
+        if ((size_t)len != strlen(line)) {
+            snprintf(report, rlen, "%s:%d: a NUL byte in the line", lpath, ln);
             break;
         }
         bool blank = true;
@@ -337,6 +459,7 @@ static int read_labels(vn_det_dataset *ds, const char *lpath, int nc, char *repo
         }
         if ((rc = push_box(ds, b)) != VN_OK) break;
     }
+    free(line);
     fclose(f);
     if (report[0]) ds->n_boxes = first;
     if (rc != VN_OK) return vn_error_set(err, rc, "%s: out of memory", lpath);
@@ -367,6 +490,7 @@ void vn_det_dataset_free(vn_det_dataset *ds)
     free(ds->start);
     free(ds->count);
     free(ds->boxes);
+    free(ds->first_other);
     free(ds);
 }
 
@@ -398,13 +522,84 @@ static int read_all_labels(vn_det_dataset *ds, int nc, vn_error *err)
     return VN_OK;
 }
 
+/* A .txt list of images (Ultralytics' train2017.txt): one path per line, "./x" relative to
+ * the list's folder, others as written; sorted, as Ultralytics sorts its image files. */
+static int read_list(vn_det_dataset *ds, const char *list, vn_error *err)
+{
+    uint8_t *text;
+    size_t len;
+    int rc = vn_read_file(list, &text, &len, err);
+    if (rc != VN_OK) return rc;
+    const char *slash = strrchr(list, '/');
+    char *dir = slash ? dup_n(list, (size_t)(slash - list)) : dup_n(".", 1);
+    int64_t first = ds->n;
+    char *t = (char *)text;
+    for (size_t i = 0; rc == VN_OK && dir && i < len;) {
+        size_t e = i;
+        while (e < len && t[e] != '\n') e++;
+        size_t a = i, b = e;
+        while (a < b && isspace((unsigned char)t[a])) a++;
+        while (b > a && isspace((unsigned char)t[b - 1])) b--;
+        i = e + 1;
+        if (a == b) continue;
+        char *line = dup_n(t + a, b - a);
+        char *path = !line ? NULL : strncmp(line, "./", 2) == 0 ? join(dir, line + 2) : dup_n(line, b - a);
+        free(line);
+        if (!path) rc = VN_ERR_NOMEM;
+        else if (is_image(path) && (rc = push_image(ds, path)) == VN_OK) continue;
+        else if (rc == VN_OK && image_kind(path) == 2) note_other(ds, path);
+        free(path);
+    }
+    if (!dir) rc = VN_ERR_NOMEM;
+    free(dir);
+    free(text);
+    if (rc == VN_ERR_NOMEM) return vn_error_set(err, rc, "%s: out of memory reading the list", list);
+    qsort(ds->images + first, (size_t)(ds->n - first), sizeof *ds->images, cmp_str);
+    return rc;
+}
+
+bool vn_det_split_exists(const char *split)
+{
+    for (const char *q = split; q;) {
+        const char *e = strchr(q, '\n');
+        char *one = dup_n(q, e ? (size_t)(e - q) : strlen(q));
+        bool ok = one && access(one, F_OK) == 0;
+        free(one);
+        if (!ok) return false;
+        q = e ? e + 1 : NULL;
+    }
+    return true;
+}
+
+/* Every entry (one per line) of images: a folder walked, or a .txt list read. */
+static int collect_images(vn_det_dataset *ds, const char *images, vn_error *err)
+{
+    int rc = VN_OK;
+    for (const char *q = images; rc == VN_OK;) {
+        const char *e = strchr(q, '\n');
+        char *one = dup_n(q, e ? (size_t)(e - q) : strlen(q));
+        if (!one) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
+        struct stat st;
+        if (stat(one, &st) == 0 && S_ISREG(st.st_mode)) rc = read_list(ds, one, err);
+        else rc = walk(ds, one, 0, err);
+        free(one);
+        if (!e) break;
+        q = e + 1;
+    }
+    return rc;
+}
+
 int vn_det_dataset_scan(const char *images_dir, int nc, double max_bad_fraction,
                         vn_det_dataset **out, vn_error *err)
 {
     *out = NULL;
     vn_det_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
-    int rc = walk(ds, images_dir, 0, err);
+    int rc = collect_images(ds, images_dir, err);
+    if (rc == VN_OK && ds->n_other)
+        vn_log(VN_LOG_WARN, "%s: %lld image files of formats vanilla does not read (PNG and JPEG "
+               "only) are left out, e.g. %s", images_dir, (long long)ds->n_other,
+               ds->first_other ? ds->first_other : "?");
     int64_t total = ds->n;
     if (rc == VN_OK && total == 0)
         rc = vn_error_set(err, VN_ERR_NOT_FOUND, "%s: no images (.png, .jpg, .jpeg); a YOLO "

@@ -20,12 +20,15 @@ extern "C" {
  * (train, val). names: a list, or a mapping of 0..nc-1 to names. */
 typedef struct vn_det_data_cfg {
     char *root;           /* path, absolute or relative to the working folder */
-    char *train, *val;    /* image folders */
+    char *train, *val;    /* image folders or .txt lists of images; several, one per line, when
+                             the YAML gives a list (Ultralytics' forms) */
     int nc;
     char **names;         /* nc names */
 } vn_det_data_cfg;
 
 int vn_det_data_cfg_load(const char *yaml_path, vn_det_data_cfg *cfg, vn_error *err);
+/* Whether every entry of a split (cfg.train, cfg.val) exists. */
+bool vn_det_split_exists(const char *split);
 void vn_det_data_cfg_free(vn_det_data_cfg *cfg);
 
 /* One labelled box, normalised centre and size. */

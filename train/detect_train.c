@@ -174,7 +174,7 @@ static int open_data(drun *r, vn_error *err)
     if (rc != VN_OK) return rc;
     for (int64_t k = 0; k < vn_det_dataset_skipped_count(r->train); k++)
         vn_log(VN_LOG_WARN, "skipped %s", vn_det_dataset_skipped(r->train, k));
-    if (cfg->train.eval_every > 0 && r->data.val && access(r->data.val, F_OK) == 0) {
+    if (cfg->train.eval_every > 0 && r->data.val && vn_det_split_exists(r->data.val)) {
         rc = vn_det_dataset_scan(r->data.val, r->data.nc, cfg->data.max_bad_fraction, &r->val, err);
         if (rc != VN_OK) return rc;
     } else if (cfg->train.eval_every > 0) {

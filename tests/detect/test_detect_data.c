@@ -105,6 +105,12 @@ START_TEST(test_bad_lines)
         /* found by fuzz_yolo: a class too large for an integer was cast before the range check */
         {"1e30 0.5 0.5 0.5 0.5\n", "class 1e+30 is not one of 0..2"},
         {"nan 0.5 0.5 0.5 0.5\n", "'nan' is not a number"},
+        /* a value just past 1 is shown as it is, not rounded to 1 */
+        {"0 0.5 0.5 1.0000001 0.5\n", "coordinate 1.0000001 is outside [0, 1]"},
+        /* a segment needs 3 points or more, in pairs */
+        {"0 0.1 0.1 0.5 0.1 0.5\n", "6 fields, expected 5 (class cx cy w h) or a segment"},
+        {"0 0.1 0.1 0.5 0.1 0.5 0.6 0.1\n", "8 fields"},
+        {"0 0.1 0.1 0.5 0.1 1.5 0.6\n", "coordinate 1.5"},
     };
     for (size_t k = 0; k < sizeof lines / sizeof lines[0]; k++) {
         char root[256], p[512];
@@ -123,6 +129,38 @@ START_TEST(test_bad_lines)
         vn_det_dataset_free(ds);
         vn_test_rmtree(root);
     }
+}
+END_TEST
+
+/* Ultralytics' segment labels (class x1 y1 x2 y2 ...) become the box of their points, as its
+ * segments2boxes; a long segment line is read whole. */
+START_TEST(test_segment_lines)
+{
+    char root[256], p[512];
+    vn_test_mkdtemp(root, sizeof root, "detseg");
+    make_dataset(root);
+    snprintf(p, sizeof p, "%s/labels/train/a.txt", root);
+    /* a 2000-point segment (36 kB of text) on an ellipse inside x 0.2..0.6, y 0.3..0.9 */
+    FILE *f = fopen(p, "w");
+    fprintf(f, "1 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n2");
+    for (int k = 0; k < 2000; k++)
+        fprintf(f, " %.6f %.6f", 0.4 + 0.2 * cos(2 * M_PI * k / 2000), 0.6 + 0.3 * sin(2 * M_PI * k / 2000));
+    fprintf(f, "\n0 0.5 0.5 0.2 0.2\n");
+    fclose(f);
+    snprintf(p, sizeof p, "%s/images/train", root);
+    vn_det_dataset *ds;
+    vn_error err = {0};
+    ck_assert_msg(vn_det_dataset_scan(p, 3, 1.0, &ds, &err) == VN_OK, "%s", err.msg);
+    int n = 0;
+    const vn_det_box *b = vn_det_dataset_boxes(ds, 0, &n); /* a.png */
+    ck_assert_int_eq(n, 3);
+    ck_assert(b[0].cls == 1 && fabsf(b[0].cx - 0.3f) < 1e-6f && fabsf(b[0].cy - 0.4f) < 1e-6f &&
+              fabsf(b[0].w - 0.4f) < 1e-6f && fabsf(b[0].h - 0.4f) < 1e-6f);
+    ck_assert(b[1].cls == 2 && fabsf(b[1].cx - 0.4f) < 1e-5f && fabsf(b[1].cy - 0.6f) < 1e-5f &&
+              fabsf(b[1].w - 0.4f) < 1e-5f && fabsf(b[1].h - 0.6f) < 1e-5f);
+    ck_assert(b[2].cls == 0 && b[2].w == 0.2f);
+    vn_det_dataset_free(ds);
+    vn_test_rmtree(root);
 }
 END_TEST
 
@@ -185,6 +223,58 @@ START_TEST(test_yaml_errors)
     ck_assert_int_eq(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
     ck_assert_int_eq(cfg.nc, 3);
     ck_assert_str_eq(cfg.names[2], "w");
+    vn_det_data_cfg_free(&cfg);
+    /* nc, as Ultralytics' check_det_dataset: it must agree with names, and alone it names the
+     * classes class_0, class_1, ... */
+    vn_test_write_text(p, "train: a\nval: b\nnc: 3\nnames: [x, y]\n");
+    ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "names has 2 entries and nc is 3"), "%s", err.msg);
+    vn_test_write_text(p, "train: a\nval: b\nnc: 2\n");
+    ck_assert_int_eq(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_int_eq(cfg.nc, 2);
+    ck_assert_str_eq(cfg.names[1], "class_1");
+    vn_det_data_cfg_free(&cfg);
+    vn_test_write_text(p, "train: a\nval: []\nnames: [x]\n");
+    ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "val must be a folder or .txt list"), "%s", err.msg);
+    vn_test_rmtree(root);
+}
+END_TEST
+
+/* The other split forms Ultralytics reads: a .txt list of images ("./x" relative to the list's
+ * folder) and a list of folders; files of formats vanilla does not read are counted, not
+ * silently dropped. */
+START_TEST(test_split_lists)
+{
+    char root[256], p[512];
+    vn_test_mkdtemp(root, sizeof root, "detlist");
+    make_dataset(root);
+    snprintf(p, sizeof p, "%s/train.txt", root);
+    vn_test_write_text(p, "./images/train/sub/c.png\r\n  ./images/train/a.png\n\n./notes.md\n");
+    snprintf(p, sizeof p, "%s/images/train/d.webp", root);
+    vn_test_write_text(p, "not read");
+    snprintf(p, sizeof p, "%s/data.yaml", root);
+    vn_test_write_text(p, "path: .\ntrain: train.txt\nval: [images/train/sub, images/train]\n"
+                          "names: [shirt, shoe, bag]\n");
+    vn_det_data_cfg cfg;
+    vn_error err = {0};
+    ck_assert_msg(vn_det_data_cfg_load(p, &cfg, &err) == VN_OK, "%s", err.msg);
+    ck_assert(vn_det_split_exists(cfg.train) && vn_det_split_exists(cfg.val));
+    vn_det_dataset *ds;
+    /* the list: its two images, sorted (a.png before sub/c.png) */
+    ck_assert_msg(vn_det_dataset_scan(cfg.train, 3, 1.0, &ds, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(vn_det_dataset_size(ds), 1 + 0); /* sub/c.png has a bad line: skipped */
+    ck_assert_int_eq(vn_det_dataset_skipped_count(ds), 1);
+    ck_assert_ptr_nonnull(strstr(vn_det_dataset_image(ds, 0), "/images/train/a.png"));
+    vn_det_dataset_free(ds);
+    /* two folders: sub/ (c.png), then images/train (a, b, sub/c again) */
+    ck_assert_msg(vn_det_dataset_scan(cfg.val, 3, 1.0, &ds, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_eq(vn_det_dataset_size(ds) + vn_det_dataset_skipped_count(ds), 4);
+    vn_det_dataset_free(ds);
+    vn_det_data_cfg_free(&cfg);
+    vn_test_write_text(p, "train: [images/train, nowhere]\nval: images/train\nnames: [a, b, c]\n");
+    ck_assert_int_eq(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert(!vn_det_split_exists(cfg.train));
     vn_det_data_cfg_free(&cfg);
     vn_test_rmtree(root);
 }
@@ -446,8 +536,10 @@ static Suite *suite(void)
     TCase *tc = tcase_create("data");
     tcase_add_test(tc, test_yaml_scan_and_labels);
     tcase_add_test(tc, test_bad_lines);
+    tcase_add_test(tc, test_segment_lines);
     tcase_add_test(tc, test_no_boxes_anywhere);
     tcase_add_test(tc, test_yaml_errors);
+    tcase_add_test(tc, test_split_lists);
     tcase_add_test(tc, test_letterbox_and_augment);
     tcase_add_test(tc, test_fashion_mnist_detect_import);
     suite_add_tcase(s, tc);
