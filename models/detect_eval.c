@@ -216,7 +216,8 @@ int vn_det_stats_init(vn_det_stats *s, int nc)
     memset(s, 0, sizeof *s);
     s->nc = nc;
     s->n_labels = calloc((size_t)nc, sizeof *s->n_labels);
-    return s->n_labels ? VN_OK : VN_ERR_NOMEM;
+    s->n_images_with = calloc((size_t)nc, sizeof *s->n_images_with);
+    return s->n_labels && s->n_images_with ? VN_OK : VN_ERR_NOMEM;
 }
 
 void vn_det_stats_free(vn_det_stats *s)
@@ -225,6 +226,7 @@ void vn_det_stats_free(vn_det_stats *s)
     free(s->cls);
     free(s->correct);
     free(s->n_labels);
+    free(s->n_images_with);
     memset(s, 0, sizeof *s);
 }
 
@@ -254,7 +256,12 @@ int vn_det_stats_add(vn_det_stats *s, const vn_detection *det, int n_det, const 
         s->cls[s->n_det + d] = det[d].cls;
     }
     s->n_det += n_det;
-    for (int g = 0; g < n_labels; g++) s->n_labels[labels[g].cls]++;
+    for (int g = 0; g < n_labels; g++) {
+        s->n_labels[labels[g].cls]++;
+        bool first = true; /* the image counts once per class */
+        for (int h = 0; h < g && first; h++) first = labels[h].cls != labels[g].cls;
+        s->n_images_with[labels[g].cls] += first;
+    }
     s->n_images++;
     return VN_OK;
 }
@@ -303,6 +310,7 @@ static double compute_ap(const double *recall, const double *precision, int64_t 
 void vn_det_metrics_free(vn_det_metrics *m)
 {
     free(m->n_labels);
+    free(m->n_images_with);
     free(m->p);
     free(m->r);
     free(m->ap50);
@@ -387,6 +395,7 @@ int vn_det_metrics_compute(const vn_det_stats *s, vn_det_metrics *m, vn_error *e
     m->nc = nc;
     m->n_images = s->n_images;
     m->n_labels = calloc((size_t)nc, sizeof *m->n_labels);
+    m->n_images_with = calloc((size_t)nc, sizeof *m->n_images_with);
     m->p = calloc((size_t)nc, sizeof *m->p);
     m->r = calloc((size_t)nc, sizeof *m->r);
     m->ap50 = calloc((size_t)nc, sizeof *m->ap50);
@@ -397,11 +406,12 @@ int vn_det_metrics_compute(const vn_det_stats *s, vn_det_metrics *m, vn_error *e
     double *work = malloc((size_t)(s->n_det * (2 * VN_DET_IOU_STEPS + 3) + 4) * sizeof *work);
     double *f1 = calloc(CURVE_POINTS, sizeof *f1);
     int rc = VN_OK;
-    if (!m->n_labels || !m->p || !m->r || !m->ap50 || !m->ap || !m->present || !order || !idx ||
+    if (!m->n_labels || !m->n_images_with || !m->p || !m->r || !m->ap50 || !m->ap || !m->present || !order || !idx ||
         !curves || !work || !f1)
         rc = vn_error_set(err, VN_ERR_NOMEM, "detection metrics: out of memory");
     for (int c = 0; rc == VN_OK && c < nc; c++) {
         m->n_labels[c] = s->n_labels[c];
+        m->n_images_with[c] = s->n_images_with[c];
         m->n_instances += s->n_labels[c];
         if (!s->n_labels[c]) continue;
         m->present[c] = true;

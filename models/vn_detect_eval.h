@@ -56,12 +56,14 @@ typedef struct vn_det_stats {
     int32_t *cls;
     uint8_t *correct;   /* n_det * 10 */
     int64_t *n_labels;  /* per class */
+    int64_t *n_images_with; /* per class: images with at least one label of it */
     int64_t n_images;
 } vn_det_stats;
 
 typedef struct vn_det_metrics {
     int nc;
     int64_t *n_labels;     /* [nc] instances per class */
+    int64_t *n_images_with; /* [nc] images with the class (Ultralytics' nt_per_image) */
     double *p, *r, *ap50, *ap; /* [nc]: at the best mean-F1 confidence; AP50, AP50-95 */
     bool *present;         /* [nc]: the class has labels (the classes ap_per_class reports) */
     double mp, mr, map50, map; /* means over the present classes */

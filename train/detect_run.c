@@ -152,15 +152,17 @@ int vn_detect_evaluate_until(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, 
 
 void vn_det_metrics_print(FILE *f, const vn_det_metrics *m, const char *const *names)
 {
-    fprintf(f, "%22s %11s %11s %11s %11s %11s %11s\n", "Class", "Images", "Instances", "Box(P",
+    fprintf(f, "%22s %10s %10s %10s %10s %10s %10s\n", "Class", "Images", "Instances", "Box(P",
             "R", "mAP50", "mAP50-95)");
-    fprintf(f, "%22s %11lld %11lld %11.3f %11.3f %11.3f %11.3f\n", "all", (long long)m->n_images,
+    /* Ultralytics 8.3's rows: "%22s" + "%11i" * 2 + "%11.3g" * 4, a class's images being those
+     * with the class (nt_per_image) */
+    fprintf(f, "%22s %10lld %10lld %10.3g %10.3g %10.3g %10.3g\n", "all", (long long)m->n_images,
             (long long)m->n_instances, m->mp, m->mr, m->map50, m->map);
     for (int c = 0; c < m->nc; c++)
         if (m->present[c])
-            fprintf(f, "%22.22s %11lld %11lld %11.3f %11.3f %11.3f %11.3f\n", names ? names[c] : "?",
-                    (long long)m->n_images, (long long)m->n_labels[c], m->p[c], m->r[c], m->ap50[c],
-                    m->ap[c]);
+            fprintf(f, "%22.22s %10lld %10lld %10.3g %10.3g %10.3g %10.3g\n", names ? names[c] : "?",
+                    (long long)m->n_images_with[c], (long long)m->n_labels[c], m->p[c], m->r[c],
+                    m->ap50[c], m->ap[c]);
 }
 
 /* ---- one image ---------------------------------------------------------------------------- */

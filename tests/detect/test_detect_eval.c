@@ -151,6 +151,17 @@ START_TEST(test_metrics_edges)
     ck_assert_double_eq_tol(m.mp, 1.0, 1e-12);
     ck_assert_double_eq_tol(m.mr, 1.0, 1e-12);
     vn_det_metrics_free(&m);
+    /* a second image with two labels of class 0: 2 images, class 0 in both (3 labels),
+     * class 1 in 1 (Ultralytics' nt_per_image and nt_per_class) */
+    vn_yolo_gt two[2] = {{0, 0, 0, 0, 5, 5}, {0, 0, 10, 10, 20, 20}};
+    ck_assert_int_eq(vn_det_stats_add(&st, NULL, 0, two, 2, NULL), VN_OK);
+    ck_assert_int_eq(vn_det_metrics_compute(&st, &m, NULL), VN_OK);
+    ck_assert(m.n_images == 2 && m.n_images_with[0] == 2 && m.n_images_with[1] == 1 &&
+              m.n_labels[0] == 3 && m.n_labels[1] == 1);
+    vn_det_metrics_free(&m);
+    vn_det_stats_free(&st);
+    vn_det_stats_init(&st, 2);
+    ck_assert_int_eq(vn_det_stats_add(&st, det, 2, lab, 2, NULL), VN_OK);
     ck_assert_int_eq(vn_det_stats_add(&st, NULL, 0, lab, 2, NULL), VN_OK);
     ck_assert_int_eq(vn_det_metrics_compute(&st, &m, NULL), VN_OK);
     ck_assert_double_eq_tol(m.mr, 0.5, 1e-12); /* half the labels were never detected */
