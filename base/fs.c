@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,5 +141,19 @@ int vn_fs_write_atomic(const char *path, const void *buf, size_t len, bool sync)
     if (fclose(f) != 0 && !e) e = errno;
     if (!e && rename(tmp, path) != 0) e = errno;
     if (e) unlink(tmp);
+    return e;
+}
+
+int vn_fs_rename_durable(const char *from, const char *to)
+{
+    if (rename(from, to) != 0) return errno;
+    const char *slash = strrchr(to, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == to ? 1 : (int)(slash - to), to);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int e = fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP ? errno : 0;
+    close(fd);
     return e;
 }

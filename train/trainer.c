@@ -297,18 +297,34 @@ static int save_checkpoint_rank0(run *r, bool is_best, vn_train_result *res, vn_
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoints/ckpt-s%010lld.safetensors", r->dir, (long long)r->st.step);
     vn_ckpt_parts p = parts(r);
-    int rc = vn_ckpt_save(path, &p, err);
+    /* A checkpoint that records new bests is written under a temporary name, the best files
+     * are linked to it, and only then does it take its name: a kill in between leaves the
+     * previous checkpoint the newest, whose resume redoes the epoch and the links (the best
+     * files never lag behind the checkpoint that says they were updated). */
+    const bool links = is_best && r->best_mask;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int rc = vn_ckpt_save(links ? tmp : path, &p, err);
     if (rc != VN_OK) return rc;
-    snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", path);
-    for (int src = -1; is_best && src < r->n_emas; src++) {
+    for (int src = -1; links && src < r->n_emas; src++) {
         if (!(r->best_mask & (1u << (src + 1)))) continue;
         char dir[4096], name[64];
         snprintf(dir, sizeof dir, "%s/checkpoints", r->dir);
         vn_best_name(src, name, sizeof name);
-        rc = vn_best_link(path, dir, name, &p, err);
-        if (rc != VN_OK) return rc;
+        rc = vn_best_link(tmp, dir, name, &p, err);
+        if (rc != VN_OK) {
+            unlink(tmp);
+            return rc;
+        }
         if (src < 0) snprintf(res->best_ckpt, sizeof res->best_ckpt, "%s/%s", dir, name);
     }
+    int e = links ? vn_fs_rename_durable(tmp, path) : 0;
+    if (e) {
+        unlink(tmp);
+        return vn_error_set(err, VN_ERR_IO, "%s: cannot rename the checkpoint into place: %s", path,
+                            strerror(e));
+    }
+    snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", path);
     r->best_mask = 0;
     prune_checkpoints(r);
     return VN_OK;

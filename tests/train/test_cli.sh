@@ -406,6 +406,40 @@ cp -r "$T/data" "$T/dmiss" && rm -r "$T/dmiss/val/c2"
 expect "val without a class folder: trains" [ $? -eq 0 ]
 expect "val without a class folder: named as missing" contains "$T/miss.log" "class 'c2' has no images (no folder of that name here)"
 
+# A kill -9 while the best files are linked to a new checkpoint (here: at the link, through an
+# LD_PRELOAD shim) leaves the previous checkpoint the newest; the resume redoes the epoch and
+# ends with the straight run's best files.
+cat >"$T/killonlink.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+int link(const char *a, const char *b)
+{
+    const char *k = getenv("KILL_AT");
+    if (k && strstr(b, k)) raise(SIGKILL);
+    int (*f)(const char *, const char *) = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "link");
+    return f(a, b);
+}
+C
+if cc -shared -fPIC -o "$T/killonlink.so" "$T/killonlink.c" -ldl 2>"$T/cc.log"; then
+  KB=(train "$T/base.yaml" --set train.epochs=3 --set train.eval_every=1)
+  # (under ASan the shim may come first: its runtime's link-order check is turned off)
+  KILL_AT=best.safetensors LD_PRELOAD="$T/killonlink.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+    "$VANILLA" "${KB[@]}" --set output.dir="$T/r_kl" >/dev/null 2>&1
+  expect "killed at the best link: killed" [ $? -eq 137 ]
+  expect "killed at the best link (epoch 1, the first evaluation): its checkpoint not in place" [ ! -e "$T/r_kl/checkpoints/ckpt-s0000000024.safetensors" ]
+  "$VANILLA" "${KB[@]}" --set output.dir="$T/r_kl" --resume auto >/dev/null 2>&1
+  expect "killed at the best link: the resume exits 0" [ $? -eq 0 ]
+  "$VANILLA" "${KB[@]}" --set output.dir="$T/r_ks" >/dev/null 2>&1
+  for f in best.safetensors best-ema-0.safetensors ckpt-s0000000036.safetensors; do
+    expect "killed at the best link: $f as the straight run's" "$TOOL" same "$T/r_ks/checkpoints/$f" "$T/r_kl/checkpoints/$f"
+  done
+else
+  echo "# no C compiler for the LD_PRELOAD shim: $(cat "$T/cc.log")"
+fi
+
 # A SIGTERM that arrives while the process starts (here: already pending, blocked by the parent
 # across exec) stops the run cleanly after its first step: exit 3 and a checkpoint, not a kill.
 /usr/bin/python3 -c '
