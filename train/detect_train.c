@@ -31,6 +31,7 @@
 #include "train/vn_detect.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -311,14 +312,24 @@ static int save(drun *r, bool best, vn_train_result *res, vn_error *err)
     char path[4096];
     snprintf(path, sizeof path, "%s/checkpoints/ckpt-s%010lld.safetensors", r->dir, (long long)r->st.step);
     vn_detect_ckpt c = parts(r);
-    int rc = vn_detect_ckpt_save(path, &c, err);
+    /* With a new best, the checkpoint takes its name only after best.safetensors is written
+     * (as the classifier's): a kill in between leaves the previous checkpoint the newest. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int rc = vn_detect_ckpt_save(best ? tmp : path, &c, err);
     if (rc != VN_OK) return rc;
-    snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", path);
     if (best) {
         snprintf(res->best_ckpt, sizeof res->best_ckpt, "%s/checkpoints/best.safetensors", r->dir);
         rc = vn_detect_ckpt_save(res->best_ckpt, &c, err);
-        if (rc != VN_OK) return rc;
+        int e = rc == VN_OK ? vn_fs_rename_durable(tmp, path) : 0;
+        if (e) rc = vn_error_set(err, VN_ERR_IO, "%s: cannot rename the checkpoint into place: %s",
+                                 path, strerror(e));
+        if (rc != VN_OK) {
+            unlink(tmp);
+            return rc;
+        }
     }
+    snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", path);
     prune(r);
     return VN_OK;
 }

@@ -113,6 +113,56 @@ expect "ramp: the last checkpoint at step 9" test -f "$T/ra/checkpoints/ckpt-s00
 expect "ramp: stopped mid-ramp after 4 steps (7 micro-batches of 2)" contains "$T/rb2.log" "position 14, step 4"
 expect "ramp: resumed run equals the uninterrupted one" "$TOOL" same "$T/ra/checkpoints/ckpt-s0000000009.safetensors" "$T/rb/checkpoints/ckpt-s0000000009.safetensors"
 
+# A kill -9 while best.safetensors is written (an LD_PRELOAD shim kills at its open): the
+# epoch's checkpoint has not taken its name, and the resume ends with the straight run's files.
+cat >"$T/killonopen.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+static int real(const char *name, const char *p, int flags, mode_t mode)
+{
+    const char *k = getenv("KILL_AT");
+    if (k && (flags & O_CREAT) && strstr(p, k)) raise(SIGKILL);
+    int (*f)(const char *, int, ...) = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, name);
+    return f(p, flags, mode);
+}
+int open(const char *p, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
+    va_end(ap);
+    return real("open", p, flags, m);
+}
+int open64(const char *p, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
+    va_end(ap);
+    return real("open64", p, flags, m);
+}
+C
+if cc -shared -fPIC -o "$T/killonopen.so" "$T/killonopen.c" -ldl 2>"$T/cc.log"; then
+  KILL_AT=best.safetensors.tmp LD_PRELOAD="$T/killonopen.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+    "$VANILLA" train "$T/det.yaml" --set output.dir="$T/kb" >/dev/null 2>&1
+  expect "killed writing best.safetensors: killed" test $? -eq 137
+  expect "killed writing best.safetensors (epoch 2, the first evaluation): its checkpoint not in place" \
+    test ! -e "$T/kb/checkpoints/ckpt-s0000000012.safetensors"
+  "$VANILLA" train "$T/det.yaml" --set output.dir="$T/kb" --resume auto >/dev/null 2>&1
+  expect "killed writing best.safetensors: the resume exits 0" test $? -eq 0
+  last=$(ls "$T/a/checkpoints" | grep '^ckpt-s' | sort | tail -1)
+  for f in best.safetensors "$last"; do
+    expect "killed writing best.safetensors: $f as the straight run's" "$TOOL" same "$T/a/checkpoints/$f" "$T/kb/checkpoints/$f"
+  done
+else
+  echo "# no C compiler for the LD_PRELOAD shim: $(cat "$T/cc.log")"
+fi
+
 # SIGTERM during an evaluation: the pass is given up, the checkpoint keeps the end of the
 # epoch's steps, and the resume evaluates again: the same tensors and evaluation rows as a run
 # never stopped. 1,500 validation canvases make each pass last a second or more.
