@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/vn_fs.h"
 #include "train/vn_detect.h"
 #include "train/vn_trainer.h"
 
@@ -518,9 +519,12 @@ int vn_run_result_write(const char *dir, const vn_run_result *r, vn_error *err)
         json_object_set_new(o, "final_mAP50-95", json_real(r->final_map));
         json_object_set_new(o, "final_mAP50", json_real(r->final_map50));
     }
-    int rc = json_dump_file(o, path, JSON_INDENT(1));
+    char *text = json_dumps(o, JSON_INDENT(1));
     json_decref(o);
-    return rc == 0 ? VN_OK : vn_error_set(err, VN_ERR_IO, "cannot write %s", path);
+    if (!text) return vn_error_set(err, VN_ERR_NOMEM, "out of memory writing %s", path);
+    int e = vn_fs_write_atomic(path, text, strlen(text), true); /* temporary file, rename */
+    free(text);
+    return e ? vn_error_set(err, VN_ERR_IO, "cannot write %s: %s", path, strerror(e)) : VN_OK;
 }
 
 static void load_result(vn_run *run)

@@ -115,40 +115,8 @@ expect "ramp: resumed run equals the uninterrupted one" "$TOOL" same "$T/ra/chec
 
 # A kill -9 while best.safetensors is written (an LD_PRELOAD shim kills at its open): the
 # epoch's checkpoint has not taken its name, and the resume ends with the straight run's files.
-cat >"$T/killonopen.c" <<'C'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdlib.h>
-#include <string.h>
-static int real(const char *name, const char *p, int flags, mode_t mode)
-{
-    const char *k = getenv("KILL_AT");
-    if (k && (flags & O_CREAT) && strstr(p, k)) raise(SIGKILL);
-    int (*f)(const char *, int, ...) = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, name);
-    return f(p, flags, mode);
-}
-int open(const char *p, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
-    va_end(ap);
-    return real("open", p, flags, m);
-}
-int open64(const char *p, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
-    va_end(ap);
-    return real("open64", p, flags, m);
-}
-C
-if cc -shared -fPIC -o "$T/killonopen.so" "$T/killonopen.c" -ldl 2>"$T/cc.log"; then
-  KILL_AT=best.safetensors.tmp LD_PRELOAD="$T/killonopen.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+if cc -shared -fPIC -o "$T/kill_at.so" "$(dirname "$0")/../support/kill_at.c" -ldl 2>"$T/cc.log"; then
+  KILL_AT=best.safetensors.tmp LD_PRELOAD="$T/kill_at.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
     "$VANILLA" train "$T/det.yaml" --set output.dir="$T/kb" >/dev/null 2>&1
   expect "killed writing best.safetensors: killed" test $? -eq 137
   expect "killed writing best.safetensors (epoch 2, the first evaluation): its checkpoint not in place" \

@@ -409,24 +409,10 @@ expect "val without a class folder: named as missing" contains "$T/miss.log" "cl
 # A kill -9 while the best files are linked to a new checkpoint (here: at the link, through an
 # LD_PRELOAD shim) leaves the previous checkpoint the newest; the resume redoes the epoch and
 # ends with the straight run's best files.
-cat >"$T/killonlink.c" <<'C'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <string.h>
-int link(const char *a, const char *b)
-{
-    const char *k = getenv("KILL_AT");
-    if (k && strstr(b, k)) raise(SIGKILL);
-    int (*f)(const char *, const char *) = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "link");
-    return f(a, b);
-}
-C
-if cc -shared -fPIC -o "$T/killonlink.so" "$T/killonlink.c" -ldl 2>"$T/cc.log"; then
+if cc -shared -fPIC -o "$T/kill_at.so" "$(dirname "$0")/../support/kill_at.c" -ldl 2>"$T/cc.log"; then
   KB=(train "$T/base.yaml" --set train.epochs=3 --set train.eval_every=1)
   # (under ASan the shim may come first: its runtime's link-order check is turned off)
-  KILL_AT=best.safetensors LD_PRELOAD="$T/killonlink.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+  KILL_AT=best.safetensors LD_PRELOAD="$T/kill_at.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
     "$VANILLA" "${KB[@]}" --set output.dir="$T/r_kl" >/dev/null 2>&1
   expect "killed at the best link: killed" [ $? -eq 137 ]
   expect "killed at the best link (epoch 1, the first evaluation): its checkpoint not in place" [ ! -e "$T/r_kl/checkpoints/ckpt-s0000000024.safetensors" ]
@@ -528,6 +514,17 @@ expect "ablate: MACs of the trained model ($macs)" [ "${macs:-0}" -gt 0 ]
 expect "ablate: results.csv" [ "$(wc -l <"$T/abl/tiny/results.csv")" -eq 3 ]
 "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" >"$T/abl2.log" 2>&1
 expect "ablate again: finished runs not redone" contains "$T/abl2.log" "finished before"
+# A run killed after its last checkpoint, before its result.json: the next ablate takes its
+# final top-1 from its metrics, as the uninterrupted ablation has it (not -1).
+if [ -f "$T/kill_at.so" ]; then
+  KILL_AT="act_num=1/result.json" LD_PRELOAD="$T/kill_at.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+    "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablk" >/dev/null 2>&1
+  expect "ablate killed before a result.json: killed" [ $? -eq 137 ]
+  "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablk" >"$T/ablk.log" 2>&1
+  expect "ablate killed before a result.json: the rerun exits 0" [ $? -eq 0 ]
+  expect "ablate killed before a result.json: the table as uninterrupted" \
+    cmp -s <(cut -d, -f1-5 "$T/abl/tiny/results.csv") <(cut -d, -f1-5 "$T/ablk/tiny/results.csv")
+fi
 # A finished run is not reported as the result of other values; two runs cannot share a name.
 "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" --set optim.lr=0.02 >"$T/abl3.log" 2>&1
 expect "ablate with a changed base: exit 1" [ $? -eq 1 ]

@@ -1,6 +1,7 @@
 /* vanilla ablate: a grid (or list) of config overrides, one resumable run each, one table. */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,16 @@ static void record_result(const vn_config *cfg, const vn_train_result *res, vn_r
     }
     r->best_top1 = res->state.best_top1;
     r->final_top1 = res->evaluated ? res->last_eval.top1 : -1;
+    if (!res->evaluated) { /* finished earlier (killed before its result.json): the last
+                              evaluation metrics.jsonl holds */
+        vn_run run;
+        if (vn_run_load(cfg->output.dir, &run, NULL) == VN_OK) {
+            const vn_run_series *t = vn_run_find(&run, VN_RUN_EVAL, "val_top1");
+            for (int64_t k = t ? t->n - 1 : -1; k >= 0 && r->final_top1 < 0; k--)
+                if (!isnan(t->value[k])) r->final_top1 = t->value[k];
+        }
+        vn_run_free(&run);
+    }
     r->seconds = res->state.elapsed;
     r->params = res->params;
     vn_ckpt_info info;
@@ -513,8 +524,13 @@ int vn_cmd_ablate(int argc, char **argv)
         record_result(&cfg, &res, &results[i]);
         /* Only a run that went through all its epochs is "finished": one cut short by
          * train.max_steps is tabulated now and continued by the next ablate. */
-        if (res.state.finished) (void)vn_run_result_write(dir, &results[i], NULL);
-        else
+        if (res.state.finished) {
+            if (vn_run_result_write(dir, &results[i], &err) != VN_OK) {
+                vn_cli_error("ablate", "run %s: %s", run->name, err.msg);
+                ec = VN_EXIT_ERROR;
+                break;
+            }
+        } else
             printf("   stopped at step %lld by train.max_steps before its last epoch: in the table "
                    "as it is; the same command with a larger train.max_steps continues it\n",
                    (long long)res.state.step);

@@ -1,0 +1,65 @@
+/* LD_PRELOAD shim for the crash tests: kill -9 of the process at one exact instant, the
+ * creation of a file (open with O_CREAT, fopen for writing) or hard link whose path contains
+ * $KILL_AT. Compiled
+ * by the test scripts with: cc -shared -fPIC -o kill_at.so kill_at.c -ldl */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+static void kill_if(const char *path)
+{
+    const char *k = getenv("KILL_AT");
+    if (k && k[0] && path && strstr(path, k)) raise(SIGKILL);
+}
+
+static int open_via(const char *name, const char *path, int flags, mode_t mode)
+{
+    if (flags & O_CREAT) kill_if(path);
+    int (*f)(const char *, int, ...) = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, name);
+    return f(path, flags, mode);
+}
+
+int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
+    va_end(ap);
+    return open_via("open", path, flags, m);
+}
+
+int open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
+    va_end(ap);
+    return open_via("open64", path, flags, m);
+}
+
+int link(const char *from, const char *to)
+{
+    kill_if(to);
+    int (*f)(const char *, const char *) = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "link");
+    return f(from, to);
+}
+
+FILE *fopen(const char *path, const char *mode)
+{
+    if (mode[0] == 'w' || mode[0] == 'a') kill_if(path);
+    FILE *(*f)(const char *, const char *) = (FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, "fopen");
+    return f(path, mode);
+}
+
+FILE *fopen64(const char *path, const char *mode)
+{
+    if (mode[0] == 'w' || mode[0] == 'a') kill_if(path);
+    FILE *(*f)(const char *, const char *) = (FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, "fopen64");
+    return f(path, mode);
+}
