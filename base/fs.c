@@ -117,6 +117,16 @@ void vn_fs_remove_stale_tmps(const char *path)
     closedir(d);
 }
 
+int vn_fs_sweep_stale_tmps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int removed = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (vn_fs_stale_tmp(de->d_name) && unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
+    if (d) closedir(d);
+    return removed;
+}
+
 bool vn_fs_dir_has_entries(const char *dir)
 {
     DIR *d = opendir(dir);

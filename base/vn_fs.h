@@ -18,6 +18,9 @@ bool vn_fs_stale_tmp(const char *name);
 /* Removes path's stale temporary files ("<path>.tmp.<pid>" of dead processes), so that a
  * writer killed earlier leaves nothing behind once the file is written again. */
 void vn_fs_remove_stale_tmps(const char *path);
+/* Removes every "<name>.tmp.<pid>" of dir whose writer is gone (vn_fs_stale_tmp); returns how
+ * many. For folders of many files written atomically (an import killed part way). */
+int vn_fs_sweep_stale_tmps(const char *dir);
 /* Whether dir holds anything but . and .. (false when it does not exist). */
 bool vn_fs_dir_has_entries(const char *dir);
 /* Writes buf to "<path>.tmp.<pid>" (fsynced when sync) and renames it over path: a full disk

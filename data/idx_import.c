@@ -256,11 +256,15 @@ int vn_import_idx(const char *images_path, const char *labels_path, const char *
     rc = idx_check_labels(labels, n, n_classes, labels_path, err);
     if (rc) goto done;
     rc = mkdir_p(split_dir, err);
+    int swept = 0;
     for (int c = 0; !rc && c < n_classes; c++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", split_dir, class_names[c]);
         rc = mkdir_p(path, err);
+        if (!rc) swept += vn_fs_sweep_stale_tmps(path); /* an earlier import killed part way */
     }
+    if (swept) vn_log(VN_LOG_INFO, "%s: removed %d temporary file(s) of an interrupted import",
+                      split_dir, swept);
     if (rc) goto done;
     int digits = 5;
     for (int64_t m = n - 1; m >= 100000; m /= 10) digits++;

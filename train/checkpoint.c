@@ -668,10 +668,8 @@ int vn_ckpt_dir_prepare(const char *dir, vn_error *err)
     if (!d)
         return vn_error_set(err, VN_ERR_IO, "%s: cannot open the checkpoint folder: %s", dir,
                             strerror(errno));
-    int removed = 0;
-    for (struct dirent *de; (de = readdir(d));)
-        if (vn_fs_stale_tmp(de->d_name) && unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
     closedir(d);
+    int removed = vn_fs_sweep_stale_tmps(dir);
     if (removed)
         vn_log(VN_LOG_INFO, "%s: removed %d temporary file(s) of interrupted writes", dir, removed);
     char probe[4200];

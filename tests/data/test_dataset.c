@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -253,6 +254,38 @@ static void make_idx_pair(const char *dir, const char *prefix, int n, bool gz)
     write_idx(lp, gz, lh, 8, lb, (size_t)n);
 }
 
+/* An import killed part way leaves "<image>.png.tmp.<pid>" files of writers that are gone; the
+ * next import removes them (a file of a live writer stays). */
+START_TEST(idx_import_sweeps_stale_tmps)
+{
+    char src[4096], out[4096], path[4200], dead[4200], live[4200];
+    vn_test_mkdtemp(src, sizeof src, "data");
+    vn_test_mkdtemp(out, sizeof out, "data");
+    make_idx_pair(src, "train", 12, true);
+    make_idx_pair(src, "t10k", 5, false);
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0); /* a pid that is gone */
+    snprintf(path, sizeof path, "%s/.vn_import_started", out);
+    vn_test_write_text(path, "kind fashion-mnist\n");
+    snprintf(path, sizeof path, "%s/train", out);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/train/Trouser", out);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(dead, sizeof dead, "%s/train/Trouser/00007.png.tmp.%ld", out, (long)child);
+    snprintf(live, sizeof live, "%s/train/Trouser/00010.png.tmp.%ld", out, (long)getpid());
+    vn_test_write_text(dead, "");
+    vn_test_write_text(live, "");
+    vn_import_result res;
+    vn_error err = {0};
+    ck_assert_msg(vn_import_mnist(src, out, VN_MNIST_FASHION, 1, &res, &err) == VN_OK, "%s", err.msg);
+    ck_assert_int_ne(access(dead, F_OK), 0);
+    ck_assert_int_eq(access(live, F_OK), 0);
+    vn_test_rmtree(src);
+    vn_test_rmtree(out);
+}
+END_TEST
+
 START_TEST(idx_import_tiny)
 {
     char src[4096], out[4096], path[4200];
@@ -440,6 +473,7 @@ int main(void)
     tcase_add_test(tc, scan_errors);
     tcase_add_test(tc, check_reports);
     tcase_add_test(tc, idx_import_tiny);
+    tcase_add_test(tc, idx_import_sweeps_stale_tmps);
     tcase_add_test(tc, idx_import_errors);
     tcase_add_test(tc, idx_parse_memory_checks);
     tcase_add_test(tc, real_fashion_mnist_header);
