@@ -302,7 +302,7 @@ wait $pid
 expect "SIGTERM: exit 3" [ $? -eq 3 ]
 expect "SIGTERM: says how to resume" contains "$T/sig.log" "--resume auto"
 expect "SIGTERM: the resume command keeps the --set options" \
-  contains "$T/sig.log" "resume with: vanilla train $T/base.yaml --set output.dir=$T/sig --set train.epochs=100000 --resume auto"
+  contains "$T/sig.log" "resume with: $VANILLA train $T/base.yaml --set output.dir=$T/sig --set train.epochs=100000 --resume auto"
 last=$(ls "$T"/sig/checkpoints/ckpt-*.safetensors | sort | tail -1)
 step=$(basename "$last" | sed 's/ckpt-s0*\([0-9]*\).safetensors/\1/')
 "$VANILLA" train "$T/base.yaml" --set output.dir="$T/sig" --set train.epochs=100000 \

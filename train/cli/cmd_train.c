@@ -150,7 +150,8 @@ static void print_resume_command(FILE *f, const config_args *a, int ranks)
 {
     fputs("resume with: ", f);
     if (ranks > 1) fprintf(f, "mpirun -np %d ", ranks); /* and the job's other mpirun options */
-    fputs("vanilla train", f);
+    put_shell_word(f, vn_cli_program); /* as it was run: "vanilla" from the PATH, or a path */
+    fputs(" train", f);
     for (int i = 0; i < a->n_files; i++) {
         fputc(' ', f);
         put_shell_word(f, a->files[i]);

@@ -14,6 +14,7 @@
 #include "train/train_impl.h"
 
 volatile sig_atomic_t vn_cli_stop = 0;
+const char *vn_cli_program = "vanilla";
 
 static void on_signal(int sig)
 {
@@ -218,6 +219,7 @@ int main(int argc, char **argv)
     sigaddset(&stop_sigs, SIGUSR1);
     sigprocmask(SIG_BLOCK, &stop_sigs, NULL);
     vn_runtime_setup(argv); /* before any OpenMP or BLAS work; may exec again */
+    if (argc > 0 && argv[0] && strchr(argv[0], '/')) vn_cli_program = argv[0]; /* a path */
     if (argc >= 2 && (strcmp(argv[1], "train") == 0 || strcmp(argv[1], "ablate") == 0))
         vn_cli_install_signals();
     sigprocmask(SIG_UNBLOCK, &stop_sigs, NULL);

@@ -71,5 +71,7 @@ int vn_cli_detect_info(const char *model_file, const vn_config *cfg, int size, b
 /* Set by the signal handlers of `train` and `ablate`. */
 extern volatile sig_atomic_t vn_cli_stop;
 void vn_cli_install_signals(void);
+/* argv[0] as the user typed it (main sets it): what a printed command should start with. */
+extern const char *vn_cli_program;
 
 #endif
