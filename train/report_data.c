@@ -375,8 +375,6 @@ static void ckpt_fill(vn_run *run, vn_run_ckpt *c, const char *path, char **mode
         if (task && !strcmp(task, "detect")) ckpt_detector(run, c, meta, tr);
     } else {
         c->best_top1 = -1;
-        add_note(&run->notes, &run->n_notes, "checkpoints/%s: not a readable vanilla checkpoint "
-                 "(no trainer state in its header)", c->file);
     }
     json_decref(tr);
     json_decref(meta);
@@ -409,6 +407,16 @@ static int load_checkpoints(vn_run *run)
     for (int i = run->n_ckpts - 1; i >= 0; i--) {
         snprintf(path, sizeof path, "%s/%s", dir, run->ckpts[i].file);
         ckpt_fill(run, &run->ckpts[i], path, &model_json);
+        if (run->ckpts[i].readable) continue;
+        struct stat st;
+        if (stat(path, &st) != 0 && errno == ENOENT) { /* pruned by a live run since the listing */
+            memmove(&run->ckpts[i], &run->ckpts[i + 1],
+                    (size_t)(run->n_ckpts - i - 1) * sizeof *run->ckpts);
+            run->n_ckpts--;
+            continue;
+        }
+        add_note(&run->notes, &run->n_notes, "checkpoints/%s: not a readable vanilla checkpoint "
+                 "(no trainer state in its header)", run->ckpts[i].file);
     }
     bool deploy;
     if (model_json && vn_vanillanet_config_from_json(model_json, "checkpoint", &run->model, &deploy,
