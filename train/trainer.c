@@ -951,6 +951,18 @@ static void print_start(run *r, const vn_train_result *res)
                "train longer", (long long)cfg->deep_training.decay_epochs, (long long)E, act_end);
 }
 
+/* What the run is about to do: its shape, the data-parallel setup, the device. */
+static void print_setup(run *r, const vn_train_result *res)
+{
+    const vn_config *cfg = r->cfg;
+    if (r->rank == 0 && !r->st.finished) print_start(r, res);
+    if (r->dp) print_dp(r);
+    if (r->device != VN_DEVICE_CPU)
+        fprintf(r->out, "device: %s:%d (train.tf32 %s, train.deterministic %s)\n",
+                vn_device_name(r->device), r->device_index, cfg->train.tf32 ? "true" : "false",
+                cfg->train.deterministic ? "true" : "false");
+}
+
 /* config.yaml, the metrics files and the progress display of the run folder. */
 static int open_outputs(run *r, vn_error *err)
 {
@@ -1242,12 +1254,7 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         res->already_finished = r->st.finished;
         if (r->st.finished) /* nothing written this session: the run's last checkpoint */
             snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", r->resumed_from);
-        if (r->rank == 0 && !r->st.finished) print_start(r, res);
-        if (r->dp) print_dp(r);
-        if (r->device != VN_DEVICE_CPU)
-            fprintf(r->out, "device: %s:%d (train.tf32 %s, train.deterministic %s)\n",
-                    vn_device_name(r->device), r->device_index, cfg->train.tf32 ? "true" : "false",
-                    cfg->train.deterministic ? "true" : "false");
+        print_setup(r, res);
         r->trained = true;
         rc = train_epochs(r, res, err);
         if (r->dp && r->dp_steps > 0)
