@@ -1,12 +1,14 @@
 /* LD_PRELOAD shim for the crash tests: kill -9 of the process at one exact instant, the
  * creation of a file (open with O_CREAT, fopen for writing) or hard link whose path contains
- * $KILL_AT. Compiled
+ * $KILL_AT; or, with $FAIL_AT, that creation failing as on a full disk (ENOSPC). Compiled
  * by the test scripts with: cc -shared -fPIC -o kill_at.so kill_at.c -ldl */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +20,18 @@ static void kill_if(const char *path)
     if (k && k[0] && path && strstr(path, k)) raise(SIGKILL);
 }
 
+static bool fail_if(const char *path)
+{
+    const char *k = getenv("FAIL_AT");
+    if (!k || !k[0] || !path || !strstr(path, k)) return false;
+    errno = ENOSPC;
+    return true;
+}
+
 static int open_via(const char *name, const char *path, int flags, mode_t mode)
 {
     if (flags & O_CREAT) kill_if(path);
+    if ((flags & O_CREAT) && fail_if(path)) return -1;
     int (*f)(const char *, int, ...) = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, name);
     return f(path, flags, mode);
 }

@@ -422,6 +422,13 @@ if cc -shared -fPIC -o "$T/kill_at.so" "$(dirname "$0")/../support/kill_at.c" -l
   for f in best.safetensors best-ema-0.safetensors ckpt-s0000000036.safetensors; do
     expect "killed at the best link: $f as the straight run's" "$TOOL" same "$T/r_ks/checkpoints/$f" "$T/r_kl/checkpoints/$f"
   done
+  # A write that fails as on a full disk: the error, then where the run can go on from.
+  FAIL_AT=ckpt-s0000000024 LD_PRELOAD="$T/kill_at.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+    "$VANILLA" "${KB[@]}" --set output.dir="$T/r_full" >"$T/full.log" 2>&1
+  expect "a full disk at the second checkpoint: exit 1" [ $? -eq 1 ]
+  expect "a full disk: the cause" contains "$T/full.log" "No space left on device"
+  expect "a full disk: the newest checkpoint and the resume command" contains "$T/full.log" \
+    "the run's newest checkpoint is $T/r_full/checkpoints/ckpt-s0000000012.safetensors; once the cause is fixed, resume with: $VANILLA train"
 else
   echo "# no C compiler for the LD_PRELOAD shim: $(cat "$T/cc.log")"
 fi

@@ -9,6 +9,7 @@
 #include "train/cli/vn_cli.h"
 #include "train/vn_detect.h"
 #include "train/vn_official.h"
+#include "train/train_impl.h"
 #include "train/vn_trainer.h"
 
 #define MAX_ARGS 64
@@ -163,6 +164,21 @@ static void print_resume_command(FILE *f, const config_args *a, int ranks)
     fputs(" --resume auto\n", f);
 }
 
+/* After a write error (a full disk, say) in a run that has checkpoints: where it can go on
+ * from once the cause is fixed, and the command. */
+static void io_failure_hint(const vn_config *cfg, const config_args *a)
+{
+    char **names = NULL;
+    int n = 0;
+    vn_error e = {0};
+    if (vn__ckpt_list(cfg->output.dir, &names, &n, &e) == VN_OK && n > 0) {
+        fprintf(stderr, "the run's newest checkpoint is %s/checkpoints/%s; once the cause is "
+                "fixed, ", cfg->output.dir, names[n - 1]);
+        print_resume_command(stderr, a, 1);
+    }
+    vn__ckpt_list_free(names, n);
+}
+
 int vn_cmd_train(int argc, char **argv)
 {
     config_args a = {0};
@@ -215,7 +231,12 @@ int vn_cmd_train(int argc, char **argv)
     vn_train_options opt = {resume, force, &vn_cli_stop, stdout, dist};
     vn_profile_enable(profile);
     int rc = vn_train(&cfg, &opt, &res, &err);
-    if (rc != VN_OK) return train_failed(dist, rc, &err);
+    if (rc != VN_OK) {
+        bool one = vn_dist_size(dist) == 1;
+        int code = train_failed(dist, rc, &err);
+        if (one && rc == VN_ERR_IO) io_failure_hint(&cfg, &a);
+        return code;
+    }
     bool quiet = vn_dist_rank(dist) > 0;
     int ranks = vn_dist_size(dist);
     vn_dist_destroy(dist);
