@@ -202,6 +202,19 @@ IMG="$T/fmd/images/val/000000.png"
 expect "predict exits 0" test $? -eq 0
 expect "predict prints boxes with the EMA weights" grep -qE 'boxes \(EMA weights\)$' "$T/pred.log"
 expect "predict -o writes a PNG" test "$(head -c 4 "$T/pred.png" | tail -c 3)" = "PNG"
+# Several images into a folder (-o DIR/): one drawing per image, by name; an unreadable image
+# among them is reported, the others still done, exit 1; -o with another extension and a bad
+# --imgsz are usage errors that say why.
+mkdir -p "$T/drawn"
+printf 'not an image' >"$T/bad.png"
+"$VANILLA" predict "$A_LAST" "$IMG" "$T/bad.png" "$(dirname "$IMG")/000002.png" -o "$T/drawn/" >"$T/pred3.log" 2>&1
+expect "predict several, one unreadable: exit 1" test $? -eq 1
+expect "predict several: the unreadable one named" contains "$T/pred3.log" "bad.png: not a PNG or JPEG image"
+expect "predict several: the others drawn by name" test -s "$T/drawn/$(basename "${IMG%.*}").png" -a -s "$T/drawn/000002.png"
+"$VANILLA" predict "$A_LAST" "$IMG" -o "$T/pred.jpg" >"$T/pred4.log" 2>&1
+expect "predict -o x.jpg: exit 2, says PNG" test $? -eq 2 -a "$(grep -c 'written as PNG' "$T/pred4.log")" -eq 1
+"$VANILLA" predict "$A_LAST" "$IMG" --imgsz 50 >"$T/pred5.log" 2>&1
+expect "predict --imgsz 50: exit 2, says why" test $? -eq 2 -a "$(grep -c 'a positive multiple of 32' "$T/pred5.log")" -eq 1
 
 # export merges the backbone (deep training is over at the end); the merged file evaluates to
 # the same table.

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include "io/vn_onnx.h"
 #include "train/cli/vn_cli.h"
@@ -132,8 +134,9 @@ static const char det_predict_help[] =
     "\n"
     "Detects objects in image files: one line per box (image, class, score, x1 y1 x2 y2 in the\n"
     "image's pixels), conf 0.25 and IoU 0.7 by default (Ultralytics' predict). -o draws the\n"
-    "boxes with class names and scores on the image (one image; with several, OUT gets the\n"
-    "image's index before .png).\n";
+    "boxes with class names and scores on the image as a PNG: OUT.png for one image; with\n"
+    "several, OUT-<k>.png, or, when OUT is a folder, OUT/<image name>.png. An image that cannot\n"
+    "be read is reported and the others are still done (exit 1 at the end).\n";
 
 static int predict_one(vn_ctx *ctx, vn_yolo *m, const vn_detect_info *info, const char *image,
                        int imgsz, const vn_nms_params *np, const char *out, vn_error *err)
@@ -157,7 +160,7 @@ int vn_cmd_detect_predict(int argc, char **argv)
     const char *model = NULL, *out = NULL;
     const char **images = calloc((size_t)argc, sizeof *images);
     int n_images = 0, imgsz = 0;
-    vn_nms_params np = {0.25f, 0.7f, 300, false, false};
+    vn_nms_params np = {0.25f, 0.7, 300, false, false};
     bool bad = false;
     for (int i = 1; images && i < argc; i++) {
         if (vn_cli_is(argv[i], "-h", "--help")) {
@@ -175,7 +178,21 @@ int vn_cmd_detect_predict(int argc, char **argv)
         } else if (!model) model = argv[i];
         else images[n_images++] = argv[i];
     }
-    if (!images || bad || n_images == 0 || imgsz < 0 || imgsz % 32) {
+    if (!bad && (imgsz < 0 || imgsz % 32)) {
+        vn_cli_error("predict", "--imgsz %d: a positive multiple of 32 (the detector's largest "
+                     "stride)", imgsz);
+        bad = true;
+    }
+    struct stat st;
+    bool out_dir = out && ((stat(out, &st) == 0 && S_ISDIR(st.st_mode)) || out[strlen(out) - 1] == '/');
+    size_t ol = out ? strlen(out) : 0;
+    if (!bad && out && !out_dir && !(ol > 4 && strcasecmp(out + ol - 4, ".png") == 0) &&
+        strrchr(out, '.') > strrchr(out, '/')) {
+        vn_cli_error("predict", "-o %s: the drawing is written as PNG; give a .png name (or a "
+                     "folder, for several images)", out);
+        bad = true;
+    }
+    if (!images || bad || n_images == 0) {
         if (!bad) fputs(det_predict_help, stderr);
         free(images);
         return VN_EXIT_USAGE;
@@ -185,18 +202,30 @@ int vn_cmd_detect_predict(int argc, char **argv)
     vn_yolo *m = NULL;
     vn_ctx *ctx = vn_ctx_create();
     int rc = ctx ? vn_detect_open(model, &m, &info, &err) : vn_error_set(&err, VN_ERR_NOMEM, "out of memory");
+    int failed = 0;
     for (int k = 0; rc == VN_OK && k < n_images; k++) {
         char path[4096];
         const char *o = out;
-        if (out && n_images > 1) {
-            size_t len = strlen(out);
-            int stem = len > 4 && strcmp(out + len - 4, ".png") == 0 ? (int)len - 4 : (int)len;
+        if (out && out_dir) { /* OUT/<image name>.png */
+            const char *base = strrchr(images[k], '/') ? strrchr(images[k], '/') + 1 : images[k];
+            const char *dot = strrchr(base, '.');
+            snprintf(path, sizeof path, "%.*s%s%.*s.png", (int)(ol && out[ol - 1] == '/' ? ol - 1 : ol),
+                     out, "/", dot && dot > base ? (int)(dot - base) : (int)strlen(base), base);
+            o = path;
+        } else if (out && n_images > 1) {
+            int stem = ol > 4 && strcasecmp(out + ol - 4, ".png") == 0 ? (int)ol - 4 : (int)ol;
             snprintf(path, sizeof path, "%.*s-%d.png", stem, out, k);
             o = path;
         }
         rc = predict_one(ctx, m, &info, images[k], imgsz > 0 ? imgsz : info.imgsz, &np, o, &err);
+        if (rc != VN_OK && rc != VN_ERR_NOMEM) { /* this image: reported, go on */
+            vn_cli_error("predict", "%s", err.msg);
+            failed++;
+            rc = VN_OK;
+        }
     }
     if (rc != VN_OK) vn_cli_error("predict", "%s", err.msg);
+    if (rc == VN_OK && failed) rc = VN_ERR_FORMAT;
     if (m) vn_detect_info_free(&info);
     vn_yolo_destroy(m);
     vn_ctx_destroy(ctx);
