@@ -100,6 +100,26 @@ static int add_network(vn_onnx *g, const vn_vanillanet *m, int size, vn_error *e
     return rc;
 }
 
+/* The geometry at the exported input size: the stored one at the stored size; at another
+ * size, data.eval_mode official's rule again (none up to 32, a square warp from 384, else
+ * crop) when the stored geometry came from it (none or square, or a stored config saying so),
+ * else the stored one (resize-crop at every size). */
+static vn_eval_resize resize_at(const vn_ckpt_info *info, int size)
+{
+    vn_eval_resize r = (vn_eval_resize)info->eval_resize;
+    if (size == info->input_size) return r;
+    bool official = r != VN_EVAL_RESIZE_CROP;
+    if (!official && info->config_yaml) {
+        vn_config *c = malloc(sizeof *c);
+        official = c && vn_config_from_text(c, info->config_yaml, strlen(info->config_yaml),
+                                            "the stored config", NULL) == VN_OK &&
+                   c->data.eval_mode == VN_CONFIG_EVAL_OFFICIAL;
+        free(c);
+    }
+    if (!official) return r;
+    return size <= 32 ? VN_EVAL_RESIZE_NONE : size >= 384 ? VN_EVAL_RESIZE_SQUARE : VN_EVAL_RESIZE_CROP;
+}
+
 /* The preprocessing as JSON (*out), or an error naming what could not be written (a NaN mean,
  * say: JSON has no NaN) instead of a partial object. */
 static int meta_json(const vn_ckpt_info *info, int size, int channels, char **out, vn_error *err)
@@ -121,7 +141,7 @@ static int meta_json(const vn_ckpt_info *info, int size, int channels, char **ou
      * input_size / crop_pct, then the centre crop; square = warped to input_size x
      * input_size; none = the image as it is (input_size x input_size already) */
     ok = ok && json_object_set_new(o, "resize", json_string(vn_eval_resize_name(
-                                                    (vn_eval_resize)info->eval_resize))) == 0;
+                                                    resize_at(info, size)))) == 0;
     ok = ok && json_object_set_new(o, "mean", json_incref(mean)) == 0;
     ok = ok && json_object_set_new(o, "std", json_incref(std)) == 0;
     *out = ok ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;

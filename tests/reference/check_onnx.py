@@ -215,6 +215,18 @@ def main():
         fm = os.path.join(root, "examples", "fashion_mnist.yaml")
         sd = deploy_weights([64, 128, 256, 512], [1, 2, 2], 1, 10, 3, seed=1)
         ok &= check(vanilla, tmp, "fashion_mnist", sd, ["--config", fm], 28, 1, [0.2860], [0.3530])
+        # Exported at another input size, the official geometry follows the size: 28 -> none,
+        # 56 -> crop, 400 -> square.
+        for other, want in ((56, "crop"), (400, "square")):
+            path = os.path.join(tmp, f"fm{other}.onnx")
+            subprocess.run([vanilla, "export", os.path.join(tmp, "fashion_mnist.safetensors"),
+                            "--format", "onnx", "-o", path, "--input-size", str(other), "--config", fm],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+            pre = json.loads(meta["vanilla.preprocessing"])
+            good = pre["input_size"] == other and pre["resize"] == want
+            print(f"fashion_mnist exported at {other}: resize {pre['resize']} ({'ok' if good else 'want ' + want})")
+            ok &= good
         sd = deploy_weights([512, 1024, 2048, 4096], [2, 2, 2], 3, 1000, 3, seed=2)
         ok &= check(vanilla, tmp, "vanillanet_5", sd,
                     ["--set", "model.name=vanillanet_5", "--set", "data.crop_pct=1.0"], 224, 3,
