@@ -175,6 +175,11 @@ expect "SIGTERM exits 3" test $rc -eq 3
 # end-of-epoch checkpoint, which then serves; either way the run names a checkpoint it wrote)
 ck=$(sed -n 's/^interrupted at epoch [0-9]*, step [0-9]*; checkpoint //p' "$T/c.log")
 expect "SIGTERM wrote a checkpoint" test -n "$ck" -a -f "$ck"
+# its epoch counted as the progress lines count them (from 1, Ultralytics' "1/E")
+ie=$(sed -n 's/^interrupted at epoch \([0-9]*\),.*/\1/p' "$T/c.log")
+pe=$(grep -o '^epoch [0-9]*/400' "$T/c.log" | tail -1 | sed 's/epoch \([0-9]*\)\/400/\1/')
+expect "SIGTERM: the epoch as the progress lines count it ($ie after $pe)" \
+  test -n "$ie" -a -n "$pe" -a "${ie:-0}" -ge "${pe:-1}" -a "${ie:-0}" -le "$((${pe:-0} + 1))"
 [ -n "$ck" ] || sed "s/^/# c.log: /" "$T/c.log" | tail -8
 "$VANILLA" train "$T/det.yaml" --set output.dir="$T/c" --set train.epochs=400 --set train.eval_every=0 \
   --set train.max_steps=8 --resume auto >"$T/c2.log" 2>&1

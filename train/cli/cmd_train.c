@@ -245,8 +245,11 @@ int vn_cmd_train(int argc, char **argv)
     if (quiet) return res.outcome == VN_TRAIN_INTERRUPTED ? VN_EXIT_INTERRUPTED : VN_EXIT_OK;
     printf("\n");
     if (res.outcome == VN_TRAIN_INTERRUPTED) {
-        printf("interrupted at epoch %lld, step %lld; checkpoint %s\n", (long long)res.state.epoch,
-               (long long)res.state.step, res.last_ckpt);
+        /* epochs counted as the run's progress lines count them: from 0 for a classifier,
+         * from 1 for a detector (Ultralytics' "1/E") */
+        const long long first = cfg.model.task == VN_CONFIG_TASK_DETECT;
+        printf("interrupted at epoch %lld, step %lld; checkpoint %s\n",
+               (long long)res.state.epoch + first, (long long)res.state.step, res.last_ckpt);
         print_resume_command(stdout, &a, ranks);
         return VN_EXIT_INTERRUPTED;
     }
