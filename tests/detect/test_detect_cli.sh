@@ -300,6 +300,11 @@ expect "eval with an unreadable image: named and left out" contains "$T/bi3.log"
 nval=$(ls "$T/fmd/images/val" | wc -l)
 expect "eval with an unreadable image: $((nval - 1)) images counted" grep -qE "^ +all +$((nval - 1)) " "$T/bi3.log"
 
+# data preview is the classifier's: on a detector config it says so (exit 2).
+"$VANILLA" data preview "$T/det.yaml" -o "$T/prev.png" >"$T/prev.log" 2>&1
+expect "data preview of a detector config: exit 2, says why" \
+  test $? -eq 2 -a "$(grep -c "a detector's (mosaic" "$T/prev.log")" -eq 1
+
 # A detector config without detect.data is refused with the key named.
 "$VANILLA" train "$T/det.yaml" --set detect.data= --set output.dir="$T/f" >"$T/nodata.log" 2>&1
 expect "no detect.data: refused" contains "$T/nodata.log" "detect.data"

@@ -63,6 +63,11 @@ static int preview(const char *const *files, int n_files, const char **sets, int
     vn_config cfg;
     int ec = vn_cli_load_config(&cfg, files, n_files, sets, n_sets, "data");
     if (ec) return ec;
+    if (cfg.model.task == VN_CONFIG_TASK_DETECT) {
+        vn_cli_error("data", "preview shows a classifier's training pipeline; a detector's (mosaic, "
+                     "affine, HSV, flip on its detect.data) has no preview yet");
+        return VN_EXIT_USAGE;
+    }
     if (!cfg.data.root[0]) {
         vn_cli_error("data", "preview needs data.root (in the config or with --set data.root=PATH)");
         return VN_EXIT_USAGE;
