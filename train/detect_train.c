@@ -805,11 +805,13 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
     }
     if (rc == VN_OK) rc = open_outputs(r, err);
     if (rc == VN_OK) {
+        bool ramp = cfg->detect.warmup_accumulate && cfg->optim.update_freq > 1;
         fprintf(r->out, "detector: %lld parameters, %d classes, imgsz %d, %lld train images (%lld "
-                "steps per epoch of batch %d x update_freq %lld), %lld val images\n",
+                "steps per epoch of batch %d x update_freq %lld%s), %lld val images\n",
                 (long long)res->params, r->data.nc, r->imgsz,
                 (long long)vn_det_dataset_size(r->train), (long long)r->steps_per_ep, r->B,
                 (long long)cfg->optim.update_freq,
+                ramp ? "; more while the warmup ramps the accumulation up from 1" : "",
                 (long long)(r->val ? vn_det_dataset_size(r->val) : 0));
         res->already_finished = r->st.finished;
         r->trained = true;

@@ -105,6 +105,8 @@ expect "update_freq 2: resumed mid-epoch, the epochs' train_loss as uninterrupte
 RA=(train "$T/det.yaml" --set optim.update_freq=4 --set train.batch_size=2)
 "$VANILLA" "${RA[@]}" --set output.dir="$T/ra" >"$T/ra.log" 2>&1
 expect "ramp: exits 0" test $? -eq 0
+expect "ramp: the start line says epochs take more steps during it" contains "$T/ra.log" \
+  "(3 steps per epoch of batch 2 x update_freq 4; more while the warmup ramps the accumulation up from 1)"
 got=$(grep '"kind":"step"' "$T/ra/metrics.jsonl" | sed -n 's/.*"batches":\([0-9]*\).*/\1/p' | tr '\n' ' ')
 expect "ramp: micro-batches per step 1 1 2 3 4 1 4 4 4 (got $got)" test "$got" = "1 1 2 3 4 1 4 4 4 "
 expect "ramp: the last checkpoint at step 9" test -f "$T/ra/checkpoints/ckpt-s0000000009.safetensors"
