@@ -86,12 +86,21 @@ int vn_read_file(const char *path, uint8_t **data, size_t *len, vn_error *err)
 
 bool vn_fs_stale_tmp(const char *name)
 {
-    const char *t = strstr(name, ".tmp.");
-    if (!t || !t[5]) return false;
-    char *end;
-    long pid = strtol(t + 5, &end, 10);
-    if (*end || pid <= 0 || pid == (long)getpid()) return false;
-    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    /* "<file>.tmp.<pid>", or a writer's temporary file of such a file ("<file>.tmp.<pid>.tmp.
+     * <pid>", a checkpoint written under a temporary name): every pid in it gone. */
+    size_t n = strlen(name);
+    bool any = false;
+    while (n > 0) { /* the ".tmp.<pid>" segments at the end, the last first */
+        size_t d = n;
+        while (d > 0 && name[d - 1] >= '0' && name[d - 1] <= '9') d--;
+        if (d == n || d < 5 || strncmp(name + d - 5, ".tmp.", 5) != 0 || n - d > 9) break;
+        long pid = strtol(name + d, NULL, 10);
+        if (pid <= 0 || pid == (long)getpid() || !(kill((pid_t)pid, 0) != 0 && errno == ESRCH))
+            return false;
+        any = true;
+        n = d - 5;
+    }
+    return any;
 }
 
 void vn_fs_remove_stale_tmps(const char *path)

@@ -2,9 +2,13 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "autograd/vn_profile.h"
+#include "base/vn_fs.h"
 #include "vn_test.h"
 
 /* ---- memory and tape ---------------------------------------------------------------- */
@@ -381,6 +385,39 @@ START_TEST(test_utf8)
 }
 END_TEST
 
+/* A killed writer's temporary file: "<file>.tmp.<pid>" and, for a file written under a
+ * temporary name, "<file>.tmp.<pid>.tmp.<pid>", stale only when every pid is gone. */
+START_TEST(test_stale_tmp_names)
+{
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    pid_t live = fork();
+    if (live == 0) {
+        pause();
+        _exit(0);
+    }
+    char n[128];
+    snprintf(n, sizeof n, "ckpt-s1.safetensors.tmp.%ld", (long)dead);
+    ck_assert(vn_fs_stale_tmp(n));
+    snprintf(n, sizeof n, "ckpt-s1.safetensors.tmp.%ld.tmp.%ld", (long)dead, (long)dead);
+    ck_assert(vn_fs_stale_tmp(n));
+    snprintf(n, sizeof n, "ckpt-s1.safetensors.tmp.%ld.tmp.%ld", (long)live, (long)dead);
+    ck_assert(!vn_fs_stale_tmp(n)); /* its outer writer still runs */
+    snprintf(n, sizeof n, "a.png.tmp.%ld", (long)live);
+    ck_assert(!vn_fs_stale_tmp(n));
+    snprintf(n, sizeof n, "a.png.tmp.%ld", (long)getpid());
+    ck_assert(!vn_fs_stale_tmp(n)); /* this process's own */
+    snprintf(n, sizeof n, "my.tmp.notes.tmp.%ld", (long)dead);
+    ck_assert(vn_fs_stale_tmp(n)); /* ".tmp." earlier in the name is no segment */
+    ck_assert(!vn_fs_stale_tmp("a.png"));
+    ck_assert(!vn_fs_stale_tmp("a.png.tmp."));
+    ck_assert(!vn_fs_stale_tmp("a.png.tmp.12x"));
+    kill(live, SIGKILL);
+    waitpid(live, NULL, 0);
+}
+END_TEST
+
 START_TEST(test_profile_counts)
 {
     vn_ctx *ctx = vn_ctx_create();
@@ -444,6 +481,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_layout_conversion);
     tcase_add_test(tc, test_profile_counts);
     tcase_add_test(tc, test_utf8);
+    tcase_add_test(tc, test_stale_tmp_names);
     suite_add_tcase(s, tc);
     return s;
 }

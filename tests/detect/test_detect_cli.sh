@@ -129,6 +129,8 @@ if cc -shared -fPIC -o "$T/kill_at.so" "$(dirname "$0")/../support/kill_at.c" -l
   for f in best.safetensors "$last"; do
     expect "killed writing best.safetensors: $f as the straight run's" "$TOOL" same "$T/a/checkpoints/$f" "$T/kb/checkpoints/$f"
   done
+  expect "killed writing best.safetensors: no temporary file left after the resume" \
+    test "$(ls "$T/kb/checkpoints" | grep -c '\.tmp\.')" -eq 0
 else
   echo "# no C compiler for the LD_PRELOAD shim: $(cat "$T/cc.log")"
 fi

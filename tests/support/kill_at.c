@@ -1,6 +1,7 @@
 /* LD_PRELOAD shim for the crash tests: kill -9 of the process at one exact instant, the
  * creation of a file (open with O_CREAT, fopen for writing) or hard link whose path contains
- * $KILL_AT; or, with $FAIL_AT, that creation failing as on a full disk (ENOSPC). Compiled
+ * $KILL_AT, or a rename whose source path contains $KILL_AT_RENAME; or, with $FAIL_AT, such a
+ * creation failing as on a full disk (ENOSPC). Compiled
  * by the test scripts with: cc -shared -fPIC -o kill_at.so kill_at.c -ldl */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -14,11 +15,13 @@
 #include <string.h>
 #include <sys/types.h>
 
-static void kill_if(const char *path)
+static void kill_if_env(const char *var, const char *path)
 {
-    const char *k = getenv("KILL_AT");
+    const char *k = getenv(var);
     if (k && k[0] && path && strstr(path, k)) raise(SIGKILL);
 }
+
+static void kill_if(const char *path) { kill_if_env("KILL_AT", path); }
 
 static bool fail_if(const char *path)
 {
@@ -61,9 +64,17 @@ int link(const char *from, const char *to)
     return f(from, to);
 }
 
+int rename(const char *from, const char *to)
+{
+    kill_if_env("KILL_AT_RENAME", from);
+    int (*f)(const char *, const char *) = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+    return f(from, to);
+}
+
 FILE *fopen(const char *path, const char *mode)
 {
     if (mode[0] == 'w' || mode[0] == 'a') kill_if(path);
+    if ((mode[0] == 'w' || mode[0] == 'a') && fail_if(path)) return NULL;
     FILE *(*f)(const char *, const char *) = (FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, "fopen");
     return f(path, mode);
 }
@@ -71,6 +82,7 @@ FILE *fopen(const char *path, const char *mode)
 FILE *fopen64(const char *path, const char *mode)
 {
     if (mode[0] == 'w' || mode[0] == 'a') kill_if(path);
+    if ((mode[0] == 'w' || mode[0] == 'a') && fail_if(path)) return NULL;
     FILE *(*f)(const char *, const char *) = (FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, "fopen64");
     return f(path, mode);
 }

@@ -422,6 +422,19 @@ if cc -shared -fPIC -o "$T/kill_at.so" "$(dirname "$0")/../support/kill_at.c" -l
   for f in best.safetensors best-ema-0.safetensors ckpt-s0000000036.safetensors; do
     expect "killed at the best link: $f as the straight run's" "$TOOL" same "$T/r_ks/checkpoints/$f" "$T/r_kl/checkpoints/$f"
   done
+  expect "killed at the best link: no temporary file left after the resume" \
+    [ "$(ls "$T/r_kl/checkpoints" | grep -c '\.tmp\.')" -eq 0 ]
+  # Killed as that checkpoint's own temporary file is renamed ("<ckpt>.tmp.<pid>.tmp.<pid>"
+  # left behind): the resume removes it and ends as the straight run.
+  KILL_AT_RENAME=ckpt-s0000000024.safetensors.tmp. LD_PRELOAD="$T/kill_at.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+    "$VANILLA" "${KB[@]}" --set output.dir="$T/r_kr" >/dev/null 2>&1
+  expect "killed at the inner rename: killed" [ $? -eq 137 ]
+  expect "killed at the inner rename: a nested temporary file left" [ "$(ls "$T/r_kr/checkpoints" | grep -c '\.tmp\.[0-9]*\.tmp\.')" -eq 1 ]
+  "$VANILLA" "${KB[@]}" --set output.dir="$T/r_kr" --resume auto >/dev/null 2>&1
+  expect "killed at the inner rename: the resume exits 0" [ $? -eq 0 ]
+  expect "killed at the inner rename: no temporary file left" [ "$(ls "$T/r_kr/checkpoints" | grep -c '\.tmp\.')" -eq 0 ]
+  expect "killed at the inner rename: best.safetensors as the straight run's" "$TOOL" same \
+    "$T/r_ks/checkpoints/best.safetensors" "$T/r_kr/checkpoints/best.safetensors"
   # A write that fails as on a full disk: the error, then where the run can go on from.
   FAIL_AT=ckpt-s0000000024 LD_PRELOAD="$T/kill_at.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
     "$VANILLA" "${KB[@]}" --set output.dir="$T/r_full" >"$T/full.log" 2>&1
