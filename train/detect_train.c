@@ -826,8 +826,8 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
     res->state.best_model_top1 = -1;
     for (int e = 0; e < VN_TRAIN_MAX_EMAS; e++) res->state.best_ema_top1[e] = -1;
     res->seconds = vn_monotonic() - session0;
-    bool undo = rc != VN_OK && !r->trained;
+    if (rc != VN_OK && !r->trained && r->lock_fd >= 0) /* while the lock is held */
+        vn__run_folder_undo(cfg->output.dir, &r->made);
     drun_free(r);
-    if (undo) vn__run_folder_undo(cfg->output.dir, &r->made);
     return rc;
 }

@@ -52,8 +52,9 @@ int vn__model_key_pick(const char *path, const char *key, bool is_checkpoint, in
 int vn__run_lock(const char *run_dir, int *fd, vn_error *err);
 /* A start that fails before training leaves no empty folders behind: vn__run_folder_note,
  * before the folders are made, records which of the run folder and its checkpoints/ do not
- * exist yet; vn__run_folder_undo, after the lock is released, removes those of them that are
- * still empty (the run folder's .lock aside). */
+ * exist yet; vn__run_folder_undo, called while this process still holds the run folder's lock
+ * (never without it: another start may have made the folders), removes those of them that
+ * are still empty, the .lock with the folder. */
 typedef struct vn__run_made {
     bool dir, ckdir;
 } vn__run_made;

@@ -1267,8 +1267,9 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
     res->state = r->st;
     res->seconds = vn_monotonic() - session0;
     if (r->train) res->data_wait = vn_loader_wait_seconds(r->train);
-    bool undo = rc != VN_OK && !r->trained && r->rank == 0;
+    /* (while the lock is held: a start that lost the lock to another must not touch it) */
+    if (rc != VN_OK && !r->trained && r->rank == 0 && r->lock_fd >= 0)
+        vn__run_folder_undo(cfg->output.dir, &r->made);
     run_free(r);
-    if (undo) vn__run_folder_undo(cfg->output.dir, &r->made);
     return rc;
 }
