@@ -49,11 +49,13 @@ int vn_best_link(const char *ckpt, const char *dir, const char *name, const vn_c
 
 int vn__failed_eval_kept(int rc, const char *ckpt, int64_t epoch, vn_error *err)
 {
-    char msg[sizeof err->msg];
+    char msg[sizeof err->msg], again[96] = "";
     snprintf(msg, sizeof msg, "%s", err->msg);
-    return vn_error_set(err, rc, "%s\nthe epoch's training is kept in %s: fix the cause and "
-                        "resume with --resume auto (the evaluation of epoch %lld runs again)",
-                        msg, ckpt, (long long)epoch);
+    if (epoch >= 0)
+        snprintf(again, sizeof again, ", where the evaluation of epoch %lld runs again", (long long)epoch);
+    return vn_error_set(err, rc, "%s\nthe training so far is kept in %s: once the cause is fixed, "
+                        "the run goes on from there%s (vanilla train with --resume auto, or the "
+                        "same vanilla ablate command)", msg, ckpt, again);
 }
 
 int vn__nonfinite_skip(const vn_config *cfg, int64_t *skipped_in_row, int64_t epoch, int64_t step,

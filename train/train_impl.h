@@ -80,8 +80,9 @@ int vn__ckpt_optim_check(const vn_st_file *f, const char *path, vn_optim *opt, v
 int vn__resume_path(const char *want, const char *run_dir, FILE *out, char *path, size_t len,
                     vn_error *err);
 
-/* The error of an end-of-epoch evaluation that failed (rc, err) after the epoch's steps were
- * saved in ckpt: err's message and how to go on. Returns rc. */
+/* The error of an evaluation that failed (rc, err) after the steps were saved in ckpt: err's
+ * message and how to go on (epoch: the evaluation the resume runs again; -1 none, the one at
+ * train.max_steps). Returns rc. */
 int vn__failed_eval_kept(int rc, const char *ckpt, int64_t epoch, vn_error *err);
 
 /* A step skipped for a non-finite loss or gradient (train.nonfinite): counts it in

@@ -1162,6 +1162,12 @@ static int train_epochs(run *r, vn_train_result *res, vn_error *err)
     /* Not stoppable: a resume at the limit would take a step more before evaluating. */
     if (r->val) rc = evaluate_all(r, res, &is_best, false, err);
     add_elapsed(r);
+    if (rc != VN_OK && !r->dp && r->rank == 0) { /* the steps are kept (no best recorded) */
+        vn_error e2 = {0};
+        if (save_checkpoint(r, false, res, &e2) == VN_OK)
+            rc = vn__failed_eval_kept(rc, res->last_ckpt, -1, err);
+        return rc;
+    }
     if (rc == VN_OK) rc = save_checkpoint(r, is_best, res, err);
     return rc;
 }

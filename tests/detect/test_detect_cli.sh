@@ -285,7 +285,7 @@ printf 'not an image' >"$T/badval/images/val/000001.png"
 "$VANILLA" train "$T/det.yaml" --set detect.data="$T/badval/data.yaml" --set output.dir="$T/bv" \
   --set train.epochs=1 >"$T/bv1.log" 2>&1
 expect "a failed evaluation: exit 1" test $? -eq 1
-expect "a failed evaluation: the epoch's steps kept" contains "$T/bv1.log" "the epoch's training is kept in $T/bv/checkpoints/"
+expect "a failed evaluation: the epoch's steps kept" contains "$T/bv1.log" "the training so far is kept in $T/bv/checkpoints/"
 cp "$T/fmd/images/val/000001.png" "$T/badval/images/val/000001.png"
 "$VANILLA" train "$T/det.yaml" --set detect.data="$T/badval/data.yaml" --set output.dir="$T/bv" \
   --set train.epochs=1 --resume auto >"$T/bv2.log" 2>&1

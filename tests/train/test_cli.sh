@@ -370,7 +370,7 @@ expect "start summary: the steps" contains "$T/ev1.log" "steps: 12 per epoch of 
 expect "start summary: the loss" contains "$T/ev1.log" "; loss ce, smoothing 0.1; act_learn 0 -> 1 over 2 epochs"
 expect "decay_epochs 2 with 2 epochs (act_learn per iteration): warned" contains "$T/ev1.log" \
   "deep_training.decay_epochs 2 with train.epochs 2: act_learn ends at 0.958 < 1"
-expect "failed evaluation: the epoch's steps kept" contains "$T/ev1.log" "the epoch's training is kept in $T/r_ev/checkpoints/ckpt-s0000000024.safetensors"
+expect "failed evaluation: the epoch's steps kept" contains "$T/ev1.log" "the training so far is kept in $T/r_ev/checkpoints/ckpt-s0000000024.safetensors: once the cause is fixed, the run goes on from there, where the evaluation of epoch 1 runs again"
 cp "$T/data/val/c1/$first" "$T/dev/val/c1/$first"
 "$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_ev" --set train.epochs=2 --resume auto >"$T/ev2.log" 2>&1
 expect "failed evaluation: the resume exits 0" [ $? -eq 0 ]
@@ -378,6 +378,12 @@ expect "failed evaluation: the resume trains no step" contains "$T/ev2.log" "epo
 "$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_st" --set train.epochs=2 >/dev/null 2>&1
 expect "failed evaluation: resumed run equals the straight one" "$TOOL" same \
   "$T/r_st/checkpoints/ckpt-s0000000024.safetensors" "$T/r_ev/checkpoints/ckpt-s0000000024.safetensors"
+# The same at train.max_steps: the steps up to the limit are kept.
+cp "$T/data/val/c1/$first" "$T/dev/val/c1/$first.good" && head -c 50 "$T/data/val/c1/$first" >"$T/dev/val/c1/$first"
+"$VANILLA" train "$T/base.yaml" --set data.root="$T/dev" --set output.dir="$T/r_evl" --set train.max_steps=5 >"$T/evl.log" 2>&1
+expect "failed evaluation at max_steps: exit 1" [ $? -eq 1 ]
+expect "failed evaluation at max_steps: the steps kept" contains "$T/evl.log" "the training so far is kept in $T/r_evl/checkpoints/ckpt-s0000000005.safetensors"
+mv "$T/dev/val/c1/$first.good" "$T/dev/val/c1/$first"
 # A run folder where a model file is expected: its best and newest checkpoints are named.
 for c in eval export predict info; do
   if [ $c = predict ]; then "$VANILLA" predict "$T/r_ev" "$T/data/val/c0/$first" >"$T/out" 2>&1
