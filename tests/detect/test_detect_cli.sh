@@ -216,10 +216,11 @@ expect "predict -o writes a PNG" test "$(head -c 4 "$T/pred.png" | tail -c 3)" =
 # --imgsz are usage errors that say why.
 mkdir -p "$T/drawn"
 printf 'not an image' >"$T/bad.png"
-"$VANILLA" predict "$A_LAST" "$IMG" "$T/bad.png" "$(dirname "$IMG")/000002.png" -o "$T/drawn/" >"$T/pred3.log" 2>&1
+"$VANILLA" predict "$A_LAST" "$IMG" "$T/bad.png" "$(dirname "$IMG")/000002.png" "$IMG" -o "$T/drawn/" >"$T/pred3.log" 2>&1
 expect "predict several, one unreadable: exit 1" test $? -eq 1
 expect "predict several: the unreadable one named" contains "$T/pred3.log" "bad.png: not a PNG or JPEG image"
 expect "predict several: the others drawn by name" test -s "$T/drawn/$(basename "${IMG%.*}").png" -a -s "$T/drawn/000002.png"
+expect "predict several: a name taken earlier gets -<k>" test -s "$T/drawn/$(basename "${IMG%.*}")-3.png"
 "$VANILLA" predict "$A_LAST" "$IMG" -o "$T/pred.jpg" >"$T/pred4.log" 2>&1
 expect "predict -o x.jpg: exit 2, says PNG" test $? -eq 2 -a "$(grep -c 'written as PNG' "$T/pred4.log")" -eq 1
 "$VANILLA" predict "$A_LAST" "$IMG" --imgsz 50 >"$T/pred5.log" 2>&1

@@ -135,7 +135,8 @@ static const char det_predict_help[] =
     "Detects objects in image files: one line per box (image, class, score, x1 y1 x2 y2 in the\n"
     "image's pixels), conf 0.25 and IoU 0.7 by default (Ultralytics' predict). -o draws the\n"
     "boxes with class names and scores on the image as a PNG: OUT.png for one image; with\n"
-    "several, OUT-<k>.png, or, when OUT is a folder, OUT/<image name>.png. An image that cannot\n"
+    "several, OUT-<k>.png, or, when OUT is a folder, OUT/<image name>.png (-<k> added for a\n"
+    "name an earlier image took; k counts the images from 0). An image that cannot\n"
     "be read is reported and the others are still done (exit 1 at the end).\n";
 
 static int predict_one(vn_ctx *ctx, vn_yolo *m, const vn_detect_info *info, const char *image,
@@ -184,8 +185,12 @@ int vn_cmd_detect_predict(int argc, char **argv)
         bad = true;
     }
     struct stat st;
-    bool out_dir = out && ((stat(out, &st) == 0 && S_ISDIR(st.st_mode)) || out[strlen(out) - 1] == '/');
     size_t ol = out ? strlen(out) : 0;
+    if (!bad && out && !ol) {
+        vn_cli_error("predict", "-o needs a file or folder name");
+        bad = true;
+    }
+    bool out_dir = ol && ((stat(out, &st) == 0 && S_ISDIR(st.st_mode)) || out[ol - 1] == '/');
     if (!bad && out && !out_dir && !(ol > 4 && strcasecmp(out + ol - 4, ".png") == 0) &&
         strrchr(out, '.') > strrchr(out, '/')) {
         vn_cli_error("predict", "-o %s: the drawing is written as PNG; give a .png name (or a "
@@ -206,11 +211,21 @@ int vn_cmd_detect_predict(int argc, char **argv)
     for (int k = 0; rc == VN_OK && k < n_images; k++) {
         char path[4096];
         const char *o = out;
-        if (out && out_dir) { /* OUT/<image name>.png */
+        if (out && out_dir) { /* OUT/<image name>.png, OUT/<image name>-<k>.png when taken */
             const char *base = strrchr(images[k], '/') ? strrchr(images[k], '/') + 1 : images[k];
             const char *dot = strrchr(base, '.');
-            snprintf(path, sizeof path, "%.*s%s%.*s.png", (int)(ol && out[ol - 1] == '/' ? ol - 1 : ol),
-                     out, "/", dot && dot > base ? (int)(dot - base) : (int)strlen(base), base);
+            int stem = dot && dot > base ? (int)(dot - base) : (int)strlen(base);
+            int dir = (int)(out[ol - 1] == '/' ? ol - 1 : ol);
+            snprintf(path, sizeof path, "%.*s/%.*s.png", dir, out, stem, base);
+            for (int j = 0; j < k; j++) { /* an earlier image of the same name */
+                const char *bj = strrchr(images[j], '/') ? strrchr(images[j], '/') + 1 : images[j];
+                const char *dj = strrchr(bj, '.');
+                int sj = dj && dj > bj ? (int)(dj - bj) : (int)strlen(bj);
+                if (sj == stem && strncmp(bj, base, (size_t)stem) == 0) {
+                    snprintf(path, sizeof path, "%.*s/%.*s-%d.png", dir, out, stem, base, k);
+                    break;
+                }
+            }
             o = path;
         } else if (out && n_images > 1) {
             int stem = ol > 4 && strcasecmp(out + ol - 4, ".png") == 0 ? (int)ol - 4 : (int)ol;
