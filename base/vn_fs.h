@@ -27,8 +27,8 @@ bool vn_fs_dir_has_entries(const char *dir);
  * or a kill leaves the earlier file, or the complete new one, never half of it. 0, or the
  * errno of the step that failed (the temporary file is then removed). */
 int vn_fs_write_atomic(const char *path, const void *buf, size_t len, bool sync);
-/* rename(from, to), then an fsync of to's folder so that the rename survives a crash. 0 or
- * the errno of the step that failed. */
+/* rename(from, to), then an fsync of to's folder so that the rename survives a crash. 0, or
+ * the errno of a failed rename (a folder that cannot be synced is only warned about). */
 int vn_fs_rename_durable(const char *from, const char *to);
 /* Seconds since the Unix epoch (CLOCK_REALTIME), with sub-second resolution. */
 double vn_wall_time(void);

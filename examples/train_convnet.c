@@ -87,7 +87,10 @@ static int run(const char *root, int epochs)
         double loss_sum = 0;
         int nb = 0;
         while (vn_loader_next(train, &b, &err) == VN_OK && b.size > 0) {
-            vn_optim_set_lr(opt, vn_schedule_value(&lr, it++));
+            if (vn_optim_set_lr(opt, vn_schedule_value(&lr, it++)) != VN_OK) {
+                fprintf(stderr, "train_convnet: the schedule gave an lr the optimizer refuses\n");
+                return 1;
+            }
             vn_tensor *loss = vn_cross_entropy(ctx, forward(ctx, &n, b.images, true), b.labels, NULL, 0.0f);
             if (!loss || vn_backward(ctx, loss) != VN_OK) {
                 fprintf(stderr, "train_convnet: %s\n", vn_ctx_error(ctx));

@@ -236,7 +236,8 @@ int vn_cmd_train(int argc, char **argv)
     if (rc != VN_OK) {
         bool one = vn_dist_size(dist) == 1;
         int code = train_failed(dist, rc, &err);
-        if (one && rc == VN_ERR_IO) io_failure_hint(&cfg, &a);
+        /* only for a run that got as far as its state (not, say, a folder locked by another) */
+        if (one && rc == VN_ERR_IO && res.state.step > 0) io_failure_hint(&cfg, &a);
         return code;
     }
     bool quiet = vn_dist_rank(dist) > 0;
