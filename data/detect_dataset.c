@@ -162,6 +162,9 @@ static int read_yaml(yaml_document_t *doc, const char *path, vn_det_data_cfg *c,
                 return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: nc must be a class count in 1..%d",
                                     path, (int)v->start_mark.line + 1, VN_DET_MAX_CLASSES);
             *nc_given = (int)n;
+        } else if (dst == rel_root && !scalar(v)) {
+            return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: path must be one folder", path,
+                                (int)v->start_mark.line + 1);
         } else if (dst) {
             int rc = read_split(doc, v, path, k, dst, err);
             if (rc != VN_OK) return rc;
@@ -364,6 +367,8 @@ static char *label_path(const char *img)
 
 /* The longest label line read: a segment of about 40,000 points. */
 #define LABEL_LINE_MAX (1 << 20)
+/* The largest label file read (thousands of segments). */
+#define LABEL_FILE_MAX (64 << 20)
 
 /* ---- labels ------------------------------------------------------------------------------- */
 
@@ -435,6 +440,13 @@ static int read_labels(vn_det_dataset *ds, const char *lpath, int nc, char *repo
     if (!f) return errno == ENOENT ? VN_OK : vn_error_set(err, VN_ERR_IO, "%s: cannot open: %s",
                                                           lpath, strerror(errno));
     ds->n_label_files++;
+    struct stat lst;
+    if (fstat(fileno(f), &lst) == 0 && lst.st_size > LABEL_FILE_MAX) { /* no label file */
+        snprintf(report, rlen, "%s: %lld bytes, more than a label file holds (%d MB at most)",
+                 lpath, (long long)lst.st_size, LABEL_FILE_MAX >> 20);
+        fclose(f);
+        return VN_OK;
+    }
     char *line = NULL, why[200];
     size_t cap = 0;
     int ln = 0, rc = VN_OK;
@@ -459,8 +471,11 @@ static int read_labels(vn_det_dataset *ds, const char *lpath, int nc, char *repo
         }
         if ((rc = push_box(ds, b)) != VN_OK) break;
     }
+    /* getline stopped before the end: a read error, or no memory for the line */
+    if (!report[0] && rc == VN_OK && !feof(f)) rc = errno == ENOMEM ? VN_ERR_NOMEM : VN_ERR_IO;
     free(line);
     fclose(f);
+    if (rc == VN_ERR_IO) return vn_error_set(err, rc, "%s: read error", lpath);
     if (report[0]) ds->n_boxes = first;
     if (rc != VN_OK) return vn_error_set(err, rc, "%s: out of memory", lpath);
     return VN_OK;
@@ -575,6 +590,7 @@ bool vn_det_split_exists(const char *split)
 static int collect_images(vn_det_dataset *ds, const char *images, vn_error *err)
 {
     int rc = VN_OK;
+    const bool several = strchr(images, '\n') != NULL;
     for (const char *q = images; rc == VN_OK;) {
         const char *e = strchr(q, '\n');
         char *one = dup_n(q, e ? (size_t)(e - q) : strlen(q));
@@ -586,6 +602,9 @@ static int collect_images(vn_det_dataset *ds, const char *images, vn_error *err)
         if (!e) break;
         q = e + 1;
     }
+    /* several entries: one sorted list, as Ultralytics sorts a split's image files (a single
+     * folder keeps its walk's order, which runs have been trained in) */
+    if (rc == VN_OK && several) qsort(ds->images, (size_t)ds->n, sizeof *ds->images, cmp_str);
     return rc;
 }
 

@@ -1,4 +1,5 @@
 /* Image folders (order, classes, stray files, empty classes), the checker, IDX import. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,11 @@ START_TEST(idx_import_sweeps_stale_tmps)
     pid_t child = fork();
     if (child == 0) _exit(0);
     waitpid(child, NULL, 0); /* a pid that is gone */
+    pid_t running = fork();  /* a writer that still runs */
+    if (running == 0) {
+        pause();
+        _exit(0);
+    }
     snprintf(path, sizeof path, "%s/.vn_import_started", out);
     vn_test_write_text(path, "kind fashion-mnist\n");
     snprintf(path, sizeof path, "%s/train", out);
@@ -273,7 +279,7 @@ START_TEST(idx_import_sweeps_stale_tmps)
     snprintf(path, sizeof path, "%s/train/Trouser", out);
     ck_assert_int_eq(mkdir(path, 0755), 0);
     snprintf(dead, sizeof dead, "%s/train/Trouser/00007.png.tmp.%ld", out, (long)child);
-    snprintf(live, sizeof live, "%s/train/Trouser/00010.png.tmp.%ld", out, (long)getpid());
+    snprintf(live, sizeof live, "%s/train/Trouser/00010.png.tmp.%ld", out, (long)running);
     vn_test_write_text(dead, "");
     vn_test_write_text(live, "");
     vn_import_result res;
@@ -281,6 +287,8 @@ START_TEST(idx_import_sweeps_stale_tmps)
     ck_assert_msg(vn_import_mnist(src, out, VN_MNIST_FASHION, 1, &res, &err) == VN_OK, "%s", err.msg);
     ck_assert_int_ne(access(dead, F_OK), 0);
     ck_assert_int_eq(access(live, F_OK), 0);
+    kill(running, SIGKILL);
+    waitpid(running, NULL, 0);
     vn_test_rmtree(src);
     vn_test_rmtree(out);
 }

@@ -244,13 +244,26 @@ END_TEST
 /* The other split forms Ultralytics reads: a .txt list of images ("./x" relative to the list's
  * folder) and a list of folders; files of formats vanilla does not read are counted, not
  * silently dropped. */
+/* The last warning of vn_log, and how many. */
+static char last_warning[1024];
+static int n_warnings;
+static void on_log(vn_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (level < VN_LOG_WARN) return;
+    n_warnings++;
+    snprintf(last_warning, sizeof last_warning, "%s", msg);
+}
+
 START_TEST(test_split_lists)
 {
     char root[256], p[512];
     vn_test_mkdtemp(root, sizeof root, "detlist");
     make_dataset(root);
     snprintf(p, sizeof p, "%s/train.txt", root);
-    vn_test_write_text(p, "./images/train/sub/c.png\r\n  ./images/train/a.png\n\n./notes.md\n");
+    /* listed out of order (b before a), CRLF, blanks, a file of no image format */
+    vn_test_write_text(p, "./images/train/b.png\r\n  ./images/train/a.png\n\n./notes.md\n"
+                          "./images/train/d.webp\n");
     snprintf(p, sizeof p, "%s/images/train/d.webp", root);
     vn_test_write_text(p, "not read");
     snprintf(p, sizeof p, "%s/data.yaml", root);
@@ -261,21 +274,45 @@ START_TEST(test_split_lists)
     ck_assert_msg(vn_det_data_cfg_load(p, &cfg, &err) == VN_OK, "%s", err.msg);
     ck_assert(vn_det_split_exists(cfg.train) && vn_det_split_exists(cfg.val));
     vn_det_dataset *ds;
-    /* the list: its two images, sorted (a.png before sub/c.png) */
+    /* the list: its two images, sorted (a.png, then b.png, a background image); the .webp
+     * counted in a warning */
+    n_warnings = 0;
+    vn_log_set(on_log, NULL);
     ck_assert_msg(vn_det_dataset_scan(cfg.train, 3, 1.0, &ds, &err) == VN_OK, "%s", err.msg);
-    ck_assert_int_eq(vn_det_dataset_size(ds), 1 + 0); /* sub/c.png has a bad line: skipped */
-    ck_assert_int_eq(vn_det_dataset_skipped_count(ds), 1);
+    vn_log_set(NULL, NULL);
+    ck_assert_int_eq(vn_det_dataset_size(ds), 2);
     ck_assert_ptr_nonnull(strstr(vn_det_dataset_image(ds, 0), "/images/train/a.png"));
+    ck_assert_ptr_nonnull(strstr(vn_det_dataset_image(ds, 1), "/images/train/b.png"));
+    ck_assert_int_eq(n_warnings, 1);
+    ck_assert_msg(strstr(last_warning, "1 image files of formats vanilla does not read") &&
+                  strstr(last_warning, "d.webp"), "%s", last_warning);
     vn_det_dataset_free(ds);
-    /* two folders: sub/ (c.png), then images/train (a, b, sub/c again) */
+    /* two folders, [sub, train]: one sorted list (a, b, sub/c, sub/c again), not sub's first */
     ck_assert_msg(vn_det_dataset_scan(cfg.val, 3, 1.0, &ds, &err) == VN_OK, "%s", err.msg);
     ck_assert_int_eq(vn_det_dataset_size(ds) + vn_det_dataset_skipped_count(ds), 4);
+    ck_assert_ptr_nonnull(strstr(vn_det_dataset_image(ds, 0), "/images/train/a.png"));
     vn_det_dataset_free(ds);
     vn_det_data_cfg_free(&cfg);
     vn_test_write_text(p, "train: [images/train, nowhere]\nval: images/train\nnames: [a, b, c]\n");
     ck_assert_int_eq(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
     ck_assert(!vn_det_split_exists(cfg.train));
     vn_det_data_cfg_free(&cfg);
+    vn_test_write_text(p, "path: [a, b]\ntrain: t\nval: v\nnames: [a]\n");
+    ck_assert_int_ne(vn_det_data_cfg_load(p, &cfg, &err), VN_OK);
+    ck_assert_msg(strstr(err.msg, "path must be one folder"), "%s", err.msg);
+    /* a label file far larger than labels get (a sparse 65 MB file): its image skipped, the
+     * file not read into memory */
+    snprintf(p, sizeof p, "%s/labels/train/b.txt", root);
+    FILE *big = fopen(p, "w");
+    ck_assert_int_eq(ftruncate(fileno(big), (off_t)65 << 20), 0);
+    fclose(big);
+    snprintf(p, sizeof p, "%s/images/train", root);
+    ck_assert_int_eq(vn_det_dataset_scan(p, 3, 1.0, &ds, &err), VN_OK);
+    bool said = false;
+    for (int64_t k = 0; k < vn_det_dataset_skipped_count(ds); k++)
+        said |= strstr(vn_det_dataset_skipped(ds, k), "b.txt: 68157440 bytes, more than a label file holds") != NULL;
+    ck_assert(said);
+    vn_det_dataset_free(ds);
     vn_test_rmtree(root);
 }
 END_TEST
