@@ -103,38 +103,31 @@ bool vn_fs_stale_tmp(const char *name)
     return any;
 }
 
-void vn_fs_remove_stale_tmps(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (slash == dir) dir[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    size_t bl = strlen(base);
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (strncmp(de->d_name, base, bl) != 0 || strncmp(de->d_name + bl, ".tmp.", 5) != 0) continue;
-        if (!vn_fs_stale_tmp(de->d_name)) continue;
-        char p[8300];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        unlink(p);
-    }
-    closedir(d);
-}
-
-int vn_fs_sweep_stale_tmps(const char *dir)
+/* Removes the stale temporary files of dir whose names start with prefix (NULL: any). */
+static int sweep(const char *dir, const char *prefix)
 {
     DIR *d = opendir(dir);
+    size_t pl = prefix ? strlen(prefix) : 0;
     int removed = 0;
     for (struct dirent *de; d && (de = readdir(d));)
-        if (vn_fs_stale_tmp(de->d_name) && unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
+        if ((!prefix || strncmp(de->d_name, prefix, pl) == 0) && vn_fs_stale_tmp(de->d_name) &&
+            unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
     if (d) closedir(d);
     return removed;
 }
+
+void vn_fs_remove_stale_tmps(const char *path)
+{
+    char dir[4096], prefix[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
+    sweep(dir, prefix);
+}
+
+int vn_fs_sweep_stale_tmps(const char *dir) { return sweep(dir, NULL); }
 
 bool vn_fs_dir_has_entries(const char *dir)
 {
@@ -163,18 +156,25 @@ int vn_fs_write_atomic(const char *path, const void *buf, size_t len, bool sync)
     return e;
 }
 
+int vn_fs_sync_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    /* Some file systems cannot sync a folder; the rename is then as durable as they allow. */
+    int e = fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP ? errno : 0;
+    close(fd);
+    return e;
+}
+
 int vn_fs_rename_durable(const char *from, const char *to)
 {
     if (rename(from, to) != 0) return errno;
-    /* Renamed: a folder that cannot be synced leaves the rename as durable as the file
-     * system makes it, which is said, not an error (the file is in place). */
-    const char *slash = strrchr(to, '/');
-    char dir[4096];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else snprintf(dir, sizeof dir, "%.*s", slash == to ? 1 : (int)(slash - to), to);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int e = fd < 0 ? errno : fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP ? errno : 0;
-    if (fd >= 0) close(fd);
+    /* Renamed: a folder that cannot be synced is said, not an error (the file is in place). */
+    int e = vn_fs_sync_parent(to);
     if (e) vn_log(VN_LOG_WARN, "%s: renamed into place, but syncing its folder failed: %s", to,
                   strerror(e));
     return 0;

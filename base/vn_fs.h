@@ -27,6 +27,9 @@ bool vn_fs_dir_has_entries(const char *dir);
  * or a kill leaves the earlier file, or the complete new one, never half of it. 0, or the
  * errno of the step that failed (the temporary file is then removed). */
 int vn_fs_write_atomic(const char *path, const void *buf, size_t len, bool sync);
+/* fsync of the folder holding path, so that a rename into it survives a crash: 0, or the
+ * errno (a file system that cannot sync folders counts as done). */
+int vn_fs_sync_parent(const char *path);
 /* rename(from, to), then an fsync of to's folder so that the rename survives a crash. 0, or
  * the errno of a failed rename (a folder that cannot be synced is only warned about). */
 int vn_fs_rename_durable(const char *from, const char *to);

@@ -1047,29 +1047,6 @@ int vn_st_serialize(vn_st_writer *w, uint32_t flags, void **buf, size_t *len, vn
     return VN_OK;
 }
 
-/* Makes the rename durable: fsync of the folder holding path. */
-static int sync_parent(const char *path, int *saved_errno)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) {
-        *saved_errno = ENOMEM;
-        return -1;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0) {
-        *saved_errno = errno;
-        return -1;
-    }
-    int rc = fsync(fd);
-    /* Some file systems cannot sync a folder; the rename is then as durable as they allow. */
-    if (rc != 0 && (errno == EINVAL || errno == ENOTSUP)) rc = 0;
-    *saved_errno = errno;
-    close(fd);
-    return rc;
-}
-
 int vn_st_write(vn_st_writer *w, const char *path, uint32_t flags, vn_error *err)
 {
     VN_ASSERT(w != NULL, "vn_st_write needs a writer from vn_st_writer_new");
@@ -1134,8 +1111,8 @@ int vn_st_write(vn_st_writer *w, const char *path, uint32_t flags, vn_error *err
         goto fail;
     }
     created = false;
-    int dir_errno = 0;
-    if (sync_parent(path, &dir_errno) != 0)
+    int dir_errno = vn_fs_sync_parent(path);
+    if (dir_errno != 0)
         rc = vn_error_set(err, VN_ERR_IO, "%s: written, but syncing its folder failed (the "
                           "new file may not survive a crash): %s", path, strerror(dir_errno));
 fail:
