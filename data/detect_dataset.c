@@ -192,33 +192,32 @@ static int read_yaml(yaml_document_t *doc, const char *path, vn_det_data_cfg *c,
     return VN_OK;
 }
 
+/* The next entry of a one-per-line list at *q (malloc'd, NULL when out of memory); *q moves
+ * past it, to NULL after the last. */
+static char *next_entry(const char **q)
+{
+    const char *e = strchr(*q, '\n');
+    char *one = dup_n(*q, e ? (size_t)(e - *q) : strlen(*q));
+    *q = e ? e + 1 : NULL;
+    return one;
+}
+
 /* join(root, line) for every line of list (a split given as a sequence), one per line. */
 static char *join_lines(const char *root, const char *list)
 {
-    size_t cap = 1;
     int lines = 1;
     for (const char *q = list; *q; q++) lines += *q == '\n';
-    cap = strlen(list) + (size_t)lines * (strlen(root) + 2) + 1;
-    char *out = malloc(cap), *o = out;
-    if (!out) return NULL;
-    for (const char *q = list;;) {
-        const char *e = strchr(q, '\n');
-        size_t n = e ? (size_t)(e - q) : strlen(q);
-        char *one = dup_n(q, n), *j = one ? join(root, one) : NULL;
+    char *out = malloc(strlen(list) + (size_t)lines * (strlen(root) + 2) + 1), *o = out;
+    for (const char *q = list; out && q;) {
+        char *one = next_entry(&q), *j = one ? join(root, one) : NULL;
         free(one);
         if (!j) {
             free(out);
             return NULL;
         }
-        size_t jl = strlen(j);
-        memcpy(o, j, jl);
-        o += jl;
+        o += sprintf(o, "%s%s", o == out ? "" : "\n", j);
         free(j);
-        if (!e) break;
-        *o++ = '\n';
-        q = e + 1;
     }
-    *o = '\0';
     return out;
 }
 
@@ -576,12 +575,10 @@ static int read_list(vn_det_dataset *ds, const char *list, vn_error *err)
 bool vn_det_split_exists(const char *split)
 {
     for (const char *q = split; q;) {
-        const char *e = strchr(q, '\n');
-        char *one = dup_n(q, e ? (size_t)(e - q) : strlen(q));
+        char *one = next_entry(&q);
         bool ok = one && access(one, F_OK) == 0;
         free(one);
         if (!ok) return false;
-        q = e ? e + 1 : NULL;
     }
     return true;
 }
@@ -591,16 +588,13 @@ static int collect_images(vn_det_dataset *ds, const char *images, vn_error *err)
 {
     int rc = VN_OK;
     const bool several = strchr(images, '\n') != NULL;
-    for (const char *q = images; rc == VN_OK;) {
-        const char *e = strchr(q, '\n');
-        char *one = dup_n(q, e ? (size_t)(e - q) : strlen(q));
+    for (const char *q = images; rc == VN_OK && q;) {
+        char *one = next_entry(&q);
         if (!one) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
         struct stat st;
         if (stat(one, &st) == 0 && S_ISREG(st.st_mode)) rc = read_list(ds, one, err);
         else rc = walk(ds, one, 0, err);
         free(one);
-        if (!e) break;
-        q = e + 1;
     }
     /* several entries: one sorted list, as Ultralytics sorts a split's image files (a single
      * folder keeps its walk's order, which runs have been trained in) */
