@@ -47,6 +47,16 @@ int vn_best_link(const char *ckpt, const char *dir, const char *name, const vn_c
     return vn_ckpt_save(best, p, err); /* no hard links here: write it again */
 }
 
+int vn__set_schedules(vn_optim *opt, const vn_schedule *lr_sched, const vn_schedule *wd_sched,
+                      int64_t pos, vn_error *err)
+{
+    double lr = vn_schedule_value(lr_sched, pos), wd = vn_schedule_value(wd_sched, pos);
+    if (vn_optim_set_lr(opt, lr) != VN_OK || vn_optim_set_weight_decay(opt, wd) != VN_OK)
+        return vn_error_set(err, VN_ERR_INVALID, "step %lld: the schedules give lr %g and weight "
+                            "decay %g; both must be finite and >= 0", (long long)pos, lr, wd);
+    return VN_OK;
+}
+
 int vn__failed_eval_kept(int rc, const char *ckpt, int64_t epoch, vn_error *err)
 {
     char msg[sizeof err->msg], again[96] = "";

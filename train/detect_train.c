@@ -559,10 +559,8 @@ static int train_step(drun *r, double *loss_out, double parts3[3], bool *bad, vn
     } while (n < vn_detect_accumulate(ni0 + n - 1, nw, uf, r->cfg->detect.warmup_accumulate) &&
              r->st.position / r->B < end);
     const int64_t pos = (ni0 + n - 1) / uf;
-    double lr = vn_schedule_value(&r->lr_sched, pos), wd = vn_schedule_value(&r->wd_sched, pos);
-    if (vn_optim_set_lr(r->optim, lr) != VN_OK || vn_optim_set_weight_decay(r->optim, wd) != VN_OK)
-        return vn_error_set(err, VN_ERR_INVALID, "step %lld: the schedules give lr %g and weight "
-                            "decay %g; both must be finite and >= 0", (long long)pos, lr, wd);
+    int src = vn__set_schedules(r->optim, &r->lr_sched, &r->wd_sched, pos, err);
+    if (src != VN_OK) return src;
     vn_detect_warmup(r->cfg, r->optim, &r->lr_sched, pos);
     *loss_out = sum * (double)uf / (double)n;
     for (int i = 0; i < 3; i++) parts3[i] /= (double)n;

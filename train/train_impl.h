@@ -8,6 +8,7 @@
 
 #include "io/vn_onnx.h"
 #include "models/vn_yolo.h"
+#include "optim/vn_schedule.h"
 #include "train/vn_trainer.h"
 
 /* The metadata every model file we write carries: "format", vanilla.model, vanilla.classes
@@ -79,6 +80,12 @@ int vn__ckpt_optim_check(const vn_st_file *f, const char *path, vn_optim *opt, v
  * and a line on out saying training starts from scratch), anything else is the path itself. */
 int vn__resume_path(const char *want, const char *run_dir, FILE *out, char *path, size_t len,
                     vn_error *err);
+
+/* The lr and weight decay of schedule position pos set on opt; a value the optimizer refuses
+ * (negative or not finite) is an error naming it, never a step at the previous value. Both
+ * trainers' rule (train/best.c). */
+int vn__set_schedules(vn_optim *opt, const vn_schedule *lr_sched, const vn_schedule *wd_sched,
+                      int64_t pos, vn_error *err);
 
 /* The error of an evaluation that failed (rc, err) after the steps were saved in ckpt: err's
  * message and how to go on (epoch: the evaluation the resume runs again; -1 none, the one at

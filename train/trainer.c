@@ -638,18 +638,6 @@ static void prefetch_next(run *r, const vn_batch *b)
     r->has_next = true;
 }
 
-/* The step's lr and weight decay from their schedules; a value the optimizer refuses
- * (negative or not finite) is an error naming it, never a step at the previous value. */
-static int set_schedules(run *r, vn_error *err)
-{
-    double lr = vn_schedule_value(&r->lr_sched, r->st.step);
-    double wd = vn_schedule_value(&r->wd_sched, r->st.step);
-    if (vn_optim_set_lr(r->optim, lr) != VN_OK || vn_optim_set_weight_decay(r->optim, wd) != VN_OK)
-        return vn_error_set(err, VN_ERR_INVALID, "step %lld: the schedules give lr %g and weight "
-                            "decay %g; both must be finite and >= 0", (long long)r->st.step, lr, wd);
-    return VN_OK;
-}
-
 /* One optimizer step over update_freq micro-batches. Returns VN_OK, an error, or
  * VN_ERR_NUMERIC when the step was skipped for a non-finite value (skip mode). */
 static int train_step(run *r, double *loss_out, int *images, vn_error *err)
@@ -659,7 +647,7 @@ static int train_step(run *r, double *loss_out, int *images, vn_error *err)
     double loss_sum = 0;
     bool bad = false;
     *images = 0;
-    int src = set_schedules(r, err);
+    int src = vn__set_schedules(r->optim, &r->lr_sched, &r->wd_sched, r->st.step, err);
     if (src != VN_OK) return src;
     for (int64_t k = 0; k < uf; k++) {
         vn_batch b;
@@ -780,7 +768,7 @@ static int train_step_dp(run *r, double *loss_out, int *images, vn_error *err)
     double loss_sum = 0;
     bool bad = false;
     *images = 0;
-    int src = set_schedules(r, err);
+    int src = vn__set_schedules(r->optim, &r->lr_sched, &r->wd_sched, r->st.step, err);
     if (src != VN_OK) return src;
     vn__dp_begin_step(r->dp);
     for (int64_t k = 0; k < uf; k++) {
