@@ -156,6 +156,58 @@ static int predict_one(vn_ctx *ctx, vn_yolo *m, const vn_detect_info *info, cons
     return rc;
 }
 
+/* -o: a .png name, a name without an extension, or a folder (*dir). False, said, otherwise. */
+static bool drawing_target_ok(const char *out, bool *dir)
+{
+    size_t ol = strlen(out);
+    struct stat st;
+    if (!ol) {
+        vn_cli_error("predict", "-o needs a file or folder name");
+        return false;
+    }
+    *dir = (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) || out[ol - 1] == '/';
+    if (!*dir && !(ol > 4 && strcasecmp(out + ol - 4, ".png") == 0) &&
+        strrchr(out, '.') > strrchr(out, '/')) {
+        vn_cli_error("predict", "-o %s: the drawing is written as PNG; give a .png name (or a "
+                     "folder, for several images)", out);
+        return false;
+    }
+    return true;
+}
+
+/* An image's file name without its folder and extension: its start, *len its length. */
+static const char *image_stem(const char *path, int *len)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const char *dot = strrchr(base, '.');
+    *len = dot && dot > base ? (int)(dot - base) : (int)strlen(base);
+    return base;
+}
+
+/* Where image k's drawing goes: OUT/<image name>.png in a folder (-<k> added when an earlier
+ * image took the name), OUT-<k>.png for one of several, else OUT. */
+static const char *drawing_path(const char *out, bool dir, const char *const *images, int n,
+                                int k, char *buf, size_t len)
+{
+    int ol = (int)strlen(out), stem;
+    const char *base = image_stem(images[k], &stem);
+    if (dir) {
+        int d = out[ol - 1] == '/' ? ol - 1 : ol, taken = 0;
+        for (int j = 0; j < k && !taken; j++) {
+            int sj;
+            const char *bj = image_stem(images[j], &sj);
+            taken = sj == stem && strncmp(bj, base, (size_t)stem) == 0;
+        }
+        if (taken) snprintf(buf, len, "%.*s/%.*s-%d.png", d, out, stem, base, k);
+        else snprintf(buf, len, "%.*s/%.*s.png", d, out, stem, base);
+        return buf;
+    }
+    if (n == 1) return out;
+    int o = ol > 4 && strcasecmp(out + ol - 4, ".png") == 0 ? ol - 4 : ol;
+    snprintf(buf, len, "%.*s-%d.png", o, out, k);
+    return buf;
+}
+
 int vn_cmd_detect_predict(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL;
@@ -184,19 +236,8 @@ int vn_cmd_detect_predict(int argc, char **argv)
                      "stride)", imgsz);
         bad = true;
     }
-    struct stat st;
-    size_t ol = out ? strlen(out) : 0;
-    if (!bad && out && !ol) {
-        vn_cli_error("predict", "-o needs a file or folder name");
-        bad = true;
-    }
-    bool out_dir = ol && ((stat(out, &st) == 0 && S_ISDIR(st.st_mode)) || out[ol - 1] == '/');
-    if (!bad && out && !out_dir && !(ol > 4 && strcasecmp(out + ol - 4, ".png") == 0) &&
-        strrchr(out, '.') > strrchr(out, '/')) {
-        vn_cli_error("predict", "-o %s: the drawing is written as PNG; give a .png name (or a "
-                     "folder, for several images)", out);
-        bad = true;
-    }
+    bool out_dir = false;
+    if (!bad && out && !drawing_target_ok(out, &out_dir)) bad = true;
     if (!images || bad || n_images == 0) {
         if (!bad) fputs(det_predict_help, stderr);
         free(images);
@@ -210,28 +251,7 @@ int vn_cmd_detect_predict(int argc, char **argv)
     int failed = 0;
     for (int k = 0; rc == VN_OK && k < n_images; k++) {
         char path[4096];
-        const char *o = out;
-        if (out && out_dir) { /* OUT/<image name>.png, OUT/<image name>-<k>.png when taken */
-            const char *base = strrchr(images[k], '/') ? strrchr(images[k], '/') + 1 : images[k];
-            const char *dot = strrchr(base, '.');
-            int stem = dot && dot > base ? (int)(dot - base) : (int)strlen(base);
-            int dir = (int)(out[ol - 1] == '/' ? ol - 1 : ol);
-            snprintf(path, sizeof path, "%.*s/%.*s.png", dir, out, stem, base);
-            for (int j = 0; j < k; j++) { /* an earlier image of the same name */
-                const char *bj = strrchr(images[j], '/') ? strrchr(images[j], '/') + 1 : images[j];
-                const char *dj = strrchr(bj, '.');
-                int sj = dj && dj > bj ? (int)(dj - bj) : (int)strlen(bj);
-                if (sj == stem && strncmp(bj, base, (size_t)stem) == 0) {
-                    snprintf(path, sizeof path, "%.*s/%.*s-%d.png", dir, out, stem, base, k);
-                    break;
-                }
-            }
-            o = path;
-        } else if (out && n_images > 1) {
-            int stem = ol > 4 && strcasecmp(out + ol - 4, ".png") == 0 ? (int)ol - 4 : (int)ol;
-            snprintf(path, sizeof path, "%.*s-%d.png", stem, out, k);
-            o = path;
-        }
+        const char *o = out ? drawing_path(out, out_dir, images, n_images, k, path, sizeof path) : NULL;
         rc = predict_one(ctx, m, &info, images[k], imgsz > 0 ? imgsz : info.imgsz, &np, o, &err);
         if (rc != VN_OK && rc != VN_ERR_NOMEM) { /* this image: reported, go on */
             vn_cli_error("predict", "%s", err.msg);
