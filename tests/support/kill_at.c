@@ -39,23 +39,18 @@ static int open_via(const char *name, const char *path, int flags, mode_t mode)
     return f(path, flags, mode);
 }
 
-int open(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
-    va_end(ap);
-    return open_via("open", path, flags, m);
-}
-
-int open64(const char *path, int flags, ...)
-{
-    va_list ap;
-    va_start(ap, flags);
-    mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;
-    va_end(ap);
-    return open_via("open64", path, flags, m);
-}
+/* open and open64: the mode argument taken when O_CREAT asks for one */
+#define OPEN_HOOK(NAME)                                                                    \
+    int NAME(const char *path, int flags, ...)                                             \
+    {                                                                                      \
+        va_list ap;                                                                        \
+        va_start(ap, flags);                                                               \
+        mode_t m = (flags & O_CREAT) ? va_arg(ap, mode_t) : 0;                             \
+        va_end(ap);                                                                        \
+        return open_via(#NAME, path, flags, m);                                            \
+    }
+OPEN_HOOK(open)
+OPEN_HOOK(open64)
 
 int link(const char *from, const char *to)
 {
@@ -71,18 +66,17 @@ int rename(const char *from, const char *to)
     return f(from, to);
 }
 
-FILE *fopen(const char *path, const char *mode)
-{
-    if (mode[0] == 'w' || mode[0] == 'a') kill_if(path);
-    if ((mode[0] == 'w' || mode[0] == 'a') && fail_if(path)) return NULL;
-    FILE *(*f)(const char *, const char *) = (FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, "fopen");
-    return f(path, mode);
-}
-
-FILE *fopen64(const char *path, const char *mode)
-{
-    if (mode[0] == 'w' || mode[0] == 'a') kill_if(path);
-    if ((mode[0] == 'w' || mode[0] == 'a') && fail_if(path)) return NULL;
-    FILE *(*f)(const char *, const char *) = (FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, "fopen64");
-    return f(path, mode);
-}
+/* fopen and fopen64 for writing */
+#define FOPEN_HOOK(NAME)                                                                   \
+    FILE *NAME(const char *path, const char *mode)                                         \
+    {                                                                                      \
+        if (mode[0] == 'w' || mode[0] == 'a') {                                            \
+            kill_if(path);                                                                 \
+            if (fail_if(path)) return NULL;                                                \
+        }                                                                                  \
+        FILE *(*f)(const char *, const char *) =                                           \
+            (FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, #NAME);               \
+        return f(path, mode);                                                              \
+    }
+FOPEN_HOOK(fopen)
+FOPEN_HOOK(fopen64)
