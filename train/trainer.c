@@ -1083,17 +1083,20 @@ static int stop_in_eval(run *r, vn_train_result *res, vn_error *err)
     return VN_OK;
 }
 
-/* An evaluation that failed (unreadable validation images, out of memory): the epoch's
- * steps are kept in a checkpoint as stop_in_eval writes it, so that the resume, once the
- * cause is fixed, evaluates again instead of training the epoch again (the official script
- * saves before it evaluates). Not with several ranks, where the failure may be one rank's. */
-static int keep_steps_of_failed_eval(run *r, vn_train_result *res, int rc, vn_error *err)
+/* An evaluation that failed (unreadable validation images, out of memory): the steps are
+ * kept in a checkpoint (at the end of an epoch as stop_in_eval writes it, so that the resume,
+ * once the cause is fixed, evaluates again instead of training the epoch again: the official
+ * script saves before it evaluates). again: the epoch whose evaluation the resume runs again,
+ * -1 for the one at train.max_steps. Not with several ranks, where the failure may be one
+ * rank's. */
+static int keep_steps_of_failed_eval(run *r, vn_train_result *res, int rc, int64_t again,
+                                     vn_error *err)
 {
     if (r->dp || r->rank > 0) return rc;
     vn_error e2 = {0};
     add_elapsed(r);
     if (save_checkpoint(r, false, res, &e2) != VN_OK) return rc;
-    return vn__failed_eval_kept(rc, res->last_ckpt, r->st.epoch, err);
+    return vn__failed_eval_kept(rc, res->last_ckpt, again, err);
 }
 
 /* End of an epoch: evaluate (reported under the epoch it follows), log the epoch row,
@@ -1106,10 +1109,9 @@ static int end_epoch(run *r, vn_train_result *res, vn_error *err)
     bool eval_now = r->val && vn_eval_due(cfg, ep_done, last);
     int rc = eval_now ? evaluate_all(r, res, &is_best, true, err) : VN_OK;
     if (rc == VN_ERR_INTERRUPTED) return stop_in_eval(r, res, err);
-    if (rc != VN_OK) return keep_steps_of_failed_eval(r, res, rc, err);
+    if (rc != VN_OK) return keep_steps_of_failed_eval(r, res, rc, r->st.epoch, err);
     r->st.position = 0;
     r->st.epoch = ep_done + 1;
-    if (rc != VN_OK) return rc;
     double lo, hi;
     vn_optim_lr_range(r->optim, &lo, &hi);
     double ev[N_EPOCH_COLS] = {r->ep_steps ? r->ep_loss / (double)r->ep_steps : NAN,
@@ -1161,15 +1163,9 @@ static int train_epochs(run *r, vn_train_result *res, vn_error *err)
     bool is_best = false;
     /* Not stoppable: a resume at the limit would take a step more before evaluating. */
     if (r->val) rc = evaluate_all(r, res, &is_best, false, err);
+    if (rc != VN_OK) return keep_steps_of_failed_eval(r, res, rc, -1, err);
     add_elapsed(r);
-    if (rc != VN_OK && !r->dp && r->rank == 0) { /* the steps are kept (no best recorded) */
-        vn_error e2 = {0};
-        if (save_checkpoint(r, false, res, &e2) == VN_OK)
-            rc = vn__failed_eval_kept(rc, res->last_ckpt, -1, err);
-        return rc;
-    }
-    if (rc == VN_OK) rc = save_checkpoint(r, is_best, res, err);
-    return rc;
+    return save_checkpoint(r, is_best, res, err);
 }
 
 /* The detector's trainer (train/detect_train.c): on the CPU, in one process. */
