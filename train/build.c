@@ -112,17 +112,20 @@ void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *
     }
 }
 
+vn_eval_resize vn_official_eval_resize(int64_t input_size)
+{
+    /* datasets.py: resize_im = input_size > 32; "warping" at 384 and more. */
+    return input_size <= 32 ? VN_EVAL_RESIZE_NONE
+           : input_size >= 384 ? VN_EVAL_RESIZE_SQUARE : VN_EVAL_RESIZE_CROP;
+}
+
 void vn_official_geometry(const vn_config *cfg, vn_loader_config *lc)
 {
     lc->eval_resize = VN_EVAL_RESIZE_CROP;
     if (cfg->data.eval_mode != VN_CONFIG_EVAL_OFFICIAL) return;
-    /* datasets.py: resize_im = input_size > 32; "warping" at 384 and more. */
-    if (cfg->data.input_size <= 32) {
-        lc->eval_resize = VN_EVAL_RESIZE_NONE;
-        if (lc->augment == VN_AUGMENT_RRC) lc->augment = VN_AUGMENT_RANDOM_CROP;
-    } else if (cfg->data.input_size >= 384) {
-        lc->eval_resize = VN_EVAL_RESIZE_SQUARE;
-    }
+    lc->eval_resize = vn_official_eval_resize(cfg->data.input_size);
+    if (lc->eval_resize == VN_EVAL_RESIZE_NONE && lc->augment == VN_AUGMENT_RRC)
+        lc->augment = VN_AUGMENT_RANDOM_CROP;
 }
 
 void vn_build_optim_config(const vn_config *cfg, vn_optim_config *oc)

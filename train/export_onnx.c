@@ -116,8 +116,7 @@ static vn_eval_resize resize_at(const vn_ckpt_info *info, int size)
                    c->data.eval_mode == VN_CONFIG_EVAL_OFFICIAL;
         free(c);
     }
-    if (!official) return r;
-    return size <= 32 ? VN_EVAL_RESIZE_NONE : size >= 384 ? VN_EVAL_RESIZE_SQUARE : VN_EVAL_RESIZE_CROP;
+    return official ? vn_official_eval_resize(size) : r;
 }
 
 /* The preprocessing as JSON (*out), or an error naming what could not be written (a NaN mean,

@@ -32,6 +32,9 @@ void vn_build_loader_config(const vn_config *cfg, bool train, vn_loader_config *
  * vn_build_loader_config): at input_size <= 32 no evaluation resize and RandomCrop(pad 4)
  * instead of RandomResizedCrop; at >= 384 a square evaluation resize without crop. */
 void vn_official_geometry(const vn_config *cfg, vn_loader_config *lc);
+/* The evaluation geometry data.eval_mode official gives at input_size: the image as it is up
+ * to 32, a square warp from 384, else resize + centre crop (datasets.py). */
+vn_eval_resize vn_official_eval_resize(int64_t input_size);
 /* Optimizer settings of cfg.optim (SGD: Nesterov unless optim.nesterov is false). */
 void vn_build_optim_config(const vn_config *cfg, vn_optim_config *oc);
 /* An EMA whose copy (a second instance of the same model) follows live: every float entry
