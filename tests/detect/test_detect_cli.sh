@@ -132,7 +132,7 @@ if cc -shared -fPIC -o "$T/kill_at.so" "$(dirname "$0")/../support/kill_at.c" -l
   expect "killed writing best.safetensors: no temporary file left after the resume" \
     test "$(ls "$T/kb/checkpoints" | grep -c '\.tmp\.')" -eq 0
 else
-  echo "# no C compiler for the LD_PRELOAD shim: $(cat "$T/cc.log")"
+  bad "the crash shim compiles (scripts/setup.sh installs gcc): $(cat "$T/cc.log")"
 fi
 
 # SIGTERM during an evaluation: the pass is given up, the checkpoint keeps the end of the

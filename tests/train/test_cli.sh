@@ -449,7 +449,7 @@ if cc -shared -fPIC -o "$T/kill_at.so" "$(dirname "$0")/../support/kill_at.c" -l
   expect "a full disk: the newest checkpoint and the resume command" contains "$T/full.log" \
     "the run's newest checkpoint is $T/r_full/checkpoints/ckpt-s0000000012.safetensors; once the cause is fixed, resume with: $VANILLA train"
 else
-  echo "# no C compiler for the LD_PRELOAD shim: $(cat "$T/cc.log")"
+  bad "the crash shim compiles (scripts/setup.sh installs gcc): $(cat "$T/cc.log")"
 fi
 
 # A SIGTERM that arrives while the process starts (here: already pending, blocked by the parent
@@ -542,15 +542,13 @@ expect "ablate: results.csv" [ "$(wc -l <"$T/abl/tiny/results.csv")" -eq 3 ]
 expect "ablate again: finished runs not redone" contains "$T/abl2.log" "finished before"
 # A run killed after its last checkpoint, before its result.json: the next ablate takes its
 # final top-1 from its metrics, as the uninterrupted ablation has it (not -1).
-if [ -f "$T/kill_at.so" ]; then
-  KILL_AT="act_num=1/result.json" LD_PRELOAD="$T/kill_at.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
-    "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablk" >/dev/null 2>&1
-  expect "ablate killed before a result.json: killed" [ $? -eq 137 ]
-  "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablk" >"$T/ablk.log" 2>&1
-  expect "ablate killed before a result.json: the rerun exits 0" [ $? -eq 0 ]
-  expect "ablate killed before a result.json: the table as uninterrupted" \
-    cmp -s <(cut -d, -f1-5 "$T/abl/tiny/results.csv") <(cut -d, -f1-5 "$T/ablk/tiny/results.csv")
-fi
+KILL_AT="act_num=1/result.json" LD_PRELOAD="$T/kill_at.so" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
+  "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablk" >/dev/null 2>&1
+expect "ablate killed before a result.json: killed" [ $? -eq 137 ]
+"$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/ablk" >"$T/ablk.log" 2>&1
+expect "ablate killed before a result.json: the rerun exits 0" [ $? -eq 0 ]
+expect "ablate killed before a result.json: the table as uninterrupted" \
+  cmp -s <(cut -d, -f1-5 "$T/abl/tiny/results.csv") <(cut -d, -f1-5 "$T/ablk/tiny/results.csv")
 # A finished run is not reported as the result of other values; two runs cannot share a name.
 "$VANILLA" ablate "$T/base.yaml" "$T/abl.yaml" --set output.dir="$T/abl" --set optim.lr=0.02 >"$T/abl3.log" 2>&1
 expect "ablate with a changed base: exit 1" [ $? -eq 1 ]
