@@ -29,15 +29,51 @@ typedef vn__conv_state conv_state;
 
 /* Every row of y [rows, c] set to the bias, so sgemm can accumulate with beta = 1. OpenBLAS
  * clears C in a separate pass when beta = 0, so this costs no more than no bias at all. */
-static void fill_bias_rows(float *restrict y, const float *restrict b, int64_t rows, int64_t c)
+typedef struct {
+    float *y;
+    const float *b;
+    int64_t c;
+} bias_rows_job;
+
+static void bias_rows(void *arg, int64_t r0, int64_t r1, int tid)
 {
-#pragma omp parallel for schedule(static) if (rows * c > VN_PAR_MIN_MACS)
-    for (int64_t r = 0; r < rows; r++) memcpy(y + r * c, b, (size_t)c * sizeof(float));
+    (void)tid;
+    const bias_rows_job *J = arg;
+    for (int64_t r = r0; r < r1; r++) memcpy(J->y + r * J->c, J->b, (size_t)J->c * sizeof(float));
+}
+
+static void fill_bias_rows(float *y, const float *b, int64_t rows, int64_t c)
+{
+    bias_rows_job J = {y, b, c};
+    vn_par_for(rows, rows * c > VN_PAR_MIN_MACS, bias_rows, &J);
 }
 
 /* out[j] += sum over rows of a[r][j] (the bias gradient). Fixed chunks of rows are summed
  * separately, then the chunk sums added in chunk order: the result does not depend on the
  * number of threads. */
+typedef struct {
+    float *part;
+    const float *a;
+    int64_t rows, c;
+} colsum_job;
+
+static void colsum_chunks(void *arg, int64_t k0, int64_t k1, int tid)
+{
+    (void)tid;
+    const colsum_job *J = arg;
+    const int64_t c = J->c;
+    for (int64_t ch = k0; ch < k1; ch++) {
+        float *restrict p = J->part + ch * c;
+        int64_t r0, r1;
+        vn_chunk_range(ch, J->rows, VN_REDUCE_CHUNK, &r0, &r1);
+        memset(p, 0, (size_t)c * sizeof(float));
+        for (int64_t r = r0; r < r1; r++) {
+            const float *restrict ar = J->a + r * c;
+            for (int64_t j = 0; j < c; j++) p[j] += ar[j];
+        }
+    }
+}
+
 static int colsum_add(vn_ctx *ctx, float *restrict out, const float *restrict a, int64_t rows,
                       int64_t c)
 {
@@ -47,17 +83,8 @@ static int colsum_add(vn_ctx *ctx, float *restrict out, const float *restrict a,
         vn_ctx_fail(ctx, VN_ERR_NOMEM, "conv2d: out of memory for the bias gradient");
         return VN_ERR_NOMEM;
     }
-#pragma omp parallel for schedule(static) if (rows * c > VN_PAR_MIN_MACS)
-    for (int64_t ch = 0; ch < n_chunks; ch++) {
-        float *restrict p = part + ch * c;
-        int64_t r0, r1;
-        vn_chunk_range(ch, rows, VN_REDUCE_CHUNK, &r0, &r1);
-        memset(p, 0, (size_t)c * sizeof(float));
-        for (int64_t r = r0; r < r1; r++) {
-            const float *restrict ar = a + r * c;
-            for (int64_t j = 0; j < c; j++) p[j] += ar[j];
-        }
-    }
+    colsum_job J = {part, a, rows, c};
+    vn_par_for(n_chunks, rows * c > VN_PAR_MIN_MACS, colsum_chunks, &J);
     const int64_t blk = 256;
 #pragma omp parallel for schedule(static) if (n_chunks * c > VN_PAR_MIN_MACS)
     for (int64_t j0 = 0; j0 < c; j0 += blk) {

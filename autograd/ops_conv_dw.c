@@ -445,7 +445,7 @@ static dw_plan dw_plan_of(const vn__conv_geom *g, int64_t units)
     p.per_chunk = vn__ceil_div(g->n, DW_CHUNKS);
     p.n_chunks = vn__ceil_div(g->n, p.per_chunk);
     if (units == 0) units = p.n_chunks;
-    int64_t want = vn__ceil_div(2 * (int64_t)omp_get_max_threads(), units);
+    int64_t want = vn__ceil_div(2 * (int64_t)vn_par_threads(), units);
     int64_t n_blk = vn__ceil_div(p.cv, DW_BLOCK);
     if (want > n_blk) want = n_blk;
     if (want < 1) want = 1;
@@ -517,19 +517,34 @@ static void dw_grad_tail(float *part, const float *dy, const float *x, const vn_
     }
 }
 
+typedef struct {
+    float *part;
+    int64_t total, n_chunks;
+} grad_sum_job;
+
+/* part[0] += part[ch] for ch = 1, 2, ... in order, over the blocks [b0, b1) of 1024 floats. */
+static void grad_sum_blocks(void *arg, int64_t b0, int64_t b1, int tid)
+{
+    (void)tid;
+    const grad_sum_job *J = arg;
+    const int64_t total = J->total;
+    for (int64_t e0 = b0 * 1024; e0 < b1 * 1024 && e0 < total; e0 += 1024) {
+        int64_t e1 = e0 + 1024 < total ? e0 + 1024 : total;
+        for (int64_t ch = 1; ch < J->n_chunks; ch++) {
+            const float *restrict src = J->part + ch * total;
+            float *restrict dst = J->part;
+            for (int64_t e = e0; e < e1; e++) dst[e] += src[e];
+        }
+    }
+}
+
 /* dw += the chunk partials, added in chunk order, unblocked into OHWI. */
 static void dw_grad_reduce(float *dw, float *part, const dw_plan *pl)
 {
     int64_t total = pl->total, n_chunks = pl->n_chunks;
-#pragma omp parallel for schedule(static) if (n_chunks * total > VN_PAR_MIN_MACS)
-    for (int64_t e0 = 0; e0 < total; e0 += 1024) {
-        int64_t e1 = e0 + 1024 < total ? e0 + 1024 : total;
-        for (int64_t ch = 1; ch < n_chunks; ch++) {
-            const float *restrict src = part + ch * total;
-            float *restrict dst = part;
-            for (int64_t e = e0; e < e1; e++) dst[e] += src[e];
-        }
-    }
+    grad_sum_job J = {part, total, n_chunks};
+    vn_par_for(vn_chunk_count(total, 1024), n_chunks * total > VN_PAR_MIN_MACS, grad_sum_blocks,
+               &J);
     for (int64_t c0 = 0; c0 < pl->c; c0 += block_width(c0, pl->cv, pl->c)) {
         int64_t nb = block_width(c0, pl->cv, pl->c);
         for (int64_t j = 0; j < nb; j++)
@@ -538,6 +553,43 @@ static void dw_grad_reduce(float *dw, float *part, const dw_plan *pl)
     }
 }
 
+#if DW_SIMD
+/* The tasks of dw_conv: image t / n_grp, channel group t % n_grp, each thread with its own
+ * ring (and staged row) in `pack`. */
+typedef struct {
+    float *y, *pack;
+    const float *x, *wt;
+    dw_init init;
+    const vn__conv_geom *g;
+    const dw_plan *pl;
+    int64_t nblk, rslice, slice;
+    bool stream, relu;
+} dw_conv_job;
+
+static void dw_conv_tasks(void *arg, int64_t t0, int64_t t1, int tid)
+{
+    const dw_conv_job *J = arg;
+    const vn__conv_geom *g = J->g;
+    const dw_plan *pl = J->pl;
+    float *mine = J->pack + tid * J->slice;
+    dw_ring rg = dw_ring_at(mine, g, J->nblk);
+    dw_ring_zero(rg, g->w, g->pw);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n = t / pl->n_grp, c0 = (t % pl->n_grp) * pl->gsize;
+        int64_t gw = pl->cv - c0 < pl->gsize ? pl->cv - c0 : pl->gsize, next = 0;
+        const float *ximg = J->x + n * g->h * g->w * pl->c + c0;
+        for (int64_t ho = 0; ho < g->ho; ho++) {
+            int64_t hi0, i0, i1;
+            dw_row_span(g, ho, &hi0, &i0, &i1);
+            dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, pl->c, gw, J->relu);
+            dw_conv_row(J->y + n * g->ho * g->wo * pl->c, J->wt, J->init, g, rg,
+                        J->stream ? mine + J->rslice : NULL, c0, gw, ho);
+        }
+    }
+    if (J->stream) _mm_sfence();
+}
+#endif
+
 /* y = conv(x, wt) (+ init). */
 static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_init init,
                    const vn__conv_geom *g, bool relu)
@@ -545,34 +597,16 @@ static int dw_conv(vn_ctx *ctx, float *y, const float *x, const float *wt, dw_in
     dw_plan pl = dw_plan_of(g, g->n);
 #if DW_SIMD
     if (pl.cv > 0) {
-        bool stream = dw_stream_ok(y, init, g);
-        int64_t nblk = pl.gsize / DW_BLOCK, tasks = g->n * pl.n_grp;
-        int64_t rslice = dw_ring_floats(g, nblk), slice = rslice + g->wo * pl.gsize;
-        int nt = omp_get_max_threads();
+        int64_t nblk = pl.gsize / DW_BLOCK, rslice = dw_ring_floats(g, nblk);
+        int64_t slice = rslice + g->wo * pl.gsize;
+        int nt = vn_par_threads();
         float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                        "depthwise packing buffers");
         if (!pack) return VN_ERR_NOMEM;
-#pragma omp parallel if (g->n * g->ho * g->wo * pl.total > VN_PAR_MIN_MACS)
-        {
-            float *mine = pack + omp_get_thread_num() * slice;
-            dw_ring rg = dw_ring_at(mine, g, nblk);
-            dw_ring_zero(rg, g->w, g->pw);
-#pragma omp for schedule(static)
-            for (int64_t t = 0; t < tasks; t++) {
-                int64_t n = t / pl.n_grp, c0 = (t % pl.n_grp) * pl.gsize;
-                int64_t gw = pl.cv - c0 < pl.gsize ? pl.cv - c0 : pl.gsize, next = 0;
-                const float *ximg = x + n * g->h * g->w * pl.c + c0;
-                for (int64_t ho = 0; ho < g->ho; ho++) {
-                    int64_t hi0, i0, i1;
-                    dw_row_span(g, ho, &hi0, &i0, &i1);
-                    dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, pl.c, gw,
-                                 relu);
-                    dw_conv_row(y + n * g->ho * g->wo * pl.c, wt, init, g, rg,
-                                stream ? mine + rslice : NULL, c0, gw, ho);
-                }
-            }
-            if (stream) _mm_sfence();
-        }
+        dw_conv_job J = {y, pack, x, wt, init, g, &pl, nblk, rslice, slice,
+                         dw_stream_ok(y, init, g), relu};
+        vn_par_for(g->n * pl.n_grp, g->n * g->ho * g->wo * pl.total > VN_PAR_MIN_MACS,
+                   dw_conv_tasks, &J);
         vn__pool_free(ctx, pack);
     }
 #else
@@ -626,42 +660,59 @@ static void dw_dx_gather(float *dx, bool fresh, const float *dy, const float *wt
     }
 }
 
+#if DW_SIMD
+/* The tasks of dw_grad_vec (dw_task_at), each thread with its own ring and packed dy row. */
+typedef struct {
+    float *part, *pack;
+    const float *dy, *x;
+    const vn__conv_geom *g;
+    const dw_plan *pl;
+    int64_t nblk, xslice, dstride, slice;
+    bool relu;
+} dw_grad_job;
+
+static void dw_grad_tasks(void *arg, int64_t t0, int64_t t1, int tid)
+{
+    const dw_grad_job *J = arg;
+    const vn__conv_geom *g = J->g;
+    const int64_t c = J->pl->c;
+    float *mine = J->pack + tid * J->slice, *dyp = mine + J->xslice;
+    dw_ring rg = dw_ring_at(mine, g, J->nblk);
+    dw_ring_zero(rg, g->w, g->pw);
+    for (int64_t t = t0; t < t1; t++) {
+        dw_task tk = dw_task_at(J->part, J->pl, g->n, t);
+        int64_t c0 = tk.c0, gw = tk.gw;
+        for (int64_t n = tk.n0; n < tk.n1; n++) {
+            const float *ximg = J->x + n * g->h * g->w * c + c0;
+            const float *dyimg = J->dy + n * g->ho * g->wo * c + c0;
+            int64_t next = 0;
+            for (int64_t ho = 0; ho < g->ho; ho++) {
+                int64_t hi0, i0, i1;
+                dw_row_span(g, ho, &hi0, &i0, &i1);
+                dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, c, gw, J->relu);
+                dw_pack_row(dyp, J->dstride, 0, dyimg + ho * g->wo * c, g->wo, c, gw, false);
+                dw_grad_row(tk.pp, dyp, J->dstride, g, rg, gw, ho);
+            }
+        }
+    }
+}
+#endif
+
 /* The weight gradient's vector channels into the chunk partials, when dx is not fused. */
 static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x,
                        const vn__conv_geom *g, const dw_plan *pl, bool relu)
 {
 #if DW_SIMD
     if (pl->cv == 0) return VN_OK;
-    int64_t c = pl->c, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
+    int64_t tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
     int64_t xslice = dw_ring_floats(g, nblk), dstride = g->wo * DW_BLOCK;
     int64_t slice = xslice + nblk * dstride;
-    int nt = omp_get_max_threads();
+    int nt = vn_par_threads();
     float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                    "depthwise packing buffers");
     if (!pack) return VN_ERR_NOMEM;
-#pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_PAR_MIN_MACS)
-    {
-        float *mine = pack + omp_get_thread_num() * slice, *dyp = mine + xslice;
-        dw_ring rg = dw_ring_at(mine, g, nblk);
-        dw_ring_zero(rg, g->w, g->pw);
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < tasks; t++) {
-            dw_task tk = dw_task_at(part, pl, g->n, t);
-            int64_t c0 = tk.c0, gw = tk.gw;
-            for (int64_t n = tk.n0; n < tk.n1; n++) {
-                const float *ximg = x + n * g->h * g->w * c + c0;
-                const float *dyimg = dy + n * g->ho * g->wo * c + c0;
-                int64_t next = 0;
-                for (int64_t ho = 0; ho < g->ho; ho++) {
-                    int64_t hi0, i0, i1;
-                    dw_row_span(g, ho, &hi0, &i0, &i1);
-                    dw_ring_fill(rg, &next, hi0 + i0, hi0 + i1, ximg, g->w, g->pw, c, gw, relu);
-                    dw_pack_row(dyp, dstride, 0, dyimg + ho * g->wo * c, g->wo, c, gw, false);
-                    dw_grad_row(tk.pp, dyp, dstride, g, rg, gw, ho);
-                }
-            }
-        }
-    }
+    dw_grad_job J = {part, pack, dy, x, g, pl, nblk, xslice, dstride, slice, relu};
+    vn_par_for(tasks, g->n * g->ho * g->wo * pl->total > VN_PAR_MIN_MACS, dw_grad_tasks, &J);
     vn__pool_free(ctx, pack);
 #else
     (void)ctx, (void)part, (void)dy, (void)x, (void)g, (void)pl, (void)relu;
@@ -670,6 +721,57 @@ static int dw_grad_vec(vn_ctx *ctx, float *part, const float *dy, const float *x
 }
 
 #if DW_SIMD
+/* The tasks of dw_backward_fused (dw_task_at), each thread with its own two rings and staged
+ * row. */
+typedef struct {
+    float *dx, *part, *pack;
+    dw_init dx_init;
+    const float *wtf, *dy, *x;
+    const vn__conv_geom *g, *t;
+    const dw_plan *pl;
+    int64_t nblk, xslice, dslice, slice;
+    bool stream, relu;
+} dw_fused_job;
+
+static void dw_fused_tasks(void *arg, int64_t k0, int64_t k1, int tid)
+{
+    const dw_fused_job *J = arg;
+    const vn__conv_geom *g = J->g, *t = J->t;
+    const int64_t c = J->pl->c;
+    float *mine = J->pack + tid * J->slice;
+    dw_ring xr = dw_ring_at(mine, g, J->nblk), dr = dw_ring_at(mine + J->xslice, t, J->nblk);
+    float *stage = J->stream ? mine + J->xslice + J->dslice : NULL;
+    dw_ring_zero(xr, g->w, g->pw);
+    dw_ring_zero(dr, t->w, t->pw);
+    for (int64_t k = k0; k < k1; k++) {
+        dw_task tk = dw_task_at(J->part, J->pl, g->n, k);
+        int64_t c0 = tk.c0, gw = tk.gw;
+        for (int64_t n = tk.n0; n < tk.n1; n++) {
+            const float *ximg = J->x + n * g->h * g->w * c + c0;
+            const float *dyimg = J->dy + n * g->ho * g->wo * c + c0;
+            int64_t next_x = 0, next_dy = 0;
+            for (int64_t hi = 0; hi < t->ho; hi++) {
+                int64_t h0, i0, i1;
+                dw_row_span(t, hi, &h0, &i0, &i1);
+                /* With pad <= kernel - 1, the dx rows need every dy row, in order. */
+                for (; next_dy < h0 + i1; next_dy++) {
+                    int64_t r = next_dy, s0, j0, j1;
+                    dw_pack_row(dr.p + (r % dr.slots) * dr.prow, dr.bstride, t->pw,
+                                dyimg + r * g->wo * c, g->wo, c, gw, false);
+                    dw_row_span(g, r, &s0, &j0, &j1);
+                    dw_ring_fill(xr, &next_x, s0 + j0, s0 + j1, ximg, g->w, g->pw, c, gw,
+                                 J->relu);
+                    dw_grad_row(tk.pp, dr.p + (r % dr.slots) * dr.prow + t->pw * DW_BLOCK,
+                                dr.bstride, g, xr, gw, r);
+                }
+                dw_conv_row(J->dx + n * g->h * g->w * c, J->wtf, J->dx_init, t, dr, stage, c0,
+                            gw, hi);
+            }
+        }
+    }
+    if (J->stream) _mm_sfence();
+}
+
 /* Stride 1, both gradients: dx = conv(dy, rot180(w)) over geometry t, and the weight
  * gradient, in one pass per (chunk of images, group of channels). Each dy row is packed
  * once, into the dx conv's ring (with its zero columns), and feeds the weight gradient's
@@ -679,49 +781,16 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
                              const vn__conv_geom *g, const vn__conv_geom *t, const dw_plan *pl,
                              bool relu)
 {
-    int64_t c = pl->c, tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
+    int64_t tasks = pl->n_chunks * pl->n_grp, nblk = pl->gsize / DW_BLOCK;
     int64_t xslice = dw_ring_floats(g, nblk), dslice = dw_ring_floats(t, nblk);
     int64_t slice = xslice + dslice + t->wo * pl->gsize;
-    bool stream = dw_stream_ok(dx, dx_init, t);
-    int nt = omp_get_max_threads();
+    int nt = vn_par_threads();
     float *pack = vn__conv_scratch(ctx, (size_t)(nt * slice) * sizeof(float),
                                    "depthwise packing buffers");
     if (!pack) return VN_ERR_NOMEM;
-#pragma omp parallel if (g->n * g->ho * g->wo * pl->total > VN_PAR_MIN_MACS)
-    {
-        float *mine = pack + omp_get_thread_num() * slice;
-        dw_ring xr = dw_ring_at(mine, g, nblk), dr = dw_ring_at(mine + xslice, t, nblk);
-        float *stage = stream ? mine + xslice + dslice : NULL;
-        dw_ring_zero(xr, g->w, g->pw);
-        dw_ring_zero(dr, t->w, t->pw);
-#pragma omp for schedule(static)
-        for (int64_t k = 0; k < tasks; k++) {
-            dw_task tk = dw_task_at(part, pl, g->n, k);
-            int64_t c0 = tk.c0, gw = tk.gw;
-            for (int64_t n = tk.n0; n < tk.n1; n++) {
-                const float *ximg = x + n * g->h * g->w * c + c0;
-                const float *dyimg = dy + n * g->ho * g->wo * c + c0;
-                int64_t next_x = 0, next_dy = 0;
-                for (int64_t hi = 0; hi < t->ho; hi++) {
-                    int64_t h0, i0, i1;
-                    dw_row_span(t, hi, &h0, &i0, &i1);
-                    /* With pad <= kernel - 1, the dx rows need every dy row, in order. */
-                    for (; next_dy < h0 + i1; next_dy++) {
-                        int64_t r = next_dy, s0, j0, j1;
-                        dw_pack_row(dr.p + (r % dr.slots) * dr.prow, dr.bstride, t->pw,
-                                    dyimg + r * g->wo * c, g->wo, c, gw, false);
-                        dw_row_span(g, r, &s0, &j0, &j1);
-                        dw_ring_fill(xr, &next_x, s0 + j0, s0 + j1, ximg, g->w, g->pw, c, gw,
-                                     relu);
-                        dw_grad_row(tk.pp, dr.p + (r % dr.slots) * dr.prow + t->pw * DW_BLOCK,
-                                    dr.bstride, g, xr, gw, r);
-                    }
-                    dw_conv_row(dx + n * g->h * g->w * c, wtf, dx_init, t, dr, stage, c0, gw, hi);
-                }
-            }
-        }
-        if (stream) _mm_sfence();
-    }
+    dw_fused_job J = {dx, part, pack, dx_init, wtf, dy, x, g, t, pl, nblk, xslice, dslice, slice,
+                      dw_stream_ok(dx, dx_init, t), relu};
+    vn_par_for(tasks, g->n * g->ho * g->wo * pl->total > VN_PAR_MIN_MACS, dw_fused_tasks, &J);
     vn__pool_free(ctx, pack);
     return VN_OK;
 }
@@ -729,15 +798,28 @@ static int dw_backward_fused(vn_ctx *ctx, float *dx, dw_init dx_init, const floa
 
 /* dx (+)= the gradient at relu(x) taken back through the ReLU (vn_relu's backward: the mask
  * of x > 0, the same floats). t holds that gradient; it is dx itself when dx is fresh. */
+typedef struct {
+    float *dx;
+    const float *t, *x;
+    bool fresh;
+} relu_mask_job;
+
+static void relu_mask_range(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const relu_mask_job *J = arg;
+    float *dx = J->dx;
+    const float *t = J->t, *x = J->x;
+    if (J->fresh)
+        for (int64_t i = lo; i < hi; i++) dx[i] = x[i] > 0.0f ? dx[i] : dx[i] * 0.0f;
+    else
+        for (int64_t i = lo; i < hi; i++) dx[i] += x[i] > 0.0f ? t[i] : t[i] * 0.0f;
+}
+
 static void dw_relu_mask(float *dx, const float *t, const float *x, int64_t n, bool fresh)
 {
-    if (fresh) {
-#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dx[i] : dx[i] * 0.0f;
-    } else {
-#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? t[i] : t[i] * 0.0f;
-    }
+    relu_mask_job J = {dx, t, x, fresh};
+    vn_par_for(n, n >= VN_PAR_MIN, relu_mask_range, &J);
 }
 
 int vn__dw_backward(vn_ctx *ctx, float *dx, bool dx_fresh, float *dw, const float *dy,

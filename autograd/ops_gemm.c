@@ -154,21 +154,63 @@ static void tile_any(int mr, const tile_env *e, const float *a, const float *bp,
 }
 
 /* B (l, j) = b[j * ldb + l] into panels of NR columns, [panel][l][NR], zero past n. */
-static void pack_bt(float *restrict p, const float *restrict b, int64_t ldb, int64_t k,
-                    int64_t n)
+typedef struct {
+    float *p;
+    const float *b;
+    int64_t ldb, k, n;
+} pack_job;
+
+static void pack_bt_range(void *arg, int64_t q0, int64_t q1, int tid)
 {
-    int64_t np = (n + NR - 1) / NR;
-#pragma omp parallel for schedule(static) if (n * k > VN_PAR_MIN)
-    for (int64_t q = 0; q < np; q++) {
-        float *restrict pq = p + q * k * NR;
+    (void)tid;
+    const pack_job *J = arg;
+    const int64_t k = J->k, n = J->n;
+    for (int64_t q = q0; q < q1; q++) {
+        float *restrict pq = J->p + q * k * NR;
         for (int64_t jj = 0; jj < NR; jj++) {
             int64_t j = q * NR + jj;
             if (j < n) {
-                const float *restrict bj = b + j * ldb;
+                const float *restrict bj = J->b + j * J->ldb;
                 for (int64_t l = 0; l < k; l++) pq[l * NR + jj] = bj[l];
             } else {
                 for (int64_t l = 0; l < k; l++) pq[l * NR + jj] = 0.0f;
             }
+        }
+    }
+}
+
+static void pack_bt(float *p, const float *b, int64_t ldb, int64_t k, int64_t n)
+{
+    pack_job J = {p, b, ldb, k, n};
+    vn_par_for((n + NR - 1) / NR, n * k > VN_PAR_MIN, pack_bt_range, &J);
+}
+
+/* The tiles [t0, t1) of the product: tile t is MB rows (t / np) by NR columns (t % np). */
+typedef struct {
+    const vn__gemm_args *g;
+    const tile_env *e;
+    const float *packed;
+    int64_t np;
+} tiles_job;
+
+static void gemm_tiles(void *arg, int64_t t0, int64_t t1, int tid)
+{
+    (void)tid;
+    const tiles_job *J = arg;
+    const vn__gemm_args *g = J->g;
+    const int64_t m = g->m, n = g->n, np = J->np;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t rb = t / np, q = t % np;
+        int64_t j0 = q * NR, nc = n - j0 < NR ? n - j0 : NR;
+        /* B's panel: packed [l][NR] (a transposed B), or straight from a row-major B */
+        const float *bp = J->packed ? J->packed + q * g->k * NR : g->b + j0;
+        int64_t bstride = J->packed ? NR : g->ldb;
+        const float *bias = g->bias ? g->bias + j0 : NULL;
+        int64_t r1 = (rb + 1) * MB < m ? (rb + 1) * MB : m;
+        for (int64_t r = rb * MB; r < r1; r += MR) {
+            int mr = (int)(r1 - r < MR ? r1 - r : MR);
+            tile_any(mr, J->e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc,
+                     bias);
         }
     }
 }
@@ -195,22 +237,8 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
     const int64_t m = g->m, n = g->n, nrb = (m + MB - 1) / MB, np = (n + NR - 1) / NR;
     const int64_t tasks = nrb * np;
     /* Same cost measure as the library's other parallel loops: multiply-adds. */
-    const bool par = m * n * g->k > VN_PAR_MIN_MACS && tasks > 1;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t t = 0; t < tasks; t++) {
-        int64_t rb = t / np, q = t % np;
-        int64_t j0 = q * NR, nc = n - j0 < NR ? n - j0 : NR;
-        /* B's panel: packed [l][NR] (a transposed B), or straight from a row-major B */
-        const float *bp = packed ? packed + q * g->k * NR : g->b + j0;
-        int64_t bstride = packed ? NR : g->ldb;
-        const float *bias = g->bias ? g->bias + j0 : NULL;
-        int64_t r1 = (rb + 1) * MB < m ? (rb + 1) * MB : m;
-        for (int64_t r = rb * MB; r < r1; r += MR) {
-            int mr = (int)(r1 - r < MR ? r1 - r : MR);
-            tile_any(mr, &e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc,
-                     bias);
-        }
-    }
+    tiles_job J = {g, &e, packed, np};
+    vn_par_for(tasks, m * n * g->k > VN_PAR_MIN_MACS, gemm_tiles, &J);
     if (packed) vn__pool_free(ctx, packed);
     return true;
 }

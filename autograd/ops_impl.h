@@ -136,12 +136,21 @@ static inline vn__tile vn__tile_at(int64_t t, int64_t c, int64_t block)
  * `parallel`. fn starts with vn__tile_at(t, c, block), inlined, so that the compiler sees
  * cn <= block where it vectorises. One call per tile: the per-element work stays in fn. */
 typedef void (*vn__tile_fn)(const void *arg, int64_t t);
+typedef struct {
+    vn__tile_fn fn;
+    const void *arg;
+} vn__tile_job;
+static inline void vn__tile_range(void *job, int64_t t0, int64_t t1, int tid)
+{
+    (void)tid;
+    const vn__tile_job *J = job;
+    for (int64_t t = t0; t < t1; t++) J->fn(J->arg, t);
+}
 static inline void vn__for_each_tile(int64_t n, int64_t c, int64_t block, bool parallel,
                                      vn__tile_fn fn, const void *arg)
 {
-    const int64_t tiles = n * vn_chunk_count(c, block);
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t t = 0; t < tiles; t++) fn(arg, t);
+    vn__tile_job J = {fn, arg};
+    vn_par_for(n * vn_chunk_count(c, block), parallel, vn__tile_range, &J);
 }
 
 /* Checks shared by every op: returns false (and sets the error) on NULL input or a sticky

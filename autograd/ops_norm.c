@@ -124,6 +124,25 @@ static void bn_chunk(const float *g, const float *z, float slope, const float *x
     }
 }
 
+typedef struct {
+    const float *g, *z, *x, *ref;
+    float slope;
+    int64_t R, C;
+    double *pa, *pb;
+} reduce_job;
+
+static void bn_reduce_chunks(void *arg, int64_t k0, int64_t k1, int tid)
+{
+    (void)tid;
+    const reduce_job *J = arg;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t r0, r1;
+        vn_chunk_range(k, J->R, VN_REDUCE_CHUNK, &r0, &r1);
+        bn_chunk(J->g, J->z, J->slope, J->x, r0, r1, J->C, J->ref, J->pa + k * J->C,
+                 J->pb + k * J->C);
+    }
+}
+
 /* Runs bn_chunk over all rows and adds the partials in chunk order into
  * sum_a and sum_b ([C] each). `part` is scratch of 2 * nchunks * C doubles. */
 static void bn_reduce(const float *g, const float *z, float slope, const float *x, int64_t R,
@@ -131,12 +150,8 @@ static void bn_reduce(const float *g, const float *z, float slope, const float *
 {
     int64_t nch = bn_nchunks(R);
     double *pa = part, *pb = part + nch * C;
-#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
-    for (int64_t k = 0; k < nch; k++) {
-        int64_t r0, r1;
-        vn_chunk_range(k, R, VN_REDUCE_CHUNK, &r0, &r1);
-        bn_chunk(g, z, slope, x, r0, r1, C, ref, pa + k * C, pb + k * C);
-    }
+    reduce_job J = {g, z, x, ref, slope, R, C, pa, pb};
+    vn_par_for(nch, R * C >= VN_PAR_MIN, bn_reduce_chunks, &J);
     for (int64_t c = 0; c < C; c++) sum_a[c] = sum_b[c] = 0.0;
     for (int64_t k = 0; k < nch; k++) {
         const double *a = pa + k * C, *b = pb + k * C;
@@ -147,17 +162,25 @@ static void bn_reduce(const float *g, const float *z, float slope, const float *
     }
 }
 
-/* y = (x - mean) * alpha + beta, per channel; with the activation (st->act) y is
- * leaky_relu(that, st->act_slope), the values the two separate ops give. */
-static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float *mean,
-                     const float *alpha, const float *beta, const bn_state *st)
+typedef struct {
+    float *y;
+    const float *x, *mean, *alpha, *beta;
+    int64_t C;
+    float slope;
+    bool act;
+} apply_job;
+
+static void bn_apply_rows(void *arg, int64_t r0, int64_t r1, int tid)
 {
-    if (st->act) {
-        const float slope = st->act_slope;
-#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
-        for (int64_t r = 0; r < R; r++) {
-            const float *xr = x + r * C;
-            float *yr = y + r * C;
+    (void)tid;
+    const apply_job *J = arg;
+    const int64_t C = J->C;
+    const float *mean = J->mean, *alpha = J->alpha, *beta = J->beta;
+    if (J->act) {
+        const float slope = J->slope;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *xr = J->x + r * C;
+            float *yr = J->y + r * C;
             for (int64_t c = 0; c < C; c++) {
                 float v = (xr[c] - mean[c]) * alpha[c] + beta[c];
                 yr[c] = v > 0.0f ? v : v * slope;
@@ -165,12 +188,20 @@ static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float
         }
         return;
     }
-#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) {
-        const float *xr = x + r * C;
-        float *yr = y + r * C;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = J->x + r * C;
+        float *yr = J->y + r * C;
         for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * alpha[c] + beta[c];
     }
+}
+
+/* y = (x - mean) * alpha + beta, per channel; with the activation (st->act) y is
+ * leaky_relu(that, st->act_slope), the values the two separate ops give. */
+static void bn_apply(float *y, const float *x, int64_t R, int64_t C, const float *mean,
+                     const float *alpha, const float *beta, const bn_state *st)
+{
+    apply_job J = {y, x, mean, alpha, beta, C, st->act_slope, st->act};
+    vn_par_for(R, R * C >= VN_PAR_MIN, bn_apply_rows, &J);
 }
 
 /* Sync BN backward: glob = [sum_g, sum_gx] added over every rank. */
@@ -187,17 +218,26 @@ static bool bn_sum_ranks(vn_ctx *ctx, const double *sum_g, const double *sum_gx,
     return true;
 }
 
-/* dx (+)= ca*g + cb*(x - mean) + cd per channel, g taken back through the activation when z
- * (the output) is given. dx may be g itself: each element is read before it is written. */
-static void bn_dx(float *dx, bool fresh, const float *g, const float *z, float slope,
-                  const float *x, int64_t R, int64_t C, const float *mean, const float *ca,
-                  const float *cb, const float *cd)
+typedef struct {
+    float *dx;
+    const float *g, *z, *x, *mean, *ca, *cb, *cd;
+    int64_t C;
+    float slope;
+    bool fresh;
+} dx_job;
+
+static void bn_dx_rows(void *arg, int64_t r0, int64_t r1, int tid)
 {
-    if (z) {
-#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
-        for (int64_t r = 0; r < R; r++) {
-            const float *xr = x + r * C, *gr = g + r * C, *zr = z + r * C;
-            float *dr = dx + r * C;
+    (void)tid;
+    const dx_job *J = arg;
+    const int64_t C = J->C;
+    const float *mean = J->mean, *ca = J->ca, *cb = J->cb, *cd = J->cd;
+    const bool fresh = J->fresh;
+    if (J->z) {
+        const float slope = J->slope;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *xr = J->x + r * C, *gr = J->g + r * C, *zr = J->z + r * C;
+            float *dr = J->dx + r * C;
             for (int64_t c = 0; c < C; c++) {
                 float v = ca[c] * act_grad(gr[c], zr[c], slope) + cb[c] * (xr[c] - mean[c]) +
                           cd[c];
@@ -206,10 +246,9 @@ static void bn_dx(float *dx, bool fresh, const float *g, const float *z, float s
         }
         return;
     }
-#pragma omp parallel for schedule(static) if (R * C >= VN_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) {
-        const float *xr = x + r * C, *gr = g + r * C;
-        float *dr = dx + r * C;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = J->x + r * C, *gr = J->g + r * C;
+        float *dr = J->dx + r * C;
         if (fresh)
             for (int64_t c = 0; c < C; c++)
                 dr[c] = ca[c] * gr[c] + cb[c] * (xr[c] - mean[c]) + cd[c];
@@ -217,6 +256,16 @@ static void bn_dx(float *dx, bool fresh, const float *g, const float *z, float s
             for (int64_t c = 0; c < C; c++)
                 dr[c] += ca[c] * gr[c] + cb[c] * (xr[c] - mean[c]) + cd[c];
     }
+}
+
+/* dx (+)= ca*g + cb*(x - mean) + cd per channel, g taken back through the activation when z
+ * (the output) is given. dx may be g itself: each element is read before it is written. */
+static void bn_dx(float *dx, bool fresh, const float *g, const float *z, float slope,
+                  const float *x, int64_t R, int64_t C, const float *mean, const float *ca,
+                  const float *cb, const float *cd)
+{
+    dx_job J = {dx, g, z, x, mean, ca, cb, cd, C, slope, fresh};
+    vn_par_for(R, R * C >= VN_PAR_MIN, bn_dx_rows, &J);
 }
 
 void vn__batch_norm2d_backward_cpu(vn_ctx *ctx, vn_node *node)

@@ -1,4 +1,5 @@
 #include "base/vn_base.h"
+#include "base/vn_parallel.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,6 +181,7 @@ void vn_set_threads(int n)
     if (n <= 0) n = vn_available_cores();
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
+    vn_par_set_threads(n);
 }
 
 int vn_get_threads(void) { return omp_get_max_threads(); }

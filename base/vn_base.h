@@ -102,8 +102,8 @@ const char *vn_utf8_escape(const char *s, char *buf, size_t len);
 /* "[8, 56, 56, 512]" into buf; returns buf. */
 const char *vn_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 
-/* Threads used by our OpenMP loops and by OpenBLAS (one shared pool). 0 = all cores: the
- * cores this process may run on (its affinity mask, as taskset and cpusets set it), and no
+/* Threads used by our parallel loops (vn_par_for and OpenMP) and by OpenBLAS. 0 = all cores:
+ * the cores this process may run on (its affinity mask, as taskset and cpusets set it), and no
  * more than a cgroup CPU quota allows (a container started with --cpus=2 gets 2). */
 void vn_set_threads(int n);
 /* The cores vn_set_threads(0) picks. */
@@ -114,9 +114,10 @@ int vn_available_cores(void);
  * - Passive OpenMP waiting. libgomp's default makes an idle thread spin for a while before it
  *   sleeps; with many short parallel regions and another busy process on the same cores, the
  *   spinning threads take the cores from the ones with work, and a training beside one busy
- *   neighbour ran at a tenth of its speed. Waiting passively costs nothing measurable alone
- *   (bench/shared_cores.sh). Set (OMP_WAIT_POLICY=passive) unless OMP_WAIT_POLICY or
- *   GOMP_SPINCOUNT is set.
+ *   neighbour ran at a tenth of its speed. Set (OMP_WAIT_POLICY=passive) unless
+ *   OMP_WAIT_POLICY or GOMP_SPINCOUNT is set. Waking a sleeping thread costs 40-60 us on a
+ *   VM, so the short loops of a training step run on vn_par_for's own workers, which yield
+ *   their core instead (base/vn_parallel.h); OpenMP keeps the rest and OpenBLAS.
  * - OpenBLAS's kernels. An OpenBLAS older than the CPU (Debian 12's 0.3.21 on Intel family 6
  *   model 207) falls back to its generic SSE kernels, several times slower than the AVX2 or
  *   AVX-512 ones the same library carries. When it did and the CPU (and the OS) support

@@ -12,6 +12,7 @@
 #ifndef VN_PARALLEL_H
 #define VN_PARALLEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define VN_PAR_MIN 32768
@@ -46,5 +47,23 @@ static inline int vn_chunk_split(int64_t n, int64_t min_len, int max_chunks, int
     *len = l;
     return (int)vn_chunk_count(n, l);
 }
+
+/* The library's own parallel loop (base/pool.c), for the short loops of a training step:
+ * fn(arg, lo, hi, tid) is called on disjoint ranges [lo, hi) covering [0, n), on the calling
+ * thread and the pool's workers, and vn_par_for returns when all are done. Pieces are taken
+ * as threads come, so which thread runs which items depends on timing: an item's result must
+ * not depend on the thread or on the range it came in (true of every loop above that is
+ * chunked for determinism). tid is below vn_par_threads() and tells threads apart for
+ * scratch buffers. Runs everything as fn(arg, 0, n, 0) on the calling thread when `parallel`
+ * is false, n < 2, one thread is set, inside another vn_par_for or an OpenMP region, or while
+ * another thread's loop runs. fn must not start OpenMP regions or call OpenBLAS (which would
+ * start its own threads from a worker). Idle workers yield their core for 0.2 ms, then
+ * sleep, so a neighbour process keeps its share. */
+typedef void (*vn_par_fn)(void *arg, int64_t lo, int64_t hi, int tid);
+void vn_par_for(int64_t n, bool parallel, vn_par_fn fn, void *arg);
+/* Threads vn_par_for uses (vn_set_threads's count, else OpenMP's). */
+int vn_par_threads(void);
+/* Called by vn_set_threads; 0 = follow OpenMP's count. */
+void vn_par_set_threads(int n);
 
 #endif

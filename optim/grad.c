@@ -28,6 +28,23 @@ double vn__sumsq_seq(const float *x, int64_t n)
            tail;
 }
 
+typedef struct {
+    const float *x;
+    int64_t n, chunk;
+    double *part;
+} sumsq_job;
+
+static void sumsq_chunks(void *arg, int64_t c0, int64_t c1, int tid)
+{
+    (void)tid;
+    const sumsq_job *J = arg;
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t lo = c * J->chunk;
+        int64_t len = J->n - lo < J->chunk ? J->n - lo : J->chunk;
+        J->part[c] = vn__sumsq_seq(J->x + lo, len);
+    }
+}
+
 double vn_sumsq_f32(const float *x, int64_t n)
 {
     int nchunks;
@@ -35,12 +52,8 @@ double vn_sumsq_f32(const float *x, int64_t n)
     vn__chunking(n, &nchunks, &chunk);
     if (nchunks == 1) return vn__sumsq_seq(x, n);
     double part[VN__MAX_CHUNKS];
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < nchunks; c++) {
-        int64_t lo = (int64_t)c * chunk;
-        int64_t len = n - lo < chunk ? n - lo : chunk;
-        part[c] = vn__sumsq_seq(x + lo, len);
-    }
+    sumsq_job J = {x, n, chunk, part};
+    vn_par_for(nchunks, true, sumsq_chunks, &J);
     double s = 0.0;
     for (int c = 0; c < nchunks; c++) s += part[c];
     return s;
@@ -81,17 +94,30 @@ double vn_grad_norm(vn_tensor *const *params, int n)
     return sqrt(s);
 }
 
+typedef struct {
+    vn__range_fn fn;
+    void *arg;
+    int64_t n, chunk;
+} chunks_job;
+
+static void run_chunks(void *arg, int64_t k0, int64_t k1, int tid)
+{
+    (void)tid;
+    const chunks_job *J = arg;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t lo, hi;
+        vn_chunk_range(k, J->n, J->chunk, &lo, &hi);
+        J->fn(J->arg, lo, hi);
+    }
+}
+
 void vn__for_chunks(int64_t n, vn__range_fn fn, void *arg)
 {
     int nchunks;
     int64_t chunk;
     vn__chunking(n, &nchunks, &chunk);
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (int k = 0; k < nchunks; k++) {
-        int64_t lo, hi;
-        vn_chunk_range(k, n, chunk, &lo, &hi);
-        fn(arg, lo, hi);
-    }
+    chunks_job J = {fn, arg, n, chunk};
+    vn_par_for(nchunks, nchunks > 1, run_chunks, &J);
 }
 
 typedef struct scale_args {
