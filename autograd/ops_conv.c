@@ -183,6 +183,46 @@ static int64_t dw_col_blocks(int64_t co, int64_t k, int64_t rows, int64_t nch)
  * product (single-threaded inside the parallel loop) goes to its own partial sum, and the
  * partials are added in chunk order: one parallel region, and the same bytes for any thread
  * count. Wide layers, whose partial sums would be large, keep the one product. */
+typedef struct {
+    vn_ctx *ctx;
+    int64_t co, k, m, nch, ncb, part;
+    const float *dy, *x;
+    float *sums, *dw;
+    bool fresh;
+} dw_split_job;
+
+/* Tasks [t0, t1) of a split product: chunk t / ncb of the rows, column block t % ncb, each a
+ * single-threaded product (the pool's threads run OpenBLAS on one thread). */
+static void dw_split_tasks(void *arg, int64_t t0, int64_t t1, int tid)
+{
+    (void)tid;
+    const dw_split_job *J = arg;
+    const int64_t co = J->co, k = J->k, ncb = J->ncb;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t c = t / ncb, b = t % ncb, lo, hi;
+        vn_chunk_range(c, J->m, DW_CHUNK_ROWS, &lo, &hi);
+        /* The short last chunk may keep one block where full ones are cut. */
+        int64_t nb = hi - lo == DW_CHUNK_ROWS ? ncb : dw_col_blocks(co, k, hi - lo, J->nch);
+        if (b >= nb) continue;
+        int64_t w = nb == 1 ? k : ((k + nb - 1) / nb + 15) / 16 * 16;
+        int64_t j0 = b * w, nj = k - j0 < w ? k - j0 : w;
+        sgemm_tn(J->ctx, co, nj, hi - lo, J->dy + lo * co, J->x + lo * k + j0, k, true,
+                 J->sums + c * J->part + j0);
+    }
+}
+
+/* dw (+)= the chunks' partial sums, added in chunk order, for the elements [i0, i1). */
+static void dw_split_sum(void *arg, int64_t i0, int64_t i1, int tid)
+{
+    (void)tid;
+    const dw_split_job *J = arg;
+    for (int64_t i = i0; i < i1; i++) {
+        float acc = J->fresh ? 0.0f : J->dw[i];
+        for (int64_t c = 0; c < J->nch; c++) acc += J->sums[c * J->part + i];
+        J->dw[i] = acc;
+    }
+}
+
 static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *dy,
                    const float *x, bool fresh, float *dw)
 {
@@ -194,25 +234,10 @@ static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *d
     float *sums = vn__conv_scratch(ctx, (size_t)(nch * part) * sizeof(float),
                                    "weight-gradient partial sums");
     if (!sums) return VN_ERR_NOMEM;
-    int64_t ncb = dw_col_blocks(co, k, DW_CHUNK_ROWS, nch);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t t = 0; t < nch * ncb; t++) {
-        int64_t c = t / ncb, b = t % ncb, lo, hi;
-        vn_chunk_range(c, m, DW_CHUNK_ROWS, &lo, &hi);
-        /* The short last chunk may keep one block where full ones are cut. */
-        int64_t nb = hi - lo == DW_CHUNK_ROWS ? ncb : dw_col_blocks(co, k, hi - lo, nch);
-        if (b >= nb) continue;
-        int64_t w = nb == 1 ? k : ((k + nb - 1) / nb + 15) / 16 * 16;
-        int64_t j0 = b * w, nj = k - j0 < w ? k - j0 : w;
-        sgemm_tn(ctx, co, nj, hi - lo, dy + lo * co, x + lo * k + j0, k, true,
-                 sums + c * part + j0);
-    }
-#pragma omp parallel for schedule(static) if (nch * part > VN_PAR_MIN)
-    for (int64_t i = 0; i < part; i++) {
-        float acc = fresh ? 0.0f : dw[i];
-        for (int64_t c = 0; c < nch; c++) acc += sums[c * part + i];
-        dw[i] = acc;
-    }
+    dw_split_job J = {ctx, co, k, m, nch, dw_col_blocks(co, k, DW_CHUNK_ROWS, nch), part,
+                      dy, x, sums, dw, fresh};
+    vn_par_for(nch * J.ncb, true, dw_split_tasks, &J);
+    vn_par_for(part, nch * part > VN_PAR_MIN, dw_split_sum, &J);
     vn__pool_free(ctx, sums);
     return VN_OK;
 }

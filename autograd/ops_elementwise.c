@@ -144,19 +144,34 @@ vn_tensor *vn_dropout(vn_ctx *ctx, vn_tensor *x, float p, bool training)
 
 /* ---- add / scale ----------------------------------------------------------------------- */
 
-static void accumulate(vn_ctx *ctx, vn_tensor *t, const float *restrict g, float s)
+typedef struct {
+    float *d;
+    const float *g;
+    float s;
+    bool fresh;
+} scale_job;
+
+/* d[i] = s * g[i] (fresh) or d[i] += s * g[i] over [lo, hi). */
+static void scale_range(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const scale_job *J = arg;
+    float *restrict d = J->d;
+    const float *restrict g = J->g;
+    const float s = J->s;
+    if (J->fresh)
+        for (int64_t i = lo; i < hi; i++) d[i] = s * g[i];
+    else
+        for (int64_t i = lo; i < hi; i++) d[i] += s * g[i];
+}
+
+static void accumulate(vn_ctx *ctx, vn_tensor *t, const float *g, float s)
 {
     bool fresh;
     float *d = vn__grad_uninit(ctx, t, &fresh);
     if (!d) return;
-    int64_t n = t->numel;
-    if (fresh) {
-#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) d[i] = s * g[i];
-    } else {
-#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) d[i] += s * g[i];
-    }
+    scale_job J = {d, g, s, fresh};
+    vn_par_for(t->numel, t->numel >= VN_PAR_MIN, scale_range, &J);
 }
 
 void vn__add_backward_cpu(vn_ctx *ctx, vn_node *node)
@@ -204,10 +219,8 @@ int vn__scale_forward_cpu(vn_ctx *ctx, vn_node *node)
     (void)ctx;
     float s = ((const scale_state *)node->state)->s;
     int64_t n = node->out->numel;
-    const float *restrict px = node->in[0]->data;
-    float *restrict py = node->out->data;
-#pragma omp parallel for schedule(static) if (n >= VN_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) py[i] = s * px[i];
+    scale_job J = {node->out->data, node->in[0]->data, s, true};
+    vn_par_for(n, n >= VN_PAR_MIN, scale_range, &J);
     return VN_OK;
 }
 

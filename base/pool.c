@@ -117,6 +117,7 @@ static void drain(uint32_t g, int tid)
 static void *worker(void *p)
 {
     const int idx = (int)(intptr_t)p;
+    omp_set_num_threads(1); /* OpenMP and OpenBLAS inside a piece: one thread, this one */
     uint32_t seen = atomic_load(&P.gen);
     for (;;) {
         int64_t t0 = now_ns();
@@ -210,7 +211,11 @@ void vn_par_for(int64_t n, bool parallel, vn_par_fn fn, void *arg)
     atomic_store_explicit(&P.word, (uint64_t)g << 32, memory_order_release);
     atomic_store(&P.gen, g); /* seq_cst: against a worker going to sleep (sleepers) */
     if (atomic_load(&P.sleepers) > 0) futex_wake_all(&P.gen);
+    /* The caller's pieces too run OpenMP and OpenBLAS on one thread, as inside a region. */
+    int omp_threads = omp_get_max_threads();
+    omp_set_num_threads(1);
     drain(g, 0);
+    omp_set_num_threads(omp_threads);
     for (int spins = 0; atomic_load_explicit(&P.done, memory_order_acquire) < pieces; spins++) {
         if (spins < 64) cpu_relax();
         else sched_yield();

@@ -56,9 +56,10 @@ static inline int vn_chunk_split(int64_t n, int64_t min_len, int max_chunks, int
  * chunked for determinism). tid is below vn_par_threads() and tells threads apart for
  * scratch buffers. Runs everything as fn(arg, 0, n, 0) on the calling thread when `parallel`
  * is false, n < 2, one thread is set, inside another vn_par_for or an OpenMP region, or while
- * another thread's loop runs. fn must not start OpenMP regions or call OpenBLAS (which would
- * start its own threads from a worker). Idle workers yield their core for 0.2 ms, then
- * sleep, so a neighbour process keeps its share. */
+ * another thread's loop runs. Inside fn, OpenMP regions and OpenBLAS (OpenMP build) run on
+ * one thread, as inside an OpenMP region: the workers, and the caller while it runs pieces,
+ * have an OpenMP thread count of 1. Idle workers yield their core for 0.2 ms, then sleep, so
+ * a neighbour process keeps its share. */
 typedef void (*vn_par_fn)(void *arg, int64_t lo, int64_t hi, int tid);
 void vn_par_for(int64_t n, bool parallel, vn_par_fn fn, void *arg);
 /* Threads vn_par_for uses (vn_set_threads's count, else OpenMP's). */
