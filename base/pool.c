@@ -61,7 +61,6 @@ static struct {
     _Atomic int threads;  /* vn_set_threads's count; 0: not set, OpenMP's */
     _Atomic int active;   /* workers that may claim: threads - 1 */
     int started;          /* workers running (under grow) */
-    _Atomic bool fork_child;
     pool_slot slot[POOL_SLOTS];
 } P = {.grow = PTHREAD_MUTEX_INITIALIZER, .busy = ATOMIC_FLAG_INIT};
 
