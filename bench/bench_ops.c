@@ -1,7 +1,7 @@
 /* Op benchmark: the machine's ceilings (OpenBLAS sgemm, memcpy) and the hot ops of
  * VanillaNet measured against them.
  *
- *   bench_ops [reps] [ceil] [gemm] [conv1x1] [conv3x3] [depthwise] [bn]
+ *   bench_ops [reps] [ceil] [gemm] [conv1x1] [conv3x3] [depthwise] [bn] [par]
  *
  * reps (default 5) timed runs after one warm-up; medians are reported. Naming sections runs
  * only those. Compute-bound ops are reported in GFLOPS and memory-bound ops in GB/s of the
@@ -14,7 +14,11 @@
  *
  * Backward figures time the op's own backward kernel (the tape entry's function) on a
  * gradient of the output, so that seeding the gradient is not counted; the input is a step
- * tensor that requires grad, as an activation is, so its gradient buffer is fresh. */
+ * tensor that requires grad, as an activation is, so its gradient buffer is fresh.
+ *
+ * par: what one parallel loop costs beyond its work, an OpenMP region (with the waiting policy
+ * vn_runtime_setup chose) against the library's vn_par_for, each loop a few microseconds of
+ * work followed by a few microseconds of serial work, as in a training step. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -23,6 +27,7 @@
 #include <time.h>
 
 #include "base/vn_base.h"
+#include "base/vn_parallel.h"
 #include "autograd/vn_ops.h"
 #include "autograd/vn_testing.h"
 #include "layers/vn_layers.h"
@@ -438,6 +443,61 @@ static void bench_gemm(int reps, vn_ctx *ctx)
     vn__gemm_set_mode(1);
 }
 
+/* ---- par: the cost of one parallel loop ----------------------------------------------- */
+
+static volatile double par_sink[64 * 8];
+
+/* About `us` microseconds of arithmetic for item k. */
+static void par_work(int64_t k, double us)
+{
+    double s = 0.0, t0 = now_s();
+    while (now_s() - t0 < us * 1e-6) s += 1e-9;
+    par_sink[(k % 64) * 8] += s;
+}
+
+static void par_items(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    for (int64_t k = lo; k < hi; k++) par_work(k, *(const double *)arg);
+}
+
+/* Microseconds per loop of `items` items of `us` each, then `gap_us` of serial work. */
+static double par_time(bool pool, int loops, int items, double us, double gap_us)
+{
+    double t0 = now_s();
+    for (int i = 0; i < loops; i++) {
+        if (pool) {
+            vn_par_for(items, true, par_items, &us);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int k = 0; k < items; k++) par_work(k, us);
+        }
+        par_work(0, gap_us);
+    }
+    return (now_s() - t0) / loops * 1e6;
+}
+
+static void bench_par(int reps)
+{
+    const int items = 16;
+    const double item_us[] = {0.0, 2.5, 25.0}, gap_us = 5.0;
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    for (size_t i = 0; i < sizeof item_us / sizeof *item_us; i++) {
+        double t_omp[MAX_REPS], t_pool[MAX_REPS];
+        for (int r = 0; r < reps; r++) { /* alternated, rep by rep */
+            t_omp[r] = par_time(false, 2000, items, item_us[i], gap_us);
+            t_pool[r] = par_time(true, 2000, items, item_us[i], gap_us);
+        }
+        qsort(t_omp, (size_t)reps, sizeof(double), cmp_double);
+        qsort(t_pool, (size_t)reps, sizeof(double), cmp_double);
+        double serial = items * item_us[i] + gap_us;
+        printf("loop of %d x %4.1f us + %.0f us serial (%.0f us on one thread): OpenMP (%s) "
+               "%7.1f us, vn_par_for %7.1f us\n",
+               items, item_us[i], gap_us, serial, wait ? wait : "libgomp default",
+               t_omp[reps / 2], t_pool[reps / 2]);
+    }
+}
+
 static bool want(int argc, char **argv, const char *section)
 {
     bool any = false;
@@ -457,7 +517,7 @@ int main(int argc, char **argv)
         if (argv[i][0] >= '0' && argv[i][0] <= '9') reps = atoi(argv[i]);
     if (reps < 1 || reps > MAX_REPS) {
         fprintf(stderr, "usage: bench_ops [reps 1..%d] [ceil] [gemm] [conv1x1] [conv3x3] "
-                "[depthwise] [bn]\n",
+                "[depthwise] [bn] [par]\n",
                 MAX_REPS);
         return 2;
     }
@@ -506,6 +566,7 @@ int main(int argc, char **argv)
         bench_batch_norm(reps, ctx, 8, 56, 512);
         bench_batch_norm(reps, ctx, 128, 7, 128); /* the Fashion-MNIST model's stage 1 */
     }
+    if (want(argc, argv, "par")) bench_par(reps);
     vn_ctx_destroy(ctx);
     return 0;
 }
