@@ -181,7 +181,7 @@ static int64_t dw_col_blocks(int64_t co, int64_t k, int64_t rows, int64_t nch)
  * block of the inner dimension: it ran at a fifth of the forward's speed, far worse when
  * another process shares the cores. Here the rows are split into fixed chunks, each chunk's
  * product (single-threaded inside the parallel loop) goes to its own partial sum, and the
- * partials are added in chunk order: one parallel region, and the same bytes for any thread
+ * partials are added in chunk order: one parallel loop, and the same bytes for any thread
  * count. Wide layers, whose partial sums would be large, keep the one product. */
 typedef struct {
     vn_ctx *ctx;

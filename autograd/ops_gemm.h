@@ -60,7 +60,7 @@ bool vn__gemm_prefers(const vn__gemm_args *g);
 /* Computes the product when the kernels are available and the shape is one they take; returns
  * false (C untouched) otherwise, and the caller uses cblas_sgemm. ctx (may be NULL) lends the
  * scratch for a transposed B; without it, or when the pool has no room, false. Runs on the
- * OpenMP threads (one when called inside a parallel region). */
+ * threads of vn_par_for (one when called inside a parallel loop or region). */
 bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g);
 
 /* The inner-dimension block OpenBLAS's driver takes when `rem` remain (exposed for the test). */

@@ -132,7 +132,7 @@ static inline vn__tile vn__tile_at(int64_t t, int64_t c, int64_t block)
     return tile;
 }
 
-/* Runs fn(arg, t) for the tiles t of n images of c channels, on OpenMP threads when
+/* Runs fn(arg, t) for the tiles t of n images of c channels, on vn_par_for's threads when
  * `parallel`. fn starts with vn__tile_at(t, c, block), inlined, so that the compiler sees
  * cn <= block where it vectorises. One call per tile: the per-element work stays in fn. */
 typedef void (*vn__tile_fn)(const void *arg, int64_t t);
