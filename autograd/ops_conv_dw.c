@@ -29,7 +29,6 @@
  * its bytes do not depend on the number of threads. */
 #include "autograd/ops_conv.h"
 
-#include <omp.h>
 #include <string.h>
 
 #if defined(__AVX2__) && defined(__FMA__)

@@ -60,11 +60,9 @@ static struct {
     _Atomic int sleepers;
     _Atomic int threads;  /* vn_set_threads's count; 0: not set, OpenMP's */
     _Atomic int active;   /* workers that may claim: threads - 1 */
-    int started;          /* workers running (under grow) */
+    _Atomic int started;  /* workers running (grown under `grow`) */
     pool_slot slot[POOL_SLOTS];
 } P = {.grow = PTHREAD_MUTEX_INITIALIZER, .busy = ATOMIC_FLAG_INIT};
-
-static _Thread_local bool in_loop;     /* running a piece: a nested loop runs alone */
 
 static inline void cpu_relax(void)
 {
@@ -105,9 +103,7 @@ static void drain(uint32_t g, int tid)
                                                    memory_order_acquire))
             continue;
         int64_t k = (int64_t)(uint32_t)w;
-        in_loop = true;
         fn(arg, k * n / pieces, (k + 1) * n / pieces, tid);
-        in_loop = false;
         atomic_fetch_add_explicit(&P.done, 1, memory_order_release);
         w = atomic_load_explicit(&P.word, memory_order_acquire);
     }
@@ -156,6 +152,8 @@ static int pool_threads(void)
 /* Starts workers up to threads - 1; returns how many run (fewer when threads cannot start). */
 static int pool_grow(int want)
 {
+    int have = atomic_load_explicit(&P.started, memory_order_acquire);
+    if (have >= want) return have;
     static bool atfork_set;
     pthread_mutex_lock(&P.grow);
     if (!atfork_set) {
@@ -172,7 +170,7 @@ static int pool_grow(int want)
         if (rc != 0) break;
         P.started++;
     }
-    int have = P.started;
+    have = P.started;
     pthread_mutex_unlock(&P.grow);
     return have;
 }
@@ -185,7 +183,8 @@ void vn_par_for(int64_t n, bool parallel, vn_par_fn fn, void *arg)
 {
     if (n <= 0) return;
     int threads = parallel && n > 1 ? pool_threads() : 1;
-    if (threads <= 1 || in_loop || omp_in_parallel() ||
+    /* A loop inside a piece finds `busy` held by its own loop's caller, and runs alone. */
+    if (threads <= 1 || omp_in_parallel() ||
         atomic_flag_test_and_set_explicit(&P.busy, memory_order_acquire)) {
         fn(arg, 0, n, 0);
         return;

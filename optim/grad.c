@@ -39,9 +39,9 @@ static void sumsq_chunks(void *arg, int64_t c0, int64_t c1, int tid)
     (void)tid;
     const sumsq_job *J = arg;
     for (int64_t c = c0; c < c1; c++) {
-        int64_t lo = c * J->chunk;
-        int64_t len = J->n - lo < J->chunk ? J->n - lo : J->chunk;
-        J->part[c] = vn__sumsq_seq(J->x + lo, len);
+        int64_t lo, hi;
+        vn_chunk_range(c, J->n, J->chunk, &lo, &hi);
+        J->part[c] = vn__sumsq_seq(J->x + lo, hi - lo);
     }
 }
 
