@@ -117,14 +117,20 @@ static int sweep(const char *dir, const char *prefix)
     return removed;
 }
 
+const char *vn_fs_parent(const char *path, char *buf, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(buf, len, ".");
+    else snprintf(buf, len, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    return buf;
+}
+
 void vn_fs_remove_stale_tmps(const char *path)
 {
     char dir[4096], prefix[4096];
     const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
     snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
-    sweep(dir, prefix);
+    sweep(vn_fs_parent(path, dir, sizeof dir), prefix);
 }
 
 int vn_fs_sweep_stale_tmps(const char *dir) { return sweep(dir, NULL); }
@@ -158,11 +164,8 @@ int vn_fs_write_atomic(const char *path, const void *buf, size_t len, bool sync)
 
 int vn_fs_sync_parent(const char *path)
 {
-    const char *slash = strrchr(path, '/');
     char dir[4096];
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(vn_fs_parent(path, dir, sizeof dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return errno;
     /* Some file systems cannot sync a folder; the rename is then as durable as they allow. */
     int e = fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP ? errno : 0;

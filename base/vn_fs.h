@@ -30,6 +30,9 @@ int vn_fs_write_atomic(const char *path, const void *buf, size_t len, bool sync)
 /* fsync of the folder holding path, so that a rename into it survives a crash: 0, or the
  * errno (a file system that cannot sync folders counts as done). */
 int vn_fs_sync_parent(const char *path);
+/* The folder path is in, into buf (len bytes): "." for a bare name, "/" for "/name"; returns
+ * buf. */
+const char *vn_fs_parent(const char *path, char *buf, size_t len);
 /* rename(from, to), then an fsync of to's folder so that the rename survives a crash. 0, or
  * the errno of a failed rename (a folder that cannot be synced is only warned about). */
 int vn_fs_rename_durable(const char *from, const char *to);

@@ -140,8 +140,9 @@ static int read_split(yaml_document_t *doc, yaml_node_t *v, const char *path, co
 }
 
 static int read_yaml(yaml_document_t *doc, const char *path, vn_det_data_cfg *c, char **rel_root,
-                     int *nc_given, vn_error *err)
+                     vn_error *err)
 {
+    int nc_given = 0;
     yaml_node_t *root = yaml_document_get_root_node(doc);
     if (!root || root->type != YAML_MAPPING_NODE)
         return vn_error_set(err, VN_ERR_FORMAT, "%s: a dataset YAML is a mapping with path, "
@@ -161,7 +162,7 @@ static int read_yaml(yaml_document_t *doc, const char *path, vn_det_data_cfg *c,
             if (!s || *end || n < 1 || n > VN_DET_MAX_CLASSES)
                 return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: nc must be a class count in 1..%d",
                                     path, (int)v->start_mark.line + 1, VN_DET_MAX_CLASSES);
-            *nc_given = (int)n;
+            nc_given = (int)n;
         } else if (dst == rel_root && !scalar(v)) {
             return vn_error_set(err, VN_ERR_FORMAT, "%s:%d: path must be one folder", path,
                                 (int)v->start_mark.line + 1);
@@ -172,13 +173,13 @@ static int read_yaml(yaml_document_t *doc, const char *path, vn_det_data_cfg *c,
     }
     /* As Ultralytics' check_det_dataset: nc must agree with names; nc alone names the classes
      * class_0, class_1, ... */
-    if (c->names && *nc_given > 0 && *nc_given != c->nc)
+    if (c->names && nc_given > 0 && nc_given != c->nc)
         return vn_error_set(err, VN_ERR_FORMAT, "%s: names has %d entries and nc is %d: they must "
-                            "match", path, c->nc, *nc_given);
-    if (!c->names && *nc_given > 0) {
-        c->names = calloc((size_t)*nc_given, sizeof *c->names);
+                            "match", path, c->nc, nc_given);
+    if (!c->names && nc_given > 0) {
+        c->names = calloc((size_t)nc_given, sizeof *c->names);
         if (!c->names) return vn_error_set(err, VN_ERR_NOMEM, "%s: out of memory", path);
-        c->nc = *nc_given;
+        c->nc = nc_given;
         for (int i = 0; i < c->nc; i++) {
             char name[32];
             snprintf(name, sizeof name, "class_%d", i);
@@ -240,8 +241,7 @@ int vn_det_data_cfg_load(const char *path, vn_det_data_cfg *c, vn_error *err)
         return rc;
     }
     char *rel_root = NULL;
-    int nc_given = 0;
-    rc = read_yaml(&doc, path, c, &rel_root, &nc_given, err);
+    rc = read_yaml(&doc, path, c, &rel_root, err);
     if (rc == VN_OK) {
         char *dir = dup_n(path, strlen(path)), *slash = dir ? strrchr(dir, '/') : NULL;
         if (dir) {
@@ -283,7 +283,6 @@ static int image_kind(const char *name)
     return 0;
 }
 
-static bool is_image(const char *name) { return image_kind(name) == 1; }
 
 static void note_other(vn_det_dataset *ds, const char *path)
 {
@@ -332,12 +331,13 @@ static int walk(vn_det_dataset *ds, const char *dir, int depth, vn_error *err)
     if (rc == VN_OK) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
         struct stat st;
+        int kind = rc == VN_OK ? image_kind(names[i]) : 0;
         if (rc == VN_OK && stat(names[i], &st) == 0 && S_ISDIR(st.st_mode)) {
             rc = walk(ds, names[i], depth + 1, err);
-        } else if (rc == VN_OK && is_image(names[i])) {
+        } else if (kind == 1) {
             rc = push_image(ds, names[i]);
             if (rc == VN_OK) continue; /* owned by ds now */
-        } else if (rc == VN_OK && image_kind(names[i]) == 2) {
+        } else if (kind == 2) {
             note_other(ds, names[i]);
         }
         free(names[i]);
@@ -537,7 +537,8 @@ static int read_all_labels(vn_det_dataset *ds, int nc, vn_error *err)
 }
 
 /* A .txt list of images (Ultralytics' train2017.txt): one path per line, "./x" relative to
- * the list's folder, others as written; sorted, as Ultralytics sorts its image files. */
+ * the list's folder, others as written (collect_images sorts them, as Ultralytics sorts its
+ * image files). */
 static int read_list(vn_det_dataset *ds, const char *list, vn_error *err)
 {
     uint8_t *text;
@@ -546,7 +547,6 @@ static int read_list(vn_det_dataset *ds, const char *list, vn_error *err)
     if (rc != VN_OK) return rc;
     const char *slash = strrchr(list, '/');
     char *dir = slash ? dup_n(list, (size_t)(slash - list)) : dup_n(".", 1);
-    int64_t first = ds->n;
     char *t = (char *)text;
     for (size_t i = 0; rc == VN_OK && dir && i < len;) {
         size_t e = i;
@@ -557,18 +557,18 @@ static int read_list(vn_det_dataset *ds, const char *list, vn_error *err)
         i = e + 1;
         if (a == b) continue;
         char *line = dup_n(t + a, b - a);
-        char *path = !line ? NULL : strncmp(line, "./", 2) == 0 ? join(dir, line + 2) : dup_n(line, b - a);
-        free(line);
+        char *path = line && strncmp(line, "./", 2) == 0 ? join(dir, line + 2) : line;
+        if (path != line) free(line);
+        int kind = path ? image_kind(path) : 0;
         if (!path) rc = VN_ERR_NOMEM;
-        else if (is_image(path) && (rc = push_image(ds, path)) == VN_OK) continue;
-        else if (rc == VN_OK && image_kind(path) == 2) note_other(ds, path);
+        else if (kind == 1 && (rc = push_image(ds, path)) == VN_OK) continue;
+        else if (rc == VN_OK && kind == 2) note_other(ds, path);
         free(path);
     }
     if (!dir) rc = VN_ERR_NOMEM;
     free(dir);
     free(text);
     if (rc == VN_ERR_NOMEM) return vn_error_set(err, rc, "%s: out of memory reading the list", list);
-    qsort(ds->images + first, (size_t)(ds->n - first), sizeof *ds->images, cmp_str);
     return rc;
 }
 
@@ -587,18 +587,22 @@ bool vn_det_split_exists(const char *split)
 static int collect_images(vn_det_dataset *ds, const char *images, vn_error *err)
 {
     int rc = VN_OK;
-    const bool several = strchr(images, '\n') != NULL;
+    bool sort = strchr(images, '\n') != NULL; /* several entries */
     for (const char *q = images; rc == VN_OK && q;) {
         char *one = next_entry(&q);
         if (!one) return vn_error_set(err, VN_ERR_NOMEM, "out of memory");
         struct stat st;
-        if (stat(one, &st) == 0 && S_ISREG(st.st_mode)) rc = read_list(ds, one, err);
-        else rc = walk(ds, one, 0, err);
+        if (stat(one, &st) == 0 && S_ISREG(st.st_mode)) {
+            rc = read_list(ds, one, err);
+            sort = true;
+        } else {
+            rc = walk(ds, one, 0, err);
+        }
         free(one);
     }
-    /* several entries: one sorted list, as Ultralytics sorts a split's image files (a single
-     * folder keeps its walk's order, which runs have been trained in) */
-    if (rc == VN_OK && several) qsort(ds->images, (size_t)ds->n, sizeof *ds->images, cmp_str);
+    /* several entries or a list: one sorted list, as Ultralytics sorts a split's image files
+     * (a single folder keeps its walk's order, which runs have been trained in) */
+    if (rc == VN_OK && sort) qsort(ds->images, (size_t)ds->n, sizeof *ds->images, cmp_str);
     return rc;
 }
 

@@ -653,8 +653,8 @@ void vn__run_folder_undo(const char *run_dir, const vn__run_made *made)
             others += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, ".lock");
         if (d) closedir(d);
         if (!others) unlink(p);
+        rmdir(run_dir);
     }
-    if (made->dir) rmdir(run_dir);
 }
 
 void vn__run_unlock(int fd)

@@ -133,7 +133,8 @@ int vn_detect_evaluate_until(vn_ctx *ctx, vn_yolo *m, const vn_det_dataset *ds, 
         rc = vn_error_set(err, VN_ERR_FORMAT, "none of the %lld images could be read (see the "
                           "warnings above)", (long long)N);
     /* Images the scan skipped (no usable label file) count as unreadable too. */
-    const int64_t all = N + vn_det_dataset_skipped_count(ds), bad = skipped + all - N;
+    const int64_t scan_skipped = vn_det_dataset_skipped_count(ds);
+    const int64_t all = N + scan_skipped, bad = skipped + scan_skipped;
     if (rc == VN_OK && all > 0 && (double)bad > max_bad * (double)all)
         rc = vn_error_set(err, VN_ERR_FORMAT, "%lld of %lld images could not be used (%.2f%%), "
                           "more than data.max_bad_fraction %.2f%% (see the warnings above)",

@@ -73,7 +73,6 @@ typedef struct drun {
     bool at_limit;
     int lock_fd; /* the run folder's lock, -1 when not held */
     vn__run_made made; /* the folders this start made */
-    bool trained;      /* the epochs were entered: the folders stay whatever happens */
     char **bad;   /* the messages of the unreadable training images met so far, one per file */
     int64_t n_bad;
 } drun;
@@ -814,8 +813,9 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
                 ramp ? "; more while the warmup ramps the accumulation up from 1" : "",
                 (long long)(r->val ? vn_det_dataset_size(r->val) : 0));
         res->already_finished = r->st.finished;
-        r->trained = true;
         rc = train_epochs(r, res, err);
+    } else if (r->lock_fd >= 0) { /* a refused start undoes its folders, while the lock is held */
+        vn__run_folder_undo(cfg->output.dir, &r->made);
     }
     add_elapsed(r);
     res->state.epoch = r->st.epoch;
@@ -826,8 +826,6 @@ int vn_detect_train(const vn_config *cfg, const vn_train_options *opt, vn_train_
     res->state.best_model_top1 = -1;
     for (int e = 0; e < VN_TRAIN_MAX_EMAS; e++) res->state.best_ema_top1[e] = -1;
     res->seconds = vn_monotonic() - session0;
-    if (rc != VN_OK && !r->trained && r->lock_fd >= 0) /* while the lock is held */
-        vn__run_folder_undo(cfg->output.dir, &r->made);
     drun_free(r);
     return rc;
 }

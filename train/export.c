@@ -16,6 +16,14 @@
 /* Eval-mode logits of m on x, copied into *out (n values). On the context's device: m moves
  * there for the forward and back to the host after it (the merge and the writers read it
  * there). */
+/* VN_OK when every value is finite; else the error `msg` (one %g: the first bad value). */
+static int check_finite(const float *v, int64_t n, const char *msg, vn_error *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return vn_error_set(err, VN_ERR_NUMERIC, msg, (double)v[i]);
+    return VN_OK;
+}
+
 static int logits_of(vn_ctx *ctx, vn_vanillanet *m, vn_tensor *x, float **out, int64_t *n,
                      vn_error *err)
 {
@@ -64,17 +72,14 @@ static int merge_and_check(vn_vanillanet *m, const vn_ckpt_info *info, bool forc
         rc = logits_of(ctx, m, x, &ref, &n, err);
     }
     /* NaN compares as no difference: a network with non-finite weights would pass the check */
-    for (int64_t i = 0; rc == VN_OK && i < n; i++)
-        if (!isfinite(ref[i]))
-            rc = vn_error_set(err, VN_ERR_NUMERIC, "the network's logits on the check batch are "
-                              "not finite (%g): its weights hold NaN or infinity; nothing exported",
-                              (double)ref[i]);
+    if (rc == VN_OK)
+        rc = check_finite(ref, n, "the network's logits on the check batch are not finite (%g): "
+                          "its weights hold NaN or infinity; nothing exported", err);
     if (rc == VN_OK) rc = vn_vanillanet_switch_to_deploy(m, force, err);
     if (rc == VN_OK) rc = logits_of(ctx, m, x, &got, &n2, err);
-    for (int64_t i = 0; rc == VN_OK && i < n; i++)
-        if (!isfinite(got[i]))
-            rc = vn_error_set(err, VN_ERR_NUMERIC, "the merged network's logits on the check batch "
-                              "are not finite (%g); nothing exported", (double)got[i]);
+    if (rc == VN_OK)
+        rc = check_finite(got, n, "the merged network's logits on the check batch are not finite "
+                          "(%g); nothing exported", err);
     for (int64_t i = 0; rc == VN_OK && i < n; i++) {
         res->max_diff = fmax(res->max_diff, fabs((double)got[i] - ref[i]));
         res->max_ref = fmax(res->max_ref, fabs((double)ref[i]));

@@ -27,7 +27,6 @@ typedef struct run {
     char dir[1024];
     int lock_fd; /* the run folder's lock (rank 0), -1 when not held */
     vn__run_made made; /* the folders this start made (rank 0) */
-    bool trained;      /* the epochs were entered: the folders stay whatever happens */
     char resumed_from[4096]; /* the checkpoint resume loaded ("" when none) */
     vn_loader *train, *val;
     vn_vanillanet *model;
@@ -1257,21 +1256,21 @@ int vn_train(const vn_config *cfg, const vn_train_options *opt, vn_train_result 
         if (r->st.finished) /* nothing written this session: the run's last checkpoint */
             snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", r->resumed_from);
         print_setup(r, res);
-        r->trained = true;
         rc = train_epochs(r, res, err);
         if (r->dp && r->dp_steps > 0)
             fprintf(r->out, "\ndata-parallel: %lld steps, %.3f s of %.3f s waiting on the gradient "
                     "allreduce after backward (%.1f%%); %d of %d buckets started during backward "
                     "in the last step\n", (long long)r->dp_steps, r->dp_wait, r->dp_step_s,
                     100.0 * r->dp_wait / r->dp_step_s, r->early_buckets, vn__dp_buckets(r->dp));
+    } else if (r->rank == 0 && r->lock_fd >= 0) {
+        /* A refused start (the epochs were never entered) undoes the folders it made, while
+         * the lock is held: a start that lost the lock to another must not touch them. */
+        vn__run_folder_undo(cfg->output.dir, &r->made);
     }
     add_elapsed(r);
     res->state = r->st;
     res->seconds = vn_monotonic() - session0;
     if (r->train) res->data_wait = vn_loader_wait_seconds(r->train);
-    /* (while the lock is held: a start that lost the lock to another must not touch it) */
-    if (rc != VN_OK && !r->trained && r->rank == 0 && r->lock_fd >= 0)
-        vn__run_folder_undo(cfg->output.dir, &r->made);
     run_free(r);
     return rc;
 }

@@ -363,8 +363,6 @@ START_TEST(test_layout_conversion)
 }
 END_TEST
 
-/* The op profile counts each op's calls per direction while enabled, nothing while disabled,
- * and reports the ops it saw. */
 /* UTF-8: well-formed text passes; stray, overlong, surrogate and out-of-range bytes do not,
  * and the escape names them as \xNN while keeping the good characters. */
 START_TEST(test_utf8)
@@ -418,6 +416,8 @@ START_TEST(test_stale_tmp_names)
 }
 END_TEST
 
+/* The op profile counts each op's calls per direction while enabled, nothing while disabled,
+ * and reports the ops it saw. */
 START_TEST(test_profile_counts)
 {
     vn_ctx *ctx = vn_ctx_create();

@@ -241,9 +241,6 @@ START_TEST(test_yaml_errors)
 }
 END_TEST
 
-/* The other split forms Ultralytics reads: a .txt list of images ("./x" relative to the list's
- * folder) and a list of folders; files of formats vanilla does not read are counted, not
- * silently dropped. */
 /* The last warning of vn_log, and how many. */
 static char last_warning[1024];
 static int n_warnings;
@@ -255,6 +252,9 @@ static void on_log(vn_log_level level, const char *msg, void *user)
     snprintf(last_warning, sizeof last_warning, "%s", msg);
 }
 
+/* The other split forms Ultralytics reads: a .txt list of images ("./x" relative to the list's
+ * folder) and a list of folders; files of formats vanilla does not read are counted, not
+ * silently dropped. */
 START_TEST(test_split_lists)
 {
     char root[256], p[512];

@@ -207,7 +207,6 @@ START_TEST(test_warmup_bias_lr_and_momentum)
 }
 END_TEST
 
-/* Ultralytics' accumulate(ni) during warmup, from numpy (see the file's comment). */
 /* Evaluation clips boxes to the picture on the letterbox, as Ultralytics clips them to the
  * original image: corners outside move to the edge, inside ones stay. */
 START_TEST(test_clip_boxes)
@@ -221,6 +220,7 @@ START_TEST(test_clip_boxes)
 }
 END_TEST
 
+/* Ultralytics' accumulate(ni) during warmup, from numpy (see the file's comment). */
 START_TEST(test_accumulate_ramp)
 {
     static const int64_t a48[] = {1, 1, 2, 2, 2, 3, 3, 4, 4, 4};

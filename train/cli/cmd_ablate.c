@@ -491,8 +491,7 @@ int vn_cmd_ablate(int argc, char **argv)
     char root[1200];
     snprintf(root, sizeof root, "%s/%s", base.output.dir, a.name);
     printf("ablation '%s': %d runs under %s\n", a.name, a.n_runs, root);
-    static vn_run_result results[MAX_RUNS];
-    vn_cli_install_signals();
+    static vn_run_result results[MAX_RUNS]; /* stop signals: main installed the handler */
     for (int i = 0; i < a.n_runs && !ec; i++) {
         abl_run *run = &a.runs[i];
         vn_config cfg;

@@ -224,8 +224,7 @@ int vn_cmd_train(int argc, char **argv)
                      "class folders (in the config or with --set data.root=PATH)");
         return VN_EXIT_USAGE;
     }
-    vn_cli_install_signals();
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* stop signals: main installed the handler */
     vn_train_result res;
     vn_error err = {0};
     vn_dist *dist = start_rank(&cfg);

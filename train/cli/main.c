@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/vn_base.h"
+#include "base/vn_fs.h"
 #include "io/vn_pth.h"
 #include "train/cli/vn_cli.h"
 #include "train/train_impl.h"
@@ -137,12 +138,7 @@ bool vn_cli_output_ok(const char *cmd, const char *out, const char *in)
     }
     /* The folder it goes into must exist and take new files (a temporary, then a rename). */
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", out);
-    char *slash = strrchr(dir, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    if (stat(dir, &so) != 0) {
+    if (stat(vn_fs_parent(out, dir, sizeof dir), &so) != 0) {
         vn_cli_error(cmd, "cannot write %s: the folder %s does not exist", out, dir);
         return false;
     }
