@@ -69,7 +69,8 @@ int vn_evaluate_until(vn_ctx *ctx, vn_vanillanet *m, vn_loader *ld, vn_eval_resu
             double mx = row[0];
             for (int c = 0; c < nc; c++) {
                 if (row[c] > mx) mx = row[c];
-                if (!isnan(ly)) above += isnan(row[c]) || row[c] > ly || (row[c] == ly && c < label);
+                if (!isnan(ly))
+                    above += isnan(row[c]) || row[c] > ly || (row[c] == ly && c < label);
             }
             top1 += above == 0;
             top5 += above < 5;
