@@ -434,8 +434,18 @@ static void bench_gemm(int reps, vn_ctx *ctx)
         {2, 128, 64, 2048, "fmnist s0.conv2"}, {2, 128, 128, 2048, "fmnist s1.conv1"},
         {2, 256, 128, 2048, "fmnist s1.conv2"}, {2, 256, 256, 1152, "fmnist s2.conv1"},
         {0, 25088, 512, 48, "vanillanet_5 stem1"}, {0, 25088, 512, 512, "vanillanet_5 stem2"},
-        {0, 6272, 1024, 1024, "vanillanet_5 s1.c1"}, {1, 25088, 512, 512, "vanillanet_5 stem2"},
-        {2, 512, 512, 2048, "vanillanet_5 stem2"},
+        {0, 25088, 1024, 512, "vanillanet_5 s0.conv2"}, {0, 6272, 1024, 1024, "vanillanet_5 s1.c1"},
+        {0, 6272, 2048, 1024, "vanillanet_5 s1.conv2"}, {0, 1568, 2048, 2048, "vanillanet_5 s2.c1"},
+        {0, 1568, 4096, 2048, "vanillanet_5 s2.conv2"},
+        {1, 25088, 512, 512, "vanillanet_5 stem2"},
+        {1, 25088, 512, 1024, "vanillanet_5 s0.conv2"}, {1, 6272, 1024, 1024, "vanillanet_5 s1.c1"},
+        {1, 6272, 1024, 2048, "vanillanet_5 s1.conv2"}, {1, 1568, 2048, 2048, "vanillanet_5 s2.c1"},
+        {1, 1568, 2048, 4096, "vanillanet_5 s2.conv2"},
+        /* weight gradients: 2,048-row chunks where ops_conv.c splits, else one product */
+        {2, 512, 48, 2048, "vanillanet_5 stem1"}, {2, 512, 512, 2048, "vanillanet_5 stem2"},
+        {2, 1024, 512, 25088, "vanillanet_5 s0.conv2"}, {2, 1024, 1024, 2048, "vanillanet_5 s1.c1"},
+        {2, 2048, 1024, 6272, "vanillanet_5 s1.conv2"}, {2, 2048, 2048, 1568, "vanillanet_5 s2.c1"},
+        {2, 4096, 2048, 1568, "vanillanet_5 s2.conv2"},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         bench_gemm_shape(reps, ctx, shapes[i].kind, shapes[i].m, shapes[i].n, shapes[i].k,

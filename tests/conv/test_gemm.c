@@ -44,6 +44,9 @@ static const gcase cases[] = {
     {1, 6272, 16, 64}, {1, 6272, 64, 128}, {1, 1152, 256, 512},
     {2, 64, 64, 2048}, {2, 128, 64, 2048}, {2, 256, 128, 1152}, {2, 512, 256, 128},
     {0, 6272, 512, 48}, {1, 6272, 48, 512},
+    /* input gradients whose B is packed (rows 512 floats apart or more, k >= 512), and
+     * weight gradients run block by block of the inner dimension (k > 896) */
+    {1, 130, 520, 700}, {1, 61, 1024, 1000}, {2, 40, 530, 1800}, {2, 100, 64, 25088 / 8},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -125,6 +128,75 @@ START_TEST(same_as_openblas)
             /* other kernels sum in another order: k products of magnitude <= 1 */
             ck_assert(vn_test_close(what, got, want, nc, 2e-6 * (double)t->k, 1e-5));
         }
+    }
+    vn__gemm_set_mode(1);
+    vn_set_threads(0);
+    vn_ctx_destroy(ctx);
+    free(a), free(b), free(bias), free(c0), free(want), free(got);
+}
+END_TEST
+
+/* C as ops_gemm.h defines the kernels' sums, on any machine: per element, a chain of fused
+ * multiply-adds from 0 over each block of the inner dimension (vn__gemm_kblock), each block's
+ * sum added in turn to the starting value. */
+static void order_ref(const gcase *t, const float *a, const float *b, const float *bias,
+                      int init, float *c)
+{
+    vn__gemm_args g = args_of(t, a, b, bias, init, c);
+    for (int64_t i = 0; i < t->m; i++)
+        for (int64_t j = 0; j < t->n; j++) {
+            float sum = init == VN__GEMM_ZERO ? 0.0f : init == VN__GEMM_BIAS ? bias[j]
+                                                                            : c[i * t->n + j];
+            for (int64_t l0 = 0; l0 < t->k;) {
+                int64_t kb = vn__gemm_kblock(t->k - l0);
+                float acc = 0.0f;
+                for (int64_t l = l0; l < l0 + kb; l++) {
+                    float bv = g.b_trans ? b[j * g.ldb + l] : b[l * g.ldb + j];
+                    acc = fmaf(a[i * g.a_row + l * g.a_col], bv, acc);
+                }
+                sum += acc;
+                l0 += kb;
+            }
+            c[i * t->n + j] = sum;
+        }
+}
+
+/* The kernels give exactly the sums ops_gemm.h promises on every machine (whatever OpenBLAS
+ * runs), packed or in place, whole or block by block, on 1 and 2 threads. */
+START_TEST(same_as_defined_order)
+{
+    if (!vn__gemm_compiled()) return;
+    const gcase *t = &cases[_i / 3];
+    int init = _i % 3;
+    if (init == VN__GEMM_BIAS && t->kind != 0) return;
+    int64_t na = t->m * t->k, nb = t->n * t->k, nc = t->m * t->n;
+    float *a = malloc((size_t)na * sizeof *a), *b = malloc((size_t)nb * sizeof *b);
+    float *bias = malloc((size_t)t->n * sizeof *bias), *want = malloc((size_t)nc * sizeof *want);
+    float *got = malloc((size_t)nc * sizeof *got);
+    vn_test_fill_uniform(a, na, 500 + (uint64_t)_i, -1.0f, 1.0f);
+    vn_test_fill_uniform(b, nb, 600 + (uint64_t)_i, -1.0f, 1.0f);
+    vn_test_fill_uniform(bias, t->n, 700, -0.5f, 0.5f);
+    vn_test_fill_uniform(want, nc, 800, -2.0f, 2.0f);
+    for (int64_t i = 0; i < na; i += 7) a[i] = -0.0f; /* signed zeros: 0 + -0 is +0 */
+    float *c0 = malloc((size_t)nc * sizeof *c0);
+    memcpy(c0, want, (size_t)nc * sizeof(float));
+    order_ref(t, a, b, bias, init, want);
+    vn_ctx *ctx = vn_ctx_create();
+    ck_assert_ptr_nonnull(ctx);
+    vn__gemm_set_mode(2);
+    for (int threads = 1; threads <= 2; threads++) {
+        vn_set_threads(threads);
+        memcpy(got, c0, (size_t)nc * sizeof(float));
+        vn__gemm_args g = args_of(t, a, b, bias, init, got);
+        ck_assert(vn__gemm(ctx, &g));
+        int64_t bad = 0, first = -1;
+        for (int64_t i = 0; i < nc; i++)
+            if (memcmp(&got[i], &want[i], sizeof(float))) bad += (first < 0 ? (first = i) : 0, 1);
+        ck_assert_msg(bad == 0, "kind %d, %lld x %lld x %lld, init %d, %d threads: %lld of %lld "
+                      "elements differ from the defined order (first at %lld: %.9g against %.9g)",
+                      t->kind, (long long)t->m, (long long)t->n, (long long)t->k, init, threads,
+                      (long long)bad, (long long)nc, (long long)first,
+                      first >= 0 ? got[first] : 0.0, first >= 0 ? want[first] : 0.0);
     }
     vn__gemm_set_mode(1);
     vn_set_threads(0);
@@ -293,6 +365,7 @@ int main(int argc, char **argv)
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, same_as_openblas, 0, N_CASES * 3);
+    tcase_add_loop_test(tc, same_as_defined_order, 0, N_CASES * 3);
     tcase_add_test(tc, inner_blocks);
     tcase_add_test(tc, small_products_refused);
     tcase_add_loop_test(tc, convs_same_bytes, 0, N_CONVS);
