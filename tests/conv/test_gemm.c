@@ -205,6 +205,31 @@ START_TEST(same_as_defined_order)
 }
 END_TEST
 
+/* The default choice follows the kernels OpenBLAS runs: against its AVX-512 ones the wide
+ * products stay there (its cache blocking wins), against its AVX2 or generic ones (an
+ * older OpenBLAS, or OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU) every product comes here. */
+START_TEST(default_follows_openblas)
+{
+    if (!vn__gemm_compiled()) return;
+    const char *core = openblas_get_corename();
+    bool avx512 = core && (!strcmp(core, "SkylakeX") || !strcmp(core, "Cooperlake") ||
+                           !strcmp(core, "SapphireRapids"));
+    static const gcase wide[] = {{0, 25088, 512, 512}, {1, 6272, 1024, 2048},
+                                 {2, 2048, 1024, 6272}};
+    static const gcase narrow[] = {{0, 6272, 64, 16}, {1, 6272, 64, 64}};
+    float dummy = 0.0f;
+    for (int i = 0; i < 3; i++) {
+        vn__gemm_args g = args_of(&wide[i], &dummy, &dummy, &dummy, VN__GEMM_ZERO, &dummy);
+        ck_assert_msg(vn__gemm_prefers(&g) == !avx512, "OpenBLAS %s: wide product %d %s", core,
+                      i, avx512 ? "taken from its AVX-512 kernels" : "left to its slower kernels");
+    }
+    for (int i = 0; i < 2; i++) {
+        vn__gemm_args g = args_of(&narrow[i], &dummy, &dummy, &dummy, VN__GEMM_ZERO, &dummy);
+        ck_assert_msg(vn__gemm_prefers(&g), "OpenBLAS %s: narrow product %d not taken", core, i);
+    }
+}
+END_TEST
+
 /* Small products stay with OpenBLAS (its small-matrix kernels sum in other orders). */
 START_TEST(small_products_refused)
 {
@@ -367,6 +392,7 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tc, same_as_openblas, 0, N_CASES * 3);
     tcase_add_loop_test(tc, same_as_defined_order, 0, N_CASES * 3);
     tcase_add_test(tc, inner_blocks);
+    tcase_add_test(tc, default_follows_openblas);
     tcase_add_test(tc, small_products_refused);
     tcase_add_loop_test(tc, convs_same_bytes, 0, N_CONVS);
     tcase_add_loop_test(tc, weight_gradient_blocks, 0, 3);
