@@ -61,7 +61,7 @@ static bool blas_has_avx512(void)
 /* Where these kernels beat OpenBLAS (measured on 2-core AVX-512 machines, 2 threads). Against
  * OpenBLAS's AVX-512 kernels: short inner dimensions and narrow outputs; OpenBLAS's cache
  * blocking wins on the wide layers (K >= 256 with many columns, or a weight gradient wider
- * than 128 x 64). Against its AVX2 or generic kernels: every product (1.1-5x on the products
+ * than 128 x 64). Against its AVX2 or generic kernels: every product (1.4-5x on the products
  * of the Fashion-MNIST model and vanillanet_5, `bench_ops gemm`). Where OpenBLAS runs its
  * SkylakeX kernels the bytes are the same either way, so this only picks the faster. */
 bool vn__gemm_prefers(const vn__gemm_args *g)
@@ -174,24 +174,33 @@ static void tile_any(int mr, const tile_env *e, const float *a, const float *bp,
     }
 }
 
-/* B (l, j) = b[j * ldb + l] into panels of NR columns, [panel][l][NR], zero past n. */
+/* B into panels of NR columns, [panel][l][NR], zero past n: B (l, j) = b[j * ldb + l] when
+ * trans (the weights of a forward), else b[l * ldb + j] (one run of NR floats per row). */
 typedef struct {
     float *p;
     const float *b;
     int64_t ldb, k, n;
+    bool trans;
 } pack_job;
 
-static void pack_bt_range(void *arg, int64_t q0, int64_t q1, int tid)
+static void pack_range(void *arg, int64_t q0, int64_t q1, int tid)
 {
     (void)tid;
     const pack_job *J = arg;
     const int64_t k = J->k, n = J->n;
     for (int64_t q = q0; q < q1; q++) {
         float *restrict pq = J->p + q * k * NR;
+        const int64_t j0 = q * NR, nc = n - j0 < NR ? n - j0 : NR;
+        if (!J->trans) {
+            for (int64_t l = 0; l < k; l++) {
+                memcpy(pq + l * NR, J->b + l * J->ldb + j0, (size_t)nc * sizeof(float));
+                if (nc < NR) memset(pq + l * NR + nc, 0, (size_t)(NR - nc) * sizeof(float));
+            }
+            continue;
+        }
         for (int64_t jj = 0; jj < NR; jj++) {
-            int64_t j = q * NR + jj;
-            if (j < n) {
-                const float *restrict bj = J->b + j * J->ldb;
+            if (jj < nc) {
+                const float *restrict bj = J->b + (j0 + jj) * J->ldb;
                 for (int64_t l = 0; l < k; l++) pq[l * NR + jj] = bj[l];
             } else {
                 for (int64_t l = 0; l < k; l++) pq[l * NR + jj] = 0.0f;
@@ -200,32 +209,10 @@ static void pack_bt_range(void *arg, int64_t q0, int64_t q1, int tid)
     }
 }
 
-static void pack_bt(float *p, const float *b, int64_t ldb, int64_t k, int64_t n)
+static void pack(float *p, const vn__gemm_args *g)
 {
-    pack_job J = {p, b, ldb, k, n};
-    vn_par_for((n + NR - 1) / NR, n * k > VN_PAR_MIN, pack_bt_range, &J);
-}
-
-/* B (l, j) = b[l * ldb + j] (row-major) into the same panels: one run of NR floats per row. */
-static void pack_b_range(void *arg, int64_t q0, int64_t q1, int tid)
-{
-    (void)tid;
-    const pack_job *J = arg;
-    const int64_t k = J->k, n = J->n;
-    for (int64_t q = q0; q < q1; q++) {
-        float *restrict pq = J->p + q * k * NR;
-        const int64_t j0 = q * NR, nc = n - j0 < NR ? n - j0 : NR;
-        for (int64_t l = 0; l < k; l++) {
-            memcpy(pq + l * NR, J->b + l * J->ldb + j0, (size_t)nc * sizeof(float));
-            if (nc < NR) memset(pq + l * NR + nc, 0, (size_t)(NR - nc) * sizeof(float));
-        }
-    }
-}
-
-static void pack_b(float *p, const float *b, int64_t ldb, int64_t k, int64_t n)
-{
-    pack_job J = {p, b, ldb, k, n};
-    vn_par_for((n + NR - 1) / NR, n * k > VN_PAR_MIN, pack_b_range, &J);
+    pack_job J = {p, g->b, g->ldb, g->k, g->n, g->b_trans};
+    vn_par_for((g->n + NR - 1) / NR, g->n * g->k > VN_PAR_MIN, pack_range, &J);
 }
 
 /* Whether the product runs block by block of the inner dimension: a weight gradient over
@@ -288,8 +275,7 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
         int64_t np = (g->n + NR - 1) / NR;
         packed = vn__pool_alloc(ctx, (size_t)(np * NR * g->k) * sizeof(float));
         if (!packed) return false;
-        if (g->b_trans) pack_bt(packed, g->b, g->ldb, g->k, g->n);
-        else pack_b(packed, g->b, g->ldb, g->k, g->n);
+        pack(packed, g);
     }
     tile_env e = {.k = g->k, .a_row = g->a_row, .a_col = g->a_col, .ldc = g->ldc,
                   .init = g->init, .l_begin = 0, .l_end = g->k};
