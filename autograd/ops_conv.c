@@ -179,10 +179,14 @@ static int64_t dw_col_blocks(int64_t co, int64_t k, int64_t rows, int64_t nch)
  * (the Fashion-MNIST model: co = k = 64 over m = 100,352 rows) make this one product with a
  * tiny output and a huge inner dimension, which OpenBLAS threads by syncing after every
  * block of the inner dimension: it ran at a fifth of the forward's speed, far worse when
- * another process shares the cores. Here the rows are split into fixed chunks, each chunk's
- * product (single-threaded inside the parallel loop) goes to its own partial sum, and the
- * partials are added in chunk order: one parallel loop, and the same bytes for any thread
- * count. Wide layers, whose partial sums would be large, keep the one product. */
+ * another process shares the cores. Where the library's kernels are built (AVX-512) they
+ * take it whole, whatever the default choice says: block by block of the inner dimension in
+ * one parallel loop (ops_gemm.c), each element summed as OpenBLAS's SkylakeX kernels sum the
+ * one product, so the bytes of the builds before any split. Elsewhere (no such kernels, or
+ * VN_GEMM=blas) the rows are split into fixed chunks, each chunk's product (single-threaded
+ * inside the parallel loop) goes to its own partial sum, and the partials are added in
+ * chunk order: one parallel loop, and the same bytes for any thread count. Wide layers,
+ * whose partial sums would be large, keep the one product either way. */
 typedef struct {
     vn_ctx *ctx;
     int64_t co, k, m, nch, ncb, part;
@@ -231,6 +235,10 @@ static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *d
         sgemm_tn(ctx, co, k, m, dy, x, k, fresh, dw);
         return VN_OK;
     }
+    vn__gemm_args g = {.m = co, .n = k, .k = m, .a = dy, .a_row = 1, .a_col = co, .b = x,
+                       .ldb = k, .c = dw, .ldc = k,
+                       .init = fresh ? VN__GEMM_ZERO : VN__GEMM_ACC, .force = true};
+    if (vn__gemm(ctx, &g)) return VN_OK;
     float *sums = vn__conv_scratch(ctx, (size_t)(nch * part) * sizeof(float),
                                    "weight-gradient partial sums");
     if (!sums) return VN_ERR_NOMEM;

@@ -230,32 +230,106 @@ static bool pack_rows(const vn__gemm_args *g)
     return !g->b_trans && g->a_row != 1 && g->ldb >= 512 && g->k >= 512;
 }
 
-/* The tiles [t0, t1) of the product: tile t is MB rows (t / np) by NR columns (t % np). */
+/* The tiles of the product: tile (rb, q) is MB rows (block rb) by NR columns (panel q). */
 typedef struct {
     const vn__gemm_args *g;
     const tile_env *e;
     const float *packed;
-    int64_t np;
+    int64_t nrb, np;
 } tiles_job;
 
+/* Tile (rb, q) over the inner indices [e->l_begin, e->l_end). */
+static void run_tile(const tiles_job *J, const tile_env *e, int64_t rb, int64_t q)
+{
+    const vn__gemm_args *g = J->g;
+    const int64_t m = g->m, n = g->n;
+    int64_t j0 = q * NR, nc = n - j0 < NR ? n - j0 : NR;
+    /* B's panel: packed [l][NR] (a transposed B), or straight from a row-major B */
+    const float *bp = J->packed ? J->packed + q * g->k * NR : g->b + j0;
+    int64_t bstride = J->packed ? NR : g->ldb;
+    const float *bias = g->bias ? g->bias + j0 : NULL;
+    int64_t r1 = (rb + 1) * MB < m ? (rb + 1) * MB : m;
+    for (int64_t r = rb * MB; r < r1; r += MR) {
+        int mr = (int)(r1 - r < MR ? r1 - r : MR);
+        tile_any(mr, e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc, bias);
+    }
+}
+
+/* The tiles [t0, t1), numbered row block by row block. */
 static void gemm_tiles(void *arg, int64_t t0, int64_t t1, int tid)
 {
     (void)tid;
     const tiles_job *J = arg;
-    const vn__gemm_args *g = J->g;
-    const int64_t m = g->m, n = g->n, np = J->np;
-    for (int64_t t = t0; t < t1; t++) {
-        int64_t rb = t / np, q = t % np;
-        int64_t j0 = q * NR, nc = n - j0 < NR ? n - j0 : NR;
-        /* B's panel: packed [l][NR] (a transposed B), or straight from a row-major B */
-        const float *bp = J->packed ? J->packed + q * g->k * NR : g->b + j0;
-        int64_t bstride = J->packed ? NR : g->ldb;
-        const float *bias = g->bias ? g->bias + j0 : NULL;
-        int64_t r1 = (rb + 1) * MB < m ? (rb + 1) * MB : m;
-        for (int64_t r = rb * MB; r < r1; r += MR) {
-            int mr = (int)(r1 - r < MR ? r1 - r : MR);
-            tile_any(mr, J->e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc,
-                     bias);
+    for (int64_t t = t0; t < t1; t++) run_tile(J, J->e, t / J->np, t % J->np);
+}
+
+/* A product run block by block of the inner dimension whose passes would be short (at most
+ * this many outputs: under 30 M multiply-adds a pass; the Fashion-MNIST model's weight
+ * gradients have 4,096 outputs over 100,352 rows, 224 passes of 1.8 M) runs in one parallel
+ * loop instead: the tiles are cut into one group per thread, each group runs every block in
+ * order over its tiles. Each element gets the same additions in the same order as by passes;
+ * one region instead of hundreds of short ones, each of which waits for the slowest thread
+ * (a thread that another process holds off its core stalls every pass). */
+#define GROUPS_MAX_OUT 65536
+#define GROUPS_MAX 64
+
+typedef struct {
+    const tiles_job *J;
+    bool by_panel;               /* tiles numbered panel by panel, else row block by row block */
+    int64_t cut[GROUPS_MAX + 1]; /* group i: tiles [cut[i], cut[i + 1]) in that numbering */
+} groups_job;
+
+static void tile_at(const tiles_job *J, bool by_panel, int64_t t, int64_t *rb, int64_t *q)
+{
+    if (by_panel) *q = t / J->nrb, *rb = t % J->nrb;
+    else *rb = t / J->np, *q = t % J->np;
+}
+
+static int64_t tile_work(const tiles_job *J, bool by_panel, int64_t t)
+{
+    int64_t rb, q;
+    tile_at(J, by_panel, t, &rb, &q);
+    int64_t rows = J->g->m - rb * MB, cols = J->g->n - q * NR;
+    return (rows < MB ? rows : MB) * (cols < NR ? cols : NR);
+}
+
+/* Cuts the tiles, in the numbering by_panel gives, into ng contiguous groups of about equal
+ * work (outputs); returns the largest group's. */
+static int64_t cut_groups(const tiles_job *J, bool by_panel, int ng, int64_t *cut)
+{
+    const int64_t tiles = J->nrb * J->np, total = J->g->m * J->g->n;
+    int64_t t = 0, done = 0, worst = 0;
+    cut[0] = 0;
+    for (int i = 0; i < ng; i++) {
+        int64_t target = total * (i + 1) / ng, start = done;
+        while (t < tiles) {
+            int64_t w = tile_work(J, by_panel, t);
+            /* take the tile while it brings the sum nearer the target (the last group all) */
+            if (i < ng - 1 && done + w - target > target - done) break;
+            done += w, t++;
+        }
+        cut[i + 1] = t;
+        if (done - start > worst) worst = done - start;
+    }
+    return worst;
+}
+
+static void gemm_groups(void *arg, int64_t i0, int64_t i1, int tid)
+{
+    (void)tid;
+    const groups_job *G = arg;
+    const tiles_job *J = G->J;
+    const int64_t k = J->g->k;
+    for (int64_t i = i0; i < i1; i++) {
+        tile_env e = *J->e;
+        for (int64_t l0 = 0; l0 < k; l0 = e.l_end) {
+            e.l_begin = l0;
+            e.l_end = l0 + vn__gemm_kblock(k - l0);
+            for (int64_t t = G->cut[i]; t < G->cut[i + 1]; t++) {
+                int64_t rb, q;
+                tile_at(J, G->by_panel, t, &rb, &q);
+                run_tile(J, &e, rb, q);
+            }
         }
     }
 }
@@ -267,7 +341,7 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
     /* Below this size OpenBLAS runs its small-matrix kernels, which sum in other orders (and
      * such products are cheap either way). */
     if ((double)g->m * (double)g->n * (double)g->k <= VN__GEMM_MIN_MACS) return false;
-    if (mode == 1 && !vn__gemm_prefers(g)) return false;
+    if (mode == 1 && !g->force && !vn__gemm_prefers(g)) return false;
     if (g->init == VN__GEMM_BIAS && !g->bias) return false;
     float *packed = NULL;
     if (g->b_trans || pack_rows(g)) {
@@ -282,8 +356,18 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
     const int64_t m = g->m, n = g->n, nrb = (m + MB - 1) / MB, np = (n + NR - 1) / NR;
     const int64_t tasks = nrb * np;
     /* Same cost measure as the library's other parallel loops: multiply-adds. */
-    tiles_job J = {g, &e, packed, np};
-    if (by_block(g)) {
+    tiles_job J = {g, &e, packed, nrb, np};
+    if (by_block(g) && m * n <= GROUPS_MAX_OUT) {
+        int threads = vn_par_threads();
+        int ng = (int)(tasks < threads ? tasks : threads);
+        if (ng > GROUPS_MAX) ng = GROUPS_MAX;
+        if (ng < 1) ng = 1;
+        groups_job G = {.J = &J};
+        int64_t rows_worst = cut_groups(&J, false, ng, G.cut);
+        groups_job P = {.J = &J, .by_panel = true};
+        if (cut_groups(&J, true, ng, P.cut) < rows_worst) G = P;
+        vn_par_for(ng, m * n * g->k > VN_PAR_MIN_MACS, gemm_groups, &G);
+    } else if (by_block(g)) {
         /* One pass per block of the inner dimension, C holding the sum so far between
          * passes: the same additions in the same order, with each block's A and B read
          * from the caches by every tile instead of streamed whole per tile. */

@@ -43,6 +43,9 @@ typedef struct {
     int64_t ldc;
     vn__gemm_init init;
     const float *bias; /* [n], with VN__GEMM_BIAS */
+    bool force; /* take it in the default mode too, where vn__gemm_prefers says OpenBLAS (a
+                 * weight gradient that would otherwise be split into chunks: one product
+                 * keeps OpenBLAS's SkylakeX bytes) */
 } vn__gemm_args;
 
 /* Whether this build has the kernels (AVX-512F at compile time). */

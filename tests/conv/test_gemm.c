@@ -47,6 +47,9 @@ static const gcase cases[] = {
     /* input gradients whose B is packed (rows 512 floats apart or more, k >= 512), and
      * weight gradients run block by block of the inner dimension (k > 896) */
     {1, 130, 520, 700}, {1, 61, 1024, 1000}, {2, 40, 530, 1800}, {2, 100, 64, 25088 / 8},
+    /* weight gradients by block in one parallel loop (at most 65,536 outputs), the tiles cut
+     * by row blocks or by column panels, and one with more outputs, a parallel loop per block */
+    {2, 512, 48, 1500}, {2, 30, 300, 2000}, {2, 300, 260, 1000},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -111,7 +114,7 @@ START_TEST(same_as_openblas)
     char what[128];
     snprintf(what, sizeof what, "kind %d, %lld x %lld x %lld, init %d", t->kind, (long long)t->m,
              (long long)t->n, (long long)t->k, init);
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int threads = 1; threads <= 3; threads++) {
         vn_set_threads(threads);
         memcpy(got, c0, (size_t)nc * sizeof(float));
         vn__gemm_args g = args_of(t, a, b, bias, init, got);
@@ -162,7 +165,7 @@ static void order_ref(const gcase *t, const float *a, const float *b, const floa
 }
 
 /* The kernels give exactly the sums ops_gemm.h promises on every machine (whatever OpenBLAS
- * runs), packed or in place, whole or block by block, on 1 and 2 threads. */
+ * runs), packed or in place, whole or block by block, on 1, 2 and 3 threads. */
 START_TEST(same_as_defined_order)
 {
     if (!vn__gemm_compiled()) return;
@@ -184,7 +187,7 @@ START_TEST(same_as_defined_order)
     vn_ctx *ctx = vn_ctx_create();
     ck_assert_ptr_nonnull(ctx);
     vn__gemm_set_mode(2);
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int threads = 1; threads <= 3; threads++) {
         vn_set_threads(threads);
         memcpy(got, c0, (size_t)nc * sizeof(float));
         vn__gemm_args g = args_of(t, a, b, bias, init, got);
@@ -342,35 +345,56 @@ START_TEST(convs_same_bytes)
 }
 END_TEST
 
-/* The weight gradient of a 1x1 conv over 6,272 rows: four chunks of 2,048 rows (the last of
- * 128), whose products ops_conv.c cuts into column blocks, must equal the chunk products
- * taken whole (as before the cut) added in chunk order. */
+/* The weight gradient of a 1x1 conv over 6,272 rows (128 to 128-160 channels). Where the
+ * kernels are built it is one product (whatever vn__gemm_prefers says), summed in the
+ * defined order, so OpenBLAS's SkylakeX bytes; with VN_GEMM=blas (and in builds without the
+ * kernels) four chunks of 2,048 rows (the last of 128), whose products ops_conv.c cuts into
+ * column blocks, equal to the chunk products taken whole added in chunk order. */
 START_TEST(weight_gradient_blocks)
 {
-    const int64_t n = 32, h = 14, ci = 128, co = 128 + 16 * _i, rows = n * h * h, chunk = 2048;
+    const int64_t n = 32, h = 14, ci = 128, co = 128 + 16 * (_i / 2), rows = n * h * h;
+    const int64_t chunk = 2048;
+    const bool blas = _i % 2;
     vn_tensor *x = vn_tensor_new4(n, h, h, ci, false);
     vn_tensor *w = vn_tensor_new4(co, 1, 1, ci, true);
     vn_test_fill_uniform(x->data, x->numel, 71, -1.0f, 1.0f);
     vn_test_fill_uniform(w->data, w->numel, 72, -0.5f, 0.5f);
     vn_ctx *ctx = vn_ctx_create();
     ck_assert_ptr_nonnull(ctx);
+    vn__gemm_set_mode(blas ? 0 : 1);
     vn_tensor *y = vn_conv2d(ctx, x, w, NULL, (vn_conv_params){1, 1, 0, 0, 1});
     ck_assert_msg(y != NULL, "%s", vn_ctx_error(ctx));
     float *seed = malloc((size_t)y->numel * sizeof *seed);
     vn_test_fill_uniform(seed, y->numel, 73, -1.0f, 1.0f);
     ck_assert_int_eq(vn_backward_with(ctx, y, seed), VN_OK);
+    vn__gemm_set_mode(1);
     float *want = calloc((size_t)(co * ci), sizeof *want), *part = malloc((size_t)(co * ci) * sizeof *part);
-    for (int64_t lo = 0; lo < rows; lo += chunk) {
-        int64_t m = rows - lo < chunk ? rows - lo : chunk;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)ci, (int)m, 1.0f,
-                    seed + lo * co, (int)co, x->data + lo * ci, (int)ci, 0.0f, part, (int)ci);
-        for (int64_t i = 0; i < co * ci; i++) want[i] += part[i];
-    }
-    if (skylakex())
+    const bool whole = !blas && vn__gemm_compiled();
+    if (whole) {
+        gcase t = {2, co, ci, rows};
+        order_ref(&t, seed, x->data, NULL, VN__GEMM_ZERO, want);
         ck_assert_msg(!memcmp(want, w->grad, (size_t)(co * ci) * sizeof(float)),
-                      "%lld outputs: the weight gradient differs from the chunk products'", (long long)co);
-    else
-        ck_assert(vn_test_close("weight gradient", w->grad, want, co * ci, 1e-3, 1e-5));
+                      "%lld outputs: the weight gradient differs from the one product in the "
+                      "defined order", (long long)co);
+        if (skylakex()) { /* and that is OpenBLAS's own product, byte for byte */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)ci, (int)rows,
+                        1.0f, seed, (int)co, x->data, (int)ci, 0.0f, part, (int)ci);
+            ck_assert(!memcmp(want, part, (size_t)(co * ci) * sizeof(float)));
+        }
+    } else {
+        for (int64_t lo = 0; lo < rows; lo += chunk) {
+            int64_t m = rows - lo < chunk ? rows - lo : chunk;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)ci, (int)m, 1.0f,
+                        seed + lo * co, (int)co, x->data + lo * ci, (int)ci, 0.0f, part, (int)ci);
+            for (int64_t i = 0; i < co * ci; i++) want[i] += part[i];
+        }
+        if (skylakex())
+            ck_assert_msg(!memcmp(want, w->grad, (size_t)(co * ci) * sizeof(float)),
+                          "%lld outputs: the weight gradient differs from the chunk products'",
+                          (long long)co);
+        else
+            ck_assert(vn_test_close("weight gradient", w->grad, want, co * ci, 1e-3, 1e-5));
+    }
     free(seed), free(want), free(part);
     vn_ctx_destroy(ctx);
     vn_tensor_free(x), vn_tensor_free(w);
@@ -395,7 +419,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, default_follows_openblas);
     tcase_add_test(tc, small_products_refused);
     tcase_add_loop_test(tc, convs_same_bytes, 0, N_CONVS);
-    tcase_add_loop_test(tc, weight_gradient_blocks, 0, 3);
+    tcase_add_loop_test(tc, weight_gradient_blocks, 0, 6);
     suite_add_tcase(s, tc);
     return vn_test_run(s, false);
 }
