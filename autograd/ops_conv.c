@@ -182,11 +182,12 @@ static int64_t dw_col_blocks(int64_t co, int64_t k, int64_t rows, int64_t nch)
  * another process shares the cores. Where the library's kernels are built (AVX-512) they
  * take it whole, whatever the default choice says: block by block of the inner dimension in
  * one parallel loop (ops_gemm.c), each element summed as OpenBLAS's SkylakeX kernels sum the
- * one product, so the bytes of the builds before any split. Elsewhere (no such kernels, or
- * VN_GEMM=blas) the rows are split into fixed chunks, each chunk's product (single-threaded
- * inside the parallel loop) goes to its own partial sum, and the partials are added in
- * chunk order: one parallel loop, and the same bytes for any thread count. Wide layers,
- * whose partial sums would be large, keep the one product either way. */
+ * one product, so the bytes of the builds before any split. With VN_GEMM=blas, one OpenBLAS
+ * call, as before (its bytes, its speed). Elsewhere (a build without those kernels) the rows
+ * are split into fixed chunks, each chunk's product (single-threaded inside the parallel
+ * loop) goes to its own partial sum, and the partials are added in chunk order: one
+ * parallel loop, and the same bytes for any thread count. Wide layers, whose partial sums
+ * would be large, keep the one product either way. */
 typedef struct {
     vn_ctx *ctx;
     int64_t co, k, m, nch, ncb, part;
@@ -231,7 +232,7 @@ static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *d
                    const float *x, bool fresh, float *dw)
 {
     int64_t nch = vn_chunk_count(m, DW_CHUNK_ROWS), part = co * k;
-    if (nch < 2 || nch * part > DW_SPLIT_MAX_FLOATS) {
+    if (nch < 2 || nch * part > DW_SPLIT_MAX_FLOATS || vn__gemm_blas_only()) {
         sgemm_tn(ctx, co, k, m, dy, x, k, fresh, dw);
         return VN_OK;
     }

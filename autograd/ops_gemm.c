@@ -36,10 +36,24 @@ static int gemm_state = -1; /* -1 not read yet, 0 off (blas), 1 where faster, 2 
 
 bool vn__gemm_compiled(void) { return VN_GEMM_HAVE; }
 
+static int blas_state = -1; /* -1 not read yet, else whether VN_GEMM=blas was asked for */
+
 void vn__gemm_set_mode(int mode)
 {
     __atomic_store_n(&gemm_state, VN_GEMM_HAVE && mode >= 0 && mode <= 2 ? mode : 0,
                      __ATOMIC_RELAXED);
+    __atomic_store_n(&blas_state, mode == 0, __ATOMIC_RELAXED);
+}
+
+bool vn__gemm_blas_only(void)
+{
+    int s = __atomic_load_n(&blas_state, __ATOMIC_RELAXED);
+    if (s < 0) {
+        const char *e = getenv("VN_GEMM");
+        s = e && !strcmp(e, "blas");
+        __atomic_store_n(&blas_state, s, __ATOMIC_RELAXED);
+    }
+    return s;
 }
 
 /* Whether OpenBLAS runs AVX-512 kernels of its own (read once). An OpenBLAS older than the

@@ -57,6 +57,12 @@ bool vn__gemm_compiled(void);
  * build without the kernels). */
 void vn__gemm_set_mode(int mode);
 
+/* Whether VN_GEMM=blas was asked for (or mode 0 set), in any build: every product of the
+ * convs is then one OpenBLAS call, the weight gradients over many rows included (no split
+ * into row chunks), so the bytes are those of the builds before these kernels and that
+ * split, on any machine (and the speed). */
+bool vn__gemm_blas_only(void);
+
 /* Whether the default mode sends this product here (measured faster than OpenBLAS). */
 bool vn__gemm_prefers(const vn__gemm_args *g);
 
