@@ -135,14 +135,21 @@ static void sgemm_nn(vn_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *
                 (int)k, w, (int)n, fresh ? 0.0f : 1.0f, dx, (int)n);
 }
 
+/* The product below as ops_gemm.c takes it. */
+static vn__gemm_args tn_args(int64_t co, int64_t n, int64_t m, const float *dy, const float *x,
+                             int64_t ld, bool fresh, float *dw)
+{
+    return (vn__gemm_args){.m = co, .n = n, .k = m, .a = dy, .a_row = 1, .a_col = co, .b = x,
+                           .ldb = ld, .c = dw, .ldc = ld,
+                           .init = fresh ? VN__GEMM_ZERO : VN__GEMM_ACC};
+}
+
 /* dw [co, n] (+)= dy^T x over m rows, dy [m, co], x [m, n] with rows ld apart (dw's too):
  * n columns of a wider x and dw. */
 static void sgemm_tn(vn_ctx *ctx, int64_t co, int64_t n, int64_t m, const float *dy,
                      const float *x, int64_t ld, bool fresh, float *dw)
 {
-    vn__gemm_args g = {.m = co, .n = n, .k = m, .a = dy, .a_row = 1, .a_col = co, .b = x,
-                       .ldb = ld, .c = dw, .ldc = ld,
-                       .init = fresh ? VN__GEMM_ZERO : VN__GEMM_ACC};
+    vn__gemm_args g = tn_args(co, n, m, dy, x, ld, fresh, dw);
     if (vn__gemm(ctx, &g)) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)n, (int)m, 1.0f, dy,
                 (int)co, x, (int)ld, fresh ? 0.0f : 1.0f, dw, (int)ld);
@@ -236,9 +243,8 @@ static int gemm_dw(vn_ctx *ctx, int64_t co, int64_t k, int64_t m, const float *d
         sgemm_tn(ctx, co, k, m, dy, x, k, fresh, dw);
         return VN_OK;
     }
-    vn__gemm_args g = {.m = co, .n = k, .k = m, .a = dy, .a_row = 1, .a_col = co, .b = x,
-                       .ldb = k, .c = dw, .ldc = k,
-                       .init = fresh ? VN__GEMM_ZERO : VN__GEMM_ACC, .force = true};
+    vn__gemm_args g = tn_args(co, k, m, dy, x, k, fresh, dw);
+    g.force = true;
     if (vn__gemm(ctx, &g)) return VN_OK;
     float *sums = vn__conv_scratch(ctx, (size_t)(nch * part) * sizeof(float),
                                    "weight-gradient partial sums");

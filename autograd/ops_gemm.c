@@ -32,29 +32,29 @@ int64_t vn__gemm_kblock(int64_t rem)
     return rem;
 }
 
-static int gemm_state = -1; /* -1 not read yet, 0 off (blas), 1 where faster, 2 every shape */
+/* The mode asked for (VN_GEMM or vn__gemm_set_mode): -1 not read yet, 0 blas, 1 where
+ * faster, 2 every shape. A build without the kernels keeps it too: there only "blas" counts. */
+static int gemm_state = -1;
 
-bool vn__gemm_compiled(void) { return VN_GEMM_HAVE; }
-
-static int blas_state = -1; /* -1 not read yet, else whether VN_GEMM=blas was asked for */
-
-void vn__gemm_set_mode(int mode)
+static int gemm_mode(void)
 {
-    __atomic_store_n(&gemm_state, VN_GEMM_HAVE && mode >= 0 && mode <= 2 ? mode : 0,
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&blas_state, mode == 0, __ATOMIC_RELAXED);
-}
-
-bool vn__gemm_blas_only(void)
-{
-    int s = __atomic_load_n(&blas_state, __ATOMIC_RELAXED);
+    int s = __atomic_load_n(&gemm_state, __ATOMIC_RELAXED);
     if (s < 0) {
         const char *e = getenv("VN_GEMM");
-        s = e && !strcmp(e, "blas");
-        __atomic_store_n(&blas_state, s, __ATOMIC_RELAXED);
+        s = e && !strcmp(e, "blas") ? 0 : e && !strcmp(e, "all") ? 2 : 1;
+        __atomic_store_n(&gemm_state, s, __ATOMIC_RELAXED);
     }
     return s;
 }
+
+bool vn__gemm_compiled(void) { return VN_GEMM_HAVE; }
+
+void vn__gemm_set_mode(int mode)
+{
+    __atomic_store_n(&gemm_state, mode >= 0 && mode <= 2 ? mode : 0, __ATOMIC_RELAXED);
+}
+
+bool vn__gemm_blas_only(void) { return gemm_mode() == 0; }
 
 /* Whether OpenBLAS runs AVX-512 kernels of its own (read once). An OpenBLAS older than the
  * CPU, or one held to its AVX2 kernels by OPENBLAS_CORETYPE (as some machines are, where that
@@ -87,17 +87,6 @@ bool vn__gemm_prefers(const vn__gemm_args *g)
 }
 
 #if VN_GEMM_HAVE
-
-static int gemm_mode(void)
-{
-    int s = __atomic_load_n(&gemm_state, __ATOMIC_RELAXED);
-    if (s < 0) {
-        const char *e = getenv("VN_GEMM");
-        s = e && !strcmp(e, "blas") ? 0 : e && !strcmp(e, "all") ? 2 : 1;
-        __atomic_store_n(&gemm_state, s, __ATOMIC_RELAXED);
-    }
-    return s;
-}
 
 #define MR 12
 #define NR 32
@@ -373,9 +362,8 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
     tiles_job J = {g, &e, packed, nrb, np};
     if (by_block(g) && m * n <= GROUPS_MAX_OUT) {
         int threads = vn_par_threads();
-        int ng = (int)(tasks < threads ? tasks : threads);
+        int ng = (int)(tasks < threads ? tasks : threads); /* both >= 1 */
         if (ng > GROUPS_MAX) ng = GROUPS_MAX;
-        if (ng < 1) ng = 1;
         groups_job G = {.J = &J};
         int64_t rows_worst = cut_groups(&J, false, ng, G.cut);
         groups_job P = {.J = &J, .by_panel = true};

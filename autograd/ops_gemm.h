@@ -53,8 +53,8 @@ bool vn__gemm_compiled(void);
 
 /* The choice, read once from VN_GEMM at the first product: VN_GEMM=blas sends every product
  * to OpenBLAS (0), VN_GEMM=all every product here (2, for tests), unset each to where it was
- * measured faster (1). Tests and benchmarks set it: 0, 1 or 2 (0 whatever is asked in a
- * build without the kernels). */
+ * measured faster (1). Tests and benchmarks set it: 0, 1 or 2 (in a build without the
+ * kernels every product goes to OpenBLAS whatever is asked; 0 still unsplits, see below). */
 void vn__gemm_set_mode(int mode);
 
 /* Whether VN_GEMM=blas was asked for (or mode 0 set), in any build: every product of the
