@@ -10,6 +10,7 @@
 #include "autograd/ops_impl.h"
 #include "base/vn_parallel.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,14 +22,63 @@
 #define VN_GEMM_HAVE 0
 #endif
 
-/* OpenBLAS's SkylakeX sgemm: GEMM_Q 448, and its driver takes the larger half of the inner
- * dimension when between one and two blocks remain (measured: 449 gives 225 + 224). */
-#define KQ 448
+/* ---- the order OpenBLAS sums in (see ops_gemm.h) ----------------------------------------
+ * OpenBLAS sees a row-major product transposed: its M is our n (columns of C), its N our m
+ * (rows). What follows restates its level-3 drivers (driver/level3/level3.c and
+ * level3_thread.c of 0.3.21, built generic in a DYNAMIC_ARCH library: SWITCH_RATIO 2, no
+ * rounding of the parts) and the parameters of the kernels it runs. */
 
-int64_t vn__gemm_kblock(int64_t rem)
+/* The orders: SkylakeX's kernel (any kernel set other than the next is summed so, and only
+ * SkylakeX's gives those bytes; Cooperlake's, say, differs by rounding), and Haswell's (also
+ * Zen's: the same sgemm kernel and blocking). */
+enum { FAM_SKX, FAM_HSW };
+
+static int order_state = -1; /* vn__gemm_set_order: -1 follow OpenBLAS */
+
+void vn__gemm_set_order(int family)
 {
-    if (rem >= 2 * KQ) return KQ;
-    if (rem > KQ) return (rem + 1) / 2;
+    __atomic_store_n(&order_state, family == 0 || family == 1 ? family : -1, __ATOMIC_RELAXED);
+}
+
+int vn__gemm_order(void)
+{
+    int f = __atomic_load_n(&order_state, __ATOMIC_RELAXED);
+    if (f >= 0) return f;
+    const char *core = vn_blas_core();
+    return core && (!strcasecmp(core, "Haswell") || !strcasecmp(core, "Zen")) ? FAM_HSW : FAM_SKX;
+}
+
+/* OpenBLAS's threads for a call from here: OpenMP's, 1 inside a parallel region (the
+ * library's pool runs its pieces with OpenMP at 1 thread), at most its MAX_THREADS (64 in
+ * Debian's build). */
+static int blas_threads(void)
+{
+    if (omp_in_parallel()) return 1;
+    int t = omp_get_max_threads();
+    return t < 1 ? 1 : t > 64 ? 64 : t;
+}
+
+/* How the driver cuts the threads: nthreads_m parts of M (our n), nthreads_n of N (our m). */
+static void thread_grid(int64_t m, int64_t n, int T, int *ntm, int *ntn)
+{
+    int a = 1, b = 1;
+    if (T > 1) {
+        if (n >= 4) {
+            a = T;
+            while (n < 2 * (int64_t)a) a /= 2;
+        }
+        if (m >= 2 * (int64_t)a) {
+            int64_t w = (m + 2 * a - 1) / (2 * a);
+            b = (int64_t)a * w > T ? T / a : (int)w;
+        }
+    }
+    *ntm = a, *ntn = b;
+}
+
+int64_t vn__gemm_kblock(int64_t q, int64_t um, bool threaded, int64_t rem)
+{
+    if (rem >= 2 * q) return q;
+    if (rem > q) return threaded ? (rem + 1) / 2 : (rem / 2 + um - 1) / um * um;
     return rem;
 }
 
@@ -98,14 +148,244 @@ typedef struct {
     int64_t k, a_row, a_col, ldc;
     vn__gemm_init init;
     int64_t l_begin, l_end; /* the inner indices of this pass: whole blocks, from 0 to k */
+    const struct sum_order *ord;
 } tile_env;
+
+/* How this product is summed: OpenBLAS's inner blocks, and with its Haswell kernel which
+ * elements are two chains. */
+enum { KIND_NONE, KIND_L, KIND_R, KIND_N4 };
+
+/* Haswell's GEMM_P, and GEMM_R as Debian's build sizes it from its buffer. */
+#define HSW_P 320
+#define HSW_R 104512
+
+typedef struct sum_order {
+    int64_t q, um;
+    bool threaded;
+    int ntm;       /* parts of the columns; 0: every element one chain (no plan) */
+    uint16_t *row; /* per row of C: its kind in the pieces of its own region (bits 0-1), in a
+                    * whole buffer (bits 2-3), and its region's M part (from bit 4) */
+    uint32_t *pan; /* per panel of NR columns, 3 + ntm masks: the columns a kernel sums as two
+                    * chains in rows of kind L, R, N4; then per M part the columns of that
+                    * part's first row chunk (where its own region is cut into pieces) */
+} sum_order;
+
+static int64_t kblock(const sum_order *o, int64_t rem)
+{
+    return vn__gemm_kblock(o->q, o->um, o->threaded, rem);
+}
+
+/* The kind of column x (of OpenBLAS's N: a row of C) in a kernel call over w of them: blocks
+ * of 12 (left and right halves), then one of 8, 4, 2, 1 as the rest allows. */
+static int call_kind(int64_t w, int64_t x)
+{
+    int64_t n12 = w / 12 * 12;
+    if (x < n12) return x % 12 < 6 ? KIND_L : KIND_R;
+    x -= n12, w -= n12;
+    if (w >= 8) {
+        if (x < 8) return KIND_NONE;
+        x -= 8, w -= 8;
+    }
+    return w >= 4 && x < 4 ? KIND_N4 : KIND_NONE;
+}
+
+/* ... in the calls over the pieces the driver cuts w columns into: 12 while at least 12
+ * remain, 4 while more than 4, then the rest. */
+static int piece_kind(int64_t w, int64_t x)
+{
+    int64_t n12 = w / 12 * 12;
+    if (x < n12) return x % 12 < 6 ? KIND_L : KIND_R;
+    x -= n12, w -= n12;
+    for (; w > 4; x -= 4, w -= 4)
+        if (x < 4) return KIND_N4;
+    return w == 4 ? KIND_N4 : KIND_NONE;
+}
+
+static void plan_buffer(uint16_t *row, int64_t start, int64_t w, int part)
+{
+    for (int64_t x = 0; x < w; x++)
+        row[start + x] = (uint16_t)(piece_kind(w, x) | call_kind(w, x) << 2 | part << 4);
+}
+
+/* A row chunk of mc columns of C (OpenBLAS's rows) from cs: in each 8-row panel of the
+ * kernel's M, the two-chain ones. */
+static void plan_chunk(sum_order *o, int64_t cs, int64_t mc, bool first, int part)
+{
+    const int stride = 3 + o->ntm;
+    const int64_t p8 = mc / 8;
+    for (int64_t r = 0; r < mc; r++) {
+        int64_t j = cs + r, p = r / 8;
+        uint32_t bit = 1u << (j % NR), *P = o->pan + (j / NR) * stride;
+        if (first) P[3 + part] |= bit;
+        if (p >= p8) continue;
+        P[KIND_N4 - 1] |= bit;
+        if (mc < 16) continue;
+        if (p == 0 || (p8 % 2 == 0 && p == p8 - 1)) P[KIND_L - 1] |= bit;
+        else if (p == p8 - 1) P[KIND_R - 1] |= bit;
+    }
+}
+
+/* Fills o for an m x n product; false when out of memory. */
+static bool plan_order(sum_order *o, int64_t m, int64_t n)
+{
+    int family = vn__gemm_order(), ntm, ntn;
+    thread_grid(m, n, blas_threads(), &ntm, &ntn);
+    const int nt = ntm * ntn;
+    *o = (sum_order){.q = family == FAM_HSW ? 320 : 448, .um = family == FAM_HSW ? 8 : 16,
+                     .threaded = nt > 1};
+    if (family != FAM_HSW) return true;
+    const int parts = o->threaded ? ntm : 1, stride = 3 + parts;
+    const int64_t np = (n + NR - 1) / NR;
+    o->row = malloc((size_t)m * sizeof *o->row);
+    o->pan = calloc((size_t)(np * stride), sizeof *o->pan);
+    if (!o->row || !o->pan) {
+        free(o->row), free(o->pan);
+        return false;
+    }
+    o->ntm = parts;
+    /* rows: the regions of N each N step is cut into (one per thread), each in two buffers;
+     * single-threaded, steps of GEMM_R, each one buffer */
+    const int64_t step = o->threaded ? HSW_R * nt : HSW_R;
+    for (int64_t js = 0; js < m; js += step) {
+        int64_t rem = m - js < step ? m - js : step, rs = js;
+        if (!o->threaded) {
+            plan_buffer(o->row, rs, rem, 0);
+            continue;
+        }
+        for (int ri = 0; rem > 0; ri++) {
+            int64_t w = (rem + nt - ri - 1) / (nt - ri);
+            if (w < 2) w = 2;
+            if (w > rem) w = rem;
+            int64_t half = (w + 1) / 2;
+            plan_buffer(o->row, rs, half, ri % ntm);
+            if (w > half) plan_buffer(o->row, rs + half, w - half, ri % ntm);
+            rs += w, rem -= w;
+        }
+    }
+    /* columns: the M parts, each cut into row chunks of about GEMM_P */
+    for (int64_t pm = 0, mf = 0, left = n; pm < parts; pm++) {
+        int64_t w = (left + parts - pm - 1) / (parts - pm), mt = mf + w;
+        for (int64_t is = mf; is < mt;) {
+            int64_t len = mt - is, mc = len;
+            if (len >= 2 * HSW_P) mc = HSW_P;
+            else if (len > HSW_P)
+                mc = is == mf || !o->threaded ? (len / 2 + 7) / 8 * 8 : ((len + 1) / 2 + 7) / 8 * 8;
+            plan_chunk(o, is, mc, is == mf, (int)pm);
+            is += mc;
+        }
+        mf = mt, left -= w;
+    }
+    return true;
+}
+
+static void plan_free(sum_order *o)
+{
+    free(o->row), free(o->pan);
+}
+
+/* The columns of panel q that row i of C sums as two chains. */
+static inline uint32_t two_chain_mask(const sum_order *o, int64_t i, int64_t q)
+{
+    unsigned u = o->row[i], own = u & 3, whole = (u >> 2) & 3;
+    const uint32_t *P = o->pan + q * (3 + o->ntm);
+    uint32_t first = P[3 + (u >> 4)];
+    return (own ? first & P[own - 1] : 0) | (whole ? ~first & P[whole - 1] : 0);
+}
+
+/* Two-chain sums of a block of kb >= 8 inner indices for R rows of a tile (rows[]), V
+ * vectors: even indices of the first multiple of 8 in one chain, odd in the other, the rest
+ * onto the even chain, then even + odd. */
+static inline __attribute__((always_inline)) void eo_rows(const int R, const int V,
+                                                          const int *rows, int64_t a_row,
+                                                          int64_t a_col, const float *al,
+                                                          const float *bl, int64_t bstride,
+                                                          int64_t kb, __mmask16 m0,
+                                                          __mmask16 m1, __m512 (*out)[2])
+{
+    __m512 E[8][2], O[8][2];
+    const float *ar[8];
+    for (int r = 0; r < R; r++) {
+        ar[r] = al + rows[r] * a_row;
+        for (int v = 0; v < V; v++) E[r][v] = O[r][v] = _mm512_setzero_ps();
+    }
+    const int64_t k8 = kb / 8 * 8;
+    int64_t l = 0;
+    for (; l < k8; l += 2) {
+        const float *b0 = bl + l * bstride, *b1 = b0 + bstride;
+        __m512 x0 = _mm512_maskz_loadu_ps(m0, b0), y0 = _mm512_maskz_loadu_ps(m0, b1);
+        __m512 x1 = V > 1 ? _mm512_maskz_loadu_ps(m1, b0 + 16) : x0;
+        __m512 y1 = V > 1 ? _mm512_maskz_loadu_ps(m1, b1 + 16) : y0;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 ae = _mm512_set1_ps(ar[r][l * a_col]);
+            __m512 ao = _mm512_set1_ps(ar[r][(l + 1) * a_col]);
+            E[r][0] = _mm512_fmadd_ps(ae, x0, E[r][0]);
+            O[r][0] = _mm512_fmadd_ps(ao, y0, O[r][0]);
+            if (V > 1) {
+                E[r][1] = _mm512_fmadd_ps(ae, x1, E[r][1]);
+                O[r][1] = _mm512_fmadd_ps(ao, y1, O[r][1]);
+            }
+        }
+    }
+    for (; l < kb; l++) {
+        const float *b0 = bl + l * bstride;
+        __m512 x0 = _mm512_maskz_loadu_ps(m0, b0);
+        __m512 x1 = V > 1 ? _mm512_maskz_loadu_ps(m1, b0 + 16) : x0;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 ae = _mm512_set1_ps(ar[r][l * a_col]);
+            E[r][0] = _mm512_fmadd_ps(ae, x0, E[r][0]);
+            if (V > 1) E[r][1] = _mm512_fmadd_ps(ae, x1, E[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) out[rows[r]][v] = _mm512_add_ps(E[r][v], O[r][v]);
+}
+
+/* The two-chain sums of the tile's rows with a mask (fix[i] != 0), into out[i][0] and, where
+ * some row's mask reaches the second vector, out[i][1]: up to 8 rows a pass on one vector, 4
+ * on two (16 accumulators). */
+static __attribute__((noinline)) void two_chains(int mr, int nv, const uint32_t *fix,
+                                                 const tile_env *e, const float *al,
+                                                 const float *bl, int64_t bstride, int64_t kb,
+                                                 __mmask16 m0, __mmask16 m1, __m512 (*out)[2])
+{
+    int rows[MR], cnt = 0;
+    bool hi = false;
+    for (int i = 0; i < mr; i++)
+        if (fix[i]) rows[cnt++] = i, hi |= (fix[i] >> 16) != 0;
+    const bool two = nv > 1 && hi;
+    const int per = two ? 4 : 8;
+    for (int s = 0; s < cnt; s += per) {
+        const int c = cnt - s < per ? cnt - s : per, *rs = rows + s;
+        const int64_t ar = e->a_row, ac = e->a_col;
+#define EO_CASE(R, V)                                                                    \
+    case R:                                                                              \
+        eo_rows(R, V, rs, ar, ac, al, bl, bstride, kb, m0, m1, out);                     \
+        break;
+        if (two) {
+            switch (c) {
+                EO_CASE(1, 2) EO_CASE(2, 2) EO_CASE(3, 2) EO_CASE(4, 2)
+                default: break;
+            }
+        } else {
+            switch (c) {
+                EO_CASE(1, 1) EO_CASE(2, 1) EO_CASE(3, 1) EO_CASE(4, 1) EO_CASE(5, 1)
+                EO_CASE(6, 1) EO_CASE(7, 1) EO_CASE(8, 1)
+                default: break;
+            }
+        }
+#undef EO_CASE
+    }
+}
 
 /* One tile: rows [0, mr) of a (already offset to the tile), columns [j0, j0 + nc) with
  * nc <= NR; NV vectors (1 when nc <= 16). MR_ is a constant in each instance. */
 static inline __attribute__((always_inline)) void tile(const int MR_, const int NV,
                                                        const tile_env *e, const float *a,
                                                        const float *bp, int64_t bstride,
-                                                       float *c, int64_t nc, const float *bias)
+                                                       float *c, int64_t nc, const float *bias,
+                                                       const uint32_t *fix)
 {
     __m512 acc[MR][2], sum[MR][2];
     const __mmask16 m0 = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1u);
@@ -125,7 +405,7 @@ static inline __attribute__((always_inline)) void tile(const int MR_, const int 
         }
     const int64_t k = e->k;
     for (int64_t l0 = e->l_begin; l0 < e->l_end;) {
-        int64_t kb = vn__gemm_kblock(k - l0);
+        int64_t kb = kblock(e->ord, k - l0);
         for (int i = 0; i < MR_; i++)
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
         const float *al = a + l0 * e->a_col;
@@ -152,6 +432,17 @@ static inline __attribute__((always_inline)) void tile(const int MR_, const int 
                 }
             }
         }
+        if (fix && kb >= 8) {
+            /* the elements OpenBLAS's Haswell kernel sums as two chains */
+            __m512 two[MR][2];
+            two_chains(MR_, NV, fix, e, a + l0 * e->a_col, bp + l0 * bstride, bstride, kb, m0,
+                       m1, two);
+            for (int i = 0; i < MR_; i++)
+                for (int v = 0; v < NV; v++) {
+                    __mmask16 mk = (__mmask16)(v ? fix[i] >> 16 : fix[i] & 0xffffu);
+                    if (mk) acc[i][v] = _mm512_mask_mov_ps(acc[i][v], mk, two[i][v]);
+                }
+        }
         for (int i = 0; i < MR_; i++)
             for (int v = 0; v < NV; v++) sum[i][v] = _mm512_add_ps(sum[i][v], acc[i][v]);
         l0 += kb;
@@ -163,12 +454,13 @@ static inline __attribute__((always_inline)) void tile(const int MR_, const int 
 
 #define TILE_CASE(R)                                                                     \
     case R:                                                                              \
-        if (nc > 16) tile(R, 2, e, a, bp, bstride, c, nc, bias);                         \
-        else tile(R, 1, e, a, bp, bstride, c, nc, bias);                                 \
+        if (nc > 16) tile(R, 2, e, a, bp, bstride, c, nc, bias, fix);                    \
+        else tile(R, 1, e, a, bp, bstride, c, nc, bias, fix);                            \
         break;
 
 static void tile_any(int mr, const tile_env *e, const float *a, const float *bp,
-                     int64_t bstride, float *c, int64_t nc, const float *bias)
+                     int64_t bstride, float *c, int64_t nc, const float *bias,
+                     const uint32_t *fix)
 {
     switch (mr) {
         TILE_CASE(12) TILE_CASE(11) TILE_CASE(10) TILE_CASE(9) TILE_CASE(8) TILE_CASE(7)
@@ -220,9 +512,9 @@ static void pack(float *p, const vn__gemm_args *g)
 
 /* Whether the product runs block by block of the inner dimension: a weight gradient over
  * many rows, whose tiles would otherwise each stream their whole A and B from memory. */
-static bool by_block(const vn__gemm_args *g)
+static bool by_block(const vn__gemm_args *g, const sum_order *o)
 {
-    return g->a_row == 1 && g->k > 2 * KQ;
+    return g->a_row == 1 && g->k > 2 * o->q;
 }
 
 /* Whether a row-major B is packed too: its rows far apart (each row of a panel its own
@@ -254,7 +546,11 @@ static void run_tile(const tiles_job *J, const tile_env *e, int64_t rb, int64_t 
     int64_t r1 = (rb + 1) * MB < m ? (rb + 1) * MB : m;
     for (int64_t r = rb * MB; r < r1; r += MR) {
         int mr = (int)(r1 - r < MR ? r1 - r : MR);
-        tile_any(mr, e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc, bias);
+        uint32_t fm[MR], any = 0;
+        if (e->ord->ntm)
+            for (int i = 0; i < mr; i++) any |= fm[i] = two_chain_mask(e->ord, r + i, q);
+        tile_any(mr, e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc, bias,
+                 any ? fm : NULL);
     }
 }
 
@@ -327,7 +623,7 @@ static void gemm_groups(void *arg, int64_t i0, int64_t i1, int tid)
         tile_env e = *J->e;
         for (int64_t l0 = 0; l0 < k; l0 = e.l_end) {
             e.l_begin = l0;
-            e.l_end = l0 + vn__gemm_kblock(k - l0);
+            e.l_end = l0 + kblock(e.ord, k - l0);
             for (int64_t t = G->cut[i]; t < G->cut[i + 1]; t++) {
                 int64_t rb, q;
                 tile_at(J, G->by_panel, t, &rb, &q);
@@ -346,21 +642,26 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
     if ((double)g->m * (double)g->n * (double)g->k <= VN__GEMM_MIN_MACS) return false;
     if (mode == 1 && !g->force && !vn__gemm_prefers(g)) return false;
     if (g->init == VN__GEMM_BIAS && !g->bias) return false;
+    /* OpenBLAS would sum it in the same order (out of memory: OpenBLAS does, same bytes) */
+    sum_order ord;
+    if (!plan_order(&ord, g->m, g->n)) return false;
     float *packed = NULL;
     if (g->b_trans || pack_rows(g)) {
-        if (!ctx) return false;
         int64_t np = (g->n + NR - 1) / NR;
-        packed = vn__pool_alloc(ctx, (size_t)(np * NR * g->k) * sizeof(float));
-        if (!packed) return false;
+        if (ctx) packed = vn__pool_alloc(ctx, (size_t)(np * NR * g->k) * sizeof(float));
+        if (!packed) {
+            plan_free(&ord);
+            return false;
+        }
         pack(packed, g);
     }
     tile_env e = {.k = g->k, .a_row = g->a_row, .a_col = g->a_col, .ldc = g->ldc,
-                  .init = g->init, .l_begin = 0, .l_end = g->k};
+                  .init = g->init, .l_begin = 0, .l_end = g->k, .ord = &ord};
     const int64_t m = g->m, n = g->n, nrb = (m + MB - 1) / MB, np = (n + NR - 1) / NR;
     const int64_t tasks = nrb * np;
     /* Same cost measure as the library's other parallel loops: multiply-adds. */
     tiles_job J = {g, &e, packed, nrb, np};
-    if (by_block(g) && m * n <= GROUPS_MAX_OUT) {
+    if (by_block(g, &ord) && m * n <= GROUPS_MAX_OUT) {
         int threads = vn_par_threads();
         int ng = (int)(tasks < threads ? tasks : threads); /* both >= 1 */
         if (ng > GROUPS_MAX) ng = GROUPS_MAX;
@@ -369,19 +670,20 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
         groups_job P = {.J = &J, .by_panel = true};
         if (cut_groups(&J, true, ng, P.cut) < rows_worst) G = P;
         vn_par_for(ng, m * n * g->k > VN_PAR_MIN_MACS, gemm_groups, &G);
-    } else if (by_block(g)) {
+    } else if (by_block(g, &ord)) {
         /* One pass per block of the inner dimension, C holding the sum so far between
          * passes: the same additions in the same order, with each block's A and B read
          * from the caches by every tile instead of streamed whole per tile. */
         for (int64_t l0 = 0; l0 < g->k; l0 = e.l_end) {
             e.l_begin = l0;
-            e.l_end = l0 + vn__gemm_kblock(g->k - l0);
+            e.l_end = l0 + kblock(&ord, g->k - l0);
             vn_par_for(tasks, m * n * (e.l_end - l0) > VN_PAR_MIN_MACS, gemm_tiles, &J);
         }
     } else {
         vn_par_for(tasks, m * n * g->k > VN_PAR_MIN_MACS, gemm_tiles, &J);
     }
     if (packed) vn__pool_free(ctx, packed);
+    plan_free(&ord);
     return true;
 }
 

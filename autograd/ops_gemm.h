@@ -6,14 +6,22 @@
  * against 179). Here A is read in place, only B is packed when it is transposed (the
  * weights), and the bias goes into the accumulators' final add instead of a separate pass.
  *
- * Same bytes as OpenBLAS's SkylakeX sgemm (the kernel `vanilla` selects on AVX-512 CPUs) on
- * every product larger than VN__GEMM_MIN_MACS: each element of C is a chain of fused
- * multiply-adds over the inner dimension in order, started from 0, in blocks of that
- * dimension as OpenBLAS's level-3 driver cuts it (448 while at least 896 remain, then the
- * larger half and the rest), each block's sum added to C in turn. Tests
- * `gemm` compares the two with memcmp over many shapes whenever OpenBLAS runs that kernel.
- * Every element is computed by one thread, whole, so the bytes do not depend on the number
- * of threads. */
+ * Same bytes as OpenBLAS's sgemm on every product larger than VN__GEMM_MIN_MACS, where it
+ * runs its SkylakeX kernel (the kernel `vanilla` selects on AVX-512 CPUs) or its Haswell or
+ * Zen kernel (AVX2 CPUs, and AVX-512 ones held to those kernels by OPENBLAS_CORETYPE): each
+ * element of C is summed as OpenBLAS would sum it in the same call on the same number of
+ * threads. The inner dimension is cut into blocks where its level-3 driver cuts it (GEMM_Q
+ * 448 or 320 while at least twice that remains, then the larger half on several threads or
+ * the half rounded up to the kernel's unroll on one), each block's sum added to C in turn;
+ * within a block an element is a chain of fused multiply-adds in order, except those the
+ * Haswell kernel sums in two chains (the even and the odd indices of the first multiple of 8,
+ * then even + odd): its 8x6 corner tiles and 8x4 tiles, which depend on how the driver cuts
+ * the product over its threads (ops_gemm.c plans them per product). Under any other kernel
+ * set the SkylakeX order is used. Test `gemm` compares with memcmp against OpenBLAS, and
+ * against an emulation of its driver and kernels written from their loops (both orders, on
+ * any machine), over many shapes and 1-3 threads. Every element is computed by one of our
+ * threads, whole, so the bytes depend on OpenBLAS's thread count (OpenMP's), not on how the
+ * library's pool splits the tiles. */
 #ifndef VN_OPS_GEMM_H
 #define VN_OPS_GEMM_H
 
@@ -72,7 +80,15 @@ bool vn__gemm_prefers(const vn__gemm_args *g);
  * threads of vn_par_for (one when called inside a parallel loop or region). */
 bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g);
 
-/* The inner-dimension block OpenBLAS's driver takes when `rem` remain (exposed for the test). */
-int64_t vn__gemm_kblock(int64_t rem);
+/* The summation order the kernels follow: 0 OpenBLAS's SkylakeX kernel's, 1 its Haswell
+ * kernel's (also Zen's); vn__gemm_order says which applies, from the kernel OpenBLAS runs (any
+ * other: 0), or the one vn__gemm_set_order fixed (for tests; -1 follows OpenBLAS again). */
+int vn__gemm_order(void);
+void vn__gemm_set_order(int family);
+
+/* The inner-dimension block OpenBLAS's driver takes when `rem` remain, for GEMM_Q q, unroll
+ * um (the single-thread driver rounds a half block to it) and the threaded driver or not
+ * (exposed for the test). */
+int64_t vn__gemm_kblock(int64_t q, int64_t um, bool threaded, int64_t rem);
 
 #endif

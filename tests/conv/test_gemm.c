@@ -3,11 +3,14 @@
  *    and without the bias rows, input gradient dy w fresh and accumulated, weight gradient
  *    dy^T x fresh and accumulated), over shapes with row, column and inner-dimension tails,
  *    inner dimensions cut into one, two and several blocks, and the shapes of the Fashion-MNIST
- *    model and vanillanet_5: the same bytes (memcmp) where OpenBLAS runs its SkylakeX kernel
- *    (which `vanilla` selects on AVX-512 CPUs), within 2e-6 x k otherwise;
+ *    model and vanillanet_5, on 1, 2 and 3 threads (OpenBLAS's and ours): the same bytes
+ *    (memcmp) where OpenBLAS runs its SkylakeX kernel (which `vanilla` selects on AVX-512
+ *    CPUs) or its Haswell or Zen kernel (AVX2 CPUs, and AVX-512 ones pinned to it), within
+ *    2e-6 x k otherwise;
+ *  - on any machine, both orders (SkylakeX's and Haswell's) against an emulation of
+ *    OpenBLAS's driver and kernels written here from their loops, byte for byte;
  *  - products of at most VN__GEMM_MIN_MACS multiply-adds are left to OpenBLAS;
- *  - the same bytes on 1 and 2 threads;
- *  - the inner-dimension blocks OpenBLAS's driver cuts;
+ *  - the inner-dimension blocks OpenBLAS's drivers cut;
  *  - the conv ops (1x1 and patchify, forward and every gradient, a weight-gradient split in
  *    chunks of rows) give the same bytes with every product in OpenBLAS, in the default
  *    choice and with every product here;
@@ -59,6 +62,13 @@ static bool skylakex(void)
     return c && !strcmp(c, "SkylakeX");
 }
 
+/* Whether OpenBLAS runs a kernel whose order the library follows (SkylakeX, Haswell, Zen). */
+static bool order_known(void)
+{
+    const char *c = openblas_get_corename();
+    return c && (!strcmp(c, "SkylakeX") || !strcmp(c, "Haswell") || !strcmp(c, "Zen"));
+}
+
 /* C through OpenBLAS, as ops_conv.c called it before these kernels. */
 static void blas_ref(const gcase *t, const float *a, const float *b, const float *bias,
                      int init, float *c)
@@ -106,8 +116,6 @@ START_TEST(same_as_openblas)
     vn_test_fill_uniform(bias, t->n, 300, -0.5f, 0.5f);
     vn_test_fill_uniform(c0, nc, 400, -2.0f, 2.0f);
     for (int64_t i = 0; i < na; i += 13) a[i] = 0.0f; /* ReLU-like zeros in dy */
-    memcpy(want, c0, (size_t)nc * sizeof(float));
-    blas_ref(t, a, b, bias, init, want);
     vn_ctx *ctx = vn_ctx_create();
     ck_assert_ptr_nonnull(ctx);
     vn__gemm_set_mode(2);
@@ -115,11 +123,13 @@ START_TEST(same_as_openblas)
     snprintf(what, sizeof what, "kind %d, %lld x %lld x %lld, init %d", t->kind, (long long)t->m,
              (long long)t->n, (long long)t->k, init);
     for (int threads = 1; threads <= 3; threads++) {
-        vn_set_threads(threads);
+        vn_set_threads(threads); /* OpenBLAS's order depends on its thread count */
+        memcpy(want, c0, (size_t)nc * sizeof(float));
+        blas_ref(t, a, b, bias, init, want);
         memcpy(got, c0, (size_t)nc * sizeof(float));
         vn__gemm_args g = args_of(t, a, b, bias, init, got);
         ck_assert_msg(vn__gemm(ctx, &g), "%s: the kernels refused the product", what);
-        if (skylakex()) {
+        if (order_known()) {
             int64_t bad = 0, first = -1;
             for (int64_t i = 0; i < nc; i++)
                 if (memcmp(&got[i], &want[i], sizeof(float))) bad += (first < 0 ? (first = i) : 0, 1);
@@ -139,72 +149,270 @@ START_TEST(same_as_openblas)
 }
 END_TEST
 
-/* C as ops_gemm.h defines the kernels' sums, on any machine: per element, a chain of fused
- * multiply-adds from 0 over each block of the inner dimension (vn__gemm_kblock), each block's
- * sum added in turn to the starting value. */
-static void order_ref(const gcase *t, const float *a, const float *b, const float *bias,
-                      int init, float *c)
+/* ---- an emulation of OpenBLAS's sgemm, from its loops -----------------------------------
+ * driver/level3/level3.c and level3_thread.c (0.3.21, compiled generic in Debian's
+ * DYNAMIC_ARCH build: SWITCH_RATIO 2, parts not rounded), and the order its kernels sum in:
+ * SkylakeX's one chain of fused multiply-adds per element and block; Haswell's (Zen's) the
+ * same except in the 8x6 corner tiles of its 12-column blocks and in its 8x4 blocks, which sum
+ * the even and odd indices of the first multiple of 8 in two chains (the rest onto the even
+ * one) and add them. In OpenBLAS's terms (column-major): M is our n, N our m. */
+typedef struct {
+    const vn__gemm_args *g;
+    bool hsw;
+    int64_t q, um, p, r; /* GEMM_Q, UNROLL_M, GEMM_P, GEMM_R */
+    float *c;
+} emu;
+
+static float emu_b(const vn__gemm_args *g, int64_t l, int64_t j)
 {
-    vn__gemm_args g = args_of(t, a, b, bias, init, c);
-    for (int64_t i = 0; i < t->m; i++)
-        for (int64_t j = 0; j < t->n; j++) {
-            float sum = init == VN__GEMM_ZERO ? 0.0f : init == VN__GEMM_BIAS ? bias[j]
-                                                                            : c[i * t->n + j];
-            for (int64_t l0 = 0; l0 < t->k;) {
-                int64_t kb = vn__gemm_kblock(t->k - l0);
-                float acc = 0.0f;
-                for (int64_t l = l0; l < l0 + kb; l++) {
-                    float bv = g.b_trans ? b[j * g.ldb + l] : b[l * g.ldb + j];
-                    acc = fmaf(a[i * g.a_row + l * g.a_col], bv, acc);
-                }
-                sum += acc;
-                l0 += kb;
-            }
-            c[i * t->n + j] = sum;
-        }
+    return g->b_trans ? g->b[j * g->ldb + l] : g->b[l * g->ldb + j];
 }
 
-/* The kernels give exactly the sums ops_gemm.h promises on every machine (whatever OpenBLAS
- * runs), packed or in place, whole or block by block, on 1, 2 and 3 threads. */
-START_TEST(same_as_defined_order)
+/* C(i, j) += its sum over [l0, l0 + kb), one chain or two. */
+static void emu_add(emu *s, int64_t i, int64_t j, int64_t l0, int64_t kb, bool two)
+{
+    const vn__gemm_args *g = s->g;
+    float e = 0.0f, o = 0.0f;
+    int64_t k8 = two && kb >= 8 ? kb / 8 * 8 : 0;
+    for (int64_t l = 0; l < kb; l++) {
+        float av = g->a[i * g->a_row + (l0 + l) * g->a_col], bv = emu_b(g, l0 + l, j);
+        if (l < k8 && l % 2) o = fmaf(av, bv, o);
+        else e = fmaf(av, bv, e);
+    }
+    s->c[i * g->ldc + j] += k8 ? e + o : e;
+}
+
+/* One kernel call: OpenBLAS rows [cs, cs + mc) (our columns) by columns [xs, xs + w) (our
+ * rows): blocks of 12, 8, 4, 2, 1 columns; in a 12-block with mc >= 16 the first 8-row panel's
+ * left half and the last panel's left (an even number of panels) or right half (odd) are the
+ * 8x6 corner tiles; a 4-block's whole 8-row panels are 8x4 tiles. */
+static void emu_kernel(emu *s, int64_t cs, int64_t mc, int64_t xs, int64_t w, int64_t l0,
+                       int64_t kb)
+{
+    const int64_t p8 = mc / 8;
+    for (int64_t x = 0; x < w;) {
+        int64_t left = w - x;
+        int64_t nb = left >= 12 ? 12 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        for (int64_t c = 0; c < nb; c++)
+            for (int64_t r = 0; r < mc; r++) {
+                int64_t p = r / 8;
+                bool two = false;
+                if (s->hsw && p < p8) {
+                    if (nb == 4) two = true;
+                    else if (nb == 12 && mc >= 16)
+                        two = c < 6 ? p == 0 || (p8 % 2 == 0 && p == p8 - 1)
+                                    : p8 % 2 == 1 && p == p8 - 1;
+                }
+                emu_add(s, xs + x + c, cs + r, l0, kb, two);
+            }
+        x += nb;
+    }
+}
+
+/* The calls over the pieces the driver copies B in: 12 columns while at least 12 remain, 4
+ * while more than 4, then the rest. */
+static void emu_pieces(emu *s, int64_t cs, int64_t mc, int64_t xs, int64_t w, int64_t l0,
+                       int64_t kb)
+{
+    for (int64_t x = 0; x < w;) {
+        int64_t jj = w - x >= 12 ? 12 : w - x > 4 ? 4 : w - x;
+        emu_kernel(s, cs, mc, xs + x, jj, l0, kb);
+        x += jj;
+    }
+}
+
+static int64_t emu_first_chunk(const emu *s, int64_t len)
+{
+    if (len >= 2 * s->p) return s->p;
+    return len > s->p ? (len / 2 + s->um - 1) / s->um * s->um : len;
+}
+
+/* C = init + A B as OpenBLAS computes it on `threads` threads. */
+static void emu_gemm(const vn__gemm_args *g, bool hsw, int threads, float *c)
+{
+    emu s = {g, hsw, hsw ? 320 : 448, hsw ? 8 : 16, hsw ? 320 : 448, hsw ? 104512 : 1 << 30, c};
+    const int64_t M = g->n, N = g->m, K = g->k;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < M; j++)
+            c[i * g->ldc + j] = g->init == VN__GEMM_ZERO ? 0.0f
+                                : g->init == VN__GEMM_BIAS ? g->bias[j] : c[i * g->ldc + j];
+    /* gemm_thread: nthreads_m parts of M of at least SWITCH_RATIO, nthreads_n of N */
+    int ntm = 1, ntn = 1;
+    if (threads > 1) {
+        if (M >= 4)
+            for (ntm = threads; M < ntm * 2;) ntm /= 2;
+        if (N >= 2 * ntm) {
+            ntn = (int)((N + 2 * ntm - 1) / (2 * ntm));
+            if (ntm * ntn > threads) ntn = threads / ntm;
+        }
+    }
+    const int nt = ntm * ntn;
+    if (nt <= 1) { /* level3.c */
+        for (int64_t js = 0; js < N; js += s.r) {
+            int64_t min_j = N - js < s.r ? N - js : s.r;
+            for (int64_t ls = 0, min_l; ls < K; ls += min_l) {
+                min_l = vn__gemm_kblock(s.q, s.um, false, K - ls);
+                int64_t min_i = emu_first_chunk(&s, M);
+                emu_pieces(&s, 0, min_i, js, min_j, ls, min_l);
+                for (int64_t is = min_i; is < M; is += min_i) {
+                    min_i = M - is;
+                    if (min_i >= 2 * s.p) min_i = s.p;
+                    else if (min_i > s.p) min_i = (min_i / 2 + s.um - 1) / s.um * s.um;
+                    emu_kernel(&s, is, min_i, js, min_j, ls, min_l);
+                }
+            }
+        }
+        return;
+    }
+    int64_t range_m[65], range_n[65];
+    range_m[0] = 0;
+    for (int i = 0, left = (int)M; i < ntm; i++) {
+        int64_t w = (left + ntm - i - 1) / (ntm - i);
+        range_m[i + 1] = range_m[i] + w, left -= (int)w;
+    }
+    for (int64_t js = 0; js < N; js += s.r * nt) {
+        int64_t n = N - js < s.r * nt ? N - js : s.r * nt;
+        int parts = 0;
+        range_n[0] = js;
+        while (n > 0) {
+            int64_t w = (n + nt - parts - 1) / (nt - parts);
+            if (w < 2) w = 2;
+            n -= w;
+            if (n < 0) w += n;
+            range_n[parts + 1] = range_n[parts] + w, parts++;
+        }
+        for (int i = parts; i < nt; i++) range_n[i + 1] = range_n[parts];
+        /* inner_thread of each thread; each element is one thread's, so any order of the
+         * threads gives the same bytes, as long as each takes the blocks in order */
+        for (int pos = 0; pos < nt; pos++) {
+            int pm = pos % ntm, pn = pos / ntm;
+            int64_t m_from = range_m[pm], m_to = range_m[pm + 1];
+            for (int64_t ls = 0, min_l; ls < K; ls += min_l) {
+                min_l = vn__gemm_kblock(s.q, s.um, true, K - ls);
+                int64_t min_i = emu_first_chunk(&s, m_to - m_from);
+                for (int cur = pn * ntm; cur < (pn + 1) * ntm; cur++) {
+                    int64_t n0 = range_n[cur], n1 = range_n[cur + 1];
+                    int64_t div_n = (n1 - n0 + 1) / 2;
+                    for (int64_t x = n0; x < n1; x += div_n) {
+                        int64_t w = n1 - x < div_n ? n1 - x : div_n;
+                        if (cur == pos) emu_pieces(&s, m_from, min_i, x, w, ls, min_l);
+                        else emu_kernel(&s, m_from, min_i, x, w, ls, min_l);
+                    }
+                }
+                for (int64_t is = m_from + min_i; is < m_to; is += min_i) {
+                    min_i = m_to - is;
+                    if (min_i >= 2 * s.p) min_i = s.p;
+                    else if (min_i > s.p) min_i = ((min_i + 1) / 2 + s.um - 1) / s.um * s.um;
+                    for (int cur = pn * ntm; cur < (pn + 1) * ntm; cur++) {
+                        int64_t n0 = range_n[cur], n1 = range_n[cur + 1];
+                        int64_t div_n = (n1 - n0 + 1) / 2;
+                        for (int64_t x = n0; x < n1; x += div_n)
+                            emu_kernel(&s, is, min_i, x, n1 - x < div_n ? n1 - x : div_n, ls,
+                                       min_l);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static int64_t count_diff(const float *got, const float *want, int64_t n, int64_t *first)
+{
+    int64_t bad = 0;
+    *first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float))) bad += (*first < 0 ? (*first = i) : 0, 1);
+    return bad;
+}
+
+/* Shapes for the emulation (scalar, so smaller): columns that make one to several 8-row
+ * panels of OpenBLAS's M (16, 24, 40: the corner tiles' cases), parts and row chunks of its
+ * GEMM_P (330, 700), rows in its 12-, 8-, 4-column blocks and pieces, inner blocks under 8,
+ * and more rows than its GEMM_R per thread. */
+static const gcase emu_cases[] = {
+    {0, 1037, 33, 64}, {0, 997, 17, 77}, {1, 333, 7, 450}, {2, 24, 40, 1097},
+    {0, 2000, 16, 40}, {0, 1501, 24, 36}, {1, 1100, 40, 30}, {0, 301, 330, 20},
+    {1, 150, 700, 12}, {2, 70, 650, 700}, {0, 20000, 13, 5}, {0, 215001, 6, 2},
+    {2, 19, 56, 4000}, {1, 89, 200, 90},
+};
+#define N_EMU ((int)(sizeof emu_cases / sizeof emu_cases[0]))
+
+/* Both orders (SkylakeX's, Haswell's) on any machine: the kernels against the emulation, on
+ * 1, 2 and 3 threads (the emulation told the same count), byte for byte. */
+START_TEST(same_as_emulation)
 {
     if (!vn__gemm_compiled()) return;
-    const gcase *t = &cases[_i / 3];
-    int init = _i % 3;
+    const gcase *t = &emu_cases[_i / 6];
+    const int init = _i % 3, family = (_i / 3) % 2;
+    if (init == VN__GEMM_BIAS && t->kind != 0) return;
+    int64_t na = t->m * t->k, nb = t->n * t->k, nc = t->m * t->n;
+    float *a = malloc((size_t)na * sizeof *a), *b = malloc((size_t)nb * sizeof *b);
+    float *bias = malloc((size_t)t->n * sizeof *bias), *want = malloc((size_t)nc * sizeof *want);
+    float *got = malloc((size_t)nc * sizeof *got), *c0 = malloc((size_t)nc * sizeof *c0);
+    vn_test_fill_uniform(a, na, 500 + (uint64_t)_i, -1.0f, 1.0f);
+    vn_test_fill_uniform(b, nb, 600 + (uint64_t)_i, -1.0f, 1.0f);
+    vn_test_fill_uniform(bias, t->n, 700, -0.5f, 0.5f);
+    vn_test_fill_uniform(c0, nc, 800, -2.0f, 2.0f);
+    for (int64_t i = 0; i < na; i += 7) a[i] = -0.0f; /* signed zeros: 0 + -0 is +0 */
+    vn_ctx *ctx = vn_ctx_create();
+    ck_assert_ptr_nonnull(ctx);
+    vn__gemm_set_mode(2);
+    vn__gemm_set_order(family);
+    for (int threads = 1; threads <= 3; threads++) {
+        vn_set_threads(threads);
+        memcpy(want, c0, (size_t)nc * sizeof(float));
+        vn__gemm_args w = args_of(t, a, b, bias, init, want);
+        emu_gemm(&w, family == 1, threads, want);
+        memcpy(got, c0, (size_t)nc * sizeof(float));
+        vn__gemm_args g = args_of(t, a, b, bias, init, got);
+        ck_assert(vn__gemm(ctx, &g));
+        int64_t first, bad = count_diff(got, want, nc, &first);
+        ck_assert_msg(bad == 0, "%s order, kind %d, %lld x %lld x %lld, init %d, %d threads: "
+                      "%lld of %lld elements differ from the emulation (first at %lld: %.9g "
+                      "against %.9g)", family ? "Haswell" : "SkylakeX", t->kind,
+                      (long long)t->m, (long long)t->n, (long long)t->k, init, threads,
+                      (long long)bad, (long long)nc, (long long)first,
+                      first >= 0 ? got[first] : 0.0, first >= 0 ? want[first] : 0.0);
+    }
+    vn__gemm_set_order(-1);
+    vn__gemm_set_mode(1);
+    vn_set_threads(0);
+    vn_ctx_destroy(ctx);
+    free(a), free(b), free(bias), free(c0), free(want), free(got);
+}
+END_TEST
+
+/* The emulation is OpenBLAS, where it runs one of the two kernels: on 1, 2 and 3 threads. */
+START_TEST(emulation_is_openblas)
+{
+    if (!order_known()) return;
+    const gcase *t = &emu_cases[_i / 3];
+    const int init = _i % 3;
     if (init == VN__GEMM_BIAS && t->kind != 0) return;
     int64_t na = t->m * t->k, nb = t->n * t->k, nc = t->m * t->n;
     float *a = malloc((size_t)na * sizeof *a), *b = malloc((size_t)nb * sizeof *b);
     float *bias = malloc((size_t)t->n * sizeof *bias), *want = malloc((size_t)nc * sizeof *want);
     float *got = malloc((size_t)nc * sizeof *got);
-    vn_test_fill_uniform(a, na, 500 + (uint64_t)_i, -1.0f, 1.0f);
-    vn_test_fill_uniform(b, nb, 600 + (uint64_t)_i, -1.0f, 1.0f);
-    vn_test_fill_uniform(bias, t->n, 700, -0.5f, 0.5f);
-    vn_test_fill_uniform(want, nc, 800, -2.0f, 2.0f);
-    for (int64_t i = 0; i < na; i += 7) a[i] = -0.0f; /* signed zeros: 0 + -0 is +0 */
-    float *c0 = malloc((size_t)nc * sizeof *c0);
-    memcpy(c0, want, (size_t)nc * sizeof(float));
-    order_ref(t, a, b, bias, init, want);
-    vn_ctx *ctx = vn_ctx_create();
-    ck_assert_ptr_nonnull(ctx);
-    vn__gemm_set_mode(2);
+    vn_test_fill_uniform(a, na, 900 + (uint64_t)_i, -1.0f, 1.0f);
+    vn_test_fill_uniform(b, nb, 1000 + (uint64_t)_i, -1.0f, 1.0f);
+    vn_test_fill_uniform(bias, t->n, 1100, -0.5f, 0.5f);
+    const bool hsw = vn__gemm_order() == 1;
     for (int threads = 1; threads <= 3; threads++) {
         vn_set_threads(threads);
-        memcpy(got, c0, (size_t)nc * sizeof(float));
+        vn_test_fill_uniform(want, nc, 1200, -2.0f, 2.0f);
+        memcpy(got, want, (size_t)nc * sizeof(float));
+        blas_ref(t, a, b, bias, init, want);
         vn__gemm_args g = args_of(t, a, b, bias, init, got);
-        ck_assert(vn__gemm(ctx, &g));
-        int64_t bad = 0, first = -1;
-        for (int64_t i = 0; i < nc; i++)
-            if (memcmp(&got[i], &want[i], sizeof(float))) bad += (first < 0 ? (first = i) : 0, 1);
-        ck_assert_msg(bad == 0, "kind %d, %lld x %lld x %lld, init %d, %d threads: %lld of %lld "
-                      "elements differ from the defined order (first at %lld: %.9g against %.9g)",
-                      t->kind, (long long)t->m, (long long)t->n, (long long)t->k, init, threads,
-                      (long long)bad, (long long)nc, (long long)first,
-                      first >= 0 ? got[first] : 0.0, first >= 0 ? want[first] : 0.0);
+        emu_gemm(&g, hsw, threads, got);
+        int64_t first, bad = count_diff(got, want, nc, &first);
+        ck_assert_msg(bad == 0, "OpenBLAS %s, kind %d, %lld x %lld x %lld, init %d, %d threads: "
+                      "%lld of %lld elements of the emulation differ (first at %lld)",
+                      openblas_get_corename(), t->kind, (long long)t->m, (long long)t->n,
+                      (long long)t->k, init, threads, (long long)bad, (long long)nc,
+                      (long long)first);
     }
-    vn__gemm_set_mode(1);
     vn_set_threads(0);
-    vn_ctx_destroy(ctx);
-    free(a), free(b), free(bias), free(c0), free(want), free(got);
+    free(a), free(b), free(bias), free(want), free(got);
 }
 END_TEST
 
@@ -253,17 +461,27 @@ END_TEST
 
 START_TEST(inner_blocks)
 {
-    /* OpenBLAS's SkylakeX driver: 448 while at least 896 remain, then two even halves. */
-    ck_assert_int_eq(vn__gemm_kblock(1), 1);
-    ck_assert_int_eq(vn__gemm_kblock(448), 448);
-    ck_assert_int_eq(vn__gemm_kblock(449), 225);
-    ck_assert_int_eq(vn__gemm_kblock(700), 350);
-    ck_assert_int_eq(vn__gemm_kblock(902), 448);
-    ck_assert_int_eq(vn__gemm_kblock(895), 448);
-    ck_assert_int_eq(vn__gemm_kblock(894), 447);
-    ck_assert_int_eq(vn__gemm_kblock(893), 447);
-    ck_assert_int_eq(vn__gemm_kblock(890), 445);
-    ck_assert_int_eq(vn__gemm_kblock(2048), 448);
+    /* SkylakeX (GEMM_Q 448, unroll 16): 448 while at least 896 remain; then the threaded
+     * driver takes the larger half, the single-thread one the half rounded up to 16 */
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, true, 1), 1);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, true, 448), 448);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, true, 449), 225);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, false, 449), 224);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, true, 700), 350);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, false, 700), 352);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, true, 902), 448);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, true, 895), 448);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, true, 893), 447);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, false, 893), 448);
+    ck_assert_int_eq(vn__gemm_kblock(448, 16, true, 2048), 448);
+    /* Haswell (GEMM_Q 320, unroll 8) */
+    ck_assert_int_eq(vn__gemm_kblock(320, 8, true, 640), 320);
+    ck_assert_int_eq(vn__gemm_kblock(320, 8, true, 639), 320);
+    ck_assert_int_eq(vn__gemm_kblock(320, 8, false, 639), 320);
+    ck_assert_int_eq(vn__gemm_kblock(320, 8, true, 333), 167);
+    ck_assert_int_eq(vn__gemm_kblock(320, 8, false, 333), 168);
+    ck_assert_int_eq(vn__gemm_kblock(320, 8, false, 322), 168);
+    ck_assert_int_eq(vn__gemm_kblock(320, 8, true, 320), 320);
 }
 END_TEST
 
@@ -344,7 +562,7 @@ START_TEST(convs_same_bytes)
         else
             ck_assert_msg(!memcmp(blas, dflt, (size_t)l0 * sizeof(float)),
                           "conv %d: the default products differ from OpenBLAS's", _i);
-    } else if (skylakex()) {
+    } else if (order_known()) {
         ck_assert_msg(!memcmp(blas, dflt, (size_t)l0 * sizeof(float)),
                       "conv %d: the default products differ from OpenBLAS's", _i);
         ck_assert_msg(!memcmp(blas, all, (size_t)l0 * sizeof(float)),
@@ -390,11 +608,12 @@ START_TEST(weight_gradient_blocks)
                       "one product", (long long)co);
     } else if (vn__gemm_compiled()) {
         gcase t = {2, co, ci, rows};
-        order_ref(&t, seed, x->data, NULL, VN__GEMM_ZERO, want);
+        vn__gemm_args g = args_of(&t, seed, x->data, NULL, VN__GEMM_ZERO, want);
+        emu_gemm(&g, vn__gemm_order() == 1, vn_get_threads(), want);
         ck_assert_msg(!memcmp(want, w->grad, (size_t)(co * ci) * sizeof(float)),
-                      "%lld outputs: the weight gradient differs from the one product in the "
-                      "defined order", (long long)co);
-        if (skylakex()) { /* and that is OpenBLAS's own product, byte for byte */
+                      "%lld outputs: the weight gradient differs from the one product in "
+                      "OpenBLAS's order (emulated)", (long long)co);
+        if (order_known()) { /* and that is OpenBLAS's own product, byte for byte */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)co, (int)ci, (int)rows,
                         1.0f, seed, (int)co, x->data, (int)ci, 0.0f, part, (int)ci);
             ck_assert(!memcmp(want, part, (size_t)(co * ci) * sizeof(float)));
@@ -406,7 +625,7 @@ START_TEST(weight_gradient_blocks)
                         seed + lo * co, (int)co, x->data + lo * ci, (int)ci, 0.0f, part, (int)ci);
             for (int64_t i = 0; i < co * ci; i++) want[i] += part[i];
         }
-        if (skylakex())
+        if (skylakex()) /* one chain per element: the column blocks do not change it */
             ck_assert_msg(!memcmp(want, w->grad, (size_t)(co * ci) * sizeof(float)),
                           "%lld outputs: the weight gradient differs from the chunk products'",
                           (long long)co);
@@ -425,14 +644,15 @@ int main(int argc, char **argv)
     vn_runtime_setup(argv); /* the OpenBLAS kernels `vanilla` runs (may execute again) */
     if (!vn__gemm_compiled())
         printf("test_gemm: this build has no AVX-512 kernels; only the OpenBLAS path is tested\n");
-    else if (!skylakex())
-        printf("test_gemm: OpenBLAS runs its %s kernel, not SkylakeX: compared within 1e-5, "
-               "not byte for byte\n", openblas_get_corename());
+    else if (!order_known())
+        printf("test_gemm: OpenBLAS runs its %s kernel, not SkylakeX's or Haswell's: compared "
+               "within 1e-5, not byte for byte\n", openblas_get_corename());
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, same_as_openblas, 0, N_CASES * 3);
-    tcase_add_loop_test(tc, same_as_defined_order, 0, N_CASES * 3);
+    tcase_add_loop_test(tc, same_as_emulation, 0, N_EMU * 6);
+    tcase_add_loop_test(tc, emulation_is_openblas, 0, N_EMU * 3);
     tcase_add_test(tc, inner_blocks);
     tcase_add_test(tc, default_follows_openblas);
     tcase_add_test(tc, small_products_refused);
