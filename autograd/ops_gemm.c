@@ -300,8 +300,11 @@ static inline __attribute__((always_inline)) void eo_rows(const int R, const int
                                                           int64_t a_col, const float *al,
                                                           const float *bl, int64_t bstride,
                                                           int64_t kb, __mmask16 m0,
-                                                          __mmask16 m1, __m512 (*out)[2])
+                                                          __mmask16 m1, int vo,
+                                                          __m512 (*out)[2])
 {
+    /* V = 1: the vector vo alone */
+    if (V == 1 && vo) bl += 16, m0 = m1;
     __m512 E[8][2], O[8][2];
     const float *ar[8];
     for (int r = 0; r < R; r++) {
@@ -339,29 +342,29 @@ static inline __attribute__((always_inline)) void eo_rows(const int R, const int
         }
     }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < V; v++) out[rows[r]][v] = _mm512_add_ps(E[r][v], O[r][v]);
+        for (int v = 0; v < V; v++) out[rows[r]][v + vo] = _mm512_add_ps(E[r][v], O[r][v]);
 }
 
-/* The two-chain sums of the tile's rows with a mask (fix[i] != 0), into out[i][0] and, where
- * some row's mask reaches the second vector, out[i][1]: up to 8 rows a pass on one vector, 4
- * on two (16 accumulators). */
+/* The two-chain sums of the tile's rows with a mask (fix[i] != 0), into out[i][v] for the
+ * vectors v the masks reach: up to 8 rows a pass on one vector, 4 on two (16 accumulators). */
 static __attribute__((noinline)) void two_chains(int mr, int nv, const uint32_t *fix,
                                                  const tile_env *e, const float *al,
                                                  const float *bl, int64_t bstride, int64_t kb,
                                                  __mmask16 m0, __mmask16 m1, __m512 (*out)[2])
 {
     int rows[MR], cnt = 0;
-    bool hi = false;
+    uint32_t any = 0;
     for (int i = 0; i < mr; i++)
-        if (fix[i]) rows[cnt++] = i, hi |= (fix[i] >> 16) != 0;
-    const bool two = nv > 1 && hi;
-    const int per = two ? 4 : 8;
+        if (fix[i]) rows[cnt++] = i, any |= fix[i];
+    /* both vectors, or the one the masks reach */
+    const bool two = nv > 1 && (any >> 16) && (any & 0xffffu);
+    const int vo = nv > 1 && !(any & 0xffffu), per = two ? 4 : 8;
     for (int s = 0; s < cnt; s += per) {
         const int c = cnt - s < per ? cnt - s : per, *rs = rows + s;
         const int64_t ar = e->a_row, ac = e->a_col;
 #define EO_CASE(R, V)                                                                    \
     case R:                                                                              \
-        eo_rows(R, V, rs, ar, ac, al, bl, bstride, kb, m0, m1, out);                     \
+        eo_rows(R, V, rs, ar, ac, al, bl, bstride, kb, m0, m1, vo, out);                 \
         break;
         if (two) {
             switch (c) {
@@ -387,7 +390,7 @@ static inline __attribute__((always_inline)) void tile(const int MR_, const int 
                                                        float *c, int64_t nc, const float *bias,
                                                        const uint32_t *fix)
 {
-    __m512 acc[MR][2], sum[MR][2];
+    __m512 acc[MR][2], sum[MR][2], two[MR][2];
     const __mmask16 m0 = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1u);
     const __mmask16 m1 = nc >= 32 ? (__mmask16)0xffff
                          : nc > 16 ? (__mmask16)((1u << (nc - 16)) - 1u) : (__mmask16)0;
@@ -406,6 +409,11 @@ static inline __attribute__((always_inline)) void tile(const int MR_, const int 
     const int64_t k = e->k;
     for (int64_t l0 = e->l_begin; l0 < e->l_end;) {
         int64_t kb = kblock(e->ord, k - l0);
+        /* the two-chain sums first, while no accumulator is live across the call */
+        const bool two_now = fix && kb >= 8;
+        if (two_now)
+            two_chains(MR_, NV, fix, e, a + l0 * e->a_col, bp + l0 * bstride, bstride, kb, m0,
+                       m1, two);
         for (int i = 0; i < MR_; i++)
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
         const float *al = a + l0 * e->a_col;
@@ -432,11 +440,8 @@ static inline __attribute__((always_inline)) void tile(const int MR_, const int 
                 }
             }
         }
-        if (fix && kb >= 8) {
+        if (two_now) {
             /* the elements OpenBLAS's Haswell kernel sums as two chains */
-            __m512 two[MR][2];
-            two_chains(MR_, NV, fix, e, a + l0 * e->a_col, bp + l0 * bstride, bstride, kb, m0,
-                       m1, two);
             for (int i = 0; i < MR_; i++)
                 for (int v = 0; v < NV; v++) {
                     __mmask16 mk = (__mmask16)(v ? fix[i] >> 16 : fix[i] & 0xffffu);
@@ -547,7 +552,7 @@ static void run_tile(const tiles_job *J, const tile_env *e, int64_t rb, int64_t 
     for (int64_t r = rb * MB; r < r1; r += MR) {
         int mr = (int)(r1 - r < MR ? r1 - r : MR);
         uint32_t fm[MR], any = 0;
-        if (e->ord->ntm)
+        if (e->ord->ntm && !getenv("VN_NOFIX"))
             for (int i = 0; i < mr; i++) any |= fm[i] = two_chain_mask(e->ord, r + i, q);
         tile_any(mr, e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc, bias,
                  any ? fm : NULL);

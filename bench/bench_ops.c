@@ -390,12 +390,18 @@ static void bench_gemm_shape(int reps, vn_ctx *ctx, int kind, int64_t m, int64_t
     } else {
         j.g.a_row = 1, j.g.a_col = m, j.g.ldb = n, j.g.init = VN__GEMM_ZERO;
     }
-    double tb[MAX_REPS], to[MAX_REPS];
+    double tb[MAX_REPS], to[MAX_REPS], ts[MAX_REPS], th[MAX_REPS];
     gemm_blas_run(&j);
     bool ok = gemm_ours_run(&j) >= 0;
     for (int r = 0; ok && r < reps; r++) {
         tb[r] = gemm_blas_run(&j);
         to[r] = gemm_ours_run(&j);
+        /* ours in each of the two summation orders (OpenBLAS's SkylakeX and Haswell ones) */
+        vn__gemm_set_order(0);
+        ts[r] = gemm_ours_run(&j);
+        vn__gemm_set_order(1);
+        th[r] = gemm_ours_run(&j);
+        vn__gemm_set_order(-1);
     }
     static const char *kinds[] = {"fwd", "dx", "dw"};
     double f = 2.0 * (double)m * (double)n * (double)k;
@@ -404,10 +410,12 @@ static void bench_gemm_shape(int reps, vn_ctx *ctx, int kind, int64_t m, int64_t
                what, kinds[kind], (long long)m, (long long)n, (long long)k, VN__GEMM_MIN_MACS);
     } else {
         double mb = median(tb, reps), mo = median(to, reps);
+        double ms = median(ts, reps), mh = median(th, reps);
         printf("%-22s %-3s %6lld %5lld %5lld  OpenBLAS %7.3f ms %6.1f GF/s  ours %7.3f ms %6.1f "
-               "GF/s  %5.2fx  default: %s\n", what, kinds[kind], (long long)m, (long long)n,
-               (long long)k, mb * 1e3, f / mb * 1e-9, mo * 1e3, f / mo * 1e-9, mb / mo,
-               vn__gemm_prefers(&j.g) ? "ours" : "OpenBLAS");
+               "GF/s  %5.2fx  default: %-8s  ours in SkylakeX / Haswell order %7.3f / %7.3f ms "
+               "(%.2fx)\n", what, kinds[kind], (long long)m, (long long)n, (long long)k,
+               mb * 1e3, f / mb * 1e-9, mo * 1e3, f / mo * 1e-9, mb / mo,
+               vn__gemm_prefers(&j.g) ? "ours" : "OpenBLAS", ms * 1e3, mh * 1e3, mh / ms);
     }
     free(a), free(b), free(c), free(bias);
 }
@@ -420,7 +428,8 @@ static void bench_gemm(int reps, vn_ctx *ctx)
     }
     vn__gemm_set_mode(2);
     printf("gemm: the products of the 1x1 and patchify convs (m x n x k; dw: n x k over m "
-           "rows), OpenBLAS %s kernels\n", vn_blas_core());
+           "rows), OpenBLAS %s kernels; ours in the order it sums in (%s), and in each of the "
+           "two orders\n", vn_blas_core(), vn__gemm_order() ? "Haswell" : "SkylakeX");
     /* The Fashion-MNIST model, batch 128 at 28 px (rows 6272 at 7x7, 1152 at 3x3); the
      * weight gradients in the 2,048-row chunks ops_conv.c splits them into. */
     static const struct { int kind; int64_t m, n, k; const char *what; } shapes[] = {
