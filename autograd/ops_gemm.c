@@ -28,16 +28,18 @@
  * level3_thread.c of 0.3.21, built generic in a DYNAMIC_ARCH library: SWITCH_RATIO 2, no
  * rounding of the parts) and the parameters of the kernels it runs. */
 
-/* The orders: SkylakeX's kernel (any kernel set other than the next is summed so, and only
- * SkylakeX's gives those bytes; Cooperlake's, say, differs by rounding), and Haswell's (also
- * Zen's: the same sgemm kernel and blocking). */
-enum { FAM_SKX, FAM_HSW };
+/* The orders: SkylakeX's kernel (one chain per element and block, GEMM_Q 448; any kernel set
+ * but the next two is summed so, and differs from its own by rounding), Haswell's (also
+ * Zen's: the same sgemm kernel and blocking, GEMM_Q 320, some elements in two chains), and
+ * Cooperlake's (also SapphireRapids': SkylakeX's sgemm kernel with GEMM_Q 320). */
+enum { FAM_SKX, FAM_HSW, FAM_CPL };
 
 static int order_state = -1; /* vn__gemm_set_order: -1 follow OpenBLAS */
 
 void vn__gemm_set_order(int family)
 {
-    __atomic_store_n(&order_state, family == 0 || family == 1 ? family : -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&order_state, family >= FAM_SKX && family <= FAM_CPL ? family : -1,
+                     __ATOMIC_RELAXED);
 }
 
 int vn__gemm_order(void)
@@ -45,7 +47,10 @@ int vn__gemm_order(void)
     int f = __atomic_load_n(&order_state, __ATOMIC_RELAXED);
     if (f >= 0) return f;
     const char *core = vn_blas_core();
-    return core && (!strcasecmp(core, "Haswell") || !strcasecmp(core, "Zen")) ? FAM_HSW : FAM_SKX;
+    if (core && (!strcasecmp(core, "Haswell") || !strcasecmp(core, "Zen"))) return FAM_HSW;
+    if (core && (!strcasecmp(core, "Cooperlake") || !strcasecmp(core, "SapphireRapids")))
+        return FAM_CPL;
+    return FAM_SKX;
 }
 
 /* OpenBLAS's threads for a call from here: OpenMP's, 1 inside a parallel region (the
@@ -231,7 +236,7 @@ static bool plan_order(sum_order *o, int64_t m, int64_t n)
     int family = vn__gemm_order(), ntm, ntn;
     thread_grid(m, n, blas_threads(), &ntm, &ntn);
     const int nt = ntm * ntn;
-    *o = (sum_order){.q = family == FAM_HSW ? 320 : 448, .um = family == FAM_HSW ? 8 : 16,
+    *o = (sum_order){.q = family == FAM_SKX ? 448 : 320, .um = family == FAM_HSW ? 8 : 16,
                      .threaded = nt > 1};
     if (family != FAM_HSW) return true;
     const int parts = o->threaded ? ntm : 1, stride = 3 + parts;

@@ -7,8 +7,9 @@
  * weights), and the bias goes into the accumulators' final add instead of a separate pass.
  *
  * Same bytes as OpenBLAS's sgemm on every product larger than VN__GEMM_MIN_MACS, where it
- * runs its SkylakeX kernel (the kernel `vanilla` selects on AVX-512 CPUs) or its Haswell or
- * Zen kernel (AVX2 CPUs, and AVX-512 ones held to those kernels by OPENBLAS_CORETYPE): each
+ * runs its SkylakeX kernel (the kernel `vanilla` selects on AVX-512 CPUs OpenBLAS does not
+ * know), its Cooperlake or SapphireRapids kernel (the same sgemm kernel, other blocking), or
+ * its Haswell or Zen kernel (AVX2 CPUs, and AVX-512 ones held to those by OPENBLAS_CORETYPE): each
  * element of C is summed as OpenBLAS would sum it in the same call on the same number of
  * threads. The inner dimension is cut into blocks where its level-3 driver cuts it (GEMM_Q
  * 448 or 320 while at least twice that remains, then the larger half on several threads or
@@ -81,7 +82,8 @@ bool vn__gemm_prefers(const vn__gemm_args *g);
 bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g);
 
 /* The summation order the kernels follow: 0 OpenBLAS's SkylakeX kernel's, 1 its Haswell
- * kernel's (also Zen's); vn__gemm_order says which applies, from the kernel OpenBLAS runs (any
+ * kernel's (also Zen's), 2 its Cooperlake kernel's (also SapphireRapids': SkylakeX's kernel,
+ * Haswell's blocking); vn__gemm_order says which applies, from the kernel OpenBLAS runs (any
  * other: 0), or the one vn__gemm_set_order fixed (for tests; -1 follows OpenBLAS again). */
 int vn__gemm_order(void);
 void vn__gemm_set_order(int family);

@@ -62,11 +62,12 @@ static bool skylakex(void)
     return c && !strcmp(c, "SkylakeX");
 }
 
-/* Whether OpenBLAS runs a kernel whose order the library follows (SkylakeX, Haswell, Zen). */
+/* Whether OpenBLAS runs a kernel whose order the library follows. */
 static bool order_known(void)
 {
     const char *c = openblas_get_corename();
-    return c && (!strcmp(c, "SkylakeX") || !strcmp(c, "Haswell") || !strcmp(c, "Zen"));
+    return c && (!strcmp(c, "SkylakeX") || !strcmp(c, "Haswell") || !strcmp(c, "Zen") ||
+                 !strcmp(c, "Cooperlake") || !strcmp(c, "SapphireRapids"));
 }
 
 /* C through OpenBLAS, as ops_conv.c called it before these kernels. */
@@ -152,7 +153,8 @@ END_TEST
 /* ---- an emulation of OpenBLAS's sgemm, from its loops -----------------------------------
  * driver/level3/level3.c and level3_thread.c (0.3.21, compiled generic in Debian's
  * DYNAMIC_ARCH build: SWITCH_RATIO 2, parts not rounded), and the order its kernels sum in:
- * SkylakeX's one chain of fused multiply-adds per element and block; Haswell's (Zen's) the
+ * SkylakeX's (and Cooperlake's) one chain of fused multiply-adds per element and block;
+ * Haswell's (Zen's) the
  * same except in the 8x6 corner tiles of its 12-column blocks and in its 8x4 blocks, which sum
  * the even and odd indices of the first multiple of 8 in two chains (the rest onto the even
  * one) and add them. In OpenBLAS's terms (column-major): M is our n, N our m. */
@@ -227,10 +229,13 @@ static int64_t emu_first_chunk(const emu *s, int64_t len)
     return len > s->p ? (len / 2 + s->um - 1) / s->um * s->um : len;
 }
 
-/* C = init + A B as OpenBLAS computes it on `threads` threads. */
-static void emu_gemm(const vn__gemm_args *g, bool hsw, int threads, float *c)
+/* C = init + A B as OpenBLAS computes it on `threads` threads, with its SkylakeX (family 0),
+ * Haswell (1) or Cooperlake (2: SkylakeX's kernel, GEMM_P 640 and GEMM_Q 320) kernel. */
+static void emu_gemm(const vn__gemm_args *g, int family, int threads, float *c)
 {
-    emu s = {g, hsw, hsw ? 320 : 448, hsw ? 8 : 16, hsw ? 320 : 448, hsw ? 104512 : 1 << 30, c};
+    const bool hsw = family == 1;
+    emu s = {g, hsw, family ? 320 : 448, hsw ? 8 : 16, family == 2 ? 640 : family ? 320 : 448,
+             hsw ? 104512 : 1 << 30, c};
     const int64_t M = g->n, N = g->m, K = g->k;
     for (int64_t i = 0; i < N; i++)
         for (int64_t j = 0; j < M; j++)
@@ -337,13 +342,13 @@ static const gcase emu_cases[] = {
 };
 #define N_EMU ((int)(sizeof emu_cases / sizeof emu_cases[0]))
 
-/* Both orders (SkylakeX's, Haswell's) on any machine: the kernels against the emulation, on
- * 1, 2 and 3 threads (the emulation told the same count), byte for byte. */
+/* The three orders (SkylakeX's, Haswell's, Cooperlake's) on any machine: the kernels against
+ * the emulation, on 1, 2 and 3 threads (the emulation told the same count), byte for byte. */
 START_TEST(same_as_emulation)
 {
     if (!vn__gemm_compiled()) return;
-    const gcase *t = &emu_cases[_i / 6];
-    const int init = _i % 3, family = (_i / 3) % 2;
+    const gcase *t = &emu_cases[_i / 9];
+    const int init = _i % 3, family = (_i / 3) % 3;
     if (init == VN__GEMM_BIAS && t->kind != 0) return;
     int64_t na = t->m * t->k, nb = t->n * t->k, nc = t->m * t->n;
     float *a = malloc((size_t)na * sizeof *a), *b = malloc((size_t)nb * sizeof *b);
@@ -362,14 +367,15 @@ START_TEST(same_as_emulation)
         vn_set_threads(threads);
         memcpy(want, c0, (size_t)nc * sizeof(float));
         vn__gemm_args w = args_of(t, a, b, bias, init, want);
-        emu_gemm(&w, family == 1, threads, want);
+        emu_gemm(&w, family, threads, want);
         memcpy(got, c0, (size_t)nc * sizeof(float));
         vn__gemm_args g = args_of(t, a, b, bias, init, got);
         ck_assert(vn__gemm(ctx, &g));
         int64_t first, bad = count_diff(got, want, nc, &first);
         ck_assert_msg(bad == 0, "%s order, kind %d, %lld x %lld x %lld, init %d, %d threads: "
                       "%lld of %lld elements differ from the emulation (first at %lld: %.9g "
-                      "against %.9g)", family ? "Haswell" : "SkylakeX", t->kind,
+                      "against %.9g)",
+                      family == 2 ? "Cooperlake" : family ? "Haswell" : "SkylakeX", t->kind,
                       (long long)t->m, (long long)t->n, (long long)t->k, init, threads,
                       (long long)bad, (long long)nc, (long long)first,
                       first >= 0 ? got[first] : 0.0, first >= 0 ? want[first] : 0.0);
@@ -396,14 +402,14 @@ START_TEST(emulation_is_openblas)
     vn_test_fill_uniform(a, na, 900 + (uint64_t)_i, -1.0f, 1.0f);
     vn_test_fill_uniform(b, nb, 1000 + (uint64_t)_i, -1.0f, 1.0f);
     vn_test_fill_uniform(bias, t->n, 1100, -0.5f, 0.5f);
-    const bool hsw = vn__gemm_order() == 1;
+    const int family = vn__gemm_order();
     for (int threads = 1; threads <= 3; threads++) {
         vn_set_threads(threads);
         vn_test_fill_uniform(want, nc, 1200, -2.0f, 2.0f);
         memcpy(got, want, (size_t)nc * sizeof(float));
         blas_ref(t, a, b, bias, init, want);
         vn__gemm_args g = args_of(t, a, b, bias, init, got);
-        emu_gemm(&g, hsw, threads, got);
+        emu_gemm(&g, family, threads, got);
         int64_t first, bad = count_diff(got, want, nc, &first);
         ck_assert_msg(bad == 0, "OpenBLAS %s, kind %d, %lld x %lld x %lld, init %d, %d threads: "
                       "%lld of %lld elements of the emulation differ (first at %lld)",
@@ -609,7 +615,7 @@ START_TEST(weight_gradient_blocks)
     } else if (vn__gemm_compiled()) {
         gcase t = {2, co, ci, rows};
         vn__gemm_args g = args_of(&t, seed, x->data, NULL, VN__GEMM_ZERO, want);
-        emu_gemm(&g, vn__gemm_order() == 1, vn_get_threads(), want);
+        emu_gemm(&g, vn__gemm_order(), vn_get_threads(), want);
         ck_assert_msg(!memcmp(want, w->grad, (size_t)(co * ci) * sizeof(float)),
                       "%lld outputs: the weight gradient differs from the one product in "
                       "OpenBLAS's order (emulated)", (long long)co);
@@ -645,13 +651,13 @@ int main(int argc, char **argv)
     if (!vn__gemm_compiled())
         printf("test_gemm: this build has no AVX-512 kernels; only the OpenBLAS path is tested\n");
     else if (!order_known())
-        printf("test_gemm: OpenBLAS runs its %s kernel, not SkylakeX's or Haswell's: compared "
-               "within 1e-5, not byte for byte\n", openblas_get_corename());
+        printf("test_gemm: OpenBLAS runs its %s kernel, none whose order the library follows: "
+               "compared within 1e-5, not byte for byte\n", openblas_get_corename());
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, same_as_openblas, 0, N_CASES * 3);
-    tcase_add_loop_test(tc, same_as_emulation, 0, N_EMU * 6);
+    tcase_add_loop_test(tc, same_as_emulation, 0, N_EMU * 9);
     tcase_add_loop_test(tc, emulation_is_openblas, 0, N_EMU * 3);
     tcase_add_test(tc, inner_blocks);
     tcase_add_test(tc, default_follows_openblas);
