@@ -53,33 +53,6 @@ int vn__gemm_order(void)
     return FAM_SKX;
 }
 
-/* OpenBLAS's threads for a call from here: OpenMP's, 1 inside a parallel region (the
- * library's pool runs its pieces with OpenMP at 1 thread), at most its MAX_THREADS (64 in
- * Debian's build). */
-static int blas_threads(void)
-{
-    if (omp_in_parallel()) return 1;
-    int t = omp_get_max_threads();
-    return t < 1 ? 1 : t > 64 ? 64 : t;
-}
-
-/* How the driver cuts the threads: nthreads_m parts of M (our n), nthreads_n of N (our m). */
-static void thread_grid(int64_t m, int64_t n, int T, int *ntm, int *ntn)
-{
-    int a = 1, b = 1;
-    if (T > 1) {
-        if (n >= 4) {
-            a = T;
-            while (n < 2 * (int64_t)a) a /= 2;
-        }
-        if (m >= 2 * (int64_t)a) {
-            int64_t w = (m + 2 * a - 1) / (2 * a);
-            b = (int64_t)a * w > T ? T / a : (int)w;
-        }
-    }
-    *ntm = a, *ntn = b;
-}
-
 int64_t vn__gemm_kblock(int64_t q, int64_t um, bool threaded, int64_t rem)
 {
     if (rem >= 2 * q) return q;
@@ -155,6 +128,33 @@ typedef struct {
     int64_t l_begin, l_end; /* the inner indices of this pass: whole blocks, from 0 to k */
     const struct sum_order *ord;
 } tile_env;
+
+/* OpenBLAS's threads for a call from here: OpenMP's, 1 inside a parallel region (the
+ * library's pool runs its pieces with OpenMP at 1 thread), at most its MAX_THREADS (64 in
+ * Debian's build). */
+static int blas_threads(void)
+{
+    if (omp_in_parallel()) return 1;
+    int t = omp_get_max_threads();
+    return t < 1 ? 1 : t > 64 ? 64 : t;
+}
+
+/* How the driver cuts the threads: nthreads_m parts of M (our n), nthreads_n of N (our m). */
+static void thread_grid(int64_t m, int64_t n, int T, int *ntm, int *ntn)
+{
+    int a = 1, b = 1;
+    if (T > 1) {
+        if (n >= 4) {
+            a = T;
+            while (n < 2 * (int64_t)a) a /= 2;
+        }
+        if (m >= 2 * (int64_t)a) {
+            int64_t w = (m + 2 * a - 1) / (2 * a);
+            b = (int64_t)a * w > T ? T / a : (int)w;
+        }
+    }
+    *ntm = a, *ntn = b;
+}
 
 /* How this product is summed: OpenBLAS's inner blocks, and with its Haswell kernel which
  * elements are two chains. */
