@@ -188,13 +188,13 @@ static int64_t dw_col_blocks(int64_t co, int64_t k, int64_t rows, int64_t nch)
  * block of the inner dimension: it ran at a fifth of the forward's speed, far worse when
  * another process shares the cores. Where the library's kernels are built (AVX-512) they
  * take it whole, whatever the default choice says: block by block of the inner dimension in
- * one parallel loop (ops_gemm.c), each element summed as OpenBLAS's SkylakeX or Haswell
- * kernels sum the one product, so the bytes of the builds before any split. With
- * VN_GEMM=blas, one OpenBLAS call, as before (its bytes, its speed). Elsewhere (a build without those kernels) the rows
- * are split into fixed chunks, each chunk's product (single-threaded inside the parallel
- * loop) goes to its own partial sum, and the partials are added in chunk order: one
- * parallel loop, and the same bytes for any thread count. Wide layers, whose partial sums
- * would be large, keep the one product either way. */
+ * one parallel loop (ops_gemm.c), each element summed as OpenBLAS's kernels sum the one
+ * product (SkylakeX, Cooperlake, Haswell, Zen), so the bytes of the builds before any split.
+ * With VN_GEMM=blas, one OpenBLAS call, as before (its bytes, its speed). Elsewhere (a build
+ * without those kernels) the rows are split into fixed chunks, each chunk's product
+ * (single-threaded inside the parallel loop) goes to its own partial sum, and the partials
+ * are added in chunk order: one parallel loop, and the same bytes for any thread count.
+ * Wide layers, whose partial sums would be large, keep the one product either way. */
 typedef struct {
     vn_ctx *ctx;
     int64_t co, k, m, nch, ncb, part;
