@@ -582,8 +582,8 @@ START_TEST(convs_same_bytes)
 END_TEST
 
 /* The weight gradient of a 1x1 conv over 6,272 rows (128 to 160 channels). Where the
- * kernels are built it is one product (whatever vn__gemm_prefers says), summed in the
- * defined order, so OpenBLAS's SkylakeX bytes; with VN_GEMM=blas one OpenBLAS call, its
+ * kernels are built it is one product (whatever vn__gemm_prefers says), summed in OpenBLAS's
+ * order (the emulation's), so OpenBLAS's bytes; with VN_GEMM=blas one OpenBLAS call, its
  * bytes on any machine; in builds without the kernels four chunks of 2,048 rows (the last of
  * 128), whose products ops_conv.c cuts into column blocks, equal to the chunk products taken
  * whole added in chunk order. */
