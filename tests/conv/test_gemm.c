@@ -5,10 +5,11 @@
  *    inner dimensions cut into one, two and several blocks, and the shapes of the Fashion-MNIST
  *    model and vanillanet_5, on 1, 2 and 3 threads (OpenBLAS's and ours): the same bytes
  *    (memcmp) where OpenBLAS runs its SkylakeX kernel (which `vanilla` selects on AVX-512
- *    CPUs) or its Haswell or Zen kernel (AVX2 CPUs, and AVX-512 ones pinned to it), within
- *    2e-6 x k otherwise;
- *  - on any machine, both orders (SkylakeX's and Haswell's) against an emulation of
- *    OpenBLAS's driver and kernels written here from their loops, byte for byte;
+ *    CPUs it does not know), its Cooperlake or SapphireRapids kernel, or its Haswell or Zen
+ *    kernel (AVX2 CPUs, and AVX-512 ones pinned to it), within 2e-6 x k otherwise;
+ *  - on any machine, the three orders (SkylakeX's, Haswell's, Cooperlake's) against an
+ *    emulation of OpenBLAS's driver and kernels written here from their loops, byte for byte,
+ *    and the emulation against OpenBLAS itself where it runs one of those kernels;
  *  - products of at most VN__GEMM_MIN_MACS multiply-adds are left to OpenBLAS;
  *  - the inner-dimension blocks OpenBLAS's drivers cut;
  *  - the conv ops (1x1 and patchify, forward and every gradient, a weight-gradient split in
@@ -154,10 +155,9 @@ END_TEST
  * driver/level3/level3.c and level3_thread.c (0.3.21, compiled generic in Debian's
  * DYNAMIC_ARCH build: SWITCH_RATIO 2, parts not rounded), and the order its kernels sum in:
  * SkylakeX's (and Cooperlake's) one chain of fused multiply-adds per element and block;
- * Haswell's (Zen's) the
- * same except in the 8x6 corner tiles of its 12-column blocks and in its 8x4 blocks, which sum
- * the even and odd indices of the first multiple of 8 in two chains (the rest onto the even
- * one) and add them. In OpenBLAS's terms (column-major): M is our n, N our m. */
+ * Haswell's (Zen's) the same except in the 8x6 corner tiles of its 12-column blocks and in its
+ * 8x4 blocks, which sum the even and odd indices of the first multiple of 8 in two chains (the
+ * rest onto the even one) and add them. In OpenBLAS's terms (column-major): M is our n, N our m. */
 typedef struct {
     const vn__gemm_args *g;
     bool hsw;
