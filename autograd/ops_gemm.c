@@ -34,6 +34,26 @@
  * Cooperlake's (also SapphireRapids': SkylakeX's sgemm kernel with GEMM_Q 320). */
 enum { FAM_SKX, FAM_HSW, FAM_CPL };
 
+/* OpenBLAS's kernel set, read once: its order family, and whether it is one of its AVX-512
+ * sets (SkylakeX, Cooperlake, SapphireRapids). */
+enum { CORE_UNREAD = -1, CORE_OTHER, CORE_SKX, CORE_HSW, CORE_CPL };
+
+static int blas_core_kind(void)
+{
+    static int state = CORE_UNREAD;
+    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (s == CORE_UNREAD) {
+        const char *c = vn_blas_core();
+        s = !c ? CORE_OTHER
+            : !strcasecmp(c, "SkylakeX") ? CORE_SKX
+            : !strcasecmp(c, "Haswell") || !strcasecmp(c, "Zen") ? CORE_HSW
+            : !strcasecmp(c, "Cooperlake") || !strcasecmp(c, "SapphireRapids") ? CORE_CPL
+            : CORE_OTHER;
+        __atomic_store_n(&state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+
 static int order_state = -1; /* vn__gemm_set_order: -1 follow OpenBLAS */
 
 void vn__gemm_set_order(int family)
@@ -46,11 +66,8 @@ int vn__gemm_order(void)
 {
     int f = __atomic_load_n(&order_state, __ATOMIC_RELAXED);
     if (f >= 0) return f;
-    const char *core = vn_blas_core();
-    if (core && (!strcasecmp(core, "Haswell") || !strcasecmp(core, "Zen"))) return FAM_HSW;
-    if (core && (!strcasecmp(core, "Cooperlake") || !strcasecmp(core, "SapphireRapids")))
-        return FAM_CPL;
-    return FAM_SKX;
+    int k = blas_core_kind();
+    return k == CORE_HSW ? FAM_HSW : k == CORE_CPL ? FAM_CPL : FAM_SKX;
 }
 
 int64_t vn__gemm_kblock(int64_t q, int64_t um, bool threaded, int64_t rem)
@@ -84,20 +101,13 @@ void vn__gemm_set_mode(int mode)
 
 bool vn__gemm_blas_only(void) { return gemm_mode() == 0; }
 
-/* Whether OpenBLAS runs AVX-512 kernels of its own (read once). An OpenBLAS older than the
- * CPU, or one held to its AVX2 kernels by OPENBLAS_CORETYPE (as some machines are, where that
- * build's AVX-512 kernels misbehave), runs at half the rate of these kernels. */
+/* Whether OpenBLAS runs AVX-512 kernels of its own. An OpenBLAS older than the CPU, or one
+ * held to its AVX2 kernels by OPENBLAS_CORETYPE (as some machines are, where that build's
+ * AVX-512 kernels misbehave), runs at half the rate of these kernels. */
 static bool blas_has_avx512(void)
 {
-    static int state = -1;
-    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
-    if (s < 0) {
-        const char *core = vn_blas_core();
-        s = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
-                     !strcasecmp(core, "SapphireRapids"));
-        __atomic_store_n(&state, s, __ATOMIC_RELAXED);
-    }
-    return s;
+    int k = blas_core_kind();
+    return k == CORE_SKX || k == CORE_CPL;
 }
 
 /* Where these kernels beat OpenBLAS (measured on 2-core AVX-512 machines, 2 threads). Against
@@ -169,7 +179,8 @@ typedef struct sum_order {
     bool threaded;
     int ntm;       /* parts of the columns; 0: every element one chain (no plan) */
     uint16_t *row; /* per row of C: its kind in the pieces of its own region (bits 0-1), in a
-                    * whole buffer (bits 2-3), and its region's M part (from bit 4) */
+                    * whole buffer (bits 2-3), and its region's M part (from bit 4); in the
+                    * same pool block as pan, after it */
     uint32_t *pan; /* per panel of NR columns, 3 + ntm masks: the columns a kernel sums as two
                     * chains in rows of kind L, R, N4; then per M part the columns of that
                     * part's first row chunk (where its own region is cut into pieces) */
@@ -230,8 +241,9 @@ static void plan_chunk(sum_order *o, int64_t cs, int64_t mc, bool first, int par
     }
 }
 
-/* Fills o for an m x n product; false when out of memory. */
-static bool plan_order(sum_order *o, int64_t m, int64_t n)
+/* Fills o for an m x n product, the Haswell plan in one block of ctx's pool; false when there
+ * is no room (or no ctx). */
+static bool plan_order(sum_order *o, vn_ctx *ctx, int64_t m, int64_t n)
 {
     int family = vn__gemm_order(), ntm, ntn;
     thread_grid(m, n, blas_threads(), &ntm, &ntn);
@@ -241,12 +253,12 @@ static bool plan_order(sum_order *o, int64_t m, int64_t n)
     if (family != FAM_HSW) return true;
     const int parts = o->threaded ? ntm : 1, stride = 3 + parts;
     const int64_t np = (n + NR - 1) / NR;
-    o->row = malloc((size_t)m * sizeof *o->row);
-    o->pan = calloc((size_t)(np * stride), sizeof *o->pan);
-    if (!o->row || !o->pan) {
-        free(o->row), free(o->pan);
-        return false;
-    }
+    const size_t pan_bytes = (size_t)(np * stride) * sizeof *o->pan;
+    const size_t row_bytes = ((size_t)m * sizeof *o->row + 63) & ~(size_t)63;
+    o->pan = ctx ? vn__pool_alloc(ctx, pan_bytes + row_bytes) : NULL;
+    if (!o->pan) return false;
+    memset(o->pan, 0, pan_bytes);
+    o->row = (uint16_t *)((unsigned char *)o->pan + pan_bytes);
     o->ntm = parts;
     /* rows: the regions of N each N step is cut into (one per thread), each in two buffers;
      * single-threaded, steps of GEMM_R, each one buffer */
@@ -283,9 +295,9 @@ static bool plan_order(sum_order *o, int64_t m, int64_t n)
     return true;
 }
 
-static void plan_free(sum_order *o)
+static void plan_free(vn_ctx *ctx, sum_order *o)
 {
-    free(o->row), free(o->pan);
+    if (o->pan) vn__pool_free(ctx, o->pan);
 }
 
 /* The columns of panel q that row i of C sums as two chains. */
@@ -557,7 +569,7 @@ static void run_tile(const tiles_job *J, const tile_env *e, int64_t rb, int64_t 
     for (int64_t r = rb * MB; r < r1; r += MR) {
         int mr = (int)(r1 - r < MR ? r1 - r : MR);
         uint32_t fm[MR], any = 0;
-        if (e->ord->ntm && !getenv("VN_NOFIX"))
+        if (e->ord->ntm)
             for (int i = 0; i < mr; i++) any |= fm[i] = two_chain_mask(e->ord, r + i, q);
         tile_any(mr, e, g->a + r * g->a_row, bp, bstride, g->c + r * g->ldc + j0, nc, bias,
                  any ? fm : NULL);
@@ -652,15 +664,16 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
     if ((double)g->m * (double)g->n * (double)g->k <= VN__GEMM_MIN_MACS) return false;
     if (mode == 1 && !g->force && !vn__gemm_prefers(g)) return false;
     if (g->init == VN__GEMM_BIAS && !g->bias) return false;
-    /* OpenBLAS would sum it in the same order (out of memory: OpenBLAS does, same bytes) */
+    /* OpenBLAS would sum it in the same order (no room for the plan: OpenBLAS does, same
+     * bytes) */
     sum_order ord;
-    if (!plan_order(&ord, g->m, g->n)) return false;
+    if (!plan_order(&ord, ctx, g->m, g->n)) return false;
     float *packed = NULL;
     if (g->b_trans || pack_rows(g)) {
         int64_t np = (g->n + NR - 1) / NR;
         if (ctx) packed = vn__pool_alloc(ctx, (size_t)(np * NR * g->k) * sizeof(float));
         if (!packed) {
-            plan_free(&ord);
+            plan_free(ctx, &ord);
             return false;
         }
         pack(packed, g);
@@ -693,7 +706,7 @@ bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g)
         vn_par_for(tasks, m * n * g->k > VN_PAR_MIN_MACS, gemm_tiles, &J);
     }
     if (packed) vn__pool_free(ctx, packed);
-    plan_free(&ord);
+    plan_free(ctx, &ord);
     return true;
 }
 

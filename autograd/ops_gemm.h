@@ -77,7 +77,8 @@ bool vn__gemm_prefers(const vn__gemm_args *g);
 
 /* Computes the product when the kernels are available and the shape is one they take; returns
  * false (C untouched) otherwise, and the caller uses cblas_sgemm. ctx (may be NULL) lends the
- * scratch for a transposed B; without it, or when the pool has no room, false. Runs on the
+ * scratch for a transposed B and for the Haswell order's plan; without it, or when the pool
+ * has no room, false (OpenBLAS then gives the same bytes). Runs on the
  * threads of vn_par_for (one when called inside a parallel loop or region). */
 bool vn__gemm(vn_ctx *ctx, const vn__gemm_args *g);
 
